@@ -1,0 +1,3 @@
+/* pass.c — pass manager (STUB). */
+int pass_placeholder(void);
+int pass_placeholder(void) { return 0; }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what loom needs to build and test on Debian 12, only what is missing.
+# Run as root (CI and fresh machines are root); prints what it installs.
+set -euo pipefail
+pkgs=(cmake make gcc flex bison llvm-19-dev llvm-19-tools libcjson-dev libopenblas-dev
+      libopenmpi-dev openmpi-bin ocl-icd-opencl-dev pocl-opencl-icd libclblast-dev
+      python3 python3-pip)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Python reference implementations for the tests (NumPy): into whichever python3 is first on PATH.
+py=$(command -v python3)
+if ! "$py" -c 'import numpy' 2>/dev/null; then
+  echo "install-deps: pip install numpy for $py"
+  "$py" -m pip install -q numpy 2>/dev/null || "$py" -m pip install -q --break-system-packages numpy
+fi
