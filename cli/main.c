@@ -1,3 +1,43 @@
-/* main.c — the `loom` command (STUB). */
+/* main.c — `loom CMD ...`: picks the subcommand; each lives in cli/cmd_NAME.c. */
+#include "cli.h"
+
 #include <stdio.h>
-int main(void) { puts("loom"); return 0; }
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*run)(const cli_opts *);
+    const char *help;
+} commands[] = {
+    {"check", cmd_check, "check FILE [-D n=v]...      parse, verify and summarize a model"},
+    {"dump", cmd_dump, "dump FILE [--after=PASS]     print the graph IR"},
+    {"opt", cmd_opt, "opt FILE.lir --passes=a,b   run passes over textual IR"},
+    {"init", cmd_init, "init FILE -o W.safetensors  write initialized parameters"},
+    {"run", cmd_run, "run FILE --weights W --inputs I --outputs O [--target ref|cpu]"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: loom COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(out, "  loom %s\n", commands[i].help);
+    fprintf(out, "\ncommon options: -D name=value, --after=PASS, --passes=a,b, --time-passes\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            cli_opts o;
+            if (!cli_parse(argv[1], argc - 2, argv + 2, &o))
+                return 2;
+            return commands[i].run(&o);
+        }
+    fprintf(stderr, "loom: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,49 @@
+/* cli.h — the `loom` command: shared options and the subcommands (one file each, cmd_NAME.c). */
+#ifndef LOOM_CLI_H
+#define LOOM_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "frontend.h"
+#include "ir.h"
+
+#define CLI_MAX_DEFINES 64
+
+/* Options every subcommand shares; each takes the ones that make sense for it. */
+typedef struct {
+    const char *file;                 /* the model (.loom) or textual IR (.lir) */
+    fe_define defines[CLI_MAX_DEFINES];
+    int n_defines;
+    const char *after;                /* --after=PASS: print the IR after that pass */
+    const char *passes;               /* --passes=a,b,c */
+    bool time_passes;                 /* --time-passes */
+    const char *mesh;                 /* --mesh dp=2,tp=2 */
+    int rank;                         /* --rank N */
+    const char *target;               /* --target cpu|ref|cuda|opencl */
+    const char *weights, *inputs, *outputs, *out; /* --weights --inputs --outputs -o */
+    uint64_t seed;                    /* --seed */
+    bool stats;                       /* --stats */
+    const char *precision;            /* --precision f32|f64 (reference target) */
+    int n_extra;                      /* further positional arguments */
+    char *extra[64];
+} cli_opts;
+
+/* Parses argv (after the subcommand) into o. Unknown options and missing values are reported
+ * as "loom CMD: ..." on stderr; returns false then. */
+bool cli_parse(const char *cmd, int argc, char **argv, cli_opts *o);
+
+/* Loads o->file: textual IR when it ends in .lir, else a .loom model built with o->defines.
+ * Reports through d; NULL on error. */
+ir_graph *cli_load_graph(const cli_opts *o, ir_diag *d);
+
+/* Prints d's messages to stderr and returns the exit status: 0 if no errors, else 1. */
+int cli_finish(ir_diag *d);
+
+int cmd_check(const cli_opts *o);
+int cmd_dump(const cli_opts *o);
+int cmd_opt(const cli_opts *o);
+int cmd_init(const cli_opts *o);
+int cmd_run(const cli_opts *o);
+
+#endif

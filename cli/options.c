@@ -1,0 +1,148 @@
+/* options.c — the option parser shared by every subcommand, and model loading. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Options that take a value; `field` is the offset of the const char * that receives it. */
+static const struct {
+    const char *name;
+    size_t field;
+} valued[] = {
+    {"--after", offsetof(cli_opts, after)},       {"--passes", offsetof(cli_opts, passes)},
+    {"--mesh", offsetof(cli_opts, mesh)},         {"--target", offsetof(cli_opts, target)},
+    {"--weights", offsetof(cli_opts, weights)},   {"--inputs", offsetof(cli_opts, inputs)},
+    {"--outputs", offsetof(cli_opts, outputs)},   {"-o", offsetof(cli_opts, out)},
+    {"--precision", offsetof(cli_opts, precision)},
+};
+
+static bool add_define(const char *cmd, const char *text, cli_opts *o)
+{
+    const char *eq = strchr(text, '=');
+    if (!eq || eq == text || !eq[1]) {
+        fprintf(stderr, "loom %s: -D expects name=value, got '%s'\n", cmd, text);
+        return false;
+    }
+    if (o->n_defines == CLI_MAX_DEFINES) {
+        fprintf(stderr, "loom %s: more than %d -D options\n", cmd, CLI_MAX_DEFINES);
+        return false;
+    }
+    /* argv strings live for the whole run: split in place is not allowed (const), so copy */
+    static char store[CLI_MAX_DEFINES][256];
+    size_t n = (size_t)(eq - text);
+    if (n >= sizeof store[0] || strlen(eq + 1) >= sizeof store[0] - n - 1) {
+        fprintf(stderr, "loom %s: -D %s: too long\n", cmd, text);
+        return false;
+    }
+    char *s = store[o->n_defines];
+    memcpy(s, text, n);
+    s[n] = 0;
+    strcpy(s + n + 1, eq + 1);
+    o->defines[o->n_defines++] = (fe_define){s, s + n + 1};
+    return true;
+}
+
+static bool parse_int(const char *cmd, const char *opt, const char *v, long long lo, long long hi,
+                      long long *out)
+{
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "loom %s: %s expects an integer in [%lld, %lld], got '%s'\n", cmd, opt, lo, hi, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+bool cli_parse(const char *cmd, int argc, char **argv, cli_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "-D", 2) == 0) {
+            const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
+            if (!add_define(cmd, v, o))
+                return false;
+            continue;
+        }
+        if (strcmp(a, "--time-passes") == 0) {
+            o->time_passes = true;
+            continue;
+        }
+        if (strcmp(a, "--stats") == 0) {
+            o->stats = true;
+            continue;
+        }
+        const char *name_end = strchr(a, '=');
+        size_t name_len = name_end ? (size_t)(name_end - a) : strlen(a);
+        bool matched = false;
+        for (size_t k = 0; k < sizeof valued / sizeof *valued && !matched; k++) {
+            if (strlen(valued[k].name) != name_len || strncmp(a, valued[k].name, name_len) != 0)
+                continue;
+            const char *v = name_end ? name_end + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) {
+                fprintf(stderr, "loom %s: %s needs a value\n", cmd, valued[k].name);
+                return false;
+            }
+            *(const char **)((char *)o + valued[k].field) = v;
+            matched = true;
+        }
+        if (matched)
+            continue;
+        if (strncmp(a, "--seed", 6) == 0 || strncmp(a, "--rank", 6) == 0) {
+            const char *v = name_end ? name_end + 1 : (i + 1 < argc ? argv[++i] : "");
+            long long x;
+            bool seed = a[2] == 's';
+            if (!parse_int(cmd, seed ? "--seed" : "--rank", v, 0, seed ? (1LL << 62) : 1 << 20, &x))
+                return false;
+            if (seed)
+                o->seed = (uint64_t)x;
+            else
+                o->rank = (int)x;
+            continue;
+        }
+        if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "loom %s: unknown option '%s' (see loom --help)\n", cmd, a);
+            return false;
+        }
+        if (!o->file)
+            o->file = a;
+        else if (o->n_extra < 64)
+            o->extra[o->n_extra++] = argv[i];
+        else {
+            fprintf(stderr, "loom %s: too many arguments\n", cmd);
+            return false;
+        }
+    }
+    return true;
+}
+
+ir_graph *cli_load_graph(const cli_opts *o, ir_diag *d)
+{
+    if (!o->file) {
+        ir_diag_error(d, -1, 0, 0, "no input file given");
+        return NULL;
+    }
+    int file = ir_diag_load_file(d, o->file);
+    if (file < 0)
+        return NULL;
+    size_t n = strlen(o->file);
+    if (n > 4 && strcmp(o->file + n - 4, ".lir") == 0) {
+        if (o->n_defines) {
+            ir_diag_error(d, file, 0, 0, "-D applies to .loom models, not textual IR");
+            return NULL;
+        }
+        return ir_parse(d, file);
+    }
+    return fe_build(d, file, o->defines, o->n_defines);
+}
+
+int cli_finish(ir_diag *d)
+{
+    ir_diag_print(d, stderr);
+    int status = ir_diag_ok(d) ? 0 : 1;
+    ir_diag_free(d);
+    return status;
+}
