@@ -1,11 +1,30 @@
-/* cmd_opt.c — `loom opt` (STUB: being written). */
+/* cmd_opt.c — `loom opt FILE --passes=a,b [--after=PASS] [--time-passes]`: reads textual IR (or
+ * a model), runs the listed passes with the verifier between them, and prints the resulting IR
+ * to stdout. `--passes=` (empty) runs no pass, so `loom opt F --passes=` round-trips F; without
+ * --passes the default pipeline runs. With --after the IR is printed after that pass instead. */
 #include "cli.h"
+#include "pass.h"
 
 #include <stdio.h>
 
 int cmd_opt(const cli_opts *o)
 {
-    (void)o;
-    fprintf(stderr, "loom opt: not implemented yet\n");
-    return 1;
+    ir_diag d;
+    ir_diag_init(&d);
+    if (o->n_extra > 0) {
+        ir_diag_error(&d, -1, 0, 0, "opt: unexpected argument '%s' (one input file)", o->extra[0]);
+        return cli_finish(&d);
+    }
+    ir_graph *g = cli_load_graph(o, &d);
+    if (g) {
+        pass_options po = pass_options_default();
+        po.after = o->after;
+        po.time_passes = o->time_passes;
+        const char *pipeline = o->passes ? o->passes : pass_default_pipeline();
+        if (pass_run_pipeline(g, pipeline, &po, &d) && !o->after)
+            ir_print(g, stdout);
+        fflush(stdout);
+    }
+    ir_graph_free(g);
+    return cli_finish(&d);
 }

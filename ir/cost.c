@@ -1,57 +1,45 @@
-/* cost.c — forward FLOPs of every op (STUB). */
+/* cost.c — forward FLOPs of every op (the COST column of ops.def), for `loom check` and for
+ * choosing between plans. A multiply-add counts as 2. Costs read the node's inferred type and
+ * its operands' types, so they are valid only after shape inference. Data movement is free. */
 #include "ops_impl.h"
+#include "shape.h"
 
-double cost_attention(const ir_node *n)
-{
-    (void)n;
-    return 0;
-}
+static double numel(const ir_node *n) { return (double)ir_shape_numel(&n->shape); }
 
-double cost_ew(const ir_node *n)
-{
-    (void)n;
-    return 0;
-}
+/* sources, sinks, layout ops, embedding: no arithmetic */
+double cost_zero(const ir_node *n) { return 0; }
 
+/* elementwise (unary, binary, cast): one op per output element */
+double cost_ew(const ir_node *n) { return numel(n); }
+
+/* sum/mean/max: one op per input element */
+double cost_reduce(const ir_node *n) { return numel(n->in[0]); }
+
+/* softmax: max, subtract, exp, sum, divide per element */
+double cost_softmax(const ir_node *n) { return 5 * numel(n); }
+
+/* layernorm / rmsnorm: about 8 ops per element of x (statistics, normalize, scale, shift) */
+double cost_norm(const ir_node *n) { return 8 * numel(n->in[0]); }
+
+/* cross_entropy: a log-softmax over every logit */
+double cost_xent(const ir_node *n) { return 5 * numel(n->in[0]); }
+
+/* rope: two products and a sum per output element, plus the angle (about 6 per element) */
+double cost_rope(const ir_node *n) { return 6 * numel(n); }
+
+/* matmul [..., M, K] x [..., K, N]: 2*M*N*K per output batch element */
 double cost_matmul(const ir_node *n)
 {
-    (void)n;
-    return 0;
+    const ir_shape *a = &n->in[0]->shape;
+    int64_t K = ir_attr_int(n, "transpose_a") ? a->dim[a->rank - 2] : a->dim[a->rank - 1];
+    return 2 * numel(n) * (double)K; /* numel(out) = batch * M * N */
 }
 
-double cost_norm(const ir_node *n)
+/* attention q [B, H, T, D], k [B, G, S, D], v [B, G, S, E]: per (b, h), scores q.k (2*pairs*D)
+ * and the weighted sum of v (2*pairs*E), over all T*S pairs or the causal ones. */
+double cost_attention(const ir_node *n)
 {
-    (void)n;
-    return 0;
+    const ir_shape *q = &n->in[0]->shape, *k = &n->in[1]->shape, *v = &n->in[2]->shape;
+    double pairs = (double)ir_attention_pairs(q->dim[2], k->dim[2], ir_attr_int(n, "causal") != 0);
+    return (double)(q->dim[0] * q->dim[1]) * (2 * pairs * (double)q->dim[3] + 2 * pairs * (double)v->dim[3]);
 }
-
-double cost_reduce(const ir_node *n)
-{
-    (void)n;
-    return 0;
-}
-
-double cost_rope(const ir_node *n)
-{
-    (void)n;
-    return 0;
-}
-
-double cost_softmax(const ir_node *n)
-{
-    (void)n;
-    return 0;
-}
-
-double cost_xent(const ir_node *n)
-{
-    (void)n;
-    return 0;
-}
-
-double cost_zero(const ir_node *n)
-{
-    (void)n;
-    return 0;
-}
-

@@ -1,3 +1,184 @@
-/* pass.c — pass manager (STUB). */
-int pass_placeholder(void);
-int pass_placeholder(void) { return 0; }
+/* pass.c — the pass manager: the registry of passes and the pipeline runner (see pass.h).
+ *
+ * The pipeline is a literal list of names; pass_run_pipeline checks the whole list first, then
+ * runs it with the verifier on the input and after each pass (verify_each), stopping at the
+ * first failure. --after prints the IR after the named pass and stops; --time-passes prints a
+ * table of wall times (one row per pass run, the verifier's total, the sum) to stderr.
+ */
+#include "pass.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The registry: every pass, in the order of the default pipeline where it is part of it. */
+static const pass_info passes[] = {
+    {"dce", pass_dce, "dead code elimination: drop nodes that reach no output"},
+    {"cse", pass_cse, "common subexpression elimination: merge identical pure nodes"},
+};
+#define N_PASSES ((int)(sizeof passes / sizeof *passes))
+
+const pass_info *pass_list(int *n)
+{
+    *n = N_PASSES;
+    return passes;
+}
+
+const pass_info *pass_lookup(const char *name)
+{
+    for (int i = 0; i < N_PASSES; i++)
+        if (strcmp(passes[i].name, name) == 0)
+            return &passes[i];
+    return NULL;
+}
+
+const char *pass_default_pipeline(void) { return "dce,cse"; }
+
+pass_options pass_options_default(void) { return (pass_options){NULL, false, true}; }
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* "dce, cse" into buf, for messages. */
+static const char *known_passes(char *buf, size_t cap)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < N_PASSES && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", passes[i].name);
+    return buf;
+}
+
+/* Splits names_csv into registry entries; reports and returns -1 on an unknown or empty name.
+ * *out (malloc'd, caller frees) receives the list. */
+static int resolve(const char *csv, const pass_info ***out, ir_diag *d)
+{
+    *out = NULL;
+    int n = 0, cap = 0;
+    const pass_info **list = NULL;
+    if (!*csv)
+        return 0; /* the empty pipeline */
+    for (const char *p = csv;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *s = p, *e = p + len;
+        while (s < e && (*s == ' ' || *s == '\t'))
+            s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        char name[64];
+        const pass_info *info = NULL;
+        if (e > s && (size_t)(e - s) < sizeof name) {
+            memcpy(name, s, (size_t)(e - s));
+            name[e - s] = 0;
+            info = pass_lookup(name);
+        }
+        if (!info) {
+            char known[256];
+            if (e == s)
+                ir_diag_error(d, -1, 0, 0, "empty pass name in pipeline '%s'", csv);
+            else
+                ir_diag_error(d, -1, 0, 0, "unknown pass '%.*s' (known passes: %s)", (int)(e - s > 60 ? 60 : e - s), s,
+                              known_passes(known, sizeof known));
+            free(list);
+            return -1;
+        }
+        ir_grow((void **)&list, &cap, n + 1, sizeof *list);
+        list[n++] = info;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    *out = list;
+    return n;
+}
+
+static bool verify(ir_graph *g, const char *when, ir_diag *d)
+{
+    if (ir_verify(g, d))
+        return true;
+    ir_diag_error(d, -1, 0, 0, "the IR is invalid %s", when);
+    return false;
+}
+
+static void print_times(const pass_info **list, const double *ms, int n_run, double verify_ms, FILE *out)
+{
+    double total = verify_ms;
+    for (int i = 0; i < n_run; i++)
+        total += ms[i];
+    double denom = total > 0 ? total : 1;
+    fprintf(out, "loom: pass timings (wall clock)\n");
+    fprintf(out, "%12s %7s  %s\n", "ms", "%", "pass");
+    for (int i = 0; i < n_run; i++)
+        fprintf(out, "%12.3f %6.1f%%  %s\n", ms[i], 100 * ms[i] / denom, list[i]->name);
+    fprintf(out, "%12.3f %6.1f%%  %s\n", verify_ms, 100 * verify_ms / denom, "(verify)");
+    fprintf(out, "%12.3f %6.1f%%  %s\n", total, total > 0 ? 100.0 : 0.0, "total");
+}
+
+bool pass_run_pipeline(ir_graph *g, const char *names_csv, const pass_options *opt, ir_diag *d)
+{
+    const pass_info **list;
+    int n = resolve(names_csv ? names_csv : "", &list, d);
+    if (n < 0)
+        return false;
+    int stop = -1; /* index of the pass after which to print and stop */
+    if (opt->after) {
+        for (int i = 0; i < n && stop < 0; i++)
+            if (strcmp(list[i]->name, opt->after) == 0)
+                stop = i;
+        if (stop < 0) {
+            char known[256];
+            if (!pass_lookup(opt->after))
+                ir_diag_error(d, -1, 0, 0, "--after: unknown pass '%s' (known passes: %s)", opt->after,
+                              known_passes(known, sizeof known));
+            else
+                ir_diag_error(d, -1, 0, 0, "--after: pass '%s' is not in the pipeline '%s'", opt->after, names_csv);
+            free(list);
+            return false;
+        }
+    }
+    double *ms = calloc((size_t)n + 1, sizeof *ms);
+    if (!ms)
+        ir_unreachable("out of memory");
+    double verify_ms = 0;
+    bool ok = true;
+    int n_run = 0;
+    if (opt->verify_each) {
+        double t0 = now_ms();
+        ok = verify(g, "before the first pass", d);
+        verify_ms += now_ms() - t0;
+    }
+    for (int i = 0; i < n && ok; i++) {
+        double t0 = now_ms();
+        int before = d->n_errors;
+        ok = list[i]->fn(g, d);
+        ms[i] = now_ms() - t0;
+        n_run = i + 1;
+        if (!ok) {
+            if (d->n_errors == before)
+                ir_diag_error(d, -1, 0, 0, "pass '%s' failed", list[i]->name);
+            break;
+        }
+        if (opt->verify_each) {
+            char when[96];
+            snprintf(when, sizeof when, "after pass '%s'", list[i]->name);
+            t0 = now_ms();
+            ok = verify(g, when, d);
+            verify_ms += now_ms() - t0;
+        }
+        if (ok && i == stop) {
+            ir_print(g, stdout);
+            break;
+        }
+    }
+    if (opt->time_passes)
+        print_times(list, ms, n_run, verify_ms, stderr);
+    free(ms);
+    free(list);
+    return ok;
+}

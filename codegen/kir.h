@@ -1,0 +1,265 @@
+/* kir.h — the kernel IR: one description of one kernel, rendered by every backend.
+ *
+ * Lowering turns each fused group of graph ops into one cg_kernel; renderers turn a cg_kernel
+ * into host LLVM IR (render_llvm.c), nvptx64 LLVM IR and OpenCL C text. A renderer sees only
+ * this structure, never the graph.
+ *
+ * Shape of a kernel
+ *  - args: buffers (storage dtype, access in/out/inout, element count) and i64 scalars.
+ *  - grid: a parallel index space of n_dims sizes. Every grid point runs the body once, in any
+ *    order, possibly concurrently; points never communicate. The renderer maps the grid:
+ *    host: the function runs points [begin, end) of dim 0 (all of dims 1.. for each), so a
+ *    thread pool splits dim 0; GPU/OpenCL: one thread per point for a kernel without loops,
+ *    one block/work-group per point for a kernel with loops.
+ *  - loops: n_loops sequential inner loops, each with a constant extent, run one after the
+ *    other inside each grid point ("row" kernels: softmax, layernorm, reductions, ...). Their
+ *    iterations are independent except through reductions, so a GPU renderer may spread a loop
+ *    over the threads of a block and combine reductions with warp shuffles and shared memory,
+ *    and the host renderer lets LLVM vectorize them (reductions are reassociable).
+ *  - nodes: an SSA expression DAG in one array; operands always precede their user. Leaves are
+ *    constants, grid indices (pidx), loop indices (lidx) and scalar args; then loads
+ *    buf[index], arithmetic, float math, comparisons, select, casts; reduce (sum/max/min of a
+ *    value over one loop), and store buf[index] = value (the only node with an effect).
+ *
+ * Where a node runs — its slot — follows from its operands and is computed by the builder:
+ *    slot 0      grid point, before loop 0          (even slot 2k: after loop k-1, before loop k)
+ *    slot 2k+1   inside loop k                      (the node depends on lidx k)
+ *    slot 2L     after the last loop
+ * A node's slot is the max of its operands' slots; lidx k is in slot 2k+1; reduce over loop k
+ * is in slot 2k+2 and its value operand must be in slot <= 2k+1. A node may not use a loop-k
+ * value (odd slot 2k+1) unless it is itself in slot 2k+1 — a loop's values die with the loop
+ * except through a reduce. So softmax over [rows, C] is: grid [rows], loops [C, C, C];
+ * m = reduce.max x over loop 0; s = reduce.sum exp(x - m) over loop 1; store
+ * y = exp(x - m) / s in loop 2. Every renderer walks slots 0, 1, ..., 2L in order and emits
+ * the nodes of a slot in array order, so stores keep their array order within a slot.
+ *
+ * Types
+ *  - Values: bool, i32, i64, f32, f64 (cg_type). Index arithmetic is i64 (C semantics:
+ *    division and remainder truncate toward zero); loads and stores take an i64 index counted
+ *    in elements.
+ *  - Buffers keep their storage dtype (ir_dtype): a load yields the buffer's compute type and
+ *    a store converts back: f32/f16/bf16 → f32, f64 → f64, i32/u8 → i32, i64 → i64. So f16
+ *    and bf16 are storage formats only; math runs in f32 (bf16 stores round to nearest even).
+ *  - Binary ops need equal operand types; casts are explicit nodes. Integer arithmetic must
+ *    not overflow (renderers may assume it). Float max/min, binary or reduce, propagate NaN
+ *    (as the reference interpreter's maximum and max do); comparisons are false on NaN except
+ *    ne. Float math may be contracted (FMA); reductions may be reassociated.
+ *
+ * Memory semantics: a load of an `in` buffer sees its contents at kernel start. An `inout`
+ * element, if read, is read by the grid point that writes it before it writes it (in-place
+ * updates such as optimizer steps). `out` buffers are never loaded. Nothing else is promised,
+ * so any renderer may reorder loads freely and treat buffers as not aliasing.
+ *
+ * Why this shape: an index space + per-point body is what all three targets share (a CPU
+ * loop nest, a CUDA grid, an OpenCL NDRange); the single level of sequential inner loops with
+ * reductions covers every row op of the graph IR (softmax, layernorm, rmsnorm, cross-entropy,
+ * sum/mean/max) and maps directly onto block-level reductions on GPUs, while keeping each
+ * body a straight-line DAG (no control flow, select instead of branches) that LLVM vectorizes
+ * and a C-like renderer prints line by line. Slots are derived, not declared, so a builder
+ * cannot put a node in the wrong place; the validator re-derives and checks them.
+ *
+ * The builder (cg_*) does light local simplification: identical pure nodes are shared
+ * (hash-consing), and integer arithmetic on constants and identities (x+0, x*1, x*0, x/1,
+ * x%1) fold. It never fails: nonsense (a type mismatch, an operand out of range) is built as
+ * given and reported by cg_kernel_validate, which lowering runs after building each kernel.
+ */
+#ifndef LOOM_KIR_H
+#define LOOM_KIR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "arena.h"
+#include "diag.h"
+#include "ir.h"
+
+/* ---- value types ------------------------------------------------------------------------ */
+typedef enum { CG_VOID, CG_BOOL, CG_I32, CG_I64, CG_F32, CG_F64, CG_TYPE_COUNT } cg_type;
+
+const char *cg_type_name(cg_type t);            /* "f32"; "void" */
+bool cg_type_is_float(cg_type t);
+bool cg_type_is_int(cg_type t);                  /* i32, i64 (not bool) */
+/* The type a load of a buffer of storage dtype dt yields (CG_VOID if dt cannot be a buffer). */
+cg_type cg_compute_type(ir_dtype dt);
+
+/* ---- ops -------------------------------------------------------------------------------- */
+/* X(id, name, n_in, class). Classes drive type rules (cg_kernel_validate) and renderers'
+ * op tables:
+ *   LEAF   no operands (const, pidx, lidx, scalar)
+ *   MEM    load (in: index), store (in: index, value); `a` is the arg
+ *   RED    reduce (in: value); `a` is the loop, `red` the combiner
+ *   CAST   in: x; result type is the node's type
+ *   UNUM   numeric unary, int or float, result = operand type
+ *   UFLT   float unary, result = operand type
+ *   BNUM   numeric binary, int or float, operands and result of one type
+ *   BINT   integer binary
+ *   BFLT   float binary
+ *   CMP    numeric compare, result bool
+ *   BBOOL  bool binary
+ *   SEL    select(cond bool, a, b), a and b of one type = result */
+#define CG_OPS(X)                                                                             \
+    X(CONST, "const", 0, LEAF)   /* ival (bool, ints) or fval (floats) */                     \
+    X(PIDX, "pidx", 0, LEAF)     /* index along grid dim a, i64 in [0, dim[a]) */             \
+    X(LIDX, "lidx", 0, LEAF)     /* index of loop a, i64 in [0, loop[a]) */                   \
+    X(SCALAR, "scalar", 0, LEAF) /* value of scalar arg a, i64 */                             \
+    X(LOAD, "load", 1, MEM)                                                                   \
+    X(STORE, "store", 2, MEM)                                                                 \
+    X(REDUCE, "reduce", 1, RED)                                                               \
+    X(CAST, "cast", 1, CAST)                                                                  \
+    X(NEG, "neg", 1, UNUM)                                                                    \
+    X(ABS, "abs", 1, UNUM)                                                                    \
+    X(EXP, "exp", 1, UFLT)                                                                    \
+    X(LOG, "log", 1, UFLT)                                                                    \
+    X(SQRT, "sqrt", 1, UFLT)                                                                  \
+    X(RSQRT, "rsqrt", 1, UFLT)                                                                \
+    X(RECIP, "recip", 1, UFLT)                                                                \
+    X(TANH, "tanh", 1, UFLT)                                                                  \
+    X(ERF, "erf", 1, UFLT)                                                                    \
+    X(SIGMOID, "sigmoid", 1, UFLT)                                                            \
+    X(SIN, "sin", 1, UFLT)                                                                    \
+    X(COS, "cos", 1, UFLT)                                                                    \
+    X(ADD, "add", 2, BNUM)                                                                    \
+    X(SUB, "sub", 2, BNUM)                                                                    \
+    X(MUL, "mul", 2, BNUM)                                                                    \
+    X(DIV, "div", 2, BNUM)                                                                    \
+    X(MAX, "max", 2, BNUM)                                                                    \
+    X(MIN, "min", 2, BNUM)                                                                    \
+    X(MOD, "mod", 2, BINT)                                                                    \
+    X(POW, "pow", 2, BFLT)                                                                    \
+    X(LT, "lt", 2, CMP)                                                                       \
+    X(LE, "le", 2, CMP)                                                                       \
+    X(GT, "gt", 2, CMP)                                                                       \
+    X(GE, "ge", 2, CMP)                                                                       \
+    X(EQ, "eq", 2, CMP)                                                                       \
+    X(NE, "ne", 2, CMP)                                                                       \
+    X(AND, "and", 2, BBOOL)                                                                   \
+    X(OR, "or", 2, BBOOL)                                                                     \
+    X(SELECT, "select", 3, SEL)
+
+typedef enum {
+#define X(id, name, n_in, cls) CG_##id,
+    CG_OPS(X)
+#undef X
+        CG_OP_COUNT
+} cg_op;
+
+typedef enum { CGC_LEAF, CGC_MEM, CGC_RED, CGC_CAST, CGC_UNUM, CGC_UFLT, CGC_BNUM, CGC_BINT,
+               CGC_BFLT, CGC_CMP, CGC_BBOOL, CGC_SEL } cg_op_class;
+
+typedef struct {
+    const char *name;
+    int n_in;
+    cg_op_class cls;
+} cg_op_info;
+extern const cg_op_info cg_ops[CG_OP_COUNT];
+
+/* Combiner of a reduce; the identity is 0, -inf / INT_MIN, +inf / INT_MAX. */
+typedef enum { CG_RED_SUM, CG_RED_MAX, CG_RED_MIN } cg_red;
+const char *cg_red_name(cg_red r);               /* "sum" */
+
+/* ---- kernels ---------------------------------------------------------------------------- */
+#define CG_MAX_DIMS 8
+#define CG_MAX_LOOPS 8
+
+typedef enum { CG_IN = 1, CG_OUT = 2, CG_INOUT = 3 } cg_access; /* bit 1 read, bit 2 write */
+
+typedef struct {
+    const char *name;      /* arena string; a C identifier */
+    bool scalar;           /* an i64 scalar rather than a buffer */
+    ir_dtype dtype;        /* buffer storage dtype; DT_I64 for scalars */
+    cg_access access;      /* buffers only */
+    int64_t numel;         /* buffer element count, for the validator's bounds check; 0 unknown */
+} cg_arg;
+
+typedef int cg_val;        /* a node index; -1 for none */
+
+typedef struct {
+    cg_op op;
+    cg_type type;          /* result type; CG_VOID for store */
+    int in[3];             /* operand node indices, -1 where unused */
+    int a;                 /* pidx: dim; lidx: loop; scalar/load/store: arg; reduce: loop */
+    cg_red red;            /* reduce: combiner */
+    int64_t ival;          /* const of type bool/i32/i64 */
+    double fval;           /* const of type f32/f64 */
+    int slot;              /* where it runs (see top of file); set by the builder */
+} cg_node;
+
+typedef struct cg_kernel {
+    ir_arena arena;        /* names */
+    const char *name;      /* a C identifier, unique within a module */
+    int n_args, cap_args;
+    cg_arg *args;
+    int n_dims;
+    int64_t dim[CG_MAX_DIMS];    /* grid sizes, each >= 1 */
+    int n_loops;
+    int64_t loop[CG_MAX_LOOPS];  /* loop extents, each >= 1 */
+    int n_nodes, cap_nodes;
+    cg_node *nodes;
+} cg_kernel;
+
+cg_kernel *cg_kernel_new(const char *name);
+void cg_kernel_free(cg_kernel *k);
+
+/* Adds a buffer argument; returns its index. numel 0 means unknown. */
+int cg_kernel_buffer(cg_kernel *k, const char *name, ir_dtype dt, cg_access acc, int64_t numel);
+/* Adds an i64 scalar argument; returns its index. */
+int cg_kernel_scalar(cg_kernel *k, const char *name);
+/* Adds a grid dimension (outermost first) / an inner loop; returns its index. */
+int cg_kernel_dim(cg_kernel *k, int64_t size);
+int cg_kernel_loop(cg_kernel *k, int64_t extent);
+
+/* Number of slots: 2 * n_loops + 1. */
+static inline int cg_kernel_nslots(const cg_kernel *k) { return 2 * k->n_loops + 1; }
+
+/* ---- builder: each returns the (possibly shared) node index --------------------------------- */
+cg_val cg_const_int(cg_kernel *k, cg_type t, int64_t v);      /* bool, i32, i64 */
+cg_val cg_const_float(cg_kernel *k, cg_type t, double v);     /* f32 (v rounded to float), f64 */
+static inline cg_val cg_i64(cg_kernel *k, int64_t v) { return cg_const_int(k, CG_I64, v); }
+static inline cg_val cg_f32(cg_kernel *k, double v) { return cg_const_float(k, CG_F32, v); }
+cg_val cg_pidx(cg_kernel *k, int dim);
+cg_val cg_lidx(cg_kernel *k, int loop);
+cg_val cg_scalar(cg_kernel *k, int arg);
+cg_val cg_load(cg_kernel *k, int arg, cg_val index);
+cg_val cg_store(cg_kernel *k, int arg, cg_val index, cg_val value);
+cg_val cg_reduce(cg_kernel *k, cg_red red, int loop, cg_val value);
+cg_val cg_cast(cg_kernel *k, cg_type to, cg_val x);           /* no node if x already has type to */
+cg_val cg_unary(cg_kernel *k, cg_op op, cg_val x);
+cg_val cg_binary(cg_kernel *k, cg_op op, cg_val x, cg_val y);
+cg_val cg_select(cg_kernel *k, cg_val cond, cg_val a, cg_val b);
+
+static inline cg_val cg_add(cg_kernel *k, cg_val x, cg_val y) { return cg_binary(k, CG_ADD, x, y); }
+static inline cg_val cg_sub(cg_kernel *k, cg_val x, cg_val y) { return cg_binary(k, CG_SUB, x, y); }
+static inline cg_val cg_mul(cg_kernel *k, cg_val x, cg_val y) { return cg_binary(k, CG_MUL, x, y); }
+static inline cg_val cg_div(cg_kernel *k, cg_val x, cg_val y) { return cg_binary(k, CG_DIV, x, y); }
+static inline cg_val cg_mod(cg_kernel *k, cg_val x, cg_val y) { return cg_binary(k, CG_MOD, x, y); }
+
+/* Removes nodes that no store depends on (e.g. constants left behind by folding), keeping the
+ * order of the rest and renumbering operands. Returns the number removed. Indices held by the
+ * caller are invalid afterwards. */
+int cg_kernel_dce(cg_kernel *k);
+
+/* ---- checking and printing ---------------------------------------------------------------- */
+/* Checks: names are C identifiers and unique; grid/loop sizes >= 1; operands precede users
+ * and exist; ops' type rules (see CG_OPS); loads/stores name buffers with read/write access
+ * and an i64 index whose value range (by interval arithmetic over pidx/lidx/consts) lies in
+ * [0, numel) when numel is known; stored values have the buffer's compute type; slots as the
+ * top of this file says. Reports through d as "kernel NAME: %N: message"; returns false on
+ * any error. Renderers require a valid kernel. */
+bool cg_kernel_validate(const cg_kernel *k, ir_diag *d);
+
+/* Writes the kernel's text form, e.g.
+ *   kernel add1(in f32 x[8], out f32 y[8]) grid [8] {
+ *     %0 = pidx 0 : i64
+ *     %1 = load x[%0] : f32
+ *     %2 = const 1 : f32
+ *     %3 = add %1, %2 : f32
+ *     store y[%0], %3
+ *   }
+ * Loops print as "loops [C, C]" after the grid; reduce as "reduce.max %5 loop 0 : f32";
+ * cast as "cast %3 : f32"; float constants in the shortest form that reads back to the same
+ * value of their type (0.1 for an f32 0.1). Nodes inside
+ * a loop are indented one more step. Never fails, even on an invalid kernel. */
+void cg_kernel_print(const cg_kernel *k, FILE *out);
+
+#endif

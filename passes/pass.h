@@ -1,0 +1,53 @@
+/* pass.h — graph passes and the pass manager.
+ *
+ * A pass rewrites a graph in place (it may drop nodes with ir_graph_compact) and reports user
+ * errors through the diag; it returns false on error. Each pass lives in passes/NAME.c and
+ * exports pass_NAME. The registry in pass.c names every pass (with dashes, e.g.
+ * "lower-precision"); pass_run_pipeline runs a comma-separated list of them with the verifier
+ * between passes, and can print the IR after one pass (--after) or time them (--time-passes).
+ */
+#ifndef LOOM_PASS_H
+#define LOOM_PASS_H
+
+#include <stdbool.h>
+
+#include "ir.h"
+
+typedef bool (*pass_fn)(ir_graph *g, ir_diag *d);
+
+typedef struct {
+    const char *name;        /* as written in --passes, e.g. "dce" */
+    pass_fn fn;
+    const char *description; /* one line for --help and error messages */
+} pass_info;
+
+typedef struct {
+    const char *after;  /* print the IR to stdout after the first run of this pass and stop */
+    bool time_passes;   /* print per-pass wall times to stderr at the end */
+    bool verify_each;   /* run ir_verify on the input and after each pass */
+} pass_options;
+
+/* Default options: nothing printed, verify_each on. */
+pass_options pass_options_default(void);
+
+/* The registry: *n receives the number of passes. */
+const pass_info *pass_list(int *n);
+/* Looks a pass up by name; NULL if none. */
+const pass_info *pass_lookup(const char *name);
+
+/* Comma-separated list of the passes `loom dump --after` and the compile pipeline run. */
+const char *pass_default_pipeline(void);
+
+/* Runs the passes named in names_csv ("" = none) over g, in order. An unknown name, an
+ * opt->after that is not in the list, a failing pass or (with verify_each) a verifier failure
+ * is reported through d and makes it return false; nothing runs when the list is invalid.
+ * With opt->after, the IR is printed after that pass and the remaining passes are skipped. */
+bool pass_run_pipeline(ir_graph *g, const char *names_csv, const pass_options *opt, ir_diag *d);
+
+/* ---- the passes ---- */
+/* dce: removes nodes whose results reach no output; inputs and params always stay. */
+bool pass_dce(ir_graph *g, ir_diag *d);
+/* cse: merges identical pure nodes (same op, operands, attributes, type, shard, stage). */
+bool pass_cse(ir_graph *g, ir_diag *d);
+
+#endif
