@@ -16,9 +16,10 @@
  * bit operations (load: shift into the high half of an f32; store: round to nearest even,
  * quiet NaN preserved), u8 through zext/trunc.
  * Math: f32 exp and tanh are expanded inline into straight-line IR (fast_exp_f32,
- * fast_tanh_f32) so that loops using them vectorize — libm's scalar expf/tanhf calls keep a
- * loop scalar and made softmax and gelu several times slower (measured, see the report in
- * fast_exp_f32's comment); cg_host_options.libm_math switches back to libm. log, sqrt, pow,
+ * fast_tanh_f32) so that loops using them vectorize; libm's scalar expf/tanhf calls keep a
+ * loop scalar. Measured on one core (AVX2): softmax over [256, 4096] 15.3 ms → 3.6 ms, gelu
+ * (tanh) over 1M elements 47 ms → 3.1 ms; accuracy vs double libm in test_kir_math (exp 7.9e-8,
+ * tanh 2.4e-7 max rel). cg_host_options.libm_math switches back to libm. log, sqrt, pow,
  * sin, cos, fabs and the NaN-propagating maximum/minimum are LLVM intrinsics (log/pow/sin/cos
  * become libm calls on x86); erf calls libm (erff/erf); sigmoid is 1/(1+exp(-x)); rsqrt is
  * 1/sqrt. f64 always uses the intrinsics and libm.
@@ -261,7 +262,7 @@ static LLVMValueRef pow2i(rctx *c, LLVMValueRef n)
 /* exp for f32 in straight-line, vectorizable IR (Cephes expf): n = round(x log2 e) by the
  * 1.5*2^23 trick, r = x - n ln2 in two parts, e^r by a degree-6 polynomial, times 2^n split
  * in two factors so subnormal results and the top of the range come out right. Clamped to
- * [-104, 88.8] (beyond: 0 and inf); NaN in, NaN out. Within 2 ulp of expf in our tests. */
+ * [-104, 88.8] (beyond: 0 and inf); NaN in, NaN out. */
 static LLVMValueRef fast_exp_f32(rctx *c, LLVMValueRef x)
 {
     static const double poly[] = {1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,

@@ -69,6 +69,7 @@ typedef struct {
     const ast_unit **blocks;
     int n_blocks;
     const ast_unit **stack;       /* blocks being inlined, outermost first */
+    ir_loc *stack_at;             /* where each was called */
     int n_stack;
     const char *cur_scope;        /* n->scope of nodes made now: the outermost block instance */
     ir_loc call_loc;              /* where that instance is called */

@@ -258,6 +258,7 @@ static bool check_file(builder *b, const ast_file *f)
         n_blocks += u->kind == UNIT_BLOCK;
     b->blocks = ir_arena_alloc(&b->arena, sizeof *b->blocks * (size_t)(n_blocks + 1));
     b->stack = ir_arena_alloc(&b->arena, sizeof *b->stack * (size_t)(n_blocks + 1));
+    b->stack_at = ir_arena_alloc(&b->arena, sizeof *b->stack_at * (size_t)(n_blocks + 1));
     for (const ast_unit *u = f->units; u; u = u->next) {
         if (u->kind == UNIT_MODEL) {
             if (b->model) {
@@ -394,12 +395,11 @@ static const ast_annot *find_annot(const ast_stmt *st, ast_annot_kind kind)
     return NULL;
 }
 
-/* Declares a new name in scope s (let, param, input): an error if s already has it. */
+/* Declares a new name in scope s (hparam, input, param, let): an error if the name is visible
+ * there already (no shadowing: `x = ...` rebinds). */
 static bool declare(builder *b, scope *s, const ast_name *n)
 {
-    binding *prev = scope_find(s, n->name);
-    if (!prev && s->parent == b->hparams)
-        prev = scope_find(b->hparams, n->name);
+    binding *prev = scope_lookup(s, n->name);
     if (prev) {
         b_error(b, n->loc, "'%s' is already defined", n->name);
         b_note(b, prev->loc, "'%s' is first defined here", n->name);
@@ -826,7 +826,8 @@ value call_block(builder *b, const ast_expr *e, const ast_unit *blk, argval *arg
         if (b->stack[i] == blk) {
             b_error(b, e->loc, "recursive call to block '%s'", blk->name);
             for (int j = b->n_stack - 1; j > i; j--)
-                b_note(b, b->stack[j]->loc, "'%s' is called from block '%s'", b->stack[j]->name, b->stack[j - 1]->name);
+                b_note(b, b->stack_at[j], "'%s' is called from block '%s' here", b->stack[j]->name,
+                       b->stack[j - 1]->name);
             return v_err();
         }
     if (n_args != blk->n_params) {
@@ -862,6 +863,7 @@ value call_block(builder *b, const ast_expr *e, const ast_unit *blk, argval *arg
         b->cur_scope = instance_name(b, blk, fs);
         b->call_loc = e->loc;
     }
+    b->stack_at[b->n_stack] = e->loc;
     b->stack[b->n_stack++] = blk;
     frame f = {.unit = blk};
     exec_stmts(b, &f, fs, blk->body);

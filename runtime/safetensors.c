@@ -620,6 +620,20 @@ void rt_convert_to_f64(ir_dtype dt, const void *src, double *dst, size_t n)
     }
 }
 
+void rt_convert_to_f32(ir_dtype dt, const void *src, float *dst, size_t n)
+{
+    const uint8_t *p = src;
+    double buf[256];
+    if (!ir_dtype_is_float(dt))
+        ir_unreachable("rt_convert_to_f32: not a float dtype");
+    for (size_t at = 0; at < n; at += 256) { /* through doubles, which hold every value exactly */
+        size_t k = n - at < 256 ? n - at : 256;
+        rt_convert_to_f64(dt, p + at * (size_t)ir_dtype_size(dt), buf, k);
+        for (size_t i = 0; i < k; i++)
+            dst[at + i] = f64_to_f32(buf[i]);
+    }
+}
+
 static void store_le(uint8_t *p, uint64_t v, int bytes)
 {
     for (int i = 0; i < bytes; i++)

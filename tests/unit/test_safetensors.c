@@ -366,6 +366,14 @@ static void test_conversions(void)
     CHECK(isinf(f));
     memcpy(&f, buf + 8, 4);
     CHECK(f == 1.0f / 3.0f);
+    float f4[3];
+    rt_convert_to_f32(DT_F64, big, f4, 3);
+    CHECK(f4[0] == 0x1.fffffep127f && isinf(f4[1]) && f4[2] == 1.0f / 3.0f);
+    uint16_t h4[3] = {0x3C00, 0xC000, 0x0001};
+    rt_convert_to_f32(DT_F16, h4, f4, 3);
+    CHECK(f4[0] == 1.0f && f4[1] == -2.0f && f4[2] == 0x1p-24f);
+    rt_convert_to_f32(DT_BF16, h4, f4, 1);
+    CHECK(f4[0] == 0x1p-7f); /* bf16 0x3C00 = 2^-7 */
     double ints[4] = {-2.7, 3e10, NAN, 300};
     int32_t i32[3];
     rt_convert_from_f64(DT_I32, ints, i32, 3);
