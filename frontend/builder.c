@@ -712,8 +712,8 @@ static void exec_output(builder *b, scope *s, const ast_stmt *st)
         scope_bind(b, s, n->name, v, B_LET, n->loc);
 }
 
+/* The body being run: a block's return value lands here. */
 typedef struct {
-    const ast_unit *unit;
     bool returned;
     value ret;
 } frame;
@@ -865,7 +865,7 @@ value call_block(builder *b, const ast_expr *e, const ast_unit *blk, argval *arg
     }
     b->stack_at[b->n_stack] = e->loc;
     b->stack[b->n_stack++] = blk;
-    frame f = {.unit = blk};
+    frame f = {0};
     exec_stmts(b, &f, fs, blk->body);
     b->n_stack--;
     b->cur_scope = outer;
@@ -887,7 +887,7 @@ ir_graph *fe_build(ir_diag *d, int file, const fe_define *defs, int n_defs)
     b.g = ir_graph_new(b.model->name);
     b.hparams = scope_new(&b, NULL);
     b.def_used = ir_arena_alloc(&b.arena, sizeof *b.def_used * (size_t)(n_defs + 1));
-    frame f = {.unit = b.model};
+    frame f = {0};
     exec_stmts(&b, &f, scope_new(&b, b.hparams), b.model->body);
     for (int i = 0; i < n_defs; i++)
         if (!b.def_used[i])

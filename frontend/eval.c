@@ -598,6 +598,10 @@ static value call_op(builder *b, const ast_expr *e, ir_opcode op, argval *args, 
                 ok = false;
                 continue;
             }
+            if (ir_op_attr_kind(op, k) != AK_STR && !not_sym(b, &a->v, a->a->value->loc)) {
+                ok = false;
+                continue;
+            }
         } else if (a->v.k == V_TENSOR) {
             ins[n_in++] = a->v.t;
             continue;

@@ -506,6 +506,7 @@ opt_args
     | args
     ;
 
+/* arg (',' arg)* */
 args
     : arg                               { $$ = args_append((fe_args){0}, $1); }
     | args ',' arg                      { $$ = args_append($1, $3); }
