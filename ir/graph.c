@@ -130,6 +130,7 @@ ir_node *ir_node_add(ir_graph *g, ir_opcode op, int n_in, ir_node *const *in, ir
         n->in[i] = in[i];
     n->dtype = DT_VOID;
     n->stage = -1;
+    n->group = -1;
     n->loc = loc;
     for (int k = 0; k < ir_op_nattrs(op); k++)
         attr_default(g, n, k);
@@ -176,6 +177,7 @@ ir_graph *ir_graph_clone(const ir_graph *src)
         n->shape = s->shape;
         n->shard = s->shard;
         n->stage = s->stage;
+        n->group = s->group;
         n->optional = s->optional;
         n->name = dup_or_null(g, s->name);
         n->scope = dup_or_null(g, s->scope);

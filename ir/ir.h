@@ -153,6 +153,7 @@ typedef struct ir_node {
     ir_attr attr[IR_MAX_ATTRS];
     ir_shard shard;
     int stage;              /* pipeline stage hint; -1 when none */
+    int group;              /* fusion group (passes/fuse.c): the step that computes it; -1 none */
     bool optional;          /* input: may be absent at run time */
     const char *name;       /* external name of input/param/output; NULL otherwise */
     const char *scope;      /* block instance that built it, e.g. "block(l=3)"; NULL at top */

@@ -758,7 +758,7 @@ static bool check_arity(parser *P, ir_opcode op, int n, int line, int col)
 }
 
 /* line := VALUE '=' OP [STRING] ['optional'] [VALUE (',' VALUE)*] [attrs] ':' type
- *         ['shard' spec] ['stage' INT]
+ *         ['shard' spec] ['stage' INT] ['group' INT]
  * Returns false on a syntax error (the caller skips the line); semantic errors are reported
  * here and poison the value. */
 static bool parse_def(parser *P)
@@ -865,6 +865,19 @@ static bool parse_def(parser *P)
         stage = (int)P->tok.ival;
         next(P);
     }
+    int group = -1;
+    if (have_word(P, "group")) {
+        next(P);
+        if (!have(P, TK_INT) || P->tok.ival < 0 || P->tok.ival > INT_MAX) {
+            if (have(P, TK_INT))
+                error_at(P, P->tok.line, P->tok.col, "group must be a non-negative integer");
+            else
+                expected(P, "a group number");
+            goto done;
+        }
+        group = (int)P->tok.ival;
+        next(P);
+    }
     parsed = true;
 
     /* semantics: the line is well formed */
@@ -899,6 +912,7 @@ static bool parse_def(parser *P)
     node->optional = optional;
     node->shard = shard;
     node->stage = stage;
+    node->group = group;
     if (ir_ops[op].kind == OK_SOURCE) {
         node->dtype = dt;
         node->shape = shape;

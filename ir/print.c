@@ -152,6 +152,8 @@ static void print_node(const ir_graph *g, const int *num, const ir_node *n, FILE
     }
     if (n->stage >= 0)
         fprintf(out, " stage %d", n->stage);
+    if (n->group >= 0)
+        fprintf(out, " group %d", n->group);
     fputc('\n', out);
 }
 

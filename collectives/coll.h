@@ -1,0 +1,200 @@
+/* coll.h — the one communicator interface of loom: collectives and point-to-point messages
+ * between the ranks of a job, whatever carries them (one process, MPI, later NCCL).
+ *
+ * Model. A job is `size` ranks; a communicator (coll_comm) is an ordered group of them. Every
+ * rank of a communicator calls its collectives in the same order with matching arguments
+ * (dtype, op, count, root); sub-communicators (coll_split) carry the groups of a device mesh
+ * (the dp, tp and pp groups of a dp×tp×pp mesh). The layer depends on nothing above it (not on
+ * ir/, not on runtime/): the runtime's executor calls it.
+ *
+ * Errors are values: every operation returns a coll_status; COLL_OK is 0, and the message of
+ * the last failure is coll_error_message(comm) (for coll_init: the coll_error it fills).
+ * Argument errors (a bad rank, an overlapping buffer, an unsupported op) are returned and leave
+ * the communicator usable. Failures of communication itself are not returned: they end the
+ * whole job, because every other rank is waiting on this one —
+ *   - a timeout: an operation that has not completed coll_timeout seconds after it started
+ *     prints `loom: coll: rank R ...: OP ... did not complete within T s` and aborts the job
+ *     (MPI: MPI_Abort on MPI_COMM_WORLD). Never a silent hang.
+ *   - a library error (a dead peer, a broken connection): printed with the call, file:line and
+ *     the library's own error string, then the job is aborted.
+ * See docs/cluster.md for what the launcher prints when a rank dies.
+ *
+ * Buffers. Today every buffer is host memory. Elements are counted, not bytes. In-place:
+ * allreduce with sendbuf == recvbuf, allgather with sendbuf == recvbuf + rank·count (the
+ * rank's own block). Any other overlap between send and receive buffers is an argument error.
+ *
+ * Device buffers (the NVIDIA issue; designed for, not built):
+ *   - NCCL takes device pointers directly: a comm created with coll_options.device ≥ 0 and a
+ *     stream accepts device buffers; operations are enqueued on the stream and return at once;
+ *     coll_sync waits for the stream and reports ncclCommGetAsyncError; the timeout is enforced
+ *     by a watchdog that polls the operation's completion event and calls ncclCommAbort on
+ *     expiry (NCCL has no per-call timeout of its own).
+ *   - MPI (and the single backend) take host buffers: the runtime, which owns the devices,
+ *     stages a device buffer through a pinned host buffer of its arena (copy out, collective,
+ *     copy back). coll_caps(comm) says which a comm accepts (COLL_CAP_DEVICE_BUFFERS), so the
+ *     executor decides once per comm, not per call. (A CUDA-aware MPI could take device
+ *     pointers too; loom does not rely on it.)
+ */
+#ifndef LOOM_COLL_H
+#define LOOM_COLL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct coll_comm coll_comm;
+
+typedef enum {
+    COLL_OK = 0,
+    COLL_ERR_ARG,         /* a bad argument: rank out of range, overlapping buffers, ... */
+    COLL_ERR_UNSUPPORTED, /* the backend cannot do this (e.g. no MPI in this build) */
+    COLL_ERR_NOMEM,
+    COLL_ERR_BACKEND,     /* the library failed outside an operation (init, split, finalize) */
+    COLL_ERR_DEADLOCK,    /* single backend: a receive that no send can ever match */
+} coll_status;
+
+typedef enum {
+    COLL_BACKEND_AUTO,   /* MPI when a launcher started more than one rank, else single */
+    COLL_BACKEND_SINGLE, /* one process: size 1, no library */
+    COLL_BACKEND_MPI,
+    COLL_BACKEND_NCCL,   /* reserved: the NVIDIA issue */
+} coll_backend;
+
+typedef enum { COLL_F32, COLL_F64, COLL_I32, COLL_I64, COLL_DTYPE_COUNT } coll_dtype;
+typedef enum { COLL_SUM, COLL_MAX, COLL_MIN, COLL_OP_COUNT } coll_op;
+
+/* How coll_allreduce computes: the backend's own allreduce (MPI_Allreduce), or loom's ring or
+ * tree over send/recv (coll_algo.c) — for experiments and for a summation order that loom
+ * documents (docs/cluster.md). Ring and tree give every rank the same bits. */
+typedef enum { COLL_ALGO_BACKEND, COLL_ALGO_RING, COLL_ALGO_TREE } coll_algo;
+
+/* Capability bits of a communicator (coll_caps). */
+enum {
+    COLL_CAP_DEVICE_BUFFERS = 1 << 0, /* accepts device pointers (NCCL); else stage via host */
+    COLL_CAP_ASYNC = 1 << 1,          /* operations are enqueued; coll_sync completes them */
+};
+
+/* coll_split's color for "this rank joins no group" (it gets NULL and COLL_OK). */
+#define COLL_UNDEFINED (-32766)
+
+/* Filled by coll_init on failure. */
+typedef struct {
+    coll_status code;
+    char message[512];
+} coll_error;
+
+typedef struct {
+    /* Seconds an operation may take before the job is aborted; 0 takes LOOM_COLL_TIMEOUT from
+     * the environment, else COLL_DEFAULT_TIMEOUT_S. Negative: no timeout. */
+    double timeout_s;
+    coll_algo allreduce;  /* default COLL_ALGO_BACKEND (0) */
+    /* Reserved for NCCL: CUDA device ordinal (-1 = host buffers; 0 in a zeroed struct is
+     * read as host too, since host backends ignore it) and the cudaStream_t to enqueue on. */
+    int device;
+    void *stream;
+} coll_options;
+
+#define COLL_DEFAULT_TIMEOUT_S 600.0 /* as PyTorch's default for NCCL process groups */
+
+/* ---- setup -------------------------------------------------------------------------------- */
+
+/* The world communicator of backend b (COLL_BACKEND_AUTO: see coll_launch_detect). opt may be
+ * NULL (defaults). MPI: initializes MPI (MPI_THREAD_FUNNELED: call collectives from one
+ * thread) unless the program already did. Returns NULL and fills *err on failure. */
+coll_comm *coll_init(coll_backend b, const coll_options *opt, coll_error *err);
+
+/* Frees comm. On the world communicator it also finalizes the library if coll_init
+ * initialized it, so free sub-communicators first. Collective over comm's ranks. NULL is ok. */
+void coll_finalize(coll_comm *comm);
+
+/* Splits comm into groups of equal color, ranked by (key, rank in comm) as MPI_Comm_split.
+ * Collective over comm. color COLL_UNDEFINED: *out = NULL. The new comm inherits timeout,
+ * algorithm and name; free it with coll_finalize. */
+coll_status coll_split(coll_comm *comm, int color, int key, coll_comm **out);
+
+int coll_rank(const coll_comm *comm);
+int coll_size(const coll_comm *comm);
+int coll_world_rank(const coll_comm *comm); /* this process's rank in the world comm */
+/* The rank among ranks on this host and their number (MPI: MPI_COMM_TYPE_SHARED): picks the
+ * GPU. */
+int coll_local_rank(const coll_comm *comm);
+int coll_local_size(const coll_comm *comm);
+coll_backend coll_backend_of(const coll_comm *comm);
+unsigned coll_caps(const coll_comm *comm);
+
+/* A name for messages ("world", "tp", ...): copied, at most 31 characters kept. */
+void coll_set_name(coll_comm *comm, const char *name);
+const char *coll_name(const coll_comm *comm);
+/* Per-operation timeout in seconds; ≤ 0: none. */
+void coll_set_timeout(coll_comm *comm, double seconds);
+double coll_timeout(const coll_comm *comm);
+void coll_set_allreduce_algo(coll_comm *comm, coll_algo a);
+coll_algo coll_allreduce_algo(const coll_comm *comm);
+
+/* The message of comm's last failed call ("" if none). */
+const char *coll_error_message(const coll_comm *comm);
+
+/* ---- collectives (every rank of comm calls each, in the same order) ------------------------- */
+
+/* recvbuf[i] = op over ranks of sendbuf[i], i < count, on every rank. */
+coll_status coll_allreduce(coll_comm *comm, const void *sendbuf, void *recvbuf, size_t count,
+                           coll_dtype dt, coll_op op);
+/* recvbuf (size·count) = the ranks' sendbuf (count each) in rank order. */
+coll_status coll_allgather(coll_comm *comm, const void *sendbuf, void *recvbuf, size_t count,
+                           coll_dtype dt);
+/* recvbuf (count) of rank r = op over ranks of sendbuf[r·count .. (r+1)·count) (sendbuf holds
+ * size·count). */
+coll_status coll_reduce_scatter(coll_comm *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                coll_dtype dt, coll_op op);
+/* buf (count) of every rank = root's buf. */
+coll_status coll_broadcast(coll_comm *comm, void *buf, size_t count, coll_dtype dt, int root);
+coll_status coll_barrier(coll_comm *comm);
+
+/* ---- point to point (tag ≥ 0; a send may block until matched: never rely on buffering) ---- */
+
+coll_status coll_send(coll_comm *comm, const void *buf, size_t count, coll_dtype dt, int dest,
+                      int tag);
+/* Receives exactly count elements from src with tag (a longer message is an error). */
+coll_status coll_recv(coll_comm *comm, void *buf, size_t count, coll_dtype dt, int src, int tag);
+/* Sends to dest and receives from src at once (no deadlock in a ring). */
+coll_status coll_sendrecv(coll_comm *comm, const void *sendbuf, size_t sendcount, int dest,
+                          void *recvbuf, size_t recvcount, int src, coll_dtype dt, int tag);
+
+/* Completes what is enqueued (a no-op for host backends) and reports asynchronous errors. */
+coll_status coll_sync(coll_comm *comm);
+
+/* Prints `loom: coll: rank R ...: message` and ends the whole job with exit code. */
+_Noreturn void coll_abort(coll_comm *comm, int code, const char *message);
+
+/* ---- names ---------------------------------------------------------------------------------- */
+
+size_t coll_dtype_size(coll_dtype dt);
+const char *coll_dtype_name(coll_dtype dt);
+const char *coll_op_name(coll_op op);
+const char *coll_backend_name(coll_backend b);
+const char *coll_algo_name(coll_algo a);
+/* "auto|single|mpi|nccl" / "backend|ring|tree" → value; false if unknown. */
+bool coll_backend_parse(const char *s, coll_backend *out);
+bool coll_algo_parse(const char *s, coll_algo *out);
+const char *coll_status_name(coll_status s);
+
+/* ---- the launcher (launch.c) ---------------------------------------------------------------- */
+
+typedef struct {
+    bool found;           /* a launcher's variables were present */
+    const char *launcher; /* "openmpi", "pmi", "torchrun", "slurm" or "none" */
+    int rank, size, local_rank, local_size; /* local_size -1 when the launcher does not say */
+} coll_launch;
+
+/* Reads rank, size and local rank from the environment, first match wins:
+ *   OpenMPI  OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK / _LOCAL_SIZE
+ *   PMI      PMI_RANK / PMI_SIZE (MPICH, Intel MPI; local: MPI_LOCALRANKID / MPI_LOCALNRANKS)
+ *   torchrun RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE
+ *   Slurm    SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID / SLURM_NTASKS_PER_NODE (if a number)
+ * MPI launchers come first because mpirun inside a Slurm allocation inherits the batch step's
+ * SLURM_PROCID; torchrun before Slurm because srun may start one torchrun per node. None
+ * found: rank 0, size 1, local 0/1, found false. A present but malformed variable (not an
+ * integer, rank ≥ size) is an error: false, message in err. */
+bool coll_launch_detect(coll_launch *out, coll_error *err);
+
+#endif

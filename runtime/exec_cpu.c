@@ -1,0 +1,228 @@
+/* exec_cpu.c — the CPU executor (exec.h): one arena from the memory plan, caller-bound params
+ * and inputs, executor-owned outputs, and a loop over the plan's steps.
+ *
+ * Kernels run split over grid dim 0 on the pool, with a grain from the step's work estimate
+ * so that tiny kernels run inline on the caller. GEMMs go to rt_gemm_f32 with the pool for
+ * their epilogue and batch splitting; attention to rt_attention_f32.
+ */
+#include "exec.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+
+struct rt_exec {
+    const rt_plan *plan;
+    rt_pool *pool;
+    void *arena;
+    void **base;        /* per buffer: its first element (NULL: param/input not bound yet) */
+    rt_kernel_fn *fn;   /* per step: the resolved kernel (kernel steps) */
+    void **args;        /* scratch: the widest kernel's argument pointers */
+    int max_args;
+};
+
+static void *aligned(size_t bytes)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? (bytes + 63) / 64 * 64 : 64) != 0)
+        return NULL;
+    return p;
+}
+
+static size_t buf_bytes(const rt_plan_buffer *b) { return (size_t)b->numel * (size_t)ir_dtype_size(b->dtype); }
+
+rt_exec *rt_exec_new(const rt_plan *p, rt_kernel_resolver resolve, void *ctx, rt_pool *pool, ir_diag *d)
+{
+    rt_exec *e = calloc(1, sizeof *e);
+    if (!e)
+        ir_unreachable("out of memory");
+    e->plan = p;
+    e->pool = pool;
+    e->base = calloc((size_t)p->n_bufs + 1, sizeof *e->base);
+    e->fn = calloc((size_t)p->n_steps + 1, sizeof *e->fn);
+    if (!e->base || !e->fn)
+        ir_unreachable("out of memory");
+    e->arena = aligned((size_t)p->arena_bytes);
+    if (!e->arena) {
+        ir_diag_error(d, -1, 0, 0, "cpu: cannot allocate the %" PRId64 "-byte arena", p->arena_bytes);
+        rt_exec_free(e);
+        return NULL;
+    }
+    for (int i = 0; i < p->n_bufs; i++) {
+        const rt_plan_buffer *b = &p->bufs[i];
+        if (b->kind == RT_BUF_ACTIVATION) {
+            e->base[i] = (char *)e->arena + b->offset;
+        } else if (b->kind == RT_BUF_OUTPUT) {
+            e->base[i] = aligned(buf_bytes(b));
+            if (!e->base[i]) {
+                ir_diag_error(d, -1, 0, 0, "cpu: cannot allocate output '%s'", b->name);
+                rt_exec_free(e);
+                return NULL;
+            }
+            memset(e->base[i], 0, buf_bytes(b));
+        }
+    }
+    for (int s = 0; s < p->n_steps; s++) {
+        const rt_plan_step *st = &p->steps[s];
+        if (st->kind != RT_STEP_KERNEL)
+            continue;
+        e->fn[s] = resolve(ctx, st->kernel.name, d);
+        if (!e->fn[s]) {
+            ir_diag_error(d, -1, 0, 0, "cpu: kernel '%s' not found", st->kernel.name);
+            rt_exec_free(e);
+            return NULL;
+        }
+        if (st->kernel.n_args > e->max_args)
+            e->max_args = st->kernel.n_args;
+    }
+    e->args = calloc((size_t)e->max_args + 1, sizeof *e->args);
+    if (!e->args)
+        ir_unreachable("out of memory");
+    return e;
+}
+
+void rt_exec_free(rt_exec *e)
+{
+    if (!e)
+        return;
+    for (int i = 0; e->base && i < e->plan->n_bufs; i++)
+        if (e->plan->bufs[i].kind == RT_BUF_OUTPUT)
+            free(e->base[i]);
+    free(e->base);
+    free(e->fn);
+    free(e->args);
+    free(e->arena);
+    free(e);
+}
+
+bool rt_exec_bind(rt_exec *e, const char *name, const void *data, ir_diag *d)
+{
+    bool found = false;
+    for (int i = 0; i < e->plan->n_bufs; i++) {
+        const rt_plan_buffer *b = &e->plan->bufs[i];
+        if ((b->kind == RT_BUF_PARAM || b->kind == RT_BUF_INPUT) && strcmp(b->name, name) == 0) {
+            e->base[i] = (void *)data;
+            found = true;
+        }
+    }
+    if (!found)
+        ir_diag_error(d, -1, 0, 0, "cpu: the plan has no parameter or input '%s'", name);
+    return found;
+}
+
+void *rt_exec_output(rt_exec *e, const char *name)
+{
+    for (int i = 0; i < e->plan->n_bufs; i++)
+        if (e->plan->bufs[i].kind == RT_BUF_OUTPUT && strcmp(e->plan->bufs[i].name, name) == 0)
+            return e->base[i];
+    return NULL;
+}
+
+/* Element ref.offset of ref.buf, as a byte pointer. */
+static void *at(const rt_exec *e, rt_plan_ref r)
+{
+    if (r.buf < 0)
+        return NULL;
+    return (char *)e->base[r.buf] + r.offset * ir_dtype_size(e->plan->bufs[r.buf].dtype);
+}
+
+typedef struct {
+    rt_kernel_fn fn;
+    void **args;
+} kernel_call;
+
+static void run_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    kernel_call *c = ctx;
+    c->fn(c->args, begin, end);
+}
+
+static bool check_ids(const rt_exec *e, const rt_plan_check *c, ir_diag *d)
+{
+    const void *p = at(e, c->ids);
+    ir_dtype dt = e->plan->bufs[c->ids.buf].dtype;
+    for (int64_t i = 0; i < c->numel; i++) {
+        int64_t x = dt == DT_I32 ? ((const int32_t *)p)[i] : dt == DT_I64 ? ((const int64_t *)p)[i] : ((const uint8_t *)p)[i];
+        if (x < 0 && c->allow_negative)
+            continue;
+        if (x < c->lo || x >= c->hi) {
+            ir_diag_error(d, -1, 0, 0, "%s: id %" PRId64 " is outside [%" PRId64 ", %" PRId64 ")", c->what, x, c->lo,
+                          c->hi);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void run_gemm(const rt_exec *e, const rt_plan_gemm *g)
+{
+    rt_gemm_desc desc = rt_gemm_desc_make(g->M, g->N, g->K);
+    desc.nbatch = g->nbatch;
+    for (int i = 0; i < g->nbatch; i++) {
+        desc.batch[i] = g->batch[i];
+        desc.stride_a[i] = g->stride_a[i];
+        desc.stride_b[i] = g->stride_b[i];
+        desc.stride_c[i] = g->stride_c[i];
+    }
+    desc.trans_a = g->trans_a;
+    desc.trans_b = g->trans_b;
+    desc.lda = g->lda;
+    desc.ldb = g->ldb;
+    desc.ldc = g->ldc;
+    desc.alpha = g->alpha;
+    desc.beta = g->beta;
+    desc.bias = at(e, g->bias);
+    desc.act = (rt_act)g->act;
+    desc.pool = e->pool;
+    if (rt_gemm_f32(&desc, at(e, g->a), at(e, g->b), at(e, g->c)) != 0)
+        ir_unreachable(rt_gemm_validate(&desc)); /* lowering built an invalid descriptor */
+}
+
+bool rt_exec_run(rt_exec *e, ir_diag *d)
+{
+    const rt_plan *p = e->plan;
+    bool ok = true;
+    for (int i = 0; i < p->n_bufs; i++)
+        if (!e->base[i]) {
+            ir_diag_error(d, -1, 0, 0, "cpu: %s '%s' is not bound", p->bufs[i].kind == RT_BUF_PARAM ? "parameter" : "input",
+                          p->bufs[i].name);
+            ok = false;
+        }
+    for (int s = 0; ok && s < p->n_steps; s++) {
+        const rt_plan_step *st = &p->steps[s];
+        switch (st->kind) {
+        case RT_STEP_KERNEL: {
+            for (int a = 0; a < st->kernel.n_args; a++)
+                e->args[a] = at(e, st->kernel.args[a]);
+            kernel_call c = {e->fn[s], e->args};
+            rt_pool_parallel_for_grain(e->pool, st->kernel.grid0, rt_pool_grain(st->kernel.work), run_chunk, &c);
+            break;
+        }
+        case RT_STEP_GEMM: run_gemm(e, &st->gemm); break;
+        case RT_STEP_ATTENTION:
+            rt_attention_f32(&st->attn, at(e, st->attn.q), at(e, st->attn.k), at(e, st->attn.v), at(e, st->attn.mask),
+                             at(e, st->attn.out), e->pool);
+            break;
+        case RT_STEP_COPY: memcpy(at(e, st->copy.dst), at(e, st->copy.src), (size_t)st->copy.bytes); break;
+        case RT_STEP_CHECK_IDS: ok = check_ids(e, &st->check, d); break;
+        }
+    }
+    return ok;
+}
+
+rt_exec_stats rt_exec_plan_stats(const rt_plan *p)
+{
+    rt_exec_stats s = {0};
+    for (int i = 0; i < p->n_steps; i++)
+        switch (p->steps[i].kind) {
+        case RT_STEP_KERNEL: s.kernels++; break;
+        case RT_STEP_GEMM: s.gemms++; break;
+        case RT_STEP_ATTENTION: s.attentions++; break;
+        case RT_STEP_COPY: s.copies++; break;
+        case RT_STEP_CHECK_IDS: s.checks++; break;
+        }
+    return s;
+}
