@@ -15,17 +15,7 @@
 #include "gemm.h"
 #include "threadpool.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-            failures++;                                                     \
-        }                                                                   \
-    } while (0)
+#include "test_check.h"
 
 /* ---- random numbers: xorshift64*, uniform in [-1, 1) ---- */
 
