@@ -1,5 +1,5 @@
-/* cmd_run.c — `loom run MODEL --weights W --inputs I --outputs O [--target ref]
- *                       [--precision f32|f64] [-D n=v]...`
+/* cmd_run.c — `loom run MODEL --weights W --inputs I --outputs O [--target cpu|ref]
+ *                       [--precision f32|f64] [--stats] [-D n=v]...`
  *
  * Binds every parameter from W and every input from I by external name, runs the model and
  * writes its outputs to O, each under its output name. Checks, each reported naming the file
@@ -11,11 +11,14 @@
  * Optional inputs may be absent: the outputs that need them are then skipped. Hugging Face's
  * non-parameter buffers in a weights file (e.g. embeddings.position_ids) are skipped.
  *
- * Targets: `ref`, the reference interpreter (the default for now). With --precision f32 (the
- * default) values are rounded to their dtype after every op and outputs are written in their
- * own dtype; with --precision f64 nothing is rounded (parameters given in a wider dtype than
- * declared keep their precision) and float outputs are written as F64, so that a comparison
- * against an f64 reference can be tight.
+ * Targets: `cpu` (the default, except with --precision f64): fusion, kernels JIT-compiled for
+ * this machine, OpenBLAS and a thread pool (cli/target_cpu.c); f32 compute, outputs in their
+ * own dtype; --stats prints the plan's kernels and library calls, its memory and times.
+ * `ref`: the reference interpreter.
+ * With --precision f32 (the default) values are rounded to their dtype after every op and
+ * outputs are written in their own dtype; with --precision f64 (ref only) nothing is rounded
+ * (parameters given in a wider dtype than declared keep their precision) and float outputs
+ * are written as F64, so that a comparison against an f64 reference can be tight.
  */
 #include "cli.h"
 #include "interp.h"
@@ -136,15 +139,30 @@ static void bind(const ir_graph *g, const binding_kind *k, const rt_st_file *f, 
     }
 }
 
+/* The target to run on: --target, else cpu, or ref for --precision f64 (cpu computes in f32). */
+static const char *target_of(const cli_opts *o)
+{
+    if (o->target)
+        return o->target;
+    return o->precision && strcmp(o->precision, "f64") == 0 ? "ref" : "cpu";
+}
+
 static bool check_target(const cli_opts *o, ir_diag *d)
 {
-    const char *t = o->target ? o->target : "ref";
+    const char *t = target_of(o);
     if (strcmp(t, "ref") == 0)
         return true;
-    if (strcmp(t, "cpu") == 0 || strcmp(t, "cuda") == 0 || strcmp(t, "opencl") == 0)
+    if (strcmp(t, "cpu") == 0) {
+        if (o->precision && strcmp(o->precision, "f64") == 0) {
+            ir_diag_error(d, -1, 0, 0, "run: --target cpu computes in f32; use --target ref for --precision f64");
+            return false;
+        }
+        return true;
+    }
+    if (strcmp(t, "cuda") == 0 || strcmp(t, "opencl") == 0)
         ir_diag_error(d, -1, 0, 0,
                       "run: --target %s is not available yet (it comes with the code generator); "
-                      "use --target ref",
+                      "use --target cpu or --target ref",
                       t);
     else
         ir_diag_error(d, -1, 0, 0, "run: unknown target '%s' (known: ref, cpu, cuda, opencl)", t);
@@ -243,7 +261,14 @@ int cmd_run(const cli_opts *o)
 
     ir_named_tensor *outs = NULL;
     int n_outs = 0;
-    if (ir_diag_ok(&d) && ir_interp_run(g, prec, vals, n_vals, &outs, &n_outs, &d))
+    bool ran = false;
+    if (ir_diag_ok(&d)) {
+        if (strcmp(target_of(o), "cpu") == 0)
+            ran = cli_run_cpu(g, vals, n_vals, o->stats, &outs, &n_outs, &d);
+        else
+            ran = ir_interp_run(g, prec, vals, n_vals, &outs, &n_outs, &d);
+    }
+    if (ran)
         write_outputs(o->outputs, outs, n_outs, prec, &d);
     if (outs)
         ir_named_tensors_free(outs, n_outs);

@@ -26,9 +26,10 @@ typedef rt_kernel_fn (*rt_kernel_resolver)(void *ctx, const char *name, ir_diag 
 
 typedef struct rt_exec rt_exec;
 
-/* What one run did. */
+/* What one run did; the times (wall clock, ms, summed over runs) only with profiling on. */
 typedef struct {
     int kernels, gemms, attentions, copies, checks;
+    double ms_kernels, ms_gemms, ms_attentions, ms_other;
 } rt_exec_stats;
 
 /* Prepares plan p (which must outlive the executor) for running on pool (NULL: the caller's
@@ -47,6 +48,11 @@ bool rt_exec_run(rt_exec *e, ir_diag *d);
 
 /* Counts of the steps one run executes. */
 rt_exec_stats rt_exec_plan_stats(const rt_plan *p);
+
+/* Profiling: time every step (a clock read per step) and sum the times by kind. */
+void rt_exec_profile(rt_exec *e, bool on);
+/* The step counts of e's plan and the times summed so far. */
+rt_exec_stats rt_exec_stats_get(const rt_exec *e);
 
 /* ---- the fused attention kernel (attention_cpu.c) ----------------------------------------- */
 /* out = softmax(scale · q·kᵀ + mask, causal) · v per ir.md's attention, over the strided

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gemm.h"
 
@@ -22,7 +23,28 @@ struct rt_exec {
     rt_kernel_fn *fn;   /* per step: the resolved kernel (kernel steps) */
     void **args;        /* scratch: the widest kernel's argument pointers */
     int max_args;
+    bool profile;
+    double ms[5];       /* per rt_step_kind, with profile */
 };
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void rt_exec_profile(rt_exec *e, bool on) { e->profile = on; }
+
+rt_exec_stats rt_exec_stats_get(const rt_exec *e)
+{
+    rt_exec_stats s = rt_exec_plan_stats(e->plan);
+    s.ms_kernels = e->ms[RT_STEP_KERNEL];
+    s.ms_gemms = e->ms[RT_STEP_GEMM];
+    s.ms_attentions = e->ms[RT_STEP_ATTENTION];
+    s.ms_other = e->ms[RT_STEP_COPY] + e->ms[RT_STEP_CHECK_IDS];
+    return s;
+}
 
 static void *aligned(size_t bytes)
 {
@@ -193,6 +215,7 @@ bool rt_exec_run(rt_exec *e, ir_diag *d)
         }
     for (int s = 0; ok && s < p->n_steps; s++) {
         const rt_plan_step *st = &p->steps[s];
+        double t0 = e->profile ? now_ms() : 0;
         switch (st->kind) {
         case RT_STEP_KERNEL: {
             for (int a = 0; a < st->kernel.n_args; a++)
@@ -209,6 +232,8 @@ bool rt_exec_run(rt_exec *e, ir_diag *d)
         case RT_STEP_COPY: memcpy(at(e, st->copy.dst), at(e, st->copy.src), (size_t)st->copy.bytes); break;
         case RT_STEP_CHECK_IDS: ok = check_ids(e, &st->check, d); break;
         }
+        if (e->profile)
+            e->ms[st->kind] += now_ms() - t0;
     }
     return ok;
 }

@@ -1,0 +1,932 @@
+/* lower.c — fused graph → execution plan + kernel IR (lower.h).
+ *
+ * The heart is elem(n, I): the kernel IR expression for the element at multi-index I of node
+ * n. A node with a buffer that this kernel does not compute is a load at its buffer index;
+ * anything else is built from its operands' elements, with index remapping for layout ops
+ * (reshape through the linear index, transpose by permuting, slice by offset, broadcast by
+ * zeroing, concat by a select over clamped operand indices), a data-dependent row index for
+ * embedding, and a partner element plus sin/cos (angles in f64) for rope. The kernel IR
+ * builder hash-conses, and a memo on (node, index) keeps shared subexpressions from being
+ * walked twice.
+ *
+ * Kernel shapes: an elementwise kernel has grid [rows, last dim] (rank ≥ 2), [n] or [1]; a row
+ * kernel grid [rows] and sequential loops over the last axis (softmax: max, sum, store;
+ * layernorm: mean, variance, store; rmsnorm: mean square, store; cross_entropy: max, sum, and
+ * a second one-point kernel for the mean over rows); a reduction grid [kept elements] and one
+ * loop over the reduced ones. Members of a row group other than the row op are stored inside
+ * loop 0 at the row op's input index.
+ */
+#include "lower.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../passes/fuse.h"
+#include "../runtime/gemm.h"
+#include "shape.h"
+
+typedef struct {
+    const ir_graph *g;
+    ir_diag *d;
+    cg_lowered *out;
+    bool *stored;      /* per node: group >= 0 and used outside its group */
+    int *buf;          /* per node: plan buffer, -1 */
+    bool *checked;     /* per plan buffer: ids already range-checked */
+    int cap_checked;
+    int cap_kernels;
+    bool ok;
+} lower_ctx;
+
+/* ---- plan building -------------------------------------------------------------------------- */
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        ir_unreachable("out of memory");
+    return p;
+}
+
+static int add_buffer(lower_ctx *L, const char *name, ir_dtype dt, int64_t numel, rt_buf_kind kind)
+{
+    rt_plan *p = &L->out->plan;
+    ir_grow((void **)&p->bufs, &p->cap_bufs, p->n_bufs + 1, sizeof *p->bufs);
+    p->bufs[p->n_bufs] = (rt_plan_buffer){xstrdup(name), dt, numel, kind, 0};
+    ir_grow((void **)&L->checked, &L->cap_checked, p->n_bufs + 1, sizeof *L->checked);
+    L->checked[p->n_bufs] = false;
+    return p->n_bufs++;
+}
+
+static rt_plan_step *add_step(lower_ctx *L, rt_step_kind kind)
+{
+    rt_plan *p = &L->out->plan;
+    ir_grow((void **)&p->steps, &p->cap_steps, p->n_steps + 1, sizeof *p->steps);
+    rt_plan_step *s = &p->steps[p->n_steps++];
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->gemm.bias.buf = -1;
+    s->attn.mask.buf = -1;
+    return s;
+}
+
+static bool fail(lower_ctx *L, const ir_node *n, const char *fmt, const char *what)
+{
+    char msg[400];
+    snprintf(msg, sizeof msg, fmt, what);
+    ir_diag_error(L->d, n->loc.file, n->loc.line, n->loc.col, "cpu: %s (node %%%d %s)", msg, n->id,
+                  ir_ops[n->op].mnemonic);
+    L->ok = false;
+    return false;
+}
+
+static bool is_buffer(const ir_node *n, void *ctx)
+{
+    const lower_ctx *L = ctx;
+    return L->buf[n->id] >= 0;
+}
+
+static bool view(lower_ctx *L, const ir_node *n, pass_view *v)
+{
+    if (pass_view_of(n, is_buffer, L, v))
+        return true;
+    return fail(L, n, "%s is not a strided view of a buffer (was the fuse pass run?)", "operand");
+}
+
+static rt_plan_ref ref_of(lower_ctx *L, const pass_view *v) { return (rt_plan_ref){L->buf[v->base->id], v->offset}; }
+
+/* Range-checks ids buffer b (values in [0, hi), or negative when allow_negative) once. */
+static void check_ids(lower_ctx *L, const ir_node *ids, int64_t hi, bool allow_negative, const char *what)
+{
+    int b = L->buf[ids->id];
+    if (b < 0) {
+        fail(L, ids, "%s are not in a buffer (was the fuse pass run?)", what);
+        return;
+    }
+    if (L->checked[b])
+        return;
+    L->checked[b] = true;
+    rt_plan_step *s = add_step(L, RT_STEP_CHECK_IDS);
+    s->check = (rt_plan_check){{b, 0}, ir_shape_numel(&ids->shape), 0, hi, allow_negative, xstrdup(what)};
+}
+
+/* ---- kernel building ------------------------------------------------------------------------- */
+
+typedef struct {
+    int node, rank;
+    cg_val idx[IR_MAX_RANK];
+    cg_val val;
+} memo_entry;
+
+typedef struct {
+    lower_ctx *L;
+    cg_kernel *k;
+    int group;
+    int *arg;                 /* per plan buffer: kernel arg, -1 */
+    rt_plan_ref *args;        /* the kernel's args as plan refs */
+    int n_args, cap_args;
+    memo_entry *memo;
+    int memo_cap, memo_n;
+    /* ids of gathers seen while building, to check before the kernel runs */
+    const ir_node *ids[64];
+    int64_t ids_hi[64];
+    bool ids_neg[64];
+    int n_ids;
+} kgen;
+
+static cg_type ctype(ir_dtype dt) { return cg_compute_type(dt); }
+
+static int karg(kgen *K, int b, cg_access acc)
+{
+    if (K->arg[b] >= 0) {
+        K->k->args[K->arg[b]].access |= acc;
+        return K->arg[b];
+    }
+    const rt_plan_buffer *pb = &K->L->out->plan.bufs[b];
+    char name[32];
+    snprintf(name, sizeof name, "b%d", b);
+    int a = cg_kernel_buffer(K->k, name, pb->dtype, acc, pb->numel);
+    K->arg[b] = a;
+    ir_grow((void **)&K->args, &K->cap_args, K->n_args + 1, sizeof *K->args);
+    K->args[K->n_args++] = (rt_plan_ref){b, 0};
+    return a;
+}
+
+static uint64_t memo_hash(int node, int rank, const cg_val *idx)
+{
+    uint64_t h = (uint64_t)node * 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < rank; i++)
+        h = (h ^ (uint64_t)(uint32_t)idx[i]) * 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
+
+static memo_entry *memo_find(kgen *K, int node, int rank, const cg_val *idx, bool *found)
+{
+    if (2 * (K->memo_n + 1) > K->memo_cap) {
+        int oc = K->memo_cap, nc = oc ? 2 * oc : 256;
+        memo_entry *old = K->memo;
+        K->memo = malloc(sizeof *K->memo * (size_t)nc);
+        if (!K->memo)
+            ir_unreachable("out of memory");
+        for (int i = 0; i < nc; i++)
+            K->memo[i].node = -1;
+        K->memo_cap = nc;
+        for (int i = 0; i < oc; i++)
+            if (old[i].node >= 0) {
+                uint64_t h = memo_hash(old[i].node, old[i].rank, old[i].idx);
+                int j = (int)(h & (uint64_t)(nc - 1));
+                while (K->memo[j].node >= 0)
+                    j = (j + 1) & (nc - 1);
+                K->memo[j] = old[i];
+            }
+        free(old);
+    }
+    uint64_t h = memo_hash(node, rank, idx);
+    int j = (int)(h & (uint64_t)(K->memo_cap - 1));
+    for (;; j = (j + 1) & (K->memo_cap - 1)) {
+        memo_entry *e = &K->memo[j];
+        if (e->node < 0) {
+            *found = false;
+            e->node = node;
+            e->rank = rank;
+            if (rank)
+                memcpy(e->idx, idx, sizeof(cg_val) * (size_t)rank);
+            K->memo_n++;
+            return e;
+        }
+        if (e->node == node && e->rank == rank && (!rank || memcmp(e->idx, idx, sizeof(cg_val) * (size_t)rank) == 0)) {
+            *found = true;
+            return e;
+        }
+    }
+}
+
+/* Linear index of idx in a contiguous tensor of shape s (constant strides). */
+static cg_val linear(cg_kernel *k, const ir_shape *s, const cg_val *idx)
+{
+    cg_val lin = cg_i64(k, 0);
+    int64_t st = 1;
+    for (int d = s->rank - 1; d >= 0; d--) {
+        if (s->dim[d] != 1)
+            lin = cg_add(k, lin, cg_mul(k, idx[d], cg_i64(k, st)));
+        st *= s->dim[d];
+    }
+    return lin;
+}
+
+/* Splits linear index lin (in [0, numel)) into idx for shape s. */
+static void delinear(cg_kernel *k, const ir_shape *s, cg_val lin, cg_val *idx)
+{
+    int64_t st = 1;
+    for (int d = s->rank - 1; d >= 0; d--) {
+        if (s->dim[d] == 1)
+            idx[d] = cg_i64(k, 0);
+        else {
+            cg_val q = st == 1 ? lin : cg_div(k, lin, cg_i64(k, st));
+            idx[d] = d == 0 ? q : cg_mod(k, q, cg_i64(k, s->dim[d]));
+        }
+        st *= s->dim[d];
+    }
+}
+
+/* The buffer index of element idx of a view. */
+static cg_val view_index(cg_kernel *k, const pass_view *v, const ir_shape *s, const cg_val *idx)
+{
+    cg_val at = cg_i64(k, v->offset);
+    for (int d = 0; d < s->rank; d++)
+        if (s->dim[d] != 1 && v->stride[d] != 0)
+            at = cg_add(k, at, cg_mul(k, idx[d], cg_i64(k, v->stride[d])));
+    return at;
+}
+
+/* Operand x of a broadcasting op with result shape out: its index from the result's. */
+static void bcast_index(cg_kernel *k, const ir_shape *x, const ir_shape *out, const cg_val *idx, cg_val *xi)
+{
+    for (int d = 0; d < x->rank; d++) {
+        int od = d + out->rank - x->rank;
+        xi[d] = x->dim[d] == 1 && out->dim[od] != 1 ? cg_i64(k, 0) : idx[od];
+    }
+}
+
+static cg_val elem(kgen *K, const ir_node *n, const cg_val *idx);
+
+static cg_val const_of(cg_kernel *k, cg_type t, double v)
+{
+    return cg_type_is_float(t) ? cg_const_float(k, t, v) : cg_const_int(k, t, (int64_t)v);
+}
+
+static cg_val unary(kgen *K, const ir_node *n, cg_val x)
+{
+    cg_kernel *k = K->k;
+    cg_type t = ctype(n->dtype);
+    switch (n->op) {
+    case OP_neg: return cg_unary(k, CG_NEG, x);
+    case OP_abs: return cg_unary(k, CG_ABS, x);
+    case OP_exp: return cg_unary(k, CG_EXP, x);
+    case OP_log: return cg_unary(k, CG_LOG, x);
+    case OP_sqrt: return cg_unary(k, CG_SQRT, x);
+    case OP_rsqrt: return cg_unary(k, CG_RSQRT, x);
+    case OP_recip: return cg_unary(k, CG_RECIP, x);
+    case OP_tanh: return cg_unary(k, CG_TANH, x);
+    case OP_sigmoid: return cg_unary(k, CG_SIGMOID, x);
+    case OP_relu: return cg_binary(k, CG_MAX, x, const_of(k, t, 0));
+    case OP_silu: return cg_mul(k, x, cg_unary(k, CG_SIGMOID, x));
+    case OP_gelu: {
+        cg_val half_x = cg_mul(k, cg_f32(k, 0.5), x), inner;
+        if (strcmp(ir_attr_str(n, "approx"), "erf") == 0)
+            inner = cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)));
+        else {
+            cg_val x3 = cg_mul(k, cg_mul(k, x, x), x);
+            cg_val u = cg_mul(k, cg_f32(k, 0.7978845608028654), cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), x3)));
+            inner = cg_unary(k, CG_TANH, u);
+        }
+        return cg_mul(k, half_x, cg_add(k, cg_f32(k, 1.0), inner));
+    }
+    case OP_cast: return cg_cast(k, t, x);
+    default: ir_unreachable("lower: not a unary op");
+    }
+}
+
+static cg_val binary(kgen *K, const ir_node *n, cg_val x, cg_val y)
+{
+    cg_kernel *k = K->k;
+    cg_type t = ctype(n->dtype);
+    switch (n->op) {
+    case OP_add: return cg_add(k, x, y);
+    case OP_sub: return cg_sub(k, x, y);
+    case OP_mul: return cg_mul(k, x, y);
+    case OP_div:
+        if (cg_type_is_int(t)) /* the reference reports division by zero; never trap here */
+            y = cg_select(k, cg_binary(k, CG_EQ, y, const_of(k, t, 0)), const_of(k, t, 1), y);
+        return cg_div(k, x, y);
+    case OP_pow: return cg_binary(k, CG_POW, x, y);
+    case OP_maximum: return cg_binary(k, CG_MAX, x, y);
+    case OP_minimum: return cg_binary(k, CG_MIN, x, y);
+    default: ir_unreachable("lower: not a binary op");
+    }
+}
+
+static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
+{
+    lower_ctx *L = K->L;
+    cg_kernel *k = K->k;
+    cg_type t = ctype(n->dtype);
+    const ir_shape *s = &n->shape;
+    cg_val xi[IR_MAX_RANK], yi[IR_MAX_RANK];
+    if (L->buf[n->id] >= 0 && n->group != K->group) {
+        pass_view v;
+        pass_view_contiguous(n, &v);
+        return cg_load(k, karg(K, L->buf[n->id], CG_IN), view_index(k, &v, s, idx));
+    }
+    switch (ir_ops[n->op].kind) {
+    case OK_UNARY: return unary(K, n, elem(K, n->in[0], idx));
+    case OK_BINARY:
+        bcast_index(k, &n->in[0]->shape, s, idx, xi);
+        bcast_index(k, &n->in[1]->shape, s, idx, yi);
+        return binary(K, n, elem(K, n->in[0], xi), elem(K, n->in[1], yi));
+    default: break;
+    }
+    const ir_shape *xs = n->n_in ? &n->in[0]->shape : NULL;
+    switch (n->op) {
+    case OP_const: return const_of(k, t, ir_attr_float(n, "value"));
+    case OP_iota: return cg_cast(k, t, idx[ir_axis_norm(ir_attr_int(n, "axis"), s->rank)]);
+    case OP_reshape: delinear(k, xs, linear(k, s, idx), xi); return elem(K, n->in[0], xi);
+    case OP_transpose: {
+        const ir_attr *perm = ir_attr_get(n, "perm");
+        for (int i = 0; i < s->rank; i++)
+            xi[ir_axis_norm(perm->ints[i], s->rank)] = idx[i];
+        return elem(K, n->in[0], xi);
+    }
+    case OP_slice: {
+        int ax = ir_axis_norm(ir_attr_int(n, "axis"), s->rank);
+        int64_t lo, hi;
+        ir_slice_range(ir_attr_int(n, "start"), ir_attr_int(n, "end"), xs->dim[ax], &lo, &hi);
+        memcpy(xi, idx, sizeof(cg_val) * (size_t)s->rank);
+        xi[ax] = cg_add(k, idx[ax], cg_i64(k, lo));
+        return elem(K, n->in[0], xi);
+    }
+    case OP_broadcast: bcast_index(k, xs, s, idx, xi); return elem(K, n->in[0], xi);
+    case OP_concat: {
+        int ax = ir_axis_norm(ir_attr_int(n, "axis"), s->rank);
+        cg_val result = -1;
+        int64_t off = 0;
+        for (int i = 0; i < n->n_in; i++) {
+            int64_t size = n->in[i]->shape.dim[ax];
+            if (size == 0)
+                continue;
+            memcpy(xi, idx, sizeof(cg_val) * (size_t)s->rank);
+            cg_val rel = cg_sub(k, idx[ax], cg_i64(k, off));
+            xi[ax] = cg_binary(k, CG_MIN, cg_binary(k, CG_MAX, rel, cg_i64(k, 0)), cg_i64(k, size - 1));
+            cg_val v = elem(K, n->in[i], xi);
+            result = result < 0 ? v : cg_select(k, cg_binary(k, CG_LT, idx[ax], cg_i64(k, off)), result, v);
+            off += size;
+        }
+        return result;
+    }
+    case OP_embedding: {
+        const ir_node *table = n->in[0], *ids = n->in[1];
+        int64_t V = table->shape.dim[0];
+        cg_val id = cg_cast(k, CG_I64, elem(K, ids, idx));
+        if (K->n_ids < 64) {
+            K->ids[K->n_ids] = ids;
+            K->ids_hi[K->n_ids] = V;
+            K->ids_neg[K->n_ids++] = false;
+        }
+        xi[0] = cg_binary(k, CG_MIN, cg_binary(k, CG_MAX, id, cg_i64(k, 0)), cg_i64(k, V - 1));
+        xi[1] = idx[s->rank - 1];
+        return elem(K, table, xi);
+    }
+    case OP_rope: {
+        int r = s->rank;
+        int64_t D = s->dim[r - 1], half = D / 2;
+        cg_val i = idx[r - 1], lt = cg_binary(k, CG_LT, i, cg_i64(k, half));
+        /* frequency index i mod half and partner (i + half) mod D: index arithmetic whose
+         * range the validator can bound (a select of i - half could not be) */
+        cg_val j = cg_mod(k, i, cg_i64(k, half));
+        memcpy(xi, idx, sizeof(cg_val) * (size_t)r);
+        xi[r - 1] = cg_mod(k, cg_add(k, i, cg_i64(k, half)), cg_i64(k, D));
+        cg_val x = elem(K, n->in[0], idx), partner = elem(K, n->in[0], xi);
+        cg_val pos = cg_cast(k, CG_F64, elem(K, n->in[1], &idx[r - 2]));
+        cg_val expo = cg_mul(k, cg_cast(k, CG_F64, j), cg_const_float(k, CG_F64, -2.0 / (double)D));
+        cg_val f = cg_binary(k, CG_POW, cg_const_float(k, CG_F64, ir_attr_float(n, "theta")), expo);
+        cg_val a = cg_mul(k, pos, f);
+        cg_val c = cg_cast(k, CG_F32, cg_unary(k, CG_COS, a)), sn = cg_cast(k, CG_F32, cg_unary(k, CG_SIN, a));
+        cg_val sign = cg_select(k, lt, cg_f32(k, -1.0), cg_f32(k, 1.0));
+        return cg_add(k, cg_mul(k, x, c), cg_mul(k, cg_mul(k, sign, partner), sn));
+    }
+    default:
+        fail(L, n, "%s has no buffer here and cannot be inlined (was the fuse pass run?)", "value");
+        return cg_const_float(k, CG_F32, 0);
+    }
+}
+
+static cg_val elem(kgen *K, const ir_node *n, const cg_val *idx)
+{
+    bool found;
+    memo_entry *e = memo_find(K, n->id, n->shape.rank, idx, &found);
+    if (found)
+        return e->val;
+    e->val = -1;
+    cg_val v = elem_uncached(K, n, idx);
+    /* the table may have grown meanwhile: look the entry up again */
+    e = memo_find(K, n->id, n->shape.rank, idx, &found);
+    e->val = v;
+    return v;
+}
+
+/* Stores value v as element idx of stored node n (contiguous buffer). */
+static void store(kgen *K, const ir_node *n, const cg_val *idx, cg_val v)
+{
+    pass_view cv;
+    pass_view_contiguous(n, &cv);
+    int a = karg(K, K->L->buf[n->id], CG_OUT);
+    cg_store(K->k, a, view_index(K->k, &cv, &n->shape, idx), cg_cast(K->k, ctype(n->dtype), v));
+}
+
+static void kgen_init(kgen *K, lower_ctx *L, int group, const char *what)
+{
+    memset(K, 0, sizeof *K);
+    K->L = L;
+    K->group = group;
+    char name[64];
+    snprintf(name, sizeof name, "k%d_%s", L->out->plan.n_steps, what);
+    K->k = cg_kernel_new(name);
+    K->arg = malloc(sizeof(int) * ((size_t)L->out->plan.n_bufs + 1));
+    if (!K->arg)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < L->out->plan.n_bufs; i++)
+        K->arg[i] = -1;
+}
+
+/* Validates the kernel, adds the id checks it needs and its step. */
+static void kgen_finish(kgen *K)
+{
+    lower_ctx *L = K->L;
+    cg_kernel *k = K->k;
+    free(K->arg);
+    free(K->memo);
+    for (int i = 0; i < K->n_ids; i++)
+        check_ids(L, K->ids[i], K->ids_hi[i], K->ids_neg[i], K->ids_neg[i] ? "cross_entropy: target" : "embedding");
+    cg_kernel_dce(k);
+    if (!cg_kernel_validate(k, L->d)) {
+        cg_kernel_print(k, stderr);
+        ir_diag_print(L->d, stderr);
+        ir_unreachable("lower: built an invalid kernel");
+    }
+    if (L->out->n_kernels == L->cap_kernels) {
+        L->cap_kernels = L->cap_kernels ? 2 * L->cap_kernels : 16;
+        L->out->kernels = realloc(L->out->kernels, sizeof *L->out->kernels * (size_t)L->cap_kernels);
+        if (!L->out->kernels)
+            ir_unreachable("out of memory");
+    }
+    L->out->kernels[L->out->n_kernels++] = k;
+    rt_plan_step *s = add_step(L, RT_STEP_KERNEL);
+    s->kernel.name = xstrdup(k->name);
+    s->kernel.n_args = K->n_args;
+    s->kernel.args = K->args;
+    s->kernel.grid0 = k->dim[0];
+    int64_t work = 1;
+    for (int d = 1; d < k->n_dims; d++)
+        work *= k->dim[d];
+    int64_t loops = 0;
+    for (int l = 0; l < k->n_loops; l++)
+        loops += k->loop[l];
+    s->kernel.work = work * (loops ? loops : 1);
+}
+
+/* ---- the group kinds ------------------------------------------------------------------------- */
+
+/* Stored members of group g in node order. */
+static int stored_members(lower_ctx *L, int g, const ir_node **m, int cap)
+{
+    int n = 0;
+    for (int i = 0; i < L->g->n_nodes; i++)
+        if (L->g->nodes[i]->group == g && L->stored[i] && n < cap)
+            m[n++] = L->g->nodes[i];
+    return n;
+}
+
+/* Elementwise kernel: every stored member (all of the anchor's shape) at each index. */
+static void lower_elementwise(lower_ctx *L, int g, const ir_node *anchor)
+{
+    const ir_shape *s = &anchor->shape;
+    if (ir_shape_numel(s) == 0)
+        return;
+    kgen K;
+    kgen_init(&K, L, g, ir_ops[anchor->op].mnemonic);
+    cg_kernel *k = K.k;
+    cg_val idx[IR_MAX_RANK];
+    int r = s->rank;
+    if (r == 0)
+        cg_kernel_dim(k, 1);
+    else if (r == 1) {
+        cg_kernel_dim(k, s->dim[0]);
+        idx[0] = cg_pidx(k, 0);
+    } else {
+        ir_shape rows = *s;
+        rows.rank = r - 1;
+        cg_kernel_dim(k, ir_shape_numel(&rows));
+        cg_kernel_dim(k, s->dim[r - 1]);
+        delinear(k, &rows, cg_pidx(k, 0), idx);
+        idx[r - 1] = cg_pidx(k, 1);
+    }
+    const ir_node *m[16];
+    int nm = stored_members(L, g, m, 16);
+    for (int i = 0; i < nm; i++) {
+        if (!ir_shape_eq(&m[i]->shape, s))
+            fail(L, m[i], "%s of another shape in an elementwise group", "member");
+        else
+            store(&K, m[i], idx, elem(&K, m[i], idx));
+    }
+    kgen_finish(&K);
+}
+
+/* Row kernel for row op R; other stored members are stored in loop 0. */
+static void lower_row(lower_ctx *L, int g, const ir_node *R)
+{
+    const ir_node *x = R->in[0];
+    const ir_shape *xs = &x->shape;
+    int r = xs->rank;
+    int64_t C = xs->dim[r - 1], rows = C ? ir_shape_numel(xs) / C : 0;
+    if (rows == 0 || C == 0) {
+        if (R->op != OP_cross_entropy)
+            return;
+        fail(L, R, "%s over an empty tensor is not supported", "cross_entropy");
+        return;
+    }
+    kgen K;
+    kgen_init(&K, L, g, ir_ops[R->op].mnemonic);
+    cg_kernel *k = K.k;
+    cg_kernel_dim(k, rows);
+    ir_shape rs = *xs;
+    rs.rank = r - 1;
+    cg_val ri[IR_MAX_RANK], id[4][IR_MAX_RANK];
+    delinear(k, &rs, cg_pidx(k, 0), ri);
+    int nloops = R->op == OP_rmsnorm || R->op == OP_cross_entropy ? 2 : 3;
+    for (int l = 0; l < nloops; l++) {
+        cg_kernel_loop(k, C);
+        memcpy(id[l], ri, sizeof(cg_val) * (size_t)(r - 1));
+        id[l][r - 1] = cg_lidx(k, l);
+    }
+    /* members stored alongside */
+    const ir_node *m[16];
+    int nm = stored_members(L, g, m, 16);
+    for (int i = 0; i < nm; i++)
+        if (m[i] != R) {
+            if (!ir_shape_eq(&m[i]->shape, xs))
+                fail(L, m[i], "%s of another shape in a row group", "member");
+            else
+                store(&K, m[i], id[0], elem(&K, m[i], id[0]));
+        }
+    cg_val inv_c = cg_f32(k, 1.0 / (double)C);
+    switch (R->op) {
+    case OP_softmax: {
+        cg_val mx = cg_reduce(k, CG_RED_MAX, 0, elem(&K, x, id[0]));
+        cg_val sum = cg_reduce(k, CG_RED_SUM, 1, cg_unary(k, CG_EXP, cg_sub(k, elem(&K, x, id[1]), mx)));
+        cg_val y = cg_div(k, cg_unary(k, CG_EXP, cg_sub(k, elem(&K, x, id[2]), mx)), sum);
+        store(&K, R, id[2], y);
+        break;
+    }
+    case OP_layernorm: {
+        cg_val mean = cg_mul(k, cg_reduce(k, CG_RED_SUM, 0, elem(&K, x, id[0])), inv_c);
+        cg_val d1 = cg_sub(k, elem(&K, x, id[1]), mean);
+        cg_val var = cg_mul(k, cg_reduce(k, CG_RED_SUM, 1, cg_mul(k, d1, d1)), inv_c);
+        cg_val rstd = cg_unary(k, CG_RSQRT, cg_add(k, var, cg_f32(k, ir_attr_float(R, "eps"))));
+        cg_val c2 = id[2][r - 1];
+        cg_val y = cg_mul(k, cg_sub(k, elem(&K, x, id[2]), mean), rstd);
+        y = cg_add(k, cg_mul(k, y, elem(&K, R->in[1], &c2)), elem(&K, R->in[2], &c2));
+        store(&K, R, id[2], y);
+        break;
+    }
+    case OP_rmsnorm: {
+        cg_val x0 = elem(&K, x, id[0]);
+        cg_val ms = cg_mul(k, cg_reduce(k, CG_RED_SUM, 0, cg_mul(k, x0, x0)), inv_c);
+        cg_val rr = cg_unary(k, CG_RSQRT, cg_add(k, ms, cg_f32(k, ir_attr_float(R, "eps"))));
+        cg_val c1 = id[1][r - 1];
+        store(&K, R, id[1], cg_mul(k, cg_mul(k, elem(&K, x, id[1]), rr), elem(&K, R->in[1], &c1)));
+        break;
+    }
+    case OP_cross_entropy: {
+        const ir_node *tg = R->in[1];
+        int lossb = add_buffer(L, "cross_entropy row losses", DT_F32, rows, RT_BUF_ACTIVATION);
+        int validb = add_buffer(L, "cross_entropy row counts", DT_F32, rows, RT_BUF_ACTIVATION);
+        K.arg = realloc(K.arg, sizeof(int) * (size_t)L->out->plan.n_bufs);
+        if (!K.arg)
+            ir_unreachable("out of memory");
+        K.arg[lossb] = K.arg[validb] = -1;
+        cg_val mx = cg_reduce(k, CG_RED_MAX, 0, elem(&K, x, id[0]));
+        cg_val sum = cg_reduce(k, CG_RED_SUM, 1, cg_unary(k, CG_EXP, cg_sub(k, elem(&K, x, id[1]), mx)));
+        cg_val lse = cg_add(k, mx, cg_unary(k, CG_LOG, sum));
+        cg_val t = cg_cast(k, CG_I64, elem(&K, tg, ri));
+        if (K.n_ids < 64) {
+            K.ids[K.n_ids] = tg;
+            K.ids_hi[K.n_ids] = C;
+            K.ids_neg[K.n_ids++] = true;
+        }
+        cg_val valid = cg_binary(k, CG_GE, t, cg_i64(k, 0));
+        cg_val ti[IR_MAX_RANK];
+        memcpy(ti, ri, sizeof(cg_val) * (size_t)(r - 1));
+        ti[r - 1] = cg_binary(k, CG_MIN, cg_binary(k, CG_MAX, t, cg_i64(k, 0)), cg_i64(k, C - 1));
+        cg_val loss = cg_select(k, valid, cg_sub(k, lse, elem(&K, x, ti)), cg_f32(k, 0));
+        cg_val row = cg_pidx(k, 0);
+        cg_store(k, karg(&K, lossb, CG_OUT), row, loss);
+        cg_store(k, karg(&K, validb, CG_OUT), row, cg_select(k, valid, cg_f32(k, 1), cg_f32(k, 0)));
+        kgen_finish(&K);
+        /* the mean over rows with a target, in one grid point */
+        kgen_init(&K, L, g, "cross_entropy_mean");
+        k = K.k;
+        cg_kernel_dim(k, 1);
+        cg_kernel_loop(k, rows);
+        cg_val j = cg_lidx(k, 0);
+        cg_val tot = cg_reduce(k, CG_RED_SUM, 0, cg_load(k, karg(&K, lossb, CG_IN), j));
+        cg_val cnt = cg_reduce(k, CG_RED_SUM, 0, cg_load(k, karg(&K, validb, CG_IN), j));
+        store(&K, R, NULL, cg_div(k, tot, cg_binary(k, CG_MAX, cnt, cg_f32(k, 1))));
+        break;
+    }
+    default: ir_unreachable("lower_row: not a row op");
+    }
+    kgen_finish(&K);
+}
+
+/* sum/mean/max: grid over the kept elements, one loop over the reduced ones. */
+static void lower_reduce(lower_ctx *L, int g, const ir_node *R)
+{
+    const ir_node *x = R->in[0];
+    const ir_shape *xs = &x->shape;
+    bool mask[IR_MAX_RANK];
+    ir_reduce_mask(R, xs->rank, mask);
+    ir_shape kept = {0}, red = {0};
+    for (int d = 0; d < xs->rank; d++) {
+        ir_shape *s = mask[d] ? &red : &kept;
+        s->dim[s->rank++] = xs->dim[d];
+    }
+    int64_t nk = ir_shape_numel(&kept), nr = ir_shape_numel(&red);
+    if (nk == 0)
+        return;
+    if (nr == 0) {
+        fail(L, R, "%s over zero elements is not supported", ir_ops[R->op].mnemonic);
+        return;
+    }
+    kgen K;
+    kgen_init(&K, L, g, ir_ops[R->op].mnemonic);
+    cg_kernel *k = K.k;
+    cg_kernel_dim(k, nk);
+    cg_kernel_loop(k, nr);
+    cg_val ki[IR_MAX_RANK], rj[IR_MAX_RANK], idx[IR_MAX_RANK];
+    delinear(k, &kept, cg_pidx(k, 0), ki);
+    delinear(k, &red, cg_lidx(k, 0), rj);
+    int a = 0, b = 0;
+    for (int d = 0; d < xs->rank; d++)
+        idx[d] = mask[d] ? rj[b++] : ki[a++];
+    cg_val v = cg_reduce(k, R->op == OP_max ? CG_RED_MAX : CG_RED_SUM, 0, elem(&K, x, idx));
+    if (R->op == OP_mean)
+        v = cg_div(k, v, const_of(k, ctype(R->dtype), (double)nr));
+    int ob = karg(&K, L->buf[R->id], CG_OUT);
+    cg_store(k, ob, cg_pidx(k, 0), cg_cast(k, ctype(R->dtype), v));
+    kgen_finish(&K);
+}
+
+static rt_act act_of(const ir_node *n)
+{
+    switch (n->op) {
+    case OP_relu: return RT_ACT_RELU;
+    case OP_silu: return RT_ACT_SILU;
+    case OP_gelu: return strcmp(ir_attr_str(n, "approx"), "erf") == 0 ? RT_ACT_GELU_ERF : RT_ACT_GELU_TANH;
+    default: return RT_ACT_NONE;
+    }
+}
+
+/* GEMM group: matmul, then maybe a bias add and an activation; the last member is stored. */
+static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *last)
+{
+    if (mm->dtype != DT_F32) {
+        fail(L, mm, "%s on a non-f32 type is not supported", "matmul");
+        return;
+    }
+    const ir_node *a = mm->in[0], *b = mm->in[1];
+    pass_view va, vb;
+    if (!view(L, a, &va) || !view(L, b, &vb))
+        return;
+    int ta = ir_attr_int(mm, "transpose_a") != 0, tb = ir_attr_int(mm, "transpose_b") != 0;
+    rt_plan_step *s = add_step(L, RT_STEP_GEMM);
+    rt_plan_gemm *G = &s->gemm;
+    const ir_shape *os = &mm->shape;
+    int r = os->rank;
+    G->M = os->dim[r - 2];
+    G->N = os->dim[r - 1];
+    G->K = a->shape.dim[a->shape.rank - (ta ? 2 : 1)];
+    if (!pass_matmul_operand(a, &va, ta, &G->trans_a, &G->lda) ||
+        !pass_matmul_operand(b, &vb, tb, &G->trans_b, &G->ldb)) {
+        fail(L, mm, "%s operand layout is not one BLAS takes (was the fuse pass run?)", "matmul");
+        return;
+    }
+    G->ldc = G->N;
+    G->alpha = 1;
+    G->beta = 0;
+    /* batch dims, outermost first; size-1 dims dropped */
+    int64_t sc = G->M * G->N;
+    int nb = 0;
+    int64_t bd[IR_MAX_RANK], sa[IR_MAX_RANK], sb[IR_MAX_RANK], scs[IR_MAX_RANK];
+    for (int d = r - 3; d >= 0; d--) {
+        int da = d - (r - a->shape.rank), db = d - (r - b->shape.rank);
+        if (os->dim[d] != 1) {
+            bd[nb] = os->dim[d];
+            sa[nb] = da >= 0 && a->shape.dim[da] != 1 ? va.stride[da] : 0;
+            sb[nb] = db >= 0 && b->shape.dim[db] != 1 ? vb.stride[db] : 0;
+            scs[nb] = sc;
+            nb++;
+        }
+        sc *= os->dim[d];
+    }
+    /* fold trailing batch dims into M when B is shared and A's rows continue evenly */
+    int first = 0; /* bd[0] is the innermost batch dim */
+    while (first < nb && sb[first] == 0 && !G->trans_a && sa[first] == G->M * G->lda && scs[first] == G->M * G->N) {
+        G->M *= bd[first];
+        first++;
+    }
+    if (nb - first > RT_PLAN_MAX_BATCH) {
+        fail(L, mm, "%s has too many batch dims", "matmul");
+        return;
+    }
+    G->nbatch = nb - first;
+    for (int i = 0; i < G->nbatch; i++) { /* outermost first */
+        int j = nb - 1 - i;
+        G->batch[i] = bd[j];
+        G->stride_a[i] = sa[j];
+        G->stride_b[i] = sb[j];
+        G->stride_c[i] = scs[j];
+    }
+    G->a = ref_of(L, &va);
+    G->b = ref_of(L, &vb);
+    G->c = (rt_plan_ref){L->buf[last->id], 0};
+    /* epilogue: the members after the matmul, in order */
+    const ir_node *prev = mm;
+    for (int i = mm->id + 1; i <= last->id; i++) {
+        const ir_node *n = L->g->nodes[i];
+        if (n->group != g)
+            continue;
+        if (n->op == OP_add) {
+            const ir_node *bias = n->in[0] == prev ? n->in[1] : n->in[0];
+            pass_view vbias;
+            if (!view(L, bias, &vbias))
+                return;
+            G->bias = ref_of(L, &vbias);
+        } else {
+            G->act = (int)act_of(n);
+        }
+        prev = n;
+    }
+}
+
+static void lower_attention(lower_ctx *L, int g, const ir_node *at, const ir_node *last)
+{
+    pass_view vq, vk, vv, vm = {0};
+    if (!view(L, at->in[0], &vq) || !view(L, at->in[1], &vk) || !view(L, at->in[2], &vv))
+        return;
+    rt_plan_step *s = add_step(L, RT_STEP_ATTENTION);
+    rt_plan_attention *A = &s->attn;
+    const ir_shape *q = &at->in[0]->shape, *k = &at->in[1]->shape, *v = &at->in[2]->shape;
+    A->B = q->dim[0], A->H = q->dim[1], A->T = q->dim[2], A->D = q->dim[3];
+    A->G = k->dim[1], A->S = k->dim[2], A->E = v->dim[3];
+    A->causal = ir_attr_int(at, "causal") != 0;
+    A->scale = ir_attr_float(at, "scale");
+    if (A->scale == 0)
+        A->scale = 1.0 / sqrt((double)A->D);
+    for (int i = 0; i < 3; i++) {
+        A->q_stride[i] = vq.stride[i];
+        A->k_stride[i] = vk.stride[i];
+        A->v_stride[i] = vv.stride[i];
+    }
+    if ((A->D > 1 && (vq.stride[3] != 1 || vk.stride[3] != 1)) || (A->E > 1 && vv.stride[3] != 1)) {
+        fail(L, at, "%s operands need a contiguous last dim (was the fuse pass run?)", "attention");
+        return;
+    }
+    A->q = ref_of(L, &vq);
+    A->k = ref_of(L, &vk);
+    A->v = ref_of(L, &vv);
+    if (at->n_in > 3) {
+        const ir_node *m = at->in[3];
+        if (!view(L, m, &vm))
+            return;
+        for (int d = 0; d < 4; d++) {
+            int md = d - (4 - m->shape.rank);
+            A->mask_stride[d] = md >= 0 && m->shape.dim[md] != 1 ? vm.stride[md] : 0;
+        }
+        A->mask = ref_of(L, &vm);
+    }
+    /* output: the stored node's buffer; through a transpose when one joined */
+    pass_view vo;
+    pass_view_contiguous(last, &vo);
+    int64_t st[4];
+    if (last == at)
+        memcpy(st, vo.stride, sizeof st);
+    else {
+        const ir_attr *perm = ir_attr_get(last, "perm");
+        for (int i = 0; i < 4; i++)
+            st[ir_axis_norm(perm->ints[i], 4)] = vo.stride[i];
+    }
+    for (int i = 0; i < 3; i++)
+        A->out_stride[i] = st[i];
+    A->out = (rt_plan_ref){L->buf[last->id], 0};
+}
+
+/* ---- the driver -------------------------------------------------------------------------------- */
+
+void cg_lowered_free(cg_lowered *l)
+{
+    for (int i = 0; i < l->n_kernels; i++)
+        cg_kernel_free(l->kernels[i]);
+    free(l->kernels);
+    rt_plan_clear(&l->plan);
+    memset(l, 0, sizeof *l);
+}
+
+bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
+{
+    memset(out, 0, sizeof *out);
+    int nn = g->n_nodes;
+    lower_ctx L = {g, d, out, calloc((size_t)nn + 1, sizeof(bool)), malloc(sizeof(int) * ((size_t)nn + 1)), NULL, 0, 0, true};
+    if (!L.stored || !L.buf)
+        ir_unreachable("out of memory");
+    int n_groups = 0;
+    for (int i = 0; i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        L.buf[i] = -1;
+        if (n->id != i)
+            ir_unreachable("cg_lower: node ids out of order");
+        if (n->dtype == DT_F64) {
+            fail(&L, n, "%s values are not supported by the cpu target yet (use --target ref)", "f64");
+            break;
+        }
+        if (n->group >= n_groups)
+            n_groups = n->group + 1;
+        for (int k = 0; k < n->n_in; k++) {
+            const ir_node *x = n->in[k];
+            if (x->group >= 0 && (x->group != n->group || n->op == OP_output))
+                L.stored[x->id] = true;
+        }
+    }
+    /* buffers: params and inputs, then stored values (outputs where an output names them) */
+    for (int i = 0; L.ok && i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->op == OP_param || n->op == OP_input)
+            L.buf[i] = add_buffer(&L, n->name, n->dtype, ir_shape_numel(&n->shape),
+                                  n->op == OP_param ? RT_BUF_PARAM : RT_BUF_INPUT);
+    }
+    for (int i = 0; L.ok && i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        if (!L.stored[i])
+            continue;
+        const char *oname = NULL;
+        for (int j = i + 1; j < nn && !oname; j++)
+            if (g->nodes[j]->op == OP_output && g->nodes[j]->in[0] == n)
+                oname = g->nodes[j]->name;
+        char desc[64];
+        snprintf(desc, sizeof desc, "%%%d %s", i, ir_ops[n->op].mnemonic);
+        L.buf[i] = add_buffer(&L, oname ? oname : desc, n->dtype, ir_shape_numel(&n->shape),
+                              oname ? RT_BUF_OUTPUT : RT_BUF_ACTIVATION);
+    }
+    /* outputs of params/inputs: copies up front (those never change) */
+    for (int i = 0; L.ok && i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->op != OP_output || n->in[0]->group >= 0)
+            continue;
+        const ir_node *x = n->in[0];
+        if (L.buf[x->id] < 0) {
+            fail(&L, n, "%s of a value without a buffer (was the fuse pass run?)", "output");
+            break;
+        }
+        int b = add_buffer(&L, n->name, x->dtype, ir_shape_numel(&x->shape), RT_BUF_OUTPUT);
+        rt_plan_step *s = add_step(&L, RT_STEP_COPY);
+        s->copy = (rt_plan_copy){{L.buf[x->id], 0}, {b, 0}, ir_shape_numel(&x->shape) * ir_dtype_size(x->dtype)};
+    }
+    /* one step (or two) per group, in group order */
+    int *anchor = malloc(sizeof(int) * ((size_t)n_groups + 1));
+    if (!anchor)
+        ir_unreachable("out of memory");
+    for (int k = 0; k < n_groups; k++)
+        anchor[k] = -1;
+    for (int i = 0; i < nn; i++)
+        if (g->nodes[i]->group >= 0)
+            anchor[g->nodes[i]->group] = i; /* the last member */
+    for (int grp = 0; L.ok && grp < n_groups; grp++) {
+        if (anchor[grp] < 0)
+            continue;
+        const ir_node *last = g->nodes[anchor[grp]], *mm = NULL, *at = NULL;
+        for (int i = 0; i <= anchor[grp]; i++) {
+            const ir_node *n = g->nodes[i];
+            if (n->group == grp && n->op == OP_matmul)
+                mm = n;
+            if (n->group == grp && n->op == OP_attention)
+                at = n;
+        }
+        if (mm)
+            lower_gemm(&L, grp, mm, last);
+        else if (at)
+            lower_attention(&L, grp, at, last);
+        else if (ir_ops[last->op].kind == OK_ROW)
+            lower_row(&L, grp, last);
+        else if (ir_ops[last->op].kind == OK_REDUCE)
+            lower_reduce(&L, grp, last);
+        else
+            lower_elementwise(&L, grp, last);
+    }
+    free(anchor);
+    /* an output naming a value already output under another name: a copy at the end */
+    for (int i = 0; L.ok && i < nn; i++) {
+        const ir_node *n = g->nodes[i], *x = n->n_in ? n->in[0] : NULL;
+        if (n->op != OP_output || x->group < 0 || strcmp(out->plan.bufs[L.buf[x->id]].name, n->name) == 0)
+            continue;
+        int b = add_buffer(&L, n->name, x->dtype, ir_shape_numel(&x->shape), RT_BUF_OUTPUT);
+        rt_plan_step *s = add_step(&L, RT_STEP_COPY);
+        s->copy = (rt_plan_copy){{L.buf[x->id], 0}, {b, 0}, ir_shape_numel(&x->shape) * ir_dtype_size(x->dtype)};
+    }
+    free(L.stored);
+    free(L.buf);
+    free(L.checked);
+    if (!L.ok)
+        cg_lowered_free(out);
+    return L.ok;
+}
