@@ -19,13 +19,17 @@
  *     the library's own error string, then the job is aborted.
  * See docs/cluster.md for what the launcher prints when a rank dies.
  *
+ * Threads. A communicator is used by one thread at a time; the MPI backend initializes MPI
+ * with MPI_THREAD_FUNNELED, so all of the process's collectives come from the thread that
+ * called coll_init.
+ *
  * Buffers. Today every buffer is host memory. Elements are counted, not bytes. In-place:
  * allreduce with sendbuf == recvbuf, allgather with sendbuf == recvbuf + rank·count (the
  * rank's own block). Any other overlap between send and receive buffers is an argument error.
  *
  * Device buffers (the NVIDIA issue; designed for, not built):
- *   - NCCL takes device pointers directly: a comm created with coll_options.device ≥ 0 and a
- *     stream accepts device buffers; operations are enqueued on the stream and return at once;
+ *   - NCCL takes device pointers directly: a comm created with coll_options.device_buffers,
+ *     a device and a stream accepts device buffers; operations are enqueued on the stream and return at once;
  *     coll_sync waits for the stream and reports ncclCommGetAsyncError; the timeout is enforced
  *     by a watchdog that polls the operation's completion event and calls ncclCommAbort on
  *     expiry (NCCL has no per-call timeout of its own).
@@ -88,8 +92,9 @@ typedef struct {
      * the environment, else COLL_DEFAULT_TIMEOUT_S. Negative: no timeout. */
     double timeout_s;
     coll_algo allreduce;  /* default COLL_ALGO_BACKEND (0) */
-    /* Reserved for NCCL: CUDA device ordinal (-1 = host buffers; 0 in a zeroed struct is
-     * read as host too, since host backends ignore it) and the cudaStream_t to enqueue on. */
+    /* Reserved for NCCL (host backends ignore them): buffers are device pointers of CUDA
+     * device `device`, operations are enqueued on `stream` (a cudaStream_t). */
+    bool device_buffers;
     int device;
     void *stream;
 } coll_options;
@@ -190,10 +195,12 @@ typedef struct {
  *   OpenMPI  OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK / _LOCAL_SIZE
  *   PMI      PMI_RANK / PMI_SIZE (MPICH, Intel MPI; local: MPI_LOCALRANKID / MPI_LOCALNRANKS)
  *   torchrun RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE
- *   Slurm    SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID / SLURM_NTASKS_PER_NODE (if a number)
+ *   Slurm    SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID, only inside a job step (SLURM_STEP_ID
+ *            set: a batch script is one process yet has the allocation's SLURM_NTASKS)
  * MPI launchers come first because mpirun inside a Slurm allocation inherits the batch step's
  * SLURM_PROCID; torchrun before Slurm because srun may start one torchrun per node. None
- * found: rank 0, size 1, local 0/1, found false. A present but malformed variable (not an
+ * found: rank 0, size 1, local 0/1, found false. local_size is -1 where the launcher does not
+ * say (PMI without MPI_LOCALNRANKS, Slurm). A present but malformed variable (not an
  * integer, rank ≥ size) is an error: false, message in err. */
 bool coll_launch_detect(coll_launch *out, coll_error *err);
 
