@@ -1,0 +1,459 @@
+/* test_ptx.c — the NVPTX renderer without a GPU: every kernel the kernel IR tests build
+ * (elementwise with broadcast, f64, scalar args, 2-D/3-D transposes with u8/i32/i64, softmax,
+ * layernorm, f16/bf16 copies, f32 math) plus 64-bit and integer block reductions and a row
+ * kernel over a 2-D grid, rendered to PTX for sm_80 and sm_90 and assembled by ptxas
+ * (-arch=sm_80 / sm_90; "skipped: ptxas not found" and exit 0 when absent). Also: the launch
+ * geometry rules, the PTX markers of each mapping (.entry, shfl.sync, bar.sync, .shared),
+ * all kernels in one module, and the error for an op the GPU cannot lower (f64 tanh).
+ *
+ * `test_ptx --emit NAME SM` prints the PTX of kernel NAME (`--emit-ir`: its nvptx LLVM IR) for
+ * the FileCheck tests in tests/lit/ptx.
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "test_kir_util.h"
+
+/* ---- the kernels ------------------------------------------------------------------------- */
+
+static cg_kernel *k_gelu_bcast(void)
+{
+    enum { R = 37, N = 129 };
+    cg_kernel *k = cg_kernel_new("gelu_bcast");
+    int a = cg_kernel_buffer(k, "a", DT_F32, CG_IN, R * N);
+    int b = cg_kernel_buffer(k, "b", DT_F32, CG_IN, N);
+    int out = cg_kernel_buffer(k, "out", DT_F32, CG_OUT, R * N);
+    cg_kernel_dim(k, R * N);
+    cg_val i = cg_pidx(k, 0);
+    cg_val x = cg_add(k, cg_load(k, a, i), cg_load(k, b, cg_mod(k, i, cg_i64(k, N))));
+    cg_val x3 = cg_mul(k, cg_mul(k, x, x), x);
+    cg_val in = cg_mul(k, cg_f32(k, 0.7978845608028654), cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), x3)));
+    cg_val th = cg_unary(k, CG_TANH, in);
+    cg_store(k, out, i, cg_mul(k, cg_mul(k, cg_f32(k, 0.5), x), cg_add(k, cg_f32(k, 1), th)));
+    return k;
+}
+
+/* f64 elementwise with the ops the GPU has at f64: out = sqrt(a*a + b) / max(a, b) + rsqrt(b). */
+static cg_kernel *k_f64_ops(void)
+{
+    cg_kernel *k = cg_kernel_new("f64_ops");
+    int a = cg_kernel_buffer(k, "a", DT_F64, CG_IN, 1000);
+    int b = cg_kernel_buffer(k, "b", DT_F64, CG_IN, 1000);
+    int out = cg_kernel_buffer(k, "out", DT_F64, CG_OUT, 1000);
+    cg_kernel_dim(k, 1000);
+    cg_val i = cg_pidx(k, 0), x = cg_load(k, a, i), y = cg_load(k, b, i);
+    cg_val s = cg_unary(k, CG_SQRT, cg_add(k, cg_mul(k, x, x), y));
+    cg_val v = cg_add(k, cg_div(k, s, cg_binary(k, CG_MAX, x, y)), cg_unary(k, CG_RSQRT, y));
+    cg_store(k, out, i, cg_select(k, cg_binary(k, CG_LT, x, y), cg_unary(k, CG_NEG, v), v));
+    return k;
+}
+
+static cg_kernel *k_scale_by_n(void)
+{
+    cg_kernel *k = cg_kernel_new("scale_by_n");
+    int a = cg_kernel_buffer(k, "a", DT_F32, CG_IN, 100);
+    int n = cg_kernel_scalar(k, "n");
+    int out = cg_kernel_buffer(k, "out", DT_I64, CG_OUT, 100);
+    cg_kernel_dim(k, 100);
+    cg_val i = cg_pidx(k, 0);
+    cg_val x = cg_mul(k, cg_load(k, a, i), cg_cast(k, CG_F32, cg_scalar(k, n)));
+    cg_store(k, out, i, cg_add(k, cg_cast(k, CG_I64, x), i));
+    return k;
+}
+
+static cg_kernel *k_transpose2d(void)
+{
+    enum { M = 45, N = 67 };
+    cg_kernel *k = cg_kernel_new("transpose2d");
+    int in = cg_kernel_buffer(k, "in", DT_F32, CG_IN, M * N);
+    int out = cg_kernel_buffer(k, "out", DT_F32, CG_OUT, M * N);
+    cg_kernel_dim(k, N);
+    cg_kernel_dim(k, M);
+    cg_val j = cg_pidx(k, 0), i = cg_pidx(k, 1);
+    cg_store(k, out, cg_add(k, cg_mul(k, j, cg_i64(k, M)), i), cg_load(k, in, cg_add(k, cg_mul(k, i, cg_i64(k, N)), j)));
+    return k;
+}
+
+static cg_kernel *k_permute3d(void)
+{
+    enum { A = 5, B = 6, C = 7 };
+    cg_kernel *k = cg_kernel_new("permute3d");
+    int in = cg_kernel_buffer(k, "in", DT_I64, CG_IN, A * B * C);
+    int bytes = cg_kernel_buffer(k, "bytes", DT_U8, CG_IN, A * B * C);
+    int out = cg_kernel_buffer(k, "out", DT_I64, CG_OUT, A * B * C);
+    int wide = cg_kernel_buffer(k, "wide", DT_I32, CG_OUT, A * B * C);
+    cg_kernel_dim(k, C);
+    cg_kernel_dim(k, A);
+    cg_kernel_dim(k, B);
+    cg_val c = cg_pidx(k, 0), a = cg_pidx(k, 1), b = cg_pidx(k, 2);
+    cg_val src = cg_add(k, cg_mul(k, cg_add(k, cg_mul(k, a, cg_i64(k, B)), b), cg_i64(k, C)), c);
+    cg_val dst = cg_add(k, cg_mul(k, cg_add(k, cg_mul(k, c, cg_i64(k, A)), a), cg_i64(k, B)), b);
+    cg_store(k, out, dst, cg_load(k, in, src));
+    cg_store(k, wide, dst, cg_add(k, cg_load(k, bytes, src), cg_const_int(k, CG_I32, 1)));
+    return k;
+}
+
+static cg_kernel *k_softmax(void)
+{
+    enum { ROWS = 33, COLS = 301 };
+    cg_kernel *k = cg_kernel_new("softmax_rows");
+    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, ROWS * COLS);
+    int y = cg_kernel_buffer(k, "y", DT_F32, CG_OUT, ROWS * COLS);
+    cg_kernel_dim(k, ROWS);
+    int l_max = cg_kernel_loop(k, COLS), l_sum = cg_kernel_loop(k, COLS), l_out = cg_kernel_loop(k, COLS);
+    cg_val row = cg_mul(k, cg_pidx(k, 0), cg_i64(k, COLS));
+    cg_val m = cg_reduce(k, CG_RED_MAX, l_max, cg_load(k, x, cg_add(k, row, cg_lidx(k, l_max))));
+    cg_val e1 = cg_unary(k, CG_EXP, cg_sub(k, cg_load(k, x, cg_add(k, row, cg_lidx(k, l_sum))), m));
+    cg_val s = cg_reduce(k, CG_RED_SUM, l_sum, e1);
+    cg_val inv = cg_unary(k, CG_RECIP, s);
+    cg_val at = cg_add(k, row, cg_lidx(k, l_out));
+    cg_store(k, y, at, cg_mul(k, cg_unary(k, CG_EXP, cg_sub(k, cg_load(k, x, at), m)), inv));
+    return k;
+}
+
+static cg_kernel *k_layernorm(void)
+{
+    enum { ROWS = 19, C = 768 };
+    cg_kernel *k = cg_kernel_new("layernorm_rows");
+    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, ROWS * C);
+    int w = cg_kernel_buffer(k, "w", DT_F32, CG_IN, C);
+    int b = cg_kernel_buffer(k, "b", DT_F32, CG_IN, C);
+    int y = cg_kernel_buffer(k, "y", DT_F32, CG_OUT, ROWS * C);
+    int mean_out = cg_kernel_buffer(k, "mean", DT_F32, CG_OUT, ROWS);
+    int rstd_out = cg_kernel_buffer(k, "rstd", DT_F32, CG_OUT, ROWS);
+    cg_kernel_dim(k, ROWS);
+    int l0 = cg_kernel_loop(k, C), l1 = cg_kernel_loop(k, C), l2 = cg_kernel_loop(k, C);
+    cg_val r = cg_pidx(k, 0), row = cg_mul(k, r, cg_i64(k, C)), inv_c = cg_f32(k, 1.0 / C);
+    cg_val mean = cg_mul(k, cg_reduce(k, CG_RED_SUM, l0, cg_load(k, x, cg_add(k, row, cg_lidx(k, l0)))), inv_c);
+    cg_val d1 = cg_sub(k, cg_load(k, x, cg_add(k, row, cg_lidx(k, l1))), mean);
+    cg_val var = cg_mul(k, cg_reduce(k, CG_RED_SUM, l1, cg_mul(k, d1, d1)), inv_c);
+    cg_val rstd = cg_unary(k, CG_RSQRT, cg_add(k, var, cg_f32(k, 1e-5)));
+    cg_val c2 = cg_lidx(k, l2), at = cg_add(k, row, c2);
+    cg_val norm = cg_mul(k, cg_sub(k, cg_load(k, x, at), mean), rstd);
+    cg_store(k, y, at, cg_add(k, cg_mul(k, norm, cg_load(k, w, c2)), cg_load(k, b, c2)));
+    cg_store(k, mean_out, r, mean);
+    cg_store(k, rstd_out, r, rstd);
+    return k;
+}
+
+static cg_kernel *k_half_io(void)
+{
+    enum { N = 65536 };
+    cg_kernel *k = cg_kernel_new("half_io");
+    int h_in = cg_kernel_buffer(k, "h_in", DT_F16, CG_IN, N);
+    int b_in = cg_kernel_buffer(k, "b_in", DT_BF16, CG_IN, N);
+    int f_in = cg_kernel_buffer(k, "f_in", DT_F32, CG_IN, N);
+    int h_copy = cg_kernel_buffer(k, "h_copy", DT_F16, CG_OUT, N);
+    int b_copy = cg_kernel_buffer(k, "b_copy", DT_BF16, CG_OUT, N);
+    int h_from_f = cg_kernel_buffer(k, "h_from_f", DT_F16, CG_OUT, N);
+    int b_from_f = cg_kernel_buffer(k, "b_from_f", DT_BF16, CG_OUT, N);
+    int mix = cg_kernel_buffer(k, "mix", DT_BF16, CG_OUT, N);
+    cg_kernel_dim(k, N);
+    cg_val i = cg_pidx(k, 0);
+    cg_val h = cg_load(k, h_in, i), b = cg_load(k, b_in, i), f = cg_load(k, f_in, i);
+    cg_store(k, h_copy, i, h);
+    cg_store(k, b_copy, i, b);
+    cg_store(k, h_from_f, i, f);
+    cg_store(k, b_from_f, i, f);
+    cg_store(k, mix, i, cg_add(k, cg_mul(k, h, b), cg_f32(k, 1)));
+    return k;
+}
+
+static cg_kernel *k_math(void)
+{
+    static const cg_op ops[] = {CG_EXP, CG_TANH, CG_SIGMOID, CG_LOG, CG_SQRT, CG_RSQRT, CG_ERF, CG_SIN, CG_COS,
+                                CG_POW, CG_RECIP, CG_ABS};
+    enum { NO = sizeof ops / sizeof *ops, N = 4096 };
+    cg_kernel *k = cg_kernel_new("math_f32");
+    int in = cg_kernel_buffer(k, "x", DT_F32, CG_IN, N);
+    int out[NO];
+    char nm[16];
+    for (int c = 0; c < NO; c++) {
+        snprintf(nm, sizeof nm, "y%d", c);
+        out[c] = cg_kernel_buffer(k, nm, DT_F32, CG_OUT, N);
+    }
+    cg_kernel_dim(k, N);
+    cg_val i = cg_pidx(k, 0), x = cg_load(k, in, i);
+    for (int c = 0; c < NO; c++)
+        cg_store(k, out[c], i, ops[c] == CG_POW ? cg_binary(k, CG_POW, x, cg_f32(k, 1.7)) : cg_unary(k, ops[c], x));
+    return k;
+}
+
+/* Row reductions at 64-bit and integer types over a 2-D grid [4, 3] with one loop: f64 sum,
+ * i64 max, i32 min, stored after the loop (thread 0), and a normalized copy inside a second
+ * loop. */
+static cg_kernel *k_reduce64(void)
+{
+    enum { P = 4, Q = 3, C = 1000 };
+    cg_kernel *k = cg_kernel_new("reduce64");
+    int x = cg_kernel_buffer(k, "x", DT_F64, CG_IN, P * Q * C);
+    int ids = cg_kernel_buffer(k, "ids", DT_I64, CG_IN, P * Q * C);
+    int small = cg_kernel_buffer(k, "small", DT_I32, CG_IN, P * Q * C);
+    int sum = cg_kernel_buffer(k, "sum", DT_F64, CG_OUT, P * Q);
+    int mx = cg_kernel_buffer(k, "mx", DT_I64, CG_OUT, P * Q);
+    int mn = cg_kernel_buffer(k, "mn", DT_I32, CG_OUT, P * Q);
+    int y = cg_kernel_buffer(k, "y", DT_F64, CG_OUT, P * Q * C);
+    cg_kernel_dim(k, P);
+    cg_kernel_dim(k, Q);
+    int l0 = cg_kernel_loop(k, C), l1 = cg_kernel_loop(k, C);
+    cg_val pt = cg_add(k, cg_mul(k, cg_pidx(k, 0), cg_i64(k, Q)), cg_pidx(k, 1));
+    cg_val row = cg_mul(k, pt, cg_i64(k, C));
+    cg_val at0 = cg_add(k, row, cg_lidx(k, l0));
+    cg_val s = cg_reduce(k, CG_RED_SUM, l0, cg_load(k, x, at0));
+    cg_val m = cg_reduce(k, CG_RED_MAX, l0, cg_load(k, ids, at0));
+    cg_val n = cg_reduce(k, CG_RED_MIN, l0, cg_load(k, small, at0));
+    cg_val at1 = cg_add(k, row, cg_lidx(k, l1));
+    cg_store(k, y, at1, cg_div(k, cg_load(k, x, at1), s));
+    cg_store(k, sum, pt, s);
+    cg_store(k, mx, pt, m);
+    cg_store(k, mn, pt, n);
+    return k;
+}
+
+typedef cg_kernel *(*builder)(void);
+static const struct {
+    const char *name;
+    builder build;
+} kernels[] = {
+    {"gelu_bcast", k_gelu_bcast}, {"f64_ops", k_f64_ops},     {"scale_by_n", k_scale_by_n},
+    {"transpose2d", k_transpose2d}, {"permute3d", k_permute3d}, {"softmax_rows", k_softmax},
+    {"layernorm_rows", k_layernorm}, {"half_io", k_half_io},     {"math_f32", k_math},
+    {"reduce64", k_reduce64},
+};
+enum { NK = sizeof kernels / sizeof *kernels };
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static char *render(cg_kernel **ks, int n, int sm, bool ir)
+{
+    ir_diag d;
+    ir_diag_init(&d);
+    cg_ptx_options o = cg_ptx_defaults;
+    o.sm = sm;
+    char *text = ir ? cg_ptx_llvm_ir(ks, n, &o, &d) : cg_ptx(ks, n, &o, &d);
+    if (!text) {
+        ir_diag_print(&d, stderr);
+        exit(1);
+    }
+    ir_diag_free(&d);
+    return text;
+}
+
+static const char *ptxas_path(void)
+{
+    const char *env = getenv("LOOM_PTXAS");
+    if (env && *env)
+        return access(env, X_OK) == 0 ? env : NULL;
+    return access("/usr/local/cuda/bin/ptxas", X_OK) == 0 ? "/usr/local/cuda/bin/ptxas" : NULL;
+}
+
+/* Assembles ptx with ptxas for sm_SM; true if it accepts it. */
+static bool ptxas_ok(const char *ptxas, const char *ptx, int sm, const char *tag)
+{
+    char path[] = "/tmp/loom_test_ptx_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CHECK(f && fputs(ptx, f) >= 0 && fclose(f) == 0);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s -arch=sm_%d -O3 %s -o /dev/null", ptxas, sm, path);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "ptxas -arch=sm_%d rejected %s (status %d); PTX kept in %s\n", sm, tag, rc, path);
+    else
+        unlink(path);
+    return rc == 0;
+}
+
+static int count(const char *s, const char *what)
+{
+    int n = 0;
+    for (const char *p = strstr(s, what); p; p = strstr(p + 1, what))
+        n++;
+    return n;
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void test_launch_dims(void)
+{
+    unsigned g[3], b[3];
+    cg_kernel *k = k_gelu_bcast(); /* 37 * 129 = 4773 points, no loops */
+    cg_ptx_launch_dims(k, g, b);
+    CHECK(b[0] == 256 && g[0] == (4773 + 255) / 256 && g[1] == 1 && g[2] == 1 && b[1] == 1 && b[2] == 1);
+    cg_kernel_free(k);
+    k = k_scale_by_n(); /* 100 points: one block of 128 */
+    cg_ptx_launch_dims(k, g, b);
+    CHECK(b[0] == 128 && g[0] == 1);
+    cg_kernel_free(k);
+    k = k_softmax(); /* 33 rows, loops of 301: one block of 256 per row */
+    cg_ptx_launch_dims(k, g, b);
+    CHECK(g[0] == 33 && b[0] == 256);
+    cg_kernel_free(k);
+    k = cg_kernel_new("tiny_rows"); /* loops of 40: blocks of 64 */
+    cg_kernel_dim(k, 7);
+    cg_kernel_dim(k, 5);
+    cg_kernel_loop(k, 40);
+    cg_kernel_loop(k, 3);
+    cg_ptx_launch_dims(k, g, b);
+    CHECK(g[0] == 35 && b[0] == 64);
+    cg_kernel_free(k);
+    k = cg_kernel_new("huge"); /* 2^40 points: the grid is capped, the kernel strides */
+    cg_kernel_dim(k, (int64_t)1 << 40);
+    cg_ptx_launch_dims(k, g, b);
+    CHECK(b[0] == 256 && g[0] == (unsigned)INT32_MAX);
+    cg_kernel_free(k);
+    printf("%-28s OK\n", "launch geometry");
+}
+
+/* Every kernel alone, for sm_80 and sm_90: markers in the PTX, then ptxas. */
+static int test_render_all(const char *ptxas, int sm, int *assembled)
+{
+    int rendered = 0;
+    for (int i = 0; i < NK; i++) {
+        cg_kernel *k = kernels[i].build();
+        char *ptx = render(&k, 1, sm, false);
+        char entry[64], target[32];
+        snprintf(entry, sizeof entry, ".visible .entry %s(", k->name);
+        snprintf(target, sizeof target, ".target sm_%d", sm);
+        CHECK(strstr(ptx, entry) && strstr(ptx, target));
+        CHECK(strstr(ptx, ".maxntid 256, 1, 1"));
+        CHECK(!strstr(ptx, "call.uni") && !strstr(ptx, ".extern .func")); /* no libcalls */
+        if (k->n_loops > 0) {
+            CHECK(strstr(ptx, "shfl.sync.bfly.b32") && strstr(ptx, "bar.sync") && strstr(ptx, ".shared"));
+        } else {
+            CHECK(!strstr(ptx, "bar.sync") && !strstr(ptx, ".shared"));
+        }
+        rendered++;
+        if (ptxas && ptxas_ok(ptxas, ptx, sm, k->name))
+            (*assembled)++;
+        free(ptx);
+        cg_kernel_free(k);
+    }
+    /* all kernels in one module */
+    cg_kernel *ks[NK];
+    for (int i = 0; i < NK; i++)
+        ks[i] = kernels[i].build();
+    char *ptx = render(ks, NK, sm, false);
+    CHECK(count(ptx, ".visible .entry") == NK);
+    rendered++;
+    if (ptxas && ptxas_ok(ptxas, ptx, sm, "the module of all kernels"))
+        (*assembled)++;
+    free(ptx);
+    for (int i = 0; i < NK; i++)
+        cg_kernel_free(ks[i]);
+    return rendered;
+}
+
+/* Specific lowerings: f16 through cvt, bf16 by bit operations, u8 loads, the non-coherent
+ * path for `in` buffers, 64-bit shuffles as two 32-bit ones, stores after the loops by
+ * thread 0 (a predicated branch), no libdevice math. */
+static void test_lowerings(void)
+{
+    cg_kernel *k = k_half_io();
+    char *ptx = render(&k, 1, 80, false);
+    CHECK(strstr(ptx, "cvt.f32.f16") && strstr(ptx, "cvt.rn.f16.f32"));
+    CHECK(strstr(ptx, "ld.global.nc.u16") || strstr(ptx, "ld.global.nc.b16"));
+    free(ptx);
+    cg_kernel_free(k);
+
+    k = k_reduce64();
+    ptx = render(&k, 1, 80, false);
+    CHECK(count(ptx, "shfl.sync.bfly.b32") >= 5 * 2 * (2 + 2 + 1)); /* f64, i64: two halves; i32 */
+    CHECK(strstr(ptx, "max.s64") && strstr(ptx, "min.s32") && strstr(ptx, "add.rn.f64"));
+    free(ptx);
+    char *ir = render(&k, 1, 80, true);
+    CHECK(strstr(ir, "target triple = \"nvptx64-nvidia-cuda\"") && strstr(ir, "ptx_kernel void @reduce64("));
+    CHECK(strstr(ir, "addrspace(3) global [24 x i64]")); /* 3 reduces x 8 warps */
+    CHECK(strstr(ir, "@llvm.nvvm.barrier0"));
+    free(ir);
+    cg_kernel_free(k);
+
+    k = k_math();
+    ptx = render(&k, 1, 90, false);
+    CHECK(strstr(ptx, "ex2.approx.f32") && strstr(ptx, "lg2.approx.f32") && strstr(ptx, "rsqrt.approx.f32"));
+    CHECK(strstr(ptx, "sin.approx.f32") && strstr(ptx, "cos.approx.f32") && strstr(ptx, "sqrt.rn.f32"));
+    free(ptx);
+    cg_kernel_free(k);
+
+    k = k_permute3d();
+    ptx = render(&k, 1, 80, false);
+    CHECK(strstr(ptx, "ld.global.nc.u8") && strstr(ptx, "st.global.u32") && strstr(ptx, "st.global.u64"));
+    free(ptx);
+    cg_kernel_free(k);
+    printf("%-28s f16 cvt, bf16 bits, u8, ld.global.nc, 64-bit shuffles, NVVM math: OK\n", "lowerings");
+}
+
+/* Errors: an op without a GPU lowering, an invalid kernel, an unsupported sm. */
+static void test_errors(void)
+{
+    cg_kernel *k = cg_kernel_new("tanh64");
+    int a = cg_kernel_buffer(k, "a", DT_F64, CG_IN, 8);
+    int y = cg_kernel_buffer(k, "y", DT_F64, CG_OUT, 8);
+    cg_kernel_dim(k, 8);
+    cg_store(k, y, cg_pidx(k, 0), cg_unary(k, CG_TANH, cg_load(k, a, cg_pidx(k, 0))));
+    ir_diag d;
+    ir_diag_init(&d);
+    CHECK(cg_ptx(&k, 1, NULL, &d) == NULL);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK(f);
+    ir_diag_print(&d, f);
+    fclose(f);
+    if (!strstr(buf, "kernel tanh64: %2: f64 tanh has no nvptx lowering"))
+        fprintf(stderr, "%s", buf);
+    CHECK(strstr(buf, "kernel tanh64: %2: f64 tanh has no nvptx lowering"));
+    free(buf);
+    ir_diag_free(&d);
+
+    ir_diag_init(&d);
+    cg_ptx_options o = cg_ptx_defaults;
+    o.sm = 70;
+    cg_kernel_free(k);
+    k = k_scale_by_n();
+    CHECK(cg_ptx(&k, 1, &o, &d) == NULL && d.n_errors == 1);
+    ir_diag_free(&d);
+    cg_kernel_free(k);
+    printf("%-28s f64 tanh, sm_70: reported: OK\n", "errors");
+}
+
+static int emit(const char *name, int sm, bool ir)
+{
+    for (int i = 0; i < NK; i++) {
+        if (strcmp(kernels[i].name, name) != 0)
+            continue;
+        cg_kernel *k = kernels[i].build();
+        char *text = render(&k, 1, sm, ir);
+        fputs(text, stdout);
+        free(text);
+        cg_kernel_free(k);
+        return 0;
+    }
+    fprintf(stderr, "test_ptx: no kernel named %s\n", name);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && (strcmp(argv[1], "--emit") == 0 || strcmp(argv[1], "--emit-ir") == 0))
+        return emit(argv[2], atoi(argv[3]), strcmp(argv[1], "--emit-ir") == 0);
+    test_launch_dims();
+    test_lowerings();
+    test_errors();
+    const char *ptxas = ptxas_path();
+    const int sms[] = {80, 90};
+    for (int s = 0; s < 2; s++) {
+        int assembled = 0, rendered = test_render_all(ptxas, sms[s], &assembled);
+        if (ptxas) {
+            printf("sm_%d: %d modules rendered, %d accepted by ptxas: %s\n", sms[s], rendered, assembled,
+                   assembled == rendered ? "OK" : "FAIL");
+            CHECK(assembled == rendered);
+        } else {
+            printf("sm_%d: %d modules rendered\n", sms[s], rendered);
+        }
+    }
+    if (!ptxas)
+        printf("skipped: ptxas not found (set LOOM_PTXAS or install the CUDA toolkit)\n");
+    return 0;
+}
