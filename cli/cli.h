@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "frontend.h"
+#include "interp.h"
 #include "ir.h"
 
 #define CLI_MAX_DEFINES 64
@@ -25,6 +26,8 @@ typedef struct {
     uint64_t seed;                    /* --seed */
     bool stats;                       /* --stats */
     const char *precision;            /* --precision f32|f64 (reference target) */
+    const char *vocab;                /* --vocab DIR (tokenize) */
+    bool decode, bytes, no_special;   /* --decode --bytes --no-special (tokenize) */
     int n_extra;                      /* further positional arguments */
     char *extra[64];
 } cli_opts;
@@ -40,10 +43,22 @@ ir_graph *cli_load_graph(const cli_opts *o, ir_diag *d);
 /* Prints d's messages to stderr and returns the exit status: 0 if no errors, else 1. */
 int cli_finish(ir_diag *d);
 
+/* target_cpu.c: runs g on the CPU path (fuse, lower, plan memory, JIT, executor) with every
+ * param and input given in vals (doubles, as the reference interpreter takes them; optional
+ * inputs may be absent, and then the outputs that need them are skipped). On success *outs
+ * holds the outputs in graph order (free with ir_named_tensors_free). f32 compute; f64
+ * graphs are rejected. With stats, prints the plan's step counts, memory and times. */
+bool cli_run_cpu(const ir_graph *g, const ir_named_tensor *vals, int n_vals, bool stats, ir_named_tensor **outs,
+                 int *n_outs, ir_diag *d);
+/* target_cpu.c: the CPU plan's activation arena for g (all inputs present): *peak bytes as
+ * planned, *unshared without reuse. For `loom check`. False on a lowering error (in d). */
+bool cli_cpu_plan_peak(const ir_graph *g, int64_t *peak, int64_t *unshared, ir_diag *d);
+
 int cmd_check(const cli_opts *o);
 int cmd_dump(const cli_opts *o);
 int cmd_opt(const cli_opts *o);
 int cmd_init(const cli_opts *o);
 int cmd_run(const cli_opts *o);
+int cmd_tokenize(const cli_opts *o);
 
 #endif

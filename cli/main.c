@@ -14,6 +14,7 @@ static const struct {
     {"opt", cmd_opt, "opt FILE.lir --passes=a,b   run passes over textual IR"},
     {"init", cmd_init, "init FILE -o W.safetensors  write initialized parameters"},
     {"run", cmd_run, "run FILE --weights W --inputs I --outputs O [--target ref|cpu]"},
+    {"tokenize", cmd_tokenize, "tokenize --vocab DIR|--bytes [-o F.tok] [--decode]  text <-> token ids"},
 };
 
 static void usage(FILE *out)

@@ -14,7 +14,7 @@ static const struct {
     {"--mesh", offsetof(cli_opts, mesh)},         {"--target", offsetof(cli_opts, target)},
     {"--weights", offsetof(cli_opts, weights)},   {"--inputs", offsetof(cli_opts, inputs)},
     {"--outputs", offsetof(cli_opts, outputs)},   {"-o", offsetof(cli_opts, out)},
-    {"--precision", offsetof(cli_opts, precision)},
+    {"--precision", offsetof(cli_opts, precision)}, {"--vocab", offsetof(cli_opts, vocab)},
 };
 
 static bool add_define(const char *cmd, const char *text, cli_opts *o)
@@ -73,6 +73,14 @@ bool cli_parse(const char *cmd, int argc, char **argv, cli_opts *o)
         }
         if (strcmp(a, "--stats") == 0) {
             o->stats = true;
+            continue;
+        }
+        bool *flag = strcmp(a, "--decode") == 0       ? &o->decode
+                     : strcmp(a, "--bytes") == 0      ? &o->bytes
+                     : strcmp(a, "--no-special") == 0 ? &o->no_special
+                                                      : NULL;
+        if (flag) {
+            *flag = true;
             continue;
         }
         const char *name_end = strchr(a, '=');

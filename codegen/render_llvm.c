@@ -1,5 +1,8 @@
 /* render_llvm.c — kernel IR → LLVM IR for the host CPU (LLVM 19 C API), the host target
- * machine, and the O3 pipeline that vectorizes the result.
+ * machine, and the O3 pipeline that vectorizes the result. Also the per-node emission that
+ * both LLVM renderers share (render_llvm.h: loads/stores with storage conversions, casts,
+ * arithmetic, reduce combiners, the straight-line f32 tanh/erf approximations) and the host's
+ * math table; render_nvptx.c brings its own grid mapping and math table.
  *
  * Each kernel NAME becomes two functions:
  *   define internal void @NAME.body(ptr noalias %buf..., i64 %scalar..., i64 %begin, i64 %end)
@@ -36,19 +39,7 @@
 
 const cg_host_options cg_host_defaults = {.opt_level = 3, .generic_cpu = false, .libm_math = false};
 
-/* Rendering state of one kernel. */
-typedef struct {
-    LLVMContextRef ctx;
-    LLVMModuleRef mod;
-    LLVMBuilderRef b;
-    const cg_kernel *k;
-    LLVMTypeRef ty[CG_TYPE_COUNT]; /* value types: void i1 i32 i64 float double */
-    LLVMValueRef fn;               /* NAME.body */
-    LLVMValueRef *arg;             /* per kernel arg: buffer pointer or scalar i64 */
-    LLVMValueRef *val;             /* per node */
-    LLVMValueRef pidx[CG_MAX_DIMS], lidx[CG_MAX_LOOPS];
-    bool libm_math;                /* cg_host_options.libm_math */
-} rctx;
+typedef cg_llvm_emitter rctx;
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
@@ -74,14 +65,20 @@ static void add_fn_attr(rctx *c, LLVMValueRef fn, const char *name)
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
 }
 
-/* Calls the overloaded intrinsic NAME (e.g. "llvm.exp") at type t. */
-static LLVMValueRef intrinsic(rctx *c, const char *name, LLVMTypeRef t, LLVMValueRef *args, unsigned n)
+LLVMValueRef cg_llvm_call_intrinsic(rctx *c, const char *name, LLVMTypeRef *tys, unsigned ntys, LLVMValueRef *args,
+                                    unsigned n)
 {
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
     if (!id)
-        ir_unreachable("intrinsic: unknown LLVM intrinsic");
-    LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, &t, 1);
-    return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, &t, 1), f, args, n, "");
+        ir_unreachable("cg_llvm_call_intrinsic: unknown LLVM intrinsic");
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, tys, ntys);
+    return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, tys, ntys), f, args, n, "");
+}
+
+/* Calls the overloaded intrinsic NAME (e.g. "llvm.exp") at type t. */
+static LLVMValueRef intrinsic(rctx *c, const char *name, LLVMTypeRef t, LLVMValueRef *args, unsigned n)
+{
+    return cg_llvm_call_intrinsic(c, name, &t, 1, args, n);
 }
 
 /* Calls the libm function NAME (float: NAMEf) of one argument; declared readnone. */
@@ -108,7 +105,29 @@ static void set_fmf(LLVMValueRef v, LLVMFastMathFlags f)
         LLVMSetFastMathFlags(v, f);
 }
 
-static LLVMValueRef fconst(rctx *c, cg_type t, double v) { return LLVMConstReal(c->ty[t], v); }
+LLVMValueRef cg_llvm_fconst(rctx *c, cg_type t, double v) { return LLVMConstReal(c->ty[t], v); }
+#define fconst cg_llvm_fconst
+
+void cg_llvm_emitter_init(rctx *c, LLVMContextRef ctx, LLVMModuleRef mod, const cg_llvm_math *math)
+{
+    memset(c, 0, sizeof *c);
+    c->ctx = ctx;
+    c->mod = mod;
+    c->math = math;
+    c->b = LLVMCreateBuilderInContext(ctx);
+    c->ty[CG_VOID] = LLVMVoidTypeInContext(ctx);
+    c->ty[CG_BOOL] = LLVMInt1TypeInContext(ctx);
+    c->ty[CG_I32] = LLVMInt32TypeInContext(ctx);
+    c->ty[CG_I64] = LLVMInt64TypeInContext(ctx);
+    c->ty[CG_F32] = LLVMFloatTypeInContext(ctx);
+    c->ty[CG_F64] = LLVMDoubleTypeInContext(ctx);
+}
+
+void cg_llvm_emitter_dispose(rctx *c)
+{
+    LLVMDisposeBuilder(c->b);
+    c->b = NULL;
+}
 
 /* ---- loops ------------------------------------------------------------------------------- */
 
@@ -220,19 +239,21 @@ static const LLVMFastMathFlags FMF_OP = LLVMFastMathAllowContract;
 static const LLVMFastMathFlags FMF_RED = LLVMFastMathAllowReassoc | LLVMFastMathAllowContract;
 
 /* Float arithmetic with contract (a*b+c may become one FMA). */
-static LLVMValueRef fadd(rctx *c, LLVMValueRef x, LLVMValueRef y)
+LLVMValueRef cg_llvm_fadd(rctx *c, LLVMValueRef x, LLVMValueRef y)
 {
     LLVMValueRef r = LLVMBuildFAdd(c->b, x, y, "");
     set_fmf(r, FMF_OP);
     return r;
 }
 
-static LLVMValueRef fmul(rctx *c, LLVMValueRef x, LLVMValueRef y)
+LLVMValueRef cg_llvm_fmul(rctx *c, LLVMValueRef x, LLVMValueRef y)
 {
     LLVMValueRef r = LLVMBuildFMul(c->b, x, y, "");
     set_fmf(r, FMF_OP);
     return r;
 }
+#define fadd cg_llvm_fadd
+#define fmul cg_llvm_fmul
 
 /* c0 + x*(c1 + x*(c2 + ...)), coefficients from the highest degree down: k[0] x^(n-1) + ... */
 static LLVMValueRef horner(rctx *c, LLVMValueRef x, const double *k, int n)
@@ -243,13 +264,13 @@ static LLVMValueRef horner(rctx *c, LLVMValueRef x, const double *k, int n)
     return p;
 }
 
-/* select(x < lo, lo, select(x > hi, hi, x)): a clamp that lets NaN through. */
-static LLVMValueRef clamp_keep_nan(rctx *c, LLVMValueRef x, double lo, double hi)
+LLVMValueRef cg_llvm_clamp_keep_nan(rctx *c, LLVMValueRef x, double lo, double hi)
 {
     LLVMValueRef l = fconst(c, CG_F32, lo), h = fconst(c, CG_F32, hi);
     x = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, h, ""), h, x, "");
     return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, x, l, ""), l, x, "");
 }
+#define clamp_keep_nan cg_llvm_clamp_keep_nan
 
 /* 2^n for an i32 n in [-126, 127], as the bits of an f32. */
 static LLVMValueRef pow2i(rctx *c, LLVMValueRef n)
@@ -283,7 +304,7 @@ static LLVMValueRef fast_exp_f32(rctx *c, LLVMValueRef x)
 
 /* tanh for f32: Eigen's odd rational approximation p(x)/q(x), degrees 13/6, on x clamped to
  * +-7.90531 (where tanh rounds to +-1), and x itself for |x| < 0.0004. */
-static LLVMValueRef fast_tanh_f32(rctx *c, LLVMValueRef x)
+LLVMValueRef cg_llvm_tanh_f32(rctx *c, LLVMValueRef x)
 {
     static const double num[] = {-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
                                  5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
@@ -299,12 +320,98 @@ static LLVMValueRef fast_tanh_f32(rctx *c, LLVMValueRef x)
     return LLVMBuildSelect(c->b, small, x, r, "");
 }
 
-/* exp(x): inline for f32 unless libm_math, else the intrinsic (a libm call on x86). */
-static LLVMValueRef build_exp(rctx *c, cg_type t, LLVMValueRef x)
+/* erf for f32: Eigen's odd rational approximation x p(x^2) / q(x^2), degrees 13/8, on x
+ * clamped to +-4; +-1 from |x| >= 3.85, where erf(x) rounds to +-1 in f32 (the rational is a
+ * few ulp short of 1 there). Max rel err 3.2e-7 over [-5, 5] (vs double erf). NaN in, NaN
+ * out. */
+LLVMValueRef cg_llvm_erf_f32(rctx *c, LLVMValueRef x)
 {
-    if (t == CG_F32 && !c->libm_math)
-        return fast_exp_f32(c, x);
-    return intrinsic(c, "llvm.exp", c->ty[t], &x, 1);
+    static const double num[] = {-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+                                 -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+                                 -1.60960333262415e-02};
+    static const double den[] = {-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+                                 -7.37332916720468e-03, -1.42647390514189e-02};
+    LLVMValueRef xc = clamp_keep_nan(c, x, -4.0, 4.0);
+    LLVMValueRef x2 = fmul(c, xc, xc);
+    LLVMValueRef p = fmul(c, xc, horner(c, x2, num, 7)), q = horner(c, x2, den, 5);
+    LLVMValueRef r = LLVMBuildFDiv(c->b, p, q, "");
+    LLVMValueRef one[2] = {fconst(c, CG_F32, 1.0), x};
+    LLVMValueRef sgn = intrinsic(c, "llvm.copysign", c->ty[CG_F32], one, 2);
+    LLVMValueRef big = LLVMBuildFCmp(c->b, LLVMRealOGE, intrinsic(c, "llvm.fabs", c->ty[CG_F32], &x, 1),
+                                     fconst(c, CG_F32, 3.85), "");
+    return LLVMBuildSelect(c->b, big, sgn, r, "");
+}
+
+/* ---- the host's math table ----------------------------------------------------------------- */
+
+static LLVMValueRef hm_exp_inline(rctx *c, cg_type t, LLVMValueRef x, LLVMValueRef y) { return fast_exp_f32(c, x); }
+static LLVMValueRef hm_tanh_inline(rctx *c, cg_type t, LLVMValueRef x, LLVMValueRef y) { return cg_llvm_tanh_f32(c, x); }
+static LLVMValueRef hm_exp(rctx *c, cg_type t, LLVMValueRef x, LLVMValueRef y) { return intrinsic(c, "llvm.exp", c->ty[t], &x, 1); }
+static LLVMValueRef hm_log(rctx *c, cg_type t, LLVMValueRef x, LLVMValueRef y) { return intrinsic(c, "llvm.log", c->ty[t], &x, 1); }
+static LLVMValueRef hm_sin(rctx *c, cg_type t, LLVMValueRef x, LLVMValueRef y) { return intrinsic(c, "llvm.sin", c->ty[t], &x, 1); }
+static LLVMValueRef hm_cos(rctx *c, cg_type t, LLVMValueRef x, LLVMValueRef y) { return intrinsic(c, "llvm.cos", c->ty[t], &x, 1); }
+static LLVMValueRef hm_tanh(rctx *c, cg_type t, LLVMValueRef x, LLVMValueRef y) { return libm1(c, "tanh", x, t); }
+static LLVMValueRef hm_erf(rctx *c, cg_type t, LLVMValueRef x, LLVMValueRef y) { return libm1(c, "erf", x, t); }
+static LLVMValueRef hm_pow(rctx *c, cg_type t, LLVMValueRef x, LLVMValueRef y)
+{
+    LLVMValueRef xy[2] = {x, y};
+    return intrinsic(c, "llvm.pow", c->ty[t], xy, 2);
+}
+static LLVMValueRef hm_rsqrt(rctx *c, cg_type t, LLVMValueRef x, LLVMValueRef y)
+{
+    LLVMValueRef r = LLVMBuildFDiv(c->b, fconst(c, t, 1), intrinsic(c, "llvm.sqrt", c->ty[t], &x, 1), "");
+    set_fmf(r, FMF_OP);
+    return r;
+}
+
+#define HOST_COMMON                                                                           \
+    [CG_LOG] = {hm_log, hm_log}, [CG_RSQRT] = {hm_rsqrt, hm_rsqrt}, [CG_ERF] = {hm_erf, hm_erf}, \
+    [CG_SIN] = {hm_sin, hm_sin}, [CG_COS] = {hm_cos, hm_cos}, [CG_POW] = {hm_pow, hm_pow}
+
+const cg_llvm_math cg_llvm_math_host = {
+    .target = "host",
+    .fn = {HOST_COMMON, [CG_EXP] = {hm_exp_inline, hm_exp}, [CG_TANH] = {hm_tanh_inline, hm_tanh}}};
+const cg_llvm_math cg_llvm_math_host_libm = {
+    .target = "host",
+    .fn = {HOST_COMMON, [CG_EXP] = {hm_exp, hm_exp}, [CG_TANH] = {hm_tanh, hm_tanh}}};
+
+/* ---- shared op emission --------------------------------------------------------------------- */
+
+/* The table entry for op at float type t; NULL where the target lacks it. */
+static cg_llvm_math_fn math_fn(const cg_llvm_math *m, cg_op op, cg_type t)
+{
+    return m->fn[op == CG_SIGMOID ? CG_EXP : op][t == CG_F64];
+}
+
+static bool math_op(cg_op op)
+{
+    switch (op) {
+    case CG_EXP: case CG_LOG: case CG_RSQRT: case CG_TANH: case CG_ERF: case CG_SIGMOID: case CG_SIN:
+    case CG_COS: case CG_POW: return true;
+    default: return false;
+    }
+}
+
+bool cg_llvm_math_check(const cg_kernel *k, const cg_llvm_math *m, ir_diag *d)
+{
+    bool ok = true;
+    for (int i = 0; i < k->n_nodes; i++) {
+        const cg_node *n = &k->nodes[i];
+        if (!math_op(n->op) || !cg_type_is_float(n->type) || math_fn(m, n->op, n->type))
+            continue;
+        ir_diag_error(d, -1, 0, 0, "kernel %s: %%%d: %s %s has no %s lowering", k->name, i, cg_type_name(n->type),
+                      cg_ops[n->op].name, m->target);
+        ok = false;
+    }
+    return ok;
+}
+
+static LLVMValueRef call_math(rctx *c, cg_op op, cg_type t, LLVMValueRef x, LLVMValueRef y)
+{
+    cg_llvm_math_fn f = math_fn(c->math, op, t);
+    if (!f)
+        ir_unreachable("call_math: op missing from the target's math table (cg_llvm_math_check not run)");
+    return f(c, t, x, y);
 }
 
 static LLVMValueRef build_unary(rctx *c, cg_op op, cg_type t, LLVMValueRef x)
@@ -320,20 +427,13 @@ static LLVMValueRef build_unary(rctx *c, cg_op op, cg_type t, LLVMValueRef x)
     switch (op) {
     case CG_NEG: return LLVMBuildFNeg(c->b, x, "");
     case CG_ABS: return intrinsic(c, "llvm.fabs", lt, &x, 1);
-    case CG_EXP: return build_exp(c, t, x);
-    case CG_LOG: return intrinsic(c, "llvm.log", lt, &x, 1);
     case CG_SQRT: return intrinsic(c, "llvm.sqrt", lt, &x, 1);
-    case CG_SIN: return intrinsic(c, "llvm.sin", lt, &x, 1);
-    case CG_COS: return intrinsic(c, "llvm.cos", lt, &x, 1);
-    case CG_RSQRT:
-        r = LLVMBuildFDiv(c->b, fconst(c, t, 1), intrinsic(c, "llvm.sqrt", lt, &x, 1), "");
-        break;
+    case CG_EXP: case CG_LOG: case CG_RSQRT: case CG_TANH: case CG_ERF: case CG_SIN: case CG_COS:
+        return call_math(c, op, t, x, NULL);
     case CG_RECIP: r = LLVMBuildFDiv(c->b, fconst(c, t, 1), x, ""); break;
-    case CG_TANH: return t == CG_F32 && !c->libm_math ? fast_tanh_f32(c, x) : libm1(c, "tanh", x, t);
-    case CG_ERF: return libm1(c, "erf", x, t);
     case CG_SIGMOID: {
         LLVMValueRef nx = LLVMBuildFNeg(c->b, x, "");
-        LLVMValueRef e = build_exp(c, t, nx);
+        LLVMValueRef e = call_math(c, CG_EXP, t, nx, NULL);
         LLVMValueRef den = LLVMBuildFAdd(c->b, fconst(c, t, 1), e, "");
         set_fmf(den, FMF_OP);
         r = LLVMBuildFDiv(c->b, fconst(c, t, 1), den, "");
@@ -382,7 +482,7 @@ static LLVMValueRef build_binary(rctx *c, cg_op op, cg_type t, LLVMValueRef x, L
     case CG_DIV: r = LLVMBuildFDiv(c->b, x, y, ""); break;
     case CG_MAX: return intrinsic(c, "llvm.maximum", lt, xy, 2);
     case CG_MIN: return intrinsic(c, "llvm.minimum", lt, xy, 2);
-    case CG_POW: return intrinsic(c, "llvm.pow", lt, xy, 2);
+    case CG_POW: return call_math(c, CG_POW, t, x, y);
     default: ir_unreachable("build_binary: bad float op");
     }
     set_fmf(r, FMF_OP);
@@ -391,7 +491,7 @@ static LLVMValueRef build_binary(rctx *c, cg_op op, cg_type t, LLVMValueRef x, L
 
 /* ---- reductions --------------------------------------------------------------------------- */
 
-static LLVMValueRef red_identity(rctx *c, cg_red red, cg_type t)
+LLVMValueRef cg_llvm_red_identity(rctx *c, cg_red red, cg_type t)
 {
     if (cg_type_is_float(t))
         return fconst(c, t, red == CG_RED_SUM ? 0.0 : red == CG_RED_MAX ? -INFINITY : INFINITY);
@@ -399,7 +499,7 @@ static LLVMValueRef red_identity(rctx *c, cg_red red, cg_type t)
     return LLVMConstInt(c->ty[t], (unsigned long long)(red == CG_RED_SUM ? 0 : red == CG_RED_MAX ? lo : hi), 1);
 }
 
-static LLVMValueRef red_combine(rctx *c, cg_red red, cg_type t, LLVMValueRef acc, LLVMValueRef v)
+LLVMValueRef cg_llvm_red_combine(rctx *c, cg_red red, cg_type t, LLVMValueRef acc, LLVMValueRef v)
 {
     LLVMValueRef xy[2] = {acc, v};
     if (cg_type_is_int(t))
@@ -415,7 +515,7 @@ static LLVMValueRef red_combine(rctx *c, cg_red red, cg_type t, LLVMValueRef acc
 
 /* ---- one grid point ----------------------------------------------------------------------- */
 
-static void emit_node(rctx *c, int i)
+void cg_llvm_emit_node(rctx *c, int i)
 {
     const cg_node *n = &c->k->nodes[i];
     LLVMValueRef x = n->in[0] >= 0 ? c->val[n->in[0]] : NULL;
@@ -454,7 +554,7 @@ static void emit_slot(rctx *c, int slot)
 {
     for (int i = 0; i < c->k->n_nodes; i++)
         if (c->k->nodes[i].slot == slot)
-            emit_node(c, i);
+            cg_llvm_emit_node(c, i);
 }
 
 /* Loop k (slot 2k+1) with its reductions. */
@@ -475,7 +575,7 @@ static void emit_loop(rctx *c, int lk)
         if (n->op != CG_REDUCE || n->a != lk)
             continue;
         acc[i] = LLVMBuildPhi(c->b, c->ty[n->type], "acc");
-        LLVMValueRef id = red_identity(c, n->red, n->type);
+        LLVMValueRef id = cg_llvm_red_identity(c, n->red, n->type);
         LLVMAddIncoming(acc[i], &id, &l.pre, 1);
     }
     emit_slot(c, 2 * lk + 1);
@@ -484,7 +584,7 @@ static void emit_loop(rctx *c, int lk)
         ir_unreachable("out of memory");
     for (int i = 0; i < k->n_nodes; i++)
         if (acc[i])
-            next[i] = red_combine(c, k->nodes[i].red, k->nodes[i].type, acc[i], c->val[k->nodes[i].in[0]]);
+            next[i] = cg_llvm_red_combine(c, k->nodes[i].red, k->nodes[i].type, acc[i], c->val[k->nodes[i].in[0]]);
     LLVMBasicBlockRef latch = loop_close(c, &l);
     for (int i = 0; i < k->n_nodes; i++)
         if (acc[i]) {
@@ -600,8 +700,10 @@ static void render_kernel(rctx *c, const char *cpu, const char *features)
 LLVMModuleRef cg_llvm_render_host(LLVMContextRef ctx, cg_kernel *const *ks, int n, LLVMTargetMachineRef tm,
                                   const cg_host_options *o, ir_diag *d)
 {
-    rctx c = {.ctx = ctx, .libm_math = o ? o->libm_math : cg_host_defaults.libm_math};
-    c.mod = LLVMModuleCreateWithNameInContext(n > 0 ? ks[0]->name : "loom", ctx);
+    bool libm_math = o ? o->libm_math : cg_host_defaults.libm_math;
+    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext(n > 0 ? ks[0]->name : "loom", ctx);
+    rctx c;
+    cg_llvm_emitter_init(&c, ctx, mod, libm_math ? &cg_llvm_math_host_libm : &cg_llvm_math_host);
     char *triple = LLVMGetTargetMachineTriple(tm);
     char *cpu = LLVMGetTargetMachineCPU(tm);
     char *features = LLVMGetTargetMachineFeatureString(tm);
@@ -609,18 +711,11 @@ LLVMModuleRef cg_llvm_render_host(LLVMContextRef ctx, cg_kernel *const *ks, int 
     LLVMSetTarget(c.mod, triple);
     LLVMSetModuleDataLayout(c.mod, dl);
     LLVMDisposeTargetData(dl);
-    c.b = LLVMCreateBuilderInContext(ctx);
-    c.ty[CG_VOID] = LLVMVoidTypeInContext(ctx);
-    c.ty[CG_BOOL] = LLVMInt1TypeInContext(ctx);
-    c.ty[CG_I32] = LLVMInt32TypeInContext(ctx);
-    c.ty[CG_I64] = LLVMInt64TypeInContext(ctx);
-    c.ty[CG_F32] = LLVMFloatTypeInContext(ctx);
-    c.ty[CG_F64] = LLVMDoubleTypeInContext(ctx);
     for (int i = 0; i < n; i++) {
         c.k = ks[i];
         render_kernel(&c, cpu, features);
     }
-    LLVMDisposeBuilder(c.b);
+    cg_llvm_emitter_dispose(&c);
     LLVMDisposeMessage(triple);
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(features);

@@ -43,3 +43,27 @@ double cost_attention(const ir_node *n)
     double pairs = (double)ir_attention_pairs(q->dim[2], k->dim[2], ir_attr_int(n, "causal") != 0);
     return (double)(q->dim[0] * q->dim[1]) * (2 * pairs * (double)q->dim[3] + 2 * pairs * (double)v->dim[3]);
 }
+
+/* ---- backward ops ---- */
+
+/* unary_grad: the derivative (about 10 ops for gelu) times dy per element */
+double cost_unary_grad(const ir_node *n) { return 10 * numel(n); }
+
+/* layernorm_grad / rmsnorm_grad: statistics again plus the backward combination, about 12 ops
+ * per element of x, whichever gradient it yields */
+double cost_norm_grad(const ir_node *n) { return 12 * (double)ir_shape_numel(&n->in[0]->shape); }
+
+/* embedding_grad: one add per element of dy */
+double cost_embedding_grad(const ir_node *n) { return (double)ir_shape_numel(&n->in[0]->shape); }
+
+/* attention_grad: recompute the scores (2*pairs*D) and dp = dy.v (2*pairs*E), then one more
+ * product for the requested gradient (2*pairs*D for q or k, 2*pairs*E for v, pairs for scores) */
+double cost_attention_grad(const ir_node *n)
+{
+    const ir_shape *q = &n->in[0]->shape, *k = &n->in[1]->shape, *v = &n->in[2]->shape;
+    double pairs = (double)ir_attention_pairs(q->dim[2], k->dim[2], ir_attr_int(n, "causal") != 0);
+    double D = (double)q->dim[3], E = (double)v->dim[3];
+    int64_t wrt = ir_attr_int(n, "wrt");
+    double last = wrt == 2 ? 2 * pairs * E : wrt == 3 ? pairs : 2 * pairs * D;
+    return (double)(q->dim[0] * q->dim[1]) * (2 * pairs * D + 2 * pairs * E + last);
+}

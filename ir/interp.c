@@ -718,3 +718,206 @@ bool ir_interp_run(const ir_graph *g, ir_precision prec, const ir_named_tensor *
     run_free(&r, ok);
     return ok;
 }
+
+/* ---- backward ops (emitted by autodiff, ir/grad.c) --------------------------------------- */
+
+/* unary_grad x, dy {fn}: dy * fn'(x); abs'(0) = relu'(0) = 0. */
+bool eval_unary_grad(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
+{
+    const char *fn = ir_attr_str(n, "fn");
+    for (int64_t i = 0; i < numel(out); i++) {
+        double x = in[0]->data[i], dy = in[1]->data[i], dfx;
+        if (strcmp(fn, "abs") == 0) {
+            dfx = x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0;
+        } else if (strcmp(fn, "relu") == 0) {
+            dfx = x > 0 ? 1.0 : 0.0;
+        } else if (strcmp(fn, "gelu_erf") == 0) { /* Phi(x) + x phi(x) */
+            dfx = 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+        } else { /* gelu_tanh: 0.5 (1 + t) + 0.5 x (1 - t^2) u', u = c (x + 0.044715 x^3) */
+            double c = sqrt(2.0 / M_PI), t = tanh(c * (x + 0.044715 * x * x * x));
+            dfx = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x);
+        }
+        out->data[i] = dy * dfx;
+    }
+    return true;
+}
+
+/* layernorm_grad / rmsnorm_grad x [rows, C], w [C], dy [rows, C] {eps, wrt}. With r the row's
+ * 1/sqrt(var + eps) (layernorm, xhat = (x - mean) r) or 1/sqrt(mean(x^2) + eps) (rmsnorm,
+ * xhat = x r) and e = dy * w:
+ *   layernorm dx = r (e - mean(e) - xhat mean(e xhat)); rmsnorm dx = r (e - xhat mean(e xhat));
+ *   dw = sum over rows of dy * xhat. */
+bool eval_norm_grad(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
+{
+    bool ln = n->op == OP_layernorm_grad, dw = ir_attr_int(n, "wrt") == 1;
+    double eps = ir_attr_float(n, "eps");
+    const double *w = in[1]->data;
+    int64_t C = last_dim(in[0]), rows = C ? numel(in[0]) / C : 0;
+    for (int64_t i = 0; i < numel(out); i++)
+        out->data[i] = 0;
+    double *xhat = malloc(sizeof(double) * (size_t)(C + 1));
+    if (!xhat)
+        ir_unreachable("out of memory");
+    for (int64_t r = 0; r < rows; r++) {
+        const double *x = in[0]->data + r * C, *dy = in[2]->data + r * C;
+        double mean = 0, var = 0, me = 0, mex = 0;
+        for (int64_t c = 0; c < C && ln; c++)
+            mean += x[c];
+        mean /= (double)C;
+        for (int64_t c = 0; c < C; c++)
+            var += (x[c] - mean) * (x[c] - mean);
+        double rs = 1.0 / sqrt(var / (double)C + eps);
+        for (int64_t c = 0; c < C; c++) {
+            xhat[c] = (x[c] - mean) * rs;
+            me += dy[c] * w[c];
+            mex += dy[c] * w[c] * xhat[c];
+        }
+        me = ln ? me / (double)C : 0;
+        mex /= (double)C;
+        for (int64_t c = 0; c < C; c++) {
+            if (dw)
+                out->data[c] += dy[c] * xhat[c];
+            else
+                out->data[r * C + c] = rs * (dy[c] * w[c] - me - xhat[c] * mex);
+        }
+    }
+    free(xhat);
+    return true;
+}
+
+/* cross_entropy_grad logits [rows, V], targets [rows], dloss []: for each of the `count` rows
+ * with target >= 0, dloss * (softmax(row) - onehot(target)) / count; 0 on ignored rows. */
+bool eval_xent_grad(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
+{
+    int64_t V = last_dim(in[0]), rows = numel(in[1]), count = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        double t = in[1]->data[r];
+        if (!(t >= 0) && !isnan(t))
+            continue;
+        if (!(t < (double)V)) {
+            ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col,
+                          "cross_entropy_grad: target %.17g is outside [0, %" PRId64 ")", t, V);
+            return false;
+        }
+        count++;
+    }
+    double scale = count ? in[2]->data[0] / (double)count : 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const double *x = in[0]->data + r * V;
+        double *y = out->data + r * V, t = in[1]->data[r], mx = -INFINITY, sum = 0;
+        if (!(t >= 0)) {
+            for (int64_t c = 0; c < V; c++)
+                y[c] = 0;
+            continue;
+        }
+        for (int64_t c = 0; c < V; c++)
+            mx = x[c] > mx ? x[c] : mx;
+        for (int64_t c = 0; c < V; c++)
+            sum += y[c] = exp(x[c] - mx);
+        for (int64_t c = 0; c < V; c++)
+            y[c] = scale * (y[c] / sum - (c == (int64_t)t ? 1.0 : 0.0));
+    }
+    return true;
+}
+
+/* embedding_grad dy [..., C], ids [...] {vocab}: out [vocab, C] = 0, then out[id] += dy row for
+ * every id (repeated ids accumulate); an id outside [0, vocab) is an error. */
+bool eval_embedding_grad(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
+{
+    int64_t V = out->shape.dim[0], C = out->shape.dim[1];
+    for (int64_t i = 0; i < numel(out); i++)
+        out->data[i] = 0;
+    for (int64_t i = 0; i < numel(in[1]); i++) {
+        double id = in[1]->data[i];
+        if (!(id >= 0 && id < (double)V)) {
+            ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col,
+                          "embedding_grad: id %.17g is outside [0, %" PRId64 ")", id, V);
+            return false;
+        }
+        for (int64_t c = 0; c < C; c++)
+            out->data[(int64_t)id * C + c] += in[0]->data[i * C + c];
+    }
+    return true;
+}
+
+/* attention_grad q, k, v, dy, mask? {causal, scale, wrt}: recomputes each row's probabilities p
+ * over the allowed keys as eval_attention does, then with dp_j = dy_i . v_j and
+ * ds_j = p_j (dp_j - sum_l p_l dp_l):
+ *   dq_i = scale sum_j ds_j k_j;  dk_j += scale ds_j q_i;  dv_j += p_j dy_i  (k, v summed over
+ *   the query heads sharing a kv head);  wrt 3: dscores[b, h, i, j] = ds_j.
+ * Disallowed keys and rows with no allowed key get 0. */
+bool eval_attention_grad(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
+{
+    const ir_tensor *q = in[0], *k = in[1], *v = in[2], *dy = in[3], *mask = n->n_in > 4 ? in[4] : NULL;
+    int64_t B = q->shape.dim[0], H = q->shape.dim[1], T = q->shape.dim[2], D = q->shape.dim[3];
+    int64_t G = k->shape.dim[1], S = k->shape.dim[2], E = v->shape.dim[3];
+    int64_t wrt = ir_attr_int(n, "wrt");
+    double scale = ir_attr_float(n, "scale");
+    if (scale == 0)
+        scale = 1.0 / sqrt((double)D);
+    bool causal = ir_attr_int(n, "causal") != 0;
+    ir_shape scores = {4, {B, H, T, S}};
+    int64_t ms[IR_MAX_RANK] = {0};
+    if (mask)
+        bcast_strides(&mask->shape, &scores, ms);
+    for (int64_t i = 0; i < numel(out); i++)
+        out->data[i] = 0;
+    double *p = malloc(sizeof(double) * (size_t)(2 * S + 1)), *ds = p + S;
+    if (!p)
+        ir_unreachable("out of memory");
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t g = h / (H / G);
+            const double *kh = k->data + (b * G + g) * S * D, *vh = v->data + (b * G + g) * S * E;
+            for (int64_t i = 0; i < T; i++) {
+                const double *qi = q->data + ((b * H + h) * T + i) * D, *dyi = dy->data + ((b * H + h) * T + i) * E;
+                double mx = -INFINITY, sum = 0, pdp = 0;
+                for (int64_t j = 0; j < S; j++) {
+                    if (causal && j > i + S - T) {
+                        p[j] = -INFINITY;
+                        continue;
+                    }
+                    double dot = 0;
+                    for (int64_t c = 0; c < D; c++)
+                        dot += qi[c] * kh[j * D + c];
+                    p[j] = dot * scale;
+                    if (mask)
+                        p[j] += mask->data[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]];
+                    mx = p[j] > mx ? p[j] : mx;
+                }
+                if (mx == -INFINITY)
+                    continue; /* no allowed key: the output row was 0 */
+                for (int64_t j = 0; j < S; j++)
+                    sum += p[j] = exp(p[j] - mx);
+                for (int64_t j = 0; j < S; j++) {
+                    p[j] /= sum;
+                    double dp = 0;
+                    for (int64_t e = 0; e < E; e++)
+                        dp += dyi[e] * vh[j * E + e];
+                    ds[j] = dp; /* dp for now */
+                    pdp += p[j] * dp;
+                }
+                for (int64_t j = 0; j < S; j++)
+                    ds[j] = p[j] * (ds[j] - pdp);
+                for (int64_t j = 0; j < S; j++) {
+                    if (wrt == 0) {
+                        double *dq = out->data + ((b * H + h) * T + i) * D;
+                        for (int64_t c = 0; c < D; c++)
+                            dq[c] += scale * ds[j] * kh[j * D + c];
+                    } else if (wrt == 1) {
+                        double *dk = out->data + ((b * G + g) * S + j) * D;
+                        for (int64_t c = 0; c < D; c++)
+                            dk[c] += scale * ds[j] * qi[c];
+                    } else if (wrt == 2) {
+                        double *dv = out->data + ((b * G + g) * S + j) * E;
+                        for (int64_t e = 0; e < E; e++)
+                            dv[e] += p[j] * dyi[e];
+                    } else {
+                        out->data[((b * H + h) * T + i) * S + j] = ds[j];
+                    }
+                }
+            }
+        }
+    free(p);
+    return true;
+}

@@ -119,8 +119,11 @@ typedef bool (*ir_eval_fn)(const struct ir_node *n, struct ir_tensor **in, struc
                            ir_diag *d);
 /* Forward FLOPs of the node (multiply-adds count as 2). */
 typedef double (*ir_cost_fn)(const struct ir_node *n);
-/* Gradient rule (passes/autodiff.c, later): NULL where not yet defined. */
-typedef bool (*ir_grad_fn)(void *ctx, struct ir_node *n);
+/* Gradient rule (ir/grad.c, driven by passes/autodiff.c): given the gradient flowing into n's
+ * result (ir_grad_of), emits backward nodes and accumulates a gradient into each operand that
+ * needs one (ir_grad_wants / ir_grad_acc in ir/grad.h). False after reporting an error. */
+struct ir_grad_ctx;
+typedef bool (*ir_grad_fn)(struct ir_grad_ctx *c, const struct ir_node *n);
 
 typedef struct {
     const char *mnemonic;
@@ -134,6 +137,11 @@ typedef struct {
 } ir_op_info;
 
 extern const ir_op_info ir_ops[OP_COUNT];
+/* The gradient rules named in the GRAD column (every op names one; defined in ir/grad.c). */
+#define OP(id, mnemonic, min_in, max_in, attrs, kind, infer, eval, cost, grad)                  \
+    bool grad(struct ir_grad_ctx *c, const struct ir_node *n);
+#include "ops.def"
+#undef OP
 /* Looks an op up by mnemonic; returns OP_COUNT if none. */
 ir_opcode ir_op_lookup(const char *mnemonic);
 /* Number of attributes in the op's schema, and the name/kind of attribute k. */

@@ -620,3 +620,117 @@ bool infer_attention(ir_node *n, ir_diag *d)
     n->shape = (ir_shape){4, {q->dim[0], q->dim[1], q->dim[2], v->dim[3]}};
     return true;
 }
+
+/* ---- backward ops (emitted by autodiff, ir/grad.c) --------------------------------------- */
+
+/* Checks that operand k has exactly the type of operand 0 (`what` names it in the message). */
+static bool same_type_as_x(const ir_node *n, ir_diag *d, int k, const char *what)
+{
+    const ir_node *x = n->in[0], *y = n->in[k];
+    if (!same_dtype(n, d, x->dtype, y->dtype))
+        return false;
+    if (!ir_shape_eq(&x->shape, &y->shape))
+        return fail(n, d, "%s shape %s differs from %s", what, sh(&y->shape).s, sh(&x->shape).s);
+    return true;
+}
+
+/* unary_grad x, dy {fn} -> like x; fn one of abs relu gelu_tanh gelu_erf. */
+bool infer_unary_grad(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d) || !need_float(n, d, n->in[0]->dtype) || !same_type_as_x(n, d, 1, "gradient"))
+        return false;
+    static const char *const fns[] = {"abs", "relu", "gelu_tanh", "gelu_erf"};
+    const char *fn = ir_attr_str(n, "fn");
+    bool known = false;
+    for (size_t i = 0; fn && i < sizeof fns / sizeof *fns; i++)
+        known |= strcmp(fn, fns[i]) == 0;
+    if (!known)
+        return fail(n, d, "fn must be abs, relu, gelu_tanh or gelu_erf, got '%s'", fn ? fn : "");
+    n->dtype = n->in[0]->dtype;
+    n->shape = n->in[0]->shape;
+    return true;
+}
+
+/* layernorm_grad / rmsnorm_grad x [..., C], w [C], dy like x {eps, wrt} -> wrt 0: like x (dx);
+ * wrt 1: [C] (dw). */
+bool infer_norm_grad(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d) || !need_float(n, d, n->in[0]->dtype) || !need_rank(n, d, &n->in[0]->shape, 1) ||
+        !check_row_param(n, d, 1, "weight") || !same_type_as_x(n, d, 2, "gradient"))
+        return false;
+    int64_t wrt = ir_attr_int(n, "wrt");
+    if (wrt != 0 && wrt != 1)
+        return fail(n, d, "wrt must be 0 (x) or 1 (weight), got %" PRId64, wrt);
+    n->dtype = n->in[0]->dtype;
+    n->shape = n->in[wrt]->shape;
+    return true;
+}
+
+/* cross_entropy_grad logits [..., V], targets [...] (integer), dloss [] -> like logits. */
+bool infer_xent_grad(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d) || !infer_xent(n, d))
+        return false;
+    const ir_node *lg = n->in[0], *dl = n->in[2];
+    if (!same_dtype(n, d, lg->dtype, dl->dtype))
+        return false;
+    if (dl->shape.rank != 0)
+        return fail(n, d, "loss gradient must be a scalar, got %s", sh(&dl->shape).s);
+    n->dtype = lg->dtype;
+    n->shape = lg->shape;
+    return true;
+}
+
+/* embedding_grad dy [..., C], ids [...] (integer) {vocab} -> [vocab, C]. */
+bool infer_embedding_grad(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d))
+        return false;
+    const ir_node *dy = n->in[0], *ids = n->in[1];
+    if (!need_float(n, d, dy->dtype) || !need_rank(n, d, &dy->shape, 1))
+        return false;
+    if (!ir_dtype_is_int(ids->dtype))
+        return fail(n, d, "ids must be integers, got %s", ir_dtype_name(ids->dtype));
+    bool match = ids->shape.rank == dy->shape.rank - 1;
+    for (int i = 0; match && i < ids->shape.rank; i++)
+        match = ids->shape.dim[i] == dy->shape.dim[i];
+    if (!match)
+        return fail(n, d, "ids %s do not match gradient %s without the last axis", sh(&ids->shape).s,
+                    sh(&dy->shape).s);
+    int64_t vocab = ir_attr_int(n, "vocab");
+    if (vocab <= 0)
+        return fail(n, d, "vocab must be positive, got %" PRId64, vocab);
+    n->dtype = dy->dtype;
+    n->shape = (ir_shape){2, {vocab, dy->shape.dim[dy->shape.rank - 1]}};
+    return true;
+}
+
+/* attention_grad q, k, v, dy [B, H, T, E], mask? {causal, scale, wrt} -> wrt 0: like q, 1: like
+ * k, 2: like v, 3: [B, H, T, S] (the gradient of the scores, for a mask). Operands as attention. */
+bool infer_attention_grad(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d))
+        return false;
+    /* check q, k, v, mask with attention's own rule on a stand-in node */
+    ir_node fwd = *n;
+    ir_node *in[4] = {n->in[0], n->in[1], n->in[2], n->n_in > 4 ? n->in[4] : NULL};
+    fwd.op = OP_attention;
+    fwd.in = in;
+    fwd.n_in = n->n_in - 1;
+    if (!infer_attention(&fwd, d))
+        return false;
+    const ir_node *dy = n->in[3];
+    if (!same_dtype(n, d, fwd.dtype, dy->dtype))
+        return false;
+    if (!ir_shape_eq(&dy->shape, &fwd.shape))
+        return fail(n, d, "gradient shape %s differs from the output %s", sh(&dy->shape).s, sh(&fwd.shape).s);
+    int64_t wrt = ir_attr_int(n, "wrt");
+    if (wrt < 0 || wrt > 3 || (wrt == 3 && n->n_in < 5))
+        return fail(n, d, "wrt must be 0 (q), 1 (k), 2 (v) or 3 (scores, with a mask), got %" PRId64, wrt);
+    n->dtype = fwd.dtype;
+    if (wrt < 3)
+        n->shape = n->in[wrt]->shape;
+    else
+        n->shape = (ir_shape){4, {in[0]->shape.dim[0], in[0]->shape.dim[1], in[0]->shape.dim[2], in[1]->shape.dim[2]}};
+    return true;
+}

