@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "program.h"
 #include "codegen.h"
 #include "exec.h"
 #include "interp.h"
@@ -58,36 +59,19 @@ static void drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals)
     free(dead);
 }
 
-static rt_kernel_fn resolve(void *ctx, const char *name, ir_diag *d)
-{
-    return (rt_kernel_fn)cg_jit_lookup(ctx, name, d);
-}
-
 bool cli_run_cpu(const ir_graph *g0, const ir_named_tensor *vals, int n_vals, bool stats, ir_named_tensor **outs,
                  int *n_outs, ir_diag *d)
 {
     *outs = NULL;
     *n_outs = 0;
-    double t0 = now_ms();
-    ir_graph *g = ir_graph_clone(g0);
-    drop_absent(g, vals, n_vals);
-    pass_options po = pass_options_default();
-    cg_lowered low = {0};
-    cg_jit *jit = NULL;
-    rt_pool *pool = NULL;
-    rt_exec *ex = NULL;
-    void **bound = calloc((size_t)g->n_nodes + 1, sizeof *bound);
-    bool ok = bound && pass_run_pipeline(g, "dce,cse,fuse", &po, d) && cg_lower(g, &low, d);
-    if (ok) {
-        pass_plan_memory(&low.plan);
-        jit = cg_jit_new(d);
-        ok = jit && cg_jit_add(jit, low.kernels, low.n_kernels, NULL, d);
-    }
-    if (ok) {
-        pool = rt_pool_new(0);
-        ex = rt_exec_new(&low.plan, resolve, jit, pool, d);
-        ok = ex != NULL;
-    }
+    ir_graph *g0c = ir_graph_clone(g0);
+    drop_absent(g0c, vals, n_vals);
+    rt_pool *pool = rt_pool_new(0);
+    program *p = program_cpu_new(g0c, NULL, pool, d);
+    ir_graph_free(g0c);
+    bool ok = p != NULL;
+    const ir_graph *g = ok ? program_graph(p) : NULL;
+    void **bound = ok ? calloc((size_t)g->n_nodes + 1, sizeof *bound) : NULL;
     /* bind params and inputs in their declared dtypes */
     for (int i = 0; ok && i < g->n_nodes; i++) {
         const ir_node *n = g->nodes[i];
@@ -105,14 +89,14 @@ bool cli_run_cpu(const ir_graph *g0, const ir_named_tensor *vals, int n_vals, bo
         if (!bound[i])
             ir_unreachable("out of memory");
         rt_convert_from_f64(n->dtype, t->data, bound[i], count);
-        ok = rt_exec_bind(ex, n->name, bound[i], d);
+        ok = program_bind(p, n->name, bound[i], d);
     }
     double t1 = now_ms();
-    ok = ok && rt_exec_run(ex, d);
+    ok = ok && program_run(p, d);
     double t2 = now_ms(), t3 = t2;
     if (ok && stats) {
-        rt_exec_profile(ex, true);
-        ok = rt_exec_run(ex, d);
+        rt_exec_profile(program_exec(p), true);
+        ok = program_run(p, d);
         t3 = now_ms();
     }
     if (ok) {
@@ -128,7 +112,7 @@ bool cli_run_cpu(const ir_graph *g0, const ir_named_tensor *vals, int n_vals, bo
                 continue;
             const ir_node *x = o->in[0];
             ir_tensor *t = ir_tensor_new(x->dtype, &x->shape);
-            rt_convert_to_f64(x->dtype, rt_exec_output(ex, o->name), t->data, (size_t)ir_shape_numel(&x->shape));
+            rt_convert_to_f64(x->dtype, program_output(p, o->name), t->data, (size_t)ir_shape_numel(&x->shape));
             char *name = strdup(o->name);
             if (!name)
                 ir_unreachable("out of memory");
@@ -136,7 +120,8 @@ bool cli_run_cpu(const ir_graph *g0, const ir_named_tensor *vals, int n_vals, bo
         }
     }
     if (ok && stats) {
-        rt_exec_stats s = rt_exec_plan_stats(&low.plan);
+        const rt_plan *plan = program_plan(p);
+        rt_exec_stats s = rt_exec_plan_stats(plan);
         int layers = 0;
         for (int i = 0; i < g->n_nodes; i++)
             layers = g->nodes[i]->stage + 1 > layers ? g->nodes[i]->stage + 1 : layers;
@@ -157,21 +142,19 @@ bool cli_run_cpu(const ir_graph *g0, const ir_named_tensor *vals, int n_vals, bo
             free(last_stage);
             printf("cpu: %d layers; kernels + library calls in layer 0: %d\n", layers, per_layer);
         }
-        printf("cpu: arena %.2f MiB (%.2f MiB without reuse)\n", (double)low.plan.arena_bytes / 1048576.0,
-               (double)pass_plan_memory_unshared(&low.plan) / 1048576.0);
-        rt_exec_stats es = rt_exec_stats_get(ex);
+        printf("cpu: arena %.2f MiB (%.2f MiB without reuse)\n", (double)plan->arena_bytes / 1048576.0,
+               (double)pass_plan_memory_unshared(plan) / 1048576.0);
+        rt_exec_stats es = rt_exec_stats_get(program_exec(p));
         printf("cpu: compile %.1f ms, forward %.2f ms (first), %.2f ms (second, profiled: kernels %.2f, gemm %.2f, "
                "attention %.2f, other %.2f), %d threads\n",
-               t1 - t0, t2 - t1, t3 - t2, es.ms_kernels, es.ms_gemms, es.ms_attentions, es.ms_other, rt_pool_size(pool));
+               program_compile_ms(p), t2 - t1, t3 - t2, es.ms_kernels, es.ms_gemms, es.ms_attentions, es.ms_other,
+               rt_pool_size(pool));
     }
     for (int i = 0; bound && i < g->n_nodes; i++)
         free(bound[i]);
     free(bound);
-    rt_exec_free(ex);
+    program_free(p);
     rt_pool_free(pool);
-    cg_jit_free(jit);
-    cg_lowered_free(&low);
-    ir_graph_free(g);
     return ok;
 }
 
