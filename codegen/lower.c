@@ -15,6 +15,12 @@
  * a second one-point kernel for the mean over rows); a reduction grid [kept elements] and one
  * loop over the reduced ones. Members of a row group other than the row op are stored inside
  * loop 0 at the row op's input index.
+ *
+ * Training graphs: unary_grad is inlined like a unary op; layernorm_grad / rmsnorm_grad and
+ * cross_entropy_grad are row kernels (plus a statistics or scale kernel); embedding_grad is a
+ * SCATTER_ADD step, attention_grad one ATTENTION_GRAD step per group of the same operands
+ * (with the forward attention's output when the plan stores it), and a sum over leading axes
+ * of a buffer view a SUM_ROWS step (docs/backend.md, "Training steps").
  */
 #include "lower.h"
 
@@ -308,6 +314,31 @@ static cg_val binary(kgen *K, const ir_node *n, cg_val x, cg_val y)
     }
 }
 
+/* unary_grad: dy · fn'(x), as ir/interp.c's eval_unary_grad. */
+static cg_val unary_grad(kgen *K, const ir_node *n, cg_val x, cg_val dy)
+{
+    cg_kernel *k = K->k;
+    const char *fn = ir_attr_str(n, "fn");
+    cg_val zero = cg_f32(k, 0), one = cg_f32(k, 1), d;
+    if (strcmp(fn, "abs") == 0)
+        d = cg_select(k, cg_binary(k, CG_GT, x, zero), one,
+                      cg_select(k, cg_binary(k, CG_LT, x, zero), cg_f32(k, -1), zero));
+    else if (strcmp(fn, "relu") == 0)
+        d = cg_select(k, cg_binary(k, CG_GT, x, zero), one, zero);
+    else if (strcmp(fn, "gelu_erf") == 0) { /* Φ(x) + x φ(x) */
+        cg_val cdf = cg_mul(k, cg_f32(k, 0.5), cg_add(k, one, cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)))));
+        cg_val pdf = cg_mul(k, cg_f32(k, 0.3989422804014327), cg_unary(k, CG_EXP, cg_mul(k, cg_f32(k, -0.5), cg_mul(k, x, x))));
+        d = cg_add(k, cdf, cg_mul(k, x, pdf));
+    } else { /* gelu_tanh: ½(1 + t) + ½x(1 − t²)·c(1 + 3·0.044715x²), t = tanh(c(x + 0.044715x³)) */
+        cg_val c = cg_f32(k, 0.7978845608028654), x2 = cg_mul(k, x, x);
+        cg_val t = cg_unary(k, CG_TANH, cg_mul(k, c, cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), cg_mul(k, x2, x)))));
+        cg_val du = cg_mul(k, c, cg_add(k, one, cg_mul(k, cg_f32(k, 3 * 0.044715), x2)));
+        cg_val half = cg_f32(k, 0.5);
+        d = cg_add(k, cg_mul(k, half, cg_add(k, one, t)), cg_mul(k, cg_mul(k, cg_mul(k, half, x), cg_sub(k, one, cg_mul(k, t, t))), du));
+    }
+    return cg_mul(k, dy, d);
+}
+
 static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
 {
     lower_ctx *L = K->L;
@@ -396,6 +427,7 @@ static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
         cg_val sign = cg_select(k, lt, cg_f32(k, -1.0), cg_f32(k, 1.0));
         return cg_add(k, cg_mul(k, x, c), cg_mul(k, cg_mul(k, sign, partner), sn));
     }
+    case OP_unary_grad: return unary_grad(K, n, elem(K, n->in[0], idx), elem(K, n->in[1], idx));
     default:
         fail(L, n, "%s has no buffer here and cannot be inlined (was the fuse pass run?)", "value");
         return cg_const_float(k, CG_F32, 0);
@@ -630,6 +662,46 @@ static void lower_row(lower_ctx *L, int g, const ir_node *R)
     kgen_finish(&K);
 }
 
+/* A sum of f32 x over leading axes whose input is a buffer view of evenly spaced rows of
+ * the kept elements (contiguous): a SUM_ROWS step (column sums vectorized along the rows,
+ * e.g. bias gradients) rather than a kernel reading one column per grid point. */
+static bool lower_sum_rows(lower_ctx *L, const ir_node *R, const bool *mask)
+{
+    const ir_node *x = R->in[0];
+    const ir_shape *xs = &x->shape;
+    pass_view v;
+    if (R->op != OP_sum || R->dtype != DT_F32 || !pass_view_of(x, is_buffer, L, &v))
+        return false;
+    int64_t width = 1, rows = 1, expect = 1, row_stride = -1;
+    bool seen_reduced = false;
+    for (int d = xs->rank - 1; d >= 0; d--) { /* innermost first: kept dims, then reduced */
+        if (xs->dim[d] == 1)
+            continue;
+        if (!mask[d]) {
+            if (seen_reduced)
+                return false;
+            if (v.stride[d] != expect)
+                return false;
+            expect *= xs->dim[d];
+            width *= xs->dim[d];
+            continue;
+        }
+        seen_reduced = true; /* from here on, reduced dims only */
+        if (row_stride < 0) {
+            row_stride = v.stride[d];
+            if (row_stride < width)
+                return false;
+            expect = row_stride;
+        } else if (v.stride[d] != expect)
+            return false;
+        expect *= xs->dim[d];
+        rows *= xs->dim[d];
+    }
+    rt_plan_step *s = add_step(L, RT_STEP_SUM_ROWS);
+    s->sum_rows = (rt_plan_sum_rows){ref_of(L, &v), {L->buf[R->id], 0}, rows, width, row_stride < 0 ? width : row_stride};
+    return true;
+}
+
 /* sum/mean/max: grid over the kept elements, one loop over the reduced ones. */
 static void lower_reduce(lower_ctx *L, int g, const ir_node *R)
 {
@@ -649,6 +721,8 @@ static void lower_reduce(lower_ctx *L, int g, const ir_node *R)
         fail(L, R, "%s over zero elements is not supported", ir_ops[R->op].mnemonic);
         return;
     }
+    if (lower_sum_rows(L, R, mask))
+        return;
     kgen K;
     kgen_init(&K, L, g, ir_ops[R->op].mnemonic);
     cg_kernel *k = K.k;
@@ -812,6 +886,330 @@ static void lower_attention(lower_ctx *L, int g, const ir_node *at, const ir_nod
     A->out = (rt_plan_ref){L->buf[last->id], 0};
 }
 
+/* Is cache_write n's cache an input that nothing else reads? Then n writes it in place. */
+static bool cache_in_place(const ir_graph *g, const ir_node *n)
+{
+    const ir_node *c = n->in[0];
+    if (c->op != OP_input)
+        return false;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i]->n_in; k++)
+            if (g->nodes[i]->in[k] == c && g->nodes[i] != n)
+                return false;
+    return true;
+}
+
+/* cache_write: a WRITE_ROWS step into the cache (in place) or into a copy of it. */
+static void lower_cache_write(lower_ctx *L, const ir_node *n)
+{
+    const ir_node *c = n->in[0], *x = n->in[1], *pos = n->in[2];
+    int bc = L->buf[c->id], bx = L->buf[x->id], bp = L->buf[pos->id], bn = L->buf[n->id];
+    if (bc < 0 || bx < 0 || bp < 0 || bn < 0) {
+        fail(L, n, "%s operands are not in buffers (was the fuse pass run?)", "cache_write");
+        return;
+    }
+    if (bn != bc) {
+        rt_plan_step *s = add_step(L, RT_STEP_COPY);
+        s->copy = (rt_plan_copy){{bc, 0}, {bn, 0}, ir_shape_numel(&n->shape) * ir_dtype_size(n->dtype)};
+    }
+    int r = n->shape.rank;
+    int64_t S = n->shape.dim[r - 2], D = n->shape.dim[r - 1];
+    int64_t outer = S * D != 0 ? ir_shape_numel(&n->shape) / (S * D) : 0;
+    rt_plan_step *s = add_step(L, RT_STEP_WRITE_ROWS);
+    s->rows = (rt_plan_write_rows){{bn, 0}, {bx, 0}, {bp, 0}, pos->dtype, outer, S, x->shape.dim[r - 2],
+                                   D * ir_dtype_size(n->dtype)};
+}
+
+/* ---- backward ops (training graphs) ------------------------------------------------------ */
+
+/* A kernel with grid [rows] over the rows of x ([..., C]) and nloops loops of C; ri gets the
+ * row's index (rank r - 1) and id[l] the full index in loop l. */
+static void row_kernel(kgen *K, const ir_shape *xs, int nloops, cg_val *ri, cg_val id[][IR_MAX_RANK])
+{
+    cg_kernel *k = K->k;
+    int r = xs->rank;
+    int64_t C = xs->dim[r - 1];
+    ir_shape rs = *xs;
+    rs.rank = r - 1;
+    cg_kernel_dim(k, ir_shape_numel(&rs));
+    delinear(k, &rs, cg_pidx(k, 0), ri);
+    for (int l = 0; l < nloops; l++) {
+        cg_kernel_loop(k, C);
+        memcpy(id[l], ri, sizeof(cg_val) * (size_t)(r - 1));
+        id[l][r - 1] = cg_lidx(k, l);
+    }
+}
+
+/* The row statistics of a norm: layernorm's mean (else 0) over loop 0 and, over loop `l` (0
+ * for rmsnorm, 1 for layernorm), 1/√(var + eps) (or mean square). */
+static void norm_stats(kgen *K, const ir_node *R, const ir_node *x, cg_val id[][IR_MAX_RANK], int64_t C, cg_val *mean,
+                       cg_val *rstd)
+{
+    cg_kernel *k = K->k;
+    bool ln = R->op == OP_layernorm_grad;
+    cg_val inv_c = cg_f32(k, 1.0 / (double)C);
+    *mean = ln ? cg_mul(k, cg_reduce(k, CG_RED_SUM, 0, elem(K, x, id[0])), inv_c) : cg_f32(k, 0);
+    cg_val d = cg_sub(k, elem(K, x, id[ln ? 1 : 0]), *mean);
+    cg_val var = cg_mul(k, cg_reduce(k, CG_RED_SUM, ln ? 1 : 0, cg_mul(k, d, d)), inv_c);
+    *rstd = cg_unary(k, CG_RSQRT, cg_add(k, var, cg_f32(k, ir_attr_float(R, "eps"))));
+}
+
+/* layernorm_grad / rmsnorm_grad (ir.md). wrt 0: one row kernel (statistics, then mean(e) and
+ * mean(e·x̂), then the store). wrt 1: a row kernel storing each row's mean and 1/σ, then a
+ * column kernel (grid [C], one loop over the rows in order) summing dy·x̂. */
+static void lower_norm_grad(lower_ctx *L, int g, const ir_node *R)
+{
+    const ir_node *x = R->in[0], *w = R->in[1], *dy = R->in[2];
+    const ir_shape *xs = &x->shape;
+    int r = xs->rank;
+    bool ln = R->op == OP_layernorm_grad;
+    int64_t C = xs->dim[r - 1], rows = C ? ir_shape_numel(xs) / C : 0;
+    if (rows == 0 || C == 0 || R->dtype != DT_F32) {
+        if (R->dtype != DT_F32)
+            fail(L, R, "%s on a non-f32 type is not supported", ir_ops[R->op].mnemonic);
+        else if (ir_attr_int(R, "wrt") == 1 && C > 0) { /* no rows: dw is 0 */
+            kgen K;
+            kgen_init(&K, L, g, "norm_grad_zero");
+            cg_kernel_dim(K.k, C);
+            store(&K, R, (cg_val[]){cg_pidx(K.k, 0)}, cg_f32(K.k, 0));
+            kgen_finish(&K);
+        }
+        return;
+    }
+    cg_val ri[IR_MAX_RANK], id[4][IR_MAX_RANK], mean, rstd;
+    if (ir_attr_int(R, "wrt") == 0) {
+        kgen K;
+        kgen_init(&K, L, g, ir_ops[R->op].mnemonic);
+        cg_kernel *k = K.k;
+        int ls = ln ? 2 : 1; /* the loop of the sums of e and e·x̂ */
+        row_kernel(&K, xs, ls + 2, ri, id);
+        norm_stats(&K, R, x, id, C, &mean, &rstd);
+        cg_val inv_c = cg_f32(k, 1.0 / (double)C);
+        cg_val e = cg_mul(k, elem(&K, dy, id[ls]), elem(&K, w, &id[ls][r - 1]));
+        cg_val xh = cg_mul(k, cg_sub(k, elem(&K, x, id[ls]), mean), rstd);
+        cg_val me = ln ? cg_mul(k, cg_reduce(k, CG_RED_SUM, ls, e), inv_c) : cg_f32(k, 0);
+        cg_val mex = cg_mul(k, cg_reduce(k, CG_RED_SUM, ls, cg_mul(k, e, xh)), inv_c);
+        int lo = ls + 1;
+        cg_val e2 = cg_mul(k, elem(&K, dy, id[lo]), elem(&K, w, &id[lo][r - 1]));
+        cg_val xh2 = cg_mul(k, cg_sub(k, elem(&K, x, id[lo]), mean), rstd);
+        store(&K, R, id[lo], cg_mul(k, rstd, cg_sub(k, cg_sub(k, e2, me), cg_mul(k, xh2, mex))));
+        kgen_finish(&K);
+        return;
+    }
+    /* wrt 1: statistics per row, then the column sums */
+    int meanb = add_buffer(L, "norm_grad row means", DT_F32, rows, RT_BUF_ACTIVATION);
+    int rstdb = add_buffer(L, "norm_grad row 1/sigma", DT_F32, rows, RT_BUF_ACTIVATION);
+    kgen K;
+    kgen_init(&K, L, g, "norm_grad_stats");
+    cg_kernel *k = K.k;
+    row_kernel(&K, xs, ln ? 2 : 1, ri, id);
+    norm_stats(&K, R, x, id, C, &mean, &rstd);
+    cg_store(k, karg(&K, meanb, CG_OUT), cg_pidx(k, 0), mean);
+    cg_store(k, karg(&K, rstdb, CG_OUT), cg_pidx(k, 0), rstd);
+    kgen_finish(&K);
+    kgen_init(&K, L, g, ir_ops[R->op].mnemonic);
+    k = K.k;
+    ir_shape rs = *xs;
+    rs.rank = r - 1;
+    cg_kernel_dim(k, C);
+    cg_kernel_loop(k, rows);
+    cg_val j = cg_lidx(k, 0), idx[IR_MAX_RANK];
+    delinear(k, &rs, j, idx);
+    idx[r - 1] = cg_pidx(k, 0);
+    cg_val xh = cg_mul(k, cg_sub(k, elem(&K, x, idx), cg_load(k, karg(&K, meanb, CG_IN), j)),
+                       cg_load(k, karg(&K, rstdb, CG_IN), j));
+    cg_val sum = cg_reduce(k, CG_RED_SUM, 0, cg_mul(k, elem(&K, dy, idx), xh));
+    store(&K, R, (cg_val[]){cg_pidx(k, 0)}, sum);
+    kgen_finish(&K);
+}
+
+/* cross_entropy_grad: a one-point kernel for dloss / (number of rows with a target), then a
+ * row kernel: max, sum of exp, store scale · (softmax − onehot) (0 on ignored rows). */
+static void lower_xent_grad(lower_ctx *L, int g, const ir_node *R)
+{
+    const ir_node *x = R->in[0], *tg = R->in[1], *dl = R->in[2];
+    const ir_shape *xs = &x->shape;
+    int r = xs->rank;
+    int64_t V = xs->dim[r - 1], rows = V ? ir_shape_numel(xs) / V : 0;
+    if (R->dtype != DT_F32) {
+        fail(L, R, "%s on a non-f32 type is not supported", "cross_entropy_grad");
+        return;
+    }
+    if (rows == 0 || V == 0)
+        return;
+    int scaleb = add_buffer(L, "cross_entropy_grad scale", DT_F32, 1, RT_BUF_ACTIVATION);
+    ir_shape rs = *xs;
+    rs.rank = r - 1;
+    kgen K;
+    kgen_init(&K, L, g, "cross_entropy_grad_scale");
+    cg_kernel *k = K.k;
+    cg_kernel_dim(k, 1);
+    cg_kernel_loop(k, rows);
+    cg_val ti[IR_MAX_RANK], none[1] = {0};
+    delinear(k, &rs, cg_lidx(k, 0), ti);
+    cg_val valid = cg_binary(k, CG_GE, cg_cast(k, CG_I64, elem(&K, tg, ti)), cg_i64(k, 0));
+    cg_val cnt = cg_reduce(k, CG_RED_SUM, 0, cg_select(k, valid, cg_f32(k, 1), cg_f32(k, 0)));
+    cg_val scale = cg_div(k, elem(&K, dl, none), cg_binary(k, CG_MAX, cnt, cg_f32(k, 1)));
+    cg_store(k, karg(&K, scaleb, CG_OUT), cg_i64(k, 0), scale);
+    kgen_finish(&K);
+
+    cg_val ri[IR_MAX_RANK], id[3][IR_MAX_RANK];
+    kgen_init(&K, L, g, "cross_entropy_grad");
+    k = K.k;
+    row_kernel(&K, xs, 3, ri, id);
+    cg_val t = cg_cast(k, CG_I64, elem(&K, tg, ri));
+    if (K.n_ids < 64) {
+        K.ids[K.n_ids] = tg;
+        K.ids_hi[K.n_ids] = V;
+        K.ids_neg[K.n_ids++] = true;
+    }
+    cg_val ok = cg_binary(k, CG_GE, t, cg_i64(k, 0));
+    cg_val mx = cg_reduce(k, CG_RED_MAX, 0, elem(&K, x, id[0]));
+    cg_val sum = cg_reduce(k, CG_RED_SUM, 1, cg_unary(k, CG_EXP, cg_sub(k, elem(&K, x, id[1]), mx)));
+    cg_val p = cg_div(k, cg_unary(k, CG_EXP, cg_sub(k, elem(&K, x, id[2]), mx)), sum);
+    cg_val hot = cg_select(k, cg_binary(k, CG_EQ, id[2][r - 1], t), cg_f32(k, 1), cg_f32(k, 0));
+    cg_val sc = cg_load(k, karg(&K, scaleb, CG_IN), cg_i64(k, 0));
+    store(&K, R, id[2], cg_select(k, ok, cg_mul(k, sc, cg_sub(k, p, hot)), cg_f32(k, 0)));
+    kgen_finish(&K);
+}
+
+/* embedding_grad: a SCATTER_ADD step (deterministic, no atomics) after an id check. */
+static void lower_embedding_grad(lower_ctx *L, const ir_node *R)
+{
+    const ir_node *dy = R->in[0], *ids = R->in[1];
+    pass_view v;
+    int64_t rstride;
+    if (R->dtype != DT_F32) {
+        fail(L, R, "%s on a non-f32 type is not supported", "embedding_grad");
+        return;
+    }
+    if (!view(L, dy, &v))
+        return;
+    if (!pass_rows_view(dy, &v, &rstride)) {
+        fail(L, R, "%s operand is not a view with contiguous rows (was the fuse pass run?)", "embedding_grad");
+        return;
+    }
+    int64_t V = R->shape.dim[0], C = R->shape.dim[1];
+    check_ids(L, ids, V, false, "embedding_grad");
+    if (!L->ok)
+        return;
+    rt_plan_step *s = add_step(L, RT_STEP_SCATTER_ADD);
+    s->scatter = (rt_plan_scatter){{L->buf[ids->id], 0}, ref_of(L, &v), {L->buf[R->id], 0}, ids->dtype,
+                                   ir_shape_numel(&ids->shape), C, V, rstride};
+}
+
+/* attention's operands (q, k, v, mask: views with a contiguous last dim) into A. */
+static bool attention_operands(lower_ctx *L, const ir_node *at, int mask_in, rt_plan_attention *A)
+{
+    pass_view vq, vk, vv, vm = {0};
+    if (!view(L, at->in[0], &vq) || !view(L, at->in[1], &vk) || !view(L, at->in[2], &vv))
+        return false;
+    const ir_shape *q = &at->in[0]->shape, *k = &at->in[1]->shape, *v = &at->in[2]->shape;
+    A->B = q->dim[0], A->H = q->dim[1], A->T = q->dim[2], A->D = q->dim[3];
+    A->G = k->dim[1], A->S = k->dim[2], A->E = v->dim[3];
+    A->causal = ir_attr_int(at, "causal") != 0;
+    A->scale = ir_attr_float(at, "scale");
+    if (A->scale == 0)
+        A->scale = 1.0 / sqrt((double)A->D);
+    for (int i = 0; i < 3; i++) {
+        A->q_stride[i] = vq.stride[i];
+        A->k_stride[i] = vk.stride[i];
+        A->v_stride[i] = vv.stride[i];
+    }
+    if ((A->D > 1 && (vq.stride[3] != 1 || vk.stride[3] != 1)) || (A->E > 1 && vv.stride[3] != 1))
+        return fail(L, at, "%s operands need a contiguous last dim (was the fuse pass run?)", ir_ops[at->op].mnemonic);
+    A->q = ref_of(L, &vq);
+    A->k = ref_of(L, &vk);
+    A->v = ref_of(L, &vv);
+    A->mask.buf = -1;
+    A->out.buf = -1;
+    if (at->n_in > mask_in) {
+        const ir_node *m = at->in[mask_in];
+        if (!view(L, m, &vm))
+            return false;
+        for (int d = 0; d < 4; d++) {
+            int md = d - (4 - m->shape.rank);
+            A->mask_stride[d] = md >= 0 && m->shape.dim[md] != 1 ? vm.stride[md] : 0;
+        }
+        A->mask = ref_of(L, &vm);
+    }
+    return true;
+}
+
+/* The output buffer (and its strides) of the forward attention that attention_grad ag
+ * differentiates, when the plan stores it: the backward then takes D = dy·out from it. */
+static void forward_output(lower_ctx *L, const ir_node *ag, rt_plan_attention *A)
+{
+    const ir_node *fw = NULL;
+    for (int i = 0; i < ag->id && !fw; i++) {
+        const ir_node *n = L->g->nodes[i];
+        bool same = n->op == OP_attention && n->n_in == ag->n_in - 1 && ir_attr_int(n, "causal") == ir_attr_int(ag, "causal") &&
+                    ir_attr_float(n, "scale") == ir_attr_float(ag, "scale") && n->group >= 0;
+        for (int k = 0; same && k < n->n_in; k++)
+            same = n->in[k] == ag->in[k < 3 ? k : 4];
+        if (same)
+            fw = n;
+    }
+    if (!fw)
+        return;
+    const ir_node *last = NULL; /* the group's stored member: the attention or its transpose */
+    for (int i = fw->id; i < L->g->n_nodes; i++)
+        if (L->g->nodes[i]->group == fw->group && L->buf[i] >= 0)
+            last = L->g->nodes[i];
+    if (!last || (last != fw && last->op != OP_transpose))
+        return;
+    pass_view vo;
+    pass_view_contiguous(last, &vo);
+    int64_t st[4];
+    if (last == fw)
+        memcpy(st, vo.stride, sizeof st);
+    else {
+        const ir_attr *perm = ir_attr_get(last, "perm");
+        for (int i = 0; i < 4; i++)
+            st[ir_axis_norm(perm->ints[i], 4)] = vo.stride[i];
+    }
+    if (st[3] != 1 && A->E > 1)
+        return;
+    for (int i = 0; i < 3; i++)
+        A->out_stride[i] = st[i];
+    A->out = (rt_plan_ref){L->buf[last->id], 0};
+}
+
+/* attention_grad group: one ATTENTION_GRAD step for every member (wrt 0..3). */
+static void lower_attention_grad(lower_ctx *L, int g, const ir_node *ag)
+{
+    if (ag->dtype != DT_F32) {
+        fail(L, ag, "%s on a non-f32 type is not supported", "attention_grad");
+        return;
+    }
+    rt_plan_attention_grad A;
+    memset(&A, 0, sizeof A);
+    if (!attention_operands(L, ag, 4, &A.fwd))
+        return;
+    const ir_node *dy = ag->in[3];
+    pass_view vd;
+    if (!view(L, dy, &vd))
+        return;
+    if (A.fwd.E > 1 && vd.stride[3] != 1) {
+        fail(L, ag, "%s operands need a contiguous last dim (was the fuse pass run?)", "attention_grad");
+        return;
+    }
+    for (int i = 0; i < 3; i++)
+        A.dy_stride[i] = vd.stride[i];
+    A.dy = ref_of(L, &vd);
+    rt_plan_ref *outs[4] = {&A.dq, &A.dk, &A.dv, &A.dmask};
+    for (int i = 0; i < 4; i++)
+        *outs[i] = (rt_plan_ref){-1, 0};
+    for (int i = 0; i <= ag->id; i++) {
+        const ir_node *n = L->g->nodes[i];
+        if (n->group == g && n->op == OP_attention_grad && L->buf[n->id] >= 0)
+            *outs[ir_attr_int(n, "wrt")] = (rt_plan_ref){L->buf[n->id], 0};
+    }
+    forward_output(L, ag, &A.fwd);
+    rt_plan_step *s = add_step(L, RT_STEP_ATTENTION_GRAD);
+    s->agrad = A;
+}
+
 /* ---- the driver -------------------------------------------------------------------------------- */
 
 void cg_lowered_free(cg_lowered *l)
@@ -840,6 +1238,11 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
             fail(&L, n, "%s values are not supported by the cpu target yet (use --target ref)", "f64");
             break;
         }
+        if (ir_ops[n->op].kind == OK_COMM) {
+            /* a rank's program runs its communication between programs (cli/run_mesh.c) */
+            fail(&L, n, "%s runs only under a mesh (loom run --mesh ..., one process per rank)", ir_ops[n->op].mnemonic);
+            break;
+        }
         if (n->group >= n_groups)
             n_groups = n->group + 1;
         for (int k = 0; k < n->n_in; k++) {
@@ -863,6 +1266,10 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
         for (int j = i + 1; j < nn && !oname; j++)
             if (g->nodes[j]->op == OP_output && g->nodes[j]->in[0] == n)
                 oname = g->nodes[j]->name;
+        if (n->op == OP_cache_write && cache_in_place(g, n)) {
+            L.buf[i] = L.buf[n->in[0]->id];
+            continue;
+        }
         char desc[64];
         snprintf(desc, sizeof desc, "%%%d %s", i, ir_ops[n->op].mnemonic);
         L.buf[i] = add_buffer(&L, oname ? oname : desc, n->dtype, ir_shape_numel(&n->shape),
@@ -894,18 +1301,30 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
     for (int grp = 0; L.ok && grp < n_groups; grp++) {
         if (anchor[grp] < 0)
             continue;
-        const ir_node *last = g->nodes[anchor[grp]], *mm = NULL, *at = NULL;
+        const ir_node *last = g->nodes[anchor[grp]], *mm = NULL, *at = NULL, *ag = NULL;
         for (int i = 0; i <= anchor[grp]; i++) {
             const ir_node *n = g->nodes[i];
             if (n->group == grp && n->op == OP_matmul)
                 mm = n;
             if (n->group == grp && n->op == OP_attention)
                 at = n;
+            if (n->group == grp && n->op == OP_attention_grad)
+                ag = n;
         }
-        if (mm)
+        if (last->op == OP_cache_write)
+            lower_cache_write(&L, last);
+        else if (mm)
             lower_gemm(&L, grp, mm, last);
         else if (at)
             lower_attention(&L, grp, at, last);
+        else if (ag)
+            lower_attention_grad(&L, grp, ag);
+        else if (last->op == OP_layernorm_grad || last->op == OP_rmsnorm_grad)
+            lower_norm_grad(&L, grp, last);
+        else if (last->op == OP_cross_entropy_grad)
+            lower_xent_grad(&L, grp, last);
+        else if (last->op == OP_embedding_grad)
+            lower_embedding_grad(&L, last);
         else if (ir_ops[last->op].kind == OK_ROW)
             lower_row(&L, grp, last);
         else if (ir_ops[last->op].kind == OK_REDUCE)

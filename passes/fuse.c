@@ -2,10 +2,10 @@
  * each, recorded as node->group (see fuse.h for the meaning; lowering reads it).
  *
  * Order of decisions:
- *  1. Buffers by nature: matmul, attention, row ops, reductions; operands of outputs; gather
- *     ids and cross-entropy targets (so that they can be range-checked); any value with more
- *     than one consumer unless it is cheap to recompute (layout, const, iota, cast, embedding
- *     over cheap operands).
+ *  1. Buffers by nature: matmul, attention, row ops, reductions, cache_write and its operands;
+ *     operands of outputs; gather ids and cross-entropy targets (so that they can be
+ *     range-checked); any value with more than one consumer unless it is cheap to recompute
+ *     (layout, const, iota, cast, embedding over cheap operands).
  *  2. Epilogues: a matmul's single consumer `add` of a bias vector [N] joins its GEMM, then a
  *     single-consumer relu (not gelu or silu: see is_act); an attention's single consumer
  *     transpose that keeps the last dim last joins the attention (which then writes the
@@ -18,6 +18,12 @@
  *     all come after the row op, joins the row op's kernel (e.g. GPT-2's residual sum, stored
  *     by the next layernorm's kernel).
  *  5. Group ids in the order of each group's last node, so steps run in graph order.
+ * Training graphs (autodiff): layernorm_grad, rmsnorm_grad, cross_entropy_grad, embedding_grad
+ * and attention_grad get buffers (row kernels, a scatter-add step, a fused attention-backward
+ * step); attention_grads of the same operands (wrt q, k, v, mask) join one group so that one
+ * step computes them all; unary_grad is elementwise (inlined into its consumers' kernels); the
+ * ids of embedding_grad and targets of cross_entropy_grad get buffers (range checks), and
+ * embedding_grad's dy must be a view with contiguous rows.
  * f32 only for now: other float dtypes pass through as buffers in the plan, but the CPU
  * target rejects f64 graphs.
  */
@@ -68,6 +74,19 @@ static bool cheap(const fuse_state *F, const ir_node *n)
     }
 }
 
+/* Backward ops with a kernel or library step of their own (unary_grad is elementwise). */
+static bool backward_kernel(const ir_node *n)
+{
+    switch (n->op) {
+    case OP_layernorm_grad:
+    case OP_rmsnorm_grad:
+    case OP_cross_entropy_grad:
+    case OP_embedding_grad:
+    case OP_attention_grad: return true;
+    default: return false;
+    }
+}
+
 static void make_buf(fuse_state *F, const ir_node *n)
 {
     if (!is_source(n))
@@ -86,16 +105,22 @@ static void library_operands(fuse_state *F, const ir_node *n)
             if (!pass_view_of(x, is_buf, F, &v) || !pass_matmul_operand(x, &v, t, &trans, &ld))
                 make_buf(F, x);
         }
-    } else if (n->op == OP_attention) {
+    } else if (n->op == OP_attention || n->op == OP_attention_grad) {
         for (int k = 0; k < n->n_in; k++) {
             const ir_node *x = n->in[k];
             int r = x->shape.rank;
             bool ok = pass_view_of(x, is_buf, F, &v);
-            if (ok && k < 3)
+            bool is_mask = n->op == OP_attention ? k == 3 : k == 4;
+            if (ok && !is_mask)
                 ok = x->shape.dim[r - 1] == 1 || v.stride[r - 1] == 1;
             if (!ok)
                 make_buf(F, x);
         }
+    } else if (n->op == OP_embedding_grad) {
+        /* the scatter reads dy as rows: a view whose rows are contiguous and evenly spaced */
+        const ir_node *x = n->in[0];
+        if (!pass_view_of(x, is_buf, F, &v) || !pass_rows_view(x, &v, NULL))
+            make_buf(F, x);
     }
 }
 
@@ -168,7 +193,46 @@ static void epilogues(fuse_state *F)
 static bool elementwise(const ir_node *n)
 {
     ir_op_kind k = ir_ops[n->op].kind;
-    return k == OK_UNARY || k == OK_BINARY;
+    return k == OK_UNARY || k == OK_BINARY || n->op == OP_unary_grad;
+}
+
+/* attention_grad nodes with the same operands and attributes but wrt: one step computes them. */
+static bool same_attention_grad(const ir_node *a, const ir_node *b)
+{
+    if (a->op != OP_attention_grad || b->op != OP_attention_grad || a->n_in != b->n_in ||
+        ir_attr_int(a, "causal") != ir_attr_int(b, "causal") || ir_attr_float(a, "scale") != ir_attr_float(b, "scale"))
+        return false;
+    for (int k = 0; k < a->n_in; k++)
+        if (a->in[k] != b->in[k])
+            return false;
+    return true;
+}
+
+/* Joins each attention_grad to the last later one of the same operands, when none of its
+ * consumers comes before that one (the step runs at the last member). */
+static void attention_grads(fuse_state *F)
+{
+    const ir_graph *g = F->g;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->op != OP_attention_grad || F->join[i] >= 0)
+            continue;
+        int last = -1;
+        for (int j = i + 1; j < g->n_nodes; j++)
+            if (same_attention_grad(n, g->nodes[j]))
+                last = j;
+        if (last < 0)
+            continue;
+        bool early = false;
+        for (int j = i + 1; j < last && !early; j++)
+            for (int k = 0; k < g->nodes[j]->n_in; k++)
+                early |= g->nodes[j]->in[k] == n && g->nodes[j]->op != OP_attention_grad && g->nodes[j]->op != OP_output;
+        for (int j = i + 1; j < last && !early; j++)
+            if (same_attention_grad(n, g->nodes[j]))
+                early |= F->join[j] >= 0 && F->join[j] != last;
+        if (!early)
+            F->join[i] = last;
+    }
 }
 
 /* Step 4: stored elementwise values reached from row op r's input x by same-shape
@@ -223,12 +287,18 @@ bool pass_fuse(ir_graph *g, ir_diag *d)
     for (int i = 0; i < nn; i++) {
         const ir_node *n = g->nodes[i];
         ir_op_kind k = ir_ops[n->op].kind;
-        if (k == OK_MATMUL || k == OK_ROW || k == OK_REDUCE || n->op == OP_attention)
+        if (k == OK_MATMUL || k == OK_ROW || k == OK_REDUCE || n->op == OP_attention || backward_kernel(n))
             make_buf(&F, n);
         if (n->op == OP_output)
             make_buf(&F, n->in[0]);
-        if (n->op == OP_embedding || n->op == OP_cross_entropy)
+        if (n->op == OP_embedding || n->op == OP_cross_entropy || n->op == OP_cross_entropy_grad ||
+            n->op == OP_embedding_grad)
             make_buf(&F, n->in[1]);
+        if (n->op == OP_cache_write) /* a WRITE_ROWS step: contiguous operands and result */
+            for (int k = 0; k < 3; k++)
+                make_buf(&F, n->in[k]);
+        if (n->op == OP_cache_write)
+            make_buf(&F, n);
     }
     for (int i = 0; i < nn; i++) {
         const ir_node *n = g->nodes[i];
@@ -238,6 +308,7 @@ bool pass_fuse(ir_graph *g, ir_diag *d)
     /* 2. epilogues (first: an attention writing a transposed layout makes its consumers'
      * reshapes free views), 3. library operands */
     epilogues(&F);
+    attention_grads(&F);
     for (int i = 0; i < nn; i++)
         library_operands(&F, g->nodes[i]);
     /* 4. row prologue stores */

@@ -12,7 +12,8 @@
  * which it then writes directly]), a row kernel (its last member a softmax, layernorm, rmsnorm
  * or cross_entropy; the other members are elementwise values of the row op's input shape
  * that the kernel also stores, e.g. a residual sum feeding a layernorm), a reduction (sum,
- * mean, max), or an elementwise kernel (one inlinable node, stored).
+ * mean, max), a cache_write (its own WRITE_ROWS step; its operands are buffers), or an
+ * elementwise kernel (one inlinable node, stored).
  *
  * Views: an inlined chain of reshape/transpose/slice/broadcast over a buffer is the buffer
  * read with other strides, when the strides exist (pass_view). GEMM operands need a matrix
@@ -169,6 +170,35 @@ static inline bool pass_matmul_operand(const ir_node *x, const pass_view *v, boo
         rows = cols, cols = t, t = rs, rs = cs, cs = t;
     }
     return pass_matrix_layout(rows, cols, rs, cs, trans, ld);
+}
+
+/* Is view v over n ([..., C]) a sequence of rows of C contiguous elements, evenly spaced
+ * (*row_stride elements apart; NULL: not wanted)? For embedding_grad's scatter-add. */
+static inline bool pass_rows_view(const ir_node *n, const pass_view *v, int64_t *row_stride)
+{
+    int r = n->shape.rank;
+    if (r < 1 || (n->shape.dim[r - 1] > 1 && v->stride[r - 1] != 1))
+        return false;
+    int64_t rs = n->shape.dim[r - 1], expect = -1;
+    bool first = true;
+    for (int d = r - 2; d >= 0; d--) {
+        if (n->shape.dim[d] == 1)
+            continue;
+        if (first) {
+            rs = v->stride[d];
+            if (rs < n->shape.dim[r - 1])
+                return false;
+            expect = rs * n->shape.dim[d];
+            first = false;
+        } else {
+            if (v->stride[d] != expect)
+                return false;
+            expect *= n->shape.dim[d];
+        }
+    }
+    if (row_stride)
+        *row_stride = rs;
+    return true;
 }
 
 /* Is the buffer of a GEMM bias view v over n ([..., N]) a contiguous vector of N broadcast

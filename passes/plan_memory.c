@@ -102,6 +102,27 @@ int64_t pass_plan_memory(rt_plan *p)
             touch(first, last, st->copy.dst, s);
             break;
         case RT_STEP_CHECK_IDS: touch(first, last, st->check.ids, s); break;
+        case RT_STEP_WRITE_ROWS:
+            touch(first, last, st->rows.dst, s);
+            touch(first, last, st->rows.src, s);
+            touch(first, last, st->rows.pos, s);
+            break;
+        case RT_STEP_ATTENTION_GRAD: {
+            const rt_plan_attention_grad *a = &st->agrad;
+            rt_plan_ref refs[] = {a->fwd.q, a->fwd.k, a->fwd.v, a->fwd.mask, a->fwd.out, a->dy, a->dq, a->dk, a->dv, a->dmask};
+            for (size_t r = 0; r < sizeof refs / sizeof *refs; r++)
+                touch(first, last, refs[r], s);
+            break;
+        }
+        case RT_STEP_SCATTER_ADD:
+            touch(first, last, st->scatter.ids, s);
+            touch(first, last, st->scatter.src, s);
+            touch(first, last, st->scatter.dst, s);
+            break;
+        case RT_STEP_SUM_ROWS:
+            touch(first, last, st->sum_rows.src, s);
+            touch(first, last, st->sum_rows.dst, s);
+            break;
         }
     }
     int m = 0;

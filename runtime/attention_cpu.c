@@ -18,30 +18,9 @@
 #include <stdlib.h>
 
 #include "exec.h"
+#include "fast_expf.h"
 
 enum { KB = 64, QB = 16, RG = 4 };
-
-/* e^x for f32 (Cephes expf: range reduction by n = round(x log2 e), degree-6 polynomial),
- * within a few ulp; x <= -88 gives 0 (through the clamp and the 2^n scale), NaN is not
- * expected (scores are finite or -inf). Written branch-free so loops over it vectorize. */
-static inline float fast_expf(float x)
-{
-    float xc = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = floorf(xc * 1.44269504088896341f + 0.5f);
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * r * r + r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } s = {.i = ((int32_t)n + 127) << 23};
-    return x < -87.0f ? 0.0f : y * s.f;
-}
 
 typedef struct {
     const rt_plan_attention *a;
@@ -130,7 +109,7 @@ HOT_CLONES static void attend_block(const attn_ctx *c, int64_t b, int64_t h, int
                     continue;
                 }
                 if (bm > *m) {
-                    float corr = *m == -INFINITY ? 0.0f : fast_expf(*m - bm);
+                    float corr = *m == -INFINITY ? 0.0f : rt_fast_expf(*m - bm);
                     w->l[rg + r] *= corr;
                     for (int64_t e = 0; e < E; e++)
                         acc[e] *= corr;
@@ -138,7 +117,7 @@ HOT_CLONES static void attend_block(const attn_ctx *c, int64_t b, int64_t h, int
                 }
                 float sum = 0, mm = *m;
                 for (int64_t jj = 0; jj < n; jj++) {
-                    float p = fast_expf(sr[jj] - mm);
+                    float p = rt_fast_expf(sr[jj] - mm);
                     sr[jj] = p;
                     sum += p;
                 }

@@ -28,8 +28,8 @@ typedef struct rt_exec rt_exec;
 
 /* What one run did; the times (wall clock, ms, summed over runs) only with profiling on. */
 typedef struct {
-    int kernels, gemms, attentions, copies, checks;
-    double ms_kernels, ms_gemms, ms_attentions, ms_other;
+    int kernels, gemms, attentions, copies, checks, scatters; /* attentions: forward and grad */
+    double ms_kernels, ms_gemms, ms_attentions, ms_other, ms_scatters;
 } rt_exec_stats;
 
 /* Prepares plan p (which must outlive the executor) for running on pool (NULL: the caller's
@@ -46,6 +46,10 @@ void *rt_exec_output(rt_exec *e, const char *name);
 /* Runs every step. False on an unbound param/input or a failed id check, reported through d. */
 bool rt_exec_run(rt_exec *e, ir_diag *d);
 
+/* Bytes of the arena that runs so far have touched (resident pages, by mincore): the measured
+ * activation peak, to set against the planned one (the plan's arena_bytes). */
+int64_t rt_exec_arena_touched(const rt_exec *e);
+
 /* Counts of the steps one run executes. */
 rt_exec_stats rt_exec_plan_stats(const rt_plan *p);
 
@@ -59,5 +63,14 @@ rt_exec_stats rt_exec_stats_get(const rt_exec *e);
  * tensors of a (see plan.h), the pointers already offset; parallel over (b, h, query blocks). */
 void rt_attention_f32(const rt_plan_attention *a, const float *q, const float *k, const float *v,
                       const float *mask, float *out, rt_pool *pool);
+
+/* ---- its backward (attention_grad_cpu.c) --------------------------------------------------- */
+/* plan.h's ATTENTION_GRAD: any of dq, dk, dv, dmask (NULL: not wanted) from the strided
+ * operands of g (pointers already offset); out: the forward attention's output (strides
+ * g->fwd.out_stride) or NULL (then recomputed sums stand in). Parallel over (b, kv head),
+ * deterministic. */
+void rt_attention_grad_f32(const rt_plan_attention_grad *g, const float *q, const float *k, const float *v,
+                           const float *mask, const float *dy, const float *out, float *dq, float *dk, float *dv,
+                           float *dmask, rt_pool *pool);
 
 #endif

@@ -3,7 +3,8 @@
  *
  * Kernels run split over grid dim 0 on the pool, with a grain from the step's work estimate
  * so that tiny kernels run inline on the caller. GEMMs go to rt_gemm_f32 with the pool for
- * their epilogue and batch splitting; attention to rt_attention_f32.
+ * their epilogue and batch splitting; attention to rt_attention_f32, attention_grad to
+ * rt_attention_grad_f32; embedding_grad's scatter-add runs here, split over columns.
  */
 #include "exec.h"
 
@@ -11,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gemm.h"
 
@@ -24,7 +27,9 @@ struct rt_exec {
     void **args;        /* scratch: the widest kernel's argument pointers */
     int max_args;
     bool profile;
-    double ms[5];       /* per rt_step_kind, with profile */
+    double ms[RT_STEP_KIND_COUNT]; /* per rt_step_kind, with profile */
+    double *step_ms;    /* per step, with profile and LOOM_PROFILE_STEPS=N: the N slowest
+                           steps are printed to stderr when the executor is freed */
 };
 
 static double now_ms(void)
@@ -34,15 +39,52 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-void rt_exec_profile(rt_exec *e, bool on) { e->profile = on; }
+void rt_exec_profile(rt_exec *e, bool on)
+{
+    e->profile = on;
+    if (on && !e->step_ms && getenv("LOOM_PROFILE_STEPS")) {
+        e->step_ms = calloc((size_t)e->plan->n_steps + 1, sizeof *e->step_ms);
+        if (!e->step_ms)
+            ir_unreachable("out of memory");
+    }
+}
+
+/* LOOM_PROFILE_STEPS=N: the N slowest steps of the profiled runs, for finding hot spots. */
+static void print_slowest_steps(const rt_exec *e)
+{
+    const rt_plan *p = e->plan;
+    int n = atoi(getenv("LOOM_PROFILE_STEPS"));
+    bool *shown = calloc((size_t)p->n_steps + 1, sizeof *shown);
+    if (!shown)
+        ir_unreachable("out of memory");
+    static const char *kinds[RT_STEP_KIND_COUNT] = {"kernel", "gemm", "attention", "copy", "check_ids",
+                                                    "write_rows", "attention_grad", "scatter_add", "sum_rows"};
+    for (int k = 0; k < n && k < p->n_steps; k++) {
+        int best = -1;
+        for (int s = 0; s < p->n_steps; s++)
+            if (!shown[s] && (best < 0 || e->step_ms[s] > e->step_ms[best]))
+                best = s;
+        shown[best] = true;
+        const rt_plan_step *st = &p->steps[best];
+        fprintf(stderr, "step %4d %-14s %8.3f ms", best, kinds[st->kind], e->step_ms[best]);
+        if (st->kind == RT_STEP_KERNEL)
+            fprintf(stderr, "  %s grid %" PRId64, st->kernel.name, st->kernel.grid0);
+        if (st->kind == RT_STEP_GEMM)
+            fprintf(stderr, "  M %" PRId64 " N %" PRId64 " K %" PRId64 " batch %d ta %d tb %d", st->gemm.M, st->gemm.N,
+                    st->gemm.K, st->gemm.nbatch, st->gemm.trans_a, st->gemm.trans_b);
+        fprintf(stderr, "\n");
+    }
+    free(shown);
+}
 
 rt_exec_stats rt_exec_stats_get(const rt_exec *e)
 {
     rt_exec_stats s = rt_exec_plan_stats(e->plan);
-    s.ms_kernels = e->ms[RT_STEP_KERNEL];
+    s.ms_kernels = e->ms[RT_STEP_KERNEL] + e->ms[RT_STEP_SUM_ROWS];
     s.ms_gemms = e->ms[RT_STEP_GEMM];
-    s.ms_attentions = e->ms[RT_STEP_ATTENTION];
-    s.ms_other = e->ms[RT_STEP_COPY] + e->ms[RT_STEP_CHECK_IDS];
+    s.ms_attentions = e->ms[RT_STEP_ATTENTION] + e->ms[RT_STEP_ATTENTION_GRAD];
+    s.ms_scatters = e->ms[RT_STEP_SCATTER_ADD];
+    s.ms_other = e->ms[RT_STEP_COPY] + e->ms[RT_STEP_CHECK_IDS] + e->ms[RT_STEP_WRITE_ROWS];
     return s;
 }
 
@@ -52,6 +94,31 @@ static void *aligned(size_t bytes)
     if (posix_memalign(&p, 64, bytes ? (bytes + 63) / 64 * 64 : 64) != 0)
         return NULL;
     return p;
+}
+
+/* The arena is its own anonymous mapping: page-aligned, untouched pages cost nothing, and
+ * mincore() tells which pages the run touched (rt_exec_arena_touched). */
+static void *arena_map(size_t bytes)
+{
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int64_t rt_exec_arena_touched(const rt_exec *e)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = (size_t)e->plan->arena_bytes;
+    size_t pages = (bytes + page - 1) / page;
+    if (!e->arena || pages == 0)
+        return 0;
+    unsigned char *v = malloc(pages);
+    if (!v)
+        ir_unreachable("out of memory");
+    int64_t touched = 0;
+    if (mincore(e->arena, bytes, v) == 0)
+        for (size_t i = 0; i < pages; i++)
+            touched += v[i] & 1;
+    free(v);
+    return touched * (int64_t)page;
 }
 
 static size_t buf_bytes(const rt_plan_buffer *b) { return (size_t)b->numel * (size_t)ir_dtype_size(b->dtype); }
@@ -67,7 +134,7 @@ rt_exec *rt_exec_new(const rt_plan *p, rt_kernel_resolver resolve, void *ctx, rt
     e->fn = calloc((size_t)p->n_steps + 1, sizeof *e->fn);
     if (!e->base || !e->fn)
         ir_unreachable("out of memory");
-    e->arena = aligned((size_t)p->arena_bytes);
+    e->arena = arena_map((size_t)p->arena_bytes);
     if (!e->arena) {
         ir_diag_error(d, -1, 0, 0, "cpu: cannot allocate the %" PRId64 "-byte arena", p->arena_bytes);
         rt_exec_free(e);
@@ -110,13 +177,18 @@ void rt_exec_free(rt_exec *e)
 {
     if (!e)
         return;
+    if (e->step_ms) {
+        print_slowest_steps(e);
+        free(e->step_ms);
+    }
     for (int i = 0; e->base && i < e->plan->n_bufs; i++)
         if (e->plan->bufs[i].kind == RT_BUF_OUTPUT)
             free(e->base[i]);
     free(e->base);
     free(e->fn);
     free(e->args);
-    free(e->arena);
+    if (e->arena)
+        munmap(e->arena, e->plan->arena_bytes ? (size_t)e->plan->arena_bytes : 1);
     free(e);
 }
 
@@ -179,6 +251,98 @@ static bool check_ids(const rt_exec *e, const rt_plan_check *c, ir_diag *d)
     return true;
 }
 
+/* cache_write (plan.h WRITE_ROWS): rows of src into dst at the run-time position. */
+static bool write_rows(const rt_exec *e, const rt_plan_write_rows *w, ir_diag *d)
+{
+    const void *pp = at(e, w->pos);
+    int64_t p = w->pos_dtype == DT_I32 ? *(const int32_t *)pp : w->pos_dtype == DT_I64 ? *(const int64_t *)pp : *(const uint8_t *)pp;
+    if (p < 0 || p + w->rows_src > w->rows_dst) {
+        ir_diag_error(d, -1, 0, 0, "cache_write: position %" PRId64 " with %" PRId64 " rows is outside the cache of %" PRId64,
+                      p, w->rows_src, w->rows_dst);
+        return false;
+    }
+    char *dst = at(e, w->dst);
+    const char *src = at(e, w->src);
+    int64_t block = w->rows_src * w->row_bytes;
+    for (int64_t o = 0; o < w->outer; o++)
+        memcpy(dst + (o * w->rows_dst + p) * w->row_bytes, src + o * block, (size_t)block);
+    return true;
+}
+
+/* embedding_grad (plan.h SCATTER_ADD): each chunk of columns zeroes its part of dst and adds
+ * the src rows in id order, so every element's sum has one order whatever the thread count. */
+typedef struct {
+    const rt_plan_scatter *s;
+    const void *ids;
+    const float *src;
+    float *dst;
+} scatter_call;
+
+enum { SCATTER_COLS = 64 }; /* columns per task: a cache line multiple, rows stay contiguous */
+
+static void scatter_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    const scatter_call *c = ctx;
+    const rt_plan_scatter *s = c->s;
+    int64_t c0 = begin * SCATTER_COLS, c1 = end * SCATTER_COLS < s->width ? end * SCATTER_COLS : s->width;
+    size_t w = (size_t)(c1 - c0);
+    for (int64_t r = 0; r < s->rows; r++)
+        memset(c->dst + r * s->width + c0, 0, sizeof(float) * w);
+    for (int64_t j = 0; j < s->n; j++) {
+        int64_t id = s->ids_dtype == DT_I32   ? ((const int32_t *)c->ids)[j]
+                     : s->ids_dtype == DT_I64 ? ((const int64_t *)c->ids)[j]
+                                              : ((const uint8_t *)c->ids)[j];
+        if (id < 0 || id >= s->rows) /* CHECK_IDS ran before: never taken */
+            continue;
+        float *restrict d = c->dst + id * s->width + c0;
+        const float *restrict x = c->src + j * s->src_stride + c0;
+        for (size_t k = 0; k < w; k++)
+            d[k] += x[k];
+    }
+}
+
+static void run_scatter(const rt_exec *e, const rt_plan_scatter *s)
+{
+    scatter_call c = {s, at(e, s->ids), at(e, s->src), at(e, s->dst)};
+    int64_t chunks = (s->width + SCATTER_COLS - 1) / SCATTER_COLS;
+    rt_pool_parallel_for_grain(e->pool, chunks, 1, scatter_chunk, &c);
+}
+
+/* SUM_ROWS: each chunk of columns adds the rows in order (one order whatever the threads). */
+typedef struct {
+    const rt_plan_sum_rows *s;
+    const float *src;
+    float *dst;
+} sum_rows_call;
+
+static void sum_rows_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    const sum_rows_call *c = ctx;
+    const rt_plan_sum_rows *s = c->s;
+    int64_t c0 = begin * SCATTER_COLS, c1 = end * SCATTER_COLS < s->width ? end * SCATTER_COLS : s->width;
+    float *restrict d = c->dst + c0;
+    size_t w = (size_t)(c1 - c0);
+    memset(d, 0, sizeof(float) * w);
+    for (int64_t r = 0; r < s->rows; r++) {
+        const float *restrict x = c->src + r * s->src_stride + c0;
+        for (size_t k = 0; k < w; k++)
+            d[k] += x[k];
+    }
+}
+
+static void run_sum_rows(const rt_exec *e, const rt_plan_sum_rows *s)
+{
+    sum_rows_call c = {s, at(e, s->src), at(e, s->dst)};
+    int64_t chunks = (s->width + SCATTER_COLS - 1) / SCATTER_COLS;
+    rt_pool_parallel_for_grain(e->pool, chunks, rt_pool_grain(s->rows * SCATTER_COLS), sum_rows_chunk, &c);
+}
+
+static void run_attention_grad(const rt_exec *e, const rt_plan_attention_grad *g)
+{
+    rt_attention_grad_f32(g, at(e, g->fwd.q), at(e, g->fwd.k), at(e, g->fwd.v), at(e, g->fwd.mask), at(e, g->dy),
+                          at(e, g->fwd.out), at(e, g->dq), at(e, g->dk), at(e, g->dv), at(e, g->dmask), e->pool);
+}
+
 static void run_gemm(const rt_exec *e, const rt_plan_gemm *g)
 {
     rt_gemm_desc desc = rt_gemm_desc_make(g->M, g->N, g->K);
@@ -231,9 +395,17 @@ bool rt_exec_run(rt_exec *e, ir_diag *d)
             break;
         case RT_STEP_COPY: memcpy(at(e, st->copy.dst), at(e, st->copy.src), (size_t)st->copy.bytes); break;
         case RT_STEP_CHECK_IDS: ok = check_ids(e, &st->check, d); break;
+        case RT_STEP_WRITE_ROWS: ok = write_rows(e, &st->rows, d); break;
+        case RT_STEP_ATTENTION_GRAD: run_attention_grad(e, &st->agrad); break;
+        case RT_STEP_SCATTER_ADD: run_scatter(e, &st->scatter); break;
+        case RT_STEP_SUM_ROWS: run_sum_rows(e, &st->sum_rows); break;
         }
-        if (e->profile)
-            e->ms[st->kind] += now_ms() - t0;
+        if (e->profile) {
+            double dt = now_ms() - t0;
+            e->ms[st->kind] += dt;
+            if (e->step_ms)
+                e->step_ms[s] += dt;
+        }
     }
     return ok;
 }
@@ -248,6 +420,10 @@ rt_exec_stats rt_exec_plan_stats(const rt_plan *p)
         case RT_STEP_ATTENTION: s.attentions++; break;
         case RT_STEP_COPY: s.copies++; break;
         case RT_STEP_CHECK_IDS: s.checks++; break;
+        case RT_STEP_WRITE_ROWS: s.copies++; break;
+        case RT_STEP_ATTENTION_GRAD: s.attentions++; break;
+        case RT_STEP_SCATTER_ADD: s.scatters++; break;
+        case RT_STEP_SUM_ROWS: s.kernels++; break;
         }
     return s;
 }

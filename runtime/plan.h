@@ -28,6 +28,26 @@
  *  - CHECK_IDS: every element x of integer buffer ids (numel elements) must satisfy
  *    lo <= x < hi (or x < 0 when allow_negative); else the run fails with message
  *    "WHAT: id X is outside [lo, hi)". It guards gathers against out-of-range ids.
+ *  - WRITE_ROWS (cache_write): for each of `outer` blocks, copies rows_src rows of row_bytes
+ *    from src to rows [p, p + rows_src) of the rows_dst-row block of dst, p read at run time
+ *    from the integer buffer pos (dtype pos_dtype); p < 0 or p + rows_src > rows_dst fails
+ *    the run ("cache_write: position P ..."). dst may be an INPUT buffer: lowering writes a
+ *    cache_write in place into its cache operand when that is an input used by nothing else,
+ *    so the caller's bound memory is updated by the run (the KV cache that a prefill and a
+ *    decode program share, passes/kv_cache.c). Otherwise dst is the node's own buffer, filled
+ *    from the cache by a COPY step first.
+ *  - ATTENTION_GRAD (attention_grad, ir.md): from the forward operands (fwd: q, k, v, mask
+ *    with their strides) and dy, computes any of dq [B, H, T, D], dk [B, G, S, D],
+ *    dv [B, G, S, E] and dmask [B, H, T, S] (the scores' gradient), each contiguous; one step
+ *    serves every attention_grad of the same operands. Deterministic: parallel over (b, kv
+ *    head), query heads of a kv head accumulated in order.
+ *  - SCATTER_ADD (embedding_grad): dst (rows × width, contiguous) = 0, then for j = 0..n-1 in
+ *    order, row ids[j] of dst += row j of src (src rows src_stride apart). ids (integer
+ *    buffer, dtype ids_dtype) are range-checked by an earlier CHECK_IDS step. Deterministic:
+ *    parallel over column ranges, ids visited in order.
+ *  - SUM_ROWS (a sum over leading axes, e.g. a bias gradient): dst (width, contiguous) = the
+ *    sum of the rows of src (rows of width contiguous f32, src_stride apart), rows added in
+ *    order; parallel over column ranges (deterministic), vectorized along the row.
  */
 #ifndef LOOM_RT_PLAN_H
 #define LOOM_RT_PLAN_H
@@ -56,7 +76,9 @@ typedef struct {
     int64_t offset;
 } rt_plan_ref;
 
-typedef enum { RT_STEP_KERNEL, RT_STEP_GEMM, RT_STEP_ATTENTION, RT_STEP_COPY, RT_STEP_CHECK_IDS } rt_step_kind;
+typedef enum { RT_STEP_KERNEL, RT_STEP_GEMM, RT_STEP_ATTENTION, RT_STEP_COPY, RT_STEP_CHECK_IDS,
+               RT_STEP_WRITE_ROWS, RT_STEP_ATTENTION_GRAD, RT_STEP_SCATTER_ADD, RT_STEP_SUM_ROWS } rt_step_kind;
+#define RT_STEP_KIND_COUNT 9
 
 #define RT_PLAN_MAX_BATCH 6 /* = RT_GEMM_MAX_BATCH_DIMS */
 
@@ -102,12 +124,43 @@ typedef struct {
 } rt_plan_check;
 
 typedef struct {
+    rt_plan_ref dst, src, pos;
+    ir_dtype pos_dtype;
+    int64_t outer, rows_dst, rows_src, row_bytes;
+} rt_plan_write_rows;
+
+typedef struct {
+    rt_plan_attention fwd;   /* q, k, v, mask, shapes, strides, causal, scale; out: the forward
+                                attention's output when the plan has it (buf -1: none) */
+    rt_plan_ref dy;          /* [B, H, T, E] strided like q: dy_stride (last dim contiguous) */
+    int64_t dy_stride[3];
+    rt_plan_ref dq, dk, dv, dmask; /* contiguous results; buf -1: not wanted */
+} rt_plan_attention_grad;
+
+typedef struct {
+    rt_plan_ref ids, src, dst;
+    ir_dtype ids_dtype;
+    int64_t n, width, rows;  /* n ids; src rows of width; dst rows × width */
+    int64_t src_stride;      /* elements between consecutive src rows */
+} rt_plan_scatter;
+
+typedef struct {
+    rt_plan_ref src, dst;
+    int64_t rows, width;     /* dst[c] = Σ over r < rows of src[r·src_stride + c], c < width */
+    int64_t src_stride;
+} rt_plan_sum_rows;
+
+typedef struct {
     rt_step_kind kind;
     rt_plan_kernel kernel;
     rt_plan_gemm gemm;
     rt_plan_attention attn;
     rt_plan_copy copy;
     rt_plan_check check;
+    rt_plan_write_rows rows;
+    rt_plan_attention_grad agrad;
+    rt_plan_scatter scatter;
+    rt_plan_sum_rows sum_rows;
 } rt_plan_step;
 
 typedef struct {

@@ -2,7 +2,9 @@
  * JIT → executor) against the reference interpreter at IR_PREC_F32, on randomized shapes:
  * broadcasts, negative axes, reductions over middle axes, concat, gathers, rope, GQA / causal
  * (S ≠ T) / masked attention over strided views, GEMM epilogues, residual stores in row
- * kernels, outputs of inputs and twice-named outputs, and the run-time id check. Each case
+ * kernels, outputs of inputs and twice-named outputs, and the run-time id check; the backward
+ * ops of training graphs (unary_grad in chains, norm grads wrt x and w, cross_entropy_grad,
+ * embedding_grad over strided rows, attention_grad with GQA / masks / S != T). Each case
  * prints the max abs and rel error of every output; tolerance |err| <= 1e-4 · max(1, |ref|).
  * Graphs are built with the C API so that ir_infer computes the shapes.
  */
@@ -601,6 +603,125 @@ static void test_id_check(void)
     ir_diag_free(&D);
 }
 
+/* ---- backward ops (training graphs) ----------------------------------------------------------- */
+
+static ir_node *op_n(ir_opcode op, int n, ir_node **in) { return add_node(op, n, in); }
+
+static void test_backward(void)
+{
+    static const char *fns[] = {"abs", "relu", "gelu_tanh", "gelu_erf"};
+    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
+        begin();
+        ir_node *x = INPUT("x", DT_F32, 3, irand(1, 4), irand(1, 6), irand(1, 40));
+        ir_node *dy = INPUT("dy", DT_F32, 3, x->shape.dim[0], x->shape.dim[1], x->shape.dim[2]);
+        /* dy an inlined product, the result inlined into a sum: unary_grad inside a chain */
+        ir_node *u = op_n(OP_unary_grad, 2, (ir_node *[]){x, bin(OP_mul, dy, constant(1.5, DT_F32, 0, NULL))});
+        ir_attr_set_str(G, u, "fn", fns[i]);
+        output("y", bin(OP_add, fin(u), x));
+        char label[64];
+        snprintf(label, sizeof label, "unary_grad %s in a chain", fns[i]);
+        finish(label, 0);
+    }
+    for (int ln = 0; ln < 2; ln++) {
+        begin();
+        int64_t A = irand(1, 3), Bn = irand(1, 9), C = irand(1, 70);
+        ir_node *x = INPUT("x", DT_F32, 3, A, Bn, C), *w = PARAM("w", DT_F32, 1, C);
+        ir_node *dy = bin(OP_sub, INPUT("dy", DT_F32, 3, A, Bn, C), x); /* inlined dy */
+        for (int wrt = 0; wrt < 2; wrt++) {
+            ir_node *g = op_n(ln ? OP_layernorm_grad : OP_rmsnorm_grad, 3, (ir_node *[]){x, w, dy});
+            ir_attr_set_float(g, "eps", ln ? 1e-5 : 1e-6);
+            ir_attr_set_int(g, "wrt", wrt);
+            output(wrt ? "dw" : "dx", fin(g));
+        }
+        finish(ln ? "layernorm_grad wrt x and w" : "rmsnorm_grad wrt x and w", 0);
+    }
+    int64_t V = irand(5, 60);
+    begin();
+    {
+        int64_t R1 = irand(1, 3), R2 = irand(1, 9);
+        ir_node *l = INPUT("l", DT_F32, 3, R1, R2, V), *t = INPUT("tg", DT_I32, 2, R1, R2);
+        ir_node *dl = INPUT("dl", DT_F32, 0, 0);
+        output("g", fin(op_n(OP_cross_entropy_grad, 3, (ir_node *[]){bin(OP_mul, l, constant(3, DT_F32, 0, NULL)), t, dl})));
+        output("g1", fin(op_n(OP_cross_entropy_grad, 3, (ir_node *[]){l, t, constant(1, DT_F32, 0, NULL)})));
+    }
+    finish("cross_entropy_grad (some targets -1)", V);
+    begin();
+    {
+        ir_node *l = INPUT("l", DT_F32, 2, 3, 4), *t = INPUT("t", DT_I32, 1, 3);
+        output("g", fin(op_n(OP_cross_entropy_grad, 3, (ir_node *[]){l, t, constant(1, DT_F32, 0, NULL)})));
+    }
+    finish_range("cross_entropy_grad with no valid target", 0, -1, -1);
+    V = irand(1, 30);
+    begin();
+    {
+        int64_t R1 = irand(1, 3), R2 = irand(1, 40), C = irand(1, 150);
+        ir_node *big = INPUT("big", DT_F32, 3, R1, R2, C + 5), *ids = INPUT("ids", DT_I32, 2, R1, R2);
+        ir_node *dy = slice(big, 2, 2, 2 + C); /* strided rows */
+        ir_node *eg = op_n(OP_embedding_grad, 2, (ir_node *[]){dy, ids});
+        ir_attr_set_int(eg, "vocab", V);
+        output("g", bin(OP_add, fin(eg), PARAM("tied", DT_F32, 2, V, C)));
+        ir_node *eg2 = op_n(OP_embedding_grad, 2, (ir_node *[]){bin(OP_mul, dy, dy), ids});
+        ir_attr_set_int(eg2, "vocab", V);
+        output("g2", fin(eg2));
+    }
+    finish("embedding_grad (strided and computed dy)", V);
+    /* sums over leading axes (bias gradients): SUM_ROWS steps over buffers and strided views;
+     * a sum over an inlined value or a middle axis stays a kernel */
+    begin();
+    {
+        int64_t A = irand(1, 4), Bn = irand(1, 50), C = irand(1, 200);
+        ir_node *x = INPUT("x", DT_F32, 3, A, Bn, C + 3);
+        output("b", reduce(OP_sum, slice(x, 2, 1, 1 + C), 2, (int64_t[]){0, 1}, 0));
+        output("wpe", reduce(OP_sum, x, 1, (int64_t[]){0}, 1));
+        output("inl", reduce(OP_sum, bin(OP_mul, x, x), 2, (int64_t[]){0, 1}, 0));
+        ir_node *y = INPUT("y", DT_F32, 4, A, 1, Bn, C);
+        output("one", reduce(OP_sum, y, 3, (int64_t[]){0, 1, 2}, 0));
+        output("mid", reduce(OP_sum, y, 1, (int64_t[]){2}, 0));
+    }
+    finish("sums over leading axes (bias gradients)", 0);
+    /* attention_grad: GQA, causal with S != T, mask, all four gradients, q/k/v strided */
+    for (int c = 0; c < 3; c++) {
+        begin();
+        int64_t B = irand(1, 2), H = 4, Gk = c == 0 ? 2 : 4, T = irand(1, 40), Dd = irand(1, 17), E = irand(1, 9);
+        int64_t S = c == 2 ? T : T + irand(-3, 70);
+        if (S < 1)
+            S = 1;
+        ir_node *q, *k, *v;
+        if (c == 2) { /* GPT-2 style: q, k, v out of one [B, T, 3·H·Dd] buffer */
+            ir_node *qkv = bin(OP_mul, INPUT("qkv", DT_F32, 3, B, T, 3 * H * Dd), constant(1, DT_F32, 0, NULL));
+            q = heads(slice(qkv, 2, 0, H * Dd), B, T, H, Dd);
+            k = heads(slice(qkv, 2, H * Dd, 2 * H * Dd), B, T, H, Dd);
+            v = heads(slice(qkv, 2, 2 * H * Dd, 3 * H * Dd), B, T, H, Dd);
+            E = Dd;
+        } else {
+            q = INPUT("q", DT_F32, 4, B, H, T, Dd);
+            k = INPUT("k", DT_F32, 4, B, Gk, S, Dd);
+            v = INPUT("v", DT_F32, 4, B, Gk, S, E);
+        }
+        ir_node *dy = INPUT("dy", DT_F32, 4, B, H, T, E);
+        ir_node *m = c == 1 ? INPUT("m", DT_F32, 2, T, S) : NULL;
+        if (c != 1) { /* the forward in the same graph: the backward reads D = dy·out from it */
+            ir_node *fw = op_n(OP_attention, 3, (ir_node *[]){q, k, v});
+            ir_attr_set_int(fw, "causal", 1);
+            ir_attr_set_float(fw, "scale", c == 0 ? 0.3 : 0);
+            fw = fin(fw);
+            output("o", c == 2 ? ints_op(OP_transpose, fw, "perm", 4, (int64_t[]){0, 2, 1, 3}) : fw);
+        }
+        for (int wrt = 0; wrt < (m ? 4 : 3); wrt++) {
+            ir_node *in[5] = {q, k, v, dy, m};
+            ir_node *ag = op_n(OP_attention_grad, m ? 5 : 4, in);
+            ir_attr_set_int(ag, "causal", c != 1 || T % 2);
+            ir_attr_set_float(ag, "scale", c == 0 ? 0.3 : 0);
+            ir_attr_set_int(ag, "wrt", wrt);
+            static const char *names[] = {"dq", "dk", "dv", "dmask"};
+            output(names[wrt], fin(ag));
+        }
+        static const char *labels[] = {"attention_grad GQA causal S!=T, + forward", "attention_grad mask, all four",
+                                       "attention_grad strided q/k/v (GPT-2), + fwd"};
+        finish(labels[c], 0);
+    }
+}
+
 int main(void)
 {
     test_unary();
@@ -612,6 +733,7 @@ int main(void)
     test_attention();
     test_nn();
     test_id_check();
+    test_backward();
     printf("%d cases, %d failed\n", n_cases, n_failed);
     return n_failed ? 1 : 0;
 }
