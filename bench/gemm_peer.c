@@ -17,8 +17,9 @@
  * place into y (leading dim 768): no copies, as a fused attention layout would do.
  *
  * Configurations: (batch 1, seq 1024), (batch 1, seq 64), (batch 8, seq 64). For each: one
- * warm-up forward, then forwards until ~2 s have passed (at least 2); prints the best and mean
- * ms per forward, GFLOP/s of the best, and the share of each GEMM kind.
+ * warm-up forward, then forwards until ~2 s have passed (at least 3); prints the best, mean and
+ * median ms per forward, GFLOP/s of the best, and the share of each GEMM kind.
+ * bench/gpt2_forward.sh runs it next to loom's forward and prints the ratio.
  *
  * Build and run (Release, -O2; OpenBLAS threads from OPENBLAS_NUM_THREADS, default all cores):
  *   gcc -O2 -std=c11 -I/usr/include/x86_64-linux-gnu/openblas-pthread bench/gemm_peer.c -lopenblas -o /tmp/gemm_peer && /tmp/gemm_peer
@@ -166,26 +167,36 @@ static double forward_flops(int B, int T) {
     return LAYERS * per_layer + 2.0 * bt * C * V;
 }
 
+enum { MAX_REPS = 1000 };
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void run_config(int B, int T) {
     model m;
     model_init(&m, B, T);
     double t[NKINDS] = {0};
     forward(&m, t);  /* warm-up: page faults, OpenBLAS thread start */
     memset(t, 0, sizeof t);
-    double best = 1e30, total = 0;
+    double best = 1e30, total = 0, times[MAX_REPS];
     int reps = 0;
     double start = now();
-    while (reps < 2 || now() - start < 2.0) {
+    while (reps < MAX_REPS && (reps < 3 || now() - start < 2.0)) {
         double t0 = now();
         forward(&m, t);
         double dt = now() - t0;
         if (dt < best) best = dt;
         total += dt;
-        reps++;
+        times[reps++] = dt;
     }
+    qsort(times, (size_t)reps, sizeof *times, cmp_double);
+    double median = reps % 2 ? times[reps / 2] : (times[reps / 2 - 1] + times[reps / 2]) / 2;
     double flops = forward_flops(B, T);
-    printf("batch %d, seq %4d: %9.2f ms/forward best, %9.2f mean (%d reps)  %7.1f GFLOP/s  (%.1f GFLOP)\n",
-           B, T, best * 1e3, total / reps * 1e3, reps, flops / best * 1e-9, flops * 1e-9);
+    printf("batch %d, seq %4d: %9.2f ms/forward best, %9.2f mean, %9.2f median (%d reps)  %7.1f GFLOP/s  "
+           "(%.1f GFLOP)\n",
+           B, T, best * 1e3, total / reps * 1e3, median * 1e3, reps, flops / best * 1e-9, flops * 1e-9);
     printf("   share:");
     for (int k = 0; k < NKINDS; k++) printf(" %s %.1f%%", kind_names[k], 100.0 * t[k] / total);
     printf("\n");

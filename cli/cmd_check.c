@@ -98,6 +98,21 @@ static void print_activations(const ir_graph *g)
     free(last_use);
 }
 
+/* The CPU plan's arena (fused, lowered, memory-planned; cli_cpu_plan_peak): what `loom run
+ * --stats` measures against. A graph the CPU path cannot lower gets the reason instead. */
+static void print_cpu_plan_memory(const ir_graph *g)
+{
+    ir_diag d;
+    ir_diag_init(&d);
+    int64_t peak = 0, unshared = 0;
+    if (cli_cpu_plan_peak(g, &peak, &unshared, &d))
+        printf("activation memory (cpu plan): %.2f MiB (%.2f MiB without reuse)\n", mib((double)peak),
+               mib((double)unshared));
+    else
+        printf("activation memory (cpu plan): not available (%s)\n", d.n_msg ? d.msg[0].msg : "no plan");
+    ir_diag_free(&d);
+}
+
 int cmd_check(const cli_opts *o)
 {
     ir_diag d;
@@ -135,6 +150,9 @@ int cmd_check(const cli_opts *o)
     printf("forward FLOPs: %.4g per pass, %.4g per token (%" PRId64 " tokens a pass)\n", flops,
            flops / (double)tokens, tokens);
     print_activations(g);
+    print_cpu_plan_memory(g);
+    if (o->mesh)
+        cli_mesh_report(g, o, &d); /* cli/mesh_report.c */
     ir_graph_free(g);
     return cli_finish(&d);
 }

@@ -1,0 +1,242 @@
+/* standalone_main.c — main() of a `loom build` executable (standalone.h):
+ *
+ *     EXE --weights W.safetensors --inputs I.safetensors --outputs O.safetensors [--stats]
+ *         [--repeat N]
+ *
+ * Reads its payload (plan, signature) from the end of its own file (/proc/self/exe), validates
+ * it, resolves the plan's kernels from the linked table, then binds, runs and writes exactly
+ * as `loom run --target cpu` does (runtime/run_io.c): the same checks and messages for
+ * missing, extra and mistyped tensors. --repeat N runs N more forwards and prints their median
+ * time (for benchmarks; implies --stats). Threads: LOOM_NUM_THREADS, default all CPUs.
+ * Not part of libloom_runtime: CMake builds it into libloom_standalone.a.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "exec.h"
+#include "plan_io.h"
+#include "run_io.h"
+#include "standalone.h"
+
+extern const rt_kernel_entry RT_KERNEL_TABLE[];
+extern const int RT_KERNEL_COUNT;
+
+typedef struct {
+    const char *weights, *inputs, *outputs;
+    bool stats;
+    int repeat;
+} exe_opts;
+
+static const char *prog = "loom-exe";
+
+static void usage(FILE *out, const char *model)
+{
+    fprintf(out,
+            "usage: %s --weights W.safetensors --inputs I.safetensors --outputs O.safetensors [--stats] "
+            "[--repeat N]\n%s%s%s",
+            prog, model ? "built by `loom build` from " : "", model ? model : "", model ? "\n" : "");
+}
+
+/* 0: parsed; 1: --help shown; -1: an error (printed). */
+static int parse(int argc, char **argv, exe_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return 1;
+        if (strcmp(a, "--stats") == 0) {
+            o->stats = true;
+            continue;
+        }
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        static const char *const names[] = {"--weights", "--inputs", "--outputs", "--repeat"};
+        const char **fields[] = {&o->weights, &o->inputs, &o->outputs, NULL};
+        int k = 0;
+        while (k < 4 && (strlen(names[k]) != len || strncmp(a, names[k], len) != 0))
+            k++;
+        if (k == 4) {
+            fprintf(stderr, "%s: %s '%s' (see %s --help)\n", prog, a[0] == '-' ? "unknown option" : "unexpected argument",
+                    a, prog);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+        if (!v) {
+            fprintf(stderr, "%s: %s needs a value\n", prog, names[k]);
+            return -1;
+        }
+        if (fields[k]) {
+            *fields[k] = v;
+            continue;
+        }
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (!*v || *end || n < 1 || n > 100000) {
+            fprintf(stderr, "%s: --repeat expects an integer in [1, 100000], got '%s'\n", prog, v);
+            return -1;
+        }
+        o->repeat = (int)n;
+        o->stats = true;
+    }
+    return 0;
+}
+
+/* Reads the payload appended to this executable into a malloc'd buffer. */
+static uint8_t *read_payload(size_t *size, ir_diag *d)
+{
+    const char *self = "/proc/self/exe";
+    int fd = open(self, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        ir_diag_error(d, -1, 0, 0, "cannot read %s: %s", self, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    uint8_t tr[RT_EXE_TRAILER_BYTES];
+    uint64_t n = 0, sum = 0;
+    bool have = st.st_size >= RT_EXE_TRAILER_BYTES &&
+                pread(fd, tr, sizeof tr, st.st_size - RT_EXE_TRAILER_BYTES) == (ssize_t)sizeof tr &&
+                memcmp(tr, RT_EXE_TRAILER_MAGIC, 8) == 0;
+    for (int i = 0; have && i < 8; i++) {
+        n |= (uint64_t)tr[8 + i] << (8 * i);
+        sum |= (uint64_t)tr[16 + i] << (8 * i);
+    }
+    if (!have || n > (uint64_t)st.st_size - RT_EXE_TRAILER_BYTES) {
+        ir_diag_error(d, -1, 0, 0,
+                      "%s: no loom payload at the end of this executable (truncated, or not written by "
+                      "`loom build`)",
+                      prog);
+        close(fd);
+        return NULL;
+    }
+    uint8_t *buf = malloc((size_t)n + 1);
+    if (!buf)
+        ir_unreachable("out of memory");
+    off_t at = st.st_size - RT_EXE_TRAILER_BYTES - (off_t)n;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, buf + got, (size_t)n - got, at + (off_t)got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != n || rt_fnv1a64(buf, (size_t)n) != sum) {
+        ir_diag_error(d, -1, 0, 0, "%s: corrupt loom payload (%s)", prog, got != n ? "short read" : "checksum mismatch");
+        free(buf);
+        return NULL;
+    }
+    *size = (size_t)n;
+    return buf;
+}
+
+static rt_kernel_fn resolve(void *ctx, const char *name, ir_diag *d)
+{
+    (void)ctx;
+    (void)d;
+    for (int i = 0; i < RT_KERNEL_COUNT; i++)
+        if (strcmp(RT_KERNEL_TABLE[i].name, name) == 0)
+            return RT_KERNEL_TABLE[i].fn;
+    return NULL;
+}
+
+/* The blob called name, or an error naming it. */
+static const rt_plan_blob *need_blob(const rt_plan_blob *b, int n, const char *name, ir_diag *d)
+{
+    const rt_plan_blob *x = rt_plan_blob_find(b, n, name);
+    if (!x)
+        ir_diag_error(d, -1, 0, 0, "%s: the payload has no '%s' record", prog, name);
+    return x;
+}
+
+static int finish(ir_diag *d)
+{
+    ir_diag_print(d, stderr);
+    int status = ir_diag_ok(d) ? 0 : 1;
+    ir_diag_free(d);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 0 && argv[0][0]) {
+        const char *slash = strrchr(argv[0], '/');
+        prog = slash ? slash + 1 : argv[0];
+    }
+    ir_diag d;
+    ir_diag_init(&d);
+    size_t size = 0;
+    uint8_t *payload = read_payload(&size, &d);
+    rt_plan plan = {0};
+    rt_plan_blob *blobs = NULL;
+    int n_blobs = 0;
+    if (!payload || !rt_plan_deserialize(payload, size, prog, &plan, &blobs, &n_blobs, &d)) {
+        free(payload);
+        return finish(&d);
+    }
+    free(payload);
+    const rt_plan_blob *target = need_blob(blobs, n_blobs, "target", &d), *sigb = need_blob(blobs, n_blobs, "signature", &d),
+                       *infob = need_blob(blobs, n_blobs, "plan_info", &d), *model = rt_plan_blob_find(blobs, n_blobs, "model");
+    rt_io_sig sig = {0};
+    rt_io_plan_info info = {0};
+    if (target && (target->size != 3 || memcmp(target->data, "cpu", 3) != 0))
+        ir_diag_error(&d, -1, 0, 0, "%s: the payload is for another target than cpu", prog);
+    bool ok = ir_diag_ok(&d) && rt_io_sig_decode(sigb->data, sigb->size, prog, &sig, &d) &&
+              rt_io_plan_info_decode(infob->data, infob->size, prog, &info, &d);
+    char *model_text = NULL;
+    if (ok && model) {
+        model_text = strndup((const char *)model->data, model->size);
+        if (!model_text)
+            ir_unreachable("out of memory");
+    }
+
+    exe_opts o;
+    int parsed = ok ? parse(argc, argv, &o) : 0;
+    if (ok && parsed != 0) {
+        if (parsed > 0)
+            usage(stdout, model_text);
+        free(model_text);
+        rt_io_sig_free(&sig);
+        rt_plan_clear(&plan);
+        rt_plan_blobs_free(blobs, n_blobs);
+        ir_diag_free(&d);
+        return parsed > 0 ? 0 : 2;
+    }
+    ir_named_tensor *vals = NULL, *outs = NULL;
+    int n_vals = 0, n_outs = 0;
+    rt_pool *pool = NULL;
+    rt_exec *e = NULL;
+    ok = ok && rt_io_check_options(&sig, prog, o.weights, o.inputs, o.outputs, &d) &&
+         rt_io_load(&sig, o.weights, o.inputs, IR_PREC_F32, &vals, &n_vals, &d);
+    if (ok) {
+        pool = rt_pool_new(0);
+        e = rt_exec_new(&plan, resolve, NULL, pool, &d);
+        ok = e != NULL;
+    }
+    rt_io_times times;
+    ok = ok && rt_io_run_cpu(e, &sig, vals, n_vals, o.stats ? (o.repeat ? o.repeat : 1) : 0, o.stats, &times, &outs,
+                             &n_outs, &d);
+    if (ok && o.stats)
+        rt_io_print_cpu_stats(&plan, e, pool, &info, &times);
+    if (ok)
+        rt_io_write_outputs(o.outputs, outs, n_outs, IR_PREC_F32, &d);
+    if (outs)
+        ir_named_tensors_free(outs, n_outs);
+    for (int i = 0; i < n_vals; i++)
+        ir_tensor_free(vals[i].t);
+    free(vals);
+    rt_exec_free(e);
+    rt_pool_free(pool);
+    free(model_text);
+    rt_io_sig_free(&sig);
+    rt_plan_clear(&plan);
+    rt_plan_blobs_free(blobs, n_blobs);
+    return finish(&d);
+}
