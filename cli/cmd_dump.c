@@ -1,11 +1,27 @@
 /* cmd_dump.c — `loom dump FILE [-D n=v]... [--after=PASS] [--passes=a,b] [--time-passes]`: loads a
  * model (.loom, built with the -D overrides) or textual IR (.lir) and prints its graph IR. With
- * --after it runs the pipeline (--passes, else the default one) and prints the IR after that
- * pass; --time-passes alone times the whole pipeline and prints its result. */
+ * --after it runs the pipeline (--passes, else the default one, or the training pipeline when
+ * --after names one of its passes that the default one lacks, e.g. autodiff) and prints the IR
+ * after that pass; --time-passes alone times the whole pipeline and prints its result. */
 #include "cli.h"
+#include "mesh.h"
 #include "pass.h"
 
 #include <stdio.h>
+#include <string.h>
+
+/* True when the comma-separated list csv names pass. */
+static bool in_pipeline(const char *csv, const char *pass)
+{
+    size_t n = strlen(pass);
+    for (const char *p = csv; p;) {
+        if (strncmp(p, pass, n) == 0 && (p[n] == ',' || p[n] == 0))
+            return true;
+        p = strchr(p, ',');
+        p = p ? p + 1 : NULL;
+    }
+    return false;
+}
 
 int cmd_dump(const cli_opts *o)
 {
@@ -21,8 +37,13 @@ int cmd_dump(const cli_opts *o)
             pass_options po = pass_options_default();
             po.after = o->after;
             po.time_passes = o->time_passes;
-            const char *pipeline = o->passes ? o->passes : pass_default_pipeline();
-            if (pass_run_pipeline(g, pipeline, &po, &d) && !o->after)
+            const char *pipeline = o->passes ? o->passes : o->mesh ? pass_mesh_pipeline() : pass_default_pipeline();
+            pass_mesh mesh; /* --mesh: the per-rank pipeline (passes/mesh.h) */
+            po.mesh = o->mesh && pass_mesh_parse(o->mesh, o->rank, g, &mesh, &d) ? &mesh : NULL;
+            if (!o->passes && o->after && !in_pipeline(pipeline, o->after) &&
+                in_pipeline(pass_training_pipeline(), o->after))
+                pipeline = pass_training_pipeline();
+            if ((!o->mesh || po.mesh) && pass_run_pipeline(g, pipeline, &po, &d) && !o->after)
                 ir_print(g, stdout);
         } else {
             ir_print(g, stdout);

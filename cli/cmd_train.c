@@ -1,0 +1,799 @@
+/* cmd_train.c — `loom train MODEL --data FILE --steps N [options]`: trains a model on the CPU
+ * (options, output and guarantees in docs/training.md).
+ *
+ * Two programs compiled once over one thread pool (cli/program.h): the gradient program (the
+ * model pruned to its "loss" output, through the training pipeline: autodiff, dce, cse, fuse)
+ * and the update program (passes/optimizer.c: AdamW or SGD as graph IR). A step runs the
+ * gradient program --accum times on consecutive batches of the loader (runtime/tokens.h),
+ * summing the gradients on the host, then the update program with this step's learning rate
+ * (warmup + cosine, computed here) and copies its outputs — the new params and optimizer state —
+ * back into the host buffers every program reads. An eval program (loss only) gives the
+ * validation loss; a batch-1 logits program generates the sample. The training state (params,
+ * optimizer state, step, batch counter, sampler position) is what a checkpoint holds, so a
+ * resumed run continues bit for bit.
+ */
+#include "checkpoint.h"
+#include "cli.h"
+#include "data.h"
+#include "init.h"
+#include "optimizer.h"
+#include "pass.h"
+#include "program.h"
+#include "safetensors.h"
+#include "tokens.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define SAMPLE_KEY 0x73616D706C650000ull /* "sample": the sampler's SplitMix64 stream */
+
+typedef struct {
+    const char *data, *log, *checkpoint, *resume, *prompt, *trace;
+    int64_t steps, warmup, eval_every, eval_batches, sample, top_k, save_every;
+    double lr, min_lr, temperature;
+    pass_opt_config opt;
+} train_opts;
+
+/* ---- options ------------------------------------------------------------------------------- */
+
+static const char *named(const cli_opts *o, const char *key)
+{
+    const char *v = NULL;
+    for (int i = 0; i < o->n_named; i++)
+        if (strcmp(o->named_key[i], key) == 0)
+            v = o->named_value[i]; /* the last one wins */
+    return v;
+}
+
+static bool opt_int(const cli_opts *o, const char *key, int64_t lo, int64_t *out, ir_diag *d)
+{
+    const char *v = named(o, key);
+    if (!v)
+        return true;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno || x < lo) {
+        ir_diag_error(d, -1, 0, 0, "train: %s expects an integer >= %" PRId64 ", got '%s'", key, lo, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+/* A finite number in [lo, hi] (open at lo when lo_open). */
+static bool opt_num(const cli_opts *o, const char *key, double lo, bool lo_open, double hi, double *out, ir_diag *d)
+{
+    const char *v = named(o, key);
+    if (!v)
+        return true;
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !isfinite(x) || x < lo || (lo_open && x == lo) || x > hi) {
+        ir_diag_error(d, -1, 0, 0, "train: %s expects a number in %s%g, %g], got '%s'", key, lo_open ? "(" : "[", lo,
+                      hi, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+static bool parse_opts(const cli_opts *o, train_opts *t, ir_diag *d)
+{
+    *t = (train_opts){.steps = -1, .eval_batches = 10, .sample = 256, .lr = 3e-4, .min_lr = -1, .temperature = 1.0,
+                      .prompt = "\n"};
+    t->opt = pass_opt_config_default();
+    t->opt.momentum = 0.9;
+    t->data = named(o, "--data");
+    t->log = named(o, "--log");
+    t->checkpoint = named(o, "--checkpoint");
+    t->resume = named(o, "--resume");
+    t->trace = named(o, "--trace");
+    if (named(o, "--prompt"))
+        t->prompt = named(o, "--prompt");
+    int64_t accum = 1;
+    const char *optimizer = named(o, "--optimizer");
+    bool ok = opt_int(o, "--steps", 0, &t->steps, d) && opt_int(o, "--warmup", 0, &t->warmup, d) &&
+              opt_int(o, "--eval-every", 0, &t->eval_every, d) && opt_int(o, "--eval-batches", 1, &t->eval_batches, d) &&
+              opt_int(o, "--sample", 0, &t->sample, d) && opt_int(o, "--top-k", 0, &t->top_k, d) &&
+              opt_int(o, "--save-every", 0, &t->save_every, d) && opt_int(o, "--accum", 1, &accum, d) &&
+              opt_num(o, "--lr", 0, true, 10, &t->lr, d) && opt_num(o, "--min-lr", 0, false, 10, &t->min_lr, d) &&
+              opt_num(o, "--weight-decay", 0, false, 10, &t->opt.weight_decay, d) &&
+              opt_num(o, "--beta1", 0, false, 0.999999, &t->opt.beta1, d) &&
+              opt_num(o, "--beta2", 0, false, 0.999999, &t->opt.beta2, d) &&
+              opt_num(o, "--eps", 0, true, 1, &t->opt.eps, d) && opt_num(o, "--clip", 0, false, 1e30, &t->opt.clip, d) &&
+              opt_num(o, "--momentum", 0, false, 0.999999, &t->opt.momentum, d) &&
+              opt_num(o, "--temperature", 0, false, 100, &t->temperature, d);
+    if (!ok)
+        return false;
+    if (accum > 1000000) {
+        ir_diag_error(d, -1, 0, 0, "train: --accum %" PRId64 " is too large", accum);
+        return false;
+    }
+    t->opt.accum = (int)accum;
+    if (t->min_lr < 0)
+        t->min_lr = t->lr / 10;
+    if (t->min_lr > t->lr) {
+        ir_diag_error(d, -1, 0, 0, "train: --min-lr %g is above --lr %g", t->min_lr, t->lr);
+        return false;
+    }
+    if (optimizer && strcmp(optimizer, "sgd") == 0)
+        t->opt.kind = PASS_OPT_SGD;
+    else if (optimizer && strcmp(optimizer, "adamw") != 0) {
+        ir_diag_error(d, -1, 0, 0, "train: --optimizer must be adamw or sgd, got '%s'", optimizer);
+        return false;
+    }
+    if (!t->data) {
+        ir_diag_error(d, -1, 0, 0, "train: --data FILE is required (text, or a token file from loom tokenize)");
+        return false;
+    }
+    if (t->steps < 0) {
+        ir_diag_error(d, -1, 0, 0, "train: --steps N is required");
+        return false;
+    }
+    if (o->target && strcmp(o->target, "cpu") != 0) {
+        ir_diag_error(d, -1, 0, 0, "train: --target %s is not supported (training runs on cpu)", o->target);
+        return false;
+    }
+    if (o->n_extra > 0) {
+        ir_diag_error(d, -1, 0, 0, "train: unexpected argument '%s' (one model file)", o->extra[0]);
+        return false;
+    }
+    return true;
+}
+
+/* Learning rate of step s (1-based): linear warmup to lr, then cosine down to min_lr at the last step. */
+static double lr_at(const train_opts *t, int64_t s)
+{
+    if (s <= t->warmup)
+        return t->lr * (double)s / (double)t->warmup;
+    if (t->steps <= t->warmup)
+        return t->lr;
+    double p = (double)(s - t->warmup) / (double)(t->steps - t->warmup);
+    return t->min_lr + 0.5 * (t->lr - t->min_lr) * (1 + cos(M_PI * p));
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- graphs -------------------------------------------------------------------------------- */
+
+static const ir_node *find(const ir_graph *g, ir_opcode op, const char *name)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == op && g->nodes[i]->name && strcmp(g->nodes[i]->name, name) == 0)
+            return g->nodes[i];
+    return NULL;
+}
+
+/* Keeps only the output called keep and what it needs (params and required inputs stay). */
+static void prune_to(ir_graph *g, const char *keep)
+{
+    bool *live = calloc((size_t)g->n_nodes + 1, sizeof *live), *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
+    if (!live || !dead)
+        ir_unreachable("out of memory");
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const ir_node *n = g->nodes[i];
+        if (n->op == OP_output && strcmp(n->name, keep) == 0)
+            live[i] = true;
+        for (int k = 0; live[i] && k < n->n_in; k++)
+            live[n->in[k]->id] = true;
+        dead[i] = !live[i] && n->op != OP_param && !(n->op == OP_input && !n->optional);
+    }
+    ir_graph_compact(g, dead);
+    free(live);
+    free(dead);
+}
+
+/* The model's token input or targets: i32 [B, T]. */
+static const ir_node *batch_input(const ir_graph *g, const char *name, ir_diag *d)
+{
+    const ir_node *n = find(g, OP_input, name);
+    if (!n || n->dtype != DT_I32 || n->shape.rank != 2) {
+        ir_diag_error(d, -1, 0, 0, "train: the model needs an input '%s' of type i32[batch, seq]", name);
+        return NULL;
+    }
+    return n;
+}
+
+/* ---- the training state ---------------------------------------------------------------------- */
+
+/* A model param: where it lives in its flat optimizer group (optimizer.h). */
+typedef struct {
+    const char *name;
+    ir_shape shape;
+    size_t count, off;
+    int group;
+} model_param;
+
+typedef struct {
+    ir_diag *d;
+    train_opts t;
+    ir_graph *g;                      /* the model */
+    int B, T, V;                      /* batch, seq, vocab (V 0: no logits output) */
+    rt_tokens tokens;
+    rt_loader loader;
+    rt_pool *pool;
+    program *grad, *update, *eval, *sample;
+    int n_params;
+    model_param *params;
+    int n_state;                      /* optimizer state tensors per group: 0, 1 (sgd) or 2 (adamw) */
+    const char *state_name[2];
+    int64_t n_group[PASS_OPT_GROUPS];
+    float *flat[PASS_OPT_GROUPS];     /* the params, flat by group: every program reads these */
+    float *state[PASS_OPT_GROUPS][2]; /* optimizer state, same layout */
+    float *grads[PASS_OPT_GROUPS];    /* gradients summed over the micro-batches of a step */
+    int32_t *inputs, *targets;
+    float lr_in, step_in;             /* the update program's scalar inputs */
+    int64_t step;                     /* steps done */
+    uint64_t next_batch, rng;
+    FILE *log;
+} trainer;
+
+static float *param_data(trainer *r, const model_param *mp) { return r->flat[mp->group] + mp->off; }
+
+static bool bind_model_params(trainer *r, program *p)
+{
+    for (int i = 0; i < r->n_params; i++)
+        if (program_find(p, OP_param, r->params[i].name) &&
+            !program_bind(p, r->params[i].name, param_data(r, &r->params[i]), r->d))
+            return false;
+    return true;
+}
+
+static float *alloc_floats(int64_t n)
+{
+    float *x = calloc((size_t)n + 1, sizeof *x);
+    if (!x)
+        ir_unreachable("out of memory");
+    return x;
+}
+
+/* The flat groups and the param layout; params initialized as `loom init` does. */
+static bool setup_state(trainer *r, uint64_t seed)
+{
+    const pass_opt_config *c = &r->t.opt;
+    pass_opt_group_sizes(r->g, c, r->n_group);
+    r->n_state = pass_opt_state_names(c, r->state_name);
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        r->flat[k] = alloc_floats(r->n_group[k]);
+        r->grads[k] = alloc_floats(r->n_group[k]);
+        for (int j = 0; j < r->n_state; j++)
+            r->state[k][j] = alloc_floats(r->n_group[k]);
+    }
+    for (int i = 0; i < r->g->n_nodes; i++)
+        r->n_params += r->g->nodes[i]->op == OP_param;
+    r->params = calloc((size_t)r->n_params + 1, sizeof *r->params);
+    if (!r->params)
+        ir_unreachable("out of memory");
+    size_t off[PASS_OPT_GROUPS] = {0, 0};
+    for (int i = 0, k = 0; i < r->g->n_nodes; i++) {
+        const ir_node *n = r->g->nodes[i];
+        if (n->op != OP_param)
+            continue;
+        model_param *mp = &r->params[k++];
+        int grp = pass_opt_group(c, n);
+        *mp = (model_param){n->name, n->shape, (size_t)ir_shape_numel(&n->shape), off[grp], grp};
+        off[grp] += mp->count;
+        /* loom init's values: the same seed gives the same start */
+        double *tmp = malloc((mp->count + 1) * sizeof *tmp);
+        if (!tmp)
+            ir_unreachable("out of memory");
+        rt_init_param(n, seed, 0, mp->count, tmp);
+        rt_convert_from_f64(DT_F32, tmp, param_data(r, mp), mp->count);
+        free(tmp);
+    }
+    return true;
+}
+
+/* Binds the host buffers to every program. */
+static bool bind_all(trainer *r)
+{
+    char name[64];
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        if (!r->n_group[k])
+            continue;
+        snprintf(name, sizeof name, "params/%s", pass_opt_group_name[k]);
+        if (!program_bind(r->update, name, r->flat[k], r->d))
+            return false;
+        snprintf(name, sizeof name, "grads/%s", pass_opt_group_name[k]);
+        if (!program_bind(r->update, name, r->grads[k], r->d))
+            return false;
+        for (int j = 0; j < r->n_state; j++) {
+            snprintf(name, sizeof name, "%s/%s", r->state_name[j], pass_opt_group_name[k]);
+            if (!program_bind(r->update, name, r->state[k][j], r->d))
+                return false;
+        }
+    }
+    return program_bind(r->update, "lr", &r->lr_in, r->d) && program_bind(r->update, "step", &r->step_in, r->d) &&
+           bind_model_params(r, r->grad) && bind_model_params(r, r->eval) &&
+           program_bind(r->grad, "tokens", r->inputs, r->d) && program_bind(r->grad, "targets", r->targets, r->d) &&
+           program_bind(r->eval, "tokens", r->inputs, r->d) && program_bind(r->eval, "targets", r->targets, r->d);
+}
+
+/* The checkpoint's tensors: every param X, then each state tensor "adam.m/X" ... (names
+ * allocated in *names, freed by the caller). */
+static rt_ckpt_tensor *ckpt_tensors(trainer *r, int *n, char **names)
+{
+    int total = r->n_params * (1 + r->n_state);
+    rt_ckpt_tensor *c = calloc((size_t)total + 1, sizeof *c);
+    char *buf = *names = calloc((size_t)total + 1, 600);
+    if (!c || !buf)
+        ir_unreachable("out of memory");
+    *n = 0;
+    for (int j = -1; j < r->n_state; j++)
+        for (int i = 0; i < r->n_params; i++) {
+            const model_param *mp = &r->params[i];
+            char *name = buf + (size_t)*n * 600;
+            snprintf(name, 600, "%s%s%s", j < 0 ? "" : r->state_name[j], j < 0 ? "" : "/", mp->name);
+            float *data = (j < 0 ? r->flat[mp->group] : r->state[mp->group][j]) + mp->off;
+            c[(*n)++] = (rt_ckpt_tensor){name, mp->shape, data};
+        }
+    return c;
+}
+
+static rt_ckpt_info ckpt_info(const trainer *r, uint64_t seed)
+{
+    rt_ckpt_info info = {r->step, r->next_batch, seed, r->rng, "", r->B, r->T, r->t.opt.accum};
+    snprintf(info.optimizer, sizeof info.optimizer, "%s", r->t.opt.kind == PASS_OPT_SGD ? "sgd" : "adamw");
+    return info;
+}
+
+static bool save(trainer *r, uint64_t seed)
+{
+    int n;
+    char *names;
+    rt_ckpt_tensor *c = ckpt_tensors(r, &n, &names);
+    rt_ckpt_info info = ckpt_info(r, seed);
+    bool ok = rt_ckpt_save(r->t.checkpoint, &info, c, n, r->d);
+    free(c);
+    free(names);
+    return ok;
+}
+
+static bool resume(trainer *r, uint64_t seed)
+{
+    int n;
+    char *names;
+    rt_ckpt_tensor *c = ckpt_tensors(r, &n, &names);
+    rt_ckpt_info got, want = ckpt_info(r, seed);
+    bool ok = rt_ckpt_load(r->t.resume, &got, c, n, r->d);
+    free(c);
+    free(names);
+    if (!ok)
+        return false;
+    const char *what = strcmp(got.optimizer, want.optimizer) != 0 ? "--optimizer"
+                       : got.batch != want.batch                  ? "batch"
+                       : got.seq != want.seq                      ? "seq"
+                       : got.accum != want.accum                  ? "--accum"
+                       : got.seed != want.seed                    ? "--seed"
+                                                                  : NULL;
+    if (what) {
+        ir_diag_error(r->d, -1, 0, 0,
+                      "%s: the checkpoint was made with another %s (optimizer %s, batch %d, seq %d, accum %d, seed "
+                      "%" PRIu64 "); resume with the same settings",
+                      r->t.resume, what, got.optimizer, got.batch, got.seq, got.accum, got.seed);
+        return false;
+    }
+    r->step = got.step;
+    r->next_batch = got.next_batch;
+    r->rng = got.rng;
+    return true;
+}
+
+/* ---- steps --------------------------------------------------------------------------------- */
+
+/* Writes the gradients the update is about to see, per param, for tests of the optimizer. */
+static bool trace(trainer *r)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/grads-%06" PRId64 ".safetensors", r->t.trace, r->step);
+    rt_st_entry *e = calloc((size_t)r->n_params + 1, sizeof *e);
+    char (*names)[600] = calloc((size_t)r->n_params + 1, sizeof *names);
+    if (!e || !names)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < r->n_params; i++) {
+        const model_param *mp = &r->params[i];
+        snprintf(names[i], sizeof names[i], "grad/%s", mp->name);
+        e[i] = (rt_st_entry){names[i], DT_F32, mp->shape, r->grads[mp->group] + mp->off};
+    }
+    bool ok = rt_st_write(path, e, r->n_params, NULL, 0, NULL, NULL, r->d);
+    free(e);
+    free(names);
+    return ok;
+}
+
+static bool train_step(trainer *r, double *loss, double *norm, bool first)
+{
+    int accum = r->t.opt.accum;
+    double sum = 0;
+    char gname[600];
+    for (int m = 0; m < accum; m++) {
+        rt_loader_random(&r->loader, RT_SPLIT_TRAIN, r->next_batch++, r->inputs, r->targets);
+        if (!program_run(r->grad, r->d))
+            return false;
+        float l = *(const float *)program_output(r->grad, "loss");
+        if (first && m == 0) {
+            printf("loss at init %.4f (ln(vocab) = %.4f)\n", l, r->V ? log((double)r->V) : NAN);
+            fflush(stdout);
+        }
+        sum += l;
+        /* gather the per-param gradients into the flat groups, summing micro-batches */
+        for (int i = 0; i < r->n_params; i++) {
+            const model_param *mp = &r->params[i];
+            snprintf(gname, sizeof gname, "grad/%s", mp->name);
+            const float *g = program_output(r->grad, gname);
+            if (!g)
+                ir_unreachable("train: the gradient program lacks a gradient output");
+            float *a = r->grads[mp->group] + mp->off;
+            if (m == 0)
+                memcpy(a, g, mp->count * sizeof *a);
+            else
+                for (size_t j = 0; j < mp->count; j++)
+                    a[j] += g[j];
+        }
+    }
+    r->step++;
+    r->lr_in = (float)lr_at(&r->t, r->step);
+    r->step_in = (float)r->step;
+    if (r->t.trace && !trace(r))
+        return false;
+    if (!program_run(r->update, r->d))
+        return false;
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        size_t bytes = (size_t)r->n_group[k] * sizeof(float);
+        if (!bytes)
+            continue;
+        snprintf(gname, sizeof gname, "params/%s", pass_opt_group_name[k]);
+        memcpy(r->flat[k], program_output(r->update, gname), bytes);
+        for (int j = 0; j < r->n_state; j++) {
+            snprintf(gname, sizeof gname, "%s/%s", r->state_name[j], pass_opt_group_name[k]);
+            memcpy(r->state[k][j], program_output(r->update, gname), bytes);
+        }
+    }
+    *loss = sum / accum;
+    *norm = *(const float *)program_output(r->update, "grad_norm");
+    return true;
+}
+
+/* Mean loss over the first --eval-batches sequential validation batches. */
+static bool evaluate(trainer *r, double *loss)
+{
+    uint64_t n = rt_loader_seq_count(&r->loader, RT_SPLIT_VAL);
+    if (n > (uint64_t)r->t.eval_batches)
+        n = (uint64_t)r->t.eval_batches;
+    double sum = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->inputs, r->targets);
+        if (!program_run(r->eval, r->d))
+            return false;
+        sum += *(const float *)program_output(r->eval, "loss");
+    }
+    *loss = n ? sum / (double)n : NAN;
+    return true;
+}
+
+/* ---- sampling ------------------------------------------------------------------------------ */
+
+static double uniform(trainer *r, uint64_t seed)
+{
+    return (double)(rt_splitmix64_at(seed ^ SAMPLE_KEY, r->rng++) >> 11) * 0x1p-53;
+}
+
+/* Picks the next token from logits[V]: greedy at temperature 0, else softmax(logits / T) over
+ * the top-k (all when k is 0). */
+static int pick(trainer *r, const float *logits, uint64_t seed, double *prob)
+{
+    int V = r->V, best = 0;
+    for (int v = 1; v < V; v++)
+        if (logits[v] > logits[best])
+            best = v;
+    if (r->t.temperature <= 0)
+        return best;
+    float cut = -INFINITY;
+    if (r->t.top_k > 0 && r->t.top_k < V) {
+        /* the k-th largest logit: partial selection on a copy */
+        float *c = malloc(sizeof(float) * (size_t)V);
+        if (!c)
+            ir_unreachable("out of memory");
+        memcpy(c, logits, sizeof(float) * (size_t)V);
+        for (int64_t k = 0; k < r->t.top_k; k++) {
+            int m = (int)k;
+            for (int v = (int)k + 1; v < V; v++)
+                if (c[v] > c[m])
+                    m = v;
+            float x = c[k];
+            c[k] = c[m];
+            c[m] = x;
+        }
+        cut = c[r->t.top_k - 1];
+        free(c);
+    }
+    double total = 0;
+    for (int v = 0; v < V; v++)
+        if (logits[v] >= cut)
+            total += (prob[v] = exp((logits[v] - logits[best]) / r->t.temperature));
+        else
+            prob[v] = 0;
+    double u = uniform(r, seed) * total, acc = 0;
+    for (int v = 0; v < V; v++) {
+        acc += prob[v];
+        if (prob[v] > 0 && u < acc)
+            return v;
+    }
+    return best;
+}
+
+/* The model built with batch = 1 and only its logits: a full forward per generated token over
+ * the last seq tokens (no KV cache). */
+static program *sample_program(trainer *r, const cli_opts *o)
+{
+    cli_opts o1 = *o;
+    bool have = false;
+    for (int i = 0; i < o1.n_defines; i++)
+        if (strcmp(o1.defines[i].name, "batch") == 0) {
+            o1.defines[i].value = "1";
+            have = true;
+        }
+    if (!have && o1.n_defines < CLI_MAX_DEFINES)
+        o1.defines[o1.n_defines++] = (fe_define){"batch", "1"};
+    ir_diag d1;
+    ir_diag_init(&d1);
+    ir_graph *g = cli_load_graph(&o1, &d1);
+    const ir_node *tok = g ? find(g, OP_input, "tokens") : NULL;
+    program *p = NULL;
+    if (tok && tok->shape.dim[0] == 1 && tok->shape.dim[1] == r->T && find(g, OP_output, "logits")) {
+        prune_to(g, "logits");
+        p = program_cpu_new(g, NULL, r->pool, &d1);
+    }
+    ir_graph_free(g);
+    if (!p)
+        fprintf(stderr, "loom train: no sample (the model does not build with -D batch=1 and a logits output)\n");
+    ir_diag_free(&d1);
+    return p;
+}
+
+static bool generate(trainer *r, const cli_opts *o, uint64_t seed)
+{
+    program *p = r->sample = sample_program(r, o);
+    if (!p)
+        return true;
+    if (!bind_model_params(r, p))
+        return false;
+    int T = r->T, V = r->V;
+    size_t n0 = 0, cap = (size_t)r->t.sample + strlen(r->t.prompt) + 2;
+    uint32_t *ctx = calloc(cap, sizeof *ctx);
+    int32_t *win = calloc((size_t)T, sizeof *win);
+    double *prob = calloc((size_t)V, sizeof *prob);
+    if (!ctx || !win || !prob)
+        ir_unreachable("out of memory");
+    bool bytes = V == RT_TOK_BYTE_VOCAB;
+    if (bytes && *r->t.prompt) {
+        rt_tok_bytes_encode(r->t.prompt, strlen(r->t.prompt), ctx);
+        n0 = strlen(r->t.prompt);
+    } else {
+        ctx[n0++] = r->tokens.ids[r->loader.n_train]; /* no tokenizer here: the first validation token */
+    }
+    bool ok = program_bind(p, "tokens", win, r->d);
+    printf("---- sample (%" PRId64 " tokens, temperature %g, top-k %" PRId64 ") ----\n", r->t.sample, r->t.temperature,
+           r->t.top_k);
+    if (bytes)
+        fwrite(r->t.prompt, 1, strlen(r->t.prompt), stdout);
+    size_t n = n0;
+    for (int64_t i = 0; ok && i < r->t.sample; i++) {
+        size_t start = n > (size_t)T ? n - (size_t)T : 0, len = n - start;
+        for (int t = 0; t < T; t++)
+            win[t] = t < (int)len ? (int32_t)ctx[start + (size_t)t] : 0;
+        ok = program_run(p, r->d);
+        if (!ok)
+            break;
+        const float *logits = (const float *)program_output(p, "logits") + (len - 1) * (size_t)V;
+        int tok = pick(r, logits, seed, prob);
+        ctx[n++] = (uint32_t)tok;
+        if (bytes)
+            putchar(tok);
+        else
+            printf("%d ", tok);
+    }
+    printf("\n----\n");
+    fflush(stdout);
+    free(ctx);
+    free(win);
+    free(prob);
+    return ok;
+}
+
+/* ---- the command --------------------------------------------------------------------------- */
+
+static bool setup(trainer *r, const cli_opts *o)
+{
+    ir_diag *d = r->d;
+    r->g = cli_load_graph(o, d);
+    if (!r->g)
+        return false;
+    const ir_node *tok = batch_input(r->g, "tokens", d), *tgt = tok ? batch_input(r->g, "targets", d) : NULL;
+    if (!tgt)
+        return false;
+    if (!ir_shape_eq(&tok->shape, &tgt->shape)) {
+        ir_diag_error(d, -1, 0, 0, "train: inputs 'tokens' and 'targets' differ in shape");
+        return false;
+    }
+    const ir_node *loss = find(r->g, OP_output, "loss"), *logits = find(r->g, OP_output, "logits");
+    if (!loss) {
+        ir_diag_error(d, -1, 0, 0, "train: the model has no output 'loss'");
+        return false;
+    }
+    r->B = (int)tok->shape.dim[0];
+    r->T = (int)tok->shape.dim[1];
+    r->V = logits && logits->in[0]->shape.rank >= 1 ? (int)logits->in[0]->shape.dim[logits->in[0]->shape.rank - 1] : 0;
+    if (!rt_data_load(r->t.data, &r->tokens, d))
+        return false;
+    if (r->V && r->tokens.vocab_size > (uint32_t)r->V) {
+        ir_diag_error(d, -1, 0, 0, "%s: the data's vocabulary (%u) is larger than the model's (%d); set -D vocab=%u",
+                      r->t.data, r->tokens.vocab_size, r->V, r->tokens.vocab_size);
+        return false;
+    }
+    if (!rt_loader_init(&r->loader, &r->tokens, RT_LOADER_VAL_FRAC, r->B, r->T, o->seed, d))
+        return false;
+    if (rt_loader_seq_count(&r->loader, RT_SPLIT_VAL) == 0) {
+        ir_diag_error(d, -1, 0, 0, "%s: the validation split (last 10%%, %zu tokens) holds no batch of %d x %d tokens",
+                      r->t.data, r->loader.n_val, r->B, r->T);
+        return false;
+    }
+    r->inputs = calloc((size_t)r->B * (size_t)r->T, sizeof *r->inputs);
+    r->targets = calloc((size_t)r->B * (size_t)r->T, sizeof *r->targets);
+    r->pool = rt_pool_new(0);
+    if (!r->inputs || !r->targets || !r->pool)
+        ir_unreachable("out of memory");
+
+    /* the state first: a bad checkpoint is reported before minutes of compiling */
+    if (!setup_state(r, o->seed))
+        return false;
+    if (r->t.resume && !resume(r, o->seed))
+        return false;
+    double t0 = now_ms();
+    ir_graph *gg = ir_graph_clone(r->g);
+    prune_to(gg, "loss");
+    for (int i = 0; i < gg->n_nodes; i++) {
+        const ir_node *n = gg->nodes[i];
+        if (n->op == OP_input && strcmp(n->name, "tokens") != 0 && strcmp(n->name, "targets") != 0) {
+            ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col,
+                          "train: the loss needs input '%s', but loom train feeds only 'tokens' and 'targets'", n->name);
+            ir_graph_free(gg);
+            return false;
+        }
+    }
+    r->grad = program_cpu_new(gg, pass_training_pipeline(), r->pool, d);
+    double t1 = now_ms();
+    r->eval = r->grad ? program_cpu_new(gg, NULL, r->pool, d) : NULL;
+    ir_graph_free(gg);
+    double t2 = now_ms();
+    ir_graph *ug = r->eval ? pass_optimizer_graph(r->g, &r->t.opt, d) : NULL;
+    r->update = ug ? program_cpu_new(ug, NULL, r->pool, d) : NULL;
+    ir_graph_free(ug);
+    double t3 = now_ms();
+    if (!r->update)
+        return false;
+    if (!bind_all(r))
+        return false;
+    int64_t n_params = r->n_group[0] + r->n_group[1];
+    printf("train: %.2fM params, %s; data %s: %zu train / %zu val tokens (vocab %u); batch %d x seq %d x accum %d "
+           "= %d tokens a step; %d threads; compiled in %.0f ms (gradients %.0f, eval %.0f, update %.0f)\n",
+           (double)n_params / 1e6, r->t.opt.kind == PASS_OPT_SGD ? "sgd" : "adamw", r->t.data, r->loader.n_train,
+           r->loader.n_val, r->tokens.vocab_size, r->B, r->T, r->t.opt.accum, r->B * r->T * r->t.opt.accum,
+           rt_pool_size(r->pool), t3 - t0, t1 - t0, t2 - t1, t3 - t2);
+    if (r->t.resume)
+        printf("resumed from %s at step %" PRId64 "\n", r->t.resume, r->step);
+    if (r->t.log) {
+        bool append = r->t.resume != NULL;
+        r->log = fopen(r->t.log, append ? "a" : "w");
+        if (!r->log) {
+            ir_diag_error(d, -1, 0, 0, "%s: cannot write the log: %s", r->t.log, strerror(errno));
+            return false;
+        }
+        if (!append || ftell(r->log) == 0)
+            fprintf(r->log, "step,loss,lr,grad_norm,ms,tok_per_s,val_loss\n");
+    }
+    if (r->t.trace && mkdir(r->t.trace, 0777) != 0 && errno != EEXIST) {
+        ir_diag_error(d, -1, 0, 0, "%s: cannot create: %s", r->t.trace, strerror(errno));
+        return false;
+    }
+    fflush(stdout);
+    return true;
+}
+
+/* --stats: what a step's programs are made of and where their time went. */
+static void print_stats(trainer *r)
+{
+    program *ps[] = {r->grad, r->update};
+    const char *names[] = {"gradients", "update"};
+    for (int i = 0; i < 2; i++) {
+        rt_exec_stats s = rt_exec_stats_get(program_exec(ps[i]));
+        double total = s.ms_kernels + s.ms_gemms + s.ms_attentions + s.ms_other + s.ms_scatters;
+        printf("stats %s: %d kernels, %d gemm, %d attention, %d copies per run; arena %.2f MiB; time %.0f ms: "
+               "kernels %.0f, gemm %.0f (%.0f%%), attention %.0f, scatter %.0f, other %.0f\n",
+               names[i], s.kernels, s.gemms, s.attentions, s.copies, (double)program_plan(ps[i])->arena_bytes / 1048576.0,
+               total, s.ms_kernels, s.ms_gemms, total > 0 ? 100 * s.ms_gemms / total : 0, s.ms_attentions,
+               s.ms_scatters, s.ms_other);
+    }
+}
+
+static bool run(trainer *r, const cli_opts *o)
+{
+    if (o->stats) {
+        rt_exec_profile(program_exec(r->grad), true);
+        rt_exec_profile(program_exec(r->update), true);
+    }
+    const train_opts *t = &r->t;
+    double t_start = now_ms();
+    bool ok = true, first = r->step == 0;
+    while (ok && r->step < t->steps) {
+        double t0 = now_ms(), loss = 0, norm = 0;
+        ok = train_step(r, &loss, &norm, first);
+        first = false;
+        if (!ok)
+            break;
+        double ms = now_ms() - t0, tok_s = (double)r->B * r->T * t->opt.accum / (ms / 1e3);
+        printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f | %.1f ms | %.1fk tok/s\n", r->step,
+               t->steps, loss, lr_at(t, r->step), norm, ms, tok_s / 1e3);
+        double val = NAN;
+        if ((t->eval_every > 0 && r->step % t->eval_every == 0) || r->step == t->steps) {
+            ok = evaluate(r, &val);
+            if (ok)
+                printf("val step %" PRId64 " | val loss %.4f | %.1f s\n", r->step, val, (now_ms() - t_start) / 1e3);
+        }
+        fflush(stdout);
+        if (r->log) {
+            fprintf(r->log, "%" PRId64 ",%.6f,%.6e,%.6f,%.3f,%.1f,", r->step, loss, lr_at(t, r->step), norm, ms, tok_s);
+            if (!isnan(val))
+                fprintf(r->log, "%.6f", val);
+            fprintf(r->log, "\n");
+            fflush(r->log);
+        }
+        if (ok && t->checkpoint && ((t->save_every > 0 && r->step % t->save_every == 0) || r->step == t->steps))
+            ok = save(r, o->seed);
+    }
+    if (ok && o->stats)
+        print_stats(r);
+    if (ok && t->sample > 0 && r->V > 0)
+        ok = generate(r, o, o->seed);
+    return ok;
+}
+
+int cmd_train(const cli_opts *o)
+{
+    ir_diag d;
+    ir_diag_init(&d);
+    trainer r = {.d = &d};
+    if (parse_opts(o, &r.t, &d) && setup(&r, o))
+        run(&r, o);
+    if (r.log)
+        fclose(r.log);
+    program_free(r.sample);
+    program_free(r.grad);
+    program_free(r.update);
+    program_free(r.eval);
+    rt_pool_free(r.pool);
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        free(r.flat[k]);
+        free(r.grads[k]);
+        for (int j = 0; j < 2; j++)
+            free(r.state[k][j]);
+    }
+    free(r.params);
+    free(r.inputs);
+    free(r.targets);
+    rt_tok_free(&r.tokens);
+    ir_graph_free(r.g);
+    return cli_finish(&d);
+}
