@@ -17,7 +17,8 @@
  * pool when one is given.
  *
  * The implementation (gemm_cpu.c) calls OpenBLAS; rt_gemm_f64 is the same with cblas_dgemm,
- * for f64 graphs and reference checks. Neither is meant to be called from several threads at
+ * for f64 graphs and reference checks. A GEMM of one row (M = 1: a decode step) is a GEMV
+ * (cblas_sgemv), which streams B once instead of packing it. Neither is meant to be called from several threads at
  * once: RT_GEMM_BATCH_POOL changes OpenBLAS's (process-wide) thread count for its duration.
  */
 #ifndef LOOM_RT_GEMM_H
