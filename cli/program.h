@@ -1,13 +1,22 @@
-/* program.h — a graph compiled once for the CPU and run many times.
+/* program.h — a graph compiled once for one target (cpu, cuda, opencl) and run many times.
  *
- * program_cpu_new clones the graph, runs a pass pipeline on the clone (NULL: "dce,cse,fuse";
- * it must end with fuse), lowers it to a plan and kernels, plans the activation arena, JIT-
- * compiles the kernels and prepares an executor on the given thread pool (shared by every
- * program of a job; NULL: the caller's thread only). Then: bind every param and input (in its
- * declared dtype, caller memory that stays alive and unchanged during runs; rebinding between
- * runs is fine, e.g. ping-pong parameter buffers), run, read outputs (executor-owned buffers,
- * overwritten by the next run). Training builds two programs — gradients, then the optimizer
- * update — over one pool; generation a prefill and a decode program.
+ * program_new clones the graph, runs a pass pipeline on the clone (NULL: "dce,cse,fuse"; it
+ * must end with fuse), lowers it to a plan and kernels (codegen/lower.c), plans the activation
+ * arena, and hands plan and kernels to the target's backend, which compiles the kernels (host
+ * JIT, PTX, OpenCL C) and prepares its executor (pool: the CPU thread pool shared by every
+ * program of a job; NULL: the caller's thread only; GPU backends ignore it). Then: bind every
+ * param and input, run, read outputs. Training builds two programs — gradients, then the
+ * optimizer update — over one pool; generation a prefill and a decode program.
+ *
+ * Memory, the same contract on every target (host memory in and out):
+ *  - program_bind(name, data): data is host memory in the node's declared dtype. The CPU
+ *    references it (it must stay alive and unchanged during runs); a GPU backend copies it to
+ *    the device at bind time and keeps it there across runs (params stay device-resident).
+ *    Either way: to change a param or input between runs, bind it again (rebinding is cheap
+ *    on the CPU, one host→device copy on a GPU).
+ *  - program_output(name): host memory holding the output after the last run (on a GPU it is
+ *    copied back on the first call after a run), owned by the program and overwritten by the
+ *    next run. NULL if there is no such output (or the copy failed).
  */
 #ifndef LOOM_CLI_PROGRAM_H
 #define LOOM_CLI_PROGRAM_H
@@ -17,17 +26,24 @@
 #include "diag.h"
 #include "exec.h"
 #include "ir.h"
+#include "kir.h"
+#include "plan.h"
 #include "threadpool.h"
 
 typedef struct program program;
 
+/* target: "cpu", "cuda" or "opencl". NULL on error (unknown target, no device, a kernel that
+ * does not compile ...), reported through d. */
+program *program_new(const char *target, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d);
+/* = program_new("cpu", ...) */
 program *program_cpu_new(const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d);
 void program_free(program *p);
 
+const char *program_target(const program *p);
 /* The compiled (fused) graph: its param/input/output nodes give names, dtypes and shapes. */
 const ir_graph *program_graph(const program *p);
 const rt_plan *program_plan(const program *p);
-rt_exec *program_exec(program *p);          /* for profiling and stats */
+rt_exec *program_exec(program *p);          /* the CPU executor (NULL on other targets) */
 double program_compile_ms(const program *p);
 
 /* The param, input or output node called name, or NULL. */
@@ -35,7 +51,35 @@ const ir_node *program_find(const program *p, ir_opcode op, const char *name);
 
 bool program_bind(program *p, const char *name, const void *data, ir_diag *d);
 bool program_run(program *p, ir_diag *d);
-/* The output buffer called name (the output node's dtype and shape), or NULL. */
+/* The output called name (the output node's dtype and shape, host memory), or NULL. */
 void *program_output(program *p, const char *name);
+
+/* Profiling: time every step (GPU: events on the stream) and sum the times by kind. */
+void program_profile(program *p, bool on);
+rt_exec_stats program_stats(const program *p);
+
+/* ---- for backends (program.c dispatches to these; one file per target) ------------------
+ * create gets the memory-planned plan and its kernels (both owned by the program and alive
+ * until destroy) and returns the backend's state, or NULL with the reason in d. The other
+ * functions implement the calls above on that state; profile and stats may be NULL. */
+typedef struct program_backend {
+    const char *target;
+    void *(*create)(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_pool *pool, ir_diag *d);
+    void (*destroy)(void *state);
+    bool (*bind)(void *state, const char *name, const void *data, ir_diag *d);
+    bool (*run)(void *state, ir_diag *d);
+    void *(*output)(void *state, const char *name);
+    void (*profile)(void *state, bool on);
+    rt_exec_stats (*stats)(const void *state);
+    /* When set, called instead of create with the whole target string: a target may name a
+     * device after the backend's name ("opencl:1:0"; program_new matches the part before ':'). */
+    void *(*create_on)(const char *target, const rt_plan *plan, cg_kernel *const *kernels, int n_kernels,
+                       ir_diag *d);
+} program_backend;
+
+extern const program_backend program_backend_cpu;  /* program_cpu.c */
+rt_exec *program_cpu_exec(void *cpu_state);         /* program_exec's answer */
+extern const program_backend program_backend_cuda; /* program_cuda.c */
+extern const program_backend program_backend_opencl; /* program_opencl.c */
 
 #endif

@@ -39,7 +39,9 @@
  *   f32 pow    ex2(y · lg2|x|), with x < 0: NaN unless y is an integer (odd y: negated);
  *              y = 0: 1
  *   sqrt (f32, f64): sqrt.rn; div: div.rn; f64 rsqrt: 1/sqrt.rn.
- *   f64 exp, log, tanh, erf, sigmoid, sin, cos, pow have no lowering: cg_ptx reports them.
+ *   f64 sin, cos  reduced by 2π in f64, then the f32 sin/cos.approx (rope's angles; abs err ~1e-6)
+ *   f64 pow    2^(y·log2|x|) with an f64 log2 series and an f64 exp2 polynomial (~1e-15 rel)
+ *   f64 exp, log, tanh, erf, sigmoid have no lowering: cg_ptx reports them.
  */
 #include "render_llvm.h"
 
@@ -209,11 +211,96 @@ static LLVMValueRef gm_pow(cg_llvm_emitter *e, cg_type t, LLVMValueRef x, LLVMVa
     return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, y, zero, ""), one, r, "");
 }
 
+/* f64 sin/cos (rope's angles): reduced by 2π in f64 (two-part constant, exact products for
+ * |k| < 2^20), then sin/cos.approx in f32 (abs err ~1e-6 on [-π, π]), widened back. */
+static LLVMValueRef reduce_2pi_f64(cg_llvm_emitter *e, LLVMValueRef x)
+{
+    const double two_pi = 6.28318530717958647692, hi = 6.28318530717958623; /* hi: 2π rounded to f64 */
+    LLVMTypeRef f = e->ty[CG_F64];
+    LLVMValueRef q = LLVMBuildFMul(e->b, x, cg_llvm_fconst(e, CG_F64, 1.0 / two_pi), "");
+    LLVMValueRef k = cg_llvm_call_intrinsic(e, "llvm.rint", &f, 1, &q, 1);
+    LLVMValueRef r = fma3(e, LLVMBuildFNeg(e->b, k, ""), cg_llvm_fconst(e, CG_F64, hi), x);
+    return fma3(e, LLVMBuildFNeg(e->b, k, ""), cg_llvm_fconst(e, CG_F64, 2.4492935982947064e-16), r);
+}
+
+static LLVMValueRef gm_sin64(cg_llvm_emitter *e, cg_type t, LLVMValueRef x, LLVMValueRef y)
+{
+    LLVMValueRef r = LLVMBuildFPTrunc(e->b, reduce_2pi_f64(e, x), e->ty[CG_F32], "");
+    return LLVMBuildFPExt(e->b, nvvm1(e, "llvm.nvvm.sin.approx.f", r), e->ty[CG_F64], "");
+}
+
+static LLVMValueRef gm_cos64(cg_llvm_emitter *e, cg_type t, LLVMValueRef x, LLVMValueRef y)
+{
+    LLVMValueRef r = LLVMBuildFPTrunc(e->b, reduce_2pi_f64(e, x), e->ty[CG_F32], "");
+    return LLVMBuildFPExt(e->b, nvvm1(e, "llvm.nvvm.cos.approx.f", r), e->ty[CG_F64], "");
+}
+
+/* f64 pow (rope's inverse frequencies), in f64 without libdevice: x^y = 2^(y·log2|x|).
+ * log2 m for x = m·2^e, m in [√½, √2): 2·atanh(s)/ln 2 with s = (m-1)/(m+1), odd series to
+ * s^21 (|s| < 0.172: truncation < 1e-17); 2^t = 2^n · e^(f·ln 2), n = rint(t), Taylor to
+ * degree 14 (|f·ln 2| <= 0.35). Signs as the f32 version; x = 0: 0 for y > 0, inf for y < 0;
+ * y = 0: 1. Normal x only (subnormals count as 0). */
+static LLVMValueRef gm_pow64(cg_llvm_emitter *e, cg_type t, LLVMValueRef x, LLVMValueRef y)
+{
+    LLVMBuilderRef b = e->b;
+    LLVMTypeRef f = e->ty[CG_F64], i64 = e->ty[CG_I64];
+    LLVMValueRef one = cg_llvm_fconst(e, CG_F64, 1.0), zero = cg_llvm_fconst(e, CG_F64, 0.0);
+    LLVMValueRef ax = cg_llvm_call_intrinsic(e, "llvm.fabs", &f, 1, &x, 1);
+    LLVMValueRef bits = LLVMBuildBitCast(b, ax, i64, "");
+    LLVMValueRef ex = LLVMBuildSub(b, LLVMBuildLShr(b, bits, LLVMConstInt(i64, 52, 0), ""), LLVMConstInt(i64, 1023, 0), "");
+    LLVMValueRef mb = LLVMBuildOr(b, LLVMBuildAnd(b, bits, LLVMConstInt(i64, 0xfffffffffffffULL, 0), ""),
+                                  LLVMConstInt(i64, 1023ULL << 52, 0), "");
+    LLVMValueRef m = LLVMBuildBitCast(b, mb, f, "");
+    LLVMValueRef big = LLVMBuildFCmp(b, LLVMRealOGT, m, cg_llvm_fconst(e, CG_F64, 1.4142135623730951), "");
+    m = LLVMBuildSelect(b, big, LLVMBuildFMul(b, m, cg_llvm_fconst(e, CG_F64, 0.5), ""), m, "");
+    ex = LLVMBuildSelect(b, big, LLVMBuildAdd(b, ex, LLVMConstInt(i64, 1, 0), ""), ex, "");
+    LLVMValueRef sv = LLVMBuildFDiv(b, LLVMBuildFSub(b, m, one, ""), LLVMBuildFAdd(b, m, one, ""), "");
+    LLVMValueRef s2 = LLVMBuildFMul(b, sv, sv, "");
+    LLVMValueRef poly = cg_llvm_fconst(e, CG_F64, 1.0 / 21);
+    for (int k = 19; k >= 1; k -= 2)
+        poly = fma3(e, poly, s2, cg_llvm_fconst(e, CG_F64, 1.0 / k));
+    LLVMValueRef lg = fma3(e, LLVMBuildFMul(b, sv, poly, ""), cg_llvm_fconst(e, CG_F64, 2.0 / LN2),
+                           LLVMBuildSIToFP(b, ex, f, ""));
+    LLVMValueRef tt = LLVMBuildFMul(b, y, lg, "");
+    tt = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, tt, cg_llvm_fconst(e, CG_F64, -1074.0), ""),
+                         cg_llvm_fconst(e, CG_F64, -1080.0), tt, "");
+    tt = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, tt, cg_llvm_fconst(e, CG_F64, 1024.0), ""),
+                         cg_llvm_fconst(e, CG_F64, 1030.0), tt, "");
+    LLVMValueRef n = cg_llvm_call_intrinsic(e, "llvm.rint", &f, 1, &tt, 1);
+    LLVMValueRef fr = LLVMBuildFMul(b, LLVMBuildFSub(b, tt, n, ""), cg_llvm_fconst(e, CG_F64, LN2), "");
+    LLVMValueRef ep = cg_llvm_fconst(e, CG_F64, 1.0);
+    double fact = 1.0;
+    for (int k = 1; k <= 14; k++)
+        fact *= k;
+    ep = cg_llvm_fconst(e, CG_F64, 1.0 / fact);
+    for (int k = 13; k >= 0; k--) {
+        fact /= (k + 1);
+        ep = fma3(e, ep, fr, cg_llvm_fconst(e, CG_F64, 1.0 / fact));
+    }
+    /* 2^n in two halves so that n down to -1080 and up to 1030 scales without overflow of the
+     * exponent field (results beyond the range become 0 or inf) */
+    LLVMValueRef ni = LLVMBuildFPToSI(b, n, i64, "");
+    LLVMValueRef n1 = LLVMBuildSDiv(b, ni, LLVMConstInt(i64, 2, 0), ""), n2 = LLVMBuildSub(b, ni, n1, "");
+    LLVMValueRef p1 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, n1, LLVMConstInt(i64, 1023, 0), ""), LLVMConstInt(i64, 52, 0), ""), f, "");
+    LLVMValueRef p2 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, n2, LLVMConstInt(i64, 1023, 0), ""), LLVMConstInt(i64, 52, 0), ""), f, "");
+    LLVMValueRef r = LLVMBuildFMul(b, LLVMBuildFMul(b, ep, p1, ""), p2, "");
+    /* signs, zero, y = 0 */
+    LLVMValueRef half = LLVMBuildFMul(b, y, cg_llvm_fconst(e, CG_F64, 0.5), "");
+    LLVMValueRef is_int = LLVMBuildFCmp(b, LLVMRealOEQ, cg_llvm_call_intrinsic(e, "llvm.rint", &f, 1, &y, 1), y, "");
+    LLVMValueRef is_odd = LLVMBuildAnd(b, is_int, LLVMBuildFCmp(b, LLVMRealONE, cg_llvm_call_intrinsic(e, "llvm.rint", &f, 1, &half, 1), half, ""), "");
+    LLVMValueRef neg = LLVMBuildFCmp(b, LLVMRealOLT, x, zero, "");
+    LLVMValueRef tiny = LLVMBuildFCmp(b, LLVMRealOLT, ax, cg_llvm_fconst(e, CG_F64, 2.2250738585072014e-308), "");
+    r = LLVMBuildSelect(b, tiny, LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, zero, ""), zero, cg_llvm_fconst(e, CG_F64, INFINITY), ""), r, "");
+    r = LLVMBuildSelect(b, LLVMBuildAnd(b, neg, is_odd, ""), LLVMBuildFNeg(b, r, ""), r, "");
+    r = LLVMBuildSelect(b, LLVMBuildAnd(b, neg, LLVMBuildNot(b, is_int, ""), ""), cg_llvm_fconst(e, CG_F64, NAN), r, "");
+    return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, y, zero, ""), one, r, "");
+}
+
 static const cg_llvm_math nvptx_math = {
     .target = "nvptx",
     .fn = {[CG_EXP] = {gm_exp, NULL}, [CG_LOG] = {gm_log, NULL}, [CG_RSQRT] = {gm_rsqrt, gm_rsqrt},
-           [CG_TANH] = {gm_tanh, NULL}, [CG_ERF] = {gm_erf, NULL}, [CG_SIN] = {gm_sin, NULL},
-           [CG_COS] = {gm_cos, NULL}, [CG_POW] = {gm_pow, NULL}}};
+           [CG_TANH] = {gm_tanh, NULL}, [CG_ERF] = {gm_erf, NULL}, [CG_SIN] = {gm_sin, gm_sin64},
+           [CG_COS] = {gm_cos, gm_cos64}, [CG_POW] = {gm_pow, gm_pow64}}};
 
 /* ---- warp and block reductions --------------------------------------------------------------- */
 
@@ -487,6 +574,168 @@ static void render_kernel(pctx *c)
     c->red_slot = NULL;
 }
 
+/* ---- fused attention (RT_CUDA_ATTENTION_KERNEL, exec_cuda.h) -------------------------------------
+ * One warp per query row (b, h, t), CG_PTX_ATTENTION_ROWS rows per block, grid-stride over rows.
+ * Lane l holds q[d] for d = l, l + 32, ... (npl values, pre-scaled by scale·log2 e) and the
+ * output accumulators for e = l, l + 32, ...; for each allowed key j: the dot product is a
+ * warp butterfly sum, then an online softmax in base 2 (running max m, sum l, accumulators
+ * rescaled by 2^(m - m')) with ex2.approx. A row without allowed keys, or with only -inf
+ * scores, is 0. mask may be null (no mask): the load then reads q through a select. */
+
+static LLVMValueRef fadd_(pctx *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildFAdd(c->e.b, x, y, ""); }
+static LLVMValueRef fmul_(pctx *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildFMul(c->e.b, x, y, ""); }
+static LLVMValueRef imul_(pctx *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildMul(c->e.b, x, y, ""); }
+static LLVMValueRef iadd_(pctx *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildAdd(c->e.b, x, y, ""); }
+
+static LLVMValueRef load_f32(pctx *c, LLVMValueRef base, LLVMValueRef idx)
+{
+    LLVMValueRef ptr = LLVMBuildInBoundsGEP2(c->e.b, c->e.ty[CG_F32], base, &idx, 1, "");
+    LLVMValueRef v = LLVMBuildLoad2(c->e.b, c->e.ty[CG_F32], ptr, "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+static void render_attention(pctx *c, int npl)
+{
+    cg_llvm_emitter *e = &c->e;
+    LLVMBuilderRef b = e->b;
+    LLVMTypeRef gptr = LLVMPointerTypeInContext(e->ctx, ADDR_GLOBAL), i64 = e->ty[CG_I64], f32 = e->ty[CG_F32];
+    enum { NPTR = 5, NINT = 24, NPARAM = NPTR + NINT + 1 };
+    LLVMTypeRef pt[NPARAM];
+    for (int i = 0; i < NPARAM; i++)
+        pt[i] = i < NPTR ? gptr : i < NPTR + NINT ? i64 : f32;
+    char name[64];
+    snprintf(name, sizeof name, "%s_%d", CG_PTX_ATTENTION_KERNEL, npl * WARP);
+    e->fn = LLVMAddFunction(e->mod, name, LLVMFunctionType(e->ty[CG_VOID], pt, NPARAM, 0));
+    LLVMSetFunctionCallConv(e->fn, LLVMPTXKernelCallConv);
+    add_attr(c, e->fn, LLVMAttributeFunctionIndex, "nounwind");
+    annotate(c, e->fn, "kernel", 1);
+    annotate(c, e->fn, "maxntidx", WARP * CG_PTX_ATTENTION_ROWS);
+    for (int i = 0; i < 4; i++) {
+        add_attr(c, e->fn, (unsigned)i + 1, "nocapture");
+        add_attr(c, e->fn, (unsigned)i + 1, "readonly");
+    }
+    LLVMValueRef P[NPARAM];
+    for (int i = 0; i < NPARAM; i++)
+        P[i] = LLVMGetParam(e->fn, (unsigned)i);
+    LLVMValueRef q = P[0], k = P[1], v = P[2], mask = P[3], out = P[4];
+    LLVMValueRef *I = P + NPTR; /* B H G T S D E qs0-2 ks0-2 vs0-2 os0-2 ms0-3 causal */
+    LLVMValueRef B = I[0], H = I[1], G = I[2], T = I[3], S = I[4], D = I[5], E = I[6];
+    LLVMValueRef *qs = I + 7, *ks = I + 10, *vs = I + 13, *os = I + 16, *ms = I + 19;
+    LLVMValueRef causal = I[23], scale = P[NPTR + NINT];
+
+    LLVMPositionBuilderAtEnd(b, new_block(c, "entry"));
+    LLVMValueRef tid = LLVMBuildZExt(b, sreg(c, "tid.x"), i64, "");
+    LLVMValueRef lane = LLVMBuildAnd(b, tid, i64c(c, WARP - 1), "lane");
+    LLVMValueRef warp = LLVMBuildLShr(b, tid, i64c(c, 5), "warp");
+    LLVMValueRef ctaid = LLVMBuildZExt(b, sreg(c, "ctaid.x"), i64, ""), nctaid = LLVMBuildZExt(b, sreg(c, "nctaid.x"), i64, "");
+    LLVMValueRef first = iadd_(c, imul_(c, ctaid, i64c(c, CG_PTX_ATTENTION_ROWS)), warp);
+    LLVMValueRef step = imul_(c, nctaid, i64c(c, CG_PTX_ATTENTION_ROWS));
+    LLVMValueRef total = imul_(c, imul_(c, B, H), T);
+    LLVMValueRef rep = LLVMBuildSDiv(b, H, G, "rep");
+    LLVMValueRef sc = fmul_(c, scale, cg_llvm_fconst(e, CG_F32, 1.4426950408889634));
+    LLVMValueRef zero = cg_llvm_fconst(e, CG_F32, 0.0), ninf = cg_llvm_fconst(e, CG_F32, -INFINITY);
+    LLVMBasicBlockRef entry = LLVMGetInsertBlock(b), rowb = new_block(c, "row"), exit = new_block(c, "exit");
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, first, total, ""), rowb, exit);
+
+    LLVMPositionBuilderAtEnd(b, rowb);
+    LLVMValueRef row = LLVMBuildPhi(b, i64, "r");
+    LLVMAddIncoming(row, &first, &entry, 1);
+    LLVMValueRef t = LLVMBuildSRem(b, row, T, "t"), bh = LLVMBuildSDiv(b, row, T, "");
+    LLVMValueRef h = LLVMBuildSRem(b, bh, H, "h"), bb = LLVMBuildSDiv(b, bh, H, "b");
+    LLVMValueRef hk = LLVMBuildSDiv(b, h, rep, "hk");
+    LLVMValueRef qb = iadd_(c, iadd_(c, imul_(c, bb, qs[0]), imul_(c, h, qs[1])), imul_(c, t, qs[2]));
+    LLVMValueRef kb = iadd_(c, imul_(c, bb, ks[0]), imul_(c, hk, ks[1]));
+    LLVMValueRef vb = iadd_(c, imul_(c, bb, vs[0]), imul_(c, hk, vs[1]));
+    LLVMValueRef ob = iadd_(c, iadd_(c, imul_(c, bb, os[0]), imul_(c, h, os[1])), imul_(c, t, os[2]));
+    LLVMValueRef mb = iadd_(c, iadd_(c, imul_(c, bb, ms[0]), imul_(c, h, ms[1])), imul_(c, t, ms[2]));
+    LLVMValueRef qv[8], dc[8], ec[8], eok[8];
+    for (int i = 0; i < npl; i++) {
+        LLVMValueRef d = iadd_(c, lane, i64c(c, WARP * i));
+        LLVMValueRef dok = LLVMBuildICmp(b, LLVMIntSLT, d, D, "");
+        dc[i] = LLVMBuildSelect(b, dok, d, i64c(c, 0), "");
+        qv[i] = LLVMBuildSelect(b, dok, fmul_(c, load_f32(c, q, iadd_(c, qb, dc[i])), sc), zero, "");
+        eok[i] = LLVMBuildICmp(b, LLVMIntSLT, d, E, "");
+        ec[i] = LLVMBuildSelect(b, eok[i], d, i64c(c, 0), "");
+    }
+    /* keys [0, jmax): all S, or j <= t + S - T when causal */
+    LLVMValueRef lim = iadd_(c, LLVMBuildSub(b, iadd_(c, t, S), T, ""), i64c(c, 1));
+    lim = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, lim, i64c(c, 0), ""), i64c(c, 0), lim, "");
+    lim = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, lim, S, ""), S, lim, "");
+    LLVMValueRef jmax = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntNE, causal, i64c(c, 0), ""), lim, S, "jmax");
+    LLVMValueRef use_mask = LLVMBuildICmp(b, LLVMIntNE, mask, LLVMConstNull(gptr), "");
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(b), kl = new_block(c, "key"), kd = new_block(c, "keys.done");
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSGT, jmax, i64c(c, 0), ""), kl, kd);
+
+    LLVMPositionBuilderAtEnd(b, kl);
+    LLVMValueRef j = LLVMBuildPhi(b, i64, "j"), m = LLVMBuildPhi(b, f32, "m"), l = LLVMBuildPhi(b, f32, "l");
+    LLVMValueRef acc[8];
+    LLVMValueRef i64zero = i64c(c, 0);
+    LLVMAddIncoming(j, &i64zero, &pre, 1);
+    LLVMAddIncoming(m, &ninf, &pre, 1);
+    LLVMAddIncoming(l, &zero, &pre, 1);
+    for (int i = 0; i < npl; i++) {
+        acc[i] = LLVMBuildPhi(b, f32, "acc");
+        LLVMAddIncoming(acc[i], &zero, &pre, 1);
+    }
+    LLVMValueRef kr = iadd_(c, kb, imul_(c, j, ks[2]));
+    LLVMValueRef dot = zero;
+    for (int i = 0; i < npl; i++)
+        dot = fma3(e, qv[i], load_f32(c, k, iadd_(c, kr, dc[i])), dot);
+    dot = warp_allreduce(c, CG_RED_SUM, CG_F32, dot);
+    /* the mask load is guarded by a select on the address: without a mask it reads q */
+    LLVMValueRef mptr = LLVMBuildSelect(b, use_mask, mask, q, "");
+    LLVMValueRef midx = LLVMBuildSelect(b, use_mask, iadd_(c, mb, imul_(c, j, ms[3])), qb, "");
+    LLVMValueRef mval = LLVMBuildSelect(b, use_mask, fmul_(c, load_f32(c, mptr, midx), cg_llvm_fconst(e, CG_F32, 1.4426950408889634)), zero, "");
+    LLVMValueRef s = fadd_(c, dot, mval);
+    LLVMValueRef mn = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, s, m, ""), s, m, "");
+    LLVMValueRef mu = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, mn, ninf, ""), zero, mn, "");
+    LLVMValueRef corr = nvvm1(e, "llvm.nvvm.ex2.approx.f", LLVMBuildFSub(b, m, mu, ""));
+    LLVMValueRef p = nvvm1(e, "llvm.nvvm.ex2.approx.f", LLVMBuildFSub(b, s, mu, ""));
+    LLVMValueRef ln = fma3(e, l, corr, p);
+    LLVMValueRef vr = iadd_(c, vb, imul_(c, j, vs[2]));
+    LLVMValueRef accn[8];
+    for (int i = 0; i < npl; i++)
+        accn[i] = fma3(e, p, load_f32(c, v, iadd_(c, vr, ec[i])), fmul_(c, acc[i], corr));
+    LLVMValueRef jn = iadd_(c, j, i64c(c, 1));
+    LLVMBasicBlockRef klast = LLVMGetInsertBlock(b);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, jn, jmax, ""), kl, kd);
+    LLVMAddIncoming(j, &jn, &klast, 1);
+    LLVMAddIncoming(m, &mn, &klast, 1);
+    LLVMAddIncoming(l, &ln, &klast, 1);
+    for (int i = 0; i < npl; i++)
+        LLVMAddIncoming(acc[i], &accn[i], &klast, 1);
+
+    LLVMPositionBuilderAtEnd(b, kd);
+    LLVMBasicBlockRef from[2] = {pre, klast};
+    LLVMValueRef lf = LLVMBuildPhi(b, f32, "lsum"), af[8];
+    LLVMValueRef lin[2] = {zero, ln};
+    LLVMAddIncoming(lf, lin, from, 2);
+    for (int i = 0; i < npl; i++) {
+        af[i] = LLVMBuildPhi(b, f32, "accf");
+        LLVMValueRef ain[2] = {zero, accn[i]};
+        LLVMAddIncoming(af[i], ain, from, 2);
+    }
+    LLVMValueRef inv = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, lf, zero, ""),
+                                       LLVMBuildFDiv(b, cg_llvm_fconst(e, CG_F32, 1.0), lf, ""), zero, "");
+    for (int i = 0; i < npl; i++) {
+        LLVMBasicBlockRef st = new_block(c, "store"), cont = new_block(c, "");
+        LLVMBuildCondBr(b, eok[i], st, cont);
+        LLVMPositionBuilderAtEnd(b, st);
+        LLVMValueRef oi = iadd_(c, ob, ec[i]);
+        LLVMValueRef ptr = LLVMBuildInBoundsGEP2(b, f32, out, &oi, 1, "");
+        LLVMSetAlignment(LLVMBuildStore(b, fmul_(c, af[i], inv), ptr), 4);
+        LLVMBuildBr(b, cont);
+        LLVMPositionBuilderAtEnd(b, cont);
+    }
+    LLVMBasicBlockRef rlast = LLVMGetInsertBlock(b);
+    LLVMValueRef rn = iadd_(c, row, step);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, rn, total, ""), rowb, exit);
+    LLVMAddIncoming(row, &rn, &rlast, 1);
+    LLVMPositionBuilderAtEnd(b, exit);
+    LLVMBuildRetVoid(b);
+}
+
 /* ---- target machine, module, PTX --------------------------------------------------------------- */
 
 static LLVMTargetMachineRef ptx_machine(const cg_ptx_options *o, ir_diag *d)
@@ -557,6 +806,11 @@ static LLVMModuleRef build_ptx_module(LLVMContextRef ctx, cg_kernel *const *ks, 
     for (int i = 0; i < n; i++) {
         c.e.k = ks[i];
         render_kernel(&c);
+    }
+    if (o->attention) {
+        c.e.k = NULL;
+        for (int npl = 2; npl <= CG_PTX_ATTENTION_MAX_DIM / WARP; npl *= 2)
+            render_attention(&c, npl);
     }
     cg_llvm_emitter_dispose(&c.e);
     char *msg = NULL;

@@ -104,6 +104,8 @@ static const entry entries[] = {
     E(MemcpyHtoD, "cuMemcpyHtoD_v2"),
     E(MemcpyDtoH, "cuMemcpyDtoH_v2"),
     E(MemsetD8, "cuMemsetD8_v2"),
+    E(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"),
+    E(MemGetInfo, "cuMemGetInfo_v2"),
     E(StreamCreate, "cuStreamCreate"),
     E(StreamDestroy, "cuStreamDestroy_v2"),
     E(StreamSynchronize, "cuStreamSynchronize"),

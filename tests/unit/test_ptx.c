@@ -6,7 +6,8 @@
  * geometry rules, the PTX markers of each mapping (.entry, shfl.sync, bar.sync, .shared),
  * all kernels in one module, and the error for an op the GPU cannot lower (f64 tanh).
  *
- * `test_ptx --emit NAME SM` prints the PTX of kernel NAME (`--emit-ir`: its nvptx LLVM IR) for
+ * `test_ptx --emit NAME SM` prints the PTX of kernel NAME (`--emit-ir`: its nvptx LLVM IR; NAME
+ * `attention`: the fused attention kernels of cg_ptx_options.attention) for
  * the FileCheck tests in tests/lit/ptx.
  */
 #include <string.h>
@@ -420,6 +421,22 @@ static void test_errors(void)
 
 static int emit(const char *name, int sm, bool ir)
 {
+    if (strcmp(name, "attention") == 0) { /* the fused attention kernels alone */
+        ir_diag d;
+        ir_diag_init(&d);
+        cg_ptx_options o = cg_ptx_defaults;
+        o.sm = sm;
+        o.attention = true;
+        char *text = ir ? cg_ptx_llvm_ir(NULL, 0, &o, &d) : cg_ptx(NULL, 0, &o, &d);
+        if (!text) {
+            ir_diag_print(&d, stderr);
+            return 1;
+        }
+        fputs(text, stdout);
+        free(text);
+        ir_diag_free(&d);
+        return 0;
+    }
     for (int i = 0; i < NK; i++) {
         if (strcmp(kernels[i].name, name) != 0)
             continue;
