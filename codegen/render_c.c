@@ -493,7 +493,7 @@ static int64_t grid_points(const cg_kernel *k)
     return p;
 }
 
-static void render_kernel(const cg_c_dialect *dl, const cg_kernel *k, sbuf *o)
+static void render_kernel(const cg_c_dialect *dl, const cg_kernel *k, bool offsets, sbuf *o)
 {
     rc c = {.dl = dl, .k = k, .out = o, .row = k->n_loops > 0};
     c.arg = calloc((size_t)k->n_args + 1, sizeof *c.arg);
@@ -525,8 +525,13 @@ static void render_kernel(const cg_c_dialect *dl, const cg_kernel *k, sbuf *o)
                       dl->storage[arg->dtype], dl->restrict_kw, c.arg[a]);
         if (!arg->scalar && arg->numel > 0)
             sb_printf(o, " /* %s[%" PRId64 "] */", ir_dtype_name(arg->dtype), arg->numel);
+        if (!arg->scalar && offsets)
+            sb_printf(o, ",\n        const %s _off%d", tname(&c, CG_I64), a);
     }
     sb_puts(o, ")\n{\n");
+    for (int a = 0; offsets && a < k->n_args; a++)
+        if (!k->args[a].scalar)
+            sb_printf(o, "    %s += _off%d;\n", c.arg[a], a);
     int64_t points = grid_points(k);
     if (!c.row) {
         sb_printf(o, "    for (long _gid = %s; _gid < %" PRId64 "; _gid += %s) {\n", dl->global_id, points,
@@ -582,7 +587,7 @@ static bool uses_bf16(const cg_kernel *k)
     return false;
 }
 
-static char *render_module(const cg_c_dialect *dl, cg_kernel *const *ks, int n, ir_diag *d)
+static char *render_module(const cg_c_dialect *dl, cg_kernel *const *ks, int n, bool offsets, ir_diag *d)
 {
     bool ok = true;
     for (int i = 0; i < n; i++)
@@ -608,14 +613,19 @@ static char *render_module(const cg_c_dialect *dl, cg_kernel *const *ks, int n, 
         sb_puts(&o, dl->bf16_helpers);
     for (int i = 0; i < n; i++) {
         sb_puts(&o, "\n");
-        render_kernel(dl, ks[i], &o);
+        render_kernel(dl, ks[i], offsets, &o);
     }
     return o.s;
 }
 
 char *cg_opencl_source(cg_kernel *const *ks, int n, ir_diag *d)
 {
-    return render_module(&dialect_opencl, ks, n, d);
+    return render_module(&dialect_opencl, ks, n, false, d);
+}
+
+char *cg_opencl_source_offsets(cg_kernel *const *ks, int n, ir_diag *d)
+{
+    return render_module(&dialect_opencl, ks, n, true, d);
 }
 
 /* Largest power of two <= v (v >= 1). */

@@ -21,11 +21,18 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "exec_opencl.h"
 #include "ir.h"
 
 #ifndef CL_PLATFORM_NOT_FOUND_KHR
 #define CL_PLATFORM_NOT_FOUND_KHR -1001
 #endif
+
+/* LeakSanitizer (ASan builds): the OpenCL implementation's own allocations that live until
+ * exit (PoCL's device and compiler state, the ICD loader's tables, CLBlast's caches) are not
+ * ours. Every program that opens an OpenCL device links this file, so it carries the hook. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libpocl\nleak:libOpenCL\nleak:libclblast\n"; }
 
 /* ---- errors --------------------------------------------------------------------------------- */
 
@@ -414,6 +421,7 @@ void rt_ocl_close(rt_ocl *o)
         clFinish(o->queue);
         clReleaseCommandQueue(o->queue);
     }
+    rt_ocl_gemm_release(); /* CLBlast's cached programs belong to this context */
     if (o->ctx)
         clReleaseContext(o->ctx);
     free(o->label);
@@ -481,6 +489,26 @@ bool rt_ocl_read(rt_ocl *o, const rt_ocl_buf *b, size_t offset, void *dst, size_
         return false;
     return bytes == 0 ||
            CL_CALL(d, clEnqueueReadBuffer, (o->queue, b->mem, CL_TRUE, offset, bytes, dst, 0, NULL, NULL));
+}
+
+bool rt_ocl_copy(rt_ocl *o, const rt_ocl_buf *src, size_t src_offset, rt_ocl_buf *dst, size_t dst_offset,
+                 size_t bytes, ir_diag *d)
+{
+    if (!range_ok(src, src_offset, bytes, "copy source", d) || !range_ok(dst, dst_offset, bytes, "copy target", d))
+        return false;
+    return bytes == 0 || CL_CALL(d, clEnqueueCopyBuffer,
+                                 (o->queue, src->mem, dst->mem, src_offset, dst_offset, bytes, 0, NULL, NULL));
+}
+
+void *rt_ocl_buf_mem(rt_ocl_buf *b) { return b->mem; }
+void *rt_ocl_queue_ptr(rt_ocl *o) { return &o->queue; }
+void *rt_ocl_device_id(rt_ocl *o) { return o->device; }
+
+uint64_t rt_ocl_global_mem(const rt_ocl *o)
+{
+    cl_ulong mem = 0;
+    clGetDeviceInfo(o->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
+    return mem;
 }
 
 /* ---- programs ------------------------------------------------------------------------------- */

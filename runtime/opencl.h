@@ -59,6 +59,19 @@ size_t rt_ocl_size(const rt_ocl_buf *b);
 bool rt_ocl_write(rt_ocl *o, rt_ocl_buf *b, size_t offset, const void *src, size_t bytes, ir_diag *d);
 bool rt_ocl_read(rt_ocl *o, const rt_ocl_buf *b, size_t offset, void *dst, size_t bytes, ir_diag *d);
 
+/* Enqueues a copy of bytes from src at src_offset to dst at dst_offset (in order with launches;
+ * ranges checked; the same buffer only for disjoint ranges). */
+bool rt_ocl_copy(rt_ocl *o, const rt_ocl_buf *src, size_t src_offset, rt_ocl_buf *dst, size_t dst_offset,
+                 size_t bytes, ir_diag *d);
+
+/* The OpenCL objects underneath, for libraries that take them (CLBlast): a cl_mem, a pointer
+ * to the cl_command_queue, the cl_device_id. */
+void *rt_ocl_buf_mem(rt_ocl_buf *b);
+void *rt_ocl_queue_ptr(rt_ocl *o);
+void *rt_ocl_device_id(rt_ocl *o);
+/* The device's CL_DEVICE_GLOBAL_MEM_SIZE in bytes. */
+uint64_t rt_ocl_global_mem(const rt_ocl *o);
+
 /* ---- programs and launches ---------------------------------------------------------------- */
 /* Builds source (NUL-terminated OpenCL C) for the device with build options (NULL: none), or
  * returns the same source's program built earlier on this rt_ocl (memory cache), or loads the

@@ -23,10 +23,8 @@
 #include "opencl.h"
 #include "test_kir_util.h"
 
-/* PoCL and the ICD loader keep allocations until exit (not ours): LeakSanitizer ignores leaks
- * allocated from inside them in this test only. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) { return "leak:libpocl\nleak:libOpenCL\n"; }
+/* PoCL and the ICD loader keep allocations until exit: runtime/opencl.c's LeakSanitizer
+ * suppressions (linked in with it) cover them. */
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -960,14 +958,25 @@ static cg_kernel *kernel_by_name(const char *name)
     return NULL;
 }
 
-static int emit(const char *name)
+/* Prints kernel name's source (offsets: the executor's ABI, cg_opencl_source_offsets). */
+static int emit(const char *name, bool offsets)
 {
     cg_kernel *k = kernel_by_name(name);
     if (!k) {
         fprintf(stderr, "test_opencl --emit: no kernel %s\n", name);
         return 2;
     }
-    char *src = render(k);
+    char *src;
+    if (offsets) {
+        ir_diag d;
+        ir_diag_init(&d);
+        src = cg_opencl_source_offsets(&k, 1, &d);
+        if (!src)
+            die_diag(&d, "cg_opencl_source_offsets");
+        ir_diag_free(&d);
+    } else {
+        src = render(k);
+    }
     size_t groups, local;
     cg_opencl_launch_dims(k, &groups, &local);
     printf("// launch: %zu groups x %zu work-items\n%s", groups, local, src);
@@ -1044,7 +1053,9 @@ static int bench(rt_ocl *o)
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--emit") == 0)
-        return emit(argv[2]);
+        return emit(argv[2], false);
+    if (argc == 3 && strcmp(argv[1], "--emit-offsets") == 0)
+        return emit(argv[2], true);
     ir_diag d;
     ir_diag_init(&d);
     rt_ocl *o = rt_ocl_open("opencl", &d);

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""test_opencl_models.py LOOM [TARGET] — whole models through `loom run --target opencl` (the
+OpenCL executor: generated OpenCL C kernels, CLBlast GEMMs, the generated attention kernel)
+against the reference interpreter (`--target ref --precision f32`), every output compared with
+the max abs / rel error printed; tolerance: |opencl - ref| <= 1e-4 · max(1, |ref|) elementwise.
+
+Cases: the tiny GPT-2, LLaMA (GQA, rope, rmsnorm, swiglu) and BERT (padding mask, erf GELU) of
+tests/models/test_cpu_models.py, with and without their optional targets; then, when the
+`--passes` option runs autodiff (a training step's forward + backward), tiny GPT-2's loss and
+every gradient against the CPU backend's. TARGET (default $LOOM_TEST_OPENCL_TARGET or
+"opencl") picks the device; no OpenCL platform prints "skipped"."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "models"))
+import harness  # noqa: E402
+import test_cpu_models as cm  # noqa: E402
+
+
+def check(title, loom, target, model, cfg, wpath, inputs, tmp, drop=(), passes=None, against="ref"):
+    ipath = os.path.join(tmp, "inputs.safetensors")
+    harness.write_safetensors(ipath, {k: v for k, v in inputs.items() if k not in drop})
+    extra = ["--passes", passes] if passes else []
+    want, t_want = cm.run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "want.safetensors"), against,
+                          (["--precision", "f32"] if against == "ref" else []) + extra)
+    got, t_got = cm.run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "got.safetensors"), target, extra)
+    print(f"{title}: {against} {t_want:.2f} s, {target} {t_got:.2f} s (whole command)")
+    ok = set(want) == set(got)
+    if not ok:
+        print(f"  outputs differ: {against} {sorted(want)}, {target} {sorted(got)} FAIL")
+    for name in sorted(want):
+        if name in got:
+            ok &= cm.compare(name, got[name], want[name])
+    return ok
+
+
+def main():
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: test_opencl_models.py LOOM [TARGET]")
+    loom = sys.argv[1]
+    target = sys.argv[2] if len(sys.argv) == 3 else os.environ.get("LOOM_TEST_OPENCL_TARGET", "opencl")
+    probe = subprocess.run([loom, "devices"], capture_output=True, text=True)
+    if "opencl:" not in probe.stdout and "no OpenCL platform" in probe.stdout + probe.stderr:
+        print("skipped: no OpenCL platform")
+        return
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="loom_ocl_") as tmp:
+        for title, model, cfg, w, inputs, optional in cm.tiny_cases(tmp):
+            wpath = os.path.join(tmp, "weights.safetensors")
+            harness.write_safetensors(wpath, w)
+            ok &= check(title, loom, target, model, cfg, wpath, inputs, tmp)
+            for name in optional:
+                ok &= check(f"{title} without {name}", loom, target, model, cfg, wpath, inputs, tmp, drop=[name])
+        # a training step's forward and backward, when autodiff lowers (against the CPU backend)
+        title, model, cfg, w, inputs, _ = cm.tiny_cases(tmp)[0]
+        wpath = os.path.join(tmp, "weights.safetensors")
+        harness.write_safetensors(wpath, w)
+        ipath = os.path.join(tmp, "inputs.safetensors")
+        harness.write_safetensors(ipath, inputs)
+        probe = subprocess.run([loom, "run", os.path.join(harness.REPO, "models", model)] +
+                               sum([["-D", f"{k}={v}"] for k, v in cfg.items()], []) +
+                               ["--weights", wpath, "--inputs", ipath, "--outputs", os.path.join(tmp, "p.safetensors"),
+                                "--target", "cpu", "--passes", "dce,cse,autodiff,fuse"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            ok &= check(f"{title} forward + backward", loom, target, model, cfg, wpath, inputs, tmp,
+                        passes="dce,cse,autodiff,fuse", against="cpu")
+        else:
+            print(f"{title} forward + backward: not run (the CPU path does not lower it: "
+                  f"{(probe.stderr.strip().splitlines() or ['?'])[0]})")
+    if not ok:
+        print("FAILED")
+        sys.exit(1)
+    print(f"all {target} model outputs match")
+
+
+if __name__ == "__main__":
+    main()
