@@ -1,0 +1,489 @@
+/* run_mesh.c — `loom run MODEL --mesh dp=D,tp=T,pp=P --weights W --inputs I --outputs O
+ * [--allreduce backend|ring|tree] [--stats]` under a launcher (`mpirun -np N`, `srun`): one
+ * process per rank, each running its own graph on the CPU path (docs/cluster.md, "Running").
+ *
+ * Each rank takes its rank and the world size from the launcher's environment (the mesh's
+ * rank count must equal the world size), removes what needs an absent optional input (so every
+ * rank drops the same communication), builds its graph with the pipeline and shard passes,
+ * loads its slices of the full checkpoint and inputs by the names those passes give (mesh.h),
+ * and runs. The communication ops split the rank's graph into segments: each segment is a
+ * CPU program (cli/program.h: fused, JIT-compiled, run by the CPU executor) whose inputs are
+ * the values it needs from earlier segments; between segments the communication op runs
+ * through collectives/coll.h, on a sub-communicator per mesh axis (allreduce, allgather and
+ * reduce-scatter along any dim) or the world (send/recv between pipeline stages). Rank 0,
+ * which holds every output, writes them.
+ */
+#include "cli.h"
+#include "coll.h"
+#include "mesh.h"
+#include "pass.h"
+#include "program.h"
+#include "safetensors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    int first, last;  /* node range [first, last] of the local graph; comm: first == last */
+    bool comm;
+    program *p;       /* segment: its CPU program (NULL when it computes nothing used later) */
+} run_step;
+
+typedef struct {
+    ir_graph *g;      /* the rank's local graph */
+    void **val;       /* per node: its value in the node's dtype (malloc) */
+    run_step *steps;
+    int n_steps;
+    coll_comm *world;
+    coll_comm *axis[IR_MAX_MESH_AXES];
+    pass_mesh mesh;
+    double comm_ms;
+    ir_diag *d;
+} mesh_run;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static size_t bytes_of(const ir_node *n) { return (size_t)ir_shape_numel(&n->shape) * (size_t)ir_dtype_size(n->dtype); }
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        ir_unreachable("out of memory");
+    return p;
+}
+
+/* Removes absent optional inputs and everything that depends on one, before any pass, so every
+ * rank removes the same communication. */
+static void drop_absent(ir_graph *g, const rt_st_file *inputs)
+{
+    bool *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
+    if (!dead)
+        ir_unreachable("out of memory");
+    bool any = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->op == OP_input && n->optional && !(inputs && rt_st_find(inputs, n->name)))
+            dead[i] = true;
+        for (int k = 0; k < n->n_in; k++)
+            dead[i] |= dead[n->in[k]->id];
+        any |= dead[i];
+    }
+    if (any)
+        ir_graph_compact(g, dead);
+    free(dead);
+}
+
+/* The value of param/input n: its slice of the full tensor in f, in n's dtype. */
+static bool load_source(mesh_run *R, const ir_node *n, const rt_st_file *f, const char *option)
+{
+    char full[512];
+    mesh_slice sl[MESH_MAX_SLICES];
+    int n_sl = 0;
+    mesh_slice_parse(n->name, full, sizeof full, sl, &n_sl);
+    const rt_st_tensor *t = f ? rt_st_find(f, full) : NULL;
+    if (!t) {
+        ir_diag_error(R->d, -1, 0, 0, "%s: missing %s '%s'", f ? f->path : option,
+                      n->op == OP_param ? "parameter" : "input", full);
+        return false;
+    }
+    ir_shape want = mesh_slice_shape(&t->shape, sl, n_sl);
+    bool same_class = ir_dtype_is_float(n->dtype) == ir_dtype_is_float(t->dtype);
+    if (!same_class || !ir_shape_eq(&want, &n->shape)) {
+        char a[300], b[300];
+        ir_diag_error(R->d, -1, 0, 0, "%s: %s '%s': expected %s for this rank's part, got %s in the file", f->path,
+                      n->op == OP_param ? "parameter" : "input", n->name, ir_type_str(n->dtype, &n->shape, a, sizeof a),
+                      ir_type_str(t->dtype, &t->shape, b, sizeof b));
+        return false;
+    }
+    int64_t total = ir_shape_numel(&t->shape), mine = ir_shape_numel(&n->shape);
+    double *all = xmalloc(sizeof(double) * (size_t)total), *part = xmalloc(sizeof(double) * (size_t)mine);
+    rt_convert_to_f64(t->dtype, t->data, all, (size_t)total);
+    mesh_slice_extract(all, &t->shape, sl, n_sl, part);
+    R->val[n->id] = xmalloc(bytes_of(n));
+    rt_convert_from_f64(n->dtype, part, R->val[n->id], (size_t)mine);
+    free(all);
+    free(part);
+    return true;
+}
+
+/* Nodes [first, last] as a graph of their own: values from outside become inputs "v<ID>"
+ * (params and inputs keep their names), values used after `last` become outputs "v<ID>". */
+static ir_graph *segment_graph(const ir_graph *L, int first, int last, bool *any_output)
+{
+    ir_graph *g = ir_graph_new(L->name);
+    ir_node **map = calloc((size_t)L->n_nodes + 1, sizeof *map);
+    bool *used_later = calloc((size_t)L->n_nodes + 1, sizeof *used_later);
+    if (!map || !used_later)
+        ir_unreachable("out of memory");
+    for (int i = last + 1; i < L->n_nodes; i++)
+        for (int k = 0; k < L->nodes[i]->n_in; k++)
+            used_later[L->nodes[i]->in[k]->id] = true;
+    for (int i = first; i <= last; i++) {
+        const ir_node *s = L->nodes[i];
+        if (s->op == OP_param || s->op == OP_input || s->op == OP_output)
+            continue; /* params and inputs come in as operands need them; outputs are the run's */
+        ir_node *ins[64];
+        for (int k = 0; k < s->n_in && k < 64; k++) {
+            const ir_node *x = s->in[k];
+            if (!map[x->id]) {
+                ir_node *in = ir_node_add(g, x->op == OP_param ? OP_param : OP_input, 0, NULL, x->loc);
+                in->dtype = x->dtype;
+                in->shape = x->shape;
+                char name[64];
+                snprintf(name, sizeof name, "v%d", x->id);
+                in->name = ir_graph_strdup(g, x->op == OP_param || x->op == OP_input ? x->name : name);
+                if (x->op == OP_param)
+                    ir_attr_set_str(g, in, "init", "zeros");
+                map[x->id] = in;
+            }
+            ins[k] = map[x->id];
+        }
+        ir_node *n = ir_node_add(g, s->op, s->n_in, ins, s->loc);
+        n->dtype = s->dtype;
+        n->shape = s->shape;
+        for (int k = 0; k < ir_op_nattrs(s->op); k++) {
+            char an[64];
+            ir_op_attr_name(s->op, k, an, sizeof an);
+            n->attr[k] = s->attr[k];
+            if (s->attr[k].kind == AK_STR && s->attr[k].s)
+                n->attr[k].s = ir_graph_strdup(g, s->attr[k].s);
+            if (s->attr[k].kind == AK_INTS)
+                ir_attr_set_ints(g, n, an, s->attr[k].n, s->attr[k].ints);
+        }
+        map[i] = n;
+    }
+    *any_output = false;
+    for (int i = first; i <= last; i++)
+        if (used_later[i] && map[i]) {
+            ir_node *o = ir_node_add(g, OP_output, 1, &map[i], L->nodes[i]->loc);
+            char name[64];
+            snprintf(name, sizeof name, "v%d", i);
+            o->name = ir_graph_strdup(g, name);
+            o->dtype = DT_VOID;
+            *any_output = true;
+        }
+    free(map);
+    free(used_later);
+    return g;
+}
+
+static bool coll_dtype_of(ir_dtype dt, coll_dtype *out)
+{
+    switch (dt) {
+    case DT_F32: *out = COLL_F32; return true;
+    case DT_F64: *out = COLL_F64; return true;
+    case DT_I32: *out = COLL_I32; return true;
+    case DT_I64: *out = COLL_I64; return true;
+    default: return false;
+    }
+}
+
+/* outer = product of dims before d; chunk = bytes from d on */
+static void split_at(const ir_node *x, int d, size_t *outer, size_t *chunk)
+{
+    *outer = 1;
+    *chunk = (size_t)ir_dtype_size(x->dtype);
+    for (int i = 0; i < x->shape.rank; i++)
+        *(i < d ? outer : chunk) *= (size_t)x->shape.dim[i];
+}
+
+static bool run_comm(mesh_run *R, const ir_node *n)
+{
+    const ir_node *x = n->n_in ? n->in[0] : n;
+    coll_dtype dt;
+    if (!coll_dtype_of(n->dtype, &dt)) {
+        ir_diag_error(R->d, -1, 0, 0, "%s of %s values is not supported", ir_ops[n->op].mnemonic, ir_dtype_name(n->dtype));
+        return false;
+    }
+    R->val[n->id] = xmalloc(bytes_of(n));
+    size_t count = (size_t)ir_shape_numel(&x->shape);
+    coll_comm *c = R->world;
+    int T = 1;
+    if (n->op != OP_send && n->op != OP_recv) {
+        int a = pass_mesh_axis(&R->mesh, ir_attr_str(n, "axis"));
+        c = a >= 0 ? R->axis[a] : NULL;
+        T = a >= 0 ? R->mesh.size[a] : 0;
+        if (!c || T != ir_attr_int(n, "ranks"))
+            ir_unreachable("run_mesh: a collective over an axis the mesh lacks");
+    }
+    coll_status st = COLL_OK;
+    double t0 = now_ms();
+    switch (n->op) {
+    case OP_allreduce: {
+        const char *op = ir_attr_str(n, "op");
+        st = coll_allreduce(c, R->val[x->id], R->val[n->id], count, dt,
+                            strcmp(op, "max") == 0 ? COLL_MAX : strcmp(op, "min") == 0 ? COLL_MIN : COLL_SUM);
+        break;
+    }
+    case OP_allgather: {
+        /* gathered as [rank][outer][chunk], wanted as [outer][rank][chunk] */
+        size_t outer, chunk;
+        split_at(x, (int)ir_attr_int(n, "dim") < 0 ? (int)ir_attr_int(n, "dim") + x->shape.rank : (int)ir_attr_int(n, "dim"),
+                 &outer, &chunk);
+        char *tmp = xmalloc(bytes_of(n));
+        st = coll_allgather(c, R->val[x->id], tmp, count, dt);
+        for (int r = 0; r < T; r++)
+            for (size_t o = 0; o < outer; o++)
+                memcpy((char *)R->val[n->id] + (o * (size_t)T + (size_t)r) * chunk, tmp + ((size_t)r * outer + o) * chunk,
+                       chunk);
+        free(tmp);
+        break;
+    }
+    case OP_reduce_scatter: {
+        /* block r of dim d contiguous first: [outer][rank][part] -> [rank][outer][part] */
+        size_t outer, chunk;
+        int d = (int)ir_attr_int(n, "dim");
+        split_at(x, d < 0 ? d + x->shape.rank : d, &outer, &chunk);
+        size_t part = chunk / (size_t)T;
+        char *tmp = xmalloc(bytes_of(x));
+        for (int r = 0; r < T; r++)
+            for (size_t o = 0; o < outer; o++)
+                memcpy(tmp + ((size_t)r * outer + o) * part, (char *)R->val[x->id] + o * chunk + (size_t)r * part, part);
+        st = coll_reduce_scatter(c, tmp, R->val[n->id], count / (size_t)T, dt, COLL_SUM);
+        free(tmp);
+        break;
+    }
+    case OP_send:
+        memcpy(R->val[n->id], R->val[x->id], bytes_of(n));
+        st = coll_send(c, R->val[x->id], count, dt, (int)ir_attr_int(n, "peer"), (int)ir_attr_int(n, "tag"));
+        break;
+    case OP_recv:
+        st = coll_recv(c, R->val[n->id], (size_t)ir_shape_numel(&n->shape), dt, (int)ir_attr_int(n, "peer"),
+                       (int)ir_attr_int(n, "tag"));
+        break;
+    default: ir_unreachable("run_mesh: not a communication op");
+    }
+    R->comm_ms += now_ms() - t0;
+    if (st != COLL_OK) {
+        ir_diag_error(R->d, -1, 0, 0, "rank %d: %s failed: %s", R->mesh.rank, ir_ops[n->op].mnemonic,
+                      coll_error_message(c));
+        return false;
+    }
+    return true;
+}
+
+/* Splits the local graph into steps and compiles the segments. */
+static bool plan_steps(mesh_run *R, rt_pool *pool)
+{
+    const ir_graph *L = R->g;
+    R->steps = calloc((size_t)L->n_nodes + 1, sizeof *R->steps);
+    if (!R->steps)
+        ir_unreachable("out of memory");
+    int start = -1;
+    for (int i = 0; i <= L->n_nodes; i++) {
+        const ir_node *n = i < L->n_nodes ? L->nodes[i] : NULL;
+        bool boundary = !n || ir_ops[n->op].kind == OK_COMM;
+        bool compute = n && !boundary && n->op != OP_param && n->op != OP_input && n->op != OP_output;
+        if (compute && start < 0)
+            start = i;
+        if (boundary && start >= 0) {
+            int last = i - 1;
+            while (last > start && (L->nodes[last]->op == OP_output || L->nodes[last]->op == OP_param ||
+                                    L->nodes[last]->op == OP_input))
+                last--;
+            bool any;
+            ir_graph *sg = segment_graph(L, start, last, &any);
+            run_step *s = &R->steps[R->n_steps++];
+            *s = (run_step){start, last, false, NULL};
+            if (any) {
+                s->p = program_cpu_new(sg, NULL, pool, R->d);
+                if (!s->p) {
+                    ir_graph_free(sg);
+                    return false;
+                }
+            }
+            ir_graph_free(sg);
+            start = -1;
+        }
+        if (n && boundary)
+            R->steps[R->n_steps++] = (run_step){i, i, true, NULL};
+    }
+    return true;
+}
+
+static bool run_steps(mesh_run *R)
+{
+    const ir_graph *L = R->g;
+    for (int k = 0; k < R->n_steps; k++) {
+        run_step *s = &R->steps[k];
+        if (s->comm) {
+            if (!run_comm(R, L->nodes[s->first]))
+                return false;
+            continue;
+        }
+        if (!s->p)
+            continue;
+        const ir_graph *pg = program_graph(s->p);
+        for (int i = 0; i < pg->n_nodes; i++) {
+            const ir_node *n = pg->nodes[i];
+            if (n->op != OP_param && n->op != OP_input)
+                continue;
+            int id = -1;
+            if (n->name[0] == 'v' && sscanf(n->name + 1, "%d", &id) == 1 && n->op == OP_input && !strchr(n->name, '.'))
+                ;
+            else
+                for (int j = 0; j < L->n_nodes && id < 0; j++)
+                    if (L->nodes[j]->op == n->op && strcmp(L->nodes[j]->name, n->name) == 0)
+                        id = j;
+            if (id < 0 || !R->val[id] || !program_bind(s->p, n->name, R->val[id], R->d))
+                return id >= 0 && R->val[id] ? false : (ir_unreachable("run_mesh: a segment input has no value"), false);
+        }
+        if (!program_run(s->p, R->d))
+            return false;
+        for (int i = 0; i < pg->n_nodes; i++) {
+            const ir_node *n = pg->nodes[i];
+            int id;
+            if (n->op != OP_output || sscanf(n->name, "v%d", &id) != 1)
+                continue;
+            const void *out = program_output(s->p, n->name);
+            if (!out)
+                ir_unreachable("run_mesh: a segment output is missing");
+            free(R->val[id]);
+            R->val[id] = xmalloc(bytes_of(L->nodes[id]));
+            memcpy(R->val[id], out, bytes_of(L->nodes[id]));
+        }
+    }
+    return true;
+}
+
+static bool write_outputs(mesh_run *R, const char *path)
+{
+    const ir_graph *L = R->g;
+    rt_st_entry *e = calloc((size_t)L->n_nodes + 1, sizeof *e);
+    int n = 0;
+    for (int i = 0; i < L->n_nodes; i++) {
+        const ir_node *o = L->nodes[i];
+        if (o->op == OP_output)
+            e[n++] = (rt_st_entry){o->name, o->in[0]->dtype, o->in[0]->shape, R->val[o->in[0]->id]};
+    }
+    rt_st_meta meta[] = {{"format", "pt"}, {"loom.precision", "f32"}};
+    bool ok = rt_st_write(path, e, n, meta, 2, NULL, NULL, R->d);
+    if (ok) {
+        char mesh[128];
+        printf("wrote");
+        for (int i = 0; i < n; i++) {
+            char ty[300];
+            printf("%s %s %s", i ? "," : "", e[i].name, ir_type_str(e[i].dtype, &e[i].shape, ty, sizeof ty));
+        }
+        printf(" to %s (mesh %s, %d ranks)\n", path, pass_mesh_str(&R->mesh, mesh, sizeof mesh), R->mesh.world);
+    }
+    free(e);
+    return ok;
+}
+
+int cmd_run_mesh(const cli_opts *o)
+{
+    ir_diag d;
+    ir_diag_init(&d);
+    coll_launch launch;
+    coll_error cerr;
+    if (!coll_launch_detect(&launch, &cerr)) {
+        ir_diag_error(&d, -1, 0, 0, "run: %s", cerr.message);
+        return cli_finish(&d);
+    }
+    int rank = launch.found ? launch.rank : o->rank;
+    if (!o->outputs)
+        ir_diag_error(&d, -1, 0, 0, "run: missing --outputs FILE.safetensors (where to write the outputs)");
+    if (o->target && strcmp(o->target, "cpu") != 0)
+        ir_diag_error(&d, -1, 0, 0, "run: --mesh runs on --target cpu (got '%s')", o->target);
+    ir_graph *g = ir_diag_ok(&d) ? cli_load_graph(o, &d) : NULL;
+    mesh_run R = {0};
+    R.d = &d;
+    if (g && pass_mesh_parse(o->mesh, rank < 0 ? 0 : rank, g, &R.mesh, &d)) {
+        int started = launch.found ? launch.size : 1;
+        if (R.mesh.world != started) {
+            char m[128];
+            ir_diag_error(&d, -1, 0, 0,
+                          "run: the mesh %s has %d rank%s but %d process%s started; start one process per rank "
+                          "(mpirun -np %d loom run ... --mesh %s)",
+                          pass_mesh_str(&R.mesh, m, sizeof m), R.mesh.world, R.mesh.world == 1 ? "" : "s", started,
+                          started == 1 ? " was" : "es were", R.mesh.world, o->mesh);
+        }
+    }
+    if (!ir_diag_ok(&d)) {
+        ir_graph_free(g);
+        /* every rank finds the same error: only rank 0 says it */
+        if (rank > 0)
+            ir_diag_free(&d), ir_diag_init(&d), d.n_errors = 1;
+        return cli_finish(&d);
+    }
+    coll_options copt = {0};
+    for (int i = 0; i < o->n_named; i++)
+        if (strcmp(o->named_key[i], "--allreduce") == 0 && !coll_algo_parse(o->named_value[i], &copt.allreduce)) {
+            ir_diag_error(&d, -1, 0, 0, "run: --allreduce expects backend, ring or tree, got '%s'", o->named_value[i]);
+            ir_graph_free(g);
+            return cli_finish(&d);
+        }
+    R.world = coll_init(R.mesh.world > 1 ? COLL_BACKEND_MPI : COLL_BACKEND_SINGLE, &copt, &cerr);
+    if (!R.world) {
+        ir_diag_error(&d, -1, 0, 0, "run: %s", cerr.message);
+        ir_graph_free(g);
+        return cli_finish(&d);
+    }
+    for (int a = 0; a < R.mesh.n_axes; a++) {
+        /* color: the rank with this axis's coordinate 0 (the same for the whole group) */
+        if (coll_split(R.world, pass_mesh_with(&R.mesh, rank, a, 0), pass_mesh_coord(&R.mesh, rank, a), &R.axis[a]))
+            coll_abort(R.world, 1, "run: cannot split the world communicator by mesh axis");
+        coll_set_name(R.axis[a], R.mesh.axis[a]);
+        coll_set_allreduce_algo(R.axis[a], copt.allreduce);
+    }
+    rt_st_file wf = {0}, inf = {0};
+    bool have_w = o->weights && rt_st_open(o->weights, &wf, &d);
+    bool have_i = o->inputs && rt_st_open(o->inputs, &inf, &d);
+    drop_absent(g, have_i ? &inf : NULL);
+    pass_options po = pass_options_default();
+    po.mesh = &R.mesh;
+    bool ok = ir_diag_ok(&d) && pass_run_pipeline(g, "pipeline,shard,dce,cse", &po, &d);
+    R.g = g;
+    R.val = calloc((size_t)g->n_nodes + 1, sizeof *R.val);
+    for (int i = 0; ok && i < g->n_nodes; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->op == OP_param)
+            ok = load_source(&R, n, have_w ? &wf : NULL, "--weights");
+        else if (n->op == OP_input)
+            ok = load_source(&R, n, have_i ? &inf : NULL, "--inputs");
+    }
+    rt_pool *pool = rt_pool_new(0);
+    double t0 = now_ms();
+    ok = ok && plan_steps(&R, pool);
+    double t1 = now_ms();
+    ok = ok && run_steps(&R);
+    double t2 = now_ms();
+    if (ok && o->stats)
+        fprintf(stderr, "loom: rank %d: %d steps, compile %.1f ms, run %.1f ms (communication %.1f ms)\n", rank,
+                R.n_steps, t1 - t0, t2 - t1, R.comm_ms);
+    if (ok && rank == 0)
+        ok = write_outputs(&R, o->outputs);
+    if (!ok) {
+        /* a failure on one rank would leave the others waiting: say why, then end the job */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "run: rank %d failed: %s", rank, d.n_msg ? d.msg[0].msg : "unknown error");
+        ir_diag_print(&d, stderr);
+        coll_abort(R.world, 1, msg);
+    }
+    for (int k = 0; k < R.n_steps; k++)
+        program_free(R.steps[k].p);
+    free(R.steps);
+    for (int i = 0; i < g->n_nodes; i++)
+        free(R.val[i]);
+    free(R.val);
+    rt_pool_free(pool);
+    if (have_w)
+        rt_st_close(&wf);
+    if (have_i)
+        rt_st_close(&inf);
+    ir_graph_free(g);
+    for (int a = 0; a < R.mesh.n_axes; a++)
+        coll_finalize(R.axis[a]);
+    coll_barrier(R.world);
+    coll_finalize(R.world);
+    return cli_finish(&d);
+}

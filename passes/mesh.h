@@ -1,0 +1,78 @@
+/* mesh.h — a device mesh (`--mesh dp=2,tp=2,pp=2`, `--rank N`) and the per-rank passes that
+ * use it (passes/pipeline.c, passes/shard.c), the loading of a rank's parameter slices from a
+ * full checkpoint, and the mesh interpreter (passes/mesh_interp.c).
+ *
+ * Axes are the graph's `mesh` axes in declaration order (a graph without a mesh gets dp, tp,
+ * pp: the automatic mode); an axis left out of --mesh has size 1. Ranks are numbered row-major
+ * with the last axis fastest: for dp×tp×pp, rank = (d·TP + t)·PP + p (docs/cluster.md). */
+#ifndef LOOM_MESH_H
+#define LOOM_MESH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "interp.h"
+#include "ir.h"
+
+typedef struct pass_mesh {
+    int n_axes;
+    char axis[IR_MAX_MESH_AXES][32];    /* names (copied: passes replace the graph's arena) */
+    int size[IR_MAX_MESH_AXES];
+    int world;                          /* product of the sizes */
+    int rank;                           /* this rank, 0 <= rank < world */
+    int microbatches;                   /* pipeline schedule report (0: as many as stages) */
+} pass_mesh;
+
+/* Parses spec ("tp=2", "dp=2,tp=2,pp=2") against g's mesh axes (dp, tp, pp when g declares
+ * none) for `rank`. Errors (an axis g does not declare, a size < 1, a repeated axis, a rank
+ * outside the mesh) are reported through d naming the axis or the rank. */
+bool pass_mesh_parse(const char *spec, int rank, const ir_graph *g, pass_mesh *m, ir_diag *d);
+/* Size of the axis called name (1 if absent), its index (-1 if absent). */
+int pass_mesh_size(const pass_mesh *m, const char *name);
+int pass_mesh_axis(const pass_mesh *m, const char *name);
+/* The coordinate of `rank` along axis a, and the rank with coordinate c along a and the same
+ * other coordinates as `rank`. */
+int pass_mesh_coord(const pass_mesh *m, int rank, int a);
+int pass_mesh_with(const pass_mesh *m, int rank, int a, int c);
+/* "dp=2 x tp=2 x pp=2" */
+const char *pass_mesh_str(const pass_mesh *m, char *buf, size_t cap);
+
+/* A rank's graph names each sharded param and input by its full name plus one suffix per
+ * sharded dim, "{dD:P/N}" or "{dD:P/N:K}": part P of N along dim D, where with K blocks the dim
+ * is K equal blocks each split in N (GPT-2's fused QKV columns). */
+#define MESH_MAX_SLICES 4
+typedef struct {
+    int dim, part, parts, blocks;
+} mesh_slice;
+/* Splits a rank-local name into the full name (into full, cap bytes) and its slices; false
+ * when the name carries no slice suffix (then full is the name itself). */
+bool mesh_slice_parse(const char *name, char *full, size_t cap, mesh_slice *s, int *n);
+/* Appends the suffix of slice s to buf. */
+void mesh_slice_append(char *buf, size_t cap, const mesh_slice *s);
+/* Shape of the slice of a tensor of shape full. */
+ir_shape mesh_slice_shape(const ir_shape *full, const mesh_slice *s, int n);
+/* Copies the slices of src (doubles, shape full) into dst (mesh_slice_shape elements). */
+void mesh_slice_extract(const double *src, const ir_shape *full, const mesh_slice *s, int n, double *dst);
+
+/* The mesh passes (registered in pass.c with the mesh they need). */
+bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d);
+bool pass_shard(ir_graph *g, const pass_mesh *m, ir_diag *d);
+
+/* pipeline.c: the pipeline stage (0..P-1) of every node of g for P stages (-1: sources, which
+ * float to the stages that use them); malloc'd; NULL after reporting too few layers. */
+int *pipeline_stages(const ir_graph *g, int P, ir_diag *d);
+/* pipeline.c: prints the GPipe and 1F1B schedules of P stages and M microbatches and their
+ * bubble fractions. */
+void pipeline_schedule_print(FILE *out, int P, int M);
+
+/* The mesh interpreter: builds every rank's graph with the passes in pipeline ("pipeline,shard"
+ * when NULL) and evaluates all of them in this process with the reference interpreter,
+ * performing their collectives and send/recv across the ranks. values: every full param and
+ * input by name (the full checkpoint); *outs: rank 0's outputs (free with
+ * ir_named_tensors_free). Deadlocks and mismatched collectives are reported, naming the ranks. */
+bool mesh_interp_run(const ir_graph *g, const char *mesh_spec, const char *pipeline, ir_precision prec,
+                     const ir_named_tensor *values, int n_values, ir_named_tensor **outs, int *n_outs,
+                     ir_diag *d);
+
+#endif

@@ -1,0 +1,348 @@
+/* pipeline.c — the `pipeline` pass: keeps this rank's pipeline stage of the graph and connects
+ * the stages with send/recv (docs/cluster.md, "Pipelines"); and the GPipe / 1F1B schedule
+ * report.
+ *
+ * The frontend marks each node built by a layer loop with its layer (`stage`). The layers are
+ * cut into pp contiguous groups whose cost — forward FLOPs (ir/cost.c) plus a byte of param
+ * per FLOP-equivalent, so equal layers split evenly and memory breaks ties — is as even as a
+ * linear-partition DP can make it, the nodes before the first layer counted with stage 0 and
+ * those after the last with the last stage. A node's stage is its layer's group; an unmarked
+ * node takes the latest stage of its operands; sources (params, inputs, constants) float: each
+ * stage that uses one has its own copy (a param tied across stages, like GPT-2's wte, is loaded
+ * by both). A value used by a later stage is sent right after it is computed (tag: its node id)
+ * and received just before its first use there (all values from one stage together, in tag
+ * order, so blocking sends cannot cross). Outputs computed on a later stage are sent to stage
+ * 0, so rank 0 holds every output.
+ */
+#include "mesh.h"
+#include "pass.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_source(const ir_node *n) { return ir_ops[n->op].kind == OK_SOURCE; }
+
+/* Splits cost[0..L) into P contiguous groups minimizing the largest group's sum (pre added to
+ * the first group, post to the last); first[g] receives the first layer of group g. */
+static void partition(const double *cost, int L, int P, double pre, double post, int *first)
+{
+    double *best = malloc(sizeof(double) * (size_t)(L + 1) * (size_t)(P + 1));
+    int *cut = malloc(sizeof(int) * (size_t)(L + 1) * (size_t)(P + 1));
+    double *prefix = malloc(sizeof(double) * (size_t)(L + 1));
+    if (!best || !cut || !prefix)
+        ir_unreachable("out of memory");
+    prefix[0] = 0;
+    for (int i = 0; i < L; i++)
+        prefix[i + 1] = prefix[i] + cost[i];
+#define B(i, g) best[(size_t)(i) * (size_t)(P + 1) + (size_t)(g)]
+#define C(i, g) cut[(size_t)(i) * (size_t)(P + 1) + (size_t)(g)]
+    /* B(i, g): the best max over the first i layers in g groups */
+    for (int i = 0; i <= L; i++)
+        for (int g = 0; g <= P; g++)
+            B(i, g) = 1e300;
+    B(0, 0) = 0;
+    for (int g = 1; g <= P; g++)
+        for (int i = g; i <= L; i++)
+            for (int j = g - 1; j < i; j++) {
+                double s = prefix[i] - prefix[j] + (g == 1 ? pre : 0) + (g == P && i == L ? post : 0);
+                double v = B(j, g - 1) > s ? B(j, g - 1) : s;
+                if (v < B(i, g)) {
+                    B(i, g) = v;
+                    C(i, g) = j;
+                }
+            }
+    for (int g = P, i = L; g >= 1; g--) {
+        first[g - 1] = C(i, g);
+        i = C(i, g);
+    }
+#undef B
+#undef C
+    free(best);
+    free(cut);
+    free(prefix);
+}
+
+static double node_cost(const ir_node *n)
+{
+    double c = ir_ops[n->op].cost(n);
+    if (n->op == OP_param)
+        c += (double)ir_shape_numel(&n->shape) * ir_dtype_size(n->dtype);
+    return c;
+}
+
+int *pipeline_stages(const ir_graph *g, int P, ir_diag *d)
+{
+    int L = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->stage + 1 > L)
+            L = g->nodes[i]->stage + 1;
+    if (L < P) {
+        ir_diag_error(d, -1, 0, 0, "pipeline: %d layer%s cannot fill %d stages (pp=%d)", L, L == 1 ? "" : "s", P, P);
+        return NULL;
+    }
+    double *cost = calloc((size_t)L + 1, sizeof *cost), pre = 0, post = 0;
+    int *ps = malloc(sizeof(int) * ((size_t)g->n_nodes + 1)), *first = malloc(sizeof(int) * ((size_t)P + 1));
+    int *group = malloc(sizeof(int) * ((size_t)L + 1));
+    if (!cost || !ps || !first || !group)
+        ir_unreachable("out of memory");
+    bool seen_layer = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->stage >= 0) {
+            cost[n->stage] += node_cost(n);
+            seen_layer = true;
+        } else {
+            *(seen_layer ? &post : &pre) += node_cost(n);
+        }
+    }
+    partition(cost, L, P, pre, post, first);
+    for (int s = 0, l = 0; l < L; l++) {
+        while (s + 1 < P && l >= first[s + 1])
+            s++;
+        group[l] = s;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = g->nodes[i];
+        if (is_source(n)) {
+            ps[i] = -1;
+            continue;
+        }
+        int s = n->stage >= 0 ? group[n->stage] : -1;
+        for (int k = 0; k < n->n_in && n->stage < 0; k++)
+            if (ps[n->in[k]->id] > s)
+                s = ps[n->in[k]->id];
+        ps[i] = s;
+    }
+    free(cost);
+    free(first);
+    free(group);
+    return ps;
+}
+
+/* Copies node s into dst with operands ins. */
+static ir_node *copy_node(ir_graph *dst, const ir_node *s, ir_node **ins)
+{
+    ir_node *n = ir_node_add(dst, s->op, s->n_in, ins, s->loc);
+    n->dtype = s->dtype;
+    n->shape = s->shape;
+    n->shard = s->shard;
+    n->stage = s->stage;
+    n->optional = s->optional;
+    n->name = s->name ? ir_graph_strdup(dst, s->name) : NULL;
+    n->scope = s->scope ? ir_graph_strdup(dst, s->scope) : NULL;
+    for (int k = 0; k < ir_op_nattrs(s->op); k++) {
+        char name[64];
+        ir_op_attr_name(s->op, k, name, sizeof name);
+        n->attr[k] = s->attr[k];
+        if (s->attr[k].kind == AK_STR && s->attr[k].s)
+            n->attr[k].s = ir_graph_strdup(dst, s->attr[k].s);
+        if (s->attr[k].kind == AK_INTS)
+            ir_attr_set_ints(dst, n, name, s->attr[k].n, s->attr[k].ints);
+    }
+    return n;
+}
+
+static ir_node *comm_node(ir_graph *dst, ir_opcode op, ir_node *x, const ir_node *like, int peer, int tag, ir_diag *d)
+{
+    ir_node *n = ir_node_add(dst, op, x ? 1 : 0, x ? &x : NULL, like->loc);
+    n->stage = like->stage;
+    ir_attr_set_int(n, "peer", peer);
+    ir_attr_set_int(n, "tag", tag % 32768);
+    if (op == OP_recv) {
+        ir_attr_set_dtype(n, "dtype", like->dtype);
+        ir_attr_set_ints(dst, n, "shape", like->shape.rank, like->shape.dim);
+    }
+    if (!ir_infer(n, d))
+        ir_unreachable("pipeline: a send/recv does not infer");
+    return n;
+}
+
+typedef struct {
+    const ir_graph *g;
+    ir_graph *dst;
+    const int *ps;
+    int me, pp;
+    const pass_mesh *m;
+    ir_node **map;   /* source node -> its node on this stage */
+    bool *needed;    /* source node needed on this stage */
+    ir_diag *d;
+} stage_ctx;
+
+/* Receives every value this stage needs from stage `from` that it has not yet, in tag order. */
+static void receive_from(stage_ctx *c, int from)
+{
+    for (int j = 0; j < c->g->n_nodes; j++) {
+        const ir_node *x = c->g->nodes[j];
+        if (c->ps[j] != from || !c->needed[j] || c->map[j] || x->op == OP_output)
+            continue;
+        c->map[j] = comm_node(c->dst, OP_recv, NULL, x, pass_mesh_with(c->m, c->m->rank, c->pp, from), j, c->d);
+    }
+}
+
+bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d)
+{
+    int pp = pass_mesh_axis(m, "pp");
+    if (pp < 0 || m->size[pp] <= 1)
+        return true;
+    int P = m->size[pp], me = pass_mesh_coord(m, m->rank, pp);
+    int *ps = pipeline_stages(g, P, d);
+    if (!ps)
+        return false;
+    int nn = g->n_nodes;
+    /* what each stage uses: kept nodes' operands; outputs live on stage 0 */
+    bool *needed = calloc((size_t)nn + 1, sizeof *needed);
+    bool *used_by_later = calloc((size_t)nn * (size_t)P + 1, sizeof *used_by_later); /* [node][stage] */
+    ir_node **map = calloc((size_t)nn + 1, sizeof *map);
+    if (!needed || !used_by_later || !map)
+        ir_unreachable("out of memory");
+    for (int i = nn - 1; i >= 0; i--) {
+        const ir_node *n = g->nodes[i];
+        int s = n->op == OP_output ? 0 : ps[i];
+        bool mine = s == me || (s < 0 && needed[i]);
+        if (n->op == OP_output && ps[n->in[0]->id] > 0)
+            used_by_later[(size_t)n->in[0]->id * (size_t)P + 0] = true;
+        for (int k = 0; k < n->n_in; k++) {
+            const ir_node *x = n->in[k];
+            if (s >= 0 && ps[x->id] >= 0 && ps[x->id] != s)
+                used_by_later[(size_t)x->id * (size_t)P + (size_t)s] = true;
+            if (mine)
+                needed[x->id] = true;
+        }
+        if (mine)
+            needed[i] = true;
+    }
+    ir_graph *dst = ir_graph_new(g->name);
+    dst->n_axes = g->n_axes;
+    for (int i = 0; i < g->n_axes; i++)
+        dst->axis_name[i] = ir_graph_strdup(dst, g->axis_name[i]);
+    stage_ctx c = {g, dst, ps, me, pp, m, map, needed, d};
+    for (int i = 0; i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        int s = n->op == OP_output ? 0 : ps[i];
+        bool here = s == me || (s < 0 && needed[i]);
+        if (here && !(n->op == OP_param || n->op == OP_input) && !(s < 0 && !needed[i])) {
+            ir_node *ins[64];
+            for (int k = 0; k < n->n_in && k < 64; k++) {
+                const ir_node *x = n->in[k];
+                if (!map[x->id] && ps[x->id] >= 0 && ps[x->id] != me)
+                    receive_from(&c, ps[x->id]);
+                ins[k] = map[x->id];
+                if (!ins[k])
+                    ir_unreachable("pipeline: an operand is missing on its stage");
+            }
+            map[i] = copy_node(dst, n, ins);
+            if (!ir_infer(map[i], d))
+                ir_unreachable("pipeline: a copied node does not infer");
+        } else if (here || ((n->op == OP_param || n->op == OP_input) && needed[i])) {
+            map[i] = copy_node(dst, n, NULL);
+        } else if (n->op == OP_input && !needed[i]) {
+            /* inputs stay part of every stage's interface (a run binds them all) */
+            map[i] = copy_node(dst, n, NULL);
+        }
+        /* sends of a value computed here to the later stages (and outputs to stage 0) */
+        if (ps[i] == me && map[i])
+            for (int t = 0; t < P; t++)
+                if (t != me && used_by_later[(size_t)i * (size_t)P + (size_t)t])
+                    comm_node(dst, OP_send, map[i], n, pass_mesh_with(m, m->rank, pp, t), i, d);
+    }
+    free(ps);
+    free(needed);
+    free(used_by_later);
+    free(map);
+    ir_graph tmp = *g;
+    *g = *dst;
+    *dst = tmp;
+    ir_graph_free(dst);
+    return true;
+}
+
+/* ---- the schedule report ---- */
+
+/* Simulates a schedule in unit time slots (a forward and a backward take one slot each):
+ * stage s runs its next op once its inputs are there — F_i after F_i on stage s-1, B_i after
+ * B_i on stage s+1 (and its own F_i). GPipe's order is F_0..F_{m-1}, B_0..B_{m-1}; 1F1B's is
+ * min(p-1-s, m) warm-up forwards, then alternately one forward and one backward, then the
+ * remaining backwards. Prints one row per stage and returns the bubble fraction (idle slots
+ * over all slots until the last op ends). */
+static double simulate(FILE *out, int P, int M, bool one_f_one_b)
+{
+    int n_ops = 2 * M, horizon = 4 * (M + P) + 4;
+    int *order = malloc(sizeof(int) * (size_t)P * (size_t)n_ops);      /* op: +i+1 forward, -(i+1) backward */
+    int *done_f = malloc(sizeof(int) * (size_t)P * (size_t)M), *done_b = malloc(sizeof(int) * (size_t)P * (size_t)M);
+    int *next = calloc((size_t)P, sizeof(int));
+    char *grid = malloc((size_t)P * (size_t)horizon);
+    if (!order || !done_f || !done_b || !next || !grid)
+        ir_unreachable("out of memory");
+    for (int s = 0; s < P; s++) {
+        int *o = order + (size_t)s * (size_t)n_ops, k = 0, f = 0, b = 0;
+        int warm = one_f_one_b ? (P - 1 - s < M ? P - 1 - s : M) : M;
+        while (f < warm)
+            o[k++] = ++f;
+        while (f < M || b < M) {
+            if (f < M)
+                o[k++] = ++f;
+            if (b < M && (one_f_one_b || f == M))
+                o[k++] = -(++b);
+        }
+        for (int i = 0; i < M; i++)
+            done_f[s * M + i] = done_b[s * M + i] = -1;
+    }
+    memset(grid, '.', (size_t)P * (size_t)horizon);
+    int end = 0;
+    for (int t = 0; t < horizon; t++) {
+        int ran[64];
+        for (int s = 0; s < P && s < 64; s++) {
+            ran[s] = 0;
+            if (next[s] >= n_ops)
+                continue;
+            int op = order[s * n_ops + next[s]], i = (op > 0 ? op : -op) - 1;
+            bool ready = op > 0 ? (s == 0 || (done_f[(s - 1) * M + i] >= 0 && done_f[(s - 1) * M + i] < t))
+                                : (done_f[s * M + i] >= 0 && done_f[s * M + i] < t &&
+                                   (s == P - 1 || (done_b[(s + 1) * M + i] >= 0 && done_b[(s + 1) * M + i] < t)));
+            if (ready)
+                ran[s] = op;
+        }
+        for (int s = 0; s < P && s < 64; s++) {
+            if (!ran[s])
+                continue;
+            int i = (ran[s] > 0 ? ran[s] : -ran[s]) - 1;
+            (ran[s] > 0 ? done_f : done_b)[s * M + i] = t;
+            grid[s * horizon + t] = ran[s] > 0 ? 'F' : 'B';
+            next[s]++;
+            end = t + 1;
+        }
+    }
+    int busy = 0;
+    for (int s = 0; s < P; s++) {
+        fprintf(out, "    stage %d  ", s);
+        for (int t = 0; t < end; t++) {
+            busy += grid[s * horizon + t] != '.';
+            fputc(grid[s * horizon + t], out);
+        }
+        fputc('\n', out);
+    }
+    free(order);
+    free(done_f);
+    free(done_b);
+    free(next);
+    free(grid);
+    return end ? 1.0 - (double)busy / ((double)P * end) : 0;
+}
+
+void pipeline_schedule_print(FILE *out, int P, int M)
+{
+    if (P <= 1)
+        return;
+    if (M < 1)
+        M = P;
+    fprintf(out, "pipeline schedule: pp=%d stages, %d microbatches (F forward, B backward of one microbatch, "
+                 ". idle; one column a time slot)\n", P, M);
+    for (int k = 0; k < 2; k++) {
+        fprintf(out, "  %s\n", k ? "1F1B (at most pp microbatches in flight per stage):"
+                                 : "GPipe (all forwards, then all backwards):");
+        double bubble = simulate(out, P, M, k == 1);
+        fprintf(out, "    bubble fraction %.3f (idle stage-slots; (pp-1)/(m+pp-1) = %.3f)\n", bubble,
+                (double)(P - 1) / (double)(M + P - 1));
+    }
+}

@@ -1,0 +1,77 @@
+"""run_mesh.py — `mpirun -np N loom run MODEL --mesh ...` against the single-rank `loom run`.
+
+usage: run_mesh.py LOOM MPIEXEC MODEL MESH[@ALGO][:MESH...] [-D name=value ...]
+(ALGO: the --allreduce algorithm, backend by default)
+
+Weights: `loom init` perturbed by N(0, 0.05) in every element (so biases and norm weights are
+not 0 and 1 and a wrongly sliced one shows); inputs: random tokens and targets. The single-rank
+CPU run is the reference; each mesh runs with one process per rank (oversubscribed, one
+thread each) and rank 0's outputs must match within 1e-5 relative (max |got - want| / max
+|want|). One line per mesh and output prints the max abs and rel errors and the wall time."""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models"))
+from harness import read_safetensors, write_safetensors  # noqa: E402
+
+REL_TOL = 1e-5
+
+
+def main():
+    loom, mpiexec, model, meshes = sys.argv[1:5]
+    defines = sys.argv[5:]
+    env = dict(os.environ, LOOM_NUM_THREADS="1", OMPI_MCA_btl="self,vader", LOOM_COLL_TIMEOUT="60")
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        w, x, ref = (os.path.join(tmp, n) for n in ("w.safetensors", "x.safetensors", "ref.safetensors"))
+        subprocess.run([loom, "init", model, *defines, "-o", w], check=True, env=env, stdout=subprocess.DEVNULL)
+        rng = np.random.default_rng(5)
+        weights = {k: (v + rng.normal(0, 0.05, v.shape)).astype(v.dtype) for k, v in read_safetensors(w).items()}
+        write_safetensors(w, weights)
+        d = dict(a.split("=", 1) for a in defines if "=" in a)
+        batch, seq, vocab = int(d.get("batch", 1)), int(d.get("seq", 8)), int(d["vocab"])
+        write_safetensors(x, {"tokens": rng.integers(0, vocab, (batch, seq)).astype(np.int32),
+                              "targets": rng.integers(0, vocab, (batch, seq)).astype(np.int32)})
+        subprocess.run([loom, "run", model, *defines, "--weights", w, "--inputs", x, "--outputs", ref], check=True,
+                       env=env, stdout=subprocess.DEVNULL)
+        want = read_safetensors(ref)
+        for spec in meshes.split(":"):
+            mesh, _, algo = spec.partition("@")
+            n = 1
+            for part in mesh.split(","):
+                n *= int(part.split("=")[1])
+            out = os.path.join(tmp, "out.safetensors")
+            cmd = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n), loom, "run",
+                   model, *defines, "--mesh", mesh, "--allreduce", algo or "backend", "--weights", w, "--inputs", x,
+                   "--outputs", out]
+            t0 = time.time()
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+            dt = time.time() - t0
+            if r.returncode != 0:
+                print(f"FAIL {mesh}: exit status {r.returncode}\n{r.stdout}{r.stderr}")
+                failures += 1
+                continue
+            got = read_safetensors(out)
+            for name, ref_v in want.items():
+                g = got.get(name)
+                if g is None or g.shape != ref_v.shape:
+                    print(f"FAIL {mesh}: output {name} missing or of another shape")
+                    failures += 1
+                    continue
+                err = np.abs(g.astype(np.float64) - ref_v.astype(np.float64))
+                rel = err.max() / max(np.abs(ref_v).max(), 1e-30)
+                ok = rel <= REL_TOL
+                failures += not ok
+                print(f"{'ok  ' if ok else 'FAIL'} {os.path.basename(model)} --mesh {spec:<14} {n} ranks {name:<7} "
+                      f"max abs err {err.max():.3g}, max rel err {rel:.3g} ({dt:.1f} s)")
+            os.remove(out)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
