@@ -8,6 +8,7 @@
 #include "frontend.h"
 #include "interp.h"
 #include "ir.h"
+#include "run_io.h"
 
 #define CLI_MAX_DEFINES 64
 
@@ -28,6 +29,11 @@ typedef struct {
     const char *precision;            /* --precision f32|f64 (reference target) */
     const char *vocab;                /* --vocab DIR (tokenize) */
     bool decode, bytes, no_special;   /* --decode --bytes --no-special (tokenize) */
+    bool recompute, ignore_eos;       /* generate: --recompute (no KV cache, for tests) --ignore-eos */
+    bool generic_cpu;                 /* build: --generic-cpu (kernels for any CPU of this architecture) */
+    int n_named;                      /* valued options of one subcommand (train: --data, */
+    const char *named_key[48];        /* --steps, --lr, ...; see options.c), as given, in */
+    const char *named_value[48];      /* order; the subcommand checks the values */
     int n_extra;                      /* further positional arguments */
     char *extra[64];
 } cli_opts;
@@ -45,11 +51,20 @@ int cli_finish(ir_diag *d);
 
 /* target_cpu.c: runs g on the CPU path (fuse, lower, plan memory, JIT, executor) with every
  * param and input given in vals (doubles, as the reference interpreter takes them; optional
- * inputs may be absent, and then the outputs that need them are skipped). On success *outs
- * holds the outputs in graph order (free with ir_named_tensors_free). f32 compute; f64
- * graphs are rejected. With stats, prints the plan's step counts, memory and times. */
-bool cli_run_cpu(const ir_graph *g, const ir_named_tensor *vals, int n_vals, bool stats, ir_named_tensor **outs,
-                 int *n_outs, ir_diag *d);
+ * inputs may be absent, and then the outputs that need them are skipped). pipeline: the
+ * passes (--passes; NULL: dce,cse,fuse), which must end with fuse (e.g. dce,cse,autodiff,fuse
+ * for a training step's forward + backward). On success *outs holds the outputs in graph
+ * order (free with ir_named_tensors_free). f32 compute; f64 graphs are rejected. With stats,
+ * prints the plan's step counts, memory and times. */
+bool cli_run_cpu(const ir_graph *g, const char *pipeline, const ir_named_tensor *vals, int n_vals, bool stats,
+                 ir_named_tensor **outs, int *n_outs, ir_diag *d);
+/* target_gpu.c: as cli_run_cpu on another program.h target ("cuda"): compile once, bind
+ * (copied to the device), run, read back; with stats, timings of repeated runs. */
+bool cli_run_program(const char *target, const ir_graph *g, const char *pipeline, const ir_named_tensor *vals,
+                     int n_vals, bool stats, ir_named_tensor **outs, int *n_outs, ir_diag *d);
+/* target_cpu.c: what --stats prints about a plan besides its steps: layers and steps of layer 0
+ * (from fused graph g's stages and groups), the arena without reuse; compile_ms -1. */
+rt_io_plan_info cli_cpu_plan_info(const ir_graph *g, const rt_plan *plan);
 /* target_cpu.c: the CPU plan's activation arena for g (all inputs present): *peak bytes as
  * planned, *unshared without reuse. For `loom check`. False on a lowering error (in d). */
 bool cli_cpu_plan_peak(const ir_graph *g, int64_t *peak, int64_t *unshared, ir_diag *d);
@@ -59,6 +74,16 @@ int cmd_dump(const cli_opts *o);
 int cmd_opt(const cli_opts *o);
 int cmd_init(const cli_opts *o);
 int cmd_run(const cli_opts *o);
+/* run_mesh.c: `loom run --mesh ...`, one process per rank under mpirun or srun. */
+int cmd_run_mesh(const cli_opts *o);
+/* mesh_report.c: `loom check --mesh ...`: per-rank parameter and activation memory and the
+ * communication volume of a forward step by mesh axis and collective; the pipeline schedule. */
+void cli_mesh_report(const ir_graph *g, const cli_opts *o, ir_diag *d);
+int cmd_devices(const cli_opts *o);
+int cmd_build(const cli_opts *o);
 int cmd_tokenize(const cli_opts *o);
+int cmd_generate(const cli_opts *o);
+int cmd_embed(const cli_opts *o);
+int cmd_train(const cli_opts *o);
 
 #endif

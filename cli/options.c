@@ -17,6 +17,21 @@ static const struct {
     {"--precision", offsetof(cli_opts, precision)}, {"--vocab", offsetof(cli_opts, vocab)},
 };
 
+/* Valued options of one subcommand, kept as (name, value) pairs in o->named_*. */
+static const struct {
+    const char *cmd, *name;
+} named[] = {
+    {"train", "--data"},        {"train", "--steps"},        {"train", "--lr"},          {"train", "--min-lr"},
+    {"train", "--warmup"},      {"train", "--weight-decay"}, {"train", "--beta1"},       {"train", "--beta2"},
+    {"train", "--eps"},         {"train", "--clip"},         {"train", "--optimizer"},   {"train", "--momentum"},
+    {"train", "--accum"},       {"train", "--eval-every"},   {"train", "--eval-batches"}, {"train", "--sample"},
+    {"train", "--temperature"}, {"train", "--top-k"},        {"train", "--log"},         {"train", "--checkpoint"},
+    {"train", "--save-every"},  {"train", "--resume"},       {"train", "--prompt"},      {"train", "--trace"},
+    {"generate", "--prompt"},   {"generate", "--max-tokens"}, {"generate", "--temperature"}, {"generate", "--top-k"},
+    {"generate", "--top-p"},    {"generate", "--dump-logits"},
+    {"check", "--microbatches"}, {"run", "--allreduce"},
+};
+
 static bool add_define(const char *cmd, const char *text, cli_opts *o)
 {
     const char *eq = strchr(text, '=');
@@ -78,6 +93,9 @@ bool cli_parse(const char *cmd, int argc, char **argv, cli_opts *o)
         bool *flag = strcmp(a, "--decode") == 0       ? &o->decode
                      : strcmp(a, "--bytes") == 0      ? &o->bytes
                      : strcmp(a, "--no-special") == 0 ? &o->no_special
+                     : strcmp(a, "--recompute") == 0  ? &o->recompute
+                     : strcmp(a, "--ignore-eos") == 0 ? &o->ignore_eos
+                     : strcmp(a, "--generic-cpu") == 0 ? &o->generic_cpu
                                                       : NULL;
         if (flag) {
             *flag = true;
@@ -95,6 +113,23 @@ bool cli_parse(const char *cmd, int argc, char **argv, cli_opts *o)
                 return false;
             }
             *(const char **)((char *)o + valued[k].field) = v;
+            matched = true;
+        }
+        for (size_t k = 0; k < sizeof named / sizeof *named && !matched; k++) {
+            if (strcmp(cmd, named[k].cmd) != 0 || strlen(named[k].name) != name_len ||
+                strncmp(a, named[k].name, name_len) != 0)
+                continue;
+            const char *v = name_end ? name_end + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) {
+                fprintf(stderr, "loom %s: %s needs a value\n", cmd, named[k].name);
+                return false;
+            }
+            if (o->n_named == (int)(sizeof o->named_key / sizeof *o->named_key)) {
+                fprintf(stderr, "loom %s: too many options\n", cmd);
+                return false;
+            }
+            o->named_key[o->n_named] = named[k].name;
+            o->named_value[o->n_named++] = v;
             matched = true;
         }
         if (matched)

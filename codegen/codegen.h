@@ -67,7 +67,19 @@ typedef struct {
     int sm;        /* target compute capability × 10: 80 (Ampere, the baseline) or 90 (Hopper) */
     int ptx;       /* PTX ISA version × 10; 0: 75 below sm_90, 78 for sm_90 */
     int opt_level; /* 0..3, as cg_host_options.opt_level */
+    bool attention; /* also emit the fused attention kernels (below) */
 } cg_ptx_options;
+
+/* The fused f32 attention kernels of cg_ptx_options.attention: CG_PTX_ATTENTION_KERNEL "_64",
+ * "_128" and "_256" for head dims (D and E) up to 64, 128, 256. One warp per query row,
+ * CG_PTX_ATTENTION_ROWS rows per block (blockDim 32·ROWS, gridDim ceil(B·H·T / ROWS), or
+ * fewer: the kernel strides). Parameters, in order: q, k, v, mask, out (u64 pointers to the
+ * first element; mask 0: none), then i64 B, H, G, T, S, D, E, q_stride[3], k_stride[3],
+ * v_stride[3], out_stride[3], mask_stride[4] (strides in elements, as plan.h's
+ * rt_plan_attention), causal, then f32 scale. runtime/exec_cuda.h repeats these constants. */
+#define CG_PTX_ATTENTION_KERNEL "loom_attention_f32"
+#define CG_PTX_ATTENTION_ROWS 4
+#define CG_PTX_ATTENTION_MAX_DIM 256
 
 /* sm 80, the default PTX version, opt_level 3: used when a function is given NULL. */
 extern const cg_ptx_options cg_ptx_defaults;
@@ -109,6 +121,12 @@ void cg_ptx_launch_dims(const cg_kernel *k, unsigned grid[3], unsigned block[3])
 /* The OpenCL C source of a module holding kernels ks[0..n) (validated first); malloc'd, the
  * caller frees it. NULL on error (reported in d). */
 char *cg_opencl_source(cg_kernel *const *ks, int n, ir_diag *d);
+
+/* The same with an element offset after every buffer parameter: `__global T *NAME, const long
+ * _offI` (I the argument's index), added to the pointer first. The plan executor passes one
+ * arena buffer and offsets this way; sub-buffers would need origins aligned to the device's
+ * CL_DEVICE_MEM_BASE_ADDR_ALIGN, which plan offsets (64 bytes, or any element) are not. */
+char *cg_opencl_source_offsets(cg_kernel *const *ks, int n, ir_diag *d);
 
 /* The launch geometry of kernel k. With P the number of grid points (the product of k->dim):
  *   no loops:   one work-item per grid point, flattened row-major: local = min(256, P rounded

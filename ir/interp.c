@@ -550,6 +550,25 @@ bool eval_attention(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d
     return true;
 }
 
+/* cache_write cache [..., S, D], x [..., T, D], pos [1]: the cache with rows [pos, pos + T) of
+ * axis -2 replaced by x; pos < 0 or pos + T > S is an error. */
+bool eval_cache_write(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
+{
+    int r = out->shape.rank;
+    int64_t S = out->shape.dim[r - 2], D = out->shape.dim[r - 1], T = in[1]->shape.dim[r - 2];
+    double pos = in[2]->data[0];
+    if (!(pos >= 0 && pos + (double)T <= (double)S)) {
+        ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col,
+                      "cache_write: position %.17g with %" PRId64 " rows is outside the cache of %" PRId64, pos, T, S);
+        return false;
+    }
+    memcpy(out->data, in[0]->data, sizeof(double) * (size_t)numel(out));
+    int64_t outer = S * D != 0 ? numel(out) / (S * D) : 0;
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(out->data + (o * S + (int64_t)pos) * D, in[1]->data + o * T * D, sizeof(double) * (size_t)(T * D));
+    return true;
+}
+
 /* ---- driving a graph ------------------------------------------------------------------------ */
 
 bool ir_interp_node(const ir_node *n, ir_precision prec, ir_tensor **in, ir_tensor *out, ir_diag *d)
@@ -919,5 +938,23 @@ bool eval_attention_grad(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_di
             }
         }
     free(p);
+    return true;
+}
+
+/* ---- communication ------------------------------------------------------------------------ */
+
+/* A collective over one rank is the identity (allgather and reduce_scatter of one block, an
+ * allreduce of one contribution), and a send passes its operand through; anything that needs
+ * other ranks is evaluated by the mesh interpreter (passes/mesh_interp.c), not here. */
+bool eval_comm(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
+{
+    bool alone = n->op == OP_send || (n->op != OP_recv && ir_attr_int(n, "ranks") == 1);
+    if (!alone) {
+        ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col,
+                      "%s: needs the other ranks of its mesh (run it with the mesh interpreter or mpirun)",
+                      ir_ops[n->op].mnemonic);
+        return false;
+    }
+    memcpy(out->data, in[0]->data, sizeof(double) * (size_t)numel(out));
     return true;
 }

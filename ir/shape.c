@@ -621,6 +621,29 @@ bool infer_attention(ir_node *n, ir_diag *d)
     return true;
 }
 
+/* cache_write cache [..., S, D], x [..., T, D] (same dtype, same leading dims, T <= S), pos [1]
+ * (integer) -> like cache. Whether pos + T <= S is known only at run time. */
+bool infer_cache_write(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d))
+        return false;
+    const ir_node *c = n->in[0], *x = n->in[1], *pos = n->in[2];
+    const ir_shape *cs = &c->shape, *xs = &x->shape;
+    if (!need_rank(n, d, cs, 2) || !same_dtype(n, d, c->dtype, x->dtype))
+        return false;
+    bool match = cs->rank == xs->rank && xs->dim[xs->rank - 2] <= cs->dim[cs->rank - 2];
+    for (int i = 0; match && i < cs->rank; i++)
+        match = i == cs->rank - 2 || cs->dim[i] == xs->dim[i];
+    if (!match)
+        return fail(n, d, "rows %s do not fit cache %s (all dims equal but the second last, which must not exceed the cache's)",
+                    sh(xs).s, sh(cs).s);
+    if (!ir_dtype_is_int(pos->dtype) || pos->shape.rank != 1 || pos->shape.dim[0] != 1)
+        return fail(n, d, "position must be an integer [1], got %s%s", ir_dtype_name(pos->dtype), sh(&pos->shape).s);
+    n->dtype = c->dtype;
+    n->shape = *cs;
+    return true;
+}
+
 /* ---- backward ops (emitted by autodiff, ir/grad.c) --------------------------------------- */
 
 /* Checks that operand k has exactly the type of operand 0 (`what` names it in the message). */
@@ -732,5 +755,92 @@ bool infer_attention_grad(ir_node *n, ir_diag *d)
         n->shape = n->in[wrt]->shape;
     else
         n->shape = (ir_shape){4, {in[0]->shape.dim[0], in[0]->shape.dim[1], in[0]->shape.dim[2], in[1]->shape.dim[2]}};
+    return true;
+}
+
+/* ---- communication ------------------------------------------------------------------------ */
+
+/* The mesh-axis attributes every collective carries: `ranks` >= 1 and `axis` a mesh axis name. */
+static bool comm_axis_ok(ir_node *n, ir_diag *d)
+{
+    int64_t ranks = ir_attr_int(n, "ranks");
+    if (ranks < 1)
+        return fail(n, d, "ranks must be at least 1, got %" PRId64, ranks);
+    const char *axis = ir_attr_str(n, "axis");
+    if (!axis || !*axis)
+        return fail(n, d, "needs a mesh axis");
+    return true;
+}
+
+/* allreduce x {axis, ranks, op}, send x {peer, tag}: same type out (send passes x through, so a
+ * pipeline stage's graph keeps it live). */
+bool infer_comm_same(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d))
+        return false;
+    if (n->op == OP_allreduce) {
+        if (!comm_axis_ok(n, d))
+            return false;
+        const char *op = ir_attr_str(n, "op");
+        if (!op || (strcmp(op, "sum") && strcmp(op, "max") && strcmp(op, "min")))
+            return fail(n, d, "unknown reduction '%s' (known: sum, max, min)", op ? op : "");
+    } else if (ir_attr_int(n, "peer") < 0 || ir_attr_int(n, "tag") < 0) {
+        return fail(n, d, "peer and tag must be non-negative");
+    }
+    n->dtype = n->in[0]->dtype;
+    n->shape = n->in[0]->shape;
+    return true;
+}
+
+/* allgather x {axis, ranks, dim}: x with dim `dim` times `ranks` (blocks in rank order). */
+bool infer_allgather(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d) || !comm_axis_ok(n, d))
+        return false;
+    const ir_shape *xs = &n->in[0]->shape;
+    int64_t dim = ir_attr_int(n, "dim");
+    int a = ir_axis_norm(dim, xs->rank);
+    if (a < 0)
+        return fail(n, d, "dim %" PRId64 " is out of range for %s", dim, sh(xs).s);
+    n->dtype = n->in[0]->dtype;
+    n->shape = *xs;
+    n->shape.dim[a] *= ir_attr_int(n, "ranks");
+    return true;
+}
+
+/* reduce_scatter x {axis, ranks, dim}: the sum over ranks, of which each keeps block `rank` of
+ * dim `dim`; the dim must divide by `ranks`. */
+bool infer_reduce_scatter(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d) || !comm_axis_ok(n, d))
+        return false;
+    const ir_shape *xs = &n->in[0]->shape;
+    int64_t dim = ir_attr_int(n, "dim"), ranks = ir_attr_int(n, "ranks");
+    int a = ir_axis_norm(dim, xs->rank);
+    if (a < 0)
+        return fail(n, d, "dim %" PRId64 " is out of range for %s", dim, sh(xs).s);
+    if (xs->dim[a] % ranks)
+        return fail(n, d, "dim %d of %s does not divide by %" PRId64 " ranks", a, sh(xs).s, ranks);
+    n->dtype = n->in[0]->dtype;
+    n->shape = *xs;
+    n->shape.dim[a] /= ranks;
+    return true;
+}
+
+/* recv {peer, tag, dtype, shape}: the type is in the attributes (no operand to infer from). */
+bool infer_recv(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d))
+        return false;
+    if (ir_attr_int(n, "peer") < 0 || ir_attr_int(n, "tag") < 0)
+        return fail(n, d, "peer and tag must be non-negative");
+    ir_shape s;
+    if (!attr_shape(n, d, ir_attr_get(n, "shape"), &s) || !check_shape(n, d, &s))
+        return false;
+    ir_dtype dt = ir_attr_dtype(n, "dtype");
+    if (dt == DT_VOID || dt >= DT_COUNT)
+        return fail(n, d, "dtype void is not a tensor type");
+    n->dtype = dt;
+    n->shape = s;
     return true;
 }

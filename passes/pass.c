@@ -6,11 +6,22 @@
  * table of wall times (one row per pass run, the verifier's total, the sum) to stderr.
  */
 #include "pass.h"
+#include "mesh.h"
+#include "kv_cache.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* Mesh passes run through pass_mesh_function with the pipeline's mesh; called without one,
+ * they say so. */
+static bool needs_mesh(ir_graph *g, ir_diag *d)
+{
+    (void)g;
+    ir_diag_error(d, -1, 0, 0, "this pass needs a mesh (--mesh AXIS=SIZE,... and --rank N)");
+    return false;
+}
 
 /* The registry: every pass, in the order of the default pipeline where it is part of it. */
 static const pass_info passes[] = {
@@ -18,6 +29,10 @@ static const pass_info passes[] = {
     {"cse", pass_cse, "common subexpression elimination: merge identical pure nodes"},
     {"autodiff", pass_autodiff, "reverse-mode autodiff: add a 'grad/<param>' output per param for the output 'loss'"},
     {"fuse", pass_fuse, "fusion: assign each value to the kernel or library call that computes it"},
+    {"pipeline", needs_mesh, "pipeline stages: keep this rank's layers of a pp mesh, send/recv between stages"},
+    {"shard", needs_mesh, "tensor/data parallel: this rank's local graph with collectives (--mesh, --rank)"},
+    {"kv-prefill", pass_kv_prefill, "KV cache: write each causal layer's K/V into cache inputs (prefill from position 0)"},
+    {"kv-decode", pass_kv_decode, "KV cache: one token at input cache.position, attending over the cache inputs"},
 };
 #define N_PASSES ((int)(sizeof passes / sizeof *passes))
 
@@ -37,7 +52,22 @@ const pass_info *pass_lookup(const char *name)
 
 const char *pass_default_pipeline(void) { return "dce,cse,fuse"; }
 
-pass_options pass_options_default(void) { return (pass_options){NULL, false, true}; }
+const char *pass_mesh_pipeline(void) { return "pipeline,shard,dce,cse,fuse"; }
+
+pass_mesh_fn pass_mesh_function(const pass_info *p)
+{
+    if (strcmp(p->name, "pipeline") == 0)
+        return pass_pipeline;
+    if (strcmp(p->name, "shard") == 0)
+        return pass_shard;
+    return NULL;
+}
+
+/* The gradient program of `loom train`: autodiff after the forward graph is cleaned, then the
+ * backward nodes cleaned and everything fused. */
+const char *pass_training_pipeline(void) { return "dce,cse,autodiff,dce,cse,fuse"; }
+
+pass_options pass_options_default(void) { return (pass_options){.verify_each = true}; }
 
 static double now_ms(void)
 {
@@ -158,7 +188,8 @@ bool pass_run_pipeline(ir_graph *g, const char *names_csv, const pass_options *o
     for (int i = 0; i < n && ok; i++) {
         double t0 = now_ms();
         int before = d->n_errors;
-        ok = list[i]->fn(g, d);
+        pass_mesh_fn mesh_fn = pass_mesh_function(list[i]);
+        ok = mesh_fn && opt->mesh ? mesh_fn(g, opt->mesh, d) : list[i]->fn(g, d);
         ms[i] = now_ms() - t0;
         n_run = i + 1;
         if (!ok) {

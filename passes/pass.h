@@ -14,17 +14,23 @@
 #include "ir.h"
 
 typedef bool (*pass_fn)(ir_graph *g, ir_diag *d);
+/* A pass that needs the device mesh and this rank (passes/mesh.h: shard, pipeline). */
+struct pass_mesh;
+typedef bool (*pass_mesh_fn)(ir_graph *g, const struct pass_mesh *m, ir_diag *d);
 
 typedef struct {
     const char *name;        /* as written in --passes, e.g. "dce" */
     pass_fn fn;
     const char *description; /* one line for --help and error messages */
 } pass_info;
+/* The mesh function of a mesh pass (its registry fn only reports that it needs --mesh), or NULL. */
+pass_mesh_fn pass_mesh_function(const pass_info *p);
 
 typedef struct {
     const char *after;  /* print the IR to stdout after the first run of this pass and stop */
     bool time_passes;   /* print per-pass wall times to stderr at the end */
     bool verify_each;   /* run ir_verify on the input and after each pass */
+    const struct pass_mesh *mesh; /* --mesh/--rank for the mesh passes; NULL: a single device */
 } pass_options;
 
 /* Default options: nothing printed, verify_each on. */
@@ -37,6 +43,11 @@ const pass_info *pass_lookup(const char *name);
 
 /* Comma-separated list of the passes `loom dump --after` and the compile pipeline run. */
 const char *pass_default_pipeline(void);
+/* The pipeline under a mesh: "pipeline,shard," then the default one. */
+const char *pass_mesh_pipeline(void);
+/* The pipeline of a training step's gradient program ("dce,cse,autodiff,dce,cse,fuse"); `loom
+ * dump --after=PASS` uses it when PASS is in it but not in the default pipeline. */
+const char *pass_training_pipeline(void);
 
 /* Runs the passes named in names_csv ("" = none) over g, in order. An unknown name, an
  * opt->after that is not in the list, a failing pass or (with verify_each) a verifier failure

