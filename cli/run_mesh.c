@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "coll.h"
 #include "mesh.h"
+#include "mesh_exec.h"
 #include "pass.h"
 #include "program.h"
 #include "safetensors.h"
@@ -31,7 +32,7 @@ typedef struct {
     program *p;       /* segment: its CPU program (NULL when it computes nothing used later) */
 } run_step;
 
-typedef struct {
+struct mesh_run {
     ir_graph *g;      /* the rank's local graph */
     void **val;       /* per node: its value in the node's dtype (malloc) */
     run_step *steps;
@@ -40,8 +41,9 @@ typedef struct {
     coll_comm *axis[IR_MAX_MESH_AXES];
     pass_mesh mesh;
     double comm_ms;
+    int64_t comm_bytes; /* bytes this rank sent into collectives */
     ir_diag *d;
-} mesh_run;
+};
 
 static double now_ms(void)
 {
@@ -126,6 +128,9 @@ static ir_graph *segment_graph(const ir_graph *L, int first, int last, bool *any
     for (int i = last + 1; i < L->n_nodes; i++)
         for (int k = 0; k < L->nodes[i]->n_in; k++)
             used_later[L->nodes[i]->in[k]->id] = true;
+    for (int i = first; i <= last; i++) /* an output amid the segment (a training graph's loss) */
+        if (L->nodes[i]->op == OP_output)
+            used_later[L->nodes[i]->in[0]->id] = true;
     for (int i = first; i <= last; i++) {
         const ir_node *s = L->nodes[i];
         if (s->op == OP_param || s->op == OP_input || s->op == OP_output)
@@ -262,6 +267,7 @@ static bool run_comm(mesh_run *R, const ir_node *n)
     default: ir_unreachable("run_mesh: not a communication op");
     }
     R->comm_ms += now_ms() - t0;
+    R->comm_bytes += (int64_t)bytes_of(x);
     if (st != COLL_OK) {
         ir_diag_error(R->d, -1, 0, 0, "rank %d: %s failed: %s", R->mesh.rank, ir_ops[n->op].mnemonic,
                       coll_error_message(c));
@@ -377,6 +383,73 @@ static bool write_outputs(mesh_run *R, const char *path)
     }
     free(e);
     return ok;
+}
+
+/* ---- mesh_exec.h: the segment runner for other commands (loom train) ------------------------- */
+
+mesh_run *mesh_exec_new(ir_graph *g, const pass_mesh *m, coll_comm *world, coll_comm *const *axis, rt_pool *pool,
+                        ir_diag *d)
+{
+    mesh_run *R = calloc(1, sizeof *R);
+    if (!R)
+        ir_unreachable("out of memory");
+    R->g = g;
+    R->mesh = *m;
+    R->world = world;
+    for (int a = 0; a < m->n_axes; a++)
+        R->axis[a] = axis[a];
+    R->d = d;
+    R->val = calloc((size_t)g->n_nodes + 1, sizeof *R->val);
+    if (!R->val)
+        ir_unreachable("out of memory");
+    if (!plan_steps(R, pool)) {
+        mesh_exec_free(R);
+        return NULL;
+    }
+    return R;
+}
+
+const ir_graph *mesh_exec_graph(const mesh_run *R) { return R->g; }
+
+void *mesh_exec_value(mesh_run *R, const ir_node *n)
+{
+    if (!R->val[n->id])
+        R->val[n->id] = xmalloc(bytes_of(n));
+    return R->val[n->id];
+}
+
+bool mesh_exec_run(mesh_run *R) { return run_steps(R); }
+
+const void *mesh_exec_output(const mesh_run *R, const char *name)
+{
+    for (int i = 0; i < R->g->n_nodes; i++) {
+        const ir_node *o = R->g->nodes[i];
+        if (o->op == OP_output && strcmp(o->name, name) == 0)
+            return R->val[o->in[0]->id];
+    }
+    return NULL;
+}
+
+void mesh_exec_comm(mesh_run *R, double *ms, int64_t *bytes)
+{
+    *ms = R->comm_ms;
+    *bytes = R->comm_bytes;
+    R->comm_ms = 0;
+    R->comm_bytes = 0;
+}
+
+void mesh_exec_free(mesh_run *R)
+{
+    if (!R)
+        return;
+    for (int k = 0; k < R->n_steps; k++)
+        program_free(R->steps[k].p);
+    free(R->steps);
+    for (int i = 0; R->val && i < R->g->n_nodes; i++)
+        free(R->val[i]);
+    free(R->val);
+    ir_graph_free(R->g);
+    free(R);
 }
 
 int cmd_run_mesh(const cli_opts *o)

@@ -1,0 +1,91 @@
+"""train_mesh.py — `mpirun -np N loom train MODEL --mesh ...` against the single-rank `loom train`.
+
+usage: train_mesh.py LOOM MPIEXEC MODEL MESH[@ALGO][:MESH...] [-D name=value ...]
+(ALGO: the --allreduce algorithm, backend by default)
+
+Data: 40,000 pseudo-random bytes of a small alphabet (byte tokens, vocab 256), written here.
+Each run trains 10 steps with AdamW from `loom init`'s start (same seed) and evaluates at the
+end. The single-rank run is the reference: for every mesh (one process per rank,
+oversubscribed, one thread each) rank 0's losses of the 10 steps, and the validation loss, must
+equal it within 1e-5 relative; one line per mesh prints the max relative error and wall time.
+Only rank 0 may print step lines: the test counts them."""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REL_TOL = 1e-5
+STEPS = 10
+STEP = re.compile(r"^step (\d+)/\d+ \| loss ([0-9.]+) .*\| norm ([0-9.]+)")
+VAL = re.compile(r"^val step \d+ \| val loss ([0-9.]+)")
+
+
+def losses(log):
+    """(loss, grad_norm) of each step and the validation losses, from the --log CSV (6 decimals)."""
+    with open(log) as f:
+        rows = [line.rstrip("\n").split(",") for line in f][1:]
+    return [(float(r[1]), float(r[3])) for r in rows], [float(r[6]) for r in rows if r[6]]
+
+
+def step_lines(text):
+    return sum(1 for line in text.splitlines() if STEP.match(line))
+
+
+def main():
+    loom, mpiexec, model, meshes = sys.argv[1:5]
+    defines = sys.argv[5:]
+    env = dict(os.environ, LOOM_NUM_THREADS="1", OMPI_MCA_btl="self,vader", LOOM_COLL_TIMEOUT="60")
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "text.txt")
+        rng = np.random.default_rng(7)
+        with open(data, "wb") as f:
+            f.write(rng.choice(np.frombuffer(b"abcdefgh ij\n", np.uint8), 40000).tobytes())
+        log = os.path.join(tmp, "log.csv")
+        args = [model, *defines, "--data", data, "--log", log, "--steps", str(STEPS), "--lr", "3e-3", "--warmup", "2",
+                "--sample", "0", "--eval-batches", "2"]
+        r = subprocess.run([loom, "train", *args], env=env, capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            print(f"FAIL single rank: exit status {r.returncode}\n{r.stdout}{r.stderr}")
+            return 1
+        want, want_val = losses(log)
+        if len(want) != STEPS or len(want_val) != 1:
+            print(f"FAIL single rank: {len(want)} step lines, {len(want_val)} val lines\n{r.stdout}")
+            return 1
+        for spec in meshes.split(":"):
+            mesh, _, algo = spec.partition("@")
+            n = 1
+            for part in mesh.split(","):
+                n *= int(part.split("=")[1])
+            cmd = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n), loom, "train",
+                   *args, "--mesh", mesh, "--allreduce", algo or "backend"]
+            t0 = time.time()
+            os.remove(log)
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+            dt = time.time() - t0
+            got, got_val = losses(log) if r.returncode == 0 else ([], [])
+            if r.returncode != 0 or len(got) != STEPS or len(got_val) != 1 or step_lines(r.stdout) != STEPS:
+                print(f"FAIL {spec}: exit status {r.returncode}, {len(got)} logged steps (want {STEPS}), "
+                      f"{len(got_val)} val losses, {step_lines(r.stdout)} step lines printed (rank 0 alone: "
+                      f"{STEPS})\n{r.stdout}{r.stderr}")
+                failures += 1
+                continue
+            rel = max(abs(g[0] - w[0]) / abs(w[0]) for g, w in zip(got, want))
+            rel = max(rel, abs(got_val[0] - want_val[0]) / abs(want_val[0]))
+            norm_rel = max(abs(g[1] - w[1]) / max(abs(w[1]), 1e-3) for g, w in zip(got, want))
+            ok = rel <= REL_TOL and norm_rel <= 1e-4
+            print(f"{'ok  ' if ok else 'FAIL'} {spec:14s} {n} ranks: 10 losses + val, max rel {rel:.2e} "
+                  f"(tol {REL_TOL:g}); norm max rel {norm_rel:.2e}; {dt:.1f} s")
+            if not ok:
+                for g, w in zip(got, want):
+                    print(f"    loss {g[0]:.6f} vs {w[0]:.6f}   norm {g[1]:.4f} vs {w[1]:.4f}")
+                failures += 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
