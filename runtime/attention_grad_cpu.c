@@ -5,8 +5,9 @@
  * For query row i with allowed keys j: s_j = scale·q_i·k_j + mask_ij, p = softmax(s),
  * dp_j = dy_i·v_j, D_i = Σ_j p_j dp_j, ds_j = p_j (dp_j − D_i); then
  * dq_i = scale Σ_j ds_j k_j, dk_j += scale ds_j q_i, dv_j += p_j dy_i, dmask_ij = ds_j.
- * Rows go in blocks of QB queries; keys in blocks of KB (K and V blocks transposed once into
- * scratch, so score and dp loops run over contiguous keys). Pass 1 over the key blocks finds
+ * Rows go in blocks of QB queries, keys in blocks of KB; every product of a block (scores
+ * Q·Kᵀ, dp = dY·Vᵀ, dv += Pᵀ·dY, dk += scale·dSᵀ·Q, dq += scale·dS·K) is a small SGEMM handed to
+ * OpenBLAS, single-threaded inside the pool; the softmax loops run on rt_v8f lanes. Pass 1 over the key blocks finds
  * each row's max m and sum l online (rescaled when m grows); D_i = dy_i·out_i from the forward
  * attention's output when the plan gives it (fwd.out), else from u = Σ e^(s−m) dp accumulated
  * alongside (D = u / l). Pass 2 recomputes s and dp block by block and accumulates. No T×S
@@ -20,10 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "exec.h"
 #include "fast_expf.h"
 
-enum { KB = 64, QB = 16 };
+enum { KB = 64, QB = 64 };
+enum { LANES = 8 }; /* rt_v8f lanes; KB is a multiple */
 
 typedef struct {
     const rt_plan_attention_grad *g;
@@ -31,10 +35,10 @@ typedef struct {
     float *dq, *dk, *dv, *dmask;
 } agrad_ctx;
 
-/* Per-worker scratch: K and V blocks transposed (D x KB, E x KB), scores / probabilities and
- * dp / ds of a query block (QB x KB each), row statistics (QB each), dq rows (QB x D). */
+/* Per-worker scratch: scores / probabilities and dp / ds of a query block (QB x KB each), row
+ * statistics (QB each), dq rows (QB x D). */
 typedef struct {
-    float *kt, *vt, *s, *dp, *m, *l, *u, *dqa;
+    float *s, *dp, *m, *l, *u, *dqa;
 } agrad_scratch;
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -49,47 +53,41 @@ static inline int64_t key_limit(const rt_plan_attention *a, int64_t i)
     return j < 0 ? 0 : j > a->S ? a->S : j;
 }
 
+/* Leading dimension for cblas of `rows` rows of `cols` floats `stride` apart: cblas wants at
+ * least max(1, cols) even where a single row's stride does not matter. */
+static inline int blas_ld(int64_t stride, int64_t rows, int64_t cols)
+{
+    int64_t need = cols > 1 ? cols : 1;
+    return (int)(rows <= 1 && stride < need ? need : stride);
+}
+
 /* Scores (scaled, masked, -inf where not allowed) and dp of rows [i0, i0+nr) against keys
- * [j0, j0+n) into w->s and w->dp (row stride KB); K and V blocks are transposed first. */
-static inline void block_scores(const agrad_ctx *c, const float *qb, const float *kb, const float *vb,
-                                const float *dyb, const float *mb, int64_t i0, int64_t nr, int64_t j0, int64_t n,
-                                bool want_dp, const agrad_scratch *w)
+ * [j0, j0+n) into w->s and w->dp (row stride KB), padded with -inf / 0 to a multiple of LANES. */
+static void block_scores(const agrad_ctx *c, const float *qb, const float *kb, const float *vb, const float *dyb,
+                         const float *mb, int64_t i0, int64_t nr, int64_t j0, int64_t n, bool want_dp,
+                         const agrad_scratch *w)
 {
     const rt_plan_attention *a = &c->g->fwd;
-    int64_t D = a->D, E = a->E;
-    float scale = (float)a->scale;
-    for (int64_t jj = 0; jj < n; jj++) {
-        const float *kj = kb + (j0 + jj) * a->k_stride[2], *vj = vb + (j0 + jj) * a->v_stride[2];
-        for (int64_t d = 0; d < D; d++)
-            w->kt[d * KB + jj] = kj[d];
-        for (int64_t e = 0; want_dp && e < E; e++)
-            w->vt[e * KB + jj] = vj[e];
-    }
+    int64_t D = a->D, E = a->E, n8 = (n + LANES - 1) / LANES * LANES;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)n, (int)D, (float)a->scale,
+                qb + i0 * a->q_stride[2], blas_ld(a->q_stride[2], nr, D), kb + j0 * a->k_stride[2],
+                blas_ld(a->k_stride[2], n, D), 0.0f, w->s, KB);
+    if (want_dp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)n, (int)E, 1.0f,
+                    dyb + i0 * c->g->dy_stride[2], blas_ld(c->g->dy_stride[2], nr, E), vb + j0 * a->v_stride[2],
+                    blas_ld(a->v_stride[2], n, E), 0.0f, w->dp, KB);
     for (int64_t r = 0; r < nr; r++) {
-        const float *qi = qb + (i0 + r) * a->q_stride[2], *dyi = dyb + (i0 + r) * c->g->dy_stride[2];
         float *restrict sr = w->s + r * KB, *restrict dpr = w->dp + r * KB;
-        for (int64_t jj = 0; jj < n; jj++)
-            sr[jj] = dpr[jj] = 0;
-        for (int64_t d = 0; d < D; d++) {
-            float qd = qi[d] * scale;
-            const float *restrict kt = w->kt + d * KB;
-            for (int64_t jj = 0; jj < n; jj++)
-                sr[jj] += qd * kt[jj];
-        }
-        for (int64_t e = 0; want_dp && e < E; e++) {
-            float de = dyi[e];
-            const float *restrict vt = w->vt + e * KB;
-            for (int64_t jj = 0; jj < n; jj++)
-                dpr[jj] += de * vt[jj];
-        }
         if (mb) {
             const float *mrow = mb + (i0 + r) * a->mask_stride[2] + j0 * a->mask_stride[3];
             for (int64_t jj = 0; jj < n; jj++)
                 sr[jj] += mrow[jj * a->mask_stride[3]];
         }
         int64_t lim = key_limit(a, i0 + r) - j0;
-        for (int64_t jj = lim < 0 ? 0 : lim; jj < n; jj++)
+        for (int64_t jj = lim < 0 ? 0 : lim < n ? lim : n; jj < n8; jj++)
             sr[jj] = -INFINITY;
+        for (int64_t jj = n; jj < n8; jj++)
+            dpr[jj] = 0;
     }
 }
 
@@ -119,13 +117,17 @@ HOT_CLONES static void grad_block(const agrad_ctx *c, int64_t b, int64_t h, int6
         w->l[r] = w->u[r] = 0;
     }
     for (int64_t j0 = 0; j0 < jend; j0 += KB) {
-        int64_t n = jend - j0 < KB ? jend - j0 : KB;
+        int64_t n = jend - j0 < KB ? jend - j0 : KB, n8 = (n + LANES - 1) / LANES * LANES;
         block_scores(c, qb, kb, vb, dyb, mb, i0, nr, j0, n, !ob, w);
         for (int64_t r = 0; r < nr; r++) {
-            const float *restrict sr = w->s + r * KB, *restrict dpr = w->dp + r * KB;
+            float *restrict sr = w->s + r * KB;
+            const float *restrict dpr = w->dp + r * KB;
+            rt_v8f lane = RT_V8F_SPLAT(-INFINITY);
+            for (int64_t jj = 0; jj < n8; jj += LANES)
+                rt_max8(sr + jj, &lane);
             float bm = -INFINITY;
-            for (int64_t jj = 0; jj < n; jj++)
-                bm = sr[jj] > bm ? sr[jj] : bm;
+            for (int u = 0; u < LANES; u++)
+                bm = lane[u] > bm ? lane[u] : bm;
             if (bm == -INFINITY)
                 continue;
             if (bm > w->m[r]) {
@@ -134,16 +136,22 @@ HOT_CLONES static void grad_block(const agrad_ctx *c, int64_t b, int64_t h, int6
                 w->u[r] *= corr;
                 w->m[r] = bm;
             }
-            float mm = w->m[r], l = 0, u = 0;
-            if (ob)
-                for (int64_t jj = 0; jj < n; jj++)
-                    l += rt_fast_expf(sr[jj] - mm);
-            else
-                for (int64_t jj = 0; jj < n; jj++) {
-                    float p = rt_fast_expf(sr[jj] - mm);
-                    l += p;
-                    u += p * dpr[jj];
+            /* sr becomes e^(s - m) (pass 2 recomputes it); l and u in LANES partial sums */
+            rt_v8f lsum = RT_V8F_SPLAT(0.0f), usum = RT_V8F_SPLAT(0.0f);
+            for (int64_t jj = 0; jj < n8; jj += LANES)
+                rt_exp8_sub(sr + jj, w->m[r], &lsum);
+            if (!ob)
+                for (int64_t jj = 0; jj < n8; jj += LANES) {
+                    rt_v8f p, dp;
+                    memcpy(&p, sr + jj, sizeof p);
+                    memcpy(&dp, dpr + jj, sizeof dp);
+                    usum += p * dp;
                 }
+            float l = 0, u = 0;
+            for (int k = 0; k < LANES; k++) {
+                l += lsum[k];
+                u += usum[k];
+            }
             w->l[r] += l;
             w->u[r] += u;
         }
@@ -159,55 +167,41 @@ HOT_CLONES static void grad_block(const agrad_ctx *c, int64_t b, int64_t h, int6
     /* pass 2: p, ds; accumulate dq (scratch), dk, dv (outputs), dmask */
     memset(w->dqa, 0, sizeof(float) * (size_t)(nr * D));
     for (int64_t j0 = 0; j0 < jend; j0 += KB) {
-        int64_t n = jend - j0 < KB ? jend - j0 : KB;
+        int64_t n = jend - j0 < KB ? jend - j0 : KB, n8 = (n + LANES - 1) / LANES * LANES;
         block_scores(c, qb, kb, vb, dyb, mb, i0, nr, j0, n, true, w);
         for (int64_t r = 0; r < nr; r++) {
             float *restrict sr = w->s + r * KB, *restrict dpr = w->dp + r * KB;
-            float inv = w->l[r] > 0 ? 1.0f / w->l[r] : 0.0f, mm = w->m[r], Dr = w->u[r] * inv;
+            float inv = w->l[r] > 0 ? 1.0f / w->l[r] : 0.0f, Dr = w->u[r] * inv;
             if (w->m[r] == -INFINITY) {
-                for (int64_t jj = 0; jj < n; jj++)
+                for (int64_t jj = 0; jj < n8; jj++)
                     sr[jj] = dpr[jj] = 0;
                 continue;
             }
-            for (int64_t jj = 0; jj < n; jj++) {
-                float p = rt_fast_expf(sr[jj] - mm) * inv;
-                sr[jj] = p;                    /* s becomes p */
-                dpr[jj] = p * (dpr[jj] - Dr);  /* dp becomes ds */
+            rt_v8f unused = RT_V8F_SPLAT(0.0f);
+            for (int64_t jj = 0; jj < n8; jj += LANES) {
+                rt_exp8_sub(sr + jj, w->m[r], &unused);
+                rt_v8f p, dp;
+                memcpy(&p, sr + jj, sizeof p);
+                memcpy(&dp, dpr + jj, sizeof dp);
+                p *= inv;
+                dp = p * (dp - Dr);
+                memcpy(sr + jj, &p, sizeof p);   /* s becomes p */
+                memcpy(dpr + jj, &dp, sizeof dp); /* dp becomes ds */
             }
             if (dmb)
                 memcpy(dmb + r * S + j0, dpr, sizeof(float) * (size_t)n);
         }
-        for (int64_t jj = 0; jj < n; jj++) {
-            int64_t j = j0 + jj;
-            if (dvb) {
-                float *restrict dvj = dvb + j * E;
-                for (int64_t r = 0; r < nr; r++) {
-                    float p = w->s[r * KB + jj];
-                    const float *restrict dyi = dyb + (i0 + r) * G->dy_stride[2];
-                    for (int64_t e = 0; e < E; e++)
-                        dvj[e] += p * dyi[e];
-                }
-            }
-            if (dkb) {
-                float *restrict dkj = dkb + j * D;
-                for (int64_t r = 0; r < nr; r++) {
-                    float ds = w->dp[r * KB + jj] * scale;
-                    const float *restrict qi = qb + (i0 + r) * a->q_stride[2];
-                    for (int64_t d = 0; d < D; d++)
-                        dkj[d] += ds * qi[d];
-                }
-            }
-        }
-        if (c->dq)
-            for (int64_t r = 0; r < nr; r++) {
-                float *restrict dqr = w->dqa + r * D;
-                for (int64_t jj = 0; jj < n; jj++) {
-                    float ds = w->dp[r * KB + jj] * scale;
-                    const float *restrict kj = kb + (j0 + jj) * a->k_stride[2];
-                    for (int64_t d = 0; d < D; d++)
-                        dqr[d] += ds * kj[d];
-                }
-            }
+        if (dvb) /* dv[j0 .. j0+n) += Pᵀ · dY_blk */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)E, (int)nr, 1.0f, w->s, KB,
+                        dyb + i0 * G->dy_stride[2], blas_ld(G->dy_stride[2], nr, E), 1.0f, dvb + j0 * E,
+                        blas_ld(E, 1, E));
+        if (dkb) /* dk[j0 .. j0+n) += scale · dSᵀ · Q_blk */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)D, (int)nr, scale, w->dp, KB,
+                        qb + i0 * a->q_stride[2], blas_ld(a->q_stride[2], nr, D), 1.0f, dkb + j0 * D,
+                        blas_ld(D, 1, D));
+        if (c->dq) /* dq_blk += scale · dS · K[j0 .. j0+n) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)D, (int)n, scale, w->dp, KB,
+                        kb + j0 * a->k_stride[2], blas_ld(a->k_stride[2], n, D), 1.0f, w->dqa, blas_ld(D, 1, D));
     }
     if (c->dq)
         memcpy(c->dq + ((b * a->H + h) * T + i0) * D, w->dqa, sizeof(float) * (size_t)(nr * D));
@@ -218,14 +212,12 @@ static void grad_chunk(void *ctx, int64_t begin, int64_t end)
     const agrad_ctx *c = ctx;
     const rt_plan_attention *a = &c->g->fwd;
     int64_t D = a->D, E = a->E, rep = a->H / a->G;
-    size_t nf = (size_t)(D * KB + E * KB + 2 * QB * KB + 3 * QB + QB * D);
+    size_t nf = (size_t)(2 * QB * KB + 3 * QB + QB * D);
     float *buf = malloc(sizeof(float) * nf);
     if (!buf)
         ir_unreachable("out of memory");
     agrad_scratch w;
-    w.kt = buf;
-    w.vt = w.kt + D * KB;
-    w.s = w.vt + E * KB;
+    w.s = buf;
     w.dp = w.s + QB * KB;
     w.m = w.dp + QB * KB;
     w.l = w.m + QB;
@@ -258,5 +250,14 @@ void rt_attention_grad_f32(const rt_plan_attention_grad *g, const float *q, cons
                            float *dmask, rt_pool *pool)
 {
     agrad_ctx c = {g, q, k, v, mask, dy, out, dq, dk, dv, dmask};
+    /* one OpenBLAS thread per pool worker (the pool spreads the (b, g) tasks; serial GEMMs keep
+     * every sum in one order). Blocks up to OpenBLAS's serial cut (M·N·K <= 2^18, as gemm_cpu.c)
+     * run serially anyway: switching its thread count per call costs more CPU than it saves. */
+    int64_t dmax = (&g->fwd)->D > (&g->fwd)->E ? (&g->fwd)->D : (&g->fwd)->E;
+    int prev = openblas_get_num_threads(), serial = QB * KB * dmax <= (1 << 18);
+    if (prev != 1 && !serial)
+        openblas_set_num_threads(1);
     rt_pool_parallel_for(pool, g->fwd.B * g->fwd.G, grad_chunk, &c);
+    if (prev != 1 && !serial)
+        openblas_set_num_threads(prev);
 }
