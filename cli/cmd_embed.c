@@ -39,20 +39,7 @@ static double now_ms(void)
 static rt_wp_config wp_config(const char *dir)
 {
     rt_wp_config c = {.lowercase = true, .strip_accents = -1};
-    size_t n = strlen(dir) + 32;
-    char *path = malloc(n);
-    if (!path)
-        ir_unreachable("out of memory");
-    snprintf(path, n, "%s/tokenizer_config.json", dir);
-    FILE *f = fopen(path, "rb");
-    free(path);
-    if (!f)
-        return c;
-    char buf[1 << 16];
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = 0;
-    cJSON *j = cJSON_Parse(buf);
+    cJSON *j = cli_read_json(dir, "tokenizer_config.json");
     const cJSON *lc = cJSON_GetObjectItemCaseSensitive(j, "do_lower_case");
     const cJSON *sa = cJSON_GetObjectItemCaseSensitive(j, "strip_accents");
     if (cJSON_IsBool(lc))
@@ -109,20 +96,7 @@ static int64_t max_positions(const cli_opts *o, const char *dir)
     for (int i = 0; i < o->n_defines; i++)
         if (strcmp(o->defines[i].name, "max_pos") == 0 && atoll(o->defines[i].value) >= 2)
             m = atoll(o->defines[i].value);
-    size_t n = strlen(dir) + 32;
-    char *path = malloc(n);
-    if (!path)
-        ir_unreachable("out of memory");
-    snprintf(path, n, "%s/sentence_bert_config.json", dir);
-    FILE *f = fopen(path, "rb");
-    free(path);
-    if (!f)
-        return m;
-    char buf[4096];
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = 0;
-    cJSON *j = cJSON_Parse(buf);
+    cJSON *j = cli_read_json(dir, "sentence_bert_config.json");
     const cJSON *msl = cJSON_GetObjectItemCaseSensitive(j, "max_seq_length");
     if (cJSON_IsNumber(msl) && msl->valuedouble >= 2 && msl->valuedouble < (double)m)
         m = (int64_t)msl->valuedouble;

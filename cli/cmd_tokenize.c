@@ -72,26 +72,10 @@ static bool file_exists(const char *dir, const char *name)
 /* do_lower_case from DIR/tokenizer_config.json; true when absent or unreadable. */
 static bool wp_lowercase(const char *dir)
 {
-    size_t n = strlen(dir) + 32;
-    char *p = malloc(n);
-    if (!p)
-        ir_unreachable("out of memory");
-    snprintf(p, n, "%s/tokenizer_config.json", dir);
-    FILE *f = fopen(p, "rb");
-    free(p);
-    if (!f)
-        return true;
-    ir_diag scratch;
-    ir_diag_init(&scratch);
-    size_t len;
-    char *text = read_all(f, "tokenizer_config.json", &len, &scratch);
-    fclose(f);
-    ir_diag_free(&scratch);
-    cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
+    cJSON *j = cli_read_json(dir, "tokenizer_config.json");
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "do_lower_case");
     bool lower = !cJSON_IsFalse(v);
     cJSON_Delete(j);
-    free(text);
     return lower;
 }
 

@@ -27,34 +27,6 @@
 #include "run_io.h"
 #include "safetensors.h"
 
-static const ir_tensor *find_value(const ir_named_tensor *vals, int n, const char *name)
-{
-    for (int i = 0; i < n; i++)
-        if (vals[i].name && strcmp(vals[i].name, name) == 0)
-            return vals[i].t;
-    return NULL;
-}
-
-/* Drops absent optional inputs and every node depending on one (outputs included). */
-static void drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals)
-{
-    bool *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
-    if (!dead)
-        ir_unreachable("out of memory");
-    bool any = false;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const ir_node *n = g->nodes[i];
-        if (n->op == OP_input && n->optional && !find_value(vals, n_vals, n->name))
-            dead[i] = true;
-        for (int k = 0; k < n->n_in; k++)
-            dead[i] |= dead[n->in[k]->id];
-        any |= dead[i];
-    }
-    if (any)
-        ir_graph_compact(g, dead);
-    free(dead);
-}
-
 /* Does pipeline (a,b,c) end with the pass fuse? */
 static bool ends_with_fuse(const char *pipeline)
 {
@@ -74,7 +46,7 @@ bool cli_run_cpu(const ir_graph *g0, const char *pipeline, const ir_named_tensor
         return false;
     }
     ir_graph *g0c = ir_graph_clone(g0);
-    drop_absent(g0c, vals, n_vals);
+    cli_drop_absent(g0c, vals, n_vals);
     rt_pool *pool = rt_pool_new(0);
     program *p = program_cpu_new(g0c, pipeline, pool, d);
     ir_graph_free(g0c);

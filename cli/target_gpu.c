@@ -22,34 +22,6 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static const ir_tensor *find_value(const ir_named_tensor *vals, int n, const char *name)
-{
-    for (int i = 0; i < n; i++)
-        if (vals[i].name && strcmp(vals[i].name, name) == 0)
-            return vals[i].t;
-    return NULL;
-}
-
-/* Drops absent optional inputs and every node depending on one (outputs included). */
-static void drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals)
-{
-    bool *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
-    if (!dead)
-        ir_unreachable("out of memory");
-    bool any = false;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const ir_node *n = g->nodes[i];
-        if (n->op == OP_input && n->optional && !find_value(vals, n_vals, n->name))
-            dead[i] = true;
-        for (int k = 0; k < n->n_in; k++)
-            dead[i] |= dead[n->in[k]->id];
-        any |= dead[i];
-    }
-    if (any)
-        ir_graph_compact(g, dead);
-    free(dead);
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -64,7 +36,7 @@ static bool bind_all(program *p, const ir_named_tensor *vals, int n_vals, ir_dia
         const ir_node *n = g->nodes[i];
         if (n->op != OP_param && n->op != OP_input)
             continue;
-        const ir_tensor *t = find_value(vals, n_vals, n->name);
+        const ir_tensor *t = cli_find_value(vals, n_vals, n->name);
         if (!t) {
             ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col, "missing value for %s '%s'", ir_ops[n->op].mnemonic,
                           n->name);
@@ -100,7 +72,7 @@ bool cli_run_program(const char *target, const ir_graph *g0, const char *pipelin
     *outs = NULL;
     *n_outs = 0;
     ir_graph *g0c = ir_graph_clone(g0);
-    drop_absent(g0c, vals, n_vals);
+    cli_drop_absent(g0c, vals, n_vals);
     program *p = program_new(target, g0c, pipeline, NULL, d);
     ir_graph_free(g0c);
     if (!p)

@@ -13,27 +13,9 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "models"))
-import harness  # noqa: E402
 import test_cpu_models  # noqa: E402
-
-
-def check(title, loom, model, defines, wpath, inputs, tmp, drop=()):
-    ipath = os.path.join(tmp, "inputs.safetensors")
-    harness.write_safetensors(ipath, {k: v for k, v in inputs.items() if k not in drop})
-    cpu, t_cpu = test_cpu_models.run(loom, model, defines, wpath, ipath, os.path.join(tmp, "cpu.safetensors"), "cpu")
-    gpu, t_gpu = test_cpu_models.run(loom, model, defines, wpath, ipath, os.path.join(tmp, "cuda.safetensors"), "cuda")
-    print(f"{title}: cpu {t_cpu:.2f} s, cuda {t_gpu:.2f} s (whole command)")
-    ok = set(cpu) == set(gpu)
-    if not ok:
-        print(f"  outputs differ: cpu {sorted(cpu)}, cuda {sorted(gpu)} FAIL")
-    for name in sorted(cpu):
-        if name in gpu:
-            ok &= test_cpu_models.compare(name, gpu[name], cpu[name])
-    return ok
 
 
 def main():
@@ -46,24 +28,10 @@ def main():
         print("".join(line + "\n" for line in dev.splitlines() if line.startswith("cuda")), end="")
         return
     print(dev, end="")
-    ok = True
+    want, got = ("cpu", []), ("cuda", [])
     with tempfile.TemporaryDirectory(prefix="loom_cuda_") as tmp:
-        for title, model, cfg, w, inputs, optional in test_cpu_models.tiny_cases(tmp):
-            wpath = os.path.join(tmp, "weights.safetensors")
-            harness.write_safetensors(wpath, w)
-            ok &= check(title, loom, model, cfg, wpath, inputs, tmp)
-            for name in optional:
-                ok &= check(f"{title} without {name}", loom, model, cfg, wpath, inputs, tmp, drop=[name])
-        defines = {"seq": 64, "batch": 2}
-        wpath = os.path.join(tmp, "gpt2.safetensors")
-        cmd = [loom, "init", os.path.join(harness.REPO, "models", "gpt2.loom"), "--seed", "1", "-o", wpath]
-        for k, v in defines.items():
-            cmd += ["-D", f"{k}={v}"]
-        subprocess.run(cmd, check=True, capture_output=True)
-        rng = np.random.default_rng(64)
-        stream = rng.integers(0, 50257, (2, 65))
-        inputs = {"tokens": stream[:, :-1].astype(np.int32), "targets": stream[:, 1:].astype(np.int32)}
-        ok &= check(f"GPT-2 small {defines}", loom, "gpt2.loom", defines, wpath, inputs, tmp)
+        ok = test_cpu_models.check_tiny_models(loom, tmp, want, got)
+        ok &= test_cpu_models.check_gpt2_small(loom, tmp, {"seq": 64, "batch": 2}, 2, want, got)
     if not ok:
         print("FAILED")
         sys.exit(1)

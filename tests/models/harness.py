@@ -1,15 +1,18 @@
 """harness.py — what the whole-model tests share: a small safetensors reader and writer of
 their own (independent of loom's, and of the `safetensors` package), running `loom run`, and
-comparing arrays with the max abs / rel error printed.
+comparing arrays with the max abs / rel error printed, and checking one backend's outputs
+against another's (`loom run --target A` vs `--target B`, the backend model tests).
 
-Errors: `rel` is max|got - want| / max|want| (relative to the largest magnitude of the reference,
-so that values near zero do not blow it up)."""
+Errors: in `compare`, `rel` is max|got - want| / max|want| (relative to the largest magnitude of
+the reference, so that values near zero do not blow it up); in `compare_backend`, elementwise
+|got - want| / max(1, |want|)."""
 import json
 import os
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -124,3 +127,77 @@ def check_model(title, loom, model, defines, weights, inputs, reference):
                 ok &= compare(f"  {name}", outs[name], want, **tol)
     print(f"{title}: {'OK' if ok else 'FAILED'}")
     sys.exit(0 if ok else 1)
+
+
+BACKEND_REL = 1e-4  # backend against backend: |got - want| <= 1e-4 · max(1, |want|) elementwise
+
+
+def run_target(loom, model, defines, wpath, ipath, opath, target, extra=()):
+    """Runs `loom run MODEL --target TARGET` on the given files; returns ({output name: ndarray},
+    seconds the whole command took) and echoes loom's `cpu:` stats lines. Exits 1 (after printing
+    loom's output) if loom fails."""
+    cmd = [loom, "run", os.path.join(REPO, "models", model)]
+    for k, v in defines.items():
+        cmd += ["-D", f"{k}={v}"]
+    cmd += ["--weights", wpath, "--inputs", ipath, "--outputs", opath, "--target", target]
+    cmd += list(extra)
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.time() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(f"FAILED: {' '.join(cmd)}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}")
+        sys.exit(1)
+    for line in proc.stdout.splitlines():
+        if line.startswith("cpu:"):
+            print("   ", line)
+    return read_safetensors(opath), dt
+
+
+def compare_backend(name, got, want):
+    """Prints `  name: max abs err A, max rel err R (tol ...) OK|FAIL` with R elementwise relative
+    to max(1, |want|); returns True when R <= BACKEND_REL, got is finite and the shapes agree."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        print(f"  {name}: shape {got.shape}, expected {want.shape} FAIL")
+        return False
+    err = np.abs(got - want)
+    abs_err = float(err.max()) if err.size else 0.0
+    rel_err = float((err / np.maximum(1.0, np.abs(want))).max()) if err.size else 0.0
+    ok = bool(np.all(np.isfinite(got))) and rel_err <= BACKEND_REL
+    print(f"  {name}: max abs err {abs_err:.2e}, max rel err {rel_err:.2e} (tol {BACKEND_REL:g} rel to max(1, |ref|)) "
+          f"{'OK' if ok else 'FAIL'}")
+    return ok
+
+
+def check_targets(title, loom, model, defines, wpath, inputs, tmp, want, got, drop=()):
+    """Runs the model on target want and on target got (each a (target, [extra args]) pair) with
+    the same weights file and inputs (less the names in drop), prints both times and compares
+    every output of want with compare_backend. Returns True when all match."""
+    ipath = os.path.join(tmp, "inputs.safetensors")
+    write_safetensors(ipath, {k: v for k, v in inputs.items() if k not in drop})
+    (want_target, want_extra), (got_target, got_extra) = want, got
+    ref, t_ref = run_target(loom, model, defines, wpath, ipath, os.path.join(tmp, "want.safetensors"), want_target,
+                            want_extra)
+    out, t_out = run_target(loom, model, defines, wpath, ipath, os.path.join(tmp, "got.safetensors"), got_target,
+                            got_extra)
+    print(f"{title}: {want_target} {t_ref:.2f} s, {got_target} {t_out:.2f} s (whole command)")
+    ok = set(ref) == set(out)
+    if not ok:
+        print(f"  outputs differ: {want_target} {sorted(ref)}, {got_target} {sorted(out)} FAIL")
+    for name in sorted(ref):
+        if name in out:
+            ok &= compare_backend(name, out[name], ref[name])
+    return ok
+
+
+def init_weights(loom, model, defines, seed, path):
+    """`loom init MODEL --seed SEED -o PATH` with the defines; exits 1 (loom's output printed) if
+    it fails."""
+    cmd = [loom, "init", os.path.join(REPO, "models", model), "--seed", str(seed), "-o", path]
+    for k, v in defines.items():
+        cmd += ["-D", f"{k}={v}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(f"FAILED: {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+        sys.exit(1)

@@ -14,8 +14,6 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "models"))
 import harness  # noqa: E402
@@ -23,20 +21,9 @@ import test_cpu_models as cm  # noqa: E402
 
 
 def check(title, loom, target, model, cfg, wpath, inputs, tmp, drop=(), passes=None, against="ref"):
-    ipath = os.path.join(tmp, "inputs.safetensors")
-    harness.write_safetensors(ipath, {k: v for k, v in inputs.items() if k not in drop})
     extra = ["--passes", passes] if passes else []
-    want, t_want = cm.run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "want.safetensors"), against,
-                          (["--precision", "f32"] if against == "ref" else []) + extra)
-    got, t_got = cm.run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "got.safetensors"), target, extra)
-    print(f"{title}: {against} {t_want:.2f} s, {target} {t_got:.2f} s (whole command)")
-    ok = set(want) == set(got)
-    if not ok:
-        print(f"  outputs differ: {against} {sorted(want)}, {target} {sorted(got)} FAIL")
-    for name in sorted(want):
-        if name in got:
-            ok &= cm.compare(name, got[name], want[name])
-    return ok
+    want = (against, (["--precision", "f32"] if against == "ref" else []) + extra)
+    return harness.check_targets(title, loom, model, cfg, wpath, inputs, tmp, want, (target, extra), drop)
 
 
 def main():
@@ -48,14 +35,8 @@ def main():
     if "opencl:" not in probe.stdout and "no OpenCL platform" in probe.stdout + probe.stderr:
         print("skipped: no OpenCL platform")
         return
-    ok = True
     with tempfile.TemporaryDirectory(prefix="loom_ocl_") as tmp:
-        for title, model, cfg, w, inputs, optional in cm.tiny_cases(tmp):
-            wpath = os.path.join(tmp, "weights.safetensors")
-            harness.write_safetensors(wpath, w)
-            ok &= check(title, loom, target, model, cfg, wpath, inputs, tmp)
-            for name in optional:
-                ok &= check(f"{title} without {name}", loom, target, model, cfg, wpath, inputs, tmp, drop=[name])
+        ok = cm.check_tiny_models(loom, tmp, ("ref", ["--precision", "f32"]), (target, []))
         # a training step's forward and backward, when autodiff lowers (against the CPU backend)
         title, model, cfg, w, inputs, _ = cm.tiny_cases(tmp)[0]
         wpath = os.path.join(tmp, "weights.safetensors")

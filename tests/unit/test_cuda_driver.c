@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cuda_driver.h"
+#include "test_kir_kernels.h"
 #include "test_kir_util.h"
 
 /* ---- no GPU needed ------------------------------------------------------------------------ */
@@ -97,36 +98,6 @@ static void test_load_failures(void)
 
 enum { ROWS = 33, COLS = 301, N = 1000 };
 
-static cg_kernel *build_softmax(void)
-{
-    cg_kernel *k = cg_kernel_new("softmax_rows");
-    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, ROWS * COLS);
-    int y = cg_kernel_buffer(k, "y", DT_F32, CG_OUT, ROWS * COLS);
-    cg_kernel_dim(k, ROWS);
-    int l_max = cg_kernel_loop(k, COLS), l_sum = cg_kernel_loop(k, COLS), l_out = cg_kernel_loop(k, COLS);
-    cg_val row = cg_mul(k, cg_pidx(k, 0), cg_i64(k, COLS));
-    cg_val m = cg_reduce(k, CG_RED_MAX, l_max, cg_load(k, x, cg_add(k, row, cg_lidx(k, l_max))));
-    cg_val e1 = cg_unary(k, CG_EXP, cg_sub(k, cg_load(k, x, cg_add(k, row, cg_lidx(k, l_sum))), m));
-    cg_val s = cg_reduce(k, CG_RED_SUM, l_sum, e1);
-    cg_val inv = cg_unary(k, CG_RECIP, s);
-    cg_val at = cg_add(k, row, cg_lidx(k, l_out));
-    cg_store(k, y, at, cg_mul(k, cg_unary(k, CG_EXP, cg_sub(k, cg_load(k, x, at), m)), inv));
-    return k;
-}
-
-static cg_kernel *build_scale(void)
-{
-    cg_kernel *k = cg_kernel_new("scale_by_n");
-    int a = cg_kernel_buffer(k, "a", DT_F32, CG_IN, N);
-    int n = cg_kernel_scalar(k, "n");
-    int out = cg_kernel_buffer(k, "out", DT_I64, CG_OUT, N);
-    cg_kernel_dim(k, N);
-    cg_val i = cg_pidx(k, 0);
-    cg_val x = cg_mul(k, cg_load(k, a, i), cg_cast(k, CG_F32, cg_scalar(k, n)));
-    cg_store(k, out, i, cg_add(k, cg_cast(k, CG_I64, x), i));
-    return k;
-}
-
 #define CU(call) CHECK(RT_CU_CHECK(cu, call, err, sizeof err) || (fprintf(stderr, "%s\n", err), 0))
 
 static void launch(rt_cuda *cu, rt_cu_module mod, const cg_kernel *k, void **params)
@@ -155,7 +126,7 @@ static void test_gpu(rt_cuda *cu)
     CHECK(strstr(err, "ModuleLoadDataEx") && strstr(err, "ptxas log:"));
     printf("%-28s rejected with the JIT log: OK\n", "broken PTX");
 
-    cg_kernel *ks[2] = {build_softmax(), build_scale()};
+    cg_kernel *ks[2] = {kt_softmax_rows("softmax_rows", ROWS, COLS), kt_scale_by_n(N)};
     ir_diag d;
     ir_diag_init(&d);
     char *ptx = cg_ptx(ks, 2, NULL, &d);

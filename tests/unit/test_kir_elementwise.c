@@ -5,6 +5,7 @@
  */
 #include <string.h>
 
+#include "test_kir_kernels.h"
 #include "test_kir_util.h"
 
 enum { R = 37, N = 129 };
@@ -15,33 +16,9 @@ static float gelu_ref(float x)
     return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
 }
 
-/* gelu_tanh(x) in kernel IR, in x's float type. */
-static cg_val gelu(cg_kernel *k, cg_val x, cg_type t)
-{
-    cg_val x3 = cg_mul(k, cg_mul(k, x, x), x);
-    cg_val in = cg_mul(k, cg_const_float(k, t, 0.7978845608028654),
-                       cg_add(k, x, cg_mul(k, cg_const_float(k, t, 0.044715), x3)));
-    cg_val th = cg_unary(k, CG_TANH, in);
-    return cg_mul(k, cg_mul(k, cg_const_float(k, t, 0.5), x), cg_add(k, cg_const_float(k, t, 1), th));
-}
-
-static cg_kernel *build(const char *name, ir_dtype dt)
-{
-    cg_type t = cg_compute_type(dt);
-    cg_kernel *k = cg_kernel_new(name);
-    int a = cg_kernel_buffer(k, "a", dt, CG_IN, R * N);
-    int b = cg_kernel_buffer(k, "b", dt, CG_IN, N);
-    int out = cg_kernel_buffer(k, "out", dt, CG_OUT, R * N);
-    cg_kernel_dim(k, R * N);
-    cg_val i = cg_pidx(k, 0);
-    cg_val x = cg_add(k, cg_load(k, a, i), cg_load(k, b, cg_mod(k, i, cg_i64(k, N))));
-    cg_store(k, out, i, gelu(k, x, t));
-    return k;
-}
-
 static void test_f32(void)
 {
-    cg_kernel *k = build("gelu_bcast", DT_F32);
+    cg_kernel *k = kt_gelu_bcast("gelu_bcast", DT_F32, R, N);
     cg_jit *jit;
     cg_host_fn fn = kt_jit(k, &jit);
     float *a = kt_random(R * N, -3, 3), *b = kt_random(N, -1, 1);
@@ -62,7 +39,7 @@ static void test_f32(void)
 
 static void test_f64(void)
 {
-    cg_kernel *k = build("gelu_bcast64", DT_F64);
+    cg_kernel *k = kt_gelu_bcast("gelu_bcast64", DT_F64, R, N);
     cg_jit *jit;
     cg_host_fn fn = kt_jit(k, &jit);
     double *a = malloc(R * N * sizeof *a), *b = malloc(N * sizeof *b), *out = calloc(R * N, sizeof *out);
@@ -89,14 +66,7 @@ static void test_f64(void)
 
 static void test_scalar_arg(void)
 {
-    cg_kernel *k = cg_kernel_new("scale_by_n");
-    int a = cg_kernel_buffer(k, "a", DT_F32, CG_IN, 100);
-    int n = cg_kernel_scalar(k, "n");
-    int out = cg_kernel_buffer(k, "out", DT_I64, CG_OUT, 100);
-    cg_kernel_dim(k, 100);
-    cg_val i = cg_pidx(k, 0);
-    cg_val x = cg_mul(k, cg_load(k, a, i), cg_cast(k, CG_F32, cg_scalar(k, n)));
-    cg_store(k, out, i, cg_add(k, cg_cast(k, CG_I64, x), i));
+    cg_kernel *k = kt_scale_by_n(100);
     cg_jit *jit;
     cg_host_fn fn = kt_jit(k, &jit);
     float *in = kt_random(100, -50, 50);

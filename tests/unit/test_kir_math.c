@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "test_kir_kernels.h"
 #include "test_kir_util.h"
 
 enum { N = 1 << 16 };
@@ -38,23 +39,10 @@ enum { NC = sizeof cases / sizeof *cases };
 
 static cg_kernel *build(const char *name)
 {
-    cg_kernel *k = cg_kernel_new(name);
-    int in[NC], out[NC];
-    char nm[16];
-    for (int c = 0; c < NC; c++) {
-        snprintf(nm, sizeof nm, "x%d", c);
-        in[c] = cg_kernel_buffer(k, nm, DT_F32, CG_IN, N);
-        snprintf(nm, sizeof nm, "y%d", c);
-        out[c] = cg_kernel_buffer(k, nm, DT_F32, CG_OUT, N);
-    }
-    cg_kernel_dim(k, N);
-    cg_val i = cg_pidx(k, 0);
-    for (int c = 0; c < NC; c++) {
-        cg_val x = cg_load(k, in[c], i);
-        cg_val y = cases[c].op == CG_POW ? cg_binary(k, CG_POW, x, cg_f32(k, 1.7)) : cg_unary(k, cases[c].op, x);
-        cg_store(k, out[c], i, y);
-    }
-    return k;
+    cg_op ops[NC];
+    for (int c = 0; c < NC; c++)
+        ops[c] = cases[c].op;
+    return kt_math_f32(name, ops, NC, N);
 }
 
 /* Inputs of case c: specials first, then a dense sweep of [lo, hi] (log-spaced for wide

@@ -5,32 +5,14 @@
  */
 #include <string.h>
 
+#include "test_kir_kernels.h"
 #include "test_kir_util.h"
 
 enum { ROWS = 33, COLS = 301 };
 
-/* softmax over loop extents COLS of x[r, :] into y[r, :]. */
-static cg_kernel *build_softmax(void)
-{
-    cg_kernel *k = cg_kernel_new("softmax_rows");
-    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, ROWS * COLS);
-    int y = cg_kernel_buffer(k, "y", DT_F32, CG_OUT, ROWS * COLS);
-    cg_kernel_dim(k, ROWS);
-    int l_max = cg_kernel_loop(k, COLS), l_sum = cg_kernel_loop(k, COLS), l_out = cg_kernel_loop(k, COLS);
-    cg_val row = cg_mul(k, cg_pidx(k, 0), cg_i64(k, COLS));
-    cg_val m = cg_reduce(k, CG_RED_MAX, l_max, cg_load(k, x, cg_add(k, row, cg_lidx(k, l_max))));
-    cg_val e1 = cg_unary(k, CG_EXP, cg_sub(k, cg_load(k, x, cg_add(k, row, cg_lidx(k, l_sum))), m));
-    cg_val s = cg_reduce(k, CG_RED_SUM, l_sum, e1);
-    cg_val inv = cg_unary(k, CG_RECIP, s); /* slot 4: once per row, after the sum */
-    cg_val at = cg_add(k, row, cg_lidx(k, l_out));
-    cg_val e2 = cg_unary(k, CG_EXP, cg_sub(k, cg_load(k, x, at), m));
-    cg_store(k, y, at, cg_mul(k, e2, inv));
-    return k;
-}
-
 int main(void)
 {
-    cg_kernel *k = build_softmax();
+    cg_kernel *k = kt_softmax_rows("softmax_rows", ROWS, COLS);
     cg_jit *jit;
     cg_host_fn fn = kt_jit(k, &jit);
     float *x = kt_random(ROWS * COLS, -8, 8), *y = calloc(ROWS * COLS, sizeof *y);

@@ -5,6 +5,7 @@
  */
 #include <string.h>
 
+#include "test_kir_kernels.h"
 #include "test_kir_util.h"
 
 enum { M = 45, N = 67 };
@@ -12,15 +13,7 @@ enum { A = 5, B = 6, C = 7 };
 
 static void test_transpose_2d(void)
 {
-    cg_kernel *k = cg_kernel_new("transpose2d");
-    int in = cg_kernel_buffer(k, "in", DT_F32, CG_IN, M * N);
-    int out = cg_kernel_buffer(k, "out", DT_F32, CG_OUT, M * N);
-    cg_kernel_dim(k, N); /* j: output rows */
-    cg_kernel_dim(k, M); /* i: output cols */
-    cg_val j = cg_pidx(k, 0), i = cg_pidx(k, 1);
-    cg_val src = cg_add(k, cg_mul(k, i, cg_i64(k, N)), j);
-    cg_val dst = cg_add(k, cg_mul(k, j, cg_i64(k, M)), i);
-    cg_store(k, out, dst, cg_load(k, in, src));
+    cg_kernel *k = kt_transpose2d(M, N);
     cg_jit *jit;
     cg_host_fn fn = kt_jit(k, &jit);
     float *x = kt_random(M * N, -1, 1), *y = calloc(M * N, sizeof *y), *ref = calloc(M * N, sizeof *ref);
@@ -43,19 +36,7 @@ static void test_transpose_2d(void)
  * wide[c, a, b] = (i32) bytes[a, b, c] + 1 from a u8 buffer. */
 static void test_permute_3d(void)
 {
-    cg_kernel *k = cg_kernel_new("permute3d");
-    int in = cg_kernel_buffer(k, "in", DT_I64, CG_IN, A * B * C);
-    int bytes = cg_kernel_buffer(k, "bytes", DT_U8, CG_IN, A * B * C);
-    int out = cg_kernel_buffer(k, "out", DT_I64, CG_OUT, A * B * C);
-    int wide = cg_kernel_buffer(k, "wide", DT_I32, CG_OUT, A * B * C);
-    cg_kernel_dim(k, C);
-    cg_kernel_dim(k, A);
-    cg_kernel_dim(k, B);
-    cg_val c = cg_pidx(k, 0), a = cg_pidx(k, 1), b = cg_pidx(k, 2);
-    cg_val src = cg_add(k, cg_mul(k, cg_add(k, cg_mul(k, a, cg_i64(k, B)), b), cg_i64(k, C)), c);
-    cg_val dst = cg_add(k, cg_mul(k, cg_add(k, cg_mul(k, c, cg_i64(k, A)), a), cg_i64(k, B)), b);
-    cg_store(k, out, dst, cg_load(k, in, src));
-    cg_store(k, wide, dst, cg_add(k, cg_load(k, bytes, src), cg_const_int(k, CG_I32, 1)));
+    cg_kernel *k = kt_permute3d(A, B, C);
     cg_jit *jit;
     cg_host_fn fn = kt_jit(k, &jit);
     int64_t x[A * B * C], y[A * B * C], ref[A * B * C];

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "opencl.h"
+#include "test_kir_kernels.h"
 #include "test_kir_util.h"
 
 /* PoCL and the ICD loader keep allocations until exit: runtime/opencl.c's LeakSanitizer
@@ -118,149 +119,17 @@ static double now_ms(void)
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-/* ---- kernels (the kernel IR tests' kernels, built again here) -------------------------------- */
+/* ---- kernels (the kernel IR tests' ones come from test_kir_kernels.h) ------------------------ */
 
 enum { ER = 37, EN = 129 };
 
-static cg_val gelu(cg_kernel *k, cg_val x, cg_type t)
-{
-    cg_val x3 = cg_mul(k, cg_mul(k, x, x), x);
-    cg_val in = cg_mul(k, cg_const_float(k, t, 0.7978845608028654),
-                       cg_add(k, x, cg_mul(k, cg_const_float(k, t, 0.044715), x3)));
-    cg_val th = cg_unary(k, CG_TANH, in);
-    return cg_mul(k, cg_mul(k, cg_const_float(k, t, 0.5), x), cg_add(k, cg_const_float(k, t, 1), th));
-}
-
-static cg_kernel *build_gelu(const char *name, ir_dtype dt)
-{
-    cg_type t = cg_compute_type(dt);
-    cg_kernel *k = cg_kernel_new(name);
-    int a = cg_kernel_buffer(k, "a", dt, CG_IN, ER * EN);
-    int b = cg_kernel_buffer(k, "b", dt, CG_IN, EN);
-    int out = cg_kernel_buffer(k, "out", dt, CG_OUT, ER * EN);
-    cg_kernel_dim(k, ER * EN);
-    cg_val i = cg_pidx(k, 0);
-    cg_val x = cg_add(k, cg_load(k, a, i), cg_load(k, b, cg_mod(k, i, cg_i64(k, EN))));
-    cg_store(k, out, i, gelu(k, x, t));
-    return k;
-}
-
-static cg_kernel *build_scale(void)
-{
-    cg_kernel *k = cg_kernel_new("scale_by_n");
-    int a = cg_kernel_buffer(k, "a", DT_F32, CG_IN, 100);
-    int n = cg_kernel_scalar(k, "n");
-    int out = cg_kernel_buffer(k, "out", DT_I64, CG_OUT, 100);
-    cg_kernel_dim(k, 100);
-    cg_val i = cg_pidx(k, 0);
-    cg_val x = cg_mul(k, cg_load(k, a, i), cg_cast(k, CG_F32, cg_scalar(k, n)));
-    cg_store(k, out, i, cg_add(k, cg_cast(k, CG_I64, x), i));
-    return k;
-}
-
 enum { TM = 45, TN = 67, PA = 5, PB = 6, PC = 7 };
-
-static cg_kernel *build_transpose(void)
-{
-    cg_kernel *k = cg_kernel_new("transpose2d");
-    int in = cg_kernel_buffer(k, "in", DT_F32, CG_IN, TM * TN);
-    int out = cg_kernel_buffer(k, "out", DT_F32, CG_OUT, TM * TN);
-    cg_kernel_dim(k, TN);
-    cg_kernel_dim(k, TM);
-    cg_val j = cg_pidx(k, 0), i = cg_pidx(k, 1);
-    cg_val src = cg_add(k, cg_mul(k, i, cg_i64(k, TN)), j);
-    cg_val dst = cg_add(k, cg_mul(k, j, cg_i64(k, TM)), i);
-    cg_store(k, out, dst, cg_load(k, in, src));
-    return k;
-}
-
-static cg_kernel *build_permute(void)
-{
-    cg_kernel *k = cg_kernel_new("permute3d");
-    int in = cg_kernel_buffer(k, "in", DT_I64, CG_IN, PA * PB * PC);
-    int bytes = cg_kernel_buffer(k, "bytes", DT_U8, CG_IN, PA * PB * PC);
-    int out = cg_kernel_buffer(k, "out", DT_I64, CG_OUT, PA * PB * PC);
-    int wide = cg_kernel_buffer(k, "wide", DT_I32, CG_OUT, PA * PB * PC);
-    cg_kernel_dim(k, PC);
-    cg_kernel_dim(k, PA);
-    cg_kernel_dim(k, PB);
-    cg_val c = cg_pidx(k, 0), a = cg_pidx(k, 1), b = cg_pidx(k, 2);
-    cg_val src = cg_add(k, cg_mul(k, cg_add(k, cg_mul(k, a, cg_i64(k, PB)), b), cg_i64(k, PC)), c);
-    cg_val dst = cg_add(k, cg_mul(k, cg_add(k, cg_mul(k, c, cg_i64(k, PA)), a), cg_i64(k, PB)), b);
-    cg_store(k, out, dst, cg_load(k, in, src));
-    cg_store(k, wide, dst, cg_add(k, cg_load(k, bytes, src), cg_const_int(k, CG_I32, 1)));
-    return k;
-}
-
-static cg_kernel *build_softmax(const char *name, int rows, int cols)
-{
-    cg_kernel *k = cg_kernel_new(name);
-    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, (int64_t)rows * cols);
-    int y = cg_kernel_buffer(k, "y", DT_F32, CG_OUT, (int64_t)rows * cols);
-    cg_kernel_dim(k, rows);
-    int l_max = cg_kernel_loop(k, cols), l_sum = cg_kernel_loop(k, cols), l_out = cg_kernel_loop(k, cols);
-    cg_val row = cg_mul(k, cg_pidx(k, 0), cg_i64(k, cols));
-    cg_val m = cg_reduce(k, CG_RED_MAX, l_max, cg_load(k, x, cg_add(k, row, cg_lidx(k, l_max))));
-    cg_val e1 = cg_unary(k, CG_EXP, cg_sub(k, cg_load(k, x, cg_add(k, row, cg_lidx(k, l_sum))), m));
-    cg_val s = cg_reduce(k, CG_RED_SUM, l_sum, e1);
-    cg_val inv = cg_unary(k, CG_RECIP, s);
-    cg_val at = cg_add(k, row, cg_lidx(k, l_out));
-    cg_val e2 = cg_unary(k, CG_EXP, cg_sub(k, cg_load(k, x, at), m));
-    cg_store(k, y, at, cg_mul(k, e2, inv));
-    return k;
-}
 
 enum { SR = 33, SC = 301 };
 enum { LR = 19, LC = 768 };
 static const double LN_EPS = 1e-5;
 
-static cg_kernel *build_layernorm(void)
-{
-    cg_kernel *k = cg_kernel_new("layernorm_rows");
-    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, LR * LC);
-    int w = cg_kernel_buffer(k, "w", DT_F32, CG_IN, LC);
-    int b = cg_kernel_buffer(k, "b", DT_F32, CG_IN, LC);
-    int y = cg_kernel_buffer(k, "y", DT_F32, CG_OUT, LR * LC);
-    int mean_out = cg_kernel_buffer(k, "mean", DT_F32, CG_OUT, LR);
-    int rstd_out = cg_kernel_buffer(k, "rstd", DT_F32, CG_OUT, LR);
-    cg_kernel_dim(k, LR);
-    int l0 = cg_kernel_loop(k, LC), l1 = cg_kernel_loop(k, LC), l2 = cg_kernel_loop(k, LC);
-    cg_val r = cg_pidx(k, 0), row = cg_mul(k, r, cg_i64(k, LC)), inv_c = cg_f32(k, 1.0 / LC);
-    cg_val mean = cg_mul(k, cg_reduce(k, CG_RED_SUM, l0, cg_load(k, x, cg_add(k, row, cg_lidx(k, l0)))), inv_c);
-    cg_val d1 = cg_sub(k, cg_load(k, x, cg_add(k, row, cg_lidx(k, l1))), mean);
-    cg_val var = cg_mul(k, cg_reduce(k, CG_RED_SUM, l1, cg_mul(k, d1, d1)), inv_c);
-    cg_val rstd = cg_unary(k, CG_RSQRT, cg_add(k, var, cg_f32(k, LN_EPS)));
-    cg_val c2 = cg_lidx(k, l2), at = cg_add(k, row, c2);
-    cg_val norm = cg_mul(k, cg_sub(k, cg_load(k, x, at), mean), rstd);
-    cg_store(k, y, at, cg_add(k, cg_mul(k, norm, cg_load(k, w, c2)), cg_load(k, b, c2)));
-    cg_store(k, mean_out, r, mean);
-    cg_store(k, rstd_out, r, rstd);
-    return k;
-}
-
 enum { HN = 65536 };
-
-static cg_kernel *build_half(void)
-{
-    cg_kernel *k = cg_kernel_new("half_io");
-    int h_in = cg_kernel_buffer(k, "h_in", DT_F16, CG_IN, HN);
-    int b_in = cg_kernel_buffer(k, "b_in", DT_BF16, CG_IN, HN);
-    int f_in = cg_kernel_buffer(k, "f_in", DT_F32, CG_IN, HN);
-    int h_copy = cg_kernel_buffer(k, "h_copy", DT_F16, CG_OUT, HN);
-    int b_copy = cg_kernel_buffer(k, "b_copy", DT_BF16, CG_OUT, HN);
-    int h_from_f = cg_kernel_buffer(k, "h_from_f", DT_F16, CG_OUT, HN);
-    int b_from_f = cg_kernel_buffer(k, "b_from_f", DT_BF16, CG_OUT, HN);
-    int mix = cg_kernel_buffer(k, "mix", DT_BF16, CG_OUT, HN);
-    cg_kernel_dim(k, HN);
-    cg_val i = cg_pidx(k, 0);
-    cg_val h = cg_load(k, h_in, i), b = cg_load(k, b_in, i), f = cg_load(k, f_in, i);
-    cg_store(k, h_copy, i, h);
-    cg_store(k, b_copy, i, b);
-    cg_store(k, h_from_f, i, f);
-    cg_store(k, b_from_f, i, f);
-    cg_store(k, mix, i, cg_add(k, cg_mul(k, h, b), cg_f32(k, 1)));
-    return k;
-}
 
 /* Float math: one input and one output buffer per case. ulps: OpenCL 1.2's full-profile bound
  * for f32 (sigmoid: exp's 3 plus the add and the divide). */
@@ -292,23 +161,10 @@ enum { NMC = sizeof mcases / sizeof *mcases, MN = 1 << 16 };
 
 static cg_kernel *build_math(void)
 {
-    cg_kernel *k = cg_kernel_new("math_f32");
-    int in[NMC], out[NMC];
-    char nm[16];
-    for (int c = 0; c < NMC; c++) {
-        snprintf(nm, sizeof nm, "x%d", c);
-        in[c] = cg_kernel_buffer(k, nm, DT_F32, CG_IN, MN);
-        snprintf(nm, sizeof nm, "y%d", c);
-        out[c] = cg_kernel_buffer(k, nm, DT_F32, CG_OUT, MN);
-    }
-    cg_kernel_dim(k, MN);
-    cg_val i = cg_pidx(k, 0);
-    for (int c = 0; c < NMC; c++) {
-        cg_val x = cg_load(k, in[c], i);
-        cg_val y = mcases[c].op == CG_POW ? cg_binary(k, CG_POW, x, cg_f32(k, 1.7)) : cg_unary(k, mcases[c].op, x);
-        cg_store(k, out[c], i, y);
-    }
-    return k;
+    cg_op ops[NMC];
+    for (int c = 0; c < NMC; c++)
+        ops[c] = mcases[c].op;
+    return kt_math_f32("math_f32", ops, NMC, MN);
 }
 
 /* Reductions over long rows on a 2-D grid [RA, RB], rows of RL > the work-group:
@@ -372,59 +228,6 @@ static cg_kernel *build_inplace(void)
     return k;
 }
 
-/* ---- reference conversions (as test_kir_half.c) ---------------------------------------------- */
-
-static float half_to_float(uint16_t h)
-{
-    int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexpf((float)(m | 0x400), e - 25);
-    return h & 0x8000 ? -v : v;
-}
-
-static float bf16_to_float(uint16_t b)
-{
-    uint32_t x = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &x, sizeof f);
-    return f;
-}
-
-static uint16_t float_to_half(float f)
-{
-    uint16_t sign = signbit(f) ? 0x8000 : 0;
-    float a = fabsf(f);
-    if (isnan(f))
-        return sign | 0x7e00;
-    if (a >= 65520.0f)
-        return sign | 0x7c00;
-    if (a < ldexpf(1, -14))
-        return sign | (uint16_t)nearbyintf(a * 16777216.0f);
-    int e;
-    frexpf(a, &e);
-    uint32_t q = (uint32_t)nearbyintf(ldexpf(a, 11 - e));
-    int E = e + 14;
-    if (q == 2048)
-        q = 1024, E++;
-    return E >= 31 ? (uint16_t)(sign | 0x7c00) : (uint16_t)(sign | (E << 10) | (q - 1024));
-}
-
-static uint16_t float_to_bf16(float f)
-{
-    if (isnan(f))
-        return 0x7fc0;
-    uint32_t x, lo, hi;
-    memcpy(&x, &f, sizeof x);
-    lo = x & 0xffff0000u;
-    hi = lo + 0x10000u;
-    float flo, fhi;
-    memcpy(&flo, &lo, sizeof flo);
-    memcpy(&fhi, &hi, sizeof fhi);
-    double dhi_val = (hi & 0x7fffffffu) == 0x7f800000u ? copysign(ldexp(1, 128), f) : fhi;
-    double dlo = fabs((double)f - flo), dhi = fabs(dhi_val - f);
-    uint32_t r = dlo < dhi ? lo : dhi < dlo ? hi : ((lo >> 16) & 1) ? hi : lo;
-    return (uint16_t)(r >> 16);
-}
-
 /* ---- tests ----------------------------------------------------------------------------------- */
 
 static float gelu_ref(float x)
@@ -435,7 +238,7 @@ static float gelu_ref(float x)
 
 static void test_elementwise(rt_ocl *o)
 {
-    cg_kernel *k = build_gelu("gelu_bcast", DT_F32);
+    cg_kernel *k = kt_gelu_bcast("gelu_bcast", DT_F32, ER, EN);
     float *a = kt_random(ER * EN, -3, 3), *b = kt_random(EN, -1, 1);
     float *out = calloc(ER * EN, sizeof *out), *ref = calloc(ER * EN, sizeof *ref);
     for (int i = 0; i < ER * EN; i++)
@@ -449,7 +252,7 @@ static void test_elementwise(rt_ocl *o)
     free(a), free(b), free(out), free(ref);
     cg_kernel_free(k);
 
-    k = build_gelu("gelu_bcast64", DT_F64);
+    k = kt_gelu_bcast("gelu_bcast64", DT_F64, ER, EN);
     if (!rt_ocl_has_fp64(o)) {
         ir_diag d;
         ir_diag_init(&d);
@@ -486,7 +289,7 @@ static void test_elementwise(rt_ocl *o)
 
 static void test_scalar(rt_ocl *o)
 {
-    cg_kernel *k = build_scale();
+    cg_kernel *k = kt_scale_by_n(100);
     float *in = kt_random(100, -50, 50);
     int64_t nv = 3, res[100];
     void *host[] = {in, &nv, res};
@@ -500,7 +303,7 @@ static void test_scalar(rt_ocl *o)
 
 static void test_transpose(rt_ocl *o)
 {
-    cg_kernel *k = build_transpose();
+    cg_kernel *k = kt_transpose2d(TM, TN);
     float *x = kt_random(TM * TN, -1, 1), *y = calloc(TM * TN, sizeof *y), *ref = calloc(TM * TN, sizeof *ref);
     for (int i = 0; i < TM; i++)
         for (int j = 0; j < TN; j++)
@@ -512,7 +315,7 @@ static void test_transpose(rt_ocl *o)
     free(x), free(y), free(ref);
     cg_kernel_free(k);
 
-    k = build_permute();
+    k = kt_permute3d(PA, PB, PC);
     int64_t xi[PA * PB * PC], yi[PA * PB * PC], refi[PA * PB * PC];
     uint8_t u[PA * PB * PC];
     int32_t w[PA * PB * PC], wref[PA * PB * PC];
@@ -551,7 +354,7 @@ static void softmax_ref(const float *x, float *ref, int rows, int cols)
 
 static void test_softmax(rt_ocl *o)
 {
-    cg_kernel *k = build_softmax("softmax_rows", SR, SC);
+    cg_kernel *k = kt_softmax_rows("softmax_rows", SR, SC);
     float *x = kt_random(SR * SC, -8, 8), *y = calloc(SR * SC, sizeof *y), *ref = calloc(SR * SC, sizeof *ref);
     for (int c = 0; c < SC; c++) {
         x[1 * SC + c] += 1000.0f;
@@ -583,25 +386,13 @@ static void test_softmax(rt_ocl *o)
 
 static void test_layernorm(rt_ocl *o)
 {
-    cg_kernel *k = build_layernorm();
+    cg_kernel *k = kt_layernorm_rows(LR, LC, LN_EPS);
     float *x = kt_random(LR * LC, -2, 2), *w = kt_random(LC, 0.5f, 1.5f), *b = kt_random(LC, -0.5f, 0.5f);
     for (int i = 0; i < LC; i++)
         x[3 * LC + i] += 30.0f;
     float *y = calloc(LR * LC, sizeof *y), *ref = calloc(LR * LC, sizeof *ref);
     float mean[LR], rstd[LR], mref[LR], rref[LR];
-    for (int r = 0; r < LR; r++) {
-        const float *xr = x + r * LC;
-        double s = 0, v = 0;
-        for (int c = 0; c < LC; c++)
-            s += xr[c];
-        double m = s / LC;
-        for (int c = 0; c < LC; c++)
-            v += (xr[c] - m) * (xr[c] - m);
-        double rs = 1.0 / sqrt(v / LC + LN_EPS);
-        mref[r] = (float)m, rref[r] = (float)rs;
-        for (int c = 0; c < LC; c++)
-            ref[r * LC + c] = (float)((xr[c] - m) * rs * w[c] + b[c]);
-    }
+    kt_layernorm_ref(x, w, b, LR, LC, LN_EPS, ref, mref, rref);
     void *host[] = {x, w, b, y, mean, rstd};
     ocl_run(o, k, host);
     CHECK(kt_compare("layernorm y f32", y, ref, LR * LC, 1e-5, 1e-5));
@@ -613,7 +404,7 @@ static void test_layernorm(rt_ocl *o)
 
 static void test_half(rt_ocl *o)
 {
-    cg_kernel *k = build_half();
+    cg_kernel *k = kt_half_io(HN);
     uint16_t *h = malloc(HN * 2), *b = malloc(HN * 2), *hc = calloc(HN, 2), *bc = calloc(HN, 2);
     uint16_t *hf = calloc(HN, 2), *bf = calloc(HN, 2), *mix = calloc(HN, 2);
     float *f = malloc(HN * sizeof *f);
@@ -634,23 +425,23 @@ static void test_half(rt_ocl *o)
     int nan_h = 0, nan_b = 0, bad = 0;
     for (int i = 0; i < HN && bad < 10; i++) {
         bool ok = true;
-        if (isnan(half_to_float(h[i])))
-            ok &= isnan(half_to_float(hc[i])), nan_h++;
+        if (isnan(kt_half_to_float(h[i])))
+            ok &= isnan(kt_half_to_float(hc[i])), nan_h++;
         else
             ok &= hc[i] == h[i];
-        if (isnan(bf16_to_float(b[i])))
-            ok &= isnan(bf16_to_float(bc[i])), nan_b++;
+        if (isnan(kt_bf16_to_float(b[i])))
+            ok &= isnan(kt_bf16_to_float(bc[i])), nan_b++;
         else
             ok &= bc[i] == b[i];
         if (isnan(f[i]))
-            ok &= isnan(half_to_float(hf[i])) && isnan(bf16_to_float(bf[i]));
+            ok &= isnan(kt_half_to_float(hf[i])) && isnan(kt_bf16_to_float(bf[i]));
         else
-            ok &= hf[i] == float_to_half(f[i]) && bf[i] == float_to_bf16(f[i]);
-        float want = half_to_float(h[i]) * bf16_to_float(b[i]) + 1.0f;
-        ok &= isnan(want) ? isnan(bf16_to_float(mix[i])) : mix[i] == float_to_bf16(want);
+            ok &= hf[i] == kt_float_to_half(f[i]) && bf[i] == kt_float_to_bf16(f[i]);
+        float want = kt_half_to_float(h[i]) * kt_bf16_to_float(b[i]) + 1.0f;
+        ok &= isnan(want) ? isnan(kt_bf16_to_float(mix[i])) : mix[i] == kt_float_to_bf16(want);
         if (!ok) {
             fprintf(stderr, "half_io %d: h %04x->%04x b %04x->%04x f %.9g->h %04x (want %04x) bf %04x (want %04x)\n", i,
-                    h[i], hc[i], b[i], bc[i], f[i], hf[i], float_to_half(f[i]), bf[i], float_to_bf16(f[i]));
+                    h[i], hc[i], b[i], bc[i], f[i], hf[i], kt_float_to_half(f[i]), bf[i], kt_float_to_bf16(f[i]));
             bad++;
         }
     }
@@ -821,7 +612,7 @@ static void test_inplace(rt_ocl *o)
  * must carry the OpenCL compiler's log and name that kernel. */
 static void test_build_error(rt_ocl *o)
 {
-    cg_kernel *ks[2] = {build_transpose(), build_softmax("bad", 4, 8)};
+    cg_kernel *ks[2] = {kt_transpose2d(TM, TN), kt_softmax_rows("bad", 4, 8)};
     ir_diag d;
     ir_diag_init(&d);
     char *src = cg_opencl_source(ks, 2, &d);
@@ -908,7 +699,7 @@ static void test_targets(void)
  * binary instead of building, and the kernel from it runs correctly. */
 static void test_cache(rt_ocl *o, const char *dir)
 {
-    cg_kernel *k = build_scale();
+    cg_kernel *k = kt_scale_by_n(100);
     char *src = render(k);
     ir_diag d;
     ir_diag_init(&d);
@@ -944,14 +735,14 @@ static void test_cache(rt_ocl *o, const char *dir)
 
 static cg_kernel *kernel_by_name(const char *name)
 {
-    if (strcmp(name, "gelu_bcast") == 0) return build_gelu("gelu_bcast", DT_F32);
-    if (strcmp(name, "gelu_bcast64") == 0) return build_gelu("gelu_bcast64", DT_F64);
-    if (strcmp(name, "scale_by_n") == 0) return build_scale();
-    if (strcmp(name, "transpose2d") == 0) return build_transpose();
-    if (strcmp(name, "permute3d") == 0) return build_permute();
-    if (strcmp(name, "softmax_rows") == 0) return build_softmax("softmax_rows", SR, SC);
-    if (strcmp(name, "layernorm_rows") == 0) return build_layernorm();
-    if (strcmp(name, "half_io") == 0) return build_half();
+    if (strcmp(name, "gelu_bcast") == 0) return kt_gelu_bcast("gelu_bcast", DT_F32, ER, EN);
+    if (strcmp(name, "gelu_bcast64") == 0) return kt_gelu_bcast("gelu_bcast64", DT_F64, ER, EN);
+    if (strcmp(name, "scale_by_n") == 0) return kt_scale_by_n(100);
+    if (strcmp(name, "transpose2d") == 0) return kt_transpose2d(TM, TN);
+    if (strcmp(name, "permute3d") == 0) return kt_permute3d(PA, PB, PC);
+    if (strcmp(name, "softmax_rows") == 0) return kt_softmax_rows("softmax_rows", SR, SC);
+    if (strcmp(name, "layernorm_rows") == 0) return kt_layernorm_rows(LR, LC, LN_EPS);
+    if (strcmp(name, "half_io") == 0) return kt_half_io(HN);
     if (strcmp(name, "math_f32") == 0) return build_math();
     if (strcmp(name, "row_reduce") == 0) return build_rowred();
     if (strcmp(name, "inplace_rows") == 0) return build_inplace();
@@ -990,7 +781,7 @@ static int emit(const char *name, bool offsets)
 static int bench(rt_ocl *o)
 {
     enum { BR = 256, BC = 4096 };
-    cg_kernel *k = build_softmax("softmax_bench", BR, BC);
+    cg_kernel *k = kt_softmax_rows("softmax_bench", BR, BC);
     float *x = kt_random(BR * BC, -8, 8), *y = calloc(BR * BC, sizeof *y), *ref = calloc(BR * BC, sizeof *ref);
     ir_diag d;
     ir_diag_init(&d);

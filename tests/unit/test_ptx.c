@@ -13,26 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test_kir_kernels.h"
 #include "test_kir_util.h"
 
 /* ---- the kernels ------------------------------------------------------------------------- */
 
-static cg_kernel *k_gelu_bcast(void)
-{
-    enum { R = 37, N = 129 };
-    cg_kernel *k = cg_kernel_new("gelu_bcast");
-    int a = cg_kernel_buffer(k, "a", DT_F32, CG_IN, R * N);
-    int b = cg_kernel_buffer(k, "b", DT_F32, CG_IN, N);
-    int out = cg_kernel_buffer(k, "out", DT_F32, CG_OUT, R * N);
-    cg_kernel_dim(k, R * N);
-    cg_val i = cg_pidx(k, 0);
-    cg_val x = cg_add(k, cg_load(k, a, i), cg_load(k, b, cg_mod(k, i, cg_i64(k, N))));
-    cg_val x3 = cg_mul(k, cg_mul(k, x, x), x);
-    cg_val in = cg_mul(k, cg_f32(k, 0.7978845608028654), cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), x3)));
-    cg_val th = cg_unary(k, CG_TANH, in);
-    cg_store(k, out, i, cg_mul(k, cg_mul(k, cg_f32(k, 0.5), x), cg_add(k, cg_f32(k, 1), th)));
-    return k;
-}
+static cg_kernel *k_gelu_bcast(void) { return kt_gelu_bcast("gelu_bcast", DT_F32, 37, 129); }
 
 /* f64 elementwise with the ops the GPU has at f64: out = sqrt(a*a + b) / max(a, b) + rsqrt(b). */
 static cg_kernel *k_f64_ops(void)
@@ -49,116 +35,17 @@ static cg_kernel *k_f64_ops(void)
     return k;
 }
 
-static cg_kernel *k_scale_by_n(void)
-{
-    cg_kernel *k = cg_kernel_new("scale_by_n");
-    int a = cg_kernel_buffer(k, "a", DT_F32, CG_IN, 100);
-    int n = cg_kernel_scalar(k, "n");
-    int out = cg_kernel_buffer(k, "out", DT_I64, CG_OUT, 100);
-    cg_kernel_dim(k, 100);
-    cg_val i = cg_pidx(k, 0);
-    cg_val x = cg_mul(k, cg_load(k, a, i), cg_cast(k, CG_F32, cg_scalar(k, n)));
-    cg_store(k, out, i, cg_add(k, cg_cast(k, CG_I64, x), i));
-    return k;
-}
+static cg_kernel *k_scale_by_n(void) { return kt_scale_by_n(100); }
 
-static cg_kernel *k_transpose2d(void)
-{
-    enum { M = 45, N = 67 };
-    cg_kernel *k = cg_kernel_new("transpose2d");
-    int in = cg_kernel_buffer(k, "in", DT_F32, CG_IN, M * N);
-    int out = cg_kernel_buffer(k, "out", DT_F32, CG_OUT, M * N);
-    cg_kernel_dim(k, N);
-    cg_kernel_dim(k, M);
-    cg_val j = cg_pidx(k, 0), i = cg_pidx(k, 1);
-    cg_store(k, out, cg_add(k, cg_mul(k, j, cg_i64(k, M)), i), cg_load(k, in, cg_add(k, cg_mul(k, i, cg_i64(k, N)), j)));
-    return k;
-}
+static cg_kernel *k_transpose2d(void) { return kt_transpose2d(45, 67); }
 
-static cg_kernel *k_permute3d(void)
-{
-    enum { A = 5, B = 6, C = 7 };
-    cg_kernel *k = cg_kernel_new("permute3d");
-    int in = cg_kernel_buffer(k, "in", DT_I64, CG_IN, A * B * C);
-    int bytes = cg_kernel_buffer(k, "bytes", DT_U8, CG_IN, A * B * C);
-    int out = cg_kernel_buffer(k, "out", DT_I64, CG_OUT, A * B * C);
-    int wide = cg_kernel_buffer(k, "wide", DT_I32, CG_OUT, A * B * C);
-    cg_kernel_dim(k, C);
-    cg_kernel_dim(k, A);
-    cg_kernel_dim(k, B);
-    cg_val c = cg_pidx(k, 0), a = cg_pidx(k, 1), b = cg_pidx(k, 2);
-    cg_val src = cg_add(k, cg_mul(k, cg_add(k, cg_mul(k, a, cg_i64(k, B)), b), cg_i64(k, C)), c);
-    cg_val dst = cg_add(k, cg_mul(k, cg_add(k, cg_mul(k, c, cg_i64(k, A)), a), cg_i64(k, B)), b);
-    cg_store(k, out, dst, cg_load(k, in, src));
-    cg_store(k, wide, dst, cg_add(k, cg_load(k, bytes, src), cg_const_int(k, CG_I32, 1)));
-    return k;
-}
+static cg_kernel *k_permute3d(void) { return kt_permute3d(5, 6, 7); }
 
-static cg_kernel *k_softmax(void)
-{
-    enum { ROWS = 33, COLS = 301 };
-    cg_kernel *k = cg_kernel_new("softmax_rows");
-    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, ROWS * COLS);
-    int y = cg_kernel_buffer(k, "y", DT_F32, CG_OUT, ROWS * COLS);
-    cg_kernel_dim(k, ROWS);
-    int l_max = cg_kernel_loop(k, COLS), l_sum = cg_kernel_loop(k, COLS), l_out = cg_kernel_loop(k, COLS);
-    cg_val row = cg_mul(k, cg_pidx(k, 0), cg_i64(k, COLS));
-    cg_val m = cg_reduce(k, CG_RED_MAX, l_max, cg_load(k, x, cg_add(k, row, cg_lidx(k, l_max))));
-    cg_val e1 = cg_unary(k, CG_EXP, cg_sub(k, cg_load(k, x, cg_add(k, row, cg_lidx(k, l_sum))), m));
-    cg_val s = cg_reduce(k, CG_RED_SUM, l_sum, e1);
-    cg_val inv = cg_unary(k, CG_RECIP, s);
-    cg_val at = cg_add(k, row, cg_lidx(k, l_out));
-    cg_store(k, y, at, cg_mul(k, cg_unary(k, CG_EXP, cg_sub(k, cg_load(k, x, at), m)), inv));
-    return k;
-}
+static cg_kernel *k_softmax(void) { return kt_softmax_rows("softmax_rows", 33, 301); }
 
-static cg_kernel *k_layernorm(void)
-{
-    enum { ROWS = 19, C = 768 };
-    cg_kernel *k = cg_kernel_new("layernorm_rows");
-    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, ROWS * C);
-    int w = cg_kernel_buffer(k, "w", DT_F32, CG_IN, C);
-    int b = cg_kernel_buffer(k, "b", DT_F32, CG_IN, C);
-    int y = cg_kernel_buffer(k, "y", DT_F32, CG_OUT, ROWS * C);
-    int mean_out = cg_kernel_buffer(k, "mean", DT_F32, CG_OUT, ROWS);
-    int rstd_out = cg_kernel_buffer(k, "rstd", DT_F32, CG_OUT, ROWS);
-    cg_kernel_dim(k, ROWS);
-    int l0 = cg_kernel_loop(k, C), l1 = cg_kernel_loop(k, C), l2 = cg_kernel_loop(k, C);
-    cg_val r = cg_pidx(k, 0), row = cg_mul(k, r, cg_i64(k, C)), inv_c = cg_f32(k, 1.0 / C);
-    cg_val mean = cg_mul(k, cg_reduce(k, CG_RED_SUM, l0, cg_load(k, x, cg_add(k, row, cg_lidx(k, l0)))), inv_c);
-    cg_val d1 = cg_sub(k, cg_load(k, x, cg_add(k, row, cg_lidx(k, l1))), mean);
-    cg_val var = cg_mul(k, cg_reduce(k, CG_RED_SUM, l1, cg_mul(k, d1, d1)), inv_c);
-    cg_val rstd = cg_unary(k, CG_RSQRT, cg_add(k, var, cg_f32(k, 1e-5)));
-    cg_val c2 = cg_lidx(k, l2), at = cg_add(k, row, c2);
-    cg_val norm = cg_mul(k, cg_sub(k, cg_load(k, x, at), mean), rstd);
-    cg_store(k, y, at, cg_add(k, cg_mul(k, norm, cg_load(k, w, c2)), cg_load(k, b, c2)));
-    cg_store(k, mean_out, r, mean);
-    cg_store(k, rstd_out, r, rstd);
-    return k;
-}
+static cg_kernel *k_layernorm(void) { return kt_layernorm_rows(19, 768, 1e-5); }
 
-static cg_kernel *k_half_io(void)
-{
-    enum { N = 65536 };
-    cg_kernel *k = cg_kernel_new("half_io");
-    int h_in = cg_kernel_buffer(k, "h_in", DT_F16, CG_IN, N);
-    int b_in = cg_kernel_buffer(k, "b_in", DT_BF16, CG_IN, N);
-    int f_in = cg_kernel_buffer(k, "f_in", DT_F32, CG_IN, N);
-    int h_copy = cg_kernel_buffer(k, "h_copy", DT_F16, CG_OUT, N);
-    int b_copy = cg_kernel_buffer(k, "b_copy", DT_BF16, CG_OUT, N);
-    int h_from_f = cg_kernel_buffer(k, "h_from_f", DT_F16, CG_OUT, N);
-    int b_from_f = cg_kernel_buffer(k, "b_from_f", DT_BF16, CG_OUT, N);
-    int mix = cg_kernel_buffer(k, "mix", DT_BF16, CG_OUT, N);
-    cg_kernel_dim(k, N);
-    cg_val i = cg_pidx(k, 0);
-    cg_val h = cg_load(k, h_in, i), b = cg_load(k, b_in, i), f = cg_load(k, f_in, i);
-    cg_store(k, h_copy, i, h);
-    cg_store(k, b_copy, i, b);
-    cg_store(k, h_from_f, i, f);
-    cg_store(k, b_from_f, i, f);
-    cg_store(k, mix, i, cg_add(k, cg_mul(k, h, b), cg_f32(k, 1)));
-    return k;
-}
+static cg_kernel *k_half_io(void) { return kt_half_io(65536); }
 
 static cg_kernel *k_math(void)
 {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "codegen.h"
+#include "exec_cuda.h"
 #include "frontend.h"
 #include "lower.h"
 #include "pass.h"
@@ -104,6 +105,17 @@ int main(void)
                 ir_graph_free(g);
             ir_diag_free(&d);
         }
+    }
+    /* the CUDA executor's own training-step kernels (sum over rows, scatter-add per ids dtype) */
+    for (int sm = 80; sm <= 90; sm += 10) {
+        char *tptx = rt_cuda_training_ptx();
+        bool ok = !ptxas || assemble(ptxas, tptx, sm, "exec_cuda.c training-step kernels");
+        assembled += ptxas && ok;
+        modules++;
+        failed += !ok;
+        printf("%-58s sm_%d: %s\n", "exec_cuda.c training-step kernels (4 kernels)", sm,
+               !ok ? "FAIL" : ptxas ? "ptxas OK" : "rendered");
+        free(tptx);
     }
     printf("%d modules (%d kernels per sm), %d assembled by ptxas, %d graphs failed\n", modules, kernels, assembled, failed);
     if (!ptxas)

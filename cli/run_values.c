@@ -1,0 +1,36 @@
+/* run_values.c — the params and inputs given to `loom run` on a program.h target (cli.h):
+ * finding one by name, and dropping the graph's optional inputs that were not given, with
+ * every node that depends on one (outputs included), as the reference interpreter skips the
+ * outputs that need them.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+const ir_tensor *cli_find_value(const ir_named_tensor *vals, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (vals[i].name && strcmp(vals[i].name, name) == 0)
+            return vals[i].t;
+    return NULL;
+}
+
+void cli_drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals)
+{
+    bool *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
+    if (!dead)
+        ir_unreachable("out of memory");
+    bool any = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->op == OP_input && n->optional && !cli_find_value(vals, n_vals, n->name))
+            dead[i] = true;
+        for (int k = 0; k < n->n_in; k++)
+            dead[i] |= dead[n->in[k]->id];
+        any |= dead[i];
+    }
+    if (any)
+        ir_graph_compact(g, dead);
+    free(dead);
+}
