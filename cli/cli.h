@@ -49,6 +49,16 @@ ir_graph *cli_load_graph(const cli_opts *o, ir_diag *d);
 /* Prints d's messages to stderr and returns the exit status: 0 if no errors, else 1. */
 int cli_finish(ir_diag *d);
 
+/* json_file.c: DIR/NAME parsed as JSON (free with cJSON_Delete), or NULL when it is absent,
+ * unreadable or not JSON. */
+struct cJSON *cli_read_json(const char *dir, const char *name);
+
+/* run_values.c: the value called name in vals[0..n), or NULL. */
+const ir_tensor *cli_find_value(const ir_named_tensor *vals, int n, const char *name);
+/* run_values.c: drops g's optional inputs that have no value in vals and every node depending
+ * on one (outputs included), as the reference interpreter skips the outputs that need them. */
+void cli_drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals);
+
 /* target_cpu.c: runs g on the CPU path (fuse, lower, plan memory, JIT, executor) with every
  * param and input given in vals (doubles, as the reference interpreter takes them; optional
  * inputs may be absent, and then the outputs that need them are skipped). pipeline: the

@@ -11,11 +11,19 @@
  * validation loss; a batch-1 logits program generates the sample. The training state (params,
  * optimizer state, step, batch counter, sampler position) is what a checkpoint holds, so a
  * resumed run continues bit for bit.
+ *
+ * Under a launcher with --mesh (docs/cluster.md, "Training"): dp alone splits each global batch
+ * by rows and averages the gradients with a bucketed allreduce; with tp or pp the gradient
+ * program is autodiff then the shard/pipeline passes, run over the mesh by cli/mesh_exec.h.
+ * Either way every rank ends the step with the one-rank gradients and runs the same update.
  */
 #include "checkpoint.h"
 #include "cli.h"
+#include "coll.h"
 #include "data.h"
 #include "init.h"
+#include "mesh.h"
+#include "mesh_exec.h"
 #include "optimizer.h"
 #include "pass.h"
 #include "program.h"
@@ -137,8 +145,9 @@ static bool parse_opts(const cli_opts *o, train_opts *t, ir_diag *d)
         ir_diag_error(d, -1, 0, 0, "train: --steps N is required");
         return false;
     }
-    if (o->target && strcmp(o->target, "cpu") != 0) {
-        ir_diag_error(d, -1, 0, 0, "train: --target %s is not supported (training runs on cpu)", o->target);
+    if (o->target && strcmp(o->target, "cpu") != 0 && strncmp(o->target, "opencl", 6) != 0 &&
+        strncmp(o->target, "cuda", 4) != 0) {
+        ir_diag_error(d, -1, 0, 0, "train: --target %s is not supported (cpu, cuda or opencl[:P[:D]])", o->target);
         return false;
     }
     if (o->n_extra > 0) {
@@ -238,6 +247,23 @@ typedef struct {
     int64_t step;                     /* steps done */
     uint64_t next_batch, rng;
     FILE *log;
+    /* data parallel (--mesh dp=N under mpirun): this rank computes rows [dp_rank·Bl, +Bl) of
+     * each global batch of B rows with programs built for Bl = B / dp rows, then the gradients
+     * and the loss are averaged over the dp ranks; without --mesh dp is 1 and g_* alias inputs */
+    int dp, dp_rank, Bl;
+    int world_rank, world_size;      /* from the launcher's environment (0, 1 without one) */
+    coll_comm *world;
+    /* tensor parallel (--mesh with tp > 1): the gradient program is autodiff on the whole
+     * model, then the shard pass for this rank (so the backward is sharded like the forward,
+     * with the allreduces where partial gradients meet replicated values), run by mesh_exec
+     * over the mesh; its grad/<param> outputs come back whole, so every rank holds the full
+     * params and runs the same update; the shard pass also splits the batch over dp */
+    pass_mesh mesh;
+    coll_comm *axis[IR_MAX_MESH_AXES];
+    mesh_run *mgrad;
+    int32_t *g_inputs, *g_targets;   /* the global batch */
+    double comm_ms;                  /* communication time of the current step */
+    int64_t comm_bytes;              /* bytes allreduced per step (each rank's buffers) */
 } trainer;
 
 static float *param_data(trainer *r, const model_param *mp) { return r->flat[mp->group] + mp->off; }
@@ -316,9 +342,9 @@ static bool bind_all(trainer *r)
         }
     }
     return program_bind(r->update, "lr", &r->lr_in, r->d) && program_bind(r->update, "step", &r->step_in, r->d) &&
-           bind_model_params(r, r->grad) && bind_model_params(r, r->eval) &&
-           program_bind(r->grad, "tokens", r->inputs, r->d) && program_bind(r->grad, "targets", r->targets, r->d) &&
-           program_bind(r->eval, "tokens", r->inputs, r->d) && program_bind(r->eval, "targets", r->targets, r->d);
+           (r->mgrad || (bind_model_params(r, r->grad) && program_bind(r->grad, "tokens", r->inputs, r->d) &&
+                          program_bind(r->grad, "targets", r->targets, r->d))) &&
+           bind_model_params(r, r->eval) && program_bind(r->eval, "tokens", r->inputs, r->d) && program_bind(r->eval, "targets", r->targets, r->d);
 }
 
 /* The checkpoint's tensors: every param X, then each state tensor "adam.m/X" ... (names
@@ -391,6 +417,123 @@ static bool resume(trainer *r, uint64_t seed)
     return true;
 }
 
+/* ---- data parallel ------------------------------------------------------------------------- */
+
+#define DP_BUCKET ((size_t)1 << 20) /* elements per allreduce: 4 MiB buckets of f32 gradients */
+
+/* Copies this rank's rows of the global batch in g_inputs / g_targets into the program inputs. */
+static void take_rows(trainer *r)
+{
+    if (r->dp == 1)
+        return;
+    size_t n = (size_t)r->Bl * (size_t)r->T, off = (size_t)r->dp_rank * n;
+    memcpy(r->inputs, r->g_inputs + off, n * sizeof *r->inputs);
+    memcpy(r->targets, r->g_targets + off, n * sizeof *r->targets);
+}
+
+/* Sums x[n] over the dp ranks in place, bucket by bucket (a failed exchange ends the job in
+ * coll.h); the time and volume go to this step's communication figures. */
+static void dp_sum(trainer *r, void *x, size_t n, coll_dtype dt)
+{
+    if (r->dp == 1 || n == 0)
+        return;
+    double t0 = now_ms();
+    size_t es = coll_dtype_size(dt);
+    for (size_t at = 0; at < n; at += DP_BUCKET) {
+        size_t c = n - at < DP_BUCKET ? n - at : DP_BUCKET;
+        char *p = (char *)x + at * es;
+        if (coll_allreduce(r->world, p, p, c, dt, COLL_SUM) != COLL_OK)
+            ir_unreachable("train: gradient allreduce rejected its arguments");
+    }
+    r->comm_ms += now_ms() - t0;
+    r->comm_bytes += (int64_t)(n * es);
+}
+
+static double dp_mean1(trainer *r, double x)
+{
+    dp_sum(r, &x, 1, COLL_F64);
+    return x / r->dp;
+}
+
+/* ---- tensor parallel: the gradient program over the mesh ---------------------------------- */
+
+/* Fills a rank-local param or input of the mesh gradient program from the full host buffer
+ * (f32 params, i32 tokens): its slices when its name carries them (mesh.h), else a copy. */
+static void feed_slice(mesh_run *R, const ir_node *n, const void *full_data, const ir_shape *full_shape, ir_dtype dt)
+{
+    mesh_slice sl[MESH_MAX_SLICES];
+    int n_sl = 0;
+    char full[600];
+    void *dst = mesh_exec_value(R, n);
+    size_t cnt = (size_t)ir_shape_numel(&n->shape), fcnt = (size_t)ir_shape_numel(full_shape);
+    if (!mesh_slice_parse(n->name, full, sizeof full, sl, &n_sl)) {
+        memcpy(dst, full_data, cnt * (size_t)ir_dtype_size(dt));
+        return;
+    }
+    double *a = malloc((fcnt + 1) * sizeof *a), *b = malloc((cnt + 1) * sizeof *b);
+    if (!a || !b)
+        ir_unreachable("out of memory");
+    for (size_t i = 0; i < fcnt; i++)
+        a[i] = dt == DT_I32 ? (double)((const int32_t *)full_data)[i] : (double)((const float *)full_data)[i];
+    mesh_slice_extract(a, full_shape, sl, n_sl, b);
+    for (size_t i = 0; i < cnt; i++)
+        if (dt == DT_I32)
+            ((int32_t *)dst)[i] = (int32_t)b[i];
+        else
+            ((float *)dst)[i] = (float)b[i];
+    free(a);
+    free(b);
+}
+
+/* Runs the gradient program: the mesh one (fed this step's param slices and batch) or the
+ * plain one. */
+static bool grad_run(trainer *r)
+{
+    if (!r->mgrad)
+        return program_run(r->grad, r->d);
+    const ir_graph *L = mesh_exec_graph(r->mgrad);
+    ir_shape bt = {2, {r->B, r->T}};
+    for (int i = 0; i < L->n_nodes; i++) {
+        const ir_node *n = L->nodes[i];
+        char full[600];
+        mesh_slice sl[MESH_MAX_SLICES];
+        int n_sl;
+        if (n->op != OP_param && n->op != OP_input)
+            continue;
+        mesh_slice_parse(n->name, full, sizeof full, sl, &n_sl);
+        if (n->op == OP_input) {
+            bool tok = strcmp(full, "tokens") == 0;
+            if (!tok && strcmp(full, "targets") != 0)
+                ir_unreachable("train: the mesh gradient program has an unexpected input");
+            feed_slice(r->mgrad, n, tok ? r->inputs : r->targets, &bt, DT_I32);
+            continue;
+        }
+        int k = 0;
+        while (k < r->n_params && strcmp(r->params[k].name, full) != 0)
+            k++;
+        if (k == r->n_params)
+            ir_unreachable("train: a rank's param is not one of the model's");
+        feed_slice(r->mgrad, n, param_data(r, &r->params[k]), &r->params[k].shape, DT_F32);
+    }
+    bool ok = mesh_exec_run(r->mgrad);
+    double ms;
+    int64_t bytes;
+    mesh_exec_comm(r->mgrad, &ms, &bytes);
+    r->comm_ms += ms;
+    r->comm_bytes += bytes;
+    return ok;
+}
+
+static const void *grad_output(trainer *r, const char *name)
+{
+    const void *v = r->mgrad ? mesh_exec_output(r->mgrad, name) : program_output(r->grad, name);
+    if (!v) {
+        fprintf(stderr, "loom: internal error: the gradient program has no output '%s'\n", name);
+        ir_unreachable("train: a gradient output is missing");
+    }
+    return v;
+}
+
 /* ---- steps --------------------------------------------------------------------------------- */
 
 /* Writes the gradients the update is about to see, per param, for tests of the optimizer. */
@@ -419,20 +562,24 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
     double sum = 0;
     char gname[600];
     for (int m = 0; m < accum; m++) {
-        rt_loader_random(&r->loader, RT_SPLIT_TRAIN, r->next_batch++, r->inputs, r->targets);
-        if (!program_run(r->grad, r->d))
+        rt_loader_random(&r->loader, RT_SPLIT_TRAIN, r->next_batch++, r->g_inputs, r->g_targets);
+        take_rows(r);
+        if (!grad_run(r))
             return false;
-        float l = *(const float *)program_output(r->grad, "loss");
+        /* under pp only the ranks holding the outputs have the loss and the gradients: they
+         * reach the others by broadcast from rank 0 below */
+        bool has = !r->mgrad || mesh_exec_output(r->mgrad, "loss");
+        float l = has ? *(const float *)grad_output(r, "loss") : 0;
         if (first && m == 0) {
-            printf("loss at init %.4f (ln(vocab) = %.4f)\n", l, r->V ? log((double)r->V) : NAN);
+            printf("loss at init %.4f (ln(vocab) = %.4f)\n", dp_mean1(r, l), r->V ? log((double)r->V) : NAN);
             fflush(stdout);
         }
         sum += l;
         /* gather the per-param gradients into the flat groups, summing micro-batches */
-        for (int i = 0; i < r->n_params; i++) {
+        for (int i = 0; has && i < r->n_params; i++) {
             const model_param *mp = &r->params[i];
             snprintf(gname, sizeof gname, "grad/%s", mp->name);
-            const float *g = program_output(r->grad, gname);
+            const float *g = grad_output(r, gname);
             if (!g)
                 ir_unreachable("train: the gradient program lacks a gradient output");
             float *a = r->grads[mp->group] + mp->off;
@@ -443,10 +590,27 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
                     a[j] += g[j];
         }
     }
+    /* the mean over dp of the ranks' gradients is the gradient of the global batch's mean loss */
+    for (int k = 0; r->dp > 1 && k < PASS_OPT_GROUPS; k++) {
+        dp_sum(r, r->grads[k], (size_t)r->n_group[k], COLL_F32);
+        for (int64_t j = 0; j < r->n_group[k]; j++)
+            r->grads[k][j] /= (float)r->dp;
+    }
+    sum = r->dp > 1 ? dp_mean1(r, sum) : sum;
+    if (r->mgrad && pass_mesh_size(&r->mesh, "pp") > 1) {
+        double t0 = now_ms();
+        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+            if (r->n_group[k] && coll_broadcast(r->world, r->grads[k], (size_t)r->n_group[k], COLL_F32, 0) != COLL_OK)
+                ir_unreachable("train: gradient broadcast rejected its arguments");
+        if (coll_broadcast(r->world, &sum, 1, COLL_F64, 0) != COLL_OK)
+            ir_unreachable("train: loss broadcast rejected its arguments");
+        r->comm_ms += now_ms() - t0;
+        r->comm_bytes += (r->n_group[0] + r->n_group[1]) * 4 + 8;
+    }
     r->step++;
     r->lr_in = (float)lr_at(&r->t, r->step);
     r->step_in = (float)r->step;
-    if (r->t.trace && !trace(r))
+    if (r->t.trace && r->world_rank == 0 && !trace(r))
         return false;
     if (!program_run(r->update, r->d))
         return false;
@@ -474,11 +638,13 @@ static bool evaluate(trainer *r, double *loss)
         n = (uint64_t)r->t.eval_batches;
     double sum = 0;
     for (uint64_t i = 0; i < n; i++) {
-        rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->inputs, r->targets);
+        rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->g_inputs, r->g_targets);
+        take_rows(r);
         if (!program_run(r->eval, r->d))
             return false;
         sum += *(const float *)program_output(r->eval, "loss");
     }
+    sum = r->dp > 1 ? dp_mean1(r, sum) : sum;
     *loss = n ? sum / (double)n : NAN;
     return true;
 }
@@ -615,6 +781,131 @@ static bool generate(trainer *r, const cli_opts *o, uint64_t seed)
 
 /* ---- the command --------------------------------------------------------------------------- */
 
+/* The model built with `batch` rows (-D batch=N), for a data-parallel rank's programs. */
+static ir_graph *load_batch(const cli_opts *o, int batch, ir_diag *d)
+{
+    cli_opts o1 = *o;
+    char v[32];
+    snprintf(v, sizeof v, "%d", batch);
+    bool have = false;
+    for (int i = 0; i < o1.n_defines; i++)
+        if (strcmp(o1.defines[i].name, "batch") == 0) {
+            o1.defines[i].value = v;
+            have = true;
+        }
+    if (!have && o1.n_defines < CLI_MAX_DEFINES)
+        o1.defines[o1.n_defines++] = (fe_define){"batch", v};
+    ir_graph *g = cli_load_graph(&o1, d);
+    const ir_node *tok = g ? find(g, OP_input, "tokens") : NULL;
+    if (g && (!tok || tok->shape.rank != 2 || tok->shape.dim[0] != batch)) {
+        ir_diag_error(d, -1, 0, 0,
+                      "train: --mesh dp needs a model whose batch is its hparam 'batch' (-D batch=%d did not give "
+                      "tokens %d rows)",
+                      batch, batch);
+        ir_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* --mesh: this rank's place in the mesh, the dp split of the batch and the world communicator.
+ * Data parallelism only today: a mesh with tp or pp above 1 is refused. */
+static bool setup_mesh(trainer *r, const cli_opts *o)
+{
+    ir_diag *d = r->d;
+    r->dp = 1;
+    r->Bl = r->B;
+    if (!o->mesh) {
+        if (r->world_size > 1) {
+            ir_diag_error(d, -1, 0, 0,
+                          "train: started as %d processes but without --mesh; add --mesh dp=%d to train data parallel",
+                          r->world_size, r->world_size);
+            return false;
+        }
+        return true;
+    }
+    pass_mesh m;
+    char ms[128];
+    if (!pass_mesh_parse(o->mesh, r->world_rank, r->g, &m, d))
+        return false;
+    pass_mesh_str(&m, ms, sizeof ms);
+    if (m.world != r->world_size) {
+        ir_diag_error(d, -1, 0, 0,
+                      "train: the mesh %s has %d rank%s but %d process%s started; start one process per rank "
+                      "(mpirun -np %d loom train ... --mesh %s)",
+                      ms, m.world, m.world == 1 ? "" : "s", r->world_size, r->world_size == 1 ? " was" : "es were",
+                      m.world, o->mesh);
+        return false;
+    }
+    for (int a = 0; a < m.n_axes; a++)
+        if (m.size[a] > 1 && strcmp(m.axis[a], "dp") != 0 && strcmp(m.axis[a], "tp") != 0 &&
+            strcmp(m.axis[a], "pp") != 0) {
+            ir_diag_error(d, -1, 0, 0,
+                          "train: --mesh %s: the axes dp, tp and pp train; %s=%d does not "
+                          "(loom run --mesh runs it forward)",
+                          o->mesh, m.axis[a], m.size[a]);
+            return false;
+        }
+    r->mesh = m;
+    bool sharded = pass_mesh_size(&m, "tp") > 1 || pass_mesh_size(&m, "pp") > 1;
+    if (sharded && o->target && strcmp(o->target, "cpu") != 0) {
+        ir_diag_error(d, -1, 0, 0, "train: --mesh %s runs on --target cpu (tp and pp; got '%s')", o->mesh, o->target);
+        return false;
+    }
+    int a = pass_mesh_axis(&m, "dp");
+    r->dp = pass_mesh_size(&m, "dp");
+    r->dp_rank = a >= 0 ? pass_mesh_coord(&m, r->world_rank, a) : 0;
+    if (r->B % r->dp != 0) {
+        ir_diag_error(d, -1, 0, 0, "train: the batch (%d rows) does not split evenly over dp=%d; set -D batch=%d",
+                      r->B, r->dp, (r->B / r->dp + 1) * r->dp);
+        return false;
+    }
+    r->Bl = r->B / r->dp;
+    if (sharded) {
+        /* the shard pass splits the batch over dp inside the gradient program */
+        r->dp = 1;
+        r->dp_rank = 0;
+        r->Bl = r->B;
+    }
+    coll_options copt = {0};
+    const char *algo = named(o, "--allreduce");
+    if (algo && !coll_algo_parse(algo, &copt.allreduce)) {
+        ir_diag_error(d, -1, 0, 0, "train: --allreduce expects backend, ring or tree, got '%s'", algo);
+        return false;
+    }
+    coll_error cerr;
+    r->world = coll_init(m.world > 1 ? COLL_BACKEND_MPI : COLL_BACKEND_SINGLE, &copt, &cerr);
+    if (!r->world) {
+        ir_diag_error(d, -1, 0, 0, "train: %s", cerr.message);
+        return false;
+    }
+    for (int x = 0; sharded && x < m.n_axes; x++) {
+        /* color: the rank with this axis's coordinate 0 (the same for the whole group) */
+        if (coll_split(r->world, pass_mesh_with(&m, r->world_rank, x, 0), pass_mesh_coord(&m, r->world_rank, x),
+                       &r->axis[x]))
+            coll_abort(r->world, 1, "train: cannot split the world communicator by mesh axis");
+        coll_set_name(r->axis[x], m.axis[x]);
+        coll_set_allreduce_algo(r->axis[x], copt.allreduce);
+    }
+    if (sharded)
+        printf("train: mesh %s: %d ranks; gradient program sharded (autodiff, then the shard pass), %s allreduce\n",
+               ms, m.world, coll_algo_name(copt.allreduce));
+    else
+        printf("train: mesh %s: %d rank%s, each %d of the %d rows of a batch; gradients averaged with %s allreduce\n",
+               ms, m.world, m.world == 1 ? "" : "s", r->Bl, r->B, coll_algo_name(copt.allreduce));
+    return true;
+}
+
+/* A program of the training step on --target; on a GPU it follows the host buffers (params,
+ * state and batches change in place between runs: uploaded again before each run). */
+static program *train_program(const cli_opts *o, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)
+{
+    program *p = program_new(o->target ? o->target : "cpu", g, pipeline, pool, d);
+    if (p)
+        program_follow_host(p, true);
+    return p;
+}
+
 static bool setup(trainer *r, const cli_opts *o)
 {
     ir_diag *d = r->d;
@@ -636,6 +927,8 @@ static bool setup(trainer *r, const cli_opts *o)
     r->B = (int)tok->shape.dim[0];
     r->T = (int)tok->shape.dim[1];
     r->V = logits && logits->in[0]->shape.rank >= 1 ? (int)logits->in[0]->shape.dim[logits->in[0]->shape.rank - 1] : 0;
+    if (!setup_mesh(r, o))
+        return false;
     if (!rt_data_load(r->t.data, &r->tokens, d))
         return false;
     if (r->V && r->tokens.vocab_size > (uint32_t)r->V) {
@@ -650,10 +943,12 @@ static bool setup(trainer *r, const cli_opts *o)
                       r->t.data, r->loader.n_val, r->B, r->T);
         return false;
     }
-    r->inputs = calloc((size_t)r->B * (size_t)r->T, sizeof *r->inputs);
-    r->targets = calloc((size_t)r->B * (size_t)r->T, sizeof *r->targets);
+    r->inputs = calloc((size_t)r->Bl * (size_t)r->T, sizeof *r->inputs);
+    r->targets = calloc((size_t)r->Bl * (size_t)r->T, sizeof *r->targets);
+    r->g_inputs = r->dp > 1 ? calloc((size_t)r->B * (size_t)r->T, sizeof *r->g_inputs) : r->inputs;
+    r->g_targets = r->dp > 1 ? calloc((size_t)r->B * (size_t)r->T, sizeof *r->g_targets) : r->targets;
     r->pool = rt_pool_new(0);
-    if (!r->inputs || !r->targets || !r->pool)
+    if (!r->inputs || !r->targets || !r->g_inputs || !r->g_targets || !r->pool)
         ir_unreachable("out of memory");
 
     /* the state first: a bad checkpoint is reported before minutes of compiling */
@@ -662,7 +957,9 @@ static bool setup(trainer *r, const cli_opts *o)
     if (r->t.resume && !resume(r, o->seed))
         return false;
     double t0 = now_ms();
-    ir_graph *gg = ir_graph_clone(r->g);
+    ir_graph *gg = r->dp > 1 ? load_batch(o, r->Bl, d) : ir_graph_clone(r->g);
+    if (!gg)
+        return false;
     prune_to(gg, "loss");
     for (int i = 0; i < gg->n_nodes; i++) {
         const ir_node *n = gg->nodes[i];
@@ -673,13 +970,22 @@ static bool setup(trainer *r, const cli_opts *o)
             return false;
         }
     }
-    r->grad = program_cpu_new(gg, pass_training_pipeline(), r->pool, d);
+    if (r->axis[0]) {
+        ir_graph *tg = ir_graph_clone(gg);
+        pass_options po = pass_options_default();
+        po.mesh = &r->mesh;
+        if (pass_run_pipeline(tg, "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse", &po, d))
+            r->mgrad = mesh_exec_new(tg, &r->mesh, r->world, r->axis, r->pool, d);
+        else
+            ir_graph_free(tg);
+    } else
+        r->grad = train_program(o, gg, pass_training_pipeline(), r->pool, d);
     double t1 = now_ms();
-    r->eval = r->grad ? program_cpu_new(gg, NULL, r->pool, d) : NULL;
+    r->eval = r->grad || r->mgrad ? train_program(o, gg, NULL, r->pool, d) : NULL;
     ir_graph_free(gg);
     double t2 = now_ms();
     ir_graph *ug = r->eval ? pass_optimizer_graph(r->g, &r->t.opt, d) : NULL;
-    r->update = ug ? program_cpu_new(ug, NULL, r->pool, d) : NULL;
+    r->update = ug ? train_program(o, ug, NULL, r->pool, d) : NULL;
     ir_graph_free(ug);
     double t3 = now_ms();
     if (!r->update)
@@ -694,7 +1000,7 @@ static bool setup(trainer *r, const cli_opts *o)
            rt_pool_size(r->pool), t3 - t0, t1 - t0, t2 - t1, t3 - t2);
     if (r->t.resume)
         printf("resumed from %s at step %" PRId64 "\n", r->t.resume, r->step);
-    if (r->t.log) {
+    if (r->t.log && r->world_rank == 0) {
         bool append = r->t.resume != NULL;
         r->log = fopen(r->t.log, append ? "a" : "w");
         if (!r->log) {
@@ -704,7 +1010,7 @@ static bool setup(trainer *r, const cli_opts *o)
         if (!append || ftell(r->log) == 0)
             fprintf(r->log, "step,loss,lr,grad_norm,ms,tok_per_s,val_loss\n");
     }
-    if (r->t.trace && mkdir(r->t.trace, 0777) != 0 && errno != EEXIST) {
+    if (r->t.trace && r->world_rank == 0 && mkdir(r->t.trace, 0777) != 0 && errno != EEXIST) {
         ir_diag_error(d, -1, 0, 0, "%s: cannot create: %s", r->t.trace, strerror(errno));
         return false;
     }
@@ -718,7 +1024,7 @@ static void print_stats(trainer *r)
     program *ps[] = {r->grad, r->update};
     const char *names[] = {"gradients", "update"};
     for (int i = 0; i < 2; i++) {
-        rt_exec_stats s = rt_exec_stats_get(program_exec(ps[i]));
+        rt_exec_stats s = program_stats(ps[i]);
         double total = s.ms_kernels + s.ms_gemms + s.ms_attentions + s.ms_other + s.ms_scatters;
         printf("stats %s: %d kernels, %d gemm, %d attention, %d copies per run; arena %.2f MiB; time %.0f ms: "
                "kernels %.0f, gemm %.0f (%.0f%%), attention %.0f, scatter %.0f, other %.0f\n",
@@ -730,22 +1036,30 @@ static void print_stats(trainer *r)
 
 static bool run(trainer *r, const cli_opts *o)
 {
-    if (o->stats) {
-        rt_exec_profile(program_exec(r->grad), true);
-        rt_exec_profile(program_exec(r->update), true);
+    if (o->stats && r->grad) {
+        program_profile(r->grad, true);
+        program_profile(r->update, true);
     }
     const train_opts *t = &r->t;
     double t_start = now_ms();
     bool ok = true, first = r->step == 0;
     while (ok && r->step < t->steps) {
         double t0 = now_ms(), loss = 0, norm = 0;
+        r->comm_ms = 0;
+        r->comm_bytes = 0;
         ok = train_step(r, &loss, &norm, first);
         first = false;
         if (!ok)
             break;
         double ms = now_ms() - t0, tok_s = (double)r->B * r->T * t->opt.accum / (ms / 1e3);
-        printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f | %.1f ms | %.1fk tok/s\n", r->step,
-               t->steps, loss, lr_at(t, r->step), norm, ms, tok_s / 1e3);
+        if (r->world)
+            printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f | %.1f ms (compute %.1f, comm %.1f: "
+                   "%.2f MiB) | %.1fk tok/s\n",
+                   r->step, t->steps, loss, lr_at(t, r->step), norm, ms, ms - r->comm_ms, r->comm_ms,
+                   (double)r->comm_bytes / 1048576.0, tok_s / 1e3);
+        else
+            printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f | %.1f ms | %.1fk tok/s\n",
+                   r->step, t->steps, loss, lr_at(t, r->step), norm, ms, tok_s / 1e3);
         double val = NAN;
         if ((t->eval_every > 0 && r->step % t->eval_every == 0) || r->step == t->steps) {
             ok = evaluate(r, &val);
@@ -760,12 +1074,12 @@ static bool run(trainer *r, const cli_opts *o)
             fprintf(r->log, "\n");
             fflush(r->log);
         }
-        if (ok && t->checkpoint && ((t->save_every > 0 && r->step % t->save_every == 0) || r->step == t->steps))
+        if (ok && t->checkpoint && r->world_rank == 0 && ((t->save_every > 0 && r->step % t->save_every == 0) || r->step == t->steps))
             ok = save(r, o->seed);
     }
-    if (ok && o->stats)
+    if (ok && o->stats && r->grad)
         print_stats(r);
-    if (ok && t->sample > 0 && r->V > 0)
+    if (ok && t->sample > 0 && r->V > 0 && r->world_rank == 0)
         ok = generate(r, o, o->seed);
     return ok;
 }
@@ -774,13 +1088,36 @@ int cmd_train(const cli_opts *o)
 {
     ir_diag d;
     ir_diag_init(&d);
-    trainer r = {.d = &d};
-    if (parse_opts(o, &r.t, &d) && setup(&r, o))
-        run(&r, o);
+    trainer r = {.d = &d, .world_size = 1};
+    coll_launch launch;
+    coll_error cerr;
+    if (!coll_launch_detect(&launch, &cerr)) {
+        ir_diag_error(&d, -1, 0, 0, "train: %s", cerr.message);
+        return cli_finish(&d);
+    }
+    if (launch.found) {
+        r.world_rank = launch.rank;
+        r.world_size = launch.size;
+    }
+    /* rank 0 alone prints: the ranks hold the same state and print the same lines */
+    if (r.world_rank > 0 && !freopen("/dev/null", "w", stdout))
+        ir_unreachable("train: cannot silence a rank's stdout");
+    bool set = parse_opts(o, &r.t, &d) && setup(&r, o);
+    if (set && !run(&r, o) && r.world && r.world_size > 1) {
+        /* a failure on one rank leaves the others waiting in the next allreduce: end the job */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "train: rank %d failed: %s", r.world_rank, d.n_msg ? d.msg[0].msg : "unknown error");
+        ir_diag_print(&d, stderr);
+        coll_abort(r.world, 1, msg);
+    }
+    /* setup errors are the same on every rank: only rank 0 says them */
+    if (!set && r.world_rank > 0)
+        ir_diag_free(&d), ir_diag_init(&d), d.n_errors = 1;
     if (r.log)
         fclose(r.log);
     program_free(r.sample);
     program_free(r.grad);
+    mesh_exec_free(r.mgrad);
     program_free(r.update);
     program_free(r.eval);
     rt_pool_free(r.pool);
@@ -791,8 +1128,16 @@ int cmd_train(const cli_opts *o)
             free(r.state[k][j]);
     }
     free(r.params);
+    if (r.g_inputs != r.inputs)
+        free(r.g_inputs), free(r.g_targets);
     free(r.inputs);
     free(r.targets);
+    for (int a = 0; a < IR_MAX_MESH_AXES; a++)
+        coll_finalize(r.axis[a]);
+    if (r.world) {
+        coll_barrier(r.world);
+        coll_finalize(r.world);
+    }
     rt_tok_free(&r.tokens);
     ir_graph_free(r.g);
     return cli_finish(&d);

@@ -14,7 +14,7 @@ static const struct {
     {"opt", cmd_opt, "opt FILE.lir --passes=a,b   run passes over textual IR"},
     {"init", cmd_init, "init FILE -o W.safetensors  write initialized parameters"},
     {"run", cmd_run, "run FILE --weights W --inputs I --outputs O [--target ref|cpu|cuda]"},
-    {"build", cmd_build, "build FILE [-D n=v]... [--target cpu] [--generic-cpu] -o EXE  a standalone executable"},
+    {"build", cmd_build, "build FILE [-D n=v]... [--target cpu|opencl|cuda] [--generic-cpu] -o EXE  a standalone executable"},
     {"train", cmd_train, "train FILE --data TEXT|F.tok --steps N [--lr ...]  train on the CPU (docs/training.md)"},
     {"tokenize", cmd_tokenize, "tokenize --vocab DIR|--bytes [-o F.tok] [--decode]  text <-> token ids"},
     {"generate", cmd_generate, "generate FILE --weights W --vocab DIR --prompt TEXT [--max-tokens N] [--temperature T --top-k K --top-p P --seed S]"},

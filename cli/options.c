@@ -29,7 +29,7 @@ static const struct {
     {"train", "--save-every"},  {"train", "--resume"},       {"train", "--prompt"},      {"train", "--trace"},
     {"generate", "--prompt"},   {"generate", "--max-tokens"}, {"generate", "--temperature"}, {"generate", "--top-k"},
     {"generate", "--top-p"},    {"generate", "--dump-logits"},
-    {"check", "--microbatches"}, {"run", "--allreduce"},
+    {"check", "--microbatches"}, {"run", "--allreduce"}, {"train", "--allreduce"},
 };
 
 static bool add_define(const char *cmd, const char *text, cli_opts *o)

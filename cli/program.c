@@ -16,6 +16,13 @@ struct program {
     ir_graph *g;
     cg_lowered low;
     double compile_ms;
+    /* program_follow_host: the host memory of every bind, uploaded again before each run */
+    bool follow_host;
+    int n_follow;
+    struct followed {
+        char *name;
+        const void *data;
+    } *follow;
 };
 
 /* Every target a program can be built for; a backend adds its line here. */
@@ -79,6 +86,9 @@ void program_free(program *p)
         p->be->destroy(p->state);
     cg_lowered_free(&p->low);
     ir_graph_free(p->g);
+    for (int i = 0; i < p->n_follow; i++)
+        free(p->follow[i].name);
+    free(p->follow);
     free(p);
 }
 
@@ -98,12 +108,39 @@ const ir_node *program_find(const program *p, ir_opcode op, const char *name)
     return NULL;
 }
 
-bool program_bind(program *p, const char *name, const void *data, ir_diag *d)
+void program_follow_host(program *p, bool on) { p->follow_host = on && p->be != &program_backend_cpu; }
+
+static void remember_bind(program *p, const char *name, const void *data)
 {
-    return p->be->bind(p->state, name, data, d);
+    for (int i = 0; i < p->n_follow; i++)
+        if (strcmp(p->follow[i].name, name) == 0) {
+            p->follow[i].data = data;
+            return;
+        }
+    struct followed *f = realloc(p->follow, ((size_t)p->n_follow + 1) * sizeof *f);
+    char *copy = strdup(name);
+    if (!f || !copy)
+        ir_unreachable("out of memory");
+    p->follow = f;
+    p->follow[p->n_follow++] = (struct followed){copy, data};
 }
 
-bool program_run(program *p, ir_diag *d) { return p->be->run(p->state, d); }
+bool program_bind(program *p, const char *name, const void *data, ir_diag *d)
+{
+    if (!p->be->bind(p->state, name, data, d))
+        return false;
+    if (p->follow_host)
+        remember_bind(p, name, data);
+    return true;
+}
+
+bool program_run(program *p, ir_diag *d)
+{
+    for (int i = 0; i < p->n_follow; i++)
+        if (!p->be->bind(p->state, p->follow[i].name, p->follow[i].data, d))
+            return false;
+    return p->be->run(p->state, d);
+}
 
 void *program_output(program *p, const char *name) { return p->be->output(p->state, name); }
 

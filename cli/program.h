@@ -25,6 +25,7 @@
 
 #include "diag.h"
 #include "exec.h"
+#include "exec_cuda.h"
 #include "ir.h"
 #include "kir.h"
 #include "plan.h"
@@ -50,6 +51,11 @@ double program_compile_ms(const program *p);
 const ir_node *program_find(const program *p, ir_opcode op, const char *name);
 
 bool program_bind(program *p, const char *name, const void *data, ir_diag *d);
+/* on: the CPU's contract on every target — a GPU program remembers the host memory of each
+ * later bind and uploads it again before every run, so the caller may change bound buffers in
+ * place between runs (training's host round trip: params, optimizer state, batches). No-op on
+ * the CPU, which reads bound memory directly. */
+void program_follow_host(program *p, bool on);
 bool program_run(program *p, ir_diag *d);
 /* The output called name (the output node's dtype and shape, host memory), or NULL. */
 void *program_output(program *p, const char *name);
@@ -80,6 +86,12 @@ typedef struct program_backend {
 extern const program_backend program_backend_cpu;  /* program_cpu.c */
 rt_exec *program_cpu_exec(void *cpu_state);         /* program_exec's answer */
 extern const program_backend program_backend_cuda; /* program_cuda.c */
+/* program_cuda.c: the PTX module of a plan's kernels (plus the fused attention kernels when
+ * the plan has an attention step) and the launch geometry of each kernel step in
+ * launch[plan->n_steps]; NULL when there is nothing to compile, or on error (*failed set,
+ * reported through d). For program_cuda and `loom build --target cuda`. */
+char *program_cuda_ptx(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
+                       bool *failed, ir_diag *d);
 extern const program_backend program_backend_opencl; /* program_opencl.c */
 
 #endif

@@ -9,16 +9,13 @@
 #include "exec_cuda.h"
 #include "program.h"
 
-static void *cuda_create(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_pool *pool, ir_diag *d)
+char *program_cuda_ptx(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
+                       bool *failed, ir_diag *d)
 {
-    (void)pool;
     cg_ptx_options o = cg_ptx_defaults;
     const char *sm = getenv("LOOM_CUDA_SM");
     if (sm && *sm)
         o.sm = atoi(sm);
-    rt_cuda_launch *launch = calloc((size_t)plan->n_steps + 1, sizeof *launch);
-    if (!launch)
-        ir_unreachable("out of memory");
     for (int s = 0; s < plan->n_steps; s++) {
         const rt_plan_step *st = &plan->steps[s];
         o.attention |= st->kind == RT_STEP_ATTENTION;
@@ -32,11 +29,24 @@ static void *cuda_create(const rt_plan *plan, cg_kernel *const *kernels, int n_k
             ir_unreachable("plan step names a kernel that lowering did not build");
         cg_ptx_launch_dims(k, launch[s].grid, launch[s].block);
     }
+    *failed = false;
+    if (n_kernels == 0 && !o.attention)
+        return NULL;
+    char *ptx = cg_ptx(kernels, n_kernels, &o, d);
+    *failed = ptx == NULL;
+    return ptx;
+}
+
+static void *cuda_create(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_pool *pool, ir_diag *d)
+{
+    (void)pool;
+    rt_cuda_launch *launch = calloc((size_t)plan->n_steps + 1, sizeof *launch);
+    if (!launch)
+        ir_unreachable("out of memory");
+    bool failed;
+    char *ptx = program_cuda_ptx(plan, kernels, n_kernels, launch, &failed, d);
     rt_cuda_exec *ex = NULL;
-    char *ptx = NULL;
-    if (n_kernels > 0 || o.attention)
-        ptx = cg_ptx(kernels, n_kernels, &o, d);
-    if (ptx || (n_kernels == 0 && !o.attention)) {
+    if (!failed) {
         const char *mods[1] = {ptx};
         ex = rt_cuda_exec_new(plan, mods, ptx ? 1 : 0, launch, d);
     }

@@ -54,6 +54,11 @@ void *rt_cuda_exec_output(rt_cuda_exec *e, const char *name);
  * device-to-device hand-offs between programs (training). */
 uint64_t rt_cuda_exec_device_ptr(rt_cuda_exec *e, const char *name);
 
+/* The PTX module (sm_80, hand-written) of the training steps' kernels: SUM_ROWS and SCATTER_ADD
+ * (WRITE_ROWS is device copies, ATTENTION_GRAD host-staged); malloc'd. Loaded by the executor
+ * when a plan has such steps; tests/unit/test_ptx_models.c assembles it with ptxas. */
+char *rt_cuda_training_ptx(void);
+
 void rt_cuda_exec_profile(rt_cuda_exec *e, bool on);
 rt_exec_stats rt_cuda_exec_stats(const rt_cuda_exec *e);
 

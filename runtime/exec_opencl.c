@@ -24,6 +24,8 @@ struct rt_ocl_exec {
     bool *fresh;           /* per buffer: host copy is from the last run */
     size_t *groups, *local; /* per step: launch geometry (kernel and attention steps) */
     char **fn;             /* per step: the OpenCL function (kernel and attention steps) */
+    size_t *groups2;       /* per attention-grad step: the keys kernel's groups */
+    rt_ocl_buf **stats;    /* per attention-grad step: row statistics scratch (NULL: host-staged) */
     rt_ocl_arg *args;      /* scratch: the widest kernel's arguments */
     int max_args;
     bool profile;
@@ -130,7 +132,10 @@ rt_ocl_exec *rt_ocl_exec_new(rt_ocl *o, const rt_plan *p, const char *kernel_sou
     e->groups = calloc(ns, sizeof *e->groups);
     e->local = calloc(ns, sizeof *e->local);
     e->fn = calloc(ns, sizeof *e->fn);
-    if (!e->own || !e->bound || !e->user || !e->host || !e->fresh || !e->groups || !e->local || !e->fn)
+    e->groups2 = calloc(ns, sizeof *e->groups2);
+    e->stats = calloc(ns, sizeof *e->stats);
+    if (!e->own || !e->bound || !e->user || !e->host || !e->fresh || !e->groups || !e->local || !e->fn ||
+        !e->groups2 || !e->stats)
         ir_unreachable("out of memory");
     bool ok = true;
     e->arena = rt_ocl_alloc(o, (size_t)p->arena_bytes, d);
@@ -161,6 +166,8 @@ rt_ocl_exec *rt_ocl_exec_new(rt_ocl *o, const rt_plan *p, const char *kernel_sou
     size_t len = 0;
     append(&src, &len, kernel_source ? kernel_source : "/* loom: no generated kernels */\n");
     bool any_gemm = false, any_sum_rows = false, any_scatter = false;
+    const char *host_agrad = getenv("LOOM_OCL_HOST_AGRAD");
+    bool agrad_kernels = !(host_agrad && *host_agrad && strcmp(host_agrad, "0") != 0);
     for (int s = 0; ok && s < p->n_steps; s++) {
         const rt_plan_step *st = &p->steps[s];
         if (st->kind == RT_STEP_KERNEL) {
@@ -192,6 +199,16 @@ rt_ocl_exec *rt_ocl_exec_new(rt_ocl *o, const rt_plan *p, const char *kernel_sou
             char *a = rt_ocl_attention_source(&st->attn, name, st->attn.mask.buf >= 0, &e->groups[s], &e->local[s]);
             append(&src, &len, a);
             free(a);
+        } else if (st->kind == RT_STEP_ATTENTION_GRAD && agrad_kernels) {
+            const rt_plan_attention *fa = &st->agrad.fwd;
+            char name[64];
+            snprintf(name, sizeof name, "loomrt_attention_grad_%d", s);
+            e->fn[s] = xstrdup(name);
+            char *a = rt_ocl_attention_grad_source(&st->agrad, name, &e->groups[s], &e->groups2[s], &e->local[s]);
+            append(&src, &len, a);
+            free(a);
+            e->stats[s] = rt_ocl_alloc(o, (size_t)(3 * fa->B * fa->H * fa->T) * sizeof(float), d);
+            ok = e->stats[s] != NULL;
         }
     }
     if (any_gemm)
@@ -223,8 +240,12 @@ void rt_ocl_exec_free(rt_ocl_exec *e)
         rt_ocl_free(e->own[i]);
         free(e->host[i]);
     }
-    for (int s = 0; s < e->plan->n_steps; s++)
+    for (int s = 0; s < e->plan->n_steps; s++) {
         free(e->fn[s]);
+        rt_ocl_free(e->stats[s]);
+    }
+    free(e->groups2);
+    free(e->stats);
     rt_ocl_free(e->arena);
     free(e->own);
     free(e->bound);
@@ -418,6 +439,29 @@ static bool attention_grad(rt_ocl_exec *e, const rt_plan_attention_grad *g, ir_d
     return ok;
 }
 
+/* attention_grad on the device: the rows kernel (dq, dmask, row statistics), then the keys
+ * kernel (dk, dv), in queue order. */
+static bool attention_grad_kernels(rt_ocl_exec *e, int s, ir_diag *d)
+{
+    const rt_plan_attention_grad *g = &e->plan->steps[s].agrad;
+    rt_ocl_ref r[10] = {ref_of(e, g->fwd.q), ref_of(e, g->fwd.k), ref_of(e, g->fwd.v), ref_of(e, g->fwd.mask),
+                        ref_of(e, g->dy),    {e->stats[s], 0},    ref_of(e, g->dq),    ref_of(e, g->dk),
+                        ref_of(e, g->dv),    ref_of(e, g->dmask)};
+    rt_ocl_arg args[20];
+    for (int i = 0; i < 10; i++) {
+        if (!r[i].buf) /* not wanted or absent: any buffer, never touched */
+            r[i] = r[0];
+        args[2 * i] = rt_ocl_arg_buf(r[i].buf);
+        args[2 * i + 1] = rt_ocl_arg_i64((int64_t)r[i].offset);
+    }
+    char name[80];
+    snprintf(name, sizeof name, "%s_rows", e->fn[s]);
+    if (!rt_ocl_launch(e->o, e->prog, name, args, 20, e->groups[s], e->local[s], d))
+        return false;
+    snprintf(name, sizeof name, "%s_keys", e->fn[s]);
+    return rt_ocl_launch(e->o, e->prog, name, args, 20, e->groups2[s], e->local[s], d);
+}
+
 /* embedding_grad: the scatter kernel of the ids' dtype, one work-item per column. */
 static bool scatter_add(rt_ocl_exec *e, const rt_plan_scatter *s, ir_diag *d)
 {
@@ -467,7 +511,9 @@ bool rt_ocl_exec_run(rt_ocl_exec *e, ir_diag *d)
         case RT_STEP_COPY: ok = run_copy(e, &st->copy, d); break;
         case RT_STEP_CHECK_IDS: ok = check_ids(e, &st->check, d); break;
         case RT_STEP_WRITE_ROWS: ok = write_rows(e, &st->rows, d); break;
-        case RT_STEP_ATTENTION_GRAD: ok = attention_grad(e, &st->agrad, d); break;
+        case RT_STEP_ATTENTION_GRAD:
+            ok = e->stats[s] ? attention_grad_kernels(e, s, d) : attention_grad(e, &st->agrad, d);
+            break;
         case RT_STEP_SCATTER_ADD: ok = scatter_add(e, &st->scatter, d); break;
         case RT_STEP_SUM_ROWS: ok = sum_rows(e, &st->sum_rows, d); break;
         }

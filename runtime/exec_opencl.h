@@ -22,8 +22,9 @@
  * before any gather can read out of bounds); WRITE_ROWS → position read back, device copies
  * (an INPUT destination is read back into the caller's bound memory too); SUM_ROWS → a small
  * kernel adding rows in order; SCATTER_ADD → a kernel, one work-item per column adding rows
- * in id order (deterministic); ATTENTION_GRAD → host staging through attention_grad_cpu.c
- * (correct, slow; a device kernel is next).
+ * in id order (deterministic); ATTENTION_GRAD → two generated kernels (attention_opencl.c:
+ * per query row dq, dmask and the row statistics, then per key dk, dv; deterministic), or
+ * host staging through attention_grad_cpu.c when LOOM_OCL_HOST_AGRAD=1 (the reference path).
  *
  * Params and inputs are uploaded when bound and stay on the device across runs (rebind to
  * change them); outputs are read back on request, once per run. One run at a time.
@@ -102,5 +103,11 @@ void rt_ocl_gemm_release(void);
  * geometry. Parameters: q, q_off, k, k_off, v, v_off, mask, mask_off, out, out_off. */
 char *rt_ocl_attention_source(const rt_plan_attention *a, const char *name, bool with_mask, size_t *groups,
                               size_t *local);
+/* attention_opencl.c: the OpenCL C text of attention-gradient step g as two kernels, NAME_rows
+ * (launch row_groups × local) then NAME_keys (key_groups × local), malloc'd. Both take q, k, v,
+ * mask, dy, stats, dq, dk, dv, dmask, each a (buffer, element offset) pair; stats is scratch of
+ * 3·B·H·T floats written by NAME_rows and read by NAME_keys; absent operands: any buffer. */
+char *rt_ocl_attention_grad_source(const rt_plan_attention_grad *g, const char *name, size_t *row_groups,
+                                   size_t *key_groups, size_t *local);
 
 #endif

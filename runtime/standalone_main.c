@@ -25,6 +25,9 @@
 
 extern const rt_kernel_entry RT_KERNEL_TABLE[];
 extern const int RT_KERNEL_COUNT;
+/* Linked only into an executable of their target (cmd_build.c passes -u NAME): else NULL. */
+#pragma weak rt_standalone_run_opencl
+#pragma weak rt_standalone_run_cuda
 
 typedef struct {
     const char *weights, *inputs, *outputs;
@@ -186,8 +189,15 @@ int main(int argc, char **argv)
                        *infob = need_blob(blobs, n_blobs, "plan_info", &d), *model = rt_plan_blob_find(blobs, n_blobs, "model");
     rt_io_sig sig = {0};
     rt_io_plan_info info = {0};
-    if (target && (target->size != 3 || memcmp(target->data, "cpu", 3) != 0))
-        ir_diag_error(&d, -1, 0, 0, "%s: the payload is for another target than cpu", prog);
+    char *target_name = target ? strndup((const char *)target->data, target->size) : NULL;
+    bool on_cpu = target_name && strcmp(target_name, "cpu") == 0;
+    rt_standalone_run_fn *run_device = !target_name || on_cpu                 ? NULL
+                                       : strncmp(target_name, "opencl", 6) == 0 ? rt_standalone_run_opencl
+                                       : strncmp(target_name, "cuda", 4) == 0   ? rt_standalone_run_cuda
+                                                                                : NULL;
+    if (target && (!target_name || (!on_cpu && !run_device)))
+        ir_diag_error(&d, -1, 0, 0, "%s: the payload is for target %s, which this executable cannot run", prog,
+                      target_name ? target_name : "?");
     bool ok = ir_diag_ok(&d) && rt_io_sig_decode(sigb->data, sigb->size, prog, &sig, &d) &&
               rt_io_plan_info_decode(infob->data, infob->size, prog, &info, &d);
     char *model_text = NULL;
@@ -203,6 +213,7 @@ int main(int argc, char **argv)
         if (parsed > 0)
             usage(stdout, model_text);
         free(model_text);
+        free(target_name);
         rt_io_sig_free(&sig);
         rt_plan_clear(&plan);
         rt_plan_blobs_free(blobs, n_blobs);
@@ -215,6 +226,13 @@ int main(int argc, char **argv)
     rt_exec *e = NULL;
     ok = ok && rt_io_check_options(&sig, prog, o.weights, o.inputs, o.outputs, &d) &&
          rt_io_load(&sig, o.weights, o.inputs, IR_PREC_F32, &vals, &n_vals, &d);
+    if (ok && !on_cpu) {
+        ok = run_device(target_name, &plan, blobs, n_blobs, &sig, vals, n_vals, o.stats, &outs, &n_outs,
+                                      prog, &d);
+        if (ok)
+            rt_io_write_outputs(o.outputs, outs, n_outs, IR_PREC_F32, &d);
+        ok = false; /* done: skip the cpu path */
+    }
     if (ok) {
         pool = rt_pool_new(0);
         e = rt_exec_new(&plan, resolve, NULL, pool, &d);
@@ -235,6 +253,7 @@ int main(int argc, char **argv)
     rt_exec_free(e);
     rt_pool_free(pool);
     free(model_text);
+    free(target_name);
     rt_io_sig_free(&sig);
     rt_plan_clear(&plan);
     rt_plan_blobs_free(blobs, n_blobs);

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""test_opencl_build.py LOOM [TARGET] — `loom build --target opencl -o EXE` against `loom run`.
+
+Tiny GPT-2 (test_cpu_models.py's weights and inputs): the executable (the plan's OpenCL C
+embedded; needs the ICD loader and CLBlast, no LLVM) must write the outputs of `loom run
+--target opencl` bit for bit (same plan, same kernels, same device), and the reference
+interpreter's within |err| <= 1e-4 · max(1, |ref|); max abs / rel errors printed. TARGET
+(default $LOOM_TEST_OPENCL_TARGET or "opencl") picks the device; no OpenCL platform prints
+"skipped"."""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "models"))
+import harness  # noqa: E402
+import test_cpu_models as cm  # noqa: E402
+
+
+def sh(cmd):
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        sys.exit(f"FAILED: {' '.join(cmd)}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+def main():
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: test_opencl_build.py LOOM [TARGET]")
+    loom = sys.argv[1]
+    target = sys.argv[2] if len(sys.argv) == 3 else os.environ.get("LOOM_TEST_OPENCL_TARGET", "opencl")
+    probe = subprocess.run([loom, "devices"], capture_output=True, text=True)
+    if "opencl:" not in probe.stdout and "no OpenCL platform" in probe.stdout + probe.stderr:
+        print("skipped: no OpenCL platform")
+        return
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="loom_ocl_build_") as tmp:
+        title, model, cfg, w, inputs, _ = cm.tiny_cases(tmp)[0]
+        wpath, ipath = os.path.join(tmp, "w.safetensors"), os.path.join(tmp, "i.safetensors")
+        harness.write_safetensors(wpath, w)
+        harness.write_safetensors(ipath, inputs)
+        defines = [x for k, v in cfg.items() for x in ("-D", f"{k}={v}")]
+        exe = os.path.join(tmp, "model_exe")
+        print(title + ":", sh([loom, "build", os.path.join(harness.REPO, "models", model), *defines, "--target", target,
+                              "-o", exe]).strip())
+        libs = sh(["ldd", exe])
+        print("  shared libraries:", ", ".join(sorted(set(re.findall(r"lib[A-Za-z0-9_+-]+", libs)))))
+        if "llvm" in libs.lower():
+            print("  needs LLVM FAIL")
+            ok = False
+        opath = os.path.join(tmp, "exe.safetensors")
+        sh([exe, "--weights", wpath, "--inputs", ipath, "--outputs", opath])
+        got = harness.read_safetensors(opath)
+        run, _ = cm.run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "run.safetensors"), target)
+        ref, _ = cm.run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "ref.safetensors"), "ref",
+                        ["--precision", "f32"])
+    if set(got) != set(run):
+        print(f"  outputs differ: exe {sorted(got)}, loom run {sorted(run)} FAIL")
+        ok = False
+    for name in sorted(run):
+        if name not in got:
+            continue
+        a, b = np.asarray(got[name], np.float64), np.asarray(run[name], np.float64)
+        same = a.shape == b.shape and np.array_equal(a, b)
+        diff = float(np.abs(a - b).max()) if same or a.shape == b.shape else float("inf")
+        print(f"  {name}: exe vs loom run --target {target}: max abs diff {diff:.2e} {'OK' if same else 'FAIL'}")
+        ok &= same
+        print("  vs reference:", end="")
+        ok &= cm.compare(name, got[name], ref[name])
+    if not ok:
+        print("FAILED")
+        sys.exit(1)
+    print(f"the {target} executable matches loom run")
+
+
+if __name__ == "__main__":
+    main()
