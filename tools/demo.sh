@@ -17,8 +17,8 @@ start=$(date +%s.%N)
   --sample 400 --temperature 0.8 --top-k 40 --log "$out/train.csv" | tee "$out/train.log"
 end=$(date +%s.%N)
 val=$(grep '^val step' "$out/train.log" | tail -1 | sed 's/.*val loss \([0-9.]*\).*/\1/')
-secs=$(echo "$end - $start" | bc)
-echo "== final validation loss $val after ${secs%.*} s in all (compile, training, evaluation, sample)"
+secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%d", b - a }')
+echo "== final validation loss $val after $secs s in all (compile, training, evaluation, sample)"
 # the first evaluation below 2.2, with the time since training began (after compiling) it reports
 awk -F'|' '/^val step/ { split($2, v, " "); if (v[3] < 2.2) { print "== validation loss below 2.2 first at " $1 "(" v[3] ") after" $3; found = 1; exit } }
            END { if (!found) print "== validation loss did not fall below 2.2" }' "$out/train.log"
