@@ -58,6 +58,8 @@ const ir_tensor *cli_find_value(const ir_named_tensor *vals, int n, const char *
 /* run_values.c: drops g's optional inputs that have no value in vals and every node depending
  * on one (outputs included), as the reference interpreter skips the outputs that need them. */
 void cli_drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals);
+/* run_values.c: the same, with given(ctx, name) telling whether input name has a value. */
+void cli_drop_absent_if(ir_graph *g, bool (*given)(const void *ctx, const char *name), const void *ctx);
 
 /* target_cpu.c: runs g on the CPU path (fuse, lower, plan memory, JIT, executor) with every
  * param and input given in vals (doubles, as the reference interpreter takes them; optional

@@ -62,25 +62,10 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-/* Removes absent optional inputs and everything that depends on one, before any pass, so every
- * rank removes the same communication. */
-static void drop_absent(ir_graph *g, const rt_st_file *inputs)
+/* Whether the inputs file (NULL: none given) holds name. */
+static bool in_file(const void *inputs, const char *name)
 {
-    bool *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
-    if (!dead)
-        ir_unreachable("out of memory");
-    bool any = false;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const ir_node *n = g->nodes[i];
-        if (n->op == OP_input && n->optional && !(inputs && rt_st_find(inputs, n->name)))
-            dead[i] = true;
-        for (int k = 0; k < n->n_in; k++)
-            dead[i] |= dead[n->in[k]->id];
-        any |= dead[i];
-    }
-    if (any)
-        ir_graph_compact(g, dead);
-    free(dead);
+    return inputs && rt_st_find(inputs, name);
 }
 
 /* The value of param/input n: its slice of the full tensor in f, in n's dtype. */
@@ -511,7 +496,8 @@ int cmd_run_mesh(const cli_opts *o)
     rt_st_file wf = {0}, inf = {0};
     bool have_w = o->weights && rt_st_open(o->weights, &wf, &d);
     bool have_i = o->inputs && rt_st_open(o->inputs, &inf, &d);
-    drop_absent(g, have_i ? &inf : NULL);
+    /* before any pass, so every rank removes the same communication */
+    cli_drop_absent_if(g, in_file, have_i ? &inf : NULL);
     pass_options po = pass_options_default();
     po.mesh = &R.mesh;
     bool ok = ir_diag_ok(&d) && pass_run_pipeline(g, "pipeline,shard,dce,cse", &po, &d);

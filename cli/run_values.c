@@ -16,7 +16,7 @@ const ir_tensor *cli_find_value(const ir_named_tensor *vals, int n, const char *
     return NULL;
 }
 
-void cli_drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals)
+void cli_drop_absent_if(ir_graph *g, bool (*given)(const void *ctx, const char *name), const void *ctx)
 {
     bool *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
     if (!dead)
@@ -24,7 +24,7 @@ void cli_drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals)
     bool any = false;
     for (int i = 0; i < g->n_nodes; i++) {
         const ir_node *n = g->nodes[i];
-        if (n->op == OP_input && n->optional && !cli_find_value(vals, n_vals, n->name))
+        if (n->op == OP_input && n->optional && !given(ctx, n->name))
             dead[i] = true;
         for (int k = 0; k < n->n_in; k++)
             dead[i] |= dead[n->in[k]->id];
@@ -33,4 +33,21 @@ void cli_drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals)
     if (any)
         ir_graph_compact(g, dead);
     free(dead);
+}
+
+typedef struct {
+    const ir_named_tensor *vals;
+    int n;
+} named_values;
+
+static bool in_values(const void *ctx, const char *name)
+{
+    const named_values *nv = ctx;
+    return cli_find_value(nv->vals, nv->n, name) != NULL;
+}
+
+void cli_drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals)
+{
+    named_values nv = {vals, n_vals};
+    cli_drop_absent_if(g, in_values, &nv);
 }

@@ -834,13 +834,12 @@ static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *la
     }
 }
 
-static void lower_attention(lower_ctx *L, int g, const ir_node *at, const ir_node *last)
+/* attention's operands (q, k, v, mask: views with a contiguous last dim) into A. */
+static bool attention_operands(lower_ctx *L, const ir_node *at, int mask_in, rt_plan_attention *A)
 {
     pass_view vq, vk, vv, vm = {0};
     if (!view(L, at->in[0], &vq) || !view(L, at->in[1], &vk) || !view(L, at->in[2], &vv))
-        return;
-    rt_plan_step *s = add_step(L, RT_STEP_ATTENTION);
-    rt_plan_attention *A = &s->attn;
+        return false;
     const ir_shape *q = &at->in[0]->shape, *k = &at->in[1]->shape, *v = &at->in[2]->shape;
     A->B = q->dim[0], A->H = q->dim[1], A->T = q->dim[2], A->D = q->dim[3];
     A->G = k->dim[1], A->S = k->dim[2], A->E = v->dim[3];
@@ -853,34 +852,48 @@ static void lower_attention(lower_ctx *L, int g, const ir_node *at, const ir_nod
         A->k_stride[i] = vk.stride[i];
         A->v_stride[i] = vv.stride[i];
     }
-    if ((A->D > 1 && (vq.stride[3] != 1 || vk.stride[3] != 1)) || (A->E > 1 && vv.stride[3] != 1)) {
-        fail(L, at, "%s operands need a contiguous last dim (was the fuse pass run?)", "attention");
-        return;
-    }
+    if ((A->D > 1 && (vq.stride[3] != 1 || vk.stride[3] != 1)) || (A->E > 1 && vv.stride[3] != 1))
+        return fail(L, at, "%s operands need a contiguous last dim (was the fuse pass run?)", ir_ops[at->op].mnemonic);
     A->q = ref_of(L, &vq);
     A->k = ref_of(L, &vk);
     A->v = ref_of(L, &vv);
-    if (at->n_in > 3) {
-        const ir_node *m = at->in[3];
+    A->mask.buf = -1;
+    A->out.buf = -1;
+    if (at->n_in > mask_in) {
+        const ir_node *m = at->in[mask_in];
         if (!view(L, m, &vm))
-            return;
+            return false;
         for (int d = 0; d < 4; d++) {
             int md = d - (4 - m->shape.rank);
             A->mask_stride[d] = md >= 0 && m->shape.dim[md] != 1 ? vm.stride[md] : 0;
         }
         A->mask = ref_of(L, &vm);
     }
-    /* output: the stored node's buffer; through a transpose when one joined */
+    return true;
+}
+
+/* The strides of the attention at's output as stored by last: at itself or a transpose of it. */
+static void stored_strides(const ir_node *at, const ir_node *last, int64_t st[4])
+{
     pass_view vo;
     pass_view_contiguous(last, &vo);
-    int64_t st[4];
     if (last == at)
-        memcpy(st, vo.stride, sizeof st);
+        memcpy(st, vo.stride, 4 * sizeof *st);
     else {
         const ir_attr *perm = ir_attr_get(last, "perm");
         for (int i = 0; i < 4; i++)
             st[ir_axis_norm(perm->ints[i], 4)] = vo.stride[i];
     }
+}
+
+static void lower_attention(lower_ctx *L, int g, const ir_node *at, const ir_node *last)
+{
+    rt_plan_attention *A = &add_step(L, RT_STEP_ATTENTION)->attn;
+    if (!attention_operands(L, at, 3, A))
+        return;
+    /* output: the stored node's buffer; through a transpose when one joined */
+    int64_t st[4];
+    stored_strides(at, last, st);
     for (int i = 0; i < 3; i++)
         A->out_stride[i] = st[i];
     A->out = (rt_plan_ref){L->buf[last->id], 0};
@@ -1098,44 +1111,6 @@ static void lower_embedding_grad(lower_ctx *L, const ir_node *R)
                                    ir_shape_numel(&ids->shape), C, V, rstride};
 }
 
-/* attention's operands (q, k, v, mask: views with a contiguous last dim) into A. */
-static bool attention_operands(lower_ctx *L, const ir_node *at, int mask_in, rt_plan_attention *A)
-{
-    pass_view vq, vk, vv, vm = {0};
-    if (!view(L, at->in[0], &vq) || !view(L, at->in[1], &vk) || !view(L, at->in[2], &vv))
-        return false;
-    const ir_shape *q = &at->in[0]->shape, *k = &at->in[1]->shape, *v = &at->in[2]->shape;
-    A->B = q->dim[0], A->H = q->dim[1], A->T = q->dim[2], A->D = q->dim[3];
-    A->G = k->dim[1], A->S = k->dim[2], A->E = v->dim[3];
-    A->causal = ir_attr_int(at, "causal") != 0;
-    A->scale = ir_attr_float(at, "scale");
-    if (A->scale == 0)
-        A->scale = 1.0 / sqrt((double)A->D);
-    for (int i = 0; i < 3; i++) {
-        A->q_stride[i] = vq.stride[i];
-        A->k_stride[i] = vk.stride[i];
-        A->v_stride[i] = vv.stride[i];
-    }
-    if ((A->D > 1 && (vq.stride[3] != 1 || vk.stride[3] != 1)) || (A->E > 1 && vv.stride[3] != 1))
-        return fail(L, at, "%s operands need a contiguous last dim (was the fuse pass run?)", ir_ops[at->op].mnemonic);
-    A->q = ref_of(L, &vq);
-    A->k = ref_of(L, &vk);
-    A->v = ref_of(L, &vv);
-    A->mask.buf = -1;
-    A->out.buf = -1;
-    if (at->n_in > mask_in) {
-        const ir_node *m = at->in[mask_in];
-        if (!view(L, m, &vm))
-            return false;
-        for (int d = 0; d < 4; d++) {
-            int md = d - (4 - m->shape.rank);
-            A->mask_stride[d] = md >= 0 && m->shape.dim[md] != 1 ? vm.stride[md] : 0;
-        }
-        A->mask = ref_of(L, &vm);
-    }
-    return true;
-}
-
 /* The output buffer (and its strides) of the forward attention that attention_grad ag
  * differentiates, when the plan stores it: the backward then takes D = dy·out from it. */
 static void forward_output(lower_ctx *L, const ir_node *ag, rt_plan_attention *A)
@@ -1158,16 +1133,8 @@ static void forward_output(lower_ctx *L, const ir_node *ag, rt_plan_attention *A
             last = L->g->nodes[i];
     if (!last || (last != fw && last->op != OP_transpose))
         return;
-    pass_view vo;
-    pass_view_contiguous(last, &vo);
     int64_t st[4];
-    if (last == fw)
-        memcpy(st, vo.stride, sizeof st);
-    else {
-        const ir_attr *perm = ir_attr_get(last, "perm");
-        for (int i = 0; i < 4; i++)
-            st[ir_axis_norm(perm->ints[i], 4)] = vo.stride[i];
-    }
+    stored_strides(fw, last, st);
     if (st[3] != 1 && A->E > 1)
         return;
     for (int i = 0; i < 3; i++)

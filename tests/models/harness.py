@@ -1,7 +1,8 @@
 """harness.py — what the whole-model tests share: a small safetensors reader and writer of
 their own (independent of loom's, and of the `safetensors` package), running `loom run`, and
 comparing arrays with the max abs / rel error printed, and checking one backend's outputs
-against another's (`loom run --target A` vs `--target B`, the backend model tests).
+against another's (`loom run --target A` vs `--target B`, the backend model tests), and the
+OpenCL tests' arguments.
 
 Errors: in `compare`, `rel` is max|got - want| / max|want| (relative to the largest magnitude of
 the reference, so that values near zero do not blow it up); in `compare_backend`, elementwise
@@ -201,3 +202,18 @@ def init_weights(loom, model, defines, seed, path):
     if proc.returncode != 0:
         sys.stderr.write(f"FAILED: {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
         sys.exit(1)
+
+
+def opencl_args(script):
+    """The LOOM and TARGET arguments of an OpenCL test `SCRIPT LOOM [TARGET]` (TARGET defaults to
+    $LOOM_TEST_OPENCL_TARGET or "opencl"), or None after printing "skipped" when loom finds no
+    OpenCL platform."""
+    if len(sys.argv) not in (2, 3):
+        sys.exit(f"usage: {script} LOOM [TARGET]")
+    loom = sys.argv[1]
+    target = sys.argv[2] if len(sys.argv) == 3 else os.environ.get("LOOM_TEST_OPENCL_TARGET", "opencl")
+    probe = subprocess.run([loom, "devices"], capture_output=True, text=True)
+    if "opencl:" not in probe.stdout and "no OpenCL platform" in probe.stdout + probe.stderr:
+        print("skipped: no OpenCL platform")
+        return None
+    return loom, target

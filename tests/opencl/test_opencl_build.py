@@ -29,14 +29,10 @@ def sh(cmd):
 
 
 def main():
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: test_opencl_build.py LOOM [TARGET]")
-    loom = sys.argv[1]
-    target = sys.argv[2] if len(sys.argv) == 3 else os.environ.get("LOOM_TEST_OPENCL_TARGET", "opencl")
-    probe = subprocess.run([loom, "devices"], capture_output=True, text=True)
-    if "opencl:" not in probe.stdout and "no OpenCL platform" in probe.stdout + probe.stderr:
-        print("skipped: no OpenCL platform")
+    args = harness.opencl_args("test_opencl_build.py")
+    if args is None:
         return
+    loom, target = args
     ok = True
     with tempfile.TemporaryDirectory(prefix="loom_ocl_build_") as tmp:
         title, model, cfg, w, inputs, _ = cm.tiny_cases(tmp)[0]

@@ -27,14 +27,10 @@ def check(title, loom, target, model, cfg, wpath, inputs, tmp, drop=(), passes=N
 
 
 def main():
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: test_opencl_models.py LOOM [TARGET]")
-    loom = sys.argv[1]
-    target = sys.argv[2] if len(sys.argv) == 3 else os.environ.get("LOOM_TEST_OPENCL_TARGET", "opencl")
-    probe = subprocess.run([loom, "devices"], capture_output=True, text=True)
-    if "opencl:" not in probe.stdout and "no OpenCL platform" in probe.stdout + probe.stderr:
-        print("skipped: no OpenCL platform")
+    args = harness.opencl_args("test_opencl_models.py")
+    if args is None:
         return
+    loom, target = args
     with tempfile.TemporaryDirectory(prefix="loom_ocl_") as tmp:
         ok = cm.check_tiny_models(loom, tmp, ("ref", ["--precision", "f32"]), (target, []))
         # a training step's forward and backward, when autodiff lowers (against the CPU backend)

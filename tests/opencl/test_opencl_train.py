@@ -15,6 +15,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.join(HERE, "..", "..")
+sys.path.insert(0, os.path.join(HERE, "..", "models"))
+import harness  # noqa: E402
+
 CFG = {"vocab": 256, "ctx": 16, "d_model": 32, "n_layer": 1, "n_head": 4, "batch": 4, "seq": 16}
 TOL = 1e-4
 
@@ -33,14 +36,10 @@ def train(loom, target, data, log):
 
 
 def main():
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: test_opencl_train.py LOOM [TARGET]")
-    loom = sys.argv[1]
-    target = sys.argv[2] if len(sys.argv) == 3 else os.environ.get("LOOM_TEST_OPENCL_TARGET", "opencl")
-    probe = subprocess.run([loom, "devices"], capture_output=True, text=True)
-    if "opencl:" not in probe.stdout and "no OpenCL platform" in probe.stdout + probe.stderr:
-        print("skipped: no OpenCL platform")
+    args = harness.opencl_args("test_opencl_train.py")
+    if args is None:
         return
+    loom, target = args
     with tempfile.TemporaryDirectory(prefix="loom_ocl_train_") as tmp:
         data = os.path.join(tmp, "text.txt")
         with open(os.path.join(REPO, "data", "tinyshakespeare.txt")) as f:
