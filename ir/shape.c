@@ -487,6 +487,22 @@ bool infer_rmsnorm(ir_node *n, ir_diag *d)
     return true;
 }
 
+/* Operand `ids` (integer) indexes the rows of `x` [..., C]: its shape is x's without the last
+ * axis. Error messages name them as ids_name and x_name. */
+static bool check_row_ids(ir_node *n, ir_diag *d, const ir_node *ids, const char *ids_name, const ir_node *x,
+                          const char *x_name)
+{
+    if (!ir_dtype_is_int(ids->dtype))
+        return fail(n, d, "%s must be integers, got %s", ids_name, ir_dtype_name(ids->dtype));
+    bool match = ids->shape.rank == x->shape.rank - 1;
+    for (int i = 0; match && i < ids->shape.rank; i++)
+        match = ids->shape.dim[i] == x->shape.dim[i];
+    if (!match)
+        return fail(n, d, "%s %s do not match %s %s without the last axis", ids_name, sh(&ids->shape).s, x_name,
+                    sh(&x->shape).s);
+    return true;
+}
+
 /* cross_entropy logits [..., V], targets [...] (integer) -> scalar of logits' dtype. */
 bool infer_xent(ir_node *n, ir_diag *d)
 {
@@ -495,14 +511,8 @@ bool infer_xent(ir_node *n, ir_diag *d)
     const ir_node *lg = n->in[0], *tg = n->in[1];
     if (!need_float(n, d, lg->dtype) || !need_rank(n, d, &lg->shape, 1))
         return false;
-    if (!ir_dtype_is_int(tg->dtype))
-        return fail(n, d, "targets must be integers, got %s", ir_dtype_name(tg->dtype));
-    bool match = tg->shape.rank == lg->shape.rank - 1;
-    for (int i = 0; match && i < tg->shape.rank; i++)
-        match = tg->shape.dim[i] == lg->shape.dim[i];
-    if (!match)
-        return fail(n, d, "targets %s do not match logits %s without the last axis", sh(&tg->shape).s,
-                    sh(&lg->shape).s);
+    if (!check_row_ids(n, d, tg, "targets", lg, "logits"))
+        return false;
     n->dtype = lg->dtype;
     n->shape.rank = 0;
     return true;
@@ -712,14 +722,8 @@ bool infer_embedding_grad(ir_node *n, ir_diag *d)
     const ir_node *dy = n->in[0], *ids = n->in[1];
     if (!need_float(n, d, dy->dtype) || !need_rank(n, d, &dy->shape, 1))
         return false;
-    if (!ir_dtype_is_int(ids->dtype))
-        return fail(n, d, "ids must be integers, got %s", ir_dtype_name(ids->dtype));
-    bool match = ids->shape.rank == dy->shape.rank - 1;
-    for (int i = 0; match && i < ids->shape.rank; i++)
-        match = ids->shape.dim[i] == dy->shape.dim[i];
-    if (!match)
-        return fail(n, d, "ids %s do not match gradient %s without the last axis", sh(&ids->shape).s,
-                    sh(&dy->shape).s);
+    if (!check_row_ids(n, d, ids, "ids", dy, "gradient"))
+        return false;
     int64_t vocab = ir_attr_int(n, "vocab");
     if (vocab <= 0)
         return fail(n, d, "vocab must be positive, got %" PRId64, vocab);
