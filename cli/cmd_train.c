@@ -261,6 +261,11 @@ typedef struct {
     pass_mesh mesh;
     coll_comm *axis[IR_MAX_MESH_AXES];
     mesh_run *mgrad;
+    /* pipeline micro-batches (--microbatches, --schedule): each batch runs as `micro`
+     * micro-batches of Bm rows through the mesh program, in the schedule's order */
+    int micro, Bm;
+    mesh_schedule schedule;
+    double micro_loss;               /* this rank's loss summed over a batch's micro-batches */
     int32_t *g_inputs, *g_targets;   /* the global batch */
     double comm_ms;                  /* communication time of the current step */
     int64_t comm_bytes;              /* bytes allreduced per step (each rank's buffers) */
@@ -485,29 +490,63 @@ static void feed_slice(mesh_run *R, const ir_node *n, const void *full_data, con
     free(b);
 }
 
-/* Runs the gradient program: the mesh one (fed this step's param slices and batch) or the
- * plain one. */
-static bool grad_run(trainer *r)
+/* Micro-batch `micro` of the batch in r->inputs / r->targets into the mesh program's inputs. */
+static bool feed_micro(void *ctx, mesh_run *R, int micro)
 {
-    if (!r->mgrad)
-        return program_run(r->grad, r->d);
+    trainer *r = ctx;
+    const ir_graph *L = mesh_exec_graph(R);
+    size_t off = (size_t)micro * (size_t)r->Bm * (size_t)r->T;
+    ir_shape bt = {2, {r->Bm, r->T}};
+    for (int i = 0; i < L->n_nodes; i++) {
+        const ir_node *n = L->nodes[i];
+        if (n->op != OP_input)
+            continue;
+        char full[600];
+        mesh_slice sl[MESH_MAX_SLICES];
+        int n_sl;
+        mesh_slice_parse(n->name, full, sizeof full, sl, &n_sl);
+        bool tok = strcmp(full, "tokens") == 0;
+        if (!tok && strcmp(full, "targets") != 0)
+            ir_unreachable("train: the mesh gradient program has an unexpected input");
+        feed_slice(R, n, (tok ? r->inputs : r->targets) + off, &bt, DT_I32);
+    }
+    return true;
+}
+
+/* Adds a finished micro-batch's gradients and loss — those this rank holds: under pp each
+ * stage has its own params' (a tied param's partial sum) and only the last stage the loss. */
+static bool take_micro(void *ctx, mesh_run *R, int micro)
+{
+    (void)micro;
+    trainer *r = ctx;
+    char gname[600];
+    for (int i = 0; i < r->n_params; i++) {
+        const model_param *mp = &r->params[i];
+        snprintf(gname, sizeof gname, "grad/%s", mp->name);
+        const float *g = mesh_exec_output(R, gname);
+        float *a = r->grads[mp->group] + mp->off;
+        for (size_t j = 0; g && j < mp->count; j++)
+            a[j] += g[j];
+    }
+    const float *l = mesh_exec_output(R, "loss");
+    r->micro_loss += l ? *l : 0;
+    return true;
+}
+
+/* Runs the mesh gradient program over the micro-batches of one batch: fed this step's param
+ * slices once (shared by every micro-batch), adding into r->grads (zeroed first when
+ * `zero`); returns this rank's loss sum over the micro-batches (0 off the last stage). */
+static bool mesh_grad_run(trainer *r, bool zero, double *loss)
+{
     const ir_graph *L = mesh_exec_graph(r->mgrad);
-    ir_shape bt = {2, {r->B, r->T}};
     for (int i = 0; i < L->n_nodes; i++) {
         const ir_node *n = L->nodes[i];
         char full[600];
         mesh_slice sl[MESH_MAX_SLICES];
         int n_sl;
-        if (n->op != OP_param && n->op != OP_input)
+        if (n->op != OP_param)
             continue;
         mesh_slice_parse(n->name, full, sizeof full, sl, &n_sl);
-        if (n->op == OP_input) {
-            bool tok = strcmp(full, "tokens") == 0;
-            if (!tok && strcmp(full, "targets") != 0)
-                ir_unreachable("train: the mesh gradient program has an unexpected input");
-            feed_slice(r->mgrad, n, tok ? r->inputs : r->targets, &bt, DT_I32);
-            continue;
-        }
         int k = 0;
         while (k < r->n_params && strcmp(r->params[k].name, full) != 0)
             k++;
@@ -515,18 +554,40 @@ static bool grad_run(trainer *r)
             ir_unreachable("train: a rank's param is not one of the model's");
         feed_slice(r->mgrad, n, param_data(r, &r->params[k]), &r->params[k].shape, DT_F32);
     }
-    bool ok = mesh_exec_run(r->mgrad);
+    for (int k = 0; zero && k < PASS_OPT_GROUPS; k++)
+        memset(r->grads[k], 0, (size_t)r->n_group[k] * sizeof *r->grads[k]);
+    r->micro_loss = 0;
+    bool ok = mesh_exec_run_micro(r->mgrad, r->micro, r->schedule, feed_micro, take_micro, r);
     double ms;
     int64_t bytes;
     mesh_exec_comm(r->mgrad, &ms, &bytes);
     r->comm_ms += ms;
     r->comm_bytes += bytes;
+    *loss = r->micro_loss;
     return ok;
+}
+
+/* Sums x[n] over the pp stages in place (a stage holds only its own params' gradients). */
+static void pp_sum(trainer *r, void *x, size_t n, coll_dtype dt)
+{
+    int a = pass_mesh_axis(&r->mesh, "pp");
+    if (a < 0 || r->mesh.size[a] == 1 || n == 0)
+        return;
+    double t0 = now_ms();
+    size_t es = coll_dtype_size(dt);
+    for (size_t at = 0; at < n; at += DP_BUCKET) {
+        size_t c = n - at < DP_BUCKET ? n - at : DP_BUCKET;
+        char *p = (char *)x + at * es;
+        if (coll_allreduce(r->axis[a], p, p, c, dt, COLL_SUM) != COLL_OK)
+            ir_unreachable("train: pp gradient allreduce rejected its arguments");
+    }
+    r->comm_ms += now_ms() - t0;
+    r->comm_bytes += (int64_t)(n * es);
 }
 
 static const void *grad_output(trainer *r, const char *name)
 {
-    const void *v = r->mgrad ? mesh_exec_output(r->mgrad, name) : program_output(r->grad, name);
+    const void *v = program_output(r->grad, name);
     if (!v) {
         fprintf(stderr, "loom: internal error: the gradient program has no output '%s'\n", name);
         ir_unreachable("train: a gradient output is missing");
@@ -564,19 +625,29 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
     for (int m = 0; m < accum; m++) {
         rt_loader_random(&r->loader, RT_SPLIT_TRAIN, r->next_batch++, r->g_inputs, r->g_targets);
         take_rows(r);
-        if (!grad_run(r))
+        if (r->mgrad) {
+            double l;
+            if (!mesh_grad_run(r, m == 0, &l))
+                return false;
+            if (first && m == 0) {
+                double l0 = l / r->micro;
+                pp_sum(r, &l0, 1, COLL_F64);
+                printf("loss at init %.4f (ln(vocab) = %.4f)\n", l0, r->V ? log((double)r->V) : NAN);
+                fflush(stdout);
+            }
+            sum += l;
+            continue;
+        }
+        if (!program_run(r->grad, r->d))
             return false;
-        /* under pp only the ranks holding the outputs have the loss and the gradients: they
-         * reach the others by broadcast from rank 0 below */
-        bool has = !r->mgrad || mesh_exec_output(r->mgrad, "loss");
-        float l = has ? *(const float *)grad_output(r, "loss") : 0;
+        float l = *(const float *)grad_output(r, "loss");
         if (first && m == 0) {
             printf("loss at init %.4f (ln(vocab) = %.4f)\n", dp_mean1(r, l), r->V ? log((double)r->V) : NAN);
             fflush(stdout);
         }
         sum += l;
-        /* gather the per-param gradients into the flat groups, summing micro-batches */
-        for (int i = 0; has && i < r->n_params; i++) {
+        /* gather the per-param gradients into the flat groups, summing the batches */
+        for (int i = 0; i < r->n_params; i++) {
             const model_param *mp = &r->params[i];
             snprintf(gname, sizeof gname, "grad/%s", mp->name);
             const float *g = grad_output(r, gname);
@@ -597,15 +668,16 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
             r->grads[k][j] /= (float)r->dp;
     }
     sum = r->dp > 1 ? dp_mean1(r, sum) : sum;
-    if (r->mgrad && pass_mesh_size(&r->mesh, "pp") > 1) {
-        double t0 = now_ms();
-        for (int k = 0; k < PASS_OPT_GROUPS; k++)
-            if (r->n_group[k] && coll_broadcast(r->world, r->grads[k], (size_t)r->n_group[k], COLL_F32, 0) != COLL_OK)
-                ir_unreachable("train: gradient broadcast rejected its arguments");
-        if (coll_broadcast(r->world, &sum, 1, COLL_F64, 0) != COLL_OK)
-            ir_unreachable("train: loss broadcast rejected its arguments");
-        r->comm_ms += now_ms() - t0;
-        r->comm_bytes += (r->n_group[0] + r->n_group[1]) * 4 + 8;
+    if (r->mgrad) {
+        /* each stage's gradients (and the last stage's loss) to every stage; the mean over
+         * the micro-batches is the gradient of the batch's mean loss */
+        for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+            pp_sum(r, r->grads[k], (size_t)r->n_group[k], COLL_F32);
+            for (int64_t j = 0; r->micro > 1 && j < r->n_group[k]; j++)
+                r->grads[k][j] /= (float)r->micro;
+        }
+        pp_sum(r, &sum, 1, COLL_F64);
+        sum /= r->micro;
     }
     r->step++;
     r->lr_in = (float)lr_at(&r->t, r->step);
@@ -815,7 +887,13 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
     ir_diag *d = r->d;
     r->dp = 1;
     r->Bl = r->B;
+    r->micro = 1;
+    r->Bm = r->B;
     if (!o->mesh) {
+        if (named(o, "--microbatches") || named(o, "--schedule")) {
+            ir_diag_error(d, -1, 0, 0, "train: --microbatches and --schedule need --mesh with a pp axis");
+            return false;
+        }
         if (r->world_size > 1) {
             ir_diag_error(d, -1, 0, 0,
                           "train: started as %d processes but without --mesh; add --mesh dp=%d to train data parallel",
@@ -861,11 +939,37 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
         return false;
     }
     r->Bl = r->B / r->dp;
+    int pp = pass_mesh_size(&m, "pp");
+    int64_t micro = pp;
+    const char *sched = named(o, "--schedule");
+    if (!opt_int(o, "--microbatches", 1, &micro, d))
+        return false;
+    if ((named(o, "--microbatches") || sched) && pp == 1) {
+        ir_diag_error(d, -1, 0, 0, "train: --microbatches and --schedule schedule pipeline stages; --mesh %s has no pp "
+                      "axis (use --accum to split a batch)", o->mesh);
+        return false;
+    }
+    r->schedule = MESH_1F1B;
+    if (sched && !mesh_exec_schedule_parse(sched, &r->schedule)) {
+        ir_diag_error(d, -1, 0, 0, "train: --schedule expects gpipe or 1f1b, got '%s'", sched);
+        return false;
+    }
+    if (r->B % micro != 0 || (r->B / micro) % r->dp != 0) {
+        ir_diag_error(d, -1, 0, 0,
+                      "train: the batch (%d rows) does not split into %" PRId64 " micro-batches of a multiple of dp=%d "
+                      "rows; set -D batch= or --microbatches",
+                      r->B, micro, r->dp);
+        return false;
+    }
+    r->micro = (int)micro;
+    r->Bm = r->B / r->micro;
     if (sharded) {
-        /* the shard pass splits the batch over dp inside the gradient program */
+        /* the shard pass splits the batch over dp inside the gradient program; its outputs
+         * stay on the stage computing them (summed over pp after the micro-batches) */
         r->dp = 1;
         r->dp_rank = 0;
         r->Bl = r->B;
+        r->mesh.local_outputs = true;
     }
     coll_options copt = {0};
     const char *algo = named(o, "--allreduce");
@@ -887,7 +991,12 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
         coll_set_name(r->axis[x], m.axis[x]);
         coll_set_allreduce_algo(r->axis[x], copt.allreduce);
     }
-    if (sharded)
+    if (sharded && pp > 1)
+        printf("train: mesh %s: %d ranks; gradient program sharded (autodiff, then the pipeline and shard passes), "
+               "%d micro-batch%s of %d rows, %s schedule, %s allreduce\n",
+               ms, m.world, r->micro, r->micro == 1 ? "" : "es", r->Bm, r->schedule == MESH_GPIPE ? "gpipe" : "1f1b",
+               coll_algo_name(copt.allreduce));
+    else if (sharded)
         printf("train: mesh %s: %d ranks; gradient program sharded (autodiff, then the shard pass), %s allreduce\n",
                ms, m.world, coll_algo_name(copt.allreduce));
     else
@@ -971,7 +1080,12 @@ static bool setup(trainer *r, const cli_opts *o)
         }
     }
     if (r->axis[0]) {
-        ir_graph *tg = ir_graph_clone(gg);
+        ir_graph *tg = r->micro > 1 ? load_batch(o, r->Bm, d) : ir_graph_clone(gg);
+        if (!tg) {
+            ir_graph_free(gg);
+            return false;
+        }
+        prune_to(tg, "loss");
         pass_options po = pass_options_default();
         po.mesh = &r->mesh;
         if (pass_run_pipeline(tg, "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse", &po, d))

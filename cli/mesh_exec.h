@@ -21,6 +21,17 @@ const ir_graph *mesh_exec_graph(const mesh_run *R);
  * before mesh_exec_run. */
 void *mesh_exec_value(mesh_run *R, const ir_node *n);
 bool mesh_exec_run(mesh_run *R);
+
+/* Pipeline schedules of micro-batches (docs/cluster.md, "Pipelines"). */
+typedef enum { MESH_GPIPE, MESH_1F1B } mesh_schedule;
+bool mesh_exec_schedule_parse(const char *s, mesh_schedule *out); /* "gpipe", "1f1b" */
+/* Called with the micro-batch's slot current: feed fills its inputs (mesh_exec_value) before
+ * its forward half, done reads its outputs (mesh_exec_output) after its backward half. */
+typedef bool (*mesh_micro_fn)(void *ctx, mesh_run *R, int micro);
+/* Runs M micro-batches in this rank's order of the schedule: its forward half (the nodes of
+ * the forward pass and their sends/receives) and backward half per micro-batch, each
+ * micro-batch in flight in its own slot of values. Returns after every send completed. */
+bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn feed, mesh_micro_fn done, void *ctx);
 /* The value of the output called name after a run (NULL if none). */
 const void *mesh_exec_output(const mesh_run *R, const char *name);
 /* Time and bytes in collectives since the last call. */

@@ -30,6 +30,7 @@ static const struct {
     {"generate", "--prompt"},   {"generate", "--max-tokens"}, {"generate", "--temperature"}, {"generate", "--top-k"},
     {"generate", "--top-p"},    {"generate", "--dump-logits"},
     {"check", "--microbatches"}, {"run", "--allreduce"}, {"train", "--allreduce"},
+    {"train", "--microbatches"}, {"train", "--schedule"},
 };
 
 static bool add_define(const char *cmd, const char *text, cli_opts *o)

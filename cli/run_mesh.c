@@ -29,12 +29,16 @@
 typedef struct {
     int first, last;  /* node range [first, last] of the local graph; comm: first == last */
     bool comm;
+    bool backward;    /* in a micro-batch's backward half */
     program *p;       /* segment: its CPU program (NULL when it computes nothing used later) */
 } run_step;
 
 struct mesh_run {
     ir_graph *g;      /* the rank's local graph */
-    void **val;       /* per node: its value in the node's dtype (malloc) */
+    void **val;       /* per node: its value in the node's dtype (malloc'd), in the current slot */
+    void ***slot;     /* per micro-batch slot, its values; params are one buffer shared by all */
+    int n_slots;
+    bool *backward;   /* per node: runs in the backward half (autodiff's nodes no forward needs) */
     run_step *steps;
     int n_steps;
     coll_comm *world;
@@ -193,7 +197,8 @@ static bool run_comm(mesh_run *R, const ir_node *n)
         ir_diag_error(R->d, -1, 0, 0, "%s of %s values is not supported", ir_ops[n->op].mnemonic, ir_dtype_name(n->dtype));
         return false;
     }
-    R->val[n->id] = xmalloc(bytes_of(n));
+    if (!R->val[n->id])
+        R->val[n->id] = xmalloc(bytes_of(n));
     size_t count = (size_t)ir_shape_numel(&x->shape);
     coll_comm *c = R->world;
     int T = 1;
@@ -243,7 +248,7 @@ static bool run_comm(mesh_run *R, const ir_node *n)
     }
     case OP_send:
         memcpy(R->val[n->id], R->val[x->id], bytes_of(n));
-        st = coll_send(c, R->val[x->id], count, dt, (int)ir_attr_int(n, "peer"), (int)ir_attr_int(n, "tag"));
+        st = coll_send_async(c, R->val[x->id], count, dt, (int)ir_attr_int(n, "peer"), (int)ir_attr_int(n, "tag"));
         break;
     case OP_recv:
         st = coll_recv(c, R->val[n->id], (size_t)ir_shape_numel(&n->shape), dt, (int)ir_attr_int(n, "peer"),
@@ -261,20 +266,38 @@ static bool run_comm(mesh_run *R, const ir_node *n)
     return true;
 }
 
+/* The backward half: autodiff's nodes (and the communication of their values) that no
+ * forward node needs — a forward node needs its operands in the forward half, so one sweep
+ * from the end moves what CSE may have shared back to the forward. */
+static void mark_halves(mesh_run *R)
+{
+    const ir_graph *L = R->g;
+    R->backward = calloc((size_t)L->n_nodes + 1, sizeof *R->backward);
+    if (!R->backward)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < L->n_nodes; i++)
+        R->backward[i] = L->nodes[i]->backward;
+    for (int i = L->n_nodes - 1; i >= 0; i--)
+        for (int k = 0; !R->backward[i] && k < L->nodes[i]->n_in; k++)
+            R->backward[L->nodes[i]->in[k]->id] = false;
+}
+
 /* Splits the local graph into steps and compiles the segments. */
 static bool plan_steps(mesh_run *R, rt_pool *pool)
 {
     const ir_graph *L = R->g;
+    mark_halves(R);
     R->steps = calloc((size_t)L->n_nodes + 1, sizeof *R->steps);
     if (!R->steps)
         ir_unreachable("out of memory");
     int start = -1;
     for (int i = 0; i <= L->n_nodes; i++) {
         const ir_node *n = i < L->n_nodes ? L->nodes[i] : NULL;
-        bool boundary = !n || ir_ops[n->op].kind == OK_COMM;
-        bool compute = n && !boundary && n->op != OP_param && n->op != OP_input && n->op != OP_output;
-        if (compute && start < 0)
-            start = i;
+        bool compute = n && ir_ops[n->op].kind != OK_COMM && n->op != OP_param && n->op != OP_input &&
+                       n->op != OP_output;
+        /* a segment ends at a communication op, at the end, and where the backward half begins */
+        bool boundary = !n || ir_ops[n->op].kind == OK_COMM ||
+                        (compute && start >= 0 && R->backward[i] != R->backward[start]);
         if (boundary && start >= 0) {
             int last = i - 1;
             while (last > start && (L->nodes[last]->op == OP_output || L->nodes[last]->op == OP_param ||
@@ -283,7 +306,7 @@ static bool plan_steps(mesh_run *R, rt_pool *pool)
             bool any;
             ir_graph *sg = segment_graph(L, start, last, &any);
             run_step *s = &R->steps[R->n_steps++];
-            *s = (run_step){start, last, false, NULL};
+            *s = (run_step){start, last, false, R->backward[start], NULL};
             if (any) {
                 s->p = program_cpu_new(sg, NULL, pool, R->d);
                 if (!s->p) {
@@ -294,17 +317,22 @@ static bool plan_steps(mesh_run *R, rt_pool *pool)
             ir_graph_free(sg);
             start = -1;
         }
-        if (n && boundary)
-            R->steps[R->n_steps++] = (run_step){i, i, true, NULL};
+        if (n && ir_ops[n->op].kind == OK_COMM)
+            R->steps[R->n_steps++] = (run_step){i, i, true, R->backward[i], NULL};
+        if (compute && start < 0)
+            start = i;
     }
     return true;
 }
 
-static bool run_steps(mesh_run *R)
+/* Runs the steps of one half (backward false: the forward half) in the current slot. */
+static bool run_half(mesh_run *R, bool backward)
 {
     const ir_graph *L = R->g;
     for (int k = 0; k < R->n_steps; k++) {
         run_step *s = &R->steps[k];
+        if (s->backward != backward)
+            continue;
         if (s->comm) {
             if (!run_comm(R, L->nodes[s->first]))
                 return false;
@@ -337,12 +365,42 @@ static bool run_steps(mesh_run *R)
             const void *out = program_output(s->p, n->name);
             if (!out)
                 ir_unreachable("run_mesh: a segment output is missing");
-            free(R->val[id]);
-            R->val[id] = xmalloc(bytes_of(L->nodes[id]));
+            if (!R->val[id])
+                R->val[id] = xmalloc(bytes_of(L->nodes[id]));
             memcpy(R->val[id], out, bytes_of(L->nodes[id]));
         }
     }
     return true;
+}
+
+/* One micro-batch through the whole graph, then every started send completed. */
+static bool run_steps(mesh_run *R)
+{
+    if (!run_half(R, false) || !run_half(R, true))
+        return false;
+    if (coll_flush(R->world) != COLL_OK) {
+        ir_diag_error(R->d, -1, 0, 0, "rank %d: %s", R->mesh.rank, coll_error_message(R->world));
+        return false;
+    }
+    return true;
+}
+
+/* Frees the step programs and every slot's values (a param's buffer once). */
+static void release(mesh_run *R)
+{
+    for (int k = 0; k < R->n_steps; k++)
+        program_free(R->steps[k].p);
+    free(R->steps);
+    int n_tables = R->n_slots ? R->n_slots : 1;
+    for (int t = 0; t < n_tables; t++) {
+        void **v = R->n_slots ? R->slot[t] : R->val;
+        for (int i = 0; v && i < R->g->n_nodes; i++)
+            if (t == 0 || R->g->nodes[i]->op != OP_param)
+                free(v[i]);
+        free(v);
+    }
+    free(R->slot);
+    free(R->backward);
 }
 
 static bool write_outputs(mesh_run *R, const char *path)
@@ -398,12 +456,82 @@ const ir_graph *mesh_exec_graph(const mesh_run *R) { return R->g; }
 
 void *mesh_exec_value(mesh_run *R, const ir_node *n)
 {
-    if (!R->val[n->id])
+    if (!R->val[n->id]) {
         R->val[n->id] = xmalloc(bytes_of(n));
+        for (int k = 0; n->op == OP_param && k < R->n_slots; k++)
+            R->slot[k][n->id] = R->val[n->id];
+    }
     return R->val[n->id];
 }
 
 bool mesh_exec_run(mesh_run *R) { return run_steps(R); }
+
+/* At least n slots of values; the first is the table R->val had, params shared by all. */
+static void ensure_slots(mesh_run *R, int n)
+{
+    if (!R->n_slots) {
+        R->slot = calloc(1, sizeof *R->slot);
+        if (!R->slot)
+            ir_unreachable("out of memory");
+        R->slot[0] = R->val;
+        R->n_slots = 1;
+    }
+    if (n <= R->n_slots)
+        return;
+    void ***s = realloc(R->slot, sizeof *s * (size_t)n);
+    if (!s)
+        ir_unreachable("out of memory");
+    R->slot = s;
+    for (int k = R->n_slots; k < n; k++) {
+        R->slot[k] = calloc((size_t)R->g->n_nodes + 1, sizeof **R->slot);
+        if (!R->slot[k])
+            ir_unreachable("out of memory");
+        for (int i = 0; i < R->g->n_nodes; i++)
+            if (R->g->nodes[i]->op == OP_param)
+                R->slot[k][i] = R->slot[0][i];
+    }
+    R->n_slots = n;
+}
+
+bool mesh_exec_schedule_parse(const char *s, mesh_schedule *out)
+{
+    if (strcmp(s, "gpipe") == 0)
+        *out = MESH_GPIPE;
+    else if (strcmp(s, "1f1b") == 0)
+        *out = MESH_1F1B;
+    else
+        return false;
+    return true;
+}
+
+bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn feed, mesh_micro_fn done, void *ctx)
+{
+    int a = pass_mesh_axis(&R->mesh, "pp");
+    int P = a >= 0 ? R->mesh.size[a] : 1, s = a >= 0 ? pass_mesh_coord(&R->mesh, R->mesh.rank, a) : 0;
+    /* GPipe: every forward, then every backward (M slots in flight). 1F1B: P-1-s warm-up
+     * forwards, then one forward and one backward in turn, then the rest of the backwards: at
+     * most P-s micro-batches in flight, so P-s slots, reused round robin. */
+    int warm = sched == MESH_GPIPE ? M : (P - 1 - s < M ? P - 1 - s : M);
+    int n_slots = sched == MESH_GPIPE ? M : (P - s < M ? P - s : M);
+    ensure_slots(R, n_slots);
+    int next_f = 0, next_b = 0;
+    bool ok = true;
+    while (ok && next_b < M) {
+        bool forward = next_f < M && (next_f < warm || next_f <= next_b + (sched == MESH_GPIPE ? M : warm));
+        int micro = forward ? next_f++ : next_b++;
+        R->val = R->slot[micro % n_slots];
+        if (forward) {
+            ok = (!feed || feed(ctx, R, micro)) && run_half(R, false);
+        } else
+            ok = run_half(R, true) && (!done || done(ctx, R, micro));
+    }
+    R->val = R->slot[0];
+    if (ok && coll_flush(R->world) != COLL_OK) {
+        ir_diag_error(R->d, -1, 0, 0, "rank %d: %s", R->mesh.rank, coll_error_message(R->world));
+        ok = false;
+    }
+    return ok;
+}
 
 const void *mesh_exec_output(const mesh_run *R, const char *name)
 {
@@ -427,12 +555,7 @@ void mesh_exec_free(mesh_run *R)
 {
     if (!R)
         return;
-    for (int k = 0; k < R->n_steps; k++)
-        program_free(R->steps[k].p);
-    free(R->steps);
-    for (int i = 0; R->val && i < R->g->n_nodes; i++)
-        free(R->val[i]);
-    free(R->val);
+    release(R);
     ir_graph_free(R->g);
     free(R);
 }
@@ -528,12 +651,7 @@ int cmd_run_mesh(const cli_opts *o)
         ir_diag_print(&d, stderr);
         coll_abort(R.world, 1, msg);
     }
-    for (int k = 0; k < R.n_steps; k++)
-        program_free(R.steps[k].p);
-    free(R.steps);
-    for (int i = 0; i < g->n_nodes; i++)
-        free(R.val[i]);
-    free(R.val);
+    release(&R);
     rt_pool_free(pool);
     if (have_w)
         rt_st_close(&wf);

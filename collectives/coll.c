@@ -461,6 +461,33 @@ coll_status coll_send(coll_comm *c, const void *buf, size_t n, coll_dtype dt, in
     return c->ops->sendrecv(c, COLL_CH_USER, buf, n, dest, NULL, 0, -1, dt, tag, &call);
 }
 
+coll_status coll_send_async(coll_comm *c, const void *buf, size_t n, coll_dtype dt, int dest, int tag)
+{
+    if (!c->ops->isend)
+        return coll_send(c, buf, n, dt, dest, tag);
+    TRY(check_common(c, "coll_send_async", dt, n, buf, buf));
+    TRY(check_peer(c, "coll_send_async", "dest", dest));
+    TRY(check_tag(c, "coll_send_async", tag));
+    char detail[128];
+    snprintf(detail, sizeof detail, "%s, %zu elements to rank %d, tag %d", coll_dtype_name(dt), n,
+             dest, tag);
+    coll_call call = begin(c, "send", detail);
+    if (n == 0)
+        return COLL_OK;
+    void *copy = malloc(n * coll_dtype_size(dt));
+    if (!copy)
+        return coll_set_error(c, COLL_ERR_NOMEM, "coll_send_async: out of memory for %zu elements", n);
+    memcpy(copy, buf, n * coll_dtype_size(dt));
+    return c->ops->isend(c, copy, n, dt, dest, tag, &call);
+}
+
+coll_status coll_flush(coll_comm *c)
+{
+    c->err[0] = 0;
+    coll_call call = begin(c, "flush of started sends", "");
+    return c->ops->flush ? c->ops->flush(c, &call) : COLL_OK;
+}
+
 coll_status coll_recv(coll_comm *c, void *buf, size_t n, coll_dtype dt, int src, int tag)
 {
     TRY(check_common(c, "coll_recv", dt, n, buf, buf));

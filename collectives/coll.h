@@ -161,6 +161,15 @@ coll_status coll_send(coll_comm *comm, const void *buf, size_t count, coll_dtype
                       int tag);
 /* Receives exactly count elements from src with tag (a longer message is an error). */
 coll_status coll_recv(coll_comm *comm, void *buf, size_t count, coll_dtype dt, int src, int tag);
+/* Starts sending count elements of buf to dest and returns at once: the data is copied, so buf
+ * may be reused. Messages to one peer with one tag arrive in the order they were sent. Pipeline
+ * stages send this way so that a stage never waits on a peer's receive (no send/recv ordering
+ * can deadlock). coll_flush completes them. */
+coll_status coll_send_async(coll_comm *comm, const void *buf, size_t count, coll_dtype dt, int dest,
+                            int tag);
+/* Waits until every send started with coll_send_async on comm has been received, within the
+ * timeout (counted from this call). */
+coll_status coll_flush(coll_comm *comm);
 /* Sends to dest and receives from src at once (no deadlock in a ring). */
 coll_status coll_sendrecv(coll_comm *comm, const void *sendbuf, size_t sendcount, int dest,
                           void *recvbuf, size_t recvcount, int src, coll_dtype dt, int tag);

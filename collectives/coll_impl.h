@@ -42,6 +42,11 @@ typedef struct {
     coll_status (*sendrecv)(coll_comm *c, int channel, const void *s, size_t sn, int dest,
                             void *r, size_t rn, int src, coll_dtype dt, int tag,
                             const coll_call *call);
+    /* Starts sending buf (n elements, malloc'd: the backend frees it once sent) to dest;
+     * NULL: coll.c sends synchronously. flush completes every started send. */
+    coll_status (*isend)(coll_comm *c, void *buf, size_t n, coll_dtype dt, int dest, int tag,
+                         const coll_call *call);
+    coll_status (*flush)(coll_comm *c, const coll_call *call);
     /* *out's backend part (impl); coll.c has filled the rest. COLL_UNDEFINED color: *out is
      * freed by coll.c after the call. */
     coll_status (*split)(coll_comm *c, int color, int key, coll_comm *out);

@@ -26,6 +26,10 @@
 typedef struct {
     MPI_Comm user, algo;
     bool owns_mpi; /* coll_init called MPI_Init_thread, so coll_finalize calls MPI_Finalize */
+    /* sends started by coll_send_async and not known to be complete, with their buffers */
+    MPI_Request *pending;
+    void **pending_buf;
+    int n_pending, cap_pending;
 } mpi_state;
 
 /* The live world communicator, for the exit message below; the only global of the layer.
@@ -178,6 +182,13 @@ static void free_state(coll_comm *c)
         MPI_Comm_free(&m->user);
     if (m->algo != MPI_COMM_NULL)
         MPI_Comm_free(&m->algo);
+    for (int i = 0; i < m->n_pending; i++) { /* never flushed: the job is ending */
+        MPI_Cancel(&m->pending[i]);
+        MPI_Request_free(&m->pending[i]);
+        free(m->pending_buf[i]);
+    }
+    free(m->pending);
+    free(m->pending_buf);
     free(m);
     c->impl = NULL;
 }
@@ -384,6 +395,69 @@ static coll_status mpi_sendrecv(coll_comm *c, int channel, const void *s, size_t
     return COLL_OK;
 }
 
+/* Frees the buffers of completed sends and drops their requests (MPI_Test, no waiting). */
+static void reap_sends(coll_comm *c, const coll_call *call)
+{
+    mpi_state *m = c->impl;
+    int kept = 0;
+    for (int i = 0; i < m->n_pending; i++) {
+        int done = 0;
+        MPI_MUST(c, call, MPI_Test, (&m->pending[i], &done, MPI_STATUS_IGNORE));
+        if (done) {
+            free(m->pending_buf[i]);
+            continue;
+        }
+        m->pending[kept] = m->pending[i];
+        m->pending_buf[kept++] = m->pending_buf[i];
+    }
+    m->n_pending = kept;
+}
+
+static coll_status mpi_isend(coll_comm *c, void *buf, size_t n, coll_dtype dt, int dest, int tag,
+                             const coll_call *call)
+{
+    mpi_state *m = c->impl;
+    coll_status st = count_ok(c, call, n);
+    if (st != COLL_OK) {
+        free(buf);
+        return st;
+    }
+    reap_sends(c, call);
+    if (m->n_pending == m->cap_pending) {
+        int cap = m->cap_pending ? 2 * m->cap_pending : 16;
+        MPI_Request *r = realloc(m->pending, sizeof *r * (size_t)cap);
+        if (r)
+            m->pending = r;
+        void **b = realloc(m->pending_buf, sizeof *b * (size_t)cap);
+        if (b)
+            m->pending_buf = b;
+        if (!r || !b) {
+            free(buf);
+            return coll_set_error(c, COLL_ERR_NOMEM, "coll_send_async: out of memory");
+        }
+        m->cap_pending = cap;
+    }
+    MPI_MUST(c, call, MPI_Isend, (buf, (int)n, mpi_type(dt), dest, tag, m->user, &m->pending[m->n_pending]));
+    m->pending_buf[m->n_pending++] = buf;
+    return COLL_OK;
+}
+
+static coll_status mpi_flush(coll_comm *c, const coll_call *call)
+{
+    mpi_state *m = c->impl;
+    if (!m->n_pending)
+        return COLL_OK;
+    MPI_Status *stats = malloc(sizeof *stats * (size_t)m->n_pending);
+    if (!stats)
+        return coll_set_error(c, COLL_ERR_NOMEM, "coll_flush: out of memory");
+    mpi_wait(c, m->n_pending, m->pending, stats, call);
+    free(stats);
+    for (int i = 0; i < m->n_pending; i++)
+        free(m->pending_buf[i]);
+    m->n_pending = 0;
+    return COLL_OK;
+}
+
 const coll_backend_ops coll_mpi_ops = {
     .name = "mpi",
     .caps = 0,
@@ -393,6 +467,8 @@ const coll_backend_ops coll_mpi_ops = {
     .broadcast = mpi_broadcast,
     .barrier = mpi_barrier,
     .sendrecv = mpi_sendrecv,
+    .isend = mpi_isend,
+    .flush = mpi_flush,
     .split = mpi_split,
     .destroy = mpi_destroy,
     .abort_job = mpi_abort,

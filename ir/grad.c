@@ -38,6 +38,7 @@ static ir_node *emit(ir_grad_ctx *c, ir_opcode op, int n_in, ir_node *const *in)
     ir_node *n = ir_node_add(c->g, op, n_in, in, c->cur->loc);
     n->scope = c->cur->scope;
     n->stage = c->cur->stage;
+    n->backward = true;
     return n;
 }
 

@@ -179,6 +179,7 @@ ir_graph *ir_graph_clone(const ir_graph *src)
         n->stage = s->stage;
         n->group = s->group;
         n->optional = s->optional;
+        n->backward = s->backward;
         n->name = dup_or_null(g, s->name);
         n->scope = dup_or_null(g, s->scope);
         for (int k = 0; k < ir_op_nattrs(s->op); k++) {

@@ -163,6 +163,8 @@ typedef struct ir_node {
     int stage;              /* pipeline stage hint; -1 when none */
     int group;              /* fusion group (passes/fuse.c): the step that computes it; -1 none */
     bool optional;          /* input: may be absent at run time */
+    bool backward;          /* made by autodiff: a pipeline stage runs it in a micro-batch's
+                               backward half (cli/run_mesh.c) */
     const char *name;       /* external name of input/param/output; NULL otherwise */
     const char *scope;      /* block instance that built it, e.g. "block(l=3)"; NULL at top */
     ir_loc loc;

@@ -9,7 +9,8 @@
  * output "grad/<param name>" per param, in param order, with the param's type; a param with no
  * path to the loss gets a zero const, so the optimizer sees every param. Optional inputs the
  * loss depends on become required. Forward nodes and outputs are kept unchanged; backward
- * nodes carry the location, scope and stage of the forward node they differentiate.
+ * nodes carry the location, scope and stage of the forward node they differentiate, and are
+ * marked `backward` (a pipeline runs them in each micro-batch's backward half).
  */
 #include "grad.h"
 #include "pass.h"
@@ -74,6 +75,7 @@ bool pass_autodiff(ir_graph *g, ir_diag *d)
         ir_node *seed = ir_node_add(g, OP_const, 0, NULL, loss_out->loc);
         seed->dtype = loss->dtype;
         ir_attr_set_float(seed, "value", 1);
+        seed->backward = true;
         ok = ir_infer(seed, d);
         grad[loss->id] = seed;
     }
@@ -104,6 +106,7 @@ bool pass_autodiff(ir_graph *g, ir_diag *d)
             gp->dtype = p->dtype;
             gp->shape = p->shape;
             gp->scope = p->scope;
+            gp->backward = true;
             ok = ir_infer(gp, d);
         }
         if (!ok)
@@ -111,6 +114,7 @@ bool pass_autodiff(ir_graph *g, ir_diag *d)
         ir_node *out = ir_node_add(g, OP_output, 1, &gp, p->loc);
         out->name = ir_graph_strdup(g, name);
         out->scope = p->scope;
+        out->backward = true;
         ok = ir_infer(out, d);
     }
     free(to_loss);

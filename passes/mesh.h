@@ -22,6 +22,7 @@ typedef struct pass_mesh {
     int world;                          /* product of the sizes */
     int rank;                           /* this rank, 0 <= rank < world */
     int microbatches;                   /* pipeline schedule report (0: as many as stages) */
+    bool local_outputs;                 /* pipeline: outputs stay on the stage computing them */
 } pass_mesh;
 
 /* Parses spec ("tp=2", "dp=2,tp=2,pp=2") against g's mesh axes (dp, tp, pp when g declares

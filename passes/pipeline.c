@@ -9,10 +9,12 @@
  * those after the last with the last stage. A node's stage is its layer's group; an unmarked
  * node takes the latest stage of its operands; sources (params, inputs, constants) float: each
  * stage that uses one has its own copy (a param tied across stages, like GPT-2's wte, is loaded
- * by both). A value used by a later stage is sent right after it is computed (tag: its node id)
- * and received just before its first use there (all values from one stage together, in tag
- * order, so blocking sends cannot cross). Outputs computed on a later stage are sent to stage
- * 0, so rank 0 holds every output.
+ * by both). A value used by another stage is sent right after it is computed (tag: its node
+ * id) and received just before its first use there; sends never wait for their receive
+ * (coll_send_async), so no order of sends and receives between stages can deadlock. Outputs
+ * computed on a later stage are sent to stage 0, so rank 0 holds every output — or, with
+ * local_outputs (training), stay on the stage computing them, a tied param's gradient as one
+ * partial sum per stage (split_add) that the trainer adds up over pp.
  */
 #include "mesh.h"
 #include "pass.h"
@@ -129,6 +131,7 @@ static ir_node *copy_node(ir_graph *dst, const ir_node *s, ir_node **ins)
     n->shard = s->shard;
     n->stage = s->stage;
     n->optional = s->optional;
+    n->backward = s->backward;
     n->name = s->name ? ir_graph_strdup(dst, s->name) : NULL;
     n->scope = s->scope ? ir_graph_strdup(dst, s->scope) : NULL;
     for (int k = 0; k < ir_op_nattrs(s->op); k++) {
@@ -147,6 +150,7 @@ static ir_node *comm_node(ir_graph *dst, ir_opcode op, ir_node *x, const ir_node
 {
     ir_node *n = ir_node_add(dst, op, x ? 1 : 0, x ? &x : NULL, like->loc);
     n->stage = like->stage;
+    n->backward = like->backward;
     ir_attr_set_int(n, "peer", peer);
     ir_attr_set_int(n, "tag", tag % 32768);
     if (op == OP_recv) {
@@ -158,26 +162,15 @@ static ir_node *comm_node(ir_graph *dst, ir_opcode op, ir_node *x, const ir_node
     return n;
 }
 
-typedef struct {
-    const ir_graph *g;
-    ir_graph *dst;
-    const int *ps;
-    int me, pp;
-    const pass_mesh *m;
-    ir_node **map;   /* source node -> its node on this stage */
-    bool *needed;    /* source node needed on this stage */
-    ir_diag *d;
-} stage_ctx;
-
-/* Receives every value this stage needs from stage `from` that it has not yet, in tag order. */
-static void receive_from(stage_ctx *c, int from)
+/* An add whose two operands are on different stages and whose only use is an output: with
+ * local outputs each operand becomes that output on its own stage (a partial sum the trainer
+ * completes over pp), so the stages need not meet for it — GPT-2's tied wte gradient. */
+static bool split_add(const int *ps, const int *n_users, const ir_node *x)
 {
-    for (int j = 0; j < c->g->n_nodes; j++) {
-        const ir_node *x = c->g->nodes[j];
-        if (c->ps[j] != from || !c->needed[j] || c->map[j] || x->op == OP_output)
-            continue;
-        c->map[j] = comm_node(c->dst, OP_recv, NULL, x, pass_mesh_with(c->m, c->m->rank, c->pp, from), j, c->d);
-    }
+    if (x->op != OP_add || n_users[x->id] != 1)
+        return false;
+    int a = ps[x->in[0]->id], b = ps[x->in[1]->id];
+    return a >= 0 && b >= 0 && a != b;
 }
 
 bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d)
@@ -194,14 +187,38 @@ bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d)
     bool *needed = calloc((size_t)nn + 1, sizeof *needed);
     bool *used_by_later = calloc((size_t)nn * (size_t)P + 1, sizeof *used_by_later); /* [node][stage] */
     ir_node **map = calloc((size_t)nn + 1, sizeof *map);
-    if (!needed || !used_by_later || !map)
+    int *at = malloc(sizeof *at * ((size_t)nn + 1));       /* the stage holding each node */
+    int *n_users = calloc((size_t)nn + 1, sizeof *n_users);
+    bool *split = calloc((size_t)nn + 1, sizeof *split);   /* adds computed nowhere: split_add */
+    if (!needed || !used_by_later || !map || !at || !n_users || !split)
         ir_unreachable("out of memory");
+    for (int i = 0; i < nn; i++)
+        for (int k = 0; k < g->nodes[i]->n_in; k++)
+            n_users[g->nodes[i]->in[k]->id]++;
+    /* outputs: on stage 0 (a forward run's rank 0 writes them all), or with m->local_outputs
+     * on the stage computing them (the trainer sums gradients over pp) */
+    for (int i = 0; i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        at[i] = ps[i];
+        if (n->op != OP_output)
+            continue;
+        const ir_node *x = n->in[0];
+        at[i] = !m->local_outputs ? 0 : ps[x->id] >= 0 ? ps[x->id] : 0;
+        if (m->local_outputs && split_add(ps, n_users, x))
+            split[x->id] = true;
+    }
     for (int i = nn - 1; i >= 0; i--) {
         const ir_node *n = g->nodes[i];
-        int s = n->op == OP_output ? 0 : ps[i];
+        if (split[i])
+            continue;
+        if (n->op == OP_output && split[n->in[0]->id]) {
+            for (int k = 0; k < 2; k++)
+                if (ps[n->in[0]->in[k]->id] == me)
+                    needed[n->in[0]->in[k]->id] = true;
+            continue;
+        }
+        int s = at[i];
         bool mine = s == me || (s < 0 && needed[i]);
-        if (n->op == OP_output && ps[n->in[0]->id] > 0)
-            used_by_later[(size_t)n->in[0]->id * (size_t)P + 0] = true;
         for (int k = 0; k < n->n_in; k++) {
             const ir_node *x = n->in[k];
             if (s >= 0 && ps[x->id] >= 0 && ps[x->id] != s)
@@ -216,17 +233,31 @@ bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d)
     dst->n_axes = g->n_axes;
     for (int i = 0; i < g->n_axes; i++)
         dst->axis_name[i] = ir_graph_strdup(dst, g->axis_name[i]);
-    stage_ctx c = {g, dst, ps, me, pp, m, map, needed, d};
     for (int i = 0; i < nn; i++) {
         const ir_node *n = g->nodes[i];
-        int s = n->op == OP_output ? 0 : ps[i];
+        if (split[i])
+            continue;
+        if (n->op == OP_output && split[n->in[0]->id]) {
+            for (int k = 0; k < 2; k++) {
+                ir_node *x = n->in[0]->in[k];
+                if (ps[x->id] != me)
+                    continue;
+                if (!map[x->id])
+                    ir_unreachable("pipeline: a partial output's value is missing on its stage");
+                ir_node *o = copy_node(dst, n, &map[x->id]);
+                if (!ir_infer(o, d))
+                    ir_unreachable("pipeline: a partial output does not infer");
+            }
+            continue;
+        }
+        int s = at[i];
         bool here = s == me || (s < 0 && needed[i]);
         if (here && !(n->op == OP_param || n->op == OP_input) && !(s < 0 && !needed[i])) {
             ir_node *ins[64];
             for (int k = 0; k < n->n_in && k < 64; k++) {
                 const ir_node *x = n->in[k];
-                if (!map[x->id] && ps[x->id] >= 0 && ps[x->id] != me)
-                    receive_from(&c, ps[x->id]);
+                if (!map[x->id] && ps[x->id] >= 0 && ps[x->id] != me) /* received when first used */
+                    map[x->id] = comm_node(dst, OP_recv, NULL, x, pass_mesh_with(m, m->rank, pp, ps[x->id]), x->id, d);
                 ins[k] = map[x->id];
                 if (!ins[k])
                     ir_unreachable("pipeline: an operand is missing on its stage");
@@ -247,6 +278,9 @@ bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d)
                     comm_node(dst, OP_send, map[i], n, pass_mesh_with(m, m->rank, pp, t), i, d);
     }
     free(ps);
+    free(at);
+    free(n_users);
+    free(split);
     free(needed);
     free(used_by_later);
     free(map);

@@ -92,6 +92,7 @@ static ir_node *emit(shard_ctx *c, ir_opcode op, int n_in, ir_node **in, const i
 {
     ir_node *n = ir_node_add(c->dst, op, n_in, in, like->loc);
     n->stage = like->stage;
+    n->backward = like->backward;
     n->scope = like->scope ? ir_graph_strdup(c->dst, like->scope) : NULL;
     return n;
 }

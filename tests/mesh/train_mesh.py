@@ -1,7 +1,8 @@
 """train_mesh.py — `mpirun -np N loom train MODEL --mesh ...` against the single-rank `loom train`.
 
-usage: train_mesh.py LOOM MPIEXEC MODEL MESH[@ALGO][:MESH...] [-D name=value ...]
-(ALGO: the --allreduce algorithm, backend by default)
+usage: train_mesh.py LOOM MPIEXEC MODEL SPEC[:SPEC...] [-D name=value ...]
+SPEC: MESH[@ALGO][/SCHEDULE[xM]] — ALGO the --allreduce algorithm (backend by default),
+SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its --microbatches.
 
 Data: 40,000 pseudo-random bytes of a small alphabet (byte tokens, vocab 256), written here.
 Each run trains 10 steps with AdamW from `loom init`'s start (same seed) and evaluates at the
@@ -57,12 +58,15 @@ def main():
             print(f"FAIL single rank: {len(want)} step lines, {len(want_val)} val lines\n{r.stdout}")
             return 1
         for spec in meshes.split(":"):
-            mesh, _, algo = spec.partition("@")
+            spec_mesh, _, sched = spec.partition("/")
+            mesh, _, algo = spec_mesh.partition("@")
+            sched, _, micro = sched.partition("x")
+            extra = (["--schedule", sched] if sched else []) + (["--microbatches", micro] if micro else [])
             n = 1
             for part in mesh.split(","):
                 n *= int(part.split("=")[1])
             cmd = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n), loom, "train",
-                   *args, "--mesh", mesh, "--allreduce", algo or "backend"]
+                   *args, "--mesh", mesh, "--allreduce", algo or "backend", *extra]
             t0 = time.time()
             os.remove(log)
             r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
@@ -78,7 +82,7 @@ def main():
             rel = max(rel, abs(got_val[0] - want_val[0]) / abs(want_val[0]))
             norm_rel = max(abs(g[1] - w[1]) / max(abs(w[1]), 1e-3) for g, w in zip(got, want))
             ok = rel <= REL_TOL and norm_rel <= 1e-4
-            print(f"{'ok  ' if ok else 'FAIL'} {spec:14s} {n} ranks: 10 losses + val, max rel {rel:.2e} "
+            print(f"{'ok  ' if ok else 'FAIL'} {spec:24s} {n} ranks: 10 losses + val, max rel {rel:.2e} "
                   f"(tol {REL_TOL:g}); norm max rel {norm_rel:.2e}; {dt:.1f} s")
             if not ok:
                 for g, w in zip(got, want):
