@@ -508,23 +508,28 @@ bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn 
 {
     int a = pass_mesh_axis(&R->mesh, "pp");
     int P = a >= 0 ? R->mesh.size[a] : 1, s = a >= 0 ? pass_mesh_coord(&R->mesh, R->mesh.rank, a) : 0;
-    /* GPipe: every forward, then every backward (M slots in flight). 1F1B: P-1-s warm-up
-     * forwards, then one forward and one backward in turn, then the rest of the backwards: at
-     * most P-s micro-batches in flight, so P-s slots, reused round robin. */
-    int warm = sched == MESH_GPIPE ? M : (P - 1 - s < M ? P - 1 - s : M);
-    int n_slots = sched == MESH_GPIPE ? M : (P - s < M ? P - s : M);
+    int *order = malloc(sizeof *order * (size_t)(2 * M));
+    if (!order)
+        ir_unreachable("out of memory");
+    pipeline_order(P, s, M, sched == MESH_1F1B, order);
+    /* backwards run in micro-batch order, so the micro-batches in flight (GPipe: M; 1F1B: at
+     * most P-s) can take slots round robin */
+    int n_slots = 1;
+    for (int k = 0, in_flight = 0; k < 2 * M; k++) {
+        in_flight += order[k] > 0 ? 1 : -1;
+        n_slots = in_flight > n_slots ? in_flight : n_slots;
+    }
     ensure_slots(R, n_slots);
-    int next_f = 0, next_b = 0;
     bool ok = true;
-    while (ok && next_b < M) {
-        bool forward = next_f < M && (next_f < warm || next_f <= next_b + (sched == MESH_GPIPE ? M : warm));
-        int micro = forward ? next_f++ : next_b++;
+    for (int k = 0; ok && k < 2 * M; k++) {
+        int micro = (order[k] > 0 ? order[k] : -order[k]) - 1;
         R->val = R->slot[micro % n_slots];
-        if (forward) {
+        if (order[k] > 0)
             ok = (!feed || feed(ctx, R, micro)) && run_half(R, false);
-        } else
+        else
             ok = run_half(R, true) && (!done || done(ctx, R, micro));
     }
+    free(order);
     R->val = R->slot[0];
     if (ok && coll_flush(R->world) != COLL_OK) {
         ir_diag_error(R->d, -1, 0, 0, "rank %d: %s", R->mesh.rank, coll_error_message(R->world));

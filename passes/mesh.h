@@ -66,6 +66,10 @@ int *pipeline_stages(const ir_graph *g, int P, ir_diag *d);
 /* pipeline.c: prints the GPipe and 1F1B schedules of P stages and M microbatches and their
  * bubble fractions. */
 void pipeline_schedule_print(FILE *out, int P, int M);
+/* Stage s's order of its 2·M ops under GPipe (all forwards, then all backwards) or 1F1B
+ * (min(P-1-s, M) warm-up forwards, then one forward and one backward in turn, then the
+ * remaining backwards): ops[k] = i+1 for micro-batch i's forward, -(i+1) for its backward. */
+void pipeline_order(int P, int s, int M, bool one_f_one_b, int *ops);
 
 /* The mesh interpreter: builds every rank's graph with the passes in pipeline ("pipeline,shard"
  * when NULL) and evaluates all of them in this process with the reference interpreter,

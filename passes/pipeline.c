@@ -293,12 +293,24 @@ bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d)
 
 /* ---- the schedule report ---- */
 
+void pipeline_order(int P, int s, int M, bool one_f_one_b, int *o)
+{
+    int k = 0, f = 0, b = 0;
+    int warm = one_f_one_b ? (P - 1 - s < M ? P - 1 - s : M) : M;
+    while (f < warm)
+        o[k++] = ++f;
+    while (f < M || b < M) {
+        if (f < M)
+            o[k++] = ++f;
+        if (b < M && (one_f_one_b || f == M))
+            o[k++] = -(++b);
+    }
+}
+
 /* Simulates a schedule in unit time slots (a forward and a backward take one slot each):
- * stage s runs its next op once its inputs are there — F_i after F_i on stage s-1, B_i after
- * B_i on stage s+1 (and its own F_i). GPipe's order is F_0..F_{m-1}, B_0..B_{m-1}; 1F1B's is
- * min(p-1-s, m) warm-up forwards, then alternately one forward and one backward, then the
- * remaining backwards. Prints one row per stage and returns the bubble fraction (idle slots
- * over all slots until the last op ends). */
+ * stage s runs its next op (pipeline_order) once its inputs are there — F_i after F_i on stage
+ * s-1, B_i after B_i on stage s+1 (and its own F_i). Prints one row per stage and returns the
+ * bubble fraction (idle slots over all slots until the last op ends). */
 static double simulate(FILE *out, int P, int M, bool one_f_one_b)
 {
     int n_ops = 2 * M, horizon = 4 * (M + P) + 4;
@@ -309,16 +321,7 @@ static double simulate(FILE *out, int P, int M, bool one_f_one_b)
     if (!order || !done_f || !done_b || !next || !grid)
         ir_unreachable("out of memory");
     for (int s = 0; s < P; s++) {
-        int *o = order + (size_t)s * (size_t)n_ops, k = 0, f = 0, b = 0;
-        int warm = one_f_one_b ? (P - 1 - s < M ? P - 1 - s : M) : M;
-        while (f < warm)
-            o[k++] = ++f;
-        while (f < M || b < M) {
-            if (f < M)
-                o[k++] = ++f;
-            if (b < M && (one_f_one_b || f == M))
-                o[k++] = -(++b);
-        }
+        pipeline_order(P, s, M, one_f_one_b, order + (size_t)s * (size_t)n_ops);
         for (int i = 0; i < M; i++)
             done_f[s * M + i] = done_b[s * M + i] = -1;
     }

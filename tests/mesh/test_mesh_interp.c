@@ -106,8 +106,37 @@ static void expect_error(const ir_graph *g0, const char *mesh, int rank, const c
     ir_diag_free(&d);
 }
 
+/* The order each stage runs its micro-batches in (what loom train's executor follows): every
+ * forward before its backward, backwards in micro-batch order, and at most M (GPipe) or P-s
+ * (1F1B) micro-batches in flight on stage s — the activation memory 1F1B saves. */
+static void schedule_cases(void)
+{
+    static const int PM[][2] = {{2, 2}, {2, 4}, {4, 4}, {4, 8}, {3, 2}, {8, 3}};
+    for (size_t c = 0; c < sizeof PM / sizeof *PM; c++)
+        for (int k = 0; k < 2; k++) {
+            int P = PM[c][0], M = PM[c][1], ops[64];
+            for (int s = 0; s < P; s++) {
+                pipeline_order(P, s, M, k == 1, ops);
+                int f = 0, b = 0, peak = 0;
+                bool ok = true;
+                for (int i = 0; i < 2 * M; i++) {
+                    if (ops[i] > 0)
+                        ok = ok && ops[i] == ++f;
+                    else
+                        ok = ok && -ops[i] == ++b && b <= f;
+                    peak = f - b > peak ? f - b : peak;
+                }
+                int want = k == 0 ? M : (P - s < M ? P - s : M);
+                CHECK(ok && f == M && b == M && peak == want, "%s P=%d M=%d stage %d: %d in flight (want %d)%s",
+                      k ? "1f1b" : "gpipe", P, M, s, peak, want, ok ? "" : ", ops out of order");
+            }
+        }
+    printf("schedules: GPipe and 1F1B orders for %zu (pp, microbatches) pairs\n", sizeof PM / sizeof *PM);
+}
+
 int main(void)
 {
+    schedule_cases();
     static const fe_define gpt2[] = {{"vocab", "64"}, {"ctx", "16"}, {"d_model", "32"}, {"n_layer", "2"},
                                      {"n_head", "4"},  {"batch", "2"}, {"seq", "8"}};
     static const fe_define llama[] = {{"vocab", "64"}, {"d_model", "32"}, {"n_layer", "2"}, {"n_head", "4"},
