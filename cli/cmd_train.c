@@ -926,10 +926,6 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
         }
     r->mesh = m;
     bool sharded = pass_mesh_size(&m, "tp") > 1 || pass_mesh_size(&m, "pp") > 1;
-    if (sharded && o->target && strcmp(o->target, "cpu") != 0) {
-        ir_diag_error(d, -1, 0, 0, "train: --mesh %s runs on --target cpu (tp and pp; got '%s')", o->mesh, o->target);
-        return false;
-    }
     int a = pass_mesh_axis(&m, "dp");
     r->dp = pass_mesh_size(&m, "dp");
     r->dp_rank = a >= 0 ? pass_mesh_coord(&m, r->world_rank, a) : 0;
@@ -1089,7 +1085,7 @@ static bool setup(trainer *r, const cli_opts *o)
         pass_options po = pass_options_default();
         po.mesh = &r->mesh;
         if (pass_run_pipeline(tg, "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse", &po, d))
-            r->mgrad = mesh_exec_new(tg, &r->mesh, r->world, r->axis, r->pool, d);
+            r->mgrad = mesh_exec_new(tg, o->target, &r->mesh, r->world, r->axis, r->pool, d);
         else
             ir_graph_free(tg);
     } else

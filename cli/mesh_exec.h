@@ -13,9 +13,11 @@
 typedef struct mesh_run mesh_run;
 
 /* Takes g (freed by mesh_exec_free); world and axis[a] (one sub-communicator per mesh axis)
- * stay the caller's. NULL after reporting through d. */
-mesh_run *mesh_exec_new(ir_graph *g, const pass_mesh *m, coll_comm *world, coll_comm *const *axis, rt_pool *pool,
-                        ir_diag *d);
+ * stay the caller's. The segments run on target (cli/program.h: cpu, cuda, opencl[:P[:D]]);
+ * values between segments, and so every collective, live in host memory (a GPU's are staged
+ * through it). NULL after reporting through d. */
+mesh_run *mesh_exec_new(ir_graph *g, const char *target, const pass_mesh *m, coll_comm *world,
+                        coll_comm *const *axis, rt_pool *pool, ir_diag *d);
 const ir_graph *mesh_exec_graph(const mesh_run *R);
 /* The buffer of node n's value (its dtype, local shape): fill it for every param and input
  * before mesh_exec_run. */

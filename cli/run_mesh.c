@@ -1,14 +1,15 @@
 /* run_mesh.c — `loom run MODEL --mesh dp=D,tp=T,pp=P --weights W --inputs I --outputs O
- * [--allreduce backend|ring|tree] [--stats]` under a launcher (`mpirun -np N`, `srun`): one
- * process per rank, each running its own graph on the CPU path (docs/cluster.md, "Running").
+ * [--allreduce backend|ring|tree] [--target T] [--stats]` under a launcher (`mpirun -np N`,
+ * `srun`): one process per rank, each running its own graph (docs/cluster.md, "Running").
  *
  * Each rank takes its rank and the world size from the launcher's environment (the mesh's
  * rank count must equal the world size), removes what needs an absent optional input (so every
  * rank drops the same communication), builds its graph with the pipeline and shard passes,
  * loads its slices of the full checkpoint and inputs by the names those passes give (mesh.h),
  * and runs. The communication ops split the rank's graph into segments: each segment is a
- * CPU program (cli/program.h: fused, JIT-compiled, run by the CPU executor) whose inputs are
- * the values it needs from earlier segments; between segments the communication op runs
+ * program on --target (cli/program.h: fused, compiled for the CPU, CUDA or OpenCL) whose inputs
+ * are the values it needs from earlier segments, kept in host memory (a device's values are
+ * staged through it); between segments the communication op runs
  * through collectives/coll.h, on a sub-communicator per mesh axis (allreduce, allgather and
  * reduce-scatter along any dim) or the world (send/recv between pipeline stages). Rank 0,
  * which holds every output, writes them.
@@ -41,6 +42,7 @@ struct mesh_run {
     bool *backward;   /* per node: runs in the backward half (autodiff's nodes no forward needs) */
     run_step *steps;
     int n_steps;
+    const char *target; /* of the segments' programs: cpu, cuda, opencl[:P[:D]] */
     coll_comm *world;
     coll_comm *axis[IR_MAX_MESH_AXES];
     pass_mesh mesh;
@@ -308,7 +310,7 @@ static bool plan_steps(mesh_run *R, rt_pool *pool)
             run_step *s = &R->steps[R->n_steps++];
             *s = (run_step){start, last, false, R->backward[start], NULL};
             if (any) {
-                s->p = program_cpu_new(sg, NULL, pool, R->d);
+                s->p = program_new(R->target, sg, NULL, pool, R->d);
                 if (!s->p) {
                     ir_graph_free(sg);
                     return false;
@@ -430,13 +432,14 @@ static bool write_outputs(mesh_run *R, const char *path)
 
 /* ---- mesh_exec.h: the segment runner for other commands (loom train) ------------------------- */
 
-mesh_run *mesh_exec_new(ir_graph *g, const pass_mesh *m, coll_comm *world, coll_comm *const *axis, rt_pool *pool,
-                        ir_diag *d)
+mesh_run *mesh_exec_new(ir_graph *g, const char *target, const pass_mesh *m, coll_comm *world,
+                        coll_comm *const *axis, rt_pool *pool, ir_diag *d)
 {
     mesh_run *R = calloc(1, sizeof *R);
     if (!R)
         ir_unreachable("out of memory");
     R->g = g;
+    R->target = target ? target : "cpu";
     R->mesh = *m;
     R->world = world;
     for (int a = 0; a < m->n_axes; a++)
@@ -578,11 +581,10 @@ int cmd_run_mesh(const cli_opts *o)
     int rank = launch.found ? launch.rank : o->rank;
     if (!o->outputs)
         ir_diag_error(&d, -1, 0, 0, "run: missing --outputs FILE.safetensors (where to write the outputs)");
-    if (o->target && strcmp(o->target, "cpu") != 0)
-        ir_diag_error(&d, -1, 0, 0, "run: --mesh runs on --target cpu (got '%s')", o->target);
     ir_graph *g = ir_diag_ok(&d) ? cli_load_graph(o, &d) : NULL;
     mesh_run R = {0};
     R.d = &d;
+    R.target = o->target ? o->target : "cpu";
     if (g && pass_mesh_parse(o->mesh, rank < 0 ? 0 : rank, g, &R.mesh, &d)) {
         int started = launch.found ? launch.size : 1;
         if (R.mesh.world != started) {

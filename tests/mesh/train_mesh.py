@@ -38,7 +38,13 @@ def step_lines(text):
 
 def main():
     loom, mpiexec, model, meshes = sys.argv[1:5]
-    defines = sys.argv[5:]
+    defines = sys.argv[5:]  # -D name=value ..., and loom train options such as --target
+    if "--target" in defines:
+        target = defines[defines.index("--target") + 1]
+        devices = subprocess.run([loom, "devices"], capture_output=True, text=True).stdout
+        if target.startswith("opencl") and not re.search(r"^opencl:\d+:\d+ ", devices, re.M):
+            print(f"skipped: no OpenCL device for --target {target}\n{devices}")
+            return 0
     env = dict(os.environ, LOOM_NUM_THREADS="1", OMPI_MCA_btl="self,vader", LOOM_COLL_TIMEOUT="60")
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
