@@ -889,6 +889,9 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
     r->Bl = r->B;
     r->micro = 1;
     r->Bm = r->B;
+    coll_options copt;
+    if (!mesh_coll_options(o, "train", &copt, d))
+        return false;
     if (!o->mesh) {
         if (named(o, "--microbatches") || named(o, "--schedule")) {
             ir_diag_error(d, -1, 0, 0, "train: --microbatches and --schedule need --mesh with a pp axis");
@@ -966,12 +969,6 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
         r->dp_rank = 0;
         r->Bl = r->B;
         r->mesh.local_outputs = true;
-    }
-    coll_options copt = {0};
-    const char *algo = named(o, "--allreduce");
-    if (algo && !coll_algo_parse(algo, &copt.allreduce)) {
-        ir_diag_error(d, -1, 0, 0, "train: --allreduce expects backend, ring or tree, got '%s'", algo);
-        return false;
     }
     coll_error cerr;
     r->world = coll_init(m.world > 1 ? COLL_BACKEND_MPI : COLL_BACKEND_SINGLE, &copt, &cerr);

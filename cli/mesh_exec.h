@@ -5,6 +5,7 @@
 #ifndef LOOM_MESH_EXEC_H
 #define LOOM_MESH_EXEC_H
 
+#include "cli.h"
 #include "coll.h"
 #include "ir.h"
 #include "mesh.h"
@@ -19,6 +20,10 @@ typedef struct mesh_run mesh_run;
 mesh_run *mesh_exec_new(ir_graph *g, const char *target, const pass_mesh *m, coll_comm *world,
                         coll_comm *const *axis, rt_pool *pool, ir_diag *d);
 const ir_graph *mesh_exec_graph(const mesh_run *R);
+/* The collectives' options from cmd's --allreduce (backend, ring, tree) and --timeout SECONDS
+ * (an operation not done by then ends the job; 0: never; default LOOM_COLL_TIMEOUT, else
+ * coll.h's). false after reporting a bad value. */
+bool mesh_coll_options(const cli_opts *o, const char *cmd, coll_options *out, ir_diag *d);
 /* The buffer of node n's value (its dtype, local shape): fill it for every param and input
  * before mesh_exec_run. */
 void *mesh_exec_value(mesh_run *R, const ir_node *n);

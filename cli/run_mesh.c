@@ -568,6 +568,28 @@ void mesh_exec_free(mesh_run *R)
     free(R);
 }
 
+bool mesh_coll_options(const cli_opts *o, const char *cmd, coll_options *out, ir_diag *d)
+{
+    *out = (coll_options){0};
+    for (int i = 0; i < o->n_named; i++) {
+        const char *k = o->named_key[i], *v = o->named_value[i];
+        if (strcmp(k, "--allreduce") == 0 && !coll_algo_parse(v, &out->allreduce)) {
+            ir_diag_error(d, -1, 0, 0, "%s: --allreduce expects backend, ring or tree, got '%s'", cmd, v);
+            return false;
+        }
+        if (strcmp(k, "--timeout") == 0) {
+            char *end;
+            double s = strtod(v, &end);
+            if (end == v || *end || !(s >= 0) || s > 1e7) {
+                ir_diag_error(d, -1, 0, 0, "%s: --timeout expects seconds (0: none), got '%s'", cmd, v);
+                return false;
+            }
+            out->timeout_s = s > 0 ? s : -1;
+        }
+    }
+    return true;
+}
+
 int cmd_run_mesh(const cli_opts *o)
 {
     ir_diag d;
@@ -603,13 +625,11 @@ int cmd_run_mesh(const cli_opts *o)
             ir_diag_free(&d), ir_diag_init(&d), d.n_errors = 1;
         return cli_finish(&d);
     }
-    coll_options copt = {0};
-    for (int i = 0; i < o->n_named; i++)
-        if (strcmp(o->named_key[i], "--allreduce") == 0 && !coll_algo_parse(o->named_value[i], &copt.allreduce)) {
-            ir_diag_error(&d, -1, 0, 0, "run: --allreduce expects backend, ring or tree, got '%s'", o->named_value[i]);
-            ir_graph_free(g);
-            return cli_finish(&d);
-        }
+    coll_options copt;
+    if (!mesh_coll_options(o, "run", &copt, &d)) {
+        ir_graph_free(g);
+        return cli_finish(&d);
+    }
     R.world = coll_init(R.mesh.world > 1 ? COLL_BACKEND_MPI : COLL_BACKEND_SINGLE, &copt, &cerr);
     if (!R.world) {
         ir_diag_error(&d, -1, 0, 0, "run: %s", cerr.message);
