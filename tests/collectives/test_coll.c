@@ -333,6 +333,33 @@ static void test_p2p(coll_comm *comm)
         OK(coll_sendrecv(comm, &b, 1, right, &gb, 1, left, COLL_I32, 2));
         CHECK(ga == 1000 + left && gb == 2000 + left, "tagged sendrecv: got %d %d", ga, gb);
     }
+    /* sends that never wait: every rank first sends three large (rendezvous) messages to the
+     * right, reusing one buffer, then receives from the left in reverse tag order — blocking
+     * sends would deadlock the ring; then two with one tag arrive in the order sent */
+    if (p > 1) {
+        size_t n = 200000;
+        double *s = malloc(n * 8), *r = malloc(n * 8);
+        for (int t = 0; t < 3; t++) {
+            fill(s, COLL_F64, me * 10 + t, 0, n);
+            OK(coll_send_async(comm, s, n, COLL_F64, right, 40 + t));
+        }
+        for (int t = 2; t >= 0; t--) {
+            OK(coll_recv(comm, r, n, COLL_F64, left, 40 + t));
+            bool same = true;
+            for (size_t i = 0; i < n && same; i++)
+                same = r[i] == fval(left * 10 + t, i);
+            CHECK(same, "send_async ring tag %d: wrong data", 40 + t);
+        }
+        int32_t a = 1, b = 2, ga = 0, gb = 0;
+        OK(coll_send_async(comm, &a, 1, COLL_I32, right, 50));
+        OK(coll_send_async(comm, &b, 1, COLL_I32, right, 50));
+        OK(coll_recv(comm, &ga, 1, COLL_I32, left, 50));
+        OK(coll_recv(comm, &gb, 1, COLL_I32, left, 50));
+        CHECK(ga == 1 && gb == 2, "send_async order: got %d then %d", ga, gb);
+        OK(coll_flush(comm));
+        free(s);
+        free(r);
+    }
     OK(coll_barrier(comm));
 }
 

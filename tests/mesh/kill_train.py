@@ -3,7 +3,7 @@
 usage: kill_train.py LOOM MPIEXEC MODEL [-D name=value ...]
 
 Starts a long data-parallel training run (one process per rank, one thread each, shared-memory
-transport, collective timeout LOOM_COLL_TIMEOUT=5 s), waits until rank 0 has printed a few step
+transport, collective timeout --timeout 5 s), waits until rank 0 has printed a few step
 lines, then SIGKILLs the process of rank 1 (found among mpirun's descendants by
 OMPI_COMM_WORLD_RANK=1 in /proc/PID/environ). Two runs:
 - launcher: mpirun as it comes. The job must exit nonzero within the timeout + 30 s and its
@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-COLL_TIMEOUT = 5  # seconds, LOOM_COLL_TIMEOUT
+COLL_TIMEOUT = 5  # seconds, loom train --timeout
 MARGIN = 30  # seconds the job may take to end after the kill, beyond the collective timeout
 START_LIMIT = 90  # seconds to compile and reach the first step lines (ASan builds are slow)
 STEP_LINES_BEFORE_KILL = 3
@@ -112,11 +112,12 @@ def main():
             f.write(rng.choice(np.frombuffer(b"abcdefgh ij\n", np.uint8), 40000).tobytes())
         cmd = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", loom, "train",
                model, *defines, "--data", data, "--steps", "1000000", "--lr", "3e-3", "--warmup", "2", "--sample", "0",
-               "--eval-every", "1000000", "--eval-batches", "1", "--mesh", "dp=2"]
-        env = dict(os.environ, LOOM_NUM_THREADS="1", OMPI_MCA_btl="self,vader", LOOM_COLL_TIMEOUT=str(COLL_TIMEOUT))
+               "--eval-every", "1000000", "--eval-batches", "1", "--mesh", "dp=2", "--timeout", str(COLL_TIMEOUT)]
+        # --timeout wins over the environment's (much longer) default
+        env = dict(os.environ, LOOM_NUM_THREADS="1", OMPI_MCA_btl="self,vader", LOOM_COLL_TIMEOUT="600")
         for scenario, extra_env in (("launcher", {}), ("timeout", {"OMPI_MCA_orte_abort_on_non_zero_status": "0"})):
             print(f"---- {scenario}: $ " + " ".join(f"{k}={v}" for k, v in extra_env.items()) +
-                  f" LOOM_COLL_TIMEOUT={COLL_TIMEOUT} " + " ".join(cmd))
+                  " LOOM_COLL_TIMEOUT=600 " + " ".join(cmd))
             out_path = os.path.join(tmp, f"{scenario}.txt")
             with open(out_path, "wb") as out:
                 # a session of its own: a hung job is ended as a whole (mpirun and both ranks)
