@@ -1,8 +1,10 @@
 """train_mesh.py — `mpirun -np N loom train MODEL --mesh ...` against the single-rank `loom train`.
 
 usage: train_mesh.py LOOM MPIEXEC MODEL SPEC[:SPEC...] [-D name=value ...]
-SPEC: MESH[@ALGO][/SCHEDULE[xM]] — ALGO the --allreduce algorithm (backend by default),
-SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its --microbatches.
+SPEC: MESH[@ALGO][/SCHEDULE[xM]][+resume] — ALGO the --allreduce algorithm (backend by
+default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its --microbatches; +resume
+also resumes the mesh run's checkpoint (written by rank 0 after step 10) for 2 more steps,
+which must give the single-rank resumed run's losses within 1e-5 relative.
 
 Data: 40,000 pseudo-random bytes of a small alphabet (byte tokens, vocab 256), written here.
 Each run trains 10 steps with AdamW from `loom init`'s start (same seed) and evaluates at the
@@ -30,6 +32,12 @@ def losses(log):
     with open(log) as f:
         rows = [line.rstrip("\n").split(",") for line in f][1:]
     return [(float(r[1]), float(r[3])) for r in rows], [float(r[6]) for r in rows if r[6]]
+
+
+def more_steps(cmd):
+    """cmd with --steps STEPS + 2 (the steps of a resumed run)."""
+    k = cmd.index("--steps") + 1
+    return cmd[:k] + [str(STEPS + 2)] + cmd[k + 1:]
 
 
 def step_lines(text):
@@ -60,10 +68,14 @@ def main():
             print(f"FAIL single rank: exit status {r.returncode}\n{r.stdout}{r.stderr}")
             return 1
         want, want_val = losses(log)
+        resume_args = more_steps(args)
+        single_ckpt = os.path.join(tmp, "ckpt-single")
+        want_resumed = None
         if len(want) != STEPS or len(want_val) != 1:
             print(f"FAIL single rank: {len(want)} step lines, {len(want_val)} val lines\n{r.stdout}")
             return 1
         for spec in meshes.split(":"):
+            spec, _, resume = spec.partition("+")
             spec_mesh, _, sched = spec.partition("/")
             mesh, _, algo = spec_mesh.partition("@")
             sched, _, micro = sched.partition("x")
@@ -73,6 +85,9 @@ def main():
                 n *= int(part.split("=")[1])
             cmd = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n), loom, "train",
                    *args, "--mesh", mesh, "--allreduce", algo or "backend", *extra]
+            mesh_ckpt = os.path.join(tmp, "ckpt-" + spec.replace("/", "_"))
+            if resume:
+                cmd += ["--checkpoint", mesh_ckpt]
             t0 = time.time()
             os.remove(log)
             r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
@@ -93,6 +108,28 @@ def main():
             if not ok:
                 for g, w in zip(got, want):
                     print(f"    loss {g[0]:.6f} vs {w[0]:.6f}   norm {g[1]:.4f} vs {w[1]:.4f}")
+                failures += 1
+            if not resume:
+                continue
+            if want_resumed is None:  # the single-rank reference: checkpoint at step 10, resume
+                os.remove(log)
+                subprocess.run([loom, "train", *args, "--checkpoint", single_ckpt], env=env, capture_output=True,
+                               text=True, timeout=120, check=True)
+                os.remove(log)
+                subprocess.run([loom, "train", *resume_args, "--resume", single_ckpt], env=env, capture_output=True,
+                               text=True, timeout=120, check=True)
+                want_resumed = losses(log)[0][-2:]
+            os.remove(log)
+            rcmd = more_steps(cmd)
+            rcmd = rcmd[:rcmd.index("--checkpoint")] + ["--resume", mesh_ckpt]
+            r = subprocess.run(rcmd, env=env, capture_output=True, text=True, timeout=180)
+            got_resumed = losses(log)[0][-2:] if r.returncode == 0 else []
+            rel = max((abs(g[0] - w[0]) / abs(w[0]) for g, w in zip(got_resumed, want_resumed)), default=1.0)
+            ok = r.returncode == 0 and len(got_resumed) == 2 and rel <= REL_TOL
+            print(f"{'ok  ' if ok else 'FAIL'} {spec:24s} resumed at step {STEPS}: steps {STEPS + 1}-{STEPS + 2} "
+                  f"max rel {rel:.2e} against the resumed single-rank run")
+            if not ok:
+                print(f"    exit status {r.returncode}: {got_resumed} vs {want_resumed}\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
                 failures += 1
     return 1 if failures else 0
 
