@@ -35,21 +35,6 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* The tokenizer's settings from DIR/tokenizer_config.json (absent: lower-case, strip as that). */
-static rt_wp_config wp_config(const char *dir)
-{
-    rt_wp_config c = {.lowercase = true, .strip_accents = -1};
-    cJSON *j = cli_read_json(dir, "tokenizer_config.json");
-    const cJSON *lc = cJSON_GetObjectItemCaseSensitive(j, "do_lower_case");
-    const cJSON *sa = cJSON_GetObjectItemCaseSensitive(j, "strip_accents");
-    if (cJSON_IsBool(lc))
-        c.lowercase = cJSON_IsTrue(lc);
-    if (cJSON_IsBool(sa))
-        c.strip_accents = cJSON_IsTrue(sa) ? 1 : 0;
-    cJSON_Delete(j);
-    return c;
-}
-
 /* --vocab as vocab.txt's path and its directory (both malloc'd). */
 static void vocab_paths(const char *vocab, char **file, char **dir)
 {
@@ -123,7 +108,7 @@ int cmd_embed(const cli_opts *o)
     double t0 = now_ms();
     char *vfile, *vdir;
     vocab_paths(o->vocab, &vfile, &vdir);
-    rt_wp *wp = rt_wp_load(vfile, wp_config(vdir), &d);
+    rt_wp *wp = rt_wp_load(vfile, cli_wp_config(vdir), &d);
     size_t max_len = (size_t)max_positions(o, vdir);
     free(vfile);
     free(vdir);

@@ -6,11 +6,12 @@
  *
  * DIR holding encoder.json + vocab.bpe selects GPT-2 BPE (runtime/bpe.h); "<|endoftext|>" in
  * the text is the special token 50256 unless --no-special is given, when it is ordinary text.
- * DIR holding vocab.txt selects BERT WordPiece (runtime/wordpiece.h), lower-casing unless
- * DIR/tokenizer_config.json says "do_lower_case": false; the ids start with [CLS] and end with
- * [SEP], and "[CLS]" "[SEP]" "[UNK]" "[PAD]" "[MASK]" in the text are those tokens unless
- * --no-special is given. Encoding writes a token file with -o (runtime/tokens.h), else the ids, space-separated,
- * on one line. Decoding reads a token file or whitespace-separated decimal ids and writes the
+ * DIR holding vocab.txt selects BERT WordPiece (runtime/wordpiece.h), lower-casing and
+ * stripping accents as DIR/tokenizer_config.json says (do_lower_case, default true;
+ * strip_accents, default as lower-casing: cli_wp_config, as `loom embed` reads them); the ids
+ * start with [CLS] and end with [SEP], and "[CLS]" "[SEP]" "[UNK]" "[PAD]" "[MASK]" in the text
+ * are those tokens unless --no-special is given. Encoding writes a token file with -o
+ * (runtime/tokens.h), else the ids, space-separated, on one line. Decoding reads a token file or whitespace-separated decimal ids and writes the
  * text's bytes as they are (no newline added) to stdout or -o. Errors: "loom: error: ...", exit 1.
  */
 #include "bpe.h"
@@ -18,7 +19,6 @@
 #include "tokens.h"
 #include "wordpiece.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,16 +69,6 @@ static bool file_exists(const char *dir, const char *name)
     return ok;
 }
 
-/* do_lower_case from DIR/tokenizer_config.json; true when absent or unreadable. */
-static bool wp_lowercase(const char *dir)
-{
-    cJSON *j = cli_read_json(dir, "tokenizer_config.json");
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "do_lower_case");
-    bool lower = !cJSON_IsFalse(v);
-    cJSON_Delete(j);
-    return lower;
-}
-
 static bool open_tokenizer(const cli_opts *o, tokenizer *t, ir_diag *d)
 {
     memset(t, 0, sizeof *t);
@@ -107,7 +97,7 @@ static bool open_tokenizer(const cli_opts *o, tokenizer *t, ir_diag *d)
     if (!p)
         ir_unreachable("out of memory");
     snprintf(p, n, "%s/vocab.txt", o->vocab);
-    t->wp = rt_wp_load(p, (rt_wp_config){.lowercase = wp_lowercase(o->vocab), .strip_accents = -1}, d);
+    t->wp = rt_wp_load(p, cli_wp_config(o->vocab), d);
     free(p);
     if (t->wp)
         t->vocab_size = rt_wp_vocab_size(t->wp);

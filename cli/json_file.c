@@ -1,6 +1,7 @@
 /* json_file.c — a settings file next to a model's vocabulary (DIR/tokenizer_config.json,
  * DIR/sentence_bert_config.json), read whole and parsed with cJSON (cli.h: cli_read_json).
- * Absent, unreadable or invalid reads as NULL: the callers then keep their defaults.
+ * Absent, unreadable or invalid reads as NULL: the callers then keep their defaults. Also the
+ * WordPiece settings of tokenizer_config.json, which `loom tokenize` and `loom embed` share.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -37,4 +38,18 @@ cJSON *cli_read_json(const char *dir, const char *name)
     fclose(f);
     free(text);
     return j;
+}
+
+rt_wp_config cli_wp_config(const char *dir)
+{
+    rt_wp_config c = {.lowercase = true, .strip_accents = -1};
+    cJSON *j = cli_read_json(dir, "tokenizer_config.json");
+    const cJSON *lc = cJSON_GetObjectItemCaseSensitive(j, "do_lower_case");
+    const cJSON *sa = cJSON_GetObjectItemCaseSensitive(j, "strip_accents");
+    if (cJSON_IsBool(lc))
+        c.lowercase = cJSON_IsTrue(lc);
+    if (cJSON_IsBool(sa))
+        c.strip_accents = cJSON_IsTrue(sa) ? 1 : 0;
+    cJSON_Delete(j);
+    return c;
 }

@@ -47,6 +47,12 @@ typedef struct {
     int64_t ival; /* TK_INT, TK_VALUE */
 } token;
 
+/* An open-addressing table of fixed-size slots (the functions under "tables" below). */
+typedef struct {
+    char *slots;
+    size_t n, cap;
+} slot_table;
+
 /* One value slot of the %N table (open addressing on num). */
 typedef struct {
     bool used;
@@ -73,10 +79,8 @@ typedef struct {
     size_t str_len, str_cap;
     int stmt_line; /* line of the statement being parsed */
     ir_graph *g;
-    val_slot *vals;
-    size_t n_vals, cap_vals;
-    name_slot *names;
-    size_t n_names, cap_names;
+    slot_table vals;  /* val_slot */
+    slot_table names; /* name_slot */
     int64_t *ints; /* scratch for int lists */
     size_t ints_cap;
 } parser;
@@ -363,6 +367,24 @@ static bool have_punct(parser *P, char c) { return !at_eol(P) && is_punct(P, c);
 static bool have_word(parser *P, const char *w) { return !at_eol(P) && is_word(P, w); }
 static bool have(parser *P, tk_kind k) { return !at_eol(P) && P->tok.kind == k; }
 
+/* Consumes punctuation c when it comes next (a list's closing bracket, say); false otherwise. */
+static bool take_punct(parser *P, char c)
+{
+    if (!have_punct(P, c))
+        return false;
+    next(P);
+    return true;
+}
+
+/* Is a token of kind k next (left for the caller to read)? Otherwise reports "expected what". */
+static bool expect_kind(parser *P, tk_kind k, const char *what)
+{
+    if (have(P, k))
+        return true;
+    expected(P, what);
+    return false;
+}
+
 /* Copies the current identifier into the graph arena and advances. */
 static const char *take_ident(parser *P)
 {
@@ -390,6 +412,49 @@ static void sync_line(parser *P)
 
 /* ---- tables -------------------------------------------------------------------------------- */
 
+/* An open-addressing table with linear probing, at most half full (64 slots at first, then
+ * doubling): the %N values and the external names, each with its kind of slot. */
+typedef struct {
+    size_t slot_size;
+    bool (*used)(const void *slot);
+    uint64_t (*hash)(const void *slot); /* of the slot's key */
+    bool (*same_key)(const void *a, const void *b);
+} slot_kind;
+
+/* The slot holding probe's key, or the empty slot where it would go; NULL while t is empty. */
+static void *table_find(const slot_table *t, const slot_kind *k, const void *probe)
+{
+    if (t->cap == 0)
+        return NULL;
+    size_t mask = t->cap - 1;
+    for (size_t i = k->hash(probe) & mask;; i = (i + 1) & mask) {
+        void *s = t->slots + i * k->slot_size;
+        if (!k->used(s) || k->same_key(s, probe))
+            return s;
+    }
+}
+
+/* Puts slot into t (over a slot with the same key), growing t first when it would be over half
+ * full. */
+static void table_insert(slot_table *t, const slot_kind *k, const void *slot)
+{
+    if ((t->n + 1) * 2 > t->cap) {
+        slot_table old = *t;
+        t->cap = old.cap ? old.cap * 2 : 64;
+        t->slots = calloc(t->cap, k->slot_size);
+        if (!t->slots)
+            ir_unreachable("out of memory");
+        for (size_t i = 0; i < old.cap; i++) {
+            const void *s = old.slots + i * k->slot_size;
+            if (k->used(s))
+                memcpy(table_find(t, k, s), s, k->slot_size);
+        }
+        free(old.slots);
+    }
+    memcpy(table_find(t, k, slot), slot, k->slot_size);
+    t->n++;
+}
+
 static uint64_t hash_u64(uint64_t x)
 {
     x ^= x >> 33;
@@ -398,79 +463,55 @@ static uint64_t hash_u64(uint64_t x)
     return x;
 }
 
+static bool val_used(const void *s) { return ((const val_slot *)s)->used; }
+static uint64_t val_hash(const void *s) { return hash_u64((uint64_t)((const val_slot *)s)->num); }
+static bool val_same(const void *a, const void *b)
+{
+    return ((const val_slot *)a)->num == ((const val_slot *)b)->num;
+}
+static const slot_kind val_kind = {sizeof(val_slot), val_used, val_hash, val_same};
+
 static val_slot *val_find(parser *P, int64_t num)
 {
-    if (P->cap_vals == 0)
-        return NULL;
-    size_t mask = P->cap_vals - 1;
-    for (size_t i = hash_u64((uint64_t)num) & mask;; i = (i + 1) & mask)
-        if (!P->vals[i].used || P->vals[i].num == num)
-            return &P->vals[i];
+    return table_find(&P->vals, &val_kind, &(val_slot){.num = num});
 }
 
 static void val_insert(parser *P, int64_t num, ir_node *node, bool poisoned, int line, int col)
 {
-    if ((P->n_vals + 1) * 2 > P->cap_vals) {
-        val_slot *old = P->vals;
-        size_t old_cap = P->cap_vals;
-        P->cap_vals = old_cap ? old_cap * 2 : 64;
-        P->vals = calloc(P->cap_vals, sizeof *P->vals);
-        if (!P->vals)
-            ir_unreachable("out of memory");
-        for (size_t i = 0; i < old_cap; i++)
-            if (old[i].used)
-                *val_find(P, old[i].num) = old[i];
-        free(old);
-    }
-    val_slot *s = val_find(P, num);
-    *s = (val_slot){true, poisoned, num, node, line, col};
-    P->n_vals++;
+    table_insert(&P->vals, &val_kind, &(val_slot){true, poisoned, num, node, line, col});
 }
 
-static uint64_t hash_str(const char *s, int ns)
+static bool name_used(const void *s) { return ((const name_slot *)s)->name != NULL; }
+
+static uint64_t name_hash(const void *slot)
 {
-    uint64_t h = 1469598103934665603ULL ^ (uint64_t)ns;
-    for (; *s; s++)
+    const name_slot *n = slot;
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)n->ns;
+    for (const char *s = n->name; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ULL;
     return h;
 }
 
-static name_slot *name_find(parser *P, const char *name, int ns)
+static bool name_same(const void *a, const void *b)
 {
-    if (P->cap_names == 0)
-        return NULL;
-    size_t mask = P->cap_names - 1;
-    for (size_t i = hash_str(name, ns) & mask;; i = (i + 1) & mask) {
-        name_slot *s = &P->names[i];
-        if (!s->name || (s->ns == ns && strcmp(s->name, name) == 0))
-            return s;
-    }
+    const name_slot *x = a, *y = b;
+    return x->ns == y->ns && strcmp(x->name, y->name) == 0;
 }
+
+static const slot_kind name_kind = {sizeof(name_slot), name_used, name_hash, name_same};
 
 /* Records an external name; reports a duplicate (with a note at the first use) and returns
  * false if the namespace already has it. `what` is "input", "output" or "param". */
 static bool name_claim(parser *P, const char *name, int ns, const char *what, int line, int col)
 {
-    name_slot *s = name_find(P, name, ns);
+    name_slot key = {name, ns, line, col};
+    const name_slot *s = table_find(&P->names, &name_kind, &key);
     if (s && s->name) {
         error_at(P, line, col, "duplicate %s name \"%s\"", what, name);
         ir_diag_note(P->d, P->file, s->line, s->col, "\"%s\" was first used here", name);
         return false;
     }
-    if ((P->n_names + 1) * 2 > P->cap_names) {
-        name_slot *old = P->names;
-        size_t old_cap = P->cap_names;
-        P->cap_names = old_cap ? old_cap * 2 : 64;
-        P->names = calloc(P->cap_names, sizeof *P->names);
-        if (!P->names)
-            ir_unreachable("out of memory");
-        for (size_t i = 0; i < old_cap; i++)
-            if (old[i].name)
-                *name_find(P, old[i].name, old[i].ns) = old[i];
-        free(old);
-    }
-    *name_find(P, name, ns) = (name_slot){name, ns, line, col};
-    P->n_names++;
+    table_insert(&P->names, &name_kind, &key);
     return true;
 }
 
@@ -482,10 +523,8 @@ static bool name_claim(parser *P, const char *name, int ns, const char *what, in
 /* type := DTYPE '[' [INT (',' INT)*] ']' */
 static bool parse_type(parser *P, ir_dtype *dt, ir_shape *shape)
 {
-    if (!have(P, TK_IDENT)) {
-        expected(P, "a type such as f32[2, 3]");
+    if (!expect_kind(P, TK_IDENT, "a type such as f32[2, 3]"))
         return false;
-    }
     char name[32];
     snprintf(name, sizeof name, "%.*s", (int)(P->tok.len < 31 ? P->tok.len : 31), P->tok.start);
     if (P->tok.len > 31 || !ir_dtype_parse(name, dt)) {
@@ -498,15 +537,11 @@ static bool parse_type(parser *P, ir_dtype *dt, ir_shape *shape)
         return false;
     shape->rank = 0;
     int64_t numel = 1;
-    if (have_punct(P, ']')) {
-        next(P);
+    if (take_punct(P, ']'))
         return true;
-    }
     for (;;) {
-        if (!have(P, TK_INT)) {
-            expected(P, "a dimension");
+        if (!expect_kind(P, TK_INT, "a dimension"))
             return false;
-        }
         int64_t v = P->tok.ival;
         if (v < 0) {
             error_at(P, P->tok.line, P->tok.col, "negative dimension %" PRId64, v);
@@ -523,10 +558,8 @@ static bool parse_type(parser *P, ir_dtype *dt, ir_shape *shape)
         numel *= v ? v : 1;
         shape->dim[shape->rank++] = v;
         next(P);
-        if (have_punct(P, ']')) {
-            next(P);
+        if (take_punct(P, ']'))
             return true;
-        }
         if (!expect_punct(P, ',', "',' or ']'"))
             return false;
     }
@@ -594,10 +627,8 @@ static bool parse_attr_value(parser *P, ir_opcode op, const char *name, ir_attr 
             size_t n = 0;
             if (!have_punct(P, ']'))
                 for (;;) {
-                    if (!have(P, TK_INT)) {
-                        expected(P, "an integer");
+                    if (!expect_kind(P, TK_INT, "an integer"))
                         return false;
-                    }
                     if (n == P->ints_cap) {
                         P->ints_cap = P->ints_cap ? P->ints_cap * 2 : 16;
                         P->ints = xrealloc(P->ints, P->ints_cap * sizeof *P->ints);
@@ -638,15 +669,11 @@ static bool parse_attr_value(parser *P, ir_opcode op, const char *name, ir_attr 
 static bool parse_attrs(parser *P, ir_opcode op, ir_attr *attr, bool *given)
 {
     next(P); /* '{' */
-    if (have_punct(P, '}')) {
-        next(P);
+    if (take_punct(P, '}'))
         return true;
-    }
     for (;;) {
-        if (!have(P, TK_IDENT)) {
-            expected(P, "an attribute name");
+        if (!expect_kind(P, TK_IDENT, "an attribute name"))
             return false;
-        }
         token t = P->tok;
         char name[64];
         snprintf(name, sizeof name, "%.*s", (int)(t.len < 63 ? t.len : 63), t.start);
@@ -666,10 +693,8 @@ static bool parse_attrs(parser *P, ir_opcode op, ir_attr *attr, bool *given)
         if (!parse_attr_value(P, op, name, &attr[k]))
             return false;
         given[k] = true;
-        if (have_punct(P, '}')) {
-            next(P);
+        if (take_punct(P, '}'))
             return true;
-        }
         if (!expect_punct(P, ',', "',' or '}'"))
             return false;
     }
@@ -699,10 +724,8 @@ static bool parse_shard(parser *P, int rank, ir_shard *shard, bool *ok)
         shard->axis[i] = IR_REPLICATED;
     if (!have_punct(P, ']'))
         for (;;) {
-            if (!have(P, TK_IDENT)) {
-                expected(P, "a mesh axis or '_'");
+            if (!expect_kind(P, TK_IDENT, "a mesh axis or '_'"))
                 return false;
-            }
             token t = P->tok;
             int a = IR_REPLICATED;
             if (!is_word(P, "_")) {
@@ -757,6 +780,28 @@ static bool check_arity(parser *P, ir_opcode op, int n, int line, int col)
     return false;
 }
 
+/* [WORD N] after a node's type (`stage 1`, `group 3`): N a non-negative int into *out, which
+ * stays as it is when WORD is absent; false after an error. */
+static bool parse_tagged_index(parser *P, const char *word, int *out)
+{
+    if (!have_word(P, word))
+        return true;
+    next(P);
+    if (!have(P, TK_INT) || P->tok.ival < 0 || P->tok.ival > INT_MAX) {
+        if (have(P, TK_INT)) {
+            error_at(P, P->tok.line, P->tok.col, "%s must be a non-negative integer", word);
+        } else {
+            char what[48];
+            snprintf(what, sizeof what, "a %s number", word);
+            expected(P, what);
+        }
+        return false;
+    }
+    *out = (int)P->tok.ival;
+    next(P);
+    return true;
+}
+
 /* line := VALUE '=' OP [STRING] ['optional'] [VALUE (',' VALUE)*] [attrs] ':' type
  *         ['shard' spec] ['stage' INT] ['group' INT]
  * Returns false on a syntax error (the caller skips the line); semantic errors are reported
@@ -780,10 +825,8 @@ static bool parse_def(parser *P)
 
     if (!expect_punct(P, '=', "'='"))
         goto done;
-    if (!have(P, TK_IDENT)) {
-        expected(P, "an op name");
+    if (!expect_kind(P, TK_IDENT, "an op name"))
         goto done;
-    }
     token opt = P->tok;
     char opname[64];
     snprintf(opname, sizeof opname, "%.*s", (int)(opt.len < 63 ? opt.len : 63), opt.start);
@@ -826,10 +869,8 @@ static bool parse_def(parser *P)
         if (!have_punct(P, ','))
             break;
         next(P);
-        if (!have(P, TK_VALUE)) {
-            expected(P, "an operand");
+        if (!expect_kind(P, TK_VALUE, "an operand"))
             goto done;
-        }
     }
     ir_attr attr[IR_MAX_ATTRS];
     bool given[IR_MAX_ATTRS] = {false};
@@ -852,32 +893,9 @@ static bool parse_def(parser *P)
         if (!parse_shard(P, shape.rank, &shard, &ok))
             goto done;
     }
-    int stage = -1;
-    if (have_word(P, "stage")) {
-        next(P);
-        if (!have(P, TK_INT) || P->tok.ival < 0 || P->tok.ival > INT_MAX) {
-            if (have(P, TK_INT))
-                error_at(P, P->tok.line, P->tok.col, "stage must be a non-negative integer");
-            else
-                expected(P, "a stage number");
-            goto done;
-        }
-        stage = (int)P->tok.ival;
-        next(P);
-    }
-    int group = -1;
-    if (have_word(P, "group")) {
-        next(P);
-        if (!have(P, TK_INT) || P->tok.ival < 0 || P->tok.ival > INT_MAX) {
-            if (have(P, TK_INT))
-                error_at(P, P->tok.line, P->tok.col, "group must be a non-negative integer");
-            else
-                expected(P, "a group number");
-            goto done;
-        }
-        group = (int)P->tok.ival;
-        next(P);
-    }
+    int stage = -1, group = -1;
+    if (!parse_tagged_index(P, "stage", &stage) || !parse_tagged_index(P, "group", &group))
+        goto done;
     parsed = true;
 
     /* semantics: the line is well formed */
@@ -940,16 +958,12 @@ static bool parse_output(parser *P)
 {
     token kw = P->tok;
     next(P);
-    if (!have(P, TK_STRING)) {
-        expected(P, "the output's name in quotes");
+    if (!expect_kind(P, TK_STRING, "the output's name in quotes"))
         return false;
-    }
     token name_tok = P->tok;
     const char *name = take_string(P);
-    if (!have(P, TK_VALUE)) {
-        expected(P, "the value to output, such as %3");
+    if (!expect_kind(P, TK_VALUE, "the value to output, such as %3"))
         return false;
-    }
     token t = P->tok;
     next(P);
     bool ok = name_claim(P, name, 0, "output", name_tok.line, name_tok.col);
@@ -971,7 +985,7 @@ static bool parse_output(parser *P)
 static bool parse_mesh(parser *P)
 {
     token kw = P->tok;
-    if (P->g->n_nodes > 0 || P->g->n_axes > 0 || P->n_vals > 0) {
+    if (P->g->n_nodes > 0 || P->g->n_axes > 0 || P->vals.n > 0) {
         error_at(P, kw.line, kw.col, "the mesh must be declared once, before the first node");
         return false;
     }
@@ -1065,8 +1079,8 @@ ir_graph *ir_parse(ir_diag *d, int file)
     next(&P);
     ir_graph *g = parse_graph(&P);
     free(P.str);
-    free(P.vals);
-    free(P.names);
+    free(P.vals.slots);
+    free(P.names.slots);
     free(P.ints);
     if (d->n_errors > errors) {
         ir_graph_free(g);

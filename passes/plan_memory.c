@@ -28,6 +28,17 @@ static void touch(int *first, int *last, rt_plan_ref r, int step)
     last[r.buf] = step;
 }
 
+/* Marks step as a use of each of the n buffers in refs (the order does not matter). */
+static void touch_all(int *first, int *last, int step, const rt_plan_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        touch(first, last, refs[i], step);
+}
+
+/* REFS(x, y, ...): the array of those refs and its length, the last two arguments of touch_all. */
+#define REFS(...) \
+    (const rt_plan_ref[]){__VA_ARGS__}, sizeof((rt_plan_ref[]){__VA_ARGS__}) / sizeof(rt_plan_ref)
+
 /* Is buffer a placed before b? Larger first; ties by first use, then index. */
 static bool before_size(const rt_plan *p, const int *first, int a, int b)
 {
@@ -81,47 +92,34 @@ int64_t pass_plan_memory(rt_plan *p)
         const rt_plan_step *st = &p->steps[s];
         switch (st->kind) {
         case RT_STEP_KERNEL:
-            for (int a = 0; a < st->kernel.n_args; a++)
-                touch(first, last, st->kernel.args[a], s);
+            touch_all(first, last, s, st->kernel.args, (size_t)st->kernel.n_args);
             break;
         case RT_STEP_GEMM:
-            touch(first, last, st->gemm.a, s);
-            touch(first, last, st->gemm.b, s);
-            touch(first, last, st->gemm.c, s);
-            touch(first, last, st->gemm.bias, s);
+            touch_all(first, last, s, REFS(st->gemm.a, st->gemm.b, st->gemm.c, st->gemm.bias));
             break;
         case RT_STEP_ATTENTION:
-            touch(first, last, st->attn.q, s);
-            touch(first, last, st->attn.k, s);
-            touch(first, last, st->attn.v, s);
-            touch(first, last, st->attn.mask, s);
-            touch(first, last, st->attn.out, s);
+            touch_all(first, last, s, REFS(st->attn.q, st->attn.k, st->attn.v, st->attn.mask, st->attn.out));
             break;
         case RT_STEP_COPY:
-            touch(first, last, st->copy.src, s);
-            touch(first, last, st->copy.dst, s);
+            touch_all(first, last, s, REFS(st->copy.src, st->copy.dst));
             break;
-        case RT_STEP_CHECK_IDS: touch(first, last, st->check.ids, s); break;
+        case RT_STEP_CHECK_IDS:
+            touch_all(first, last, s, REFS(st->check.ids));
+            break;
         case RT_STEP_WRITE_ROWS:
-            touch(first, last, st->rows.dst, s);
-            touch(first, last, st->rows.src, s);
-            touch(first, last, st->rows.pos, s);
+            touch_all(first, last, s, REFS(st->rows.dst, st->rows.src, st->rows.pos));
             break;
         case RT_STEP_ATTENTION_GRAD: {
             const rt_plan_attention_grad *a = &st->agrad;
-            rt_plan_ref refs[] = {a->fwd.q, a->fwd.k, a->fwd.v, a->fwd.mask, a->fwd.out, a->dy, a->dq, a->dk, a->dv, a->dmask};
-            for (size_t r = 0; r < sizeof refs / sizeof *refs; r++)
-                touch(first, last, refs[r], s);
+            touch_all(first, last, s, REFS(a->fwd.q, a->fwd.k, a->fwd.v, a->fwd.mask, a->fwd.out,
+                                           a->dy, a->dq, a->dk, a->dv, a->dmask));
             break;
         }
         case RT_STEP_SCATTER_ADD:
-            touch(first, last, st->scatter.ids, s);
-            touch(first, last, st->scatter.src, s);
-            touch(first, last, st->scatter.dst, s);
+            touch_all(first, last, s, REFS(st->scatter.ids, st->scatter.src, st->scatter.dst));
             break;
         case RT_STEP_SUM_ROWS:
-            touch(first, last, st->sum_rows.src, s);
-            touch(first, last, st->sum_rows.dst, s);
+            touch_all(first, last, s, REFS(st->sum_rows.src, st->sum_rows.dst));
             break;
         }
     }

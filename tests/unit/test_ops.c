@@ -5,6 +5,7 @@
  * Prints one line per case ("matmul: ok (max abs err 0)") and returns nonzero on any failure. */
 #include "interp.h"
 #include "ir.h"
+#include "test_graph.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -14,37 +15,6 @@
 
 static int n_cases, n_failed;
 static const ir_loc LOC = {-1, 3, 7};
-
-static ir_shape shp(int rank, ...)
-{
-    ir_shape s = {.rank = rank};
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++)
-        s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
-
-/* One test graph and the values of its inputs. */
-typedef struct {
-    ir_graph *g;
-    ir_named_tensor vals[32];
-    int n_vals;
-} tcase;
-
-static void tc_begin(tcase *t)
-{
-    memset(t, 0, sizeof *t);
-    t->g = ir_graph_new("t");
-}
-
-static void tc_end(tcase *t)
-{
-    for (int i = 0; i < t->n_vals; i++)
-        ir_tensor_free(t->vals[i].t);
-    ir_graph_free(t->g);
-}
 
 /* Adds a source node (input or param) named x0, x1, ... of type dt[s] with value data (may be
  * NULL: zeros). */
@@ -61,7 +31,7 @@ static ir_node *tc_source(tcase *t, ir_opcode op, ir_dtype dt, ir_shape s, const
     ir_tensor *v = ir_tensor_new(dt, &s);
     if (data)
         memcpy(v->data, data, sizeof(double) * (size_t)ir_shape_numel(&s));
-    t->vals[t->n_vals++] = (ir_named_tensor){n->name, v};
+    t->vals[t->n_vals++] = (ir_named_tensor){strdup(name), v};
     return n;
 }
 
