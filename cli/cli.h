@@ -9,6 +9,7 @@
 #include "interp.h"
 #include "ir.h"
 #include "run_io.h"
+#include "wordpiece.h"
 
 #define CLI_MAX_DEFINES 64
 
@@ -26,7 +27,7 @@ typedef struct {
     const char *weights, *inputs, *outputs, *out; /* --weights --inputs --outputs -o */
     uint64_t seed;                    /* --seed */
     bool stats;                       /* --stats */
-    const char *precision;            /* --precision f32|f64 (reference target) */
+    const char *precision;            /* --precision f32|f64|bf16|fp16 (cli_precision) */
     const char *vocab;                /* --vocab DIR (tokenize) */
     bool decode, bytes, no_special;   /* --decode --bytes --no-special (tokenize) */
     bool recompute, ignore_eos;       /* generate: --recompute (no KV cache, for tests) --ignore-eos */
@@ -46,12 +47,20 @@ bool cli_parse(const char *cmd, int argc, char **argv, cli_opts *o);
  * Reports through d; NULL on error. */
 ir_graph *cli_load_graph(const cli_opts *o, ir_diag *d);
 
+/* --precision as a dtype: f32 (the default; also fp32), f64, bf16, fp16 (DT_F16). An unknown
+ * name is reported as "CMD: --precision expects f32, f64, bf16 or fp16, got 'X'" and gives
+ * DT_VOID. */
+ir_dtype cli_precision(const cli_opts *o, const char *cmd, ir_diag *d);
+
 /* Prints d's messages to stderr and returns the exit status: 0 if no errors, else 1. */
 int cli_finish(ir_diag *d);
 
 /* json_file.c: DIR/NAME parsed as JSON (free with cJSON_Delete), or NULL when it is absent,
  * unreadable or not JSON. */
 struct cJSON *cli_read_json(const char *dir, const char *name);
+/* json_file.c: the WordPiece settings DIR/tokenizer_config.json gives: do_lower_case (default
+ * true) and strip_accents (default -1: as lower-casing), as Hugging Face's BertTokenizer. */
+rt_wp_config cli_wp_config(const char *dir);
 
 /* run_values.c: the value called name in vals[0..n), or NULL. */
 const ir_tensor *cli_find_value(const ir_named_tensor *vals, int n, const char *name);
@@ -96,6 +105,7 @@ int cmd_build(const cli_opts *o);
 int cmd_tokenize(const cli_opts *o);
 int cmd_generate(const cli_opts *o);
 int cmd_embed(const cli_opts *o);
+int cmd_gather(const cli_opts *o);
 int cmd_train(const cli_opts *o);
 
 #endif

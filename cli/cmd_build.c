@@ -1,5 +1,6 @@
 /* cmd_build.c — `loom build MODEL [-D n=v]... [--target cpu|opencl[:P[:D]]|cuda] [--generic-cpu]
- * -o EXE`: a standalone executable.
+ * [--precision bf16|fp16] -o EXE`: a standalone executable (a half --precision adds the
+ * lower-precision pass, cpu only so far).
  *
  * The model goes through the CPU pipeline of `loom run` (dce, cse, fuse; lowering; the memory
  * plan); its kernels become a host object file (tuned for this machine, as the JIT's, so the
@@ -263,6 +264,11 @@ int cmd_build(const cli_opts *o)
     if ((int)bt < 0)
         ir_diag_error(&d, -1, 0, 0, "build: --target %s: loom build makes cpu, opencl[:P[:D]] or cuda executables",
                       target);
+    if (o->mesh) /* not silently one device's executable */
+        ir_diag_error(&d, -1, 0, 0,
+                      "build: --mesh %s: cluster executables are not built yet; run the mesh with `mpirun -np N loom "
+                      "run MODEL --mesh %s ...`",
+                      o->mesh, o->mesh);
     if (!o->out)
         ir_diag_error(&d, -1, 0, 0, "build: missing -o EXE (where to write the executable)");
     if (!ir_diag_ok(&d))
@@ -280,8 +286,16 @@ int cmd_build(const cli_opts *o)
         return cli_finish(&d);
 
     pass_options po = pass_options_default();
+    ir_dtype prec = cli_precision(o, "build", &d); /* bf16/fp16: lower-precision (docs/backend.md) */
+    po.precision = prec == DT_BF16 || prec == DT_F16 ? prec : DT_VOID;
+    if (prec == DT_F64)
+        ir_diag_error(&d, -1, 0, 0, "build: executables compute in f32 (or --precision bf16|fp16), not f64");
+    else if (po.precision != DT_VOID && bt != BUILD_CPU) /* the device executors' GEMMs are f32 so far */
+        ir_diag_error(&d, -1, 0, 0, "build: --precision %s executables are built for --target cpu only so far",
+                      o->precision);
     cg_lowered low = {0};
-    bool ok = pass_run_pipeline(g, o->passes ? o->passes : "dce,cse,fuse", &po, &d) && cg_lower(g, &low, &d);
+    const char *pipeline = o->passes ? o->passes : po.precision != DT_VOID ? pass_precision_pipeline() : "dce,cse,fuse";
+    bool ok = ir_diag_ok(&d) && pass_run_pipeline(g, pipeline, &po, &d) && cg_lower(g, &low, &d);
     if (ok)
         pass_plan_memory(&low.plan);
     ok = ok && rt_plan_validate(&low.plan, "build", &d);

@@ -1,8 +1,11 @@
-/* cmd_dump.c — `loom dump FILE [-D n=v]... [--after=PASS] [--passes=a,b] [--time-passes]`: loads a
+/* cmd_dump.c — `loom dump FILE [-D n=v]... [--after=PASS] [--passes=a,b] [--time-passes]
+ * [--precision bf16|fp16]`: loads a
  * model (.loom, built with the -D overrides) or textual IR (.lir) and prints its graph IR. With
  * --after it runs the pipeline (--passes, else the default one, or the training pipeline when
  * --after names one of its passes that the default one lacks, e.g. autodiff) and prints the IR
- * after that pass; --time-passes alone times the whole pipeline and prints its result. */
+ * after that pass; --time-passes alone times the whole pipeline and prints its result. With a
+ * half --precision (or --after=lower-precision) the default pipeline is dce,cse,lower-precision,
+ * fuse, and lower-precision in any pipeline lowers to that precision. */
 #include "cli.h"
 #include "mesh.h"
 #include "pass.h"
@@ -31,13 +34,19 @@ int cmd_dump(const cli_opts *o)
         ir_diag_error(&d, -1, 0, 0, "dump: unexpected argument '%s' (one input file)", o->extra[0]);
         return cli_finish(&d);
     }
-    ir_graph *g = cli_load_graph(o, &d);
+    ir_dtype prec = cli_precision(o, "dump", &d);
+    ir_graph *g = prec != DT_VOID ? cli_load_graph(o, &d) : NULL;
     if (g) {
         if (o->after || o->time_passes || o->passes) {
             pass_options po = pass_options_default();
             po.after = o->after;
             po.time_passes = o->time_passes;
-            const char *pipeline = o->passes ? o->passes : o->mesh ? pass_mesh_pipeline() : pass_default_pipeline();
+            po.precision = prec == DT_BF16 || prec == DT_F16 ? prec : DT_VOID;
+            bool lower = po.precision != DT_VOID || (o->after && strcmp(o->after, "lower-precision") == 0);
+            const char *pipeline = o->passes  ? o->passes
+                                   : o->mesh  ? pass_mesh_pipeline()
+                                   : lower    ? pass_precision_pipeline()
+                                              : pass_default_pipeline();
             pass_mesh mesh; /* --mesh: the per-rank pipeline (passes/mesh.h) */
             po.mesh = o->mesh && pass_mesh_parse(o->mesh, o->rank, g, &mesh, &d) ? &mesh : NULL;
             if (!o->passes && o->after && !in_pipeline(pipeline, o->after) &&

@@ -1,7 +1,9 @@
-/* cmd_opt.c — `loom opt FILE --passes=a,b [--after=PASS] [--time-passes]`: reads textual IR (or
+/* cmd_opt.c — `loom opt FILE --passes=a,b [--after=PASS] [--time-passes] [--precision bf16|fp16]`:
+ * reads textual IR (or
  * a model), runs the listed passes with the verifier between them, and prints the resulting IR
  * to stdout. `--passes=` (empty) runs no pass, so `loom opt F --passes=` round-trips F; without
- * --passes the default pipeline runs. With --after the IR is printed after that pass instead. */
+ * --passes the default pipeline runs. With --after the IR is printed after that pass instead.
+ * --precision is the half type of the lower-precision pass. */
 #include "cli.h"
 #include "pass.h"
 
@@ -15,9 +17,11 @@ int cmd_opt(const cli_opts *o)
         ir_diag_error(&d, -1, 0, 0, "opt: unexpected argument '%s' (one input file)", o->extra[0]);
         return cli_finish(&d);
     }
-    ir_graph *g = cli_load_graph(o, &d);
+    ir_dtype prec = cli_precision(o, "opt", &d);
+    ir_graph *g = prec != DT_VOID ? cli_load_graph(o, &d) : NULL;
     if (g) {
         pass_options po = pass_options_default();
+        po.precision = prec == DT_BF16 || prec == DT_F16 ? prec : DT_VOID;
         po.after = o->after;
         po.time_passes = o->time_passes;
         const char *pipeline = o->passes ? o->passes : pass_default_pipeline();

@@ -1,5 +1,5 @@
 /* cmd_run.c — `loom run MODEL --weights W --inputs I --outputs O [--target cpu|cuda|opencl|ref]
- *                       [--precision f32|f64] [--stats] [-D n=v]...`
+ *                       [--precision f32|f64|bf16|fp16] [--stats] [-D n=v]...`
  *
  * Binds every parameter from W and every input from I by external name, runs the model and
  * writes its outputs to O, each under its output name. Checks, each reported naming the file
@@ -23,6 +23,11 @@
  * outputs are written in their own dtype; with --precision f64 (ref only) nothing is rounded
  * (parameters given in a wider dtype than declared keep their precision) and float outputs
  * are written as F64, so that a comparison against an f64 reference can be tight.
+ * With --precision bf16|fp16 the lower-precision pass (passes/lower_precision.c) joins the
+ * pipeline (default dce,cse,lower-precision=TYPE,fuse; with --passes, before a final fuse or at
+ * the end): activations and GEMM/attention operands in the half type, reductions and params in
+ * f32, outputs in their declared dtype; on ref every value is then rounded to its (half or f32)
+ * dtype after each op.
  */
 #include "cli.h"
 #include "interp.h"
@@ -75,18 +80,66 @@ static bool check_target(const cli_opts *o, ir_diag *d)
     return false;
 }
 
+/* The pipeline at a half precision: --passes with lower-precision given its type (added before
+ * a final fuse, else at the end, when absent: after autodiff, so that backward reductions stay
+ * f32), or by default dce,cse,lower-precision=TYPE,fuse (no fuse on ref). NULL after reporting
+ * a pipeline that does not fit buf. */
+static const char *half_pipeline(const char *passes, ir_dtype half, bool ref, char *buf, size_t cap, ir_diag *d)
+{
+    const char *lower = half == DT_F16 ? "lower-precision=fp16" : "lower-precision=bf16";
+    if (!passes) {
+        snprintf(buf, cap, ref ? "dce,cse,%s" : "dce,cse,%s,fuse", lower);
+        return buf;
+    }
+    size_t k = 0;
+    bool seen = false;
+    buf[0] = 0;
+    for (const char *p = passes; p;) {
+        const char *comma = strchr(p, ','), *s = p, *e = comma ? comma : p + strlen(p);
+        while (s < e && *s == ' ')
+            s++;
+        while (e > s && e[-1] == ' ')
+            e--;
+        int len = (int)(e - s);
+        bool is_lower = len >= 15 && strncmp(s, "lower-precision", 15) == 0 && (len == 15 || s[15] == '=');
+        if (!comma && !seen && !is_lower && len == 4 && strncmp(s, "fuse", 4) == 0) {
+            k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%s", k ? "," : "", lower);
+            seen = true;
+        }
+        if (is_lower && len == 15)
+            k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%s", k ? "," : "", lower);
+        else
+            k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%.*s", k ? "," : "", len, s);
+        seen |= is_lower;
+        p = comma ? comma + 1 : NULL;
+    }
+    if (!seen)
+        k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%s", k ? "," : "", lower);
+    if (k >= cap) {
+        ir_diag_error(d, -1, 0, 0, "run: --passes is too long (%zu characters)", strlen(passes));
+        return NULL;
+    }
+    return buf;
+}
+
 int cmd_run(const cli_opts *o)
 {
-    if (o->mesh)
-        return cmd_run_mesh(o); /* one process per rank: cli/run_mesh.c */
     ir_diag d;
     ir_diag_init(&d);
-    ir_precision prec = IR_PREC_F32;
-    if (o->precision && strcmp(o->precision, "f64") == 0)
-        prec = IR_PREC_F64;
-    else if (o->precision && strcmp(o->precision, "f32") != 0)
-        ir_diag_error(&d, -1, 0, 0, "run: --precision expects f32 or f64, got '%s'", o->precision);
-    if (!check_target(o, &d) || !ir_diag_ok(&d))
+    if (o->mesh) {
+        ir_dtype p = cli_precision(o, "run", &d);
+        if (p == DT_BF16 || p == DT_F16)
+            ir_diag_error(&d, -1, 0, 0, "run: --precision %s under --mesh is not supported yet", o->precision);
+        if (!ir_diag_ok(&d))
+            return cli_finish(&d);
+        ir_diag_free(&d);
+        return cmd_run_mesh(o); /* one process per rank: cli/run_mesh.c */
+    }
+    /* bf16/fp16: the lower-precision pass first, then the graph runs as usual (f32 rounding) */
+    ir_dtype precision = cli_precision(o, "run", &d);
+    ir_precision prec = precision == DT_F64 ? IR_PREC_F64 : IR_PREC_F32;
+    bool half = precision == DT_BF16 || precision == DT_F16;
+    if (!ir_diag_ok(&d) || !check_target(o, &d) || !ir_diag_ok(&d))
         return cli_finish(&d);
     if (!o->outputs) {
         ir_diag_error(&d, -1, 0, 0, "run: missing --outputs FILE.safetensors (where to write the outputs)");
@@ -95,6 +148,10 @@ int cmd_run(const cli_opts *o)
     ir_graph *g = cli_load_graph(o, &d);
     if (!g)
         return cli_finish(&d);
+    char half_passes[1024];
+    const char *pipeline = half ? half_pipeline(o->passes, precision, strcmp(target_of(o), "ref") == 0, half_passes,
+                                                sizeof half_passes, &d)
+                                : o->passes;
 
     /* checking and converting weights and inputs: runtime/run_io.c, shared with `loom build`
      * executables */
@@ -109,15 +166,15 @@ int cmd_run(const cli_opts *o)
     bool ran = false;
     if (ir_diag_ok(&d)) {
         if (strcmp(target_of(o), "cpu") == 0)
-            ran = cli_run_cpu(g, o->passes, vals, n_vals, o->stats, &outs, &n_outs, &d);
+            ran = cli_run_cpu(g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
         else if (strcmp(target_of(o), "cuda") == 0)
-            ran = cli_run_program("cuda", g, o->passes, vals, n_vals, o->stats, &outs, &n_outs, &d);
+            ran = cli_run_program("cuda", g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
         else if (strncmp(target_of(o), "opencl", 6) == 0)
-            ran = cli_run_program(target_of(o), g, o->passes, vals, n_vals, o->stats, &outs, &n_outs, &d);
+            ran = cli_run_program(target_of(o), g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
         else {
             /* --passes on the reference target: e.g. dce,autodiff gives the reference gradients */
             pass_options po = pass_options_default();
-            ran = (!o->passes || pass_run_pipeline(g, o->passes, &po, &d)) &&
+            ran = (!pipeline || pass_run_pipeline(g, pipeline, &po, &d)) &&
                   ir_interp_run(g, prec, vals, n_vals, &outs, &n_outs, &d);
         }
     }

@@ -30,7 +30,8 @@ static const struct {
     {"generate", "--prompt"},   {"generate", "--max-tokens"}, {"generate", "--temperature"}, {"generate", "--top-k"},
     {"generate", "--top-p"},    {"generate", "--dump-logits"},
     {"check", "--microbatches"}, {"run", "--allreduce"}, {"train", "--allreduce"},
-    {"train", "--microbatches"}, {"train", "--schedule"},
+    {"train", "--microbatches"}, {"train", "--schedule"}, {"train", "--timeout"}, {"run", "--timeout"},
+    {"train", "--loss-scale"},
 };
 
 static bool add_define(const char *cmd, const char *text, cli_opts *o)
@@ -161,6 +162,21 @@ bool cli_parse(const char *cmd, int argc, char **argv, cli_opts *o)
         }
     }
     return true;
+}
+
+ir_dtype cli_precision(const cli_opts *o, const char *cmd, ir_diag *d)
+{
+    static const struct {
+        const char *name;
+        ir_dtype dt;
+    } names[] = {{"f32", DT_F32}, {"fp32", DT_F32}, {"f64", DT_F64}, {"bf16", DT_BF16}, {"fp16", DT_F16}};
+    if (!o->precision)
+        return DT_F32;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strcmp(o->precision, names[i].name) == 0)
+            return names[i].dt;
+    ir_diag_error(d, -1, 0, 0, "%s: --precision expects f32, f64, bf16 or fp16, got '%s'", cmd, o->precision);
+    return DT_VOID;
 }
 
 ir_graph *cli_load_graph(const cli_opts *o, ir_diag *d)

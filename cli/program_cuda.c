@@ -7,6 +7,7 @@
 
 #include "codegen.h"
 #include "exec_cuda.h"
+#include "half.h"
 #include "program.h"
 
 char *program_cuda_ptx(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
@@ -40,6 +41,12 @@ char *program_cuda_ptx(const rt_plan *plan, cg_kernel *const *kernels, int n_ker
 static void *cuda_create(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_pool *pool, ir_diag *d)
 {
     (void)pool;
+    ir_dtype half = rt_plan_half_library(plan);
+    if (half != DT_VOID) { /* cuBLASLt and the attention kernel take f32 here so far */
+        ir_diag_error(d, -1, 0, 0, "cuda: %s GEMM and attention steps (--precision %s) are not supported by the CUDA "
+                      "executor yet; --target cpu runs them", ir_dtype_name(half), half == DT_F16 ? "fp16" : "bf16");
+        return NULL;
+    }
     rt_cuda_launch *launch = calloc((size_t)plan->n_steps + 1, sizeof *launch);
     if (!launch)
         ir_unreachable("out of memory");

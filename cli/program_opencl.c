@@ -9,6 +9,7 @@
 
 #include "codegen.h"
 #include "exec_opencl.h"
+#include "half.h"
 #include "opencl.h"
 #include "program.h"
 
@@ -38,6 +39,16 @@ static void *ocl_create_on(const char *target, const rt_plan *plan, cg_kernel *c
     if (!dims)
         ir_unreachable("out of memory");
     bool ok = s->o != NULL;
+    ir_dtype half = rt_plan_half_library(plan);
+    if (ok && half != DT_VOID) { /* CLBlast's HGEMM needs cl_khr_fp16; the executor is f32 so far */
+        if (half == DT_F16 && !rt_ocl_has_fp16(s->o))
+            ir_diag_error(d, -1, 0, 0, "opencl: device %s lacks cl_khr_fp16, which --precision fp16 needs",
+                          rt_ocl_device_name(s->o));
+        else
+            ir_diag_error(d, -1, 0, 0, "opencl: %s GEMM and attention steps (--precision %s) are not supported by the "
+                          "OpenCL executor yet; --target cpu runs them", ir_dtype_name(half), half == DT_F16 ? "fp16" : "bf16");
+        ok = false;
+    }
     if (ok && n_kernels > 0) {
         src = cg_opencl_source_offsets(kernels, n_kernels, d);
         ok = src != NULL;

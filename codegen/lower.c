@@ -755,7 +755,7 @@ static rt_act act_of(const ir_node *n)
 /* GEMM group: matmul, then maybe a bias add and an activation; the last member is stored. */
 static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *last)
 {
-    if (mm->dtype != DT_F32) {
+    if (mm->dtype != DT_F32 && mm->dtype != DT_F16 && mm->dtype != DT_BF16) { /* half: f32 accumulation */
         fail(L, mm, "%s on a non-f32 type is not supported", "matmul");
         return;
     }

@@ -1,6 +1,7 @@
 /* pass.c — the pass manager: the registry of passes and the pipeline runner (see pass.h).
  *
- * The pipeline is a literal list of names; pass_run_pipeline checks the whole list first, then
+ * The pipeline is a literal list of names (lower-precision may carry its half type:
+ * "lower-precision=bf16"); pass_run_pipeline checks the whole list first, then
  * runs it with the verifier on the input and after each pass (verify_each), stopping at the
  * first failure. --after prints the IR after the named pass and stops; --time-passes prints a
  * table of wall times (one row per pass run, the verifier's total, the sum) to stderr.
@@ -23,6 +24,15 @@ static bool needs_mesh(ir_graph *g, ir_diag *d)
     return false;
 }
 
+/* lower-precision runs through pass_lower_precision with the pipeline's precision; called
+ * without one, it says so. */
+static bool needs_precision(ir_graph *g, ir_diag *d)
+{
+    (void)g;
+    ir_diag_error(d, -1, 0, 0, "this pass needs a half precision (--precision bf16 or fp16)");
+    return false;
+}
+
 /* The registry: every pass, in the order of the default pipeline where it is part of it. */
 static const pass_info passes[] = {
     {"dce", pass_dce, "dead code elimination: drop nodes that reach no output"},
@@ -33,6 +43,7 @@ static const pass_info passes[] = {
     {"shard", needs_mesh, "tensor/data parallel: this rank's local graph with collectives (--mesh, --rank)"},
     {"kv-prefill", pass_kv_prefill, "KV cache: write each causal layer's K/V into cache inputs (prefill from position 0)"},
     {"kv-decode", pass_kv_decode, "KV cache: one token at input cache.position, attending over the cache inputs"},
+    {"lower-precision", needs_precision, "mixed precision: activations and GEMM/attention operands in bf16/f16, reductions and params in f32"},
 };
 #define N_PASSES ((int)(sizeof passes / sizeof *passes))
 
@@ -53,6 +64,14 @@ const pass_info *pass_lookup(const char *name)
 const char *pass_default_pipeline(void) { return "dce,cse,fuse"; }
 
 const char *pass_mesh_pipeline(void) { return "pipeline,shard,dce,cse,fuse"; }
+
+const char *pass_precision_pipeline(void) { return "dce,cse,lower-precision,fuse"; }
+
+const char *pass_training_precision_pipeline(ir_dtype half)
+{
+    return half == DT_F16 ? "dce,cse,autodiff,lower-precision=fp16,dce,cse,fuse"
+                          : "dce,cse,autodiff,lower-precision=bf16,dce,cse,fuse";
+}
 
 pass_mesh_fn pass_mesh_function(const pass_info *p)
 {
@@ -86,13 +105,35 @@ static const char *known_passes(char *buf, size_t cap)
     return buf;
 }
 
+/* The argument of a pipeline entry NAME=ARG: only lower-precision takes one, its half type
+ * (bf16 or fp16). Reports and returns false otherwise. */
+static bool pass_argument(const pass_info *info, const char *arg, size_t len, ir_dtype *half, ir_diag *d)
+{
+    if (info->fn != needs_precision) {
+        ir_diag_error(d, -1, 0, 0, "pass '%s' takes no argument (got '=%.*s')", info->name, (int)(len > 60 ? 60 : len), arg);
+        return false;
+    }
+    if (len == 4 && strncmp(arg, "bf16", 4) == 0)
+        *half = DT_BF16;
+    else if (len == 4 && strncmp(arg, "fp16", 4) == 0)
+        *half = DT_F16;
+    else {
+        ir_diag_error(d, -1, 0, 0, "pass '%s' expects =bf16 or =fp16, got '=%.*s'", info->name, (int)(len > 60 ? 60 : len), arg);
+        return false;
+    }
+    return true;
+}
+
 /* Splits names_csv into registry entries; reports and returns -1 on an unknown or empty name.
- * *out (malloc'd, caller frees) receives the list. */
-static int resolve(const char *csv, const pass_info ***out, ir_diag *d)
+ * *out (malloc'd, caller frees) receives the list, *half_out (malloc'd) each entry's half type
+ * from NAME=ARG (DT_VOID: none given). */
+static int resolve(const char *csv, const pass_info ***out, ir_dtype **half_out, ir_diag *d)
 {
     *out = NULL;
-    int n = 0, cap = 0;
+    *half_out = NULL;
+    int n = 0, cap = 0, cap_half = 0;
     const pass_info **list = NULL;
+    ir_dtype *half = NULL;
     if (!*csv)
         return 0; /* the empty pipeline */
     for (const char *p = csv;;) {
@@ -103,30 +144,38 @@ static int resolve(const char *csv, const pass_info ***out, ir_diag *d)
             s++;
         while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
             e--;
+        const char *eq = memchr(s, '=', (size_t)(e - s)), *name_end = eq ? eq : e;
         char name[64];
         const pass_info *info = NULL;
-        if (e > s && (size_t)(e - s) < sizeof name) {
-            memcpy(name, s, (size_t)(e - s));
-            name[e - s] = 0;
+        if (name_end > s && (size_t)(name_end - s) < sizeof name) {
+            memcpy(name, s, (size_t)(name_end - s));
+            name[name_end - s] = 0;
             info = pass_lookup(name);
         }
-        if (!info) {
+        ir_dtype arg = DT_VOID;
+        if (!info || (eq && !pass_argument(info, eq + 1, (size_t)(e - eq - 1), &arg, d))) {
             char known[256];
-            if (e == s)
+            if (info)
+                ; /* a bad argument, reported */
+            else if (e == s)
                 ir_diag_error(d, -1, 0, 0, "empty pass name in pipeline '%s'", csv);
             else
                 ir_diag_error(d, -1, 0, 0, "unknown pass '%.*s' (known passes: %s)", (int)(e - s > 60 ? 60 : e - s), s,
                               known_passes(known, sizeof known));
             free(list);
+            free(half);
             return -1;
         }
         ir_grow((void **)&list, &cap, n + 1, sizeof *list);
+        ir_grow((void **)&half, &cap_half, n + 1, sizeof *half);
+        half[n] = arg;
         list[n++] = info;
         if (!comma)
             break;
         p = comma + 1;
     }
     *out = list;
+    *half_out = half;
     return n;
 }
 
@@ -155,7 +204,8 @@ static void print_times(const pass_info **list, const double *ms, int n_run, dou
 bool pass_run_pipeline(ir_graph *g, const char *names_csv, const pass_options *opt, ir_diag *d)
 {
     const pass_info **list;
-    int n = resolve(names_csv ? names_csv : "", &list, d);
+    ir_dtype *half;
+    int n = resolve(names_csv ? names_csv : "", &list, &half, d);
     if (n < 0)
         return false;
     int stop = -1; /* index of the pass after which to print and stop */
@@ -171,6 +221,7 @@ bool pass_run_pipeline(ir_graph *g, const char *names_csv, const pass_options *o
             else
                 ir_diag_error(d, -1, 0, 0, "--after: pass '%s' is not in the pipeline '%s'", opt->after, names_csv);
             free(list);
+            free(half);
             return false;
         }
     }
@@ -189,7 +240,11 @@ bool pass_run_pipeline(ir_graph *g, const char *names_csv, const pass_options *o
         double t0 = now_ms();
         int before = d->n_errors;
         pass_mesh_fn mesh_fn = pass_mesh_function(list[i]);
-        ok = mesh_fn && opt->mesh ? mesh_fn(g, opt->mesh, d) : list[i]->fn(g, d);
+        ir_dtype prec = half[i] != DT_VOID ? half[i] : opt->precision;
+        if (list[i]->fn == needs_precision && prec != DT_VOID)
+            ok = pass_lower_precision(g, prec, d);
+        else
+            ok = mesh_fn && opt->mesh ? mesh_fn(g, opt->mesh, d) : list[i]->fn(g, d);
         ms[i] = now_ms() - t0;
         n_run = i + 1;
         if (!ok) {
@@ -213,5 +268,6 @@ bool pass_run_pipeline(ir_graph *g, const char *names_csv, const pass_options *o
         print_times(list, ms, n_run, verify_ms, stderr);
     free(ms);
     free(list);
+    free(half);
     return ok;
 }

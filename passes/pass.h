@@ -31,6 +31,7 @@ typedef struct {
     bool time_passes;   /* print per-pass wall times to stderr at the end */
     bool verify_each;   /* run ir_verify on the input and after each pass */
     const struct pass_mesh *mesh; /* --mesh/--rank for the mesh passes; NULL: a single device */
+    ir_dtype precision; /* lower-precision's half type (DT_BF16, DT_F16); DT_VOID: none given */
 } pass_options;
 
 /* Default options: nothing printed, verify_each on. */
@@ -65,5 +66,15 @@ bool pass_cse(ir_graph *g, ir_diag *d);
 bool pass_autodiff(ir_graph *g, ir_diag *d);
 /* fuse: sets node->group: which plan step computes each value (see fuse.h). */
 bool pass_fuse(ir_graph *g, ir_diag *d);
+/* lower-precision: activations and GEMM/attention operands in half (DT_BF16 or DT_F16),
+ * reductions, params and outputs in their declared f32 (passes/lower_precision.c). In a
+ * pipeline it is written "lower-precision=bf16" / "=fp16", or bare with pass_options.precision. */
+bool pass_lower_precision(ir_graph *g, ir_dtype half, ir_diag *d);
+/* "dce,cse,lower-precision,fuse": the default pipeline at a half precision. */
+const char *pass_precision_pipeline(void);
+/* The training pipeline at a half precision (half DT_BF16 or DT_F16): autodiff first, so that
+ * the backward's reductions (norm and loss gradients, scatter-adds, attention backward) stay
+ * f32 while its GEMMs run in half: "dce,cse,autodiff,lower-precision=bf16,dce,cse,fuse". */
+const char *pass_training_precision_pipeline(ir_dtype half);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "gemm.h"
+#include "half.h"
 
 struct rt_exec {
     const rt_plan *plan;
@@ -343,8 +344,80 @@ static void run_attention_grad(const rt_exec *e, const rt_plan_attention_grad *g
                           at(e, g->fwd.out), at(e, g->dq), at(e, g->dk), at(e, g->dv), at(e, g->dmask), e->pool);
 }
 
+/* Library steps (GEMM, attention) compute in f32: each half (f16/bf16) buffer a step touches
+ * is widened whole into an f32 copy before it, and the one it writes rounded back after
+ * (lower-precision graphs; docs/backend.md, "Precision"). f32 buffers are used in place. */
+typedef struct {
+    int n;
+    int buf[8];
+    float *copy[8];
+} half_copies;
+
+static bool is_half(ir_dtype dt) { return dt == DT_F16 || dt == DT_BF16; }
+
+/* One widening or narrowing, split over the pool (weights run to millions of elements). */
+typedef struct {
+    ir_dtype dt;
+    bool widen;
+    void *half;
+    float *f32;
+} convert_call;
+
+static void convert_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    const convert_call *c = ctx;
+    uint16_t *h = (uint16_t *)c->half + begin;
+    if (c->widen)
+        rt_half_widen(c->dt, h, c->f32 + begin, end - begin);
+    else
+        rt_half_narrow(c->dt, c->f32 + begin, h, end - begin);
+}
+
+static void convert(const rt_exec *e, ir_dtype dt, bool widen, void *half, float *f32, int64_t n)
+{
+    convert_call c = {dt, widen, half, f32};
+    rt_pool_parallel_for_grain(e->pool, n, rt_pool_grain(1), convert_chunk, &c);
+}
+
+static void *lib_at(const rt_exec *e, half_copies *h, rt_plan_ref r)
+{
+    if (r.buf < 0 || !is_half(e->plan->bufs[r.buf].dtype))
+        return at(e, r);
+    for (int i = 0; i < h->n; i++)
+        if (h->buf[i] == r.buf)
+            return h->copy[i] + r.offset;
+    const rt_plan_buffer *b = &e->plan->bufs[r.buf];
+    float *c = malloc(sizeof(float) * ((size_t)b->numel + 1));
+    if (!c || h->n == 8)
+        ir_unreachable("lib_at: out of memory or too many half operands");
+    convert(e, b->dtype, true, e->base[r.buf], c, b->numel);
+    h->buf[h->n] = r.buf;
+    h->copy[h->n++] = c;
+    return c + r.offset;
+}
+
+/* Rounds the copy of buffer `written` back into it (if it has one) and frees every copy. */
+static void lib_done(const rt_exec *e, half_copies *h, int written)
+{
+    for (int i = 0; i < h->n; i++) {
+        if (h->buf[i] == written)
+            convert(e, e->plan->bufs[written].dtype, false, e->base[written], h->copy[i], e->plan->bufs[written].numel);
+        free(h->copy[i]);
+    }
+    h->n = 0;
+}
+
+static void run_attention(const rt_exec *e, const rt_plan_attention *a)
+{
+    half_copies h = {0};
+    rt_attention_f32(a, lib_at(e, &h, a->q), lib_at(e, &h, a->k), lib_at(e, &h, a->v), lib_at(e, &h, a->mask),
+                     lib_at(e, &h, a->out), e->pool);
+    lib_done(e, &h, a->out.buf);
+}
+
 static void run_gemm(const rt_exec *e, const rt_plan_gemm *g)
 {
+    half_copies h = {0};
     rt_gemm_desc desc = rt_gemm_desc_make(g->M, g->N, g->K);
     desc.nbatch = g->nbatch;
     for (int i = 0; i < g->nbatch; i++) {
@@ -360,11 +433,12 @@ static void run_gemm(const rt_exec *e, const rt_plan_gemm *g)
     desc.ldc = g->ldc;
     desc.alpha = g->alpha;
     desc.beta = g->beta;
-    desc.bias = at(e, g->bias);
+    desc.bias = lib_at(e, &h, g->bias);
     desc.act = (rt_act)g->act;
     desc.pool = e->pool;
-    if (rt_gemm_f32(&desc, at(e, g->a), at(e, g->b), at(e, g->c)) != 0)
+    if (rt_gemm_f32(&desc, lib_at(e, &h, g->a), lib_at(e, &h, g->b), lib_at(e, &h, g->c)) != 0)
         ir_unreachable(rt_gemm_validate(&desc)); /* lowering built an invalid descriptor */
+    lib_done(e, &h, g->c.buf);
 }
 
 bool rt_exec_run(rt_exec *e, ir_diag *d)
@@ -389,10 +463,7 @@ bool rt_exec_run(rt_exec *e, ir_diag *d)
             break;
         }
         case RT_STEP_GEMM: run_gemm(e, &st->gemm); break;
-        case RT_STEP_ATTENTION:
-            rt_attention_f32(&st->attn, at(e, st->attn.q), at(e, st->attn.k), at(e, st->attn.v), at(e, st->attn.mask),
-                             at(e, st->attn.out), e->pool);
-            break;
+        case RT_STEP_ATTENTION: run_attention(e, &st->attn); break;
         case RT_STEP_COPY: memcpy(at(e, st->copy.dst), at(e, st->copy.src), (size_t)st->copy.bytes); break;
         case RT_STEP_CHECK_IDS: ok = check_ids(e, &st->check, d); break;
         case RT_STEP_WRITE_ROWS: ok = write_rows(e, &st->rows, d); break;

@@ -608,7 +608,11 @@ static bool extent(int64_t offset, int nd, const int64_t *n, const int64_t *s, i
     return true;
 }
 
-/* ref must name a buffer (or -1 when optional) of dtype dt (DT_VOID: any) whose elements
+/* GEMM and attention operands: f32, or a half type (the CPU executor widens half buffers;
+ * the device executors refuse such plans, runtime/half.h's rt_plan_half_library). */
+#define LIB_FLOAT DT_COUNT
+
+/* ref must name a buffer (or -1 when optional) of dtype dt (DT_VOID: any; LIB_FLOAT) whose elements
  * [ref.offset + 0, ref.offset + reach] exist. */
 static bool check_ref(checker *c, const char *field, rt_plan_ref r, bool optional, ir_dtype dt, int nd,
                       const int64_t *n, const int64_t *s)
@@ -618,7 +622,8 @@ static bool check_ref(checker *c, const char *field, rt_plan_ref r, bool optiona
     if (r.buf < 0 || r.buf >= c->p->n_bufs)
         return fail(c, "buffer reference out of range", field);
     const rt_plan_buffer *b = &c->p->bufs[r.buf];
-    if (dt != DT_VOID && b->dtype != dt)
+    bool half_ok = dt == LIB_FLOAT && (b->dtype == DT_F16 || b->dtype == DT_BF16);
+    if (dt != DT_VOID && b->dtype != (dt == LIB_FLOAT ? DT_F32 : dt) && !half_ok)
         return fail(c, "buffer of the wrong dtype", field);
     if (r.offset < 0 || r.offset > b->numel)
         return fail(c, "element offset outside its buffer", field);
@@ -654,11 +659,11 @@ static bool check_gemm(checker *c, const rt_plan_gemm *g)
         s[nb] = ld[m];
         n[nb + 1] = cols[m];
         s[nb + 1] = 1;
-        if (!check_ref(c, names[m], refs[m], false, DT_F32, nb + 2, n, s))
+        if (!check_ref(c, names[m], refs[m], false, LIB_FLOAT, nb + 2, n, s))
             return false;
     }
     int64_t one = 1;
-    return check_ref(c, "gemm bias", g->bias, true, DT_F32, 1, &g->N, &one);
+    return check_ref(c, "gemm bias", g->bias, true, LIB_FLOAT, 1, &g->N, &one);
 }
 
 /* The forward operands of an attention (out only when with_out). */
@@ -673,11 +678,12 @@ static bool check_attention_in(checker *c, const rt_plan_attention *a, bool with
     int64_t ks[4] = {a->k_stride[0], a->k_stride[1], a->k_stride[2], 1};
     int64_t vs[4] = {a->v_stride[0], a->v_stride[1], a->v_stride[2], 1};
     int64_t os[4] = {a->out_stride[0], a->out_stride[1], a->out_stride[2], 1};
-    return check_ref(c, "attention q", a->q, false, DT_F32, 4, q, qs) &&
-           check_ref(c, "attention k", a->k, false, DT_F32, 4, k, ks) &&
-           check_ref(c, "attention v", a->v, false, DT_F32, 4, v, vs) &&
-           (!with_out || check_ref(c, "attention out", a->out, false, DT_F32, 4, o, os)) &&
-           check_ref(c, "attention mask", a->mask, true, DT_F32, 4, m, a->mask_stride);
+    ir_dtype dt = with_out ? LIB_FLOAT : DT_F32; /* the forward step may be half; its backward not */
+    return check_ref(c, "attention q", a->q, false, dt, 4, q, qs) &&
+           check_ref(c, "attention k", a->k, false, dt, 4, k, ks) &&
+           check_ref(c, "attention v", a->v, false, dt, 4, v, vs) &&
+           (!with_out || check_ref(c, "attention out", a->out, false, dt, 4, o, os)) &&
+           check_ref(c, "attention mask", a->mask, true, dt, 4, m, a->mask_stride);
 }
 
 /* n contiguous bytes from r. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "exec_cuda.h"
+#include "half.h"
 #include "standalone.h"
 
 static bool cuda_bind(void *ex, const char *name, const void *data, ir_diag *d) { return rt_cuda_exec_bind(ex, name, data, d); }
@@ -46,6 +47,12 @@ bool rt_standalone_run_cuda(const char *target, const rt_plan *plan, const rt_pl
     rt_cuda_launch *launch = lb ? decode_launch(lb, plan, who, d) : NULL;
     char *ptx = rt_standalone_blob_text(rt_plan_blob_find(blobs, n_blobs, "ptx"));
     const char *mods[1] = {ptx};
+    if (launch && rt_plan_half_library(plan) != DT_VOID) { /* loom build refuses these; a payload may not */
+        ir_diag_error(d, -1, 0, 0, "%s: the plan has half GEMM or attention steps, which the CUDA executor does not run",
+                      who);
+        free(launch);
+        launch = NULL;
+    }
     rt_cuda_exec *ex = launch ? rt_cuda_exec_new(plan, mods, ptx ? 1 : 0, launch, d) : NULL;
     free(ptx);
     free(launch);

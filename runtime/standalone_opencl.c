@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "exec_opencl.h"
+#include "half.h"
 #include "standalone.h"
 
 static bool ocl_bind(void *ex, const char *name, const void *data, ir_diag *d) { return rt_ocl_exec_bind(ex, name, data, d); }
@@ -58,6 +59,14 @@ bool rt_standalone_run_opencl(const char *target, const rt_plan *plan, const rt_
     const rt_plan_blob *db = rt_standalone_need_blob(blobs, n_blobs, "opencl_dims", who, d);
     int n_dims = 0;
     rt_ocl_kernel_dims *dims = db ? decode_dims(db, &n_dims, who, d) : NULL;
+    if (dims && rt_plan_half_library(plan) != DT_VOID) { /* loom build refuses these; a payload may not */
+        ir_diag_error(d, -1, 0, 0, "%s: the plan has half GEMM or attention steps, which the OpenCL executor does not run",
+                      who);
+        for (int i = 0; i < n_dims; i++)
+            free((char *)dims[i].name);
+        free(dims);
+        dims = NULL;
+    }
     rt_ocl *o = dims ? rt_ocl_open(target, d) : NULL;
     char *text = rt_standalone_blob_text(rt_plan_blob_find(blobs, n_blobs, "opencl_source"));
     rt_ocl_exec *ex = o ? rt_ocl_exec_new(o, plan, text, dims, n_dims, d) : NULL;

@@ -1,7 +1,9 @@
 /* test_ptx_models.c — every kernel of every model, as PTX, through ptxas: tiny GPT-2, LLaMA
  * (grouped-query attention) and BERT (the .loom files of models/, with small -D sizes), each as its forward
  * graph (dce,cse,fuse) and, GPT-2 and LLaMA, as its training graph (pass_training_pipeline: forward + backward),
- * lowered exactly as `loom run`/`loom train` lower them; the kernels of a plan and the fused
+ * lowered exactly as `loom run`/`loom train` lower them, in f32 and under the lower-precision
+ * pass at bf16 and f16 (half loads and stores; "dce,cse,lower-precision=T,fuse" and
+ * pass_training_precision_pipeline); the kernels of a plan and the fused
  * attention kernels go into one module, rendered for sm_80 (and sm_90 for the forward graphs)
  * and assembled by ptxas (-arch=sm_80 / sm_90). ptxas: $LOOM_PTXAS (CMake sets it), else /usr/local/cuda/bin/ptxas,
  * else "ptxas" on PATH; without one the PTX is still generated and "skipped: ptxas not found"
@@ -63,7 +65,10 @@ int main(void)
     };
     const char *ptxas = ptxas_path();
     int failed = 0, modules = 0, kernels = 0, assembled = 0;
-    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    const ir_dtype precisions[] = {DT_F32, DT_BF16, DT_F16}; /* f32, then lower-precision's types */
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+    for (size_t pr = 0; pr < sizeof precisions / sizeof *precisions; pr++) {
+        ir_dtype half = precisions[pr];
         for (int train = 0; train < (strstr(cases[c].model, "bert") ? 1 : 2); train++) { /* BERT has no loss */
             ir_diag d;
             ir_diag_init(&d);
@@ -71,7 +76,10 @@ int main(void)
             ir_graph *g = file >= 0 ? fe_build(&d, file, cases[c].defs, cases[c].n_defs) : NULL;
             pass_options po = pass_options_default();
             cg_lowered low = {0};
-            const char *pipeline = train ? pass_training_pipeline() : "dce,cse,fuse";
+            const char *pipeline = half == DT_F32 ? (train ? pass_training_pipeline() : "dce,cse,fuse")
+                                   : train        ? pass_training_precision_pipeline(half)
+                                   : half == DT_BF16 ? "dce,cse,lower-precision=bf16,fuse"
+                                                     : "dce,cse,lower-precision=fp16,fuse";
             bool ok = g && pass_run_pipeline(g, pipeline, &po, &d) && cg_lower(g, &low, &d);
             bool attention = false;
             for (int s = 0; ok && s < low.plan.n_steps; s++)
@@ -84,8 +92,9 @@ int main(void)
                 ok = ptx != NULL;
                 modules++;
                 char tag[128];
-                snprintf(tag, sizeof tag, "%s (%s, %d kernels%s)", cases[c].model, train ? "training" : "forward",
-                         low.n_kernels, attention ? " + attention" : "");
+                snprintf(tag, sizeof tag, "%s (%s%s%s, %d kernels%s)", cases[c].model, train ? "training" : "forward",
+                         half == DT_F32 ? "" : ", ", half == DT_F32 ? "" : ir_dtype_name(half), low.n_kernels,
+                         attention ? " + attention" : "");
                 if (ok && ptxas) {
                     ok = assemble(ptxas, ptx, sm, tag);
                     assembled += ok;
@@ -95,7 +104,7 @@ int main(void)
             }
             if (!ok) {
                 ir_diag_print(&d, stderr);
-                printf("%s (%s): FAIL\n", cases[c].model, train ? "training" : "forward");
+                printf("%s (%s, %s): FAIL\n", cases[c].model, train ? "training" : "forward", ir_dtype_name(half));
                 failed++;
             } else {
                 kernels += low.n_kernels;
