@@ -16,12 +16,19 @@
  * by rows and averages the gradients with a bucketed allreduce; with tp or pp the gradient
  * program is autodiff then the shard/pipeline passes, run over the mesh by cli/mesh_exec.h.
  * Either way every rank ends the step with the one-rank gradients and runs the same update.
+ *
+ * --precision bf16|fp16 (docs/training.md, "Mixed precision"): the gradient and eval programs
+ * run the lower-precision pass (activations and GEMMs in half, reductions, params — the fp32
+ * masters — and gradients in f32); the update stays f32. fp16 adds dynamic loss scaling
+ * (runtime/loss_scale.h): the gradient program computes the gradients of scale · loss (an input
+ * "loss_scale"), which are unscaled on the host; a step with inf/nan gradients is skipped.
  */
 #include "checkpoint.h"
 #include "cli.h"
 #include "coll.h"
 #include "data.h"
 #include "init.h"
+#include "loss_scale.h"
 #include "mesh.h"
 #include "mesh_exec.h"
 #include "optimizer.h"
@@ -217,12 +224,15 @@ static const ir_node *batch_input(const ir_graph *g, const char *name, ir_diag *
 
 /* ---- the training state ---------------------------------------------------------------------- */
 
-/* A model param: where it lives in its flat optimizer group (optimizer.h). */
+/* A param of this rank's state: where it lives in its flat optimizer group (optimizer.h).
+ * Under tp/pp, the rank's slice of a param (its name carries the slices) of its stage. */
 typedef struct {
     const char *name;
     ir_shape shape;
     size_t count, off;
     int group;
+    int holders;  /* pipeline stages holding it (a tied param: 2); 1 without pp */
+    bool sliced;  /* split over tp: each tp rank holds another part */
 } model_param;
 
 typedef struct {
@@ -266,7 +276,15 @@ typedef struct {
     int micro, Bm;
     mesh_schedule schedule;
     double micro_loss;               /* this rank's loss summed over a batch's micro-batches */
+    float sumsq_in;                  /* sharded: the update's grad_sumsq input (global Σ g²) */
+    int n_model_params;              /* sharded, per model param: stages holding it, its size */
+    int64_t *tied_holders, *tied_count; /* on a holder, and its index in params (-1: none) */
+    int *tied_local;
     int32_t *g_inputs, *g_targets;   /* the global batch */
+    ir_dtype half;                   /* --precision: DT_BF16 or DT_F16 (mixed), else DT_F32 */
+    rt_loss_scale scaler;            /* fp16: the dynamic loss scale */
+    float loss_scale_in;             /* the gradient program's "loss_scale" input (fp16) */
+    bool skipped;                    /* fp16: this step's gradients overflowed; no update */
     double comm_ms;                  /* communication time of the current step */
     int64_t comm_bytes;              /* bytes allreduced per step (each rank's buffers) */
 } trainer;
@@ -290,11 +308,13 @@ static float *alloc_floats(int64_t n)
     return x;
 }
 
-/* The flat groups and the param layout; params initialized as `loom init` does. */
-static bool setup_state(trainer *r, uint64_t seed)
+/* The flat groups and the param layout of the params of pg — the model, or under tp/pp the
+ * rank's own slices (names with slices, mesh.h) of its stage's params — initialized as `loom
+ * init` initializes the whole model. */
+static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
 {
     const pass_opt_config *c = &r->t.opt;
-    pass_opt_group_sizes(r->g, c, r->n_group);
+    pass_opt_group_sizes(pg, c, r->n_group);
     r->n_state = pass_opt_state_names(c, r->state_name);
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         r->flat[k] = alloc_floats(r->n_group[k]);
@@ -302,27 +322,40 @@ static bool setup_state(trainer *r, uint64_t seed)
         for (int j = 0; j < r->n_state; j++)
             r->state[k][j] = alloc_floats(r->n_group[k]);
     }
-    for (int i = 0; i < r->g->n_nodes; i++)
-        r->n_params += r->g->nodes[i]->op == OP_param;
+    for (int i = 0; i < pg->n_nodes; i++)
+        r->n_params += pg->nodes[i]->op == OP_param;
     r->params = calloc((size_t)r->n_params + 1, sizeof *r->params);
     if (!r->params)
         ir_unreachable("out of memory");
     size_t off[PASS_OPT_GROUPS] = {0, 0};
-    for (int i = 0, k = 0; i < r->g->n_nodes; i++) {
-        const ir_node *n = r->g->nodes[i];
+    for (int i = 0, k = 0; i < pg->n_nodes; i++) {
+        const ir_node *n = pg->nodes[i];
         if (n->op != OP_param)
             continue;
         model_param *mp = &r->params[k++];
         int grp = pass_opt_group(c, n);
-        *mp = (model_param){n->name, n->shape, (size_t)ir_shape_numel(&n->shape), off[grp], grp};
+        *mp = (model_param){n->name, n->shape, (size_t)ir_shape_numel(&n->shape), off[grp], grp, 1, false};
         off[grp] += mp->count;
-        /* loom init's values: the same seed gives the same start */
-        double *tmp = malloc((mp->count + 1) * sizeof *tmp);
-        if (!tmp)
+        /* loom init's values of the whole param (the same seed gives the same start), then
+         * this rank's slices of it */
+        char full_name[600];
+        mesh_slice sl[MESH_MAX_SLICES];
+        int n_sl = 0;
+        mesh_slice_parse(n->name, full_name, sizeof full_name, sl, &n_sl);
+        const ir_node *full = n_sl ? find(r->g, OP_param, full_name) : n;
+        if (!full)
+            ir_unreachable("train: a rank's param is not one of the model's");
+        mp->sliced = n_sl > 0;
+        size_t full_count = (size_t)ir_shape_numel(&full->shape);
+        double *tmp = malloc((full_count + 1) * sizeof *tmp), *mine = malloc((mp->count + 1) * sizeof *mine);
+        if (!tmp || !mine)
             ir_unreachable("out of memory");
-        rt_init_param(n, seed, 0, mp->count, tmp);
-        rt_convert_from_f64(DT_F32, tmp, param_data(r, mp), mp->count);
+        rt_init_param(full, seed, 0, full_count, tmp);
+        if (n_sl)
+            mesh_slice_extract(tmp, &full->shape, sl, n_sl, mine);
+        rt_convert_from_f64(DT_F32, n_sl ? mine : tmp, param_data(r, mp), mp->count);
         free(tmp);
+        free(mine);
     }
     return true;
 }
@@ -346,9 +379,13 @@ static bool bind_all(trainer *r)
                 return false;
         }
     }
+    if (r->mgrad)
+        return program_bind(r->update, "lr", &r->lr_in, r->d) && program_bind(r->update, "step", &r->step_in, r->d) &&
+               program_bind(r->update, "grad_sumsq", &r->sumsq_in, r->d);
     return program_bind(r->update, "lr", &r->lr_in, r->d) && program_bind(r->update, "step", &r->step_in, r->d) &&
-           (r->mgrad || (bind_model_params(r, r->grad) && program_bind(r->grad, "tokens", r->inputs, r->d) &&
-                          program_bind(r->grad, "targets", r->targets, r->d))) &&
+           bind_model_params(r, r->grad) && program_bind(r->grad, "tokens", r->inputs, r->d) &&
+           program_bind(r->grad, "targets", r->targets, r->d) &&
+           (r->half != DT_F16 || program_bind(r->grad, "loss_scale", &r->loss_scale_in, r->d)) &&
            bind_model_params(r, r->eval) && program_bind(r->eval, "tokens", r->inputs, r->d) && program_bind(r->eval, "targets", r->targets, r->d);
 }
 
@@ -380,13 +417,45 @@ static rt_ckpt_info ckpt_info(const trainer *r, uint64_t seed)
     return info;
 }
 
+/* Under tp/pp a checkpoint is sharded: DIR/mesh.txt (the mesh, by rank 0) and one checkpoint
+ * per rank, DIR/rank-NNNNN, of its state (its params' slices and their optimizer state);
+ * `loom gather` makes one safetensors file of the params. */
+static const char *ckpt_dir(const trainer *r, const char *dir, char *buf, size_t cap)
+{
+    if (!r->mgrad)
+        return dir;
+    snprintf(buf, cap, "%s/rank-%05d", dir, r->world_rank);
+    return buf;
+}
+
+static void mesh_line(const trainer *r, char *buf, size_t cap)
+{
+    char ms[128];
+    snprintf(buf, cap, "loom sharded checkpoint: mesh %s, %d ranks\n", pass_mesh_str(&r->mesh, ms, sizeof ms),
+             r->mesh.world);
+}
+
 static bool save(trainer *r, uint64_t seed)
 {
     int n;
-    char *names;
+    char *names, path[4200];
+    if (r->mgrad) {
+        if (mkdir(r->t.checkpoint, 0777) != 0 && errno != EEXIST) {
+            ir_diag_error(r->d, -1, 0, 0, "%s: cannot create: %s", r->t.checkpoint, strerror(errno));
+            return false;
+        }
+        char line[256], file[4200];
+        mesh_line(r, line, sizeof line);
+        snprintf(file, sizeof file, "%s/mesh.txt", r->t.checkpoint);
+        FILE *f = r->world_rank == 0 ? fopen(file, "w") : NULL;
+        if (r->world_rank == 0 && (!f || fputs(line, f) < 0 || fclose(f) != 0)) {
+            ir_diag_error(r->d, -1, 0, 0, "%s: cannot write: %s", file, strerror(errno));
+            return false;
+        }
+    }
     rt_ckpt_tensor *c = ckpt_tensors(r, &n, &names);
     rt_ckpt_info info = ckpt_info(r, seed);
-    bool ok = rt_ckpt_save(r->t.checkpoint, &info, c, n, r->d);
+    bool ok = rt_ckpt_save(ckpt_dir(r, r->t.checkpoint, path, sizeof path), &info, c, n, r->d);
     free(c);
     free(names);
     return ok;
@@ -395,10 +464,28 @@ static bool save(trainer *r, uint64_t seed)
 static bool resume(trainer *r, uint64_t seed)
 {
     int n;
-    char *names;
+    char *names, path[4200], file[4200], want_line[256], got_line[256] = "";
+    snprintf(file, sizeof file, "%s/mesh.txt", r->t.resume);
+    FILE *f = fopen(file, "r");
+    if (f && !fgets(got_line, sizeof got_line, f))
+        got_line[0] = 0;
+    if (f)
+        fclose(f);
+    mesh_line(r, want_line, sizeof want_line);
+    if (r->mgrad ? strcmp(got_line, want_line) != 0 : f != NULL) {
+        got_line[strcspn(got_line, "\n")] = 0;
+        want_line[strcspn(want_line, "\n")] = 0;
+        const char *made = f ? got_line + strlen("loom ") : "a whole checkpoint (no mesh.txt)";
+        const char *now = r->mgrad ? want_line + strlen("loom sharded checkpoint: ") : "without tp or pp";
+        ir_diag_error(r->d, -1, 0, 0,
+                      "%s: %s, but this run is %s; resume under the checkpoint's mesh (`loom gather` makes a "
+                      "sharded checkpoint's params one file)",
+                      r->t.resume, made, now);
+        return false;
+    }
     rt_ckpt_tensor *c = ckpt_tensors(r, &n, &names);
     rt_ckpt_info got, want = ckpt_info(r, seed);
-    bool ok = rt_ckpt_load(r->t.resume, &got, c, n, r->d);
+    bool ok = rt_ckpt_load(ckpt_dir(r, r->t.resume, path, sizeof path), &got, c, n, r->d);
     free(c);
     free(names);
     if (!ok)
@@ -533,27 +620,37 @@ static bool take_micro(void *ctx, mesh_run *R, int micro)
     return true;
 }
 
-/* Runs the mesh gradient program over the micro-batches of one batch: fed this step's param
- * slices once (shared by every micro-batch), adding into r->grads (zeroed first when
- * `zero`); returns this rank's loss sum over the micro-batches (0 off the last stage). */
-static bool mesh_grad_run(trainer *r, bool zero, double *loss)
+/* Adds a forward-only micro-batch's loss (the last stage's ranks have it). */
+static bool take_loss(void *ctx, mesh_run *R, int micro)
+{
+    (void)micro;
+    trainer *r = ctx;
+    const float *l = mesh_exec_output(R, "loss");
+    r->micro_loss += l ? *l : 0;
+    return true;
+}
+
+/* The rank's params (its state: the slices of its stage's params) into the mesh program. */
+static void feed_params(trainer *r)
 {
     const ir_graph *L = mesh_exec_graph(r->mgrad);
-    for (int i = 0; i < L->n_nodes; i++) {
+    for (int i = 0, k = 0; i < L->n_nodes; i++) {
         const ir_node *n = L->nodes[i];
-        char full[600];
-        mesh_slice sl[MESH_MAX_SLICES];
-        int n_sl;
         if (n->op != OP_param)
             continue;
-        mesh_slice_parse(n->name, full, sizeof full, sl, &n_sl);
-        int k = 0;
-        while (k < r->n_params && strcmp(r->params[k].name, full) != 0)
-            k++;
-        if (k == r->n_params)
-            ir_unreachable("train: a rank's param is not one of the model's");
-        feed_slice(r->mgrad, n, param_data(r, &r->params[k]), &r->params[k].shape, DT_F32);
+        if (k >= r->n_params || strcmp(r->params[k].name, n->name) != 0)
+            ir_unreachable("train: the mesh program's params are not the rank's state");
+        memcpy(mesh_exec_value(r->mgrad, n), param_data(r, &r->params[k]), r->params[k].count * sizeof(float));
+        k++;
     }
+}
+
+/* Runs the mesh gradient program over the micro-batches of one batch: fed this step's params
+ * once (shared by every micro-batch), adding into r->grads (zeroed first when `zero`);
+ * returns this rank's loss sum over the micro-batches (0 off the last stage). */
+static bool mesh_grad_run(trainer *r, bool zero, double *loss)
+{
+    feed_params(r);
     for (int k = 0; zero && k < PASS_OPT_GROUPS; k++)
         memset(r->grads[k], 0, (size_t)r->n_group[k] * sizeof *r->grads[k]);
     r->micro_loss = 0;
@@ -583,6 +680,97 @@ static void pp_sum(trainer *r, void *x, size_t n, coll_dtype dt)
     }
     r->comm_ms += now_ms() - t0;
     r->comm_bytes += (int64_t)(n * es);
+}
+
+/* Which params more than one pipeline stage holds (GPT-2's tied wte: the first and the last):
+ * each model param's holder count summed over pp, and its size on a holder (for the others'
+ * zero buffers in tied_sum). */
+static bool count_holders(trainer *r)
+{
+    int a = pass_mesh_axis(&r->mesh, "pp");
+    int n = 0;
+    for (int i = 0; i < r->g->n_nodes; i++)
+        n += r->g->nodes[i]->op == OP_param;
+    r->n_model_params = n;
+    r->tied_count = calloc((size_t)n + 1, sizeof *r->tied_count);
+    r->tied_holders = calloc((size_t)n + 1, sizeof *r->tied_holders);
+    r->tied_local = calloc((size_t)n + 1, sizeof *r->tied_local);
+    if (!r->tied_count || !r->tied_holders || !r->tied_local)
+        ir_unreachable("out of memory");
+    for (int i = 0, k = 0; i < r->g->n_nodes; i++) {
+        const ir_node *p = r->g->nodes[i];
+        if (p->op != OP_param)
+            continue;
+        r->tied_local[k] = -1;
+        for (int j = 0; j < r->n_params; j++) {
+            char full[600];
+            mesh_slice sl[MESH_MAX_SLICES];
+            int n_sl;
+            mesh_slice_parse(r->params[j].name, full, sizeof full, sl, &n_sl);
+            if (strcmp(full, p->name) == 0) {
+                r->tied_local[k] = j;
+                r->tied_holders[k] = 1;
+                r->tied_count[k] = (int64_t)r->params[j].count;
+            }
+        }
+        k++;
+    }
+    if (a >= 0 && r->mesh.size[a] > 1 &&
+        (coll_allreduce(r->axis[a], r->tied_holders, r->tied_holders, (size_t)n, COLL_I64, COLL_SUM) != COLL_OK ||
+         coll_allreduce(r->axis[a], r->tied_count, r->tied_count, (size_t)n, COLL_I64, COLL_MAX) != COLL_OK))
+        ir_unreachable("train: the pp exchange of param holders rejected its arguments");
+    for (int k = 0; k < n; k++)
+        if (r->tied_local[k] >= 0)
+            r->params[r->tied_local[k]].holders = (int)r->tied_holders[k];
+    return true;
+}
+
+/* Sums the partial gradients of params several stages hold over pp (in model order, every pp
+ * rank taking part: a stage without the param adds zeros). */
+static void tied_sum(trainer *r)
+{
+    int a = pass_mesh_axis(&r->mesh, "pp");
+    if (a < 0 || r->mesh.size[a] == 1)
+        return;
+    for (int k = 0; k < r->n_model_params; k++) {
+        if (r->tied_holders[k] < 2)
+            continue;
+        size_t n = (size_t)r->tied_count[k];
+        int j = r->tied_local[k];
+        float *buf = j >= 0 ? r->grads[r->params[j].group] + r->params[j].off : calloc(n + 1, sizeof *buf);
+        if (!buf)
+            ir_unreachable("out of memory");
+        double t0 = now_ms();
+        if (coll_allreduce(r->axis[a], buf, buf, n, COLL_F32, COLL_SUM) != COLL_OK)
+            ir_unreachable("train: the tied-gradient allreduce rejected its arguments");
+        r->comm_ms += now_ms() - t0;
+        r->comm_bytes += (int64_t)(n * sizeof(float));
+        if (j < 0)
+            free(buf);
+    }
+}
+
+/* Σ g² of the whole model's (averaged) gradient from the ranks' slices: each slice counted
+ * once — divided by the ranks holding the same values (dp replicas, tp replicas of an unsliced
+ * param, the stages of a tied one) before the sum over every rank. */
+static void global_sumsq(trainer *r)
+{
+    int dp = pass_mesh_size(&r->mesh, "dp"), tp = pass_mesh_size(&r->mesh, "tp");
+    double s = 0;
+    for (int i = 0; i < r->n_params; i++) {
+        const model_param *mp = &r->params[i];
+        const float *g = r->grads[mp->group] + mp->off;
+        double q = 0;
+        for (size_t j = 0; j < mp->count; j++)
+            q += (double)g[j] * g[j];
+        s += q / ((double)dp * (mp->sliced ? 1 : tp) * mp->holders);
+    }
+    double t0 = now_ms();
+    if (coll_allreduce(r->world, &s, &s, 1, COLL_F64, COLL_SUM) != COLL_OK)
+        ir_unreachable("train: the gradient-norm allreduce rejected its arguments");
+    r->comm_ms += now_ms() - t0;
+    double accum = r->t.opt.accum;
+    r->sumsq_in = (float)(s / (accum * accum));
 }
 
 static const void *grad_output(trainer *r, const char *name)
@@ -638,9 +826,12 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
             sum += l;
             continue;
         }
+        r->loss_scale_in = (float)r->scaler.scale;
         if (!program_run(r->grad, r->d))
             return false;
         float l = *(const float *)grad_output(r, "loss");
+        if (r->half == DT_F16)
+            l /= r->loss_scale_in; /* the gradient program's loss is scale · loss */
         if (first && m == 0) {
             printf("loss at init %.4f (ln(vocab) = %.4f)\n", dp_mean1(r, l), r->V ? log((double)r->V) : NAN);
             fflush(stdout);
@@ -669,21 +860,36 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
     }
     sum = r->dp > 1 ? dp_mean1(r, sum) : sum;
     if (r->mgrad) {
-        /* each stage's gradients (and the last stage's loss) to every stage; the mean over
-         * the micro-batches is the gradient of the batch's mean loss */
-        for (int k = 0; k < PASS_OPT_GROUPS; k++) {
-            pp_sum(r, r->grads[k], (size_t)r->n_group[k], COLL_F32);
+        /* a tied param's partial gradients summed over its stages, the last stage's loss to
+         * every stage; the mean over the micro-batches is the gradient of the batch's mean
+         * loss; the clip norm over the whole model */
+        tied_sum(r);
+        for (int k = 0; k < PASS_OPT_GROUPS; k++)
             for (int64_t j = 0; r->micro > 1 && j < r->n_group[k]; j++)
                 r->grads[k][j] /= (float)r->micro;
-        }
         pp_sum(r, &sum, 1, COLL_F64);
         sum /= r->micro;
+        global_sumsq(r);
+    }
+    r->skipped = false;
+    if (r->half == DT_F16) {
+        /* gradients of scale · loss: unscaled here; inf/nan skips the step (the same on every
+         * dp rank: the allreduce spread it) and halves the scale */
+        bool finite = true;
+        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+            finite = rt_loss_scale_unscale(&r->scaler, r->grads[k], r->n_group[k]) && finite;
+        r->skipped = !rt_loss_scale_update(&r->scaler, finite);
     }
     r->step++;
     r->lr_in = (float)lr_at(&r->t, r->step);
     r->step_in = (float)r->step;
     if (r->t.trace && r->world_rank == 0 && !trace(r))
         return false;
+    *loss = sum / accum;
+    if (r->skipped) {
+        *norm = NAN;
+        return true;
+    }
     if (!program_run(r->update, r->d))
         return false;
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
@@ -697,7 +903,6 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
             memcpy(r->state[k][j], program_output(r->update, gname), bytes);
         }
     }
-    *loss = sum / accum;
     *norm = *(const float *)program_output(r->update, "grad_norm");
     return true;
 }
@@ -709,7 +914,18 @@ static bool evaluate(trainer *r, double *loss)
     if (n > (uint64_t)r->t.eval_batches)
         n = (uint64_t)r->t.eval_batches;
     double sum = 0;
-    for (uint64_t i = 0; i < n; i++) {
+    for (uint64_t i = 0; r->mgrad && i < n; i++) {
+        /* under tp/pp: the gradient program's forward half, micro-batch by micro-batch */
+        rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->g_inputs, r->g_targets);
+        feed_params(r);
+        r->micro_loss = 0;
+        if (!mesh_exec_run_forward(r->mgrad, r->micro, feed_micro, take_loss, r))
+            return false;
+        sum += r->micro_loss / r->micro;
+    }
+    if (r->mgrad)
+        pp_sum(r, &sum, 1, COLL_F64);
+    for (uint64_t i = 0; !r->mgrad && i < n; i++) {
         rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->g_inputs, r->g_targets);
         take_rows(r);
         if (!program_run(r->eval, r->d))
@@ -1008,6 +1224,42 @@ static program *train_program(const cli_opts *o, const ir_graph *g, const char *
     return p;
 }
 
+/* fp16 loss scaling: the output "loss" of g becomes loss · loss_scale, a new f32 scalar input,
+ * so autodiff's gradients come out scaled (the output moved to the end: operands first). */
+static void scale_loss(ir_graph *g, ir_diag *d)
+{
+    int at = -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == OP_output && strcmp(g->nodes[i]->name, "loss") == 0)
+            at = i;
+    if (at < 0)
+        ir_unreachable("train: scale_loss needs the output 'loss'");
+    ir_node *old = g->nodes[at], *loss = old->in[0];
+    ir_node *scale = ir_node_add(g, OP_input, 0, NULL, old->loc);
+    scale->name = ir_graph_strdup(g, "loss_scale");
+    scale->dtype = loss->dtype;
+    ir_node *ins[2] = {loss, scale};
+    ir_node *scaled = ir_node_add(g, OP_mul, 2, ins, old->loc);
+    ir_node *out = ir_node_add(g, OP_output, 1, &scaled, old->loc);
+    out->name = ir_graph_strdup(g, "loss");
+    if (!ir_infer(scale, d) || !ir_infer(scaled, d) || !ir_infer(out, d))
+        ir_unreachable("train: the scaled loss does not infer");
+    bool *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
+    if (!dead)
+        ir_unreachable("out of memory");
+    dead[at] = true;
+    ir_graph_compact(g, dead);
+    free(dead);
+}
+
+/* "dce,cse,lower-precision=T,fuse" for the eval program under --precision T */
+static const char *eval_pipeline(const trainer *r)
+{
+    return r->half == DT_F16 ? "dce,cse,lower-precision=fp16,fuse"
+           : r->half == DT_BF16 ? "dce,cse,lower-precision=bf16,fuse"
+                                : NULL;
+}
+
 static bool setup(trainer *r, const cli_opts *o)
 {
     ir_diag *d = r->d;
@@ -1029,8 +1281,34 @@ static bool setup(trainer *r, const cli_opts *o)
     r->B = (int)tok->shape.dim[0];
     r->T = (int)tok->shape.dim[1];
     r->V = logits && logits->in[0]->shape.rank >= 1 ? (int)logits->in[0]->shape.dim[logits->in[0]->shape.rank - 1] : 0;
+    r->half = cli_precision(o, "train", d);
+    if (r->half == DT_VOID)
+        return false;
+    if (r->half == DT_F64) {
+        ir_diag_error(d, -1, 0, 0, "train: --precision f64: training computes in f32 (bf16 or fp16: mixed precision)");
+        return false;
+    }
+    r->scaler = rt_loss_scale_default();
+    if (named(o, "--loss-scale")) {
+        double s;
+        if (r->half != DT_F16) {
+            ir_diag_error(d, -1, 0, 0, "train: --loss-scale is the initial loss scale of --precision fp16");
+            return false;
+        }
+        if (!opt_num(o, "--loss-scale", r->scaler.min_scale, false, r->scaler.max_scale, &s, d))
+            return false;
+        r->scaler.scale = s;
+    }
     if (!setup_mesh(r, o))
         return false;
+    if (r->t.trace && r->axis[0]) {
+        ir_diag_error(d, -1, 0, 0, "train: --trace writes whole gradients; under tp or pp no rank has them");
+        return false;
+    }
+    if (r->half != DT_F32 && r->axis[0]) {
+        ir_diag_error(d, -1, 0, 0, "train: --precision %s under tp or pp is not supported yet (dp is)", o->precision);
+        return false;
+    }
     if (!rt_data_load(r->t.data, &r->tokens, d))
         return false;
     if (r->V && r->tokens.vocab_size > (uint32_t)r->V) {
@@ -1053,10 +1331,9 @@ static bool setup(trainer *r, const cli_opts *o)
     if (!r->inputs || !r->targets || !r->g_inputs || !r->g_targets || !r->pool)
         ir_unreachable("out of memory");
 
-    /* the state first: a bad checkpoint is reported before minutes of compiling */
-    if (!setup_state(r, o->seed))
-        return false;
-    if (r->t.resume && !resume(r, o->seed))
+    /* the state first: a bad checkpoint is reported before minutes of compiling (under tp/pp
+     * the state is the rank's slices, known once its program is built: below) */
+    if (!r->axis[0] && (!setup_state(r, o->seed, r->g) || (r->t.resume && !resume(r, o->seed))))
         return false;
     double t0 = now_ms();
     ir_graph *gg = r->dp > 1 ? load_batch(o, r->Bl, d) : ir_graph_clone(r->g);
@@ -1085,13 +1362,29 @@ static bool setup(trainer *r, const cli_opts *o)
             r->mgrad = mesh_exec_new(tg, o->target, &r->mesh, r->world, r->axis, r->pool, d);
         else
             ir_graph_free(tg);
+        if (!r->mgrad || !setup_state(r, o->seed, mesh_exec_graph(r->mgrad)) || !count_holders(r) ||
+            (r->t.resume && !resume(r, o->seed))) {
+            ir_graph_free(gg);
+            return false;
+        }
+    } else if (r->half == DT_F16) {
+        ir_graph *sg = ir_graph_clone(gg);
+        scale_loss(sg, d);
+        r->grad = train_program(o, sg, pass_training_precision_pipeline(r->half), r->pool, d);
+        ir_graph_free(sg);
     } else
-        r->grad = train_program(o, gg, pass_training_pipeline(), r->pool, d);
+        r->grad = train_program(o, gg,
+                                r->half == DT_F32 ? pass_training_pipeline() : pass_training_precision_pipeline(r->half),
+                                r->pool, d);
     double t1 = now_ms();
-    r->eval = r->grad || r->mgrad ? train_program(o, gg, NULL, r->pool, d) : NULL;
+    /* the eval program: under tp/pp the gradient program's forward half (mesh_exec_run_forward) */
+    r->eval = r->grad ? train_program(o, gg, eval_pipeline(r), r->pool, d) : NULL;
     ir_graph_free(gg);
     double t2 = now_ms();
-    ir_graph *ug = r->eval ? pass_optimizer_graph(r->g, &r->t.opt, d) : NULL;
+    /* the update over this rank's state; sharded, its clip norm comes summed over the ranks */
+    r->t.opt.sumsq_input = r->mgrad != NULL;
+    ir_graph *ug = r->eval || r->mgrad ? pass_optimizer_graph(r->mgrad ? mesh_exec_graph(r->mgrad) : r->g, &r->t.opt, d)
+                                       : NULL;
     r->update = ug ? train_program(o, ug, NULL, r->pool, d) : NULL;
     ir_graph_free(ug);
     double t3 = now_ms();
@@ -1159,14 +1452,18 @@ static bool run(trainer *r, const cli_opts *o)
         if (!ok)
             break;
         double ms = now_ms() - t0, tok_s = (double)r->B * r->T * t->opt.accum / (ms / 1e3);
+        char scale[96] = ""; /* fp16: the loss scale the next step uses, and a skipped step */
+        if (r->half == DT_F16)
+            snprintf(scale, sizeof scale, " | scale %g%s", r->scaler.scale,
+                     r->skipped ? " (step skipped: inf/nan gradients)" : "");
         if (r->world)
-            printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f | %.1f ms (compute %.1f, comm %.1f: "
-                   "%.2f MiB) | %.1fk tok/s\n",
-                   r->step, t->steps, loss, lr_at(t, r->step), norm, ms, ms - r->comm_ms, r->comm_ms,
+            printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms (compute %.1f, comm "
+                   "%.1f: %.2f MiB) | %.1fk tok/s\n",
+                   r->step, t->steps, loss, lr_at(t, r->step), norm, scale, ms, ms - r->comm_ms, r->comm_ms,
                    (double)r->comm_bytes / 1048576.0, tok_s / 1e3);
         else
-            printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f | %.1f ms | %.1fk tok/s\n",
-                   r->step, t->steps, loss, lr_at(t, r->step), norm, ms, tok_s / 1e3);
+            printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms | %.1fk tok/s\n",
+                   r->step, t->steps, loss, lr_at(t, r->step), norm, scale, ms, tok_s / 1e3);
         double val = NAN;
         if ((t->eval_every > 0 && r->step % t->eval_every == 0) || r->step == t->steps) {
             ok = evaluate(r, &val);
@@ -1181,12 +1478,16 @@ static bool run(trainer *r, const cli_opts *o)
             fprintf(r->log, "\n");
             fflush(r->log);
         }
-        if (ok && t->checkpoint && r->world_rank == 0 && ((t->save_every > 0 && r->step % t->save_every == 0) || r->step == t->steps))
+        if (ok && t->checkpoint && (r->world_rank == 0 || r->mgrad) &&
+            ((t->save_every > 0 && r->step % t->save_every == 0) || r->step == t->steps))
             ok = save(r, o->seed);
     }
     if (ok && o->stats && r->grad)
         print_stats(r);
-    if (ok && t->sample > 0 && r->V > 0 && r->world_rank == 0)
+    if (ok && t->sample > 0 && r->V > 0 && r->world_rank == 0 && r->mgrad)
+        printf("sample: skipped under tp/pp, where no rank holds the whole model (`loom gather` the checkpoint, then "
+               "`loom generate`)\n");
+    else if (ok && t->sample > 0 && r->V > 0 && r->world_rank == 0)
         ok = generate(r, o, o->seed);
     return ok;
 }
@@ -1224,9 +1525,14 @@ int cmd_train(const cli_opts *o)
         fclose(r.log);
     program_free(r.sample);
     program_free(r.grad);
-    mesh_exec_free(r.mgrad);
     program_free(r.update);
     program_free(r.eval);
+    free(r.tied_holders);
+    free(r.tied_count);
+    free(r.tied_local);
+    free(r.params); /* its names may live in the mesh program's graph: freed next */
+    r.params = NULL;
+    mesh_exec_free(r.mgrad);
     rt_pool_free(r.pool);
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         free(r.flat[k]);

@@ -20,6 +20,7 @@ static const struct {
     {"generate", cmd_generate, "generate FILE --weights W --vocab DIR --prompt TEXT [--max-tokens N] [--temperature T --top-k K --top-p P --seed S]"},
     {"devices", cmd_devices, "devices                     list the CPU, CUDA and OpenCL devices"},
     {"embed", cmd_embed, "embed FILE --weights W --vocab vocab.txt SENTENCE...  sentence embeddings"},
+    {"gather", cmd_gather, "gather CKPT -o W.safetensors  the whole params of a sharded (tp/pp) checkpoint"},
 };
 
 static void usage(FILE *out)

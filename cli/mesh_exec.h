@@ -39,6 +39,8 @@ typedef bool (*mesh_micro_fn)(void *ctx, mesh_run *R, int micro);
  * the forward pass and their sends/receives) and backward half per micro-batch, each
  * micro-batch in flight in its own slot of values. Returns after every send completed. */
 bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn feed, mesh_micro_fn done, void *ctx);
+/* Only the forward halves of M micro-batches, one after another (evaluation: the loss). */
+bool mesh_exec_run_forward(mesh_run *R, int M, mesh_micro_fn feed, mesh_micro_fn done, void *ctx);
 /* The value of the output called name after a run (NULL if none). */
 const void *mesh_exec_output(const mesh_run *R, const char *name);
 /* Time and bytes in collectives since the last call. */

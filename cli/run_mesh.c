@@ -507,6 +507,19 @@ bool mesh_exec_schedule_parse(const char *s, mesh_schedule *out)
     return true;
 }
 
+bool mesh_exec_run_forward(mesh_run *R, int M, mesh_micro_fn feed, mesh_micro_fn done, void *ctx)
+{
+    ensure_slots(R, 1);
+    bool ok = true;
+    for (int micro = 0; ok && micro < M; micro++)
+        ok = (!feed || feed(ctx, R, micro)) && run_half(R, false) && (!done || done(ctx, R, micro));
+    if (ok && coll_flush(R->world) != COLL_OK) {
+        ir_diag_error(R->d, -1, 0, 0, "rank %d: %s", R->mesh.rank, coll_error_message(R->world));
+        ok = false;
+    }
+    return ok;
+}
+
 bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn feed, mesh_micro_fn done, void *ctx)
 {
     int a = pass_mesh_axis(&R->mesh, "pp");

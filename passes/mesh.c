@@ -157,22 +157,34 @@ static int64_t full_index(const mesh_slice *s, int64_t dim_full, int64_t j)
     return (j / part) * block + (int64_t)s->part * part + j % part;
 }
 
+/* The offset in the full tensor of element e of the slice (local shape loc). */
+static int64_t full_offset(const ir_shape *full, const ir_shape *loc, const mesh_slice *s, int n, int64_t e)
+{
+    int64_t idx[IR_MAX_RANK];
+    for (int k = loc->rank - 1; k >= 0; k--) {
+        idx[k] = loc->dim[k] ? e % loc->dim[k] : 0;
+        e = loc->dim[k] ? e / loc->dim[k] : 0;
+    }
+    for (int i = 0; i < n; i++)
+        idx[s[i].dim] = full_index(&s[i], full->dim[s[i].dim], idx[s[i].dim]);
+    int64_t off = 0;
+    for (int k = 0; k < full->rank; k++)
+        off = off * full->dim[k] + idx[k];
+    return off;
+}
+
+void mesh_slice_insert(const float *src, const ir_shape *full, const mesh_slice *s, int n, float *dst)
+{
+    ir_shape loc = mesh_slice_shape(full, s, n);
+    int64_t count = ir_shape_numel(&loc);
+    for (int64_t e = 0; e < count; e++)
+        dst[full_offset(full, &loc, s, n, e)] = src[e];
+}
+
 void mesh_slice_extract(const double *src, const ir_shape *full, const mesh_slice *s, int n, double *dst)
 {
     ir_shape loc = mesh_slice_shape(full, s, n);
     int64_t count = ir_shape_numel(&loc);
-    int64_t idx[IR_MAX_RANK];
-    for (int64_t e = 0; e < count; e++) {
-        int64_t rem = e;
-        for (int k = loc.rank - 1; k >= 0; k--) {
-            idx[k] = loc.dim[k] ? rem % loc.dim[k] : 0;
-            rem = loc.dim[k] ? rem / loc.dim[k] : 0;
-        }
-        for (int i = 0; i < n; i++)
-            idx[s[i].dim] = full_index(&s[i], full->dim[s[i].dim], idx[s[i].dim]);
-        int64_t off = 0;
-        for (int k = 0; k < full->rank; k++)
-            off = off * full->dim[k] + idx[k];
-        dst[e] = src[off];
-    }
+    for (int64_t e = 0; e < count; e++)
+        dst[e] = src[full_offset(full, &loc, s, n, e)];
 }

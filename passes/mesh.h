@@ -22,7 +22,9 @@ typedef struct pass_mesh {
     int world;                          /* product of the sizes */
     int rank;                           /* this rank, 0 <= rank < world */
     int microbatches;                   /* pipeline schedule report (0: as many as stages) */
-    bool local_outputs;                 /* pipeline: outputs stay on the stage computing them */
+    bool local_outputs;                 /* training: outputs stay on the stage computing them
+                                           (pipeline), a param's gradient in the param's
+                                           layout, named after its slice (shard) */
 } pass_mesh;
 
 /* Parses spec ("tp=2", "dp=2,tp=2,pp=2") against g's mesh axes (dp, tp, pp when g declares
@@ -55,6 +57,8 @@ void mesh_slice_append(char *buf, size_t cap, const mesh_slice *s);
 ir_shape mesh_slice_shape(const ir_shape *full, const mesh_slice *s, int n);
 /* Copies the slices of src (doubles, shape full) into dst (mesh_slice_shape elements). */
 void mesh_slice_extract(const double *src, const ir_shape *full, const mesh_slice *s, int n, double *dst);
+/* The inverse: writes the slice src (local shape) into its place in the full tensor dst. */
+void mesh_slice_insert(const float *src, const ir_shape *full, const mesh_slice *s, int n, float *dst);
 
 /* The mesh passes (registered in pass.c with the mesh they need). */
 bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d);

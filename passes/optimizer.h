@@ -15,6 +15,8 @@
  *            lr                       the learning rate of this step (f32 scalar; the
  *                                     warmup + cosine schedule is computed on the host)
  *            step                     the step number t = 1, 2, ... as f32 (bias correction)
+ *            grad_sumsq               with sumsq_input only: Σ g² of the averaged gradient
+ *                                     over the whole model (f32 scalar; the norm is its sqrt)
  *   outputs  params/G, adam.m/G, adam.v/G, sgd.buf/G: the values after the step (same names
  *            as the params: params and outputs are separate namespaces)
  *            grad_norm                global L2 norm of the averaged gradient, before clipping
@@ -47,6 +49,8 @@ typedef struct {
     bool decay_rank1;          /* also decay params of rank <= 1 */
     double clip;               /* max global gradient norm; <= 0: no clipping */
     int accum;                 /* micro-batches summed into grads/G (>= 1) */
+    bool sumsq_input;          /* the squared global norm comes as input grad_sumsq (sharded
+                                  training: this rank's groups hold only its slices) */
 } pass_opt_config;
 
 enum { PASS_OPT_DECAY, PASS_OPT_NO_DECAY, PASS_OPT_GROUPS };

@@ -46,6 +46,7 @@ typedef struct {
 
 typedef struct {
     const pass_mesh *m;
+    const ir_graph *src;
     ir_graph *dst;
     ir_diag *d;
     val *vals;        /* per source node */
@@ -742,6 +743,20 @@ static void copy_attrs(shard_ctx *c, const ir_node *n, ir_node *v, const rule *r
     }
 }
 
+/* With local outputs (training): the param whose gradient output "grad/<name>" n is, when
+ * the param is in this graph, else NULL. */
+static const ir_node *grad_param(const shard_ctx *c, const ir_node *n)
+{
+    if (!n->name || strncmp(n->name, "grad/", 5) != 0)
+        return NULL;
+    for (int i = 0; i < c->src->n_nodes; i++) {
+        const ir_node *p = c->src->nodes[i];
+        if (p->op == OP_param && p->name && strcmp(p->name, n->name + 5) == 0 && c->vals[i].v)
+            return p;
+    }
+    return NULL;
+}
+
 static bool rewrite_node(shard_ctx *c, const ir_node *n)
 {
     val *x = &c->vals[n->id];
@@ -749,9 +764,23 @@ static bool rewrite_node(shard_ctx *c, const ir_node *n)
     if (n->op == OP_param || n->op == OP_input)
         return source(c, n, x);
     if (n->op == OP_output) {
-        ir_node *in = replicated(c, n->in[0]);
+        const ir_node *p = c->m->local_outputs ? grad_param(c, n) : NULL;
+        ir_node *in;
+        char name[600];
+        if (p) {
+            /* a gradient in its param's layout, named after the param's slice */
+            val g = c->vals[n->in[0]->id];
+            for (int a = 0; a < c->m->n_axes; a++)
+                if (sharded_axis(c, a))
+                    convert(c, &g, a, c->vals[p->id].l[a]);
+            in = g.v;
+            snprintf(name, sizeof name, "grad/%s", c->vals[p->id].v->name);
+        } else {
+            in = replicated(c, n->in[0]);
+            snprintf(name, sizeof name, "%s", n->name);
+        }
         ir_node *o = emit(c, OP_output, 1, &in, n);
-        o->name = ir_graph_strdup(c->dst, n->name);
+        o->name = ir_graph_strdup(c->dst, name);
         x->v = finish(c, o);
         return true;
     }
@@ -837,6 +866,7 @@ static bool rewrite_node(shard_ctx *c, const ir_node *n)
 /* One rewrite of src into a fresh graph; NULL after an error. */
 static ir_graph *rewrite(shard_ctx *c, const ir_graph *src)
 {
+    c->src = src;
     c->dst = ir_graph_new(src->name);
     c->dst->n_axes = src->n_axes;
     for (int i = 0; i < src->n_axes; i++)
@@ -930,7 +960,7 @@ bool pass_shard(ir_graph *g, const pass_mesh *m, ir_diag *d)
         any |= m->size[a] > 1 && strcmp(m->axis[a], "pp") != 0;
     if (!any)
         return true;
-    shard_ctx c = {m, NULL, d, calloc((size_t)g->n_nodes + 1, sizeof(val)),
+    shard_ctx c = {m, NULL, NULL, d, calloc((size_t)g->n_nodes + 1, sizeof(val)),
                    calloc((size_t)g->n_nodes + 1, sizeof(ir_node *)), malloc(sizeof(int) * ((size_t)g->n_nodes + 1)),
                    malloc(sizeof(int) * ((size_t)g->n_nodes + 1)), calloc((size_t)g->n_nodes + 1, sizeof(bool)),
                    false, true, false};

@@ -3,8 +3,10 @@
 usage: train_mesh.py LOOM MPIEXEC MODEL SPEC[:SPEC...] [-D name=value ...]
 SPEC: MESH[@ALGO][/SCHEDULE[xM]][+resume] — ALGO the --allreduce algorithm (backend by
 default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its --microbatches; +resume
-also resumes the mesh run's checkpoint (written by rank 0 after step 10) for 2 more steps,
-which must give the single-rank resumed run's losses within 1e-5 relative.
+also checkpoints the mesh run at step 10 (sharded under tp/pp: one file per rank), gathers it
+with `loom gather` (the params must equal the single-rank checkpoint's within GATHER_TOL) and
+resumes it for 2 more steps, which must give the single-rank resumed run's losses within 1e-5
+relative.
 
 Data: 40,000 pseudo-random bytes of a small alphabet (byte tokens, vocab 256), written here.
 Each run trains 10 steps with AdamW from `loom init`'s start (same seed) and evaluates at the
@@ -12,6 +14,7 @@ end. The single-rank run is the reference: for every mesh (one process per rank,
 oversubscribed, one thread each) rank 0's losses of the 10 steps, and the validation loss, must
 equal it within 1e-5 relative; one line per mesh prints the max relative error and wall time.
 Only rank 0 may print step lines: the test counts them."""
+import glob
 import os
 import re
 import subprocess
@@ -21,7 +24,13 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models"))
+from harness import read_safetensors  # noqa: E402
+
 REL_TOL = 1e-5
+# params after 10 AdamW steps, per tensor max |gathered - single| / max |single|: Adam turns the
+# rounding noise of an exactly-zero gradient (the key bias: softmax ignores it) into ±lr steps
+GATHER_TOL = 1e-3
 STEPS = 10
 STEP = re.compile(r"^step (\d+)/\d+ \| loss ([0-9.]+) .*\| norm ([0-9.]+)")
 VAL = re.compile(r"^val step \d+ \| val loss ([0-9.]+)")
@@ -119,6 +128,33 @@ def main():
                 subprocess.run([loom, "train", *resume_args, "--resume", single_ckpt], env=env, capture_output=True,
                                text=True, timeout=120, check=True)
                 want_resumed = losses(log)[0][-2:]
+            # the sharded checkpoint gathered into one file: the single-rank run's params
+            gathered = os.path.join(tmp, "gathered.safetensors")
+            g = subprocess.run([loom, "gather", mesh_ckpt, "-o", gathered], capture_output=True, text=True)
+            if g.returncode != 0:
+                print(f"FAIL {spec}: loom gather: exit status {g.returncode}\n{g.stdout}{g.stderr}")
+                failures += 1
+            else:
+                got_p = read_safetensors(gathered)
+                want_p = {k: v for k, v in read_safetensors(glob.glob(os.path.join(single_ckpt, "state-*"))[0]).items()
+                          if "/" not in k}
+                worst = max((float(np.abs(got_p[k] - w).max() / max(np.abs(w).max(), 1e-30)), k)
+                            for k, w in want_p.items() if k in got_p)
+                ok = set(got_p) == set(want_p) and worst[0] <= GATHER_TOL
+                failures += not ok
+                print(f"{'ok  ' if ok else 'FAIL'} {spec:24s} loom gather: {len(got_p)} params (want {len(want_p)}) "
+                      f"equal the single-rank checkpoint's, worst {worst[0]:.2e} in {worst[1]} (tol {GATHER_TOL:g})")
+            # a sharded checkpoint on one rank, and a whole one gathered: clear errors
+            for what, bad, want_err in (
+                    ("one rank resuming it", [loom, "train", *more_steps(args), "--resume", mesh_ckpt],
+                     f"{mesh_ckpt}: sharded checkpoint: mesh "),
+                    ("gathering a whole one", [loom, "gather", single_ckpt, "-o", gathered],
+                     f"{single_ckpt}: not a sharded checkpoint")):
+                b = subprocess.run(bad, env=env, capture_output=True, text=True, timeout=120)
+                ok = b.returncode == 1 and want_err in b.stderr
+                failures += not ok
+                print(f"{'ok  ' if ok else 'FAIL'} {spec:24s} {what}: exit status {b.returncode}, "
+                      f"{b.stderr.strip().splitlines()[-1] if b.stderr.strip() else 'no message'}")
             os.remove(log)
             rcmd = more_steps(cmd)
             rcmd = rcmd[:rcmd.index("--checkpoint")] + ["--resume", mesh_ckpt]
