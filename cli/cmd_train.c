@@ -1511,6 +1511,15 @@ int cmd_train(const cli_opts *o)
     if (r.world_rank > 0 && !freopen("/dev/null", "w", stdout))
         ir_unreachable("train: cannot silence a rank's stdout");
     bool set = parse_opts(o, &r.t, &d) && setup(&r, o);
+    if (!set && r.axis[0] && r.world_size > 1) {
+        /* under tp/pp each rank builds its own program and state: a setup failure may be this
+         * rank's alone, with the others waiting in a collective; say it and end the job */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "train: rank %d failed to set up: %s", r.world_rank,
+                 d.n_msg ? d.msg[0].msg : "unknown error");
+        ir_diag_print(&d, stderr);
+        coll_abort(r.world, 1, msg);
+    }
     if (set && !run(&r, o) && r.world && r.world_size > 1) {
         /* a failure on one rank leaves the others waiting in the next allreduce: end the job */
         char msg[1024];

@@ -617,13 +617,16 @@ static bool source(shard_ctx *c, const ir_node *n, val *x)
         int blocks = n->op == OP_param ? c->blocks[find(c, n->id)] : 1;
         lay l = S(dim, blocks, n->op == OP_param ? n->id : -1);
         int64_t len = n->shape.dim[dim];
-        if (!divisible(len, &l, c->m->size[a]) && n->op == OP_param && c->table[n->id] && dim == 0) {
-            /* an odd vocabulary (GPT-2's 50257): the table stays whole, the rest is sharded */
+        if (!divisible(len, &l, c->m->size[a]) && n->op == OP_param && dim == 0 && blocks == 1) {
+            /* an odd vocabulary (GPT-2's 50257): the table stays whole, the rest is sharded —
+             * also on a pipeline stage where it is only the tied LM head (not a table there:
+             * the decision must not depend on the stage) */
             if (c->note)
                 ir_diag_note(c->d, n->loc.file, n->loc.line, n->loc.col,
-                             "param '%s' %s: dim 0 (%" PRId64 ") does not divide by mesh axis %s=%d; the "
-                             "vocabulary stays replicated (pad it to shard it, e.g. -D vocab=50304 for GPT-2)",
-                             n->name, ty, len, c->m->axis[a], c->m->size[a]);
+                             "param '%s' %s: dim 0 (%" PRId64 ") does not divide by mesh axis %s=%d; %s stays "
+                             "replicated (pad it to shard it, e.g. -D vocab=50304 for GPT-2)",
+                             n->name, ty, len, c->m->axis[a], c->m->size[a],
+                             c->table[n->id] ? "the vocabulary" : "it");
             continue;
         }
         if (!divisible(len, &l, c->m->size[a])) {
