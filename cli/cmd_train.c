@@ -665,9 +665,10 @@ static bool mesh_grad_run(trainer *r, bool zero, double *loss)
 }
 
 /* Sums x[n] over the pp stages in place (a stage holds only its own params' gradients). */
-static void pp_sum(trainer *r, void *x, size_t n, coll_dtype dt)
+/* Sums x[n] over the mesh axis called `axis` in place, bucket by bucket. */
+static void axis_sum(trainer *r, const char *axis, void *x, size_t n, coll_dtype dt)
 {
-    int a = pass_mesh_axis(&r->mesh, "pp");
+    int a = pass_mesh_axis(&r->mesh, axis);
     if (a < 0 || r->mesh.size[a] == 1 || n == 0)
         return;
     double t0 = now_ms();
@@ -676,7 +677,7 @@ static void pp_sum(trainer *r, void *x, size_t n, coll_dtype dt)
         size_t c = n - at < DP_BUCKET ? n - at : DP_BUCKET;
         char *p = (char *)x + at * es;
         if (coll_allreduce(r->axis[a], p, p, c, dt, COLL_SUM) != COLL_OK)
-            ir_unreachable("train: pp gradient allreduce rejected its arguments");
+            ir_unreachable("train: a mesh-axis allreduce rejected its arguments");
     }
     r->comm_ms += now_ms() - t0;
     r->comm_bytes += (int64_t)(n * es);
@@ -819,7 +820,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
                 return false;
             if (first && m == 0) {
                 double l0 = l / r->micro;
-                pp_sum(r, &l0, 1, COLL_F64);
+                axis_sum(r, "pp", &l0, 1, COLL_F64);
                 printf("loss at init %.4f (ln(vocab) = %.4f)\n", l0, r->V ? log((double)r->V) : NAN);
                 fflush(stdout);
             }
@@ -860,14 +861,17 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
     }
     sum = r->dp > 1 ? dp_mean1(r, sum) : sum;
     if (r->mgrad) {
-        /* a tied param's partial gradients summed over its stages, the last stage's loss to
-         * every stage; the mean over the micro-batches is the gradient of the batch's mean
-         * loss; the clip norm over the whole model */
+        /* the dp ranks' partial gradients summed (once a step), a tied param's partial
+         * gradients summed over its stages, the last stage's loss to every stage; the mean
+         * over the micro-batches is the gradient of the batch's mean loss; the clip norm over
+         * the whole model */
+        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+            axis_sum(r, "dp", r->grads[k], (size_t)r->n_group[k], COLL_F32);
         tied_sum(r);
         for (int k = 0; k < PASS_OPT_GROUPS; k++)
             for (int64_t j = 0; r->micro > 1 && j < r->n_group[k]; j++)
                 r->grads[k][j] /= (float)r->micro;
-        pp_sum(r, &sum, 1, COLL_F64);
+        axis_sum(r, "pp", &sum, 1, COLL_F64);
         sum /= r->micro;
         global_sumsq(r);
     }
@@ -924,7 +928,7 @@ static bool evaluate(trainer *r, double *loss)
         sum += r->micro_loss / r->micro;
     }
     if (r->mgrad)
-        pp_sum(r, &sum, 1, COLL_F64);
+        axis_sum(r, "pp", &sum, 1, COLL_F64);
     for (uint64_t i = 0; !r->mgrad && i < n; i++) {
         rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->g_inputs, r->g_targets);
         take_rows(r);

@@ -24,7 +24,8 @@ typedef struct pass_mesh {
     int microbatches;                   /* pipeline schedule report (0: as many as stages) */
     bool local_outputs;                 /* training: outputs stay on the stage computing them
                                            (pipeline), a param's gradient in the param's
-                                           layout, named after its slice (shard) */
+                                           layout, named after its slice, and over dp this
+                                           rank's partial sum (shard) */
 } pass_mesh;
 
 /* Parses spec ("tp=2", "dp=2,tp=2,pp=2") against g's mesh axes (dp, tp, pp when g declares

@@ -771,11 +771,20 @@ static bool rewrite_node(shard_ctx *c, const ir_node *n)
         ir_node *in;
         char name[600];
         if (p) {
-            /* a gradient in its param's layout, named after the param's slice */
+            /* a gradient in its param's layout, named after the param's slice — but over dp
+             * this rank's partial sum (a replicated one divided by dp): the trainer sums the
+             * gradients over dp once a step, not once a micro-batch */
             val g = c->vals[n->in[0]->id];
-            for (int a = 0; a < c->m->n_axes; a++)
-                if (sharded_axis(c, a))
-                    convert(c, &g, a, c->vals[p->id].l[a]);
+            for (int a = 0; a < c->m->n_axes; a++) {
+                if (!sharded_axis(c, a))
+                    continue;
+                if (strcmp(c->m->axis[a], "dp") == 0 && g.l[a].kind != L_S) {
+                    if (g.l[a].kind == L_R)
+                        g.v = op2(c, OP_mul, g.v, constant(c, 1.0 / c->m->size[a], n), n);
+                    continue;
+                }
+                convert(c, &g, a, c->vals[p->id].l[a]);
+            }
             in = g.v;
             snprintf(name, sizeof name, "grad/%s", c->vals[p->id].v->name);
         } else {
