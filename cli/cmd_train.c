@@ -412,7 +412,8 @@ static rt_ckpt_tensor *ckpt_tensors(trainer *r, int *n, char **names)
 
 static rt_ckpt_info ckpt_info(const trainer *r, uint64_t seed)
 {
-    rt_ckpt_info info = {r->step, r->next_batch, seed, r->rng, "", r->B, r->T, r->t.opt.accum};
+    rt_ckpt_info info = {r->step, r->next_batch, seed, r->rng, "", r->B, r->T, r->t.opt.accum,
+                         r->half == DT_F16 ? r->scaler.scale : 0, r->half == DT_F16 ? r->scaler.good_steps : 0};
     snprintf(info.optimizer, sizeof info.optimizer, "%s", r->t.opt.kind == PASS_OPT_SGD ? "sgd" : "adamw");
     return info;
 }
@@ -506,6 +507,10 @@ static bool resume(trainer *r, uint64_t seed)
     r->step = got.step;
     r->next_batch = got.next_batch;
     r->rng = got.rng;
+    if (r->half == DT_F16 && got.loss_scale > 0) { /* fp16: the loss scale where it was */
+        r->scaler.scale = got.loss_scale;
+        r->scaler.good_steps = (int)got.good_steps;
+    }
     return true;
 }
 

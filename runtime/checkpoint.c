@@ -121,6 +121,10 @@ bool rt_ckpt_save(const char *dir, const rt_ckpt_info *info, const rt_ckpt_tenso
     cJSON_AddNumberToObject(j, "seq", info->seq);
     cJSON_AddNumberToObject(j, "accum", info->accum);
     cJSON_AddStringToObject(j, "state", state);
+    if (info->loss_scale > 0) {
+        cJSON_AddNumberToObject(j, "loss_scale", info->loss_scale);
+        cJSON_AddNumberToObject(j, "loss_scale_good_steps", (double)info->good_steps);
+    }
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     if (!text)
@@ -204,7 +208,7 @@ bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n,
     if (text && !j)
         ir_diag_error(d, -1, 0, 0, "%s: not valid JSON", mpath);
     const char *bad = NULL;
-    double step = 0, next = 0, ver = 0, b = 0, s = 0, a = 0;
+    double step = 0, next = 0, ver = 0, b = 0, s = 0, a = 0, ls = 0, good = 0;
     const cJSON *fmt = ok ? cJSON_GetObjectItemCaseSensitive(j, "format") : NULL;
     const cJSON *opt = ok ? cJSON_GetObjectItemCaseSensitive(j, "optimizer") : NULL;
     const cJSON *state = ok ? cJSON_GetObjectItemCaseSensitive(j, "state") : NULL;
@@ -226,6 +230,9 @@ bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n,
         bad = "\"batch\", \"seq\" and \"accum\" must be positive integers";
     else if (!cJSON_IsString(state) || strncmp(state->valuestring, "state-", 6) != 0 || strchr(state->valuestring, '/'))
         bad = "\"state\" must name a state-*.safetensors file in the directory";
+    else if (cJSON_GetObjectItemCaseSensitive(j, "loss_scale") &&
+             (!get_int(j, "loss_scale", 1, 1e30, &ls) || !get_int(j, "loss_scale_good_steps", 0, 1e15, &good)))
+        bad = "\"loss_scale\" and \"loss_scale_good_steps\" must be positive and non-negative integers";
     if (bad) {
         ir_diag_error(d, -1, 0, 0, "%s: %s", mpath, bad);
         ok = false;
@@ -238,6 +245,8 @@ bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n,
         info->batch = (int)b;
         info->seq = (int)s;
         info->accum = (int)a;
+        info->loss_scale = ls;
+        info->good_steps = (int64_t)good;
         strcpy(info->optimizer, opt->valuestring);
         spath = path_join(dir, state->valuestring);
         ok = rt_st_open(spath, &f, d);

@@ -2,7 +2,8 @@
  *     manifest.json            {"format": "loom-checkpoint", "version": 1, "step": 120,
  *                               "next_batch": 480, "seed": "1337", "rng": "0",
  *                               "optimizer": "adamw", "batch": 16, "seq": 128, "accum": 1,
- *                               "state": "state-00000120.safetensors"}
+ *                               "state": "state-00000120.safetensors",
+ *                               "loss_scale": 65536, "loss_scale_good_steps": 12}  (fp16 only)
  *     state-00000120.safetensors   every f32 tensor of the training state (params, optimizer
  *                                  state), by name
  * u64 values are decimal strings (JSON numbers are doubles). Saving is atomic: the state file
@@ -27,6 +28,8 @@ typedef struct {
     uint64_t rng;          /* position of the sampling stream */
     char optimizer[16];    /* "adamw" or "sgd" */
     int batch, seq, accum; /* what the batch stream depends on */
+    double loss_scale;     /* fp16 training's dynamic loss scale; 0: none (optional in the file) */
+    int64_t good_steps;    /* its good steps in a row */
 } rt_ckpt_info;
 
 /* One tensor of the state: f32, shape, caller memory. */

@@ -9,6 +9,7 @@ skipped step, and once the scale fits every step applies (finite norm) and the l
 its start.
 
 Usage: test_train_mixed.py LOOM"""
+import json
 import os
 import re
 import subprocess
@@ -74,6 +75,20 @@ def main():
               f"{got[0]:.4f} -> {got[-1]:.4f}")
         if not ok:
             print(out)
+
+        # the scale lives in the checkpoint: a resumed run goes on from it, not from --loss-scale
+        ckpt = os.path.join(tmp, "ckpt")
+        out4, _, _ = train("fp16-4", "--precision", "fp16", "--loss-scale", str(2 ** 24), "--steps", "3",
+                           "--checkpoint", ckpt)
+        with open(os.path.join(ckpt, "manifest.json")) as f:
+            saved = json.load(f).get("loss_scale")
+        out6, _, _ = train("fp16-resumed", "--precision", "fp16", "--loss-scale", str(2 ** 24), "--resume", ckpt)
+        first = [m for m in (STEP.match(line) for line in out6.splitlines()) if m][0]
+        scale = float(first.group(4))  # printed with %g: 6 digits
+        ok = saved == 2 ** 21 and int(first.group(1)) == 4 and any(abs(scale / 2.0 ** e - 1) < 1e-5 for e in (20, 21))
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} fp16 resume: checkpoint after 3 skipped steps holds loss_scale {saved}; "
+              f"the resumed run's step {first.group(1)} prints scale {first.group(4)}")
     return 1 if failures else 0
 
 
