@@ -37,7 +37,8 @@ typedef struct {
 struct mesh_run {
     ir_graph *g;      /* the rank's local graph */
     void **val;       /* per node: its value in the node's dtype (malloc'd), in the current slot */
-    void ***slot;     /* per micro-batch slot, its values; params are one buffer shared by all */
+    void ***slot;     /* per micro-batch slot, its values (params and the backward half's
+                         values: one buffer shared by all, shared_value) */
     int n_slots;
     bool *backward;   /* per node: runs in the backward half (autodiff's nodes no forward needs) */
     run_step *steps;
@@ -191,6 +192,22 @@ static void split_at(const ir_node *x, int d, size_t *outer, size_t *chunk)
         *(i < d ? outer : chunk) *= (size_t)x->shape.dim[i];
 }
 
+/* One buffer for every slot: a param, and a value of the backward half — micro-batches run
+ * their backward halves one at a time and the caller reads the outputs right after, so only
+ * the forward half's values (what a backward needs later) take a slot each. */
+static bool shared_value(const mesh_run *R, int id) { return R->g->nodes[id]->op == OP_param || (R->backward && R->backward[id]); }
+
+/* Node id's buffer in the current slot, allocated on first use (a shared one for all slots). */
+static void *value_buffer(mesh_run *R, int id)
+{
+    if (!R->val[id]) {
+        R->val[id] = xmalloc(bytes_of(R->g->nodes[id]));
+        for (int k = 0; shared_value(R, id) && k < R->n_slots; k++)
+            R->slot[k][id] = R->val[id];
+    }
+    return R->val[id];
+}
+
 static bool run_comm(mesh_run *R, const ir_node *n)
 {
     const ir_node *x = n->n_in ? n->in[0] : n;
@@ -199,8 +216,7 @@ static bool run_comm(mesh_run *R, const ir_node *n)
         ir_diag_error(R->d, -1, 0, 0, "%s of %s values is not supported", ir_ops[n->op].mnemonic, ir_dtype_name(n->dtype));
         return false;
     }
-    if (!R->val[n->id])
-        R->val[n->id] = xmalloc(bytes_of(n));
+    value_buffer(R, n->id);
     size_t count = (size_t)ir_shape_numel(&x->shape);
     coll_comm *c = R->world;
     int T = 1;
@@ -367,9 +383,7 @@ static bool run_half(mesh_run *R, bool backward)
             const void *out = program_output(s->p, n->name);
             if (!out)
                 ir_unreachable("run_mesh: a segment output is missing");
-            if (!R->val[id])
-                R->val[id] = xmalloc(bytes_of(L->nodes[id]));
-            memcpy(R->val[id], out, bytes_of(L->nodes[id]));
+            memcpy(value_buffer(R, id), out, bytes_of(L->nodes[id]));
         }
     }
     return true;
@@ -397,7 +411,7 @@ static void release(mesh_run *R)
     for (int t = 0; t < n_tables; t++) {
         void **v = R->n_slots ? R->slot[t] : R->val;
         for (int i = 0; v && i < R->g->n_nodes; i++)
-            if (t == 0 || R->g->nodes[i]->op != OP_param)
+            if (t == 0 || !shared_value(R, i))
                 free(v[i]);
         free(v);
     }
@@ -457,15 +471,7 @@ mesh_run *mesh_exec_new(ir_graph *g, const char *target, const pass_mesh *m, col
 
 const ir_graph *mesh_exec_graph(const mesh_run *R) { return R->g; }
 
-void *mesh_exec_value(mesh_run *R, const ir_node *n)
-{
-    if (!R->val[n->id]) {
-        R->val[n->id] = xmalloc(bytes_of(n));
-        for (int k = 0; n->op == OP_param && k < R->n_slots; k++)
-            R->slot[k][n->id] = R->val[n->id];
-    }
-    return R->val[n->id];
-}
+void *mesh_exec_value(mesh_run *R, const ir_node *n) { return value_buffer(R, n->id); }
 
 bool mesh_exec_run(mesh_run *R) { return run_steps(R); }
 
@@ -490,7 +496,7 @@ static void ensure_slots(mesh_run *R, int n)
         if (!R->slot[k])
             ir_unreachable("out of memory");
         for (int i = 0; i < R->g->n_nodes; i++)
-            if (R->g->nodes[i]->op == OP_param)
+            if (shared_value(R, i))
                 R->slot[k][i] = R->slot[0][i];
     }
     R->n_slots = n;
