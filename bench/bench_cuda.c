@@ -12,22 +12,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "frontend.h"
 #include "program.h"
 #include "safetensors.h"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static double graph_flops(const ir_graph *g)
 {
@@ -126,14 +114,14 @@ int main(int argc, char **argv)
         }
         ok = program_bind(p, n->name, buf, &d);
     }
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     ok = ok && program_run(p, &d);
-    double first = now_ms() - t0;
+    double first = rt_now_ms() - t0;
     double *ms = calloc((size_t)runs + 1, sizeof *ms);
     for (int r = 0; ok && r < runs; r++) {
-        double t = now_ms();
+        double t = rt_now_ms();
         ok = program_run(p, &d);
-        ms[r] = now_ms() - t;
+        ms[r] = rt_now_ms() - t;
     }
     if (ok) {
         program_profile(p, true);
@@ -143,7 +131,7 @@ int main(int argc, char **argv)
         ir_diag_print(&d, stderr);
         return 1;
     }
-    qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
+    rt_sort_doubles(ms, (size_t)runs);
     rt_exec_stats s = program_stats(p);
     printf("%s: compile %.0f ms, first run %.2f ms, %d runs: median %.3f ms, min %.3f ms; %.1f GFLOP -> %.1f TFLOP/s (median)\n",
            target, program_compile_ms(p), first, runs, ms[runs / 2], ms[0], flops / 1e9, flops / (ms[runs / 2] * 1e-3) / 1e12);

@@ -23,17 +23,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "program.h"
 #include "weights.h"
 #include "wordpiece.h"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* --vocab as vocab.txt's path and its directory (both malloc'd). */
 static void vocab_paths(const char *vocab, char **file, char **dir)
@@ -105,7 +99,7 @@ int cmd_embed(const cli_opts *o)
         ir_diag_error(&d, -1, 0, 0, "embed: --target %s is not supported (cpu only)", o->target);
     if (!ir_diag_ok(&d))
         return cli_finish(&d);
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     char *vfile, *vdir;
     vocab_paths(o->vocab, &vfile, &vdir);
     rt_wp *wp = rt_wp_load(vfile, cli_wp_config(vdir), &d);
@@ -133,7 +127,7 @@ int cmd_embed(const cli_opts *o)
             input_ids[(size_t)b * T + t] = t < len[b] ? (int32_t)ids[b][t] : pad == UINT32_MAX ? 0 : (int32_t)pad;
             mask[(size_t)b * T + t] = t < len[b];
         }
-    double t1 = now_ms();
+    double t1 = rt_now_ms();
     int file = ir_diag_load_file(&d, o->file);
     ir_graph *g = file >= 0 ? build(o, file, B, (int64_t)T, &d) : NULL;
     rt_pool *pool = g ? rt_pool_new(0) : NULL;
@@ -145,9 +139,9 @@ int cmd_embed(const cli_opts *o)
     cli_weights *w = ir_diag_ok(&d) ? cli_weights_open(o->weights, &d) : NULL;
     bool ok = w && cli_weights_bind(w, p, &d) && program_bind(p, "input_ids", input_ids, &d) &&
               program_bind(p, "attention_mask", mask, &d);
-    double t2 = now_ms();
+    double t2 = rt_now_ms();
     ok = ok && program_run(p, &d);
-    double t3 = now_ms();
+    double t3 = rt_now_ms();
     if (ok) {
         int64_t C = out->in[0]->shape.dim[2];
         const float *h = program_output(p, "last_hidden_state");

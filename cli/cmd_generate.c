@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "bpe.h"
 #include "cli.h"
 #include "kv_cache.h"
@@ -41,13 +42,6 @@ typedef struct {
     long long max_tokens, top_k;
     double temperature, top_p;
 } gen_opts;
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static const char *named(const cli_opts *o, const char *key)
 {
@@ -314,7 +308,7 @@ int cmd_generate(const cli_opts *o)
     ps.ctx = ctx;
     pool = ok ? rt_pool_new(0) : NULL;
     ok = ok && pool;
-    double t_compile = now_ms();
+    double t_compile = rt_now_ms();
     if (ok && !o->recompute) {
         ir_graph *gp = build(o, file, (long long)n_prompt, &d);
         ok = gp && pass_kv_cache(gp, PASS_KV_PREFILL, ctx, &d);
@@ -330,7 +324,7 @@ int cmd_generate(const cli_opts *o)
         ir_graph_free(gf);
     }
     ir_graph_free(gd);
-    t_compile = now_ms() - t_compile;
+    t_compile = rt_now_ms() - t_compile;
     program *first = ps.full ? ps.full : ps.prefill;
     const ir_node *lg = ok ? logits_of(first, &d) : NULL;
     ok = lg != NULL;
@@ -375,7 +369,7 @@ int cmd_generate(const cli_opts *o)
     if (ok && o->stats && ps.decode)
         rt_exec_profile(program_exec(ps.decode), true);
     while (ok && produced < g.max_tokens) {
-        double t0 = now_ms();
+        double t0 = rt_now_ms();
         const float *row;
         if (ps.full) {
             ok = program_run(ps.full, &d);
@@ -393,7 +387,7 @@ int cmd_generate(const cli_opts *o)
         if (!ok)
             break;
         int id = sample(row, V < (int)rt_bpe_vocab_size(bpe) ? V : (int)rt_bpe_vocab_size(bpe), &g, &rng, work);
-        double dt = now_ms() - t0;
+        double dt = rt_now_ms() - t0;
         *(produced == 0 ? &t_prefill : &t_decode) += dt;
         if (dump && !dump_row(dump, id, row, V)) {
             ir_diag_error(&d, -1, 0, 0, "generate: cannot write %s", g.dump);

@@ -23,6 +23,7 @@
  * (runtime/loss_scale.h): the gradient program computes the gradients of scale · loss (an input
  * "loss_scale"), which are unscaled on the host; a step with inf/nan gradients is skipped.
  */
+#include "clock.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "coll.h"
@@ -173,13 +174,6 @@ static double lr_at(const train_opts *t, int64_t s)
         return t->lr;
     double p = (double)(s - t->warmup) / (double)(t->steps - t->warmup);
     return t->min_lr + 0.5 * (t->lr - t->min_lr) * (1 + cos(M_PI * p));
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* ---- graphs -------------------------------------------------------------------------------- */
@@ -534,7 +528,7 @@ static void dp_sum(trainer *r, void *x, size_t n, coll_dtype dt)
 {
     if (r->dp == 1 || n == 0)
         return;
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     size_t es = coll_dtype_size(dt);
     for (size_t at = 0; at < n; at += DP_BUCKET) {
         size_t c = n - at < DP_BUCKET ? n - at : DP_BUCKET;
@@ -542,7 +536,7 @@ static void dp_sum(trainer *r, void *x, size_t n, coll_dtype dt)
         if (coll_allreduce(r->world, p, p, c, dt, COLL_SUM) != COLL_OK)
             ir_unreachable("train: gradient allreduce rejected its arguments");
     }
-    r->comm_ms += now_ms() - t0;
+    r->comm_ms += rt_now_ms() - t0;
     r->comm_bytes += (int64_t)(n * es);
 }
 
@@ -676,7 +670,7 @@ static void axis_sum(trainer *r, const char *axis, void *x, size_t n, coll_dtype
     int a = pass_mesh_axis(&r->mesh, axis);
     if (a < 0 || r->mesh.size[a] == 1 || n == 0)
         return;
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     size_t es = coll_dtype_size(dt);
     for (size_t at = 0; at < n; at += DP_BUCKET) {
         size_t c = n - at < DP_BUCKET ? n - at : DP_BUCKET;
@@ -684,7 +678,7 @@ static void axis_sum(trainer *r, const char *axis, void *x, size_t n, coll_dtype
         if (coll_allreduce(r->axis[a], p, p, c, dt, COLL_SUM) != COLL_OK)
             ir_unreachable("train: a mesh-axis allreduce rejected its arguments");
     }
-    r->comm_ms += now_ms() - t0;
+    r->comm_ms += rt_now_ms() - t0;
     r->comm_bytes += (int64_t)(n * es);
 }
 
@@ -746,10 +740,10 @@ static void tied_sum(trainer *r)
         float *buf = j >= 0 ? r->grads[r->params[j].group] + r->params[j].off : calloc(n + 1, sizeof *buf);
         if (!buf)
             ir_unreachable("out of memory");
-        double t0 = now_ms();
+        double t0 = rt_now_ms();
         if (coll_allreduce(r->axis[a], buf, buf, n, COLL_F32, COLL_SUM) != COLL_OK)
             ir_unreachable("train: the tied-gradient allreduce rejected its arguments");
-        r->comm_ms += now_ms() - t0;
+        r->comm_ms += rt_now_ms() - t0;
         r->comm_bytes += (int64_t)(n * sizeof(float));
         if (j < 0)
             free(buf);
@@ -771,10 +765,10 @@ static void global_sumsq(trainer *r)
             q += (double)g[j] * g[j];
         s += q / ((double)dp * (mp->sliced ? 1 : tp) * mp->holders);
     }
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     if (coll_allreduce(r->world, &s, &s, 1, COLL_F64, COLL_SUM) != COLL_OK)
         ir_unreachable("train: the gradient-norm allreduce rejected its arguments");
-    r->comm_ms += now_ms() - t0;
+    r->comm_ms += rt_now_ms() - t0;
     double accum = r->t.opt.accum;
     r->sumsq_in = (float)(s / (accum * accum));
 }
@@ -1344,7 +1338,7 @@ static bool setup(trainer *r, const cli_opts *o)
      * the state is the rank's slices, known once its program is built: below) */
     if (!r->axis[0] && (!setup_state(r, o->seed, r->g) || (r->t.resume && !resume(r, o->seed))))
         return false;
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     ir_graph *gg = r->dp > 1 ? load_batch(o, r->Bl, d) : ir_graph_clone(r->g);
     if (!gg)
         return false;
@@ -1385,18 +1379,18 @@ static bool setup(trainer *r, const cli_opts *o)
         r->grad = train_program(o, gg,
                                 r->half == DT_F32 ? pass_training_pipeline() : pass_training_precision_pipeline(r->half),
                                 r->pool, d);
-    double t1 = now_ms();
+    double t1 = rt_now_ms();
     /* the eval program: under tp/pp the gradient program's forward half (mesh_exec_run_forward) */
     r->eval = r->grad ? train_program(o, gg, eval_pipeline(r), r->pool, d) : NULL;
     ir_graph_free(gg);
-    double t2 = now_ms();
+    double t2 = rt_now_ms();
     /* the update over this rank's state; sharded, its clip norm comes summed over the ranks */
     r->t.opt.sumsq_input = r->mgrad != NULL;
     ir_graph *ug = r->eval || r->mgrad ? pass_optimizer_graph(r->mgrad ? mesh_exec_graph(r->mgrad) : r->g, &r->t.opt, d)
                                        : NULL;
     r->update = ug ? train_program(o, ug, NULL, r->pool, d) : NULL;
     ir_graph_free(ug);
-    double t3 = now_ms();
+    double t3 = rt_now_ms();
     if (!r->update)
         return false;
     if (!bind_all(r))
@@ -1450,17 +1444,17 @@ static bool run(trainer *r, const cli_opts *o)
         program_profile(r->update, true);
     }
     const train_opts *t = &r->t;
-    double t_start = now_ms();
+    double t_start = rt_now_ms();
     bool ok = true, first = r->step == 0;
     while (ok && r->step < t->steps) {
-        double t0 = now_ms(), loss = 0, norm = 0;
+        double t0 = rt_now_ms(), loss = 0, norm = 0;
         r->comm_ms = 0;
         r->comm_bytes = 0;
         ok = train_step(r, &loss, &norm, first);
         first = false;
         if (!ok)
             break;
-        double ms = now_ms() - t0, tok_s = (double)r->B * r->T * t->opt.accum / (ms / 1e3);
+        double ms = rt_now_ms() - t0, tok_s = (double)r->B * r->T * t->opt.accum / (ms / 1e3);
         char scale[96] = ""; /* fp16: the loss scale the next step uses, and a skipped step */
         if (r->half == DT_F16)
             snprintf(scale, sizeof scale, " | scale %g%s", r->scaler.scale,
@@ -1477,7 +1471,7 @@ static bool run(trainer *r, const cli_opts *o)
         if ((t->eval_every > 0 && r->step % t->eval_every == 0) || r->step == t->steps) {
             ok = evaluate(r, &val);
             if (ok)
-                printf("val step %" PRId64 " | val loss %.4f | %.1f s\n", r->step, val, (now_ms() - t_start) / 1e3);
+                printf("val step %" PRId64 " | val loss %.4f | %.1f s\n", r->step, val, (rt_now_ms() - t_start) / 1e3);
         }
         fflush(stdout);
         if (r->log) {

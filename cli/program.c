@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "codegen.h"
 #include "lower.h"
 #include "pass.h"
@@ -32,13 +33,6 @@ static const program_backend *const backends[] = {
     &program_backend_opencl,
 };
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 program *program_new(const char *target, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)
 {
     const program_backend *be = NULL;
@@ -51,7 +45,7 @@ program *program_new(const char *target, const ir_graph *g, const char *pipeline
         ir_diag_error(d, -1, 0, 0, "unknown target '%s' for a compiled program", target);
         return NULL;
     }
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     program *p = calloc(1, sizeof *p);
     if (!p)
         ir_unreachable("out of memory");
@@ -69,7 +63,7 @@ program *program_new(const char *target, const ir_graph *g, const char *pipeline
         program_free(p);
         return NULL;
     }
-    p->compile_ms = now_ms() - t0;
+    p->compile_ms = rt_now_ms() - t0;
     return p;
 }
 

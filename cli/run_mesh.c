@@ -14,6 +14,7 @@
  * reduce-scatter along any dim) or the world (send/recv between pipeline stages). Rank 0,
  * which holds every output, writes them.
  */
+#include "clock.h"
 #include "cli.h"
 #include "coll.h"
 #include "mesh.h"
@@ -51,13 +52,6 @@ struct mesh_run {
     int64_t comm_bytes; /* bytes this rank sent into collectives */
     ir_diag *d;
 };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static size_t bytes_of(const ir_node *n) { return (size_t)ir_shape_numel(&n->shape) * (size_t)ir_dtype_size(n->dtype); }
 
@@ -228,7 +222,7 @@ static bool run_comm(mesh_run *R, const ir_node *n)
             ir_unreachable("run_mesh: a collective over an axis the mesh lacks");
     }
     coll_status st = COLL_OK;
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     switch (n->op) {
     case OP_allreduce: {
         const char *op = ir_attr_str(n, "op");
@@ -274,7 +268,7 @@ static bool run_comm(mesh_run *R, const ir_node *n)
         break;
     default: ir_unreachable("run_mesh: not a communication op");
     }
-    R->comm_ms += now_ms() - t0;
+    R->comm_ms += rt_now_ms() - t0;
     R->comm_bytes += (int64_t)bytes_of(x);
     if (st != COLL_OK) {
         ir_diag_error(R->d, -1, 0, 0, "rank %d: %s failed: %s", R->mesh.rank, ir_ops[n->op].mnemonic,
@@ -680,11 +674,11 @@ int cmd_run_mesh(const cli_opts *o)
             ok = load_source(&R, n, have_i ? &inf : NULL, "--inputs");
     }
     rt_pool *pool = rt_pool_new(0);
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     ok = ok && plan_steps(&R, pool);
-    double t1 = now_ms();
+    double t1 = rt_now_ms();
     ok = ok && run_steps(&R);
-    double t2 = now_ms();
+    double t2 = rt_now_ms();
     if (ok && o->stats)
         fprintf(stderr, "loom: rank %d: %d steps, compile %.1f ms, run %.1f ms (communication %.1f ms)\n", rank,
                 R.n_steps, t1 - t0, t2 - t1, R.comm_ms);

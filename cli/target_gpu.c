@@ -11,22 +11,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "program.h"
 #include "safetensors.h"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static bool bind_all(program *p, const ir_named_tensor *vals, int n_vals, ir_diag *d)
 {
@@ -57,7 +45,7 @@ static void print_stats(program *p, double first_ms, double *runs, int n_runs)
 {
     const rt_plan *plan = program_plan(p);
     rt_exec_stats s = program_stats(p);
-    qsort(runs, (size_t)n_runs, sizeof *runs, cmp_double);
+    rt_sort_doubles(runs, (size_t)n_runs);
     printf("%s: %d kernels, %d gemms, %d attentions, %d copies, %d id checks; arena %.1f MiB\n", program_target(p),
            s.kernels, s.gemms, s.attentions, s.copies, s.checks, (double)plan->arena_bytes / (1 << 20));
     printf("%s: compile %.1f ms, first run %.3f ms, %d more runs: median %.3f ms, min %.3f ms\n", program_target(p),
@@ -78,9 +66,9 @@ bool cli_run_program(const char *target, const ir_graph *g0, const char *pipelin
     if (!p)
         return false;
     bool ok = bind_all(p, vals, n_vals, d);
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     ok = ok && program_run(p, d);
-    double first_ms = now_ms() - t0;
+    double first_ms = rt_now_ms() - t0;
     if (ok && stats) {
         const char *env = getenv("LOOM_STATS_RUNS");
         int n_runs = env && atoi(env) > 0 ? atoi(env) : 10;
@@ -88,9 +76,9 @@ bool cli_run_program(const char *target, const ir_graph *g0, const char *pipelin
         if (!runs)
             ir_unreachable("out of memory");
         for (int r = 0; ok && r < n_runs; r++) {
-            double t = now_ms();
+            double t = rt_now_ms();
             ok = program_run(p, d);
-            runs[r] = now_ms() - t;
+            runs[r] = rt_now_ms() - t;
         }
         program_profile(p, true);
         ok = ok && program_run(p, d);

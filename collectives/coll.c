@@ -447,15 +447,23 @@ coll_status coll_barrier(coll_comm *c)
 
 /* ---- point to point -------------------------------------------------------------------------- */
 
+/* A send's argument checks and its call (detail: caller storage for the call's text). */
+static coll_status send_call(coll_comm *c, const char *fn, const void *buf, size_t n, coll_dtype dt, int dest,
+                             int tag, char *detail, size_t cap, coll_call *call)
+{
+    TRY(check_common(c, fn, dt, n, buf, buf));
+    TRY(check_peer(c, fn, "dest", dest));
+    TRY(check_tag(c, fn, tag));
+    snprintf(detail, cap, "%s, %zu elements to rank %d, tag %d", coll_dtype_name(dt), n, dest, tag);
+    *call = begin(c, "send", detail);
+    return COLL_OK;
+}
+
 coll_status coll_send(coll_comm *c, const void *buf, size_t n, coll_dtype dt, int dest, int tag)
 {
-    TRY(check_common(c, "coll_send", dt, n, buf, buf));
-    TRY(check_peer(c, "coll_send", "dest", dest));
-    TRY(check_tag(c, "coll_send", tag));
     char detail[128];
-    snprintf(detail, sizeof detail, "%s, %zu elements to rank %d, tag %d", coll_dtype_name(dt), n,
-             dest, tag);
-    coll_call call = begin(c, "send", detail);
+    coll_call call;
+    TRY(send_call(c, "coll_send", buf, n, dt, dest, tag, detail, sizeof detail, &call));
     if (n == 0)
         return COLL_OK;
     return c->ops->sendrecv(c, COLL_CH_USER, buf, n, dest, NULL, 0, -1, dt, tag, &call);
@@ -465,13 +473,9 @@ coll_status coll_send_async(coll_comm *c, const void *buf, size_t n, coll_dtype 
 {
     if (!c->ops->isend)
         return coll_send(c, buf, n, dt, dest, tag);
-    TRY(check_common(c, "coll_send_async", dt, n, buf, buf));
-    TRY(check_peer(c, "coll_send_async", "dest", dest));
-    TRY(check_tag(c, "coll_send_async", tag));
     char detail[128];
-    snprintf(detail, sizeof detail, "%s, %zu elements to rank %d, tag %d", coll_dtype_name(dt), n,
-             dest, tag);
-    coll_call call = begin(c, "send", detail);
+    coll_call call;
+    TRY(send_call(c, "coll_send_async", buf, n, dt, dest, tag, detail, sizeof detail, &call));
     if (n == 0)
         return COLL_OK;
     void *copy = malloc(n * coll_dtype_size(dt));

@@ -6,6 +6,7 @@
  * their epilogue and batch splitting; attention to rt_attention_f32, attention_grad to
  * rt_attention_grad_f32; embedding_grad's scatter-add runs here, split over columns.
  */
+#include "clock.h"
 #include "exec.h"
 
 #include <inttypes.h>
@@ -32,13 +33,6 @@ struct rt_exec {
     double *step_ms;    /* per step, with profile and LOOM_PROFILE_STEPS=N: the N slowest
                            steps are printed to stderr when the executor is freed */
 };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 void rt_exec_profile(rt_exec *e, bool on)
 {
@@ -453,7 +447,7 @@ bool rt_exec_run(rt_exec *e, ir_diag *d)
         }
     for (int s = 0; ok && s < p->n_steps; s++) {
         const rt_plan_step *st = &p->steps[s];
-        double t0 = e->profile ? now_ms() : 0;
+        double t0 = e->profile ? rt_now_ms() : 0;
         switch (st->kind) {
         case RT_STEP_KERNEL: {
             for (int a = 0; a < st->kernel.n_args; a++)
@@ -472,7 +466,7 @@ bool rt_exec_run(rt_exec *e, ir_diag *d)
         case RT_STEP_SUM_ROWS: run_sum_rows(e, &st->sum_rows); break;
         }
         if (e->profile) {
-            double dt = now_ms() - t0;
+            double dt = rt_now_ms() - t0;
             e->ms[st->kind] += dt;
             if (e->step_ms)
                 e->step_ms[s] += dt;

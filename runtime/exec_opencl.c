@@ -2,6 +2,7 @@
  * one program for the plan's kernels and the executor's own, and a loop over the steps that
  * enqueues each on the device's in-order queue.
  */
+#include "clock.h"
 #include "exec_opencl.h"
 
 #include <inttypes.h>
@@ -32,13 +33,6 @@ struct rt_ocl_exec {
     double ms[RT_STEP_KIND_COUNT];
     size_t device_bytes;
 };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static size_t buf_bytes(const rt_plan_buffer *b) { return (size_t)b->numel * (size_t)ir_dtype_size(b->dtype); }
 
@@ -500,7 +494,7 @@ bool rt_ocl_exec_run(rt_ocl_exec *e, ir_diag *d)
     }
     for (int s = 0; ok && s < p->n_steps; s++) {
         const rt_plan_step *st = &p->steps[s];
-        double t0 = e->profile ? now_ms() : 0;
+        double t0 = e->profile ? rt_now_ms() : 0;
         switch (st->kind) {
         case RT_STEP_KERNEL: ok = run_kernel(e, s, d); break;
         case RT_STEP_GEMM:
@@ -519,7 +513,7 @@ bool rt_ocl_exec_run(rt_ocl_exec *e, ir_diag *d)
         }
         if (ok && e->profile) {
             ok = rt_ocl_finish(e->o, d);
-            e->ms[st->kind] += now_ms() - t0;
+            e->ms[st->kind] += rt_now_ms() - t0;
         }
         if (!ok)
             ir_diag_note(d, -1, 0, 0, "in step %d of the plan on %s", s, rt_ocl_device_name(e->o));

@@ -1,5 +1,6 @@
 /* run_io.c — binding, running and writing for `loom run` and `loom build` executables
  * (run_io.h). */
+#include "clock.h"
 #include "run_io.h"
 
 #include <inttypes.h>
@@ -294,19 +295,6 @@ bool rt_io_write_outputs(const char *path, const ir_named_tensor *outs, int n, i
 }
 
 /* ---- running a CPU plan ------------------------------------------------------------------ */
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static const ir_tensor *find_value(const ir_named_tensor *vals, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
@@ -344,20 +332,20 @@ bool rt_io_run_cpu(rt_exec *e, const rt_io_sig *s, const ir_named_tensor *vals, 
         rt_convert_from_f64(n->dtype, t->data, bound[i], count);
         ok = rt_exec_bind(e, n->name, bound[i], d);
     }
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     ok = ok && rt_exec_run(e, d);
-    times->ms_first = now_ms() - t0;
+    times->ms_first = rt_now_ms() - t0;
     double *ms = calloc((size_t)(repeats > 0 ? repeats : 0) + 1, sizeof *ms);
     if (!ms)
         ir_unreachable("out of memory");
     rt_exec_profile(e, profile);
     for (int r = 0; ok && r < repeats; r++) {
-        double t = now_ms();
+        double t = rt_now_ms();
         ok = rt_exec_run(e, d);
-        ms[times->repeats++] = now_ms() - t;
+        ms[times->repeats++] = rt_now_ms() - t;
     }
     if (times->repeats) {
-        qsort(ms, (size_t)times->repeats, sizeof *ms, cmp_double);
+        rt_sort_doubles(ms, (size_t)times->repeats);
         times->ms_min = ms[0];
         int h = times->repeats / 2;
         times->ms_median = times->repeats % 2 ? ms[h] : (ms[h - 1] + ms[h]) / 2;

@@ -10,15 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "safetensors.h"
 #include "standalone.h"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static const ir_tensor *find_value(const ir_named_tensor *vals, int n, const char *name)
 {
@@ -73,10 +67,10 @@ bool rt_standalone_run_exec(const rt_standalone_exec *dev, const char *target, c
         ok = dev->bind(dev->ex, n->name, buf, d); /* the device keeps its copy */
         free(buf);
     }
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     ok = ok && dev->run(dev->ex, d);
     if (ok && stats)
-        printf("%s: %d steps; first run %.3f ms\n", target, plan->n_steps, now_ms() - t0);
+        printf("%s: %d steps; first run %.3f ms\n", target, plan->n_steps, rt_now_ms() - t0);
     if (ok) {
         *outs = calloc((size_t)sig->n + 1, sizeof **outs);
         if (!*outs)
