@@ -1109,7 +1109,7 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
     r->micro = 1;
     r->Bm = r->B;
     coll_options copt;
-    if (!mesh_coll_options(o, "train", &copt, d))
+    if (!mesh_coll_options(o->named_key, o->named_value, o->n_named, "train", &copt, d))
         return false;
     if (!o->mesh) {
         if (named(o, "--microbatches") || named(o, "--schedule")) {
@@ -1362,7 +1362,7 @@ static bool setup(trainer *r, const cli_opts *o)
         pass_options po = pass_options_default();
         po.mesh = &r->mesh;
         if (pass_run_pipeline(tg, "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse", &po, d))
-            r->mgrad = mesh_exec_new(tg, o->target, &r->mesh, r->world, r->axis, r->pool, d);
+            r->mgrad = mesh_exec_new(tg, program_compile_segment, (void *)(o->target ? o->target : "cpu"), &r->mesh, r->world, r->axis, r->pool, d);
         else
             ir_graph_free(tg);
         if (!r->mgrad || !setup_state(r, o->seed, mesh_exec_graph(r->mgrad)) || !count_holders(r) ||

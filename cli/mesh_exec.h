@@ -1,29 +1,54 @@
-/* mesh_exec.h — one rank's local graph (after the pipeline and shard passes) run on the CPU:
- * compiled once into CPU programs split at its communication ops, which run through
- * collectives/coll.h between them (the runner of `loom run --mesh`, cli/run_mesh.c; `loom
- * train --mesh` uses it for the gradient program). */
+/* mesh_exec.h — one rank's local graph (after the pipeline and shard passes): compiled once
+ * into programs split at its communication ops, which run through collectives/coll.h between
+ * them (cli/mesh_exec.c). `loom run --mesh` (cli/run_mesh.c) and cluster executables
+ * (cli/cluster_main.c) run it as a whole job; `loom train --mesh` for the gradient program. */
 #ifndef LOOM_MESH_EXEC_H
 #define LOOM_MESH_EXEC_H
 
-#include "cli.h"
 #include "coll.h"
 #include "ir.h"
 #include "mesh.h"
+#include "program.h"
+#include "safetensors.h"
 #include "threadpool.h"
 
 typedef struct mesh_run mesh_run;
 
-/* Takes g (freed by mesh_exec_free); world and axis[a] (one sub-communicator per mesh axis)
- * stay the caller's. The segments run on target (cli/program.h: cpu, cuda, opencl[:P[:D]]);
- * values between segments, and so every collective, live in host memory (a GPU's are staged
- * through it). NULL after reporting through d. */
-mesh_run *mesh_exec_new(ir_graph *g, const char *target, const pass_mesh *m, coll_comm *world,
-                        coll_comm *const *axis, rt_pool *pool, ir_diag *d);
+/* Compiles one segment's graph into a program (NULL after reporting through d):
+ * program_compile_segment (program.h) with ctx the target, cpu, cuda or opencl[:P[:D]]. */
+typedef program *(*mesh_compile_fn)(void *ctx, const ir_graph *segment, rt_pool *pool, ir_diag *d);
+/* Takes g (freed by mesh_exec_free, also on failure); world and axis[a] (one sub-communicator
+ * per mesh axis) stay the caller's. Values between segments, and so every collective, live in
+ * host memory (a GPU's are staged through it). NULL after reporting through d. */
+mesh_run *mesh_exec_new(ir_graph *g, mesh_compile_fn compile, void *compile_ctx, const pass_mesh *m,
+                        coll_comm *world, coll_comm *const *axis, rt_pool *pool, ir_diag *d);
+/* Calls fn with the graph of each segment of L that mesh_exec_new would compile, in order
+ * (`loom build --mesh` compiles them ahead of time). false as soon as fn is. */
+bool mesh_exec_each_segment(const ir_graph *L, bool (*fn)(void *ctx, const ir_graph *segment, ir_diag *d), void *ctx,
+                            ir_diag *d);
+
+/* A whole forward job on this rank (`loom run --mesh`, a cluster executable): the world
+ * communicator and one per mesh axis, L's params and inputs sliced from the full tensors in
+ * weights and inputs (NULL: not given), its segments compiled and run once, rank 0 writing
+ * every output to outputs. A rank that fails prints why and ends the whole job. */
+typedef struct {
+    const char *who;                  /* "run" or the executable's name, before messages */
+    const rt_st_file *weights, *inputs;
+    const char *outputs;
+    bool stats;                       /* per-rank times on stderr */
+    coll_options coll;
+    mesh_compile_fn compile;
+    void *compile_ctx;
+} mesh_job;
+/* Takes L. */
+bool mesh_exec_job(ir_graph *L, const pass_mesh *m, const mesh_job *j, ir_diag *d);
 const ir_graph *mesh_exec_graph(const mesh_run *R);
 /* The collectives' options from cmd's --allreduce (backend, ring, tree) and --timeout SECONDS
  * (an operation not done by then ends the job; 0: never; default LOOM_COLL_TIMEOUT, else
- * coll.h's). false after reporting a bad value. */
-bool mesh_coll_options(const cli_opts *o, const char *cmd, coll_options *out, ir_diag *d);
+ * coll.h's) among n option keys and values (others are ignored). false after reporting a bad
+ * value. */
+bool mesh_coll_options(const char *const *keys, const char *const *values, int n, const char *cmd,
+                       coll_options *out, ir_diag *d);
 /* The buffer of node n's value (its dtype, local shape): fill it for every param and input
  * before mesh_exec_run. */
 void *mesh_exec_value(mesh_run *R, const ir_node *n);

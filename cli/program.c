@@ -1,5 +1,8 @@
 /* program.c — program.h's target-independent part: pipeline, lowering, memory plan, and the
- * dispatch to one backend (program_cpu.c, program_cuda.c, ...). */
+ * calls into one backend (program_cpu.c, program_cuda.c, ...; program_targets.c picks it by
+ * target name). No backend is referenced here, so a cluster executable links this file with
+ * its own backend (program_table.c) and without LLVM. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -8,6 +11,7 @@
 #include "codegen.h"
 #include "lower.h"
 #include "pass.h"
+#include "plan_io.h"
 #include "plan_memory.h"
 #include "program.h"
 
@@ -26,35 +30,26 @@ struct program {
     } *follow;
 };
 
-/* Every target a program can be built for; a backend adds its line here. */
-static const program_backend *const backends[] = {
-    &program_backend_cpu,
-    &program_backend_cuda,
-    &program_backend_opencl,
-};
-
-program *program_new(const char *target, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)
+bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, ir_diag *d)
 {
-    const program_backend *be = NULL;
-    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
-        if (strcmp(backends[i]->target, target) == 0 ||
-            (backends[i]->create_on && strlen(backends[i]->target) == strcspn(target, ":") &&
-             strncmp(backends[i]->target, target, strcspn(target, ":")) == 0))
-            be = backends[i];
-    if (!be) {
-        ir_diag_error(d, -1, 0, 0, "unknown target '%s' for a compiled program", target);
-        return NULL;
-    }
+    *fused = ir_graph_clone(g);
+    pass_options po = pass_options_default();
+    bool ok = pass_run_pipeline(*fused, pipeline ? pipeline : "dce,cse,fuse", &po, d) && cg_lower(*fused, low, d);
+    if (ok)
+        pass_plan_memory(&low->plan);
+    return ok;
+}
+
+program *program_new_on(const program_backend *be, const char *target, const ir_graph *g, const char *pipeline,
+                        rt_pool *pool, ir_diag *d)
+{
     double t0 = rt_now_ms();
     program *p = calloc(1, sizeof *p);
     if (!p)
         ir_unreachable("out of memory");
     p->be = be;
-    p->g = ir_graph_clone(g);
-    pass_options po = pass_options_default();
-    bool ok = pass_run_pipeline(p->g, pipeline ? pipeline : "dce,cse,fuse", &po, d) && cg_lower(p->g, &p->low, d);
+    bool ok = program_lower(g, pipeline, &p->g, &p->low, d);
     if (ok) {
-        pass_plan_memory(&p->low.plan);
         p->state = be->create_on ? be->create_on(target, &p->low.plan, p->low.kernels, p->low.n_kernels, d)
                                  : be->create(&p->low.plan, p->low.kernels, p->low.n_kernels, pool, d);
         ok = p->state != NULL;
@@ -65,11 +60,6 @@ program *program_new(const char *target, const ir_graph *g, const char *pipeline
     }
     p->compile_ms = rt_now_ms() - t0;
     return p;
-}
-
-program *program_cpu_new(const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)
-{
-    return program_new("cpu", g, pipeline, pool, d);
 }
 
 void program_free(program *p)
@@ -89,7 +79,7 @@ void program_free(program *p)
 const char *program_target(const program *p) { return p->be->target; }
 const ir_graph *program_graph(const program *p) { return p->g; }
 const rt_plan *program_plan(const program *p) { return &p->low.plan; }
-rt_exec *program_exec(program *p) { return p->be == &program_backend_cpu ? program_cpu_exec(p->state) : NULL; }
+rt_exec *program_exec(program *p) { return p->be->exec ? p->be->exec(p->state) : NULL; }
 double program_compile_ms(const program *p) { return p->compile_ms; }
 
 const ir_node *program_find(const program *p, ir_opcode op, const char *name)
@@ -102,7 +92,7 @@ const ir_node *program_find(const program *p, ir_opcode op, const char *name)
     return NULL;
 }
 
-void program_follow_host(program *p, bool on) { p->follow_host = on && p->be != &program_backend_cpu; }
+void program_follow_host(program *p, bool on) { p->follow_host = on && !p->be->exec; }
 
 static void remember_bind(program *p, const char *name, const void *data)
 {
@@ -149,4 +139,20 @@ rt_exec_stats program_stats(const program *p)
     if (p->be->stats)
         return p->be->stats(p->state);
     return rt_exec_plan_stats(&p->low.plan);
+}
+
+void program_kernel_symbol(const cg_kernel *k, char *buf, size_t n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        ir_unreachable("out of memory");
+    cg_kernel_print(k, f);
+    fclose(f);
+    /* the text starts "kernel NAME(": hash from the '(' on */
+    const char *from = strchr(text, '(');
+    from = from ? from : text;
+    snprintf(buf, n, "lk_%016llx", (unsigned long long)rt_fnv1a64(from, len - (size_t)(from - text)));
+    free(text);
 }

@@ -28,6 +28,7 @@
 #include "exec_cuda.h"
 #include "ir.h"
 #include "kir.h"
+#include "lower.h"
 #include "plan.h"
 #include "threadpool.h"
 
@@ -81,10 +82,39 @@ typedef struct program_backend {
      * device after the backend's name ("opencl:1:0"; program_new matches the part before ':'). */
     void *(*create_on)(const char *target, const rt_plan *plan, cg_kernel *const *kernels, int n_kernels,
                        ir_diag *d);
+    /* A host backend's CPU executor (program_exec); NULL on a device, whose binds copy (so
+     * program_follow_host applies). */
+    rt_exec *(*exec)(void *state);
 } program_backend;
 
+/* program_new on a given backend (target: its name, or a device after it for create_on). */
+program *program_new_on(const program_backend *be, const char *target, const ir_graph *g, const char *pipeline,
+                        rt_pool *pool, ir_diag *d);
+/* program_new's first half: a clone of g through pipeline (NULL: "dce,cse,fuse"), lowered, its
+ * arena planned; *fused is the clone (free both, also on failure: false). */
+bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, ir_diag *d);
+/* = program_new(target, g, NULL, pool, d) with target a const char * (mesh_exec.h's compiler
+ * for `loom run|train --mesh`). */
+program *program_compile_segment(void *target, const ir_graph *g, rt_pool *pool, ir_diag *d);
+/* program_table.c: the CPU backend of a cluster executable, whose kernels were compiled by
+ * `loom build --mesh` into the executable and are found by program_kernel_symbol. */
+extern const program_backend program_backend_cpu_table;
+/* The symbol of kernel k in a cluster executable: "lk_" + 16 hex digits of a hash of its
+ * kernel IR without its name, so equal kernels of different ranks and segments are one. */
+void program_kernel_symbol(const cg_kernel *k, char *buf, size_t n);
+
 extern const program_backend program_backend_cpu;  /* program_cpu.c */
-rt_exec *program_cpu_exec(void *cpu_state);         /* program_exec's answer */
+/* program_host.c: bind, run, output, profile, stats and exec of a host backend whose state
+ * struct starts with its rt_exec * (program_cpu.c, program_table.c). */
+bool program_host_bind(void *state, const char *name, const void *data, ir_diag *d);
+bool program_host_run(void *state, ir_diag *d);
+void *program_host_output(void *state, const char *name);
+void program_host_profile(void *state, bool on);
+rt_exec_stats program_host_stats(const void *state);
+rt_exec *program_host_exec(void *state);
+#define PROGRAM_HOST_CALLS                                                                                       \
+    .bind = program_host_bind, .run = program_host_run, .output = program_host_output,                          \
+    .profile = program_host_profile, .stats = program_host_stats, .exec = program_host_exec
 extern const program_backend program_backend_cuda; /* program_cuda.c */
 /* program_cuda.c: the PTX module of a plan's kernels (plus the fused attention kernels when
  * the plan has an attention step) and the launch geometry of each kernel step in

@@ -5,8 +5,8 @@
 #include "program.h"
 
 typedef struct {
+    rt_exec *ex; /* first: program_host.c's calls */
     cg_jit *jit;
-    rt_exec *ex;
 } cpu_state;
 
 static rt_kernel_fn resolve(void *ctx, const char *name, ir_diag *d)
@@ -40,25 +40,9 @@ static void *cpu_create(const rt_plan *plan, cg_kernel *const *kernels, int n_ke
     return s;
 }
 
-static bool cpu_bind(void *state, const char *name, const void *data, ir_diag *d)
-{
-    return rt_exec_bind(((cpu_state *)state)->ex, name, data, d);
-}
-
-static bool cpu_run(void *state, ir_diag *d) { return rt_exec_run(((cpu_state *)state)->ex, d); }
-static void *cpu_output(void *state, const char *name) { return rt_exec_output(((cpu_state *)state)->ex, name); }
-static void cpu_profile(void *state, bool on) { rt_exec_profile(((cpu_state *)state)->ex, on); }
-static rt_exec_stats cpu_stats(const void *state) { return rt_exec_stats_get(((const cpu_state *)state)->ex); }
-
-rt_exec *program_cpu_exec(void *cpu_state_) { return ((cpu_state *)cpu_state_)->ex; }
-
 const program_backend program_backend_cpu = {
     .target = "cpu",
     .create = cpu_create,
     .destroy = cpu_destroy,
-    .bind = cpu_bind,
-    .run = cpu_run,
-    .output = cpu_output,
-    .profile = cpu_profile,
-    .stats = cpu_stats,
+    PROGRAM_HOST_CALLS,
 };

@@ -35,6 +35,10 @@ typedef struct {
     void (*fn)(void **args, int64_t begin, int64_t end);
 } rt_kernel_entry;
 
+/* exe_payload.c: the payload at the end of this executable (/proc/self/exe), checked against
+ * its trailer, malloc'd; NULL with the reason (prog: the executable's name) in d. */
+uint8_t *rt_exe_read_payload(const char *prog, size_t *size, ir_diag *d);
+
 #define RT_KERNEL_TABLE loom_kernel_table
 #define RT_KERNEL_COUNT loom_kernel_count
 

@@ -90,56 +90,6 @@ static int parse(int argc, char **argv, exe_opts *o)
     return 0;
 }
 
-/* Reads the payload appended to this executable into a malloc'd buffer. */
-static uint8_t *read_payload(size_t *size, ir_diag *d)
-{
-    const char *self = "/proc/self/exe";
-    int fd = open(self, O_RDONLY);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        ir_diag_error(d, -1, 0, 0, "cannot read %s: %s", self, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    uint8_t tr[RT_EXE_TRAILER_BYTES];
-    uint64_t n = 0, sum = 0;
-    bool have = st.st_size >= RT_EXE_TRAILER_BYTES &&
-                pread(fd, tr, sizeof tr, st.st_size - RT_EXE_TRAILER_BYTES) == (ssize_t)sizeof tr &&
-                memcmp(tr, RT_EXE_TRAILER_MAGIC, 8) == 0;
-    for (int i = 0; have && i < 8; i++) {
-        n |= (uint64_t)tr[8 + i] << (8 * i);
-        sum |= (uint64_t)tr[16 + i] << (8 * i);
-    }
-    if (!have || n > (uint64_t)st.st_size - RT_EXE_TRAILER_BYTES) {
-        ir_diag_error(d, -1, 0, 0,
-                      "%s: no loom payload at the end of this executable (truncated, or not written by "
-                      "`loom build`)",
-                      prog);
-        close(fd);
-        return NULL;
-    }
-    uint8_t *buf = malloc((size_t)n + 1);
-    if (!buf)
-        ir_unreachable("out of memory");
-    off_t at = st.st_size - RT_EXE_TRAILER_BYTES - (off_t)n;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, buf + got, (size_t)n - got, at + (off_t)got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (got != n || rt_fnv1a64(buf, (size_t)n) != sum) {
-        ir_diag_error(d, -1, 0, 0, "%s: corrupt loom payload (%s)", prog, got != n ? "short read" : "checksum mismatch");
-        free(buf);
-        return NULL;
-    }
-    *size = (size_t)n;
-    return buf;
-}
-
 static rt_kernel_fn resolve(void *ctx, const char *name, ir_diag *d)
 {
     (void)ctx;
@@ -176,7 +126,7 @@ int main(int argc, char **argv)
     ir_diag d;
     ir_diag_init(&d);
     size_t size = 0;
-    uint8_t *payload = read_payload(&size, &d);
+    uint8_t *payload = rt_exe_read_payload(prog, &size, &d);
     rt_plan plan = {0};
     rt_plan_blob *blobs = NULL;
     int n_blobs = 0;

@@ -1,7 +1,9 @@
 """run_mesh.py — `mpirun -np N loom run MODEL --mesh ...` against the single-rank `loom run`.
 
-usage: run_mesh.py LOOM MPIEXEC MODEL MESH[@ALGO][:MESH...] [-D name=value ...]
-(ALGO: the --allreduce algorithm, backend by default)
+usage: run_mesh.py LOOM MPIEXEC MODEL MESH[@ALGO][+exe][:MESH...] [-D name=value ...]
+(ALGO: the --allreduce algorithm, backend by default; +exe: the mesh runs as a cluster
+executable from `loom build --mesh MESH`, whose outputs must also be bit-identical to `loom run
+--mesh MESH`'s when that ran before it in the list)
 
 Weights: `loom init` perturbed by N(0, 0.05) in every element (so biases and norm weights are
 not 0 and 1 and a wrongly sliced one shows); inputs: random tokens and targets. The single-rank
@@ -40,16 +42,28 @@ def main():
         subprocess.run([loom, "run", model, *defines, "--weights", w, "--inputs", x, "--outputs", ref], check=True,
                        env=env, stdout=subprocess.DEVNULL)
         want = read_safetensors(ref)
+        by_mesh = {}  # mesh -> outputs of `loom run --mesh`
         for spec in meshes.split(":"):
+            spec, exe = (spec[:-4], True) if spec.endswith("+exe") else (spec, False)
             mesh, _, algo = spec.partition("@")
             n = 1
             for part in mesh.split(","):
                 n *= int(part.split("=")[1])
             out = os.path.join(tmp, "out.safetensors")
-            cmd = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n), loom, "run",
-                   model, *defines, "--mesh", mesh, "--allreduce", algo or "backend", "--weights", w, "--inputs", x,
-                   "--outputs", out]
+            launch = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n)]
+            cmd = [*launch, loom, "run", model, *defines, "--mesh", mesh]
             t0 = time.time()
+            if exe:
+                cmd = [os.path.join(tmp, "cluster.exe")]
+                b = subprocess.run([loom, "build", model, *defines, "--mesh", mesh, "-o", cmd[0]], env=env,
+                                   capture_output=True, text=True, timeout=300)
+                print(b.stdout.strip())
+                if b.returncode != 0:
+                    print(f"FAIL {mesh}+exe: loom build exit status {b.returncode}\n{b.stderr}")
+                    failures += 1
+                    continue
+                cmd = [*launch, cmd[0]]
+            cmd += ["--allreduce", algo or "backend", "--weights", w, "--inputs", x, "--outputs", out]
             r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
             dt = time.time() - t0
             if r.returncode != 0:
@@ -57,6 +71,13 @@ def main():
                 failures += 1
                 continue
             got = read_safetensors(out)
+            if not exe:
+                by_mesh[mesh] = got
+            elif mesh in by_mesh:
+                same = all(np.array_equal(got[k], v) for k, v in by_mesh[mesh].items())
+                failures += not same
+                print(f"{'ok  ' if same else 'FAIL'} {mesh}+exe: outputs {'' if same else 'not '}bit-identical to "
+                      f"`loom run --mesh {mesh}`")
             for name, ref_v in want.items():
                 g = got.get(name)
                 if g is None or g.shape != ref_v.shape:
@@ -67,7 +88,7 @@ def main():
                 rel = err.max() / max(np.abs(ref_v).max(), 1e-30)
                 ok = rel <= REL_TOL
                 failures += not ok
-                print(f"{'ok  ' if ok else 'FAIL'} {os.path.basename(model)} --mesh {spec:<14} {n} ranks {name:<7} "
+                print(f"{'ok  ' if ok else 'FAIL'} {os.path.basename(model)} --mesh {spec + ('+exe' if exe else ''):<14} {n} ranks {name:<7} "
                       f"max abs err {err.max():.3g}, max rel err {rel:.3g} ({dt:.1f} s)")
             os.remove(out)
     return 1 if failures else 0

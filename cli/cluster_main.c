@@ -1,0 +1,183 @@
+/* cluster_main.c — main() of a cluster executable (`loom build --mesh`, cli/cmd_build.c):
+ *
+ *     mpirun -np N EXE --weights W.safetensors [--inputs I.safetensors] --outputs O.safetensors
+ *         [--allreduce backend|ring|tree] [--timeout SECONDS] [--stats]
+ *
+ * The payload (standalone.h) is a plan file with no steps whose blobs are
+ *     "target"   "cpu"
+ *     "mesh"     the mesh, e.g. "dp=1,tp=2,pp=2"
+ *     "model"    text: the model file and -D options it was built with
+ *     "rank.R"   rank R's graph after the pipeline and shard passes, as textual IR (ir/print.c)
+ * Each process takes its rank from the launcher (OpenMPI, PMI, Slurm), parses its graph and
+ * runs it as `loom run --mesh` does (mesh_exec_job), each segment's kernels found among those
+ * linked into the executable (program_table.c): no LLVM, flex or bison where it runs.
+ * Not part of the `loom` command: CMake builds it into libloom_cluster.a.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coll.h"
+#include "mesh.h"
+#include "mesh_exec.h"
+#include "plan_io.h"
+#include "program.h"
+#include "standalone.h"
+
+static const char *prog = "loom-cluster-exe";
+
+typedef struct {
+    const char *weights, *inputs, *outputs;
+    bool stats;
+    int n_coll;
+    const char *coll_key[4], *coll_value[4];
+} exe_opts;
+
+/* 0: parsed; 1: --help; -1: an error (printed). */
+static int parse(int argc, char **argv, exe_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    static const char *const names[] = {"--weights", "--inputs", "--outputs", "--allreduce", "--timeout"};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return 1;
+        if (strcmp(a, "--stats") == 0) {
+            o->stats = true;
+            continue;
+        }
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        int k = 0;
+        while (k < 5 && (strlen(names[k]) != len || strncmp(a, names[k], len) != 0))
+            k++;
+        if (k == 5) {
+            fprintf(stderr, "%s: %s '%s' (see %s --help)\n", prog, a[0] == '-' ? "unknown option" : "unexpected argument",
+                    a, prog);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+        if (!v) {
+            fprintf(stderr, "%s: %s needs a value\n", prog, names[k]);
+            return -1;
+        }
+        if (k < 3)
+            *(k == 0 ? &o->weights : k == 1 ? &o->inputs : &o->outputs) = v;
+        else if (o->n_coll < 4) {
+            o->coll_key[o->n_coll] = names[k];
+            o->coll_value[o->n_coll++] = v;
+        }
+    }
+    return 0;
+}
+
+static char *blob_text(const rt_plan_blob *b)
+{
+    char *s = b ? strndup((const char *)b->data, b->size) : NULL;
+    if (b && !s)
+        ir_unreachable("out of memory");
+    return s;
+}
+
+/* This rank's graph from the payload; NULL after reporting. */
+static ir_graph *rank_graph(const rt_plan_blob *blobs, int n_blobs, int rank, ir_diag *d)
+{
+    char name[32];
+    snprintf(name, sizeof name, "rank.%d", rank);
+    const rt_plan_blob *b = rt_plan_blob_find(blobs, n_blobs, name);
+    if (!b) {
+        ir_diag_error(d, -1, 0, 0, "%s: the payload has no '%s' record", prog, name);
+        return NULL;
+    }
+    int file = ir_diag_add_source(d, name, (const char *)b->data, b->size);
+    return ir_parse(d, file);
+}
+
+/* mesh_exec.h's compiler: the segment lowered here, its kernels linked in ahead of time. */
+static program *compile_segment(void *ctx, const ir_graph *segment, rt_pool *pool, ir_diag *d)
+{
+    return program_new_on(&program_backend_cpu_table, "cpu", segment, NULL, pool, d);
+}
+
+static int finish(ir_diag *d)
+{
+    ir_diag_print(d, stderr);
+    int status = ir_diag_ok(d) ? 0 : 1;
+    ir_diag_free(d);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 0 && argv[0][0]) {
+        const char *slash = strrchr(argv[0], '/');
+        prog = slash ? slash + 1 : argv[0];
+    }
+    ir_diag d;
+    ir_diag_init(&d);
+    size_t size = 0;
+    uint8_t *payload = rt_exe_read_payload(prog, &size, &d);
+    rt_plan plan = {0};
+    rt_plan_blob *blobs = NULL;
+    int n_blobs = 0;
+    if (!payload || !rt_plan_deserialize(payload, size, prog, &plan, &blobs, &n_blobs, &d)) {
+        free(payload);
+        return finish(&d);
+    }
+    free(payload);
+    char *mesh_spec = blob_text(rt_plan_blob_find(blobs, n_blobs, "mesh"));
+    char *model = blob_text(rt_plan_blob_find(blobs, n_blobs, "model"));
+    if (!mesh_spec)
+        ir_diag_error(&d, -1, 0, 0, "%s: the payload has no 'mesh' record (not a cluster executable)", prog);
+    exe_opts o;
+    int parsed = ir_diag_ok(&d) ? parse(argc, argv, &o) : 0;
+    coll_launch launch;
+    coll_error cerr;
+    if (parsed > 0)
+        printf("usage: mpirun -np N %s --weights W.safetensors [--inputs I.safetensors] --outputs O.safetensors "
+               "[--allreduce backend|ring|tree] [--timeout SECONDS] [--stats]\nbuilt by `loom build --mesh %s` from %s\n",
+               prog, mesh_spec, model ? model : "?");
+    else if (parsed == 0 && ir_diag_ok(&d) && !o.outputs)
+        ir_diag_error(&d, -1, 0, 0, "%s: missing --outputs FILE.safetensors (where to write the outputs)", prog);
+    else if (parsed == 0 && ir_diag_ok(&d) && !coll_launch_detect(&launch, &cerr))
+        ir_diag_error(&d, -1, 0, 0, "%s: %s", prog, cerr.message);
+    int rank = parsed == 0 && ir_diag_ok(&d) && launch.found ? launch.rank : 0;
+    ir_graph *L = parsed == 0 && ir_diag_ok(&d) ? rank_graph(blobs, n_blobs, rank, &d) : NULL;
+    pass_mesh mesh;
+    if (L && pass_mesh_parse(mesh_spec, rank, L, &mesh, &d)) {
+        int started = launch.found ? launch.size : 1;
+        if (mesh.world != started)
+            ir_diag_error(&d, -1, 0, 0,
+                          "%s: built for the mesh %s of %d rank%s but %d process%s started; start one process per "
+                          "rank (mpirun -np %d %s ...)",
+                          prog, mesh_spec, mesh.world, mesh.world == 1 ? "" : "s", started,
+                          started == 1 ? " was" : "es were", mesh.world, prog);
+    }
+    mesh_job job = {.who = prog, .outputs = o.outputs, .stats = o.stats, .compile = compile_segment};
+    rt_st_file wf = {0}, inf = {0};
+    bool have_w = false, have_i = false;
+    if (L && ir_diag_ok(&d)) {
+        have_w = mesh_coll_options(o.coll_key, o.coll_value, o.n_coll, prog, &job.coll, &d) && o.weights &&
+                 rt_st_open(o.weights, &wf, &d);
+        have_i = ir_diag_ok(&d) && o.inputs && rt_st_open(o.inputs, &inf, &d);
+    }
+    if (L && ir_diag_ok(&d)) {
+        job.weights = have_w ? &wf : NULL;
+        job.inputs = have_i ? &inf : NULL;
+        mesh_exec_job(L, &mesh, &job, &d);
+    } else {
+        ir_graph_free(L);
+        /* every rank finds the same error: only rank 0 says it */
+        if (rank > 0 && parsed == 0)
+            ir_diag_free(&d), ir_diag_init(&d), d.n_errors = 1;
+    }
+    if (have_w)
+        rt_st_close(&wf);
+    if (have_i)
+        rt_st_close(&inf);
+    free(mesh_spec);
+    free(model);
+    rt_plan_clear(&plan);
+    rt_plan_blobs_free(blobs, n_blobs);
+    return parsed > 0 ? (ir_diag_free(&d), 0) : parsed < 0 ? (ir_diag_free(&d), 2) : finish(&d);
+}
