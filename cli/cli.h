@@ -32,6 +32,7 @@ typedef struct {
     bool decode, bytes, no_special;   /* --decode --bytes --no-special (tokenize) */
     bool recompute, ignore_eos;       /* generate: --recompute (no KV cache, for tests) --ignore-eos */
     bool generic_cpu;                 /* build: --generic-cpu (kernels for any CPU of this architecture) */
+    bool train;                       /* check: --train (the mesh report of one training step) */
     int n_named;                      /* valued options of one subcommand (train: --data, */
     const char *named_key[48];        /* --steps, --lr, ...; see options.c), as given, in */
     const char *named_value[48];      /* order; the subcommand checks the values */
@@ -98,7 +99,8 @@ int cmd_run(const cli_opts *o);
 /* run_mesh.c: `loom run --mesh ...`, one process per rank under mpirun or srun. */
 int cmd_run_mesh(const cli_opts *o);
 /* mesh_report.c: `loom check --mesh ...`: per-rank parameter and activation memory and the
- * communication volume of a forward step by mesh axis and collective; the pipeline schedule. */
+ * communication volume of a forward step by mesh axis and collective; the pipeline schedule.
+ * With --train, of one training step as `loom train --mesh` runs it. */
 void cli_mesh_report(const ir_graph *g, const cli_opts *o, ir_diag *d);
 int cmd_devices(const cli_opts *o);
 int cmd_build(const cli_opts *o);

@@ -1,6 +1,7 @@
 /* cmd_check.c — `loom check FILE [-D n=v]...`: builds and verifies a model, then summarizes it:
  * inputs and outputs, parameter count (total and per block instance), forward FLOPs per token,
- * and activation memory for the bound batch and sequence length. */
+ * and activation memory for the bound batch and sequence length; with --mesh (and --train), the
+ * per-rank memory and communication report of cli/mesh_report.c. */
 #include "cli.h"
 
 #include <inttypes.h>
@@ -151,7 +152,7 @@ int cmd_check(const cli_opts *o)
            flops / (double)tokens, tokens);
     print_activations(g);
     print_cpu_plan_memory(g);
-    if (o->mesh)
+    if (o->mesh || o->train)
         cli_mesh_report(g, o, &d); /* cli/mesh_report.c */
     ir_graph_free(g);
     return cli_finish(&d);

@@ -639,7 +639,7 @@ static void feed_params(trainer *r)
             continue;
         if (k >= r->n_params || strcmp(r->params[k].name, n->name) != 0)
             ir_unreachable("train: the mesh program's params are not the rank's state");
-        memcpy(mesh_exec_value(r->mgrad, n), param_data(r, &r->params[k]), r->params[k].count * sizeof(float));
+        mesh_exec_bind(r->mgrad, n, param_data(r, &r->params[k]));
         k++;
     }
 }
@@ -1467,6 +1467,9 @@ static bool run(trainer *r, const cli_opts *o)
         else
             printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms | %.1fk tok/s\n",
                    r->step, t->steps, loss, lr_at(t, r->step), norm, scale, ms, tok_s / 1e3);
+        if (o->stats && r->world) /* each rank's own count, exact (`loom check --train` predicts it) */
+            fprintf(stderr, "stats rank %d step %" PRId64 ": %" PRId64 " bytes into collectives\n", r->world_rank,
+                    r->step, r->comm_bytes);
         double val = NAN;
         if ((t->eval_every > 0 && r->step % t->eval_every == 0) || r->step == t->steps) {
             ok = evaluate(r, &val);
@@ -1487,6 +1490,17 @@ static bool run(trainer *r, const cli_opts *o)
     }
     if (ok && o->stats && r->grad)
         print_stats(r);
+    if (ok && o->stats && r->mgrad) {
+        mesh_memory m = mesh_exec_memory(r->mgrad);
+        double state = 0;
+        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+            state += (double)r->n_group[k] * sizeof(float) * (2 + r->n_state);
+        fprintf(stderr,
+                "loom: rank %d memory: state %.1f MiB (params, gradients, optimizer); runner: params %.1f MiB, values "
+                "%.1f MiB in %d slot%s, %d segments' arenas %.1f MiB and outputs %.1f MiB\n",
+                r->world_rank, state / 1048576, m.params / 1048576, m.values / 1048576, m.slots, m.slots == 1 ? "" : "s",
+                m.segments, m.arenas / 1048576, m.outputs / 1048576);
+    }
     if (ok && t->sample > 0 && r->V > 0 && r->world_rank == 0 && r->mgrad)
         printf("sample: skipped under tp/pp, where no rank holds the whole model (`loom gather` the checkpoint, then "
                "`loom generate`)\n");

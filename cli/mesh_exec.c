@@ -36,6 +36,8 @@ struct mesh_run {
                          values: one buffer shared by all, shared_value) */
     int n_slots;
     bool *backward;   /* per node: runs in the backward half (autodiff's nodes no forward needs) */
+    bool *borrowed;   /* per node: a shared value whose buffer is not ours (a segment program's
+                         output, or the caller's params: mesh_exec_bind) */
     run_step *steps;
     int n_steps;
     mesh_compile_fn compile; /* a segment's graph -> its program */
@@ -180,6 +182,17 @@ static void split_at(const ir_node *x, int d, size_t *outer, size_t *chunk)
  * their backward halves one at a time and the caller reads the outputs right after, so only
  * the forward half's values (what a backward needs later) take a slot each. */
 static bool shared_value(const mesh_run *R, int id) { return R->g->nodes[id]->op == OP_param || (R->backward && R->backward[id]); }
+
+/* Points shared value id, in every slot, at memory someone else owns. */
+static void borrow_shared(mesh_run *R, int id, void *p)
+{
+    if (!R->borrowed[id])
+        free(R->val[id]);
+    R->val[id] = p;
+    for (int k = 0; k < R->n_slots; k++)
+        R->slot[k][id] = p;
+    R->borrowed[id] = true;
+}
 
 /* Node id's buffer in the current slot, allocated on first use (a shared one for all slots). */
 static void *value_buffer(mesh_run *R, int id)
@@ -397,10 +410,15 @@ static bool run_half(mesh_run *R, bool backward)
             int id;
             if (n->op != OP_output || sscanf(n->name, "v%d", &id) != 1)
                 continue;
-            const void *out = program_output(s->p, n->name);
+            void *out = program_output(s->p, n->name);
             if (!out)
                 ir_unreachable("run_mesh: a segment output is missing");
-            memcpy(value_buffer(R, id), out, bytes_of(L->nodes[id]));
+            /* a shared value is read before its program runs again (the next micro-batch's
+             * backward): no copy; a forward value outlives that run in its slot: a copy */
+            if (shared_value(R, id))
+                borrow_shared(R, id, out);
+            else
+                memcpy(value_buffer(R, id), out, bytes_of(L->nodes[id]));
         }
     }
     return true;
@@ -428,12 +446,13 @@ static void release(mesh_run *R)
     for (int t = 0; t < n_tables; t++) {
         void **v = R->n_slots ? R->slot[t] : R->val;
         for (int i = 0; v && i < R->g->n_nodes; i++)
-            if (t == 0 || !shared_value(R, i))
+            if (t == 0 ? !R->borrowed[i] : !shared_value(R, i))
                 free(v[i]);
         free(v);
     }
     free(R->slot);
     free(R->backward);
+    free(R->borrowed);
 }
 
 static bool write_outputs(mesh_run *R, const char *path)
@@ -477,7 +496,8 @@ mesh_run *mesh_exec_new(ir_graph *g, mesh_compile_fn compile, void *compile_ctx,
         R->axis[a] = axis[a];
     R->d = d;
     R->val = calloc((size_t)g->n_nodes + 1, sizeof *R->val);
-    if (!R->val)
+    R->borrowed = calloc((size_t)g->n_nodes + 1, sizeof *R->borrowed);
+    if (!R->val || !R->borrowed)
         ir_unreachable("out of memory");
     if (!plan_steps(R)) {
         mesh_exec_free(R);
@@ -489,6 +509,13 @@ mesh_run *mesh_exec_new(ir_graph *g, mesh_compile_fn compile, void *compile_ctx,
 const ir_graph *mesh_exec_graph(const mesh_run *R) { return R->g; }
 
 void *mesh_exec_value(mesh_run *R, const ir_node *n) { return value_buffer(R, n->id); }
+
+void mesh_exec_bind(mesh_run *R, const ir_node *n, void *data)
+{
+    if (n->op != OP_param)
+        ir_unreachable("mesh_exec_bind: not a param");
+    borrow_shared(R, n->id, data);
+}
 
 bool mesh_exec_run(mesh_run *R) { return run_steps(R); }
 
@@ -593,6 +620,30 @@ void mesh_exec_comm(mesh_run *R, double *ms, int64_t *bytes)
     *bytes = R->comm_bytes;
     R->comm_ms = 0;
     R->comm_bytes = 0;
+}
+
+mesh_memory mesh_exec_memory(const mesh_run *R)
+{
+    mesh_memory m = {0};
+    int n_tables = R->n_slots ? R->n_slots : 1;
+    for (int t = 0; t < n_tables; t++) {
+        void **v = R->n_slots ? R->slot[t] : R->val;
+        for (int i = 0; i < R->g->n_nodes; i++)
+            if (v[i] && (t == 0 ? !R->borrowed[i] : !shared_value(R, i)))
+                *(R->g->nodes[i]->op == OP_param ? &m.params : &m.values) += (double)bytes_of(R->g->nodes[i]);
+    }
+    for (int k = 0; k < R->n_steps; k++) {
+        if (!R->steps[k].p)
+            continue;
+        const rt_plan *plan = program_plan(R->steps[k].p);
+        m.segments++;
+        m.arenas += (double)plan->arena_bytes;
+        for (int b = 0; b < plan->n_bufs; b++)
+            if (plan->bufs[b].kind == RT_BUF_OUTPUT)
+                m.outputs += (double)plan->bufs[b].numel * ir_dtype_size(plan->bufs[b].dtype);
+    }
+    m.slots = n_tables;
+    return m;
 }
 
 void mesh_exec_free(mesh_run *R)

@@ -52,6 +52,9 @@ bool mesh_coll_options(const char *const *keys, const char *const *values, int n
 /* The buffer of node n's value (its dtype, local shape): fill it for every param and input
  * before mesh_exec_run. */
 void *mesh_exec_value(mesh_run *R, const ir_node *n);
+/* Param n's value is the caller's data (n's dtype and local shape; alive and unchanged while
+ * the runner runs): no copy. */
+void mesh_exec_bind(mesh_run *R, const ir_node *n, void *data);
 bool mesh_exec_run(mesh_run *R);
 
 /* Pipeline schedules of micro-batches (docs/cluster.md, "Pipelines"). */
@@ -70,6 +73,13 @@ bool mesh_exec_run_forward(mesh_run *R, int M, mesh_micro_fn feed, mesh_micro_fn
 const void *mesh_exec_output(const mesh_run *R, const char *name);
 /* Time and bytes in collectives since the last call. */
 void mesh_exec_comm(mesh_run *R, double *ms, int64_t *bytes);
+/* Host memory the runner holds, in bytes: params and the values between segments (over all
+ * slots), and its segment programs' arenas and output buffers. */
+typedef struct {
+    double params, values, arenas, outputs;
+    int segments, slots;
+} mesh_memory;
+mesh_memory mesh_exec_memory(const mesh_run *R);
 void mesh_exec_free(mesh_run *R);
 
 #endif

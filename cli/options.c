@@ -32,6 +32,7 @@ static const struct {
     {"check", "--microbatches"}, {"run", "--allreduce"}, {"train", "--allreduce"},
     {"train", "--microbatches"}, {"train", "--schedule"}, {"train", "--timeout"}, {"run", "--timeout"},
     {"train", "--loss-scale"},
+    {"check", "--schedule"},    {"check", "--accum"},        {"check", "--optimizer"},   {"check", "--momentum"},
 };
 
 static bool add_define(const char *cmd, const char *text, cli_opts *o)
@@ -98,6 +99,7 @@ bool cli_parse(const char *cmd, int argc, char **argv, cli_opts *o)
                      : strcmp(a, "--recompute") == 0  ? &o->recompute
                      : strcmp(a, "--ignore-eos") == 0 ? &o->ignore_eos
                      : strcmp(a, "--generic-cpu") == 0 ? &o->generic_cpu
+                     : strcmp(a, "--train") == 0      ? &o->train
                                                       : NULL;
         if (flag) {
             *flag = true;
