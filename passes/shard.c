@@ -293,7 +293,8 @@ static void rule_elementwise(shard_ctx *c, rule *r)
 
 /* reshape: a sharded dim maps to the result dim that starts at the same element stride when
  * one of the two is a multiple of the other (a split keeps the shard on its outermost part, a
- * merge keeps it when the sharded dim is the outermost merged one). */
+ * merge keeps it when the sharded dim is the outermost merged one); a dim that stays as it is
+ * (only others merge or split) keeps its blocks. */
 static void rule_reshape(rule *r)
 {
     lay l = r->in[0];
@@ -307,6 +308,10 @@ static void rule_reshape(rule *r)
         before *= xs->dim[i];
     int64_t prefix = 1;
     for (int e = 0; e < os->rank; e++) {
+        if (prefix == before && os->dim[e] == nd && nd != 1) { /* the dim itself stays: blocks too */
+            keep(r, S(e, l.blocks, l.cls));
+            return;
+        }
         if (prefix == before && os->dim[e] != 1 && l.blocks == 1 && os->dim[e] % r->T == 0 &&
             (nd % os->dim[e] == 0 || os->dim[e] % nd == 0)) {
             keep(r, S(e, 1, l.cls));
@@ -369,17 +374,48 @@ static void rule_slice(shard_ctx *c, rule *r)
     all_replicated(r);
 }
 
+/* concat: along another dim the shard stays; along the sharded dim, parts that are whole
+ * blocks of one block size b, each split over the axis blockwise (or replicated: sliced
+ * locally), make N/b blocks — autodiff's gradient of a slice of GPT-2's fused QKV (the part's
+ * gradient between zeros) keeps the heads split. */
 static void rule_concat(rule *r)
 {
-    int axis = ir_axis_norm(ir_attr_int(r->n, "axis"), r->n->shape.rank);
+    const ir_node *n = r->n;
+    int axis = ir_axis_norm(ir_attr_int(n, "axis"), n->shape.rank);
     lay l = r->in[0];
     bool ok = l.kind == L_S && l.dim != axis;
-    for (int k = 1; k < r->n->n_in; k++)
+    for (int k = 1; k < n->n_in; k++)
         ok &= same(r->in[k], l);
-    if (ok)
+    if (ok) {
         keep(r, l);
-    else
+        return;
+    }
+    all_replicated(r);
+    int64_t b = 0;
+    for (int k = 0; k < n->n_in; k++)
+        for (int64_t x = n->in[k]->shape.dim[axis], y = b; ; ) { /* b = gcd of the part sizes */
+            if (!y) {
+                b = x;
+                break;
+            }
+            int64_t t = x % y;
+            x = y;
+            y = t;
+        }
+    int64_t N = n->shape.dim[axis];
+    bool blocks = n->n_in > 1 && n->n_in <= 8 && b > 0 && b % r->T == 0 && N / b <= 64, any = false;
+    for (int k = 0; blocks && k < n->n_in; k++) {
+        lay lk = r->in[k];
+        int m = (int)(n->in[k]->shape.dim[axis] / b);
+        blocks = lk.kind == L_R || (lk.kind == L_S && lk.dim == axis && lk.blocks == m);
+        any |= lk.kind == L_S;
+        r->want[k] = S(axis, m, -1);
+    }
+    if (!blocks || !any) {
         all_replicated(r);
+        return;
+    }
+    r->out = S(axis, (int)(N / b), -1);
 }
 
 static void rule_broadcast(rule *r)
@@ -466,15 +502,16 @@ static void rule_matmul(shard_ctx *c, rule *r)
     if (la.kind == L_P || lb.kind == L_P)
         return;
     bool aS = la.kind == L_S, bS = lb.kind == L_S;
-    if (aS && la.dim == aK && la.blocks == 1 && (!bS || (lb.dim == bK && lb.blocks == 1))) {
+    /* both split along K the same way (K blocks each: the same indices pair up) */
+    if (aS && la.dim == aK && (!bS || (lb.dim == bK && lb.blocks == la.blocks))) {
         r->want[0] = la;
-        r->want[1] = S(bK, 1, la.cls);
+        r->want[1] = S(bK, la.blocks, la.cls);
         unite(c, la.cls, lb.cls);
         r->out = P();
         return;
     }
-    if (bS && lb.dim == bK && lb.blocks == 1 && !aS) {
-        r->want[0] = S(aK, 1, lb.cls);
+    if (bS && lb.dim == bK && !aS) {
+        r->want[0] = S(aK, lb.blocks, lb.cls);
         r->want[1] = lb;
         r->out = P();
         return;
@@ -535,25 +572,26 @@ static void rule_rope(rule *r)
     }
 }
 
-/* attention: split along batch (dim 0) or heads (dim 1) when q, k, v all can be; a mask follows
- * where it has that dim. */
-static void rule_attention(rule *r)
+/* attention (q, k, v, mask?) and attention_grad (q, k, v, dy, mask?): split along batch (dim 0)
+ * or heads (dim 1) when the first n_split operands all can be; a mask follows where it has
+ * that dim; the result (output, or a gradient) is split the same way. */
+static void rule_heads(rule *r, int n_split)
 {
     const ir_node *n = r->n;
     lay l = r->in[0];
     all_replicated(r);
     if (l.kind != L_S || l.dim > 1 || l.blocks != 1)
         return;
-    for (int k = 1; k < 3; k++)
+    for (int k = 1; k < n_split; k++)
         if (!divisible(n->in[k]->shape.dim[l.dim], &l, r->T) || r->in[k].kind == L_P ||
             (r->in[k].kind == L_S && r->in[k].dim != l.dim))
             return;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < n_split; k++)
         r->want[k] = S(l.dim, 1, -1);
-    if (n->n_in > 3) {
-        const ir_shape *ms = &n->in[3]->shape;
+    if (n->n_in > n_split) {
+        const ir_shape *ms = &n->in[n_split]->shape;
         int mine = l.dim - (4 - ms->rank);
-        r->want[3] = mine >= 0 && ms->dim[mine] != 1 ? S(mine, 1, -1) : R();
+        r->want[n_split] = mine >= 0 && ms->dim[mine] != 1 ? S(mine, 1, -1) : R();
     }
     r->out = S(l.dim, 1, -1);
 }
@@ -570,7 +608,9 @@ static void apply_rule(shard_ctx *c, rule *r)
     case OP_matmul: rule_matmul(c, r); return;
     case OP_embedding: rule_embedding(r); return;
     case OP_rope: rule_rope(r); return;
-    case OP_attention: rule_attention(r); return;
+    case OP_attention: rule_heads(r, 3); return;
+    case OP_attention_grad: rule_heads(r, 4); return;
+    case OP_unary_grad: rule_elementwise(c, r); return; /* f'(x) · dy, elementwise */
     default: break;
     }
     switch (ir_ops[n->op].kind) {
