@@ -70,6 +70,17 @@ const ir_tensor *cli_find_value(const ir_named_tensor *vals, int n, const char *
 void cli_drop_absent(ir_graph *g, const ir_named_tensor *vals, int n_vals);
 /* run_values.c: the same, with given(ctx, name) telling whether input name has a value. */
 void cli_drop_absent_if(ir_graph *g, bool (*given)(const void *ctx, const char *name), const void *ctx);
+/* run_values.c: the node of g with this op and name, or NULL. */
+const ir_node *cli_find_node(const ir_graph *g, ir_opcode op, const char *name);
+/* run_values.c: keeps only the output called keep and what it needs (params and required
+ * inputs stay). */
+void cli_prune_to(ir_graph *g, const char *keep);
+/* options.c: the model of o built with -D name=value too (replacing a -D of that name), e.g.
+ * another batch; NULL after reporting. */
+ir_graph *cli_load_graph_define(const cli_opts *o, const char *name, const char *value, ir_diag *d);
+/* options.c: the model with -D batch=rows (a dp rank's or a micro-batch's rows), checked to
+ * give tokens of that many rows (cmd names the command in the error); NULL after reporting. */
+ir_graph *cli_load_batch(const cli_opts *o, int rows, const char *cmd, ir_diag *d);
 
 /* target_cpu.c: runs g on the CPU path (fuse, lower, plan memory, JIT, executor) with every
  * param and input given in vals (doubles, as the reference interpreter takes them; optional

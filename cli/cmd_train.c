@@ -178,37 +178,10 @@ static double lr_at(const train_opts *t, int64_t s)
 
 /* ---- graphs -------------------------------------------------------------------------------- */
 
-static const ir_node *find(const ir_graph *g, ir_opcode op, const char *name)
-{
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i]->op == op && g->nodes[i]->name && strcmp(g->nodes[i]->name, name) == 0)
-            return g->nodes[i];
-    return NULL;
-}
-
-/* Keeps only the output called keep and what it needs (params and required inputs stay). */
-static void prune_to(ir_graph *g, const char *keep)
-{
-    bool *live = calloc((size_t)g->n_nodes + 1, sizeof *live), *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
-    if (!live || !dead)
-        ir_unreachable("out of memory");
-    for (int i = g->n_nodes - 1; i >= 0; i--) {
-        const ir_node *n = g->nodes[i];
-        if (n->op == OP_output && strcmp(n->name, keep) == 0)
-            live[i] = true;
-        for (int k = 0; live[i] && k < n->n_in; k++)
-            live[n->in[k]->id] = true;
-        dead[i] = !live[i] && n->op != OP_param && !(n->op == OP_input && !n->optional);
-    }
-    ir_graph_compact(g, dead);
-    free(live);
-    free(dead);
-}
-
 /* The model's token input or targets: i32 [B, T]. */
 static const ir_node *batch_input(const ir_graph *g, const char *name, ir_diag *d)
 {
-    const ir_node *n = find(g, OP_input, name);
+    const ir_node *n = cli_find_node(g, OP_input, name);
     if (!n || n->dtype != DT_I32 || n->shape.rank != 2) {
         ir_diag_error(d, -1, 0, 0, "train: the model needs an input '%s' of type i32[batch, seq]", name);
         return NULL;
@@ -336,7 +309,7 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
         mesh_slice sl[MESH_MAX_SLICES];
         int n_sl = 0;
         mesh_slice_parse(n->name, full_name, sizeof full_name, sl, &n_sl);
-        const ir_node *full = n_sl ? find(r->g, OP_param, full_name) : n;
+        const ir_node *full = n_sl ? cli_find_node(r->g, OP_param, full_name) : n;
         if (!full)
             ir_unreachable("train: a rank's param is not one of the model's");
         mp->sliced = n_sl > 0;
@@ -995,22 +968,13 @@ static int pick(trainer *r, const float *logits, uint64_t seed, double *prob)
  * the last seq tokens (no KV cache). */
 static program *sample_program(trainer *r, const cli_opts *o)
 {
-    cli_opts o1 = *o;
-    bool have = false;
-    for (int i = 0; i < o1.n_defines; i++)
-        if (strcmp(o1.defines[i].name, "batch") == 0) {
-            o1.defines[i].value = "1";
-            have = true;
-        }
-    if (!have && o1.n_defines < CLI_MAX_DEFINES)
-        o1.defines[o1.n_defines++] = (fe_define){"batch", "1"};
     ir_diag d1;
     ir_diag_init(&d1);
-    ir_graph *g = cli_load_graph(&o1, &d1);
-    const ir_node *tok = g ? find(g, OP_input, "tokens") : NULL;
+    ir_graph *g = cli_load_graph_define(o, "batch", "1", &d1);
+    const ir_node *tok = g ? cli_find_node(g, OP_input, "tokens") : NULL;
     program *p = NULL;
-    if (tok && tok->shape.dim[0] == 1 && tok->shape.dim[1] == r->T && find(g, OP_output, "logits")) {
-        prune_to(g, "logits");
+    if (tok && tok->shape.dim[0] == 1 && tok->shape.dim[1] == r->T && cli_find_node(g, OP_output, "logits")) {
+        cli_prune_to(g, "logits");
         p = program_cpu_new(g, NULL, r->pool, &d1);
     }
     ir_graph_free(g);
@@ -1073,34 +1037,8 @@ static bool generate(trainer *r, const cli_opts *o, uint64_t seed)
 /* ---- the command --------------------------------------------------------------------------- */
 
 /* The model built with `batch` rows (-D batch=N), for a data-parallel rank's programs. */
-static ir_graph *load_batch(const cli_opts *o, int batch, ir_diag *d)
-{
-    cli_opts o1 = *o;
-    char v[32];
-    snprintf(v, sizeof v, "%d", batch);
-    bool have = false;
-    for (int i = 0; i < o1.n_defines; i++)
-        if (strcmp(o1.defines[i].name, "batch") == 0) {
-            o1.defines[i].value = v;
-            have = true;
-        }
-    if (!have && o1.n_defines < CLI_MAX_DEFINES)
-        o1.defines[o1.n_defines++] = (fe_define){"batch", v};
-    ir_graph *g = cli_load_graph(&o1, d);
-    const ir_node *tok = g ? find(g, OP_input, "tokens") : NULL;
-    if (g && (!tok || tok->shape.rank != 2 || tok->shape.dim[0] != batch)) {
-        ir_diag_error(d, -1, 0, 0,
-                      "train: --mesh dp needs a model whose batch is its hparam 'batch' (-D batch=%d did not give "
-                      "tokens %d rows)",
-                      batch, batch);
-        ir_graph_free(g);
-        return NULL;
-    }
-    return g;
-}
-
-/* --mesh: this rank's place in the mesh, the dp split of the batch and the world communicator.
- * Data parallelism only today: a mesh with tp or pp above 1 is refused. */
+/* --mesh: this rank's place in the mesh, the split of the batch (over dp, into micro-batches)
+ * and the communicators: the world's, and one per axis when tp or pp shard the program. */
 static bool setup_mesh(trainer *r, const cli_opts *o)
 {
     ir_diag *d = r->d;
@@ -1276,7 +1214,7 @@ static bool setup(trainer *r, const cli_opts *o)
         ir_diag_error(d, -1, 0, 0, "train: inputs 'tokens' and 'targets' differ in shape");
         return false;
     }
-    const ir_node *loss = find(r->g, OP_output, "loss"), *logits = find(r->g, OP_output, "logits");
+    const ir_node *loss = cli_find_node(r->g, OP_output, "loss"), *logits = cli_find_node(r->g, OP_output, "logits");
     if (!loss) {
         ir_diag_error(d, -1, 0, 0, "train: the model has no output 'loss'");
         return false;
@@ -1339,10 +1277,10 @@ static bool setup(trainer *r, const cli_opts *o)
     if (!r->axis[0] && (!setup_state(r, o->seed, r->g) || (r->t.resume && !resume(r, o->seed))))
         return false;
     double t0 = rt_now_ms();
-    ir_graph *gg = r->dp > 1 ? load_batch(o, r->Bl, d) : ir_graph_clone(r->g);
+    ir_graph *gg = r->dp > 1 ? cli_load_batch(o, r->Bl, "train", d) : ir_graph_clone(r->g);
     if (!gg)
         return false;
-    prune_to(gg, "loss");
+    cli_prune_to(gg, "loss");
     for (int i = 0; i < gg->n_nodes; i++) {
         const ir_node *n = gg->nodes[i];
         if (n->op == OP_input && strcmp(n->name, "tokens") != 0 && strcmp(n->name, "targets") != 0) {
@@ -1353,12 +1291,12 @@ static bool setup(trainer *r, const cli_opts *o)
         }
     }
     if (r->axis[0]) {
-        ir_graph *tg = r->micro > 1 ? load_batch(o, r->Bm, d) : ir_graph_clone(gg);
+        ir_graph *tg = r->micro > 1 ? cli_load_batch(o, r->Bm, "train", d) : ir_graph_clone(gg);
         if (!tg) {
             ir_graph_free(gg);
             return false;
         }
-        prune_to(tg, "loss");
+        cli_prune_to(tg, "loss");
         pass_options po = pass_options_default();
         po.mesh = &r->mesh;
         if (pass_run_pipeline(tg, "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse", &po, d))

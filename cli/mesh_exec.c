@@ -284,7 +284,7 @@ static bool run_comm(mesh_run *R, const ir_node *n)
 /* The backward half: autodiff's nodes (and the communication of their values) that no
  * forward node needs — a forward node needs its operands in the forward half, so one sweep
  * from the end moves what CSE may have shared back to the forward. Per node, malloc'd. */
-static bool *backward_half(const ir_graph *L)
+bool *mesh_exec_backward_half(const ir_graph *L)
 {
     bool *backward = calloc((size_t)L->n_nodes + 1, sizeof *backward);
     if (!backward)
@@ -344,7 +344,7 @@ static bool add_step(void *ctx, run_step step, const ir_graph *segment)
 
 static bool plan_steps(mesh_run *R)
 {
-    R->backward = backward_half(R->g);
+    R->backward = mesh_exec_backward_half(R->g);
     R->steps = calloc((size_t)R->g->n_nodes + 1, sizeof *R->steps);
     if (!R->steps)
         ir_unreachable("out of memory");
@@ -366,7 +366,7 @@ static bool visit_segment(void *ctx, run_step step, const ir_graph *segment)
 bool mesh_exec_each_segment(const ir_graph *L, bool (*fn)(void *ctx, const ir_graph *segment, ir_diag *d), void *ctx,
                             ir_diag *d)
 {
-    bool *backward = backward_half(L);
+    bool *backward = mesh_exec_backward_half(L);
     segment_visit v = {fn, ctx, d};
     bool ok = walk_steps(L, backward, visit_segment, &v);
     free(backward);

@@ -22,6 +22,9 @@ typedef program *(*mesh_compile_fn)(void *ctx, const ir_graph *segment, rt_pool 
  * host memory (a GPU's are staged through it). NULL after reporting through d. */
 mesh_run *mesh_exec_new(ir_graph *g, mesh_compile_fn compile, void *compile_ctx, const pass_mesh *m,
                         coll_comm *world, coll_comm *const *axis, rt_pool *pool, ir_diag *d);
+/* Per node of L (malloc'd): in a micro-batch's backward half — autodiff's nodes (and the
+ * communication of their values) that no forward node needs. */
+bool *mesh_exec_backward_half(const ir_graph *L);
 /* Calls fn with the graph of each segment of L that mesh_exec_new would compile, in order
  * (`loom build --mesh` compiles them ahead of time). false as soon as fn is. */
 bool mesh_exec_each_segment(const ir_graph *L, bool (*fn)(void *ctx, const ir_graph *segment, ir_diag *d), void *ctx,

@@ -184,66 +184,17 @@ typedef struct {
     const char *opt_name;
 } train_setup;
 
-/* Keeps only the output called keep and what it needs, params and required inputs (as
- * cmd_train.c's prune_to). */
-static void prune_to(ir_graph *g, const char *keep)
-{
-    bool *live = calloc((size_t)g->n_nodes + 1, sizeof *live), *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
-    if (!live || !dead)
-        ir_unreachable("out of memory");
-    for (int i = g->n_nodes - 1; i >= 0; i--) {
-        const ir_node *n = g->nodes[i];
-        if (n->op == OP_output && strcmp(n->name, keep) == 0)
-            live[i] = true;
-        for (int k = 0; live[i] && k < n->n_in; k++)
-            live[n->in[k]->id] = true;
-        dead[i] = !live[i] && n->op != OP_param && !(n->op == OP_input && !n->optional);
-    }
-    ir_graph_compact(g, dead);
-    free(live);
-    free(dead);
-}
-
-static const ir_node *find(const ir_graph *g, ir_opcode op, const char *name)
-{
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i]->op == op && g->nodes[i]->name && strcmp(g->nodes[i]->name, name) == 0)
-            return g->nodes[i];
-    return NULL;
-}
-
 /* The model rebuilt with -D batch=rows (the batch of a micro-batch or a dp rank), pruned to its
  * loss; NULL after reporting. */
 static ir_graph *load_rows(const cli_opts *o, const ir_graph *g0, int rows, ir_diag *d)
 {
     ir_graph *g = NULL;
-    if (rows == (int)find(g0, OP_input, "tokens")->shape.dim[0])
+    if (rows == (int)cli_find_node(g0, OP_input, "tokens")->shape.dim[0])
         g = ir_graph_clone(g0);
-    else {
-        cli_opts o1 = *o;
-        char v[32];
-        snprintf(v, sizeof v, "%d", rows);
-        bool have = false;
-        for (int i = 0; i < o1.n_defines; i++)
-            if (strcmp(o1.defines[i].name, "batch") == 0) {
-                o1.defines[i].value = v;
-                have = true;
-            }
-        if (!have && o1.n_defines < CLI_MAX_DEFINES)
-            o1.defines[o1.n_defines++] = (fe_define){"batch", v};
-        g = cli_load_graph(&o1, d);
-        const ir_node *tok = g ? find(g, OP_input, "tokens") : NULL;
-        if (g && (!tok || tok->shape.rank != 2 || tok->shape.dim[0] != rows)) {
-            ir_diag_error(d, -1, 0, 0,
-                          "check: --train needs a model whose batch is its hparam 'batch' (-D batch=%d did not give "
-                          "tokens %d rows)",
-                          rows, rows);
-            ir_graph_free(g);
-            return NULL;
-        }
-    }
+    else
+        g = cli_load_batch(o, rows, "check", d);
     if (g)
-        prune_to(g, "loss");
+        cli_prune_to(g, "loss");
     return g;
 }
 
@@ -252,14 +203,14 @@ static bool train_options(const ir_graph *g, const cli_opts *o, const pass_mesh 
 {
     static const char *const need[] = {"tokens", "targets"};
     for (int k = 0; k < 2; k++) {
-        const ir_node *n = find(g, OP_input, need[k]);
+        const ir_node *n = cli_find_node(g, OP_input, need[k]);
         if (!n || n->dtype != DT_I32 || n->shape.rank != 2) {
             ir_diag_error(d, -1, 0, 0, "check: --train: the model needs an input '%s' of type i32[batch, seq]",
                           need[k]);
             return false;
         }
     }
-    if (!find(g, OP_output, "loss")) {
+    if (!cli_find_node(g, OP_output, "loss")) {
         ir_diag_error(d, -1, 0, 0, "check: --train: the model has no output 'loss'");
         return false;
     }
@@ -270,7 +221,7 @@ static bool train_options(const ir_graph *g, const cli_opts *o, const pass_mesh 
                           m->size[a]);
             return false;
         }
-    *s = (train_setup){.B = (int)find(g, OP_input, "tokens")->shape.dim[0], .dp = pass_mesh_size(m, "dp"),
+    *s = (train_setup){.B = (int)cli_find_node(g, OP_input, "tokens")->shape.dim[0], .dp = pass_mesh_size(m, "dp"),
                        .tp = pass_mesh_size(m, "tp"), .pp = pass_mesh_size(m, "pp"), .accum = 1,
                        .one_f_one_b = true, .opt = pass_opt_config_default(), .opt_name = "adamw"};
     s->micro = s->pp;
@@ -319,21 +270,6 @@ static bool train_options(const ir_graph *g, const cli_opts *o, const pass_mesh 
         return false;
     }
     return true;
-}
-
-/* Per node of a rank's program: in a micro-batch's backward half (as cli/mesh_exec.c splits it:
- * autodiff's nodes that no forward node needs). */
-static bool *backward_half(const ir_graph *L)
-{
-    bool *backward = calloc((size_t)L->n_nodes + 1, sizeof *backward);
-    if (!backward)
-        ir_unreachable("out of memory");
-    for (int i = 0; i < L->n_nodes; i++)
-        backward[i] = L->nodes[i]->backward;
-    for (int i = L->n_nodes - 1; i >= 0; i--)
-        for (int k = 0; !backward[i] && k < L->nodes[i]->n_in; k++)
-            backward[L->nodes[i]->in[k]->id] = false;
-    return backward;
 }
 
 /* What the segments of a rank's program hold (mesh_exec_each_segment): which values cross a
@@ -418,7 +354,7 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
     double state_bytes = 4.0 * (double)state_elems;
 
     /* activations: forward values (not params) a backward node reads, per micro-batch */
-    bool *backward = backward_half(L), *kept = calloc((size_t)L->n_nodes + 1, sizeof *kept);
+    bool *backward = mesh_exec_backward_half(L), *kept = calloc((size_t)L->n_nodes + 1, sizeof *kept);
     if (!kept)
         ir_unreachable("out of memory");
     int64_t kept_bytes = 0;

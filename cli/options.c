@@ -201,6 +201,40 @@ ir_graph *cli_load_graph(const cli_opts *o, ir_diag *d)
     return fe_build(d, file, o->defines, o->n_defines);
 }
 
+ir_graph *cli_load_graph_define(const cli_opts *o, const char *name, const char *value, ir_diag *d)
+{
+    cli_opts o1 = *o;
+    bool have = false;
+    for (int i = 0; i < o1.n_defines; i++)
+        if (strcmp(o1.defines[i].name, name) == 0) {
+            o1.defines[i].value = value;
+            have = true;
+        }
+    if (!have && o1.n_defines < CLI_MAX_DEFINES)
+        o1.defines[o1.n_defines++] = (fe_define){name, value};
+    return cli_load_graph(&o1, d);
+}
+
+ir_graph *cli_load_batch(const cli_opts *o, int rows, const char *cmd, ir_diag *d)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%d", rows);
+    ir_graph *g = cli_load_graph_define(o, "batch", v, d);
+    const ir_node *tok = NULL;
+    for (int i = 0; g && i < g->n_nodes; i++)
+        if (g->nodes[i]->op == OP_input && strcmp(g->nodes[i]->name, "tokens") == 0)
+            tok = g->nodes[i];
+    if (g && (!tok || tok->shape.rank != 2 || tok->shape.dim[0] != rows)) {
+        ir_diag_error(d, -1, 0, 0,
+                      "%s: splitting the batch needs a model whose batch is its hparam 'batch' (-D batch=%d did not "
+                      "give tokens %d rows)",
+                      cmd, rows, rows);
+        ir_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
 int cli_finish(ir_diag *d)
 {
     ir_diag_print(d, stderr);
