@@ -899,8 +899,13 @@ static bool evaluate(trainer *r, double *loss)
             return false;
         sum += r->micro_loss / r->micro;
     }
-    if (r->mgrad)
+    if (r->mgrad) {
+        /* evaluation's traffic is not the next training step's (its step line counts that) */
+        double ms;
+        int64_t bytes;
+        mesh_exec_comm(r->mgrad, &ms, &bytes);
         axis_sum(r, "pp", &sum, 1, COLL_F64);
+    }
     for (uint64_t i = 0; !r->mgrad && i < n; i++) {
         rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->g_inputs, r->g_targets);
         take_rows(r);
