@@ -75,6 +75,8 @@ const ir_node *cli_find_node(const ir_graph *g, ir_opcode op, const char *name);
 /* run_values.c: keeps only the output called keep and what it needs (params and required
  * inputs stay). */
 void cli_prune_to(ir_graph *g, const char *keep);
+/* options.c: the value of the subcommand's valued option key (the last one given), or NULL. */
+const char *cli_named(const cli_opts *o, const char *key);
 /* options.c: the model of o built with -D name=value too (replacing a -D of that name), e.g.
  * another batch; NULL after reporting. */
 ir_graph *cli_load_graph_define(const cli_opts *o, const char *name, const char *value, ir_diag *d);

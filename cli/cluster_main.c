@@ -46,21 +46,10 @@ static int parse(int argc, char **argv, exe_opts *o)
             o->stats = true;
             continue;
         }
-        const char *eq = strchr(a, '=');
-        size_t len = eq ? (size_t)(eq - a) : strlen(a);
-        int k = 0;
-        while (k < 5 && (strlen(names[k]) != len || strncmp(a, names[k], len) != 0))
-            k++;
-        if (k == 5) {
-            fprintf(stderr, "%s: %s '%s' (see %s --help)\n", prog, a[0] == '-' ? "unknown option" : "unexpected argument",
-                    a, prog);
+        const char *v;
+        int k = rt_exe_option(argc, argv, &i, names, 5, prog, &v);
+        if (k < 0)
             return -1;
-        }
-        const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
-        if (!v) {
-            fprintf(stderr, "%s: %s needs a value\n", prog, names[k]);
-            return -1;
-        }
         if (k < 3)
             *(k == 0 ? &o->weights : k == 1 ? &o->inputs : &o->outputs) = v;
         else if (o->n_coll < 4) {
@@ -99,32 +88,16 @@ static program *compile_segment(void *ctx, const ir_graph *segment, rt_pool *poo
     return program_new_on(&program_backend_cpu_table, "cpu", segment, NULL, pool, d);
 }
 
-static int finish(ir_diag *d)
-{
-    ir_diag_print(d, stderr);
-    int status = ir_diag_ok(d) ? 0 : 1;
-    ir_diag_free(d);
-    return status;
-}
-
 int main(int argc, char **argv)
 {
-    if (argc > 0 && argv[0][0]) {
-        const char *slash = strrchr(argv[0], '/');
-        prog = slash ? slash + 1 : argv[0];
-    }
+    prog = rt_exe_name(argc > 0 ? argv[0] : NULL, prog);
     ir_diag d;
     ir_diag_init(&d);
-    size_t size = 0;
-    uint8_t *payload = rt_exe_read_payload(prog, &size, &d);
     rt_plan plan = {0};
     rt_plan_blob *blobs = NULL;
     int n_blobs = 0;
-    if (!payload || !rt_plan_deserialize(payload, size, prog, &plan, &blobs, &n_blobs, &d)) {
-        free(payload);
-        return finish(&d);
-    }
-    free(payload);
+    if (!rt_exe_load(prog, &plan, &blobs, &n_blobs, &d))
+        return rt_exe_finish(&d);
     char *mesh_spec = blob_text(rt_plan_blob_find(blobs, n_blobs, "mesh"));
     char *model = blob_text(rt_plan_blob_find(blobs, n_blobs, "model"));
     if (!mesh_spec)
@@ -179,5 +152,5 @@ int main(int argc, char **argv)
     free(model);
     rt_plan_clear(&plan);
     rt_plan_blobs_free(blobs, n_blobs);
-    return parsed > 0 ? (ir_diag_free(&d), 0) : parsed < 0 ? (ir_diag_free(&d), 2) : finish(&d);
+    return parsed > 0 ? (ir_diag_free(&d), 0) : parsed < 0 ? (ir_diag_free(&d), 2) : rt_exe_finish(&d);
 }

@@ -43,15 +43,6 @@ typedef struct {
     double temperature, top_p;
 } gen_opts;
 
-static const char *named(const cli_opts *o, const char *key)
-{
-    const char *v = NULL;
-    for (int i = 0; i < o->n_named; i++)
-        if (strcmp(o->named_key[i], key) == 0)
-            v = o->named_value[i];
-    return v;
-}
-
 static bool number(const char *key, const char *v, double lo, double hi, bool integer, double *out, ir_diag *d)
 {
     char *end;
@@ -68,7 +59,7 @@ static bool number(const char *key, const char *v, double lo, double hi, bool in
 
 static bool parse_opts(const cli_opts *o, gen_opts *g, ir_diag *d)
 {
-    *g = (gen_opts){named(o, "--prompt"), named(o, "--dump-logits"), 32, 0, 1.0, 1.0};
+    *g = (gen_opts){cli_named(o, "--prompt"), cli_named(o, "--dump-logits"), 32, 0, 1.0, 1.0};
     if (!o->file) {
         ir_diag_error(d, -1, 0, 0, "generate: no model file given");
         return false;
@@ -97,7 +88,7 @@ static bool parse_opts(const cli_opts *o, gen_opts *g, ir_diag *d)
     static const double lo[] = {1, 0, 0, 0}, hi[] = {1 << 20, 100, 1 << 30, 1};
     double val[4] = {32, 1, 0, 1};
     for (int k = 0; k < 4; k++) {
-        const char *v = named(o, keys[k]);
+        const char *v = cli_named(o, keys[k]);
         if (v && !number(keys[k], v, lo[k], hi[k], k == 0 || k == 2, &val[k], d))
             return false;
     }

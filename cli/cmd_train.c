@@ -58,18 +58,9 @@ typedef struct {
 
 /* ---- options ------------------------------------------------------------------------------- */
 
-static const char *named(const cli_opts *o, const char *key)
-{
-    const char *v = NULL;
-    for (int i = 0; i < o->n_named; i++)
-        if (strcmp(o->named_key[i], key) == 0)
-            v = o->named_value[i]; /* the last one wins */
-    return v;
-}
-
 static bool opt_int(const cli_opts *o, const char *key, int64_t lo, int64_t *out, ir_diag *d)
 {
-    const char *v = named(o, key);
+    const char *v = cli_named(o, key);
     if (!v)
         return true;
     char *end;
@@ -86,7 +77,7 @@ static bool opt_int(const cli_opts *o, const char *key, int64_t lo, int64_t *out
 /* A finite number in [lo, hi] (open at lo when lo_open). */
 static bool opt_num(const cli_opts *o, const char *key, double lo, bool lo_open, double hi, double *out, ir_diag *d)
 {
-    const char *v = named(o, key);
+    const char *v = cli_named(o, key);
     if (!v)
         return true;
     char *end;
@@ -106,15 +97,15 @@ static bool parse_opts(const cli_opts *o, train_opts *t, ir_diag *d)
                       .prompt = "\n"};
     t->opt = pass_opt_config_default();
     t->opt.momentum = 0.9;
-    t->data = named(o, "--data");
-    t->log = named(o, "--log");
-    t->checkpoint = named(o, "--checkpoint");
-    t->resume = named(o, "--resume");
-    t->trace = named(o, "--trace");
-    if (named(o, "--prompt"))
-        t->prompt = named(o, "--prompt");
+    t->data = cli_named(o, "--data");
+    t->log = cli_named(o, "--log");
+    t->checkpoint = cli_named(o, "--checkpoint");
+    t->resume = cli_named(o, "--resume");
+    t->trace = cli_named(o, "--trace");
+    if (cli_named(o, "--prompt"))
+        t->prompt = cli_named(o, "--prompt");
     int64_t accum = 1;
-    const char *optimizer = named(o, "--optimizer");
+    const char *optimizer = cli_named(o, "--optimizer");
     bool ok = opt_int(o, "--steps", 0, &t->steps, d) && opt_int(o, "--warmup", 0, &t->warmup, d) &&
               opt_int(o, "--eval-every", 0, &t->eval_every, d) && opt_int(o, "--eval-batches", 1, &t->eval_batches, d) &&
               opt_int(o, "--sample", 0, &t->sample, d) && opt_int(o, "--top-k", 0, &t->top_k, d) &&
@@ -1055,7 +1046,7 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
     if (!mesh_coll_options(o->named_key, o->named_value, o->n_named, "train", &copt, d))
         return false;
     if (!o->mesh) {
-        if (named(o, "--microbatches") || named(o, "--schedule")) {
+        if (cli_named(o, "--microbatches") || cli_named(o, "--schedule")) {
             ir_diag_error(d, -1, 0, 0, "train: --microbatches and --schedule need --mesh with a pp axis");
             return false;
         }
@@ -1102,10 +1093,10 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
     r->Bl = r->B / r->dp;
     int pp = pass_mesh_size(&m, "pp");
     int64_t micro = pp;
-    const char *sched = named(o, "--schedule");
+    const char *sched = cli_named(o, "--schedule");
     if (!opt_int(o, "--microbatches", 1, &micro, d))
         return false;
-    if ((named(o, "--microbatches") || sched) && pp == 1) {
+    if ((cli_named(o, "--microbatches") || sched) && pp == 1) {
         ir_diag_error(d, -1, 0, 0, "train: --microbatches and --schedule schedule pipeline stages; --mesh %s has no pp "
                       "axis (use --accum to split a batch)", o->mesh);
         return false;
@@ -1235,7 +1226,7 @@ static bool setup(trainer *r, const cli_opts *o)
         return false;
     }
     r->scaler = rt_loss_scale_default();
-    if (named(o, "--loss-scale")) {
+    if (cli_named(o, "--loss-scale")) {
         double s;
         if (r->half != DT_F16) {
             ir_diag_error(d, -1, 0, 0, "train: --loss-scale is the initial loss scale of --precision fp16");

@@ -146,20 +146,10 @@ static void report_rank(const ir_graph *g, const pass_mesh *m, int rank)
     free(last);
 }
 
-/* The value of check's option key (the last one given), or NULL. */
-static const char *named(const cli_opts *o, const char *key)
-{
-    const char *v = NULL;
-    for (int i = 0; i < o->n_named; i++)
-        if (strcmp(o->named_key[i], key) == 0)
-            v = o->named_value[i];
-    return v;
-}
-
 /* An integer option in [lo, hi]; *out unchanged when absent. */
 static bool opt_int(const cli_opts *o, const char *key, long lo, long hi, int *out, ir_diag *d)
 {
-    const char *v = named(o, key);
+    const char *v = cli_named(o, key);
     if (!v)
         return true;
     char *end;
@@ -229,8 +219,8 @@ static bool train_options(const ir_graph *g, const cli_opts *o, const pass_mesh 
     s->opt.momentum = 0.9; /* loom train's default for sgd */
     if (!opt_int(o, "--microbatches", 1, 4096, &s->micro, d) || !opt_int(o, "--accum", 1, 1000000, &s->accum, d))
         return false;
-    const char *sched = named(o, "--schedule"), *optimizer = named(o, "--optimizer"), *mom = named(o, "--momentum");
-    if ((named(o, "--microbatches") || sched) && s->pp == 1) {
+    const char *sched = cli_named(o, "--schedule"), *optimizer = cli_named(o, "--optimizer"), *mom = cli_named(o, "--momentum");
+    if ((cli_named(o, "--microbatches") || sched) && s->pp == 1) {
         ir_diag_error(d, -1, 0, 0, "check: --microbatches and --schedule schedule pipeline stages; the mesh has no "
                       "pp axis (use --accum to split a batch)");
         return false;
@@ -545,7 +535,7 @@ void cli_mesh_report(const ir_graph *g0, const cli_opts *o, ir_diag *d)
         return;
     }
     for (size_t k = 0; k < sizeof train_only / sizeof *train_only; k++)
-        if (named(o, train_only[k])) {
+        if (cli_named(o, train_only[k])) {
             ir_diag_error(d, -1, 0, 0, "check: %s describes a training step: add --train", train_only[k]);
             return;
         }

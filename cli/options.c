@@ -201,6 +201,15 @@ ir_graph *cli_load_graph(const cli_opts *o, ir_diag *d)
     return fe_build(d, file, o->defines, o->n_defines);
 }
 
+const char *cli_named(const cli_opts *o, const char *key)
+{
+    const char *v = NULL;
+    for (int i = 0; i < o->n_named; i++)
+        if (strcmp(o->named_key[i], key) == 0)
+            v = o->named_value[i]; /* the last one wins */
+    return v;
+}
+
 ir_graph *cli_load_graph_define(const cli_opts *o, const char *name, const char *value, ir_diag *d)
 {
     cli_opts o1 = *o;

@@ -3,6 +3,7 @@
  * (cli/cluster_main.c). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -58,4 +59,49 @@ uint8_t *rt_exe_read_payload(const char *prog, size_t *size, ir_diag *d)
     }
     *size = (size_t)n;
     return buf;
+}
+
+bool rt_exe_load(const char *prog, rt_plan *plan, rt_plan_blob **blobs, int *n_blobs, ir_diag *d)
+{
+    size_t size = 0;
+    uint8_t *payload = rt_exe_read_payload(prog, &size, d);
+    bool ok = payload && rt_plan_deserialize(payload, size, prog, plan, blobs, n_blobs, d);
+    free(payload);
+    return ok;
+}
+
+const char *rt_exe_name(const char *argv0, const char *fallback)
+{
+    if (!argv0 || !argv0[0])
+        return fallback;
+    const char *slash = strrchr(argv0, '/');
+    return slash ? slash + 1 : argv0;
+}
+
+int rt_exe_finish(ir_diag *d)
+{
+    ir_diag_print(d, stderr);
+    int status = ir_diag_ok(d) ? 0 : 1;
+    ir_diag_free(d);
+    return status;
+}
+
+int rt_exe_option(int argc, char **argv, int *i, const char *const *names, int n, const char *prog, const char **value)
+{
+    const char *a = argv[*i], *eq = strchr(a, '=');
+    size_t len = eq ? (size_t)(eq - a) : strlen(a);
+    int k = 0;
+    while (k < n && (strlen(names[k]) != len || strncmp(a, names[k], len) != 0))
+        k++;
+    if (k == n) {
+        fprintf(stderr, "%s: %s '%s' (see %s --help)\n", prog, a[0] == '-' ? "unknown option" : "unexpected argument", a,
+                prog);
+        return -1;
+    }
+    *value = eq ? eq + 1 : *i + 1 < argc ? argv[++*i] : NULL;
+    if (!*value) {
+        fprintf(stderr, "%s: %s needs a value\n", prog, names[k]);
+        return -1;
+    }
+    return k;
 }

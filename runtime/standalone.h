@@ -38,6 +38,17 @@ typedef struct {
 /* exe_payload.c: the payload at the end of this executable (/proc/self/exe), checked against
  * its trailer, malloc'd; NULL with the reason (prog: the executable's name) in d. */
 uint8_t *rt_exe_read_payload(const char *prog, size_t *size, ir_diag *d);
+/* exe_payload.c: the payload read and parsed into *plan and *blobs (rt_plan_deserialize's
+ * contract); false with the reason in d. */
+bool rt_exe_load(const char *prog, rt_plan *plan, rt_plan_blob **blobs, int *n_blobs, ir_diag *d);
+/* exe_payload.c: the executable's name for messages: argv[0] without its directory. */
+const char *rt_exe_name(const char *argv0, const char *fallback);
+/* exe_payload.c: the valued option `--name value` or `--name=value` at argv[*i], one of
+ * names[0..n): its index and *value (*i past a separate value); -1 after printing why
+ * (unknown, or no value) on stderr. */
+int rt_exe_option(int argc, char **argv, int *i, const char *const *names, int n, const char *prog, const char **value);
+/* exe_payload.c: prints d's messages, frees d; the exit status (0, or 1 after an error). */
+int rt_exe_finish(ir_diag *d);
 
 #define RT_KERNEL_TABLE loom_kernel_table
 #define RT_KERNEL_COUNT loom_kernel_count

@@ -57,23 +57,12 @@ static int parse(int argc, char **argv, exe_opts *o)
             o->stats = true;
             continue;
         }
-        const char *eq = strchr(a, '=');
-        size_t len = eq ? (size_t)(eq - a) : strlen(a);
         static const char *const names[] = {"--weights", "--inputs", "--outputs", "--repeat"};
         const char **fields[] = {&o->weights, &o->inputs, &o->outputs, NULL};
-        int k = 0;
-        while (k < 4 && (strlen(names[k]) != len || strncmp(a, names[k], len) != 0))
-            k++;
-        if (k == 4) {
-            fprintf(stderr, "%s: %s '%s' (see %s --help)\n", prog, a[0] == '-' ? "unknown option" : "unexpected argument",
-                    a, prog);
+        const char *v;
+        int k = rt_exe_option(argc, argv, &i, names, 4, prog, &v);
+        if (k < 0)
             return -1;
-        }
-        const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
-        if (!v) {
-            fprintf(stderr, "%s: %s needs a value\n", prog, names[k]);
-            return -1;
-        }
         if (fields[k]) {
             *fields[k] = v;
             continue;
@@ -109,32 +98,16 @@ static const rt_plan_blob *need_blob(const rt_plan_blob *b, int n, const char *n
     return x;
 }
 
-static int finish(ir_diag *d)
-{
-    ir_diag_print(d, stderr);
-    int status = ir_diag_ok(d) ? 0 : 1;
-    ir_diag_free(d);
-    return status;
-}
-
 int main(int argc, char **argv)
 {
-    if (argc > 0 && argv[0][0]) {
-        const char *slash = strrchr(argv[0], '/');
-        prog = slash ? slash + 1 : argv[0];
-    }
+    prog = rt_exe_name(argc > 0 ? argv[0] : NULL, prog);
     ir_diag d;
     ir_diag_init(&d);
-    size_t size = 0;
-    uint8_t *payload = rt_exe_read_payload(prog, &size, &d);
     rt_plan plan = {0};
     rt_plan_blob *blobs = NULL;
     int n_blobs = 0;
-    if (!payload || !rt_plan_deserialize(payload, size, prog, &plan, &blobs, &n_blobs, &d)) {
-        free(payload);
-        return finish(&d);
-    }
-    free(payload);
+    if (!rt_exe_load(prog, &plan, &blobs, &n_blobs, &d))
+        return rt_exe_finish(&d);
     const rt_plan_blob *target = need_blob(blobs, n_blobs, "target", &d), *sigb = need_blob(blobs, n_blobs, "signature", &d),
                        *infob = need_blob(blobs, n_blobs, "plan_info", &d), *model = rt_plan_blob_find(blobs, n_blobs, "model");
     rt_io_sig sig = {0};
@@ -207,5 +180,5 @@ int main(int argc, char **argv)
     rt_io_sig_free(&sig);
     rt_plan_clear(&plan);
     rt_plan_blobs_free(blobs, n_blobs);
-    return finish(&d);
+    return rt_exe_finish(&d);
 }
