@@ -137,4 +137,35 @@ char *cg_opencl_source_offsets(cg_kernel *const *ks, int n, ir_diag *d);
  * groups is capped at CG_OPENCL_MAX_GROUPS; the kernels stride over points beyond it. */
 void cg_opencl_launch_dims(const cg_kernel *k, size_t *groups, size_t *local);
 
+/* ---- OpenCL GEMM: a generated tiled kernel (render_gemm_opencl.c: libc only, built into
+ * loom_runtime, not loom_codegen: the executor renders the variants it times on the device) ---
+ * Kernel NAME(a, a_off, b, b_off, c, c_off, bias, bias_off, M, N, K, lda, ldb, ldc, flags, act,
+ * alpha_bits, beta_bits, nb, stride_a, stride_b, stride_c): buffers are `__global float *` each
+ * followed by a `long` element offset, the rest are `long`. For every b < nb:
+ *     C[b] = act(alpha · op(A[b]) · op(B[b]) + beta · C[b] + bias)     (runtime/gemm.h)
+ * with A[b] at a + a_off + b·stride_a (likewise B, C; stride 0 broadcasts), row-major leading
+ * dims lda/ldb/ldc, flags = trans_a | trans_b << 1 | has_bias << 2, act = rt_act's value,
+ * alpha/beta as the bits of an f32 (beta 0: C is not read). Launch 1-D: groups = nb ·
+ * ceil(M / tile_m) · ceil(N / tile_n), local = cg_gemm_variant_local (required: the kernel
+ * declares reqd_work_group_size). M, N >= 1; any K >= 0. */
+typedef struct {
+    int tile_m, tile_n; /* the C tile of one work-group */
+    int tile_k;         /* K elements per __local tile (local_tiles only) */
+    int work_m, work_n; /* C elements per work-item (register blocking); divide tile_m, tile_n */
+    int vector;         /* 1, 2, 4, 8, 16: columns per float vector (divides work_n); a
+                           work-item's columns come in runs of `vector` neighbours */
+    bool local_tiles;   /* stage A and B tiles in __local memory; else read __global directly */
+    int dot_k;          /* 0, or 4/8/16 (vector 1, no local tiles): with B transposed and A not,
+                           partial sums along k in float<dot_k> vectors, lanes added at the end
+                           (another order of the sum than the other variants) */
+} cg_gemm_variant;
+
+/* Whether v is renderable: sizes >= 1, work divides tile, vector divides work_n, tiles <= 256,
+ * tile_k <= 64, 1 <= local <= CG_OPENCL_MAX_LOCAL, work_m · work_n <= 128. */
+bool cg_gemm_variant_valid(const cg_gemm_variant *v);
+/* Work-items per group: (tile_m / work_m) · (tile_n / work_n). */
+size_t cg_gemm_variant_local(const cg_gemm_variant *v);
+/* The OpenCL C text of kernel `name` for variant v (valid), malloc'd. */
+char *cg_opencl_gemm_source(const cg_gemm_variant *v, const char *name);
+
 #endif

@@ -205,8 +205,12 @@ rt_ocl_exec *rt_ocl_exec_new(rt_ocl *o, const rt_plan *p, const char *kernel_sou
             ok = e->stats[s] != NULL;
         }
     }
-    if (any_gemm)
-        append(&src, &len, rt_ocl_epilogue_source());
+    if (any_gemm) {
+        char *gemm = rt_ocl_gemm_source();
+        append(&src, &len, gemm);
+        free(gemm);
+        ok = ok && rt_ocl_gemm_check_env(d);
+    }
     if (any_sum_rows)
         append(&src, &len, SUM_ROWS_SOURCE);
     if (any_scatter)
