@@ -8,6 +8,7 @@
 #include "frontend.h"
 #include "interp.h"
 #include "ir.h"
+#include "optimizer.h"
 #include "run_io.h"
 #include "wordpiece.h"
 
@@ -16,6 +17,8 @@
 /* Options every subcommand shares; each takes the ones that make sense for it. */
 typedef struct {
     const char *file;                 /* the model (.loom) or textual IR (.lir) */
+    const char *file_text;            /* its text, when not read from the file (a cluster
+                                         executable's embedded model) */
     fe_define defines[CLI_MAX_DEFINES];
     int n_defines;
     const char *after;                /* --after=PASS: print the IR after that pass */
@@ -117,6 +120,9 @@ int cmd_run_mesh(const cli_opts *o);
 void cli_mesh_report(const ir_graph *g, const cli_opts *o, ir_diag *d);
 int cmd_devices(const cli_opts *o);
 int cmd_build(const cli_opts *o);
+/* cmd_train.c: the optimizer of loom train's options (--optimizer, --accum, --weight-decay,
+ * --beta1, --beta2, --eps, --clip, --momentum; loom train's defaults); false after reporting. */
+bool cli_train_optimizer(const cli_opts *o, pass_opt_config *c, ir_diag *d);
 int cmd_tokenize(const cli_opts *o);
 int cmd_generate(const cli_opts *o);
 int cmd_embed(const cli_opts *o);

@@ -11,12 +11,19 @@
  * Each process takes its rank from the launcher (OpenMPI, PMI, Slurm), parses its graph and
  * runs it as `loom run --mesh` does (mesh_exec_job), each segment's kernels found among those
  * linked into the executable (program_table.c): no LLVM, flex or bison where it runs.
+ *
+ * A training executable (`--train`; blobs "train", "model_file", "model_source", "defines",
+ * "fixed": the train options compiled in) runs `loom train` (cmd_train.c) on the embedded
+ * model: every program it compiles (program_aot.c) finds its kernels in the table.
+ *
+ *     mpirun -np N EXE --data FILE --steps N [loom train's other options]
  * Not part of the `loom` command: CMake builds it into libloom_cluster.a.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "coll.h"
 #include "mesh.h"
 #include "mesh_exec.h"
@@ -82,6 +89,80 @@ static ir_graph *rank_graph(const rt_plan_blob *blobs, int n_blobs, int rank, ir
     return ir_parse(d, file);
 }
 
+/* Splits text at '\n' into malloc'd words appended to v (n of them, at most cap). */
+static void add_lines(const rt_plan_blob *b, char **v, int *n, int cap)
+{
+    char *text = blob_text(b);
+    for (char *save = NULL, *w = text ? strtok_r(text, "\n", &save) : NULL; w && *n < cap; w = strtok_r(NULL, "\n", &save))
+        v[(*n)++] = strdup(w);
+    free(text);
+}
+
+/* A training executable (`loom build --mesh M --train`): `loom train` itself, with the model,
+ * the mesh and the options that decide its programs from the payload and the rest (--data,
+ * --steps, --lr, --checkpoint, ...) from the command line. */
+static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_blobs, const char *mesh,
+                        const char *model)
+{
+    static const char *const fixed[] = {"--mesh",  "--microbatches", "--accum", "--optimizer", "--momentum",
+                                        "--weight-decay", "--beta1", "--beta2", "--eps",   "--clip",
+                                        "--precision", "--target", "-o"};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: mpirun -np N %s --data FILE --steps N [loom train's options: --lr, --warmup, --checkpoint, "
+                   "--resume, --eval-every, --log, --schedule, --allreduce, --timeout, --stats, ...]\n"
+                   "built by `loom build --mesh %s --train` from %s\n",
+                   prog, mesh, model ? model : "?");
+            return 0;
+        }
+        bool is_fixed = strncmp(argv[i], "-D", 2) == 0;
+        for (size_t k = 0; !is_fixed && k < sizeof fixed / sizeof *fixed; k++) {
+            size_t len = strlen(fixed[k]);
+            is_fixed = strncmp(argv[i], fixed[k], len) == 0 && (argv[i][len] == 0 || argv[i][len] == '=');
+        }
+        if (is_fixed) {
+            fprintf(stderr, "%s: %s is compiled into this executable (loom build --mesh %s --train ...); build another "
+                    "to change it\n", prog, argv[i], mesh);
+            return 2;
+        }
+    }
+    enum { CAP = 512 };
+    char *v[CAP];
+    int n = 0;
+    v[n++] = blob_text(rt_plan_blob_find(blobs, n_blobs, "model_file"));
+    char *defs[CAP / 4];
+    int n_defs = 0;
+    add_lines(rt_plan_blob_find(blobs, n_blobs, "defines"), defs, &n_defs, CAP / 4);
+    for (int k = 0; k + 1 < n_defs && n + 2 < CAP; k += 2) {
+        char *def = malloc(strlen(defs[k]) + strlen(defs[k + 1]) + 2);
+        if (!def)
+            ir_unreachable("out of memory");
+        sprintf(def, "%s=%s", defs[k], defs[k + 1]);
+        v[n++] = strdup("-D");
+        v[n++] = def;
+    }
+    for (int k = 0; k < n_defs; k++)
+        free(defs[k]);
+    v[n++] = strdup("--mesh");
+    v[n++] = strdup(mesh);
+    add_lines(rt_plan_blob_find(blobs, n_blobs, "fixed"), v, &n, CAP - argc);
+    int first_user = n;
+    for (int i = 1; i < argc && n < CAP; i++)
+        v[n++] = argv[i];
+    cli_opts o;
+    int status = 2;
+    char *source = blob_text(rt_plan_blob_find(blobs, n_blobs, "model_source"));
+    if (v[0] && source && cli_parse("train", n, v, &o)) {
+        o.file_text = source;
+        status = cmd_train(&o);
+    } else if (!v[0] || !source)
+        fprintf(stderr, "%s: the payload has no model (not a training executable)\n", prog);
+    free(source);
+    for (int k = 0; k < first_user; k++)
+        free(v[k]);
+    return status;
+}
+
 /* mesh_exec.h's compiler: the segment lowered here, its kernels linked in ahead of time. */
 static program *compile_segment(void *ctx, const ir_graph *segment, rt_pool *pool, ir_diag *d)
 {
@@ -102,6 +183,15 @@ int main(int argc, char **argv)
     char *model = blob_text(rt_plan_blob_find(blobs, n_blobs, "model"));
     if (!mesh_spec)
         ir_diag_error(&d, -1, 0, 0, "%s: the payload has no 'mesh' record (not a cluster executable)", prog);
+    if (mesh_spec && rt_plan_blob_find(blobs, n_blobs, "train")) {
+        int status = run_training(argc, argv, blobs, n_blobs, mesh_spec, model);
+        free(mesh_spec);
+        free(model);
+        rt_plan_clear(&plan);
+        rt_plan_blobs_free(blobs, n_blobs);
+        ir_diag_free(&d);
+        return status;
+    }
     exe_opts o;
     int parsed = ir_diag_ok(&d) ? parse(argc, argv, &o) : 0;
     coll_launch launch;

@@ -29,6 +29,9 @@
  * mesh_exec.c will at run time) go into one object, each distinct kernel once under a name
  * that hashes its kernel IR (program_kernel_symbol). The executable links libloom_cluster.a
  * (the same rank runner as `loom run --mesh`), passes, codegen's lowering, collectives and MPI.
+ * With --train the executable runs `loom train` instead (cluster_main.c): the kernels are those
+ * of every program loom train compiles on each rank (collect_training), and the payload holds
+ * the model's text with the options that shape those programs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -321,17 +324,18 @@ typedef struct {
     cg_kernel **unique;
     char **symbols;
     int n_unique, cap_unique, n_total;
+    pass_opt_config opt; /* --train: the optimizer and micro-batches compiled in */
+    int micro;
 } cluster_kernels;
 
-/* mesh_exec_each_segment's fn: lowers the segment as the executable will, keeps new kernels. */
-static bool collect_segment(void *ctx, const ir_graph *segment, ir_diag *d)
+/* Lowers g through pipeline as the executable's program_new will, keeps its new kernels. */
+static bool collect_program(cluster_kernels *c, const ir_graph *g, const char *pipeline, ir_diag *d)
 {
-    cluster_kernels *c = ctx;
     ir_graph *fused = NULL;
     ir_grow((void **)&c->lows, &c->cap_lows, c->n_lows + 1, sizeof *c->lows);
     cg_lowered *low = &c->lows[c->n_lows++];
     *low = (cg_lowered){0};
-    bool ok = program_lower(segment, NULL, &fused, low, d);
+    bool ok = program_lower(g, pipeline, &fused, low, d);
     ir_graph_free(fused);
     for (int i = 0; ok && i < low->n_kernels; i++) {
         char sym[32];
@@ -348,6 +352,58 @@ static bool collect_segment(void *ctx, const ir_graph *segment, ir_diag *d)
         c->unique[c->n_unique] = low->kernels[i];
         c->symbols[c->n_unique++] = strdup(sym);
     }
+    return ok;
+}
+
+/* mesh_exec_each_segment's fn: a segment, compiled as mesh_exec.c will. */
+static bool collect_segment(void *ctx, const ir_graph *segment, ir_diag *d)
+{
+    return collect_program(ctx, segment, NULL, d);
+}
+
+/* --train: the programs `loom train` compiles on rank m->rank (cmd_train.c's setup, in the same
+ * order and with the same pipelines): under tp/pp the gradient program's segments (the model
+ * with a micro-batch's rows, through autodiff and the pipeline and shard passes) and the update
+ * of the rank's slices; else the gradient and eval programs of a dp rank's rows, the update and
+ * the sampler (batch 1). */
+static bool collect_training(const cli_opts *o, const ir_graph *g, pass_mesh *m, const pass_opt_config *opt0,
+                             int micro, cluster_kernels *c, ir_diag *d)
+{
+    int B = (int)cli_find_node(g, OP_input, "tokens")->shape.dim[0], dp = pass_mesh_size(m, "dp");
+    bool sharded = pass_mesh_size(m, "tp") > 1 || pass_mesh_size(m, "pp") > 1;
+    pass_opt_config opt = *opt0;
+    opt.sumsq_input = sharded;
+    ir_graph *gg = sharded ? (micro > 1 ? cli_load_batch(o, B / micro, "build", d) : ir_graph_clone(g))
+                           : (dp > 1 ? cli_load_batch(o, B / dp, "build", d) : ir_graph_clone(g));
+    if (!gg)
+        return false;
+    cli_prune_to(gg, "loss");
+    bool ok;
+    ir_graph *u = NULL;
+    if (sharded) {
+        m->local_outputs = true;
+        pass_options po = pass_options_default();
+        po.mesh = m;
+        ok = pass_run_pipeline(gg, "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse", &po, d) &&
+             mesh_exec_each_segment(gg, collect_segment, c, d) && (u = pass_optimizer_graph(gg, &opt, d)) != NULL &&
+             collect_program(c, u, NULL, d);
+    } else {
+        ok = collect_program(c, gg, pass_training_pipeline(), d) && collect_program(c, gg, NULL, d) &&
+             (u = pass_optimizer_graph(g, &opt, d)) != NULL && collect_program(c, u, NULL, d);
+        ir_diag d1; /* the sampler is optional, as in loom train */
+        ir_diag_init(&d1);
+        ir_graph *s = ok ? cli_load_graph_define(o, "batch", "1", &d1) : NULL;
+        const ir_node *tok = s ? cli_find_node(s, OP_input, "tokens") : NULL;
+        if (tok && tok->shape.dim[0] == 1 && tok->shape.dim[1] == cli_find_node(g, OP_input, "tokens")->shape.dim[1] &&
+            cli_find_node(s, OP_output, "logits")) {
+            cli_prune_to(s, "logits");
+            ok = collect_program(c, s, NULL, d);
+        }
+        ir_graph_free(s);
+        ir_diag_free(&d1);
+    }
+    ir_graph_free(u);
+    ir_graph_free(gg);
     return ok;
 }
 
@@ -369,6 +425,11 @@ static bool cluster_ranks(const cli_opts *o, const ir_graph *g, int world, rt_pl
 {
     bool ok = true;
     for (int r = 0; ok && r < world; r++) {
+        if (o->train) {
+            pass_mesh m;
+            ok = pass_mesh_parse(o->mesh, r, g, &m, d) && collect_training(o, g, &m, &c->opt, c->micro, c, d);
+            continue;
+        }
         ir_graph *L = ir_graph_clone(g);
         pass_mesh m;
         pass_options po = pass_options_default();
@@ -391,23 +452,113 @@ static bool cluster_ranks(const cli_opts *o, const ir_graph *g, int world, rt_pl
     return ok;
 }
 
+/* The train options a training executable compiles in (cmd_train.c reads the same). */
+static const char *const fixed_train_options[] = {"--microbatches", "--accum",  "--optimizer", "--momentum", "--weight-decay",
+                                                  "--beta1",        "--beta2",  "--eps",       "--clip"};
+#define N_FIXED (int)(sizeof fixed_train_options / sizeof *fixed_train_options)
+
+/* --train: the options and checks of `loom train --mesh` that decide its programs. */
+static bool train_setup(const cli_opts *o, const ir_graph *g, const pass_mesh *m, cluster_kernels *c, ir_diag *d)
+{
+    const ir_node *tok = cli_find_node(g, OP_input, "tokens"), *tgt = cli_find_node(g, OP_input, "targets");
+    if (!tok || !tgt || tok->dtype != DT_I32 || tok->shape.rank != 2 || !cli_find_node(g, OP_output, "loss")) {
+        ir_diag_error(d, -1, 0, 0, "build: --train needs a model with inputs 'tokens' and 'targets' (i32[batch, seq]) "
+                      "and an output 'loss'");
+        return false;
+    }
+    for (int a = 0; a < m->n_axes; a++)
+        if (m->size[a] > 1 && strcmp(m->axis[a], "dp") != 0 && strcmp(m->axis[a], "tp") != 0 &&
+            strcmp(m->axis[a], "pp") != 0) {
+            ir_diag_error(d, -1, 0, 0, "build: --train: the axes dp, tp and pp train; %s=%d does not", m->axis[a],
+                          m->size[a]);
+            return false;
+        }
+    int B = (int)tok->shape.dim[0], dp = pass_mesh_size(m, "dp"), pp = pass_mesh_size(m, "pp");
+    const char *mb = cli_named(o, "--microbatches");
+    char *end = NULL;
+    long micro = mb ? strtol(mb, &end, 10) : pp;
+    if (mb && (!*mb || *end || micro < 1 || micro > 4096)) {
+        ir_diag_error(d, -1, 0, 0, "build: --microbatches expects an integer in [1, 4096], got '%s'", mb);
+        return false;
+    }
+    if (mb && pp == 1) {
+        ir_diag_error(d, -1, 0, 0, "build: --microbatches schedules pipeline stages; --mesh %s has no pp axis", o->mesh);
+        return false;
+    }
+    if (B % dp != 0 || B % micro != 0 || (B / micro) % dp != 0) {
+        ir_diag_error(d, -1, 0, 0, "build: the batch (%d rows) does not split into %ld micro-batch%s of a multiple of "
+                      "dp=%d rows; set -D batch= or --microbatches", B, micro, micro == 1 ? "" : "es", dp);
+        return false;
+    }
+    c->micro = (int)micro;
+    return cli_train_optimizer(o, &c->opt, d);
+}
+
+/* What a training executable needs to run `loom train` itself: the model's text, its -D
+ * options and the fixed train options, each "name\nvalue\n". */
+static bool train_blobs(const cli_opts *o, rt_plan_blob *b, int *n, ir_diag *d)
+{
+    FILE *f = fopen(o->file, "rb");
+    rt_wbuf src = {0}, defs = {0}, fixed = {0};
+    char buf[1 << 16];
+    size_t got;
+    while (f && (got = fread(buf, 1, sizeof buf, f)) > 0)
+        rt_wbuf_bytes(&src, buf, got);
+    if (!f || ferror(f)) {
+        ir_diag_error(d, -1, 0, 0, "build: cannot read %s: %s", o->file, strerror(errno));
+        if (f)
+            fclose(f);
+        free(src.data);
+        return false;
+    }
+    fclose(f);
+    for (int i = 0; i < o->n_defines; i++) {
+        rt_wbuf_bytes(&defs, o->defines[i].name, strlen(o->defines[i].name));
+        rt_wbuf_bytes(&defs, "\n", 1);
+        rt_wbuf_bytes(&defs, o->defines[i].value, strlen(o->defines[i].value));
+        rt_wbuf_bytes(&defs, "\n", 1);
+    }
+    for (int k = 0; k < N_FIXED; k++) {
+        const char *v = cli_named(o, fixed_train_options[k]);
+        if (!v)
+            continue;
+        rt_wbuf_bytes(&fixed, fixed_train_options[k], strlen(fixed_train_options[k]));
+        rt_wbuf_bytes(&fixed, "\n", 1);
+        rt_wbuf_bytes(&fixed, v, strlen(v));
+        rt_wbuf_bytes(&fixed, "\n", 1);
+    }
+    const char *slash = strrchr(o->file, '/');
+    const char *base = slash ? slash + 1 : o->file;
+    b[(*n)++] = (rt_plan_blob){strdup("train"), (uint8_t *)strdup("1"), 1};
+    b[(*n)++] = (rt_plan_blob){strdup("model_file"), (uint8_t *)strdup(base), strlen(base)};
+    b[(*n)++] = (rt_plan_blob){strdup("model_source"), src.data, src.n};
+    b[(*n)++] = (rt_plan_blob){strdup("defines"), defs.data, defs.n};
+    b[(*n)++] = (rt_plan_blob){strdup("fixed"), fixed.data, fixed.n};
+    return true;
+}
+
 static int build_cluster(const cli_opts *o, bool existed, ir_diag *d)
 {
     ir_graph *g = cli_load_graph(o, d);
     pass_mesh mesh;
-    if (!g || !pass_mesh_parse(o->mesh, 0, g, &mesh, d)) {
+    cluster_kernels c = {0};
+    for (int k = 0; !o->train && k < N_FIXED; k++)
+        if (cli_named(o, fixed_train_options[k]))
+            ir_diag_error(d, -1, 0, 0, "build: %s is an option of training executables: add --train",
+                          fixed_train_options[k]);
+    if (!ir_diag_ok(d) || !g || !pass_mesh_parse(o->mesh, 0, g, &mesh, d) || (o->train && !train_setup(o, g, &mesh, &c, d))) {
         ir_graph_free(g);
         if (!existed)
             unlink(o->out);
         return cli_finish(d);
     }
-    int world = mesh.world;
-    rt_plan_blob *blobs = calloc((size_t)world + 3, sizeof *blobs);
+    int world = mesh.world, n_blobs = o->train ? 0 : world;
+    rt_plan_blob *blobs = calloc((size_t)world + 8, sizeof *blobs);
     if (!blobs)
         ir_unreachable("out of memory");
-    cluster_kernels c = {0};
     workdir w = {0};
-    bool ok = cluster_ranks(o, g, world, blobs, &c, d) && workdir_new(&w, d);
+    bool ok = cluster_ranks(o, g, world, blobs, &c, d) && (!o->train || train_blobs(o, blobs, &n_blobs, d)) &&
+              workdir_new(&w, d);
     for (int i = 0; ok && i < c.n_unique; i++)
         c.unique[i]->name = ir_arena_strdup(&c.unique[i]->arena, c.symbols[i]);
     cg_host_options ho = cg_host_defaults;
@@ -416,21 +567,22 @@ static int build_cluster(const cli_opts *o, bool existed, ir_diag *d)
          link_exe(c_compiler(), w.linked, w.table, w.obj, BUILD_CLUSTER, d);
     rt_wbuf wm = {0};
     model_text(o, &wm);
-    blobs[world] = (rt_plan_blob){strdup("target"), (uint8_t *)strdup("cpu"), 3};
-    blobs[world + 1] = (rt_plan_blob){strdup("mesh"), (uint8_t *)strdup(o->mesh), strlen(o->mesh)};
-    blobs[world + 2] = (rt_plan_blob){strdup("model"), wm.data, wm.n};
+    blobs[n_blobs++] = (rt_plan_blob){strdup("target"), (uint8_t *)strdup("cpu"), 3};
+    blobs[n_blobs++] = (rt_plan_blob){strdup("mesh"), (uint8_t *)strdup(o->mesh), strlen(o->mesh)};
+    blobs[n_blobs++] = (rt_plan_blob){strdup("model"), wm.data, wm.n};
     size_t n = 0;
     rt_plan empty = {0};
-    uint8_t *payload = ok ? rt_plan_serialize(&empty, blobs, world + 3, &n) : NULL;
+    uint8_t *payload = ok ? rt_plan_serialize(&empty, blobs, n_blobs, &n) : NULL;
     ok = ok && write_exe(w.linked, o->out, payload, n, d);
     if (ok) {
         char m[128];
-        printf("built %s for the mesh %s (%d ranks, cpu): %d kernels, %d distinct, payload %zu bytes\n", o->out,
-               pass_mesh_str(&mesh, m, sizeof m), world, c.n_total, c.n_unique, n);
+        printf("built %s%s for the mesh %s (%d ranks, cpu): %d kernels, %d distinct, payload %zu bytes\n", o->out,
+               o->train ? ", a training executable," : "", pass_mesh_str(&mesh, m, sizeof m), world, c.n_total,
+               c.n_unique, n);
     } else if (!existed || payload)
         unlink(o->out); /* never leave a half-written executable */
     free(payload);
-    rt_plan_blobs_free(blobs, world + 3);
+    rt_plan_blobs_free(blobs, n_blobs);
     cluster_kernels_free(&c);
     workdir_free(&w);
     ir_graph_free(g);

@@ -91,12 +91,37 @@ static bool opt_num(const cli_opts *o, const char *key, double lo, bool lo_open,
     return true;
 }
 
+bool cli_train_optimizer(const cli_opts *o, pass_opt_config *c, ir_diag *d)
+{
+    *c = pass_opt_config_default();
+    c->momentum = 0.9;
+    int64_t accum = 1;
+    const char *optimizer = cli_named(o, "--optimizer");
+    bool ok = opt_int(o, "--accum", 1, &accum, d) && opt_num(o, "--weight-decay", 0, false, 10, &c->weight_decay, d) &&
+              opt_num(o, "--beta1", 0, false, 0.999999, &c->beta1, d) &&
+              opt_num(o, "--beta2", 0, false, 0.999999, &c->beta2, d) && opt_num(o, "--eps", 0, true, 1, &c->eps, d) &&
+              opt_num(o, "--clip", 0, false, 1e30, &c->clip, d) &&
+              opt_num(o, "--momentum", 0, false, 0.999999, &c->momentum, d);
+    if (!ok)
+        return false;
+    if (accum > 1000000) {
+        ir_diag_error(d, -1, 0, 0, "train: --accum %" PRId64 " is too large", accum);
+        return false;
+    }
+    c->accum = (int)accum;
+    if (optimizer && strcmp(optimizer, "sgd") == 0)
+        c->kind = PASS_OPT_SGD;
+    else if (optimizer && strcmp(optimizer, "adamw") != 0) {
+        ir_diag_error(d, -1, 0, 0, "train: --optimizer must be adamw or sgd, got '%s'", optimizer);
+        return false;
+    }
+    return true;
+}
+
 static bool parse_opts(const cli_opts *o, train_opts *t, ir_diag *d)
 {
     *t = (train_opts){.steps = -1, .eval_batches = 10, .sample = 256, .lr = 3e-4, .min_lr = -1, .temperature = 1.0,
                       .prompt = "\n"};
-    t->opt = pass_opt_config_default();
-    t->opt.momentum = 0.9;
     t->data = cli_named(o, "--data");
     t->log = cli_named(o, "--log");
     t->checkpoint = cli_named(o, "--checkpoint");
@@ -104,36 +129,18 @@ static bool parse_opts(const cli_opts *o, train_opts *t, ir_diag *d)
     t->trace = cli_named(o, "--trace");
     if (cli_named(o, "--prompt"))
         t->prompt = cli_named(o, "--prompt");
-    int64_t accum = 1;
-    const char *optimizer = cli_named(o, "--optimizer");
-    bool ok = opt_int(o, "--steps", 0, &t->steps, d) && opt_int(o, "--warmup", 0, &t->warmup, d) &&
-              opt_int(o, "--eval-every", 0, &t->eval_every, d) && opt_int(o, "--eval-batches", 1, &t->eval_batches, d) &&
-              opt_int(o, "--sample", 0, &t->sample, d) && opt_int(o, "--top-k", 0, &t->top_k, d) &&
-              opt_int(o, "--save-every", 0, &t->save_every, d) && opt_int(o, "--accum", 1, &accum, d) &&
+    bool ok = cli_train_optimizer(o, &t->opt, d) && opt_int(o, "--steps", 0, &t->steps, d) &&
+              opt_int(o, "--warmup", 0, &t->warmup, d) && opt_int(o, "--eval-every", 0, &t->eval_every, d) &&
+              opt_int(o, "--eval-batches", 1, &t->eval_batches, d) && opt_int(o, "--sample", 0, &t->sample, d) &&
+              opt_int(o, "--top-k", 0, &t->top_k, d) && opt_int(o, "--save-every", 0, &t->save_every, d) &&
               opt_num(o, "--lr", 0, true, 10, &t->lr, d) && opt_num(o, "--min-lr", 0, false, 10, &t->min_lr, d) &&
-              opt_num(o, "--weight-decay", 0, false, 10, &t->opt.weight_decay, d) &&
-              opt_num(o, "--beta1", 0, false, 0.999999, &t->opt.beta1, d) &&
-              opt_num(o, "--beta2", 0, false, 0.999999, &t->opt.beta2, d) &&
-              opt_num(o, "--eps", 0, true, 1, &t->opt.eps, d) && opt_num(o, "--clip", 0, false, 1e30, &t->opt.clip, d) &&
-              opt_num(o, "--momentum", 0, false, 0.999999, &t->opt.momentum, d) &&
               opt_num(o, "--temperature", 0, false, 100, &t->temperature, d);
     if (!ok)
         return false;
-    if (accum > 1000000) {
-        ir_diag_error(d, -1, 0, 0, "train: --accum %" PRId64 " is too large", accum);
-        return false;
-    }
-    t->opt.accum = (int)accum;
     if (t->min_lr < 0)
         t->min_lr = t->lr / 10;
     if (t->min_lr > t->lr) {
         ir_diag_error(d, -1, 0, 0, "train: --min-lr %g is above --lr %g", t->min_lr, t->lr);
-        return false;
-    }
-    if (optimizer && strcmp(optimizer, "sgd") == 0)
-        t->opt.kind = PASS_OPT_SGD;
-    else if (optimizer && strcmp(optimizer, "adamw") != 0) {
-        ir_diag_error(d, -1, 0, 0, "train: --optimizer must be adamw or sgd, got '%s'", optimizer);
         return false;
     }
     if (!t->data) {

@@ -33,6 +33,10 @@ static const struct {
     {"train", "--microbatches"}, {"train", "--schedule"}, {"train", "--timeout"}, {"run", "--timeout"},
     {"train", "--loss-scale"},
     {"check", "--schedule"},    {"check", "--accum"},        {"check", "--optimizer"},   {"check", "--momentum"},
+    /* build --mesh --train: what a training executable compiles in */
+    {"build", "--microbatches"}, {"build", "--accum"},       {"build", "--optimizer"},   {"build", "--momentum"},
+    {"build", "--weight-decay"}, {"build", "--beta1"},       {"build", "--beta2"},       {"build", "--eps"},
+    {"build", "--clip"},
 };
 
 static bool add_define(const char *cmd, const char *text, cli_opts *o)
@@ -187,7 +191,8 @@ ir_graph *cli_load_graph(const cli_opts *o, ir_diag *d)
         ir_diag_error(d, -1, 0, 0, "no input file given");
         return NULL;
     }
-    int file = ir_diag_load_file(d, o->file);
+    int file = o->file_text ? ir_diag_add_source(d, o->file, o->file_text, strlen(o->file_text))
+                            : ir_diag_load_file(d, o->file);
     if (file < 0)
         return NULL;
     size_t n = strlen(o->file);

@@ -1,12 +1,14 @@
 """train_mesh.py — `mpirun -np N loom train MODEL --mesh ...` against the single-rank `loom train`.
 
 usage: train_mesh.py LOOM MPIEXEC MODEL SPEC[:SPEC...] [-D name=value ...]
-SPEC: MESH[@ALGO][/SCHEDULE[xM]][+resume] — ALGO the --allreduce algorithm (backend by
-default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its --microbatches; +resume
-also checkpoints the mesh run at step 10 (sharded under tp/pp: one file per rank), gathers it
-with `loom gather` (the params must equal the single-rank checkpoint's within GATHER_TOL) and
-resumes it for 2 more steps, which must give the single-rank resumed run's losses within 1e-5
-relative.
+SPEC: MESH[@ALGO][/SCHEDULE[xM]][+exe][+resume] — ALGO the --allreduce algorithm (backend by
+default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its --microbatches; +exe
+runs a training executable built by `loom build MODEL -D ... --mesh MESH --train
+[--microbatches M] -o EXE` instead of `loom train` (the same options but the compiled-in ones);
++resume also checkpoints the mesh run at step 10 (sharded under tp/pp: one file per rank),
+gathers it with `loom gather` (the params must equal the single-rank checkpoint's within
+GATHER_TOL) and resumes it for 2 more steps, which must give the single-rank resumed run's
+losses within 1e-5 relative.
 
 Data: 40,000 pseudo-random bytes of a small alphabet (byte tokens, vocab 256), written here.
 Each run trains 10 steps with AdamW from `loom init`'s start (same seed) and evaluates at the
@@ -84,16 +86,29 @@ def main():
             print(f"FAIL single rank: {len(want)} step lines, {len(want_val)} val lines\n{r.stdout}")
             return 1
         for spec in meshes.split(":"):
-            spec, _, resume = spec.partition("+")
+            spec, *flags = spec.split("+")
+            resume, exe = "resume" in flags, "exe" in flags
             spec_mesh, _, sched = spec.partition("/")
             mesh, _, algo = spec_mesh.partition("@")
             sched, _, micro = sched.partition("x")
-            extra = (["--schedule", sched] if sched else []) + (["--microbatches", micro] if micro else [])
+            built = ["--microbatches", micro] if micro else []
+            extra = (["--schedule", sched] if sched else []) + ([] if exe else built)
             n = 1
             for part in mesh.split(","):
                 n *= int(part.split("=")[1])
-            cmd = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n), loom, "train",
-                   *args, "--mesh", mesh, "--allreduce", algo or "backend", *extra]
+            launch = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n)]
+            cmd = [*launch, loom, "train", *args, "--mesh", mesh, "--allreduce", algo or "backend", *extra]
+            if exe:
+                spec += "+exe"
+                exe_path = os.path.join(tmp, "train.exe")
+                b = subprocess.run([loom, "build", model, *defines, "--mesh", mesh, "--train", *built, "-o", exe_path],
+                                   env=env, capture_output=True, text=True, timeout=300)
+                print(b.stdout.strip())
+                if b.returncode != 0:
+                    print(f"FAIL {spec}: loom build exit status {b.returncode}\n{b.stderr}")
+                    failures += 1
+                    continue
+                cmd = [*launch, exe_path, *args[1 + len(defines):], "--allreduce", algo or "backend", *extra]
             mesh_ckpt = os.path.join(tmp, "ckpt-" + spec.replace("/", "_"))
             if resume:
                 cmd += ["--checkpoint", mesh_ckpt]
