@@ -374,7 +374,8 @@ static void rule_slice(shard_ctx *c, rule *r)
     all_replicated(r);
 }
 
-/* concat: along another dim the shard stays; along the sharded dim, parts that are whole
+/* concat: along another dim the shard stays (replicated parts are sliced to match); along the
+ * sharded dim, parts that are whole
  * blocks of one block size b, each split over the axis blockwise (or replicated: sliced
  * locally), make N/b blocks — autodiff's gradient of a slice of GPT-2's fused QKV (the part's
  * gradient between zeros) keeps the heads split. */
@@ -382,15 +383,19 @@ static void rule_concat(rule *r)
 {
     const ir_node *n = r->n;
     int axis = ir_axis_norm(ir_attr_int(n, "axis"), n->shape.rank);
-    lay l = r->in[0];
-    bool ok = l.kind == L_S && l.dim != axis;
-    for (int k = 1; k < n->n_in; k++)
-        ok &= same(r->in[k], l);
+    lay l = R();
+    for (int k = 0; k < n->n_in && l.kind == L_R; k++)
+        l = r->in[k].kind == L_S && r->in[k].dim != axis ? r->in[k] : l;
+    bool ok = l.kind == L_S && n->n_in <= 8;
+    for (int k = 0; ok && k < n->n_in; k++) /* the others split alike, or replicated (sliced) */
+        ok = same(r->in[k], l) || r->in[k].kind == L_R;
+    all_replicated(r);
     if (ok) {
-        keep(r, l);
+        for (int k = 0; k < n->n_in; k++)
+            r->want[k] = l;
+        r->out = l;
         return;
     }
-    all_replicated(r);
     int64_t b = 0;
     for (int k = 0; k < n->n_in; k++)
         for (int64_t x = n->in[k]->shape.dim[axis], y = b; ; ) { /* b = gcd of the part sizes */
@@ -435,7 +440,8 @@ static void rule_broadcast(rule *r)
     keep(r, l);
 }
 
-/* sum/mean/max: a shard on a kept dim stays (renumbered); a partial sum survives sum/mean. */
+/* sum/mean/max: a shard on a kept dim stays (renumbered); a sum over the sharded dim is a
+ * partial sum (the batch's rows over dp: a bias's gradient); a partial sum survives sum/mean. */
 static void rule_reduce(rule *r)
 {
     lay l = r->in[0];
@@ -450,6 +456,10 @@ static void rule_reduce(rule *r)
             all_replicated(r);
         else
             keep(r, l);
+        return;
+    }
+    if (l.kind == L_S && mask[l.dim] && n->op == OP_sum) { /* each rank sums its part */
+        keep(r, P());
         return;
     }
     if (l.kind == L_S && !mask[l.dim]) {
@@ -477,6 +487,35 @@ static void rule_row(rule *r)
         return;
     }
     all_replicated(r);
+}
+
+/* layernorm_grad, rmsnorm_grad (x, weight, dy): with rows split along a dim but the last (the
+ * batch over dp), the input gradient is split the same way and the weight's gradient, a sum
+ * over the rows, is a partial sum. */
+static void rule_norm_grad(rule *r)
+{
+    lay l = r->in[0];
+    const ir_node *n = r->n;
+    all_replicated(r);
+    if (l.kind != L_S || l.dim == n->in[0]->shape.rank - 1 || r->in[2].kind == L_P)
+        return;
+    r->want[0] = l;
+    r->want[2] = l;
+    r->out = ir_attr_int(n, "wrt") == 0 ? l : P();
+}
+
+/* embedding_grad (dy, ids): with the rows split (the batch over dp), each rank scatters its
+ * rows: a partial sum of the table's gradient. */
+static void rule_embedding_grad(rule *r)
+{
+    lay ld = r->in[0], li = r->in[1];
+    all_replicated(r);
+    if (ld.kind == L_S && ld.dim < r->n->in[0]->shape.rank - 1 && ld.blocks == 1 &&
+        (li.kind == L_R || (li.kind == L_S && li.dim == ld.dim && li.blocks == 1))) {
+        r->want[0] = ld;
+        r->want[1] = ld;
+        r->out = P();
+    }
 }
 
 /* matmul: column-parallel (b sharded along N), row-parallel (both along K: partial sums),
@@ -611,6 +650,9 @@ static void apply_rule(shard_ctx *c, rule *r)
     case OP_attention: rule_heads(r, 3); return;
     case OP_attention_grad: rule_heads(r, 4); return;
     case OP_unary_grad: rule_elementwise(c, r); return; /* f'(x) · dy, elementwise */
+    case OP_layernorm_grad:
+    case OP_rmsnorm_grad: rule_norm_grad(r); return;
+    case OP_embedding_grad: rule_embedding_grad(r); return;
     default: break;
     }
     switch (ir_ops[n->op].kind) {
