@@ -19,6 +19,8 @@ typedef struct {
     const char *file;                 /* the model (.loom) or textual IR (.lir) */
     const char *file_text;            /* its text, when not read from the file (a cluster
                                          executable's embedded model) */
+    const char *exe_name;             /* a cluster executable's name, for its messages (NULL:
+                                         the loom command) */
     fe_define defines[CLI_MAX_DEFINES];
     int n_defines;
     const char *after;                /* --after=PASS: print the IR after that pass */

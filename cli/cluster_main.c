@@ -154,6 +154,7 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
     char *source = blob_text(rt_plan_blob_find(blobs, n_blobs, "model_source"));
     if (v[0] && source && cli_parse("train", n, v, &o)) {
         o.file_text = source;
+        o.exe_name = prog;
         status = cmd_train(&o);
     } else if (!v[0] || !source)
         fprintf(stderr, "%s: the payload has no model (not a training executable)\n", prog);

@@ -1071,11 +1071,16 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
         return false;
     pass_mesh_str(&m, ms, sizeof ms);
     if (m.world != r->world_size) {
+        char how[300];
+        if (o->exe_name) /* a training executable (cluster_main.c): the mesh is compiled in */
+            snprintf(how, sizeof how, "%s ...", o->exe_name);
+        else
+            snprintf(how, sizeof how, "loom train ... --mesh %s", o->mesh);
         ir_diag_error(d, -1, 0, 0,
                       "train: the mesh %s has %d rank%s but %d process%s started; start one process per rank "
-                      "(mpirun -np %d loom train ... --mesh %s)",
+                      "(mpirun -np %d %s)",
                       ms, m.world, m.world == 1 ? "" : "s", r->world_size, r->world_size == 1 ? " was" : "es were",
-                      m.world, o->mesh);
+                      m.world, how);
         return false;
     }
     for (int a = 0; a < m.n_axes; a++)
