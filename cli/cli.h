@@ -88,6 +88,9 @@ ir_graph *cli_load_graph_define(const cli_opts *o, const char *name, const char 
 /* options.c: the model with -D batch=rows (a dp rank's or a micro-batch's rows), checked to
  * give tokens of that many rows (cmd names the command in the error); NULL after reporting. */
 ir_graph *cli_load_batch(const cli_opts *o, int rows, const char *cmd, ir_diag *d);
+/* options.c: false (reported) when a param of model g has another shape in the model built
+ * with -D batch=rows: a split batch would then give wrong gradients. */
+bool cli_params_batch_free(const cli_opts *o, const ir_graph *g, int rows, const char *cmd, ir_diag *d);
 
 /* target_cpu.c: runs g on the CPU path (fuse, lower, plan memory, JIT, executor) with every
  * param and input given in vals (doubles, as the reference interpreter takes them; optional

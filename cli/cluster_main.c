@@ -115,6 +115,9 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
                    prog, mesh, model ? model : "?");
             return 0;
         }
+        const char *prev = i > 1 ? argv[i - 1] : "";
+        if (prev[0] == '-' && !strchr(prev, '=') && strcmp(prev, "--stats") != 0)
+            continue; /* the value of the option before it */
         bool is_fixed = strncmp(argv[i], "-D", 2) == 0;
         for (size_t k = 0; !is_fixed && k < sizeof fixed / sizeof *fixed; k++) {
             size_t len = strlen(fixed[k]);

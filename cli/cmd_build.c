@@ -491,7 +491,8 @@ static bool train_setup(const cli_opts *o, const ir_graph *g, const pass_mesh *m
         return false;
     }
     c->micro = (int)micro;
-    return cli_train_optimizer(o, &c->opt, d);
+    return (dp * micro == 1 || cli_params_batch_free(o, g, B / (int)micro / dp, "build", d)) &&
+           cli_train_optimizer(o, &c->opt, d);
 }
 
 /* What a training executable needs to run `loom train` itself: the model's text, its -D
@@ -623,6 +624,16 @@ int cmd_build(const cli_opts *o)
     close(probe);
     if (o->mesh)
         return build_cluster(o, existed, &d);
+    bool train_option = o->train;
+    for (int k = 0; k < N_FIXED; k++)
+        train_option |= cli_named(o, fixed_train_options[k]) != NULL;
+    if (train_option) { /* not silently a forward executable */
+        ir_diag_error(&d, -1, 0, 0, "build: --train and its options build training executables, which need --mesh "
+                      "(e.g. --mesh dp=1 for one rank)");
+        if (!existed)
+            unlink(o->out);
+        return cli_finish(&d);
+    }
     ir_graph *g = cli_load_graph(o, &d);
     if (!g) {
         if (!existed)

@@ -1127,6 +1127,8 @@ static bool setup_mesh(trainer *r, const cli_opts *o)
     }
     r->micro = (int)micro;
     r->Bm = r->B / r->micro;
+    if (r->dp * r->micro > 1 && !cli_params_batch_free(o, r->g, r->Bm / r->dp, "train", d))
+        return false;
     if (sharded) {
         /* the shard pass splits the batch over dp inside the gradient program; its outputs
          * stay on the stage computing them (summed over pp after the micro-batches) */

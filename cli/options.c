@@ -249,6 +249,31 @@ ir_graph *cli_load_batch(const cli_opts *o, int rows, const char *cmd, ir_diag *
     return g;
 }
 
+bool cli_params_batch_free(const cli_opts *o, const ir_graph *g, int rows, const char *cmd, ir_diag *d)
+{
+    ir_graph *h = cli_load_batch(o, rows, cmd, d);
+    bool ok = h != NULL;
+    for (int i = 0, j = 0; ok && i < g->n_nodes; i++) {
+        const ir_node *p = g->nodes[i];
+        if (p->op != OP_param)
+            continue;
+        while (j < h->n_nodes && h->nodes[j]->op != OP_param)
+            j++;
+        const ir_node *q = j < h->n_nodes ? h->nodes[j++] : NULL;
+        if (!q || !ir_shape_eq(&p->shape, &q->shape)) {
+            char a[300], b[300];
+            ir_diag_error(d, p->loc.file, p->loc.line, p->loc.col,
+                          "%s: param '%s' changes with the batch (%s, but %s with -D batch=%d): a batch split over dp "
+                          "or into micro-batches needs params that do not",
+                          cmd, p->name, ir_type_str(p->dtype, &p->shape, a, sizeof a),
+                          q ? ir_type_str(q->dtype, &q->shape, b, sizeof b) : "absent", rows);
+            ok = false;
+        }
+    }
+    ir_graph_free(h);
+    return ok;
+}
+
 int cli_finish(ir_diag *d)
 {
     ir_diag_print(d, stderr);

@@ -412,7 +412,7 @@ static void rule_concat(rule *r)
     for (int k = 0; blocks && k < n->n_in; k++) {
         lay lk = r->in[k];
         int m = (int)(n->in[k]->shape.dim[axis] / b);
-        blocks = lk.kind == L_R || (lk.kind == L_S && lk.dim == axis && lk.blocks == m);
+        blocks = m > 0 && (lk.kind == L_R || (lk.kind == L_S && lk.dim == axis && lk.blocks == m));
         any |= lk.kind == L_S;
         r->want[k] = S(axis, m, -1);
     }
