@@ -167,5 +167,20 @@ bool cg_gemm_variant_valid(const cg_gemm_variant *v);
 size_t cg_gemm_variant_local(const cg_gemm_variant *v);
 /* The OpenCL C text of kernel `name` for variant v (valid), malloc'd. */
 char *cg_opencl_gemm_source(const cg_gemm_variant *v, const char *name);
+/* OpenCL C: loom_act(x, act), gemm.h's activations (rt_act: 1 tanh-gelu, 2 erf-gelu, 3 relu,
+ * 4 silu; the CPU's formulas in gemm_cpu.c), defined once per program (guarded): the generated
+ * GEMM's store and the CLBlast epilogue (runtime/gemm_opencl.c) both apply it. */
+#define CG_OPENCL_ACT_FN                                                                                      \
+    "#ifndef LOOM_ACT_FN\n#define LOOM_ACT_FN\n"                                                               \
+    "float loom_act(float x, long act)\n{\n"                                                                   \
+    "    if (act == 1)\n"                                                                                      \
+    "        return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));\n"           \
+    "    if (act == 2)\n"                                                                                      \
+    "        return 0.5f * x * (1.0f + erf(x * 0.7071067811865476f));\n"                                      \
+    "    if (act == 3)\n"                                                                                      \
+    "        return x > 0.0f ? x : 0.0f;\n"                                                                    \
+    "    if (act == 4)\n"                                                                                      \
+    "        return x / (1.0f + exp(-x));\n"                                                                   \
+    "    return x;\n}\n#endif\n"
 
 #endif

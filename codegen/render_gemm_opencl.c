@@ -98,15 +98,7 @@ static void put_store(text *t)
            "                    x += beta * c[m * ldc + n];\n"
            "                if (flags & 4)\n"
            "                    x += bias[n];\n"
-           "                if (act == 1)\n"
-           "                    x = 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));\n"
-           "                else if (act == 2)\n"
-           "                    x = 0.5f * x * (1.0f + erf(x * 0.7071067811865476f));\n"
-           "                else if (act == 3)\n"
-           "                    x = x > 0.0f ? x : 0.0f;\n"
-           "                else if (act == 4)\n"
-           "                    x = x / (1.0f + exp(-x));\n"
-           "                c[m * ldc + n] = x;\n"
+           "                c[m * ldc + n] = loom_act(x, act);\n"
            "            }\n"
            "        }\n"
            "    }\n");
@@ -136,6 +128,7 @@ char *cg_opencl_gemm_source(const cg_gemm_variant *v, const char *name)
     else
         put(&t, "#define VT float%d\n#define VLOAD(p) vload%d(0, p)\n#define VSTORE(x, p) vstore%d(x, 0, p)\n", vw, vw,
             vw);
+    put(&t, "%s", CG_OPENCL_ACT_FN);
     /* reqd_work_group_size: a launch with another local size fails instead of computing garbage */
     put(&t, "__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))\n"
             "void %s(__global const float *a, const long a_off, __global const float *b, const long b_off,\n"

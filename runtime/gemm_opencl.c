@@ -35,8 +35,9 @@
 #include "exec_opencl.h"
 #include "gemm.h"
 
-/* act: rt_act's values (gemm.h). The formulas are gemm_cpu.c's. */
+/* act: rt_act's values (gemm.h), applied by loom_act (codegen.h). */
 static const char EPILOGUE_SOURCE[] =
+    CG_OPENCL_ACT_FN
     "\n/* GEMM epilogue (runtime/gemm_opencl.c): c = act(c + bias) over nb matrices M x N */\n"
     "__kernel void " RT_OCL_EPILOGUE_KERNEL "(__global float *c, const long c_off, __global const float *bias,\n"
     "        const long bias_off, const long has_bias, const long act, const long M, const long N,\n"
@@ -51,15 +52,7 @@ static const char EPILOGUE_SOURCE[] =
     "        float x = *p;\n"
     "        if (has_bias)\n"
     "            x += bias[n];\n"
-    "        if (act == 1)\n"
-    "            x = 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));\n"
-    "        else if (act == 2)\n"
-    "            x = 0.5f * x * (1.0f + erf(x * 0.7071067811865476f));\n"
-    "        else if (act == 3)\n"
-    "            x = x > 0.0f ? x : 0.0f;\n"
-    "        else if (act == 4)\n"
-    "            x = x / (1.0f + exp(-x));\n"
-    "        *p = x;\n"
+    "        *p = loom_act(x, act);\n"
     "    }\n"
     "}\n";
 
