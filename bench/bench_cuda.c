@@ -1,4 +1,4 @@
-/* bench_cuda.c — forward timing of a model on `--target cuda` (or cpu) through cli/program.h:
+/* bench_cuda.c — forward timing of a model on `--target cuda` (or cpu) through engine/program.h:
  *     bench_cuda MODEL.loom WEIGHTS.safetensors [--target cuda|cpu] [--runs N] [-D name=value]...
  * Compiles once, binds the weights (converted to the params' dtypes) and random token inputs
  * (every integer input gets ids in [0, vocab)), runs once to warm up, then N times (default
@@ -12,10 +12,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
-#include "frontend.h"
-#include "program.h"
-#include "safetensors.h"
+#include "runtime/clock.h"
+#include "frontend/frontend.h"
+#include "engine/program.h"
+#include "io/safetensors.h"
 
 static double graph_flops(const ir_graph *g)
 {

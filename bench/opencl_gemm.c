@@ -1,5 +1,5 @@
 /* opencl_gemm.c — GPT-2 small's forward GEMM shapes (batch 1) on an OpenCL device: CLBlast (+ the
- * epilogue kernel), each generated variant (runtime/gemm_opencl.c through rt_ocl_gemm with
+ * epilogue kernel), each generated variant (runtime/opencl/gemm_opencl.c through rt_ocl_gemm with
  * LOOM_OCL_GEMM=clblast / generated:I), and OpenBLAS's cblas_sgemm on the host, in one run.
  *
  *     bench_opencl_gemm [--target opencl[:P[:D]]] [--seq T]... [--reps R]
@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "exec_opencl.h"
-#include "gemm.h"
-#include "opencl.h"
+#include "runtime/clock.h"
+#include "runtime/opencl/exec_opencl.h"
+#include "runtime/cpu/gemm_cpu.h"
+#include "runtime/opencl/opencl.h"
 
 typedef struct {
     const char *what;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # opencl_gemm_forward.sh LOOM [SEQ...] — GPT-2 small forward (batch 1, logits only, `loom init
 # --seed 1`) through `loom run --target opencl --stats` with LOOM_OCL_GEMM=auto (generated
-# kernels or CLBlast, chosen per GEMM shape by timing: runtime/gemm_opencl.c) and with
+# kernels or CLBlast, chosen per GEMM shape by timing: runtime/opencl/gemm_opencl.c) and with
 # LOOM_OCL_GEMM=clblast, one after the other; then --target cpu for scale. Prints each run's
 # --stats lines and the per-shape choices (LOOM_OCL_GEMM_VERBOSE=1). Default SEQ: 64 256.
 # LOOM_STATS_RUNS (default 3) forwards after the first; the median is reported.

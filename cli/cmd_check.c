@@ -1,8 +1,10 @@
 /* cmd_check.c — `loom check FILE [-D n=v]...`: builds and verifies a model, then summarizes it:
  * inputs and outputs, parameter count (total and per block instance), forward FLOPs per token,
  * and activation memory for the bound batch and sequence length; with --mesh (and --train), the
- * per-rank memory and communication report of cli/mesh_report.c. */
-#include "cli.h"
+ * per-rank memory and communication report of engine/mesh_report.c. */
+#include "cli/cli.h"
+#include "engine/jobs.h"
+#include "engine/run.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -99,14 +101,14 @@ static void print_activations(const ir_graph *g)
     free(last_use);
 }
 
-/* The CPU plan's arena (fused, lowered, memory-planned; cli_cpu_plan_peak): what `loom run
+/* The CPU plan's arena (fused, lowered, memory-planned; eng_cpu_plan_peak): what `loom run
  * --stats` measures against. A graph the CPU path cannot lower gets the reason instead. */
 static void print_cpu_plan_memory(const ir_graph *g)
 {
     ir_diag d;
     ir_diag_init(&d);
     int64_t peak = 0, unshared = 0;
-    if (cli_cpu_plan_peak(g, &peak, &unshared, &d))
+    if (eng_cpu_plan_peak(g, &peak, &unshared, &d))
         printf("activation memory (cpu plan): %.2f MiB (%.2f MiB without reuse)\n", mib((double)peak),
                mib((double)unshared));
     else
@@ -114,11 +116,11 @@ static void print_cpu_plan_memory(const ir_graph *g)
     ir_diag_free(&d);
 }
 
-int cmd_check(const cli_opts *o)
+int cmd_check(const eng_opts *o)
 {
     ir_diag d;
     ir_diag_init(&d);
-    ir_graph *g = cli_load_graph(o, &d);
+    ir_graph *g = eng_load_graph(o, &d);
     if (!g)
         return cli_finish(&d);
     if (!ir_verify(g, &d)) {
@@ -153,7 +155,7 @@ int cmd_check(const cli_opts *o)
     print_activations(g);
     print_cpu_plan_memory(g);
     if (o->mesh || o->train)
-        cli_mesh_report(g, o, &d); /* cli/mesh_report.c */
+        eng_mesh_report(g, o, &d); /* engine/mesh_report.c */
     ir_graph_free(g);
     return cli_finish(&d);
 }

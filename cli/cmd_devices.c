@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "cuda_driver.h"
-#include "opencl.h"
+#include "cli/cli.h"
+#include "runtime/cuda/cuda_driver.h"
+#include "runtime/opencl/opencl.h"
 
 /* The "model name" line of /proc/cpuinfo, or the machine type. */
 static void cpu_name(char *buf, size_t cap)
@@ -31,7 +31,7 @@ static void cpu_name(char *buf, size_t cap)
     fclose(f);
 }
 
-int cmd_devices(const cli_opts *o)
+int cmd_devices(const eng_opts *o)
 {
     (void)o;
     ir_diag d;

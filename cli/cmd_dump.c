@@ -6,9 +6,9 @@
  * after that pass; --time-passes alone times the whole pipeline and prints its result. With a
  * half --precision (or --after=lower-precision) the default pipeline is dce,cse,lower-precision,
  * fuse, and lower-precision in any pipeline lowers to that precision. */
-#include "cli.h"
-#include "mesh.h"
-#include "pass.h"
+#include "cli/cli.h"
+#include "passes/mesh.h"
+#include "passes/pass.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -26,7 +26,7 @@ static bool in_pipeline(const char *csv, const char *pass)
     return false;
 }
 
-int cmd_dump(const cli_opts *o)
+int cmd_dump(const eng_opts *o)
 {
     ir_diag d;
     ir_diag_init(&d);
@@ -34,8 +34,8 @@ int cmd_dump(const cli_opts *o)
         ir_diag_error(&d, -1, 0, 0, "dump: unexpected argument '%s' (one input file)", o->extra[0]);
         return cli_finish(&d);
     }
-    ir_dtype prec = cli_precision(o, "dump", &d);
-    ir_graph *g = prec != DT_VOID ? cli_load_graph(o, &d) : NULL;
+    ir_dtype prec = eng_precision(o, "dump", &d);
+    ir_graph *g = prec != DT_VOID ? eng_load_graph(o, &d) : NULL;
     if (g) {
         if (o->after || o->time_passes || o->passes) {
             pass_options po = pass_options_default();

@@ -4,7 +4,7 @@
  *   loom embed models/bert.loom -D d_model=384 -D n_layer=6 -D n_head=12 -D d_ff=1536 \
  *       --weights model.safetensors --vocab vocab.txt "sentence" ...
  *
- * Each sentence is WordPiece-tokenized (runtime/wordpiece.h; --vocab is vocab.txt or its
+ * Each sentence is WordPiece-tokenized (text/wordpiece.h; --vocab is vocab.txt or its
  * directory; lower-casing and accent stripping as tokenizer_config.json next to it says:
  * do_lower_case, default true; strip_accents, default as lower-casing), cut to max_pos ids
  * (512, or -D max_pos; at most max_seq_length of sentence_bert_config.json there, 256 for
@@ -23,11 +23,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "clock.h"
-#include "cli.h"
-#include "program.h"
-#include "weights.h"
-#include "wordpiece.h"
+#include "runtime/clock.h"
+#include "cli/cli.h"
+#include "io/json_file.h"
+#include "engine/program.h"
+#include "engine/weights.h"
+#include "text/wordpiece.h"
 
 /* --vocab as vocab.txt's path and its directory (both malloc'd). */
 static void vocab_paths(const char *vocab, char **file, char **dir)
@@ -52,9 +53,9 @@ static void vocab_paths(const char *vocab, char **file, char **dir)
         snprintf(*dir, n, ".");
 }
 
-static ir_graph *build(const cli_opts *o, int file, int64_t batch, int64_t seq, ir_diag *d)
+static ir_graph *build(const eng_opts *o, int file, int64_t batch, int64_t seq, ir_diag *d)
 {
-    fe_define defs[CLI_MAX_DEFINES + 2];
+    fe_define defs[ENG_MAX_DEFINES + 2];
     int n = 0;
     for (int i = 0; i < o->n_defines; i++)
         if (strcmp(o->defines[i].name, "seq") != 0 && strcmp(o->defines[i].name, "batch") != 0)
@@ -69,13 +70,13 @@ static ir_graph *build(const cli_opts *o, int file, int64_t batch, int64_t seq, 
 
 /* The longest input: the model's positions (512, or -D max_pos), and no more than
  * sentence-transformers' max_seq_length (DIR/sentence_bert_config.json) when that is given. */
-static int64_t max_positions(const cli_opts *o, const char *dir)
+static int64_t max_positions(const eng_opts *o, const char *dir)
 {
     int64_t m = 512;
     for (int i = 0; i < o->n_defines; i++)
         if (strcmp(o->defines[i].name, "max_pos") == 0 && atoll(o->defines[i].value) >= 2)
             m = atoll(o->defines[i].value);
-    cJSON *j = cli_read_json(dir, "sentence_bert_config.json");
+    cJSON *j = rt_json_read(dir, "sentence_bert_config.json");
     const cJSON *msl = cJSON_GetObjectItemCaseSensitive(j, "max_seq_length");
     if (cJSON_IsNumber(msl) && msl->valuedouble >= 2 && msl->valuedouble < (double)m)
         m = (int64_t)msl->valuedouble;
@@ -83,7 +84,7 @@ static int64_t max_positions(const cli_opts *o, const char *dir)
     return m;
 }
 
-int cmd_embed(const cli_opts *o)
+int cmd_embed(const eng_opts *o)
 {
     ir_diag d;
     ir_diag_init(&d);
@@ -102,7 +103,7 @@ int cmd_embed(const cli_opts *o)
     double t0 = rt_now_ms();
     char *vfile, *vdir;
     vocab_paths(o->vocab, &vfile, &vdir);
-    rt_wp *wp = rt_wp_load(vfile, cli_wp_config(vdir), &d);
+    rt_wp *wp = rt_wp_load(vfile, rt_wp_config_read(vdir), &d);
     size_t max_len = (size_t)max_positions(o, vdir);
     free(vfile);
     free(vdir);
@@ -136,8 +137,8 @@ int cmd_embed(const cli_opts *o)
     const ir_node *out = p ? program_find(p, OP_output, "last_hidden_state") : NULL;
     if (p && (!out || out->in[0]->shape.rank != 3 || out->in[0]->dtype != DT_F32))
         ir_diag_error(&d, -1, 0, 0, "embed: the model has no f32 output 'last_hidden_state' [batch, seq, d_model]");
-    cli_weights *w = ir_diag_ok(&d) ? cli_weights_open(o->weights, &d) : NULL;
-    bool ok = w && cli_weights_bind(w, p, &d) && program_bind(p, "input_ids", input_ids, &d) &&
+    eng_weights *w = ir_diag_ok(&d) ? eng_weights_open(o->weights, &d) : NULL;
+    bool ok = w && eng_weights_bind(w, p, &d) && program_bind(p, "input_ids", input_ids, &d) &&
               program_bind(p, "attention_mask", mask, &d);
     double t2 = rt_now_ms();
     ok = ok && program_run(p, &d);
@@ -175,7 +176,7 @@ int cmd_embed(const cli_opts *o)
     free(len);
     free(input_ids);
     free(mask);
-    cli_weights_free(w);
+    eng_weights_free(w);
     program_free(p);
     rt_pool_free(pool);
     rt_wp_free(wp);

@@ -1,11 +1,11 @@
 /* cmd_init.c — `loom init MODEL [-D n=v]... -o W.safetensors [--seed N]`: writes every parameter
  * of the model, under its external name and in its dtype, initialized as its declaration says
- * (runtime/init.h: the values depend only on the seed and the parameter's name).
+ * (io/init.h: the values depend only on the seed and the parameter's name).
  * Prints one summary line: "wrote N parameters (E elements, B bytes) to W".
  */
-#include "cli.h"
-#include "init.h"
-#include "safetensors.h"
+#include "cli/cli.h"
+#include "io/init.h"
+#include "io/safetensors.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -37,7 +37,7 @@ static bool fill_param(void *ctx_, const rt_st_entry *e, void *dst, ir_diag *d)
     return true;
 }
 
-int cmd_init(const cli_opts *o)
+int cmd_init(const eng_opts *o)
 {
     ir_diag d;
     ir_diag_init(&d);
@@ -45,7 +45,7 @@ int cmd_init(const cli_opts *o)
         ir_diag_error(&d, -1, 0, 0, "init: missing -o FILE.safetensors (where to write the parameters)");
         return cli_finish(&d);
     }
-    ir_graph *g = cli_load_graph(o, &d);
+    ir_graph *g = eng_load_graph(o, &d);
     if (!g)
         return cli_finish(&d);
 

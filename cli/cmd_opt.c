@@ -4,12 +4,12 @@
  * to stdout. `--passes=` (empty) runs no pass, so `loom opt F --passes=` round-trips F; without
  * --passes the default pipeline runs. With --after the IR is printed after that pass instead.
  * --precision is the half type of the lower-precision pass. */
-#include "cli.h"
-#include "pass.h"
+#include "cli/cli.h"
+#include "passes/pass.h"
 
 #include <stdio.h>
 
-int cmd_opt(const cli_opts *o)
+int cmd_opt(const eng_opts *o)
 {
     ir_diag d;
     ir_diag_init(&d);
@@ -17,8 +17,8 @@ int cmd_opt(const cli_opts *o)
         ir_diag_error(&d, -1, 0, 0, "opt: unexpected argument '%s' (one input file)", o->extra[0]);
         return cli_finish(&d);
     }
-    ir_dtype prec = cli_precision(o, "opt", &d);
-    ir_graph *g = prec != DT_VOID ? cli_load_graph(o, &d) : NULL;
+    ir_dtype prec = eng_precision(o, "opt", &d);
+    ir_graph *g = prec != DT_VOID ? eng_load_graph(o, &d) : NULL;
     if (g) {
         pass_options po = pass_options_default();
         po.precision = prec == DT_BF16 || prec == DT_F16 ? prec : DT_VOID;

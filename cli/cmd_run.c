@@ -12,9 +12,9 @@
  * non-parameter buffers in a weights file (e.g. embeddings.position_ids) are skipped.
  *
  * Targets: `cpu` (the default, except with --precision f64): fusion, kernels JIT-compiled for
- * this machine, OpenBLAS and a thread pool (cli/target_cpu.c); f32 compute, outputs in their
+ * this machine, OpenBLAS and a thread pool (engine/run.c); f32 compute, outputs in their
  * own dtype; --stats prints the plan's kernels and library calls, its memory and times.
- * `opencl[:PLATFORM[:DEVICE]]`: the same plan on an OpenCL device (cli/program_opencl.c; the
+ * `opencl[:PLATFORM[:DEVICE]]`: the same plan on an OpenCL device (engine/program_opencl.c; the
  * first platform with a device and its first device unless told; f32 compute).
  * `ref`: the reference interpreter. --passes runs a pipeline first on either target (cpu: it
  * must end with fuse; default dce,cse,fuse): --passes=dce,cse,autodiff,fuse runs a training
@@ -29,11 +29,14 @@
  * f32, outputs in their declared dtype; on ref every value is then rounded to its (half or f32)
  * dtype after each op.
  */
-#include "cli.h"
-#include "interp.h"
-#include "opencl.h"
-#include "pass.h"
-#include "safetensors.h"
+#include "cli/cli.h"
+#include "engine/jobs.h"
+#include "engine/run.h"
+#include "engine/run_values.h"
+#include "ir/interp.h"
+#include "runtime/opencl/opencl.h"
+#include "passes/pass.h"
+#include "io/safetensors.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -41,14 +44,14 @@
 #include <string.h>
 
 /* The target to run on: --target, else cpu, or ref for --precision f64 (cpu computes in f32). */
-static const char *target_of(const cli_opts *o)
+static const char *target_of(const eng_opts *o)
 {
     if (o->target)
         return o->target;
     return o->precision && strcmp(o->precision, "f64") == 0 ? "ref" : "cpu";
 }
 
-static bool check_target(const cli_opts *o, ir_diag *d)
+static bool check_target(const eng_opts *o, ir_diag *d)
 {
     const char *t = target_of(o);
     if (strcmp(t, "ref") == 0)
@@ -122,21 +125,20 @@ static const char *half_pipeline(const char *passes, ir_dtype half, bool ref, ch
     return buf;
 }
 
-int cmd_run(const cli_opts *o)
+int cmd_run(const eng_opts *o)
 {
     ir_diag d;
     ir_diag_init(&d);
     if (o->mesh) {
-        ir_dtype p = cli_precision(o, "run", &d);
+        ir_dtype p = eng_precision(o, "run", &d);
         if (p == DT_BF16 || p == DT_F16)
             ir_diag_error(&d, -1, 0, 0, "run: --precision %s under --mesh is not supported yet", o->precision);
-        if (!ir_diag_ok(&d))
-            return cli_finish(&d);
-        ir_diag_free(&d);
-        return cmd_run_mesh(o); /* one process per rank: cli/run_mesh.c */
+        if (ir_diag_ok(&d))
+            eng_run_mesh(o, &d); /* one process per rank: engine/run_mesh.c */
+        return cli_finish(&d);
     }
     /* bf16/fp16: the lower-precision pass first, then the graph runs as usual (f32 rounding) */
-    ir_dtype precision = cli_precision(o, "run", &d);
+    ir_dtype precision = eng_precision(o, "run", &d);
     ir_precision prec = precision == DT_F64 ? IR_PREC_F64 : IR_PREC_F32;
     bool half = precision == DT_BF16 || precision == DT_F16;
     if (!ir_diag_ok(&d) || !check_target(o, &d) || !ir_diag_ok(&d))
@@ -145,7 +147,7 @@ int cmd_run(const cli_opts *o)
         ir_diag_error(&d, -1, 0, 0, "run: missing --outputs FILE.safetensors (where to write the outputs)");
         return cli_finish(&d);
     }
-    ir_graph *g = cli_load_graph(o, &d);
+    ir_graph *g = eng_load_graph(o, &d);
     if (!g)
         return cli_finish(&d);
     char half_passes[1024];
@@ -153,7 +155,7 @@ int cmd_run(const cli_opts *o)
                                                 sizeof half_passes, &d)
                                 : o->passes;
 
-    /* checking and converting weights and inputs: runtime/run_io.c, shared with `loom build`
+    /* checking and converting weights and inputs: io/run_io.c, shared with `loom build`
      * executables */
     rt_io_sig sig = rt_io_sig_from_graph(g);
     ir_named_tensor *vals = NULL;
@@ -166,11 +168,11 @@ int cmd_run(const cli_opts *o)
     bool ran = false;
     if (ir_diag_ok(&d)) {
         if (strcmp(target_of(o), "cpu") == 0)
-            ran = cli_run_cpu(g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
+            ran = eng_run_cpu(g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
         else if (strcmp(target_of(o), "cuda") == 0)
-            ran = cli_run_program("cuda", g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
+            ran = eng_run_program("cuda", g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
         else if (strncmp(target_of(o), "opencl", 6) == 0)
-            ran = cli_run_program(target_of(o), g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
+            ran = eng_run_program(target_of(o), g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
         else {
             /* --passes on the reference target: e.g. dce,autodiff gives the reference gradients */
             pass_options po = pass_options_default();

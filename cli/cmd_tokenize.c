@@ -4,20 +4,20 @@
  *   loom tokenize --bytes [-o OUT.tok] [FILE]                      byte-level: id = byte
  *   loom tokenize --vocab DIR|--bytes --decode [-o OUT] [FILE]     ids back to text
  *
- * DIR holding encoder.json + vocab.bpe selects GPT-2 BPE (runtime/bpe.h); "<|endoftext|>" in
+ * DIR holding encoder.json + vocab.bpe selects GPT-2 BPE (text/bpe.h); "<|endoftext|>" in
  * the text is the special token 50256 unless --no-special is given, when it is ordinary text.
- * DIR holding vocab.txt selects BERT WordPiece (runtime/wordpiece.h), lower-casing and
+ * DIR holding vocab.txt selects BERT WordPiece (text/wordpiece.h), lower-casing and
  * stripping accents as DIR/tokenizer_config.json says (do_lower_case, default true;
- * strip_accents, default as lower-casing: cli_wp_config, as `loom embed` reads them); the ids
+ * strip_accents, default as lower-casing: rt_wp_config_read, as `loom embed` reads them); the ids
  * start with [CLS] and end with [SEP], and "[CLS]" "[SEP]" "[UNK]" "[PAD]" "[MASK]" in the text
  * are those tokens unless --no-special is given. Encoding writes a token file with -o
- * (runtime/tokens.h), else the ids, space-separated, on one line. Decoding reads a token file or whitespace-separated decimal ids and writes the
+ * (text/tokens.h), else the ids, space-separated, on one line. Decoding reads a token file or whitespace-separated decimal ids and writes the
  * text's bytes as they are (no newline added) to stdout or -o. Errors: "loom: error: ...", exit 1.
  */
-#include "bpe.h"
-#include "cli.h"
-#include "tokens.h"
-#include "wordpiece.h"
+#include "text/bpe.h"
+#include "cli/cli.h"
+#include "text/tokens.h"
+#include "text/wordpiece.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -69,7 +69,7 @@ static bool file_exists(const char *dir, const char *name)
     return ok;
 }
 
-static bool open_tokenizer(const cli_opts *o, tokenizer *t, ir_diag *d)
+static bool open_tokenizer(const eng_opts *o, tokenizer *t, ir_diag *d)
 {
     memset(t, 0, sizeof *t);
     if (o->bytes == (o->vocab != NULL)) {
@@ -97,7 +97,7 @@ static bool open_tokenizer(const cli_opts *o, tokenizer *t, ir_diag *d)
     if (!p)
         ir_unreachable("out of memory");
     snprintf(p, n, "%s/vocab.txt", o->vocab);
-    t->wp = rt_wp_load(p, cli_wp_config(o->vocab), d);
+    t->wp = rt_wp_load(p, rt_wp_config_read(o->vocab), d);
     free(p);
     if (t->wp)
         t->vocab_size = rt_wp_vocab_size(t->wp);
@@ -163,7 +163,7 @@ static bool write_out(const char *path, const char *buf, size_t len, ir_diag *d)
     return true;
 }
 
-static bool decode(const cli_opts *o, const tokenizer *t, const char *in, size_t len, const char *name, ir_diag *d)
+static bool decode(const eng_opts *o, const tokenizer *t, const char *in, size_t len, const char *name, ir_diag *d)
 {
     uint32_t *ids = NULL;
     size_t n = 0;
@@ -196,7 +196,7 @@ static bool decode(const cli_opts *o, const tokenizer *t, const char *in, size_t
     return ok;
 }
 
-static bool encode(const cli_opts *o, const tokenizer *t, const char *in, size_t len, ir_diag *d)
+static bool encode(const eng_opts *o, const tokenizer *t, const char *in, size_t len, ir_diag *d)
 {
     uint32_t *ids = NULL;
     size_t n = 0, cap = 0;
@@ -226,7 +226,7 @@ static bool encode(const cli_opts *o, const tokenizer *t, const char *in, size_t
     return ok;
 }
 
-int cmd_tokenize(const cli_opts *o)
+int cmd_tokenize(const eng_opts *o)
 {
     ir_diag d;
     ir_diag_init(&d);

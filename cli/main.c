@@ -1,12 +1,29 @@
-/* main.c — `loom CMD ...`: picks the subcommand; each lives in cli/cmd_NAME.c. */
-#include "cli.h"
+/* main.c — `loom CMD ...`: picks the subcommand. A command with code of its own lives in
+ * cli/cmd_NAME.c; the others are engine jobs (engine/jobs.h), whose errors are printed here. */
+#include "cli/cli.h"
+#include "engine/jobs.h"
 
 #include <stdio.h>
 #include <string.h>
 
+int cli_finish(ir_diag *d)
+{
+    ir_diag_print(d, stderr);
+    int status = ir_diag_ok(d) ? 0 : 1;
+    ir_diag_free(d);
+    return status;
+}
+
+/* An engine job as a command: its errors printed, its exit status. */
+#define JOB(name, fn)                                                                                                static int cmd_##name(const eng_opts *o)                                                                         {                                                                                                                    ir_diag d;                                                                                                       ir_diag_init(&d);                                                                                                fn(o, &d);                                                                                                       return cli_finish(&d);                                                                                       }
+JOB(train, eng_train)
+JOB(generate, eng_generate)
+JOB(build, eng_build)
+JOB(gather, eng_gather)
+
 static const struct {
     const char *name;
-    int (*run)(const cli_opts *);
+    int (*run)(const eng_opts *);
     const char *help;
 } commands[] = {
     {"check", cmd_check, "check FILE [-D n=v]...      parse, verify and summarize a model"},
@@ -39,8 +56,8 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
-            cli_opts o;
-            if (!cli_parse(argv[1], argc - 2, argv + 2, &o))
+            eng_opts o;
+            if (!eng_opts_parse(argv[1], argc - 2, argv + 2, &o))
                 return 2;
             return commands[i].run(&o);
         }

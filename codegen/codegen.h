@@ -17,8 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "diag.h"
-#include "kir.h"
+#include "ir/diag.h"
+#include "codegen/kir.h"
 
 typedef void (*cg_host_fn)(void **args, int64_t begin, int64_t end);
 
@@ -76,7 +76,7 @@ typedef struct {
  * fewer: the kernel strides). Parameters, in order: q, k, v, mask, out (u64 pointers to the
  * first element; mask 0: none), then i64 B, H, G, T, S, D, E, q_stride[3], k_stride[3],
  * v_stride[3], out_stride[3], mask_stride[4] (strides in elements, as plan.h's
- * rt_plan_attention), causal, then f32 scale. runtime/exec_cuda.h repeats these constants. */
+ * rt_plan_attention), causal, then f32 scale. runtime/cuda/exec_cuda.h repeats these constants. */
 #define CG_PTX_ATTENTION_KERNEL "loom_attention_f32"
 #define CG_PTX_ATTENTION_ROWS 4
 #define CG_PTX_ATTENTION_MAX_DIM 256
@@ -136,51 +136,5 @@ char *cg_opencl_source_offsets(cg_kernel *const *ks, int n, ir_diag *d);
  *               the group's work-items stride over each loop's extent.
  * groups is capped at CG_OPENCL_MAX_GROUPS; the kernels stride over points beyond it. */
 void cg_opencl_launch_dims(const cg_kernel *k, size_t *groups, size_t *local);
-
-/* ---- OpenCL GEMM: a generated tiled kernel (render_gemm_opencl.c: libc only, built into
- * loom_runtime, not loom_codegen: the executor renders the variants it times on the device) ---
- * Kernel NAME(a, a_off, b, b_off, c, c_off, bias, bias_off, M, N, K, lda, ldb, ldc, flags, act,
- * alpha_bits, beta_bits, nb, stride_a, stride_b, stride_c): buffers are `__global float *` each
- * followed by a `long` element offset, the rest are `long`. For every b < nb:
- *     C[b] = act(alpha · op(A[b]) · op(B[b]) + beta · C[b] + bias)     (runtime/gemm.h)
- * with A[b] at a + a_off + b·stride_a (likewise B, C; stride 0 broadcasts), row-major leading
- * dims lda/ldb/ldc, flags = trans_a | trans_b << 1 | has_bias << 2, act = rt_act's value,
- * alpha/beta as the bits of an f32 (beta 0: C is not read). Launch 1-D: groups = nb ·
- * ceil(M / tile_m) · ceil(N / tile_n), local = cg_gemm_variant_local (required: the kernel
- * declares reqd_work_group_size). M, N >= 1; any K >= 0. */
-typedef struct {
-    int tile_m, tile_n; /* the C tile of one work-group */
-    int tile_k;         /* K elements per __local tile (local_tiles only) */
-    int work_m, work_n; /* C elements per work-item (register blocking); divide tile_m, tile_n */
-    int vector;         /* 1, 2, 4, 8, 16: columns per float vector (divides work_n); a
-                           work-item's columns come in runs of `vector` neighbours */
-    bool local_tiles;   /* stage A and B tiles in __local memory; else read __global directly */
-    int dot_k;          /* 0, or 4/8/16 (vector 1, no local tiles): with B transposed and A not,
-                           partial sums along k in float<dot_k> vectors, lanes added at the end
-                           (another order of the sum than the other variants) */
-} cg_gemm_variant;
-
-/* Whether v is renderable: sizes >= 1, work divides tile, vector divides work_n, tiles <= 256,
- * tile_k <= 64, 1 <= local <= CG_OPENCL_MAX_LOCAL, work_m · work_n <= 128. */
-bool cg_gemm_variant_valid(const cg_gemm_variant *v);
-/* Work-items per group: (tile_m / work_m) · (tile_n / work_n). */
-size_t cg_gemm_variant_local(const cg_gemm_variant *v);
-/* The OpenCL C text of kernel `name` for variant v (valid), malloc'd. */
-char *cg_opencl_gemm_source(const cg_gemm_variant *v, const char *name);
-/* OpenCL C: loom_act(x, act), gemm.h's activations (rt_act: 1 tanh-gelu, 2 erf-gelu, 3 relu,
- * 4 silu; the CPU's formulas in gemm_cpu.c), defined once per program (guarded): the generated
- * GEMM's store and the CLBlast epilogue (runtime/gemm_opencl.c) both apply it. */
-#define CG_OPENCL_ACT_FN                                                                                      \
-    "#ifndef LOOM_ACT_FN\n#define LOOM_ACT_FN\n"                                                               \
-    "float loom_act(float x, long act)\n{\n"                                                                   \
-    "    if (act == 1)\n"                                                                                      \
-    "        return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));\n"           \
-    "    if (act == 2)\n"                                                                                      \
-    "        return 0.5f * x * (1.0f + erf(x * 0.7071067811865476f));\n"                                      \
-    "    if (act == 3)\n"                                                                                      \
-    "        return x > 0.0f ? x : 0.0f;\n"                                                                    \
-    "    if (act == 4)\n"                                                                                      \
-    "        return x / (1.0f + exp(-x));\n"                                                                   \
-    "    return x;\n}\n#endif\n"
 
 #endif

@@ -6,7 +6,7 @@
  * tanhf, erff, ...) from the running process, and compiles a module lazily on first lookup.
  * Every LLVM object made here is disposed here: the JIT owns its modules once added.
  */
-#include "render_llvm.h"
+#include "codegen/render_llvm.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * validator (types, operands, slots, index bounds) and text printer. See kir.h for the
  * semantics; this file implements exactly what its comments promise.
  */
-#include "kir.h"
+#include "codegen/kir.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -70,9 +70,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "arena.h"
-#include "diag.h"
-#include "ir.h"
+#include "ir/arena.h"
+#include "ir/diag.h"
+#include "ir/ir.h"
 
 /* ---- value types ------------------------------------------------------------------------ */
 typedef enum { CG_VOID, CG_BOOL, CG_I32, CG_I64, CG_F32, CG_F64, CG_TYPE_COUNT } cg_type;

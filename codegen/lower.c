@@ -22,7 +22,7 @@
  * (with the forward attention's output when the plan stores it), and a sum over leading axes
  * of a buffer view a SUM_ROWS step (docs/backend.md, "Training steps").
  */
-#include "lower.h"
+#include "codegen/lower.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -30,9 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../passes/fuse.h"
-#include "../runtime/gemm.h"
-#include "shape.h"
+#include "passes/fuse.h"
+#include "ir/shape.h"
 
 typedef struct {
     const ir_graph *g;
@@ -1206,7 +1205,7 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
             break;
         }
         if (ir_ops[n->op].kind == OK_COMM) {
-            /* a rank's program runs its communication between programs (cli/run_mesh.c) */
+            /* a rank's program runs its communication between programs (engine/run_mesh.c) */
             fail(&L, n, "%s runs only under a mesh (loom run --mesh ..., one process per rank)", ir_ops[n->op].mnemonic);
             break;
         }

@@ -1,5 +1,5 @@
 /* lower.h — lowering a fused graph (after passes/fuse.c) to an execution plan
- * (runtime/plan.h) and the kernel IR of its kernels (kir.h).
+ * (plan/plan.h) and the kernel IR of its kernels (kir.h).
  *
  * Every group becomes one plan step (two for cross_entropy: per-row losses, then their mean),
  * plus CHECK_IDS steps before gathers and COPY steps for outputs that are params, inputs or a
@@ -14,10 +14,10 @@
 
 #include <stdbool.h>
 
-#include "../runtime/plan.h"
-#include "diag.h"
-#include "ir.h"
-#include "kir.h"
+#include "plan/plan.h"
+#include "ir/diag.h"
+#include "ir/ir.h"
+#include "codegen/kir.h"
 
 typedef struct {
     rt_plan plan;

@@ -37,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codegen.h"
+#include "codegen/codegen.h"
 
 /* ---- dialects --------------------------------------------------------------------------------
  * Format strings: $0 $1 $2 the operands (already names, so repeating one is free), $T the C

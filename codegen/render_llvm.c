@@ -27,7 +27,7 @@
  * become libm calls on x86); erf calls libm (erff/erf); sigmoid is 1/(1+exp(-x)); rsqrt is
  * 1/sqrt. f64 always uses the intrinsics and libm.
  */
-#include "render_llvm.h"
+#include "codegen/render_llvm.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -17,7 +17,7 @@
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
 
-#include "codegen.h"
+#include "codegen/codegen.h"
 
 /* ---- shared per-node emission (render_llvm.c) ------------------------------------------- */
 typedef struct cg_llvm_emitter cg_llvm_emitter;

@@ -43,7 +43,7 @@
  *   f64 pow    2^(y·log2|x|) with an f64 log2 series and an f64 exp2 polynomial (~1e-15 rel)
  *   f64 exp, log, tanh, erf, sigmoid have no lowering: cg_ptx reports them.
  */
-#include "render_llvm.h"
+#include "codegen/render_llvm.h"
 
 #include <limits.h>
 #include <math.h>

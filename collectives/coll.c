@@ -4,7 +4,7 @@
  * (coll_impl.h). Count 0 and one-rank communicators never reach a backend. Also the shared
  * helpers: the failure messages that end a job, local reduction, dtype/op names.
  */
-#include "coll_impl.h"
+#include "collectives/coll_impl.h"
 
 #include <errno.h>
 #include <limits.h>

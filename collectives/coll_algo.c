@@ -22,7 +22,7 @@
  *   Extra memory: one buffer.
  * Max and min are exact in any order. Integer sums wrap as two's complement.
  */
-#include "coll_impl.h"
+#include "collectives/coll_impl.h"
 
 #include <stdlib.h>
 #include <string.h>

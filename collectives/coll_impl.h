@@ -10,7 +10,7 @@
 #ifndef LOOM_COLL_IMPL_H
 #define LOOM_COLL_IMPL_H
 
-#include "coll.h"
+#include "collectives/coll.h"
 
 /* The operation in flight: for deadlines and messages. */
 typedef struct {

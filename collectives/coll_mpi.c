@@ -14,7 +14,7 @@
  * Errors outside operations (init, split, finalize) are returned as values (MPI_TRY). Counts
  * are MPI ints: more than INT_MAX elements in one call is an argument error.
  */
-#include "coll_impl.h"
+#include "collectives/coll_impl.h"
 
 #include <limits.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * can never complete in one process: COLL_ERR_DEADLOCK, returned at once instead of waiting
  * for the timeout.
  */
-#include "coll_impl.h"
+#include "collectives/coll_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>

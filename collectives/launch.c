@@ -6,7 +6,7 @@
  * the table is the order of trust (coll.h explains it). A variable that is present but
  * malformed is an error naming it, never a silent rank 0.
  */
-#include "coll_impl.h"
+#include "collectives/coll_impl.h"
 
 #include <errno.h>
 #include <limits.h>

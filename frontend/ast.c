@@ -1,6 +1,6 @@
 /* ast.c — constructors of syntax-tree nodes (ast.h). Nodes live in the caller's arena; the
  * nesting depth of each expression is computed here, once, as the parser builds it. */
-#include "ast.h"
+#include "frontend/ast.h"
 
 ast_expr *ast_expr_new(ir_arena *a, ast_expr_kind kind, ir_loc loc)
 {

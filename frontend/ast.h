@@ -17,9 +17,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "arena.h"
-#include "diag.h"
-#include "ir.h"
+#include "ir/arena.h"
+#include "ir/diag.h"
+#include "ir/ir.h"
 
 /* Deepest nesting of parentheses, brackets, braces and unary minus the parser accepts. */
 #define AST_MAX_DEPTH 256

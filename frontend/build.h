@@ -12,8 +12,8 @@
 #ifndef LOOM_FRONTEND_BUILD_H
 #define LOOM_FRONTEND_BUILD_H
 
-#include "ast.h"
-#include "frontend.h"
+#include "frontend/ast.h"
+#include "frontend/frontend.h"
 
 typedef enum {
     V_ERR,     /* already reported */

@@ -10,8 +10,8 @@
  * once per layer) is dropped. Nodes made inside a block call carry the outermost instance as
  * n->scope ("gpt2_block(l=3)"); @stage(k) marks every node its statement made.
  */
-#include "build.h"
-#include "ops_impl.h"
+#include "frontend/build.h"
+#include "ir/ops_impl.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -10,8 +10,8 @@
  * expression. The left spine of a chain of binary operators is walked iteratively: recursion
  * depth is bounded by the parser's nesting limit, not by the length of an expression.
  */
-#include "build.h"
-#include "ops_impl.h"
+#include "frontend/build.h"
+#include "ir/ops_impl.h"
 
 #include <inttypes.h>
 #include <math.h>

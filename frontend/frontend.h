@@ -4,7 +4,7 @@
 #ifndef LOOM_FRONTEND_H
 #define LOOM_FRONTEND_H
 
-#include "ir.h"
+#include "ir/ir.h"
 
 typedef struct {
     const char *name;   /* hyperparameter name */

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ast.h"
+#include "frontend/ast.h"
 
 #ifndef YY_TYPEDEF_YY_SCANNER_T
 #define YY_TYPEDEF_YY_SCANNER_T
@@ -526,7 +526,7 @@ arg
 #ifndef YYLTYPE
 #define YYLTYPE FE_YYLTYPE
 #endif
-#include "lexer.h"
+#include "frontend/lexer.h"
 
 void fe_parser_error(fe_parser *p, const fe_yyloc *l, const char *fmt, ...)
 {

@@ -1,5 +1,5 @@
 /* arena.c — bump allocator (see arena.h). Blocks are at least 64 KiB; big requests get their own. */
-#include "arena.h"
+#include "ir/arena.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 /* cost.c — forward FLOPs of every op (the COST column of ops.def), for `loom check` and for
  * choosing between plans. A multiply-add counts as 2. Costs read the node's inferred type and
  * its operands' types, so they are valid only after shape inference. Data movement is free. */
-#include "ops_impl.h"
-#include "shape.h"
+#include "ir/ops_impl.h"
+#include "ir/shape.h"
 
 static double numel(const ir_node *n) { return (double)ir_shape_numel(&n->shape); }
 

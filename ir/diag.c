@@ -1,8 +1,8 @@
 /* diag.c — diagnostic collection and printing (see diag.h). Long source lines (minified or
  * 1 MB single-line files) are shown as a window of at most 120 columns around the caret. */
-#include "diag.h"
+#include "ir/diag.h"
 
-#include "arena.h"
+#include "ir/arena.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -159,4 +159,12 @@ void ir_diag_print(const ir_diag *d, FILE *out)
     }
     if (d->n_errors > d->max_errors)
         fprintf(out, "loom: %d errors in all; the first %d are shown\n", d->n_errors, d->max_errors);
+}
+
+void ir_diag_quiet(ir_diag *d)
+{
+    int failed = d->n_errors > 0;
+    ir_diag_free(d);
+    ir_diag_init(d);
+    d->n_errors = failed;
 }

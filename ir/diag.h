@@ -48,6 +48,9 @@ void ir_diag_note(ir_diag *d, int file, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 /* Prints every stored message with source line and caret, then "N errors" if more than were kept. */
 void ir_diag_print(const ir_diag *d, FILE *out);
+/* Drops every message but keeps the failure: a rank of a job that finds the same error as
+ * rank 0 stays silent (only rank 0 says it) and still fails. */
+void ir_diag_quiet(ir_diag *d);
 static inline bool ir_diag_ok(const ir_diag *d) { return d->n_errors == 0; }
 
 #endif

@@ -12,9 +12,9 @@
  * targets, positions) and attention masks built from inputs get no gradient.
  * New nodes are compiler-made: a shape-rule failure on one is a compiler bug (abort).
  */
-#include "grad.h"
+#include "ir/grad.h"
 
-#include "shape.h"
+#include "ir/shape.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
 #ifndef LOOM_GRAD_H
 #define LOOM_GRAD_H
 
-#include "ir.h"
+#include "ir/ir.h"
 
 typedef struct ir_grad_ctx {
     ir_graph *g;

@@ -1,6 +1,6 @@
 /* graph.c — graphs, nodes, attributes, dtypes and shapes: the data structures of ir.h. */
-#include "ir.h"
-#include "ops_impl.h"
+#include "ir/ir.h"
+#include "ir/ops_impl.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -8,10 +8,10 @@
  * rules. Integer results are exact (truncated toward zero) in both precisions; rounding to
  * f32/f16/bf16 storage happens after each node in IR_PREC_F32 only (ir_interp_node).
  */
-#include "interp.h"
+#include "ir/interp.h"
 
-#include "ops_impl.h"
-#include "shape.h"
+#include "ir/ops_impl.h"
+#include "ir/shape.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -15,7 +15,7 @@
 #ifndef LOOM_INTERP_H
 #define LOOM_INTERP_H
 
-#include "ir.h"
+#include "ir/ir.h"
 
 typedef struct ir_tensor {
     ir_dtype dtype;

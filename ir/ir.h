@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arena.h"
-#include "diag.h"
+#include "ir/arena.h"
+#include "ir/diag.h"
 
 /* ---- dtypes --------------------------------------------------------------------------- */
 typedef enum {
@@ -88,7 +88,7 @@ typedef struct {
 /* ---- ops ------------------------------------------------------------------------------- */
 typedef enum {
 #define OP(id, mnemonic, min_in, max_in, attrs, kind, infer, eval, cost, grad) OP_##id,
-#include "ops.def"
+#include "ir/ops.def"
 #undef OP
     OP_COUNT
 } ir_opcode;
@@ -140,7 +140,7 @@ extern const ir_op_info ir_ops[OP_COUNT];
 /* The gradient rules named in the GRAD column (every op names one; defined in ir/grad.c). */
 #define OP(id, mnemonic, min_in, max_in, attrs, kind, infer, eval, cost, grad)                  \
     bool grad(struct ir_grad_ctx *c, const struct ir_node *n);
-#include "ops.def"
+#include "ir/ops.def"
 #undef OP
 /* Looks an op up by mnemonic; returns OP_COUNT if none. */
 ir_opcode ir_op_lookup(const char *mnemonic);
@@ -164,7 +164,7 @@ typedef struct ir_node {
     int group;              /* fusion group (passes/fuse.c): the step that computes it; -1 none */
     bool optional;          /* input: may be absent at run time */
     bool backward;          /* made by autodiff: a pipeline stage runs it in a micro-batch's
-                               backward half (cli/run_mesh.c) */
+                               backward half (engine/run_mesh.c) */
     const char *name;       /* external name of input/param/output; NULL otherwise */
     const char *scope;      /* block instance that built it, e.g. "block(l=3)"; NULL at top */
     ir_loc loc;

@@ -4,14 +4,14 @@
 #ifndef LOOM_OPS_IMPL_H
 #define LOOM_OPS_IMPL_H
 
-#include "interp.h"
-#include "ir.h"
+#include "ir/interp.h"
+#include "ir/ir.h"
 
 #define OP(id, mnemonic, min_in, max_in, attrs, kind, infer, eval, cost, grad)                  \
     bool infer(ir_node *n, ir_diag *d);                                                         \
     bool eval(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d);                    \
     double cost(const ir_node *n);
-#include "ops.def"
+#include "ir/ops.def"
 #undef OP
 
 /* Default value text of attribute k ("1e-05"), running to ',' or the end; NULL if required. */

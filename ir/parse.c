@@ -15,8 +15,8 @@
  * its uses fail quietly instead of cascading. The parser never trusts the input: binary bytes,
  * NULs, huge lines and numbers are errors, never crashes. On any error ir_parse returns NULL.
  */
-#include "ir.h"
-#include "ops_impl.h" /* ir_op_attr_default */
+#include "ir/ir.h"
+#include "ir/ops_impl.h" /* ir_op_attr_default */
 
 #include <ctype.h>
 #include <errno.h>

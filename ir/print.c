@@ -9,7 +9,7 @@
  * The printer never fails: a malformed graph (for a verifier report) still prints, with
  * "%?" for an operand outside the graph and "void" for an unset type.
  */
-#include "ir.h"
+#include "ir/ir.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* registry.c — the op table, built from ops.def, and schema queries over it. */
-#include "ir.h"
-#include "ops_impl.h"
+#include "ir/ir.h"
+#include "ir/ops_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 const ir_op_info ir_ops[OP_COUNT] = {
 #define OP(id, mnemonic, min_in, max_in, attrs, kind, infer, eval, cost, grad)                  \
     [OP_##id] = {mnemonic, min_in, max_in, attrs, kind, infer, eval, cost, grad},
-#include "ops.def"
+#include "ir/ops.def"
 #undef OP
 };
 

@@ -7,9 +7,9 @@
  * have a declared type: their rules only validate it. Attributes are never rewritten: negative
  * axes and slice bounds are normalized locally (shape.h).
  */
-#include "shape.h"
+#include "ir/shape.h"
 
-#include "ops_impl.h"
+#include "ir/ops_impl.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

@@ -6,7 +6,7 @@
 #ifndef LOOM_SHAPE_H
 #define LOOM_SHAPE_H
 
-#include "ir.h"
+#include "ir/ir.h"
 
 /* Normalizes axis (negative counts from the end) against rank; -1 if out of [-rank, rank). */
 int ir_axis_norm(int64_t axis, int rank);

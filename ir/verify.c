@@ -7,7 +7,7 @@
  * is never modified. Each problem is reported at the node's loc, naming the node by the value
  * number the printer gives it ("%3 = matmul: ..."), so `loom dump` output and errors agree.
  */
-#include "ir.h"
+#include "ir/ir.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

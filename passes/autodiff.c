@@ -12,8 +12,8 @@
  * nodes carry the location, scope and stage of the forward node they differentiate, and are
  * marked `backward` (a pipeline runs them in each micro-batch's backward half).
  */
-#include "grad.h"
-#include "pass.h"
+#include "ir/grad.h"
+#include "passes/pass.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
  * with identical attributes and type do merge. One forward sweep with a hash table keeps the
  * first of each class and points later users at it; the duplicates are then dropped.
  */
-#include "pass.h"
+#include "passes/pass.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * One backward sweep marks the operands of live nodes live, which suffices because operands
  * precede their users; ir_graph_compact then drops the rest.
  */
-#include "pass.h"
+#include "passes/pass.h"
 
 #include <stdlib.h>
 

@@ -30,8 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuse.h"
-#include "pass.h"
+#include "passes/fuse.h"
+#include "passes/pass.h"
 
 typedef struct {
     const ir_graph *g;

@@ -26,8 +26,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "ir.h"
-#include "shape.h"
+#include "ir/ir.h"
+#include "ir/shape.h"
 
 /* Element (i0, .., i_{rank-1}) of the viewed value is element offset + Σ i_d·stride[d] of the
  * buffer of node `base`. */

@@ -10,15 +10,15 @@
  * the first seq rows of the written caches, decode's the whole caches under the mask input.
  * New nodes are appended, then the graph is put back in topological order (operands first).
  */
-#include "kv_cache.h"
+#include "passes/kv_cache.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pass.h"
-#include "shape.h"
+#include "passes/pass.h"
+#include "ir/shape.h"
 
 static ir_node *node_like(ir_graph *g, ir_opcode op, int n_in, ir_node *const *in, const ir_node *like)
 {

@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 typedef enum { PASS_KV_PREFILL, PASS_KV_DECODE } pass_kv_mode;
 

@@ -18,7 +18,7 @@
  */
 #include <stdlib.h>
 
-#include "pass.h"
+#include "passes/pass.h"
 
 /* Ops that run in the half type when their declared result is f32. */
 static bool half_op(const ir_node *n)

@@ -1,5 +1,5 @@
 /* mesh.c — the device mesh of `--mesh` and `--rank` (mesh.h), and parameter slices. */
-#include "mesh.h"
+#include "passes/mesh.h"
 
 #include <stdio.h>
 #include <stdlib.h>

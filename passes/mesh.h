@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "interp.h"
-#include "ir.h"
+#include "ir/interp.h"
+#include "ir/ir.h"
 
 typedef struct pass_mesh {
     int n_axes;

@@ -9,8 +9,8 @@
  * (the ranks that differ from it only along the op's axis) is waiting at one. No progress with
  * ranks unfinished is a deadlock, reported naming each waiting rank and op.
  */
-#include "mesh.h"
-#include "pass.h"
+#include "passes/mesh.h"
+#include "passes/pass.h"
 
 #include <stdio.h>
 #include <stdlib.h>

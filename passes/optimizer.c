@@ -4,7 +4,7 @@
  * is fused, lowered and JIT-compiled like any model, and runs on whatever backend runs the
  * gradients.
  */
-#include "optimizer.h"
+#include "passes/optimizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -37,7 +37,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 typedef enum { PASS_OPT_ADAMW, PASS_OPT_SGD } pass_opt_kind;
 

@@ -6,9 +6,9 @@
  * first failure. --after prints the IR after the named pass and stops; --time-passes prints a
  * table of wall times (one row per pass run, the verifier's total, the sum) to stderr.
  */
-#include "pass.h"
-#include "mesh.h"
-#include "kv_cache.h"
+#include "passes/pass.h"
+#include "passes/mesh.h"
+#include "passes/kv_cache.h"
 
 #include <stdio.h>
 #include <stdlib.h>

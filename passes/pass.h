@@ -11,7 +11,7 @@
 
 #include <stdbool.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 typedef bool (*pass_fn)(ir_graph *g, ir_diag *d);
 /* A pass that needs the device mesh and this rank (passes/mesh.h: shard, pipeline). */

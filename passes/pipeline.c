@@ -16,8 +16,8 @@
  * local_outputs (training), stay on the stage computing them, a tied param's gradient as one
  * partial sum per stage (split_add) that the trainer adds up over pp.
  */
-#include "mesh.h"
-#include "pass.h"
+#include "passes/mesh.h"
+#include "passes/pass.h"
 
 #include <stdio.h>
 #include <stdlib.h>

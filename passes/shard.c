@@ -18,9 +18,9 @@
  * aligned blocks asks for that many blocks on the params the value came from (classes joined
  * by union-find where sharded values meet), and the second run shards the params so.
  */
-#include "mesh.h"
-#include "pass.h"
-#include "shape.h"
+#include "passes/mesh.h"
+#include "passes/pass.h"
+#include "ir/shape.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* clock.c — see clock.h. */
-#include "clock.h"
+#include "runtime/clock.h"
 
 #include <stdlib.h>
 #include <time.h>

@@ -1,5 +1,5 @@
 /* half.c — f16/bf16 ↔ f32 conversions by bit manipulation (half.h). */
-#include "half.h"
+#include "runtime/half.h"
 
 #include <string.h>
 

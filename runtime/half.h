@@ -9,8 +9,8 @@
 
 #include <stdint.h>
 
-#include "ir.h"
-#include "plan.h"
+#include "ir/ir.h"
+#include "plan/plan.h"
 
 float rt_f16_to_f32(uint16_t h);
 uint16_t rt_f32_to_f16(float f);

@@ -16,7 +16,7 @@
  * Memory ordering: job fields are written and read under `mu`; chunk results are published by
  * the release increment of `done` and acquired by the caller's load of it.
  */
-#include "threadpool.h"
+#include "runtime/threadpool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "coll.h"
+#include "collectives/coll.h"
 
 static int failures, checks, rank_, size_;
 static double max_err_f32, max_err_f64;

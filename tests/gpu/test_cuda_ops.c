@@ -8,10 +8,10 @@
  * gradient, scatter add) are counted and reported as skipped.
  * Without a CUDA driver or device: "skipped: no CUDA device" and exit 0.
  */
-#include "op_suite.h"
+#include "tests/unit/op_suite.h"
 
-#include "cuda_driver.h"
-#include "exec_cuda.h"
+#include "runtime/cuda/cuda_driver.h"
+#include "runtime/cuda/exec_cuda.h"
 
 static int gpu_unsupported;
 

@@ -2,9 +2,9 @@
 #ifndef MESH_TEST_UTIL_H
 #define MESH_TEST_UTIL_H
 
-#include "frontend.h"
-#include "init.h"
-#include "ir.h"
+#include "frontend/frontend.h"
+#include "io/init.h"
+#include "ir/ir.h"
 
 #include <stdint.h>
 #include <stdlib.h>

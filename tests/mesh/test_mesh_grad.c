@@ -7,14 +7,14 @@
  * output (made whole by the shard pass) must equal the reference within 1e-9 relative
  * (max |got - want| / max(|want|, 1e-3)); one line per case and output prints the errors.
  */
-#include "frontend.h"
-#include "init.h"
-#include "interp.h"
-#include "ir.h"
-#include "mesh.h"
+#include "frontend/frontend.h"
+#include "io/init.h"
+#include "ir/interp.h"
+#include "ir/ir.h"
+#include "passes/mesh.h"
 #include "mesh_test_util.h"
-#include "pass.h"
-#include "test_check.h"
+#include "passes/pass.h"
+#include "tests/unit/test_check.h"
 
 #include <math.h>
 #include <stdio.h>

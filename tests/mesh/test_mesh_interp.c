@@ -10,14 +10,14 @@
  * the mesh errors (unknown axis,
  * a rank outside the mesh, a dim that does not divide).
  */
-#include "frontend.h"
-#include "init.h"
-#include "interp.h"
-#include "ir.h"
-#include "mesh.h"
+#include "frontend/frontend.h"
+#include "io/init.h"
+#include "ir/interp.h"
+#include "ir/ir.h"
+#include "passes/mesh.h"
 #include "mesh_test_util.h"
-#include "pass.h"
-#include "test_check.h"
+#include "passes/pass.h"
+#include "tests/unit/test_check.h"
 
 #include <math.h>
 #include <stdio.h>

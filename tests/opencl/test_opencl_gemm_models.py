@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_opencl_gemm_models.py LOOM [TARGET] — tiny GPT-2 and tiny BERT (erf GELU fused into a GEMM)
 through `loom run --target opencl` with every GEMM on the generated kernel (LOOM_OCL_GEMM=generated:
-runtime/gemm_opencl.c, codegen/render_gemm_opencl.c) against the reference interpreter
+runtime/opencl/gemm_opencl.c, runtime/opencl/gemm_source.c) against the reference interpreter
 (`--target ref --precision f32`); tolerance as test_opencl_models.py: |opencl - ref| <= 1e-4 ·
 max(1, |ref|) elementwise, max errors printed. Then LOOM_OCL_GEMM_VERBOSE=1 must name the
 chosen kernel per shape, and a bad LOOM_OCL_GEMM must be a clear error. No OpenCL platform

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""corrupt_exe.py IN OUT MODE — damages a `loom build` executable's payload (runtime/standalone.h:
+"""corrupt_exe.py IN OUT MODE — damages a `loom build` executable's payload (io/exe_payload.h:
 plan file + trailer "LOOMEXE1" u64 size u64 FNV-1a 64) for the bad-payload tests.
 MODE: truncate:N  drop the last N bytes;
       flip        flip one byte in the middle of the payload (the checksums now disagree);

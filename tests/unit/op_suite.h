@@ -22,14 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codegen.h"
-#include "exec.h"
-#include "interp.h"
-#include "ir.h"
-#include "lower.h"
-#include "pass.h"
-#include "plan_memory.h"
-#include "safetensors.h"
+#include "codegen/codegen.h"
+#include "runtime/cpu/exec_cpu.h"
+#include "ir/interp.h"
+#include "ir/ir.h"
+#include "codegen/lower.h"
+#include "passes/pass.h"
+#include "plan/plan_memory.h"
+#include "io/safetensors.h"
 
 static int n_cases, n_failed;
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -184,7 +184,7 @@ typedef struct op_backend {
 
 static const op_backend *BACKEND;
 
-/* The CPU path as cli/target_cpu.c runs it, the executor the backend's; stats receives the
+/* The CPU path as engine/run.c runs it, the executor the backend's; stats receives the
  * plan's step counts. */
 static bool run_backend(ir_named_tensor *vals, int nv, ir_named_tensor **outs, int *n_outs, rt_exec_stats *stats,
                         ir_diag *d)

@@ -1,4 +1,4 @@
-/* test_bpe.c — the tokenizers: GPT-2 BPE (runtime/bpe.h) and BERT WordPiece (runtime/wordpiece.h).
+/* test_bpe.c — the tokenizers: GPT-2 BPE (text/bpe.h) and BERT WordPiece (text/wordpiece.h).
  *
  * BPE: known encodings (ids from tiktoken's gpt2 on the same files), the special token on and
  * off, decode(encode(x)) == x on the whole of data/tinyshakespeare.txt (338,025 tokens) and on
@@ -7,9 +7,9 @@
  * small vocabulary: pieces, accents, CJK, [UNK] rules, special tokens, truncation, decode.
  * Run from the source root (ctest does): it reads data/.
  */
-#include "bpe.h"
+#include "text/bpe.h"
 #include "test_check.h"
-#include "wordpiece.h"
+#include "text/wordpiece.h"
 
 #include <stdint.h>
 #include <stdio.h>

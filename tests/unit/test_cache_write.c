@@ -11,13 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codegen.h"
-#include "exec.h"
-#include "interp.h"
-#include "ir.h"
-#include "lower.h"
-#include "pass.h"
-#include "plan_memory.h"
+#include "codegen/codegen.h"
+#include "runtime/cpu/exec_cpu.h"
+#include "ir/interp.h"
+#include "ir/ir.h"
+#include "codegen/lower.h"
+#include "passes/pass.h"
+#include "plan/plan_memory.h"
 #include "test_check.h"
 
 static const char *IR_IN_PLACE = "graph t {\n"

@@ -1,7 +1,7 @@
 /* test_cpu_ops.c — the op suite (op_suite.h: every op of ir/ops.def, forward and backward, on
  * randomized shapes against the reference interpreter at IR_PREC_F32, max errors printed,
  * tolerance |err| <= 1e-4 · max(1, |ref|)) through the CPU path: the host JIT and
- * runtime/exec_cpu.c, as cli/target_cpu.c runs them.
+ * runtime/cpu/exec_cpu.c, as engine/run.c runs them.
  */
 #include "op_suite.h"
 

@@ -1,5 +1,5 @@
 /* test_cublaslt_shape.c — the mapping of plan GEMMs onto cuBLASLt's column-major problem
- * (rt_cublaslt_shape_of, runtime/cublaslt.h), checked without a GPU: a column-major GEMM
+ * (rt_cublaslt_shape_of, runtime/cuda/cublaslt.h), checked without a GPU: a column-major GEMM
  * written here with cuBLASLt's documented semantics (op(A) rows × cols with leading dim ld,
  * strided batches, D = act(alpha·op(A)·op(B) + beta·C + bias[row])), driven only by the shape
  * description (operands swapped as the mapping says, outer batch dims looped), must give what
@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cublaslt.h"
-#include "gemm.h"
+#include "runtime/cuda/cublaslt.h"
+#include "runtime/cpu/gemm_cpu.h"
 #include "test_check.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;

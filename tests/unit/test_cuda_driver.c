@@ -1,4 +1,4 @@
-/* test_cuda_driver.c — the dlopen'ed CUDA driver shim (runtime/cuda_driver.h).
+/* test_cuda_driver.c — the dlopen'ed CUDA driver shim (runtime/cuda/cuda_driver.h).
  *
  * Always (no GPU needed): a missing library gives "no CUDA driver found (PATH: <reason>)", the
  * path once (glibc's dlerror starts with it); a library without the entry points gives "CUDA
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cuda_driver.h"
+#include "runtime/cuda/cuda_driver.h"
 #include "test_kir_kernels.h"
 #include "test_kir_util.h"
 

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm.h"
-#include "threadpool.h"
+#include "runtime/cpu/gemm_cpu.h"
+#include "runtime/threadpool.h"
 
 #include "test_check.h"
 

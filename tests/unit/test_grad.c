@@ -10,11 +10,11 @@
  * GPT-2 tiny (loss at init near ln(vocab), a random subset of parameter elements vs finite
  * differences).
  */
-#include "frontend.h"
-#include "init.h"
-#include "interp.h"
-#include "ir.h"
-#include "pass.h"
+#include "frontend/frontend.h"
+#include "io/init.h"
+#include "ir/interp.h"
+#include "ir/ir.h"
+#include "passes/pass.h"
 #include "test_check.h"
 #include "test_graph.h"
 

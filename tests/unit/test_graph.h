@@ -4,7 +4,7 @@
 #ifndef LOOM_TEST_GRAPH_H
 #define LOOM_TEST_GRAPH_H
 
-#include "ir.h"
+#include "ir/ir.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "half.h"
-#include "interp.h"
+#include "runtime/half.h"
+#include "ir/interp.h"
 #include "test_check.h"
 
 static float float_of(uint32_t x)

@@ -3,8 +3,8 @@
  * exact error texts, optional inputs, outputs (copies, graph order, names), run-time errors of
  * embedding / cross_entropy / integer division at the node's location, and freeing of
  * intermediates (run under ASan: no leaks, no use after free). */
-#include "interp.h"
-#include "ir.h"
+#include "ir/interp.h"
+#include "ir/ir.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codegen.h"
+#include "codegen/codegen.h"
 
 /* gelu_tanh(x) in kernel IR, in x's float type. */
 static inline cg_val kt_gelu_tanh(cg_kernel *k, cg_val x, cg_type t)

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "codegen.h"
+#include "codegen/codegen.h"
 
 #define CHECK(cond)                                                                          \
     do {                                                                                     \

@@ -1,4 +1,4 @@
-/* test_loss_scale.c — dynamic loss scaling (runtime/loss_scale.h) step by step: the start at
+/* test_loss_scale.c — dynamic loss scaling (engine/loss_scale.h) step by step: the start at
  * 2^16; a step with inf or NaN gradients skipped and the scale halved; doubling after exactly
  * 2000 good steps in a row (an overflow restarts the count); the floor and the ceiling;
  * unscaling exact and spotting +inf, -inf and NaN. Then a simulated fp16 run: a gradient of
@@ -7,8 +7,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "half.h"
-#include "loss_scale.h"
+#include "runtime/half.h"
+#include "engine/loss_scale.h"
 #include "test_check.h"
 
 static void test_schedule(void)

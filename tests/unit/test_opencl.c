@@ -1,5 +1,5 @@
 /* test_opencl.c — the OpenCL backend: kernel IR rendered to OpenCL C (codegen/render_c.c) and
- * run through the ICD loader (runtime/opencl.c) on whatever platform is there (PoCL on the
+ * run through the ICD loader (runtime/opencl/opencl.c) on whatever platform is there (PoCL on the
  * dev/CI machines), compared with plain C loops in this file:
  *   elementwise gelu with broadcasting (f32, f64), a scalar argument, 2-D transpose and 3-D
  *   permutation (i64, u8 → i32), softmax rows with +1000 and -inf rows, layernorm with mean and
@@ -20,11 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "opencl.h"
+#include "runtime/opencl/opencl.h"
 #include "test_kir_kernels.h"
 #include "test_kir_util.h"
 
-/* PoCL and the ICD loader keep allocations until exit: runtime/opencl.c's LeakSanitizer
+/* PoCL and the ICD loader keep allocations until exit: runtime/opencl/opencl.c's LeakSanitizer
  * suppressions (linked in with it) cover them. */
 
 /* ---- helpers -------------------------------------------------------------------------------- */

@@ -1,4 +1,4 @@
-/* test_opencl_gemm.c — the OpenCL GEMM step (runtime/gemm_opencl.c: rt_ocl_gemm) against a
+/* test_opencl_gemm.c — the OpenCL GEMM step (runtime/opencl/gemm_opencl.c: rt_ocl_gemm) against a
  * plain double-precision loop written here, for every generated variant forced
  * (LOOM_OCL_GEMM=generated:I), CLBlast (clblast) and the measured choice (auto).
  *
@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec_opencl.h"
-#include "gemm.h"
-#include "opencl.h"
+#include "runtime/opencl/exec_opencl.h"
+#include "runtime/cpu/gemm_cpu.h"
+#include "runtime/opencl/opencl.h"
 #include "test_check.h"
 
 static rt_ocl *OCL;

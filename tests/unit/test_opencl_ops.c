@@ -2,15 +2,15 @@
  * against the reference interpreter at IR_PREC_F32, max errors printed, tolerance
  * |err| <= 1e-4 · max(1, |ref|); with the backward ops: SUM_ROWS, SCATTER_ADD and the
  * generated ATTENTION_GRAD kernels with GQA / masks / S != T) run by the OpenCL executor
- * (runtime/exec_opencl.c: kernels rendered by cg_opencl_source_offsets, GEMMs through CLBlast +
+ * (runtime/opencl/exec_opencl.c: kernels rendered by cg_opencl_source_offsets, GEMMs through CLBlast +
  * the epilogue kernel, the generated attention kernel, copies, id checks).
  * Device: argv[1] or $LOOM_TEST_OPENCL_TARGET (default "opencl": the first platform with a
  * device); no OpenCL platform prints "skipped". The program cache goes to a temporary dir.
  */
 #include "op_suite.h"
 
-#include "exec_opencl.h"
-#include "opencl.h"
+#include "runtime/opencl/exec_opencl.h"
+#include "runtime/opencl/opencl.h"
 
 static rt_ocl *OCL;
 

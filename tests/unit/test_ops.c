@@ -3,8 +3,8 @@
  * errors, and the cost model. Each case builds a tiny graph of input nodes and one op node,
  * runs ir_infer on it and then ir_interp_run. Expected values are worked out in the comments.
  * Prints one line per case ("matmul: ok (max abs err 0)") and returns nonzero on any failure. */
-#include "interp.h"
-#include "ir.h"
+#include "ir/interp.h"
+#include "ir/ir.h"
 #include "test_graph.h"
 
 #include <math.h>

@@ -1,11 +1,11 @@
-/* test_plan_io.c — the plan file (runtime/plan_io.h): a plan using every step kind survives
+/* test_plan_io.c — the plan file (plan/plan_io.h): a plan using every step kind survives
  * serialize → deserialize → serialize byte for byte, blobs included; and the reader rejects,
  * with a message naming the problem, truncated and corrupt files, a future version, and plans
  * whose steps reach outside their buffers or the arena. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan_io.h"
+#include "plan/plan_io.h"
 #include "test_check.h"
 
 static int add_buf(rt_plan *p, const char *name, ir_dtype dt, int64_t numel, rt_buf_kind kind, int64_t offset)

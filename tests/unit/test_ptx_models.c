@@ -14,11 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "codegen.h"
-#include "exec_cuda.h"
-#include "frontend.h"
-#include "lower.h"
-#include "pass.h"
+#include "codegen/codegen.h"
+#include "runtime/cuda/exec_cuda.h"
+#include "frontend/frontend.h"
+#include "codegen/lower.h"
+#include "passes/pass.h"
 
 static const char *ptxas_path(void)
 {

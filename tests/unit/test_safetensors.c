@@ -1,8 +1,8 @@
 /* test_safetensors.c — runtime/safetensors and runtime/init: write/read round trips of every
  * dtype, each malformed-file rule of the reader (asserting the message), the f16/bf16/f32
  * conversions (exhaustively where that is cheap) and the determinism of parameter init. */
-#include "init.h"
-#include "safetensors.h"
+#include "io/init.h"
+#include "io/safetensors.h"
 
 #include <math.h>
 #include <stdarg.h>

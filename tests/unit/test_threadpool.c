@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "threadpool.h"
+#include "runtime/threadpool.h"
 
 #include "test_check.h"
 

@@ -5,7 +5,7 @@
  * batches tile the split.
  */
 #include "test_check.h"
-#include "tokens.h"
+#include "text/tokens.h"
 
 #include <stdint.h>
 #include <stdio.h>

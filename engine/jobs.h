@@ -1,0 +1,35 @@
+/* jobs.h — the whole jobs of loom, each from the options the `loom` command (cli/) or an
+ * executable (exe/) parsed: train, generate, build, gather, a run over a mesh, the mesh report.
+ * Each reports through d and returns false on failure; the caller prints d. A job prints its
+ * progress and results (step lines, generated text, "built X") on stdout as it goes. */
+#ifndef LOOM_ENGINE_JOBS_H
+#define LOOM_ENGINE_JOBS_H
+
+#include <stdbool.h>
+
+#include "engine/options.h"
+#include "ir/diag.h"
+#include "ir/ir.h"
+#include "passes/optimizer.h"
+
+/* train.c: `loom train` (docs/training.md): a model trained on --data for --steps, on one
+ * process or, under a launcher with --mesh, on every rank of the mesh (docs/cluster.md). */
+bool eng_train(const eng_opts *o, ir_diag *d);
+/* train.c: the optimizer of loom train's options (--optimizer, --accum, --weight-decay,
+ * --beta1, --beta2, --eps, --clip, --momentum; loom train's defaults); false after reporting. */
+bool eng_train_optimizer(const eng_opts *o, pass_opt_config *c, ir_diag *d);
+/* generate.c: `loom generate` (docs/generation.md): text from a prompt with a KV cache. */
+bool eng_generate(const eng_opts *o, ir_diag *d);
+/* build.c: `loom build`: a standalone executable, or with --mesh a cluster executable
+ * (docs/backend.md, docs/cluster.md). */
+bool eng_build(const eng_opts *o, ir_diag *d);
+/* gather.c: `loom gather CKPT -o W.safetensors`: the whole params of a sharded checkpoint. */
+bool eng_gather(const eng_opts *o, ir_diag *d);
+/* run_mesh.c: `loom run --mesh ...`, one process per rank under mpirun or srun. */
+bool eng_run_mesh(const eng_opts *o, ir_diag *d);
+/* mesh_report.c: `loom check --mesh ...`: per-rank parameter and activation memory and the
+ * communication volume of a forward step by mesh axis and collective; the pipeline schedule.
+ * With --train, of one training step as `loom train --mesh` runs it. */
+void eng_mesh_report(const ir_graph *g, const eng_opts *o, ir_diag *d);
+
+#endif

@@ -1,0 +1,565 @@
+/* mesh_report.c — `loom check MODEL --mesh dp=2,tp=2,pp=2 [--microbatches M] [--train ...]`:
+ * what each rank of the mesh will hold and send, before anything runs (docs/cluster.md, "The
+ * communication report").
+ *
+ * Forward (`loom run --mesh`): every rank's graph is built with the same passes `loom run
+ * --mesh` runs (pipeline, shard, dce, cse). Per rank: parameter memory (its slices), activation
+ * memory (the peak of live values in graph order, each value live from its definition to its
+ * last use, and the sum without reuse), and per mesh axis and communication op the count, the
+ * payload and the bytes this rank sends in one forward step under a bandwidth-optimal
+ * algorithm: ring allreduce 2(n-1)/n of the buffer, allgather and reduce-scatter (n-1)/n of the
+ * full buffer, send its buffer. With pp > 1 the GPipe and 1F1B schedules of M microbatches
+ * (default 2·pp) follow, with their bubble fractions.
+ *
+ * Training (`--train [--microbatches M] [--schedule 1f1b|gpipe] [--accum K] [--optimizer
+ * adamw|sgd] [--momentum X]`, as `loom train --mesh` takes them): every rank's gradient program
+ * is built as engine/train.c builds it (the model pruned to its loss, with the rows of one
+ * micro-batch, through dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse; dp alone: the rows of
+ * one dp rank through the training pipeline) and reported for one optimizer step: the state
+ * (params, gradients, optimizer state), the activations a micro-batch keeps for its backward
+ * times the micro-batches in flight, the buffers engine/mesh_exec.c allocates and the segment
+ * programs' arenas, and the communication — the program's collectives once per micro-batch and
+ * accumulation step, then what the trainer does outside the program once a step (gradients
+ * summed over dp, tied params' gradients over pp, the loss, the clip norm) — with the total
+ * that `loom train --stats` counts, to the byte.
+ */
+#include "engine/jobs.h"
+#include "engine/run.h"
+#include "engine/run_values.h"
+#include "passes/mesh.h"
+#include "engine/mesh_exec.h"
+#include "passes/optimizer.h"
+#include "passes/pass.h"
+#include "engine/program.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+static int64_t bytes_of(const ir_node *n) { return ir_shape_numel(&n->shape) * ir_dtype_size(n->dtype); }
+
+/* Bytes one rank sends for communication node n (a ring for the collectives). */
+static double sent_bytes(const ir_node *n)
+{
+    if (n->op == OP_send)
+        return (double)bytes_of(n);
+    if (n->op == OP_recv)
+        return 0;
+    double T = (double)ir_attr_int(n, "ranks");
+    switch (n->op) {
+    case OP_allreduce: return 2 * (T - 1) / T * (double)bytes_of(n);
+    case OP_allgather: return (T - 1) / T * (double)bytes_of(n);
+    case OP_reduce_scatter: return (T - 1) / T * (double)bytes_of(n->in[0]);
+    default: return 0;
+    }
+}
+
+/* Bytes `loom train` counts for node n (engine/mesh_exec.c run_comm): its operand's buffer — the
+ * local part for an allgather, the whole buffer for a reduce-scatter — and a receive's buffer. */
+static int64_t counted_bytes(const ir_node *n) { return bytes_of(n->n_in ? n->in[0] : n); }
+
+static const char *comm_axis(const ir_node *n)
+{
+    return n->op == OP_send || n->op == OP_recv ? "pp" : ir_attr_str(n, "axis");
+}
+
+/* One line of the communication table: an axis ("all": the world) and what runs on it. */
+typedef struct {
+    const char *axis, *what;
+    int count;
+    double payload, sent;
+} comm_row;
+
+#define MAX_ROWS 32
+
+static void add_row(comm_row *rows, int *n_rows, const char *axis, const char *what, int count, double payload,
+                    double sent)
+{
+    int r = 0;
+    while (r < *n_rows && !(strcmp(rows[r].what, what) == 0 && strcmp(rows[r].axis, axis) == 0))
+        r++;
+    if (r == MAX_ROWS)
+        ir_unreachable("mesh_report: more kinds of communication than rows");
+    if (r == *n_rows)
+        rows[(*n_rows)++] = (comm_row){axis, what, 0, 0, 0};
+    rows[r].count += count;
+    rows[r].payload += payload;
+    rows[r].sent += sent;
+}
+
+/* Prints the rows; returns the bytes sent in all. */
+static double print_rows(const comm_row *rows, int n_rows)
+{
+    double total = 0;
+    for (int r = 0; r < n_rows; r++) {
+        printf("    %-3s %-15s %4d x, payload %9.3f MiB, sent %9.3f MiB a step\n", rows[r].axis, rows[r].what,
+               rows[r].count, mib(rows[r].payload), mib(rows[r].sent));
+        total += rows[r].sent;
+    }
+    return total;
+}
+
+static void print_rank(const pass_mesh *m, int rank)
+{
+    printf("  rank %d (", rank);
+    for (int a = 0; a < m->n_axes; a++)
+        printf("%s%s %d", a ? ", " : "", m->axis[a], pass_mesh_coord(m, rank, a));
+    printf(")");
+}
+
+static void report_rank(const ir_graph *g, const pass_mesh *m, int rank)
+{
+    int64_t params = 0, n_params = 0, unshared = 0, live = 0, peak = 0;
+    int *last = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
+    comm_row rows[MAX_ROWS];
+    int n_rows = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        last[i] = -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i]->n_in; k++)
+            last[g->nodes[i]->in[k]->id] = i;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->op == OP_param) {
+            params += bytes_of(n);
+            n_params += ir_shape_numel(&n->shape);
+            continue;
+        }
+        if (n->op != OP_output && n->op != OP_input && ir_ops[n->op].kind != OK_SOURCE) {
+            unshared += bytes_of(n);
+            live += bytes_of(n);
+            peak = live > peak ? live : peak;
+        }
+        for (int k = 0; k < n->n_in; k++) {
+            const ir_node *x = n->in[k];
+            if (last[x->id] == i && x->op != OP_param && x->op != OP_input && ir_ops[x->op].kind != OK_SOURCE)
+                live -= bytes_of(x);
+        }
+        if (ir_ops[n->op].kind == OK_COMM)
+            add_row(rows, &n_rows, comm_axis(n), ir_ops[n->op].mnemonic, 1, (double)bytes_of(n), sent_bytes(n));
+    }
+    print_rank(m, rank);
+    printf(": params %.2f MiB (%" PRId64 "), activations %.2f MiB peak (%.2f MiB without reuse)\n", mib((double)params),
+           n_params, mib((double)peak), mib((double)unshared));
+    printf("    sent in all: %.3f MiB a forward step\n", mib(print_rows(rows, n_rows)));
+    free(last);
+}
+
+/* An integer option in [lo, hi]; *out unchanged when absent. */
+static bool opt_int(const eng_opts *o, const char *key, long lo, long hi, int *out, ir_diag *d)
+{
+    const char *v = eng_named(o, key);
+    if (!v)
+        return true;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        ir_diag_error(d, -1, 0, 0, "check: %s expects an integer in [%ld, %ld], got '%s'", key, lo, hi, v);
+        return false;
+    }
+    *out = (int)x;
+    return true;
+}
+
+/* ---- one training step --------------------------------------------------------------------- */
+
+#define DP_BUCKET ((int64_t)1 << 20) /* cmd_train.c's: f32 elements per gradient allreduce */
+
+typedef struct {
+    int B, dp, tp, pp, micro, accum;
+    bool sharded;          /* tp or pp > 1: the mesh gradient program (else dp alone, or one rank) */
+    bool one_f_one_b;
+    pass_opt_config opt;
+    const char *opt_name;
+} train_setup;
+
+/* The model rebuilt with -D batch=rows (the batch of a micro-batch or a dp rank), pruned to its
+ * loss; NULL after reporting. */
+static ir_graph *load_rows(const eng_opts *o, const ir_graph *g0, int rows, ir_diag *d)
+{
+    ir_graph *g = NULL;
+    if (rows == (int)eng_find_node(g0, OP_input, "tokens")->shape.dim[0])
+        g = ir_graph_clone(g0);
+    else
+        g = eng_load_batch(o, rows, "check", d);
+    if (g)
+        eng_prune_to(g, "loss");
+    return g;
+}
+
+/* The options and checks of `loom train --mesh` (cmd_train.c parse_opts, setup, setup_mesh). */
+static bool train_options(const ir_graph *g, const eng_opts *o, const pass_mesh *m, train_setup *s, ir_diag *d)
+{
+    static const char *const need[] = {"tokens", "targets"};
+    for (int k = 0; k < 2; k++) {
+        const ir_node *n = eng_find_node(g, OP_input, need[k]);
+        if (!n || n->dtype != DT_I32 || n->shape.rank != 2) {
+            ir_diag_error(d, -1, 0, 0, "check: --train: the model needs an input '%s' of type i32[batch, seq]",
+                          need[k]);
+            return false;
+        }
+    }
+    if (!eng_find_node(g, OP_output, "loss")) {
+        ir_diag_error(d, -1, 0, 0, "check: --train: the model has no output 'loss'");
+        return false;
+    }
+    for (int a = 0; a < m->n_axes; a++)
+        if (m->size[a] > 1 && strcmp(m->axis[a], "dp") != 0 && strcmp(m->axis[a], "tp") != 0 &&
+            strcmp(m->axis[a], "pp") != 0) {
+            ir_diag_error(d, -1, 0, 0, "check: --train: the axes dp, tp and pp train; %s=%d does not", m->axis[a],
+                          m->size[a]);
+            return false;
+        }
+    *s = (train_setup){.B = (int)eng_find_node(g, OP_input, "tokens")->shape.dim[0], .dp = pass_mesh_size(m, "dp"),
+                       .tp = pass_mesh_size(m, "tp"), .pp = pass_mesh_size(m, "pp"), .accum = 1,
+                       .one_f_one_b = true, .opt = pass_opt_config_default(), .opt_name = "adamw"};
+    s->micro = s->pp;
+    s->sharded = s->tp > 1 || s->pp > 1;
+    s->opt.momentum = 0.9; /* loom train's default for sgd */
+    if (!opt_int(o, "--microbatches", 1, 4096, &s->micro, d) || !opt_int(o, "--accum", 1, 1000000, &s->accum, d))
+        return false;
+    const char *sched = eng_named(o, "--schedule"), *optimizer = eng_named(o, "--optimizer"), *mom = eng_named(o, "--momentum");
+    if ((eng_named(o, "--microbatches") || sched) && s->pp == 1) {
+        ir_diag_error(d, -1, 0, 0, "check: --microbatches and --schedule schedule pipeline stages; the mesh has no "
+                      "pp axis (use --accum to split a batch)");
+        return false;
+    }
+    if (sched && strcmp(sched, "1f1b") != 0 && strcmp(sched, "gpipe") != 0) {
+        ir_diag_error(d, -1, 0, 0, "check: --schedule expects gpipe or 1f1b, got '%s'", sched);
+        return false;
+    }
+    s->one_f_one_b = !sched || strcmp(sched, "1f1b") == 0;
+    if (optimizer && strcmp(optimizer, "sgd") != 0 && strcmp(optimizer, "adamw") != 0) {
+        ir_diag_error(d, -1, 0, 0, "check: --optimizer must be adamw or sgd, got '%s'", optimizer);
+        return false;
+    }
+    if (optimizer && strcmp(optimizer, "sgd") == 0) {
+        s->opt.kind = PASS_OPT_SGD;
+        s->opt_name = "sgd";
+    }
+    if (mom) {
+        char *end;
+        s->opt.momentum = strtod(mom, &end);
+        if (!*mom || *end || !(s->opt.momentum >= 0 && s->opt.momentum <= 0.999999)) {
+            ir_diag_error(d, -1, 0, 0, "check: --momentum expects a number in [0, 0.999999], got '%s'", mom);
+            return false;
+        }
+    }
+    s->opt.accum = s->accum;
+    s->opt.sumsq_input = s->sharded;
+    if (s->B % s->dp != 0) {
+        ir_diag_error(d, -1, 0, 0, "check: --train: the batch (%d rows) does not split evenly over dp=%d", s->B, s->dp);
+        return false;
+    }
+    if (s->B % s->micro != 0 || (s->B / s->micro) % s->dp != 0) {
+        ir_diag_error(d, -1, 0, 0,
+                      "check: --train: the batch (%d rows) does not split into %d micro-batches of a multiple of "
+                      "dp=%d rows",
+                      s->B, s->micro, s->dp);
+        return false;
+    }
+    return true;
+}
+
+/* What the segments of a rank's program hold (mesh_exec_each_segment): which values cross a
+ * segment boundary (outputs "v<ID>", which the runner takes from the segment's program), and the
+ * segment programs' arenas and output buffers as lowered for the CPU (program_lower, as
+ * program_new does). */
+typedef struct {
+    bool *crossing;
+    int64_t arenas, outputs;
+    int programs;
+} segment_info;
+
+static bool visit_segment(void *ctx, const ir_graph *seg, ir_diag *d)
+{
+    segment_info *si = ctx;
+    for (int i = 0; i < seg->n_nodes; i++) {
+        int id;
+        if (seg->nodes[i]->op == OP_output && sscanf(seg->nodes[i]->name, "v%d", &id) == 1)
+            si->crossing[id] = true;
+    }
+    ir_graph *fused = NULL;
+    cg_lowered low = {0};
+    bool ok = program_lower(seg, NULL, &fused, &low, d);
+    if (ok) {
+        si->arenas += low.plan.arena_bytes;
+        for (int b = 0; b < low.plan.n_bufs; b++)
+            if (low.plan.bufs[b].kind == RT_BUF_OUTPUT)
+                si->outputs += low.plan.bufs[b].numel * ir_dtype_size(low.plan.bufs[b].dtype);
+        si->programs++;
+    }
+    cg_lowered_free(&low);
+    ir_graph_free(fused);
+    return ok;
+}
+
+/* The elements of the param of L whose full name (without slice suffixes) is full; -1: none. */
+static int64_t local_count(const ir_graph *L, const char *full)
+{
+    for (int i = 0; i < L->n_nodes; i++) {
+        const ir_node *n = L->nodes[i];
+        char name[600];
+        mesh_slice sl[MESH_MAX_SLICES];
+        int n_sl = 0;
+        if (n->op != OP_param)
+            continue;
+        mesh_slice_parse(n->name, name, sizeof name, sl, &n_sl);
+        if (strcmp(name, full) == 0)
+            return ir_shape_numel(&n->shape);
+    }
+    return -1;
+}
+
+/* Micro-batches in flight on stage s (its slots of forward values: mesh_exec_run_micro). */
+static int in_flight(const train_setup *s, int stage)
+{
+    int *order = malloc(sizeof *order * (size_t)(2 * s->micro)), most = 1;
+    if (!order)
+        ir_unreachable("out of memory");
+    pipeline_order(s->pp, stage, s->micro, s->one_f_one_b, order);
+    for (int k = 0, now = 0; k < 2 * s->micro; k++) {
+        now += order[k] > 0 ? 1 : -1;
+        most = now > most ? now : most;
+    }
+    free(order);
+    return most;
+}
+
+/* One rank's report of a training step. L: its gradient program's graph (every rank's in
+ * Ls, for the tied params); model: the whole model. False after reporting a lowering error. */
+static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_mesh *m, const train_setup *s,
+                       int rank, ir_diag *d)
+{
+    const ir_graph *L = Ls[rank];
+    int a_pp = pass_mesh_axis(m, "pp");
+    int stage = a_pp >= 0 ? pass_mesh_coord(m, rank, a_pp) : 0;
+    int64_t n_group[PASS_OPT_GROUPS], state_elems = 0;
+    const char *state_names[2];
+    pass_opt_group_sizes(L, &s->opt, n_group);
+    for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        state_elems += n_group[k];
+    int n_state = pass_opt_state_names(&s->opt, state_names);
+    double state_bytes = 4.0 * (double)state_elems;
+
+    /* activations: forward values (not params) a backward node reads, per micro-batch */
+    bool *backward = mesh_exec_backward_half(L), *kept = calloc((size_t)L->n_nodes + 1, sizeof *kept);
+    if (!kept)
+        ir_unreachable("out of memory");
+    int64_t kept_bytes = 0;
+    for (int i = 0; i < L->n_nodes; i++)
+        for (int k = 0; backward[i] && k < L->nodes[i]->n_in; k++) {
+            const ir_node *x = L->nodes[i]->in[k];
+            if (!backward[x->id] && x->op != OP_param && !kept[x->id]) {
+                kept[x->id] = true;
+                kept_bytes += bytes_of(x);
+            }
+        }
+    int slots = s->sharded ? in_flight(s, stage) : 1;
+    print_rank(m, rank);
+    printf(": params %.2f MiB (%" PRId64 "), gradients %.2f MiB, %s state %.2f MiB (%d x params)\n",
+           mib(state_bytes), state_elems, mib(state_bytes), s->opt_name, mib(n_state * state_bytes), n_state);
+    printf("    activations kept for the backward: %.2f MiB a micro-batch, %d in flight: %.2f MiB\n",
+           mib((double)kept_bytes), slots, mib((double)kept_bytes * slots));
+
+    /* program memory: the gradient program's (sharded: the runner's buffers and the segments'
+     * arenas) and the update program's arena, as planned for the CPU */
+    int64_t peak = 0, unshared = 0, update_arena = 0;
+    ir_graph *ug = pass_optimizer_graph(L, &s->opt, d);
+    bool ok = ug && eng_cpu_plan_peak(ug, &update_arena, &unshared, d);
+    ir_graph_free(ug);
+    if (ok && s->sharded) {
+        /* the runner's own buffers (engine/mesh_exec.c): a forward value that crosses segments —
+         * an input, a communication result, a segment's output — one per slot; a backward
+         * communication result once; params (bound to the trainer's state) and backward
+         * segment outputs (read from their program) none */
+        segment_info si = {calloc((size_t)L->n_nodes + 1, sizeof(bool)), 0, 0, 0};
+        if (!si.crossing)
+            ir_unreachable("out of memory");
+        ok = mesh_exec_each_segment(L, visit_segment, &si, d);
+        int64_t fwd = 0, bwd = 0;
+        for (int i = 0; ok && i < L->n_nodes; i++) {
+            const ir_node *n = L->nodes[i];
+            if (n->op == OP_param)
+                continue;
+            if (!backward[i] && (si.crossing[i] || n->op == OP_input || ir_ops[n->op].kind == OK_COMM))
+                fwd += bytes_of(n);
+            else if (backward[i] && ir_ops[n->op].kind == OK_COMM)
+                bwd += bytes_of(n);
+        }
+        if (ok)
+            printf("    runner values %.2f MiB (forward %.2f x %d slot%s, backward %.2f); %d segment programs: arenas "
+                   "%.2f MiB, outputs %.2f MiB; update arena %.2f MiB\n",
+                   mib((double)(fwd * slots + bwd)), mib((double)fwd), slots, slots == 1 ? "" : "s", mib((double)bwd),
+                   si.programs, mib((double)si.arenas), mib((double)si.outputs), mib((double)update_arena));
+        free(si.crossing);
+    } else if (ok && (ok = eng_cpu_plan_peak(L, &peak, &unshared, d)))
+        printf("    gradient program arena %.2f MiB; update arena %.2f MiB\n", mib((double)peak),
+               mib((double)update_arena));
+    free(backward);
+    free(kept);
+    if (!ok)
+        return false;
+
+    /* communication: the program's, once per micro-batch and accumulation step ... */
+    comm_row rows[MAX_ROWS];
+    int n_rows = 0, times = s->micro * s->accum;
+    int64_t counted = 0;
+    for (int i = 0; i < L->n_nodes; i++) {
+        const ir_node *n = L->nodes[i];
+        if (ir_ops[n->op].kind != OK_COMM)
+            continue;
+        add_row(rows, &n_rows, comm_axis(n), ir_ops[n->op].mnemonic, times, (double)times * (double)bytes_of(n),
+                times * sent_bytes(n));
+        counted += times * counted_bytes(n);
+    }
+    /* ... then the trainer's, once a step: the gradients summed over dp in buckets */
+    int dp_size = s->dp; /* over dp's sub-communicator; dp alone: the world */
+    if (dp_size > 1) {
+        for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+            double b = 4.0 * (double)n_group[k];
+            add_row(rows, &n_rows, "dp", "grad allreduce", (int)((n_group[k] + DP_BUCKET - 1) / DP_BUCKET), b,
+                    2.0 * (dp_size - 1) / dp_size * b);
+            counted += 4 * n_group[k];
+        }
+        if (!s->sharded) { /* dp alone: the mean loss (f64) */
+            add_row(rows, &n_rows, "dp", "loss allreduce", 1, 8, 2.0 * (dp_size - 1) / dp_size * 8);
+            counted += 8;
+        }
+    }
+    if (s->sharded && s->pp > 1) {
+        /* a param several stages hold (GPT-2's tied wte): its partial gradients summed over pp,
+         * every stage taking part with its slice's size (zeros where it holds none) */
+        for (int i = 0; i < model->n_nodes; i++) {
+            const ir_node *p = model->nodes[i];
+            if (p->op != OP_param)
+                continue;
+            int holders = 0;
+            int64_t count = 0;
+            for (int st = 0; st < s->pp; st++) {
+                int64_t c = local_count(Ls[pass_mesh_with(m, rank, a_pp, st)], p->name);
+                holders += c >= 0;
+                count = c > count ? c : count;
+            }
+            if (holders < 2)
+                continue;
+            add_row(rows, &n_rows, "pp", "tied allreduce", 1, 4.0 * (double)count,
+                    2.0 * (s->pp - 1) / s->pp * 4.0 * (double)count);
+            counted += 4 * count;
+        }
+        /* the last stage's loss (f64) to every stage */
+        add_row(rows, &n_rows, "pp", "loss allreduce", 1, 8, 2.0 * (s->pp - 1) / s->pp * 8);
+        counted += 8;
+    }
+    if (s->sharded && m->world > 1) /* Σ g² for the clip norm (f64), over the world */
+        add_row(rows, &n_rows, "all", "norm allreduce", 1, 8, 2.0 * (m->world - 1) / m->world * 8);
+    double total = print_rows(rows, n_rows);
+    bool init = (s->sharded && s->pp > 1) || (!s->sharded && s->dp > 1);
+    printf("    sent in all: %.3f MiB a training step; loom train counts %" PRId64
+           " bytes a step (each op's operand, receives included%s)%s\n",
+           mib(total), counted, s->sharded && m->world > 1 ? "; the norm not" : "",
+           init ? "; step 1: 8 more (the loss at init)" : "");
+    return true;
+}
+
+/* `loom check --train`: every rank's gradient program as `loom train` builds it, reported for
+ * one optimizer step, then the pipeline schedule. */
+static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, ir_diag *d)
+{
+    train_setup s;
+    if (!train_options(g0, o, m, &s, d))
+        return;
+    /* the graph loom train's gradient program starts from: under tp/pp a micro-batch's rows
+     * (the shard pass splits them over dp), dp alone a dp rank's rows */
+    ir_graph *tg = load_rows(o, g0, s.sharded ? s.B / s.micro : s.B / s.dp, d);
+    if (!tg)
+        return;
+    for (int i = 0; i < tg->n_nodes; i++) {
+        const ir_node *n = tg->nodes[i];
+        if (n->op == OP_input && strcmp(n->name, "tokens") != 0 && strcmp(n->name, "targets") != 0) {
+            ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col,
+                          "check: --train: the loss needs input '%s', but loom train feeds only 'tokens' and "
+                          "'targets'",
+                          n->name);
+            ir_graph_free(tg);
+            return;
+        }
+    }
+    ir_graph **Ls = calloc((size_t)m->world, sizeof *Ls);
+    if (!Ls)
+        ir_unreachable("out of memory");
+    bool ok = true;
+    for (int r = 0; ok && r < m->world; r++) {
+        if (!s.sharded && r > 0) { /* dp alone: every rank runs the same program */
+            Ls[r] = Ls[0];
+            continue;
+        }
+        Ls[r] = ir_graph_clone(tg);
+        m->rank = r;
+        m->local_outputs = true;
+        pass_options po = pass_options_default();
+        po.mesh = m;
+        ok = pass_run_pipeline(Ls[r],
+                               s.sharded ? "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse" : "dce,cse,autodiff,dce,cse",
+                               &po, d);
+    }
+    char buf[128];
+    char rows[64] = "";
+    if (s.dp > 1)
+        snprintf(rows, sizeof rows, " (%d a dp rank)", s.B / s.micro / s.dp);
+    if (ok)
+        printf("mesh %s: %d rank%s; one training step: %d micro-batch%s of %d rows%s%s, accum %d, %s:\n",
+               pass_mesh_str(m, buf, sizeof buf), m->world, m->world == 1 ? "" : "s", s.micro,
+               s.micro == 1 ? "" : "es", s.B / s.micro, rows, s.pp > 1 ? (s.one_f_one_b ? ", 1f1b" : ", gpipe") : "",
+               s.accum, s.opt_name);
+    for (int r = 0; ok && r < m->world; r++)
+        ok = train_rank(g0, Ls, m, &s, r, d);
+    for (int r = 0; r < m->world; r++)
+        if (s.sharded || r == 0)
+            ir_graph_free(Ls[r]);
+    free(Ls);
+    ir_graph_free(tg);
+    if (ok && s.pp > 1)
+        pipeline_schedule_print(stdout, s.pp, s.micro);
+}
+
+void eng_mesh_report(const ir_graph *g0, const eng_opts *o, ir_diag *d)
+{
+    static const char *const train_only[] = {"--schedule", "--accum", "--optimizer", "--momentum"};
+    pass_mesh m;
+    if (!pass_mesh_parse(o->mesh, 0, g0, &m, d))
+        return;
+    if (o->train) {
+        train_report(g0, o, &m, d);
+        return;
+    }
+    for (size_t k = 0; k < sizeof train_only / sizeof *train_only; k++)
+        if (eng_named(o, train_only[k])) {
+            ir_diag_error(d, -1, 0, 0, "check: %s describes a training step: add --train", train_only[k]);
+            return;
+        }
+    int microbatches = 0;
+    if (!opt_int(o, "--microbatches", 1, 4096, &microbatches, d))
+        return;
+    char buf[128];
+    printf("mesh %s: %d rank%s (rank = row-major over the axes, the last fastest); one forward step:\n",
+           pass_mesh_str(&m, buf, sizeof buf), m.world, m.world == 1 ? "" : "s");
+    for (int r = 0; r < m.world; r++) {
+        ir_graph *g = ir_graph_clone(g0);
+        m.rank = r;
+        pass_options po = pass_options_default();
+        po.mesh = &m;
+        bool ok = pass_run_pipeline(g, "pipeline,shard,dce,cse", &po, d);
+        if (ok)
+            report_rank(g, &m, r);
+        ir_graph_free(g);
+        if (!ok)
+            return;
+    }
+    int pp = pass_mesh_size(&m, "pp");
+    if (pp > 1)
+        pipeline_schedule_print(stdout, pp, microbatches ? microbatches : 2 * pp);
+}

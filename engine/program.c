@@ -1,0 +1,158 @@
+/* program.c — program.h's target-independent part: pipeline, lowering, memory plan, and the
+ * calls into one backend (program_cpu.c, program_cuda.c, ...; program_targets.c picks it by
+ * target name). No backend is referenced here, so a cluster executable links this file with
+ * its own backend (program_table.c) and without LLVM. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/clock.h"
+#include "codegen/codegen.h"
+#include "codegen/lower.h"
+#include "passes/pass.h"
+#include "plan/plan_io.h"
+#include "plan/plan_memory.h"
+#include "engine/program.h"
+
+struct program {
+    const program_backend *be;
+    void *state;
+    ir_graph *g;
+    cg_lowered low;
+    double compile_ms;
+    /* program_follow_host: the host memory of every bind, uploaded again before each run */
+    bool follow_host;
+    int n_follow;
+    struct followed {
+        char *name;
+        const void *data;
+    } *follow;
+};
+
+bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, ir_diag *d)
+{
+    *fused = ir_graph_clone(g);
+    pass_options po = pass_options_default();
+    bool ok = pass_run_pipeline(*fused, pipeline ? pipeline : "dce,cse,fuse", &po, d) && cg_lower(*fused, low, d);
+    if (ok)
+        pass_plan_memory(&low->plan);
+    return ok;
+}
+
+program *program_new_on(const program_backend *be, const char *target, const ir_graph *g, const char *pipeline,
+                        rt_pool *pool, ir_diag *d)
+{
+    double t0 = rt_now_ms();
+    program *p = calloc(1, sizeof *p);
+    if (!p)
+        ir_unreachable("out of memory");
+    p->be = be;
+    bool ok = program_lower(g, pipeline, &p->g, &p->low, d);
+    if (ok) {
+        p->state = be->create_on ? be->create_on(target, &p->low.plan, p->low.kernels, p->low.n_kernels, d)
+                                 : be->create(&p->low.plan, p->low.kernels, p->low.n_kernels, pool, d);
+        ok = p->state != NULL;
+    }
+    if (!ok) {
+        program_free(p);
+        return NULL;
+    }
+    p->compile_ms = rt_now_ms() - t0;
+    return p;
+}
+
+void program_free(program *p)
+{
+    if (!p)
+        return;
+    if (p->state)
+        p->be->destroy(p->state);
+    cg_lowered_free(&p->low);
+    ir_graph_free(p->g);
+    for (int i = 0; i < p->n_follow; i++)
+        free(p->follow[i].name);
+    free(p->follow);
+    free(p);
+}
+
+const char *program_target(const program *p) { return p->be->target; }
+const ir_graph *program_graph(const program *p) { return p->g; }
+const rt_plan *program_plan(const program *p) { return &p->low.plan; }
+rt_exec *program_exec(program *p) { return p->be->exec ? p->be->exec(p->state) : NULL; }
+double program_compile_ms(const program *p) { return p->compile_ms; }
+
+const ir_node *program_find(const program *p, ir_opcode op, const char *name)
+{
+    for (int i = 0; i < p->g->n_nodes; i++) {
+        const ir_node *n = p->g->nodes[i];
+        if (n->op == op && n->name && strcmp(n->name, name) == 0)
+            return n;
+    }
+    return NULL;
+}
+
+void program_follow_host(program *p, bool on) { p->follow_host = on && !p->be->exec; }
+
+static void remember_bind(program *p, const char *name, const void *data)
+{
+    for (int i = 0; i < p->n_follow; i++)
+        if (strcmp(p->follow[i].name, name) == 0) {
+            p->follow[i].data = data;
+            return;
+        }
+    struct followed *f = realloc(p->follow, ((size_t)p->n_follow + 1) * sizeof *f);
+    char *copy = strdup(name);
+    if (!f || !copy)
+        ir_unreachable("out of memory");
+    p->follow = f;
+    p->follow[p->n_follow++] = (struct followed){copy, data};
+}
+
+bool program_bind(program *p, const char *name, const void *data, ir_diag *d)
+{
+    if (!p->be->bind(p->state, name, data, d))
+        return false;
+    if (p->follow_host)
+        remember_bind(p, name, data);
+    return true;
+}
+
+bool program_run(program *p, ir_diag *d)
+{
+    for (int i = 0; i < p->n_follow; i++)
+        if (!p->be->bind(p->state, p->follow[i].name, p->follow[i].data, d))
+            return false;
+    return p->be->run(p->state, d);
+}
+
+void *program_output(program *p, const char *name) { return p->be->output(p->state, name); }
+
+void program_profile(program *p, bool on)
+{
+    if (p->be->profile)
+        p->be->profile(p->state, on);
+}
+
+rt_exec_stats program_stats(const program *p)
+{
+    if (p->be->stats)
+        return p->be->stats(p->state);
+    return rt_exec_plan_stats(&p->low.plan);
+}
+
+void program_kernel_symbol(const cg_kernel *k, char *buf, size_t n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        ir_unreachable("out of memory");
+    cg_kernel_print(k, f);
+    fclose(f);
+    /* the text starts "kernel NAME(": hash from the '(' on */
+    const char *from = strchr(text, '(');
+    from = from ? from : text;
+    snprintf(buf, n, "lk_%016llx", (unsigned long long)rt_fnv1a64(from, len - (size_t)(from - text)));
+    free(text);
+}

@@ -1,0 +1,110 @@
+/* program_opencl.c — program.h's backend for `--target opencl[:PLATFORM[:DEVICE]]`: the plan's
+ * kernels rendered to OpenCL C (cg_opencl_source_offsets) with their launch geometry, and the
+ * OpenCL executor (runtime/opencl/exec_opencl.c) on the device the target names (rt_ocl_open: the
+ * first platform with a device and its first device when not told). Each program opens its
+ * own context; programs are cached by source hash in memory and on disk (runtime/opencl/opencl.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "codegen/codegen.h"
+#include "runtime/opencl/exec_opencl.h"
+#include "runtime/half.h"
+#include "runtime/opencl/opencl.h"
+#include "engine/program.h"
+
+typedef struct {
+    rt_ocl *o;
+    rt_ocl_exec *ex;
+} ocl_state;
+
+static void ocl_destroy(void *state)
+{
+    ocl_state *s = state;
+    rt_ocl_exec_free(s->ex);
+    rt_ocl_close(s->o);
+    free(s);
+}
+
+static void *ocl_create_on(const char *target, const rt_plan *plan, cg_kernel *const *kernels, int n_kernels,
+                           ir_diag *d)
+{
+    _Static_assert(sizeof CG_OPENCL_PREFIX == sizeof RT_OCL_KERNEL_PREFIX, "kernel name prefixes differ");
+    ocl_state *s = calloc(1, sizeof *s);
+    if (!s)
+        ir_unreachable("out of memory");
+    s->o = rt_ocl_open(target, d);
+    char *src = NULL;
+    rt_ocl_kernel_dims *dims = calloc((size_t)n_kernels + 1, sizeof *dims);
+    if (!dims)
+        ir_unreachable("out of memory");
+    bool ok = s->o != NULL;
+    ir_dtype half = rt_plan_half_library(plan);
+    if (ok && half != DT_VOID) { /* CLBlast's HGEMM needs cl_khr_fp16; the executor is f32 so far */
+        if (half == DT_F16 && !rt_ocl_has_fp16(s->o))
+            ir_diag_error(d, -1, 0, 0, "opencl: device %s lacks cl_khr_fp16, which --precision fp16 needs",
+                          rt_ocl_device_name(s->o));
+        else
+            ir_diag_error(d, -1, 0, 0, "opencl: %s GEMM and attention steps (--precision %s) are not supported by the "
+                          "OpenCL executor yet; --target cpu runs them", ir_dtype_name(half), half == DT_F16 ? "fp16" : "bf16");
+        ok = false;
+    }
+    if (ok && n_kernels > 0) {
+        src = cg_opencl_source_offsets(kernels, n_kernels, d);
+        ok = src != NULL;
+    }
+    for (int i = 0; ok && i < n_kernels; i++) {
+        dims[i].name = kernels[i]->name;
+        cg_opencl_launch_dims(kernels[i], &dims[i].groups, &dims[i].local);
+    }
+    if (ok) {
+        s->ex = rt_ocl_exec_new(s->o, plan, src, dims, n_kernels, d);
+        ok = s->ex != NULL;
+    }
+    free(src);
+    free(dims);
+    if (!ok) {
+        ocl_destroy(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void *ocl_create(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_pool *pool, ir_diag *d)
+{
+    return ocl_create_on("opencl", plan, kernels, n_kernels, d);
+}
+
+static bool ocl_bind(void *state, const char *name, const void *data, ir_diag *d)
+{
+    return rt_ocl_exec_bind(((ocl_state *)state)->ex, name, data, d);
+}
+
+static bool ocl_run(void *state, ir_diag *d) { return rt_ocl_exec_run(((ocl_state *)state)->ex, d); }
+
+static void *ocl_output(void *state, const char *name)
+{
+    ir_diag d;
+    ir_diag_init(&d);
+    void *p = rt_ocl_exec_output(((ocl_state *)state)->ex, name, &d);
+    if (!ir_diag_ok(&d))
+        ir_diag_print(&d, stderr);
+    ir_diag_free(&d);
+    return p;
+}
+
+static void ocl_profile(void *state, bool on) { rt_ocl_exec_profile(((ocl_state *)state)->ex, on); }
+
+static rt_exec_stats ocl_stats(const void *state) { return rt_ocl_exec_stats_get(((const ocl_state *)state)->ex); }
+
+const program_backend program_backend_opencl = {
+    .target = "opencl",
+    .create = ocl_create,
+    .destroy = ocl_destroy,
+    .bind = ocl_bind,
+    .run = ocl_run,
+    .output = ocl_output,
+    .profile = ocl_profile,
+    .stats = ocl_stats,
+    .create_on = ocl_create_on,
+};

@@ -1,0 +1,1530 @@
+/* cmd_train.c — `loom train MODEL --data FILE --steps N [options]`: trains a model on the CPU
+ * (options, output and guarantees in docs/training.md).
+ *
+ * Two programs compiled once over one thread pool (engine/program.h): the gradient program (the
+ * model pruned to its "loss" output, through the training pipeline: autodiff, dce, cse, fuse)
+ * and the update program (passes/optimizer.c: AdamW or SGD as graph IR). A step runs the
+ * gradient program --accum times on consecutive batches of the loader (text/tokens.h),
+ * summing the gradients on the host, then the update program with this step's learning rate
+ * (warmup + cosine, computed here) and copies its outputs — the new params and optimizer state —
+ * back into the host buffers every program reads. An eval program (loss only) gives the
+ * validation loss; a batch-1 logits program generates the sample. The training state (params,
+ * optimizer state, step, batch counter, sampler position) is what a checkpoint holds, so a
+ * resumed run continues bit for bit.
+ *
+ * Under a launcher with --mesh (docs/cluster.md, "Training"): dp alone splits each global batch
+ * by rows and averages the gradients with a bucketed allreduce; with tp or pp the gradient
+ * program is autodiff then the shard/pipeline passes, run over the mesh by engine/mesh_exec.h.
+ * Either way every rank ends the step with the one-rank gradients and runs the same update.
+ *
+ * --precision bf16|fp16 (docs/training.md, "Mixed precision"): the gradient and eval programs
+ * run the lower-precision pass (activations and GEMMs in half, reductions, params — the fp32
+ * masters — and gradients in f32); the update stays f32. fp16 adds dynamic loss scaling
+ * (engine/loss_scale.h): the gradient program computes the gradients of scale · loss (an input
+ * "loss_scale"), which are unscaled on the host; a step with inf/nan gradients is skipped.
+ */
+#include "runtime/clock.h"
+#include "io/checkpoint.h"
+#include "engine/jobs.h"
+#include "engine/run_values.h"
+#include "collectives/coll.h"
+#include "text/data.h"
+#include "io/init.h"
+#include "engine/loss_scale.h"
+#include "passes/mesh.h"
+#include "engine/mesh_exec.h"
+#include "passes/optimizer.h"
+#include "passes/pass.h"
+#include "engine/program.h"
+#include "io/safetensors.h"
+#include "text/tokens.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define SAMPLE_KEY 0x73616D706C650000ull /* "sample": the sampler's SplitMix64 stream */
+
+typedef struct {
+    const char *data, *log, *checkpoint, *resume, *prompt, *trace;
+    int64_t steps, warmup, eval_every, eval_batches, sample, top_k, save_every;
+    double lr, min_lr, temperature;
+    pass_opt_config opt;
+} train_opts;
+
+/* ---- options ------------------------------------------------------------------------------- */
+
+static bool opt_int(const eng_opts *o, const char *key, int64_t lo, int64_t *out, ir_diag *d)
+{
+    const char *v = eng_named(o, key);
+    if (!v)
+        return true;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno || x < lo) {
+        ir_diag_error(d, -1, 0, 0, "train: %s expects an integer >= %" PRId64 ", got '%s'", key, lo, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+/* A finite number in [lo, hi] (open at lo when lo_open). */
+static bool opt_num(const eng_opts *o, const char *key, double lo, bool lo_open, double hi, double *out, ir_diag *d)
+{
+    const char *v = eng_named(o, key);
+    if (!v)
+        return true;
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !isfinite(x) || x < lo || (lo_open && x == lo) || x > hi) {
+        ir_diag_error(d, -1, 0, 0, "train: %s expects a number in %s%g, %g], got '%s'", key, lo_open ? "(" : "[", lo,
+                      hi, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+bool eng_train_optimizer(const eng_opts *o, pass_opt_config *c, ir_diag *d)
+{
+    *c = pass_opt_config_default();
+    c->momentum = 0.9;
+    int64_t accum = 1;
+    const char *optimizer = eng_named(o, "--optimizer");
+    bool ok = opt_int(o, "--accum", 1, &accum, d) && opt_num(o, "--weight-decay", 0, false, 10, &c->weight_decay, d) &&
+              opt_num(o, "--beta1", 0, false, 0.999999, &c->beta1, d) &&
+              opt_num(o, "--beta2", 0, false, 0.999999, &c->beta2, d) && opt_num(o, "--eps", 0, true, 1, &c->eps, d) &&
+              opt_num(o, "--clip", 0, false, 1e30, &c->clip, d) &&
+              opt_num(o, "--momentum", 0, false, 0.999999, &c->momentum, d);
+    if (!ok)
+        return false;
+    if (accum > 1000000) {
+        ir_diag_error(d, -1, 0, 0, "train: --accum %" PRId64 " is too large", accum);
+        return false;
+    }
+    c->accum = (int)accum;
+    if (optimizer && strcmp(optimizer, "sgd") == 0)
+        c->kind = PASS_OPT_SGD;
+    else if (optimizer && strcmp(optimizer, "adamw") != 0) {
+        ir_diag_error(d, -1, 0, 0, "train: --optimizer must be adamw or sgd, got '%s'", optimizer);
+        return false;
+    }
+    return true;
+}
+
+static bool parse_opts(const eng_opts *o, train_opts *t, ir_diag *d)
+{
+    *t = (train_opts){.steps = -1, .eval_batches = 10, .sample = 256, .lr = 3e-4, .min_lr = -1, .temperature = 1.0,
+                      .prompt = "\n"};
+    t->data = eng_named(o, "--data");
+    t->log = eng_named(o, "--log");
+    t->checkpoint = eng_named(o, "--checkpoint");
+    t->resume = eng_named(o, "--resume");
+    t->trace = eng_named(o, "--trace");
+    if (eng_named(o, "--prompt"))
+        t->prompt = eng_named(o, "--prompt");
+    bool ok = eng_train_optimizer(o, &t->opt, d) && opt_int(o, "--steps", 0, &t->steps, d) &&
+              opt_int(o, "--warmup", 0, &t->warmup, d) && opt_int(o, "--eval-every", 0, &t->eval_every, d) &&
+              opt_int(o, "--eval-batches", 1, &t->eval_batches, d) && opt_int(o, "--sample", 0, &t->sample, d) &&
+              opt_int(o, "--top-k", 0, &t->top_k, d) && opt_int(o, "--save-every", 0, &t->save_every, d) &&
+              opt_num(o, "--lr", 0, true, 10, &t->lr, d) && opt_num(o, "--min-lr", 0, false, 10, &t->min_lr, d) &&
+              opt_num(o, "--temperature", 0, false, 100, &t->temperature, d);
+    if (!ok)
+        return false;
+    if (t->min_lr < 0)
+        t->min_lr = t->lr / 10;
+    if (t->min_lr > t->lr) {
+        ir_diag_error(d, -1, 0, 0, "train: --min-lr %g is above --lr %g", t->min_lr, t->lr);
+        return false;
+    }
+    if (!t->data) {
+        ir_diag_error(d, -1, 0, 0, "train: --data FILE is required (text, or a token file from loom tokenize)");
+        return false;
+    }
+    if (t->steps < 0) {
+        ir_diag_error(d, -1, 0, 0, "train: --steps N is required");
+        return false;
+    }
+    if (o->target && strcmp(o->target, "cpu") != 0 && strncmp(o->target, "opencl", 6) != 0 &&
+        strncmp(o->target, "cuda", 4) != 0) {
+        ir_diag_error(d, -1, 0, 0, "train: --target %s is not supported (cpu, cuda or opencl[:P[:D]])", o->target);
+        return false;
+    }
+    if (o->n_extra > 0) {
+        ir_diag_error(d, -1, 0, 0, "train: unexpected argument '%s' (one model file)", o->extra[0]);
+        return false;
+    }
+    return true;
+}
+
+/* Learning rate of step s (1-based): linear warmup to lr, then cosine down to min_lr at the last step. */
+static double lr_at(const train_opts *t, int64_t s)
+{
+    if (s <= t->warmup)
+        return t->lr * (double)s / (double)t->warmup;
+    if (t->steps <= t->warmup)
+        return t->lr;
+    double p = (double)(s - t->warmup) / (double)(t->steps - t->warmup);
+    return t->min_lr + 0.5 * (t->lr - t->min_lr) * (1 + cos(M_PI * p));
+}
+
+/* ---- graphs -------------------------------------------------------------------------------- */
+
+/* The model's token input or targets: i32 [B, T]. */
+static const ir_node *batch_input(const ir_graph *g, const char *name, ir_diag *d)
+{
+    const ir_node *n = eng_find_node(g, OP_input, name);
+    if (!n || n->dtype != DT_I32 || n->shape.rank != 2) {
+        ir_diag_error(d, -1, 0, 0, "train: the model needs an input '%s' of type i32[batch, seq]", name);
+        return NULL;
+    }
+    return n;
+}
+
+/* ---- the training state ---------------------------------------------------------------------- */
+
+/* A param of this rank's state: where it lives in its flat optimizer group (optimizer.h).
+ * Under tp/pp, the rank's slice of a param (its name carries the slices) of its stage. */
+typedef struct {
+    const char *name;
+    ir_shape shape;
+    size_t count, off;
+    int group;
+    int holders;  /* pipeline stages holding it (a tied param: 2); 1 without pp */
+    bool sliced;  /* split over tp: each tp rank holds another part */
+} model_param;
+
+typedef struct {
+    ir_diag *d;
+    train_opts t;
+    ir_graph *g;                      /* the model */
+    int B, T, V;                      /* batch, seq, vocab (V 0: no logits output) */
+    rt_tokens tokens;
+    rt_loader loader;
+    rt_pool *pool;
+    program *grad, *update, *eval, *sample;
+    int n_params;
+    model_param *params;
+    int n_state;                      /* optimizer state tensors per group: 0, 1 (sgd) or 2 (adamw) */
+    const char *state_name[2];
+    int64_t n_group[PASS_OPT_GROUPS];
+    float *flat[PASS_OPT_GROUPS];     /* the params, flat by group: every program reads these */
+    float *state[PASS_OPT_GROUPS][2]; /* optimizer state, same layout */
+    float *grads[PASS_OPT_GROUPS];    /* gradients summed over the micro-batches of a step */
+    int32_t *inputs, *targets;
+    float lr_in, step_in;             /* the update program's scalar inputs */
+    int64_t step;                     /* steps done */
+    uint64_t next_batch, rng;
+    FILE *log;
+    /* data parallel (--mesh dp=N under mpirun): this rank computes rows [dp_rank·Bl, +Bl) of
+     * each global batch of B rows with programs built for Bl = B / dp rows, then the gradients
+     * and the loss are averaged over the dp ranks; without --mesh dp is 1 and g_* alias inputs */
+    int dp, dp_rank, Bl;
+    int world_rank, world_size;      /* from the launcher's environment (0, 1 without one) */
+    coll_comm *world;
+    /* tensor parallel (--mesh with tp > 1): the gradient program is autodiff on the whole
+     * model, then the shard pass for this rank (so the backward is sharded like the forward,
+     * with the allreduces where partial gradients meet replicated values), run by mesh_exec
+     * over the mesh; its grad/<param> outputs come back whole, so every rank holds the full
+     * params and runs the same update; the shard pass also splits the batch over dp */
+    pass_mesh mesh;
+    coll_comm *axis[IR_MAX_MESH_AXES];
+    mesh_run *mgrad;
+    /* pipeline micro-batches (--microbatches, --schedule): each batch runs as `micro`
+     * micro-batches of Bm rows through the mesh program, in the schedule's order */
+    int micro, Bm;
+    mesh_schedule schedule;
+    double micro_loss;               /* this rank's loss summed over a batch's micro-batches */
+    float sumsq_in;                  /* sharded: the update's grad_sumsq input (global Σ g²) */
+    int n_model_params;              /* sharded, per model param: stages holding it, its size */
+    int64_t *tied_holders, *tied_count; /* on a holder, and its index in params (-1: none) */
+    int *tied_local;
+    int32_t *g_inputs, *g_targets;   /* the global batch */
+    ir_dtype half;                   /* --precision: DT_BF16 or DT_F16 (mixed), else DT_F32 */
+    rt_loss_scale scaler;            /* fp16: the dynamic loss scale */
+    float loss_scale_in;             /* the gradient program's "loss_scale" input (fp16) */
+    bool skipped;                    /* fp16: this step's gradients overflowed; no update */
+    double comm_ms;                  /* communication time of the current step */
+    int64_t comm_bytes;              /* bytes allreduced per step (each rank's buffers) */
+} trainer;
+
+static float *param_data(trainer *r, const model_param *mp) { return r->flat[mp->group] + mp->off; }
+
+static bool bind_model_params(trainer *r, program *p)
+{
+    for (int i = 0; i < r->n_params; i++)
+        if (program_find(p, OP_param, r->params[i].name) &&
+            !program_bind(p, r->params[i].name, param_data(r, &r->params[i]), r->d))
+            return false;
+    return true;
+}
+
+static float *alloc_floats(int64_t n)
+{
+    float *x = calloc((size_t)n + 1, sizeof *x);
+    if (!x)
+        ir_unreachable("out of memory");
+    return x;
+}
+
+/* The flat groups and the param layout of the params of pg — the model, or under tp/pp the
+ * rank's own slices (names with slices, mesh.h) of its stage's params — initialized as `loom
+ * init` initializes the whole model. */
+static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
+{
+    const pass_opt_config *c = &r->t.opt;
+    pass_opt_group_sizes(pg, c, r->n_group);
+    r->n_state = pass_opt_state_names(c, r->state_name);
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        r->flat[k] = alloc_floats(r->n_group[k]);
+        r->grads[k] = alloc_floats(r->n_group[k]);
+        for (int j = 0; j < r->n_state; j++)
+            r->state[k][j] = alloc_floats(r->n_group[k]);
+    }
+    for (int i = 0; i < pg->n_nodes; i++)
+        r->n_params += pg->nodes[i]->op == OP_param;
+    r->params = calloc((size_t)r->n_params + 1, sizeof *r->params);
+    if (!r->params)
+        ir_unreachable("out of memory");
+    size_t off[PASS_OPT_GROUPS] = {0, 0};
+    for (int i = 0, k = 0; i < pg->n_nodes; i++) {
+        const ir_node *n = pg->nodes[i];
+        if (n->op != OP_param)
+            continue;
+        model_param *mp = &r->params[k++];
+        int grp = pass_opt_group(c, n);
+        *mp = (model_param){n->name, n->shape, (size_t)ir_shape_numel(&n->shape), off[grp], grp, 1, false};
+        off[grp] += mp->count;
+        /* loom init's values of the whole param (the same seed gives the same start), then
+         * this rank's slices of it */
+        char full_name[600];
+        mesh_slice sl[MESH_MAX_SLICES];
+        int n_sl = 0;
+        mesh_slice_parse(n->name, full_name, sizeof full_name, sl, &n_sl);
+        const ir_node *full = n_sl ? eng_find_node(r->g, OP_param, full_name) : n;
+        if (!full)
+            ir_unreachable("train: a rank's param is not one of the model's");
+        mp->sliced = n_sl > 0;
+        size_t full_count = (size_t)ir_shape_numel(&full->shape);
+        double *tmp = malloc((full_count + 1) * sizeof *tmp), *mine = malloc((mp->count + 1) * sizeof *mine);
+        if (!tmp || !mine)
+            ir_unreachable("out of memory");
+        rt_init_param(full, seed, 0, full_count, tmp);
+        if (n_sl)
+            mesh_slice_extract(tmp, &full->shape, sl, n_sl, mine);
+        rt_convert_from_f64(DT_F32, n_sl ? mine : tmp, param_data(r, mp), mp->count);
+        free(tmp);
+        free(mine);
+    }
+    return true;
+}
+
+/* Binds the host buffers to every program. */
+static bool bind_all(trainer *r)
+{
+    char name[64];
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        if (!r->n_group[k])
+            continue;
+        snprintf(name, sizeof name, "params/%s", pass_opt_group_name[k]);
+        if (!program_bind(r->update, name, r->flat[k], r->d))
+            return false;
+        snprintf(name, sizeof name, "grads/%s", pass_opt_group_name[k]);
+        if (!program_bind(r->update, name, r->grads[k], r->d))
+            return false;
+        for (int j = 0; j < r->n_state; j++) {
+            snprintf(name, sizeof name, "%s/%s", r->state_name[j], pass_opt_group_name[k]);
+            if (!program_bind(r->update, name, r->state[k][j], r->d))
+                return false;
+        }
+    }
+    if (r->mgrad)
+        return program_bind(r->update, "lr", &r->lr_in, r->d) && program_bind(r->update, "step", &r->step_in, r->d) &&
+               program_bind(r->update, "grad_sumsq", &r->sumsq_in, r->d);
+    return program_bind(r->update, "lr", &r->lr_in, r->d) && program_bind(r->update, "step", &r->step_in, r->d) &&
+           bind_model_params(r, r->grad) && program_bind(r->grad, "tokens", r->inputs, r->d) &&
+           program_bind(r->grad, "targets", r->targets, r->d) &&
+           (r->half != DT_F16 || program_bind(r->grad, "loss_scale", &r->loss_scale_in, r->d)) &&
+           bind_model_params(r, r->eval) && program_bind(r->eval, "tokens", r->inputs, r->d) && program_bind(r->eval, "targets", r->targets, r->d);
+}
+
+/* The checkpoint's tensors: every param X, then each state tensor "adam.m/X" ... (names
+ * allocated in *names, freed by the caller). */
+static rt_ckpt_tensor *ckpt_tensors(trainer *r, int *n, char **names)
+{
+    int total = r->n_params * (1 + r->n_state);
+    rt_ckpt_tensor *c = calloc((size_t)total + 1, sizeof *c);
+    char *buf = *names = calloc((size_t)total + 1, 600);
+    if (!c || !buf)
+        ir_unreachable("out of memory");
+    *n = 0;
+    for (int j = -1; j < r->n_state; j++)
+        for (int i = 0; i < r->n_params; i++) {
+            const model_param *mp = &r->params[i];
+            char *name = buf + (size_t)*n * 600;
+            snprintf(name, 600, "%s%s%s", j < 0 ? "" : r->state_name[j], j < 0 ? "" : "/", mp->name);
+            float *data = (j < 0 ? r->flat[mp->group] : r->state[mp->group][j]) + mp->off;
+            c[(*n)++] = (rt_ckpt_tensor){name, mp->shape, data};
+        }
+    return c;
+}
+
+static rt_ckpt_info ckpt_info(const trainer *r, uint64_t seed)
+{
+    rt_ckpt_info info = {r->step, r->next_batch, seed, r->rng, "", r->B, r->T, r->t.opt.accum,
+                         r->half == DT_F16 ? r->scaler.scale : 0, r->half == DT_F16 ? r->scaler.good_steps : 0};
+    snprintf(info.optimizer, sizeof info.optimizer, "%s", r->t.opt.kind == PASS_OPT_SGD ? "sgd" : "adamw");
+    return info;
+}
+
+/* Under tp/pp a checkpoint is sharded: DIR/mesh.txt (the mesh, by rank 0) and one checkpoint
+ * per rank, DIR/rank-NNNNN, of its state (its params' slices and their optimizer state);
+ * `loom gather` makes one safetensors file of the params. */
+static const char *ckpt_dir(const trainer *r, const char *dir, char *buf, size_t cap)
+{
+    if (!r->mgrad)
+        return dir;
+    snprintf(buf, cap, "%s/rank-%05d", dir, r->world_rank);
+    return buf;
+}
+
+static void mesh_line(const trainer *r, char *buf, size_t cap)
+{
+    char ms[128];
+    snprintf(buf, cap, "loom sharded checkpoint: mesh %s, %d ranks\n", pass_mesh_str(&r->mesh, ms, sizeof ms),
+             r->mesh.world);
+}
+
+static bool save(trainer *r, uint64_t seed)
+{
+    int n;
+    char *names, path[4200];
+    if (r->mgrad) {
+        if (mkdir(r->t.checkpoint, 0777) != 0 && errno != EEXIST) {
+            ir_diag_error(r->d, -1, 0, 0, "%s: cannot create: %s", r->t.checkpoint, strerror(errno));
+            return false;
+        }
+        char line[256], file[4200];
+        mesh_line(r, line, sizeof line);
+        snprintf(file, sizeof file, "%s/mesh.txt", r->t.checkpoint);
+        FILE *f = r->world_rank == 0 ? fopen(file, "w") : NULL;
+        if (r->world_rank == 0 && (!f || fputs(line, f) < 0 || fclose(f) != 0)) {
+            ir_diag_error(r->d, -1, 0, 0, "%s: cannot write: %s", file, strerror(errno));
+            return false;
+        }
+    }
+    rt_ckpt_tensor *c = ckpt_tensors(r, &n, &names);
+    rt_ckpt_info info = ckpt_info(r, seed);
+    bool ok = rt_ckpt_save(ckpt_dir(r, r->t.checkpoint, path, sizeof path), &info, c, n, r->d);
+    free(c);
+    free(names);
+    return ok;
+}
+
+static bool resume(trainer *r, uint64_t seed)
+{
+    int n;
+    char *names, path[4200], file[4200], want_line[256], got_line[256] = "";
+    snprintf(file, sizeof file, "%s/mesh.txt", r->t.resume);
+    FILE *f = fopen(file, "r");
+    if (f && !fgets(got_line, sizeof got_line, f))
+        got_line[0] = 0;
+    if (f)
+        fclose(f);
+    mesh_line(r, want_line, sizeof want_line);
+    if (r->mgrad ? strcmp(got_line, want_line) != 0 : f != NULL) {
+        got_line[strcspn(got_line, "\n")] = 0;
+        want_line[strcspn(want_line, "\n")] = 0;
+        const char *made = f ? got_line + strlen("loom ") : "a whole checkpoint (no mesh.txt)";
+        const char *now = r->mgrad ? want_line + strlen("loom sharded checkpoint: ") : "without tp or pp";
+        ir_diag_error(r->d, -1, 0, 0,
+                      "%s: %s, but this run is %s; resume under the checkpoint's mesh (`loom gather` makes a "
+                      "sharded checkpoint's params one file)",
+                      r->t.resume, made, now);
+        return false;
+    }
+    rt_ckpt_tensor *c = ckpt_tensors(r, &n, &names);
+    rt_ckpt_info got, want = ckpt_info(r, seed);
+    bool ok = rt_ckpt_load(ckpt_dir(r, r->t.resume, path, sizeof path), &got, c, n, r->d);
+    free(c);
+    free(names);
+    if (!ok)
+        return false;
+    const char *what = strcmp(got.optimizer, want.optimizer) != 0 ? "--optimizer"
+                       : got.batch != want.batch                  ? "batch"
+                       : got.seq != want.seq                      ? "seq"
+                       : got.accum != want.accum                  ? "--accum"
+                       : got.seed != want.seed                    ? "--seed"
+                                                                  : NULL;
+    if (what) {
+        ir_diag_error(r->d, -1, 0, 0,
+                      "%s: the checkpoint was made with another %s (optimizer %s, batch %d, seq %d, accum %d, seed "
+                      "%" PRIu64 "); resume with the same settings",
+                      r->t.resume, what, got.optimizer, got.batch, got.seq, got.accum, got.seed);
+        return false;
+    }
+    r->step = got.step;
+    r->next_batch = got.next_batch;
+    r->rng = got.rng;
+    if (r->half == DT_F16 && got.loss_scale > 0) { /* fp16: the loss scale where it was */
+        r->scaler.scale = got.loss_scale;
+        r->scaler.good_steps = (int)got.good_steps;
+    }
+    return true;
+}
+
+/* ---- data parallel ------------------------------------------------------------------------- */
+
+#define DP_BUCKET ((size_t)1 << 20) /* elements per allreduce: 4 MiB buckets of f32 gradients */
+
+/* Copies this rank's rows of the global batch in g_inputs / g_targets into the program inputs. */
+static void take_rows(trainer *r)
+{
+    if (r->dp == 1)
+        return;
+    size_t n = (size_t)r->Bl * (size_t)r->T, off = (size_t)r->dp_rank * n;
+    memcpy(r->inputs, r->g_inputs + off, n * sizeof *r->inputs);
+    memcpy(r->targets, r->g_targets + off, n * sizeof *r->targets);
+}
+
+/* Sums x[n] over the dp ranks in place, bucket by bucket (a failed exchange ends the job in
+ * coll.h); the time and volume go to this step's communication figures. */
+static void dp_sum(trainer *r, void *x, size_t n, coll_dtype dt)
+{
+    if (r->dp == 1 || n == 0)
+        return;
+    double t0 = rt_now_ms();
+    size_t es = coll_dtype_size(dt);
+    for (size_t at = 0; at < n; at += DP_BUCKET) {
+        size_t c = n - at < DP_BUCKET ? n - at : DP_BUCKET;
+        char *p = (char *)x + at * es;
+        if (coll_allreduce(r->world, p, p, c, dt, COLL_SUM) != COLL_OK)
+            ir_unreachable("train: gradient allreduce rejected its arguments");
+    }
+    r->comm_ms += rt_now_ms() - t0;
+    r->comm_bytes += (int64_t)(n * es);
+}
+
+static double dp_mean1(trainer *r, double x)
+{
+    dp_sum(r, &x, 1, COLL_F64);
+    return x / r->dp;
+}
+
+/* ---- tensor parallel: the gradient program over the mesh ---------------------------------- */
+
+/* Fills a rank-local param or input of the mesh gradient program from the full host buffer
+ * (f32 params, i32 tokens): its slices when its name carries them (mesh.h), else a copy. */
+static void feed_slice(mesh_run *R, const ir_node *n, const void *full_data, const ir_shape *full_shape, ir_dtype dt)
+{
+    mesh_slice sl[MESH_MAX_SLICES];
+    int n_sl = 0;
+    char full[600];
+    void *dst = mesh_exec_value(R, n);
+    size_t cnt = (size_t)ir_shape_numel(&n->shape), fcnt = (size_t)ir_shape_numel(full_shape);
+    if (!mesh_slice_parse(n->name, full, sizeof full, sl, &n_sl)) {
+        memcpy(dst, full_data, cnt * (size_t)ir_dtype_size(dt));
+        return;
+    }
+    double *a = malloc((fcnt + 1) * sizeof *a), *b = malloc((cnt + 1) * sizeof *b);
+    if (!a || !b)
+        ir_unreachable("out of memory");
+    for (size_t i = 0; i < fcnt; i++)
+        a[i] = dt == DT_I32 ? (double)((const int32_t *)full_data)[i] : (double)((const float *)full_data)[i];
+    mesh_slice_extract(a, full_shape, sl, n_sl, b);
+    for (size_t i = 0; i < cnt; i++)
+        if (dt == DT_I32)
+            ((int32_t *)dst)[i] = (int32_t)b[i];
+        else
+            ((float *)dst)[i] = (float)b[i];
+    free(a);
+    free(b);
+}
+
+/* Micro-batch `micro` of the batch in r->inputs / r->targets into the mesh program's inputs. */
+static bool feed_micro(void *ctx, mesh_run *R, int micro)
+{
+    trainer *r = ctx;
+    const ir_graph *L = mesh_exec_graph(R);
+    size_t off = (size_t)micro * (size_t)r->Bm * (size_t)r->T;
+    ir_shape bt = {2, {r->Bm, r->T}};
+    for (int i = 0; i < L->n_nodes; i++) {
+        const ir_node *n = L->nodes[i];
+        if (n->op != OP_input)
+            continue;
+        char full[600];
+        mesh_slice sl[MESH_MAX_SLICES];
+        int n_sl;
+        mesh_slice_parse(n->name, full, sizeof full, sl, &n_sl);
+        bool tok = strcmp(full, "tokens") == 0;
+        if (!tok && strcmp(full, "targets") != 0)
+            ir_unreachable("train: the mesh gradient program has an unexpected input");
+        feed_slice(R, n, (tok ? r->inputs : r->targets) + off, &bt, DT_I32);
+    }
+    return true;
+}
+
+/* Adds a finished micro-batch's gradients and loss — those this rank holds: under pp each
+ * stage has its own params' (a tied param's partial sum) and only the last stage the loss. */
+static bool take_micro(void *ctx, mesh_run *R, int micro)
+{
+    (void)micro;
+    trainer *r = ctx;
+    char gname[600];
+    for (int i = 0; i < r->n_params; i++) {
+        const model_param *mp = &r->params[i];
+        snprintf(gname, sizeof gname, "grad/%s", mp->name);
+        const float *g = mesh_exec_output(R, gname);
+        float *a = r->grads[mp->group] + mp->off;
+        for (size_t j = 0; g && j < mp->count; j++)
+            a[j] += g[j];
+    }
+    const float *l = mesh_exec_output(R, "loss");
+    r->micro_loss += l ? *l : 0;
+    return true;
+}
+
+/* Adds a forward-only micro-batch's loss (the last stage's ranks have it). */
+static bool take_loss(void *ctx, mesh_run *R, int micro)
+{
+    (void)micro;
+    trainer *r = ctx;
+    const float *l = mesh_exec_output(R, "loss");
+    r->micro_loss += l ? *l : 0;
+    return true;
+}
+
+/* The rank's params (its state: the slices of its stage's params) into the mesh program. */
+static void feed_params(trainer *r)
+{
+    const ir_graph *L = mesh_exec_graph(r->mgrad);
+    for (int i = 0, k = 0; i < L->n_nodes; i++) {
+        const ir_node *n = L->nodes[i];
+        if (n->op != OP_param)
+            continue;
+        if (k >= r->n_params || strcmp(r->params[k].name, n->name) != 0)
+            ir_unreachable("train: the mesh program's params are not the rank's state");
+        mesh_exec_bind(r->mgrad, n, param_data(r, &r->params[k]));
+        k++;
+    }
+}
+
+/* Runs the mesh gradient program over the micro-batches of one batch: fed this step's params
+ * once (shared by every micro-batch), adding into r->grads (zeroed first when `zero`);
+ * returns this rank's loss sum over the micro-batches (0 off the last stage). */
+static bool mesh_grad_run(trainer *r, bool zero, double *loss)
+{
+    feed_params(r);
+    for (int k = 0; zero && k < PASS_OPT_GROUPS; k++)
+        memset(r->grads[k], 0, (size_t)r->n_group[k] * sizeof *r->grads[k]);
+    r->micro_loss = 0;
+    bool ok = mesh_exec_run_micro(r->mgrad, r->micro, r->schedule, feed_micro, take_micro, r);
+    double ms;
+    int64_t bytes;
+    mesh_exec_comm(r->mgrad, &ms, &bytes);
+    r->comm_ms += ms;
+    r->comm_bytes += bytes;
+    *loss = r->micro_loss;
+    return ok;
+}
+
+/* Sums x[n] over the pp stages in place (a stage holds only its own params' gradients). */
+/* Sums x[n] over the mesh axis called `axis` in place, bucket by bucket. */
+static void axis_sum(trainer *r, const char *axis, void *x, size_t n, coll_dtype dt)
+{
+    int a = pass_mesh_axis(&r->mesh, axis);
+    if (a < 0 || r->mesh.size[a] == 1 || n == 0)
+        return;
+    double t0 = rt_now_ms();
+    size_t es = coll_dtype_size(dt);
+    for (size_t at = 0; at < n; at += DP_BUCKET) {
+        size_t c = n - at < DP_BUCKET ? n - at : DP_BUCKET;
+        char *p = (char *)x + at * es;
+        if (coll_allreduce(r->axis[a], p, p, c, dt, COLL_SUM) != COLL_OK)
+            ir_unreachable("train: a mesh-axis allreduce rejected its arguments");
+    }
+    r->comm_ms += rt_now_ms() - t0;
+    r->comm_bytes += (int64_t)(n * es);
+}
+
+/* Which params more than one pipeline stage holds (GPT-2's tied wte: the first and the last):
+ * each model param's holder count summed over pp, and its size on a holder (for the others'
+ * zero buffers in tied_sum). */
+static bool count_holders(trainer *r)
+{
+    int a = pass_mesh_axis(&r->mesh, "pp");
+    int n = 0;
+    for (int i = 0; i < r->g->n_nodes; i++)
+        n += r->g->nodes[i]->op == OP_param;
+    r->n_model_params = n;
+    r->tied_count = calloc((size_t)n + 1, sizeof *r->tied_count);
+    r->tied_holders = calloc((size_t)n + 1, sizeof *r->tied_holders);
+    r->tied_local = calloc((size_t)n + 1, sizeof *r->tied_local);
+    if (!r->tied_count || !r->tied_holders || !r->tied_local)
+        ir_unreachable("out of memory");
+    for (int i = 0, k = 0; i < r->g->n_nodes; i++) {
+        const ir_node *p = r->g->nodes[i];
+        if (p->op != OP_param)
+            continue;
+        r->tied_local[k] = -1;
+        for (int j = 0; j < r->n_params; j++) {
+            char full[600];
+            mesh_slice sl[MESH_MAX_SLICES];
+            int n_sl;
+            mesh_slice_parse(r->params[j].name, full, sizeof full, sl, &n_sl);
+            if (strcmp(full, p->name) == 0) {
+                r->tied_local[k] = j;
+                r->tied_holders[k] = 1;
+                r->tied_count[k] = (int64_t)r->params[j].count;
+            }
+        }
+        k++;
+    }
+    if (a >= 0 && r->mesh.size[a] > 1 &&
+        (coll_allreduce(r->axis[a], r->tied_holders, r->tied_holders, (size_t)n, COLL_I64, COLL_SUM) != COLL_OK ||
+         coll_allreduce(r->axis[a], r->tied_count, r->tied_count, (size_t)n, COLL_I64, COLL_MAX) != COLL_OK))
+        ir_unreachable("train: the pp exchange of param holders rejected its arguments");
+    for (int k = 0; k < n; k++)
+        if (r->tied_local[k] >= 0)
+            r->params[r->tied_local[k]].holders = (int)r->tied_holders[k];
+    return true;
+}
+
+/* Sums the partial gradients of params several stages hold over pp (in model order, every pp
+ * rank taking part: a stage without the param adds zeros). */
+static void tied_sum(trainer *r)
+{
+    int a = pass_mesh_axis(&r->mesh, "pp");
+    if (a < 0 || r->mesh.size[a] == 1)
+        return;
+    for (int k = 0; k < r->n_model_params; k++) {
+        if (r->tied_holders[k] < 2)
+            continue;
+        size_t n = (size_t)r->tied_count[k];
+        int j = r->tied_local[k];
+        float *buf = j >= 0 ? r->grads[r->params[j].group] + r->params[j].off : calloc(n + 1, sizeof *buf);
+        if (!buf)
+            ir_unreachable("out of memory");
+        double t0 = rt_now_ms();
+        if (coll_allreduce(r->axis[a], buf, buf, n, COLL_F32, COLL_SUM) != COLL_OK)
+            ir_unreachable("train: the tied-gradient allreduce rejected its arguments");
+        r->comm_ms += rt_now_ms() - t0;
+        r->comm_bytes += (int64_t)(n * sizeof(float));
+        if (j < 0)
+            free(buf);
+    }
+}
+
+/* Σ g² of the whole model's (averaged) gradient from the ranks' slices: each slice counted
+ * once — divided by the ranks holding the same values (dp replicas, tp replicas of an unsliced
+ * param, the stages of a tied one) before the sum over every rank. */
+static void global_sumsq(trainer *r)
+{
+    int dp = pass_mesh_size(&r->mesh, "dp"), tp = pass_mesh_size(&r->mesh, "tp");
+    double s = 0;
+    for (int i = 0; i < r->n_params; i++) {
+        const model_param *mp = &r->params[i];
+        const float *g = r->grads[mp->group] + mp->off;
+        double q = 0;
+        for (size_t j = 0; j < mp->count; j++)
+            q += (double)g[j] * g[j];
+        s += q / ((double)dp * (mp->sliced ? 1 : tp) * mp->holders);
+    }
+    double t0 = rt_now_ms();
+    if (coll_allreduce(r->world, &s, &s, 1, COLL_F64, COLL_SUM) != COLL_OK)
+        ir_unreachable("train: the gradient-norm allreduce rejected its arguments");
+    r->comm_ms += rt_now_ms() - t0;
+    double accum = r->t.opt.accum;
+    r->sumsq_in = (float)(s / (accum * accum));
+}
+
+static const void *grad_output(trainer *r, const char *name)
+{
+    const void *v = program_output(r->grad, name);
+    if (!v) {
+        fprintf(stderr, "loom: internal error: the gradient program has no output '%s'\n", name);
+        ir_unreachable("train: a gradient output is missing");
+    }
+    return v;
+}
+
+/* ---- steps --------------------------------------------------------------------------------- */
+
+/* Writes the gradients the update is about to see, per param, for tests of the optimizer. */
+static bool trace(trainer *r)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/grads-%06" PRId64 ".safetensors", r->t.trace, r->step);
+    rt_st_entry *e = calloc((size_t)r->n_params + 1, sizeof *e);
+    char (*names)[600] = calloc((size_t)r->n_params + 1, sizeof *names);
+    if (!e || !names)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < r->n_params; i++) {
+        const model_param *mp = &r->params[i];
+        snprintf(names[i], sizeof names[i], "grad/%s", mp->name);
+        e[i] = (rt_st_entry){names[i], DT_F32, mp->shape, r->grads[mp->group] + mp->off};
+    }
+    bool ok = rt_st_write(path, e, r->n_params, NULL, 0, NULL, NULL, r->d);
+    free(e);
+    free(names);
+    return ok;
+}
+
+static bool train_step(trainer *r, double *loss, double *norm, bool first)
+{
+    int accum = r->t.opt.accum;
+    double sum = 0;
+    char gname[600];
+    for (int m = 0; m < accum; m++) {
+        rt_loader_random(&r->loader, RT_SPLIT_TRAIN, r->next_batch++, r->g_inputs, r->g_targets);
+        take_rows(r);
+        if (r->mgrad) {
+            double l;
+            if (!mesh_grad_run(r, m == 0, &l))
+                return false;
+            if (first && m == 0) {
+                double l0 = l / r->micro;
+                axis_sum(r, "pp", &l0, 1, COLL_F64);
+                printf("loss at init %.4f (ln(vocab) = %.4f)\n", l0, r->V ? log((double)r->V) : NAN);
+                fflush(stdout);
+            }
+            sum += l;
+            continue;
+        }
+        r->loss_scale_in = (float)r->scaler.scale;
+        if (!program_run(r->grad, r->d))
+            return false;
+        float l = *(const float *)grad_output(r, "loss");
+        if (r->half == DT_F16)
+            l /= r->loss_scale_in; /* the gradient program's loss is scale · loss */
+        if (first && m == 0) {
+            printf("loss at init %.4f (ln(vocab) = %.4f)\n", dp_mean1(r, l), r->V ? log((double)r->V) : NAN);
+            fflush(stdout);
+        }
+        sum += l;
+        /* gather the per-param gradients into the flat groups, summing the batches */
+        for (int i = 0; i < r->n_params; i++) {
+            const model_param *mp = &r->params[i];
+            snprintf(gname, sizeof gname, "grad/%s", mp->name);
+            const float *g = grad_output(r, gname);
+            if (!g)
+                ir_unreachable("train: the gradient program lacks a gradient output");
+            float *a = r->grads[mp->group] + mp->off;
+            if (m == 0)
+                memcpy(a, g, mp->count * sizeof *a);
+            else
+                for (size_t j = 0; j < mp->count; j++)
+                    a[j] += g[j];
+        }
+    }
+    /* the mean over dp of the ranks' gradients is the gradient of the global batch's mean loss */
+    for (int k = 0; r->dp > 1 && k < PASS_OPT_GROUPS; k++) {
+        dp_sum(r, r->grads[k], (size_t)r->n_group[k], COLL_F32);
+        for (int64_t j = 0; j < r->n_group[k]; j++)
+            r->grads[k][j] /= (float)r->dp;
+    }
+    sum = r->dp > 1 ? dp_mean1(r, sum) : sum;
+    if (r->mgrad) {
+        /* the dp ranks' partial gradients summed (once a step), a tied param's partial
+         * gradients summed over its stages, the last stage's loss to every stage; the mean
+         * over the micro-batches is the gradient of the batch's mean loss; the clip norm over
+         * the whole model */
+        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+            axis_sum(r, "dp", r->grads[k], (size_t)r->n_group[k], COLL_F32);
+        tied_sum(r);
+        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+            for (int64_t j = 0; r->micro > 1 && j < r->n_group[k]; j++)
+                r->grads[k][j] /= (float)r->micro;
+        axis_sum(r, "pp", &sum, 1, COLL_F64);
+        sum /= r->micro;
+        global_sumsq(r);
+    }
+    r->skipped = false;
+    if (r->half == DT_F16) {
+        /* gradients of scale · loss: unscaled here; inf/nan skips the step (the same on every
+         * dp rank: the allreduce spread it) and halves the scale */
+        bool finite = true;
+        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+            finite = rt_loss_scale_unscale(&r->scaler, r->grads[k], r->n_group[k]) && finite;
+        r->skipped = !rt_loss_scale_update(&r->scaler, finite);
+    }
+    r->step++;
+    r->lr_in = (float)lr_at(&r->t, r->step);
+    r->step_in = (float)r->step;
+    if (r->t.trace && r->world_rank == 0 && !trace(r))
+        return false;
+    *loss = sum / accum;
+    if (r->skipped) {
+        *norm = NAN;
+        return true;
+    }
+    if (!program_run(r->update, r->d))
+        return false;
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        size_t bytes = (size_t)r->n_group[k] * sizeof(float);
+        if (!bytes)
+            continue;
+        snprintf(gname, sizeof gname, "params/%s", pass_opt_group_name[k]);
+        memcpy(r->flat[k], program_output(r->update, gname), bytes);
+        for (int j = 0; j < r->n_state; j++) {
+            snprintf(gname, sizeof gname, "%s/%s", r->state_name[j], pass_opt_group_name[k]);
+            memcpy(r->state[k][j], program_output(r->update, gname), bytes);
+        }
+    }
+    *norm = *(const float *)program_output(r->update, "grad_norm");
+    return true;
+}
+
+/* Mean loss over the first --eval-batches sequential validation batches. */
+static bool evaluate(trainer *r, double *loss)
+{
+    uint64_t n = rt_loader_seq_count(&r->loader, RT_SPLIT_VAL);
+    if (n > (uint64_t)r->t.eval_batches)
+        n = (uint64_t)r->t.eval_batches;
+    double sum = 0;
+    for (uint64_t i = 0; r->mgrad && i < n; i++) {
+        /* under tp/pp: the gradient program's forward half, micro-batch by micro-batch */
+        rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->g_inputs, r->g_targets);
+        feed_params(r);
+        r->micro_loss = 0;
+        if (!mesh_exec_run_forward(r->mgrad, r->micro, feed_micro, take_loss, r))
+            return false;
+        sum += r->micro_loss / r->micro;
+    }
+    if (r->mgrad) {
+        /* evaluation's traffic is not the next training step's (its step line counts that) */
+        double ms;
+        int64_t bytes;
+        mesh_exec_comm(r->mgrad, &ms, &bytes);
+        axis_sum(r, "pp", &sum, 1, COLL_F64);
+    }
+    for (uint64_t i = 0; !r->mgrad && i < n; i++) {
+        rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->g_inputs, r->g_targets);
+        take_rows(r);
+        if (!program_run(r->eval, r->d))
+            return false;
+        sum += *(const float *)program_output(r->eval, "loss");
+    }
+    sum = r->dp > 1 ? dp_mean1(r, sum) : sum;
+    *loss = n ? sum / (double)n : NAN;
+    return true;
+}
+
+/* ---- sampling ------------------------------------------------------------------------------ */
+
+static double uniform(trainer *r, uint64_t seed)
+{
+    return (double)(rt_splitmix64_at(seed ^ SAMPLE_KEY, r->rng++) >> 11) * 0x1p-53;
+}
+
+/* Picks the next token from logits[V]: greedy at temperature 0, else softmax(logits / T) over
+ * the top-k (all when k is 0). */
+static int pick(trainer *r, const float *logits, uint64_t seed, double *prob)
+{
+    int V = r->V, best = 0;
+    for (int v = 1; v < V; v++)
+        if (logits[v] > logits[best])
+            best = v;
+    if (r->t.temperature <= 0)
+        return best;
+    float cut = -INFINITY;
+    if (r->t.top_k > 0 && r->t.top_k < V) {
+        /* the k-th largest logit: partial selection on a copy */
+        float *c = malloc(sizeof(float) * (size_t)V);
+        if (!c)
+            ir_unreachable("out of memory");
+        memcpy(c, logits, sizeof(float) * (size_t)V);
+        for (int64_t k = 0; k < r->t.top_k; k++) {
+            int m = (int)k;
+            for (int v = (int)k + 1; v < V; v++)
+                if (c[v] > c[m])
+                    m = v;
+            float x = c[k];
+            c[k] = c[m];
+            c[m] = x;
+        }
+        cut = c[r->t.top_k - 1];
+        free(c);
+    }
+    double total = 0;
+    for (int v = 0; v < V; v++)
+        if (logits[v] >= cut)
+            total += (prob[v] = exp((logits[v] - logits[best]) / r->t.temperature));
+        else
+            prob[v] = 0;
+    double u = uniform(r, seed) * total, acc = 0;
+    for (int v = 0; v < V; v++) {
+        acc += prob[v];
+        if (prob[v] > 0 && u < acc)
+            return v;
+    }
+    return best;
+}
+
+/* The model built with batch = 1 and only its logits: a full forward per generated token over
+ * the last seq tokens (no KV cache). */
+static program *sample_program(trainer *r, const eng_opts *o)
+{
+    ir_diag d1;
+    ir_diag_init(&d1);
+    ir_graph *g = eng_load_graph_define(o, "batch", "1", &d1);
+    const ir_node *tok = g ? eng_find_node(g, OP_input, "tokens") : NULL;
+    program *p = NULL;
+    if (tok && tok->shape.dim[0] == 1 && tok->shape.dim[1] == r->T && eng_find_node(g, OP_output, "logits")) {
+        eng_prune_to(g, "logits");
+        p = program_cpu_new(g, NULL, r->pool, &d1);
+    }
+    ir_graph_free(g);
+    if (!p)
+        fprintf(stderr, "loom train: no sample (the model does not build with -D batch=1 and a logits output)\n");
+    ir_diag_free(&d1);
+    return p;
+}
+
+static bool generate(trainer *r, const eng_opts *o, uint64_t seed)
+{
+    program *p = r->sample = sample_program(r, o);
+    if (!p)
+        return true;
+    if (!bind_model_params(r, p))
+        return false;
+    int T = r->T, V = r->V;
+    size_t n0 = 0, cap = (size_t)r->t.sample + strlen(r->t.prompt) + 2;
+    uint32_t *ctx = calloc(cap, sizeof *ctx);
+    int32_t *win = calloc((size_t)T, sizeof *win);
+    double *prob = calloc((size_t)V, sizeof *prob);
+    if (!ctx || !win || !prob)
+        ir_unreachable("out of memory");
+    bool bytes = V == RT_TOK_BYTE_VOCAB;
+    if (bytes && *r->t.prompt) {
+        rt_tok_bytes_encode(r->t.prompt, strlen(r->t.prompt), ctx);
+        n0 = strlen(r->t.prompt);
+    } else {
+        ctx[n0++] = r->tokens.ids[r->loader.n_train]; /* no tokenizer here: the first validation token */
+    }
+    bool ok = program_bind(p, "tokens", win, r->d);
+    printf("---- sample (%" PRId64 " tokens, temperature %g, top-k %" PRId64 ") ----\n", r->t.sample, r->t.temperature,
+           r->t.top_k);
+    if (bytes)
+        fwrite(r->t.prompt, 1, strlen(r->t.prompt), stdout);
+    size_t n = n0;
+    for (int64_t i = 0; ok && i < r->t.sample; i++) {
+        size_t start = n > (size_t)T ? n - (size_t)T : 0, len = n - start;
+        for (int t = 0; t < T; t++)
+            win[t] = t < (int)len ? (int32_t)ctx[start + (size_t)t] : 0;
+        ok = program_run(p, r->d);
+        if (!ok)
+            break;
+        const float *logits = (const float *)program_output(p, "logits") + (len - 1) * (size_t)V;
+        int tok = pick(r, logits, seed, prob);
+        ctx[n++] = (uint32_t)tok;
+        if (bytes)
+            putchar(tok);
+        else
+            printf("%d ", tok);
+    }
+    printf("\n----\n");
+    fflush(stdout);
+    free(ctx);
+    free(win);
+    free(prob);
+    return ok;
+}
+
+/* ---- the command --------------------------------------------------------------------------- */
+
+/* The model built with `batch` rows (-D batch=N), for a data-parallel rank's programs. */
+/* --mesh: this rank's place in the mesh, the split of the batch (over dp, into micro-batches)
+ * and the communicators: the world's, and one per axis when tp or pp shard the program. */
+static bool setup_mesh(trainer *r, const eng_opts *o)
+{
+    ir_diag *d = r->d;
+    r->dp = 1;
+    r->Bl = r->B;
+    r->micro = 1;
+    r->Bm = r->B;
+    coll_options copt;
+    if (!mesh_coll_options(o->named_key, o->named_value, o->n_named, "train", &copt, d))
+        return false;
+    if (!o->mesh) {
+        if (eng_named(o, "--microbatches") || eng_named(o, "--schedule")) {
+            ir_diag_error(d, -1, 0, 0, "train: --microbatches and --schedule need --mesh with a pp axis");
+            return false;
+        }
+        if (r->world_size > 1) {
+            ir_diag_error(d, -1, 0, 0,
+                          "train: started as %d processes but without --mesh; add --mesh dp=%d to train data parallel",
+                          r->world_size, r->world_size);
+            return false;
+        }
+        return true;
+    }
+    pass_mesh m;
+    char ms[128];
+    if (!pass_mesh_parse(o->mesh, r->world_rank, r->g, &m, d))
+        return false;
+    pass_mesh_str(&m, ms, sizeof ms);
+    if (m.world != r->world_size) {
+        char how[300];
+        if (o->exe_name) /* a training executable (cluster_main.c): the mesh is compiled in */
+            snprintf(how, sizeof how, "%s ...", o->exe_name);
+        else
+            snprintf(how, sizeof how, "loom train ... --mesh %s", o->mesh);
+        ir_diag_error(d, -1, 0, 0,
+                      "train: the mesh %s has %d rank%s but %d process%s started; start one process per rank "
+                      "(mpirun -np %d %s)",
+                      ms, m.world, m.world == 1 ? "" : "s", r->world_size, r->world_size == 1 ? " was" : "es were",
+                      m.world, how);
+        return false;
+    }
+    for (int a = 0; a < m.n_axes; a++)
+        if (m.size[a] > 1 && strcmp(m.axis[a], "dp") != 0 && strcmp(m.axis[a], "tp") != 0 &&
+            strcmp(m.axis[a], "pp") != 0) {
+            ir_diag_error(d, -1, 0, 0,
+                          "train: --mesh %s: the axes dp, tp and pp train; %s=%d does not "
+                          "(loom run --mesh runs it forward)",
+                          o->mesh, m.axis[a], m.size[a]);
+            return false;
+        }
+    r->mesh = m;
+    bool sharded = pass_mesh_size(&m, "tp") > 1 || pass_mesh_size(&m, "pp") > 1;
+    int a = pass_mesh_axis(&m, "dp");
+    r->dp = pass_mesh_size(&m, "dp");
+    r->dp_rank = a >= 0 ? pass_mesh_coord(&m, r->world_rank, a) : 0;
+    if (r->B % r->dp != 0) {
+        ir_diag_error(d, -1, 0, 0, "train: the batch (%d rows) does not split evenly over dp=%d; set -D batch=%d",
+                      r->B, r->dp, (r->B / r->dp + 1) * r->dp);
+        return false;
+    }
+    r->Bl = r->B / r->dp;
+    int pp = pass_mesh_size(&m, "pp");
+    int64_t micro = pp;
+    const char *sched = eng_named(o, "--schedule");
+    if (!opt_int(o, "--microbatches", 1, &micro, d))
+        return false;
+    if ((eng_named(o, "--microbatches") || sched) && pp == 1) {
+        ir_diag_error(d, -1, 0, 0, "train: --microbatches and --schedule schedule pipeline stages; --mesh %s has no pp "
+                      "axis (use --accum to split a batch)", o->mesh);
+        return false;
+    }
+    r->schedule = MESH_1F1B;
+    if (sched && !mesh_exec_schedule_parse(sched, &r->schedule)) {
+        ir_diag_error(d, -1, 0, 0, "train: --schedule expects gpipe or 1f1b, got '%s'", sched);
+        return false;
+    }
+    if (r->B % micro != 0 || (r->B / micro) % r->dp != 0) {
+        ir_diag_error(d, -1, 0, 0,
+                      "train: the batch (%d rows) does not split into %" PRId64 " micro-batches of a multiple of dp=%d "
+                      "rows; set -D batch= or --microbatches",
+                      r->B, micro, r->dp);
+        return false;
+    }
+    r->micro = (int)micro;
+    r->Bm = r->B / r->micro;
+    if (r->dp * r->micro > 1 && !eng_params_batch_free(o, r->g, r->Bm / r->dp, "train", d))
+        return false;
+    if (sharded) {
+        /* the shard pass splits the batch over dp inside the gradient program; its outputs
+         * stay on the stage computing them (summed over pp after the micro-batches) */
+        r->dp = 1;
+        r->dp_rank = 0;
+        r->Bl = r->B;
+        r->mesh.local_outputs = true;
+    }
+    coll_error cerr;
+    r->world = coll_init(m.world > 1 ? COLL_BACKEND_MPI : COLL_BACKEND_SINGLE, &copt, &cerr);
+    if (!r->world) {
+        ir_diag_error(d, -1, 0, 0, "train: %s", cerr.message);
+        return false;
+    }
+    for (int x = 0; sharded && x < m.n_axes; x++) {
+        /* color: the rank with this axis's coordinate 0 (the same for the whole group) */
+        if (coll_split(r->world, pass_mesh_with(&m, r->world_rank, x, 0), pass_mesh_coord(&m, r->world_rank, x),
+                       &r->axis[x]))
+            coll_abort(r->world, 1, "train: cannot split the world communicator by mesh axis");
+        coll_set_name(r->axis[x], m.axis[x]);
+        coll_set_allreduce_algo(r->axis[x], copt.allreduce);
+    }
+    if (sharded && pp > 1)
+        printf("train: mesh %s: %d ranks; gradient program sharded (autodiff, then the pipeline and shard passes), "
+               "%d micro-batch%s of %d rows, %s schedule, %s allreduce\n",
+               ms, m.world, r->micro, r->micro == 1 ? "" : "es", r->Bm, r->schedule == MESH_GPIPE ? "gpipe" : "1f1b",
+               coll_algo_name(copt.allreduce));
+    else if (sharded)
+        printf("train: mesh %s: %d ranks; gradient program sharded (autodiff, then the shard pass), %s allreduce\n",
+               ms, m.world, coll_algo_name(copt.allreduce));
+    else
+        printf("train: mesh %s: %d rank%s, each %d of the %d rows of a batch; gradients averaged with %s allreduce\n",
+               ms, m.world, m.world == 1 ? "" : "s", r->Bl, r->B, coll_algo_name(copt.allreduce));
+    return true;
+}
+
+/* A program of the training step on --target; on a GPU it follows the host buffers (params,
+ * state and batches change in place between runs: uploaded again before each run). */
+static program *train_program(const eng_opts *o, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)
+{
+    program *p = program_new(o->target ? o->target : "cpu", g, pipeline, pool, d);
+    if (p)
+        program_follow_host(p, true);
+    return p;
+}
+
+/* fp16 loss scaling: the output "loss" of g becomes loss · loss_scale, a new f32 scalar input,
+ * so autodiff's gradients come out scaled (the output moved to the end: operands first). */
+static void scale_loss(ir_graph *g, ir_diag *d)
+{
+    int at = -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == OP_output && strcmp(g->nodes[i]->name, "loss") == 0)
+            at = i;
+    if (at < 0)
+        ir_unreachable("train: scale_loss needs the output 'loss'");
+    ir_node *old = g->nodes[at], *loss = old->in[0];
+    ir_node *scale = ir_node_add(g, OP_input, 0, NULL, old->loc);
+    scale->name = ir_graph_strdup(g, "loss_scale");
+    scale->dtype = loss->dtype;
+    ir_node *ins[2] = {loss, scale};
+    ir_node *scaled = ir_node_add(g, OP_mul, 2, ins, old->loc);
+    ir_node *out = ir_node_add(g, OP_output, 1, &scaled, old->loc);
+    out->name = ir_graph_strdup(g, "loss");
+    if (!ir_infer(scale, d) || !ir_infer(scaled, d) || !ir_infer(out, d))
+        ir_unreachable("train: the scaled loss does not infer");
+    bool *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
+    if (!dead)
+        ir_unreachable("out of memory");
+    dead[at] = true;
+    ir_graph_compact(g, dead);
+    free(dead);
+}
+
+/* "dce,cse,lower-precision=T,fuse" for the eval program under --precision T */
+static const char *eval_pipeline(const trainer *r)
+{
+    return r->half == DT_F16 ? "dce,cse,lower-precision=fp16,fuse"
+           : r->half == DT_BF16 ? "dce,cse,lower-precision=bf16,fuse"
+                                : NULL;
+}
+
+static bool setup(trainer *r, const eng_opts *o)
+{
+    ir_diag *d = r->d;
+    r->g = eng_load_graph(o, d);
+    if (!r->g)
+        return false;
+    const ir_node *tok = batch_input(r->g, "tokens", d), *tgt = tok ? batch_input(r->g, "targets", d) : NULL;
+    if (!tgt)
+        return false;
+    if (!ir_shape_eq(&tok->shape, &tgt->shape)) {
+        ir_diag_error(d, -1, 0, 0, "train: inputs 'tokens' and 'targets' differ in shape");
+        return false;
+    }
+    const ir_node *loss = eng_find_node(r->g, OP_output, "loss"), *logits = eng_find_node(r->g, OP_output, "logits");
+    if (!loss) {
+        ir_diag_error(d, -1, 0, 0, "train: the model has no output 'loss'");
+        return false;
+    }
+    r->B = (int)tok->shape.dim[0];
+    r->T = (int)tok->shape.dim[1];
+    r->V = logits && logits->in[0]->shape.rank >= 1 ? (int)logits->in[0]->shape.dim[logits->in[0]->shape.rank - 1] : 0;
+    r->half = eng_precision(o, "train", d);
+    if (r->half == DT_VOID)
+        return false;
+    if (r->half == DT_F64) {
+        ir_diag_error(d, -1, 0, 0, "train: --precision f64: training computes in f32 (bf16 or fp16: mixed precision)");
+        return false;
+    }
+    r->scaler = rt_loss_scale_default();
+    if (eng_named(o, "--loss-scale")) {
+        double s;
+        if (r->half != DT_F16) {
+            ir_diag_error(d, -1, 0, 0, "train: --loss-scale is the initial loss scale of --precision fp16");
+            return false;
+        }
+        if (!opt_num(o, "--loss-scale", r->scaler.min_scale, false, r->scaler.max_scale, &s, d))
+            return false;
+        r->scaler.scale = s;
+    }
+    if (!setup_mesh(r, o))
+        return false;
+    if (r->t.trace && r->axis[0]) {
+        ir_diag_error(d, -1, 0, 0, "train: --trace writes whole gradients; under tp or pp no rank has them");
+        return false;
+    }
+    if (r->half != DT_F32 && r->axis[0]) {
+        ir_diag_error(d, -1, 0, 0, "train: --precision %s under tp or pp is not supported yet (dp is)", o->precision);
+        return false;
+    }
+    if (!rt_data_load(r->t.data, &r->tokens, d))
+        return false;
+    if (r->V && r->tokens.vocab_size > (uint32_t)r->V) {
+        ir_diag_error(d, -1, 0, 0, "%s: the data's vocabulary (%u) is larger than the model's (%d); set -D vocab=%u",
+                      r->t.data, r->tokens.vocab_size, r->V, r->tokens.vocab_size);
+        return false;
+    }
+    if (!rt_loader_init(&r->loader, &r->tokens, RT_LOADER_VAL_FRAC, r->B, r->T, o->seed, d))
+        return false;
+    if (rt_loader_seq_count(&r->loader, RT_SPLIT_VAL) == 0) {
+        ir_diag_error(d, -1, 0, 0, "%s: the validation split (last 10%%, %zu tokens) holds no batch of %d x %d tokens",
+                      r->t.data, r->loader.n_val, r->B, r->T);
+        return false;
+    }
+    r->inputs = calloc((size_t)r->Bl * (size_t)r->T, sizeof *r->inputs);
+    r->targets = calloc((size_t)r->Bl * (size_t)r->T, sizeof *r->targets);
+    r->g_inputs = r->dp > 1 ? calloc((size_t)r->B * (size_t)r->T, sizeof *r->g_inputs) : r->inputs;
+    r->g_targets = r->dp > 1 ? calloc((size_t)r->B * (size_t)r->T, sizeof *r->g_targets) : r->targets;
+    r->pool = rt_pool_new(0);
+    if (!r->inputs || !r->targets || !r->g_inputs || !r->g_targets || !r->pool)
+        ir_unreachable("out of memory");
+
+    /* the state first: a bad checkpoint is reported before minutes of compiling (under tp/pp
+     * the state is the rank's slices, known once its program is built: below) */
+    if (!r->axis[0] && (!setup_state(r, o->seed, r->g) || (r->t.resume && !resume(r, o->seed))))
+        return false;
+    double t0 = rt_now_ms();
+    ir_graph *gg = r->dp > 1 ? eng_load_batch(o, r->Bl, "train", d) : ir_graph_clone(r->g);
+    if (!gg)
+        return false;
+    eng_prune_to(gg, "loss");
+    for (int i = 0; i < gg->n_nodes; i++) {
+        const ir_node *n = gg->nodes[i];
+        if (n->op == OP_input && strcmp(n->name, "tokens") != 0 && strcmp(n->name, "targets") != 0) {
+            ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col,
+                          "train: the loss needs input '%s', but loom train feeds only 'tokens' and 'targets'", n->name);
+            ir_graph_free(gg);
+            return false;
+        }
+    }
+    if (r->axis[0]) {
+        ir_graph *tg = r->micro > 1 ? eng_load_batch(o, r->Bm, "train", d) : ir_graph_clone(gg);
+        if (!tg) {
+            ir_graph_free(gg);
+            return false;
+        }
+        eng_prune_to(tg, "loss");
+        pass_options po = pass_options_default();
+        po.mesh = &r->mesh;
+        if (pass_run_pipeline(tg, "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse", &po, d))
+            r->mgrad = mesh_exec_new(tg, program_compile_segment, (void *)(o->target ? o->target : "cpu"), &r->mesh, r->world, r->axis, r->pool, d);
+        else
+            ir_graph_free(tg);
+        if (!r->mgrad || !setup_state(r, o->seed, mesh_exec_graph(r->mgrad)) || !count_holders(r) ||
+            (r->t.resume && !resume(r, o->seed))) {
+            ir_graph_free(gg);
+            return false;
+        }
+    } else if (r->half == DT_F16) {
+        ir_graph *sg = ir_graph_clone(gg);
+        scale_loss(sg, d);
+        r->grad = train_program(o, sg, pass_training_precision_pipeline(r->half), r->pool, d);
+        ir_graph_free(sg);
+    } else
+        r->grad = train_program(o, gg,
+                                r->half == DT_F32 ? pass_training_pipeline() : pass_training_precision_pipeline(r->half),
+                                r->pool, d);
+    double t1 = rt_now_ms();
+    /* the eval program: under tp/pp the gradient program's forward half (mesh_exec_run_forward) */
+    r->eval = r->grad ? train_program(o, gg, eval_pipeline(r), r->pool, d) : NULL;
+    ir_graph_free(gg);
+    double t2 = rt_now_ms();
+    /* the update over this rank's state; sharded, its clip norm comes summed over the ranks */
+    r->t.opt.sumsq_input = r->mgrad != NULL;
+    ir_graph *ug = r->eval || r->mgrad ? pass_optimizer_graph(r->mgrad ? mesh_exec_graph(r->mgrad) : r->g, &r->t.opt, d)
+                                       : NULL;
+    r->update = ug ? train_program(o, ug, NULL, r->pool, d) : NULL;
+    ir_graph_free(ug);
+    double t3 = rt_now_ms();
+    if (!r->update)
+        return false;
+    if (!bind_all(r))
+        return false;
+    int64_t n_params = r->n_group[0] + r->n_group[1];
+    printf("train: %.2fM params, %s; data %s: %zu train / %zu val tokens (vocab %u); batch %d x seq %d x accum %d "
+           "= %d tokens a step; %d threads; compiled in %.0f ms (gradients %.0f, eval %.0f, update %.0f)\n",
+           (double)n_params / 1e6, r->t.opt.kind == PASS_OPT_SGD ? "sgd" : "adamw", r->t.data, r->loader.n_train,
+           r->loader.n_val, r->tokens.vocab_size, r->B, r->T, r->t.opt.accum, r->B * r->T * r->t.opt.accum,
+           rt_pool_size(r->pool), t3 - t0, t1 - t0, t2 - t1, t3 - t2);
+    if (r->t.resume)
+        printf("resumed from %s at step %" PRId64 "\n", r->t.resume, r->step);
+    if (r->t.log && r->world_rank == 0) {
+        bool append = r->t.resume != NULL;
+        r->log = fopen(r->t.log, append ? "a" : "w");
+        if (!r->log) {
+            ir_diag_error(d, -1, 0, 0, "%s: cannot write the log: %s", r->t.log, strerror(errno));
+            return false;
+        }
+        if (!append || ftell(r->log) == 0)
+            fprintf(r->log, "step,loss,lr,grad_norm,ms,tok_per_s,val_loss\n");
+    }
+    if (r->t.trace && r->world_rank == 0 && mkdir(r->t.trace, 0777) != 0 && errno != EEXIST) {
+        ir_diag_error(d, -1, 0, 0, "%s: cannot create: %s", r->t.trace, strerror(errno));
+        return false;
+    }
+    fflush(stdout);
+    return true;
+}
+
+/* --stats: what a step's programs are made of and where their time went. */
+static void print_stats(trainer *r)
+{
+    program *ps[] = {r->grad, r->update};
+    const char *names[] = {"gradients", "update"};
+    for (int i = 0; i < 2; i++) {
+        rt_exec_stats s = program_stats(ps[i]);
+        double total = s.ms_kernels + s.ms_gemms + s.ms_attentions + s.ms_other + s.ms_scatters;
+        printf("stats %s: %d kernels, %d gemm, %d attention, %d copies per run; arena %.2f MiB; time %.0f ms: "
+               "kernels %.0f, gemm %.0f (%.0f%%), attention %.0f, scatter %.0f, other %.0f\n",
+               names[i], s.kernels, s.gemms, s.attentions, s.copies, (double)program_plan(ps[i])->arena_bytes / 1048576.0,
+               total, s.ms_kernels, s.ms_gemms, total > 0 ? 100 * s.ms_gemms / total : 0, s.ms_attentions,
+               s.ms_scatters, s.ms_other);
+    }
+}
+
+static bool run(trainer *r, const eng_opts *o)
+{
+    if (o->stats && r->grad) {
+        program_profile(r->grad, true);
+        program_profile(r->update, true);
+    }
+    const train_opts *t = &r->t;
+    double t_start = rt_now_ms();
+    bool ok = true, first = r->step == 0;
+    while (ok && r->step < t->steps) {
+        double t0 = rt_now_ms(), loss = 0, norm = 0;
+        r->comm_ms = 0;
+        r->comm_bytes = 0;
+        ok = train_step(r, &loss, &norm, first);
+        first = false;
+        if (!ok)
+            break;
+        double ms = rt_now_ms() - t0, tok_s = (double)r->B * r->T * t->opt.accum / (ms / 1e3);
+        char scale[96] = ""; /* fp16: the loss scale the next step uses, and a skipped step */
+        if (r->half == DT_F16)
+            snprintf(scale, sizeof scale, " | scale %g%s", r->scaler.scale,
+                     r->skipped ? " (step skipped: inf/nan gradients)" : "");
+        if (r->world)
+            printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms (compute %.1f, comm "
+                   "%.1f: %.2f MiB) | %.1fk tok/s\n",
+                   r->step, t->steps, loss, lr_at(t, r->step), norm, scale, ms, ms - r->comm_ms, r->comm_ms,
+                   (double)r->comm_bytes / 1048576.0, tok_s / 1e3);
+        else
+            printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms | %.1fk tok/s\n",
+                   r->step, t->steps, loss, lr_at(t, r->step), norm, scale, ms, tok_s / 1e3);
+        if (o->stats && r->world) /* each rank's own count, exact (`loom check --train` predicts it) */
+            fprintf(stderr, "stats rank %d step %" PRId64 ": %" PRId64 " bytes into collectives\n", r->world_rank,
+                    r->step, r->comm_bytes);
+        double val = NAN;
+        if ((t->eval_every > 0 && r->step % t->eval_every == 0) || r->step == t->steps) {
+            ok = evaluate(r, &val);
+            if (ok)
+                printf("val step %" PRId64 " | val loss %.4f | %.1f s\n", r->step, val, (rt_now_ms() - t_start) / 1e3);
+        }
+        fflush(stdout);
+        if (r->log) {
+            fprintf(r->log, "%" PRId64 ",%.6f,%.6e,%.6f,%.3f,%.1f,", r->step, loss, lr_at(t, r->step), norm, ms, tok_s);
+            if (!isnan(val))
+                fprintf(r->log, "%.6f", val);
+            fprintf(r->log, "\n");
+            fflush(r->log);
+        }
+        if (ok && t->checkpoint && (r->world_rank == 0 || r->mgrad) &&
+            ((t->save_every > 0 && r->step % t->save_every == 0) || r->step == t->steps))
+            ok = save(r, o->seed);
+    }
+    if (ok && o->stats && r->grad)
+        print_stats(r);
+    if (ok && o->stats && r->mgrad) {
+        mesh_memory m = mesh_exec_memory(r->mgrad);
+        double state = 0;
+        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+            state += (double)r->n_group[k] * sizeof(float) * (2 + r->n_state);
+        fprintf(stderr,
+                "loom: rank %d memory: state %.1f MiB (params, gradients, optimizer); runner: params %.1f MiB, values "
+                "%.1f MiB in %d slot%s, %d segments' arenas %.1f MiB and outputs %.1f MiB\n",
+                r->world_rank, state / 1048576, m.params / 1048576, m.values / 1048576, m.slots, m.slots == 1 ? "" : "s",
+                m.segments, m.arenas / 1048576, m.outputs / 1048576);
+    }
+    if (ok && t->sample > 0 && r->V > 0 && r->world_rank == 0 && r->mgrad)
+        printf("sample: skipped under tp/pp, where no rank holds the whole model (`loom gather` the checkpoint, then "
+               "`loom generate`)\n");
+    else if (ok && t->sample > 0 && r->V > 0 && r->world_rank == 0)
+        ok = generate(r, o, o->seed);
+    return ok;
+}
+
+bool eng_train(const eng_opts *o, ir_diag *d)
+{
+    trainer r = {.d = d, .world_size = 1};
+    coll_launch launch;
+    coll_error cerr;
+    if (!coll_launch_detect(&launch, &cerr)) {
+        ir_diag_error(d, -1, 0, 0, "train: %s", cerr.message);
+        return ir_diag_ok(d);
+    }
+    if (launch.found) {
+        r.world_rank = launch.rank;
+        r.world_size = launch.size;
+    }
+    /* rank 0 alone prints: the ranks hold the same state and print the same lines */
+    if (r.world_rank > 0 && !freopen("/dev/null", "w", stdout))
+        ir_unreachable("train: cannot silence a rank's stdout");
+    bool set = parse_opts(o, &r.t, d) && setup(&r, o);
+    if (!set && r.axis[0] && r.world_size > 1) {
+        /* under tp/pp each rank builds its own program and state: a setup failure may be this
+         * rank's alone, with the others waiting in a collective; say it and end the job */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "train: rank %d failed to set up: %s", r.world_rank,
+                 d->n_msg ? d->msg[0].msg : "unknown error");
+        ir_diag_print(d, stderr);
+        coll_abort(r.world, 1, msg);
+    }
+    if (set && !run(&r, o) && r.world && r.world_size > 1) {
+        /* a failure on one rank leaves the others waiting in the next allreduce: end the job */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "train: rank %d failed: %s", r.world_rank, d->n_msg ? d->msg[0].msg : "unknown error");
+        ir_diag_print(d, stderr);
+        coll_abort(r.world, 1, msg);
+    }
+    /* setup errors are the same on every rank: only rank 0 says them */
+    if (!set && r.world_rank > 0)
+        ir_diag_quiet(d);
+    if (r.log)
+        fclose(r.log);
+    program_free(r.sample);
+    program_free(r.grad);
+    program_free(r.update);
+    program_free(r.eval);
+    free(r.tied_holders);
+    free(r.tied_count);
+    free(r.tied_local);
+    free(r.params); /* its names may live in the mesh program's graph: freed next */
+    r.params = NULL;
+    mesh_exec_free(r.mgrad);
+    rt_pool_free(r.pool);
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        free(r.flat[k]);
+        free(r.grads[k]);
+        for (int j = 0; j < 2; j++)
+            free(r.state[k][j]);
+    }
+    free(r.params);
+    if (r.g_inputs != r.inputs)
+        free(r.g_inputs), free(r.g_targets);
+    free(r.inputs);
+    free(r.targets);
+    for (int a = 0; a < IR_MAX_MESH_AXES; a++)
+        coll_finalize(r.axis[a]);
+    if (r.world) {
+        coll_barrier(r.world);
+        coll_finalize(r.world);
+    }
+    rt_tok_free(&r.tokens);
+    ir_graph_free(r.g);
+    return ir_diag_ok(d);
+}

@@ -1,0 +1,100 @@
+/* weights.c — safetensors tensors bound to program params (weights.h). */
+#include "engine/weights.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+
+struct eng_weights {
+    rt_st_file f;
+    void **converted;  /* per tensor of f: its data in the dtype a param asked for, or NULL */
+    ir_dtype *as;      /* that dtype */
+};
+
+eng_weights *eng_weights_open(const char *path, ir_diag *d)
+{
+    eng_weights *w = calloc(1, sizeof *w);
+    if (!w)
+        ir_unreachable("out of memory");
+    if (!rt_st_open(path, &w->f, d)) {
+        free(w);
+        return NULL;
+    }
+    w->converted = calloc((size_t)w->f.n_tensors + 1, sizeof *w->converted);
+    w->as = calloc((size_t)w->f.n_tensors + 1, sizeof *w->as);
+    if (!w->converted || !w->as)
+        ir_unreachable("out of memory");
+    return w;
+}
+
+void eng_weights_free(eng_weights *w)
+{
+    if (!w)
+        return;
+    for (int i = 0; i < w->f.n_tensors; i++)
+        free(w->converted[i]);
+    free(w->converted);
+    free(w->as);
+    rt_st_close(&w->f);
+    free(w);
+}
+
+/* Tensor t's data as dtype dt (f32 from any float; otherwise only the same dtype). */
+static void *convert(eng_weights *w, int i, ir_dtype dt, const ir_node *param, ir_diag *d)
+{
+    const rt_st_tensor *t = &w->f.tensors[i];
+    if (w->converted[i] && w->as[i] == dt)
+        return w->converted[i];
+    size_t n = (size_t)ir_shape_numel(&t->shape), bytes = n * (size_t)ir_dtype_size(dt);
+    bool ok = dt == t->dtype || (dt == DT_F32 && ir_dtype_is_float(t->dtype));
+    if (!ok) {
+        ir_diag_error(d, -1, 0, 0, "%s: tensor '%s' is %s, param %s is %s", w->f.path, t->name, ir_dtype_name(t->dtype),
+                      param->name, ir_dtype_name(dt));
+        return NULL;
+    }
+    void *data = malloc(bytes + 1);
+    if (!data)
+        ir_unreachable("out of memory");
+    if (dt == DT_F32)
+        rt_convert_to_f32(t->dtype, t->data, data, n);
+    else
+        memcpy(data, t->data, bytes);
+    free(w->converted[i]);
+    w->converted[i] = data;
+    w->as[i] = dt;
+    return data;
+}
+
+bool eng_weights_bind(eng_weights *w, program *p, ir_diag *d)
+{
+    const ir_graph *g = program_graph(p);
+    for (int k = 0; k < g->n_nodes; k++) {
+        const ir_node *n = g->nodes[k];
+        if (n->op != OP_param)
+            continue;
+        char want[96];
+        ir_shape_str(&n->shape, want, sizeof want);
+        int i = 0;
+        while (i < w->f.n_tensors && strcmp(w->f.tensors[i].name, n->name) != 0)
+            i++;
+        if (i == w->f.n_tensors) {
+            ir_diag_error(d, -1, 0, 0, "%s: no tensor '%s' for param %s %s%s", w->f.path, n->name, n->name,
+                          ir_dtype_name(n->dtype), want);
+            return false;
+        }
+        if (!ir_shape_eq(&w->f.tensors[i].shape, &n->shape)) {
+            char got[96];
+            ir_shape_str(&w->f.tensors[i].shape, got, sizeof got);
+            ir_diag_error(d, -1, 0, 0,
+                          "%s: tensor '%s' has shape %s, the model's param has %s (are the model's -D "
+                          "hyperparameters right?)",
+                          w->f.path, n->name, got, want);
+            return false;
+        }
+        void *data = convert(w, i, n->dtype, n, d);
+        if (!data || !program_bind(p, n->name, data, d))
+            return false;
+    }
+    return true;
+}

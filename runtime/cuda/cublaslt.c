@@ -1,0 +1,369 @@
+/* cublaslt.c — plan GEMMs through cuBLASLt, loaded with dlopen (cublaslt.h).
+ *
+ * Row-major C[M,N] = op(A)·op(B) is column-major Cᵀ[N,M] = op(B)ᵀ·op(A)ᵀ, so cuBLASLt's first
+ * operand is our B and its second our A, each viewed column-major with its row-major leading
+ * dim (a transpose flag flips which of the two shapes it is). The bias is per column of C: per
+ * row of Cᵀ, which is what cuBLASLt's bias epilogues take. Batch dims that are one strided
+ * sequence for A, B and C together are merged; the innermost remaining dim becomes cuBLASLt's
+ * strided batch (unless A or B broadcasts along it), and any outer ones are a loop of calls.
+ * The algorithm is chosen on the first run (the heuristic looks at pointer alignment) and kept.
+ */
+#include "runtime/cuda/cublaslt.h"
+
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int lt_status;
+typedef struct lt_handle_st *lt_handle;
+typedef struct lt_desc_st *lt_desc;
+typedef struct lt_layout_st *lt_layout;
+typedef struct lt_pref_st *lt_pref;
+typedef struct {
+    uint64_t data[8];
+} lt_algo;
+typedef struct {
+    lt_algo algo;
+    size_t workspace_size;
+    lt_status state;
+    float waves;
+    int reserved[4];
+} lt_heuristic;
+
+enum {
+    CUDA_R_32F = 0,
+    CUBLAS_COMPUTE_32F = 68,
+    CUBLAS_OP_N = 0,
+    CUBLAS_OP_T = 1,
+    DESC_TRANSA = 3,
+    DESC_TRANSB = 4,
+    DESC_EPILOGUE = 7,
+    DESC_BIAS_POINTER = 8,
+    LAYOUT_BATCH_COUNT = 5,
+    LAYOUT_STRIDED_BATCH_OFFSET = 6,
+    PREF_MAX_WORKSPACE_BYTES = 1,
+    EPI_DEFAULT = 1,
+    EPI_RELU = 2,
+    EPI_BIAS = 4,
+    EPI_RELU_BIAS = 6,
+    EPI_GELU = 32,
+    EPI_GELU_BIAS = 36,
+    ACT_NONE = 0, /* rt_act (gemm.h) */
+    ACT_GELU_TANH = 1,
+    ACT_RELU = 3,
+};
+
+static const size_t WORKSPACE = 32u << 20;
+
+struct rt_cublaslt {
+    const rt_cuda *cu;
+    void *lib;
+    lt_handle h;
+    rt_cu_deviceptr workspace;
+    lt_status (*Create)(lt_handle *h);
+    lt_status (*Destroy)(lt_handle h);
+    lt_status (*MatmulDescCreate)(lt_desc *d, int compute, int scale);
+    lt_status (*MatmulDescDestroy)(lt_desc d);
+    lt_status (*MatmulDescSetAttribute)(lt_desc d, int attr, const void *buf, size_t n);
+    lt_status (*MatrixLayoutCreate)(lt_layout *l, int type, uint64_t rows, uint64_t cols, int64_t ld);
+    lt_status (*MatrixLayoutDestroy)(lt_layout l);
+    lt_status (*MatrixLayoutSetAttribute)(lt_layout l, int attr, const void *buf, size_t n);
+    lt_status (*MatmulPreferenceCreate)(lt_pref *p);
+    lt_status (*MatmulPreferenceDestroy)(lt_pref p);
+    lt_status (*MatmulPreferenceSetAttribute)(lt_pref p, int attr, const void *buf, size_t n);
+    lt_status (*MatmulAlgoGetHeuristic)(lt_handle h, lt_desc d, lt_layout a, lt_layout b, lt_layout c, lt_layout dd,
+                                        lt_pref p, int requested, lt_heuristic *results, int *returned);
+    lt_status (*Matmul)(lt_handle h, lt_desc d, const void *alpha, const void *a, lt_layout al, const void *b,
+                        lt_layout bl, const void *beta, const void *c, lt_layout cl, void *dd, lt_layout dl,
+                        const lt_algo *algo, void *ws, size_t ws_bytes, rt_cu_stream s);
+    const char *(*GetStatusString)(lt_status st); /* optional */
+};
+
+struct rt_cublaslt_op {
+    lt_desc desc;
+    lt_layout la, lb, lc;      /* cuBLASLt's A (our b), B (our a), C = D */
+    rt_cublaslt_shape sh;
+    float alpha, beta;
+    bool have_algo;
+    lt_algo algo;
+    char what[96];             /* "gemm MxNxK ×batch" for messages */
+};
+
+static void msg(char *err, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+}
+
+static const char *status_name(const rt_cublaslt *lt, lt_status st)
+{
+    switch (st) {
+    case 1: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case 3: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case 7: return "CUBLAS_STATUS_INVALID_VALUE";
+    case 8: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case 11: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case 13: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case 14: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case 15: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return lt && lt->GetStatusString ? lt->GetStatusString(st) : "CUBLAS_STATUS_?";
+    }
+}
+
+/* Evaluates a cuBLASLt call; on failure writes "file:line: call: STATUS" and is false. */
+#define LT_CHECK(lt, expr, err, cap) lt_check((lt), (expr), #expr, __FILE__ ":" RT_CU_STR(__LINE__), (err), (cap))
+static bool lt_check(const rt_cublaslt *lt, lt_status st, const char *call, const char *where, char *err, size_t cap)
+{
+    if (st == 0)
+        return true;
+    msg(err, cap, "%s: %s: %s (%d)", where, call, status_name(lt, st), st);
+    return false;
+}
+
+rt_cublaslt *rt_cublaslt_load(const rt_cuda *cu, char *err, size_t cap)
+{
+    const char *names[] = {getenv("LOOM_LIBCUBLASLT"), "libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so",
+                           "/usr/local/cuda/lib64/libcublasLt.so.13", "/usr/local/cuda/lib64/libcublasLt.so.12"};
+    void *lib = NULL;
+    char first[256] = "";
+    for (size_t i = 0; i < sizeof names / sizeof *names && !lib; i++) {
+        if (!names[i] || !*names[i])
+            continue;
+        lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (!lib && !*first)
+            snprintf(first, sizeof first, "%s", dlerror());
+    }
+    if (!lib) {
+        msg(err, cap, "no cuBLASLt found (%s; set LOOM_LIBCUBLASLT to its path)", first);
+        return NULL;
+    }
+    rt_cublaslt *lt = calloc(1, sizeof *lt);
+    if (!lt)
+        abort();
+    lt->cu = cu;
+    lt->lib = lib;
+    struct {
+        void **field;
+        const char *sym;
+    } e[] = {
+        {(void **)&lt->Create, "cublasLtCreate"},
+        {(void **)&lt->Destroy, "cublasLtDestroy"},
+        {(void **)&lt->MatmulDescCreate, "cublasLtMatmulDescCreate"},
+        {(void **)&lt->MatmulDescDestroy, "cublasLtMatmulDescDestroy"},
+        {(void **)&lt->MatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute"},
+        {(void **)&lt->MatrixLayoutCreate, "cublasLtMatrixLayoutCreate"},
+        {(void **)&lt->MatrixLayoutDestroy, "cublasLtMatrixLayoutDestroy"},
+        {(void **)&lt->MatrixLayoutSetAttribute, "cublasLtMatrixLayoutSetAttribute"},
+        {(void **)&lt->MatmulPreferenceCreate, "cublasLtMatmulPreferenceCreate"},
+        {(void **)&lt->MatmulPreferenceDestroy, "cublasLtMatmulPreferenceDestroy"},
+        {(void **)&lt->MatmulPreferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute"},
+        {(void **)&lt->MatmulAlgoGetHeuristic, "cublasLtMatmulAlgoGetHeuristic"},
+        {(void **)&lt->Matmul, "cublasLtMatmul"},
+    };
+    for (size_t i = 0; i < sizeof e / sizeof *e; i++) {
+        *e[i].field = dlsym(lib, e[i].sym);
+        if (!*e[i].field) {
+            msg(err, cap, "cuBLASLt library lacks %s", e[i].sym);
+            rt_cublaslt_free(lt);
+            return NULL;
+        }
+    }
+    *(void **)&lt->GetStatusString = dlsym(lib, "cublasLtGetStatusString");
+    if (!LT_CHECK(lt, lt->Create(&lt->h), err, cap) ||
+        !RT_CU_CHECK(cu, cu->MemAlloc(&lt->workspace, WORKSPACE), err, cap)) {
+        rt_cublaslt_free(lt);
+        return NULL;
+    }
+    return lt;
+}
+
+void rt_cublaslt_free(rt_cublaslt *lt)
+{
+    if (!lt)
+        return;
+    if (lt->workspace)
+        lt->cu->MemFree(lt->workspace);
+    if (lt->h)
+        lt->Destroy(lt->h);
+    dlclose(lt->lib);
+    free(lt);
+}
+
+void rt_cublaslt_op_free(rt_cublaslt *lt, rt_cublaslt_op *op)
+{
+    if (!op)
+        return;
+    if (op->la)
+        lt->MatrixLayoutDestroy(op->la);
+    if (op->lb)
+        lt->MatrixLayoutDestroy(op->lb);
+    if (op->lc)
+        lt->MatrixLayoutDestroy(op->lc);
+    if (op->desc)
+        lt->MatmulDescDestroy(op->desc);
+    free(op);
+}
+
+static bool layout(rt_cublaslt *lt, lt_layout *l, uint64_t rows, uint64_t cols, int64_t ld, int32_t count, int64_t stride,
+                   char *err, size_t cap)
+{
+    return LT_CHECK(lt, lt->MatrixLayoutCreate(l, CUDA_R_32F, rows, cols, ld), err, cap) &&
+           (count <= 1 || (LT_CHECK(lt, lt->MatrixLayoutSetAttribute(*l, LAYOUT_BATCH_COUNT, &count, sizeof count), err, cap) &&
+                           LT_CHECK(lt, lt->MatrixLayoutSetAttribute(*l, LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride),
+                                    err, cap)));
+}
+
+bool rt_cublaslt_shape_of(const rt_plan_gemm *g, rt_cublaslt_shape *s, char *err, size_t cap)
+{
+    memset(s, 0, sizeof *s);
+    /* batch dims: drop size-1 ones, merge neighbours that form one strided sequence */
+    int n = 0;
+    int64_t bt[RT_PLAN_MAX_BATCH], sa[RT_PLAN_MAX_BATCH], sb[RT_PLAN_MAX_BATCH], sc[RT_PLAN_MAX_BATCH];
+    for (int i = 0; i < g->nbatch; i++) {
+        if (g->batch[i] == 1)
+            continue;
+        if (n > 0 && sa[n - 1] == g->stride_a[i] * g->batch[i] && sb[n - 1] == g->stride_b[i] * g->batch[i] &&
+            sc[n - 1] == g->stride_c[i] * g->batch[i]) {
+            bt[n - 1] *= g->batch[i];
+            sa[n - 1] = g->stride_a[i], sb[n - 1] = g->stride_b[i], sc[n - 1] = g->stride_c[i];
+            continue;
+        }
+        bt[n] = g->batch[i], sa[n] = g->stride_a[i], sb[n] = g->stride_b[i], sc[n] = g->stride_c[i];
+        n++;
+    }
+    /* a broadcast (stride 0) operand in the innermost dim: loop over it on the host rather
+     * than rely on cuBLASLt accepting a zero batch stride */
+    int inner = n > 0 && sa[n - 1] != 0 && sb[n - 1] != 0 ? 1 : 0;
+    s->count = inner ? (int32_t)bt[n - 1] : 1;
+    s->stride[0] = inner ? sb[n - 1] : 0;
+    s->stride[1] = inner ? sa[n - 1] : 0;
+    s->stride[2] = inner ? sc[n - 1] : 0;
+    s->nouter = n - inner;
+    s->calls = 1;
+    for (int i = 0; i < s->nouter; i++) {
+        s->outer[i] = bt[i];
+        s->outer_stride[i][0] = sb[i], s->outer_stride[i][1] = sa[i], s->outer_stride[i][2] = sc[i];
+        s->calls *= bt[i];
+    }
+    int64_t M = g->M, N = g->N, K = g->K;
+    s->ld[0] = g->ldb ? g->ldb : g->trans_b ? K : N;
+    s->ld[1] = g->lda ? g->lda : g->trans_a ? M : K;
+    s->ld[2] = g->ldc ? g->ldc : N;
+    s->op[0] = g->trans_b ? 1 : 0;
+    s->op[1] = g->trans_a ? 1 : 0;
+    s->rows[0] = (uint64_t)(g->trans_b ? K : N), s->cols[0] = (uint64_t)(g->trans_b ? N : K);
+    s->rows[1] = (uint64_t)(g->trans_a ? M : K), s->cols[1] = (uint64_t)(g->trans_a ? K : M);
+    s->rows[2] = (uint64_t)N, s->cols[2] = (uint64_t)M;
+    bool bias = g->bias.buf >= 0;
+    switch (g->act) {
+    case ACT_NONE: s->epilogue = bias ? EPI_BIAS : EPI_DEFAULT; break;
+    case ACT_RELU: s->epilogue = bias ? EPI_RELU_BIAS : EPI_RELU; break;
+    case ACT_GELU_TANH: s->epilogue = bias ? EPI_GELU_BIAS : EPI_GELU; break;
+    default:
+        msg(err, cap, "the activation epilogue %d has no cuBLASLt form", g->act);
+        return false;
+    }
+    return true;
+}
+
+rt_cublaslt_op *rt_cublaslt_prepare(rt_cublaslt *lt, const rt_plan_gemm *g, char *err, size_t cap)
+{
+    rt_cublaslt_op *op = calloc(1, sizeof *op);
+    if (!op)
+        abort();
+    int64_t total = 1;
+    for (int i = 0; i < g->nbatch; i++)
+        total *= g->batch[i];
+    snprintf(op->what, sizeof op->what, "gemm %lldx%lldx%lld x%lld", (long long)g->M, (long long)g->N, (long long)g->K,
+             (long long)total);
+    rt_cublaslt_shape *sh = &op->sh;
+    if (!rt_cublaslt_shape_of(g, sh, err, cap)) {
+        size_t l = strlen(err);
+        snprintf(err + l, cap > l ? cap - l : 0, " (%s)", op->what);
+        free(op);
+        return NULL;
+    }
+    op->alpha = (float)g->alpha;
+    op->beta = (float)g->beta;
+    int32_t ta = sh->op[0] ? CUBLAS_OP_T : CUBLAS_OP_N, tb = sh->op[1] ? CUBLAS_OP_T : CUBLAS_OP_N;
+    uint32_t epi = (uint32_t)sh->epilogue;
+    bool ok = LT_CHECK(lt, lt->MatmulDescCreate(&op->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), err, cap) &&
+              LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, DESC_TRANSA, &ta, sizeof ta), err, cap) &&
+              LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, DESC_TRANSB, &tb, sizeof tb), err, cap) &&
+              LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, DESC_EPILOGUE, &epi, sizeof epi), err, cap) &&
+              layout(lt, &op->la, sh->rows[0], sh->cols[0], sh->ld[0], sh->count, sh->stride[0], err, cap) &&
+              layout(lt, &op->lb, sh->rows[1], sh->cols[1], sh->ld[1], sh->count, sh->stride[1], err, cap) &&
+              layout(lt, &op->lc, sh->rows[2], sh->cols[2], sh->ld[2], sh->count, sh->stride[2], err, cap);
+    if (!ok) {
+        size_t l = strlen(err);
+        snprintf(err + l, cap > l ? cap - l : 0, " (preparing %s)", op->what);
+        rt_cublaslt_op_free(lt, op);
+        return NULL;
+    }
+    return op;
+}
+
+static bool choose_algo(rt_cublaslt *lt, rt_cublaslt_op *op, char *err, size_t cap)
+{
+    lt_pref pref = NULL;
+    uint64_t ws = WORKSPACE;
+    lt_heuristic h;
+    int got = 0;
+    memset(&h, 0, sizeof h);
+    bool ok = LT_CHECK(lt, lt->MatmulPreferenceCreate(&pref), err, cap) &&
+              LT_CHECK(lt, lt->MatmulPreferenceSetAttribute(pref, PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), err, cap) &&
+              LT_CHECK(lt, lt->MatmulAlgoGetHeuristic(lt->h, op->desc, op->la, op->lb, op->lc, op->lc, pref, 1, &h, &got), err,
+                       cap);
+    if (pref)
+        lt->MatmulPreferenceDestroy(pref);
+    if (ok && got < 1) {
+        msg(err, cap, "cuBLASLt has no algorithm for %s", op->what);
+        ok = false;
+    }
+    if (ok) {
+        op->algo = h.algo;
+        op->have_algo = true;
+    }
+    return ok;
+}
+
+bool rt_cublaslt_run(rt_cublaslt *lt, const rt_cublaslt_op *cop, rt_cu_deviceptr a, rt_cu_deviceptr b, rt_cu_deviceptr c,
+                     rt_cu_deviceptr bias, rt_cu_stream s, char *err, size_t cap)
+{
+    rt_cublaslt_op *op = (rt_cublaslt_op *)cop;
+    if (bias) {
+        void *bp = (void *)(uintptr_t)bias;
+        if (!LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, DESC_BIAS_POINTER, &bp, sizeof bp), err, cap))
+            return false;
+    }
+    if (!op->have_algo && !choose_algo(lt, op, err, cap))
+        return false;
+    const rt_cublaslt_shape *sh = &op->sh;
+    int64_t idx[RT_PLAN_MAX_BATCH] = {0};
+    for (int64_t call = 0; call < sh->calls; call++) {
+        int64_t offa = 0, offb = 0, offc = 0;
+        for (int i = 0; i < sh->nouter; i++)
+            offb += idx[i] * sh->outer_stride[i][0], offa += idx[i] * sh->outer_stride[i][1],
+                offc += idx[i] * sh->outer_stride[i][2];
+        void *pa = (void *)(uintptr_t)(a + (uint64_t)offa * 4), *pb = (void *)(uintptr_t)(b + (uint64_t)offb * 4);
+        void *pc = (void *)(uintptr_t)(c + (uint64_t)offc * 4);
+        if (!LT_CHECK(lt,
+                      lt->Matmul(lt->h, op->desc, &op->alpha, pb, op->la, pa, op->lb, &op->beta, pc, op->lc, pc, op->lc,
+                                 &op->algo, (void *)(uintptr_t)lt->workspace, WORKSPACE, s),
+                      err, cap)) {
+            size_t l = strlen(err);
+            snprintf(err + l, cap > l ? cap - l : 0, " (%s)", op->what);
+            return false;
+        }
+        for (int i = sh->nouter - 1; i >= 0; i--) {
+            if (++idx[i] < sh->outer[i])
+                break;
+            idx[i] = 0;
+        }
+    }
+    return true;
+}
