@@ -3,7 +3,8 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 
-.PHONY: deps build asan demo test test-fast clean
+.PHONY: deps build asan demo test test-fast install clean
+PREFIX     ?= /usr/local
 
 deps:
 	@tools/install-deps.sh
@@ -28,6 +29,10 @@ test: build asan
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# include/loom.h, libloom.a, libloom.so, loom.pc and the loom command under $(PREFIX)
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -56,9 +56,12 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
-            eng_opts o;
-            if (!eng_opts_parse(argv[1], argc - 2, argv + 2, &o))
+            static eng_opts o; /* big: not on the stack */
+            char why[512];
+            if (!eng_opts_parse(argv[1], argc - 2, argv + 2, &o, why, sizeof why)) {
+                fprintf(stderr, "%s\n", why);
                 return 2;
+            }
             return commands[i].run(&o);
         }
     fprintf(stderr, "loom: unknown command '%s'\n", argv[1]);

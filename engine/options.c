@@ -1,6 +1,7 @@
 /* options.c — the option parser shared by every subcommand, and model loading. */
 #include "engine/options.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,25 +40,31 @@ static const struct {
     {"build", "--clip"},
 };
 
-static bool add_define(const char *cmd, const char *text, eng_opts *o)
+/* A parse error: "loom CMD: ..." into why (cap bytes); false. */
+static bool fail(char *why, size_t cap, const char *cmd, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static bool fail(char *why, size_t cap, const char *cmd, const char *fmt, ...)
+{
+    int n = snprintf(why, cap, "loom %s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < cap)
+        vsnprintf(why + n, cap - (size_t)n, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static bool add_define(const char *cmd, const char *text, eng_opts *o, char *why, size_t cap)
 {
     const char *eq = strchr(text, '=');
-    if (!eq || eq == text || !eq[1]) {
-        fprintf(stderr, "loom %s: -D expects name=value, got '%s'\n", cmd, text);
-        return false;
-    }
-    if (o->n_defines == ENG_MAX_DEFINES) {
-        fprintf(stderr, "loom %s: more than %d -D options\n", cmd, ENG_MAX_DEFINES);
-        return false;
-    }
-    /* argv strings live for the whole run: split in place is not allowed (const), so copy */
-    static char store[ENG_MAX_DEFINES][256];
+    if (!eq || eq == text || !eq[1])
+        return fail(why, cap, cmd, "-D expects name=value, got '%s'", text);
+    if (o->n_defines == ENG_MAX_DEFINES)
+        return fail(why, cap, cmd, "more than %d -D options", ENG_MAX_DEFINES);
+    /* argv strings are const: split a copy, kept in o */
     size_t n = (size_t)(eq - text);
-    if (n >= sizeof store[0] || strlen(eq + 1) >= sizeof store[0] - n - 1) {
-        fprintf(stderr, "loom %s: -D %s: too long\n", cmd, text);
-        return false;
-    }
-    char *s = store[o->n_defines];
+    if (n >= sizeof o->define_text[0] || strlen(eq + 1) >= sizeof o->define_text[0] - n - 1)
+        return fail(why, cap, cmd, "-D %s: too long", text);
+    char *s = o->define_text[o->n_defines];
     memcpy(s, text, n);
     s[n] = 0;
     strcpy(s + n + 1, eq + 1);
@@ -66,26 +73,32 @@ static bool add_define(const char *cmd, const char *text, eng_opts *o)
 }
 
 static bool parse_int(const char *cmd, const char *opt, const char *v, long long lo, long long hi,
-                      long long *out)
+                      long long *out, char *why, size_t cap)
 {
     char *end;
     long long x = strtoll(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "loom %s: %s expects an integer in [%lld, %lld], got '%s'\n", cmd, opt, lo, hi, v);
-        return false;
-    }
+    if (!*v || *end || x < lo || x > hi)
+        return fail(why, cap, cmd, "%s expects an integer in [%lld, %lld], got '%s'", opt, lo, hi, v);
     *out = x;
     return true;
 }
 
-bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o)
+bool eng_opts_define(eng_opts *o, const char *name, const char *value, char *why, size_t cap)
+{
+    char text[600];
+    if ((size_t)snprintf(text, sizeof text, "%s=%s", name, value) >= sizeof text)
+        return fail(why, cap, "define", "-D %s: too long", name);
+    return add_define("define", text, o, why, cap);
+}
+
+bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o, char *why, size_t cap)
 {
     memset(o, 0, sizeof *o);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "-D", 2) == 0) {
             const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
-            if (!add_define(cmd, v, o))
+            if (!add_define(cmd, v, o, why, cap))
                 return false;
             continue;
         }
@@ -116,10 +129,8 @@ bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o)
             if (strlen(valued[k].name) != name_len || strncmp(a, valued[k].name, name_len) != 0)
                 continue;
             const char *v = name_end ? name_end + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) {
-                fprintf(stderr, "loom %s: %s needs a value\n", cmd, valued[k].name);
-                return false;
-            }
+            if (!v)
+                return fail(why, cap, cmd, "%s needs a value", valued[k].name);
             *(const char **)((char *)o + valued[k].field) = v;
             matched = true;
         }
@@ -128,14 +139,10 @@ bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o)
                 strncmp(a, named[k].name, name_len) != 0)
                 continue;
             const char *v = name_end ? name_end + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) {
-                fprintf(stderr, "loom %s: %s needs a value\n", cmd, named[k].name);
-                return false;
-            }
-            if (o->n_named == (int)(sizeof o->named_key / sizeof *o->named_key)) {
-                fprintf(stderr, "loom %s: too many options\n", cmd);
-                return false;
-            }
+            if (!v)
+                return fail(why, cap, cmd, "%s needs a value", named[k].name);
+            if (o->n_named == (int)(sizeof o->named_key / sizeof *o->named_key))
+                return fail(why, cap, cmd, "too many options");
             o->named_key[o->n_named] = named[k].name;
             o->named_value[o->n_named++] = v;
             matched = true;
@@ -144,9 +151,9 @@ bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o)
             continue;
         if (strncmp(a, "--seed", 6) == 0 || strncmp(a, "--rank", 6) == 0) {
             const char *v = name_end ? name_end + 1 : (i + 1 < argc ? argv[++i] : "");
-            long long x;
+            long long x = 0;
             bool seed = a[2] == 's';
-            if (!parse_int(cmd, seed ? "--seed" : "--rank", v, 0, seed ? (1LL << 62) : 1 << 20, &x))
+            if (!parse_int(cmd, seed ? "--seed" : "--rank", v, 0, seed ? (1LL << 62) : 1 << 20, &x, why, cap))
                 return false;
             if (seed)
                 o->seed = (uint64_t)x;
@@ -154,18 +161,14 @@ bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o)
                 o->rank = (int)x;
             continue;
         }
-        if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "loom %s: unknown option '%s' (see loom --help)\n", cmd, a);
-            return false;
-        }
+        if (a[0] == '-' && a[1])
+            return fail(why, cap, cmd, "unknown option '%s' (see loom --help)", a);
         if (!o->file)
             o->file = a;
         else if (o->n_extra < 64)
             o->extra[o->n_extra++] = argv[i];
-        else {
-            fprintf(stderr, "loom %s: too many arguments\n", cmd);
-            return false;
-        }
+        else
+            return fail(why, cap, cmd, "too many arguments");
     }
     return true;
 }

@@ -42,11 +42,15 @@ typedef struct {
     const char *named_value[48];      /* order; the subcommand checks the values */
     int n_extra;                      /* further positional arguments */
     char *extra[64];
+    char define_text[ENG_MAX_DEFINES][256]; /* "name\0value" of each -D (defines point here) */
 } eng_opts;
 
-/* Parses argv (after the subcommand cmd) into o. Unknown options and missing values are reported
- * as "loom CMD: ..." on stderr; returns false then. */
-bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o);
+/* Parses argv (after the subcommand cmd) into o; the strings stay argv's, so argv must outlive o.
+ * An unknown option, a missing value or a bad -D gives false with "loom CMD: ..." in why (cap
+ * bytes) for the caller to print. */
+bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o, char *why, size_t cap);
+/* Adds -D name=value to o (copied into o), as the parser does; false with the reason in why. */
+bool eng_opts_define(eng_opts *o, const char *name, const char *value, char *why, size_t cap);
 
 /* Loads o->file: textual IR when it ends in .lir, else a .loom model built with o->defines.
  * Reports through d; NULL on error. */

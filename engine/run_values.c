@@ -61,15 +61,17 @@ const ir_node *eng_find_node(const ir_graph *g, ir_opcode op, const char *name)
     return NULL;
 }
 
-void eng_prune_to(ir_graph *g, const char *keep)
+void eng_prune_to(ir_graph *g, const char *keep) { eng_prune_to_outputs(g, &keep, 1); }
+
+void eng_prune_to_outputs(ir_graph *g, const char *const *keep, int n_keep)
 {
     bool *live = calloc((size_t)g->n_nodes + 1, sizeof *live), *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
     if (!live || !dead)
         ir_unreachable("out of memory");
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const ir_node *n = g->nodes[i];
-        if (n->op == OP_output && strcmp(n->name, keep) == 0)
-            live[i] = true;
+        for (int k = 0; n->op == OP_output && k < n_keep; k++)
+            live[i] |= strcmp(n->name, keep[k]) == 0;
         for (int k = 0; live[i] && k < n->n_in; k++)
             live[n->in[k]->id] = true;
         dead[i] = !live[i] && n->op != OP_param && !(n->op == OP_input && !n->optional);

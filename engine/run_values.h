@@ -20,4 +20,6 @@ const ir_node *eng_find_node(const ir_graph *g, ir_opcode op, const char *name);
 /* keeps only the output called keep and what it needs (params and required
  * inputs stay). */
 void eng_prune_to(ir_graph *g, const char *keep);
+/* The same keeping the outputs keep[0..n_keep). */
+void eng_prune_to_outputs(ir_graph *g, const char *const *keep, int n_keep);
 #endif

@@ -26,6 +26,7 @@
 #include "runtime/clock.h"
 #include "io/checkpoint.h"
 #include "engine/jobs.h"
+#include "engine/train.h"
 #include "engine/run_values.h"
 #include "collectives/coll.h"
 #include "text/data.h"
@@ -201,8 +202,11 @@ typedef struct {
     bool sliced;  /* split over tp: each tp rank holds another part */
 } model_param;
 
-typedef struct {
-    ir_diag *d;
+struct eng_trainer {
+    ir_diag *d;                       /* the current call's */
+    const eng_opts *o;                /* the options it was made with (the caller's) */
+    bool quiet;                       /* no progress lines (the C API) */
+    bool first;                       /* no step run yet in this process */
     train_opts t;
     ir_graph *g;                      /* the model */
     int B, T, V;                      /* batch, seq, vocab (V 0: no logits output) */
@@ -222,6 +226,7 @@ typedef struct {
     float lr_in, step_in;             /* the update program's scalar inputs */
     int64_t step;                     /* steps done */
     uint64_t next_batch, rng;
+    double t_start;                   /* when the first step started (the val lines' time) */
     FILE *log;
     /* data parallel (--mesh dp=N under mpirun): this rank computes rows [dp_rank·Bl, +Bl) of
      * each global batch of B rows with programs built for Bl = B / dp rows, then the gradients
@@ -253,7 +258,8 @@ typedef struct {
     bool skipped;                    /* fp16: this step's gradients overflowed; no update */
     double comm_ms;                  /* communication time of the current step */
     int64_t comm_bytes;              /* bytes allreduced per step (each rank's buffers) */
-} trainer;
+};
+typedef struct eng_trainer trainer;
 
 static float *param_data(trainer *r, const model_param *mp) { return r->flat[mp->group] + mp->off; }
 
@@ -792,8 +798,10 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
             if (first && m == 0) {
                 double l0 = l / r->micro;
                 axis_sum(r, "pp", &l0, 1, COLL_F64);
-                printf("loss at init %.4f (ln(vocab) = %.4f)\n", l0, r->V ? log((double)r->V) : NAN);
-                fflush(stdout);
+                if (!r->quiet) {
+                    printf("loss at init %.4f (ln(vocab) = %.4f)\n", l0, r->V ? log((double)r->V) : NAN);
+                    fflush(stdout);
+                }
             }
             sum += l;
             continue;
@@ -805,8 +813,11 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         if (r->half == DT_F16)
             l /= r->loss_scale_in; /* the gradient program's loss is scale · loss */
         if (first && m == 0) {
-            printf("loss at init %.4f (ln(vocab) = %.4f)\n", dp_mean1(r, l), r->V ? log((double)r->V) : NAN);
-            fflush(stdout);
+            double l0 = dp_mean1(r, l);
+            if (!r->quiet) {
+                printf("loss at init %.4f (ln(vocab) = %.4f)\n", l0, r->V ? log((double)r->V) : NAN);
+                fflush(stdout);
+            }
         }
         sum += l;
         /* gather the per-param gradients into the flat groups, summing the batches */
@@ -1345,12 +1356,13 @@ static bool setup(trainer *r, const eng_opts *o)
     if (!bind_all(r))
         return false;
     int64_t n_params = r->n_group[0] + r->n_group[1];
-    printf("train: %.2fM params, %s; data %s: %zu train / %zu val tokens (vocab %u); batch %d x seq %d x accum %d "
+    if (!r->quiet)
+        printf("train: %.2fM params, %s; data %s: %zu train / %zu val tokens (vocab %u); batch %d x seq %d x accum %d "
            "= %d tokens a step; %d threads; compiled in %.0f ms (gradients %.0f, eval %.0f, update %.0f)\n",
            (double)n_params / 1e6, r->t.opt.kind == PASS_OPT_SGD ? "sgd" : "adamw", r->t.data, r->loader.n_train,
            r->loader.n_val, r->tokens.vocab_size, r->B, r->T, r->t.opt.accum, r->B * r->T * r->t.opt.accum,
            rt_pool_size(r->pool), t3 - t0, t1 - t0, t2 - t1, t3 - t2);
-    if (r->t.resume)
+    if (r->t.resume && !r->quiet)
         printf("resumed from %s at step %" PRId64 "\n", r->t.resume, r->step);
     if (r->t.log && r->world_rank == 0) {
         bool append = r->t.resume != NULL;
@@ -1386,48 +1398,164 @@ static void print_stats(trainer *r)
     }
 }
 
-static bool run(trainer *r, const eng_opts *o)
+/* The end of a job after a failure on one rank: the others wait in a collective, so the
+ * whole job ends (what: "failed to set up" or "failed"). */
+static void abort_job(trainer *r, const char *what)
 {
-    if (o->stats && r->grad) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "train: rank %d %s: %s", r->world_rank, what, r->d->n_msg ? r->d->msg[0].msg : "unknown error");
+    ir_diag_print(r->d, stderr);
+    coll_abort(r->world, 1, msg);
+}
+
+eng_trainer *eng_trainer_new(const eng_opts *o, bool quiet, ir_diag *d)
+{
+    trainer *r = calloc(1, sizeof *r);
+    if (!r)
+        ir_unreachable("out of memory");
+    *r = (trainer){.d = d, .o = o, .quiet = quiet, .first = true, .world_size = 1};
+    coll_launch launch;
+    coll_error cerr;
+    if (!coll_launch_detect(&launch, &cerr)) {
+        ir_diag_error(d, -1, 0, 0, "train: %s", cerr.message);
+        eng_trainer_free(r);
+        return NULL;
+    }
+    if (launch.found) {
+        r->world_rank = launch.rank;
+        r->world_size = launch.size;
+    }
+    bool set = parse_opts(o, &r->t, d) && setup(r, o);
+    if (!set && r->axis[0] && r->world_size > 1)
+        /* under tp/pp each rank builds its own program and state: a setup failure may be this
+         * rank's alone, with the others waiting in a collective; say it and end the job */
+        abort_job(r, "failed to set up");
+    if (!set) {
+        /* setup errors are the same on every rank: only rank 0 says them */
+        if (r->world_rank > 0)
+            ir_diag_quiet(d);
+        eng_trainer_free(r);
+        return NULL;
+    }
+    r->t_start = rt_now_ms();
+    return r;
+}
+
+bool eng_trainer_step(eng_trainer *r, eng_train_step *out, ir_diag *d)
+{
+    r->d = d;
+    if (r->o->stats && r->grad && r->first) {
         program_profile(r->grad, true);
         program_profile(r->update, true);
     }
+    double t0 = rt_now_ms(), loss = 0, norm = 0;
+    r->comm_ms = 0;
+    r->comm_bytes = 0;
+    bool ok = train_step(r, &loss, &norm, r->first && r->step == 0);
+    r->first = false;
+    if (!ok)
+        return false;
+    double ms = rt_now_ms() - t0;
+    *out = (eng_train_step){.step = r->step, .loss = loss, .grad_norm = norm, .lr = lr_at(&r->t, r->step), .ms = ms,
+                            .tokens = (int64_t)r->B * r->T * r->t.opt.accum, .skipped = r->skipped,
+                            .loss_scale = r->half == DT_F16 ? r->scaler.scale : 0, .comm_ms = r->comm_ms,
+                            .comm_bytes = r->comm_bytes};
+    return true;
+}
+
+bool eng_trainer_evaluate(eng_trainer *r, double *loss, ir_diag *d)
+{
+    r->d = d;
+    return evaluate(r, loss);
+}
+
+bool eng_trainer_save(eng_trainer *r, const char *dir, ir_diag *d)
+{
+    r->d = d;
+    const char *was = r->t.checkpoint;
+    r->t.checkpoint = dir;
+    bool ok = save(r, r->o->seed);
+    r->t.checkpoint = was;
+    return ok;
+}
+
+int64_t eng_trainer_steps_done(const eng_trainer *r) { return r->step; }
+
+void eng_trainer_free(eng_trainer *r)
+{
+    if (!r)
+        return;
+    if (r->log)
+        fclose(r->log);
+    program_free(r->sample);
+    program_free(r->grad);
+    program_free(r->update);
+    program_free(r->eval);
+    free(r->tied_holders);
+    free(r->tied_count);
+    free(r->tied_local);
+    free(r->params); /* its names may live in the mesh program's graph: freed next */
+    r->params = NULL;
+    mesh_exec_free(r->mgrad);
+    rt_pool_free(r->pool);
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        free(r->flat[k]);
+        free(r->grads[k]);
+        for (int j = 0; j < 2; j++)
+            free(r->state[k][j]);
+    }
+    if (r->g_inputs != r->inputs)
+        free(r->g_inputs), free(r->g_targets);
+    free(r->inputs);
+    free(r->targets);
+    for (int a = 0; a < IR_MAX_MESH_AXES; a++)
+        coll_finalize(r->axis[a]);
+    if (r->world) {
+        coll_barrier(r->world);
+        coll_finalize(r->world);
+    }
+    rt_tok_free(&r->tokens);
+    ir_graph_free(r->g);
+    free(r);
+}
+
+/* `loom train`'s loop: a step line per step, evaluation, the log, checkpoints, --stats, the
+ * sample at the end. */
+static bool run(trainer *r)
+{
+    const eng_opts *o = r->o;
     const train_opts *t = &r->t;
-    double t_start = rt_now_ms();
-    bool ok = true, first = r->step == 0;
+    bool ok = true;
     while (ok && r->step < t->steps) {
-        double t0 = rt_now_ms(), loss = 0, norm = 0;
-        r->comm_ms = 0;
-        r->comm_bytes = 0;
-        ok = train_step(r, &loss, &norm, first);
-        first = false;
+        eng_train_step s;
+        ok = eng_trainer_step(r, &s, r->d);
         if (!ok)
             break;
-        double ms = rt_now_ms() - t0, tok_s = (double)r->B * r->T * t->opt.accum / (ms / 1e3);
+        double tok_s = (double)s.tokens / (s.ms / 1e3);
         char scale[96] = ""; /* fp16: the loss scale the next step uses, and a skipped step */
         if (r->half == DT_F16)
-            snprintf(scale, sizeof scale, " | scale %g%s", r->scaler.scale,
-                     r->skipped ? " (step skipped: inf/nan gradients)" : "");
+            snprintf(scale, sizeof scale, " | scale %g%s", s.loss_scale,
+                     s.skipped ? " (step skipped: inf/nan gradients)" : "");
         if (r->world)
             printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms (compute %.1f, comm "
                    "%.1f: %.2f MiB) | %.1fk tok/s\n",
-                   r->step, t->steps, loss, lr_at(t, r->step), norm, scale, ms, ms - r->comm_ms, r->comm_ms,
-                   (double)r->comm_bytes / 1048576.0, tok_s / 1e3);
+                   s.step, t->steps, s.loss, s.lr, s.grad_norm, scale, s.ms, s.ms - s.comm_ms, s.comm_ms,
+                   (double)s.comm_bytes / 1048576.0, tok_s / 1e3);
         else
             printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms | %.1fk tok/s\n",
-                   r->step, t->steps, loss, lr_at(t, r->step), norm, scale, ms, tok_s / 1e3);
+                   s.step, t->steps, s.loss, s.lr, s.grad_norm, scale, s.ms, tok_s / 1e3);
         if (o->stats && r->world) /* each rank's own count, exact (`loom check --train` predicts it) */
             fprintf(stderr, "stats rank %d step %" PRId64 ": %" PRId64 " bytes into collectives\n", r->world_rank,
-                    r->step, r->comm_bytes);
+                    s.step, s.comm_bytes);
         double val = NAN;
         if ((t->eval_every > 0 && r->step % t->eval_every == 0) || r->step == t->steps) {
             ok = evaluate(r, &val);
             if (ok)
-                printf("val step %" PRId64 " | val loss %.4f | %.1f s\n", r->step, val, (rt_now_ms() - t_start) / 1e3);
+                printf("val step %" PRId64 " | val loss %.4f | %.1f s\n", r->step, val, (rt_now_ms() - r->t_start) / 1e3);
         }
         fflush(stdout);
         if (r->log) {
-            fprintf(r->log, "%" PRId64 ",%.6f,%.6e,%.6f,%.3f,%.1f,", r->step, loss, lr_at(t, r->step), norm, ms, tok_s);
+            fprintf(r->log, "%" PRId64 ",%.6f,%.6e,%.6f,%.3f,%.1f,", s.step, s.loss, s.lr, s.grad_norm, s.ms, tok_s);
             if (!isnan(val))
                 fprintf(r->log, "%.6f", val);
             fprintf(r->log, "\n");
@@ -1460,71 +1588,17 @@ static bool run(trainer *r, const eng_opts *o)
 
 bool eng_train(const eng_opts *o, ir_diag *d)
 {
-    trainer r = {.d = d, .world_size = 1};
+    /* rank 0 alone prints: the ranks hold the same state and print the same lines */
     coll_launch launch;
     coll_error cerr;
-    if (!coll_launch_detect(&launch, &cerr)) {
-        ir_diag_error(d, -1, 0, 0, "train: %s", cerr.message);
-        return ir_diag_ok(d);
-    }
-    if (launch.found) {
-        r.world_rank = launch.rank;
-        r.world_size = launch.size;
-    }
-    /* rank 0 alone prints: the ranks hold the same state and print the same lines */
-    if (r.world_rank > 0 && !freopen("/dev/null", "w", stdout))
+    if (coll_launch_detect(&launch, &cerr) && launch.found && launch.rank > 0 && !freopen("/dev/null", "w", stdout))
         ir_unreachable("train: cannot silence a rank's stdout");
-    bool set = parse_opts(o, &r.t, d) && setup(&r, o);
-    if (!set && r.axis[0] && r.world_size > 1) {
-        /* under tp/pp each rank builds its own program and state: a setup failure may be this
-         * rank's alone, with the others waiting in a collective; say it and end the job */
-        char msg[1024];
-        snprintf(msg, sizeof msg, "train: rank %d failed to set up: %s", r.world_rank,
-                 d->n_msg ? d->msg[0].msg : "unknown error");
-        ir_diag_print(d, stderr);
-        coll_abort(r.world, 1, msg);
-    }
-    if (set && !run(&r, o) && r.world && r.world_size > 1) {
-        /* a failure on one rank leaves the others waiting in the next allreduce: end the job */
-        char msg[1024];
-        snprintf(msg, sizeof msg, "train: rank %d failed: %s", r.world_rank, d->n_msg ? d->msg[0].msg : "unknown error");
-        ir_diag_print(d, stderr);
-        coll_abort(r.world, 1, msg);
-    }
-    /* setup errors are the same on every rank: only rank 0 says them */
-    if (!set && r.world_rank > 0)
-        ir_diag_quiet(d);
-    if (r.log)
-        fclose(r.log);
-    program_free(r.sample);
-    program_free(r.grad);
-    program_free(r.update);
-    program_free(r.eval);
-    free(r.tied_holders);
-    free(r.tied_count);
-    free(r.tied_local);
-    free(r.params); /* its names may live in the mesh program's graph: freed next */
-    r.params = NULL;
-    mesh_exec_free(r.mgrad);
-    rt_pool_free(r.pool);
-    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
-        free(r.flat[k]);
-        free(r.grads[k]);
-        for (int j = 0; j < 2; j++)
-            free(r.state[k][j]);
-    }
-    free(r.params);
-    if (r.g_inputs != r.inputs)
-        free(r.g_inputs), free(r.g_targets);
-    free(r.inputs);
-    free(r.targets);
-    for (int a = 0; a < IR_MAX_MESH_AXES; a++)
-        coll_finalize(r.axis[a]);
-    if (r.world) {
-        coll_barrier(r.world);
-        coll_finalize(r.world);
-    }
-    rt_tok_free(&r.tokens);
-    ir_graph_free(r.g);
+    trainer *r = eng_trainer_new(o, false, d);
+    if (!r)
+        return false;
+    /* a failure on one rank leaves the others waiting in the next allreduce: end the job */
+    if (!run(r) && r->world && r->world_size > 1)
+        abort_job(r, "failed");
+    eng_trainer_free(r);
     return ir_diag_ok(d);
 }

@@ -153,10 +153,13 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
     int first_user = n;
     for (int i = 1; i < argc && n < CAP; i++)
         v[n++] = argv[i];
-    eng_opts o;
+    static eng_opts o; /* big: not on the stack */
     int status = 2;
+    char why[512] = "";
     char *source = blob_text(rt_plan_blob_find(blobs, n_blobs, "model_source"));
-    if (v[0] && source && eng_opts_parse("train", n, v, &o)) {
+    if (v[0] && source && !eng_opts_parse("train", n, v, &o, why, sizeof why))
+        fprintf(stderr, "%s\n", why);
+    else if (v[0] && source) {
         o.file_text = source;
         o.exe_name = prog;
         ir_diag d;

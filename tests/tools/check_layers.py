@@ -102,7 +102,7 @@ def main():
             if kind != "lib":
                 continue
             tgt = "loom_" + name.replace("/", "_")
-            want = {"loom_" + d.replace("/", "_") for d in deps}
+            want = {"loom_" + d.replace("/", "_") for d in deps if layers.get(d, ("",))[0] == "lib"}
             if tgt not in linked:
                 bad.append("%s: no CMake target %s (CMakeLists.txt builds one per library layer)" % (name, tgt))
             elif linked[tgt] != want:
