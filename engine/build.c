@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "engine/jobs.h"
+#include "engine/train.h"
 #include "engine/run.h"
 #include "engine/run_values.h"
 #include "codegen/codegen.h"
@@ -375,19 +376,17 @@ static bool collect_training(const eng_opts *o, const ir_graph *g, pass_mesh *m,
     bool sharded = pass_mesh_size(m, "tp") > 1 || pass_mesh_size(m, "pp") > 1;
     pass_opt_config opt = *opt0;
     opt.sumsq_input = sharded;
-    ir_graph *gg = sharded ? (micro > 1 ? eng_load_batch(o, B / micro, "build", d) : ir_graph_clone(g))
-                           : (dp > 1 ? eng_load_batch(o, B / dp, "build", d) : ir_graph_clone(g));
+    if (sharded)
+        m->local_outputs = true;
+    /* the recipe (recipe.c), as loom train builds it on each rank */
+    ir_graph *gg = sharded ? eng_train_graph(o, g, micro > 1 ? B / micro : 0, m, true, "build", d)
+                           : eng_train_graph(o, g, dp > 1 ? B / dp : 0, NULL, false, "build", d);
     if (!gg)
         return false;
-    eng_prune_to(gg, "loss");
     bool ok;
     ir_graph *u = NULL;
     if (sharded) {
-        m->local_outputs = true;
-        pass_options po = pass_options_default();
-        po.mesh = m;
-        ok = pass_run_pipeline(gg, "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse", &po, d) &&
-             mesh_exec_each_segment(gg, collect_segment, c, d) && (u = pass_optimizer_graph(gg, &opt, d)) != NULL &&
+        ok = mesh_exec_each_segment(gg, collect_segment, c, d) && (u = pass_optimizer_graph(gg, &opt, d)) != NULL &&
              collect_program(c, u, NULL, d);
     } else {
         ok = collect_program(c, gg, pass_training_pipeline(), d) && collect_program(c, gg, NULL, d) &&
@@ -650,7 +649,7 @@ bool eng_build(const eng_opts *o, ir_diag *d)
         ir_diag_error(d, -1, 0, 0, "build: --precision %s executables are built for --target cpu only so far",
                       o->precision);
     cg_lowered low = {0};
-    const char *pipeline = o->passes ? o->passes : po.precision != DT_VOID ? pass_precision_pipeline() : "dce,cse,fuse";
+    const char *pipeline = o->passes ? o->passes : po.precision != DT_VOID ? pass_precision_pipeline() : pass_default_pipeline();
     bool ok = ir_diag_ok(d) && pass_run_pipeline(g, pipeline, &po, d) && cg_lower(g, &low, d);
     if (ok)
         pass_plan_memory(&low.plan);

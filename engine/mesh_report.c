@@ -24,6 +24,7 @@
  * that `loom train --stats` counts, to the byte.
  */
 #include "engine/jobs.h"
+#include "engine/train.h"
 #include "engine/run.h"
 #include "engine/run_values.h"
 #include "passes/mesh.h"
@@ -175,20 +176,6 @@ typedef struct {
     pass_opt_config opt;
     const char *opt_name;
 } train_setup;
-
-/* The model rebuilt with -D batch=rows (the batch of a micro-batch or a dp rank), pruned to its
- * loss; NULL after reporting. */
-static ir_graph *load_rows(const eng_opts *o, const ir_graph *g0, int rows, ir_diag *d)
-{
-    ir_graph *g = NULL;
-    if (rows == (int)eng_find_node(g0, OP_input, "tokens")->shape.dim[0])
-        g = ir_graph_clone(g0);
-    else
-        g = eng_load_batch(o, rows, "check", d);
-    if (g)
-        eng_prune_to(g, "loss");
-    return g;
-}
 
 /* The options and checks of `loom train --mesh` (cmd_train.c parse_opts, setup, setup_mesh). */
 static bool train_options(const ir_graph *g, const eng_opts *o, const pass_mesh *m, train_setup *s, ir_diag *d)
@@ -472,39 +459,22 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, ir
     train_setup s;
     if (!train_options(g0, o, m, &s, d))
         return;
-    /* the graph loom train's gradient program starts from: under tp/pp a micro-batch's rows
-     * (the shard pass splits them over dp), dp alone a dp rank's rows */
-    ir_graph *tg = load_rows(o, g0, s.sharded ? s.B / s.micro : s.B / s.dp, d);
-    if (!tg)
-        return;
-    for (int i = 0; i < tg->n_nodes; i++) {
-        const ir_node *n = tg->nodes[i];
-        if (n->op == OP_input && strcmp(n->name, "tokens") != 0 && strcmp(n->name, "targets") != 0) {
-            ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col,
-                          "check: --train: the loss needs input '%s', but loom train feeds only 'tokens' and "
-                          "'targets'",
-                          n->name);
-            ir_graph_free(tg);
-            return;
-        }
-    }
+    /* the recipe (recipe.c) as loom train runs it: under tp/pp a micro-batch's rows (the shard
+     * pass splits them over dp) on each rank, dp alone a dp rank's rows, the same on every rank */
+    int rows_of = s.sharded ? s.B / s.micro : s.B / s.dp;
     ir_graph **Ls = calloc((size_t)m->world, sizeof *Ls);
     if (!Ls)
         ir_unreachable("out of memory");
     bool ok = true;
+    m->local_outputs = true;
     for (int r = 0; ok && r < m->world; r++) {
         if (!s.sharded && r > 0) { /* dp alone: every rank runs the same program */
             Ls[r] = Ls[0];
             continue;
         }
-        Ls[r] = ir_graph_clone(tg);
         m->rank = r;
-        m->local_outputs = true;
-        pass_options po = pass_options_default();
-        po.mesh = m;
-        ok = pass_run_pipeline(Ls[r],
-                               s.sharded ? "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse" : "dce,cse,autodiff,dce,cse",
-                               &po, d);
+        Ls[r] = eng_train_graph(o, g0, rows_of, s.sharded ? m : NULL, true, "check: --train", d);
+        ok = Ls[r] != NULL;
     }
     char buf[128];
     char rows[64] = "";
@@ -521,7 +491,6 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, ir
         if (s.sharded || r == 0)
             ir_graph_free(Ls[r]);
     free(Ls);
-    ir_graph_free(tg);
     if (ok && s.pp > 1)
         pipeline_schedule_print(stdout, s.pp, s.micro);
 }

@@ -34,7 +34,7 @@ bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg
 {
     *fused = ir_graph_clone(g);
     pass_options po = pass_options_default();
-    bool ok = pass_run_pipeline(*fused, pipeline ? pipeline : "dce,cse,fuse", &po, d) && cg_lower(*fused, low, d);
+    bool ok = pass_run_pipeline(*fused, pipeline ? pipeline : pass_default_pipeline(), &po, d) && cg_lower(*fused, low, d);
     if (ok)
         pass_plan_memory(&low->plan);
     return ok;

@@ -95,7 +95,7 @@ bool eng_cpu_plan_peak(const ir_graph *g0, int64_t *peak, int64_t *unshared, ir_
     ir_graph *g = ir_graph_clone(g0);
     pass_options po = pass_options_default();
     cg_lowered low = {0};
-    bool ok = pass_run_pipeline(g, "dce,cse,fuse", &po, d) && cg_lower(g, &low, d);
+    bool ok = pass_run_pipeline(g, pass_default_pipeline(), &po, d) && cg_lower(g, &low, d);
     if (ok) {
         *peak = pass_plan_memory(&low.plan);
         *unshared = pass_plan_memory_unshared(&low.plan);

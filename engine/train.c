@@ -1299,32 +1299,16 @@ static bool setup(trainer *r, const eng_opts *o)
     if (!r->axis[0] && (!setup_state(r, o->seed, r->g) || (r->t.resume && !resume(r, o->seed))))
         return false;
     double t0 = rt_now_ms();
-    ir_graph *gg = r->dp > 1 ? eng_load_batch(o, r->Bl, "train", d) : ir_graph_clone(r->g);
+    /* the recipe (recipe.c): the loss on a dp rank's rows; under tp/pp a micro-batch's gradient
+     * graph on this rank */
+    ir_graph *gg = eng_train_graph(o, r->g, r->dp > 1 ? r->Bl : 0, NULL, false, "train", d);
     if (!gg)
         return false;
-    eng_prune_to(gg, "loss");
-    for (int i = 0; i < gg->n_nodes; i++) {
-        const ir_node *n = gg->nodes[i];
-        if (n->op == OP_input && strcmp(n->name, "tokens") != 0 && strcmp(n->name, "targets") != 0) {
-            ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col,
-                          "train: the loss needs input '%s', but loom train feeds only 'tokens' and 'targets'", n->name);
-            ir_graph_free(gg);
-            return false;
-        }
-    }
     if (r->axis[0]) {
-        ir_graph *tg = r->micro > 1 ? eng_load_batch(o, r->Bm, "train", d) : ir_graph_clone(gg);
-        if (!tg) {
-            ir_graph_free(gg);
-            return false;
-        }
-        eng_prune_to(tg, "loss");
-        pass_options po = pass_options_default();
-        po.mesh = &r->mesh;
-        if (pass_run_pipeline(tg, "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse", &po, d))
-            r->mgrad = mesh_exec_new(tg, program_compile_segment, (void *)(o->target ? o->target : "cpu"), &r->mesh, r->world, r->axis, r->pool, d);
-        else
-            ir_graph_free(tg);
+        ir_graph *tg = eng_train_graph(o, r->g, r->micro > 1 ? r->Bm : 0, &r->mesh, true, "train", d);
+        if (tg)
+            r->mgrad = mesh_exec_new(tg, program_compile_segment, (void *)(o->target ? o->target : "cpu"), &r->mesh,
+                                     r->world, r->axis, r->pool, d);
         if (!r->mgrad || !setup_state(r, o->seed, mesh_exec_graph(r->mgrad)) || !count_holders(r) ||
             (r->t.resume && !resume(r, o->seed))) {
             ir_graph_free(gg);

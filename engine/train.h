@@ -10,6 +10,17 @@
 
 #include "engine/options.h"
 #include "ir/diag.h"
+#include "ir/ir.h"
+#include "passes/mesh.h"
+
+/* recipe.c — the training recipe: the graph one rank runs for a training step, from model g
+ * (built with options o): g with `rows` rows a batch (-D batch=rows; 0 or g's own: g itself),
+ * pruned to its output "loss", whose inputs must be only "tokens" and "targets" (else
+ * "CMD: the loss needs input 'X' ..."): the evaluation graph. With grad, then autodiff, and
+ * under a mesh m with tp or pp the pipeline and shard passes for rank m->rank (the rank's local
+ * graph with its communication): the gradient graph. NULL after reporting through d. */
+ir_graph *eng_train_graph(const eng_opts *o, const ir_graph *g, int rows, pass_mesh *m, bool grad, const char *cmd,
+                          ir_diag *d);
 
 typedef struct eng_trainer eng_trainer;
 

@@ -86,6 +86,10 @@ pass_mesh_fn pass_mesh_function(const pass_info *p)
  * backward nodes cleaned and everything fused. */
 const char *pass_training_pipeline(void) { return "dce,cse,autodiff,dce,cse,fuse"; }
 
+const char *pass_gradient_pipeline(void) { return "dce,cse,autodiff,dce,cse"; }
+
+const char *pass_mesh_gradient_pipeline(void) { return "dce,cse,autodiff,dce,cse,pipeline,shard,dce,cse"; }
+
 pass_options pass_options_default(void) { return (pass_options){.verify_each = true}; }
 
 static double now_ms(void)

@@ -49,6 +49,11 @@ const char *pass_mesh_pipeline(void);
 /* The pipeline of a training step's gradient program ("dce,cse,autodiff,dce,cse,fuse"); `loom
  * dump --after=PASS` uses it when PASS is in it but not in the default pipeline. */
 const char *pass_training_pipeline(void);
+/* A training step's gradients before fusion: "dce,cse,autodiff,dce,cse". */
+const char *pass_gradient_pipeline(void);
+/* The same on one rank of a mesh with tp or pp: autodiff on the whole model, then the pipeline
+ * and shard passes, so the backward is split like the forward. */
+const char *pass_mesh_gradient_pipeline(void);
 
 /* Runs the passes named in names_csv ("" = none) over g, in order. An unknown name, an
  * opt->after that is not in the list, a failing pass or (with verify_each) a verifier failure
