@@ -693,15 +693,19 @@ static void exec_output(builder *b, scope *s, const ast_stmt *st)
 {
     const ast_name *n = st->names;
     value v = eval(b, s, st->value);
-    if (v.k == V_ERR || (st->type && !check_declared(b, s, st->type, &v)))
-        return;
-    if (v.k != V_TENSOR) {
+    bool ok = v.k != V_ERR && (!st->type || check_declared(b, s, st->type, &v));
+    if (ok && v.k != V_TENSOR) {
         char desc[320];
         b_error(b, st->value->loc, "output '%s' must be a tensor, got %s", n->name, v_describe(&v, desc, sizeof desc));
+        ok = false;
+    }
+    ok = ok && io_name(b, n->name, n->loc);
+    if (!ok) {
+        /* later uses of the name are not errors of their own (the error was said here) */
+        if (!scope_lookup(s, n->name))
+            scope_bind(b, s, n->name, v_err(), B_LET, n->loc);
         return;
     }
-    if (!io_name(b, n->name, n->loc))
-        return;
     ir_node *t = node_new(b, OP_output, 1, &v.t, n->loc);
     t->name = ir_graph_strdup(b->g, n->name);
     node_finish(b, t);

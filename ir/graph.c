@@ -41,6 +41,19 @@ int64_t ir_shape_numel(const ir_shape *s)
     return n;
 }
 
+bool ir_shape_fits(const ir_shape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++) {
+        if (s->dim[i] < 0 || s->dim[i] > IR_MAX_NUMEL)
+            return false;
+        if (s->dim[i] > 0 && n > IR_MAX_NUMEL / s->dim[i])
+            return false;
+        n *= s->dim[i] ? s->dim[i] : 1;
+    }
+    return true;
+}
+
 bool ir_shape_eq(const ir_shape *a, const ir_shape *b)
 {
     if (a->rank != b->rank)
@@ -138,7 +151,18 @@ ir_node *ir_node_add(ir_graph *g, ir_opcode op, int n_in, ir_node *const *in, ir
     return n;
 }
 
-bool ir_infer(ir_node *n, ir_diag *d) { return ir_ops[n->op].infer(n, d); }
+bool ir_infer(ir_node *n, ir_diag *d)
+{
+    if (!ir_ops[n->op].infer(n, d))
+        return false;
+    if (!ir_shape_fits(&n->shape)) {
+        char buf[256];
+        ir_diag_error(d, n->loc.file, n->loc.line, n->loc.col, "%s: its result %s has more than 2^56 elements",
+                      ir_ops[n->op].mnemonic, ir_shape_str(&n->shape, buf, sizeof buf));
+        return false;
+    }
+    return true;
+}
 
 void ir_graph_compact(ir_graph *g, const bool *dead)
 {

@@ -48,7 +48,13 @@ typedef struct {
     int64_t dim[IR_MAX_RANK];
 } ir_shape;
 
+/* The most elements a tensor may have: every size computed from a shape (bytes, offsets,
+ * strides times dims) then fits an int64 with room to spare. The front end, the IR parser and
+ * every shape rule (ir_infer) refuse larger tensors, so ir_shape_numel cannot overflow. */
+#define IR_MAX_NUMEL ((int64_t)1 << 56)
 int64_t ir_shape_numel(const ir_shape *s);      /* 1 for rank 0 */
+/* Whether every dim is >= 0 and their product at most IR_MAX_NUMEL (computed without overflow). */
+bool ir_shape_fits(const ir_shape *s);
 bool ir_shape_eq(const ir_shape *a, const ir_shape *b);
 /* Writes "[2, 3, 4]" into buf (always NUL-terminated); returns buf. */
 char *ir_shape_str(const ir_shape *s, char *buf, size_t cap);

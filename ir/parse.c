@@ -517,8 +517,6 @@ static bool name_claim(parser *P, const char *name, int ns, const char *what, in
 
 /* ---- grammar ------------------------------------------------------------------------------- */
 
-/* Element counts above this are refused so later size arithmetic cannot overflow. */
-#define MAX_NUMEL ((int64_t)1 << 56)
 
 /* type := DTYPE '[' [INT (',' INT)*] ']' */
 static bool parse_type(parser *P, ir_dtype *dt, ir_shape *shape)
@@ -551,7 +549,7 @@ static bool parse_type(parser *P, ir_dtype *dt, ir_shape *shape)
             error_at(P, P->tok.line, P->tok.col, "more than %d dimensions", IR_MAX_RANK);
             return false;
         }
-        if (v > 0 && numel > MAX_NUMEL / v) {
+        if (v > 0 && numel > IR_MAX_NUMEL / v) {
             error_at(P, P->tok.line, P->tok.col, "tensor has more than 2^56 elements");
             return false;
         }

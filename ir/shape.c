@@ -158,6 +158,8 @@ static bool check_shape(const ir_node *n, ir_diag *d, const ir_shape *s)
     for (int i = 0; i < s->rank; i++)
         if (s->dim[i] < 0)
             return fail(n, d, "negative dimension in %s", sh(s).s);
+    if (!ir_shape_fits(s))
+        return fail(n, d, "%s has more than 2^56 elements", sh(s).s);
     return true;
 }
 
@@ -295,6 +297,8 @@ bool infer_reshape(ir_node *n, ir_diag *d)
             infer_at = i;
         } else if (out.dim[i] < 0) {
             return fail(n, d, "invalid dimension %" PRId64 " in %s", out.dim[i], ints(a).s);
+        } else if (out.dim[i] > 0 && known > IR_MAX_NUMEL / out.dim[i]) {
+            return fail(n, d, "%s has more than 2^56 elements", ints(a).s);
         } else {
             known *= out.dim[i];
         }
