@@ -15,6 +15,7 @@
 #include "io/json_file.h"
 #include "passes/mesh.h"
 #include "io/safetensors.h"
+#include "runtime/memory.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -56,6 +57,10 @@ static gathered *lookup(table *tb, const char *name, const ir_shape *shape, cons
             ir_unreachable("out of memory");
         tb->t = g;
     }
+    char what[5000];
+    snprintf(what, sizeof what, "%.4200s: the whole tensor '%.600s'", where, name);
+    if (!rt_host_alloc_ok(ir_shape_numel(shape) * (int64_t)(sizeof(float) + sizeof(bool)), what, d))
+        return NULL;
     size_t n = (size_t)ir_shape_numel(shape);
     gathered *g = &tb->t[tb->n++];
     *g = (gathered){strdup(name), *shape, calloc(n + 1, sizeof(float)), calloc(n + 1, sizeof(bool)), NULL, 0};
@@ -70,20 +75,39 @@ static bool add_slice(table *tb, const rt_st_tensor *t, const char *where, ir_di
     char full[600];
     mesh_slice sl[MESH_MAX_SLICES];
     int n_sl = 0;
-    if (!mesh_slice_parse(t->name, full, sizeof full, sl, &n_sl))
+    if (!mesh_slice_parse(t->name, full, sizeof full, sl, &n_sl) && n_sl < 0) {
+        ir_diag_error(d, -1, 0, 0,
+                      "%s: tensor '%s': its slice suffix is not {dD:P/N} or {dD:P/N:K} with 0 <= D < %d, "
+                      "0 <= P < N",
+                      where, t->name, IR_MAX_RANK);
+        return false;
+    }
+    if (n_sl <= 0)
         snprintf(full, sizeof full, "%s", t->name);
     if (t->dtype != DT_F32) {
         ir_diag_error(d, -1, 0, 0, "%s: tensor '%s' is %s; a checkpoint holds f32", where, t->name,
                       ir_dtype_name(t->dtype));
         return false;
     }
+    /* the whole tensor: each sliced dim times its parts; a slice of K blocks holds K equal
+     * pieces, one of each block */
     ir_shape shape = t->shape;
+    bool sliced[IR_MAX_RANK] = {false};
     for (int i = 0; i < n_sl; i++) {
-        if (sl[i].dim >= shape.rank || sl[i].parts < 1 || sl[i].part >= sl[i].parts) {
-            ir_diag_error(d, -1, 0, 0, "%s: tensor '%s': its slice does not fit its shape", where, t->name);
+        int k = sl[i].dim;
+        if (k >= shape.rank || sliced[k] || shape.dim[k] % sl[i].blocks != 0 ||
+            shape.dim[k] > IR_MAX_NUMEL / sl[i].parts) {
+            ir_diag_error(d, -1, 0, 0, "%s: tensor '%s': its slice does not fit its shape %s", where, t->name,
+                          ir_shape_str(&t->shape, (char[300]){0}, 300));
             return false;
         }
-        shape.dim[sl[i].dim] *= sl[i].parts;
+        sliced[k] = true;
+        shape.dim[k] *= sl[i].parts;
+    }
+    if (!ir_shape_fits(&shape)) {
+        ir_diag_error(d, -1, 0, 0, "%s: tensor '%s': the whole tensor would have more than 2^56 elements", where,
+                      t->name);
+        return false;
     }
     gathered *g = lookup(tb, full, &shape, where, d);
     if (!g)

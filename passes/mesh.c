@@ -112,23 +112,55 @@ const char *pass_mesh_str(const pass_mesh *m, char *buf, size_t cap)
 
 /* ---- slices ---- */
 
+/* A decimal number in [lo, hi] at *p (advancing it); false otherwise. */
+static bool slice_int(const char **p, long lo, long hi, int *out)
+{
+    const char *s = *p;
+    long v = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s >= '0' && *s <= '9'; s++)
+        if ((v = v * 10 + (*s - '0')) > hi)
+            return false;
+    if (v < lo)
+        return false;
+    *out = (int)v;
+    *p = s;
+    return true;
+}
+
+/* One "{dD:P/N}" or "{dD:P/N:K}" at *p. */
+static bool slice_one(const char **p, mesh_slice *x)
+{
+    const char *s = *p;
+    enum { MAX = 1 << 20 };
+    *x = (mesh_slice){0, 0, 1, 1};
+    if (strncmp(s, "{d", 2) != 0)
+        return false;
+    s += 2;
+    if (!slice_int(&s, 0, IR_MAX_RANK - 1, &x->dim) || *s++ != ':' || !slice_int(&s, 0, MAX, &x->part) ||
+        *s++ != '/' || !slice_int(&s, 1, MAX, &x->parts) || x->part >= x->parts)
+        return false;
+    if (*s == ':' && (s++, !slice_int(&s, 1, MAX, &x->blocks)))
+        return false;
+    if (*s++ != '}')
+        return false;
+    *p = s;
+    return true;
+}
+
 bool mesh_slice_parse(const char *name, char *full, size_t cap, mesh_slice *s, int *n)
 {
     *n = 0;
     const char *brace = strstr(name, "{d");
     size_t base = brace ? (size_t)(brace - name) : strlen(name);
     snprintf(full, cap, "%.*s", (int)base, name);
-    for (const char *p = brace; p && *p == '{' && *n < MESH_MAX_SLICES;) {
-        mesh_slice x = {0, 0, 1, 1};
-        int used = 0;
-        if (sscanf(p, "{d%d:%d/%d:%d}%n", &x.dim, &x.part, &x.parts, &x.blocks, &used) == 4 && used)
-            ;
-        else if (x.blocks = 1, sscanf(p, "{d%d:%d/%d}%n", &x.dim, &x.part, &x.parts, &used) == 3 && used)
-            ;
-        else
-            break;
-        s[(*n)++] = x;
-        p += used;
+    for (const char *p = brace; p && *p;) {
+        if (*n == MESH_MAX_SLICES || !slice_one(&p, &s[*n])) {
+            *n = -1; /* not this form: a name no pass made */
+            return false;
+        }
+        (*n)++;
     }
     return *n > 0;
 }

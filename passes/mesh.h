@@ -50,7 +50,10 @@ typedef struct {
     int dim, part, parts, blocks;
 } mesh_slice;
 /* Splits a rank-local name into the full name (into full, cap bytes) and its slices; false
- * when the name carries no slice suffix (then full is the name itself). */
+ * when the name carries no slice suffix (then full is the name itself). A suffix that is not of
+ * the form — D outside [0, 8), P outside [0, N), N or K outside [1, 2^20], more than
+ * MESH_MAX_SLICES slices, or text after them — gives false with *n = -1 (names from a file:
+ * `loom gather` refuses them). */
 bool mesh_slice_parse(const char *name, char *full, size_t cap, mesh_slice *s, int *n);
 /* Appends the suffix of slice s to buf. */
 void mesh_slice_append(char *buf, size_t cap, const mesh_slice *s);
