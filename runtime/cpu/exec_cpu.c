@@ -251,7 +251,7 @@ static bool write_rows(const rt_exec *e, const rt_plan_write_rows *w, ir_diag *d
 {
     const void *pp = at(e, w->pos);
     int64_t p = w->pos_dtype == DT_I32 ? *(const int32_t *)pp : w->pos_dtype == DT_I64 ? *(const int64_t *)pp : *(const uint8_t *)pp;
-    if (p < 0 || p + w->rows_src > w->rows_dst) {
+    if (p < 0 || w->rows_src > w->rows_dst || p > w->rows_dst - w->rows_src) { /* no p + rows: p may be INT64_MAX */
         ir_diag_error(d, -1, 0, 0, "cache_write: position %" PRId64 " with %" PRId64 " rows is outside the cache of %" PRId64,
                       p, w->rows_src, w->rows_dst);
         return false;

@@ -382,7 +382,7 @@ static bool write_rows(rt_ocl_exec *e, const rt_plan_write_rows *w, ir_diag *d)
                                                                                     : *(const uint8_t *)pp;
     free(pp);
     int64_t p = pos[0];
-    if (p < 0 || p + w->rows_src > w->rows_dst) {
+    if (p < 0 || w->rows_src > w->rows_dst || p > w->rows_dst - w->rows_src) { /* no p + rows: p may be INT64_MAX */
         ir_diag_error(d, -1, 0, 0, "cache_write: position %" PRId64 " with %" PRId64 " rows is outside the cache of %" PRId64,
                       p, w->rows_src, w->rows_dst);
         return false;

@@ -5,7 +5,9 @@
  *  - on the CPU, a cache input used only by cache_write is written in place: the caller's bound
  *    memory holds the result after the run (the contract plan.h documents for WRITE_ROWS);
  *    a cache input with another user is copied first and stays unchanged;
- *  - pos 4 (4 + 2 > 5) and pos -1 are run-time errors naming cache_write, in both.
+ *  - pos 4 (4 + 2 > 5) and pos -1 are run-time errors naming cache_write, in both; so is an i64
+ *    position of INT64_MAX (and INT64_MAX - 1), whose pos + rows overflowed the check once and
+ *    let memcpy write far outside the cache.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,7 +103,7 @@ static void check_reference(int pos, bool want_ok)
     ir_diag_free(&d);
 }
 
-static void check_cpu(const char *text, bool in_place, int pos, bool want_ok)
+static void check_cpu(const char *text, bool in_place, int64_t pos, bool want_ok)
 {
     ir_diag d;
     ir_diag_init(&d);
@@ -120,14 +122,16 @@ static void check_cpu(const char *text, bool in_place, int pos, bool want_ok)
     rt_exec *ex = ok ? rt_exec_new(&low.plan, resolve, jit, NULL, &d) : NULL;
     CHECK(ex != NULL, "executor");
     float cache[30], x[12];
-    int32_t p = pos;
+    int32_t p = (int32_t)pos;
+    int64_t p64 = pos;
+    bool wide = strstr(text, "i64[1]") != NULL;
     for (int i = 0; i < 30; i++)
         cache[i] = (float)(100 + i);
     for (int i = 0; i < 12; i++)
         x[i] = (float)i;
-    ok = ex && rt_exec_bind(ex, "cache", cache, &d) && rt_exec_bind(ex, "x", x, &d) && rt_exec_bind(ex, "pos", &p, &d);
+    ok = ex && rt_exec_bind(ex, "cache", cache, &d) && rt_exec_bind(ex, "x", x, &d) && rt_exec_bind(ex, "pos", wide ? (void *)&p64 : (void *)&p, &d);
     ok = ok && rt_exec_run(ex, &d);
-    CHECK(ok == want_ok, "cpu (%s) at pos %d: ok %d", in_place ? "in place" : "copy", pos, ok);
+    CHECK(ok == want_ok, "cpu (%s) at pos %lld: ok %d", in_place ? "in place" : "copy", (long long)pos, ok);
     if (ok && want_ok) {
         const float *y = rt_exec_output(ex, "y");
         double err = 0, cache_err = 0;
@@ -135,21 +139,21 @@ static void check_cpu(const char *text, bool in_place, int pos, bool want_ok)
             for (int s = 0; s < 5; s++)
                 for (int c = 0; c < 3; c++) {
                     int i = (b * 5 + s) * 3 + c;
-                    double e = y[i] - expected(b, s, c, pos);
+                    double e = y[i] - expected(b, s, c, (int)pos);
                     err = e > err ? e : -e > err ? -e : err;
                     /* in place: the bound cache now holds the result; else it is unchanged */
-                    double want = in_place ? expected(b, s, c, pos) / 2 : 100.0 + i;
+                    double want = in_place ? expected(b, s, c, (int)pos) / 2 : 100.0 + i;
                     double ce = cache[i] - want;
                     cache_err = ce > cache_err ? ce : -ce > cache_err ? -ce : cache_err;
                 }
-        printf("cpu (%s) pos %d: max abs error %g, bound cache max abs error %g\n", in_place ? "in place" : "copy", pos,
-               err, cache_err);
-        CHECK(err == 0 && cache_err == 0, "cpu at pos %d: errors %g %g", pos, err, cache_err);
+        printf("cpu (%s) pos %lld: max abs error %g, bound cache max abs error %g\n", in_place ? "in place" : "copy",
+               (long long)pos, err, cache_err);
+        CHECK(err == 0 && cache_err == 0, "cpu at pos %lld: errors %g %g", (long long)pos, err, cache_err);
     }
     if (!want_ok) {
-        CHECK(d.n_msg > 0 && strstr(d.msg[0].msg, "cache_write: position") != NULL, "cpu at pos %d: message '%s'", pos,
-              d.n_msg ? d.msg[0].msg : "");
-        printf("cpu pos %d: %s\n", pos, d.n_msg ? d.msg[0].msg : "(no message)");
+        CHECK(d.n_msg > 0 && strstr(d.msg[0].msg, "cache_write: position") != NULL, "cpu at pos %lld: message '%s'",
+              (long long)pos, d.n_msg ? d.msg[0].msg : "");
+        printf("cpu pos %lld: %s\n", (long long)pos, d.n_msg ? d.msg[0].msg : "(no message)");
     }
     rt_exec_free(ex);
     cg_jit_free(jit);
@@ -169,6 +173,13 @@ int main(void)
     check_reference(-1, false);
     check_cpu(IR_IN_PLACE, true, 4, false);
     check_cpu(IR_COPY, false, -1, false);
+    /* an i64 position near INT64_MAX */
+    char wide[1024];
+    snprintf(wide, sizeof wide, "%s", IR_IN_PLACE);
+    memcpy(strstr(wide, "i32[1]"), "i64", 3);
+    check_cpu(wide, true, 1, true);
+    check_cpu(wide, true, INT64_MAX, false);
+    check_cpu(wide, true, INT64_MAX - 1, false);
     printf(failures ? "FAILED (%d)\n" : "PASSED\n", failures);
     return failures != 0;
 }
