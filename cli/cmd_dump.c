@@ -5,8 +5,11 @@
  * --after names one of its passes that the default one lacks, e.g. autodiff) and prints the IR
  * after that pass; --time-passes alone times the whole pipeline and prints its result. With a
  * half --precision (or --after=lower-precision) the default pipeline is dce,cse,lower-precision,
- * fuse, and lower-precision in any pipeline lowers to that precision. */
+ * fuse, and lower-precision in any pipeline lowers to that precision.
+ * --emit=fused|plan|kir|ll|ptx|cl (and ptx-ll; --sm N for the PTX target) prints a later stage
+ * of lowering instead: engine/emit.h, which also reads the options that go with it. */
 #include "cli/cli.h"
+#include "engine/emit.h"
 #include "passes/mesh.h"
 #include "passes/pass.h"
 
@@ -34,14 +37,19 @@ int cmd_dump(const eng_opts *o)
         ir_diag_error(&d, -1, 0, 0, "dump: unexpected argument '%s' (one input file)", o->extra[0]);
         return cli_finish(&d);
     }
-    ir_dtype prec = eng_precision(o, "dump", &d);
-    ir_graph *g = prec != DT_VOID ? eng_load_graph(o, &d) : NULL;
-    if (g) {
+    eng_emit_options eo;
+    if (!eng_emit_options_get(o, "dump", &eo, &d))
+        return cli_finish(&d);
+    ir_graph *g = eng_load_graph(o, &d);
+    if (g && eo.stage != ENG_EMIT_GRAPH) {
+        eng_emit(g, &eo, stdout, &d);
+        fflush(stdout);
+    } else if (g) {
         if (o->after || o->time_passes || o->passes) {
             pass_options po = pass_options_default();
             po.after = o->after;
             po.time_passes = o->time_passes;
-            po.precision = prec == DT_BF16 || prec == DT_F16 ? prec : DT_VOID;
+            po.precision = eo.half;
             bool lower = po.precision != DT_VOID || (o->after && strcmp(o->after, "lower-precision") == 0);
             const char *pipeline = o->passes  ? o->passes
                                    : o->mesh  ? pass_mesh_pipeline()

@@ -27,7 +27,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"check", cmd_check, "check FILE [-D n=v]...      parse, verify and summarize a model"},
-    {"dump", cmd_dump, "dump FILE [--after=PASS]     print the graph IR"},
+    {"dump", cmd_dump, "dump FILE [--after=PASS] [--emit=graph|fused|plan|kir|ll|ptx|cl]  the graph IR or a stage of lowering"},
     {"opt", cmd_opt, "opt FILE.lir --passes=a,b   run passes over textual IR"},
     {"init", cmd_init, "init FILE -o W.safetensors  write initialized parameters"},
     {"run", cmd_run, "run FILE --weights W --inputs I --outputs O [--target ref|cpu|cuda]"},

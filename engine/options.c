@@ -33,6 +33,7 @@ static const struct {
     {"check", "--microbatches"}, {"run", "--allreduce"}, {"train", "--allreduce"},
     {"train", "--microbatches"}, {"train", "--schedule"}, {"train", "--timeout"}, {"run", "--timeout"},
     {"train", "--loss-scale"},
+    {"dump", "--emit"},         {"dump", "--sm"}, /* engine/emit.h */
     {"check", "--schedule"},    {"check", "--accum"},        {"check", "--optimizer"},   {"check", "--momentum"},
     /* build --mesh --train: what a training executable compiles in */
     {"build", "--microbatches"}, {"build", "--accum"},       {"build", "--optimizer"},   {"build", "--momentum"},

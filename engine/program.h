@@ -122,6 +122,8 @@ extern const program_backend program_backend_cuda; /* program_cuda.c */
  * reported through d). For program_cuda and `loom build --target cuda`. */
 char *program_cuda_ptx(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
                        bool *failed, ir_diag *d);
+/* program_cuda.c: the PTX target the CUDA backend compiles for ($LOOM_CUDA_SM, else 80). */
+int program_cuda_sm(void);
 extern const program_backend program_backend_opencl; /* program_opencl.c */
 
 #endif

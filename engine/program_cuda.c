@@ -10,13 +10,17 @@
 #include "runtime/half.h"
 #include "engine/program.h"
 
+int program_cuda_sm(void)
+{
+    const char *sm = getenv("LOOM_CUDA_SM");
+    return sm && *sm ? atoi(sm) : cg_ptx_defaults.sm;
+}
+
 char *program_cuda_ptx(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
                        bool *failed, ir_diag *d)
 {
     cg_ptx_options o = cg_ptx_defaults;
-    const char *sm = getenv("LOOM_CUDA_SM");
-    if (sm && *sm)
-        o.sm = atoi(sm);
+    o.sm = program_cuda_sm();
     for (int s = 0; s < plan->n_steps; s++) {
         const rt_plan_step *st = &plan->steps[s];
         o.attention |= st->kind == RT_STEP_ATTENTION;

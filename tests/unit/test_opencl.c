@@ -12,10 +12,12 @@
  * Tolerances: 1e-5 relative for f32 kernels, exact for copies and integers; max abs/rel errors
  * are printed. With no OpenCL platform the test prints "skipped: no OpenCL platform" and exits 0.
  *
- * Other modes: `test_opencl --emit NAME` prints the OpenCL C of kernel NAME (the lit tests in
- * tests/lit/opencl FileCheck it; no device needed); `test_opencl --bench` times softmax over
- * [256, 4096] on the OpenCL device against the host JIT.
+ * Without a device too: the source text of what no graph lowers to (f64 buffers, i64 scalars
+ * in both ABIs, a 3-D grid, an i32 min reduce, the barrier for inout rows); the rest of the
+ * renderer's text is FileChecked in tests/lit/opencl on .lir graphs (`loom dump --emit=cl`).
+ * `test_opencl --bench` times softmax over [256, 4096] on the OpenCL device against the host JIT.
  */
+#include <stdarg.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -731,49 +733,100 @@ static void test_cache(rt_ocl *o, const char *dir)
     cg_kernel_free(k);
 }
 
-/* ---- modes ----------------------------------------------------------------------------------- */
+/* ---- the source text (no device) --------------------------------------------------------------
+ * What no graph lowers to, so that the FileCheck tests of tests/lit/opencl (which take .lir
+ * graphs through `loom dump --emit=cl`) cannot see it: f64 buffers, i64 scalar arguments, a
+ * 3-D grid, an i32 min reduce, inout buffers. */
 
-static cg_kernel *kernel_by_name(const char *name)
+/* The OpenCL C of k alone (offsets: the executor's ABI, cg_opencl_source_offsets). */
+static char *render_text(cg_kernel *k, bool offsets)
 {
-    if (strcmp(name, "gelu_bcast") == 0) return kt_gelu_bcast("gelu_bcast", DT_F32, ER, EN);
-    if (strcmp(name, "gelu_bcast64") == 0) return kt_gelu_bcast("gelu_bcast64", DT_F64, ER, EN);
-    if (strcmp(name, "scale_by_n") == 0) return kt_scale_by_n(100);
-    if (strcmp(name, "transpose2d") == 0) return kt_transpose2d(TM, TN);
-    if (strcmp(name, "permute3d") == 0) return kt_permute3d(PA, PB, PC);
-    if (strcmp(name, "softmax_rows") == 0) return kt_softmax_rows("softmax_rows", SR, SC);
-    if (strcmp(name, "layernorm_rows") == 0) return kt_layernorm_rows(LR, LC, LN_EPS);
-    if (strcmp(name, "half_io") == 0) return kt_half_io(HN);
-    if (strcmp(name, "math_f32") == 0) return build_math();
-    if (strcmp(name, "row_reduce") == 0) return build_rowred();
-    if (strcmp(name, "inplace_rows") == 0) return build_inplace();
-    return NULL;
+    if (!offsets)
+        return render(k);
+    ir_diag d;
+    ir_diag_init(&d);
+    char *src = cg_opencl_source_offsets(&k, 1, &d);
+    if (!src)
+        die_diag(&d, "cg_opencl_source_offsets");
+    ir_diag_free(&d);
+    return src;
 }
 
-/* Prints kernel name's source (offsets: the executor's ABI, cg_opencl_source_offsets). */
-static int emit(const char *name, bool offsets)
+/* s contains each of the strings, in this order (NULL-terminated list). */
+static bool in_order(const char *s, ...)
 {
-    cg_kernel *k = kernel_by_name(name);
-    if (!k) {
-        fprintf(stderr, "test_opencl --emit: no kernel %s\n", name);
-        return 2;
+    va_list ap;
+    va_start(ap, s);
+    const char *at = s;
+    for (const char *want = va_arg(ap, const char *); want && at; want = va_arg(ap, const char *)) {
+        at = strstr(at, want);
+        if (!at)
+            fprintf(stderr, "source text: missing (in order) '%s'\n", want);
+        else
+            at += strlen(want);
     }
-    char *src;
-    if (offsets) {
-        ir_diag d;
-        ir_diag_init(&d);
-        src = cg_opencl_source_offsets(&k, 1, &d);
-        if (!src)
-            die_diag(&d, "cg_opencl_source_offsets");
-        ir_diag_free(&d);
-    } else {
-        src = render(k);
-    }
-    size_t groups, local;
-    cg_opencl_launch_dims(k, &groups, &local);
-    printf("// launch: %zu groups x %zu work-items\n%s", groups, local, src);
+    va_end(ap);
+    return at != NULL;
+}
+
+static void test_source_text(void)
+{
+    /* f64: cl_khr_fp64 enabled, double buffers, double constants and math */
+    cg_kernel *k = kt_gelu_bcast("gelu_bcast64", DT_F64, ER, EN);
+    char *src = render_text(k, false);
+    CHECK(in_order(src, "#pragma OPENCL EXTENSION cl_khr_fp64 : enable",
+                   "__kernel void loom_gelu_bcast64(__global const double *restrict a",
+                   "const double ", " = 0.7978845608028654;", "const double ", " = tanh(", NULL));
     free(src);
     cg_kernel_free(k);
-    return 0;
+
+    /* an i64 scalar is a `long` parameter in argument order, read once, cast explicitly; in the
+     * executor's ABI it gets no element offset */
+    k = kt_scale_by_n(100);
+    src = render_text(k, false);
+    CHECK(in_order(src, "__kernel void loom_scale_by_n(__global const float *restrict a /* f32[100] */,\n",
+                   "        const long n,\n", "        __global long *restrict out /* i64[100] */)", NULL));
+    CHECK(in_order(src, " = n;", " = (float)_v", " = (long)_v", NULL));
+    free(src);
+    src = render_text(k, true);
+    CHECK(in_order(src, "__kernel void loom_scale_by_n(__global const float *restrict a /* f32[100] */,\n",
+                   "        const long _off0,\n        const long n,\n",
+                   "        __global long *restrict out /* i64[100] */,\n        const long _off2)\n{\n",
+                   "    a += _off0;\n    out += _off2;\n    for (long _gid", NULL));
+    free(src);
+    cg_kernel_free(k);
+
+    /* a 3-D grid unflattened innermost first; a u8 load widened to int */
+    k = kt_permute3d(PA, PB, PC);
+    src = render_text(k, false);
+    CHECK(in_order(src, "long _t = _gid;\n", "const long _p2 = _t % 6;\n", "_t /= 6;\n",
+                   "const long _p1 = _t % 5;\n", "_t /= 5;\n", "const long _p0 = _t;\n", "= (int)bytes[", NULL));
+    free(src);
+    cg_kernel_free(k);
+
+    /* an i32 min reduce starts at INT_MAX and combines by < in its tree; a 2-D grid of groups */
+    k = build_rowred();
+    src = render_text(k, false);
+    CHECK(in_order(src, "long _t = _grp;", "= 2147483647; /* reduce.min over loop 0 */",
+                   "_red_i32[_lid] = (_a < _b ? _a : _b);", NULL));
+    free(src);
+    cg_kernel_free(k);
+
+    /* inout rows: y[r, 0], read by every work-item, then written by others with no reduction
+     * in between: one global barrier before loop 0's stores; x's reads (loop 0) and writes
+     * (loop 1) are already separated by the reduction's local barriers, so no second one */
+    k = build_inplace();
+    src = render_text(k, false);
+    CHECK(in_order(src, "__kernel void loom_inplace_rows(__global float *restrict x /* f32[7000] */,\n",
+                   "        __global float *restrict y /* f32[7000] */)", " = y[_v", "barrier(CLK_GLOBAL_MEM_FENCE);\n",
+                   "/* reduce.sum over loop 0 */\n", "for (long _l0 = _lid; _l0 < 1000; _l0 += _lsz) {",
+                   "barrier(CLK_LOCAL_MEM_FENCE);", "for (long _l1 = _lid; _l1 < 1000; _l1 += _lsz) {", "x[_v",
+                   NULL));
+    const char *first = strstr(src, "CLK_GLOBAL_MEM_FENCE");
+    CHECK(first && !strstr(first + 1, "CLK_GLOBAL_MEM_FENCE"));
+    free(src);
+    cg_kernel_free(k);
+    printf("%-28s f64, i64 scalars (both ABIs), 3-D grid, i32 min, inout barrier: OK\n", "source text");
 }
 
 /* softmax over [256, 4096]: the OpenCL device (best of 5 after a warm-up, kernel + finish, data
@@ -843,10 +896,7 @@ static int bench(rt_ocl *o)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--emit") == 0)
-        return emit(argv[2], false);
-    if (argc == 3 && strcmp(argv[1], "--emit-offsets") == 0)
-        return emit(argv[2], true);
+    test_source_text();
     ir_diag d;
     ir_diag_init(&d);
     rt_ocl *o = rt_ocl_open("opencl", &d);

@@ -4,11 +4,10 @@
  * kernel over a 2-D grid, rendered to PTX for sm_80 and sm_90 and assembled by ptxas
  * (-arch=sm_80 / sm_90; "skipped: ptxas not found" and exit 0 when absent). Also: the launch
  * geometry rules, the PTX markers of each mapping (.entry, shfl.sync, bar.sync, .shared),
- * all kernels in one module, and the error for an op the GPU cannot lower (f64 tanh).
- *
- * `test_ptx --emit NAME SM` prints the PTX of kernel NAME (`--emit-ir`: its nvptx LLVM IR; NAME
- * `attention`: the fused attention kernels of cg_ptx_options.attention) for
- * the FileCheck tests in tests/lit/ptx.
+ * all kernels in one module, and the error for an op the GPU cannot lower (f64 tanh). Kernels
+ * that lowering never produces (f64 arithmetic and block reductions, i64 scalar arguments)
+ * are checked here; the FileCheck tests of tests/lit/ptx take the PTX of .lir graphs from
+ * `loom dump --emit=ptx`.
  */
 #include <string.h>
 #include <unistd.h>
@@ -248,7 +247,13 @@ static void test_lowerings(void)
     k = k_reduce64();
     ptx = render(&k, 1, 80, false);
     CHECK(count(ptx, "shfl.sync.bfly.b32") >= 5 * 2 * (2 + 2 + 1)); /* f64, i64: two halves; i32 */
+    CHECK(strstr(ptx, "mov.b64 {tmp, %r"));                          /* the halves of a 64-bit value */
     CHECK(strstr(ptx, "max.s64") && strstr(ptx, "min.s32") && strstr(ptx, "add.rn.f64"));
+    CHECK(strstr(ptx, ".shared .align 8 .b8 reduce64_$_red[192];")); /* 3 reduces x 8 warps x 8 bytes */
+    /* y inside loop 1, then the three results after the barrier, in store order */
+    const char *bar = strstr(ptx, "bar.sync"), *f64 = strstr(ptx, "st.global.f64");
+    const char *u64 = f64 ? strstr(f64 + 1, "st.global.u64") : NULL, *u32 = u64 ? strstr(u64, "st.global.u32") : NULL;
+    CHECK(bar && f64 && bar < f64 && u64 && u32);
     free(ptx);
     char *ir = render(&k, 1, 80, true);
     CHECK(strstr(ir, "target triple = \"nvptx64-nvidia-cuda\"") && strstr(ir, "ptx_kernel void @reduce64("));
@@ -306,42 +311,8 @@ static void test_errors(void)
     printf("%-28s f64 tanh, sm_70: reported: OK\n", "errors");
 }
 
-static int emit(const char *name, int sm, bool ir)
+int main(void)
 {
-    if (strcmp(name, "attention") == 0) { /* the fused attention kernels alone */
-        ir_diag d;
-        ir_diag_init(&d);
-        cg_ptx_options o = cg_ptx_defaults;
-        o.sm = sm;
-        o.attention = true;
-        char *text = ir ? cg_ptx_llvm_ir(NULL, 0, &o, &d) : cg_ptx(NULL, 0, &o, &d);
-        if (!text) {
-            ir_diag_print(&d, stderr);
-            return 1;
-        }
-        fputs(text, stdout);
-        free(text);
-        ir_diag_free(&d);
-        return 0;
-    }
-    for (int i = 0; i < NK; i++) {
-        if (strcmp(kernels[i].name, name) != 0)
-            continue;
-        cg_kernel *k = kernels[i].build();
-        char *text = render(&k, 1, sm, ir);
-        fputs(text, stdout);
-        free(text);
-        cg_kernel_free(k);
-        return 0;
-    }
-    fprintf(stderr, "test_ptx: no kernel named %s\n", name);
-    return 2;
-}
-
-int main(int argc, char **argv)
-{
-    if (argc == 4 && (strcmp(argv[1], "--emit") == 0 || strcmp(argv[1], "--emit-ir") == 0))
-        return emit(argv[2], atoi(argv[3]), strcmp(argv[1], "--emit-ir") == 0);
     test_launch_dims();
     test_lowerings();
     test_errors();
