@@ -17,21 +17,22 @@ typedef struct {
     uint64_t seed;
 } init_ctx;
 
-/* Fills one parameter's bytes, converting in chunks so the double scratch stays small. */
-static bool fill_param(void *ctx_, const rt_st_entry *e, void *dst, ir_diag *d)
+/* Elements [first, first + count) of one parameter, converted in chunks so the double scratch
+ * stays small. */
+static bool fill_param(void *ctx_, const rt_st_entry *e, int64_t first, int64_t count, void *dst, ir_diag *d)
 {
     (void)d;
     const init_ctx *ctx = ctx_;
     const ir_node *p = ctx->params[e - ctx->entries];
-    size_t n = (size_t)ir_shape_numel(&p->shape), esize = (size_t)ir_dtype_size(p->dtype);
+    size_t esize = (size_t)ir_dtype_size(p->dtype);
     enum { CHUNK = 1 << 16 };
     double *buf = malloc(CHUNK * sizeof *buf);
     if (!buf)
         ir_unreachable("out of memory");
-    for (size_t at = 0; at < n; at += CHUNK) {
-        size_t k = n - at < CHUNK ? n - at : CHUNK;
-        rt_init_param(p, ctx->seed, at, k, buf);
-        rt_convert_from_f64(p->dtype, buf, (char *)dst + at * esize, k);
+    for (int64_t at = 0; at < count; at += CHUNK) {
+        int64_t k = count - at < CHUNK ? count - at : CHUNK;
+        rt_init_param(p, ctx->seed, (size_t)(first + at), (size_t)k, buf);
+        rt_convert_from_f64(p->dtype, buf, (char *)dst + (size_t)at * esize, (size_t)k);
     }
     free(buf);
     return true;

@@ -14,6 +14,7 @@
 #include "plan/plan_io.h"
 #include "plan/plan_memory.h"
 #include "engine/program.h"
+#include "runtime/memory.h"
 
 struct program {
     const program_backend *be;
@@ -40,6 +41,18 @@ bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg
     return ok;
 }
 
+/* The arena and the output buffers a run allocates, against host memory (a device program
+ * keeps host copies of its outputs too): a model too large for the machine is refused here,
+ * by name, before anything is allocated. */
+static bool fits_host(const rt_plan *plan, ir_diag *d)
+{
+    int64_t bytes = plan->arena_bytes;
+    for (int i = 0; i < plan->n_bufs; i++)
+        if (plan->bufs[i].kind == RT_BUF_OUTPUT)
+            bytes += plan->bufs[i].numel * ir_dtype_size(plan->bufs[i].dtype);
+    return rt_host_alloc_ok(bytes, "the activations and outputs of one run", d);
+}
+
 program *program_new_on(const program_backend *be, const char *target, const ir_graph *g, const char *pipeline,
                         rt_pool *pool, ir_diag *d)
 {
@@ -48,7 +61,7 @@ program *program_new_on(const program_backend *be, const char *target, const ir_
     if (!p)
         ir_unreachable("out of memory");
     p->be = be;
-    bool ok = program_lower(g, pipeline, &p->g, &p->low, d);
+    bool ok = program_lower(g, pipeline, &p->g, &p->low, d) && fits_host(&p->low.plan, d);
     if (ok) {
         p->state = be->create_on ? be->create_on(target, &p->low.plan, p->low.kernels, p->low.n_kernels, d)
                                  : be->create(&p->low.plan, p->low.kernels, p->low.n_kernels, pool, d);

@@ -26,6 +26,7 @@
 #include "runtime/clock.h"
 #include "io/checkpoint.h"
 #include "engine/jobs.h"
+#include "runtime/memory.h"
 #include "engine/train.h"
 #include "engine/run_values.h"
 #include "collectives/coll.h"
@@ -288,6 +289,13 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
     const pass_opt_config *c = &r->t.opt;
     pass_opt_group_sizes(pg, c, r->n_group);
     r->n_state = pass_opt_state_names(c, r->state_name);
+    /* params, gradients and the optimizer's moments, f32 each: known before any is allocated */
+    int64_t n = r->n_group[0] + r->n_group[1];
+    char what[128];
+    snprintf(what, sizeof what, "train: the training state (%.2fM params: params, gradients, optimizer state)",
+             (double)n / 1e6);
+    if (!rt_host_alloc_ok(n > INT64_MAX / 16 ? -1 : n * 4 * (2 + r->n_state), what, r->d))
+        return false;
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         r->flat[k] = alloc_floats(r->n_group[k]);
         r->grads[k] = alloc_floats(r->n_group[k]);

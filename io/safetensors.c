@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 /* ---- dtypes ------------------------------------------------------------------------------- */
@@ -736,6 +737,27 @@ static int cmp_entry_name(const void *a, const void *b)
 
 static bool write_all(FILE *out, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, out) == n; }
 
+/* Whether the filesystem that path's directory is on has bytes free (false, reported, if not;
+ * true when it cannot be told). */
+static bool disk_has_room(const char *path, uint64_t bytes, ir_diag *d)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    struct statvfs fs;
+    if (statvfs(dir, &fs) != 0)
+        return true;
+    uint64_t avail = (uint64_t)fs.f_bavail * (uint64_t)fs.f_frsize;
+    if (bytes <= avail)
+        return true;
+    ir_diag_error(d, -1, 0, 0, "%s: the file needs %.1f GiB, more than the %.1f GiB free on its disk", path,
+                  (double)bytes / (1u << 30), (double)avail / (1u << 30));
+    return false;
+}
+
 bool rt_st_write(const char *path, const rt_st_entry *entries, int n, const rt_st_meta *meta,
                  int n_meta, rt_st_fill_fn fill, void *ctx, ir_diag *d)
 {
@@ -804,6 +826,11 @@ bool rt_st_write(const char *path, const rt_st_entry *entries, int n, const rt_s
     while (h.len % 8)
         sb_put(&h, " ", 1);
 
+    /* room for it on the disk (a tensor the size of a model that does not fit would fill the
+     * disk for minutes before failing) */
+    uint64_t file_bytes = 8 + h.len + at;
+    if (!disk_has_room(path, file_bytes, d))
+        goto done;
     /* data, to PATH.tmp, then rename */
     size_t plen = strlen(path);
     tmp = xcalloc(plen + 5, 1);
@@ -826,9 +853,15 @@ bool rt_st_write(const char *path, const rt_st_entry *entries, int n, const rt_s
         }
         if (!fill)
             ir_unreachable("rt_st_write: entry without data and no fill callback");
-        void *buf = xcalloc(bytes, 1);
-        bool filled = fill(ctx, e, buf, d);
-        io = filled && write_all(out, buf, bytes);
+        int64_t esize = ir_dtype_size(e->dtype), count = (int64_t)(bytes / (uint64_t)esize);
+        int64_t chunk = ((int64_t)1 << 24) / esize; /* 16 MiB at a time */
+        void *buf = xcalloc((size_t)(count < chunk ? count : chunk), (size_t)esize);
+        bool filled = true;
+        for (int64_t at = 0; at < count && io && filled; at += chunk) {
+            int64_t k = count - at < chunk ? count - at : chunk;
+            filled = fill(ctx, e, at, k, buf, d);
+            io = filled && write_all(out, buf, (size_t)(k * esize));
+        }
         free(buf);
         if (!filled)
             goto done;

@@ -103,14 +103,17 @@ typedef struct {
     const void *data;
 } rt_st_entry;
 
-/* Produces entry e's bytes into dst (sized for it); reports through d and returns false on error. */
-typedef bool (*rt_st_fill_fn)(void *ctx, const rt_st_entry *e, void *dst, ir_diag *d);
+/* Produces elements [first, first + count) of entry e into dst (count elements of e's dtype);
+ * reports through d and returns false on error. The writer asks for a tensor in chunks, so a
+ * tensor larger than memory streams to disk. */
+typedef bool (*rt_st_fill_fn)(void *ctx, const rt_st_entry *e, int64_t first, int64_t count, void *dst, ir_diag *d);
 
 /* Writes a safetensors file: tensors in byte order of their names (so the same set of tensors
  * always gives the same file), __metadata__ (if n_meta > 0) first in the header, the header
  * padded with spaces to a multiple of 8 bytes. Atomic: writes PATH.tmp, fsyncs it and renames
  * it over path; on error removes PATH.tmp and leaves path as it was. Names must be unique
- * (reported as an error otherwise). fill may be NULL when every entry has data. */
+ * (reported as an error otherwise). fill may be NULL when every entry has data. A file larger
+ * than the free space of its filesystem is refused before anything is written. */
 bool rt_st_write(const char *path, const rt_st_entry *entries, int n, const rt_st_meta *meta,
                  int n_meta, rt_st_fill_fn fill, void *ctx, ir_diag *d);
 

@@ -351,6 +351,14 @@ static bool load_encoder(rt_bpe *b, const char *path, ir_diag *d)
         ir_diag_error(d, -1, 0, 0, "%s: no tokens", path);
         ok = false;
     }
+    /* the tables below are indexed by id: ids with large gaps (one huge id in a tiny file)
+     * would size them by the file's claim, not its contents */
+    if (ok && n_ids > 2 * (uint32_t)n_items + 1024) {
+        ir_diag_error(d, -1, 0, 0,
+                      "%s: the largest id is %u but there are only %d tokens (ids run from 0 up, without large gaps)",
+                      path, n_ids - 1, n_items);
+        ok = false;
+    }
     if (ok) {
         b->n_ids = n_ids;
         b->off = xrealloc(NULL, ((size_t)n_ids + 1) * sizeof *b->off);

@@ -264,6 +264,9 @@ static void test_load_errors(void)
     expect_load_error(__LINE__, "{\n\"a\": 1,\n\"\xe4\xb8\xad\": 2\n}", "", "encoder.json:3: token \"\xe4\xb8\xad\" (id 2) has a character outside");
     expect_load_error(__LINE__, "{\n\"a\": 1,\n\"b\": 1\n}", "", "encoder.json:3: id 1 is given to two tokens");
     expect_load_error(__LINE__, "{\n\"a\": 0\n}", "", "byte 0x00 has no token");
+    /* 17 bytes that once asked for 23 GB of tables */
+    expect_load_error(__LINE__, "{\"!\": 2147483647}", "",
+                      "encoder.json: the largest id is 2147483647 but there are only 1 tokens");
     expect_load_error(__LINE__, good, "#version: 0.2\na b\nab\n", "vocab.bpe:3: expected a merge 'LEFT RIGHT'");
     expect_load_error(__LINE__, good, "#version: 0.2\na b\nab  c\n", "vocab.bpe:3: expected a merge");
     expect_load_error(__LINE__, good, "#version: 0.2\na b\nab d\n", "vocab.bpe:3: merge 'ab d': 'abd' is not a token");
