@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -139,13 +140,22 @@ bool rt_ckpt_save(const char *dir, const rt_ckpt_info *info, const rt_ckpt_tenso
 
 /* ---- loading -------------------------------------------------------------------------------- */
 
-static bool get_int(const cJSON *j, const char *key, double lo, double hi, double *out)
+/* A number in [lo, hi] (an integer when integer): checked as a double, never cast first (a cast
+ * of 1e20 to an integer is undefined). */
+static bool get_num(const cJSON *j, const char *key, double lo, double hi, bool integer, double *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi || v->valuedouble != (double)(int64_t)v->valuedouble)
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+        (integer && floor(v->valuedouble) != v->valuedouble))
         return false;
     *out = v->valuedouble;
     return true;
+}
+
+/* An integer in [lo, hi]; hi at most 2^53, where doubles still hold every integer. */
+static bool get_int(const cJSON *j, const char *key, double lo, double hi, double *out)
+{
+    return get_num(j, key, lo, hi, true, out);
 }
 
 static bool get_u64(const cJSON *j, const char *key, uint64_t *out)
@@ -231,8 +241,8 @@ bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n,
     else if (!cJSON_IsString(state) || strncmp(state->valuestring, "state-", 6) != 0 || strchr(state->valuestring, '/'))
         bad = "\"state\" must name a state-*.safetensors file in the directory";
     else if (cJSON_GetObjectItemCaseSensitive(j, "loss_scale") &&
-             (!get_int(j, "loss_scale", 1, 1e30, &ls) || !get_int(j, "loss_scale_good_steps", 0, 1e15, &good)))
-        bad = "\"loss_scale\" and \"loss_scale_good_steps\" must be positive and non-negative integers";
+             (!get_num(j, "loss_scale", 1, 1e30, false, &ls) || !get_int(j, "loss_scale_good_steps", 0, 1e15, &good)))
+        bad = "\"loss_scale\" must be a number in [1, 1e30] and \"loss_scale_good_steps\" a non-negative integer";
     if (bad) {
         ir_diag_error(d, -1, 0, 0, "%s: %s", mpath, bad);
         ok = false;
