@@ -82,6 +82,7 @@ typedef struct {
     strset param_names;
     strset io_names;
     int n_outputs;
+    int64_t iterations;           /* loop iterations run so far, all loops together */
 } builder;
 
 /* Evaluated call argument: the syntax (name, location, expression) and its value. */

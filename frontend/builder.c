@@ -22,6 +22,7 @@
 
 /* Most iterations one `for` may unroll. */
 #define MAX_LOOP_ITERATIONS (1 << 20)
+#define MAX_ITERATIONS (1 << 24) /* all loops of a model together (nested loops multiply) */
 
 /* ---- errors --------------------------------------------------------------------------- */
 
@@ -736,9 +737,17 @@ static void exec_for(builder *b, frame *f, scope *s, const ast_stmt *st)
                 MAX_LOOP_ITERATIONS);
         return;
     }
+    /* one scope for every iteration, emptied before each: nothing outlives an iteration but
+     * values assigned to outer names, which are copied there */
+    scope *body = scope_new(b, s);
     for (int64_t i = lo; i < hi; i++) {
+        if (++b->iterations > MAX_ITERATIONS) {
+            b_error(b, st->loc, "the model's loops run more than %d iterations in all (nested loops multiply)",
+                    MAX_ITERATIONS);
+            return;
+        }
         int errors = b->d->n_errors;
-        scope *body = scope_new(b, s);
+        body->n = 0;
         scope_bind(b, body, st->names->name, v_int(i), B_LOOP, st->names->loc);
         exec_stmts(b, f, body, st->body);
         if (b->d->n_errors > errors) /* the next iteration would say it again */
