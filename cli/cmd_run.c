@@ -11,14 +11,15 @@
  * Optional inputs may be absent: the outputs that need them are then skipped. Hugging Face's
  * non-parameter buffers in a weights file (e.g. embeddings.position_ids) are skipped.
  *
- * Targets: `cpu` (the default, except with --precision f64): fusion, kernels JIT-compiled for
- * this machine, OpenBLAS and a thread pool (engine/run.c); f32 compute, outputs in their
- * own dtype; --stats prints the plan's kernels and library calls, its memory and times.
- * `opencl[:PLATFORM[:DEVICE]]`: the same plan on an OpenCL device (engine/program_opencl.c; the
- * first platform with a device and its first device unless told; f32 compute).
- * `ref`: the reference interpreter. --passes runs a pipeline first on either target (cpu: it
- * must end with fuse; default dce,cse,fuse): --passes=dce,cse,autodiff,fuse runs a training
- * step's forward and backward, writing the loss and every grad/<param>.
+ * Every target runs through engine/run.c (eng_run_files), as the executables of `loom build`
+ * do. Targets: `cpu` (the default, except with --precision f64): fusion, kernels JIT-compiled
+ * for this machine, OpenBLAS and a thread pool; f32 compute, outputs in their own dtype;
+ * --stats prints the plan's kernels and library calls, its memory and times.
+ * `cuda`, `opencl[:PLATFORM[:DEVICE]]`: the same plan on a device (engine/program_cuda.c,
+ * engine/program_opencl.c; OpenCL: the first platform with a device and its first device unless
+ * told; f32 compute). `ref`: the reference interpreter. --passes runs a pipeline first on any
+ * target (but ref it must end with fuse; default dce,cse,fuse): --passes=dce,cse,autodiff,fuse
+ * runs a training step's forward and backward, writing the loss and every grad/<param>.
  * With --precision f32 (the default) values are rounded to their dtype after every op and
  * outputs are written in their own dtype; with --precision f64 (ref only) nothing is rounded
  * (parameters given in a wider dtype than declared keep their precision) and float outputs
@@ -32,15 +33,9 @@
 #include "cli/cli.h"
 #include "engine/jobs.h"
 #include "engine/run.h"
-#include "engine/run_values.h"
 #include "ir/interp.h"
 #include "runtime/opencl/opencl.h"
-#include "passes/pass.h"
-#include "io/safetensors.h"
 
-#include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* The target to run on: --target, else cpu, or ref for --precision f64 (cpu computes in f32). */
@@ -83,48 +78,6 @@ static bool check_target(const eng_opts *o, ir_diag *d)
     return false;
 }
 
-/* The pipeline at a half precision: --passes with lower-precision given its type (added before
- * a final fuse, else at the end, when absent: after autodiff, so that backward reductions stay
- * f32), or by default dce,cse,lower-precision=TYPE,fuse (no fuse on ref). NULL after reporting
- * a pipeline that does not fit buf. */
-static const char *half_pipeline(const char *passes, ir_dtype half, bool ref, char *buf, size_t cap, ir_diag *d)
-{
-    const char *lower = half == DT_F16 ? "lower-precision=fp16" : "lower-precision=bf16";
-    if (!passes) {
-        snprintf(buf, cap, ref ? "dce,cse,%s" : "dce,cse,%s,fuse", lower);
-        return buf;
-    }
-    size_t k = 0;
-    bool seen = false;
-    buf[0] = 0;
-    for (const char *p = passes; p;) {
-        const char *comma = strchr(p, ','), *s = p, *e = comma ? comma : p + strlen(p);
-        while (s < e && *s == ' ')
-            s++;
-        while (e > s && e[-1] == ' ')
-            e--;
-        int len = (int)(e - s);
-        bool is_lower = len >= 15 && strncmp(s, "lower-precision", 15) == 0 && (len == 15 || s[15] == '=');
-        if (!comma && !seen && !is_lower && len == 4 && strncmp(s, "fuse", 4) == 0) {
-            k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%s", k ? "," : "", lower);
-            seen = true;
-        }
-        if (is_lower && len == 15)
-            k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%s", k ? "," : "", lower);
-        else
-            k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%.*s", k ? "," : "", len, s);
-        seen |= is_lower;
-        p = comma ? comma + 1 : NULL;
-    }
-    if (!seen)
-        k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%s", k ? "," : "", lower);
-    if (k >= cap) {
-        ir_diag_error(d, -1, 0, 0, "run: --passes is too long (%zu characters)", strlen(passes));
-        return NULL;
-    }
-    return buf;
-}
-
 int cmd_run(const eng_opts *o)
 {
     ir_diag d;
@@ -151,43 +104,13 @@ int cmd_run(const eng_opts *o)
     if (!g)
         return cli_finish(&d);
     char half_passes[1024];
-    const char *pipeline = half ? half_pipeline(o->passes, precision, strcmp(target_of(o), "ref") == 0, half_passes,
-                                                sizeof half_passes, &d)
+    const char *pipeline = half ? eng_half_pipeline(o->passes, precision, strcmp(target_of(o), "ref") == 0, "run",
+                                                    half_passes, sizeof half_passes, &d)
                                 : o->passes;
-
-    /* checking and converting weights and inputs: io/run_io.c, shared with `loom build`
-     * executables */
-    rt_io_sig sig = rt_io_sig_from_graph(g);
-    ir_named_tensor *vals = NULL;
-    int n_vals = 0;
-    if (rt_io_check_options(&sig, "run", o->weights, o->inputs, o->outputs, &d))
-        rt_io_load(&sig, o->weights, o->inputs, prec, &vals, &n_vals, &d);
-
-    ir_named_tensor *outs = NULL;
-    int n_outs = 0;
-    bool ran = false;
-    if (ir_diag_ok(&d)) {
-        if (strcmp(target_of(o), "cpu") == 0)
-            ran = eng_run_cpu(g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
-        else if (strcmp(target_of(o), "cuda") == 0)
-            ran = eng_run_program("cuda", g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
-        else if (strncmp(target_of(o), "opencl", 6) == 0)
-            ran = eng_run_program(target_of(o), g, pipeline, vals, n_vals, o->stats, &outs, &n_outs, &d);
-        else {
-            /* --passes on the reference target: e.g. dce,autodiff gives the reference gradients */
-            pass_options po = pass_options_default();
-            ran = (!pipeline || pass_run_pipeline(g, pipeline, &po, &d)) &&
-                  ir_interp_run(g, prec, vals, n_vals, &outs, &n_outs, &d);
-        }
-    }
-    if (ran)
-        rt_io_write_outputs(o->outputs, outs, n_outs, prec, &d);
-    if (outs)
-        ir_named_tensors_free(outs, n_outs);
-    for (int i = 0; i < n_vals; i++)
-        ir_tensor_free(vals[i].t);
-    free(vals);
-    rt_io_sig_free(&sig);
+    /* binding, running and writing: engine/run.c, the path of `loom build` executables too */
+    eng_run_opts ro = {.target = target_of(o), .pipeline = pipeline, .prec = prec, .stats = o->stats};
+    if (ir_diag_ok(&d))
+        eng_run_files(g, &ro, o->weights, o->inputs, o->outputs, &d);
     ir_graph_free(g);
     return cli_finish(&d);
 }

@@ -4,7 +4,8 @@
  * What a node computes is emitted by the code shared with the host renderer (render_llvm.h);
  * this file owns the GPU mapping of kir.h's grid and loops and the GPU math table.
  *
- * Mapping (cg_ptx_launch_dims in codegen.h gives the launch that goes with it):
+ * Mapping (cg_ptx_launch_dims in codegen.h gives the launch that goes with it; ptx_launch.c,
+ * without LLVM, so that a `loom build --target cuda` executable computes it at run time):
  *  - a kernel without loops: one thread per grid point. The global thread id
  *    blockIdx.x·blockDim.x + threadIdx.x is the flattened (row-major) grid point, turned into
  *    grid indices by div/mod by the constant dims (in i32 when the grid has < 2^31 points);
@@ -56,38 +57,14 @@
 const cg_ptx_options cg_ptx_defaults = {.sm = 80, .ptx = 0, .opt_level = 3};
 
 enum { WARP = 32, MAX_WARPS = CG_PTX_MAX_BLOCK / WARP, ADDR_GLOBAL = 1, ADDR_SHARED = 3 };
-static const int64_t MAX_GRID = INT32_MAX; /* gridDim.x limit */
 
-/* ---- launch geometry ------------------------------------------------------------------------ */
-
+/* The number of grid points of k (the product of its dims). */
 static int64_t grid_points(const cg_kernel *k)
 {
     int64_t p = 1;
     for (int d = 0; d < k->n_dims; d++)
         p *= k->dim[d];
     return p;
-}
-
-static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-void cg_ptx_launch_dims(const cg_kernel *k, unsigned grid[3], unsigned block[3])
-{
-    int64_t p = grid_points(k), g, b;
-    if (k->n_loops == 0) {
-        b = round_up(p, WARP);
-        b = b > CG_PTX_MAX_BLOCK ? CG_PTX_MAX_BLOCK : b;
-        g = (p + b - 1) / b;
-    } else {
-        int64_t ext = 1;
-        for (int l = 0; l < k->n_loops; l++)
-            ext = k->loop[l] > ext ? k->loop[l] : ext;
-        b = round_up(ext, WARP);
-        b = b > CG_PTX_MAX_BLOCK ? CG_PTX_MAX_BLOCK : b;
-        g = p;
-    }
-    grid[0] = (unsigned)(g > MAX_GRID ? MAX_GRID : g < 1 ? 1 : g);
-    block[0] = (unsigned)b;
-    grid[1] = grid[2] = block[1] = block[2] = 1;
 }
 
 /* ---- rendering state ------------------------------------------------------------------------ */

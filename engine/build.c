@@ -1,27 +1,28 @@
-/* cmd_build.c — `loom build MODEL [-D n=v]... [--target cpu|opencl[:P[:D]]|cuda] [--generic-cpu]
- * [--precision bf16|fp16] -o EXE`: a standalone executable (a half --precision adds the
- * lower-precision pass, cpu only so far).
+/* build.c — `loom build MODEL [-D n=v]... [--target cpu|opencl[:P[:D]]|cuda] [--generic-cpu]
+ * [--precision bf16|fp16] [--passes P] -o EXE`: a model's executable, which runs as `loom run
+ * --target T` does because it runs through the same function (engine/run.c: eng_run_files).
  *
- * The model goes through the CPU pipeline of `loom run` (dce, cse, fuse; lowering; the memory
- * plan); its kernels become a host object file (tuned for this machine, as the JIT's, so the
- * outputs are bit-identical to `loom run`; --generic-cpu: for any CPU of this architecture,
- * e.g. another node, with outputs that may differ in the last bits), and the
- * system C compiler driver links that object, a generated name → function table and
- * libloom_standalone.a (exe/standalone_main.c) with the runtime, libloom_ir, cJSON and
- * OpenBLAS — no LLVM, flex or bison. The plan and the model's signature are then appended to
- * the file as its payload (io/exe_payload.h). The executable takes `loom run`'s options
- * (--weights, --inputs, --outputs, --stats). Every input, optional ones included, is compiled
- * in: the executable needs all of them.
+ * The payload (io/exe_payload.h) carries the model's graph as textual IR, the pipeline `loom
+ * run` would run (--passes; dce,cse,fuse; a half --precision adds lower-precision, cpu only so
+ * far) and the target. At start-up the executable drops the optional inputs not given, runs the
+ * pipeline, lowers and plans memory as `loom run` does; only the kernels come from elsewhere.
+ * Since the inputs given decide the graph and so its kernels, build lowers the graph of every
+ * combination of optional inputs given and absent (at most BUILD_MAX_OPTIONAL optional inputs)
+ * and compiles each distinct kernel once, named by the hash of its kernel IR
+ * (program_kernel_symbol): cpu — one host object file (tuned for this machine, as the JIT, so
+ * the outputs are bit-identical to `loom run`; --generic-cpu: for any CPU of this architecture,
+ * e.g. another node, with outputs that may differ in the last bits) and a generated name →
+ * function table; cuda — one PTX module (LOOM_CUDA_SM as for `loom run`) compiled into the
+ * table file as a string; opencl — nothing: the executable renders OpenCL C from kernel IR at
+ * start-up, which needs no LLVM. The system C compiler driver links the table (and object)
+ * with libloom_exe.a (exe/standalone_main.c, exe/program_aot.c and the kernel-table backends)
+ * and libloom.a, cJSON and OpenBLAS — no LLVM, flex or bison; a device target forces in its
+ * backend (-Wl,-u,NAME): an OpenCL executable needs the ICD loader and CLBlast, a CUDA one
+ * loads the driver and cuBLASLt with dlopen (runs, and fails clearly, without them).
  *
  * The compiler and the libraries are the ones this loom was built with (CMake passes
  * LOOM_CC, LOOM_LINK_LIBS and LOOM_LINK_FLAGS); LOOM_CC in the environment overrides the
  * compiler. Work files go to a fresh directory under $TMPDIR (default /tmp), removed after.
- *
- * --target opencl[:P[:D]] / cuda: the same plan, its kernels rendered to OpenCL C or PTX
- * (LOOM_CUDA_SM as for `loom run`) and embedded in the payload with their launch geometry
- * (standalone.h); no host kernels. The executable pulls in only its target's runner
- * (-u rt_standalone_run_opencl / _cuda): an OpenCL one needs the ICD loader and CLBlast, a
- * CUDA one loads the driver and cuBLASLt with dlopen (runs, and fails clearly, without them).
  *
  * --mesh dp=D,tp=T,pp=P (cpu): a cluster executable, run as `mpirun -np N EXE --weights W
  * --inputs I --outputs O` (exe/cluster_main.c). Each rank's graph after the pipeline and shard
@@ -83,8 +84,26 @@ typedef enum { BUILD_CPU, BUILD_OPENCL, BUILD_CUDA, BUILD_CLUSTER } build_target
 
 extern char **environ;
 
-/* Writes the C table of kernels: name → function, for the executable's resolver. */
-static bool write_table(const char *path, cg_kernel *const *kernels, int n_kernels, ir_diag *d)
+/* Writes s as the C string literal that holds it. */
+static void write_c_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\n')
+            fputs("\\n\"\n\"", f); /* one source line per line of text */
+        else if (*p == '"' || *p == '\\' || *p == '?')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7f)
+            fprintf(f, "\\%03o", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* Writes the C table of kernels: name → function, for the executable's resolver; with ptx,
+ * also the PTX module as RT_KERNEL_PTX (a cuda executable's). */
+static bool write_table(const char *path, cg_kernel *const *kernels, int n_kernels, const char *ptx, ir_diag *d)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -99,6 +118,11 @@ static bool write_table(const char *path, cg_kernel *const *kernels, int n_kerne
     for (int i = 0; i < n_kernels; i++)
         fprintf(f, "    {\"%s\", %s},\n", kernels[i]->name, kernels[i]->name);
     fprintf(f, "    {0, 0}\n};\nconst int loom_kernel_count = %d;\n", n_kernels);
+    if (ptx) {
+        fprintf(f, "const char %s[] =\n", RT_KERNEL_PTX_NAME);
+        write_c_string(f, ptx);
+        fprintf(f, ";\n");
+    }
     bool ok = fclose(f) == 0;
     if (!ok)
         ir_diag_error(d, -1, 0, 0, "build: cannot write %s: %s", path, strerror(errno));
@@ -112,7 +136,7 @@ static void add_words(char **argv, int *argc, int cap, char *s)
         argv[(*argc)++] = w;
 }
 
-/* Runs the C compiler driver: cc -o exe table.c [kernels.o | -Wl,-u,RUNNER] LIBS [DEVICE LIBS]
+/* Runs the C compiler driver: cc -o exe table.c [kernels.o | -Wl,-u,BACKEND] LIBS [DEVICE LIBS]
  * FLAGS. */
 static bool link_exe(const char *cc, const char *exe, const char *table, const char *obj, build_target bt, ir_diag *d)
 {
@@ -128,8 +152,8 @@ static bool link_exe(const char *cc, const char *exe, const char *table, const c
     argv[argc++] = (char *)table;
     if (bt == BUILD_CPU || bt == BUILD_CLUSTER)
         argv[argc++] = (char *)obj;
-    else
-        argv[argc++] = bt == BUILD_OPENCL ? "-Wl,-u," RT_STANDALONE_OPENCL_SYMBOL : "-Wl,-u," RT_STANDALONE_CUDA_SYMBOL;
+    else /* the device backend, a weak reference in exe/program_aot.c */
+        argv[argc++] = bt == BUILD_OPENCL ? "-Wl,-u,program_backend_opencl" : "-Wl,-u,program_backend_cuda_table";
     if (bt == BUILD_CLUSTER) /* the libraries call each other both ways */
         argv[argc++] = "-Wl,--start-group";
     add_words(argv, &argc, 120, libs);
@@ -212,74 +236,6 @@ static void model_text(const eng_opts *o, rt_wbuf *wm)
         int len = snprintf(def, sizeof def, " -D %s=%s", o->defines[i].name, o->defines[i].value);
         rt_wbuf_bytes(wm, def, (size_t)(len < (int)sizeof def ? len : (int)sizeof def - 1));
     }
-}
-
-/* The payload: the plan with its signature, facts for --stats, and what it was built from. */
-static uint8_t *make_payload(const eng_opts *o, const char *target, const ir_graph *fused, const rt_plan *plan,
-                             const rt_plan_blob *extra, int n_extra, size_t *n)
-{
-    rt_io_sig sig = rt_io_sig_from_graph(fused);
-    for (int i = 0; i < sig.n; i++)
-        sig.slots[i].optional = false; /* compiled with every input present */
-    rt_wbuf ws = {0}, wi = {0}, wm = {0};
-    rt_io_sig_encode(&sig, &ws);
-    rt_io_plan_info info = eng_cpu_plan_info(fused, plan);
-    rt_io_plan_info_encode(&info, &wi);
-    model_text(o, &wm);
-    rt_plan_blob blobs[8] = {{"target", (uint8_t *)target, strlen(target)},
-                             {"signature", ws.data, ws.n},
-                             {"plan_info", wi.data, wi.n},
-                             {"model", wm.data, wm.n}};
-    int nb = 4;
-    for (int i = 0; i < n_extra && nb < 8; i++)
-        blobs[nb++] = extra[i];
-    uint8_t *p = rt_plan_serialize(plan, blobs, nb, n);
-    free(ws.data);
-    free(wi.data);
-    free(wm.data);
-    rt_io_sig_free(&sig);
-    return p;
-}
-
-/* The device blobs of a plan: OpenCL C and launch geometry, or PTX and launch geometry
- * (standalone.h's formats; data malloc'd, *n of them). False on a kernel that does not render. */
-static bool device_blobs(build_target bt, const cg_lowered *low, rt_plan_blob *b, int *n, ir_diag *d)
-{
-    *n = 0;
-    rt_wbuf geo = {0};
-    if (bt == BUILD_OPENCL) {
-        char *src = low->n_kernels > 0 ? cg_opencl_source_offsets(low->kernels, low->n_kernels, d) : NULL;
-        if (low->n_kernels > 0 && !src)
-            return false;
-        if (src)
-            b[(*n)++] = (rt_plan_blob){"opencl_source", (uint8_t *)src, strlen(src)};
-        rt_wbuf_u32(&geo, (uint32_t)low->n_kernels);
-        for (int i = 0; i < low->n_kernels; i++) {
-            size_t groups, local;
-            cg_opencl_launch_dims(low->kernels[i], &groups, &local);
-            rt_wbuf_str(&geo, low->kernels[i]->name);
-            rt_wbuf_u64(&geo, groups);
-            rt_wbuf_u64(&geo, local);
-        }
-        b[(*n)++] = (rt_plan_blob){"opencl_dims", geo.data, geo.n};
-        return true;
-    }
-    rt_cuda_launch *launch = calloc((size_t)low->plan.n_steps + 1, sizeof *launch);
-    if (!launch)
-        ir_unreachable("out of memory");
-    bool failed;
-    char *ptx = program_cuda_ptx(&low->plan, low->kernels, low->n_kernels, launch, &failed, d);
-    if (!failed) {
-        if (ptx)
-            b[(*n)++] = (rt_plan_blob){"ptx", (uint8_t *)ptx, strlen(ptx)};
-        rt_wbuf_u32(&geo, (uint32_t)low->plan.n_steps);
-        for (int s = 0; s < low->plan.n_steps; s++)
-            for (int k = 0; k < 6; k++)
-                rt_wbuf_u32(&geo, k < 3 ? launch[s].grid[k] : launch[s].block[k - 3]);
-        b[(*n)++] = (rt_plan_blob){"cuda_launch", geo.data, geo.n};
-    }
-    free(launch);
-    return !failed;
 }
 
 /* A fresh work directory under $TMPDIR and the paths of the files made in it. */
@@ -565,7 +521,8 @@ static bool build_cluster(const eng_opts *o, bool existed, ir_diag *d)
         c.unique[i]->name = ir_arena_strdup(&c.unique[i]->arena, c.symbols[i]);
     cg_host_options ho = cg_host_defaults;
     ho.generic_cpu = o->generic_cpu;
-    ok = ok && cg_host_emit_object(c.unique, c.n_unique, &ho, w.obj, d) && write_table(w.table, c.unique, c.n_unique, d) &&
+    ok = ok && cg_host_emit_object(c.unique, c.n_unique, &ho, w.obj, d) &&
+         write_table(w.table, c.unique, c.n_unique, NULL, d) &&
          link_exe(c_compiler(), w.linked, w.table, w.obj, BUILD_CLUSTER, d);
     rt_wbuf wm = {0};
     model_text(o, &wm);
@@ -585,6 +542,168 @@ static bool build_cluster(const eng_opts *o, bool existed, ir_diag *d)
         unlink(o->out); /* never leave a half-written executable */
     free(payload);
     rt_plan_blobs_free(blobs, n_blobs);
+    cluster_kernels_free(&c);
+    workdir_free(&w);
+    ir_graph_free(g);
+    return ir_diag_ok(d);
+}
+
+/* ---- a model's executable (standalone_main.c) ------------------------------------------------ */
+
+/* The most optional inputs an executable compiles the kernels of every given/absent combination
+ * for (2^6 = 64 lowerings of the graph at build time). */
+#define BUILD_MAX_OPTIONAL 6
+
+/* The optional inputs of a model, and which of them one combination gives. */
+typedef struct {
+    const char *name[BUILD_MAX_OPTIONAL];
+    int n;
+    unsigned given; /* bit i: name[i] is given */
+} optional_combo;
+
+/* eng_drop_absent_if's question for one combination. */
+static bool combo_gives(const void *ctx, const char *name)
+{
+    const optional_combo *c = ctx;
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->name[i], name) == 0)
+            return c->given >> i & 1;
+    return true;
+}
+
+/* The pipeline the executable runs (and `loom run` would): --passes, with lower-precision at a
+ * half --precision (cpu only so far), else dce,cse,fuse. NULL after reporting. */
+static const char *model_pipeline(const eng_opts *o, build_target bt, char *buf, size_t cap, ir_diag *d)
+{
+    ir_dtype prec = eng_precision(o, "build", d); /* bf16/fp16: lower-precision (docs/backend.md) */
+    bool half = prec == DT_BF16 || prec == DT_F16;
+    if (prec == DT_F64)
+        ir_diag_error(d, -1, 0, 0, "build: executables compute in f32 (or --precision bf16|fp16), not f64");
+    else if (half && bt != BUILD_CPU) /* the device executors' GEMMs are f32 so far */
+        ir_diag_error(d, -1, 0, 0, "build: --precision %s executables are built for --target cpu only so far",
+                      o->precision);
+    if (!ir_diag_ok(d))
+        return NULL;
+    const char *pipeline = half ? eng_half_pipeline(o->passes, prec, false, "build", buf, cap, d)
+                                : o->passes ? o->passes : pass_default_pipeline();
+    if (pipeline && !eng_pipeline_ends_with_fuse(pipeline)) {
+        ir_diag_error(d, -1, 0, 0, "build: --passes must end with fuse (got '%s')", pipeline);
+        return NULL;
+    }
+    return pipeline;
+}
+
+/* Lowers g as the executable will for every combination of its optional inputs given and
+ * absent (all given first: c->lows[0]), collecting each distinct kernel once in c, and checks
+ * what each target checks at start-up; *attention: some plan has an attention step. */
+static bool lower_combinations(const ir_graph *g, const char *pipeline, build_target bt, cluster_kernels *c,
+                               int *n_combos, bool *attention, ir_diag *d)
+{
+    optional_combo oc = {.n = 0};
+    int n_opt = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->op == OP_input && n->optional && n_opt++ < BUILD_MAX_OPTIONAL)
+            oc.name[oc.n++] = n->name;
+    }
+    if (n_opt > BUILD_MAX_OPTIONAL) {
+        ir_diag_error(d, -1, 0, 0, "build: the model has %d optional inputs; an executable holds the kernels of every "
+                      "combination of its optional inputs given and absent, for at most %d of them (%d combinations): "
+                      "make some of them required", n_opt, BUILD_MAX_OPTIONAL, 1 << BUILD_MAX_OPTIONAL);
+        return false;
+    }
+    *n_combos = 1 << oc.n;
+    *attention = false;
+    bool ok = true;
+    for (int m = *n_combos - 1; ok && m >= 0; m--) {
+        ir_graph *gm = ir_graph_clone(g);
+        oc.given = (unsigned)m;
+        eng_drop_absent_if(gm, combo_gives, &oc);
+        ok = collect_program(c, gm, pipeline, d);
+        ir_graph_free(gm);
+        const cg_lowered *low = &c->lows[c->n_lows - 1];
+        ok = ok && rt_plan_validate(&low->plan, "build", d);
+        if (ok && bt == BUILD_OPENCL && low->n_kernels > 0) { /* rendered at start-up: must render */
+            char *src = cg_opencl_source_offsets(low->kernels, low->n_kernels, d);
+            ok = src != NULL;
+            free(src);
+        }
+        if (ok && bt == BUILD_CUDA)
+            ok = program_cuda_supported(&low->plan, d);
+        for (int s = 0; ok && s < low->plan.n_steps; s++)
+            *attention |= low->plan.steps[s].kind == RT_STEP_ATTENTION;
+    }
+    return ok;
+}
+
+/* The model's graph as textual IR (ir_print), as a payload record. */
+static rt_plan_blob graph_blob(const ir_graph *g)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        ir_unreachable("out of memory");
+    ir_print(g, f);
+    fclose(f);
+    return (rt_plan_blob){strdup("graph"), (uint8_t *)text, len};
+}
+
+static rt_plan_blob text_blob(const char *name, const char *text)
+{
+    return (rt_plan_blob){strdup(name), (uint8_t *)strdup(text), strlen(text)};
+}
+
+static bool build_model(const eng_opts *o, build_target bt, const char *target, bool existed, ir_diag *d)
+{
+    ir_graph *g = eng_load_graph(o, d);
+    char buf[1024];
+    const char *pipeline = g ? model_pipeline(o, bt, buf, sizeof buf, d) : NULL;
+    cluster_kernels c = {0};
+    int n_combos = 0;
+    bool attention = false;
+    bool ok = pipeline && lower_combinations(g, pipeline, bt, &c, &n_combos, &attention, d);
+    for (int i = 0; ok && i < c.n_unique; i++)
+        c.unique[i]->name = ir_arena_strdup(&c.unique[i]->arena, c.symbols[i]);
+    workdir w = {0};
+    ok = ok && workdir_new(&w, d);
+    cg_host_options ho = cg_host_defaults;
+    ho.generic_cpu = o->generic_cpu;
+    char *ptx = NULL;
+    if (ok && bt == BUILD_CPU)
+        ok = cg_host_emit_object(c.unique, c.n_unique, &ho, w.obj, d);
+    if (ok && bt == BUILD_CUDA) {
+        ptx = c.n_unique > 0 || attention ? program_cuda_ptx(c.unique, c.n_unique, attention, d) : strdup("");
+        ok = ptx != NULL;
+    }
+    ok = ok && write_table(w.table, c.unique, bt == BUILD_CPU ? c.n_unique : 0, ptx, d) &&
+         link_exe(c_compiler(), w.linked, w.table, w.obj, bt, d);
+    free(ptx);
+    size_t n = 0;
+    uint8_t *payload = NULL;
+    if (ok) {
+        rt_wbuf wm = {0};
+        model_text(o, &wm);
+        rt_plan_blob blobs[4] = {text_blob("target", target), graph_blob(g), text_blob("pipeline", pipeline),
+                                 {strdup("model"), wm.data, wm.n}};
+        rt_plan empty = {0};
+        payload = rt_plan_serialize(&empty, blobs, 4, &n);
+        for (int i = 0; i < 4; i++) {
+            free(blobs[i].name);
+            free(blobs[i].data);
+        }
+    }
+    ok = ok && write_exe(w.linked, o->out, payload, n, d);
+    if (ok) {
+        const cg_lowered *all = &c.lows[0]; /* every input given */
+        printf("built %s for %s: %d kernels, %d steps, arena %.2f MiB, payload %zu bytes; %d graph%s (%s): %d "
+               "kernels, %d distinct\n",
+               o->out, target, all->n_kernels, all->plan.n_steps, (double)all->plan.arena_bytes / 1048576.0, n,
+               n_combos, n_combos == 1 ? "" : "s",
+               n_combos == 1 ? "no optional inputs" : "each optional input given or absent", c.n_total, c.n_unique);
+    } else if (!existed || payload)
+        unlink(o->out); /* never leave a half-written executable (nor the probe's empty file) */
+    free(payload);
     cluster_kernels_free(&c);
     workdir_free(&w);
     ir_graph_free(g);
@@ -633,54 +752,5 @@ bool eng_build(const eng_opts *o, ir_diag *d)
             unlink(o->out);
         return ir_diag_ok(d);
     }
-    ir_graph *g = eng_load_graph(o, d);
-    if (!g) {
-        if (!existed)
-            unlink(o->out); /* the probe's empty file */
-        return ir_diag_ok(d);
-    }
-
-    pass_options po = pass_options_default();
-    ir_dtype prec = eng_precision(o, "build", d); /* bf16/fp16: lower-precision (docs/backend.md) */
-    po.precision = prec == DT_BF16 || prec == DT_F16 ? prec : DT_VOID;
-    if (prec == DT_F64)
-        ir_diag_error(d, -1, 0, 0, "build: executables compute in f32 (or --precision bf16|fp16), not f64");
-    else if (po.precision != DT_VOID && bt != BUILD_CPU) /* the device executors' GEMMs are f32 so far */
-        ir_diag_error(d, -1, 0, 0, "build: --precision %s executables are built for --target cpu only so far",
-                      o->precision);
-    cg_lowered low = {0};
-    const char *pipeline = o->passes ? o->passes : po.precision != DT_VOID ? pass_precision_pipeline() : pass_default_pipeline();
-    bool ok = ir_diag_ok(d) && pass_run_pipeline(g, pipeline, &po, d) && cg_lower(g, &low, d);
-    if (ok)
-        pass_plan_memory(&low.plan);
-    ok = ok && rt_plan_validate(&low.plan, "build", d);
-
-    workdir w = {0};
-    ok = ok && workdir_new(&w, d);
-    cg_host_options ho = cg_host_defaults;
-    ho.generic_cpu = o->generic_cpu;
-    rt_plan_blob extra[4];
-    int n_extra = 0;
-    if (bt == BUILD_CPU)
-        ok = ok && cg_host_emit_object(low.kernels, low.n_kernels, &ho, w.obj, d);
-    else
-        ok = ok && device_blobs(bt, &low, extra, &n_extra, d);
-    ok = ok && write_table(w.table, low.kernels, bt == BUILD_CPU ? low.n_kernels : 0, d) &&
-         link_exe(c_compiler(), w.linked, w.table, w.obj, bt, d);
-    size_t n = 0;
-    uint8_t *payload = ok ? make_payload(o, target, g, &low.plan, extra, n_extra, &n) : NULL;
-    for (int i = 0; i < n_extra; i++)
-        free(extra[i].data);
-    ok = ok && write_exe(w.linked, o->out, payload, n, d);
-    if (ok)
-        printf("built %s for %s: %d kernels, %d steps, arena %.2f MiB, payload %zu bytes\n", o->out, target,
-               low.n_kernels,
-               low.plan.n_steps, (double)low.plan.arena_bytes / 1048576.0, n);
-    else if (!existed || payload)
-        unlink(o->out); /* never leave a half-written executable */
-    free(payload);
-    workdir_free(&w);
-    cg_lowered_free(&low);
-    ir_graph_free(g);
-    return ir_diag_ok(d);
+    return build_model(o, bt, target, existed, d);
 }

@@ -1,4 +1,5 @@
-/* options.c — the option parser shared by every subcommand, and model loading. */
+/* options.c — the option parser shared by every subcommand, model loading, and the pipeline of
+ * a half --precision. */
 #include "engine/options.h"
 
 #include <stdarg.h>
@@ -276,4 +277,43 @@ bool eng_params_batch_free(const eng_opts *o, const ir_graph *g, int rows, const
     }
     ir_graph_free(h);
     return ok;
+}
+
+const char *eng_half_pipeline(const char *passes, ir_dtype half, bool ref, const char *cmd, char *buf, size_t cap,
+                              ir_diag *d)
+{
+    const char *lower = half == DT_F16 ? "lower-precision=fp16" : "lower-precision=bf16";
+    if (!passes) {
+        snprintf(buf, cap, ref ? "dce,cse,%s" : "dce,cse,%s,fuse", lower);
+        return buf;
+    }
+    size_t k = 0;
+    bool seen = false;
+    buf[0] = 0;
+    for (const char *p = passes; p;) {
+        const char *comma = strchr(p, ','), *s = p, *e = comma ? comma : p + strlen(p);
+        while (s < e && *s == ' ')
+            s++;
+        while (e > s && e[-1] == ' ')
+            e--;
+        int len = (int)(e - s);
+        bool is_lower = len >= 15 && strncmp(s, "lower-precision", 15) == 0 && (len == 15 || s[15] == '=');
+        if (!comma && !seen && !is_lower && len == 4 && strncmp(s, "fuse", 4) == 0) {
+            k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%s", k ? "," : "", lower);
+            seen = true;
+        }
+        if (is_lower && len == 15)
+            k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%s", k ? "," : "", lower);
+        else
+            k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%.*s", k ? "," : "", len, s);
+        seen |= is_lower;
+        p = comma ? comma + 1 : NULL;
+    }
+    if (!seen)
+        k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%s", k ? "," : "", lower);
+    if (k >= cap) {
+        ir_diag_error(d, -1, 0, 0, "%s: --passes is too long (%zu characters)", cmd, strlen(passes));
+        return NULL;
+    }
+    return buf;
 }

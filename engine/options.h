@@ -61,6 +61,14 @@ ir_graph *eng_load_graph(const eng_opts *o, ir_diag *d);
  * DT_VOID. */
 ir_dtype eng_precision(const eng_opts *o, const char *cmd, ir_diag *d);
 
+/* The pipeline at a half precision (loom run's and loom build's --precision bf16|fp16): --passes
+ * with lower-precision given its type (added before a final fuse, else at the end, when absent:
+ * after autodiff, so that backward reductions stay f32), or by default
+ * dce,cse,lower-precision=TYPE,fuse (no fuse on ref). NULL after reporting (cmd: the command) a
+ * pipeline that does not fit buf. */
+const char *eng_half_pipeline(const char *passes, ir_dtype half, bool ref, const char *cmd, char *buf, size_t cap,
+                              ir_diag *d);
+
 /* the value of the subcommand's valued option key (the last one given), or NULL. */
 const char *eng_named(const eng_opts *o, const char *key);
 /* the model of o built with -D name=value too (replacing a -D of that name), e.g.

@@ -156,13 +156,27 @@ rt_exec_stats program_stats(const program *p)
 
 void program_kernel_symbol(const cg_kernel *k, char *buf, size_t n)
 {
+    /* k's text with its arguments named by position (a0, a1, ...) instead of by plan buffer:
+     * the same code whichever buffers a plan binds to it */
+    cg_kernel copy = *k;
+    copy.args = calloc((size_t)k->n_args + 1, sizeof *copy.args);
+    char (*names)[16] = calloc((size_t)k->n_args + 1, sizeof *names);
+    if (!copy.args || !names)
+        ir_unreachable("out of memory");
+    for (int a = 0; a < k->n_args; a++) {
+        copy.args[a] = k->args[a];
+        snprintf(names[a], sizeof names[a], "a%d", a);
+        copy.args[a].name = names[a];
+    }
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f)
         ir_unreachable("out of memory");
-    cg_kernel_print(k, f);
+    cg_kernel_print(&copy, f);
     fclose(f);
+    free(copy.args);
+    free(names);
     /* the text starts "kernel NAME(": hash from the '(' on */
     const char *from = strchr(text, '(');
     from = from ? from : text;

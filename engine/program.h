@@ -3,8 +3,10 @@
  * program_new clones the graph, runs a pass pipeline on the clone (NULL: "dce,cse,fuse"; it
  * must end with fuse), lowers it to a plan and kernels (codegen/lower.c), plans the activation
  * arena, and hands plan and kernels to the target's backend, which compiles the kernels (host
- * JIT, PTX, OpenCL C) and prepares its executor (pool: the CPU thread pool shared by every
- * program of a job; NULL: the caller's thread only; GPU backends ignore it). Then: bind every
+ * JIT, PTX, OpenCL C; in an executable of `loom build`, exe/program_aot.c's program_new gives
+ * backends that find them compiled in, by the hash of their kernel IR) and prepares its
+ * executor (pool: the CPU thread pool shared by every program of a job; NULL: the caller's
+ * thread only; GPU backends ignore it). Then: bind every
  * param and input, run, read outputs. Training builds two programs — gradients, then the
  * optimizer update — over one pool; generation a prefill and a decode program.
  *
@@ -96,11 +98,14 @@ bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg
 /* = program_new(target, g, NULL, pool, d) with target a const char * (mesh_exec.h's compiler
  * for `loom run|train --mesh`). */
 program *program_compile_segment(void *target, const ir_graph *g, rt_pool *pool, ir_diag *d);
-/* program_table.c: the CPU backend of a cluster executable, whose kernels were compiled by
- * `loom build --mesh` into the executable and are found by program_kernel_symbol. */
+/* exe/program_table.c: the CPU backend of the executables of `loom build` (with or without
+ * --mesh), whose kernels were compiled into the executable and are found by
+ * program_kernel_symbol. */
 extern const program_backend program_backend_cpu_table;
-/* The symbol of kernel k in a cluster executable: "lk_" + 16 hex digits of a hash of its
- * kernel IR without its name, so equal kernels of different ranks and segments are one. */
+/* The symbol of kernel k in an executable: "lk_" + 16 hex digits of a hash of its kernel IR
+ * without its name and with its arguments named by position, so equal kernels of different
+ * ranks, segments and programs (and of the graphs of different optional inputs given), whichever
+ * plan buffers they are bound to, are one. */
 void program_kernel_symbol(const cg_kernel *k, char *buf, size_t n);
 
 extern const program_backend program_backend_cpu;  /* program_cpu.c */
@@ -116,14 +121,35 @@ rt_exec *program_host_exec(void *state);
     .bind = program_host_bind, .run = program_host_run, .output = program_host_output,                          \
     .profile = program_host_profile, .stats = program_host_stats, .exec = program_host_exec
 extern const program_backend program_backend_cuda; /* program_cuda.c */
-/* program_cuda.c: the PTX module of a plan's kernels (plus the fused attention kernels when
- * the plan has an attention step) and the launch geometry of each kernel step in
- * launch[plan->n_steps]; NULL when there is nothing to compile, or on error (*failed set,
- * reported through d). For program_cuda and `loom build --target cuda`. */
-char *program_cuda_ptx(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
-                       bool *failed, ir_diag *d);
+/* program_cuda.c: the PTX module of kernels (with the fused attention kernels when attention is
+ * set) for $LOOM_CUDA_SM (80, the default, or 90); NULL on error, reported through d. Needs
+ * LLVM: for program_cuda and `loom build --target cuda`. */
+char *program_cuda_ptx(cg_kernel *const *kernels, int n_kernels, bool attention, ir_diag *d);
 /* program_cuda.c: the PTX target the CUDA backend compiles for ($LOOM_CUDA_SM, else 80). */
 int program_cuda_sm(void);
+/* program_cuda_exec.c, without LLVM (both CUDA backends): false, reported, when the plan has
+ * steps the CUDA executor does not run yet (half GEMM or attention). */
+bool program_cuda_supported(const rt_plan *plan, ir_diag *d);
+/* program_cuda_exec.c: each kernel step's geometry in launch[plan->n_steps]
+ * (cg_ptx_launch_dims); with fn (one entry a step), the function of kernel step s is its
+ * kernel's program_kernel_symbol, written to fn[s] and pointed to by launch[s].fn. True when
+ * the plan has an attention step (its PTX must hold the fused attention kernels). */
+bool program_cuda_launch(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
+                         char (*fn)[32]);
+/* program_cuda_exec.c: destroy, bind, run, output, profile and stats of a CUDA backend whose
+ * state is its rt_cuda_exec. */
+void program_cuda_destroy(void *state);
+bool program_cuda_bind(void *state, const char *name, const void *data, ir_diag *d);
+bool program_cuda_run(void *state, ir_diag *d);
+void *program_cuda_output(void *state, const char *name);
+void program_cuda_profile(void *state, bool on);
+rt_exec_stats program_cuda_stats(const void *state);
+#define PROGRAM_CUDA_CALLS                                                                                       \
+    .destroy = program_cuda_destroy, .bind = program_cuda_bind, .run = program_cuda_run,                        \
+    .output = program_cuda_output, .profile = program_cuda_profile, .stats = program_cuda_stats
+/* exe/program_cuda_table.c: the CUDA backend of a `loom build --target cuda` executable, whose
+ * PTX (every distinct kernel under its program_kernel_symbol) was compiled into it. */
+extern const program_backend program_backend_cuda_table;
 extern const program_backend program_backend_opencl; /* program_opencl.c */
 
 #endif

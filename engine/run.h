@@ -1,6 +1,8 @@
-/* run.h — one run of a model on a target, as `loom run` does it: compile, bind the given values,
- * run, read the outputs back (run.c: the CPU; run_device.c: the device targets), and the
- * --stats lines. */
+/* run.h — one run of a model, as `loom run` and every executable of `loom build` do it: bind
+ * the weights and inputs files by name, drop what needs an absent optional input, compile (or,
+ * in an executable, lower and find the kernels compiled in) through the program API
+ * (program.h), run, write the outputs, and the --stats lines (run.c; run_stats.c). One path
+ * for every target and for both callers, so that the two cannot disagree. */
 #ifndef LOOM_ENGINE_RUN_H
 #define LOOM_ENGINE_RUN_H
 
@@ -14,42 +16,65 @@
 #include "runtime/cpu/exec_cpu.h"
 #include "runtime/threadpool.h"
 
-/* runs g on the CPU path (fuse, lower, plan memory, JIT, executor) with every
- * param and input given in vals (doubles, as the reference interpreter takes them; optional
- * inputs may be absent, and then the outputs that need them are skipped). pipeline: the
- * passes (--passes; NULL: dce,cse,fuse), which must end with fuse (e.g. dce,cse,autodiff,fuse
- * for a training step's forward + backward). On success *outs holds the outputs in graph
- * order (free with ir_named_tensors_free). f32 compute; f64 graphs are rejected. With stats,
- * prints the plan's step counts, memory and times. */
-bool eng_run_cpu(const ir_graph *g, const char *pipeline, const ir_named_tensor *vals, int n_vals, bool stats,
-                 ir_named_tensor **outs, int *n_outs, ir_diag *d);
-/* run_device.c: as eng_run_cpu on another program.h target ("cuda"): compile once, bind
- * (copied to the device), run, read back; with stats, timings of repeated runs. */
-bool eng_run_program(const char *target, const ir_graph *g, const char *pipeline, const ir_named_tensor *vals,
-                     int n_vals, bool stats, ir_named_tensor **outs, int *n_outs, ir_diag *d);
-/* what --stats prints about a plan besides its steps: layers and steps of layer 0
- * (from fused graph g's stages and groups), the arena without reuse; compile_ms -1. */
-rt_io_plan_info eng_cpu_plan_info(const ir_graph *g, const rt_plan *plan);
+typedef struct {
+    const char *who;      /* before messages: "run" (NULL) or the executable's name */
+    const char *target;   /* cpu, cuda, opencl[:P[:D]] (program_new's targets) or ref (the
+                             reference interpreter) */
+    const char *pipeline; /* the passes before lowering (NULL: dce,cse,fuse); on a program target
+                             it must end with fuse; on ref it runs as given (NULL: none) */
+    ir_precision prec;    /* IR_PREC_F64 on ref only: nothing rounded, float outputs as F64 */
+    bool stats;           /* print the --stats lines (not on ref) */
+    int repeats;          /* with stats, runs timed after the first; 0: one on the cpu,
+                             LOOM_STATS_RUNS (default 10) on a device */
+} eng_run_opts;
+
+/* Runs g with every param and input given in vals (doubles, as the reference interpreter takes
+ * them; optional inputs may be absent: the outputs that need them are then dropped, with
+ * everything only they need, before the pipeline runs). On a program target: program_new on a
+ * clone, every param and input bound in its declared dtype, one run (with stats: the --stats
+ * lines after o->repeats more), the outputs read back. On success *outs holds the outputs in
+ * graph order (free with ir_named_tensors_free). */
+bool eng_run(const ir_graph *g, const eng_run_opts *o, const ir_named_tensor *vals, int n_vals,
+             ir_named_tensor **outs, int *n_outs, ir_diag *d);
+
+/* Does pipeline (a,b,c) end with the pass fuse, as a program target's must? */
+bool eng_pipeline_ends_with_fuse(const char *pipeline);
+
+/* `loom run MODEL --target T` and a `loom build` executable alike: checks the file options,
+ * binds weights and inputs from their safetensors files (io/run_io.c: every check and
+ * message), eng_run, and writes the outputs. False if anything was reported. */
+bool eng_run_files(const ir_graph *g, const eng_run_opts *o, const char *weights, const char *inputs,
+                   const char *outputs, ir_diag *d);
+
+/* Facts about a plan that --stats prints besides its steps. */
+typedef struct {
+    int layers;             /* 0: not a layered model */
+    int per_layer;          /* kernels + library calls of layer 0 */
+    int64_t unshared_bytes; /* the activations without reuse */
+    double compile_ms;      /* < 0: not known */
+} eng_plan_info;
+
+/* layers and steps of layer 0 (from fused graph g's stages and groups), the arena without
+ * reuse; compile_ms -1. */
+eng_plan_info eng_cpu_plan_info(const ir_graph *g, const rt_plan *plan);
 /* the CPU plan's activation arena for g (all inputs present): *peak bytes as
  * planned, *unshared without reuse. For `loom check`. False on a lowering error (in d). */
 bool eng_cpu_plan_peak(const ir_graph *g, int64_t *peak, int64_t *unshared, ir_diag *d);
 
-/* What eng_run_exec measured. */
+/* What a run measured (run_stats.c prints it). */
 typedef struct {
-    double ms_first;        /* the first forward (fresh memory) */
-    int repeats;            /* further forwards timed (profiled when stats) */
+    double ms_first;        /* the first run (fresh memory) */
+    int repeats;            /* further runs timed */
     double ms_median, ms_min;
 } eng_run_times;
 
-/* Binds vals (converted to each slot's dtype) to e, runs the plan once, then `repeats` more
- * times (profiled when profile is set), and returns the outputs of s in *outs (doubles, names
- * malloc'd; free with ir_named_tensors_free). */
-bool eng_run_exec(rt_exec *e, const rt_io_sig *s, const ir_named_tensor *vals, int n_vals, int repeats,
-                   bool profile, eng_run_times *times, ir_named_tensor **outs, int *n_outs, ir_diag *d);
-
-/* Prints the --stats lines of a CPU run: step counts, layers, the arena as planned and as
- * measured (pages touched), times. */
-void eng_print_cpu_stats(const rt_plan *plan, const rt_exec *e, const rt_pool *pool, const rt_io_plan_info *info,
-                           const eng_run_times *t);
+/* run_stats.c: the --stats lines of a CPU run: step counts, layers, the arena as planned and
+ * as measured (pages touched), compile and run times (repeats profiled). */
+void eng_print_cpu_stats(const rt_plan *plan, const rt_exec *e, const rt_pool *pool, const eng_plan_info *info,
+                         const eng_run_times *t);
+/* run_stats.c: the --stats lines of a device run: step counts, arena, compile and run times,
+ * one profiled run's device time by step kind (s). */
+void eng_print_device_stats(const char *target, const rt_plan *plan, rt_exec_stats s, double compile_ms,
+                            const eng_run_times *t);
 
 #endif

@@ -3,7 +3,7 @@
  *     mpirun -np N EXE --weights W.safetensors [--inputs I.safetensors] --outputs O.safetensors
  *         [--allreduce backend|ring|tree] [--timeout SECONDS] [--stats]
  *
- * The payload (standalone.h) is a plan file with no steps whose blobs are
+ * The payload (io/exe_payload.h) is a plan file with no steps whose blobs are
  *     "target"   "cpu"
  *     "mesh"     the mesh, e.g. "dp=1,tp=2,pp=2"
  *     "model"    text: the model file and -D options it was built with

@@ -1,18 +1,32 @@
-/* program_aot.c — program_new for cluster executables (cluster_main.c): every target name
- * gets the kernel-table backend (program_table.c), since the kernels were compiled by `loom
- * build --mesh` and linked in; a device target is refused. The `loom` command has
- * program_targets.c instead (the JIT and the device backends). */
+/* program_aot.c — program_new for the executables of `loom build` (standalone_main.c,
+ * cluster_main.c): a target gets the backend whose kernels this executable holds — cpu the
+ * kernel table (program_table.c), cuda the PTX compiled in (program_cuda_table.c), opencl
+ * OpenCL C rendered from kernel IR at start-up (engine/program_opencl.c, as `loom run`). The
+ * device backends are weak references: `loom build` forces in the one of its target
+ * (-Wl,-u,NAME), so a cpu executable links no OpenCL and a cluster executable neither. The
+ * `loom` command has program_targets.c instead (the JIT and the device backends). */
 #include <string.h>
 
 #include "engine/program.h"
 
+#pragma weak program_backend_opencl
+#pragma weak program_backend_cuda_table
+
 program *program_new(const char *target, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)
 {
-    if (strcmp(target, "cpu") != 0) {
-        ir_diag_error(d, -1, 0, 0, "target '%s': this cluster executable runs its ranks on the cpu", target);
+    const program_backend *be = NULL;
+    if (strcmp(target, "cpu") == 0)
+        be = &program_backend_cpu_table;
+    else if (strcmp(target, "cuda") == 0)
+        be = &program_backend_cuda_table;
+    else if (strncmp(target, "opencl", 6) == 0 && (target[6] == 0 || target[6] == ':'))
+        be = &program_backend_opencl;
+    if (!be) {
+        ir_diag_error(d, -1, 0, 0, "target '%s': this executable holds no kernels for it (`loom build --target %s` "
+                      "makes one that does)", target, target);
         return NULL;
     }
-    return program_new_on(&program_backend_cpu_table, "cpu", g, pipeline, pool, d);
+    return program_new_on(be, target, g, pipeline, pool, d);
 }
 
 program *program_cpu_new(const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)

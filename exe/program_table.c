@@ -1,7 +1,8 @@
-/* program_table.c — program.h's CPU backend for cluster executables (`loom build --mesh`):
- * the kernels were compiled ahead of time into the executable, listed in the generated table
- * RT_KERNEL_TABLE (standalone.h) under program_kernel_symbol's names; the executor resolves
- * each plan kernel there instead of through the JIT. */
+/* program_table.c — program.h's CPU backend for the executables of `loom build` (a model's and
+ * a cluster's): the kernels were compiled ahead of time into the executable, listed in the
+ * generated table RT_KERNEL_TABLE (io/exe_payload.h) under program_kernel_symbol's names; the
+ * executor resolves each plan kernel there, by the hash of its kernel IR, instead of through
+ * the JIT. */
 #include <stdlib.h>
 #include <string.h>
 

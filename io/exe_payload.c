@@ -1,5 +1,5 @@
-/* exe_payload.c — reading the payload `loom build` appended to an executable (standalone.h),
- * for both kinds of executable: one device's (standalone_main.c) and a cluster's
+/* exe_payload.c — reading the payload `loom build` appended to an executable (exe_payload.h),
+ * for both kinds of executable: a model's (exe/standalone_main.c) and a cluster's
  * (exe/cluster_main.c). */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,24 +1,27 @@
-/* standalone.h — the contract between `loom build` (engine/build.c) and the executables it
- * writes (exe/standalone_main.c).
+/* exe_payload.h — the contract between `loom build` (engine/build.c) and the executables it
+ * writes (exe/standalone_main.c: a model's, on cpu, opencl or cuda; exe/cluster_main.c: a
+ * mesh's).
  *
- * An executable is: the standalone main + the runtime + the kernels' object file + a generated
- * table of the kernels (RT_KERNEL_TABLE, RT_KERNEL_COUNT), linked by the system C compiler;
- * then the payload is appended to the ELF file: a plan file (plan_io.h) followed by a trailer
+ * An executable is: its main (libloom_exe.a or libloom_cluster_main.a) + libloom.a + the host
+ * kernels' object file + a generated table of them (RT_KERNEL_TABLE, RT_KERNEL_COUNT), each
+ * kernel under program_kernel_symbol's name (engine/program.h: a hash of its kernel IR), and
+ * for cuda the PTX of its kernels (RT_KERNEL_PTX, each `.entry` under the same name), linked
+ * by the system C compiler; then the payload is appended to the ELF file: a plan file
+ * (plan_io.h; its plan is empty, its blobs are the payload) followed by a trailer
  *     "LOOMEXE1"  u64 payload size  u64 FNV-1a 64 of the payload
- * which the executable reads back through /proc/self/exe. The payload's blobs:
- *     "target"     "cpu"
- *     "signature"  rt_io_sig_encode: params, inputs, outputs with dtypes and shapes
- *     "plan_info"  rt_io_plan_info_encode: layers, steps of layer 0, arena without reuse
- *     "model"      text: the model file and -D options it was built with
- * A device target ("opencl[:P[:D]]" or "cuda" in "target") adds its kernels:
- *     "opencl_source"  the plan kernels' OpenCL C (cg_opencl_source_offsets); absent: none
- *     "opencl_dims"    u32 n, n × (str kernel name, u64 groups, u64 local)
- *     "ptx"            the PTX module (program_cuda_ptx); absent: none
- *     "cuda_launch"    u32 n_steps, n_steps × (u32 grid[3], u32 block[3])
- * and is run by standalone_opencl.c / standalone_cuda.c (no host kernels are linked then).
+ * which the executable reads back through /proc/self/exe. A model's executable has the blobs
+ *     "target"    cpu, opencl[:P[:D]] or cuda
+ *     "graph"     the model's graph as textual IR (ir/print.c), before any pass
+ *     "pipeline"  the passes before lowering, e.g. dce,cse,fuse (ends with fuse)
+ *     "model"     text: the model file and -D options it was built with
+ * and runs as `loom run` does (engine/run.c: eng_run_files): the optional inputs not given are
+ * dropped, the pipeline runs, the graph is lowered, and each kernel is found by its hash —
+ * in RT_KERNEL_TABLE (cpu) or RT_KERNEL_PTX (cuda) — or rendered to OpenCL C (opencl).
+ * `loom build` compiles the kernels of every combination of optional inputs given and absent.
+ * A cluster executable's blobs are listed in exe/cluster_main.c.
  */
-#ifndef LOOM_RT_STANDALONE_H
-#define LOOM_RT_STANDALONE_H
+#ifndef LOOM_IO_EXE_PAYLOAD_H
+#define LOOM_IO_EXE_PAYLOAD_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,29 +55,8 @@ int rt_exe_finish(ir_diag *d);
 
 #define RT_KERNEL_TABLE loom_kernel_table
 #define RT_KERNEL_COUNT loom_kernel_count
-
-/* standalone_opencl.c / standalone_cuda.c: bind vals, run plan once on target's device, and
- * return the outputs of sig as doubles (free with ir_named_tensors_free). Weak references in
- * standalone_main.c: linked only into an executable of that target (cmd_build.c: -u NAME). */
-#define RT_STANDALONE_OPENCL_SYMBOL "rt_standalone_run_opencl"
-#define RT_STANDALONE_CUDA_SYMBOL "rt_standalone_run_cuda"
-typedef bool rt_standalone_run_fn(const char *target, const rt_plan *plan, const rt_plan_blob *blobs, int n_blobs,
-                                  const rt_io_sig *sig, const ir_named_tensor *vals, int n_vals, bool stats,
-                                  ir_named_tensor **outs, int *n_outs, const char *who, ir_diag *d);
-rt_standalone_run_fn rt_standalone_run_opencl, rt_standalone_run_cuda;
-
-/* standalone_device.c: what both device targets share. */
-typedef struct {
-    void *ex;
-    bool (*bind)(void *ex, const char *name, const void *data, ir_diag *d);
-    bool (*run)(void *ex, ir_diag *d);
-    void *(*output)(void *ex, const char *name);
-} rt_standalone_exec;
-bool rt_standalone_run_exec(const rt_standalone_exec *dev, const char *target, const rt_plan *plan,
-                            const rt_io_sig *sig, const ir_named_tensor *vals, int n_vals, bool stats,
-                            ir_named_tensor **outs, int *n_outs, ir_diag *d);
-const rt_plan_blob *rt_standalone_need_blob(const rt_plan_blob *b, int n, const char *name, const char *who, ir_diag *d);
-/* The blob's bytes as a NUL-terminated malloc'd string; NULL for a NULL blob. */
-char *rt_standalone_blob_text(const rt_plan_blob *b);
+/* cuda executables: the PTX module of every distinct kernel (NUL-terminated) */
+#define RT_KERNEL_PTX loom_kernel_ptx
+#define RT_KERNEL_PTX_NAME "loom_kernel_ptx"
 
 #endif

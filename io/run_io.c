@@ -1,4 +1,4 @@
-/* run_io.c — binding, running and writing for `loom run` and `loom build` executables
+/* run_io.c — the signature, binding and writing for `loom run` and `loom build` executables
  * (run_io.h). */
 #include "runtime/clock.h"
 #include "io/run_io.h"
@@ -50,58 +50,6 @@ int rt_io_sig_count(const rt_io_sig *s, rt_io_kind kind, bool required_only)
     for (int i = 0; i < s->n; i++)
         n += s->slots[i].kind == kind && !(required_only && s->slots[i].optional);
     return n;
-}
-
-void rt_io_sig_encode(const rt_io_sig *s, rt_wbuf *w)
-{
-    rt_wbuf_u32(w, (uint32_t)s->n);
-    for (int i = 0; i < s->n; i++) {
-        const rt_io_slot *t = &s->slots[i];
-        rt_wbuf_str(w, t->name);
-        rt_wbuf_u32(w, (uint32_t)t->kind);
-        rt_wbuf_u32(w, (uint32_t)t->dtype);
-        rt_wbuf_u32(w, t->optional);
-        rt_wbuf_u32(w, (uint32_t)t->shape.rank);
-        for (int k = 0; k < t->shape.rank; k++)
-            rt_wbuf_i64(w, t->shape.dim[k]);
-    }
-}
-
-bool rt_io_sig_decode(const uint8_t *data, size_t size, const char *what, rt_io_sig *s, ir_diag *d)
-{
-    rt_rbuf r = {data, size, 0, false};
-    uint32_t n = rt_rbuf_u32(&r);
-    memset(s, 0, sizeof *s);
-    if (!r.bad && n <= size / 20) {
-        s->slots = calloc((size_t)n + 1, sizeof *s->slots);
-        if (!s->slots)
-            ir_unreachable("out of memory");
-    } else
-        r.bad = true;
-    for (uint32_t i = 0; !r.bad && i < n; i++) {
-        rt_io_slot *t = &s->slots[s->n++];
-        t->name = rt_rbuf_str(&r);
-        uint32_t kind = rt_rbuf_u32(&r), dt = rt_rbuf_u32(&r), opt = rt_rbuf_u32(&r), rank = rt_rbuf_u32(&r);
-        if (r.bad || !t->name[0] || kind > RT_IO_OUTPUT || dt <= DT_VOID || dt >= DT_COUNT || opt > 1 ||
-            rank > IR_MAX_RANK) {
-            r.bad = true;
-            break;
-        }
-        t->kind = (rt_io_kind)kind;
-        t->dtype = (ir_dtype)dt;
-        t->optional = opt;
-        t->shape.rank = (int)rank;
-        for (uint32_t k = 0; k < rank; k++) {
-            t->shape.dim[k] = rt_rbuf_i64(&r);
-            r.bad |= t->shape.dim[k] < 0;
-        }
-    }
-    if (r.bad || r.pos != r.n) {
-        ir_diag_error(d, -1, 0, 0, "%s: malformed model signature", what);
-        rt_io_sig_free(s);
-        return false;
-    }
-    return true;
 }
 
 /* ---- binding ----------------------------------------------------------------------------- */
@@ -292,27 +240,4 @@ bool rt_io_write_outputs(const char *path, const ir_named_tensor *outs, int n, i
     free(bufs);
     free(e);
     return ok;
-}
-
-/* ---- running a CPU plan ------------------------------------------------------------------ */
-void rt_io_plan_info_encode(const rt_io_plan_info *i, rt_wbuf *w)
-{
-    rt_wbuf_i64(w, i->layers);
-    rt_wbuf_i64(w, i->per_layer);
-    rt_wbuf_i64(w, i->unshared_bytes);
-}
-
-bool rt_io_plan_info_decode(const uint8_t *data, size_t size, const char *what, rt_io_plan_info *i, ir_diag *d)
-{
-    rt_rbuf r = {data, size, 0, false};
-    int64_t layers = rt_rbuf_i64(&r), per_layer = rt_rbuf_i64(&r);
-    i->unshared_bytes = rt_rbuf_i64(&r);
-    i->compile_ms = -1;
-    if (r.bad || r.pos != r.n || layers < 0 || layers > INT32_MAX || per_layer < 0 || per_layer > INT32_MAX) {
-        ir_diag_error(d, -1, 0, 0, "%s: malformed plan facts", what);
-        return false;
-    }
-    i->layers = (int)layers;
-    i->per_layer = (int)per_layer;
-    return true;
 }

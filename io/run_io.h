@@ -1,7 +1,7 @@
 /* run_io.h — what `loom run` and a `loom build` executable share at run time: the signature of
- * a compiled model (its params, inputs and outputs with dtypes and shapes), binding weights and
- * inputs from safetensors files with every check and message of `loom run`, running a CPU plan
- * on them, and writing the outputs.
+ * a model (its params, inputs and outputs with dtypes and shapes), binding weights and inputs
+ * from safetensors files with every check and message of `loom run`, and writing the outputs
+ * (engine/run.c's eng_run_files does all three for both).
  *
  * Binding checks, each reported naming the file and the tensor (all of them, not just the
  * first): a parameter or required input absent from its file; a tensor the model has no use
@@ -40,10 +40,6 @@ typedef struct {
 rt_io_sig rt_io_sig_from_graph(const ir_graph *g);
 void rt_io_sig_free(rt_io_sig *s);
 int rt_io_sig_count(const rt_io_sig *s, rt_io_kind kind, bool required_only);
-/* The blob form (plan_io.h's byte writer), and back; decode reports a malformed blob. */
-void rt_io_sig_encode(const rt_io_sig *s, rt_wbuf *w);
-bool rt_io_sig_decode(const uint8_t *data, size_t size, const char *what, rt_io_sig *s, ir_diag *d);
-
 /* The file options a run needs: "WHO: missing --weights ..." etc. (who: "run" for loom run). */
 bool rt_io_check_options(const rt_io_sig *s, const char *who, const char *weights, const char *inputs,
                          const char *outputs, ir_diag *d);
@@ -58,16 +54,5 @@ bool rt_io_load(const rt_io_sig *s, const char *weights, const char *inputs, ir_
 /* Writes outputs (float outputs as F64 under f64 precision, else each in its own dtype) and
  * prints "wrote NAME TYPE, ... to PATH". */
 bool rt_io_write_outputs(const char *path, const ir_named_tensor *outs, int n, ir_precision prec, ir_diag *d);
-
-/* Facts about a plan that the compiler knows and a run prints with --stats. */
-typedef struct {
-    int layers;             /* 0: not a layered model */
-    int per_layer;          /* kernels + library calls of layer 0 */
-    int64_t unshared_bytes; /* the activations without reuse */
-    double compile_ms;      /* < 0: not compiled in this process */
-} rt_io_plan_info;
-
-void rt_io_plan_info_encode(const rt_io_plan_info *i, rt_wbuf *w);
-bool rt_io_plan_info_decode(const uint8_t *data, size_t size, const char *what, rt_io_plan_info *i, ir_diag *d);
 
 #endif

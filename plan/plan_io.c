@@ -511,7 +511,7 @@ bool rt_plan_deserialize(const void *data, size_t size, const char *what, rt_pla
     }
     for (uint32_t i = 0; ok && !r.bad && i < ns; i++) {
         p->n_steps++;
-        ok = get_step(&r, &p->steps[i], (int)i, what, d);
+        ok = get_step(&r, &p->steps[i], (int)i, what, d) || r.bad; /* r.bad: reported below */
     }
     uint32_t nblob = ok && !r.bad ? rt_rbuf_u32(&r) : 0;
     if (!r.bad && nblob > (r.n - r.pos) / 12)

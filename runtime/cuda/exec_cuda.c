@@ -236,7 +236,9 @@ static bool setup(rt_cuda_exec *e, const char *const *ptx, int n_ptx, const rt_c
             int64_t dim = st->attn.D > st->attn.E ? st->attn.D : st->attn.E;
             snprintf(aname, sizeof aname, "%s_%d", RT_CUDA_ATTENTION_KERNEL, dim <= 64 ? 64 : dim <= 128 ? 128 : 256);
         }
-        const char *kname = st->kind == RT_STEP_KERNEL ? st->kernel.name : st->kind == RT_STEP_ATTENTION ? aname : NULL;
+        const char *kname = st->kind == RT_STEP_KERNEL      ? (launch[s].fn ? launch[s].fn : st->kernel.name)
+                            : st->kind == RT_STEP_ATTENTION ? aname
+                                                            : NULL;
         if (kname) {
             for (int m = 0; m < e->n_mod && !e->fn[s]; m++)
                 if (cu->ModuleGetFunction(&e->fn[s], e->mod[m], kname) != RT_CU_SUCCESS)
@@ -248,6 +250,7 @@ static bool setup(rt_cuda_exec *e, const char *const *ptx, int n_ptx, const rt_c
         }
         if (st->kind == RT_STEP_KERNEL) {
             e->launch[s] = launch[s];
+            e->launch[s].fn = NULL; /* the caller's string, needed only above */
             int n = st->kernel.n_args;
             e->kargs[s] = calloc((size_t)n + 1, sizeof **e->kargs);
             e->kparams[s] = calloc((size_t)n + 1, sizeof **e->kparams);

@@ -34,12 +34,17 @@
 
 typedef struct {
     unsigned grid[3], block[3];
+    /* the kernel's function in the PTX modules; NULL: the step's kernel name (a `loom build
+     * --target cuda` executable's PTX names each kernel by a hash of its kernel IR). Read by
+     * rt_cuda_exec_new only. */
+    const char *fn;
 } rt_cuda_launch;
 
 typedef struct rt_cuda_exec rt_cuda_exec;
 
 /* plan p outlives the executor; ptx[0..n_ptx) are NUL-terminated PTX modules; launch[s] is
- * the geometry of kernel step s (other entries unused). NULL on error, reported through d. */
+ * the geometry (and function) of kernel step s (other entries unused). NULL on error,
+ * reported through d. */
 rt_cuda_exec *rt_cuda_exec_new(const rt_plan *p, const char *const *ptx, int n_ptx, const rt_cuda_launch *launch,
                                ir_diag *d);
 void rt_cuda_exec_free(rt_cuda_exec *e);

@@ -2,10 +2,12 @@
 """test_build.py LOOM — `loom build` executables against `loom run`.
 
 For tiny GPT-2, tiny LLaMA and tiny BERT (the weights and inputs of test_cpu_models.py):
-`loom build MODEL -D ... -o EXE`, then `EXE --weights W --inputs I --outputs O`. Checks:
-  - every output of the executable equals `loom run --target cpu`'s bit for bit (same plan,
-    same kernels, same runtime), and the reference interpreter's (`--target ref --precision
-    f32`) within |err| <= 1e-4 · max(1, |ref|), max abs / rel errors printed;
+`loom build MODEL -D ... -o EXE`, then `EXE --weights W --inputs I --outputs O`, with every
+input and without each optional one (GPT-2 and LLaMA without `targets`). Checks:
+  - the executable writes the outputs `loom run --target cpu` writes (without targets: logits,
+    not loss — the executable used to refuse such a file), each equal to loom run's bit for bit
+    (same plan, same kernels, same runtime), and the reference interpreter's (`--target ref
+    --precision f32`) within |err| <= 1e-4 · max(1, |ref|), max abs / rel errors printed;
   - the executable needs no LLVM (no libLLVM in `readelf -d` NEEDED nor in ldd);
   - --stats reports the planned and measured activation peak, and for GPT-2 small's widths at
     seq 64 they agree within 10%.
@@ -37,11 +39,9 @@ def main():
     loom = sys.argv[1]
     ok = True
     with tempfile.TemporaryDirectory(prefix="loom_build_") as tmp:
-        for title, model, cfg, w, inputs, _ in test_cpu_models.tiny_cases(tmp):
+        for title, model, cfg, w, inputs, optional in test_cpu_models.tiny_cases(tmp):
             wpath = os.path.join(tmp, "weights.safetensors")
-            ipath = os.path.join(tmp, "inputs.safetensors")
             harness.write_safetensors(wpath, w)
-            harness.write_safetensors(ipath, inputs)
             defines = [x for k, v in cfg.items() for x in ("-D", f"{k}={v}")]
             exe = os.path.join(tmp, "model_exe")
             print(title + ":")
@@ -55,37 +55,57 @@ def main():
                 print(f"  needs LLVM: {llvm} FAIL")
                 ok = False
 
-            outs = {}
-            for name, cmd in (("exe", [exe, "--weights", wpath, "--inputs", ipath, "--stats"]),
-                              ("cpu", [loom, "run", os.path.join(harness.REPO, "models", model), *defines,
-                                       "--weights", wpath, "--inputs", ipath, "--target", "cpu"]),
-                              ("ref", [loom, "run", os.path.join(harness.REPO, "models", model), *defines,
-                                       "--weights", wpath, "--inputs", ipath, "--target", "ref",
-                                       "--precision", "f32"])):
-                opath = os.path.join(tmp, f"{name}.safetensors")
-                text = sh(cmd + ["--outputs", opath])
-                for line in text.splitlines():
-                    if line.startswith("cpu: activation peak"):
-                        print("   ", line)
-                outs[name] = harness.read_safetensors(opath)
-            if set(outs["exe"]) != set(outs["cpu"]) or set(outs["exe"]) != set(outs["ref"]):
-                print(f"  outputs differ: exe {sorted(outs['exe'])}, cpu {sorted(outs['cpu'])}, "
-                      f"ref {sorted(outs['ref'])} FAIL")
-                ok = False
-                continue
-            for out in sorted(outs["exe"]):
-                got, cpu = outs["exe"][out], outs["cpu"][out]
-                same = got.dtype == cpu.dtype and got.shape == cpu.shape and got.tobytes() == cpu.tobytes()
-                diff = int(np.sum(got != cpu)) if got.shape == cpu.shape else -1
-                print(f"  {out}: exe vs loom run --target cpu: {'bit-identical' if same else f'{diff} elements differ'} "
-                      f"{'OK' if same else 'FAIL'}")
-                ok &= same
-                ok &= test_cpu_models.compare(f"{out} (exe vs ref)", got, outs["ref"][out])
+            ok &= check_exe(loom, exe, model, defines, wpath, inputs, "every input", tmp)
+            # regression: an optional input may be absent, as for loom run (the executable used to
+            # refuse the file: "missing input 'targets'"); the outputs that need it are dropped
+            for name in optional:
+                given = {k: v for k, v in inputs.items() if k != name}
+                ok &= check_exe(loom, exe, model, defines, wpath, given, f"without {name}", tmp,
+                                absent=["loss"] if name == "targets" else [])
         ok &= check_memory(loom, tmp)
     if not ok:
         print("FAILED")
         sys.exit(1)
     print("all loom build executables match loom run")
+
+
+def check_exe(loom, exe, model, defines, wpath, inputs, what, tmp, absent=()):
+    """The executable on inputs against `loom run --target cpu` (bit for bit, the same outputs) and
+    the reference interpreter; outputs in absent must not be written."""
+    ipath = os.path.join(tmp, "inputs.safetensors")
+    harness.write_safetensors(ipath, inputs)
+    ok = True
+    outs = {}
+    for name, cmd in (("exe", [exe, "--weights", wpath, "--inputs", ipath, "--stats"]),
+                      ("cpu", [loom, "run", os.path.join(harness.REPO, "models", model), *defines,
+                               "--weights", wpath, "--inputs", ipath, "--target", "cpu"]),
+                      ("ref", [loom, "run", os.path.join(harness.REPO, "models", model), *defines,
+                               "--weights", wpath, "--inputs", ipath, "--target", "ref",
+                               "--precision", "f32"])):
+        opath = os.path.join(tmp, f"{name}.safetensors")
+        text = sh(cmd + ["--outputs", opath])
+        for line in text.splitlines():
+            if line.startswith("cpu: activation peak"):
+                print("   ", line)
+        outs[name] = harness.read_safetensors(opath)
+    print(f"  {what}: exe writes {', '.join(sorted(outs['exe']))}")
+    if set(outs["exe"]) != set(outs["cpu"]) or set(outs["exe"]) != set(outs["ref"]):
+        print(f"  outputs differ: exe {sorted(outs['exe'])}, cpu {sorted(outs['cpu'])}, "
+              f"ref {sorted(outs['ref'])} FAIL")
+        return False
+    for out in absent:
+        if out in outs["exe"]:
+            print(f"  {out} written though an input it needs is absent FAIL")
+            ok = False
+    for out in sorted(outs["exe"]):
+        got, cpu = outs["exe"][out], outs["cpu"][out]
+        same = got.dtype == cpu.dtype and got.shape == cpu.shape and got.tobytes() == cpu.tobytes()
+        diff = int(np.sum(got != cpu)) if got.shape == cpu.shape else -1
+        print(f"  {out}: exe vs loom run --target cpu: {'bit-identical' if same else f'{diff} elements differ'} "
+              f"{'OK' if same else 'FAIL'}")
+        ok &= same
+        ok &= test_cpu_models.compare(f"{out} (exe vs ref)", got, outs["ref"][out])
+    return ok
 
 
 def check_memory(loom, tmp):

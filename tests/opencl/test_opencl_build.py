@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """test_opencl_build.py LOOM [TARGET] — `loom build --target opencl -o EXE` against `loom run`.
 
-Tiny GPT-2 (test_cpu_models.py's weights and inputs): the executable (the plan's OpenCL C
-embedded; needs the ICD loader and CLBlast, no LLVM) must write the outputs of `loom run
---target opencl` bit for bit (same plan, same kernels, same device), and the reference
-interpreter's within |err| <= 1e-4 · max(1, |ref|); max abs / rel errors printed. TARGET
+Tiny GPT-2 (test_cpu_models.py's weights and inputs), with every input and without the
+optional `targets`: the executable (it renders its kernels' OpenCL C at start-up; needs the ICD
+loader and CLBlast, no LLVM) must write the outputs of `loom run --target opencl` — without
+targets logits and not loss — bit for bit (same plan, same kernels, same device), and the
+reference interpreter's within |err| <= 1e-4 · max(1, |ref|); max abs / rel errors printed. TARGET
 (default $LOOM_TEST_OPENCL_TARGET or "opencl") picks the device; no OpenCL platform prints
 "skipped"."""
 import os
@@ -35,10 +36,9 @@ def main():
     loom, target = args
     ok = True
     with tempfile.TemporaryDirectory(prefix="loom_ocl_build_") as tmp:
-        title, model, cfg, w, inputs, _ = cm.tiny_cases(tmp)[0]
-        wpath, ipath = os.path.join(tmp, "w.safetensors"), os.path.join(tmp, "i.safetensors")
+        title, model, cfg, w, inputs, optional = cm.tiny_cases(tmp)[0]
+        wpath = os.path.join(tmp, "w.safetensors")
         harness.write_safetensors(wpath, w)
-        harness.write_safetensors(ipath, inputs)
         defines = [x for k, v in cfg.items() for x in ("-D", f"{k}={v}")]
         exe = os.path.join(tmp, "model_exe")
         print(title + ":", sh([loom, "build", os.path.join(harness.REPO, "models", model), *defines, "--target", target,
@@ -48,14 +48,34 @@ def main():
         if "llvm" in libs.lower():
             print("  needs LLVM FAIL")
             ok = False
-        opath = os.path.join(tmp, "exe.safetensors")
-        sh([exe, "--weights", wpath, "--inputs", ipath, "--outputs", opath])
-        got = harness.read_safetensors(opath)
-        run, _ = cm.run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "run.safetensors"), target)
-        ref, _ = cm.run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "ref.safetensors"), "ref",
-                        ["--precision", "f32"])
-    if set(got) != set(run):
-        print(f"  outputs differ: exe {sorted(got)}, loom run {sorted(run)} FAIL")
+        ok &= check_exe(loom, exe, target, model, cfg, wpath, inputs, "every input", tmp)
+        # regression: without the optional targets the executable writes logits and not loss, as
+        # loom run does (it used to refuse the file: "missing input 'targets'")
+        assert optional == ["targets"]
+        ok &= check_exe(loom, exe, target, model, cfg, wpath, {"tokens": inputs["tokens"]}, "without targets", tmp,
+                        want={"logits"})
+    if not ok:
+        print("FAILED")
+        sys.exit(1)
+    print(f"the {target} executable matches loom run")
+
+
+def check_exe(loom, exe, target, model, cfg, wpath, inputs, what, tmp, want=None):
+    """The executable on inputs against `loom run --target TARGET` (the same outputs, bit for bit;
+    exactly want when given) and the reference interpreter."""
+    ipath = os.path.join(tmp, "i.safetensors")
+    harness.write_safetensors(ipath, inputs)
+    opath = os.path.join(tmp, "exe.safetensors")
+    sh([exe, "--weights", wpath, "--inputs", ipath, "--outputs", opath])
+    got = harness.read_safetensors(opath)
+    run, _ = cm.run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "run.safetensors"), target)
+    ref, _ = cm.run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "ref.safetensors"), "ref",
+                    ["--precision", "f32"])
+    print(f"  {what}: exe writes {', '.join(sorted(got))}")
+    ok = True
+    if set(got) != set(run) or (want is not None and set(got) != want):
+        print(f"  outputs differ: exe {sorted(got)}, loom run {sorted(run)}"
+              f"{'' if want is None else f', want {sorted(want)}'} FAIL")
         ok = False
     for name in sorted(run):
         if name not in got:
@@ -67,10 +87,7 @@ def main():
         ok &= same
         print("  vs reference:", end="")
         ok &= cm.compare(name, got[name], ref[name])
-    if not ok:
-        print("FAILED")
-        sys.exit(1)
-    print(f"the {target} executable matches loom run")
+    return ok
 
 
 if __name__ == "__main__":

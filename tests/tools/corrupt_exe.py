@@ -6,7 +6,9 @@ MODE: truncate:N  drop the last N bytes;
       version:V   set the plan file's version to V and fix both checksums (the reader must
                   reject the version, not the checksum);
       body:OFF    flip the byte at OFF in the plan body and fix both checksums (the plan
-                  validator must catch what that breaks)."""
+                  validator must catch what that breaks);
+      replace:OLD:NEW  replace the first OLD in the plan body by NEW (as long) and fix both
+                  checksums (a damaged record: its reader must say what is wrong)."""
 import os
 import struct
 import sys
@@ -36,6 +38,12 @@ def main():
             payload[8:12] = struct.pack("<I", int(arg))
         elif kind == "body":
             payload[32 + int(arg)] ^= 0xFF
+        elif kind == "replace":
+            old, _, new = arg.partition(":")
+            assert len(old) == len(new), "replace: OLD and NEW must be as long"
+            at = payload.find(old.encode(), 32)
+            assert at >= 0, f"replace: no {old!r} in the payload"
+            payload[at:at + len(old)] = new.encode()
         else:
             sys.exit(f"unknown mode {mode}")
         payload[24:32] = struct.pack("<Q", fnv1a64(bytes(payload[32:])))

@@ -161,6 +161,30 @@ static void test_roundtrip(void)
     rt_plan_clear(&p);
 }
 
+/* A step record that runs past the end of the file is reported, not a silent failure: one
+ * kernel step whose name's length runs past the end (checksum right). rt_plan_deserialize used
+ * to return false with no message here, and a `loom build` executable whose payload had a
+ * damaged step count (tests/errors/build.test, COUNT) exited 0 without a word. */
+static void test_step_past_end(void)
+{
+    rt_wbuf body = {0};
+    rt_wbuf_i64(&body, 0);              /* arena */
+    rt_wbuf_u32(&body, 0);              /* buffers */
+    rt_wbuf_u32(&body, 1);              /* steps */
+    rt_wbuf_u32(&body, RT_STEP_KERNEL); /* kind */
+    rt_wbuf_u32(&body, 1000);           /* the name's length: past the end */
+    rt_wbuf file = {0};
+    rt_wbuf_bytes(&file, RT_PLAN_FILE_MAGIC, 8);
+    rt_wbuf_u32(&file, RT_PLAN_FILE_VERSION);
+    rt_wbuf_u32(&file, 0);
+    rt_wbuf_u64(&file, body.n);
+    rt_wbuf_u64(&file, rt_fnv1a64(body.data, body.n));
+    rt_wbuf_bytes(&file, body.data, body.n);
+    expect_reject(file.data, file.n, "malformed plan", "a step past the end");
+    free(body.data);
+    free(file.data);
+}
+
 /* One broken field at a time; each must be rejected naming the problem. */
 static void test_validation(void)
 {
@@ -209,6 +233,7 @@ static void test_validation(void)
 int main(void)
 {
     test_roundtrip();
+    test_step_past_end();
     test_validation();
     if (failures)
         fprintf(stderr, "%d failures\n", failures);
