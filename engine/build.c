@@ -150,6 +150,9 @@ static bool link_exe(const char *cc, const char *exe, const char *table, const c
     argv[argc++] = "-o";
     argv[argc++] = (char *)exe;
     argv[argc++] = (char *)table;
+    /* program_new from libloom_exe.a / libloom_cluster_main.a (exe/program_aot.c: the kernels
+     * compiled in), asked for before libloom.a is read, whose program_targets.c would bring the JIT */
+    argv[argc++] = "-Wl,-u,program_new";
     if (bt == BUILD_CPU || bt == BUILD_CLUSTER)
         argv[argc++] = (char *)obj;
     else /* the device backend, a weak reference in exe/program_aot.c */
