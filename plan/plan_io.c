@@ -2,6 +2,7 @@
 #include "plan/plan_io.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,6 +639,9 @@ static bool check_gemm(checker *c, const rt_plan_gemm *g)
 {
     if (g->nbatch < 0 || g->trans_a < 0 || g->trans_b < 0 || g->act < 0 || g->M < 0 || g->N < 0 || g->K < 0)
         return fail(c, "bad batch count, transpose flag, activation or size", "gemm");
+    /* BLAS libraries take int sizes and leading dims */
+    if (g->M > INT_MAX || g->N > INT_MAX || g->K > INT_MAX || g->lda > INT_MAX || g->ldb > INT_MAX || g->ldc > INT_MAX)
+        return fail(c, "a size or leading dimension beyond int (BLAS takes int)", "gemm");
     /* A is M×K (stored K×M when transposed), B is K×N (N×K), C is M×N: dims (batch..., rows, cols) */
     int64_t n[RT_PLAN_MAX_BATCH + 2], s[RT_PLAN_MAX_BATCH + 2];
     int nb = g->nbatch;
@@ -671,6 +675,12 @@ static bool check_attention_in(checker *c, const rt_plan_attention *a, bool with
     if (a->B < 1 || a->H < 1 || a->G < 1 || a->T < 1 || a->S < 1 || a->D < 1 || a->E < 1 || a->H % a->G != 0 ||
         a->causal < 0 || !isfinite(a->scale) || a->scale == 0)
         return fail(c, "bad sizes, head groups, causal flag or scale", "attention");
+    /* rows of q, k, v and out are separate (their row stride at least a row): the executors
+     * hand them to BLAS as leading dimensions, which must cover a row */
+    if (a->q_stride[2] < a->D || a->k_stride[2] < a->D || a->v_stride[2] < a->E ||
+        (with_out && a->out_stride[2] < a->E) || a->q_stride[2] > INT_MAX || a->k_stride[2] > INT_MAX ||
+        a->v_stride[2] > INT_MAX || a->out_stride[2] > INT_MAX)
+        return fail(c, "a row stride smaller than a row, or beyond int", "attention");
     int64_t q[4] = {a->B, a->H, a->T, a->D}, k[4] = {a->B, a->G, a->S, a->D}, v[4] = {a->B, a->G, a->S, a->E},
             o[4] = {a->B, a->H, a->T, a->E}, m[4] = {a->B, a->H, a->T, a->S};
     int64_t qs[4] = {a->q_stride[0], a->q_stride[1], a->q_stride[2], 1};
@@ -726,15 +736,21 @@ static bool check_attention_grad(checker *c, const rt_plan_attention_grad *g)
     if (!check_attention_in(c, a, false))
         return false;
     int64_t dy[4] = {a->B, a->H, a->T, a->E}, dys[4] = {g->dy_stride[0], g->dy_stride[1], g->dy_stride[2], 1};
-    int64_t n = 0, one = 1;
+    if (g->dy_stride[2] < a->E || g->dy_stride[2] > INT_MAX)
+        return fail(c, "a row stride smaller than a row, or beyond int", "attention_grad dy");
+    int64_t one = 1;
     const rt_plan_ref refs[4] = {g->dq, g->dk, g->dv, g->dmask};
     const char *names[4] = {"attention_grad dq", "attention_grad dk", "attention_grad dv", "attention_grad dmask"};
-    int64_t sizes[4] = {a->B * a->H * a->T * a->D, a->B * a->G * a->S * a->D, a->B * a->G * a->S * a->E,
-                        a->B * a->H * a->T * a->S};
+    /* the contiguous results' sizes, products checked */
+    const int64_t dims[4][4] = {{a->B, a->H, a->T, a->D}, {a->B, a->G, a->S, a->D}, {a->B, a->G, a->S, a->E},
+                                {a->B, a->H, a->T, a->S}};
     if (!check_ref(c, "attention_grad dy", g->dy, false, DT_F32, 4, dy, dys))
         return false;
     for (int i = 0; i < 4; i++) {
-        n = sizes[i];
+        int64_t n = 1;
+        for (int k = 0; k < 4; k++)
+            if (__builtin_mul_overflow(n, dims[i][k], &n))
+                return fail(c, "sizes whose product overflows", names[i]);
         if (!check_ref(c, names[i], refs[i], true, DT_F32, 1, &n, &one))
             return false;
     }

@@ -203,6 +203,12 @@ static void test_validation(void)
         {"write_rows src past its end", "write_rows src: reaches past the end", NULL},
         {"kernel without a name", "missing name", NULL},
         {"sum_rows past src", "sum_rows src: reaches past the end", NULL},
+        /* the executors once aborted on these ("internal compiler error ... gemm: leading dim
+         * exceeds int"), segfaulted, or ran with OpenBLAS rejecting lda 0 (outputs wrong) */
+        {"gemm leading dim beyond int", "gemm: a size or leading dimension beyond int", NULL},
+        {"attention zero row stride", "attention: a row stride smaller than a row", NULL},
+        {"attention_grad sizes overflow", "attention_grad dq: sizes whose product overflows", NULL},
+        {"attention_grad dy zero row stride", "attention_grad dy: a row stride smaller than a row", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         rt_plan p;
@@ -219,6 +225,16 @@ static void test_validation(void)
         case 8: p.steps[5].rows.row_bytes = 33; break;
         case 9: p.steps[1].kernel.name[0] = 0; break;
         case 10: p.steps[8].sum_rows.rows = 5; break;
+        case 11: p.steps[2].gemm.ldb = (int64_t)1 << 33; break;
+        case 12: p.steps[3].attn.k_stride[2] = 0; break;
+        case 13: { /* zero batch and head strides keep the operands in bounds; B·H·T·D overflows */
+            rt_plan_attention_grad *g = &p.steps[6].agrad;
+            g->fwd.B = (int64_t)1 << 40, g->fwd.H = (int64_t)1 << 24, g->fwd.G = 1;
+            g->fwd.q_stride[0] = g->fwd.q_stride[1] = g->fwd.k_stride[0] = g->fwd.v_stride[0] = 0;
+            g->dy_stride[0] = g->dy_stride[1] = 0;
+            break;
+        }
+        case 14: p.steps[6].agrad.dy_stride[2] = 0; break;
         }
         char msg[512];
         bool ok = roundtrip(&p, msg, sizeof msg);
