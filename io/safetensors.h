@@ -116,5 +116,8 @@ typedef bool (*rt_st_fill_fn)(void *ctx, const rt_st_entry *e, int64_t first, in
  * than the free space of its filesystem is refused before anything is written. */
 bool rt_st_write(const char *path, const rt_st_entry *entries, int n, const rt_st_meta *meta,
                  int n_meta, rt_st_fill_fn fill, void *ctx, ir_diag *d);
+/* The same, and *sum (when not NULL) gets the file's checksum (io/checksum.h). */
+bool rt_st_write_sum(const char *path, const rt_st_entry *entries, int n, const rt_st_meta *meta, int n_meta,
+                     rt_st_fill_fn fill, void *ctx, uint64_t *sum, ir_diag *d);
 
 #endif
