@@ -16,8 +16,18 @@ int cli_finish(ir_diag *d)
 
 /* An engine job as a command: its errors printed, its exit status. */
 #define JOB(name, fn)                                                                                                static int cmd_##name(const eng_opts *o)                                                                         {                                                                                                                    ir_diag d;                                                                                                       ir_diag_init(&d);                                                                                                fn(o, &d);                                                                                                       return cli_finish(&d);                                                                                       }
-JOB(train, eng_train)
 JOB(generate, eng_generate)
+
+/* loom train: a preempted run (SIGTERM, SIGUSR1) exits with ENG_EXIT_PREEMPTED */
+static int cmd_train(const eng_opts *o)
+{
+    ir_diag d;
+    ir_diag_init(&d);
+    bool preempted;
+    eng_train(o, &d, &preempted);
+    int status = cli_finish(&d);
+    return status == 0 && preempted ? ENG_EXIT_PREEMPTED : status;
+}
 JOB(build, eng_build)
 JOB(gather, eng_gather)
 

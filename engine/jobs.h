@@ -13,8 +13,11 @@
 #include "passes/optimizer.h"
 
 /* train.c: `loom train` (docs/training.md): a model trained on --data for --steps, on one
- * process or, under a launcher with --mesh, on every rank of the mesh (docs/cluster.md). */
-bool eng_train(const eng_opts *o, ir_diag *d);
+ * process or, under a launcher with --mesh, on every rank of the mesh (docs/cluster.md). On
+ * SIGTERM or SIGUSR1 it finishes the step, writes a checkpoint (with --checkpoint) on every
+ * rank and returns with *preempted set: the process then exits with ENG_EXIT_PREEMPTED. */
+bool eng_train(const eng_opts *o, ir_diag *d, bool *preempted);
+#define ENG_EXIT_PREEMPTED 75 /* sysexits.h's EX_TEMPFAIL: stopped early, try again (--resume) */
 /* train.c: the optimizer of loom train's options (--optimizer, --accum, --weight-decay,
  * --beta1, --beta2, --eps, --clip, --momentum; loom train's defaults); false after reporting. */
 bool eng_train_optimizer(const eng_opts *o, pass_opt_config *c, ir_diag *d);

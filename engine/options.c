@@ -33,7 +33,7 @@ static const struct {
     {"generate", "--top-p"},    {"generate", "--dump-logits"},
     {"check", "--microbatches"}, {"run", "--allreduce"}, {"train", "--allreduce"},
     {"train", "--microbatches"}, {"train", "--schedule"}, {"train", "--timeout"}, {"run", "--timeout"},
-    {"train", "--loss-scale"},
+    {"train", "--loss-scale"},  {"train", "--on-nan"},
     {"dump", "--emit"},         {"dump", "--sm"}, /* engine/emit.h */
     {"check", "--schedule"},    {"check", "--accum"},        {"check", "--optimizer"},   {"check", "--momentum"},
     /* build --mesh --train: what a training executable compiles in */

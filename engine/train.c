@@ -44,6 +44,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@
 
 typedef struct {
     const char *data, *log, *checkpoint, *resume, *prompt, *trace;
+    bool nan_skip;                    /* --on-nan skip (default stop) */
     int64_t steps, warmup, eval_every, eval_batches, sample, top_k, save_every;
     double lr, min_lr, temperature;
     pass_opt_config opt;
@@ -130,6 +132,12 @@ static bool parse_opts(const eng_opts *o, train_opts *t, ir_diag *d)
     t->checkpoint = eng_named(o, "--checkpoint");
     t->resume = eng_named(o, "--resume");
     t->trace = eng_named(o, "--trace");
+    const char *on_nan = eng_named(o, "--on-nan");
+    if (on_nan && strcmp(on_nan, "stop") != 0 && strcmp(on_nan, "skip") != 0) {
+        ir_diag_error(d, -1, 0, 0, "train: --on-nan must be stop or skip, got '%s'", on_nan);
+        return false;
+    }
+    t->nan_skip = on_nan && strcmp(on_nan, "skip") == 0;
     if (eng_named(o, "--prompt"))
         t->prompt = eng_named(o, "--prompt");
     bool ok = eng_train_optimizer(o, &t->opt, d) && opt_int(o, "--steps", 0, &t->steps, d) &&
@@ -257,6 +265,8 @@ struct eng_trainer {
     rt_loss_scale scaler;            /* fp16: the dynamic loss scale */
     float loss_scale_in;             /* the gradient program's "loss_scale" input (fp16) */
     bool skipped;                    /* fp16: this step's gradients overflowed; no update */
+    const char *nan_what;            /* --on-nan skip: what was not finite in a skipped step */
+    char nan_name[640];
     double comm_ms;                  /* communication time of the current step */
     int64_t comm_bytes;              /* bytes allreduced per step (each rank's buffers) */
 };
@@ -436,9 +446,17 @@ static bool save(trainer *r, uint64_t seed)
     }
     rt_ckpt_tensor *c = ckpt_tensors(r, &n, &names);
     rt_ckpt_info info = ckpt_info(r, seed);
-    bool ok = rt_ckpt_save(ckpt_dir(r, r->t.checkpoint, path, sizeof path), &info, c, n, r->d);
+    const char *dir = ckpt_dir(r, r->t.checkpoint, path, sizeof path);
+    int64_t before = rt_ckpt_step(dir);
+    bool ok = rt_ckpt_save(dir, &info, c, n, r->d);
     free(c);
     free(names);
+    /* a full disk or a write error: what was there before is intact (rt_ckpt_save is atomic) */
+    if (!ok && before >= 0)
+        ir_diag_note(r->d, -1, 0, 0, "%s: the checkpoint of step %" PRId64 " there is intact; --resume %s continues from it",
+                     dir, before, r->t.checkpoint);
+    else if (!ok)
+        ir_diag_note(r->d, -1, 0, 0, "%s: no checkpoint was written there before this one", dir);
     return ok;
 }
 
@@ -791,6 +809,47 @@ static bool trace(trainer *r)
     return ok;
 }
 
+/* "grad/NAME" of the first param (in the model's order) whose summed gradient holds a NaN or an
+ * inf on this rank, or NULL. */
+static const char *first_nonfinite_grad(trainer *r)
+{
+    for (int i = 0; i < r->n_params; i++) {
+        const model_param *mp = &r->params[i];
+        const float *g = r->grads[mp->group] + mp->off;
+        for (size_t j = 0; j < mp->count; j++)
+            if (!isfinite(g[j])) {
+                snprintf(r->nan_name, sizeof r->nan_name, "grad/%s", mp->name);
+                return r->nan_name;
+            }
+    }
+    return NULL;
+}
+
+/* Whether any rank of the job says yes (one small allreduce; not counted as the step's traffic). */
+static bool agree_any(trainer *r, bool yes)
+{
+    if (!r->world || r->world_size == 1)
+        return yes;
+    int32_t v = yes, any = 0;
+    if (coll_allreduce(r->world, &v, &any, 1, COLL_I32, COLL_MAX) != COLL_OK)
+        ir_unreachable("train: flag allreduce rejected its arguments");
+    return any != 0;
+}
+
+/* --on-nan stop: the error that ends training at a non-finite loss (what "loss") or gradient
+ * (what "grad/NAME", the first param whose gradient is not finite). */
+static bool nonfinite_stop(trainer *r, const char *what, double loss)
+{
+    const char *then = "training stopped (the last checkpoint is unchanged; --on-nan skip skips such steps instead)";
+    if (strcmp(what, "loss") == 0)
+        ir_diag_error(r->d, -1, 0, 0, "train: step %" PRId64 ": the loss is %s; %s", r->step,
+                      isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", then);
+    else
+        ir_diag_error(r->d, -1, 0, 0, "train: step %" PRId64 ": %s holds a nan or inf (the loss was %.4f); %s", r->step,
+                      what, loss, then);
+    return false;
+}
+
 static bool train_step(trainer *r, double *loss, double *norm, bool first)
 {
     int accum = r->t.opt.accum;
@@ -866,6 +925,19 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         global_sumsq(r);
     }
     r->skipped = false;
+    r->nan_what = NULL;
+    if (r->half != DT_F16 && r->t.nan_skip) {
+        /* --on-nan skip: a step whose loss or gradients are not finite changes nothing (every
+         * rank agrees: under tp/pp each looked at its own slices) */
+        const char *bad = !isfinite(sum) ? "loss" : first_nonfinite_grad(r);
+        if (agree_any(r, bad != NULL)) {
+            r->skipped = true;
+            r->nan_what = bad ? bad : "a gradient on another rank";
+        }
+    } else if (r->half != DT_F16 && !isfinite(sum)) {
+        r->step++;
+        return nonfinite_stop(r, "loss", sum / accum);
+    }
     if (r->half == DT_F16) {
         /* gradients of scale · loss: unscaled here; inf/nan skips the step (the same on every
          * dp rank: the allreduce spread it) and halves the scale */
@@ -898,6 +970,10 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         }
     }
     *norm = *(const float *)program_output(r->update, "grad_norm");
+    if (r->half != DT_F16 && !isfinite(*norm)) { /* the loss was finite: a gradient is not */
+        const char *bad = first_nonfinite_grad(r);
+        return nonfinite_stop(r, bad ? bad : "a gradient on another rank", *loss);
+    }
     return true;
 }
 
@@ -1511,9 +1587,27 @@ void eng_trainer_free(eng_trainer *r)
     free(r);
 }
 
+/* SIGTERM or SIGUSR1 (Slurm's --signal, a preemption notice): the loop finishes its step,
+ * writes a checkpoint and ends (docs/training.md, "Preemption"). */
+static volatile sig_atomic_t preempt_signal;
+
+static void on_preempt(int sig) { preempt_signal = sig; }
+
+static void catch_preemption(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_preempt;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    /* a file size limit (RLIMIT_FSIZE) is a write error to report, not a signal to die of */
+    signal(SIGXFSZ, SIG_IGN);
+}
+
 /* `loom train`'s loop: a step line per step, evaluation, the log, checkpoints, --stats, the
  * sample at the end. */
-static bool run(trainer *r)
+static bool run(trainer *r, bool *preempted)
 {
     const eng_opts *o = r->o;
     const train_opts *t = &r->t;
@@ -1528,6 +1622,8 @@ static bool run(trainer *r)
         if (r->half == DT_F16)
             snprintf(scale, sizeof scale, " | scale %g%s", s.loss_scale,
                      s.skipped ? " (step skipped: inf/nan gradients)" : "");
+        else if (s.skipped)
+            snprintf(scale, sizeof scale, " (step skipped: %.60s is not finite)", r->nan_what);
         if (r->world)
             printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms (compute %.1f, comm "
                    "%.1f: %.2f MiB) | %.1fk tok/s\n",
@@ -1553,9 +1649,23 @@ static bool run(trainer *r)
             fprintf(r->log, "\n");
             fflush(r->log);
         }
+        bool saved = false;
         if (ok && t->checkpoint && (r->world_rank == 0 || r->mgrad) &&
             ((t->save_every > 0 && r->step % t->save_every == 0) || r->step == t->steps))
-            ok = save(r, o->seed);
+            ok = saved = save(r, o->seed);
+        /* a preemption notice on any rank: every rank stops after this same step */
+        if (ok && r->step < t->steps && agree_any(r, preempt_signal != 0)) {
+            if (t->checkpoint && !saved && (r->world_rank == 0 || r->mgrad))
+                ok = save(r, o->seed);
+            if (ok && t->checkpoint)
+                printf("preempted after step %" PRId64 ": checkpoint written to %s (--resume %s continues)\n",
+                       r->step, t->checkpoint, t->checkpoint);
+            else if (ok)
+                printf("preempted after step %" PRId64 ": no --checkpoint, nothing saved\n", r->step);
+            fflush(stdout);
+            *preempted = ok;
+            return ok;
+        }
     }
     if (ok && o->stats && r->grad)
         print_stats(r);
@@ -1578,8 +1688,10 @@ static bool run(trainer *r)
     return ok;
 }
 
-bool eng_train(const eng_opts *o, ir_diag *d)
+bool eng_train(const eng_opts *o, ir_diag *d, bool *preempted)
 {
+    *preempted = false;
+    catch_preemption();
     /* rank 0 alone prints: the ranks hold the same state and print the same lines */
     coll_launch launch;
     coll_error cerr;
@@ -1588,8 +1700,9 @@ bool eng_train(const eng_opts *o, ir_diag *d)
     trainer *r = eng_trainer_new(o, false, d);
     if (!r)
         return false;
+    catch_preemption(); /* again: MPI's start-up may have set its own SIGUSR1 handler */
     /* a failure on one rank leaves the others waiting in the next allreduce: end the job */
-    if (!run(r) && r->world && r->world_size > 1)
+    if (!run(r, preempted) && r->world && r->world_size > 1)
         abort_job(r, "failed");
     eng_trainer_free(r);
     return ir_diag_ok(d);

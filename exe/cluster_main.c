@@ -164,8 +164,10 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
         o.exe_name = prog;
         ir_diag d;
         ir_diag_init(&d);
-        eng_train(&o, &d);
+        bool preempted;
+        eng_train(&o, &d, &preempted);
         status = rt_exe_finish(&d);
+        status = status == 0 && preempted ? ENG_EXIT_PREEMPTED : status;
     } else if (!v[0] || !source)
         fprintf(stderr, "%s: the payload has no model (not a training executable)\n", prog);
     free(source);

@@ -225,6 +225,23 @@ static bool check_sum(const char *spath, const rt_st_file *f, const cJSON *want,
     return false;
 }
 
+int64_t rt_ckpt_step(const char *dir)
+{
+    ir_diag quiet;
+    ir_diag_init(&quiet);
+    char *mpath = path_join(dir, MANIFEST);
+    char *text = read_text(mpath, &quiet);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    double step = -1;
+    if (!j || !get_int(j, "step", 0, 9e15, &step))
+        step = -1;
+    cJSON_Delete(j);
+    free(text);
+    free(mpath);
+    ir_diag_free(&quiet);
+    return (int64_t)step;
+}
+
 bool rt_ckpt_open_state(const char *dir, rt_st_file *f, ir_diag *d)
 {
     char *mpath = path_join(dir, MANIFEST);

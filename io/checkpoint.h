@@ -50,6 +50,8 @@ bool rt_ckpt_save(const char *dir, const rt_ckpt_info *info, const rt_ckpt_tenso
  * ("DIR/manifest.json: ...", "DIR/state-...: tensor 'x' ...") through d. */
 bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n, ir_diag *d);
 
+/* The step of dir's checkpoint (its manifest), or -1 when there is none or it is unreadable. */
+int64_t rt_ckpt_step(const char *dir);
 /* Opens the state file dir's manifest names and verifies its checksum (`loom gather`); false
  * after reporting "DIR/manifest.json: ..." or "DIR/state-...: ...". */
 bool rt_ckpt_open_state(const char *dir, rt_st_file *f, ir_diag *d);
