@@ -262,80 +262,123 @@ static cg_val const_of(cg_kernel *k, cg_type t, double v)
     return cg_type_is_float(t) ? cg_const_float(k, t, v) : cg_const_int(k, t, (int64_t)v);
 }
 
-static cg_val unary(kgen *K, const ir_node *n, cg_val x)
+/* ---- the formulas: kernel IR of unary.def, binary.def and unary_grad.def ------------------------ */
+
+#define UNARY(id, epi) static cg_val kir_##id(cg_kernel *k, const ir_node *n, cg_val x);
+#include "ir/unary.def"
+#undef UNARY
+#define BINARY(id) static cg_val kir_##id(cg_kernel *k, const ir_node *n, cg_val a, cg_val b);
+#include "ir/binary.def"
+#undef BINARY
+#define UNARY_GRAD(fn) static cg_val kir_d_##fn(cg_kernel *k, cg_val x);
+#include "ir/unary_grad.def"
+#undef UNARY_GRAD
+
+static cg_val kir_neg(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_NEG, x); }
+static cg_val kir_abs(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_ABS, x); }
+static cg_val kir_exp(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_EXP, x); }
+static cg_val kir_log(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_LOG, x); }
+static cg_val kir_sqrt(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_SQRT, x); }
+static cg_val kir_rsqrt(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_RSQRT, x); }
+static cg_val kir_recip(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_RECIP, x); }
+static cg_val kir_tanh(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_TANH, x); }
+static cg_val kir_sigmoid(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_SIGMOID, x); }
+static cg_val kir_relu(cg_kernel *k, const ir_node *n, cg_val x) { return cg_binary(k, CG_MAX, x, const_of(k, ctype(n->dtype), 0)); }
+static cg_val kir_silu(cg_kernel *k, const ir_node *n, cg_val x) { return cg_mul(k, x, cg_unary(k, CG_SIGMOID, x)); }
+static cg_val kir_cast(cg_kernel *k, const ir_node *n, cg_val x) { return cg_cast(k, ctype(n->dtype), x); }
+
+/* gelu {approx}: ½x(1 + erf(x/√2)) or ½x(1 + tanh(√(2/π)(x + 0.044715x³))) */
+static cg_val kir_gelu(cg_kernel *k, const ir_node *n, cg_val x)
 {
-    cg_kernel *k = K->k;
-    cg_type t = ctype(n->dtype);
-    switch (n->op) {
-    case OP_neg: return cg_unary(k, CG_NEG, x);
-    case OP_abs: return cg_unary(k, CG_ABS, x);
-    case OP_exp: return cg_unary(k, CG_EXP, x);
-    case OP_log: return cg_unary(k, CG_LOG, x);
-    case OP_sqrt: return cg_unary(k, CG_SQRT, x);
-    case OP_rsqrt: return cg_unary(k, CG_RSQRT, x);
-    case OP_recip: return cg_unary(k, CG_RECIP, x);
-    case OP_tanh: return cg_unary(k, CG_TANH, x);
-    case OP_sigmoid: return cg_unary(k, CG_SIGMOID, x);
-    case OP_relu: return cg_binary(k, CG_MAX, x, const_of(k, t, 0));
-    case OP_silu: return cg_mul(k, x, cg_unary(k, CG_SIGMOID, x));
-    case OP_gelu: {
-        cg_val half_x = cg_mul(k, cg_f32(k, 0.5), x), inner;
-        if (strcmp(ir_attr_str(n, "approx"), "erf") == 0)
-            inner = cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)));
-        else {
-            cg_val x3 = cg_mul(k, cg_mul(k, x, x), x);
-            cg_val u = cg_mul(k, cg_f32(k, 0.7978845608028654), cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), x3)));
-            inner = cg_unary(k, CG_TANH, u);
-        }
-        return cg_mul(k, half_x, cg_add(k, cg_f32(k, 1.0), inner));
+    cg_val half_x = cg_mul(k, cg_f32(k, 0.5), x), inner;
+    if (strcmp(ir_attr_str(n, "approx"), "erf") == 0)
+        inner = cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)));
+    else {
+        cg_val x3 = cg_mul(k, cg_mul(k, x, x), x);
+        cg_val u = cg_mul(k, cg_f32(k, 0.7978845608028654), cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), x3)));
+        inner = cg_unary(k, CG_TANH, u);
     }
-    case OP_cast: return cg_cast(k, t, x);
-    default: ir_unreachable("lower: not a unary op");
+    return cg_mul(k, half_x, cg_add(k, cg_f32(k, 1.0), inner));
+}
+
+static cg_val kir_add(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_add(k, a, b); }
+static cg_val kir_sub(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_sub(k, a, b); }
+static cg_val kir_mul(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_mul(k, a, b); }
+static cg_val kir_pow(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_binary(k, CG_POW, a, b); }
+static cg_val kir_maximum(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_binary(k, CG_MAX, a, b); }
+static cg_val kir_minimum(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_binary(k, CG_MIN, a, b); }
+
+static cg_val kir_div(cg_kernel *k, const ir_node *n, cg_val a, cg_val b)
+{
+    cg_type t = ctype(n->dtype);
+    if (cg_type_is_int(t)) /* the reference reports division by zero; never trap here */
+        b = cg_select(k, cg_binary(k, CG_EQ, b, const_of(k, t, 0)), const_of(k, t, 1), b);
+    return cg_div(k, a, b);
+}
+
+/* f'(x) of unary_grad {fn}, as ir/interp.c's ref_d_fn */
+static cg_val kir_d_abs(cg_kernel *k, cg_val x)
+{
+    cg_val zero = cg_f32(k, 0), one = cg_f32(k, 1);
+    return cg_select(k, cg_binary(k, CG_GT, x, zero), one, cg_select(k, cg_binary(k, CG_LT, x, zero), cg_f32(k, -1), zero));
+}
+
+static cg_val kir_d_relu(cg_kernel *k, cg_val x)
+{
+    cg_val zero = cg_f32(k, 0), one = cg_f32(k, 1);
+    return cg_select(k, cg_binary(k, CG_GT, x, zero), one, zero);
+}
+
+/* Φ(x) + x φ(x) */
+static cg_val kir_d_gelu_erf(cg_kernel *k, cg_val x)
+{
+    cg_val one = cg_f32(k, 1);
+    cg_val cdf = cg_mul(k, cg_f32(k, 0.5), cg_add(k, one, cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)))));
+    cg_val pdf = cg_mul(k, cg_f32(k, 0.3989422804014327), cg_unary(k, CG_EXP, cg_mul(k, cg_f32(k, -0.5), cg_mul(k, x, x))));
+    return cg_add(k, cdf, cg_mul(k, x, pdf));
+}
+
+/* ½(1 + t) + ½x(1 − t²)·c(1 + 3·0.044715x²), t = tanh(c(x + 0.044715x³)), c = √(2/π) */
+static cg_val kir_d_gelu_tanh(cg_kernel *k, cg_val x)
+{
+    cg_val one = cg_f32(k, 1), c = cg_f32(k, 0.7978845608028654), x2 = cg_mul(k, x, x);
+    cg_val t = cg_unary(k, CG_TANH, cg_mul(k, c, cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), cg_mul(k, x2, x)))));
+    cg_val du = cg_mul(k, c, cg_add(k, one, cg_mul(k, cg_f32(k, 3 * 0.044715), x2)));
+    cg_val half = cg_f32(k, 0.5);
+    return cg_add(k, cg_mul(k, half, cg_add(k, one, t)), cg_mul(k, cg_mul(k, cg_mul(k, half, x), cg_sub(k, one, cg_mul(k, t, t))), du));
+}
+
+/* y = f(x) for unary node n */
+static cg_val unary(cg_kernel *k, const ir_node *n, cg_val x)
+{
+    switch (n->op) {
+#define UNARY(id, epi) case OP_##id: return kir_##id(k, n, x);
+#include "ir/unary.def"
+#undef UNARY
+    default: ir_unreachable("lower: not an OK_UNARY op");
     }
 }
 
-static cg_val binary(kgen *K, const ir_node *n, cg_val x, cg_val y)
+static cg_val binary(cg_kernel *k, const ir_node *n, cg_val a, cg_val b)
 {
-    cg_kernel *k = K->k;
-    cg_type t = ctype(n->dtype);
     switch (n->op) {
-    case OP_add: return cg_add(k, x, y);
-    case OP_sub: return cg_sub(k, x, y);
-    case OP_mul: return cg_mul(k, x, y);
-    case OP_div:
-        if (cg_type_is_int(t)) /* the reference reports division by zero; never trap here */
-            y = cg_select(k, cg_binary(k, CG_EQ, y, const_of(k, t, 0)), const_of(k, t, 1), y);
-        return cg_div(k, x, y);
-    case OP_pow: return cg_binary(k, CG_POW, x, y);
-    case OP_maximum: return cg_binary(k, CG_MAX, x, y);
-    case OP_minimum: return cg_binary(k, CG_MIN, x, y);
-    default: ir_unreachable("lower: not a binary op");
+#define BINARY(id) case OP_##id: return kir_##id(k, n, a, b);
+#include "ir/binary.def"
+#undef BINARY
+    default: ir_unreachable("lower: not an OK_BINARY op");
     }
 }
 
 /* unary_grad: dy · fn'(x), as ir/interp.c's eval_unary_grad. */
-static cg_val unary_grad(kgen *K, const ir_node *n, cg_val x, cg_val dy)
+static cg_val unary_grad(cg_kernel *k, const ir_node *n, cg_val x, cg_val dy)
 {
-    cg_kernel *k = K->k;
-    const char *fn = ir_attr_str(n, "fn");
-    cg_val zero = cg_f32(k, 0), one = cg_f32(k, 1), d;
-    if (strcmp(fn, "abs") == 0)
-        d = cg_select(k, cg_binary(k, CG_GT, x, zero), one,
-                      cg_select(k, cg_binary(k, CG_LT, x, zero), cg_f32(k, -1), zero));
-    else if (strcmp(fn, "relu") == 0)
-        d = cg_select(k, cg_binary(k, CG_GT, x, zero), one, zero);
-    else if (strcmp(fn, "gelu_erf") == 0) { /* Φ(x) + x φ(x) */
-        cg_val cdf = cg_mul(k, cg_f32(k, 0.5), cg_add(k, one, cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)))));
-        cg_val pdf = cg_mul(k, cg_f32(k, 0.3989422804014327), cg_unary(k, CG_EXP, cg_mul(k, cg_f32(k, -0.5), cg_mul(k, x, x))));
-        d = cg_add(k, cdf, cg_mul(k, x, pdf));
-    } else { /* gelu_tanh: ½(1 + t) + ½x(1 − t²)·c(1 + 3·0.044715x²), t = tanh(c(x + 0.044715x³)) */
-        cg_val c = cg_f32(k, 0.7978845608028654), x2 = cg_mul(k, x, x);
-        cg_val t = cg_unary(k, CG_TANH, cg_mul(k, c, cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), cg_mul(k, x2, x)))));
-        cg_val du = cg_mul(k, c, cg_add(k, one, cg_mul(k, cg_f32(k, 3 * 0.044715), x2)));
-        cg_val half = cg_f32(k, 0.5);
-        d = cg_add(k, cg_mul(k, half, cg_add(k, one, t)), cg_mul(k, cg_mul(k, cg_mul(k, half, x), cg_sub(k, one, cg_mul(k, t, t))), du));
+    switch (ir_deriv_lookup(ir_attr_str(n, "fn"))) {
+#define UNARY_GRAD(fn) case IR_DERIV_##fn: return cg_mul(k, dy, kir_d_##fn(k, x));
+#include "ir/unary_grad.def"
+#undef UNARY_GRAD
+    case IR_DERIV_COUNT: break;
     }
-    return cg_mul(k, dy, d);
+    ir_unreachable("lower: unary_grad with an unknown fn (the shape rule rejects it)");
 }
 
 static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
@@ -351,11 +394,11 @@ static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
         return cg_load(k, karg(K, L->buf[n->id], CG_IN), view_index(k, &v, s, idx));
     }
     switch (ir_ops[n->op].kind) {
-    case OK_UNARY: return unary(K, n, elem(K, n->in[0], idx));
+    case OK_UNARY: return unary(k, n, elem(K, n->in[0], idx));
     case OK_BINARY:
         bcast_index(k, &n->in[0]->shape, s, idx, xi);
         bcast_index(k, &n->in[1]->shape, s, idx, yi);
-        return binary(K, n, elem(K, n->in[0], xi), elem(K, n->in[1], yi));
+        return binary(k, n, elem(K, n->in[0], xi), elem(K, n->in[1], yi));
     default: break;
     }
     const ir_shape *xs = n->n_in ? &n->in[0]->shape : NULL;
@@ -426,7 +469,7 @@ static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
         cg_val sign = cg_select(k, lt, cg_f32(k, -1.0), cg_f32(k, 1.0));
         return cg_add(k, cg_mul(k, x, c), cg_mul(k, cg_mul(k, sign, partner), sn));
     }
-    case OP_unary_grad: return unary_grad(K, n, elem(K, n->in[0], idx), elem(K, n->in[1], idx));
+    case OP_unary_grad: return unary_grad(k, n, elem(K, n->in[0], idx), elem(K, n->in[1], idx));
     default:
         fail(L, n, "%s has no buffer here and cannot be inlined (was the fuse pass run?)", "value");
         return cg_const_float(k, CG_F32, 0);
