@@ -14,7 +14,11 @@
  * layernorm: mean, variance, store; rmsnorm: mean square, store; cross_entropy: max, sum, and
  * a second one-point kernel for the mean over rows); a reduction grid [kept elements] and one
  * loop over the reduced ones. Members of a row group other than the row op are stored inside
- * loop 0 at the row op's input index.
+ * loop 0 at the row op's input index. A GEMM group is a GEMM step; with an activation it gets
+ * an epilogue kernel (gemm_epilogue): the members after the matmul, built by elem like any
+ * elementwise kernel with the matmul's element loaded from C, stored back into C. The formulas
+ * of elementwise ops are the kir_ID functions that ir/unary.def, binary.def and
+ * unary_grad.def name: one a formula, used by every kernel and every backend.
  *
  * Training graphs: unary_grad is inlined like a unary op; layernorm_grad / rmsnorm_grad and
  * cross_entropy_grad are row kernels (plus a statistics or scale kernel); embedding_grad is a
@@ -134,6 +138,9 @@ typedef struct {
     int n_args, cap_args;
     memo_entry *memo;
     int memo_cap, memo_n;
+    /* a GEMM epilogue kernel: node epi_src (the matmul) is the element of arg epi_arg (C) */
+    const ir_node *epi_src;
+    int epi_arg;
     /* ids of gathers seen while building, to check before the kernel runs */
     const ir_node *ids[64];
     int64_t ids_hi[64];
@@ -388,6 +395,11 @@ static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
     cg_type t = ctype(n->dtype);
     const ir_shape *s = &n->shape;
     cg_val xi[IR_MAX_RANK], yi[IR_MAX_RANK];
+    if (n == K->epi_src) {
+        pass_view v;
+        pass_view_contiguous(n, &v);
+        return cg_load(k, K->epi_arg, view_index(k, &v, s, idx));
+    }
     if (L->buf[n->id] >= 0 && n->group != K->group) {
         pass_view v;
         pass_view_contiguous(n, &v);
@@ -499,13 +511,13 @@ static void store(kgen *K, const ir_node *n, const cg_val *idx, cg_val v)
     cg_store(K->k, a, view_index(K->k, &cv, &n->shape, idx), cg_cast(K->k, ctype(n->dtype), v));
 }
 
-static void kgen_init(kgen *K, lower_ctx *L, int group, const char *what)
+/* A kernel for group `group` called `name`. */
+static void kgen_init_named(kgen *K, lower_ctx *L, int group, const char *name)
 {
     memset(K, 0, sizeof *K);
     K->L = L;
     K->group = group;
-    char name[64];
-    snprintf(name, sizeof name, "k%d_%s", L->out->plan.n_steps, what);
+    K->epi_arg = -1;
     K->k = cg_kernel_new(name);
     K->arg = malloc(sizeof(int) * ((size_t)L->out->plan.n_bufs + 1));
     if (!K->arg)
@@ -514,8 +526,17 @@ static void kgen_init(kgen *K, lower_ctx *L, int group, const char *what)
         K->arg[i] = -1;
 }
 
-/* Validates the kernel, adds the id checks it needs and its step. */
-static void kgen_finish(kgen *K)
+/* A kernel for group `group` named "k<step>_<what>", <step> the index of the next step. */
+static void kgen_init(kgen *K, lower_ctx *L, int group, const char *what)
+{
+    char name[80];
+    snprintf(name, sizeof name, "k%d_%s", L->out->plan.n_steps, what);
+    kgen_init_named(K, L, group, name);
+}
+
+/* Validates the kernel, adds the id checks it needs and the kernel to the lowered ones; returns
+ * its plan form (the caller makes it a step or a GEMM's epilogue). */
+static rt_plan_kernel kgen_kernel(kgen *K)
 {
     lower_ctx *L = K->L;
     cg_kernel *k = K->k;
@@ -536,18 +557,22 @@ static void kgen_finish(kgen *K)
             ir_unreachable("out of memory");
     }
     L->out->kernels[L->out->n_kernels++] = k;
-    rt_plan_step *s = add_step(L, RT_STEP_KERNEL);
-    s->kernel.name = xstrdup(k->name);
-    s->kernel.n_args = K->n_args;
-    s->kernel.args = K->args;
-    s->kernel.grid0 = k->dim[0];
+    rt_plan_kernel pk = {xstrdup(k->name), K->n_args, K->args, k->dim[0], 0};
     int64_t work = 1;
     for (int d = 1; d < k->n_dims; d++)
         work *= k->dim[d];
     int64_t loops = 0;
     for (int l = 0; l < k->n_loops; l++)
         loops += k->loop[l];
-    s->kernel.work = work * (loops ? loops : 1);
+    pk.work = work * (loops ? loops : 1);
+    return pk;
+}
+
+/* kgen_kernel, as a kernel step. */
+static void kgen_finish(kgen *K)
+{
+    rt_plan_kernel pk = kgen_kernel(K);
+    add_step(K->L, RT_STEP_KERNEL)->kernel = pk;
 }
 
 /* ---- the group kinds ------------------------------------------------------------------------- */
@@ -562,16 +587,10 @@ static int stored_members(lower_ctx *L, int g, const ir_node **m, int cap)
     return n;
 }
 
-/* Elementwise kernel: every stored member (all of the anchor's shape) at each index. */
-static void lower_elementwise(lower_ctx *L, int g, const ir_node *anchor)
+/* The grid of an elementwise kernel over shape s — [rows, last dim] (rank >= 2), [n] or [1] —
+ * and the element index of its grid point in idx. */
+static void elementwise_grid(cg_kernel *k, const ir_shape *s, cg_val *idx)
 {
-    const ir_shape *s = &anchor->shape;
-    if (ir_shape_numel(s) == 0)
-        return;
-    kgen K;
-    kgen_init(&K, L, g, ir_ops[anchor->op].mnemonic);
-    cg_kernel *k = K.k;
-    cg_val idx[IR_MAX_RANK];
     int r = s->rank;
     if (r == 0)
         cg_kernel_dim(k, 1);
@@ -586,6 +605,18 @@ static void lower_elementwise(lower_ctx *L, int g, const ir_node *anchor)
         delinear(k, &rows, cg_pidx(k, 0), idx);
         idx[r - 1] = cg_pidx(k, 1);
     }
+}
+
+/* Elementwise kernel: every stored member (all of the anchor's shape) at each index. */
+static void lower_elementwise(lower_ctx *L, int g, const ir_node *anchor)
+{
+    const ir_shape *s = &anchor->shape;
+    if (ir_shape_numel(s) == 0)
+        return;
+    kgen K;
+    kgen_init(&K, L, g, ir_ops[anchor->op].mnemonic);
+    cg_val idx[IR_MAX_RANK];
+    elementwise_grid(K.k, s, idx);
     const ir_node *m[16];
     int nm = stored_members(L, g, m, 16);
     for (int i = 0; i < nm; i++) {
@@ -784,6 +815,8 @@ static void lower_reduce(lower_ctx *L, int g, const ir_node *R)
     kgen_finish(&K);
 }
 
+/* The name of a GEMM epilogue's activation, for libraries that have it built in (plan.h);
+ * RT_ACT_NONE for one that no library has: the epilogue kernel is the formula either way. */
 static rt_act act_of(const ir_node *n)
 {
     switch (n->op) {
@@ -792,6 +825,24 @@ static rt_act act_of(const ir_node *n)
     case OP_gelu: return strcmp(ir_attr_str(n, "approx"), "erf") == 0 ? RT_ACT_GELU_ERF : RT_ACT_GELU_TANH;
     default: return RT_ACT_NONE;
     }
+}
+
+/* The epilogue kernel of GEMM step `step` (group g, matmul mm, stored member last): the
+ * group's members after the matmul — bias add, activation, as kir_add and kir_ID build them for
+ * any elementwise kernel — over C in place, with mm's element read from C as the GEMM left it.
+ * An elementwise grid over C's shape: dim 0 runs over its batch·M rows. */
+static rt_plan_kernel gemm_epilogue(lower_ctx *L, int g, const ir_node *mm, const ir_node *last, int step)
+{
+    char name[80];
+    snprintf(name, sizeof name, "k%d_%s_epilogue", step, ir_ops[last->op].mnemonic); /* after its GEMM step */
+    kgen K;
+    kgen_init_named(&K, L, g, name);
+    K.epi_src = mm;
+    K.epi_arg = karg(&K, L->buf[last->id], CG_INOUT);
+    cg_val idx[IR_MAX_RANK];
+    elementwise_grid(K.k, &last->shape, idx);
+    store(&K, last, idx, elem(&K, last, idx));
+    return kgen_kernel(&K);
 }
 
 /* GEMM group: matmul, then maybe a bias add and an activation; the last member is stored. */
@@ -857,8 +908,8 @@ static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *la
     G->a = ref_of(L, &va);
     G->b = ref_of(L, &vb);
     G->c = (rt_plan_ref){L->buf[last->id], 0};
-    /* epilogue: the members after the matmul, in order */
-    const ir_node *prev = mm;
+    /* epilogue: the members after the matmul, in order: a bias add, an activation (fuse.c) */
+    const ir_node *prev = mm, *act = NULL;
     for (int i = mm->id + 1; i <= last->id; i++) {
         const ir_node *n = L->g->nodes[i];
         if (n->group != g)
@@ -870,9 +921,16 @@ static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *la
                 return;
             G->bias = ref_of(L, &vbias);
         } else {
-            G->act = (int)act_of(n);
+            act = n;
         }
         prev = n;
+    }
+    if (act) {
+        int step = (int)(s - L->out->plan.steps);
+        rt_plan_kernel epi = gemm_epilogue(L, g, mm, last, step);
+        G = &L->out->plan.steps[step].gemm;
+        G->epi = epi;
+        G->act = (int)act_of(act);
     }
 }
 

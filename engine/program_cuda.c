@@ -1,6 +1,6 @@
 /* program_cuda.c — program.h's CUDA backend: the plan's kernels (and, when the plan has an
- * attention step, the fused attention kernels) rendered to one PTX module, each kernel
- * step's launch geometry from cg_ptx_launch_dims, and the CUDA executor (exec_cuda.h).
+ * attention step, the fused attention kernels) rendered to one PTX module, the launch geometry
+ * of each kernel step and GEMM epilogue kernel from cg_ptx_launch_dims, and the CUDA executor (exec_cuda.h).
  * $LOOM_CUDA_SM picks the PTX target (80, the default, or 90). */
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +20,14 @@ char *program_cuda_ptx(const rt_plan *plan, cg_kernel *const *kernels, int n_ker
     for (int s = 0; s < plan->n_steps; s++) {
         const rt_plan_step *st = &plan->steps[s];
         o.attention |= st->kind == RT_STEP_ATTENTION;
-        if (st->kind != RT_STEP_KERNEL)
+        /* a kernel step's kernel, or a GEMM's epilogue kernel (the executor runs it when
+         * cuBLASLt does not have the epilogue: exec_cuda.c) */
+        const char *name = st->kind == RT_STEP_KERNEL ? st->kernel.name : st->kind == RT_STEP_GEMM ? st->gemm.epi.name : NULL;
+        if (!name)
             continue;
         const cg_kernel *k = NULL;
         for (int i = 0; i < n_kernels && !k; i++)
-            if (strcmp(kernels[i]->name, st->kernel.name) == 0)
+            if (strcmp(kernels[i]->name, name) == 0)
                 k = kernels[i];
         if (!k)
             ir_unreachable("plan step names a kernel that lowering did not build");

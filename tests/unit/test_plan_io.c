@@ -49,7 +49,9 @@ static void make_plan(rt_plan *p)
     s->kernel.work = 8;
     s = add_step(p, RT_STEP_GEMM);
     s->gemm = (rt_plan_gemm){.M = 4, .N = 8, .K = 8, .lda = 8, .ldb = 8, .ldc = 8, .alpha = 1, .beta = 0.5,
-                             .a = {h, 0}, .b = {w, 0}, .c = {a, 0}, .bias = {-1, 0}};
+                             .a = {h, 0}, .b = {w, 0}, .c = {a, 0}, .bias = {-1, 0}, .act = RT_ACT_GELU_TANH};
+    s->gemm.epi = (rt_plan_kernel){strdup("k2_gelu_epilogue"), 1, malloc(sizeof(rt_plan_ref)), 4, 8};
+    s->gemm.epi.args[0] = (rt_plan_ref){a, 0};
     s = add_step(p, RT_STEP_ATTENTION);
     s->attn = (rt_plan_attention){.q = {a, 0}, .k = {h, 0}, .v = {h, 0}, .mask = {-1, 0}, .out = {out, 0},
                                   .B = 1, .H = 2, .G = 1, .T = 4, .S = 4, .D = 4, .E = 4,
@@ -151,8 +153,11 @@ static void test_roundtrip(void)
     bad[n / 2] ^= 1;
     expect_reject(bad, n, "checksum mismatch", "a flipped bit");
     memcpy(bad, bytes, n);
-    bad[8] = 2;
-    expect_reject(bad, n, "plan format version 2, this runtime reads version 1", "version 2");
+    bad[8] = RT_PLAN_FILE_VERSION + 1;
+    char want[100];
+    snprintf(want, sizeof want, "plan format version %d, this runtime reads version %d", RT_PLAN_FILE_VERSION + 1,
+             RT_PLAN_FILE_VERSION);
+    expect_reject(bad, n, want, "another version");
     memcpy(bad, bytes, n);
     bad[0] = 'X';
     expect_reject(bad, n, "not a loom plan", "bad magic");
@@ -179,6 +184,9 @@ static void test_validation(void)
         {"write_rows src past its end", "write_rows src: reaches past the end", NULL},
         {"kernel without a name", "missing name", NULL},
         {"sum_rows past src", "sum_rows src: reaches past the end", NULL},
+        {"epilogue not over C's rows", "an epilogue kernel that is not over C", NULL},
+        {"activation without a kernel", "an activation without an epilogue kernel", NULL},
+        {"epilogue without C", "an epilogue kernel that is not over C", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         rt_plan p;
@@ -195,6 +203,9 @@ static void test_validation(void)
         case 8: p.steps[5].rows.row_bytes = 33; break;
         case 9: p.steps[1].kernel.name[0] = 0; break;
         case 10: p.steps[8].sum_rows.rows = 5; break;
+        case 11: p.steps[2].gemm.epi.grid0 = 3; break;
+        case 12: free(p.steps[2].gemm.epi.name), p.steps[2].gemm.epi.name = NULL; break;
+        case 13: p.steps[2].gemm.epi.args[0].buf = 1; break;
         }
         char msg[512];
         bool ok = roundtrip(&p, msg, sizeof msg);
