@@ -807,8 +807,20 @@ static void lower_reduce(lower_ctx *L, int g, const ir_node *R)
     int a = 0, b = 0;
     for (int d = 0; d < xs->rank; d++)
         idx[d] = mask[d] ? rj[b++] : ki[a++];
-    cg_val v = cg_reduce(k, R->op == OP_max ? CG_RED_MAX : CG_RED_SUM, 0, elem(&K, x, idx));
-    if (R->op == OP_mean)
+    cg_red fold = CG_RED_SUM;
+    bool mean = false;
+    switch (R->op) { /* the fold of ir/reduce.def */
+#define REDUCE(id, f, is_mean)                                                                                     \
+    case OP_##id:                                                                                                  \
+        fold = CG_RED_##f;                                                                                         \
+        mean = is_mean;                                                                                            \
+        break;
+#include "ir/reduce.def"
+#undef REDUCE
+    default: ir_unreachable("lower_reduce: not an OK_REDUCE op");
+    }
+    cg_val v = cg_reduce(k, fold, 0, elem(&K, x, idx));
+    if (mean)
         v = cg_div(k, v, const_of(k, ctype(R->dtype), (double)nr));
     int ob = karg(&K, L->buf[R->id], CG_OUT);
     cg_store(k, ob, cg_pidx(k, 0), cg_cast(k, ctype(R->dtype), v));

@@ -415,10 +415,45 @@ bool grad_broadcast(ir_grad_ctx *c, const ir_node *n)
     return true;
 }
 
-/* ---- reductions ------------------------------------------------------------------------------ */
+/* ---- reductions: the gradient rules of reduce.def --------------------------------------------- */
 
-/* sum: g spread back over the reduced axes; mean: also divided by the count; max: to the
- * maximal elements, split evenly among ties. */
+#define REDUCE(id, fold, mean)                                                                                     \
+    static ir_node *grad_##id(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *gk, const bool *mask,         \
+                              const ir_shape *kept, int64_t count);
+#include "ir/reduce.def"
+#undef REDUCE
+
+/* sum: g spread back over the reduced axes */
+static ir_node *grad_sum(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *gk, const bool *mask, const ir_shape *kept,
+                         int64_t count)
+{
+    return broadcast(c, gk, &x->shape);
+}
+
+/* mean: the same, divided by the count */
+static ir_node *grad_mean(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *gk, const bool *mask, const ir_shape *kept,
+                          int64_t count)
+{
+    ir_node *gx = broadcast(c, gk, &x->shape);
+    return mul(c, gx, scalar(c, x->dtype, count ? 1.0 / (double)count : 0));
+}
+
+/* max: to the maximal elements, split evenly among ties */
+static ir_node *grad_max(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *gk, const bool *mask, const ir_shape *kept,
+                         int64_t count)
+{
+    ir_node *ones = constant(c, x->dtype, &x->shape, 1);
+    /* 1 - relu'(max - x) = [x == max] */
+    ir_node *hit = sub(c, ones, unary_grad(c, IR_DERIV_relu, sub(c, reshape(c, (ir_node *)n, kept), x), ones));
+    int64_t axes[IR_MAX_RANK];
+    int n_axes = 0;
+    for (int i = 0; i < x->shape.rank; i++)
+        if (mask[i])
+            axes[n_axes++] = i;
+    ir_node *ties = n_axes ? sum(c, hit, n_axes, axes, true) : hit;
+    return mul(c, hit, divide(c, gk, ties));
+}
+
 bool grad_reduce(ir_grad_ctx *c, const ir_node *n)
 {
     if (!ir_grad_wants(c, n, 0))
@@ -433,22 +468,12 @@ bool grad_reduce(ir_grad_ctx *c, const ir_node *n)
             count *= kept.dim[i];
             kept.dim[i] = 1;
         }
-    ir_node *gk = reshape(c, ir_grad_of(c, n), &kept), *gx;
-    if (n->op == OP_max) {
-        ir_node *ones = constant(c, x->dtype, &x->shape, 1);
-        /* 1 - relu'(max - x) = [x == max] */
-        ir_node *hit = sub(c, ones, unary_grad(c, IR_DERIV_relu, sub(c, reshape(c, (ir_node *)n, &kept), x), ones));
-        int64_t axes[IR_MAX_RANK];
-        int n_axes = 0;
-        for (int i = 0; i < x->shape.rank; i++)
-            if (mask[i])
-                axes[n_axes++] = i;
-        ir_node *ties = n_axes ? sum(c, hit, n_axes, axes, true) : hit;
-        gx = mul(c, hit, divide(c, gk, ties));
-    } else {
-        gx = broadcast(c, gk, &x->shape);
-        if (n->op == OP_mean)
-            gx = mul(c, gx, scalar(c, x->dtype, count ? 1.0 / (double)count : 0));
+    ir_node *gk = reshape(c, ir_grad_of(c, n), &kept), *gx = NULL;
+    switch (n->op) {
+#define REDUCE(id, fold, mean) case OP_##id: gx = grad_##id(c, n, x, gk, mask, &kept, count); break;
+#include "ir/reduce.def"
+#undef REDUCE
+    default: ir_unreachable("grad_reduce: not an OK_REDUCE op");
     }
     ir_grad_acc(c, n, 0, gx);
     return true;

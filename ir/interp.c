@@ -296,10 +296,34 @@ bool eval_broadcast(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d
 
 /* ---- reductions ---------------------------------------------------------------------------- */
 
+/* The folds of reduce.def: an identity and a combination. */
+typedef struct {
+    double identity;
+    double (*combine)(double acc, double v);
+} ref_fold;
+
+static double fold_add(double acc, double v) { return acc + v; }
+static double fold_max(double acc, double v) { return (v > acc || isnan(v)) ? v : acc; } /* NaN propagates */
+
+static const ref_fold fold_SUM = {0.0, fold_add}, fold_MAX = {-INFINITY, fold_max};
+
 /* sum/mean/max {axes, keepdim}: every input element is folded into the output element at its
- * coordinates with reduced axes set to 0 (the keepdim layout has the same row-major order). */
+ * coordinates with reduced axes set to 0 (the keepdim layout has the same row-major order);
+ * a mean is then divided by the count of elements folded into each. */
 bool eval_reduce(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
 {
+    const ref_fold *f = NULL;
+    bool mean = false;
+    switch (n->op) {
+#define REDUCE(id, fold, is_mean)                                                                                   \
+    case OP_##id:                                                                                                  \
+        f = &fold_##fold;                                                                                          \
+        mean = is_mean;                                                                                            \
+        break;
+#include "ir/reduce.def"
+#undef REDUCE
+    default: ir_unreachable("eval_reduce: not an OK_REDUCE op"); /* ops.def names eval_reduce for those only */
+    }
     const ir_shape *xs = &in[0]->shape;
     bool mask[IR_MAX_RANK];
     ir_reduce_mask(n, xs->rank, mask);
@@ -313,15 +337,12 @@ bool eval_reduce(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
         if (mask[i])
             st[i] = 0;
     for (int64_t o = 0; o < numel(out); o++)
-        out->data[o] = n->op == OP_max ? -INFINITY : 0.0;
+        out->data[o] = f->identity;
     for (int64_t i = 0; i < numel(in[0]); i++) {
-        double v = in[0]->data[i], *acc = &out->data[offset_at(i, xs, st)];
-        if (n->op == OP_max)
-            *acc = (v > *acc || isnan(v)) ? v : *acc;
-        else
-            *acc += v;
+        double *acc = &out->data[offset_at(i, xs, st)];
+        *acc = f->combine(*acc, in[0]->data[i]);
     }
-    if (n->op == OP_mean) {
+    if (mean) {
         double count = (double)numel(in[0]) / (double)(numel(out) ? numel(out) : 1);
         for (int64_t o = 0; o < numel(out); o++)
             out->data[o] /= count;
