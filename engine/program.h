@@ -117,8 +117,8 @@ rt_exec *program_host_exec(void *state);
     .profile = program_host_profile, .stats = program_host_stats, .exec = program_host_exec
 extern const program_backend program_backend_cuda; /* program_cuda.c */
 /* program_cuda.c: the PTX module of a plan's kernels (plus the fused attention kernels when
- * the plan has an attention step) and the launch geometry of each kernel step in
- * launch[plan->n_steps]; NULL when there is nothing to compile, or on error (*failed set,
+ * the plan has an attention step) and the launch geometry of each kernel step and of each GEMM
+ * step's epilogue kernel in launch[plan->n_steps]; NULL when there is nothing to compile, or on error (*failed set,
  * reported through d). For program_cuda and `loom build --target cuda`. */
 char *program_cuda_ptx(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
                        bool *failed, ir_diag *d);
