@@ -290,7 +290,10 @@ static cg_val kir_rsqrt(cg_kernel *k, const ir_node *n, cg_val x) { return cg_un
 static cg_val kir_recip(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_RECIP, x); }
 static cg_val kir_tanh(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_TANH, x); }
 static cg_val kir_sigmoid(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_SIGMOID, x); }
-static cg_val kir_relu(cg_kernel *k, const ir_node *n, cg_val x) { return cg_binary(k, CG_MAX, x, const_of(k, ctype(n->dtype), 0)); }
+static cg_val kir_relu(cg_kernel *k, const ir_node *n, cg_val x)
+{
+    return cg_binary(k, CG_MAX, x, const_of(k, ctype(n->dtype), 0));
+}
 static cg_val kir_silu(cg_kernel *k, const ir_node *n, cg_val x) { return cg_mul(k, x, cg_unary(k, CG_SIGMOID, x)); }
 static cg_val kir_cast(cg_kernel *k, const ir_node *n, cg_val x) { return cg_cast(k, ctype(n->dtype), x); }
 
@@ -327,7 +330,8 @@ static cg_val kir_div(cg_kernel *k, const ir_node *n, cg_val a, cg_val b)
 static cg_val kir_d_abs(cg_kernel *k, cg_val x)
 {
     cg_val zero = cg_f32(k, 0), one = cg_f32(k, 1);
-    return cg_select(k, cg_binary(k, CG_GT, x, zero), one, cg_select(k, cg_binary(k, CG_LT, x, zero), cg_f32(k, -1), zero));
+    cg_val neg = cg_select(k, cg_binary(k, CG_LT, x, zero), cg_f32(k, -1), zero);
+    return cg_select(k, cg_binary(k, CG_GT, x, zero), one, neg);
 }
 
 static cg_val kir_d_relu(cg_kernel *k, cg_val x)
@@ -341,7 +345,8 @@ static cg_val kir_d_gelu_erf(cg_kernel *k, cg_val x)
 {
     cg_val one = cg_f32(k, 1);
     cg_val cdf = cg_mul(k, cg_f32(k, 0.5), cg_add(k, one, cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)))));
-    cg_val pdf = cg_mul(k, cg_f32(k, 0.3989422804014327), cg_unary(k, CG_EXP, cg_mul(k, cg_f32(k, -0.5), cg_mul(k, x, x))));
+    cg_val e = cg_unary(k, CG_EXP, cg_mul(k, cg_f32(k, -0.5), cg_mul(k, x, x)));
+    cg_val pdf = cg_mul(k, cg_f32(k, 0.3989422804014327), e);
     return cg_add(k, cdf, cg_mul(k, x, pdf));
 }
 
@@ -352,7 +357,8 @@ static cg_val kir_d_gelu_tanh(cg_kernel *k, cg_val x)
     cg_val t = cg_unary(k, CG_TANH, cg_mul(k, c, cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), cg_mul(k, x2, x)))));
     cg_val du = cg_mul(k, c, cg_add(k, one, cg_mul(k, cg_f32(k, 3 * 0.044715), x2)));
     cg_val half = cg_f32(k, 0.5);
-    return cg_add(k, cg_mul(k, half, cg_add(k, one, t)), cg_mul(k, cg_mul(k, cg_mul(k, half, x), cg_sub(k, one, cg_mul(k, t, t))), du));
+    cg_val first = cg_mul(k, half, cg_add(k, one, t));
+    return cg_add(k, first, cg_mul(k, cg_mul(k, cg_mul(k, half, x), cg_sub(k, one, cg_mul(k, t, t))), du));
 }
 
 /* y = f(x) for unary node n */

@@ -22,7 +22,9 @@ char *program_cuda_ptx(const rt_plan *plan, cg_kernel *const *kernels, int n_ker
         o.attention |= st->kind == RT_STEP_ATTENTION;
         /* a kernel step's kernel, or a GEMM's epilogue kernel (the executor runs it when
          * cuBLASLt does not have the epilogue: exec_cuda.c) */
-        const char *name = st->kind == RT_STEP_KERNEL ? st->kernel.name : st->kind == RT_STEP_GEMM ? st->gemm.epi.name : NULL;
+        const char *name = st->kind == RT_STEP_KERNEL ? st->kernel.name
+                           : st->kind == RT_STEP_GEMM ? st->gemm.epi.name
+                                                      : NULL;
         if (!name)
             continue;
         const cg_kernel *k = NULL;

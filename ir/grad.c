@@ -193,12 +193,21 @@ bool grad_unsupported(ir_grad_ctx *c, const ir_node *n)
 #undef BINARY
 
 /* y = f(x), g = dL/dy: dL/dx = g * f'(x), from y itself where that is cheaper. */
-static ir_node *grad_neg(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g) { return op1(c, OP_neg, g); }
+static ir_node *grad_neg(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return op1(c, OP_neg, g);
+}
 static ir_node *grad_exp(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g) { return mul(c, g, y); }
-static ir_node *grad_log(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g) { return divide(c, g, x); }
+static ir_node *grad_log(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return divide(c, g, x);
+}
 
 /* 1/(2 sqrt x) */
-static ir_node *grad_sqrt(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g) { return divide(c, g, add(c, y, y)); }
+static ir_node *grad_sqrt(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return divide(c, g, add(c, y, y));
+}
 
 /* -x^(-3/2)/2 = -y^3/2 */
 static ir_node *grad_rsqrt(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
@@ -213,7 +222,10 @@ static ir_node *grad_recip(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node
 }
 
 /* 1 - y^2 */
-static ir_node *grad_tanh(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g) { return sub(c, g, mul(c, g, mul(c, y, y))); }
+static ir_node *grad_tanh(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return sub(c, g, mul(c, g, mul(c, y, y)));
+}
 
 /* y (1 - y) */
 static ir_node *grad_sigmoid(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
@@ -228,8 +240,14 @@ static ir_node *grad_silu(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node 
     return mul(c, g, add(c, s, mul(c, x, sub(c, s, mul(c, s, s)))));
 }
 
-static ir_node *grad_abs(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g) { return unary_grad(c, IR_DERIV_abs, x, g); }
-static ir_node *grad_relu(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g) { return unary_grad(c, IR_DERIV_relu, x, g); }
+static ir_node *grad_abs(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return unary_grad(c, IR_DERIV_abs, x, g);
+}
+static ir_node *grad_relu(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return unary_grad(c, IR_DERIV_relu, x, g);
+}
 
 static ir_node *grad_gelu(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
 {

@@ -784,7 +784,10 @@ static double ref_d_abs(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0; }  
 static double ref_d_relu(double x) { return x > 0 ? 1.0 : 0.0; }                  /* relu'(0) = 0 */
 
 /* Φ(x) + x φ(x) */
-static double ref_d_gelu_erf(double x) { return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI); }
+static double ref_d_gelu_erf(double x)
+{
+    return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+}
 
 /* 0.5 (1 + t) + 0.5 x (1 - t^2) u', t = tanh(u), u = c (x + 0.044715 x^3), c = √(2/π) */
 static double ref_d_gelu_tanh(double x)
