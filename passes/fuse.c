@@ -7,7 +7,7 @@
  *     range-checked); any value with more than one consumer unless it is cheap to recompute
  *     (layout, const, iota, cast, embedding over cheap operands).
  *  2. Epilogues: a matmul's single consumer `add` of a bias vector [N] joins its GEMM, then a
- *     single-consumer relu (not gelu or silu: see is_act); an attention's single consumer
+ *     single-consumer activation (relu, gelu, silu: see is_act); an attention's single consumer
  *     transpose that keeps the last dim last joins the attention (which then writes the
  *     transposed layout, so that merging heads afterwards is a free reshape).
  *  3. Library operands: a matmul operand that is not a BLAS-compatible strided view of a
@@ -124,11 +124,20 @@ static void library_operands(fuse_state *F, const ir_node *n)
     }
 }
 
-/* Activations fused into the GEMM epilogue: relu only. gelu and silu get their own JIT kernel
- * (vectorized polynomial tanh/exp): OpenBLAS's epilogue in gemm_cpu.c calls libm's tanhf per
- * element, and on GPT-2 small at seq 1024 the c_fc GEMM took 58 ms with the gelu epilogue
- * against 30 ms + 2 ms for the GEMM and a separate gelu kernel. */
-static bool is_act(const ir_node *n) { return n->op == OP_relu; }
+/* Activations fused into the GEMM epilogue: the unary ops marked EPI in ir/unary.def (relu,
+ * gelu, silu). Every backend has them: lowering builds the step's epilogue kernel from the op's
+ * kernel IR (codegen/lower.c), which the host (LLVM: vectorized tanh/exp/erf approximations),
+ * OpenCL and NVPTX renderers render like any kernel; cuBLASLt uses its own relu and tanh-gelu
+ * epilogues instead (runtime/cuda/cublaslt.c). */
+static bool is_act(const ir_node *n)
+{
+    switch (n->op) {
+#define UNARY(id, epi) case OP_##id: return epi;
+#include "ir/unary.def"
+#undef UNARY
+    default: return false;
+    }
+}
 
 /* Bias add following matmul mm: returns the bias operand index (0 or 1) or -1. */
 static int bias_operand(fuse_state *F, const ir_node *mm, const ir_node *add)

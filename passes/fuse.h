@@ -8,7 +8,8 @@
  *    and a library call (GEMM, attention) reads them as strided views of a buffer;
  *  - nodes with group g >= 0 are computed by step g (steps run in increasing g). A member of
  *    group g is *stored* (gets a buffer) when any consumer is not in group g, or it is output.
- * Each group is one of: a GEMM (matmul [+ bias add] [+ relu]; only the last is stored), an attention (attention [+ a transpose of its result that keeps the last dim last,
+ * Each group is one of: a GEMM (matmul [+ bias add] [+ relu, gelu or silu: ir/unary.def's EPI
+ * column]; only the last is stored), an attention (attention [+ a transpose of its result that keeps the last dim last,
  * which it then writes directly]), a row kernel (its last member a softmax, layernorm, rmsnorm
  * or cross_entropy; the other members are elementwise values of the row op's input shape
  * that the kernel also stores, e.g. a residual sum feeding a layernorm), a reduction (sum,
