@@ -1314,6 +1314,9 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
     if (!L.stored || !L.buf)
         ir_unreachable("out of memory");
     int n_groups = 0;
+    for (int i = 0; i < nn; i++) /* every group id, also when a node below makes lowering stop */
+        if (g->nodes[i]->group >= n_groups)
+            n_groups = g->nodes[i]->group + 1;
     for (int i = 0; i < nn; i++) {
         const ir_node *n = g->nodes[i];
         L.buf[i] = -1;
@@ -1328,8 +1331,6 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
             fail(&L, n, "%s runs only under a mesh (loom run --mesh ..., one process per rank)", ir_ops[n->op].mnemonic);
             break;
         }
-        if (n->group >= n_groups)
-            n_groups = n->group + 1;
         for (int k = 0; k < n->n_in; k++) {
             const ir_node *x = n->in[k];
             if (x->group >= 0 && (x->group != n->group || n->op == OP_output))
