@@ -68,14 +68,6 @@ static int parse(int argc, char **argv, exe_opts *o)
     return 0;
 }
 
-static char *blob_text(const rt_plan_blob *b)
-{
-    char *s = b ? strndup((const char *)b->data, b->size) : NULL;
-    if (b && !s)
-        ir_unreachable("out of memory");
-    return s;
-}
-
 /* This rank's graph from the payload; NULL after reporting. */
 static ir_graph *rank_graph(const rt_plan_blob *blobs, int n_blobs, int rank, ir_diag *d)
 {
@@ -93,7 +85,7 @@ static ir_graph *rank_graph(const rt_plan_blob *blobs, int n_blobs, int rank, ir
 /* Splits text at '\n' into malloc'd words appended to v (n of them, at most cap). */
 static void add_lines(const rt_plan_blob *b, char **v, int *n, int cap)
 {
-    char *text = blob_text(b);
+    char *text = rt_plan_blob_text(b);
     for (char *save = NULL, *w = text ? strtok_r(text, "\n", &save) : NULL; w && *n < cap; w = strtok_r(NULL, "\n", &save))
         v[(*n)++] = strdup(w);
     free(text);
@@ -133,7 +125,7 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
     enum { CAP = 512 };
     char *v[CAP];
     int n = 0;
-    v[n++] = blob_text(rt_plan_blob_find(blobs, n_blobs, "model_file"));
+    v[n++] = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "model_file"));
     char *defs[CAP / 4];
     int n_defs = 0;
     add_lines(rt_plan_blob_find(blobs, n_blobs, "defines"), defs, &n_defs, CAP / 4);
@@ -156,7 +148,7 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
     static eng_opts o; /* big: not on the stack */
     int status = 2;
     char why[512] = "";
-    char *source = blob_text(rt_plan_blob_find(blobs, n_blobs, "model_source"));
+    char *source = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "model_source"));
     if (v[0] && source && !eng_opts_parse("train", n, v, &o, why, sizeof why))
         fprintf(stderr, "%s\n", why);
     else if (v[0] && source) {
@@ -192,8 +184,8 @@ int main(int argc, char **argv)
     int n_blobs = 0;
     if (!rt_exe_load(prog, &plan, &blobs, &n_blobs, &d))
         return rt_exe_finish(&d);
-    char *mesh_spec = blob_text(rt_plan_blob_find(blobs, n_blobs, "mesh"));
-    char *model = blob_text(rt_plan_blob_find(blobs, n_blobs, "model"));
+    char *mesh_spec = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "mesh"));
+    char *model = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "model"));
     if (!mesh_spec)
         ir_diag_error(&d, -1, 0, 0, "%s: the payload has no 'mesh' record (not a cluster executable)", prog);
     if (mesh_spec && rt_plan_blob_find(blobs, n_blobs, "train")) {

@@ -79,10 +79,7 @@ static char *need_text(const rt_plan_blob *b, int n, const char *name, ir_diag *
         ir_diag_error(d, -1, 0, 0, "%s: the payload has no '%s' record (not a model's executable)", prog, name);
         return NULL;
     }
-    char *s = strndup((const char *)x->data, x->size);
-    if (!s)
-        ir_unreachable("out of memory");
-    return s;
+    return rt_plan_blob_text(x);
 }
 
 int main(int argc, char **argv)
@@ -100,9 +97,7 @@ int main(int argc, char **argv)
     const rt_plan_blob *model = rt_plan_blob_find(blobs, n_blobs, "model");
     if (!graph && ir_diag_ok(&d))
         ir_diag_error(&d, -1, 0, 0, "%s: the payload has no 'graph' record (not a model's executable)", prog);
-    char *model_text = model ? strndup((const char *)model->data, model->size) : NULL;
-    if (model && !model_text)
-        ir_unreachable("out of memory");
+    char *model_text = rt_plan_blob_text(model);
     exe_opts o;
     int parsed = ir_diag_ok(&d) ? parse(argc, argv, &o) : 0;
     if (parsed > 0)

@@ -576,6 +576,14 @@ void rt_plan_blobs_free(rt_plan_blob *blobs, int n)
     free(blobs);
 }
 
+char *rt_plan_blob_text(const rt_plan_blob *b)
+{
+    char *s = b ? strndup((const char *)b->data, b->size) : NULL;
+    if (b && !s)
+        ir_unreachable("out of memory");
+    return s;
+}
+
 const rt_plan_blob *rt_plan_blob_find(const rt_plan_blob *blobs, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
