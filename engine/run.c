@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/profile.h"
 #include "engine/program.h"
 #include "engine/run.h"
 #include "engine/run_values.h"
@@ -164,6 +165,7 @@ bool eng_run(const ir_graph *g0, const eng_run_opts *o, const ir_named_tensor *v
     double t0 = rt_now_ms();
     ok = ok && program_run(p, d);
     double first_ms = rt_now_ms() - t0;
+    eng_trace_span("run", "forward", "", t0, t0 + first_ms);
     ok = ok && (!o->stats || stats_runs(p, o, pool, first_ms, d)) && read_outputs(p, outs, n_outs, d);
     if (!ok && *outs) {
         ir_named_tensors_free(*outs, *n_outs);
@@ -181,6 +183,9 @@ bool eng_run(const ir_graph *g0, const eng_run_opts *o, const ir_named_tensor *v
 bool eng_run_files(const ir_graph *g, const eng_run_opts *o, const char *weights, const char *inputs,
                    const char *outputs, ir_diag *d)
 {
+    eng_profile *prof = eng_profile_start(o->profile, o->who ? o->who : "loom run", d);
+    if (o->profile && !prof)
+        return false;
     rt_io_sig sig = rt_io_sig_from_graph(g);
     ir_named_tensor *vals = NULL, *outs = NULL;
     int n_vals = 0, n_outs = 0;
@@ -194,6 +199,7 @@ bool eng_run_files(const ir_graph *g, const eng_run_opts *o, const char *weights
         ir_tensor_free(vals[i].t);
     free(vals);
     rt_io_sig_free(&sig); /* after vals: their names point into it */
+    eng_profile_finish(prof, d);
     return ir_diag_ok(d);
 }
 
