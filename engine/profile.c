@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/jobs.h"
 #include "runtime/clock.h"
 
 struct eng_profile {
@@ -199,4 +200,21 @@ double eng_comm_meter_take(eng_comm_meter *m, const char *axis)
             return b;
         }
     return 0;
+}
+
+bool eng_trace_merge(const eng_opts *o, ir_diag *d)
+{
+    if (!o->file || o->n_extra < 1) {
+        ir_diag_error(d, -1, 0, 0, "trace-merge: usage: loom trace-merge OUT.json RANK.json... (see --help)");
+        return false;
+    }
+    for (int i = 0; i < o->n_extra; i++)
+        if (strcmp(o->extra[i], o->file) == 0) {
+            ir_diag_error(d, -1, 0, 0, "trace-merge: %s is both the output and an input", o->file);
+            return false;
+        }
+    if (!rt_trace_merge(o->file, (const char *const *)o->extra, o->n_extra, d))
+        return false;
+    printf("merged %d trace%s into %s\n", o->n_extra, o->n_extra == 1 ? "" : "s", o->file);
+    return true;
 }
