@@ -94,7 +94,11 @@ static const command_help helps[] = {
      "  --precision P        f32, bf16 or fp16 (default: f32)\n"
      "  --mesh AXES          a cluster executable of this mesh\n"
      "  --train              with --mesh: a training executable (loom train's options on its command line)\n",
-     {"build/loom build models/gpt2.loom " TINY " -o /tmp/gpt2-tiny && /tmp/gpt2-tiny --help"}},
+     {"build/loom build models/gpt2.loom " TINY " -o /tmp/gpt2-tiny && /tmp/gpt2-tiny --help",
+      "build/loom init models/gpt2.loom " TINY " -o /tmp/w.safetensors && python3 -c \"import numpy as np, sys; "
+      "sys.path.insert(0, 'tests/models'); from harness import write_safetensors; "
+      "write_safetensors('/tmp/i.safetensors', {'tokens': np.zeros((4, 32), np.int32)})\" && /tmp/gpt2-tiny --weights "
+      "/tmp/w.safetensors --inputs /tmp/i.safetensors --outputs /tmp/o.safetensors --profile /tmp/exe.json"}},
     {"train", "loom train MODEL --data TEXT|F.tok --steps N [options]",
      "Trains a model (AdamW or SGD, warmup + cosine), on one process or under mpirun with --mesh "
      "(docs/training.md, docs/cluster.md).",
@@ -161,8 +165,8 @@ static const command_help helps[] = {
      "  --dump-logits FILE   each step's id and logits (tests)\n"
      "  --profile FILE.json  a timeline of prefill and decode (docs/profiling.md)\n"
      "  --stats              decode step composition\n",
-     {"build/loom init models/gpt2.loom -D n_layer=2 -D d_model=64 -D n_head=4 -D ctx=64 -o /tmp/g.safetensors && "
-      "build/loom generate models/gpt2.loom -D n_layer=2 -D d_model=64 -D n_head=4 -D ctx=64 --weights "
+     {"build/loom init models/gpt2.loom -D n_layer=2 -D d_model=64 -D n_head=4 -D ctx=64 -D seq=64 -o /tmp/g.safetensors && "
+      "build/loom generate models/gpt2.loom -D n_layer=2 -D d_model=64 -D n_head=4 -D ctx=64 -D seq=64 --weights "
       "/tmp/g.safetensors --vocab data/gpt2 --prompt 'Hello' --max-tokens 8 --temperature 0 --profile /tmp/gen.json"}},
     {"devices", "loom devices", "Lists the CPU and the CUDA and OpenCL devices loom can use.", "", {"build/loom devices"}},
     {"embed", "loom embed MODEL --weights W --vocab vocab.txt SENTENCE...",

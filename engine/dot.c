@@ -153,6 +153,23 @@ bool eng_dump_dot(ir_graph *g, const eng_opts *o, FILE *f, ir_diag *d)
         ir_unreachable("out of memory");
     for (int i = 0; i < nn; i++)
         of[i] = collapse ? collapse_of(g->nodes[i], cs, &n_c, nn) : -1;
+    if (collapse) {
+        /* a param only one block instance uses goes inside it (-2: unused yet, -3: several) */
+        int *user = malloc(sizeof *user * ((size_t)nn + 1));
+        if (!user)
+            ir_unreachable("out of memory");
+        for (int i = 0; i < nn; i++)
+            user[i] = -2;
+        for (int i = 0; i < nn; i++)
+            for (int k = 0; k < g->nodes[i]->n_in; k++) {
+                int a = g->nodes[i]->in[k]->id;
+                user[a] = user[a] == -2 ? of[i] : user[a] == of[i] ? user[a] : -3;
+            }
+        for (int i = 0; i < nn; i++)
+            if (g->nodes[i]->op == OP_param && user[i] >= 0)
+                of[i] = user[i];
+        free(user);
+    }
     fprintf(f, "digraph \"");
     esc(f, g->name);
     fprintf(f, "\" {\n  rankdir=TB; nodesep=0.25; ranksep=0.35;\n"

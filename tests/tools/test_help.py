@@ -1,0 +1,55 @@
+"""Every command's --help exits 0 with a synopsis, options and examples, and every example runs
+(from the repository root, build/loom replaced by the loom under test, /tmp by a fresh folder);
+loom --version. Usage: test_help.py LOOM MPIEXEC"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+def main():
+    loom, mpiexec = sys.argv[1:3]
+    failures = 0
+    top = subprocess.run([loom, "--help"], capture_output=True, text=True)
+    commands = re.findall(r"^  loom (\S+)", top.stdout, re.M)
+    v = subprocess.run([loom, "--version"], capture_output=True, text=True)
+    if v.returncode or not re.match(r"loom \d+\.\d+\.\d+$", v.stdout.strip()):
+        print(f"FAIL loom --version: {v.returncode} {v.stdout!r}")
+        failures += 1
+    if len(commands) < 14:
+        print(f"FAIL loom --help lists {len(commands)} commands:\n{top.stdout}")
+        return 1
+    env = dict(os.environ, LOOM_NUM_THREADS="1", OMPI_MCA_btl="self,vader", LOOM_COLL_TIMEOUT="60")
+    only = sys.argv[3:]  # a few commands only, when given
+    for cmd in commands:
+        if only and cmd not in only:
+            continue
+        h = subprocess.run([loom, cmd, "--help"], capture_output=True, text=True)
+        ok = h.returncode == 0 and h.stdout.startswith("usage: loom " + cmd) and "examples" in h.stdout
+        ok = ok and ("options:" in h.stdout or cmd in ("devices", "trace-merge"))
+        examples = re.findall(r"^  \$ (.*)$", h.stdout, re.M)
+        if not ok or not examples:
+            print(f"FAIL loom {cmd} --help: exit {h.returncode}, {len(examples)} examples\n{h.stdout}{h.stderr}")
+            failures += 1
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            for ex in examples:
+                run = re.sub(r"(?<![\w/])build/loom\b", loom, ex)
+                run = re.sub(r"(?<![\w/])/tmp/", tmp + "/", run)
+                run = re.sub(r"^mpirun\b", mpiexec, run)
+                r = subprocess.run(["bash", "-o", "pipefail", "-c", run], cwd=ROOT, env=env, capture_output=True,
+                                   text=True, timeout=600)
+                status = "ok  " if r.returncode == 0 else "FAIL"
+                print(f"{status} loom {cmd}: $ {ex}")
+                if r.returncode:
+                    print(f"     exit {r.returncode}\n{r.stdout[-1500:]}{r.stderr[-2500:]}")
+                    failures += 1
+    print(f"{failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
