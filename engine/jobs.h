@@ -42,5 +42,12 @@ bool eng_run_mesh(const eng_opts *o, ir_diag *d);
  * communication volume of a forward step by mesh axis and collective; the pipeline schedule.
  * With --train, of one training step as `loom train --mesh` runs it. */
 void eng_mesh_report(const ir_graph *g, const eng_opts *o, ir_diag *d);
+/* The same report into json (a cJSON object): "mesh", "step", "ranks" (per rank its params,
+ * memory and communication by axis), for `loom check --json`. */
+void eng_mesh_report_json(const ir_graph *g, const eng_opts *o, void *json, ir_diag *d);
+/* check_json.c: `loom check --json`: g's summary (inputs, outputs, params per block, FLOPs,
+ * activation memory, the CPU plan's arena) and with --mesh the per-rank report, as one JSON
+ * object on stdout. */
+bool eng_check_json(const ir_graph *g, const eng_opts *o, ir_diag *d);
 
 #endif

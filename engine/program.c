@@ -16,6 +16,7 @@
 #include "engine/program.h"
 #include "engine/profile.h"
 #include "runtime/memory.h"
+#include "runtime/progress.h"
 #include "runtime/trace.h"
 
 struct program {
@@ -33,23 +34,29 @@ struct program {
     } *follow;
 };
 
-/* --profile: each pass of the pipeline a compile slice */
-static void trace_pass(void *ctx, const char *pass, double t0, double t1)
+/* After each pass: --profile's compile slice, and the progress line on a terminal. */
+static void on_pass(void *ctx, const char *pass, double t0, double t1)
 {
     char name[96];
     snprintf(name, sizeof name, "pass %s", pass);
     eng_trace_span("compile", name, "", t0, t1);
+    snprintf(name, sizeof name, "(pass %s done)", pass);
+    rt_progress_update(ctx, name);
 }
 
 bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, ir_diag *d)
 {
     *fused = ir_graph_clone(g);
     pass_options po = pass_options_default();
-    if (rt_trace_active())
-        po.on_pass = trace_pass;
+    rt_progress progress;
+    rt_progress_begin(&progress, "compiling");
+    po.on_pass = on_pass;
+    po.on_pass_ctx = &progress;
     bool ok = pass_run_pipeline(*fused, pipeline ? pipeline : pass_default_pipeline(), &po, d);
+    rt_progress_update(&progress, "(lowering)");
     double t0 = rt_now_ms();
     ok = ok && cg_lower(*fused, low, d);
+    rt_progress_end(&progress);
     double t1 = rt_now_ms();
     if (ok)
         pass_plan_memory(&low->plan);

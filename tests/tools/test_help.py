@@ -47,6 +47,28 @@ def main():
                 if r.returncode:
                     print(f"     exit {r.returncode}\n{r.stdout[-1500:]}{r.stderr[-2500:]}")
                     failures += 1
+    # loom check --json: one object, the same params as the text, a report per rank of the mesh
+    if not only or "check" in only:
+        import json
+        model = os.path.join(ROOT, "models", "gpt2.loom")
+        j = subprocess.run([loom, "check", model, "-D", "n_layer=2", "--mesh", "tp=2,pp=2", "--json"],
+                           capture_output=True, text=True)
+        t = subprocess.run([loom, "check", model, "-D", "n_layer=2"], capture_output=True, text=True)
+        try:
+            doc = json.loads(j.stdout)
+            text_params = int(re.search(r"^params: (\d+)", t.stdout, re.M).group(1))
+            ok = (doc["params"]["count"] == text_params and len(doc["mesh_report"]["ranks"]) == 4 and
+                  all(r["params_bytes"] > 0 and "communication" in r for r in doc["mesh_report"]["ranks"]) and
+                  doc["forward_flops"]["per_pass"] > 0)
+        except (ValueError, KeyError, AttributeError) as e:
+            ok, doc = False, e
+        print(f"{'ok  ' if ok else 'FAIL'} loom check --json: params, FLOPs and a report per rank")
+        if not ok:
+            print(f"     {doc}\n{j.stdout[-1000:]}{j.stderr[-1000:]}")
+            failures += 1
+        notes = j.stderr.count("note:")
+        print(f"{'ok  ' if notes == 1 else 'FAIL'} loom check --mesh tp=2,pp=2 says the wte note once ({notes} notes)")
+        failures += notes != 1
     print(f"{failures} failed")
     return 1 if failures else 0
 
