@@ -138,11 +138,39 @@ def pipeline(loom, mpiexec, tmp):
           rows[-1])
 
 
+def errors(loom, tmp):
+    """Bad input is a clear error (what, where), never a crash."""
+    fwd = os.path.join(tmp, "fwd.json")
+    cases = [
+        (["train", MODEL, "--data", "x", "--steps", "1", "--profile", "/nonexistent/dir/t.json"],
+         "--profile /nonexistent/dir/t.json: cannot write there"),
+        (["trace-merge", os.path.join(tmp, "m.json"), MODEL], "gpt2.loom: not a loom trace"),
+        (["trace-merge", os.path.join(tmp, "m.json")], "trace-merge: usage"),
+        (["train", MODEL, *DEFS, "--data", os.path.join(ROOT, "data", "tinyshakespeare.txt"), "--steps", "1",
+          "--peak-tflops", "fast"], "--peak-tflops expects a number"),
+    ]
+    if os.path.exists(fwd):
+        with open(fwd) as f:
+            lines = f.readlines()
+        cut = os.path.join(tmp, "cut.json")
+        with open(cut, "w") as f:
+            f.writelines(lines[:len(lines) // 2])
+        cases.append((["trace-merge", os.path.join(tmp, "m.json"), cut], "cut.json: the trace ends early"))
+        bad = os.path.join(tmp, "bad.json")
+        with open(bad, "w") as f:
+            f.writelines(lines[:3] + ["garbage\n"] + lines[3:])
+        cases.append((["trace-merge", os.path.join(tmp, "m.json"), bad], "bad.json:4: not an event of a loom trace"))
+    for args, want in cases:
+        r = subprocess.run([loom, *args], capture_output=True, text=True, timeout=120)
+        check(f"error: {want}", r.returncode == 1 and want in r.stderr, r.stderr[-500:])
+
+
 def main():
     loom, mpiexec = sys.argv[1:3]
     with tempfile.TemporaryDirectory() as tmp:
         forward(loom, tmp)
         pipeline(loom, mpiexec, tmp)
+        errors(loom, tmp)
     print(f"{failures} failed")
     return 1 if failures else 0
 
