@@ -44,19 +44,18 @@ static void on_pass(void *ctx, const char *pass, double t0, double t1)
     rt_progress_update(ctx, name);
 }
 
-bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, ir_diag *d)
+/* program_lower with a progress line to update (program_new_on's, which goes on into the JIT) */
+static bool lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, rt_progress *progress,
+                  ir_diag *d)
 {
     *fused = ir_graph_clone(g);
     pass_options po = pass_options_default();
-    rt_progress progress;
-    rt_progress_begin(&progress, "compiling");
     po.on_pass = on_pass;
-    po.on_pass_ctx = &progress;
+    po.on_pass_ctx = progress;
     bool ok = pass_run_pipeline(*fused, pipeline ? pipeline : pass_default_pipeline(), &po, d);
-    rt_progress_update(&progress, "(lowering)");
+    rt_progress_update(progress, "(lowering to a plan)");
     double t0 = rt_now_ms();
     ok = ok && cg_lower(*fused, low, d);
-    rt_progress_end(&progress);
     double t1 = rt_now_ms();
     if (ok)
         pass_plan_memory(&low->plan);
@@ -66,6 +65,15 @@ bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg
         eng_trace_span("compile", "codegen: lower to plan and kernel IR", args, t0, t1);
         eng_trace_span("compile", "plan memory", "", t1, rt_now_ms());
     }
+    return ok;
+}
+
+bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, ir_diag *d)
+{
+    rt_progress progress;
+    rt_progress_begin(&progress, "compiling");
+    bool ok = lower(g, pipeline, fused, low, &progress, d);
+    rt_progress_end(&progress);
     return ok;
 }
 
@@ -89,13 +97,19 @@ program *program_new_on(const program_backend *be, const char *target, const ir_
     if (!p)
         ir_unreachable("out of memory");
     p->be = be;
-    bool ok = program_lower(g, pipeline, &p->g, &p->low, d) && fits_host(&p->low.plan, d);
+    rt_progress progress;
+    rt_progress_begin(&progress, "compiling");
+    bool ok = lower(g, pipeline, &p->g, &p->low, &progress, d) && fits_host(&p->low.plan, d);
     double t1 = rt_now_ms();
+    char detail[96];
+    snprintf(detail, sizeof detail, "(%d kernels for %s)", p->low.n_kernels, target ? target : be->target);
+    rt_progress_update(&progress, detail);
     if (ok) {
         p->state = be->create_on ? be->create_on(target, &p->low.plan, p->low.kernels, p->low.n_kernels, d)
                                  : be->create(&p->low.plan, p->low.kernels, p->low.n_kernels, pool, d);
         ok = p->state != NULL;
     }
+    rt_progress_end(&progress);
     if (!ok) {
         program_free(p);
         return NULL;

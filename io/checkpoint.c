@@ -336,7 +336,7 @@ bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n,
         const rt_st_tensor *x = rt_st_find(&f, t[i].name);
         char want[96], got[96];
         char detail[64];
-        snprintf(detail, sizeof detail, "tensor %d of %d", i + 1, n);
+        snprintf(detail, sizeof detail, "(tensor %d of %d)", i + 1, n);
         rt_progress_update(&progress, detail);
         if (!x) {
             ir_diag_error(d, -1, 0, 0, "%s: no tensor '%s' (the checkpoint is of another model or optimizer)", spath,

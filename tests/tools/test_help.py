@@ -3,7 +3,10 @@
 loom --version. Usage: test_help.py LOOM MPIEXEC"""
 import os
 import re
+import shlex
+import shutil
 import subprocess
+import time
 import sys
 import tempfile
 
@@ -71,6 +74,29 @@ def main():
         notes = j.stderr.count("note:")
         print(f"{'ok  ' if notes == 1 else 'FAIL'} loom check --mesh tp=2,pp=2 says the wte note once ({notes} notes)")
         failures += notes != 1
+    # the progress line: on a terminal (script(1) gives one) once a compile takes a second, and
+    # nothing at all when stderr is a pipe
+    if (not only or "progress" in only) and shutil.which("script"):
+        cmd = [loom, "train", os.path.join(ROOT, "models", "gpt2.loom"), "-D", "n_layer=6", "-D", "d_model=256",
+               "-D", "n_head=4", "-D", "vocab=256", "-D", "seq=64", "-D", "batch=2", "--data",
+               os.path.join(ROOT, "data", "tinyshakespeare.txt"), "--steps", "1", "--sample", "0", "--eval-batches", "1"]
+        piped = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        ok = piped.returncode == 0 and "\033[K" not in piped.stderr and "compiling" not in piped.stderr
+        print(f"{'ok  ' if ok else 'FAIL'} no progress line when stderr is not a terminal")
+        failures += not ok
+        with tempfile.TemporaryDirectory() as tmp:
+            typescript = os.path.join(tmp, "tty.txt")
+            line = " ".join(shlex.quote(c) for c in cmd) + " > /dev/null"
+            t0 = time.time()
+            subprocess.run(["script", "-qec", line, typescript], capture_output=True, timeout=300)
+            with open(typescript, errors="replace") as f:
+                seen = f.read()
+            compiled = re.search(r"compiled in (\d+) ms", piped.stdout)
+            slow = compiled and int(compiled.group(1)) > 1500
+            ok = "loom: compiling" in seen and seen.rfind("\r\033[K") > seen.rfind("loom: compiling") if slow else True
+            print(f"{'ok  ' if ok else 'FAIL'} on a terminal a compile of over a second shows a progress line"
+                  f"{'' if slow else ' (compile under 1.5 s here: not checked)'} ({time.time() - t0:.1f} s)")
+            failures += not ok
     print(f"{failures} failed")
     return 1 if failures else 0
 
