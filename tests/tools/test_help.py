@@ -89,7 +89,7 @@ def main():
             line = " ".join(shlex.quote(c) for c in cmd) + " > /dev/null"
             t0 = time.time()
             subprocess.run(["script", "-qec", line, typescript], capture_output=True, timeout=300)
-            with open(typescript, errors="replace") as f:
+            with open(typescript, errors="replace", newline="") as f:
                 seen = f.read()
             compiled = re.search(r"compiled in (\d+) ms", piped.stdout)
             slow = compiled and int(compiled.group(1)) > 1500
