@@ -280,6 +280,7 @@ bool rt_trace_write(const rt_trace *t0, const char *path, ir_diag *d)
     rt_trace *t = (rt_trace *)t0;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp%d", path, t->rank);
+    int pid = t->rank + 1; /* pid 0 is the kernel's swapper to Perfetto */
     FILE *f = fopen(tmp, "w");
     if (!f) {
         ir_diag_error(d, -1, 0, 0, "%s: cannot write the trace: %s", path, strerror(errno));
@@ -289,19 +290,19 @@ bool rt_trace_write(const rt_trace *t0, const char *path, ir_diag *d)
     fprintf(f, "%s%" PRId64 "},\"traceEvents\":[\n", HEADER, t->base_ns);
     bool first = true;
     char tb[32], db[32];
-    write_meta(f, t->rank, 0, "process_name", t->process, &first);
+    write_meta(f, pid, 0, "process_name", t->process, &first);
     fprintf(f, ",\n{\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"name\":\"process_sort_index\",\"args\":{\"sort_index\":%d}}",
-            t->rank, t->rank);
+            pid, t->rank);
     for (int i = 0; i < 8; i++)
         if (t->track[i]) {
-            write_meta(f, t->rank, i, "thread_name", t->track[i], &first);
+            write_meta(f, pid, i, "thread_name", t->track[i], &first);
             fprintf(f, ",\n{\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"name\":\"thread_sort_index\",\"args\":{\"sort_index\":%d}}",
-                    t->rank, i, i);
+                    pid, i, i);
         }
     if (t->truncated)
         fprintf(f, ",\n{\"ph\":\"i\",\"s\":\"p\",\"pid\":%d,\"tid\":%d,\"ts\":%s,\"name\":\"trace truncated: more "
                    "than %d events\"}",
-                t->rank, RT_TRACE_HOST,
+                pid, RT_TRACE_HOST,
                 us(t->n_ev ? llround(t->ev[t->n_ev - 1].ts * 1e6) - t->mono0_ns : 0, tb), MAX_EVENTS);
     char q[2][600];
     for (size_t i = 0; i < t->n_ev; i++) {
@@ -311,13 +312,13 @@ bool rt_trace_write(const rt_trace *t0, const char *path, ir_diag *d)
         if (e->desc < 0) {
             fprintf(f, ",\n{\"ph\":\"%s\",\"cat\":\"flow\",\"name\":\"p2p\",\"id\":%" PRIu64 ",\"pid\":%d,\"tid\":%d,"
                        "\"ts\":%s}",
-                    e->desc == -1 ? "s" : "f\",\"bp\":\"e", e->flow, t->rank, e->tid, tb);
+                    e->desc == -1 ? "s" : "f\",\"bp\":\"e", e->flow, pid, e->tid, tb);
             continue;
         }
         const desc *x = &t->d[e->desc];
         double dur_ms = (double)(t1 - t0) / 1e6;
         fprintf(f, ",\n{\"ph\":\"X\",\"cat\":%s,\"name\":%s,\"pid\":%d,\"tid\":%d,\"ts\":%s,\"dur\":%s,\"args\":{%s",
-                rt_trace_json_str(x->cat, q[0], sizeof q[0]), rt_trace_json_str(x->name, q[1], sizeof q[1]), t->rank,
+                rt_trace_json_str(x->cat, q[0], sizeof q[0]), rt_trace_json_str(x->name, q[1], sizeof q[1]), pid,
                 e->tid, tb, us(t1 - t0, db), x->args);
         const char *sep = x->args[0] ? "," : "";
         if (x->flops > 0 && dur_ms > 0) {

@@ -1,7 +1,8 @@
 /* trace.h — the timeline of a job (`--profile FILE.json`): an event buffer and its writer in
  * the Chrome trace-event format that Perfetto and chrome://tracing open (docs/profiling.md).
  *
- * A trace is one process of the timeline (pid: the rank) with tracks (tid: RT_TRACE_HOST, a
+ * A trace is one process of the timeline (pid: the rank + 1, as pid 0 is the kernel's swapper to
+ * Perfetto; its name says the rank) with tracks (tid: RT_TRACE_HOST, a
  * device stream ...). Events are slices (a begin time and a duration on a track) and the two
  * ends of flow arrows (a send and its receive, across ranks). Times are rt_now_ms() values
  * (the monotonic clock); the writer turns them into microseconds of the wall clock, so the

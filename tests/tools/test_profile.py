@@ -97,7 +97,7 @@ def pipeline(loom, mpiexec, tmp):
     per_rank = tp.query("""select p.pid pid, count(*) n from slice s join thread_track tt on s.track_id = tt.id
                            join thread using (utid) join process p using (upid)
                            where s.category = 'step' group by p.pid order by p.pid""")
-    check("plan-step slices on both ranks", [x["pid"] for x in per_rank] == [0, 1] and all(x["n"] > 0 for x in per_rank),
+    check("plan-step slices on both ranks (pids 1 and 2)", [x["pid"] for x in per_rank] == [1, 2] and all(x["n"] > 0 for x in per_rank),
           per_rank)
     micro = tp.query("""select p.pid pid, group_concat(distinct s.name) names from slice s
                         join thread_track tt on s.track_id = tt.id join thread using (utid) join process p using (upid)
@@ -122,7 +122,7 @@ def pipeline(loom, mpiexec, tmp):
           f"{flows} flows, {ops['send']['n']} sends")
     compile_n = one(tp, "select count(*) n from slice where category = 'compile' and name like 'pass %'")["n"]
     check("compile slices on the ranks", compile_n > 0, compile_n)
-    for pid in (0, 1):
+    for pid in (1, 2):
         step = one(tp, f"""select s.ts ts, s.dur dur, s.name name from slice s join thread_track tt on s.track_id = tt.id
                           join thread using (utid) join process p using (upid)
                           where p.pid = {pid} and s.category = 'train' and s.name like 'step %'
@@ -131,7 +131,7 @@ def pipeline(loom, mpiexec, tmp):
                             join thread using (utid) join process p using (upid)
                             where p.pid = {pid} and s.category in ('step', 'comm')
                             and s.ts >= {step['ts']} and s.ts + s.dur <= {step['ts'] + step['dur']}""")["s"]
-        check(f"rank {pid}: step and communication slices sum to '{step['name']}' within 10%",
+        check(f"rank {pid - 1}: step and communication slices sum to '{step['name']}' within 10%",
               abs(inside / step["dur"] - 1) < 0.10, f"{inside / 1e6:.3f} of {step['dur'] / 1e6:.3f} ms")
     tp.close()
     with open(log) as f:
