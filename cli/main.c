@@ -30,6 +30,8 @@ static int cmd_train(const eng_opts *o)
 }
 JOB(build, eng_build)
 JOB(gather, eng_gather)
+JOB(plot, eng_plot)
+JOB(trace_merge, eng_trace_merge)
 
 static const struct {
     const char *name;
@@ -48,6 +50,8 @@ static const struct {
     {"devices", cmd_devices, "devices                     list the CPU, CUDA and OpenCL devices"},
     {"embed", cmd_embed, "embed FILE --weights W --vocab vocab.txt SENTENCE...  sentence embeddings"},
     {"gather", cmd_gather, "gather CKPT -o W.safetensors  the whole params of a sharded (tp/pp) checkpoint"},
+    {"plot", cmd_plot, "plot LOG... -o curve.svg     loss curves of loom train --log files"},
+    {"trace-merge", cmd_trace_merge, "trace-merge OUT.json RANK.json...  one timeline of the ranks' --profile files"},
 };
 
 static void usage(FILE *out)
@@ -56,6 +60,7 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  loom %s\n", commands[i].help);
     fprintf(out, "\ncommon options: -D name=value, --after=PASS, --passes=a,b, --time-passes\n");
+    fprintf(out, "loom COMMAND --help: its options, defaults and examples; loom --version\n");
 }
 
 int main(int argc, char **argv)
@@ -64,8 +69,15 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (strcmp(argv[1], "--version") == 0) {
+        cli_version(stdout);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
+            for (int k = 2; k < argc; k++)
+                if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0)
+                    return cli_help(argv[1], stdout) ? 0 : 2;
             static eng_opts o; /* big: not on the stack */
             char why[512];
             if (!eng_opts_parse(argv[1], argc - 2, argv + 2, &o, why, sizeof why)) {

