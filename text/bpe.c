@@ -109,7 +109,7 @@ bool rt_uni_is_number(uint32_t cp)
     return in_ranges(rt_uni_number, rt_uni_number_len, cp);
 }
 bool rt_uni_is_punct(uint32_t cp) { return in_ranges(rt_uni_punct, rt_uni_punct_len, cp); }
-bool rt_uni_is_other(uint32_t cp) { return in_ranges(rt_uni_other, rt_uni_other_len, cp); }
+bool rt_uni_is_bert_control(uint32_t cp) { return in_ranges(rt_uni_bert_control, rt_uni_bert_control_len, cp); }
 bool rt_uni_is_mark_nonspacing(uint32_t cp)
 {
     return in_ranges(rt_uni_mark_nonspacing, rt_uni_mark_nonspacing_len, cp);

@@ -154,7 +154,7 @@ static void push(cps *c, uint32_t cp)
 static bool is_cjk(uint32_t c)
 {
     return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
-           (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+           (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
            (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
@@ -177,18 +177,15 @@ static void normalize(const rt_wp *w, const uint8_t *s, size_t len, cps *out)
             push(out, ' ');
             continue;
         }
-        if (rt_uni_is_other(c))
+        if (rt_uni_is_bert_control(c))
             continue;
         if (rt_uni_is_white_space(c)) {
             push(out, ' ');
             continue;
         }
-        if (is_cjk(c)) {
+        bool cjk = is_cjk(c); /* spaced, then normalized like any character (F900-FAFF decompose) */
+        if (cjk)
             push(out, ' ');
-            push(out, c);
-            push(out, ' ');
-            continue;
-        }
         uint32_t parts[3];
         int k = 1;
         parts[0] = c;
@@ -201,6 +198,8 @@ static void normalize(const rt_wp *w, const uint8_t *s, size_t len, cps *out)
             } else
                 push(out, w->cfg.lowercase ? rt_uni_to_lower(parts[j]) : parts[j]);
         }
+        if (cjk)
+            push(out, ' ');
     }
 }
 
