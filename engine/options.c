@@ -17,6 +17,7 @@ static const struct {
     {"--weights", offsetof(eng_opts, weights)},   {"--inputs", offsetof(eng_opts, inputs)},
     {"--outputs", offsetof(eng_opts, outputs)},   {"-o", offsetof(eng_opts, out)},
     {"--precision", offsetof(eng_opts, precision)}, {"--vocab", offsetof(eng_opts, vocab)},
+    {"--hf", offsetof(eng_opts, hf)},
 };
 
 /* Valued options of one subcommand, kept as (name, value) pairs in o->named_*. */
