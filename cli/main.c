@@ -57,6 +57,7 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  loom %s\n", commands[i].help);
     fprintf(out, "\ncommon options: -D name=value, --after=PASS, --passes=a,b, --time-passes\n");
+    fprintf(out, "--hf DIR (run, generate, embed, train, check): a Hugging Face save_pretrained folder\n");
 }
 
 int main(int argc, char **argv)
