@@ -20,12 +20,14 @@ typedef struct {
 } command_help;
 
 #define COMMON_MODEL "  -D NAME=VALUE        set a model hparam (repeatable; default: the model's own)\n"
+#define HF_FOLDER "  --hf DIR             a Hugging Face save_pretrained folder: the model file, its -D, weights and tokenizer (docs/generation.md)\n"
 
 static const command_help helps[] = {
     {"check", "loom check MODEL [-D name=value]... [--mesh AXES [--train]] [--json]",
      "Parses, verifies and summarizes a model: inputs, outputs, parameters (per block), forward FLOPs, "
      "activation memory; with --mesh the per-rank memory and communication of the mesh.",
      COMMON_MODEL
+     HF_FOLDER
      "  --mesh dp=N,tp=N,pp=N  report every rank of this mesh (default: one device)\n"
      "  --train              the mesh report of one training step (default: the forward)\n"
      "  --microbatches N     pipeline micro-batches with --train (default: pp)\n"
@@ -67,6 +69,7 @@ static const command_help helps[] = {
     {"run", "loom run MODEL --weights W --inputs I --outputs O [--target T] [--profile F.json]",
      "Runs a model's forward on safetensors inputs and writes its outputs.",
      COMMON_MODEL
+     HF_FOLDER
      "  --weights FILE       the parameters (safetensors; required)\n"
      "  --inputs FILE        the inputs by name (safetensors; required when the model has inputs)\n"
      "  --outputs FILE       where to write the outputs (required)\n"
@@ -103,6 +106,7 @@ static const command_help helps[] = {
      "Trains a model (AdamW or SGD, warmup + cosine), on one process or under mpirun with --mesh "
      "(docs/training.md, docs/cluster.md).",
      COMMON_MODEL
+     HF_FOLDER
      "  --data FILE          text (bytes) or a token file from loom tokenize (required)\n"
      "  --steps N            optimizer steps (required)\n"
      "  --lr X               peak learning rate (default: 3e-4)\n"
@@ -152,6 +156,7 @@ static const command_help helps[] = {
     {"generate", "loom generate MODEL --weights W --vocab DIR --prompt TEXT [--max-tokens N] [sampling]",
      "Text from a prompt with a KV cache (docs/generation.md).",
      COMMON_MODEL
+     HF_FOLDER
      "  --weights FILE       the parameters (required)\n"
      "  --vocab DIR          GPT-2's tokenizer folder (required)\n"
      "  --prompt TEXT        (required)\n"
@@ -172,6 +177,7 @@ static const command_help helps[] = {
     {"embed", "loom embed MODEL --weights W --vocab vocab.txt SENTENCE...",
      "Sentence embeddings of a BERT model (mean-pooled, normalized).",
      COMMON_MODEL
+     HF_FOLDER
      "  --weights FILE       the parameters (required)\n"
      "  --vocab FILE|DIR     vocab.txt (required)\n"
      "  --stats              tokenization and forward times\n",

@@ -1,6 +1,7 @@
 /* main.c — `loom CMD ...`: picks the subcommand. A command with code of its own lives in
  * cli/cmd_NAME.c; the others are engine jobs (engine/jobs.h), whose errors are printed here. */
 #include "cli/cli.h"
+#include "engine/hf.h"
 #include "engine/jobs.h"
 
 #include <stdio.h>
@@ -61,6 +62,7 @@ static void usage(FILE *out)
         fprintf(out, "  loom %s\n", commands[i].help);
     fprintf(out, "\ncommon options: -D name=value, --after=PASS, --passes=a,b, --time-passes\n");
     fprintf(out, "loom COMMAND --help: its options, defaults and examples; loom --version\n");
+    fprintf(out, "--hf DIR (run, generate, embed, train, check): a Hugging Face save_pretrained folder\n");
 }
 
 int main(int argc, char **argv)
@@ -83,6 +85,13 @@ int main(int argc, char **argv)
             if (!eng_opts_parse(argv[1], argc - 2, argv + 2, &o, why, sizeof why)) {
                 fprintf(stderr, "%s\n", why);
                 return 2;
+            }
+            if (o.hf) { /* --hf DIR: the model file, -D, weights and tokenizer from the folder */
+                ir_diag d;
+                ir_diag_init(&d);
+                if (!eng_hf_apply(&o, argv[1], &d))
+                    return cli_finish(&d);
+                ir_diag_free(&d);
             }
             return commands[i].run(&o);
         }

@@ -186,13 +186,21 @@ static ir_graph *build(const eng_opts *o, int file, long long seq, ir_diag *d)
     return fe_build(d, file, defs, n);
 }
 
-static int64_t context_define(const eng_opts *o)
+/* The context (KV cache rows): the model's hyperparameter ctx (with -D) when it has one (llama's
+ * rotary positions need no table), else 0: the position table's rows (kv_cache.h). -1 after
+ * reporting an error. */
+static int64_t context_of(const eng_opts *o, int file, ir_diag *d)
 {
-    int64_t ctx = 0;
-    for (int i = 0; i < o->n_defines; i++)
-        if (strcmp(o->defines[i].name, "ctx") == 0)
-            ctx = strtoll(o->defines[i].value, NULL, 10);
-    return ctx > 0 ? ctx : 0;
+    fe_hparam_list hp;
+    bool ok = fe_hparams(d, file, o->defines, o->n_defines, &hp);
+    const fe_hparam *h = ok ? fe_hparam_find(&hp, "ctx") : NULL;
+    int64_t ctx = h ? (int64_t)h->value : 0;
+    if (h && (!h->is_int || ctx < 1)) {
+        ir_diag_error(d, -1, 0, 0, "generate: the model's context ctx must be a positive integer, got %g", h->value);
+        ok = false;
+    }
+    fe_hparams_free(&hp);
+    return ok ? ctx : -1;
 }
 
 /* The logits output's node, checked to be [1, T, V]. */
@@ -281,8 +289,9 @@ static bool generate(const eng_opts *o, ir_diag *d)
     FILE *dump = NULL;
     bool ok = file >= 0;
     /* decode first: it tells the context size */
-    ir_graph *gd = ok ? build(o, file, 1, d) : NULL;
-    ok = gd && pass_kv_cache(gd, PASS_KV_DECODE, context_define(o), d);
+    int64_t ctx_hp = ok ? context_of(o, file, d) : -1;
+    ir_graph *gd = ctx_hp >= 0 ? build(o, file, 1, d) : NULL;
+    ok = gd && pass_kv_cache(gd, PASS_KV_DECODE, ctx_hp, d);
     int64_t ctx = ok ? pass_kv_context(gd) : 0;
     if (ok && (int64_t)n_prompt > ctx) {
         ir_diag_error(d, -1, 0, 0, "generate: the prompt has %zu tokens, more than the model's context of %" PRId64, n_prompt,

@@ -18,6 +18,7 @@ static const struct {
     {"--outputs", offsetof(eng_opts, outputs)},   {"-o", offsetof(eng_opts, out)},
     {"--precision", offsetof(eng_opts, precision)}, {"--vocab", offsetof(eng_opts, vocab)},
     {"--profile", offsetof(eng_opts, profile)},
+    {"--hf", offsetof(eng_opts, hf)},
 };
 
 /* Valued options of one subcommand, kept as (name, value) pairs in o->named_*. */

