@@ -280,7 +280,7 @@ bool rt_io_load_native(const rt_io_sig *s, const char *weights, const char *inpu
     if (!v->v)
         ir_unreachable("out of memory");
     if (ir_diag_ok(d) && weights)
-        v->have_w = rt_st_open(weights, &v->w, d);
+        v->have_w = rt_hf_open_weights(weights, &v->w, d);
     if (ir_diag_ok(d) && inputs)
         v->have_i = rt_st_open(inputs, &v->i, d);
     if (ir_diag_ok(d)) {
