@@ -275,6 +275,8 @@ struct eng_trainer {
     double comm_ms;                  /* communication time of the current step */
     int64_t comm_bytes;              /* bytes allreduced per step (each rank's buffers) */
     eng_comm_meter meter;            /* under --mesh: bytes per axis (engine/profile.h) */
+    bool failed_everywhere;          /* setup failed the same way on every rank (collective
+                                        matching): rank 0 says it, no abort */
     double step_flops;               /* one step of the whole model by ir/cost.c (metrics.h) */
     double peak_flops;               /* one device's peak (--peak-tflops, else known; 0: unknown) */
     bool log_csv;                    /* --log FILE.csv (else JSON lines) */
@@ -1448,6 +1450,14 @@ static bool setup(trainer *r, const eng_opts *o)
         return false;
     if (r->axis[0]) {
         ir_graph *tg = eng_train_graph(o, r->g, r->micro > 1 ? r->Bm : 0, &r->mesh, true, "train", d);
+        /* collective matching before anything runs: the same verdict on every rank */
+        if (tg && !mesh_exec_match(tg, &r->mesh, r->micro, r->schedule == MESH_1F1B, r->world, d)) {
+            r->failed_everywhere = true;
+            ir_graph_free(tg);
+            tg = NULL;
+        }
+        for (int k = 0; k < r->meter.n_axes; k++) /* the exchange is no step's traffic */
+            eng_comm_meter_take(&r->meter, r->meter.axis[k]);
         if (tg)
             r->mgrad = mesh_exec_new(tg, program_compile_segment, (void *)(o->target ? o->target : "cpu"), &r->mesh,
                                      r->world, r->axis, r->pool, d);
@@ -1557,7 +1567,7 @@ eng_trainer *eng_trainer_new(const eng_opts *o, bool quiet, ir_diag *d)
         r->world_size = launch.size;
     }
     bool set = parse_opts(o, &r->t, d) && setup(r, o);
-    if (!set && r->axis[0] && r->world_size > 1)
+    if (!set && r->axis[0] && r->world_size > 1 && !r->failed_everywhere)
         /* under tp/pp each rank builds its own program and state: a setup failure may be this
          * rank's alone, with the others waiting in a collective; say it and end the job */
         abort_job(r, "failed to set up");
