@@ -446,7 +446,8 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
                 }
         }
     }
-    qsort(cfg, (size_t)n_cfg, sizeof *cfg, by_step);
+    if (n_cfg)
+        qsort(cfg, (size_t)n_cfg, sizeof *cfg, by_step);
 
     char buf[256], a[32], b[32], c3[32], c4[32], c5[32];
     double flops_step = 0;
