@@ -10,8 +10,12 @@ data/tinyshakespeare.txt). Steps:
 1. Compute rate: `loom train` on one rank with one thread, median ms of steps 2..N; the FLOPs of a
    step from `loom plan --devices 1 --peak-tflops 1 --mfu 1` (its compute column is FLOPs/1e12).
    With R ranks on C cores each rank gets min(1, C/R) of that rate (--peak-tflops per R).
-2. Network: one link model for the shared-memory transport, --bandwidth and --latency (defaults
-   from the allreduce table of docs/cluster.md, measured on this VM), all ranks one node.
+2. Network: one link model for the shared-memory transport, all ranks one node: --bandwidth
+   (default from the allreduce table of docs/cluster.md) and a latency a message step, by default
+   calibrated per rank count: the communication time `loom train --mesh tp=R` measures, less its
+   bytes at the bandwidth, over its message steps (as `loom check --explain` counts them) — with
+   more ranks than cores a message waits for its peer to be scheduled, milliseconds, not the
+   microseconds of shared memory.
 3. For each R in --devices: every configuration `loom plan --devices R --top 1000` ranks (the
    first --max-configs), run as printed: `mpirun -np R loom train ... --steps N`, each rank one
    thread, median of loom's own step times over steps 2..N.
@@ -33,7 +37,8 @@ DATA = os.path.join(HERE, "data", "tinyshakespeare.txt")
 DEFINES = ["-D", "n_layer=4", "-D", "d_model=128", "-D", "n_head=4", "-D", "vocab=256", "-D", "seq=64",
            "-D", "ctx=64", "-D", "batch=8"]
 STEP = re.compile(r"^step (\d+)/\d+ \| .*? \| ([0-9.]+) ms", re.M)
-ROW = re.compile(r"^  (\d+)\s+(\S+)\s+(\d+)\s+(\S+)\s+([0-9.]+) (ms|s)\s+([0-9.]+) (ms|s)", re.M)
+COMM = re.compile(r"^step (\d+)/\d+ \| .*? \| [0-9.]+ ms \(compute [0-9.]+, comm ([0-9.]+):", re.M)
+ROW = re.compile(r"^  (\d+)\s+(\(one rank\)|\S+)\s+(\d+)\s+(\S+)\s+([0-9.]+) (ms|s)\s+([0-9.]+) (ms|s)", re.M)
 
 
 def run(cmd, env=None, timeout=600):
@@ -57,7 +62,23 @@ def train(loom, mpiexec, ranks, mesh_args, steps):
     times = [float(ms) for s, ms in STEP.findall(out) if int(s) >= 2]
     if not times:
         raise RuntimeError(f"no step lines from {' '.join(cmd)}\n{out}")
+    comm = [float(ms) for s, ms in COMM.findall(out) if int(s) >= 2]
+    train.comm = statistics.median(comm) / 1e3 if comm else 0.0
     return statistics.median(times) / 1e3
+
+
+def latency_of(loom, mpiexec, devices, bandwidth, steps):
+    """Seconds a message step costs with `devices` ranks on this machine: the communication time
+    loom train measures under tp=devices, less its bytes at the bandwidth, over its message steps
+    (loom check --explain with a latency of 1 s and an infinite bandwidth counts them)."""
+    out = run([loom, "check", MODEL, *DEFINES, "--mesh", f"tp={devices}", "--train", "--explain", "--latency",
+               "intra=1,inter=1", "--bandwidth", "intra=1e15,inter=1e15"])
+    m = re.search(r"^  in all: .*?, ([0-9.]+) (KiB|MiB|B) on the wire, ([0-9.]+) (ms|s) a step", out, re.M)
+    n_steps = seconds(m.group(3), m.group(4))
+    wire = float(m.group(1)) * {"B": 1, "KiB": 1024, "MiB": 1048576}[m.group(2)]
+    train(loom, mpiexec, devices, ["--mesh", f"tp={devices}"], steps)
+    rate = float(re.match(r"([0-9.]+)GB/s", bandwidth).group(1)) * 1e9
+    return max(1e-6, (train.comm - wire / rate) / n_steps), n_steps, train.comm
 
 
 def plan(loom, devices, tflops, bandwidth, latency, top):
@@ -103,25 +124,31 @@ def main():
     ap.add_argument("--devices", default="2,4")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--bandwidth", default="1.5GB/s")
-    ap.add_argument("--latency", default="30us")
+    ap.add_argument("--latency", default="calibrate")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--max-configs", type=int, default=12)
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
     print(f"load average before: {open('/proc/loadavg').read().strip()}")
     one = train(a.loom, a.mpiexec, 1, [], a.steps)
-    rows1, _ = plan(a.loom, 1, 1.0, a.bandwidth, a.latency, 1)
+    rows1, _ = plan(a.loom, 1, 1.0, a.bandwidth, "30us", 1)
     flops = rows1[0]["compute"] * 1e12  # compute at 1 TFLOP/s and MFU 1: seconds = FLOPs / 1e12
     rate = flops / one
     print(f"calibration: one rank, one thread: {one * 1e3:.1f} ms a step, {flops:.4g} FLOPs a step: "
-          f"{rate / 1e9:.2f} GFLOP/s; network {a.bandwidth}, {a.latency} a message step")
+          f"{rate / 1e9:.2f} GFLOP/s; network {a.bandwidth}, latency {a.latency}")
     results = []
     for devices in [int(x) for x in a.devices.split(",")]:
         share = min(1.0, a.cores / devices)
-        rows, considered = plan(a.loom, devices, rate * share / 1e12, a.bandwidth, a.latency, 1000)
+        latency = a.latency
+        if a.latency == "calibrate":
+            lat, n_steps, comm = latency_of(a.loom, a.mpiexec, devices, a.bandwidth, a.steps)
+            latency = f"{lat * 1e6:.0f}us"
+            print(f"{devices} ranks: tp={devices} spends {comm * 1e3:.1f} ms a step in {n_steps:.0f} message steps: "
+                  f"latency {latency}")
+        rows, considered = plan(a.loom, devices, rate * share / 1e12, a.bandwidth, latency, 1000)
         print(f"{devices} ranks ({share:.2f} of a core's rate each): {considered}")
         for i, r in enumerate(rows[:a.max_configs]):
-            mesh_args = ["--mesh", r["mesh"]] if r["mesh"] != "(one" else []
+            mesh_args = ["--mesh", r["mesh"]] if r["mesh"] != "(one rank)" else []
             if r["schedule"] != "-":
                 mesh_args += ["--microbatches", str(r["micro"]), "--schedule", r["schedule"]]
             t0 = time.time()
