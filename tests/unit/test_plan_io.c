@@ -246,11 +246,32 @@ static void test_validation(void)
     }
 }
 
+/* Copies of nothing: zero bytes from an empty buffer are fine (a graph's empty value output
+ * under two names: fuzz/corpus/diff/finding-empty-output-copy.lir); a byte is not. */
+static void test_empty_copy(void)
+{
+    for (int bytes = 0; bytes < 2; bytes++) {
+        rt_plan p;
+        memset(&p, 0, sizeof p);
+        int a = add_buf(&p, "a", DT_F32, 0, RT_BUF_OUTPUT, 0);
+        int b = add_buf(&p, "b", DT_F32, 0, RT_BUF_OUTPUT, 0);
+        rt_plan_step *s = add_step(&p, RT_STEP_COPY);
+        s->copy = (rt_plan_copy){{a, 0}, {b, 0}, bytes};
+        char msg[512];
+        bool ok = roundtrip(&p, msg, sizeof msg);
+        CHECK(ok == (bytes == 0), "a copy of %d bytes from an empty buffer: %s (%s)", bytes,
+              ok ? "accepted" : "refused", msg);
+        CHECK(ok || strstr(msg, "copy src: reaches past the end"), "message '%s'", msg);
+        rt_plan_clear(&p);
+    }
+}
+
 int main(void)
 {
     test_roundtrip();
     test_step_past_end();
     test_validation();
+    test_empty_copy();
     if (failures)
         fprintf(stderr, "%d failures\n", failures);
     else
