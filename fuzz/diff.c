@@ -37,6 +37,7 @@
 #include "frontend/frontend.h"
 #include "io/safetensors.h"
 #include "ir/interp.h"
+#include "passes/pass.h"
 #include "plan/plan_io.h"
 
 #define MAX_NODES 96
@@ -47,12 +48,13 @@
 
 static uint64_t seen[SEEN_CAP];
 /* how far inputs got, printed at exit (docs/fuzzing.md's rates) */
-static long n_inputs, n_graphs, n_new, n_lowered, n_compiled, n_compared;
+static long n_inputs, n_graphs, n_new, n_lowered, n_compiled, n_compared, n_mutations, n_graph_mutations;
 
 static void print_counts(void)
 {
     fprintf(stderr, "diff: %ld inputs: %ld graphs (%ld not seen before), %ld lowered, %ld compiled and run on the "
-            "CPU, %ld compared with the reference\n", n_inputs, n_graphs, n_new, n_lowered, n_compiled, n_compared);
+            "CPU, %ld compared with the reference; %ld of %ld mutations as graphs\n", n_inputs, n_graphs, n_new, n_lowered,
+            n_compiled, n_compared, n_graph_mutations, n_mutations);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -244,6 +246,416 @@ static void run_small(const ir_graph *g, const char *text, uint64_t h)
         free(raw[i]);
     free(vals);
     free(raw);
+}
+
+/* ---- the structure-aware mutator ---------------------------------------------------------
+ * Text mutations of typed IR rarely parse (every result type must equal the inferred one), so
+ * three times in four a graph that parses is mutated as a graph: an op swapped within its
+ * family, an operand rewired to an earlier value, a source's shape or dtype changed, an
+ * attribute changed, a new node appended (with new params or inputs where it needs them) and
+ * made an output, or an output dropped (then dce). Every node's type is then inferred again,
+ * the graph verified and printed; a mutation that breaks a shape rule is tried again. The
+ * rest of the time, and for inputs that do not parse, libFuzzer mutates the bytes. */
+size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
+
+typedef struct {
+    uint64_t s;
+} rng;
+
+static uint64_t rnd(rng *r)
+{
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return r->s;
+}
+
+static int pick(rng *r, int n) { return n > 0 ? (int)(rnd(r) % (uint64_t)n) : 0; }
+
+static const ir_opcode unary_ops[] = {OP_neg, OP_exp, OP_log, OP_sqrt, OP_rsqrt, OP_recip, OP_abs,
+                                      OP_tanh, OP_sigmoid, OP_relu, OP_silu};
+static const ir_opcode binary_ops[] = {OP_add, OP_sub, OP_mul, OP_div, OP_pow, OP_maximum, OP_minimum};
+static const ir_opcode reduce_ops[] = {OP_sum, OP_mean, OP_max};
+static const ir_dtype float_types[] = {DT_F32, DT_F32, DT_F32, DT_F16, DT_BF16};
+#define N_OF(a) ((int)(sizeof a / sizeof *a))
+
+static int index_of(const ir_opcode *ops, int n, ir_opcode op)
+{
+    for (int i = 0; i < n; i++)
+        if (ops[i] == op)
+            return i;
+    return -1;
+}
+
+/* A random node that is not an output (with a type), or NULL. */
+static ir_node *random_value(rng *r, ir_graph *g, int below)
+{
+    for (int tries = 0; tries < 16 && below > 0; tries++) {
+        ir_node *n = g->nodes[pick(r, below)];
+        if (n->op != OP_output)
+            return n;
+    }
+    return NULL;
+}
+
+/* A name no node of g has: PREFIX + number. */
+static const char *fresh_name(ir_graph *g, const char *prefix, rng *r)
+{
+    char buf[32];
+    for (;;) {
+        snprintf(buf, sizeof buf, "%s%d", prefix, pick(r, 100000));
+        bool used = false;
+        for (int i = 0; i < g->n_nodes && !used; i++)
+            used = g->nodes[i]->name && strcmp(g->nodes[i]->name, buf) == 0;
+        if (!used)
+            return ir_graph_strdup(g, buf);
+    }
+}
+
+static ir_node *new_source(ir_graph *g, ir_opcode op, ir_dtype dt, const ir_shape *s, rng *r)
+{
+    ir_node *n = ir_node_add(g, op, 0, NULL, (ir_loc){-1, 0, 0});
+    n->dtype = dt;
+    n->shape = *s;
+    if (op == OP_param || op == OP_input)
+        n->name = fresh_name(g, op == OP_param ? "fz.p" : "fz.i", r);
+    return n;
+}
+
+static ir_shape last_dim(const ir_node *x)
+{
+    ir_shape s = {0};
+    s.rank = 1;
+    s.dim[0] = x->shape.rank ? x->shape.dim[x->shape.rank - 1] : 1;
+    return s;
+}
+
+/* Appends a node computing something of x (and maybe other values) and an output of it. */
+static bool append_node(rng *r, ir_graph *g, ir_node *x)
+{
+    ir_node *y = random_value(r, g, g->n_nodes), *n = NULL;
+    int rank = x->shape.rank;
+    switch (pick(r, 16)) {
+    case 0:
+    case 1: n = ir_node_add(g, unary_ops[pick(r, N_OF(unary_ops))], 1, &x, (ir_loc){-1, 0, 0}); break;
+    case 2:
+    case 3: {
+        ir_node *in[2] = {x, y && pick(r, 3) ? y : x};
+        if (pick(r, 2)) {
+            in[0] = in[1];
+            in[1] = x;
+        }
+        n = ir_node_add(g, binary_ops[pick(r, N_OF(binary_ops))], 2, in, (ir_loc){-1, 0, 0});
+        break;
+    }
+    case 4:
+        n = ir_node_add(g, OP_cast, 1, &x, (ir_loc){-1, 0, 0});
+        ir_attr_set_dtype(n, "to", pick(r, 3) ? float_types[pick(r, N_OF(float_types))] : DT_I32);
+        break;
+    case 5: {
+        n = ir_node_add(g, reduce_ops[pick(r, N_OF(reduce_ops))], 1, &x, (ir_loc){-1, 0, 0});
+        int64_t axes[IR_MAX_RANK];
+        int k = 0;
+        for (int a = 0; a < rank; a++)
+            if (pick(r, 2))
+                axes[k++] = pick(r, 4) ? a : a - rank;
+        ir_attr_set_ints(g, n, "axes", k, axes);
+        ir_attr_set_int(n, "keepdim", pick(r, 2));
+        break;
+    }
+    case 6: n = ir_node_add(g, OP_softmax, 1, &x, (ir_loc){-1, 0, 0}); break;
+    case 7: {
+        n = ir_node_add(g, OP_transpose, 1, &x, (ir_loc){-1, 0, 0});
+        int64_t perm[IR_MAX_RANK];
+        for (int a = 0; a < rank; a++)
+            perm[a] = a;
+        for (int a = rank - 1; a > 0; a--) {
+            int b = pick(r, a + 1);
+            int64_t t = perm[a];
+            perm[a] = perm[b];
+            perm[b] = t;
+        }
+        ir_attr_set_ints(g, n, "perm", rank, perm);
+        break;
+    }
+    case 8: {
+        n = ir_node_add(g, pick(r, 2) ? OP_reshape : OP_broadcast, 1, &x, (ir_loc){-1, 0, 0});
+        int64_t numel = ir_shape_numel(&x->shape), shape[3];
+        int k = pick(r, 3) + 1;
+        if (n->op == OP_reshape) {
+            int64_t a = 1 + pick(r, 4);
+            shape[0] = numel % a == 0 ? a : 1;
+            shape[1] = -1;
+            shape[2] = 1;
+        } else {
+            for (int i = 0; i < 3; i++)
+                shape[i] = 1 + pick(r, 3);
+            for (int i = 0; i < rank && i < k; i++)
+                shape[k - 1 - i] = pick(r, 3) ? x->shape.dim[rank - 1 - i] : 1 + pick(r, 3);
+        }
+        ir_attr_set_ints(g, n, "shape", k, shape);
+        break;
+    }
+    case 9: {
+        if (!rank)
+            return false;
+        int a = pick(r, rank);
+        int64_t d = x->shape.dim[a];
+        n = ir_node_add(g, OP_slice, 1, &x, (ir_loc){-1, 0, 0});
+        int64_t st = pick(r, (int)d + 1), en = st + pick(r, (int)(d - st) + 1);
+        ir_attr_set_int(n, "axis", pick(r, 2) ? a : a - rank);
+        ir_attr_set_int(n, "start", st);
+        ir_attr_set_int(n, "end", en);
+        break;
+    }
+    case 10: {
+        ir_node *in[3] = {x, y ? y : x, x};
+        n = ir_node_add(g, OP_concat, 2 + pick(r, 2), in, (ir_loc){-1, 0, 0});
+        ir_attr_set_int(n, "axis", rank ? pick(r, rank) : 0);
+        break;
+    }
+    case 11: {
+        ir_shape ws = {0};
+        ws.rank = 2;
+        ws.dim[0] = x->shape.rank ? x->shape.dim[x->shape.rank - 1] : 1;
+        ws.dim[1] = 1 + pick(r, 6);
+        int ta = pick(r, 4) == 0, tb = pick(r, 2);
+        if (tb) {
+            int64_t t = ws.dim[0];
+            ws.dim[0] = ws.dim[1];
+            ws.dim[1] = t;
+        }
+        ir_node *w = y && pick(r, 4) == 0 ? y : new_source(g, pick(r, 2) ? OP_param : OP_input, x->dtype, &ws, r);
+        ir_node *in[2] = {x, w};
+        n = ir_node_add(g, OP_matmul, 2, in, (ir_loc){-1, 0, 0});
+        ir_attr_set_int(n, "transpose_a", ta);
+        ir_attr_set_int(n, "transpose_b", tb);
+        break;
+    }
+    case 12: {
+        ir_shape ws = last_dim(x);
+        ir_node *in[3] = {x, new_source(g, OP_param, x->dtype, &ws, r), NULL};
+        if (pick(r, 2)) {
+            in[2] = new_source(g, OP_param, x->dtype, &ws, r);
+            n = ir_node_add(g, OP_layernorm, 3, in, (ir_loc){-1, 0, 0});
+            ir_attr_set_float(n, "eps", pick(r, 2) ? 1e-5 : 0.5);
+        } else {
+            n = ir_node_add(g, OP_rmsnorm, 2, in, (ir_loc){-1, 0, 0});
+            ir_attr_set_float(n, "eps", pick(r, 2) ? 1e-6 : 0.25);
+        }
+        break;
+    }
+    case 13: {
+        /* gelu, or rope over positions 0..T-1 */
+        if (pick(r, 2) || rank < 2) {
+            n = ir_node_add(g, OP_gelu, 1, &x, (ir_loc){-1, 0, 0});
+            ir_attr_set_str(g, n, "approx", pick(r, 2) ? "tanh" : "erf");
+        } else {
+            ir_shape ps = {0};
+            ps.rank = 1;
+            ps.dim[0] = x->shape.dim[rank - 2];
+            ir_node *in[2] = {x, new_source(g, OP_iota, DT_I32, &ps, r)};
+            n = ir_node_add(g, OP_rope, 2, in, (ir_loc){-1, 0, 0});
+            ir_attr_set_float(n, "theta", pick(r, 2) ? 10000 : 10);
+        }
+        break;
+    }
+    case 14: {
+        /* attention over x (q, k, v of one shape; maybe a mask) */
+        ir_node *in[4] = {x, x, x, NULL};
+        int k = 3;
+        if (rank == 4 && pick(r, 3) == 0) {
+            ir_shape ms = {0};
+            ms.rank = 2;
+            ms.dim[0] = ms.dim[1] = x->shape.dim[2];
+            in[3] = new_source(g, OP_input, x->dtype, &ms, r);
+            k = 4;
+        }
+        n = ir_node_add(g, OP_attention, k, in, (ir_loc){-1, 0, 0});
+        ir_attr_set_int(n, "causal", pick(r, 2));
+        ir_attr_set_float(n, "scale", pick(r, 2) ? 0 : 0.5);
+        break;
+    }
+    case 15: {
+        /* embedding of new ids, or cross_entropy of x against new targets */
+        if (pick(r, 2)) {
+            ir_shape ts = x->shape;
+            if (!ts.rank)
+                return false;
+            ts.rank--;
+            ir_node *in[2] = {x, new_source(g, OP_input, DT_I32, &ts, r)};
+            n = ir_node_add(g, OP_cross_entropy, 2, in, (ir_loc){-1, 0, 0});
+        } else {
+            ir_shape ts = {0}, ws = {0};
+            ts.rank = 1 + pick(r, 2);
+            for (int i = 0; i < ts.rank; i++)
+                ts.dim[i] = 1 + pick(r, 4);
+            ws.rank = 2;
+            ws.dim[0] = 2 + pick(r, 6);
+            ws.dim[1] = 1 + pick(r, 6);
+            ir_node *in[2] = {new_source(g, OP_param, float_types[pick(r, N_OF(float_types))], &ws, r),
+                              new_source(g, OP_input, DT_I32, &ts, r)};
+            n = ir_node_add(g, OP_embedding, 2, in, (ir_loc){-1, 0, 0});
+        }
+        break;
+    }
+    }
+    if (!n)
+        return false;
+    ir_node *out = ir_node_add(g, OP_output, 1, &n, (ir_loc){-1, 0, 0});
+    out->name = fresh_name(g, "fz.o", r);
+    return true;
+}
+
+/* One random change to g (types not yet inferred again). */
+static bool mutate_once(rng *r, ir_graph *g)
+{
+    ir_node *n = g->nodes[pick(r, g->n_nodes)];
+    switch (pick(r, 8)) {
+    case 0: { /* swap an op within its family */
+        int k;
+        if ((k = index_of(unary_ops, N_OF(unary_ops), n->op)) >= 0)
+            n->op = unary_ops[(k + 1 + pick(r, N_OF(unary_ops) - 1)) % N_OF(unary_ops)];
+        else if ((k = index_of(binary_ops, N_OF(binary_ops), n->op)) >= 0)
+            n->op = binary_ops[(k + 1 + pick(r, N_OF(binary_ops) - 1)) % N_OF(binary_ops)];
+        else if ((k = index_of(reduce_ops, N_OF(reduce_ops), n->op)) >= 0)
+            n->op = reduce_ops[(k + 1 + pick(r, N_OF(reduce_ops) - 1)) % N_OF(reduce_ops)];
+        else
+            return false;
+        return true;
+    }
+    case 1: { /* rewire an operand to an earlier value */
+        if (!n->n_in)
+            return false;
+        ir_node *m = random_value(r, g, n->id);
+        if (!m)
+            return false;
+        n->in[pick(r, n->n_in)] = m;
+        return true;
+    }
+    case 2: { /* a source's shape or dtype */
+        if (ir_ops[n->op].kind != OK_SOURCE)
+            return false;
+        int c = pick(r, 4);
+        if (c == 0 && n->shape.rank)
+            n->shape.dim[pick(r, n->shape.rank)] = 1 + pick(r, 6);
+        else if (c == 1 && n->shape.rank < 4)
+            n->shape.dim[n->shape.rank++] = 1 + pick(r, 4);
+        else if (c == 2 && n->shape.rank)
+            n->shape.rank--;
+        else if (n->op != OP_iota)
+            n->dtype = ir_dtype_is_float(n->dtype) ? float_types[pick(r, N_OF(float_types))] : DT_I32;
+        else
+            return false;
+        return true;
+    }
+    case 3: { /* an attribute */
+        int na = ir_op_nattrs(n->op);
+        if (!na || n->op == OP_param)
+            return false;
+        int k = pick(r, na);
+        char name[64];
+        ir_op_attr_name(n->op, k, name, sizeof name);
+        switch (ir_op_attr_kind(n->op, k)) {
+        case AK_INT: ir_attr_set_int(n, name, pick(r, 3) ? pick(r, 5) - 1 : n->attr[k].i + 1); break;
+        case AK_FLOAT: {
+            static const double v[] = {0, 0.5, 1e-5, -1, 2, 1e3, -0.125};
+            ir_attr_set_float(n, name, v[pick(r, N_OF(v))]);
+            break;
+        }
+        case AK_DTYPE: ir_attr_set_dtype(n, name, pick(r, 4) ? float_types[pick(r, N_OF(float_types))] : DT_I32); break;
+        case AK_STR: ir_attr_set_str(g, n, name, pick(r, 2) ? "tanh" : "erf"); break;
+        case AK_INTS: {
+            int64_t v[IR_MAX_RANK];
+            int cnt = n->attr[k].n;
+            for (int i = 0; i < cnt; i++)
+                v[i] = n->attr[k].ints[i];
+            if (cnt && pick(r, 2))
+                v[pick(r, cnt)] = pick(r, 6) - 1;
+            else if (cnt && pick(r, 2))
+                cnt--;
+            else if (cnt < 4)
+                v[cnt++] = pick(r, 4);
+            ir_attr_set_ints(g, n, name, cnt, v);
+            break;
+        }
+        }
+        return true;
+    }
+    case 4:
+    case 5:
+    case 6: { /* something new of a value */
+        ir_node *x = random_value(r, g, g->n_nodes);
+        return x && append_node(r, g, x);
+    }
+    case 7: { /* one output fewer, and what only it needed */
+        int outs = 0;
+        for (int i = 0; i < g->n_nodes; i++)
+            outs += g->nodes[i]->op == OP_output;
+        if (n->op != OP_output || outs < 2)
+            return false;
+        bool *dead = calloc((size_t)g->n_nodes, 1);
+        if (!dead)
+            abort();
+        dead[n->id] = true;
+        ir_graph_compact(g, dead);
+        free(dead);
+        ir_diag d;
+        ir_diag_init(&d);
+        bool ok = pass_dce(g, &d);
+        ir_diag_free(&d);
+        return ok;
+    }
+    }
+    return false;
+}
+
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
+{
+    rng r = {seed * 0x9E3779B97F4A7C15ull + 1};
+    n_mutations++;
+    if (pick(&r, 4) == 0 || size > (1 << 16))
+        return LLVMFuzzerMutate(data, size, max_size);
+    ir_diag d;
+    ir_diag_init(&d);
+    ir_graph *g = ir_parse(&d, ir_diag_add_source(&d, "mutate.lir", (const char *)data, size));
+    ir_diag_free(&d);
+    if (!g || !g->n_nodes) {
+        ir_graph_free(g);
+        return LLVMFuzzerMutate(data, size, max_size);
+    }
+    size_t out = 0;
+    for (int attempt = 0; attempt < 16 && !out; attempt++) {
+        ir_graph *m = ir_graph_clone(g);
+        bool ok = true;
+        for (int k = 1 + pick(&r, 3); ok && k > 0; k--) { /* each change: the first of 16 that applies */
+            ok = false;
+            for (int t = 0; t < 16 && !ok; t++)
+                ok = mutate_once(&r, m);
+        }
+        ir_diag_init(&d);
+        for (int i = 0; ok && i < m->n_nodes; i++)
+            if (ir_ops[m->nodes[i]->op].kind != OK_SOURCE)
+                ok = ir_infer(m->nodes[i], &d);
+        for (int i = 0; ok && i < m->n_nodes; i++) /* stay runnable, mostly */
+            ok = ir_shape_numel(&m->nodes[i]->shape) <= MAX_NUMEL || pick(&r, 16) == 0;
+        ok = ok && ir_verify(m, &d);
+        ir_diag_free(&d);
+        if (ok) {
+            size_t len;
+            char *text = fz_print_graph(m, &len);
+            if (len <= max_size) {
+                memcpy(data, text, len);
+                out = len;
+            }
+            free(text);
+        }
+        ir_graph_free(m);
+    }
+    ir_graph_free(g);
+    n_graph_mutations += out > 0;
+    return out ? out : LLVMFuzzerMutate(data, size, max_size);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
