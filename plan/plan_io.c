@@ -672,8 +672,11 @@ static bool check_gemm(checker *c, const rt_plan_gemm *g)
 /* The forward operands of an attention (out only when with_out). */
 static bool check_attention_in(checker *c, const rt_plan_attention *a, bool with_out)
 {
-    if (a->B < 1 || a->H < 1 || a->G < 1 || a->T < 1 || a->S < 1 || a->D < 1 || a->E < 1 || a->H % a->G != 0 ||
-        a->causal < 0 || !isfinite(a->scale) || a->scale == 0)
+    /* a forward attention may be empty (no batch, heads, queries, keys or values: a slice of
+     * nothing upstream; a row without keys is 0); its backward, which only training makes, not */
+    int64_t least = with_out ? 0 : 1;
+    if (a->B < least || a->H < least || a->G < 1 || a->T < least || a->S < least || a->D < 1 || a->E < least ||
+        a->H % a->G != 0 || a->causal < 0 || !isfinite(a->scale) || a->scale == 0)
         return fail(c, "bad sizes, head groups, causal flag or scale", "attention");
     /* rows of q, k, v and out are separate (their row stride at least a row): the executors
      * hand them to BLAS as leading dimensions, which must cover a row */

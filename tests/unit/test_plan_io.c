@@ -266,12 +266,34 @@ static void test_empty_copy(void)
     }
 }
 
+/* An empty forward attention (no queries, or no keys: rows of 0) is valid, its backward not
+ * (fuzz/corpus/diff/finding-empty-attention.lir: loom build refused a graph loom run runs). */
+static void test_empty_attention(void)
+{
+    for (int grad = 0; grad < 2; grad++)
+        for (int which = 0; which < 2; which++) {
+            rt_plan p;
+            make_plan(&p);
+            rt_plan_attention *a = grad ? &p.steps[6].agrad.fwd : &p.steps[3].attn;
+            if (which == 0)
+                a->T = 0;
+            else
+                a->S = 0;
+            char msg[512];
+            bool ok = roundtrip(&p, msg, sizeof msg);
+            CHECK(ok == !grad, "%s with %s = 0: %s (%s)", grad ? "attention_grad" : "attention", which ? "S" : "T",
+                  ok ? "accepted" : "refused", msg);
+            rt_plan_clear(&p);
+        }
+}
+
 int main(void)
 {
     test_roundtrip();
     test_step_past_end();
     test_validation();
     test_empty_copy();
+    test_empty_attention();
     if (failures)
         fprintf(stderr, "%d failures\n", failures);
     else
