@@ -5,29 +5,33 @@
  * Feeds: the input as textual IR ("fuzz.lir"), or, when it does not parse as IR but holds the
  * word "model", as a .loom model ("fuzz.loom", built with its own hyperparameters); inputs
  * that are neither are left to fuzz/lir.c and fuzz/frontend.c.
- *  - Every parsed graph is lowered as program_new lowers it
- *    (program_lower: passes, cg_lower, memory plan) — a lowering may refuse a graph with an
- *    error (f64 values, collectives outside a mesh, an op the CPU lacks), never crash — and the plan it makes must pass the
- *    plan validator (rt_plan_validate), which executables apply to what they read.
+ *  - Every graph is lowered as program_new lowers it (program_lower: passes, cg_lower, memory
+ *    plan) — lowering may refuse a graph with an error (f64 values, collectives outside a
+ *    mesh, an op the CPU lacks), never crash — and the plan it makes must pass the plan
+ *    validator (rt_plan_validate), which `loom build` applies to what it writes.
  *  - A small graph (at most 96 nodes, 4096 elements a value, 65536 in all) then runs: every
  *    param and input filled from a hash of the printed graph (floats k/64 in [-2, 2], exact in
  *    every float dtype; integers 0..3), the interpreter in f64 and in f32 (rounded to each
  *    value's dtype after each op, as f32 storage does), and program_cpu_new + program_run.
  * Asserts, beyond no crash, hang, leak or sanitizer report:
  *  - when the reference runs, the CPU program (if it compiled) runs too, and every output
- *    element agrees: with r64 and r32 the interpreter's two answers and c the CPU's,
- *        |c − r64| <= 1e-3 · (1 + |r64|) + 16 · |r32 − r64|    for float dtypes
- *    (1e-2 for f16, 3e-2 for bf16, whose storage rounds every value): the f32 interpreter's
- *    distance from f64 measures how much f32 rounding moves this graph's answer, so an
- *    ill-conditioned graph (cancellation, a compare on near-equal values) widens its own
- *    tolerance instead of making a false finding; elements where r64 or r32 is not finite or
- *    beyond 1e30 (f32 overflow) are not compared. Integer outputs agree exactly where r32 ==
- *    r64 and |r64| < 2^24. A mismatch prints the graph, the output, the element and the three
- *    values, and aborts. NaN semantics are left out: where the reference meets a NaN or an
- *    infinity anywhere in the graph, a CPU element that is not finite is not compared (the
- *    interpreter's max, softmax and attention skip NaN scores by comparison — a row of NaN
- *    scores is "a row with no allowed key", 0 — where the kernels propagate them; ir.md does
- *    not say which is meant: docs/fuzzing.md, open questions).
+ *    element agrees. With r64 and r32 the interpreter's two answers, c the CPU's and n1..n3
+ *    three runs of the f64 reference with every op's result perturbed by an f32-sized error
+ *    (reference_noisy: up to 2^-20 · (|y| + the size of the op's operands), uniform):
+ *        |c − r64| <= tol · (1 + |r64|) + 16 · |r32 − r64| + 8 · max_k |nk − r64|
+ *    with tol 1e-3 for f32 (1e-2 for f16, 3e-2 for bf16, whose storage rounds every value).
+ *    The last two terms measure how much f32 rounding — between ops (r32) and inside them (nk:
+ *    gelu's 1 + tanh cancelling for large negative inputs, then divided by) — moves this
+ *    graph's answer, so an ill-conditioned graph widens its own tolerance instead of making a
+ *    false finding; the noisy runs are made only when the first two terms are not enough, and
+ *    an element a perturbed run makes infinite or NaN is not compared. Elements where r64 or
+ *    r32 is not finite or beyond 1e30 (f32 overflow) are not compared. Integer outputs agree
+ *    exactly where r32 == r64 and |r64| < 2^24. NaN semantics are left out: where the
+ *    reference meets a NaN or an infinity anywhere in the graph, a CPU element that is not
+ *    finite is not compared (the interpreter's max, softmax and attention skip NaN scores by
+ *    comparison — a row of NaN scores is "a row with no allowed key", 0 — where the kernels
+ *    propagate them; ir.md does not say which is meant: docs/fuzzing.md). A mismatch prints
+ *    the graph, the output, the element, the values and the tolerance, and aborts.
  * Triage: LOOM_FUZZ_DUMP=DIR writes the graph and its values for `loom run` (dump_run).
  * Speed: the JIT costs tens of ms a graph, so a graph already run (same printed text, so the
  * same values and the same answer) is not run again: mutations that only change spelling,
@@ -53,13 +57,15 @@
 
 static uint64_t seen[SEEN_CAP];
 /* how far inputs got, printed at exit (docs/fuzzing.md's rates) */
-static long n_inputs, n_graphs, n_new, n_lowered, n_compiled, n_compared, n_mutations, n_graph_mutations;
+static long n_inputs, n_graphs, n_new, n_lowered, n_compiled, n_compared, n_mutations, n_graph_mutations,
+    n_mut_unparsed, n_mut_failed;
 
 static void print_counts(void)
 {
     fprintf(stderr, "diff: %ld inputs: %ld graphs (%ld not seen before), %ld lowered, %ld compiled and run on the "
-            "CPU, %ld compared with the reference; %ld of %ld mutations as graphs\n", n_inputs, n_graphs, n_new, n_lowered,
-            n_compiled, n_compared, n_graph_mutations, n_mutations);
+            "CPU, %ld compared with the reference; %ld of %ld mutations as graphs (%ld of text that did not parse, %ld "
+            "where no change applied)\n", n_inputs, n_graphs, n_new, n_lowered, n_compiled, n_compared,
+            n_graph_mutations, n_mutations, n_mut_unparsed, n_mut_failed);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -67,6 +73,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fz_limit_memory();
     atexit(print_counts);
     return 0;
+}
+
+typedef struct {
+    uint64_t s;
+} rng;
+
+static uint64_t rnd(rng *r) /* SplitMix64 (every bit good: xorshift's low bits repeat) */
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ z >> 27) * 0x94D049BB133111EBull;
+    return z ^ z >> 31;
 }
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -134,6 +152,97 @@ static const ir_tensor *find_out(const ir_named_tensor *o, int n, const char *na
     return NULL;
 }
 
+static double max_abs(const ir_tensor *t)
+{
+    double m = 0;
+    for (int64_t i = 0; t && i < ir_shape_numel(&t->shape); i++)
+        if (isfinite(t->data[i]) && fabs(t->data[i]) > m)
+            m = fabs(t->data[i]);
+    return m;
+}
+
+/* The f64 reference once more, each op's result perturbed as an f32 kernel's rounding might
+ * move it: element y of a result gets an error of up to NOISE · (|y| + M), uniform (of one
+ * size for every element, errors of consecutive ops would cancel one time in two), M the size
+ * of what the op computed it from (the largest operand; for matmul max|a|·max|b|·K, for sum
+ * max|x|·the elements summed, for attention max|v|·(1 + max|q|·max|k|·D·scale)), so that an
+ * answer made of cancelling terms (gelu's 1 + tanh for large negative inputs, a difference of
+ * near-equal values) shows how far such errors carry. Outputs in graph order, like
+ * ir_interp_run's; false when the reference fails. */
+#define NOISE (1.0 / (1 << 20))
+static bool reference_noisy(const ir_graph *g, const ir_named_tensor *vals, int n_vals, uint64_t seed,
+                            ir_named_tensor **outs, int *n_outs)
+{
+    int nn = g->n_nodes;
+    ir_tensor **val = calloc((size_t)nn + 1, sizeof *val);
+    bool *own = calloc((size_t)nn + 1, sizeof *own);
+    *outs = calloc((size_t)nn + 1, sizeof **outs);
+    *n_outs = 0;
+    if (!val || !own || !*outs)
+        abort();
+    ir_diag d;
+    ir_diag_init(&d);
+    bool ok = true;
+    rng r = {fnv(&seed, sizeof seed, 0xcbf29ce484222325ull) | 1};
+    for (int i = 0; ok && i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->op == OP_input || n->op == OP_param) {
+            for (int k = 0; k < n_vals && !val[i]; k++)
+                if (strcmp(vals[k].name, n->name) == 0)
+                    val[i] = vals[k].t;
+            ok = val[i] != NULL;
+            continue;
+        }
+        if (n->op == OP_output) {
+            ir_tensor *c = ir_tensor_new(val[n->in[0]->id]->dtype, &val[n->in[0]->id]->shape);
+            memcpy(c->data, val[n->in[0]->id]->data, sizeof(double) * (size_t)ir_shape_numel(&c->shape));
+            char *name = strdup(n->name);
+            if (!name)
+                abort();
+            (*outs)[(*n_outs)++] = (ir_named_tensor){name, c};
+            continue;
+        }
+        ir_tensor *in[IR_MAX_ATTRS + 8] = {0}, *out = ir_tensor_new(n->dtype, &n->shape);
+        double m = 0;
+        for (int k = 0; k < n->n_in && k < IR_MAX_ATTRS + 8; k++) {
+            in[k] = val[n->in[k]->id];
+            m = fmax(m, max_abs(in[k]));
+        }
+        val[i] = out;
+        own[i] = true;
+        if (n->n_in > IR_MAX_ATTRS + 8 || !ir_interp_node(n, IR_PREC_F64, in, out, &d)) {
+            ok = false;
+            break;
+        }
+        int64_t cnt = ir_shape_numel(&out->shape);
+        if (n->op == OP_matmul)
+            m = max_abs(in[0]) * max_abs(in[1]) *
+                (double)in[0]->shape.dim[in[0]->shape.rank - 1 - (ir_attr_int(n, "transpose_a") != 0)];
+        else if (n->op == OP_sum && cnt > 0)
+            m *= (double)(ir_shape_numel(&in[0]->shape) / cnt);
+        else if (n->op == OP_attention)
+            m = max_abs(in[2]) * (1 + max_abs(in[0]) * max_abs(in[1]) * (double)in[0]->shape.dim[3] *
+                                      fmax(1, fabs(ir_attr_float(n, "scale"))));
+        m = fmax(m, max_abs(out));
+        if (ir_dtype_is_float(n->dtype))
+            for (int64_t k = 0; k < cnt; k++)
+                if (isfinite(out->data[k]))
+                    out->data[k] += NOISE * (fabs(out->data[k]) + m) * ((double)(rnd(&r) >> 11) * 0x1p-52 - 1);
+    }
+    for (int i = 0; i < nn; i++)
+        if (own[i])
+            ir_tensor_free(val[i]);
+    free(val);
+    free(own);
+    ir_diag_free(&d);
+    if (!ok) {
+        ir_named_tensors_free(*outs, *n_outs);
+        *outs = NULL;
+        *n_outs = 0;
+    }
+    return ok;
+}
+
 /* Whether the f64 reference meets a NaN or an infinity anywhere in g (every value made an
  * output of a clone). */
 static bool reference_nonfinite(const ir_graph *g, const ir_named_tensor *vals, int n_vals)
@@ -165,9 +274,13 @@ static bool reference_nonfinite(const ir_graph *g, const ir_named_tensor *vals, 
 }
 
 static void compare(const ir_graph *g, const char *text, program *p, const ir_named_tensor *o64,
-                    const ir_named_tensor *o32, int n_out, const ir_named_tensor *vals, int n_vals)
+                    const ir_named_tensor *o32, int n_out, const ir_named_tensor *vals, int n_vals, uint64_t h)
 {
     int nonfinite = -1; /* reference_nonfinite, once needed */
+    /* three noisy references, made once a difference needs them */
+    ir_named_tensor *noisy[3] = {NULL, NULL, NULL};
+    int n_noisy[3] = {0, 0, 0};
+    bool have_noisy = false;
     for (int i = 0; i < n_out; i++) {
         const ir_tensor *r64 = o64[i].t, *r32 = find_out(o32, n_out, o64[i].name);
         const ir_node *out = program_find(p, OP_output, o64[i].name);
@@ -192,6 +305,23 @@ static void compare(const ir_graph *g, const char *text, program *p, const ir_na
             if (is_float) {
                 tol = tolerance(node->dtype) * (1 + fabs(a)) + 16 * fabs(b - a);
                 bad = !(fabs(x - a) <= tol);
+                if (bad && !have_noisy) {
+                    have_noisy = true;
+                    for (int s = 0; s < 3; s++)
+                        if (!reference_noisy(g, vals, n_vals, h + (uint64_t)s, &noisy[s], &n_noisy[s]))
+                            fz_fail("the reference fails when run node by node");
+                }
+                for (int s = 0; bad && s < 3; s++) {
+                    const ir_tensor *y = find_out(noisy[s], n_noisy[s], o64[i].name);
+                    if (!y)
+                        fz_fail("output '%s' missing from the node-by-node reference", o64[i].name);
+                    if (!isfinite(y->data[k]))
+                        bad = false; /* an f32-sized error can overflow or NaN it: too ill-conditioned */
+                    else
+                        tol = fmax(tol, tolerance(node->dtype) * (1 + fabs(a)) + 16 * fabs(b - a) +
+                                            8 * fabs(y->data[k] - a));
+                    bad = bad && !(fabs(x - a) <= tol);
+                }
             } else {
                 bad = a == b && fabs(a) < 16777216.0 && x != a;
             }
@@ -201,12 +331,19 @@ static void compare(const ir_graph *g, const char *text, program *p, const ir_na
                 bad = false; /* NaN semantics (see the file comment) */
             if (bad) {
                 fprintf(stderr, "%s", text);
-                fz_fail("output '%s' element %lld: cpu %.9g, reference f64 %.9g, f32 %.9g (tolerance %.3g)",
-                        o64[i].name, (long long)k, x, a, b, tol);
+                const ir_tensor *y0 = find_out(noisy[0], n_noisy[0], o64[i].name),
+                                *y1 = find_out(noisy[1], n_noisy[1], o64[i].name),
+                                *y2 = find_out(noisy[2], n_noisy[2], o64[i].name);
+                fz_fail("output '%s' element %lld: cpu %.9g, reference f64 %.9g, f32 %.9g, perturbed %.9g %.9g %.9g "
+                        "(tolerance %.3g)",
+                        o64[i].name, (long long)k, x, a, b, y0 ? y0->data[k] : NAN, y1 ? y1->data[k] : NAN,
+                        y2 ? y2->data[k] : NAN, tol);
             }
         }
         free(c);
     }
+    for (int s = 0; s < 3; s++)
+        ir_named_tensors_free(noisy[s], n_noisy[s]);
 }
 
 /* LOOM_FUZZ_DUMP=DIR: the graph and the values of a run as files, so that `loom run
@@ -300,7 +437,7 @@ static void run_small(const ir_graph *g, const char *text, uint64_t h)
         }
         n_compiled++;
         if (ok64 && ran) {
-            compare(g, text, p, o64, o32, n64, vals, n_vals);
+            compare(g, text, p, o64, o32, n64, vals, n_vals, h);
             n_compared++;
         }
         program_free(p);
@@ -317,28 +454,54 @@ static void run_small(const ir_graph *g, const char *text, uint64_t h)
     free(raw);
 }
 
+/* The graph of an input: textual IR, else (holding "model") a .loom model; NULL if neither. */
+static ir_graph *parse_any(const uint8_t *data, size_t size)
+{
+    ir_diag d;
+    ir_diag_init(&d);
+    ir_graph *g = ir_parse(&d, ir_diag_add_source(&d, "fuzz.lir", (const char *)data, size));
+    if (!g && holds_model(data, size)) {
+        ir_diag_free(&d);
+        ir_diag_init(&d);
+        g = fe_build(&d, ir_diag_add_source(&d, "fuzz.loom", (const char *)data, size), NULL, 0);
+    }
+    ir_diag_free(&d);
+    return g;
+}
+
+/* The printed text of the last graphs run, for the mutator to start from when an input is not
+ * a graph (libFuzzer keeps such inputs in the corpus for the parser coverage they reach). */
+#define N_RECENT 64
+static char *recent[N_RECENT];
+static int n_recent, next_recent;
+
+static void remember(const char *text)
+{
+    char *t = strdup(text);
+    if (!t)
+        abort();
+    free(recent[next_recent]);
+    recent[next_recent] = t;
+    next_recent = (next_recent + 1) % N_RECENT;
+    if (n_recent < N_RECENT)
+        n_recent++;
+}
+
 /* ---- the structure-aware mutator ---------------------------------------------------------
  * Text mutations of typed IR rarely parse (every result type must equal the inferred one), so
- * three times in four a graph that parses is mutated as a graph: an op swapped within its
+ * a graph that parses is mutated as a graph: an op swapped within its
  * family, an operand rewired to an earlier value, a source's shape or dtype changed, an
  * attribute changed, a new node appended (with new params or inputs where it needs them) and
  * made an output, or an output dropped (then dce). Every node's type is then inferred again,
- * the graph verified and printed; a mutation that breaks a shape rule is tried again. The
- * rest of the time, and for inputs that do not parse, libFuzzer mutates the bytes. */
+ * the graph verified and printed; a mutation that breaks a shape rule is tried again. One time
+ * in eight libFuzzer mutates the bytes instead, kept when they still parse. An input that is
+ * not a graph (some seeds; byte mutations the corpus keeps for the parser paths they reach)
+ * is mostly replaced by a mutation of one of the last graphs run. Byte-wise
+ * cross-over of two graphs never parses, so "cross-over" mutates the first one instead. */
 size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
-
-typedef struct {
-    uint64_t s;
-} rng;
-
-static uint64_t rnd(rng *r)
-{
-    r->s ^= r->s << 13;
-    r->s ^= r->s >> 7;
-    r->s ^= r->s << 17;
-    return r->s;
-}
+size_t LLVMFuzzerCustomCrossOver(const uint8_t *data1, size_t size1, const uint8_t *data2, size_t size2, uint8_t *out,
+                                 size_t max_out_size, unsigned int seed);
 
 static int pick(rng *r, int n) { return n > 0 ? (int)(rnd(r) % (uint64_t)n) : 0; }
 
@@ -684,15 +847,36 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
 {
     rng r = {seed * 0x9E3779B97F4A7C15ull + 1};
     n_mutations++;
-    if (pick(&r, 4) == 0 || size > (1 << 16))
+    if (size > (1 << 16))
         return LLVMFuzzerMutate(data, size, max_size);
-    ir_diag d;
-    ir_diag_init(&d);
-    ir_graph *g = ir_parse(&d, ir_diag_add_source(&d, "mutate.lir", (const char *)data, size));
-    ir_diag_free(&d);
+    ir_graph *g = parse_any(data, size);
+    if (!g && n_recent && pick(&r, 4)) { /* not a graph: mutate a recent graph instead */
+        const char *t = recent[pick(&r, n_recent)];
+        g = parse_any((const uint8_t *)t, strlen(t));
+    }
     if (!g || !g->n_nodes) {
+        n_mut_unparsed++;
         ir_graph_free(g);
         return LLVMFuzzerMutate(data, size, max_size);
+    }
+    ir_diag d;
+    if (pick(&r, 8) == 0) { /* bytes, when they still parse (a number, a name, an attribute) */
+        uint8_t *copy = malloc(max_size + 1);
+        if (!copy)
+            abort();
+        memcpy(copy, data, size);
+        size_t n = LLVMFuzzerMutate(copy, size, max_size);
+        ir_diag_init(&d);
+        ir_graph *b = ir_parse(&d, ir_diag_add_source(&d, "mutate.lir", (const char *)copy, n));
+        ir_diag_free(&d);
+        if (b)
+            memcpy(data, copy, n);
+        free(copy);
+        if (b) {
+            ir_graph_free(b);
+            ir_graph_free(g);
+            return n;
+        }
     }
     size_t out = 0;
     for (int attempt = 0; attempt < 16 && !out; attempt++) {
@@ -724,7 +908,18 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
     }
     ir_graph_free(g);
     n_graph_mutations += out > 0;
+    n_mut_failed += out == 0;
     return out ? out : LLVMFuzzerMutate(data, size, max_size);
+}
+
+size_t LLVMFuzzerCustomCrossOver(const uint8_t *data1, size_t size1, const uint8_t *data2, size_t size2, uint8_t *out,
+                                 size_t max_out_size, unsigned int seed)
+{
+    (void)data2, (void)size2;
+    if (size1 > max_out_size)
+        return 0;
+    memcpy(out, data1, size1);
+    return LLVMFuzzerCustomMutator(out, size1, max_out_size, seed);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -732,14 +927,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > (1 << 20))
         return -1;
     n_inputs++;
-    ir_diag d;
-    ir_diag_init(&d);
-    ir_graph *g = ir_parse(&d, ir_diag_add_source(&d, "fuzz.lir", (const char *)data, size));
-    if (!g && holds_model(data, size)) {
-        ir_diag_free(&d);
-        ir_diag_init(&d);
-        g = fe_build(&d, ir_diag_add_source(&d, "fuzz.loom", (const char *)data, size), NULL, 0);
-    }
+    ir_graph *g = parse_any(data, size);
     int64_t total = 0;
     for (int i = 0; g && i < g->n_nodes; i++) {
         int64_t numel = ir_shape_numel(&g->nodes[i]->shape);
@@ -749,7 +937,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!g || known_lower_finding(g)) {
         ir_graph_free(g);
-        ir_diag_free(&d);
         return 0;
     }
     size_t len;
@@ -774,11 +961,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cg_lowered_free(&low);
         ir_graph_free(fused);
         ir_diag_free(&dl);
-        if (lowered && g->n_nodes <= MAX_NODES && total <= MAX_TOTAL)
+        if (lowered && g->n_nodes <= MAX_NODES && total <= MAX_TOTAL) {
             run_small(g, text, h);
+            remember(text);
+        }
     }
     free(text);
     ir_graph_free(g);
-    ir_diag_free(&d);
     return 0;
 }
