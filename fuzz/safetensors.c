@@ -10,10 +10,14 @@
  *    inside the file and tile the data section in order; every name is found by rt_st_find;
  *    every element converts (rt_convert_to_f64, and rt_convert_to_f32 for float dtypes);
  *  - written back (rt_st_write, with its metadata), the file reads again with the same tensors
- *    (names, dtypes, shapes, bytes) and metadata: the writer never writes a wrong file.
+ *    (names, dtypes, shapes, bytes) and metadata: the writer never writes a wrong file;
+ *  - bound as the weights of a model (rt_io_load, as `loom run --weights` binds them) whose
+ *    params are the file's tensors with, from a hash of the input, another dtype or shape here
+ *    and there and one more param: it binds, or it is refused with errors naming the file.
  */
 #include "fuzz/fuzz.h"
 
+#include "io/run_io.h"
 #include "io/safetensors.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -42,6 +46,43 @@ static void same_files(const rt_st_file *a, const rt_st_file *b, bool meta, cons
     for (int i = 0; i < a->n_meta; i++)
         if (strcmp(a->meta[i].key, b->meta[i].key) != 0 || strcmp(a->meta[i].value, b->meta[i].value) != 0)
             fz_fail("%s: metadata entry %d ('%s') differs", what, i, a->meta[i].key);
+}
+
+/* The file bound as weights (see the file comment). */
+static void bind_as_weights(const rt_st_file *f, const char *path, uint64_t h)
+{
+    static const ir_dtype types[] = {DT_F32, DT_F64, DT_F16, DT_BF16, DT_I32, DT_I64, DT_U8};
+    rt_io_sig sig = {0, calloc((size_t)f->n_tensors + 2, sizeof(rt_io_slot))};
+    if (!sig.slots)
+        abort();
+    for (int i = 0; i <= f->n_tensors; i++) {
+        rt_io_slot *s = &sig.slots[sig.n++];
+        const rt_st_tensor *t = i < f->n_tensors ? &f->tensors[i] : NULL;
+        s->name = strdup(t ? t->name : "fuzz.extra");
+        s->kind = RT_IO_PARAM;
+        s->dtype = t ? t->dtype : DT_F32;
+        s->shape = t ? t->shape : (ir_shape){0};
+        uint64_t r = (h >> (i % 48)) & 15;
+        if (r == 1)
+            s->dtype = types[(h >> 8) % 7];
+        if (r == 2 && s->shape.rank)
+            s->shape.dim[0]++;
+        if (!s->name)
+            abort();
+    }
+    if (!(h & 1)) /* without the extra param */
+        free(sig.slots[--sig.n].name);
+    ir_diag d;
+    ir_diag_init(&d);
+    ir_named_tensor *vals = NULL;
+    int n_vals = 0;
+    bool ok = rt_io_load(&sig, path, NULL, (h >> 1) & 1 ? IR_PREC_F64 : IR_PREC_F32, &vals, &n_vals, &d);
+    fz_check_outcome(ok, &d, path, "rt_io_load");
+    for (int i = 0; i < n_vals; i++)
+        ir_tensor_free(vals[i].t);
+    free(vals);
+    ir_diag_free(&d);
+    rt_io_sig_free(&sig);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -126,6 +167,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         ir_diag_free(&dw);
         free(e);
+    }
+    if (ok) {
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (size_t i = 0; i < size; i++)
+            h = (h ^ data[i]) * 0x100000001b3ull;
+        bind_as_weights(&f, path, h);
     }
     rt_st_close(&f);
     rt_st_close(&g);
