@@ -14,7 +14,11 @@
  * layernorm: mean, variance, store; rmsnorm: mean square, store; cross_entropy: max, sum, and
  * a second one-point kernel for the mean over rows); a reduction grid [kept elements] and one
  * loop over the reduced ones. Members of a row group other than the row op are stored inside
- * loop 0 at the row op's input index.
+ * loop 0 at the row op's input index. A GEMM group is a GEMM step; with an activation it gets
+ * an epilogue kernel (gemm_epilogue): the members after the matmul, built by elem like any
+ * elementwise kernel with the matmul's element loaded from C, stored back into C. The formulas
+ * of elementwise ops are the kir_ID functions that ir/unary.def, binary.def and
+ * unary_grad.def name: one a formula, used by every kernel and every backend.
  *
  * Training graphs: unary_grad is inlined like a unary op; layernorm_grad / rmsnorm_grad and
  * cross_entropy_grad are row kernels (plus a statistics or scale kernel); embedding_grad is a
@@ -117,6 +121,67 @@ static void check_ids(lower_ctx *L, const ir_node *ids, int64_t hi, bool allow_n
     s->check = (rt_plan_check){{b, 0}, ir_shape_numel(&ids->shape), 0, hi, allow_negative, xstrdup(what)};
 }
 
+
+/* ---- where steps come from (plan.h's rt_plan_origin) ----------------------------------------- */
+
+static char *origin_loc(const lower_ctx *L, ir_loc loc)
+{
+    if (loc.line <= 0 || loc.file < 0 || loc.file >= L->d->n_src)
+        return NULL;
+    char buf[600];
+    snprintf(buf, sizeof buf, "%s:%d", L->d->src[loc.file].name, loc.line);
+    return xstrdup(buf);
+}
+
+/* Sets the origin of steps [first, plan.n_steps) that group grp (key: the node that decided its
+ * lowering, e.g. the matmul) became: the op and location of key, the group's FLOPs and the bytes
+ * of its operands from outside the group and of its stored results. */
+static void set_origin(lower_ctx *L, int grp, const ir_node *key, int first)
+{
+    rt_plan *p = &L->out->plan;
+    if (first >= p->n_steps)
+        return;
+    const ir_graph *g = L->g;
+    double flops = 0, bytes = 0;
+    bool *seen = calloc((size_t)g->n_nodes + 1, sizeof *seen);
+    if (!seen)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->group != grp)
+            continue;
+        flops += ir_ops[n->op].cost(n);
+        if (L->stored[i])
+            bytes += (double)ir_shape_numel(&n->shape) * ir_dtype_size(n->dtype);
+        for (int k = 0; k < n->n_in; k++) {
+            const ir_node *x = n->in[k];
+            if (x->group == grp || seen[x->id])
+                continue;
+            seen[x->id] = true;
+            bytes += (double)ir_shape_numel(&x->shape) * ir_dtype_size(x->dtype);
+        }
+    }
+    free(seen);
+    const ir_node *last = NULL;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->group == grp)
+            last = g->nodes[i];
+    char type[300];
+    int main_step = first; /* the step with the work: not a range check before it */
+    while (main_step + 1 < p->n_steps && p->steps[main_step].kind == RT_STEP_CHECK_IDS)
+        main_step++;
+    for (int s = first; s < p->n_steps; s++) {
+        rt_plan_origin *o = &p->steps[s].origin;
+        o->op = xstrdup(ir_ops[key->op].mnemonic);
+        o->scope = key->scope ? xstrdup(key->scope) : NULL;
+        o->loc = origin_loc(L, key->loc);
+        o->type = last ? xstrdup(ir_type_str(last->dtype, &last->shape, type, sizeof type)) : NULL;
+        /* a group of two steps (cross_entropy: row losses, then their mean): the first has the work */
+        o->flops = s == main_step ? flops : 0;
+        o->bytes = s == main_step ? bytes : 0;
+    }
+}
+
 /* ---- kernel building ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -134,6 +199,9 @@ typedef struct {
     int n_args, cap_args;
     memo_entry *memo;
     int memo_cap, memo_n;
+    /* a GEMM epilogue kernel: node epi_src (the matmul) is the element of arg epi_arg (C) */
+    const ir_node *epi_src;
+    int epi_arg;
     /* ids of gathers seen while building, to check before the kernel runs */
     const ir_node *ids[64];
     int64_t ids_hi[64];
@@ -262,80 +330,129 @@ static cg_val const_of(cg_kernel *k, cg_type t, double v)
     return cg_type_is_float(t) ? cg_const_float(k, t, v) : cg_const_int(k, t, (int64_t)v);
 }
 
-static cg_val unary(kgen *K, const ir_node *n, cg_val x)
+/* ---- the formulas: kernel IR of unary.def, binary.def and unary_grad.def ------------------------ */
+
+#define UNARY(id, epi) static cg_val kir_##id(cg_kernel *k, const ir_node *n, cg_val x);
+#include "ir/unary.def"
+#undef UNARY
+#define BINARY(id) static cg_val kir_##id(cg_kernel *k, const ir_node *n, cg_val a, cg_val b);
+#include "ir/binary.def"
+#undef BINARY
+#define UNARY_GRAD(fn) static cg_val kir_d_##fn(cg_kernel *k, cg_val x);
+#include "ir/unary_grad.def"
+#undef UNARY_GRAD
+
+static cg_val kir_neg(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_NEG, x); }
+static cg_val kir_abs(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_ABS, x); }
+static cg_val kir_exp(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_EXP, x); }
+static cg_val kir_log(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_LOG, x); }
+static cg_val kir_sqrt(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_SQRT, x); }
+static cg_val kir_rsqrt(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_RSQRT, x); }
+static cg_val kir_recip(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_RECIP, x); }
+static cg_val kir_tanh(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_TANH, x); }
+static cg_val kir_sigmoid(cg_kernel *k, const ir_node *n, cg_val x) { return cg_unary(k, CG_SIGMOID, x); }
+static cg_val kir_relu(cg_kernel *k, const ir_node *n, cg_val x)
 {
-    cg_kernel *k = K->k;
-    cg_type t = ctype(n->dtype);
-    switch (n->op) {
-    case OP_neg: return cg_unary(k, CG_NEG, x);
-    case OP_abs: return cg_unary(k, CG_ABS, x);
-    case OP_exp: return cg_unary(k, CG_EXP, x);
-    case OP_log: return cg_unary(k, CG_LOG, x);
-    case OP_sqrt: return cg_unary(k, CG_SQRT, x);
-    case OP_rsqrt: return cg_unary(k, CG_RSQRT, x);
-    case OP_recip: return cg_unary(k, CG_RECIP, x);
-    case OP_tanh: return cg_unary(k, CG_TANH, x);
-    case OP_sigmoid: return cg_unary(k, CG_SIGMOID, x);
-    case OP_relu: return cg_binary(k, CG_MAX, x, const_of(k, t, 0));
-    case OP_silu: return cg_mul(k, x, cg_unary(k, CG_SIGMOID, x));
-    case OP_gelu: {
-        cg_val half_x = cg_mul(k, cg_f32(k, 0.5), x), inner;
-        if (strcmp(ir_attr_str(n, "approx"), "erf") == 0)
-            inner = cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)));
-        else {
-            cg_val x3 = cg_mul(k, cg_mul(k, x, x), x);
-            cg_val u = cg_mul(k, cg_f32(k, 0.7978845608028654), cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), x3)));
-            inner = cg_unary(k, CG_TANH, u);
-        }
-        return cg_mul(k, half_x, cg_add(k, cg_f32(k, 1.0), inner));
+    return cg_binary(k, CG_MAX, x, const_of(k, ctype(n->dtype), 0));
+}
+static cg_val kir_silu(cg_kernel *k, const ir_node *n, cg_val x) { return cg_mul(k, x, cg_unary(k, CG_SIGMOID, x)); }
+static cg_val kir_cast(cg_kernel *k, const ir_node *n, cg_val x) { return cg_cast(k, ctype(n->dtype), x); }
+
+/* gelu {approx}: ½x(1 + erf(x/√2)) or ½x(1 + tanh(√(2/π)(x + 0.044715x³))) */
+static cg_val kir_gelu(cg_kernel *k, const ir_node *n, cg_val x)
+{
+    cg_val half_x = cg_mul(k, cg_f32(k, 0.5), x), inner;
+    if (strcmp(ir_attr_str(n, "approx"), "erf") == 0)
+        inner = cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)));
+    else {
+        cg_val x3 = cg_mul(k, cg_mul(k, x, x), x);
+        cg_val u = cg_mul(k, cg_f32(k, 0.7978845608028654), cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), x3)));
+        inner = cg_unary(k, CG_TANH, u);
     }
-    case OP_cast: return cg_cast(k, t, x);
-    default: ir_unreachable("lower: not a unary op");
+    return cg_mul(k, half_x, cg_add(k, cg_f32(k, 1.0), inner));
+}
+
+static cg_val kir_add(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_add(k, a, b); }
+static cg_val kir_sub(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_sub(k, a, b); }
+static cg_val kir_mul(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_mul(k, a, b); }
+static cg_val kir_pow(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_binary(k, CG_POW, a, b); }
+static cg_val kir_maximum(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_binary(k, CG_MAX, a, b); }
+static cg_val kir_minimum(cg_kernel *k, const ir_node *n, cg_val a, cg_val b) { return cg_binary(k, CG_MIN, a, b); }
+
+static cg_val kir_div(cg_kernel *k, const ir_node *n, cg_val a, cg_val b)
+{
+    cg_type t = ctype(n->dtype);
+    if (cg_type_is_int(t)) /* the reference reports division by zero; never trap here */
+        b = cg_select(k, cg_binary(k, CG_EQ, b, const_of(k, t, 0)), const_of(k, t, 1), b);
+    return cg_div(k, a, b);
+}
+
+/* f'(x) of unary_grad {fn}, as ir/interp.c's ref_d_fn */
+static cg_val kir_d_abs(cg_kernel *k, cg_val x)
+{
+    cg_val zero = cg_f32(k, 0), one = cg_f32(k, 1);
+    cg_val neg = cg_select(k, cg_binary(k, CG_LT, x, zero), cg_f32(k, -1), zero);
+    return cg_select(k, cg_binary(k, CG_GT, x, zero), one, neg);
+}
+
+static cg_val kir_d_relu(cg_kernel *k, cg_val x)
+{
+    cg_val zero = cg_f32(k, 0), one = cg_f32(k, 1);
+    return cg_select(k, cg_binary(k, CG_GT, x, zero), one, zero);
+}
+
+/* Φ(x) + x φ(x) */
+static cg_val kir_d_gelu_erf(cg_kernel *k, cg_val x)
+{
+    cg_val one = cg_f32(k, 1);
+    cg_val cdf = cg_mul(k, cg_f32(k, 0.5), cg_add(k, one, cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)))));
+    cg_val e = cg_unary(k, CG_EXP, cg_mul(k, cg_f32(k, -0.5), cg_mul(k, x, x)));
+    cg_val pdf = cg_mul(k, cg_f32(k, 0.3989422804014327), e);
+    return cg_add(k, cdf, cg_mul(k, x, pdf));
+}
+
+/* ½(1 + t) + ½x(1 − t²)·c(1 + 3·0.044715x²), t = tanh(c(x + 0.044715x³)), c = √(2/π) */
+static cg_val kir_d_gelu_tanh(cg_kernel *k, cg_val x)
+{
+    cg_val one = cg_f32(k, 1), c = cg_f32(k, 0.7978845608028654), x2 = cg_mul(k, x, x);
+    cg_val t = cg_unary(k, CG_TANH, cg_mul(k, c, cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), cg_mul(k, x2, x)))));
+    cg_val du = cg_mul(k, c, cg_add(k, one, cg_mul(k, cg_f32(k, 3 * 0.044715), x2)));
+    cg_val half = cg_f32(k, 0.5);
+    cg_val first = cg_mul(k, half, cg_add(k, one, t));
+    return cg_add(k, first, cg_mul(k, cg_mul(k, cg_mul(k, half, x), cg_sub(k, one, cg_mul(k, t, t))), du));
+}
+
+/* y = f(x) for unary node n */
+static cg_val unary(cg_kernel *k, const ir_node *n, cg_val x)
+{
+    switch (n->op) {
+#define UNARY(id, epi) case OP_##id: return kir_##id(k, n, x);
+#include "ir/unary.def"
+#undef UNARY
+    default: ir_unreachable("lower: not an OK_UNARY op");
     }
 }
 
-static cg_val binary(kgen *K, const ir_node *n, cg_val x, cg_val y)
+static cg_val binary(cg_kernel *k, const ir_node *n, cg_val a, cg_val b)
 {
-    cg_kernel *k = K->k;
-    cg_type t = ctype(n->dtype);
     switch (n->op) {
-    case OP_add: return cg_add(k, x, y);
-    case OP_sub: return cg_sub(k, x, y);
-    case OP_mul: return cg_mul(k, x, y);
-    case OP_div:
-        if (cg_type_is_int(t)) /* the reference reports division by zero; never trap here */
-            y = cg_select(k, cg_binary(k, CG_EQ, y, const_of(k, t, 0)), const_of(k, t, 1), y);
-        return cg_div(k, x, y);
-    case OP_pow: return cg_binary(k, CG_POW, x, y);
-    case OP_maximum: return cg_binary(k, CG_MAX, x, y);
-    case OP_minimum: return cg_binary(k, CG_MIN, x, y);
-    default: ir_unreachable("lower: not a binary op");
+#define BINARY(id) case OP_##id: return kir_##id(k, n, a, b);
+#include "ir/binary.def"
+#undef BINARY
+    default: ir_unreachable("lower: not an OK_BINARY op");
     }
 }
 
 /* unary_grad: dy · fn'(x), as ir/interp.c's eval_unary_grad. */
-static cg_val unary_grad(kgen *K, const ir_node *n, cg_val x, cg_val dy)
+static cg_val unary_grad(cg_kernel *k, const ir_node *n, cg_val x, cg_val dy)
 {
-    cg_kernel *k = K->k;
-    const char *fn = ir_attr_str(n, "fn");
-    cg_val zero = cg_f32(k, 0), one = cg_f32(k, 1), d;
-    if (strcmp(fn, "abs") == 0)
-        d = cg_select(k, cg_binary(k, CG_GT, x, zero), one,
-                      cg_select(k, cg_binary(k, CG_LT, x, zero), cg_f32(k, -1), zero));
-    else if (strcmp(fn, "relu") == 0)
-        d = cg_select(k, cg_binary(k, CG_GT, x, zero), one, zero);
-    else if (strcmp(fn, "gelu_erf") == 0) { /* Φ(x) + x φ(x) */
-        cg_val cdf = cg_mul(k, cg_f32(k, 0.5), cg_add(k, one, cg_unary(k, CG_ERF, cg_mul(k, x, cg_f32(k, M_SQRT1_2)))));
-        cg_val pdf = cg_mul(k, cg_f32(k, 0.3989422804014327), cg_unary(k, CG_EXP, cg_mul(k, cg_f32(k, -0.5), cg_mul(k, x, x))));
-        d = cg_add(k, cdf, cg_mul(k, x, pdf));
-    } else { /* gelu_tanh: ½(1 + t) + ½x(1 − t²)·c(1 + 3·0.044715x²), t = tanh(c(x + 0.044715x³)) */
-        cg_val c = cg_f32(k, 0.7978845608028654), x2 = cg_mul(k, x, x);
-        cg_val t = cg_unary(k, CG_TANH, cg_mul(k, c, cg_add(k, x, cg_mul(k, cg_f32(k, 0.044715), cg_mul(k, x2, x)))));
-        cg_val du = cg_mul(k, c, cg_add(k, one, cg_mul(k, cg_f32(k, 3 * 0.044715), x2)));
-        cg_val half = cg_f32(k, 0.5);
-        d = cg_add(k, cg_mul(k, half, cg_add(k, one, t)), cg_mul(k, cg_mul(k, cg_mul(k, half, x), cg_sub(k, one, cg_mul(k, t, t))), du));
+    switch (ir_deriv_lookup(ir_attr_str(n, "fn"))) {
+#define UNARY_GRAD(fn) case IR_DERIV_##fn: return cg_mul(k, dy, kir_d_##fn(k, x));
+#include "ir/unary_grad.def"
+#undef UNARY_GRAD
+    case IR_DERIV_COUNT: break;
     }
-    return cg_mul(k, dy, d);
+    ir_unreachable("lower: unary_grad with an unknown fn (the shape rule rejects it)");
 }
 
 static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
@@ -345,17 +462,22 @@ static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
     cg_type t = ctype(n->dtype);
     const ir_shape *s = &n->shape;
     cg_val xi[IR_MAX_RANK], yi[IR_MAX_RANK];
+    if (n == K->epi_src) {
+        pass_view v;
+        pass_view_contiguous(n, &v);
+        return cg_load(k, K->epi_arg, view_index(k, &v, s, idx));
+    }
     if (L->buf[n->id] >= 0 && n->group != K->group) {
         pass_view v;
         pass_view_contiguous(n, &v);
         return cg_load(k, karg(K, L->buf[n->id], CG_IN), view_index(k, &v, s, idx));
     }
     switch (ir_ops[n->op].kind) {
-    case OK_UNARY: return unary(K, n, elem(K, n->in[0], idx));
+    case OK_UNARY: return unary(k, n, elem(K, n->in[0], idx));
     case OK_BINARY:
         bcast_index(k, &n->in[0]->shape, s, idx, xi);
         bcast_index(k, &n->in[1]->shape, s, idx, yi);
-        return binary(K, n, elem(K, n->in[0], xi), elem(K, n->in[1], yi));
+        return binary(k, n, elem(K, n->in[0], xi), elem(K, n->in[1], yi));
     default: break;
     }
     const ir_shape *xs = n->n_in ? &n->in[0]->shape : NULL;
@@ -426,7 +548,7 @@ static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
         cg_val sign = cg_select(k, lt, cg_f32(k, -1.0), cg_f32(k, 1.0));
         return cg_add(k, cg_mul(k, x, c), cg_mul(k, cg_mul(k, sign, partner), sn));
     }
-    case OP_unary_grad: return unary_grad(K, n, elem(K, n->in[0], idx), elem(K, n->in[1], idx));
+    case OP_unary_grad: return unary_grad(k, n, elem(K, n->in[0], idx), elem(K, n->in[1], idx));
     default:
         fail(L, n, "%s has no buffer here and cannot be inlined (was the fuse pass run?)", "value");
         return cg_const_float(k, CG_F32, 0);
@@ -456,13 +578,13 @@ static void store(kgen *K, const ir_node *n, const cg_val *idx, cg_val v)
     cg_store(K->k, a, view_index(K->k, &cv, &n->shape, idx), cg_cast(K->k, ctype(n->dtype), v));
 }
 
-static void kgen_init(kgen *K, lower_ctx *L, int group, const char *what)
+/* A kernel for group `group` called `name`. */
+static void kgen_init_named(kgen *K, lower_ctx *L, int group, const char *name)
 {
     memset(K, 0, sizeof *K);
     K->L = L;
     K->group = group;
-    char name[64];
-    snprintf(name, sizeof name, "k%d_%s", L->out->plan.n_steps, what);
+    K->epi_arg = -1;
     K->k = cg_kernel_new(name);
     K->arg = malloc(sizeof(int) * ((size_t)L->out->plan.n_bufs + 1));
     if (!K->arg)
@@ -471,8 +593,17 @@ static void kgen_init(kgen *K, lower_ctx *L, int group, const char *what)
         K->arg[i] = -1;
 }
 
-/* Validates the kernel, adds the id checks it needs and its step. */
-static void kgen_finish(kgen *K)
+/* A kernel for group `group` named "k<step>_<what>", <step> the index of the next step. */
+static void kgen_init(kgen *K, lower_ctx *L, int group, const char *what)
+{
+    char name[80];
+    snprintf(name, sizeof name, "k%d_%s", L->out->plan.n_steps, what);
+    kgen_init_named(K, L, group, name);
+}
+
+/* Validates the kernel, adds the id checks it needs and the kernel to the lowered ones; returns
+ * its plan form (the caller makes it a step or a GEMM's epilogue). */
+static rt_plan_kernel kgen_kernel(kgen *K)
 {
     lower_ctx *L = K->L;
     cg_kernel *k = K->k;
@@ -493,18 +624,22 @@ static void kgen_finish(kgen *K)
             ir_unreachable("out of memory");
     }
     L->out->kernels[L->out->n_kernels++] = k;
-    rt_plan_step *s = add_step(L, RT_STEP_KERNEL);
-    s->kernel.name = xstrdup(k->name);
-    s->kernel.n_args = K->n_args;
-    s->kernel.args = K->args;
-    s->kernel.grid0 = k->dim[0];
+    rt_plan_kernel pk = {xstrdup(k->name), K->n_args, K->args, k->dim[0], 0};
     int64_t work = 1;
     for (int d = 1; d < k->n_dims; d++)
         work *= k->dim[d];
     int64_t loops = 0;
     for (int l = 0; l < k->n_loops; l++)
         loops += k->loop[l];
-    s->kernel.work = work * (loops ? loops : 1);
+    pk.work = work * (loops ? loops : 1);
+    return pk;
+}
+
+/* kgen_kernel, as a kernel step. */
+static void kgen_finish(kgen *K)
+{
+    rt_plan_kernel pk = kgen_kernel(K);
+    add_step(K->L, RT_STEP_KERNEL)->kernel = pk;
 }
 
 /* ---- the group kinds ------------------------------------------------------------------------- */
@@ -519,16 +654,10 @@ static int stored_members(lower_ctx *L, int g, const ir_node **m, int cap)
     return n;
 }
 
-/* Elementwise kernel: every stored member (all of the anchor's shape) at each index. */
-static void lower_elementwise(lower_ctx *L, int g, const ir_node *anchor)
+/* The grid of an elementwise kernel over shape s — [rows, last dim] (rank >= 2), [n] or [1] —
+ * and the element index of its grid point in idx. */
+static void elementwise_grid(cg_kernel *k, const ir_shape *s, cg_val *idx)
 {
-    const ir_shape *s = &anchor->shape;
-    if (ir_shape_numel(s) == 0)
-        return;
-    kgen K;
-    kgen_init(&K, L, g, ir_ops[anchor->op].mnemonic);
-    cg_kernel *k = K.k;
-    cg_val idx[IR_MAX_RANK];
     int r = s->rank;
     if (r == 0)
         cg_kernel_dim(k, 1);
@@ -543,6 +672,18 @@ static void lower_elementwise(lower_ctx *L, int g, const ir_node *anchor)
         delinear(k, &rows, cg_pidx(k, 0), idx);
         idx[r - 1] = cg_pidx(k, 1);
     }
+}
+
+/* Elementwise kernel: every stored member (all of the anchor's shape) at each index. */
+static void lower_elementwise(lower_ctx *L, int g, const ir_node *anchor)
+{
+    const ir_shape *s = &anchor->shape;
+    if (ir_shape_numel(s) == 0)
+        return;
+    kgen K;
+    kgen_init(&K, L, g, ir_ops[anchor->op].mnemonic);
+    cg_val idx[IR_MAX_RANK];
+    elementwise_grid(K.k, s, idx);
     const ir_node *m[16];
     int nm = stored_members(L, g, m, 16);
     for (int i = 0; i < nm; i++) {
@@ -733,14 +874,28 @@ static void lower_reduce(lower_ctx *L, int g, const ir_node *R)
     int a = 0, b = 0;
     for (int d = 0; d < xs->rank; d++)
         idx[d] = mask[d] ? rj[b++] : ki[a++];
-    cg_val v = cg_reduce(k, R->op == OP_max ? CG_RED_MAX : CG_RED_SUM, 0, elem(&K, x, idx));
-    if (R->op == OP_mean)
+    cg_red fold = CG_RED_SUM;
+    bool mean = false;
+    switch (R->op) { /* the fold of ir/reduce.def */
+#define REDUCE(id, f, is_mean)                                                                                     \
+    case OP_##id:                                                                                                  \
+        fold = CG_RED_##f;                                                                                         \
+        mean = is_mean;                                                                                            \
+        break;
+#include "ir/reduce.def"
+#undef REDUCE
+    default: ir_unreachable("lower_reduce: not an OK_REDUCE op");
+    }
+    cg_val v = cg_reduce(k, fold, 0, elem(&K, x, idx));
+    if (mean)
         v = cg_div(k, v, const_of(k, ctype(R->dtype), (double)nr));
     int ob = karg(&K, L->buf[R->id], CG_OUT);
     cg_store(k, ob, cg_pidx(k, 0), cg_cast(k, ctype(R->dtype), v));
     kgen_finish(&K);
 }
 
+/* The name of a GEMM epilogue's activation, for libraries that have it built in (plan.h);
+ * RT_ACT_NONE for one that no library has: the epilogue kernel is the formula either way. */
 static rt_act act_of(const ir_node *n)
 {
     switch (n->op) {
@@ -749,6 +904,24 @@ static rt_act act_of(const ir_node *n)
     case OP_gelu: return strcmp(ir_attr_str(n, "approx"), "erf") == 0 ? RT_ACT_GELU_ERF : RT_ACT_GELU_TANH;
     default: return RT_ACT_NONE;
     }
+}
+
+/* The epilogue kernel of GEMM step `step` (group g, matmul mm, stored member last): the
+ * group's members after the matmul — bias add, activation, as kir_add and kir_ID build them for
+ * any elementwise kernel — over C in place, with mm's element read from C as the GEMM left it.
+ * An elementwise grid over C's shape: dim 0 runs over its batch·M rows. */
+static rt_plan_kernel gemm_epilogue(lower_ctx *L, int g, const ir_node *mm, const ir_node *last, int step)
+{
+    char name[80];
+    snprintf(name, sizeof name, "k%d_%s_epilogue", step, ir_ops[last->op].mnemonic); /* after its GEMM step */
+    kgen K;
+    kgen_init_named(&K, L, g, name);
+    K.epi_src = mm;
+    K.epi_arg = karg(&K, L->buf[last->id], CG_INOUT);
+    cg_val idx[IR_MAX_RANK];
+    elementwise_grid(K.k, &last->shape, idx);
+    store(&K, last, idx, elem(&K, last, idx));
+    return kgen_kernel(&K);
 }
 
 /* GEMM group: matmul, then maybe a bias add and an activation; the last member is stored. */
@@ -814,8 +987,8 @@ static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *la
     G->a = ref_of(L, &va);
     G->b = ref_of(L, &vb);
     G->c = (rt_plan_ref){L->buf[last->id], 0};
-    /* epilogue: the members after the matmul, in order */
-    const ir_node *prev = mm;
+    /* epilogue: the members after the matmul, in order: a bias add, an activation (fuse.c) */
+    const ir_node *prev = mm, *act = NULL;
     for (int i = mm->id + 1; i <= last->id; i++) {
         const ir_node *n = L->g->nodes[i];
         if (n->group != g)
@@ -827,9 +1000,16 @@ static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *la
                 return;
             G->bias = ref_of(L, &vbias);
         } else {
-            G->act = (int)act_of(n);
+            act = n;
         }
         prev = n;
+    }
+    if (act) {
+        int step = (int)(s - L->out->plan.steps);
+        rt_plan_kernel epi = gemm_epilogue(L, g, mm, last, step);
+        G = &L->out->plan.steps[step].gemm;
+        G->epi = epi;
+        G->act = (int)act_of(act);
     }
 }
 
@@ -1195,6 +1375,9 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
     if (!L.stored || !L.buf)
         ir_unreachable("out of memory");
     int n_groups = 0;
+    for (int i = 0; i < nn; i++) /* every group id, also when a node below makes lowering stop */
+        if (g->nodes[i]->group >= n_groups)
+            n_groups = g->nodes[i]->group + 1;
     for (int i = 0; i < nn; i++) {
         const ir_node *n = g->nodes[i];
         L.buf[i] = -1;
@@ -1209,8 +1392,6 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
             fail(&L, n, "%s runs only under a mesh (loom run --mesh ..., one process per rank)", ir_ops[n->op].mnemonic);
             break;
         }
-        if (n->group >= n_groups)
-            n_groups = n->group + 1;
         for (int k = 0; k < n->n_in; k++) {
             const ir_node *x = n->in[k];
             if (x->group >= 0 && (x->group != n->group || n->op == OP_output))
@@ -1277,6 +1458,7 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
             if (n->group == grp && n->op == OP_attention_grad)
                 ag = n;
         }
+        int first_step = out->plan.n_steps;
         if (last->op == OP_cache_write)
             lower_cache_write(&L, last);
         else if (mm)
@@ -1297,6 +1479,8 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
             lower_reduce(&L, grp, last);
         else
             lower_elementwise(&L, grp, last);
+        if (L.ok)
+            set_origin(&L, grp, mm ? mm : at ? at : ag ? ag : last, first_step);
     }
     free(anchor);
     /* an output naming a value already output under another name: a copy at the end */

@@ -5,7 +5,8 @@
  * plus CHECK_IDS steps before gathers and COPY steps for outputs that are params, inputs or a
  * value already output under another name. Each stored value gets a plan buffer (an output
  * buffer when an output names it, else an activation); params and inputs are buffers bound by
- * name. Kernels are named "k<step>_<op>" and built with index expressions over the buffers
+ * name. Kernels are named "k<step>_<op>" (a GEMM step's epilogue kernel, which applies its bias
+ * and activation to C in place, "k<step>_<op>_epilogue") and built with index expressions over the buffers
  * (see docs/backend.md); library steps read inlined layout chains as strided views.
  * Activation offsets are not set here: run pass_plan_memory on the plan afterwards.
  */

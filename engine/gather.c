@@ -12,7 +12,7 @@
  */
 #include "engine/jobs.h"
 #include "engine/run_values.h"
-#include "io/json_file.h"
+#include "io/checkpoint.h"
 #include "passes/mesh.h"
 #include "io/safetensors.h"
 #include "runtime/memory.h"
@@ -157,20 +157,6 @@ static bool is_state(const char *name)
     return slash && (!brace || slash < brace);
 }
 
-/* The state file a rank's manifest names, as DIR/FILE. */
-static bool state_path(const char *dir, char *out, size_t cap, ir_diag *d)
-{
-    cJSON *m = rt_json_read(dir, "manifest.json");
-    const cJSON *s = m ? cJSON_GetObjectItemCaseSensitive(m, "state") : NULL;
-    bool ok = cJSON_IsString(s) && !strchr(s->valuestring, '/');
-    if (ok)
-        snprintf(out, cap, "%s/%s", dir, s->valuestring);
-    else
-        ir_diag_error(d, -1, 0, 0, "%s/manifest.json: missing, unreadable or without a \"state\" file name", dir);
-    cJSON_Delete(m);
-    return ok;
-}
-
 bool eng_gather(const eng_opts *o, ir_diag *d)
 {
     if (!o->file || !o->out) {
@@ -195,14 +181,14 @@ bool eng_gather(const eng_opts *o, ir_diag *d)
     table tb = {0};
     bool ok = true;
     for (int r = 0; ok && r < world; r++) {
-        char dir[4200], file[4300];
+        char dir[4200];
         snprintf(dir, sizeof dir, "%s/rank-%05d", o->file, r);
         rt_st_file st = {0};
-        bool opened = state_path(dir, file, sizeof file, d) && rt_st_open(file, &st, d);
+        bool opened = rt_ckpt_open_state(dir, &st, d); /* checksum verified */
         ok = opened;
         for (int i = 0; ok && i < st.n_tensors; i++)
             if (!is_state(st.tensors[i].name))
-                ok = add_slice(&tb, &st.tensors[i], file, d);
+                ok = add_slice(&tb, &st.tensors[i], st.path, d);
         if (opened)
             rt_st_close(&st);
     }

@@ -132,7 +132,8 @@ int program_cuda_sm(void);
 bool program_cuda_supported(const rt_plan *plan, ir_diag *d);
 /* program_cuda_exec.c: each kernel step's geometry in launch[plan->n_steps]
  * (cg_ptx_launch_dims); with fn (one entry a step), the function of kernel step s is its
- * kernel's program_kernel_symbol, written to fn[s] and pointed to by launch[s].fn. True when
+ * kernel's program_kernel_symbol, written to fn[s] and pointed to by launch[s].fn. A GEMM
+ * step's launch is its epilogue kernel's (run when cuBLASLt lacks that epilogue). True when
  * the plan has an attention step (its PTX must hold the fused attention kernels). */
 bool program_cuda_launch(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
                          char (*fn)[32]);

@@ -1,6 +1,6 @@
 /* program_cuda.c — program.h's CUDA backend: the plan's kernels (and, when the plan has an
- * attention step, the fused attention kernels) rendered to one PTX module by LLVM, each kernel
- * step's launch geometry from cg_ptx_launch_dims, and the CUDA executor (exec_cuda.h; the
+ * attention step, the fused attention kernels) rendered to one PTX module by LLVM, the launch
+ * geometry of each kernel step and GEMM epilogue kernel from cg_ptx_launch_dims, and the CUDA executor (exec_cuda.h; the
  * calls on it are program_cuda_exec.c's, shared with executables' exe/program_cuda_table.c).
  * $LOOM_CUDA_SM picks the PTX target (80, the default, or 90). */
 #include <stdlib.h>

@@ -28,11 +28,16 @@ bool program_cuda_launch(const rt_plan *plan, cg_kernel *const *kernels, int n_k
     for (int s = 0; s < plan->n_steps; s++) {
         const rt_plan_step *st = &plan->steps[s];
         attention |= st->kind == RT_STEP_ATTENTION;
-        if (st->kind != RT_STEP_KERNEL)
+        /* a kernel step's kernel, or a GEMM's epilogue kernel (the executor runs it when
+         * cuBLASLt does not have the epilogue: exec_cuda.c) */
+        const char *name = st->kind == RT_STEP_KERNEL ? st->kernel.name
+                           : st->kind == RT_STEP_GEMM ? st->gemm.epi.name
+                                                      : NULL;
+        if (!name)
             continue;
         const cg_kernel *k = NULL;
         for (int i = 0; i < n_kernels && !k; i++)
-            if (strcmp(kernels[i]->name, st->kernel.name) == 0)
+            if (strcmp(kernels[i]->name, name) == 0)
                 k = kernels[i];
         if (!k)
             ir_unreachable("plan step names a kernel that lowering did not build");

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/profile.h"
 #include "engine/program.h"
 #include "engine/run.h"
 #include "engine/run_values.h"
@@ -36,9 +37,9 @@ bool eng_pipeline_ends_with_fuse(const char *pipeline)
     return n >= 4 && strncmp(pipeline + n - 4, "fuse", 4) == 0 && (n == 4 || pipeline[n - 5] == ',');
 }
 
-/* Binds every param and input of p's graph from vals, converted to its dtype into bufs[node]
- * (freed by the caller after the last run: the CPU reads bound memory in place). */
-static bool bind_all(program *p, const ir_named_tensor *vals, int n_vals, void **bufs, ir_diag *d)
+/* Binds every param and input of p's graph to its value in vals (its declared dtype: the CPU
+ * reads it in place, a device copies it). */
+static bool bind_all(program *p, const rt_io_natives *vals, ir_diag *d)
 {
     const ir_graph *g = program_graph(p);
     bool ok = true;
@@ -46,17 +47,12 @@ static bool bind_all(program *p, const ir_named_tensor *vals, int n_vals, void *
         const ir_node *n = g->nodes[i];
         if (n->op != OP_param && n->op != OP_input)
             continue;
-        const ir_tensor *t = eng_find_value(vals, n_vals, n->name);
-        if (!t) {
+        const void *data = rt_io_native_find(vals, n->name);
+        if (!data) {
             ir_diag_error(d, -1, 0, 0, "missing value for %s '%s'", ir_ops[n->op].mnemonic, n->name);
             return false;
         }
-        size_t count = (size_t)ir_shape_numel(&n->shape);
-        bufs[i] = malloc(count * (size_t)ir_dtype_size(n->dtype) + 1);
-        if (!bufs[i])
-            ir_unreachable("out of memory");
-        rt_convert_from_f64(n->dtype, t->data, bufs[i], count);
-        ok = program_bind(p, n->name, bufs[i], d);
+        ok = program_bind(p, n->name, data, d);
     }
     return ok;
 }
@@ -101,99 +97,101 @@ static bool stats_runs(program *p, const eng_run_opts *o, rt_pool *pool, double 
     return ok;
 }
 
-/* The outputs of p after a run, as doubles in graph order. */
-static bool read_outputs(program *p, ir_named_tensor **outs, int *n_outs, ir_diag *d)
+/* Writes p's outputs as they are after its last run (each in its own dtype). */
+static bool write_outputs(program *p, const char *path, ir_diag *d)
 {
     const ir_graph *g = program_graph(p);
-    *outs = calloc((size_t)g->n_nodes + 1, sizeof **outs);
-    if (!*outs)
+    rt_st_entry *e = calloc((size_t)g->n_nodes + 1, sizeof *e);
+    if (!e)
         ir_unreachable("out of memory");
-    for (int i = 0; i < g->n_nodes; i++) {
+    int n = 0;
+    bool ok = true;
+    for (int i = 0; ok && i < g->n_nodes; i++) {
         const ir_node *o = g->nodes[i];
         if (o->op != OP_output)
             continue;
-        const ir_node *x = o->in[0];
         const void *host = program_output(p, o->name);
         if (!host) {
             ir_diag_error(d, -1, 0, 0, "%s: cannot read output '%s'", program_target(p), o->name);
-            return false;
+            ok = false;
         }
-        ir_tensor *t = ir_tensor_new(x->dtype, &x->shape);
-        rt_convert_to_f64(x->dtype, host, t->data, (size_t)ir_shape_numel(&x->shape));
-        char *name = strdup(o->name);
-        if (!name)
-            ir_unreachable("out of memory");
-        (*outs)[(*n_outs)++] = (ir_named_tensor){name, t};
+        e[n++] = (rt_st_entry){o->name, o->in[0]->dtype, o->in[0]->shape, host};
     }
-    return true;
+    ok = ok && rt_io_write_entries(path, e, n, d);
+    free(e);
+    return ok;
 }
 
-bool eng_run(const ir_graph *g0, const eng_run_opts *o, const ir_named_tensor *vals, int n_vals,
-             ir_named_tensor **outs, int *n_outs, ir_diag *d)
+static bool given(const void *vals, const char *name) { return rt_io_native_find(vals, name) != NULL; }
+
+/* A program target: what needs an absent optional input dropped, program_new, every value bound
+ * in its declared dtype, one run (with stats the --stats lines after more), the outputs written
+ * from the program's own buffers. */
+static bool run_program(const ir_graph *g0, const eng_run_opts *o, const rt_io_natives *vals, const char *outputs,
+                        ir_diag *d)
 {
-    *outs = NULL;
-    *n_outs = 0;
-    ir_graph *g = ir_graph_clone(g0);
-    if (strcmp(o->target, "ref") == 0) {
-        /* --passes on the reference target: e.g. dce,autodiff gives the reference gradients */
-        pass_options po = pass_options_default();
-        bool ok = (!o->pipeline || pass_run_pipeline(g, o->pipeline, &po, d)) &&
-                  ir_interp_run(g, o->prec, vals, n_vals, outs, n_outs, d);
-        ir_graph_free(g);
-        return ok;
-    }
     if (o->pipeline && !eng_pipeline_ends_with_fuse(o->pipeline)) {
         ir_diag_error(d, -1, 0, 0, "%s: --passes for --target %s must end with fuse (got '%s')",
                       o->who ? o->who : "run", o->target, o->pipeline);
-        ir_graph_free(g);
         return false;
     }
-    eng_drop_absent(g, vals, n_vals);
+    ir_graph *g = ir_graph_clone(g0);
+    eng_drop_absent_if(g, given, vals);
     rt_pool *pool = strcmp(o->target, "cpu") == 0 ? rt_pool_new(0) : NULL;
     program *p = program_new(o->target, g, o->pipeline, pool, d);
     ir_graph_free(g);
-    if (!p) {
-        rt_pool_free(pool);
-        return false;
-    }
-    int n_nodes = program_graph(p)->n_nodes;
-    void **bufs = calloc((size_t)n_nodes + 1, sizeof *bufs);
-    if (!bufs)
-        ir_unreachable("out of memory");
-    bool ok = bind_all(p, vals, n_vals, bufs, d);
+    bool ok = p && bind_all(p, vals, d);
     double t0 = rt_now_ms();
     ok = ok && program_run(p, d);
     double first_ms = rt_now_ms() - t0;
-    ok = ok && (!o->stats || stats_runs(p, o, pool, first_ms, d)) && read_outputs(p, outs, n_outs, d);
-    if (!ok && *outs) {
-        ir_named_tensors_free(*outs, *n_outs);
-        *outs = NULL;
-        *n_outs = 0;
-    }
-    for (int i = 0; i < n_nodes; i++)
-        free(bufs[i]);
-    free(bufs);
+    eng_trace_span("run", "forward", "", t0, t0 + first_ms);
+    ok = ok && (!o->stats || stats_runs(p, o, pool, first_ms, d)) && write_outputs(p, outputs, d);
     program_free(p);
     rt_pool_free(pool);
     return ok;
 }
 
-bool eng_run_files(const ir_graph *g, const eng_run_opts *o, const char *weights, const char *inputs,
-                   const char *outputs, ir_diag *d)
+/* The reference interpreter: values and outputs as doubles (f64 precision keeps them so). */
+static bool run_ref(const ir_graph *g0, const eng_run_opts *o, const rt_io_sig *sig, const char *weights,
+                    const char *inputs, const char *outputs, ir_diag *d)
 {
-    rt_io_sig sig = rt_io_sig_from_graph(g);
     ir_named_tensor *vals = NULL, *outs = NULL;
     int n_vals = 0, n_outs = 0;
-    if (rt_io_check_options(&sig, o->who ? o->who : "run", weights, inputs, outputs, d))
-        rt_io_load(&sig, weights, inputs, o->prec, &vals, &n_vals, d);
-    if (ir_diag_ok(d) && eng_run(g, o, vals, n_vals, &outs, &n_outs, d))
+    ir_graph *g = ir_graph_clone(g0);
+    pass_options po = pass_options_default();
+    /* --passes on the reference target: e.g. dce,autodiff gives the reference gradients */
+    if (rt_io_load(sig, weights, inputs, o->prec, &vals, &n_vals, d) &&
+        (!o->pipeline || pass_run_pipeline(g, o->pipeline, &po, d)) &&
+        ir_interp_run(g, o->prec, vals, n_vals, &outs, &n_outs, d))
         rt_io_write_outputs(outputs, outs, n_outs, o->prec, d);
     if (outs)
         ir_named_tensors_free(outs, n_outs);
     for (int i = 0; i < n_vals; i++)
         ir_tensor_free(vals[i].t);
     free(vals);
-    rt_io_sig_free(&sig); /* after vals: their names point into it */
+    ir_graph_free(g);
+    return ir_diag_ok(d);
+}
+
+bool eng_run_files(const ir_graph *g, const eng_run_opts *o, const char *weights, const char *inputs,
+                   const char *outputs, ir_diag *d)
+{
+    eng_profile *prof = eng_profile_start(o->profile, o->who ? o->who : "loom run", d);
+    if (o->profile && !prof)
+        return false;
+    rt_io_sig sig = rt_io_sig_from_graph(g);
+    if (rt_io_check_options(&sig, o->who ? o->who : "run", weights, inputs, outputs, d)) {
+        if (strcmp(o->target, "ref") == 0)
+            run_ref(g, o, &sig, weights, inputs, outputs, d);
+        else {
+            rt_io_natives vals;
+            if (rt_io_load_native(&sig, weights, inputs, &vals, d))
+                run_program(g, o, &vals, outputs, d);
+            rt_io_natives_free(&vals); /* after the program: the CPU read the mapped files in place */
+        }
+    }
+    rt_io_sig_free(&sig); /* after the values: their names point into it */
+    eng_profile_finish(prof, d);
     return ir_diag_ok(d);
 }
 

@@ -26,23 +26,20 @@ typedef struct {
     bool stats;           /* print the --stats lines (not on ref) */
     int repeats;          /* with stats, runs timed after the first; 0: one on the cpu,
                              LOOM_STATS_RUNS (default 10) on a device */
+    const char *profile;  /* eng_run_files: --profile FILE.json (engine/profile.h); NULL: none */
 } eng_run_opts;
-
-/* Runs g with every param and input given in vals (doubles, as the reference interpreter takes
- * them; optional inputs may be absent: the outputs that need them are then dropped, with
- * everything only they need, before the pipeline runs). On a program target: program_new on a
- * clone, every param and input bound in its declared dtype, one run (with stats: the --stats
- * lines after o->repeats more), the outputs read back. On success *outs holds the outputs in
- * graph order (free with ir_named_tensors_free). */
-bool eng_run(const ir_graph *g, const eng_run_opts *o, const ir_named_tensor *vals, int n_vals,
-             ir_named_tensor **outs, int *n_outs, ir_diag *d);
 
 /* Does pipeline (a,b,c) end with the pass fuse, as a program target's must? */
 bool eng_pipeline_ends_with_fuse(const char *pipeline);
 
 /* `loom run MODEL --target T` and a `loom build` executable alike: checks the file options,
  * binds weights and inputs from their safetensors files (io/run_io.c: every check and
- * message), eng_run, and writes the outputs. False if anything was reported. */
+ * message), runs g and writes the outputs. On a program target (cpu, cuda, opencl) the values
+ * stay in their declared dtypes — weights in the file's dtype are bound where the file is
+ * mapped, never copied through f64 — and what needs an absent optional input is dropped
+ * before the pipeline runs (with --passes, which must end with fuse); --stats prints the
+ * target's lines. On ref the reference interpreter runs on doubles (--passes as given).
+ * False if anything was reported. */
 bool eng_run_files(const ir_graph *g, const eng_run_opts *o, const char *weights, const char *inputs,
                    const char *outputs, ir_diag *d);
 

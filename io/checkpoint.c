@@ -1,7 +1,9 @@
 /* checkpoint.c — atomic training checkpoints: a safetensors state file and a JSON manifest
  * (format and crash safety in checkpoint.h). */
 #include "io/checkpoint.h"
+#include "runtime/progress.h"
 
+#include "io/checksum.h"
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -103,7 +105,10 @@ bool rt_ckpt_save(const char *dir, const rt_ckpt_info *info, const rt_ckpt_tenso
     char *spath = path_join(dir, state), step_s[32];
     snprintf(step_s, sizeof step_s, "%" PRId64, info->step);
     rt_st_meta meta[] = {{"format", "loom-checkpoint"}, {"step", step_s}};
-    bool ok = rt_st_write(spath, e, n, meta, 2, NULL, NULL, d);
+    uint64_t sum = 0;
+    bool ok = rt_st_write_sum(spath, e, n, meta, 2, NULL, NULL, &sum, d);
+    char sum_s[24];
+    rt_sum_str(sum, sum_s);
     free(e);
     free(spath);
 
@@ -122,6 +127,7 @@ bool rt_ckpt_save(const char *dir, const rt_ckpt_info *info, const rt_ckpt_tenso
     cJSON_AddNumberToObject(j, "seq", info->seq);
     cJSON_AddNumberToObject(j, "accum", info->accum);
     cJSON_AddStringToObject(j, "state", state);
+    cJSON_AddStringToObject(j, "state_sum", sum_s);
     if (info->loss_scale > 0) {
         cJSON_AddNumberToObject(j, "loss_scale", info->loss_scale);
         cJSON_AddNumberToObject(j, "loss_scale_good_steps", (double)info->good_steps);
@@ -200,6 +206,65 @@ static char *read_text(const char *path, ir_diag *d)
     return s;
 }
 
+/* The state file's checksum against the manifest's "state_sum" (absent in checkpoints of
+ * older loom: not checked). */
+static bool check_sum(const char *spath, const rt_st_file *f, const cJSON *want, ir_diag *d)
+{
+    if (!cJSON_IsString(want))
+        return true;
+    rt_sum s;
+    rt_sum_init(&s);
+    rt_sum_add(&s, f->map, f->map_len);
+    char got[24];
+    rt_sum_str(rt_sum_final(&s), got);
+    if (strcmp(got, want->valuestring) == 0)
+        return true;
+    ir_diag_error(d, -1, 0, 0,
+                  "%s: its checksum is %s but the manifest says %s: the file changed after it was written (a "
+                  "flipped bit, a torn copy)",
+                  spath, got, want->valuestring);
+    return false;
+}
+
+int64_t rt_ckpt_step(const char *dir)
+{
+    ir_diag quiet;
+    ir_diag_init(&quiet);
+    char *mpath = path_join(dir, MANIFEST);
+    char *text = read_text(mpath, &quiet);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    double step = -1;
+    if (!j || !get_int(j, "step", 0, 9e15, &step))
+        step = -1;
+    cJSON_Delete(j);
+    free(text);
+    free(mpath);
+    ir_diag_free(&quiet);
+    return (int64_t)step;
+}
+
+bool rt_ckpt_open_state(const char *dir, rt_st_file *f, ir_diag *d)
+{
+    char *mpath = path_join(dir, MANIFEST);
+    char *text = read_text(mpath, d);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *state = j ? cJSON_GetObjectItemCaseSensitive(j, "state") : NULL;
+    bool ok = cJSON_IsString(state) && strncmp(state->valuestring, "state-", 6) == 0 && !strchr(state->valuestring, '/');
+    if (!ok && (text || j))
+        ir_diag_error(d, -1, 0, 0, "%s: not JSON, or without a \"state\" file name", mpath);
+    char *spath = ok ? path_join(dir, state->valuestring) : NULL;
+    ok = ok && rt_st_open(spath, f, d);
+    if (ok && !check_sum(spath, f, cJSON_GetObjectItemCaseSensitive(j, "state_sum"), d)) {
+        rt_st_close(f);
+        ok = false;
+    }
+    free(spath);
+    free(mpath);
+    cJSON_Delete(j);
+    return ok;
+}
+
 bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n, ir_diag *d)
 {
     memset(info, 0, sizeof *info);
@@ -240,6 +305,9 @@ bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n,
         bad = "\"batch\", \"seq\" and \"accum\" must be positive integers";
     else if (!cJSON_IsString(state) || strncmp(state->valuestring, "state-", 6) != 0 || strchr(state->valuestring, '/'))
         bad = "\"state\" must name a state-*.safetensors file in the directory";
+    else if (cJSON_GetObjectItemCaseSensitive(j, "state_sum") &&
+             !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "state_sum")))
+        bad = "\"state_sum\" must be a string (sum64:HEX)";
     else if (cJSON_GetObjectItemCaseSensitive(j, "loss_scale") &&
              (!get_num(j, "loss_scale", 1, 1e30, false, &ls) || !get_int(j, "loss_scale_good_steps", 0, 1e15, &good)))
         bad = "\"loss_scale\" must be a number in [1, 1e30] and \"loss_scale_good_steps\" a non-negative integer";
@@ -259,11 +327,17 @@ bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n,
         info->good_steps = (int64_t)good;
         strcpy(info->optimizer, opt->valuestring);
         spath = path_join(dir, state->valuestring);
-        ok = rt_st_open(spath, &f, d);
+        ok = rt_st_open(spath, &f, d) &&
+             check_sum(spath, &f, cJSON_GetObjectItemCaseSensitive(j, "state_sum"), d);
     }
+    rt_progress progress;
+    rt_progress_begin(&progress, "loading checkpoint");
     for (int i = 0; ok && i < n; i++) {
         const rt_st_tensor *x = rt_st_find(&f, t[i].name);
         char want[96], got[96];
+        char detail[64];
+        snprintf(detail, sizeof detail, "(tensor %d of %d)", i + 1, n);
+        rt_progress_update(&progress, detail);
         if (!x) {
             ir_diag_error(d, -1, 0, 0, "%s: no tensor '%s' (the checkpoint is of another model or optimizer)", spath,
                           t[i].name);
@@ -277,6 +351,7 @@ bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n,
             rt_convert_to_f32(DT_F32, x->data, t[i].data, (size_t)ir_shape_numel(&x->shape));
         }
     }
+    rt_progress_end(&progress);
     if (ok && f.n_tensors != n) {
         for (int k = 0; k < f.n_tensors; k++) {
             bool known = false;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "io/hf.h"
 #include "io/safetensors.h"
 
 static char *xstrdup(const char *s)
@@ -87,9 +88,10 @@ bool rt_io_check_options(const rt_io_sig *s, const char *who, const char *weight
     return ok;
 }
 
-/* Converts file tensor t to a tensor of slot n's type, or reports why it cannot. */
-static ir_tensor *load_value(const char *path, const binding_kind *k, const rt_st_tensor *t, const rt_io_slot *n,
-                             ir_precision prec, ir_diag *d)
+/* Whether file tensor t can be slot n's value (a float for a float, an integer for an
+ * integer, the same shape); reports why not. */
+static bool value_fits(const char *path, const binding_kind *k, const rt_st_tensor *t, const rt_io_slot *n,
+                       ir_diag *d)
 {
     char want[300], got[300];
     ir_type_str(n->dtype, &n->shape, want, sizeof want);
@@ -97,8 +99,32 @@ static ir_tensor *load_value(const char *path, const binding_kind *k, const rt_s
     bool same_class = ir_dtype_is_float(n->dtype) ? ir_dtype_is_float(t->dtype) : ir_dtype_is_int(t->dtype);
     if (!same_class || !ir_shape_eq(&n->shape, &t->shape)) {
         ir_diag_error(d, -1, 0, 0, "%s: %s '%s': expected %s, got %s", path, k->what, n->name, want, got);
-        return NULL;
+        return false;
     }
+    return true;
+}
+
+/* Integers of another width: every element of x[0..count) must fit slot n's dtype. */
+static bool ints_fit(const char *path, const binding_kind *k, const rt_io_slot *n, const double *x, size_t count,
+                     size_t first, ir_diag *d)
+{
+    double lo = n->dtype == DT_U8 ? 0 : n->dtype == DT_I32 ? -0x1p31 : -0x1p63;
+    double hi = n->dtype == DT_U8 ? 256 : n->dtype == DT_I32 ? 0x1p31 : 0x1p63;
+    for (size_t i = 0; i < count; i++)
+        if (!(x[i] >= lo && x[i] < hi)) {
+            ir_diag_error(d, -1, 0, 0, "%s: %s '%s': element %zu is %.17g, which does not fit in %s", path, k->what,
+                          n->name, first + i, x[i], ir_dtype_name(n->dtype));
+            return false;
+        }
+    return true;
+}
+
+/* Converts file tensor t to a tensor of slot n's type (doubles), or reports why it cannot. */
+static ir_tensor *load_value(const char *path, const binding_kind *k, const rt_st_tensor *t, const rt_io_slot *n,
+                             ir_precision prec, ir_diag *d)
+{
+    if (!value_fits(path, k, t, n, d))
+        return NULL;
     ir_tensor *v = ir_tensor_new(n->dtype, &n->shape);
     size_t count = (size_t)ir_shape_numel(&n->shape);
     rt_convert_to_f64(t->dtype, t->data, v->data, count);
@@ -110,17 +136,48 @@ static ir_tensor *load_value(const char *path, const binding_kind *k, const rt_s
                 v->data[i] = ir_round_to(n->dtype, v->data[i]);
         return v;
     }
-    /* integers of another width: every element must fit */
-    double lo = n->dtype == DT_U8 ? 0 : n->dtype == DT_I32 ? -0x1p31 : -0x1p63;
-    double hi = n->dtype == DT_U8 ? 256 : n->dtype == DT_I32 ? 0x1p31 : 0x1p63;
-    for (size_t i = 0; i < count; i++)
-        if (!(v->data[i] >= lo && v->data[i] < hi)) {
-            ir_diag_error(d, -1, 0, 0, "%s: %s '%s': element %zu is %.17g, which does not fit in %s", path, k->what,
-                          n->name, i, v->data[i], ir_dtype_name(n->dtype));
-            ir_tensor_free(v);
-            return NULL;
-        }
+    if (!ints_fit(path, k, n, v->data, count, 0, d)) {
+        ir_tensor_free(v);
+        return NULL;
+    }
     return v;
+}
+
+/* File tensor t as slot n's value in n's own dtype: t's bytes in the mapped file when they
+ * already are (and aligned for it), else converted into *owned (float to float rounded to
+ * nearest even, integers of another width checked to fit), in chunks through doubles. */
+static const void *native_value(const char *path, const binding_kind *k, const rt_st_tensor *t, const rt_io_slot *n,
+                                void **owned, ir_diag *d)
+{
+    *owned = NULL;
+    if (!value_fits(path, k, t, n, d))
+        return NULL;
+    size_t es = (size_t)ir_dtype_size(n->dtype), count = (size_t)ir_shape_numel(&n->shape);
+    if (t->dtype == n->dtype && (uintptr_t)t->data % es == 0)
+        return t->data;
+    char *out = malloc(count * es + 1);
+    if (!out)
+        ir_unreachable("out of memory");
+    if (t->dtype == n->dtype)
+        memcpy(out, t->data, count * es);
+    else if (n->dtype == DT_F32)
+        rt_convert_to_f32(t->dtype, t->data, (float *)out, count);
+    else {
+        enum { CHUNK = 1 << 14 };
+        double buf[CHUNK];
+        size_t ts = (size_t)ir_dtype_size(t->dtype);
+        for (size_t at = 0; at < count; at += CHUNK) {
+            size_t m = count - at < CHUNK ? count - at : CHUNK;
+            rt_convert_to_f64(t->dtype, t->data + at * ts, buf, m);
+            if (!ir_dtype_is_float(n->dtype) && !ints_fit(path, k, n, buf, m, at, d)) {
+                free(out);
+                return NULL;
+            }
+            rt_convert_from_f64(n->dtype, buf, out + at * es, m);
+        }
+    }
+    *owned = out;
+    return out;
 }
 
 /* Tensors that Hugging Face checkpoints carry besides parameters: buffers that the model
@@ -141,7 +198,7 @@ static bool is_hf_buffer(const char *name)
 /* Binds the slots of kind k from f (path) into vals; reports every missing, unexpected or
  * mistyped tensor. */
 static void bind(const rt_io_sig *s, const binding_kind *k, const rt_st_file *f, ir_precision prec,
-                 ir_named_tensor *vals, int *n_vals, ir_diag *d)
+                 ir_named_tensor *vals, rt_io_native *nat, int *n_vals, ir_diag *d)
 {
     for (int i = 0; i < s->n; i++) {
         const rt_io_slot *n = &s->slots[i];
@@ -156,9 +213,16 @@ static void bind(const rt_io_sig *s, const binding_kind *k, const rt_st_file *f,
             }
             continue;
         }
-        ir_tensor *v = load_value(f->path, k, t, n, prec, d);
-        if (v)
-            vals[(*n_vals)++] = (ir_named_tensor){n->name, v};
+        if (vals) {
+            ir_tensor *v = load_value(f->path, k, t, n, prec, d);
+            if (v)
+                vals[(*n_vals)++] = (ir_named_tensor){n->name, v};
+        } else {
+            void *owned;
+            const void *data = native_value(f->path, k, t, n, &owned, d);
+            if (data)
+                nat[(*n_vals)++] = (rt_io_native){n->name, data, owned};
+        }
     }
     for (int i = 0; f && i < f->n_tensors; i++) {
         const char *name = f->tensors[i].name;
@@ -170,7 +234,7 @@ static void bind(const rt_io_sig *s, const binding_kind *k, const rt_st_file *f,
                 other |= n->kind != k->kind;
             }
         }
-        if (used || (k == &PARAMS && !other && is_hf_buffer(name)))
+        if (used || (k == &PARAMS && !other && (is_hf_buffer(name) || f->tensors[i].alias)))
             continue;
         if (other)
             ir_diag_error(d, -1, 0, 0,
@@ -194,12 +258,12 @@ bool rt_io_load(const rt_io_sig *s, const char *weights, const char *inputs, ir_
     rt_st_file wf = {0}, inf = {0};
     bool have_w = false, have_i = false;
     if (ir_diag_ok(d) && weights)
-        have_w = rt_st_open(weights, &wf, d);
+        have_w = rt_hf_open_weights(weights, &wf, d);
     if (ir_diag_ok(d) && inputs)
         have_i = rt_st_open(inputs, &inf, d);
     if (ir_diag_ok(d)) {
-        bind(s, &PARAMS, have_w ? &wf : NULL, prec, *vals, n_vals, d);
-        bind(s, &INPUTS, have_i ? &inf : NULL, prec, *vals, n_vals, d);
+        bind(s, &PARAMS, have_w ? &wf : NULL, prec, *vals, NULL, n_vals, d);
+        bind(s, &INPUTS, have_i ? &inf : NULL, prec, *vals, NULL, n_vals, d);
     }
     /* the mapped files are no longer needed once their tensors are converted */
     if (have_w)
@@ -207,6 +271,63 @@ bool rt_io_load(const rt_io_sig *s, const char *weights, const char *inputs, ir_
     if (have_i)
         rt_st_close(&inf);
     return ir_diag_ok(d);
+}
+
+bool rt_io_load_native(const rt_io_sig *s, const char *weights, const char *inputs, rt_io_natives *v, ir_diag *d)
+{
+    memset(v, 0, sizeof *v);
+    v->v = calloc((size_t)s->n + 1, sizeof *v->v);
+    if (!v->v)
+        ir_unreachable("out of memory");
+    if (ir_diag_ok(d) && weights)
+        v->have_w = rt_hf_open_weights(weights, &v->w, d);
+    if (ir_diag_ok(d) && inputs)
+        v->have_i = rt_st_open(inputs, &v->i, d);
+    if (ir_diag_ok(d)) {
+        bind(s, &PARAMS, v->have_w ? &v->w : NULL, IR_PREC_F32, NULL, v->v, &v->n, d);
+        bind(s, &INPUTS, v->have_i ? &v->i : NULL, IR_PREC_F32, NULL, v->v, &v->n, d);
+    }
+    return ir_diag_ok(d);
+}
+
+const void *rt_io_native_find(const rt_io_natives *v, const char *name)
+{
+    for (int i = 0; i < v->n; i++)
+        if (strcmp(v->v[i].name, name) == 0)
+            return v->v[i].data;
+    return NULL;
+}
+
+void rt_io_natives_free(rt_io_natives *v)
+{
+    for (int i = 0; i < v->n; i++)
+        free(v->v[i].owned);
+    free(v->v);
+    if (v->have_w)
+        rt_st_close(&v->w);
+    if (v->have_i)
+        rt_st_close(&v->i);
+    memset(v, 0, sizeof *v);
+}
+
+/* "wrote NAME TYPE, ... to PATH" */
+static void say_wrote(const char *path, const rt_st_entry *e, int n)
+{
+    printf("wrote");
+    for (int i = 0; i < n; i++) {
+        char ty[300];
+        printf("%s %s %s", i ? "," : "", e[i].name, ir_type_str(e[i].dtype, &e[i].shape, ty, sizeof ty));
+    }
+    printf("%s to %s\n", n ? "" : " no outputs", path);
+}
+
+bool rt_io_write_entries(const char *path, const rt_st_entry *e, int n, ir_diag *d)
+{
+    rt_st_meta meta[] = {{"format", "pt"}, {"loom.precision", "f32"}};
+    bool ok = rt_st_write(path, e, n, meta, 2, NULL, NULL, d);
+    if (ok)
+        say_wrote(path, e, n);
+    return ok;
 }
 
 bool rt_io_write_outputs(const char *path, const ir_named_tensor *outs, int n, ir_precision prec, ir_diag *d)
@@ -227,14 +348,8 @@ bool rt_io_write_outputs(const char *path, const ir_named_tensor *outs, int n, i
     }
     rt_st_meta meta[] = {{"format", "pt"}, {"loom.precision", prec == IR_PREC_F64 ? "f64" : "f32"}};
     bool ok = rt_st_write(path, e, n, meta, 2, NULL, NULL, d);
-    if (ok) {
-        printf("wrote");
-        for (int i = 0; i < n; i++) {
-            char ty[300];
-            printf("%s %s %s", i ? "," : "", e[i].name, ir_type_str(e[i].dtype, &e[i].shape, ty, sizeof ty));
-        }
-        printf("%s to %s\n", n ? "" : " no outputs", path);
-    }
+    if (ok)
+        say_wrote(path, e, n);
     for (int i = 0; i < n; i++)
         free(bufs[i]);
     free(bufs);

@@ -18,6 +18,7 @@
 
 #include "ir/diag.h"
 #include "ir/interp.h"
+#include "io/safetensors.h"
 #include "ir/ir.h"
 #include "plan/plan_io.h"
 
@@ -50,6 +51,31 @@ bool rt_io_check_options(const rt_io_sig *s, const char *who, const char *weight
  * absent from the file are left out. False if anything was reported. */
 bool rt_io_load(const rt_io_sig *s, const char *weights, const char *inputs, ir_precision prec,
                 ir_named_tensor **vals, int *n_vals, ir_diag *d);
+
+/* The params and inputs of a run on a program target, each in its declared dtype: pointing
+ * into the mapped safetensors file when the file holds it in that dtype (no copy: the files stay
+ * open until rt_io_natives_free), else converted (floats rounded to nearest even, integers of
+ * another width checked to fit). No f64 copy of the weights is ever made. */
+typedef struct {
+    const char *name;      /* points into the signature */
+    const void *data;      /* the slot's dtype and shape */
+    void *owned;           /* a converted copy (freed with the set), or NULL */
+} rt_io_native;
+typedef struct {
+    rt_st_file w, i;
+    bool have_w, have_i;
+    int n;
+    rt_io_native *v;
+} rt_io_natives;
+/* As rt_io_load, with every check and message, into *v. */
+bool rt_io_load_native(const rt_io_sig *s, const char *weights, const char *inputs, rt_io_natives *v, ir_diag *d);
+/* The value called name, or NULL (an optional input not given). */
+const void *rt_io_native_find(const rt_io_natives *v, const char *name);
+void rt_io_natives_free(rt_io_natives *v);
+
+/* Writes entries as they are (data in their own dtypes) and prints "wrote NAME TYPE, ... to
+ * PATH". */
+bool rt_io_write_entries(const char *path, const rt_st_entry *e, int n, ir_diag *d);
 
 /* Writes outputs (float outputs as F64 under f64 precision, else each in its own dtype) and
  * prints "wrote NAME TYPE, ... to PATH". */

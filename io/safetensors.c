@@ -6,6 +6,8 @@
  */
 #include "io/safetensors.h"
 
+#include "io/checksum.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -144,6 +146,9 @@ void rt_st_close(rt_st_file *f)
     free(f->path);
     if (f->map)
         munmap(f->map, f->map_len);
+    for (int i = 0; i < f->n_parts; i++)
+        rt_st_close(&f->parts[i]);
+    free(f->parts);
     memset(f, 0, sizeof *f);
 }
 
@@ -743,7 +748,12 @@ static int cmp_entry_name(const void *a, const void *b)
     return strcmp((*(const rt_st_entry *const *)a)->name, (*(const rt_st_entry *const *)b)->name);
 }
 
-static bool write_all(FILE *out, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, out) == n; }
+/* n bytes to out, added to the checksum. */
+static bool write_all(FILE *out, rt_sum *sum, const void *p, size_t n)
+{
+    rt_sum_add(sum, p, n);
+    return n == 0 || fwrite(p, 1, n, out) == n;
+}
 
 /* Whether the filesystem that path's directory is on has bytes free (false, reported, if not;
  * true when it cannot be told). */
@@ -769,6 +779,14 @@ static bool disk_has_room(const char *path, uint64_t bytes, ir_diag *d)
 bool rt_st_write(const char *path, const rt_st_entry *entries, int n, const rt_st_meta *meta,
                  int n_meta, rt_st_fill_fn fill, void *ctx, ir_diag *d)
 {
+    return rt_st_write_sum(path, entries, n, meta, n_meta, fill, ctx, NULL, d);
+}
+
+bool rt_st_write_sum(const char *path, const rt_st_entry *entries, int n, const rt_st_meta *meta, int n_meta,
+                     rt_st_fill_fn fill, void *ctx, uint64_t *sum_out, ir_diag *d)
+{
+    rt_sum sum;
+    rt_sum_init(&sum);
     const rt_st_entry **order = xcalloc((size_t)n, sizeof *order); /* by name */
     uint64_t *size = xcalloc((size_t)n, sizeof *size);
     strbuf h = {0};
@@ -851,12 +869,12 @@ bool rt_st_write(const char *path, const rt_st_entry *entries, int n, const rt_s
     }
     uint8_t len8[8];
     store_le(len8, h.len, 8);
-    bool io = write_all(out, len8, 8) && write_all(out, h.s, h.len);
+    bool io = write_all(out, &sum, len8, 8) && write_all(out, &sum, h.s, h.len);
     for (int i = 0; i < n && io; i++) {
         const rt_st_entry *e = order[i];
         uint64_t bytes = size[i];
         if (e->data) {
-            io = write_all(out, e->data, bytes);
+            io = write_all(out, &sum, e->data, bytes);
             continue;
         }
         if (!fill)
@@ -868,7 +886,7 @@ bool rt_st_write(const char *path, const rt_st_entry *entries, int n, const rt_s
         for (int64_t at = 0; at < count && io && filled; at += chunk) {
             int64_t k = count - at < chunk ? count - at : chunk;
             filled = fill(ctx, e, at, k, buf, d);
-            io = filled && write_all(out, buf, (size_t)(k * esize));
+            io = filled && write_all(out, &sum, buf, (size_t)(k * esize));
         }
         free(buf);
         if (!filled)
@@ -889,6 +907,8 @@ bool rt_st_write(const char *path, const rt_st_entry *entries, int n, const rt_s
         goto done;
     }
     ok = true;
+    if (sum_out)
+        *sum_out = rt_sum_final(&sum);
 done:
     if (out)
         fclose(out);

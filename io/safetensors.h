@@ -41,6 +41,8 @@ typedef struct {
     ir_shape shape;
     uint64_t begin, end;     /* byte range in the data section */
     const uint8_t *data;     /* points into the mapping: end - begin bytes */
+    bool alias;              /* a second name for another tensor's data (io/hf.h: a tied LM
+                                head): never reported as unexpected */
 } rt_st_tensor;
 
 typedef struct {
@@ -48,7 +50,7 @@ typedef struct {
 } rt_st_meta;
 
 /* An open, validated file. Tensors are in data order (ascending offsets). */
-typedef struct {
+typedef struct rt_st_file {
     char *path;
     int n_tensors;
     rt_st_tensor *tensors;
@@ -56,6 +58,8 @@ typedef struct {
     rt_st_meta *meta;
     void *map;               /* the whole file (NULL if empty mapping) */
     size_t map_len;
+    struct rt_st_file *parts; /* the shards whose data tensors point into (io/hf.h), closed with it */
+    int n_parts;
 } rt_st_file;
 
 /* Opens and validates path. On success fills *f (release with rt_st_close) and returns true;
@@ -117,5 +121,8 @@ typedef bool (*rt_st_fill_fn)(void *ctx, const rt_st_entry *e, int64_t first, in
  * than the free space of its filesystem is refused before anything is written. */
 bool rt_st_write(const char *path, const rt_st_entry *entries, int n, const rt_st_meta *meta,
                  int n_meta, rt_st_fill_fn fill, void *ctx, ir_diag *d);
+/* The same, and *sum (when not NULL) gets the file's checksum (io/checksum.h). */
+bool rt_st_write_sum(const char *path, const rt_st_entry *entries, int n, const rt_st_meta *meta, int n_meta,
+                     rt_st_fill_fn fill, void *ctx, uint64_t *sum, ir_diag *d);
 
 #endif

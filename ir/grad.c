@@ -127,12 +127,12 @@ static ir_node *slice(ir_grad_ctx *c, ir_node *x, int axis, int64_t lo, int64_t 
     return fin(c, n);
 }
 
-/* unary_grad {fn}: dy * fn'(x). */
-static ir_node *unary_grad(ir_grad_ctx *c, const char *fn, ir_node *x, ir_node *dy)
+/* unary_grad {fn}: dy * fn'(x), fn a derivative of ir/unary_grad.def. */
+static ir_node *unary_grad(ir_grad_ctx *c, ir_deriv fn, ir_node *x, ir_node *dy)
 {
     ir_node *in[2] = {x, dy};
     ir_node *n = emit(c, OP_unary_grad, 2, in);
-    ir_attr_set_str(c->g, n, "fn", fn);
+    ir_attr_set_str(c->g, n, "fn", ir_deriv_names[fn]);
     return fin(c, n);
 }
 
@@ -181,49 +181,159 @@ bool grad_unsupported(ir_grad_ctx *c, const ir_node *n)
     return false;
 }
 
-/* ---- elementwise ----------------------------------------------------------------------------- */
+/* ---- elementwise: the gradient rules of unary.def and binary.def -------------------------- */
 
-/* y = f(x): dx = g * f'(x), from y itself where that is cheaper. */
+#define UNARY(id, epi) static ir_node *grad_##id(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g);
+#include "ir/unary.def"
+#undef UNARY
+#define BINARY(id)                                                                                                 \
+    static void grad_##id(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g, bool wx, bool wy,   \
+                          ir_node **gx, ir_node **gy);
+#include "ir/binary.def"
+#undef BINARY
+
+/* y = f(x), g = dL/dy: dL/dx = g * f'(x), from y itself where that is cheaper. */
+static ir_node *grad_neg(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return op1(c, OP_neg, g);
+}
+static ir_node *grad_exp(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g) { return mul(c, g, y); }
+static ir_node *grad_log(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return divide(c, g, x);
+}
+
+/* 1/(2 sqrt x) */
+static ir_node *grad_sqrt(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return divide(c, g, add(c, y, y));
+}
+
+/* -x^(-3/2)/2 = -y^3/2 */
+static ir_node *grad_rsqrt(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return mul(c, mul(c, g, mul(c, mul(c, y, y), y)), scalar(c, n->dtype, -0.5));
+}
+
+/* -1/x^2 = -y^2 */
+static ir_node *grad_recip(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return op1(c, OP_neg, mul(c, g, mul(c, y, y)));
+}
+
+/* 1 - y^2 */
+static ir_node *grad_tanh(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return sub(c, g, mul(c, g, mul(c, y, y)));
+}
+
+/* y (1 - y) */
+static ir_node *grad_sigmoid(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return mul(c, g, sub(c, y, mul(c, y, y)));
+}
+
+/* s + x s (1 - s), s = sigmoid(x) */
+static ir_node *grad_silu(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    ir_node *s = op1(c, OP_sigmoid, x);
+    return mul(c, g, add(c, s, mul(c, x, sub(c, s, mul(c, s, s)))));
+}
+
+static ir_node *grad_abs(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return unary_grad(c, IR_DERIV_abs, x, g);
+}
+static ir_node *grad_relu(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return unary_grad(c, IR_DERIV_relu, x, g);
+}
+
+static ir_node *grad_gelu(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    return unary_grad(c, strcmp(ir_attr_str(n, "approx"), "erf") == 0 ? IR_DERIV_gelu_erf : IR_DERIV_gelu_tanh, x, g);
+}
+
+/* back to the operand's dtype */
+static ir_node *grad_cast(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g)
+{
+    if (g->dtype == x->dtype)
+        return g;
+    ir_node *dx = emit(c, OP_cast, 1, &g);
+    ir_attr_set_dtype(dx, "to", x->dtype);
+    return fin(c, dx);
+}
+
 bool grad_unary(ir_grad_ctx *c, const ir_node *n)
 {
     if (!ir_grad_wants(c, n, 0))
         return true;
-    ir_node *g = ir_grad_of(c, n), *x = n->in[0], *y = (ir_node *)n, *dx;
+    ir_node *g = ir_grad_of(c, n), *x = n->in[0], *y = (ir_node *)n, *dx = NULL;
     switch (n->op) {
-    case OP_neg: dx = op1(c, OP_neg, g); break;
-    case OP_exp: dx = mul(c, g, y); break;                       /* e^x */
-    case OP_log: dx = divide(c, g, x); break;                    /* 1/x */
-    case OP_sqrt: dx = divide(c, g, add(c, y, y)); break;        /* 1/(2 sqrt x) */
-    case OP_rsqrt:                                               /* -x^(-3/2)/2 = -y^3/2 */
-        dx = mul(c, mul(c, g, mul(c, mul(c, y, y), y)), scalar(c, n->dtype, -0.5));
-        break;
-    case OP_recip: dx = op1(c, OP_neg, mul(c, g, mul(c, y, y))); break; /* -1/x^2 */
-    case OP_tanh: dx = sub(c, g, mul(c, g, mul(c, y, y))); break;       /* 1 - y^2 */
-    case OP_sigmoid: dx = mul(c, g, sub(c, y, mul(c, y, y))); break;    /* y (1 - y) */
-    case OP_silu: {                                              /* s + x s (1 - s) */
-        ir_node *s = op1(c, OP_sigmoid, x);
-        dx = mul(c, g, add(c, s, mul(c, x, sub(c, s, mul(c, s, s)))));
-        break;
-    }
-    case OP_abs: dx = unary_grad(c, "abs", x, g); break;
-    case OP_relu: dx = unary_grad(c, "relu", x, g); break;
-    case OP_gelu:
-        dx = unary_grad(c, strcmp(ir_attr_str(n, "approx"), "erf") == 0 ? "gelu_erf" : "gelu_tanh", x, g);
-        break;
-    case OP_cast: { /* back to the operand's dtype */
-        if (g->dtype == x->dtype) {
-            dx = g;
-            break;
-        }
-        dx = emit(c, OP_cast, 1, &g);
-        ir_attr_set_dtype(dx, "to", x->dtype);
-        fin(c, dx);
-        break;
-    }
-    default: ir_unreachable("grad_unary: not a unary op");
+#define UNARY(id, epi) case OP_##id: dx = grad_##id(c, n, x, y, g); break;
+#include "ir/unary.def"
+#undef UNARY
+    default: ir_unreachable("grad_unary: not an OK_UNARY op"); /* ops.def names grad_unary for those only */
     }
     ir_grad_acc(c, n, 0, dx);
     return true;
+}
+
+/* z = x op y, g = dL/dz: the partials at z's shape. */
+static void grad_add(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g, bool wx, bool wy, ir_node **gx,
+                     ir_node **gy)
+{
+    *gx = g, *gy = g;
+}
+
+static void grad_sub(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g, bool wx, bool wy, ir_node **gx,
+                     ir_node **gy)
+{
+    *gx = g, *gy = wy ? op1(c, OP_neg, g) : NULL;
+}
+
+static void grad_mul(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g, bool wx, bool wy, ir_node **gx,
+                     ir_node **gy)
+{
+    *gx = wx ? mul(c, g, y) : NULL, *gy = wy ? mul(c, g, x) : NULL;
+}
+
+/* d/dx = 1/y, d/dy = -x/y^2 = -z/y */
+static void grad_div(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g, bool wx, bool wy, ir_node **gx,
+                     ir_node **gy)
+{
+    *gx = wx ? divide(c, g, y) : NULL;
+    *gy = wy ? op1(c, OP_neg, divide(c, mul(c, g, (ir_node *)n), y)) : NULL;
+}
+
+/* d/dx = y x^(y-1), d/dy = z log x */
+static void grad_pow(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g, bool wx, bool wy, ir_node **gx,
+                     ir_node **gy)
+{
+    *gx = wx ? mul(c, g, mul(c, y, op2(c, OP_pow, x, sub(c, y, scalar(c, y->dtype, 1))))) : NULL;
+    *gy = wy ? mul(c, g, mul(c, (ir_node *)n, op1(c, OP_log, x))) : NULL;
+}
+
+/* The larger operand, strictly, gets g: `d` = (other - first), [d > 0] = relu'(d) goes to the
+ * second operand and the rest (ties included) to the first. */
+static void grad_extremum(ir_grad_ctx *c, ir_node *d, ir_node *g, bool wx, ir_node **gx, ir_node **gy)
+{
+    *gy = unary_grad(c, IR_DERIV_relu, broadcast(c, d, &g->shape), g);
+    *gx = wx ? sub(c, g, *gy) : NULL;
+}
+
+/* [y > x] goes to y */
+static void grad_maximum(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g, bool wx, bool wy,
+                         ir_node **gx, ir_node **gy)
+{
+    grad_extremum(c, sub(c, y, x), g, wx, gx, gy);
+}
+
+/* [x > y] = [y < x] goes to y */
+static void grad_minimum(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *y, ir_node *g, bool wx, bool wy,
+                         ir_node **gx, ir_node **gy)
+{
+    grad_extremum(c, sub(c, x, y), g, wx, gx, gy);
 }
 
 /* z = x op y with NumPy broadcasting: each partial is computed at z's shape and summed back
@@ -231,28 +341,12 @@ bool grad_unary(ir_grad_ctx *c, const ir_node *n)
 bool grad_binary(ir_grad_ctx *c, const ir_node *n)
 {
     bool wx = ir_grad_wants(c, n, 0), wy = ir_grad_wants(c, n, 1);
-    ir_node *g = ir_grad_of(c, n), *x = n->in[0], *y = n->in[1], *z = (ir_node *)n;
-    ir_node *gx = NULL, *gy = NULL;
+    ir_node *g = ir_grad_of(c, n), *x = n->in[0], *y = n->in[1], *gx = NULL, *gy = NULL;
     switch (n->op) {
-    case OP_add: gx = g, gy = g; break;
-    case OP_sub: gx = g, gy = wy ? op1(c, OP_neg, g) : NULL; break;
-    case OP_mul: gx = wx ? mul(c, g, y) : NULL, gy = wy ? mul(c, g, x) : NULL; break;
-    case OP_div: /* d/dx = 1/y, d/dy = -x/y^2 = -z/y */
-        gx = wx ? divide(c, g, y) : NULL;
-        gy = wy ? op1(c, OP_neg, divide(c, mul(c, g, z), y)) : NULL;
-        break;
-    case OP_pow: /* d/dx = y x^(y-1), d/dy = z log x */
-        gx = wx ? mul(c, g, mul(c, y, op2(c, OP_pow, x, sub(c, y, scalar(c, y->dtype, 1))))) : NULL;
-        gy = wy ? mul(c, g, mul(c, z, op1(c, OP_log, x))) : NULL;
-        break;
-    case OP_maximum: /* [y > x] = relu'(y - x) goes to y, the rest (ties included) to x */
-    case OP_minimum: { /* [x > y] = relu'(x - y) goes to y, the rest to x */
-        ir_node *d = n->op == OP_maximum ? sub(c, y, x) : sub(c, x, y);
-        gy = unary_grad(c, "relu", broadcast(c, d, &g->shape), g);
-        gx = wx ? sub(c, g, gy) : NULL;
-        break;
-    }
-    default: ir_unreachable("grad_binary: not a binary op");
+#define BINARY(id) case OP_##id: grad_##id(c, n, x, y, g, wx, wy, &gx, &gy); break;
+#include "ir/binary.def"
+#undef BINARY
+    default: ir_unreachable("grad_binary: not an OK_BINARY op");
     }
     if (wx)
         acc_reduced(c, n, 0, gx);
@@ -339,10 +433,45 @@ bool grad_broadcast(ir_grad_ctx *c, const ir_node *n)
     return true;
 }
 
-/* ---- reductions ------------------------------------------------------------------------------ */
+/* ---- reductions: the gradient rules of reduce.def --------------------------------------------- */
 
-/* sum: g spread back over the reduced axes; mean: also divided by the count; max: to the
- * maximal elements, split evenly among ties. */
+#define REDUCE(id, fold, mean)                                                                                     \
+    static ir_node *grad_##id(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *gk, const bool *mask,         \
+                              const ir_shape *kept, int64_t count);
+#include "ir/reduce.def"
+#undef REDUCE
+
+/* sum: g spread back over the reduced axes */
+static ir_node *grad_sum(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *gk, const bool *mask, const ir_shape *kept,
+                         int64_t count)
+{
+    return broadcast(c, gk, &x->shape);
+}
+
+/* mean: the same, divided by the count */
+static ir_node *grad_mean(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *gk, const bool *mask, const ir_shape *kept,
+                          int64_t count)
+{
+    ir_node *gx = broadcast(c, gk, &x->shape);
+    return mul(c, gx, scalar(c, x->dtype, count ? 1.0 / (double)count : 0));
+}
+
+/* max: to the maximal elements, split evenly among ties */
+static ir_node *grad_max(ir_grad_ctx *c, const ir_node *n, ir_node *x, ir_node *gk, const bool *mask, const ir_shape *kept,
+                         int64_t count)
+{
+    ir_node *ones = constant(c, x->dtype, &x->shape, 1);
+    /* 1 - relu'(max - x) = [x == max] */
+    ir_node *hit = sub(c, ones, unary_grad(c, IR_DERIV_relu, sub(c, reshape(c, (ir_node *)n, kept), x), ones));
+    int64_t axes[IR_MAX_RANK];
+    int n_axes = 0;
+    for (int i = 0; i < x->shape.rank; i++)
+        if (mask[i])
+            axes[n_axes++] = i;
+    ir_node *ties = n_axes ? sum(c, hit, n_axes, axes, true) : hit;
+    return mul(c, hit, divide(c, gk, ties));
+}
+
 bool grad_reduce(ir_grad_ctx *c, const ir_node *n)
 {
     if (!ir_grad_wants(c, n, 0))
@@ -357,22 +486,12 @@ bool grad_reduce(ir_grad_ctx *c, const ir_node *n)
             count *= kept.dim[i];
             kept.dim[i] = 1;
         }
-    ir_node *gk = reshape(c, ir_grad_of(c, n), &kept), *gx;
-    if (n->op == OP_max) {
-        ir_node *ones = constant(c, x->dtype, &x->shape, 1);
-        /* 1 - relu'(max - x) = [x == max] */
-        ir_node *hit = sub(c, ones, unary_grad(c, "relu", sub(c, reshape(c, (ir_node *)n, &kept), x), ones));
-        int64_t axes[IR_MAX_RANK];
-        int n_axes = 0;
-        for (int i = 0; i < x->shape.rank; i++)
-            if (mask[i])
-                axes[n_axes++] = i;
-        ir_node *ties = n_axes ? sum(c, hit, n_axes, axes, true) : hit;
-        gx = mul(c, hit, divide(c, gk, ties));
-    } else {
-        gx = broadcast(c, gk, &x->shape);
-        if (n->op == OP_mean)
-            gx = mul(c, gx, scalar(c, x->dtype, count ? 1.0 / (double)count : 0));
+    ir_node *gk = reshape(c, ir_grad_of(c, n), &kept), *gx = NULL;
+    switch (n->op) {
+#define REDUCE(id, fold, mean) case OP_##id: gx = grad_##id(c, n, x, gk, mask, &kept, count); break;
+#include "ir/reduce.def"
+#undef REDUCE
+    default: ir_unreachable("grad_reduce: not an OK_REDUCE op");
     }
     ir_grad_acc(c, n, 0, gx);
     return true;

@@ -147,41 +147,59 @@ bool eval_iota(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
 /* output: nothing to compute (ir_interp_run copies the operand out). */
 bool eval_output(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d) { return true; }
 
-/* ---- elementwise ------------------------------------------------------------------------- */
+/* ---- elementwise: the reference formulas of unary.def and binary.def ---------------------- */
+
+#define UNARY(id, epi) static double ref_##id(const ir_node *n, double x);
+#include "ir/unary.def"
+#undef UNARY
+#define BINARY(id) static double ref_##id(double a, double b);
+#include "ir/binary.def"
+#undef BINARY
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-/* One element of a unary op. */
-static double unary(ir_opcode op, double x, bool gelu_erf)
+static double ref_neg(const ir_node *n, double x) { return -x; }
+static double ref_abs(const ir_node *n, double x) { return fabs(x); }
+static double ref_exp(const ir_node *n, double x) { return exp(x); }
+static double ref_log(const ir_node *n, double x) { return log(x); }
+static double ref_sqrt(const ir_node *n, double x) { return sqrt(x); }
+static double ref_rsqrt(const ir_node *n, double x) { return 1.0 / sqrt(x); }
+static double ref_recip(const ir_node *n, double x) { return 1.0 / x; }
+static double ref_tanh(const ir_node *n, double x) { return tanh(x); }
+static double ref_sigmoid(const ir_node *n, double x) { return sigmoid(x); }
+static double ref_relu(const ir_node *n, double x) { return isnan(x) ? x : x > 0 ? x : 0.0; }
+static double ref_silu(const ir_node *n, double x) { return x * sigmoid(x); }
+static double ref_cast(const ir_node *n, double x) { return x; } /* rounding: ir_interp_node */
+
+/* gelu {approx}: erf 0.5x(1 + erf(x/√2)); tanh 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))). */
+static double ref_gelu(const ir_node *n, double x)
 {
-    switch (op) {
-    case OP_neg: return -x;
-    case OP_abs: return fabs(x);
-    case OP_exp: return exp(x);
-    case OP_log: return log(x);
-    case OP_sqrt: return sqrt(x);
-    case OP_rsqrt: return 1.0 / sqrt(x);
-    case OP_recip: return 1.0 / x;
-    case OP_tanh: return tanh(x);
-    case OP_sigmoid: return sigmoid(x);
-    case OP_relu: return isnan(x) ? x : x > 0 ? x : 0.0;
-    case OP_silu: return x * sigmoid(x);
-    case OP_gelu:
-        if (gelu_erf)
-            return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
-        return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
-    case OP_cast: return x;
-    default: ir_unreachable("eval_unary: not a unary op");
-    }
+    if (strcmp(ir_attr_str(n, "approx"), "erf") == 0)
+        return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
+
+static double ref_add(double a, double b) { return a + b; }
+static double ref_sub(double a, double b) { return a - b; }
+static double ref_mul(double a, double b) { return a * b; }
+static double ref_div(double a, double b) { return a / b; }
+static double ref_pow(double a, double b) { return pow(a, b); }
+static double ref_maximum(double a, double b) { return (a > b || isnan(a)) ? a : b; } /* NaN propagates */
+static double ref_minimum(double a, double b) { return (a < b || isnan(a)) ? a : b; }
 
 /* neg abs exp log sqrt rsqrt recip tanh sigmoid relu silu gelu cast: same shape. */
 bool eval_unary(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
 {
-    bool gelu_erf = n->op == OP_gelu && strcmp(ir_attr_str(n, "approx"), "erf") == 0;
+    double (*f)(const ir_node *, double) = NULL;
+    switch (n->op) {
+#define UNARY(id, epi) case OP_##id: f = ref_##id; break;
+#include "ir/unary.def"
+#undef UNARY
+    default: ir_unreachable("eval_unary: not an OK_UNARY op"); /* ops.def names eval_unary for those only */
+    }
     bool to_int = ir_dtype_is_int(out->dtype);
     for (int64_t i = 0; i < numel(out); i++) {
-        double y = unary(n->op, in[0]->data[i], gelu_erf);
+        double y = f(n, in[0]->data[i]);
         out->data[i] = to_int ? trunc(y) : y;
     }
     return true;
@@ -190,26 +208,22 @@ bool eval_unary(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
 /* add sub mul div pow maximum minimum, NumPy broadcasting: out[i] = x[bcast i] op y[bcast i]. */
 bool eval_binary(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
 {
+    double (*f)(double, double) = NULL;
+    switch (n->op) {
+#define BINARY(id) case OP_##id: f = ref_##id; break;
+#include "ir/binary.def"
+#undef BINARY
+    default: ir_unreachable("eval_binary: not an OK_BINARY op");
+    }
     int64_t sx[IR_MAX_RANK], sy[IR_MAX_RANK];
     bcast_strides(&in[0]->shape, &out->shape, sx);
     bcast_strides(&in[1]->shape, &out->shape, sy);
     bool is_int = ir_dtype_is_int(out->dtype);
     for (int64_t i = 0; i < numel(out); i++) {
-        double a = in[0]->data[offset_at(i, &out->shape, sx)], b = in[1]->data[offset_at(i, &out->shape, sy)], r;
-        switch (n->op) {
-        case OP_add: r = a + b; break;
-        case OP_sub: r = a - b; break;
-        case OP_mul: r = a * b; break;
-        case OP_div:
-            if (is_int && b == 0)
-                return err(n, d, "integer division by zero");
-            r = a / b;
-            break;
-        case OP_pow: r = pow(a, b); break;
-        case OP_maximum: r = (a > b || isnan(a)) ? a : b; break; /* NaN propagates */
-        case OP_minimum: r = (a < b || isnan(a)) ? a : b; break;
-        default: ir_unreachable("eval_binary: not a binary op");
-        }
+        double a = in[0]->data[offset_at(i, &out->shape, sx)], b = in[1]->data[offset_at(i, &out->shape, sy)];
+        if (is_int && n->op == OP_div && b == 0)
+            return err(n, d, "integer division by zero");
+        double r = f(a, b);
         out->data[i] = is_int ? trunc(r) : r;
     }
     return true;
@@ -282,10 +296,34 @@ bool eval_broadcast(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d
 
 /* ---- reductions ---------------------------------------------------------------------------- */
 
+/* The folds of reduce.def: an identity and a combination. */
+typedef struct {
+    double identity;
+    double (*combine)(double acc, double v);
+} ref_fold;
+
+static double fold_add(double acc, double v) { return acc + v; }
+static double fold_max(double acc, double v) { return (v > acc || isnan(v)) ? v : acc; } /* NaN propagates */
+
+static const ref_fold fold_SUM = {0.0, fold_add}, fold_MAX = {-INFINITY, fold_max};
+
 /* sum/mean/max {axes, keepdim}: every input element is folded into the output element at its
- * coordinates with reduced axes set to 0 (the keepdim layout has the same row-major order). */
+ * coordinates with reduced axes set to 0 (the keepdim layout has the same row-major order);
+ * a mean is then divided by the count of elements folded into each. */
 bool eval_reduce(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
 {
+    const ref_fold *f = NULL;
+    bool mean = false;
+    switch (n->op) {
+#define REDUCE(id, fold, is_mean)                                                                                   \
+    case OP_##id:                                                                                                  \
+        f = &fold_##fold;                                                                                          \
+        mean = is_mean;                                                                                            \
+        break;
+#include "ir/reduce.def"
+#undef REDUCE
+    default: ir_unreachable("eval_reduce: not an OK_REDUCE op"); /* ops.def names eval_reduce for those only */
+    }
     const ir_shape *xs = &in[0]->shape;
     bool mask[IR_MAX_RANK];
     ir_reduce_mask(n, xs->rank, mask);
@@ -299,15 +337,12 @@ bool eval_reduce(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
         if (mask[i])
             st[i] = 0;
     for (int64_t o = 0; o < numel(out); o++)
-        out->data[o] = n->op == OP_max ? -INFINITY : 0.0;
+        out->data[o] = f->identity;
     for (int64_t i = 0; i < numel(in[0]); i++) {
-        double v = in[0]->data[i], *acc = &out->data[offset_at(i, xs, st)];
-        if (n->op == OP_max)
-            *acc = (v > *acc || isnan(v)) ? v : *acc;
-        else
-            *acc += v;
+        double *acc = &out->data[offset_at(i, xs, st)];
+        *acc = f->combine(*acc, in[0]->data[i]);
     }
-    if (n->op == OP_mean) {
+    if (mean) {
         double count = (double)numel(in[0]) / (double)(numel(out) ? numel(out) : 1);
         for (int64_t o = 0; o < numel(out); o++)
             out->data[o] /= count;
@@ -740,24 +775,39 @@ bool ir_interp_run(const ir_graph *g, ir_precision prec, const ir_named_tensor *
 
 /* ---- backward ops (emitted by autodiff, ir/grad.c) --------------------------------------- */
 
-/* unary_grad x, dy {fn}: dy * fn'(x); abs'(0) = relu'(0) = 0. */
+/* The derivatives of unary_grad.def: f'(x). */
+#define UNARY_GRAD(fn) static double ref_d_##fn(double x);
+#include "ir/unary_grad.def"
+#undef UNARY_GRAD
+
+static double ref_d_abs(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0; }   /* abs'(0) = 0 */
+static double ref_d_relu(double x) { return x > 0 ? 1.0 : 0.0; }                  /* relu'(0) = 0 */
+
+/* Φ(x) + x φ(x) */
+static double ref_d_gelu_erf(double x)
+{
+    return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+}
+
+/* 0.5 (1 + t) + 0.5 x (1 - t^2) u', t = tanh(u), u = c (x + 0.044715 x^3), c = √(2/π) */
+static double ref_d_gelu_tanh(double x)
+{
+    double c = sqrt(2.0 / M_PI), t = tanh(c * (x + 0.044715 * x * x * x));
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x);
+}
+
+/* unary_grad x, dy {fn}: dy * fn'(x). */
 bool eval_unary_grad(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
 {
-    const char *fn = ir_attr_str(n, "fn");
-    for (int64_t i = 0; i < numel(out); i++) {
-        double x = in[0]->data[i], dy = in[1]->data[i], dfx;
-        if (strcmp(fn, "abs") == 0) {
-            dfx = x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0;
-        } else if (strcmp(fn, "relu") == 0) {
-            dfx = x > 0 ? 1.0 : 0.0;
-        } else if (strcmp(fn, "gelu_erf") == 0) { /* Phi(x) + x phi(x) */
-            dfx = 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
-        } else { /* gelu_tanh: 0.5 (1 + t) + 0.5 x (1 - t^2) u', u = c (x + 0.044715 x^3) */
-            double c = sqrt(2.0 / M_PI), t = tanh(c * (x + 0.044715 * x * x * x));
-            dfx = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x);
-        }
-        out->data[i] = dy * dfx;
+    double (*df)(double) = NULL;
+    switch (ir_deriv_lookup(ir_attr_str(n, "fn"))) {
+#define UNARY_GRAD(fn) case IR_DERIV_##fn: df = ref_d_##fn; break;
+#include "ir/unary_grad.def"
+#undef UNARY_GRAD
+    case IR_DERIV_COUNT: return err(n, d, "unknown fn"); /* the shape rule rejects it first */
     }
+    for (int64_t i = 0; i < numel(out); i++)
+        out->data[i] = in[1]->data[i] * df(in[0]->data[i]);
     return true;
 }
 

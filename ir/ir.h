@@ -156,6 +156,17 @@ const char *ir_op_attr_name(ir_opcode op, int k, char *buf, size_t cap);
 ir_attr_kind ir_op_attr_kind(ir_opcode op, int k);
 int ir_op_attr_index(ir_opcode op, const char *name); /* -1 if the op has no such attribute */
 
+/* The derivatives of the backward op unary_grad {fn} (ir/unary_grad.def), and their names. */
+typedef enum {
+#define UNARY_GRAD(fn) IR_DERIV_##fn,
+#include "ir/unary_grad.def"
+#undef UNARY_GRAD
+    IR_DERIV_COUNT
+} ir_deriv;
+extern const char *const ir_deriv_names[IR_DERIV_COUNT];
+/* The derivative called fn, or IR_DERIV_COUNT if none. */
+ir_deriv ir_deriv_lookup(const char *fn);
+
 /* ---- nodes and graphs ------------------------------------------------------------------- */
 typedef struct ir_node {
     int id;                 /* index in graph->nodes; renumbered by ir_graph_compact */

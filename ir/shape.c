@@ -671,18 +671,19 @@ static bool same_type_as_x(const ir_node *n, ir_diag *d, int k, const char *what
     return true;
 }
 
-/* unary_grad x, dy {fn} -> like x; fn one of abs relu gelu_tanh gelu_erf. */
+/* unary_grad x, dy {fn} -> like x; fn one of ir/unary_grad.def's names. */
 bool infer_unary_grad(ir_node *n, ir_diag *d)
 {
     if (!operands_ok(n, d) || !need_float(n, d, n->in[0]->dtype) || !same_type_as_x(n, d, 1, "gradient"))
         return false;
-    static const char *const fns[] = {"abs", "relu", "gelu_tanh", "gelu_erf"};
     const char *fn = ir_attr_str(n, "fn");
-    bool known = false;
-    for (size_t i = 0; fn && i < sizeof fns / sizeof *fns; i++)
-        known |= strcmp(fn, fns[i]) == 0;
-    if (!known)
-        return fail(n, d, "fn must be abs, relu, gelu_tanh or gelu_erf, got '%s'", fn ? fn : "");
+    if (ir_deriv_lookup(fn) == IR_DERIV_COUNT) {
+        char names[200] = "";
+        for (int i = 0; i < IR_DERIV_COUNT; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i == 0 ? "" : i + 1 < IR_DERIV_COUNT ? ", " : " or ",
+                     ir_deriv_names[i]);
+        return fail(n, d, "fn must be %s, got '%s'", names, fn ? fn : "");
+    }
     n->dtype = n->in[0]->dtype;
     n->shape = n->in[0]->shape;
     return true;

@@ -7,7 +7,7 @@
  *     range-checked); any value with more than one consumer unless it is cheap to recompute
  *     (layout, const, iota, cast, embedding over cheap operands).
  *  2. Epilogues: a matmul's single consumer `add` of a bias vector [N] joins its GEMM, then a
- *     single-consumer relu (not gelu or silu: see is_act); an attention's single consumer
+ *     single-consumer activation (relu, gelu, silu: see is_act); an attention's single consumer
  *     transpose that keeps the last dim last joins the attention (which then writes the
  *     transposed layout, so that merging heads afterwards is a free reshape).
  *  3. Library operands: a matmul operand that is not a BLAS-compatible strided view of a
@@ -18,6 +18,8 @@
  *     all come after the row op, joins the row op's kernel (e.g. GPT-2's residual sum, stored
  *     by the next layernorm's kernel).
  *  5. Group ids in the order of each group's last node, so steps run in graph order.
+ * A value more than FUSE_MAX_DEPTH inlined ops above its nearest buffer gets a buffer too, so
+ * that no kernel's expression is deeper than that.
  * Training graphs (autodiff): layernorm_grad, rmsnorm_grad, cross_entropy_grad, embedding_grad
  * and attention_grad get buffers (row kernels, a scatter-add step, a fused attention-backward
  * step); attention_grads of the same operands (wrt q, k, v, mask) join one group so that one
@@ -124,11 +126,20 @@ static void library_operands(fuse_state *F, const ir_node *n)
     }
 }
 
-/* Activations fused into the GEMM epilogue: relu only. gelu and silu get their own JIT kernel
- * (vectorized polynomial tanh/exp): OpenBLAS's epilogue in gemm_cpu.c calls libm's tanhf per
- * element, and on GPT-2 small at seq 1024 the c_fc GEMM took 58 ms with the gelu epilogue
- * against 30 ms + 2 ms for the GEMM and a separate gelu kernel. */
-static bool is_act(const ir_node *n) { return n->op == OP_relu; }
+/* Activations fused into the GEMM epilogue: the unary ops marked EPI in ir/unary.def (relu,
+ * gelu, silu). Every backend has them: lowering builds the step's epilogue kernel from the op's
+ * kernel IR (codegen/lower.c), which the host (LLVM: vectorized tanh/exp/erf approximations),
+ * OpenCL and NVPTX renderers render like any kernel; cuBLASLt uses its own relu and tanh-gelu
+ * epilogues instead (runtime/cuda/cublaslt.c). */
+static bool is_act(const ir_node *n)
+{
+    switch (n->op) {
+#define UNARY(id, epi) case OP_##id: return epi;
+#include "ir/unary.def"
+#undef UNARY
+    default: return false;
+    }
+}
 
 /* Bias add following matmul mm: returns the bias operand index (0 or 1) or -1. */
 static int bias_operand(fuse_state *F, const ir_node *mm, const ir_node *add)
@@ -305,6 +316,26 @@ bool pass_fuse(ir_graph *g, ir_diag *d)
         if (F.n_cons[i] > 1 && ir_ops[n->op].kind != OK_SINK && !cheap(&F, n))
             make_buf(&F, n);
     }
+    /* a value computed inline more than FUSE_MAX_DEPTH ops above its nearest buffer gets one:
+     * a kernel's expression stays bounded (lowering recurses over it; LLVM compiles it), however
+     * long an elementwise chain the model writes (a loop of 20,000 `x = x + x` once overflowed
+     * lowering's stack) */
+    int *depth = calloc((size_t)nn + 1, sizeof *depth);
+    if (!depth)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        if (is_buf(n, &F) || ir_ops[n->op].kind == OK_SINK)
+            continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (!is_buf(n->in[k], &F) && depth[n->in[k]->id] + 1 > depth[i])
+                depth[i] = depth[n->in[k]->id] + 1;
+        if (depth[i] >= FUSE_MAX_DEPTH) {
+            make_buf(&F, n);
+            depth[i] = 0;
+        }
+    }
+    free(depth);
     /* 2. epilogues (first: an attention writing a transposed layout makes its consumers'
      * reshapes free views), 3. library operands */
     epilogues(&F);

@@ -8,7 +8,8 @@
  *    and a library call (GEMM, attention) reads them as strided views of a buffer;
  *  - nodes with group g >= 0 are computed by step g (steps run in increasing g). A member of
  *    group g is *stored* (gets a buffer) when any consumer is not in group g, or it is output.
- * Each group is one of: a GEMM (matmul [+ bias add] [+ relu]; only the last is stored), an attention (attention [+ a transpose of its result that keeps the last dim last,
+ * Each group is one of: a GEMM (matmul [+ bias add] [+ relu, gelu or silu: ir/unary.def's EPI
+ * column]; only the last is stored), an attention (attention [+ a transpose of its result that keeps the last dim last,
  * which it then writes directly]), a row kernel (its last member a softmax, layernorm, rmsnorm
  * or cross_entropy; the other members are elementwise values of the row op's input shape
  * that the kernel also stores, e.g. a residual sum feeding a layernorm), a reduction (sum,
@@ -28,6 +29,9 @@
 
 #include "ir/ir.h"
 #include "ir/shape.h"
+
+/* The deepest chain of inlined ops in one kernel (fuse.c stores a value past it). */
+#define FUSE_MAX_DEPTH 128
 
 /* Element (i0, .., i_{rank-1}) of the viewed value is element offset + Σ i_d·stride[d] of the
  * buffer of node `base`. */

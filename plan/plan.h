@@ -21,7 +21,13 @@
  *    args[i].buf, split over grid dim 0 of extent `grid0` (see codegen.h's host ABI);
  *    `work` estimates the cost of one dim-0 index (elements touched), for the grain size.
  *  - GEMM: rt_gemm_f32 with the descriptor fields below; a/b/c/bias are buffer references
- *    (bias.buf -1: none).
+ *    (bias.buf -1: none). With an epilogue kernel (epi.name set) the GEMM adds no bias itself:
+ *    the kernel epi then finishes C in place, C = act(C + bias) elementwise — the kernel IR of
+ *    the fused bias add and activation (codegen/lower.c), rendered by each backend like any
+ *    plan kernel, with args and the extent grid0 = batch·M (C's rows; C is contiguous). `act`
+ *    names that activation (rt_act) for a library whose GEMM has the same function built in
+ *    (cuBLASLt: relu, tanh-gelu): such a backend may apply bias and activation in the GEMM
+ *    and skip epi. Without epi, act is RT_ACT_NONE.
  *  - ATTENTION: the fused attention of ir.md over strided q/k/v/mask/out (strides in elements;
  *    the last dim of q, k, v and out is contiguous); mask.buf -1: none.
  *  - COPY: bytes from src to dst.
@@ -82,18 +88,19 @@ typedef enum { RT_STEP_KERNEL, RT_STEP_GEMM, RT_STEP_ATTENTION, RT_STEP_COPY, RT
 
 #define RT_PLAN_MAX_BATCH 6 /* = RT_GEMM_MAX_BATCH_DIMS */
 
-/* A GEMM's epilogue activation (applied after the bias). */
+/* The activation of a GEMM's epilogue kernel, by name: what a library with epilogues built in
+ * needs to know to do the same (the formulas are the ops' kernel IR, ir/unary.def's kir_ID). */
 typedef enum {
-    RT_ACT_NONE,
-    RT_ACT_GELU_TANH,   /* 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) */
-    RT_ACT_GELU_ERF,    /* 0.5x(1 + erf(x/√2)) */
-    RT_ACT_RELU,        /* max(x, 0) */
-    RT_ACT_SILU,        /* x·sigmoid(x) */
+    RT_ACT_NONE,        /* no epilogue kernel, or one with an activation no library has */
+    RT_ACT_GELU_TANH,   /* gelu {approx = tanh} */
+    RT_ACT_GELU_ERF,    /* gelu {approx = erf} */
+    RT_ACT_RELU,        /* relu */
+    RT_ACT_SILU,        /* silu */
 } rt_act;
-
+#define RT_ACT_COUNT 5
 
 typedef struct {
-    char *name;        /* kernel symbol (malloc) */
+    char *name;        /* kernel symbol (malloc); NULL: no kernel (a GEMM without epilogue) */
     int n_args;
     rt_plan_ref *args; /* (malloc) */
     int64_t grid0;     /* extent of grid dim 0 */
@@ -108,8 +115,9 @@ typedef struct {
     int trans_a, trans_b;
     int64_t lda, ldb, ldc;
     double alpha, beta;
-    int act;           /* rt_act */
+    int act;           /* rt_act: the activation of epi */
     rt_plan_ref a, b, c, bias;
+    rt_plan_kernel epi; /* the epilogue kernel (name NULL: none): C = act(C + bias) in place */
 } rt_plan_gemm;
 
 typedef struct {
@@ -160,8 +168,18 @@ typedef struct {
     int64_t src_stride;
 } rt_plan_sum_rows;
 
+/* Where a step came from, set by lowering (a plan read from a file has none): the source op of
+ * its group ("matmul"), its block instance ("block(l=3)"), the .loom location ("gpt2.loom:57"),
+ * its result type, and the FLOPs (ir cost rules) and bytes (operands from outside the group and
+ * its results) of one run. For traces and reports; executors ignore it. */
+typedef struct {
+    char *op, *scope, *loc, *type; /* malloc'd; NULL when unknown */
+    double flops, bytes;
+} rt_plan_origin;
+
 typedef struct {
     rt_step_kind kind;
+    rt_plan_origin origin;
     rt_plan_kernel kernel;
     rt_plan_gemm gemm;
     rt_plan_attention attn;
@@ -189,7 +207,13 @@ static inline void rt_plan_clear(rt_plan *p)
     for (int i = 0; i < p->n_steps; i++) {
         free(p->steps[i].kernel.name);
         free(p->steps[i].kernel.args);
+        free(p->steps[i].gemm.epi.name);
+        free(p->steps[i].gemm.epi.args);
         free(p->steps[i].check.what);
+        free(p->steps[i].origin.op);
+        free(p->steps[i].origin.scope);
+        free(p->steps[i].origin.loc);
+        free(p->steps[i].origin.type);
     }
     free(p->bufs);
     free(p->steps);

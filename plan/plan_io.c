@@ -152,20 +152,21 @@ static void put_attention(rt_wbuf *w, const rt_plan_attention *a)
     rt_wbuf_f64(w, a->scale);
 }
 
+static void put_kernel(rt_wbuf *w, const rt_plan_kernel *k)
+{
+    rt_wbuf_str(w, k->name);
+    rt_wbuf_u32(w, (uint32_t)k->n_args);
+    for (int i = 0; i < k->n_args; i++)
+        put_ref(w, k->args[i]);
+    rt_wbuf_i64(w, k->grid0);
+    rt_wbuf_i64(w, k->work);
+}
+
 static void put_step(rt_wbuf *w, const rt_plan_step *s)
 {
     rt_wbuf_u32(w, (uint32_t)s->kind);
     switch (s->kind) {
-    case RT_STEP_KERNEL: {
-        const rt_plan_kernel *k = &s->kernel;
-        rt_wbuf_str(w, k->name);
-        rt_wbuf_u32(w, (uint32_t)k->n_args);
-        for (int i = 0; i < k->n_args; i++)
-            put_ref(w, k->args[i]);
-        rt_wbuf_i64(w, k->grid0);
-        rt_wbuf_i64(w, k->work);
-        break;
-    }
+    case RT_STEP_KERNEL: put_kernel(w, &s->kernel); break;
     case RT_STEP_GEMM: {
         const rt_plan_gemm *g = &s->gemm;
         rt_wbuf_u32(w, (uint32_t)g->nbatch);
@@ -184,6 +185,9 @@ static void put_step(rt_wbuf *w, const rt_plan_step *s)
         put_ref(w, g->b);
         put_ref(w, g->c);
         put_ref(w, g->bias);
+        rt_wbuf_u32(w, g->epi.name != NULL);
+        if (g->epi.name)
+            put_kernel(w, &g->epi);
         break;
     }
     case RT_STEP_ATTENTION: put_attention(w, &s->attn); break;
@@ -318,6 +322,26 @@ static ir_dtype get_dtype(rt_rbuf *r)
     return dt > DT_VOID && dt < DT_COUNT ? (ir_dtype)dt : DT_VOID;
 }
 
+/* Reads a kernel's name, args, grid0 and work; false on a short read. */
+static bool get_kernel(rt_rbuf *r, rt_plan_kernel *k)
+{
+    k->name = rt_rbuf_str(r);
+    uint32_t n = rt_rbuf_u32(r);
+    if (r->bad || n > MAX_ARGS) {
+        r->bad = true;
+        return false;
+    }
+    k->n_args = (int)n;
+    k->args = calloc((size_t)n + 1, sizeof *k->args);
+    if (!k->args)
+        ir_unreachable("out of memory");
+    for (uint32_t i = 0; i < n; i++)
+        k->args[i] = get_ref(r);
+    k->grid0 = rt_rbuf_i64(r);
+    k->work = rt_rbuf_i64(r);
+    return !r->bad;
+}
+
 /* Reads one step; false on a short read or an unknown kind (reported). */
 static bool get_step(rt_rbuf *r, rt_plan_step *s, int index, const char *what, ir_diag *d)
 {
@@ -330,24 +354,10 @@ static bool get_step(rt_rbuf *r, rt_plan_step *s, int index, const char *what, i
     }
     s->kind = (rt_step_kind)kind;
     switch (s->kind) {
-    case RT_STEP_KERNEL: {
-        rt_plan_kernel *k = &s->kernel;
-        k->name = rt_rbuf_str(r);
-        uint32_t n = rt_rbuf_u32(r);
-        if (r->bad || n > MAX_ARGS) {
-            r->bad = true;
+    case RT_STEP_KERNEL:
+        if (!get_kernel(r, &s->kernel))
             return false;
-        }
-        k->n_args = (int)n;
-        k->args = calloc((size_t)n + 1, sizeof *k->args);
-        if (!k->args)
-            ir_unreachable("out of memory");
-        for (uint32_t i = 0; i < n; i++)
-            k->args[i] = get_ref(r);
-        k->grid0 = rt_rbuf_i64(r);
-        k->work = rt_rbuf_i64(r);
         break;
-    }
     case RT_STEP_GEMM: {
         rt_plan_gemm *g = &s->gemm;
         uint32_t nb = rt_rbuf_u32(r);
@@ -368,13 +378,15 @@ static bool get_step(rt_rbuf *r, rt_plan_step *s, int index, const char *what, i
         g->ldb = rt_rbuf_i64(r);
         g->ldc = rt_rbuf_i64(r);
         int64_t act = rt_rbuf_i64(r);
-        g->act = act >= RT_ACT_NONE && act <= RT_ACT_SILU ? (int)act : -1;
+        g->act = act >= RT_ACT_NONE && act < RT_ACT_COUNT ? (int)act : -1;
         g->alpha = rt_rbuf_f64(r);
         g->beta = rt_rbuf_f64(r);
         g->a = get_ref(r);
         g->b = get_ref(r);
         g->c = get_ref(r);
         g->bias = get_ref(r);
+        if (rt_rbuf_u32(r) != 0 && !get_kernel(r, &g->epi))
+            return false;
         break;
     }
     case RT_STEP_ATTENTION: get_attention(r, &s->attn); break;
@@ -564,6 +576,14 @@ void rt_plan_blobs_free(rt_plan_blob *blobs, int n)
     free(blobs);
 }
 
+char *rt_plan_blob_text(const rt_plan_blob *b)
+{
+    char *s = b ? strndup((const char *)b->data, b->size) : NULL;
+    if (b && !s)
+        ir_unreachable("out of memory");
+    return s;
+}
+
 const rt_plan_blob *rt_plan_blob_find(const rt_plan_blob *blobs, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
@@ -635,6 +655,26 @@ static bool check_ref(checker *c, const char *field, rt_plan_ref r, bool optiona
     return true;
 }
 
+/* A kernel: a name, args that are buffer references, grid and work >= 0. */
+static bool check_kernel(checker *c, const rt_plan_kernel *k, const char *what)
+{
+    if (!k->name || !k->name[0] || k->n_args < 0 || (k->n_args > 0 && !k->args) || k->grid0 < 0 || k->work < 0)
+        return fail(c, "missing name, bad argument count, grid or work", what);
+    for (int i = 0; i < k->n_args; i++)
+        if (!check_ref(c, "kernel argument", k->args[i], false, DT_VOID, 0, NULL, NULL))
+            return false;
+    return true;
+}
+
+/* Is r one of kernel k's arguments? */
+static bool ref_in(const rt_plan_kernel *k, rt_plan_ref r)
+{
+    for (int i = 0; i < k->n_args; i++)
+        if (k->args[i].buf == r.buf && k->args[i].offset == r.offset)
+            return true;
+    return false;
+}
+
 static bool check_gemm(checker *c, const rt_plan_gemm *g)
 {
     if (g->nbatch < 0 || g->trans_a < 0 || g->trans_b < 0 || g->act < 0 || g->M < 0 || g->N < 0 || g->K < 0)
@@ -666,7 +706,25 @@ static bool check_gemm(checker *c, const rt_plan_gemm *g)
             return false;
     }
     int64_t one = 1;
-    return check_ref(c, "gemm bias", g->bias, true, LIB_FLOAT, 1, &g->N, &one);
+    if (!check_ref(c, "gemm bias", g->bias, true, LIB_FLOAT, 1, &g->N, &one))
+        return false;
+    if (!g->epi.name)
+        return g->act == RT_ACT_NONE || fail(c, "an activation without an epilogue kernel", "gemm");
+    /* the epilogue kernel: f32 C and bias, in its args, over C's rows */
+    int64_t c_rows = g->M, packed = g->M * g->N;
+    bool contiguous = !g->ldc || g->ldc == g->N;
+    for (int i = nb - 1; i >= 0; i--) {
+        contiguous &= g->batch[i] == 1 || g->stride_c[i] == packed;
+        packed *= g->batch[i];
+        c_rows *= g->batch[i];
+    }
+    if (!check_kernel(c, &g->epi, "gemm epilogue"))
+        return false;
+    if (g->epi.grid0 != c_rows || !contiguous || !ref_in(&g->epi, g->c) ||
+        (g->bias.buf >= 0 && !ref_in(&g->epi, g->bias)))
+        return fail(c, "an epilogue kernel that is not over C (contiguous) and the bias", "gemm");
+    return check_ref(c, "gemm C", g->c, false, DT_F32, 0, NULL, NULL) &&
+           check_ref(c, "gemm bias", g->bias, true, DT_F32, 0, NULL, NULL);
 }
 
 /* The forward operands of an attention (out only when with_out). */
@@ -784,15 +842,7 @@ static bool check_sum_rows(checker *c, const rt_plan_sum_rows *s)
 static bool check_step(checker *c, const rt_plan_step *st)
 {
     switch (st->kind) {
-    case RT_STEP_KERNEL: {
-        const rt_plan_kernel *k = &st->kernel;
-        if (!k->name || !k->name[0] || k->n_args < 0 || (k->n_args > 0 && !k->args) || k->grid0 < 0 || k->work < 0)
-            return fail(c, "missing name, bad argument count, grid or work", "kernel");
-        for (int i = 0; i < k->n_args; i++)
-            if (!check_ref(c, "kernel argument", k->args[i], false, DT_VOID, 0, NULL, NULL))
-                return false;
-        return true;
-    }
+    case RT_STEP_KERNEL: return check_kernel(c, &st->kernel, "kernel");
     case RT_STEP_GEMM: return check_gemm(c, &st->gemm);
     case RT_STEP_ATTENTION: return check_attention_in(c, &st->attn, true);
     case RT_STEP_WRITE_ROWS: return check_write_rows(c, &st->rows);

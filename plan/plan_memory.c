@@ -96,6 +96,7 @@ int64_t pass_plan_memory(rt_plan *p)
             break;
         case RT_STEP_GEMM:
             touch_all(first, last, s, REFS(st->gemm.a, st->gemm.b, st->gemm.c, st->gemm.bias));
+            touch_all(first, last, s, st->gemm.epi.args, (size_t)st->gemm.epi.n_args);
             break;
         case RT_STEP_ATTENTION:
             touch_all(first, last, s, REFS(st->attn.q, st->attn.k, st->attn.v, st->attn.mask, st->attn.out));

@@ -121,22 +121,26 @@ static void put_attention(const rt_plan_attention *a, FILE *out)
     put_double(a->scale, out);
 }
 
+/* " NAME(b1, b2+4) grid=G work=W" */
+static void put_kernel(const rt_plan_kernel *k, FILE *out)
+{
+    fprintf(out, " %s(", k->name ? k->name : "?");
+    for (int i = 0; i < k->n_args; i++) {
+        if (i)
+            fputs(", ", out);
+        put_ref(NULL, k->args[i], out);
+    }
+    fputc(')', out);
+    put_i64("grid", k->grid0, out);
+    put_i64("work", k->work, out);
+}
+
 static void print_step(const rt_plan_step *s, FILE *out)
 {
     switch (s->kind) {
-    case RT_STEP_KERNEL: {
-        const rt_plan_kernel *k = &s->kernel;
-        fprintf(out, " %s(", k->name ? k->name : "?");
-        for (int i = 0; i < k->n_args; i++) {
-            if (i)
-                fputs(", ", out);
-            put_ref(NULL, k->args[i], out);
-        }
-        fputc(')', out);
-        put_i64("grid", k->grid0, out);
-        put_i64("work", k->work, out);
+    case RT_STEP_KERNEL:
+        put_kernel(&s->kernel, out);
         break;
-    }
     case RT_STEP_GEMM: {
         const rt_plan_gemm *g = &s->gemm;
         put_ref("a", g->a, out);
@@ -162,6 +166,10 @@ static void print_step(const rt_plan_step *s, FILE *out)
             put_list("stride_a", g->stride_a, n, out);
             put_list("stride_b", g->stride_b, n, out);
             put_list("stride_c", g->stride_c, n, out);
+        }
+        if (g->epi.name) { /* the epilogue kernel (bias, activation) over C */
+            fputs(" epilogue", out);
+            put_kernel(&g->epi, out);
         }
         break;
     }

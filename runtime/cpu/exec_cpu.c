@@ -3,7 +3,7 @@
  *
  * Kernels run split over grid dim 0 on the pool, with a grain from the step's work estimate
  * so that tiny kernels run inline on the caller. GEMMs go to rt_gemm_f32 with the pool for
- * their epilogue and batch splitting; attention to rt_attention_f32, attention_grad to
+ * their epilogue (the step's epilogue kernel, called on ranges of C's rows) and batch splitting; attention to rt_attention_f32, attention_grad to
  * rt_attention_grad_f32; embedding_grad's scatter-add runs here, split over columns.
  */
 #include "runtime/clock.h"
@@ -19,6 +19,7 @@
 
 #include "runtime/cpu/gemm_cpu.h"
 #include "runtime/half.h"
+#include "runtime/trace.h"
 
 struct rt_exec {
     const rt_plan *plan;
@@ -32,11 +33,21 @@ struct rt_exec {
     double ms[RT_STEP_KIND_COUNT]; /* per rt_step_kind, with profile */
     double *step_ms;    /* per step, with profile and LOOM_PROFILE_STEPS=N: the N slowest
                            steps are printed to stderr when the executor is freed */
+    rt_trace *trace;    /* with profile under --profile: each step a slice (trace.h) */
+    int *trace_desc;    /* per step: its interned description, -1 until first traced */
 };
 
 void rt_exec_profile(rt_exec *e, bool on)
 {
     e->profile = on;
+    e->trace = on ? rt_trace_active() : NULL;
+    if (e->trace && !e->trace_desc) {
+        e->trace_desc = malloc(sizeof *e->trace_desc * ((size_t)e->plan->n_steps + 1));
+        if (!e->trace_desc)
+            ir_unreachable("out of memory");
+        for (int s = 0; s < e->plan->n_steps; s++)
+            e->trace_desc[s] = -1;
+    }
     if (on && !e->step_ms && getenv("LOOM_PROFILE_STEPS")) {
         e->step_ms = calloc((size_t)e->plan->n_steps + 1, sizeof *e->step_ms);
         if (!e->step_ms)
@@ -151,16 +162,19 @@ rt_exec *rt_exec_new(const rt_plan *p, rt_kernel_resolver resolve, void *ctx, rt
     }
     for (int s = 0; s < p->n_steps; s++) {
         const rt_plan_step *st = &p->steps[s];
-        if (st->kind != RT_STEP_KERNEL)
+        const rt_plan_kernel *k = st->kind == RT_STEP_KERNEL ? &st->kernel
+                                  : st->kind == RT_STEP_GEMM && st->gemm.epi.name ? &st->gemm.epi
+                                                                                  : NULL;
+        if (!k)
             continue;
-        e->fn[s] = resolve(ctx, st->kernel.name, d);
+        e->fn[s] = resolve(ctx, k->name, d);
         if (!e->fn[s]) {
-            ir_diag_error(d, -1, 0, 0, "cpu: kernel '%s' not found", st->kernel.name);
+            ir_diag_error(d, -1, 0, 0, "cpu: kernel '%s' not found", k->name);
             rt_exec_free(e);
             return NULL;
         }
-        if (st->kernel.n_args > e->max_args)
-            e->max_args = st->kernel.n_args;
+        if (k->n_args > e->max_args)
+            e->max_args = k->n_args;
     }
     e->args = calloc((size_t)e->max_args + 1, sizeof *e->args);
     if (!e->args)
@@ -182,6 +196,7 @@ void rt_exec_free(rt_exec *e)
     free(e->base);
     free(e->fn);
     free(e->args);
+    free(e->trace_desc);
     if (e->arena)
         munmap(e->arena, e->plan->arena_bytes ? (size_t)e->plan->arena_bytes : 1);
     free(e);
@@ -409,7 +424,9 @@ static void run_attention(const rt_exec *e, const rt_plan_attention *a)
     lib_done(e, &h, a->out.buf);
 }
 
-static void run_gemm(const rt_exec *e, const rt_plan_gemm *g)
+/* A GEMM step; with an epilogue kernel (plan.h), the kernel finishes each range of C's rows
+ * (bias and activation) right after the GEMM that wrote them, on the pool. */
+static void run_gemm(const rt_exec *e, int s, const rt_plan_gemm *g)
 {
     half_copies h = {0};
     rt_gemm_desc desc = rt_gemm_desc_make(g->M, g->N, g->K);
@@ -427,8 +444,15 @@ static void run_gemm(const rt_exec *e, const rt_plan_gemm *g)
     desc.ldc = g->ldc;
     desc.alpha = g->alpha;
     desc.beta = g->beta;
-    desc.bias = lib_at(e, &h, g->bias);
-    desc.act = (rt_act)g->act;
+    kernel_call epi = {e->fn[s], e->args};
+    if (g->epi.name) { /* f32 only (plan_io.c's check): the kernel reads and writes C in place */
+        for (int a = 0; a < g->epi.n_args; a++)
+            e->args[a] = at(e, g->epi.args[a]);
+        desc.epilogue = run_chunk;
+        desc.epilogue_ctx = &epi;
+    } else {
+        desc.bias = lib_at(e, &h, g->bias);
+    }
     desc.pool = e->pool;
     if (rt_gemm_f32(&desc, lib_at(e, &h, g->a), lib_at(e, &h, g->b), lib_at(e, &h, g->c)) != 0)
         ir_unreachable(rt_gemm_validate(&desc)); /* lowering built an invalid descriptor */
@@ -456,7 +480,7 @@ bool rt_exec_run(rt_exec *e, ir_diag *d)
             rt_pool_parallel_for_grain(e->pool, st->kernel.grid0, rt_pool_grain(st->kernel.work), run_chunk, &c);
             break;
         }
-        case RT_STEP_GEMM: run_gemm(e, &st->gemm); break;
+        case RT_STEP_GEMM: run_gemm(e, s, &st->gemm); break;
         case RT_STEP_ATTENTION: run_attention(e, &st->attn); break;
         case RT_STEP_COPY: memcpy(at(e, st->copy.dst), at(e, st->copy.src), (size_t)st->copy.bytes); break;
         case RT_STEP_CHECK_IDS: ok = check_ids(e, &st->check, d); break;
@@ -466,10 +490,15 @@ bool rt_exec_run(rt_exec *e, ir_diag *d)
         case RT_STEP_SUM_ROWS: run_sum_rows(e, &st->sum_rows); break;
         }
         if (e->profile) {
-            double dt = rt_now_ms() - t0;
+            double t1 = rt_now_ms(), dt = t1 - t0;
             e->ms[st->kind] += dt;
             if (e->step_ms)
                 e->step_ms[s] += dt;
+            if (e->trace) {
+                if (e->trace_desc[s] < 0)
+                    e->trace_desc[s] = rt_trace_plan_step(e->trace, p, s);
+                rt_trace_slice(e->trace, RT_TRACE_HOST, e->trace_desc[s], t0, t1);
+            }
         }
     }
     return ok;

@@ -1,5 +1,5 @@
 /* gemm_cpu.c — rt_gemm_f32/f64 on the CPU: OpenBLAS cblas_{s,d}gemm (row-major) per batch
- * entry, then the epilogue (bias, activation) over the rows of C.
+ * entry, then the epilogue (bias, then the caller's epilogue function) over the rows of C.
  *
  * Threading. A batch runs one of two ways (rt_gemm_batch_policy):
  *  - SERIAL: loop over the batch on the caller; OpenBLAS threads each GEMM itself (it goes
@@ -35,7 +35,6 @@ rt_gemm_desc rt_gemm_desc_make(int64_t M, int64_t N, int64_t K) {
     g.K = K;
     g.alpha = 1.0;
     g.beta = 0.0;
-    g.act = RT_ACT_NONE;
     g.policy = RT_GEMM_BATCH_AUTO;
     return g;
 }
@@ -107,44 +106,20 @@ const char *rt_gemm_validate(const rt_gemm_desc *g) {
     if (ldb < max1(g->trans_b ? g->K : g->N)) return "gemm: ldb too small";
     if (ldc < max1(g->N)) return "gemm: ldc too small";
     if (lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX) return "gemm: leading dim exceeds int";
-    if ((unsigned)g->act > RT_ACT_SILU) return "gemm: unknown activation";
     if ((unsigned)g->policy > RT_GEMM_BATCH_POOL) return "gemm: unknown batch policy";
     return NULL;
 }
 
-/* ---- epilogue: row[j] = act(row[j] + bias[j]) for j < n ---- */
+/* ---- epilogue: row[j] += bias[j] for j < n, then the caller's epilogue ---- */
 
-/* One body for both precisions: F is the suffix of the float versions of the literals and of
- * the math functions (`f` for float, empty for double), so each runs in its own precision. */
-#define DEFINE_EPILOGUE_ROW(name, T, F)                                                          \
-    static void name(T *row, int64_t n, const T *bias, rt_act act) {                             \
-        if (bias)                                                                                \
-            for (int64_t j = 0; j < n; j++) row[j] += bias[j];                                   \
-        switch (act) {                                                                           \
-        case RT_ACT_NONE: break;                                                                 \
-        case RT_ACT_GELU_TANH:                                                                   \
-            for (int64_t j = 0; j < n; j++) {                                                    \
-                T x = row[j];                                                                    \
-                T inner = 0.7978845608028654##F * (x + 0.044715##F * x * x * x);                 \
-                row[j] = 0.5##F * x * (1.0##F + tanh##F(inner));                                 \
-            }                                                                                    \
-            break;                                                                               \
-        case RT_ACT_GELU_ERF:                                                                    \
-            for (int64_t j = 0; j < n; j++)                                                      \
-                row[j] = 0.5##F * row[j] * (1.0##F + erf##F(row[j] * 0.7071067811865476##F));    \
-            break;                                                                               \
-        case RT_ACT_RELU:                                                                        \
-            for (int64_t j = 0; j < n; j++) row[j] = row[j] > 0.0##F ? row[j] : 0.0##F;          \
-            break;                                                                               \
-        case RT_ACT_SILU:                                                                        \
-            for (int64_t j = 0; j < n; j++) row[j] = row[j] / (1.0##F + exp##F(-row[j]));        \
-            break;                                                                               \
-        }                                                                                        \
+#define DEFINE_BIAS_ROW(name, T)                                                                 \
+    static void name(T *restrict row, int64_t n, const T *restrict bias) {                       \
+        for (int64_t j = 0; j < n; j++) row[j] += bias[j];                                       \
     }
 
-DEFINE_EPILOGUE_ROW(epilogue_row_f32, float, f)
-DEFINE_EPILOGUE_ROW(epilogue_row_f64, double, )
-#undef DEFINE_EPILOGUE_ROW
+DEFINE_BIAS_ROW(bias_row_f32, float)
+DEFINE_BIAS_ROW(bias_row_f64, double)
+#undef DEFINE_BIAS_ROW
 
 /* ---- the driver, shared by f32 and f64 ---- */
 
@@ -169,15 +144,16 @@ static void batch_offsets(const rt_gemm_desc *g, int64_t flat, int64_t *oa, int6
     }
 }
 
-/* Rows [r0, r1) of one C matrix at element offset oc. */
-static void epilogue_rows(const gemm_job *j, int64_t oc, int64_t r0, int64_t r1) {
+/* Rows [r0, r1) of C[b], at element offset oc: bias, then the caller's epilogue. */
+static void epilogue_rows(const gemm_job *j, int64_t b, int64_t oc, int64_t r0, int64_t r1) {
     const rt_gemm_desc *g = j->g;
-    for (int64_t r = r0; r < r1; r++) {
+    for (int64_t r = r0; g->bias && r < r1; r++) {
         if (j->f64)
-            epilogue_row_f64((double *)j->C + oc + r * j->ldc, g->N, g->bias, g->act);
+            bias_row_f64((double *)j->C + oc + r * j->ldc, g->N, g->bias);
         else
-            epilogue_row_f32((float *)j->C + oc + r * j->ldc, g->N, g->bias, g->act);
+            bias_row_f32((float *)j->C + oc + r * j->ldc, g->N, g->bias);
     }
+    if (g->epilogue) g->epilogue(g->epilogue_ctx, b * g->M + r0, b * g->M + r1);
 }
 
 /* C (M, N) at offset oc ← beta·C: what a GEMM with K = 0 computes (BLAS rejects ld 0 there). */
@@ -240,7 +216,7 @@ static void batch_chunk(void *ctx, int64_t begin, int64_t end) {
         if (j->has_epilogue) {
             int64_t oa, ob, oc;
             batch_offsets(j->g, b, &oa, &ob, &oc);
-            epilogue_rows(j, oc, 0, j->g->M);
+            epilogue_rows(j, b, oc, 0, j->g->M);
         }
     }
 }
@@ -254,7 +230,7 @@ static void epilogue_chunk(void *ctx, int64_t begin, int64_t end) {
         int64_t r1 = M < r0 + (end - r) ? M : r0 + (end - r);
         int64_t oa, ob, oc;
         batch_offsets(j->g, b, &oa, &ob, &oc);
-        epilogue_rows(j, oc, r0, r1);
+        epilogue_rows(j, b, oc, r0, r1);
         r += r1 - r0;
     }
 }
@@ -281,7 +257,7 @@ static int gemm_run(const rt_gemm_desc *g, bool f64, const void *A, const void *
     gemm_job j = {
         .g = g, .f64 = f64, .A = A, .B = B, .C = C,
         .lda = ld_a(g), .ldb = ld_b(g), .ldc = ld_c(g),
-        .has_epilogue = g->bias != NULL || g->act != RT_ACT_NONE,
+        .has_epilogue = g->bias != NULL || g->epilogue != NULL,
     };
 
     if (choose_pool(g, nbatch)) {
@@ -293,7 +269,7 @@ static int gemm_run(const rt_gemm_desc *g, bool f64, const void *A, const void *
     }
     for (int64_t b = 0; b < nbatch; b++) gemm_one(&j, b);
     if (j.has_epilogue) {
-        int64_t cost = g->N * (g->act == RT_ACT_NONE ? 1 : 8);
+        int64_t cost = g->N * (g->epilogue ? 8 : 1);
         rt_pool_parallel_for_grain(g->pool, nbatch * g->M, rt_pool_grain(cost), epilogue_chunk, &j);
     }
     return 0;

@@ -2,7 +2,7 @@
  *
  * One call computes, for every batch index b of a (possibly multi-dimensional) batch:
  *
- *     C[b] = act(alpha · op(A[b]) · op(B[b]) + beta · C[b] + bias)
+ *     C[b] = epilogue(alpha · op(A[b]) · op(B[b]) + beta · C[b] + bias)
  *
  *     op(A[b]) : (M, K)   A[b] stored (M, K) row-major, or (K, M) when trans_a
  *     op(B[b]) : (K, N)   B[b] stored (K, N) row-major, or (N, K) when trans_b
@@ -13,8 +13,10 @@
  * fusion puts around it. Batch dims broadcast through strides: a batch stride of 0 on A or B
  * reuses the same matrix for every index of that dim (rt_gemm_desc_from_shapes computes them
  * for contiguous tensors). As in BLAS, when beta is 0 the old contents of C are ignored (NaNs
- * in C do not propagate). The epilogue (bias, then activation) runs after the GEMM, on the
- * pool when one is given.
+ * in C do not propagate). The bias and then the epilogue run after the GEMM, on the pool when
+ * one is given. The epilogue is a function of the caller's over rows of C — for plans, the GEMM
+ * step's epilogue kernel (plan.h: codegen's kernel IR of the activation, rendered for the host),
+ * so no activation formula is written here.
  *
  * The implementation (gemm_cpu.c) calls OpenBLAS; rt_gemm_f64 is the same with cblas_dgemm,
  * for f64 graphs and reference checks. A GEMM of one row (M = 1: a decode step) is a GEMV
@@ -56,9 +58,14 @@ typedef struct {
 
     double alpha, beta;
 
-    /* Epilogue. bias points to N floats for rt_gemm_f32, N doubles for rt_gemm_f64, or NULL. */
+    /* Epilogue. bias points to N floats for rt_gemm_f32, N doubles for rt_gemm_f64, or NULL.
+     * epilogue (or NULL) then finishes rows [row0, row1) of C in place, rows counted over the
+     * whole batch (row b·M + r is row r of C[b], b row-major over the batch dims); it is called
+     * once for every row, on disjoint ranges that may run concurrently on the pool's threads,
+     * each range right after its rows got their bias. */
     const void *bias;
-    rt_act act;
+    void (*epilogue)(void *ctx, int64_t row0, int64_t row1);
+    void *epilogue_ctx;
 
     rt_pool *pool;                 /* threads for the epilogue and batch splitting; may be NULL */
     rt_gemm_batch_policy policy;

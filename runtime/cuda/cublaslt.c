@@ -50,7 +50,7 @@ enum {
     EPI_RELU_BIAS = 6,
     EPI_GELU = 32,
     EPI_GELU_BIAS = 36,
-    ACT_NONE = 0, /* rt_act (gemm.h) */
+    ACT_NONE = 0, /* rt_act (plan.h) */
     ACT_GELU_TANH = 1,
     ACT_RELU = 3,
 };
@@ -258,17 +258,38 @@ bool rt_cublaslt_shape_of(const rt_plan_gemm *g, rt_cublaslt_shape *s, char *err
     s->rows[0] = (uint64_t)(g->trans_b ? K : N), s->cols[0] = (uint64_t)(g->trans_b ? N : K);
     s->rows[1] = (uint64_t)(g->trans_a ? M : K), s->cols[1] = (uint64_t)(g->trans_a ? K : M);
     s->rows[2] = (uint64_t)N, s->cols[2] = (uint64_t)M;
+    /* the epilogue: cuBLASLt's own when it has the step's activation as the same function, else
+     * none (the executor runs the step's epilogue kernel, which adds the bias: plan.h) */
     bool bias = g->bias.buf >= 0;
-    switch (g->act) {
-    case ACT_NONE: s->epilogue = bias ? EPI_BIAS : EPI_DEFAULT; break;
-    case ACT_RELU: s->epilogue = bias ? EPI_RELU_BIAS : EPI_RELU; break;
-    case ACT_GELU_TANH: s->epilogue = bias ? EPI_GELU_BIAS : EPI_GELU; break;
-    default:
-        msg(err, cap, "the activation epilogue %d has no cuBLASLt form", g->act);
+    s->kernel_epilogue = g->epi.name && !rt_cublaslt_has_act(g->act);
+    if (s->kernel_epilogue)
+        s->epilogue = EPI_DEFAULT;
+    else if (g->act == ACT_RELU)
+        s->epilogue = bias ? EPI_RELU_BIAS : EPI_RELU;
+    else if (g->act == ACT_GELU_TANH)
+        s->epilogue = bias ? EPI_GELU_BIAS : EPI_GELU;
+    else if (g->act == ACT_NONE)
+        s->epilogue = bias ? EPI_BIAS : EPI_DEFAULT;
+    else {
+        msg(err, cap, "the activation %d of a GEMM without epilogue kernel", g->act);
         return false;
     }
     return true;
 }
+
+/* cuBLASLt's epilogues that compute the same function as loom's op (ir/unary.def's kir_ID):
+ * RELU is max(x, 0); GELU is documented as the tanh approximation, 0.5x(1 + tanh(√(2/π)(x +
+ * 0.044715x³))), i.e. gelu {approx = tanh} — not erf-GELU, which (like SiLU) has no epilogue
+ * there and runs as the kernel. How the correspondence is checked: tests/gpu/test_cuda_ops.c runs
+ * the op suite's GEMM epilogue cases (tests/unit/op_suite.h, test_matmul: matmul + bias + relu,
+ * and + gelu tanh with pre-activations spread over [-4, 4]) through this path on the GPU against
+ * the reference interpreter's formulas (ir/interp.c: ref_relu, ref_gelu) at 1e-4·max(1, |ref|);
+ * tanh- and erf-GELU differ by more than that on over half of [-4, 4] (by 4.7e-4 near |x| = 2.7),
+ * so an epilogue that were another function fails it. tests/unit/test_cublaslt_shape.c checks
+ * without a GPU which epilogue each plan GEMM maps to. */
+bool rt_cublaslt_has_act(int act) { return act == ACT_RELU || act == ACT_GELU_TANH; }
+
+bool rt_cublaslt_kernel_epilogue(const rt_cublaslt_op *op) { return op->sh.kernel_epilogue; }
 
 rt_cublaslt_op *rt_cublaslt_prepare(rt_cublaslt *lt, const rt_plan_gemm *g, char *err, size_t cap)
 {

@@ -4,7 +4,7 @@
  * uses are declared, with cublasLt.h's ABI (opaque handles, enum values of CUDA 12/13).
  * rt_cublaslt_gemm runs one plan GEMM (row-major, strided batches over up to
  * RT_PLAN_MAX_BATCH dims, transposes, leading dims, alpha/beta, bias and relu/gelu-tanh
- * epilogues) in fp32 with fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32) on a stream.
+ * epilogues; other activations are the step's epilogue kernel, run by the executor) in fp32 with fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32) on a stream.
  */
 #ifndef LOOM_CUBLASLT_H
 #define LOOM_CUBLASLT_H
@@ -34,10 +34,17 @@ typedef struct {
     int64_t outer[RT_PLAN_MAX_BATCH], outer_stride[RT_PLAN_MAX_BATCH][3];
     int64_t calls;   /* product of outer */
     int epilogue;    /* cublasLtEpilogue_t: 1 default, 2 relu, 4 bias, 6 relu+bias, 32 gelu, 36 gelu+bias */
+    bool kernel_epilogue; /* the step's epilogue kernel runs after the GEMM (bias and activation:
+                             epilogue is 1) rather than cuBLASLt's own */
 } rt_cublaslt_shape;
 
-/* Fills *s for g; false (message in err) for an activation cuBLASLt has no epilogue for. */
+/* Fills *s for g: the epilogue is cuBLASLt's when it has g's activation (rt_cublaslt_has_act),
+ * else the step's epilogue kernel. False (message in err) for an activation without kernel. */
 bool rt_cublaslt_shape_of(const rt_plan_gemm *g, rt_cublaslt_shape *s, char *err, size_t cap);
+
+/* Whether cuBLASLt has the GEMM epilogue activation act (rt_act) built in as the same function
+ * (relu, tanh-gelu; see cublaslt.c for how that is checked). */
+bool rt_cublaslt_has_act(int act);
 
 /* Loads libcublasLt ($LOOM_LIBCUBLASLT, else libcublasLt.so.13, .so.12, .so, and the same
  * under /usr/local/cuda/lib64) and creates a handle in the current context, with a workspace
@@ -53,8 +60,12 @@ typedef struct rt_cublaslt_op rt_cublaslt_op;
 rt_cublaslt_op *rt_cublaslt_prepare(rt_cublaslt *lt, const rt_plan_gemm *g, char *err, size_t cap);
 void rt_cublaslt_op_free(rt_cublaslt *lt, rt_cublaslt_op *op);
 
-/* Enqueues C = act(alpha·op(A)·op(B) + beta·C + bias) for every batch on stream s; a, b, c,
- * bias are device pointers to the first element (bias 0: none). */
+/* Whether op leaves bias and activation to the step's epilogue kernel (shape kernel_epilogue). */
+bool rt_cublaslt_kernel_epilogue(const rt_cublaslt_op *op);
+
+/* Enqueues C = act(alpha·op(A)·op(B) + beta·C + bias) for every batch on stream s, or, when
+ * rt_cublaslt_kernel_epilogue, C = alpha·op(A)·op(B) + beta·C; a, b, c, bias are device
+ * pointers to the first element (bias 0: none). */
 bool rt_cublaslt_run(rt_cublaslt *lt, const rt_cublaslt_op *op, rt_cu_deviceptr a, rt_cu_deviceptr b,
                      rt_cu_deviceptr c, rt_cu_deviceptr bias, rt_cu_stream s, char *err, size_t cap);
 

@@ -19,6 +19,8 @@
 #include "runtime/cuda/cublaslt.h"
 #include "runtime/cuda/cuda_driver.h"
 #include "runtime/cpu/exec_cpu.h" /* rt_attention_grad_f32: staged through the host */
+#include "runtime/clock.h"
+#include "runtime/trace.h"
 
 enum { ERR_CAP = 4096 };
 
@@ -47,6 +49,9 @@ struct rt_cuda_exec {
     bool profile;
     rt_cu_event *ev;            /* with profile: 2 per step */
     double ms[RT_STEP_KIND_COUNT];
+    rt_trace *trace;            /* with profile under --profile: each step a slice on the stream's
+                                   track, at the events' device times (trace.h) */
+    int *trace_desc;            /* per step: its interned description, -1 until first traced */
     char err[ERR_CAP];
 };
 
@@ -236,9 +241,13 @@ static bool setup(rt_cuda_exec *e, const char *const *ptx, int n_ptx, const rt_c
             int64_t dim = st->attn.D > st->attn.E ? st->attn.D : st->attn.E;
             snprintf(aname, sizeof aname, "%s_%d", RT_CUDA_ATTENTION_KERNEL, dim <= 64 ? 64 : dim <= 128 ? 128 : 256);
         }
-        const char *kname = st->kind == RT_STEP_KERNEL      ? (launch[s].fn ? launch[s].fn : st->kernel.name)
-                            : st->kind == RT_STEP_ATTENTION ? aname
-                                                            : NULL;
+        /* the step's kernel: its own, the attention kernel, or a GEMM's epilogue kernel when
+         * cuBLASLt does not have that epilogue itself */
+        const rt_plan_kernel *pk = st->kind == RT_STEP_KERNEL ? &st->kernel
+                                   : st->kind == RT_STEP_GEMM && st->gemm.epi.name && !rt_cublaslt_has_act(st->gemm.act)
+                                       ? &st->gemm.epi
+                                       : NULL;
+        const char *kname = pk ? (launch[s].fn ? launch[s].fn : pk->name) : st->kind == RT_STEP_ATTENTION ? aname : NULL;
         if (kname) {
             for (int m = 0; m < e->n_mod && !e->fn[s]; m++)
                 if (cu->ModuleGetFunction(&e->fn[s], e->mod[m], kname) != RT_CU_SUCCESS)
@@ -248,19 +257,20 @@ static bool setup(rt_cuda_exec *e, const char *const *ptx, int n_ptx, const rt_c
                 return false;
             }
         }
-        if (st->kind == RT_STEP_KERNEL) {
+        if (pk) {
             e->launch[s] = launch[s];
             e->launch[s].fn = NULL; /* the caller's string, needed only above */
-            int n = st->kernel.n_args;
+            int n = pk->n_args;
             e->kargs[s] = calloc((size_t)n + 1, sizeof **e->kargs);
             e->kparams[s] = calloc((size_t)n + 1, sizeof **e->kparams);
             if (!e->kargs[s] || !e->kparams[s])
                 ir_unreachable("out of memory");
             for (int a = 0; a < n; a++) {
-                e->kargs[s][a] = at(e, st->kernel.args[a]);
+                e->kargs[s][a] = at(e, pk->args[a]);
                 e->kparams[s][a] = &e->kargs[s][a];
             }
-        } else if (st->kind == RT_STEP_GEMM) {
+        }
+        if (st->kind == RT_STEP_GEMM) {
             if (!e->lt && !(e->lt = rt_cublaslt_load(cu, e->err, ERR_CAP))) {
                 fail(e, d, NULL);
                 return false;
@@ -369,6 +379,7 @@ void rt_cuda_exec_free(rt_cuda_exec *e)
         cu->DevicePrimaryCtxRelease(e->dev);
     rt_cuda_unload(cu);
     free(e->ev);
+    free(e->trace_desc);
     free(e->mod);
     free(e->base);
     free(e->bound);
@@ -613,22 +624,30 @@ static bool sum_rows(rt_cuda_exec *e, const rt_plan_sum_rows *r)
                        e->err, ERR_CAP);
 }
 
+/* Launches step s's plan kernel (a kernel step's, or a GEMM's epilogue) with its geometry. */
+static bool launch_kernel(rt_cuda_exec *e, int s)
+{
+    const rt_cuda_launch *l = &e->launch[s];
+    return RT_CU_CHECK(e->cu,
+                       e->cu->LaunchKernel(e->fn[s], l->grid[0], l->grid[1], l->grid[2], l->block[0], l->block[1],
+                                           l->block[2], 0, e->stream, e->kparams[s], NULL),
+                       e->err, ERR_CAP);
+}
+
 static bool run_step(rt_cuda_exec *e, int s, ir_diag *d, bool *reported)
 {
     const rt_plan_step *st = &e->plan->steps[s];
     rt_cuda *cu = e->cu;
     switch (st->kind) {
-    case RT_STEP_KERNEL: {
-        const rt_cuda_launch *l = &e->launch[s];
-        return RT_CU_CHECK(cu,
-                           cu->LaunchKernel(e->fn[s], l->grid[0], l->grid[1], l->grid[2], l->block[0], l->block[1],
-                                            l->block[2], 0, e->stream, e->kparams[s], NULL),
-                           e->err, ERR_CAP);
-    }
+    case RT_STEP_KERNEL: return launch_kernel(e, s);
     case RT_STEP_GEMM: {
+        /* cuBLASLt with its own epilogue, or without one and then the step's epilogue kernel
+         * (which adds the bias: plan.h) */
         const rt_plan_gemm *g = &st->gemm;
-        return rt_cublaslt_run(e->lt, e->gemm[s], at(e, g->a), at(e, g->b), at(e, g->c), at(e, g->bias), e->stream, e->err,
-                               ERR_CAP);
+        bool kernel = rt_cublaslt_kernel_epilogue(e->gemm[s]);
+        return rt_cublaslt_run(e->lt, e->gemm[s], at(e, g->a), at(e, g->b), at(e, g->c), kernel ? 0 : at(e, g->bias),
+                               e->stream, e->err, ERR_CAP) &&
+               (!kernel || launch_kernel(e, s));
     }
     case RT_STEP_ATTENTION: return launch_attention(e, s);
     case RT_STEP_COPY:
@@ -689,21 +708,43 @@ bool rt_cuda_exec_run(rt_cuda_exec *e, ir_diag *d)
         fail(e, d, "running the plan (LOOM_CUDA_SYNC=1 names the failing step)");
         return false;
     }
+    /* the stream has just drained: the last event's device time is now on the host clock, and
+     * every other event is placed by its device time before that one */
+    double synced = rt_now_ms();
     if (e->profile)
         for (int s = 0; s < p->n_steps; s++) {
-            float ms = 0;
-            if (!RT_CU_CHECK(cu, cu->EventElapsedTime(&ms, e->ev[2 * s], e->ev[2 * s + 1]), e->err, ERR_CAP)) {
+            float ms = 0, to_end = 0;
+            if (!RT_CU_CHECK(cu, cu->EventElapsedTime(&ms, e->ev[2 * s], e->ev[2 * s + 1]), e->err, ERR_CAP) ||
+                (e->trace && !RT_CU_CHECK(cu, cu->EventElapsedTime(&to_end, e->ev[2 * s + 1], e->ev[2 * p->n_steps - 1]),
+                                          e->err, ERR_CAP))) {
                 fail(e, d, "reading an event");
                 return false;
             }
             e->ms[p->steps[s].kind] += ms;
+            if (e->trace) {
+                if (e->trace_desc[s] < 0)
+                    e->trace_desc[s] = rt_trace_plan_step(e->trace, p, s);
+                rt_trace_slice(e->trace, RT_TRACE_DEVICE, e->trace_desc[s], synced - to_end - ms, synced - to_end);
+            }
         }
     for (int i = 0; i < p->n_bufs; i++)
         e->stale[i] = p->bufs[i].kind == RT_BUF_OUTPUT;
     return true;
 }
 
-void rt_cuda_exec_profile(rt_cuda_exec *e, bool on) { e->profile = on; }
+void rt_cuda_exec_profile(rt_cuda_exec *e, bool on)
+{
+    e->profile = on;
+    e->trace = on ? rt_trace_active() : NULL;
+    if (e->trace && !e->trace_desc) {
+        e->trace_desc = malloc(sizeof *e->trace_desc * ((size_t)e->plan->n_steps + 1));
+        if (!e->trace_desc)
+            ir_unreachable("out of memory");
+        for (int s = 0; s < e->plan->n_steps; s++)
+            e->trace_desc[s] = -1;
+        rt_trace_track_name(e->trace, RT_TRACE_DEVICE, "cuda stream");
+    }
+}
 
 rt_exec_stats rt_cuda_exec_stats(const rt_cuda_exec *e)
 {

@@ -4,7 +4,10 @@
  * device arena for the plan's activations (cuMemAlloc, never managed memory), a device buffer
  * per param, input and output, loads the PTX modules (the JIT's log surfaced on failure), and
  * prepares every GEMM. The runtime does not link codegen: the caller gives the PTX text and
- * each kernel step's launch geometry (cg_ptx_launch_dims). Attention steps launch the kernel
+ * the launch geometry (cg_ptx_launch_dims) of each kernel step and of each GEMM step's
+ * epilogue kernel (plan.h), by step. A GEMM whose activation cuBLASLt has (relu, tanh-gelu:
+ * rt_cublaslt_has_act) runs with cuBLASLt's epilogue; another runs bare and then its epilogue
+ * kernel. Attention steps launch the kernel
  * RT_CUDA_ATTENTION_KERNEL, which one of the modules must hold (cg_ptx_options.attention).
  *
  * Params and inputs are copied host→device when bound and stay on the device across runs

@@ -3,6 +3,7 @@
  * enqueues each on the device's in-order queue.
  */
 #include "runtime/clock.h"
+#include "runtime/trace.h"
 #include "runtime/opencl/exec_opencl.h"
 #include "runtime/cpu/exec_cpu.h" /* rt_attention_grad_f32: staged through the host */
 
@@ -31,6 +32,9 @@ struct rt_ocl_exec {
     int max_args;
     bool profile;
     double ms[RT_STEP_KIND_COUNT];
+    rt_trace *trace;   /* with profile under --profile: each step a slice on the queue's track,
+                          timed on the host around a finish of the queue (trace.h) */
+    int *trace_desc;   /* per step: its interned description, -1 until first traced */
     size_t device_bytes;
 };
 
@@ -164,23 +168,31 @@ rt_ocl_exec *rt_ocl_exec_new(rt_ocl *o, const rt_plan *p, const char *kernel_sou
     bool agrad_kernels = !(host_agrad && *host_agrad && strcmp(host_agrad, "0") != 0);
     for (int s = 0; ok && s < p->n_steps; s++) {
         const rt_plan_step *st = &p->steps[s];
-        if (st->kind == RT_STEP_KERNEL) {
+        /* a plan kernel: the step's, or a GEMM's epilogue kernel */
+        const rt_plan_kernel *k = st->kind == RT_STEP_KERNEL ? &st->kernel
+                                  : st->kind == RT_STEP_GEMM && st->gemm.epi.name ? &st->gemm.epi
+                                                                                  : NULL;
+        if (k) {
             const rt_ocl_kernel_dims *kd = NULL;
             for (int i = 0; i < n_dims && !kd; i++)
-                if (strcmp(dims[i].name, st->kernel.name) == 0)
+                if (strcmp(dims[i].name, k->name) == 0)
                     kd = &dims[i];
-            if (!kd)
-                ir_unreachable("exec_opencl: a kernel step without launch dims");
+            if (!kd) {
+                ir_diag_error(d, -1, 0, 0, "opencl: kernel '%s' has no launch dims", k->name);
+                ok = false;
+                break;
+            }
             e->groups[s] = kd->groups;
             e->local[s] = kd->local;
-            size_t n = strlen(RT_OCL_KERNEL_PREFIX) + strlen(st->kernel.name) + 1;
+            size_t n = strlen(RT_OCL_KERNEL_PREFIX) + strlen(k->name) + 1;
             e->fn[s] = malloc(n);
             if (!e->fn[s])
                 ir_unreachable("out of memory");
-            snprintf(e->fn[s], n, "%s%s", RT_OCL_KERNEL_PREFIX, st->kernel.name);
-            if (2 * st->kernel.n_args > e->max_args)
-                e->max_args = 2 * st->kernel.n_args;
-        } else if (st->kind == RT_STEP_GEMM) {
+            snprintf(e->fn[s], n, "%s%s", RT_OCL_KERNEL_PREFIX, k->name);
+            if (2 * k->n_args > e->max_args)
+                e->max_args = 2 * k->n_args;
+        }
+        if (st->kind == RT_STEP_GEMM) {
             any_gemm = true;
         } else if (st->kind == RT_STEP_SUM_ROWS) {
             any_sum_rows = true;
@@ -244,6 +256,7 @@ void rt_ocl_exec_free(rt_ocl_exec *e)
     }
     free(e->groups2);
     free(e->stats);
+    free(e->trace_desc);
     rt_ocl_free(e->arena);
     free(e->own);
     free(e->bound);
@@ -315,9 +328,9 @@ static bool check_ids(rt_ocl_exec *e, const rt_plan_check *c, ir_diag *d)
     return ok;
 }
 
-static bool run_kernel(rt_ocl_exec *e, int s, ir_diag *d)
+/* Launches plan kernel k (step s's, or its GEMM's epilogue). */
+static bool run_kernel(rt_ocl_exec *e, int s, const rt_plan_kernel *k, ir_diag *d)
 {
-    const rt_plan_kernel *k = &e->plan->steps[s].kernel;
     for (int a = 0; a < k->n_args; a++) {
         rt_ocl_ref r = ref_of(e, k->args[a]);
         e->args[2 * a] = rt_ocl_arg_buf(r.buf);
@@ -500,11 +513,15 @@ bool rt_ocl_exec_run(rt_ocl_exec *e, ir_diag *d)
         const rt_plan_step *st = &p->steps[s];
         double t0 = e->profile ? rt_now_ms() : 0;
         switch (st->kind) {
-        case RT_STEP_KERNEL: ok = run_kernel(e, s, d); break;
-        case RT_STEP_GEMM:
-            ok = rt_ocl_gemm(e->o, e->prog, &st->gemm, ref_of(e, st->gemm.a), ref_of(e, st->gemm.b),
-                             ref_of(e, st->gemm.c), ref_of(e, st->gemm.bias), d);
+        case RT_STEP_KERNEL: ok = run_kernel(e, s, &st->kernel, d); break;
+        case RT_STEP_GEMM: {
+            /* with an epilogue kernel, it adds the bias (plan.h) */
+            const rt_plan_gemm *g = &st->gemm;
+            rt_ocl_ref bias = g->epi.name ? (rt_ocl_ref){NULL, 0} : ref_of(e, g->bias);
+            ok = rt_ocl_gemm(e->o, e->prog, g, ref_of(e, g->a), ref_of(e, g->b), ref_of(e, g->c), bias, d) &&
+                 (!g->epi.name || run_kernel(e, s, &g->epi, d));
             break;
+        }
         case RT_STEP_ATTENTION: ok = run_attention(e, s, d); break;
         case RT_STEP_COPY: ok = run_copy(e, &st->copy, d); break;
         case RT_STEP_CHECK_IDS: ok = check_ids(e, &st->check, d); break;
@@ -517,7 +534,13 @@ bool rt_ocl_exec_run(rt_ocl_exec *e, ir_diag *d)
         }
         if (ok && e->profile) {
             ok = rt_ocl_finish(e->o, d);
-            e->ms[st->kind] += rt_now_ms() - t0;
+            double t1 = rt_now_ms();
+            e->ms[st->kind] += t1 - t0;
+            if (e->trace) {
+                if (e->trace_desc[s] < 0)
+                    e->trace_desc[s] = rt_trace_plan_step(e->trace, p, s);
+                rt_trace_slice(e->trace, RT_TRACE_DEVICE, e->trace_desc[s], t0, t1);
+            }
         }
         if (!ok)
             ir_diag_note(d, -1, 0, 0, "in step %d of the plan on %s", s, rt_ocl_device_name(e->o));
@@ -525,7 +548,19 @@ bool rt_ocl_exec_run(rt_ocl_exec *e, ir_diag *d)
     return rt_ocl_finish(e->o, d) && ok;
 }
 
-void rt_ocl_exec_profile(rt_ocl_exec *e, bool on) { e->profile = on; }
+void rt_ocl_exec_profile(rt_ocl_exec *e, bool on)
+{
+    e->profile = on;
+    e->trace = on ? rt_trace_active() : NULL;
+    if (e->trace && !e->trace_desc) {
+        e->trace_desc = malloc(sizeof *e->trace_desc * ((size_t)e->plan->n_steps + 1));
+        if (!e->trace_desc)
+            ir_unreachable("out of memory");
+        for (int s = 0; s < e->plan->n_steps; s++)
+            e->trace_desc[s] = -1;
+        rt_trace_track_name(e->trace, RT_TRACE_DEVICE, "opencl queue");
+    }
+}
 
 rt_exec_stats rt_ocl_exec_stats_get(const rt_ocl_exec *e)
 {

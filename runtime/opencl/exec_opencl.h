@@ -16,7 +16,8 @@
  * Steps: KERNEL → the kernel launched with its geometry; GEMM → rt_ocl_gemm (gemm_opencl.c):
  * CLBlast (CLBlastSgemm, or CLBlastSgemmStridedBatched over the innermost batch dim, a host loop
  * over outer batch dims) then the epilogue kernel when there is a bias or an activation, or a
- * generated tiled kernel with the epilogue fused, whichever was faster on the shape's first run; ATTENTION → the generated
+ * generated tiled kernel with the bias fused, whichever was faster on the shape's first run,
+ * then the step's epilogue kernel (plan.h) when it has one; ATTENTION → the generated
  * kernel (one work-group per (batch, head, block of query rows), one work-item per query row,
  * K and V tiles in __local memory, online softmax: no T×S buffer); COPY → clEnqueueCopyBuffer;
  * CHECK_IDS → the ids read back and checked on the host ("WHAT: id X is outside [lo, hi)",
@@ -88,7 +89,9 @@ typedef struct {
     size_t offset;
 } rt_ocl_ref;
 
-/* gemm_opencl.c: the OpenCL C text of the epilogue kernel (RT_OCL_EPILOGUE_KERNEL). */
+/* gemm_opencl.c: the OpenCL C text of the bias kernel run after CLBlast (RT_OCL_EPILOGUE_KERNEL:
+ * c += bias over a batch of C matrices). An activation is the plan's epilogue kernel (plan.h),
+ * launched by the executor after rt_ocl_gemm. */
 #define RT_OCL_EPILOGUE_KERNEL "loomrt_gemm_epilogue"
 const char *rt_ocl_epilogue_source(void);
 /* gemm_opencl.c: the epilogue kernel and every generated GEMM variant (codegen.h's
@@ -97,8 +100,9 @@ char *rt_ocl_gemm_source(void);
 /* gemm_opencl.c: false (reported) when LOOM_OCL_GEMM is not auto, clblast, generated or
  * generated:I. */
 bool rt_ocl_gemm_check_env(ir_diag *d);
-/* Runs GEMM step g (plan.h, gemm.h semantics) with CLBlast and the epilogue kernel of prog, or
- * a generated kernel of prog, whichever was fastest the first time this shape ran on this
+/* Runs GEMM step g's C = alpha·op(A)·op(B) + beta·C + bias (plan.h, gemm.h semantics; not its
+ * epilogue kernel, which the executor launches after) with CLBlast and the bias kernel of prog,
+ * or a generated kernel of prog, whichever was fastest the first time this shape ran on this
  * device (LOOM_OCL_GEMM: auto, clblast, generated); bias.buf NULL: none. */
 bool rt_ocl_gemm(rt_ocl *o, rt_ocl_program *prog, const rt_plan_gemm *g, rt_ocl_ref a, rt_ocl_ref b, rt_ocl_ref c,
                  rt_ocl_ref bias, ir_diag *d);

@@ -1,14 +1,15 @@
-/* gemm_opencl.c — the OpenCL executor's GEMM step (exec_opencl.h: rt_ocl_gemm): CLBlast plus an
- * epilogue kernel, or a generated tiled kernel with the epilogue fused into its store, chosen
- * per shape by timing them on the device.
+/* gemm_opencl.c — the OpenCL executor's GEMM step (exec_opencl.h: rt_ocl_gemm): CLBlast plus a
+ * bias kernel, or a generated tiled kernel with the bias fused into its store, chosen per shape
+ * by timing them on the device.
  *
- * C[b] = act(alpha · op(A[b]) · op(B[b]) + beta · C[b] + bias) as gemm.h defines it.
+ * C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] + bias as gemm.h defines it; a step's
+ * activation is its epilogue kernel (plan.h), which the executor launches afterwards.
  * - CLBlast (row-major, element offsets into cl_mem buffers) computes alpha·AB + beta·C; a
  *   multi-dim batch runs as CLBlastSgemmStridedBatched over its innermost dim and a host loop
- *   over the others (CLBlast takes one stride per operand; stride 0 broadcasts A or B). Bias and
- *   activation follow as one more kernel, in place — CLBlast has no epilogue hook.
+ *   over the others (CLBlast takes one stride per operand; stride 0 broadcasts A or B). The bias
+ *   follows as one more kernel, in place — CLBlast has no epilogue hook.
  * - Generated: gemm_source.c's kernel, one variant of VARIANTS, over the same
- *   innermost batch dim and host loop, bias and activation applied in the store.
+ *   innermost batch dim and host loop, the bias added in the store.
  *
  * Choice (LOOM_OCL_GEMM=auto, the default): the first time a (device, M, N, K, trans, batch
  * count) runs, every candidate runs once to warm up (PoCL compiles at the first launch), then
@@ -34,24 +35,18 @@
 #include "runtime/opencl/gemm_source.h"
 #include "runtime/opencl/exec_opencl.h"
 
-/* act: rt_act's values (gemm.h), applied by loom_act (codegen.h). */
+/* CLBlast has no epilogue hook: the bias follows as this kernel, in place. */
 static const char EPILOGUE_SOURCE[] =
-    RT_OCL_ACT_FN
-    "\n/* GEMM epilogue (runtime/opencl/gemm_opencl.c): c = act(c + bias) over nb matrices M x N */\n"
+    "\n/* GEMM bias (runtime/opencl/gemm_opencl.c): c += bias over nb matrices M x N */\n"
     "__kernel void " RT_OCL_EPILOGUE_KERNEL "(__global float *c, const long c_off, __global const float *bias,\n"
-    "        const long bias_off, const long has_bias, const long act, const long M, const long N,\n"
-    "        const long ldc, const long nb, const long stride_c)\n"
+    "        const long bias_off, const long M, const long N, const long ldc, const long nb, const long stride_c)\n"
     "{\n"
     "    c += c_off;\n"
     "    bias += bias_off;\n"
     "    const long total = nb * M * N;\n"
     "    for (long i = (long)get_global_id(0); i < total; i += (long)get_global_size(0)) {\n"
     "        const long n = i % N, r = i / N, m = r % M, b = r / M;\n"
-    "        __global float *p = c + b * stride_c + m * ldc + n;\n"
-    "        float x = *p;\n"
-    "        if (has_bias)\n"
-    "            x += bias[n];\n"
-    "        *p = loom_act(x, act);\n"
+    "        c[b * stride_c + m * ldc + n] += bias[n];\n"
     "    }\n"
     "}\n";
 
@@ -243,26 +238,24 @@ static bool run_clblast(rt_ocl *o, rt_ocl_program *prog, const rt_plan_gemm *g, 
         if (!clblast_ok(st, "CLBlastSgemmStridedBatched", g, d))
             return false;
     }
-    if (!bias.buf && g->act == RT_ACT_NONE)
+    if (!bias.buf)
         return true;
     int64_t total = s->count * g->M * g->N;
     size_t local = 256, groups = (size_t)((total + 255) / 256);
     if (groups > 65536)
         groups = 65536;
-    rt_ocl_arg args[11] = {
+    rt_ocl_arg args[9] = {
         rt_ocl_arg_buf(c),
         rt_ocl_arg_i64((int64_t)s->oc),
-        rt_ocl_arg_buf(bias.buf ? bias.buf : c),
+        rt_ocl_arg_buf(bias.buf),
         rt_ocl_arg_i64((int64_t)bias.offset),
-        rt_ocl_arg_i64(bias.buf != NULL),
-        rt_ocl_arg_i64(g->act),
         rt_ocl_arg_i64(g->M),
         rt_ocl_arg_i64(g->N),
         rt_ocl_arg_i64((int64_t)s->ldc),
         rt_ocl_arg_i64(s->count),
         rt_ocl_arg_i64(s->sc),
     };
-    return rt_ocl_launch(o, prog, RT_OCL_EPILOGUE_KERNEL, args, 11, groups, local, d);
+    return rt_ocl_launch(o, prog, RT_OCL_EPILOGUE_KERNEL, args, 9, groups, local, d);
 }
 
 static int64_t f32_bits(double x)
@@ -281,7 +274,7 @@ static bool run_generated(rt_ocl *o, rt_ocl_program *prog, int v, const rt_plan_
     char name[32];
     variant_name(v, name, sizeof name);
     int64_t flags = (g->trans_a ? 1 : 0) | (g->trans_b ? 2 : 0) | (bias.buf ? 4 : 0);
-    rt_ocl_arg args[22] = {
+    rt_ocl_arg args[21] = {
         rt_ocl_arg_buf(a),           rt_ocl_arg_i64((int64_t)s->oa),
         rt_ocl_arg_buf(b),           rt_ocl_arg_i64((int64_t)s->ob),
         rt_ocl_arg_buf(c),           rt_ocl_arg_i64((int64_t)s->oc),
@@ -289,12 +282,12 @@ static bool run_generated(rt_ocl *o, rt_ocl_program *prog, int v, const rt_plan_
         rt_ocl_arg_i64(g->M),        rt_ocl_arg_i64(g->N),
         rt_ocl_arg_i64(g->K),        rt_ocl_arg_i64((int64_t)s->lda),
         rt_ocl_arg_i64((int64_t)s->ldb), rt_ocl_arg_i64((int64_t)s->ldc),
-        rt_ocl_arg_i64(flags),       rt_ocl_arg_i64(g->act),
+        rt_ocl_arg_i64(flags),
         rt_ocl_arg_i64(f32_bits(s->alpha)), rt_ocl_arg_i64(f32_bits(s->beta)),
         rt_ocl_arg_i64(s->count),    rt_ocl_arg_i64(s->sa),
         rt_ocl_arg_i64(s->sb),       rt_ocl_arg_i64(s->sc),
     };
-    return rt_ocl_launch(o, prog, name, args, 22, (size_t)(s->count * tiles), rt_ocl_gemm_variant_local(var), d);
+    return rt_ocl_launch(o, prog, name, args, 21, (size_t)(s->count * tiles), rt_ocl_gemm_variant_local(var), d);
 }
 
 static bool run_choice(rt_ocl *o, rt_ocl_program *prog, int choice, const rt_plan_gemm *g, const slice *s,

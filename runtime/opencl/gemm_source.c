@@ -1,4 +1,4 @@
-/* gemm_source.c — OpenCL C text of a tiled GEMM with the epilogue fused into the store
+/* gemm_source.c — OpenCL C text of a tiled GEMM with the bias fused into the store
  * (gemm_source.h: rt_ocl_gemm_variant_source), one kernel per rt_ocl_gemm_variant.
  *
  * The OpenCL executor picks among variants by timing them on the device at run time, `loom
@@ -7,7 +7,7 @@
  *
  * Every variant computes the same numbers: each C element is one accumulator (a lane of a
  * float vector when vector > 1), fma'd over k in ascending order, then x = alpha·acc (+ beta·C)
- * (+ bias[n]) and the activation — so two variants agree bit for bit — except a dot_k variant
+ * (+ bias[n]) — so two variants agree bit for bit — except a dot_k variant
  * on transposed B (partial sums along k). CLBlast's order may differ in the last bits too.
  */
 #include <stdarg.h>
@@ -99,7 +99,7 @@ static void put_store(text *t)
            "                    x += beta * c[m * ldc + n];\n"
            "                if (flags & 4)\n"
            "                    x += bias[n];\n"
-           "                c[m * ldc + n] = loom_act(x, act);\n"
+           "                c[m * ldc + n] = x;\n"
            "            }\n"
            "        }\n"
            "    }\n");
@@ -129,13 +129,12 @@ char *rt_ocl_gemm_variant_source(const rt_ocl_gemm_variant *v, const char *name)
     else
         put(&t, "#define VT float%d\n#define VLOAD(p) vload%d(0, p)\n#define VSTORE(x, p) vstore%d(x, 0, p)\n", vw, vw,
             vw);
-    put(&t, "%s", RT_OCL_ACT_FN);
     /* reqd_work_group_size: a launch with another local size fails instead of computing garbage */
     put(&t, "__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))\n"
             "void %s(__global const float *a, const long a_off, __global const float *b, const long b_off,\n"
             "        __global float *c, const long c_off, __global const float *bias, const long bias_off,\n"
             "        const long M, const long N, const long K, const long lda, const long ldb, const long ldc,\n"
-            "        const long flags, const long act, const long alpha_bits, const long beta_bits, const long nb,\n"
+            "        const long flags, const long alpha_bits, const long beta_bits, const long nb,\n"
             "        const long stride_a, const long stride_b, const long stride_c)\n"
             "{\n",
         name);

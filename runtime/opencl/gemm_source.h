@@ -1,15 +1,16 @@
 /* gemm_source.h — the OpenCL executor's generated GEMM: OpenCL C text of a tiled kernel with the
- * epilogue fused into its store, one kernel per variant (gemm_source.c). The executor renders
+ * bias fused into its store, one kernel per variant (gemm_source.c). The executor renders
  * and times the variants on the device at run time (gemm_opencl.c), `loom build` executables
  * included, so it lives beside the executor and needs only libc.
  *
- * Kernel NAME(a, a_off, b, b_off, c, c_off, bias, bias_off, M, N, K, lda, ldb, ldc, flags, act,
+ * Kernel NAME(a, a_off, b, b_off, c, c_off, bias, bias_off, M, N, K, lda, ldb, ldc, flags,
  * alpha_bits, beta_bits, nb, stride_a, stride_b, stride_c): buffers are `__global float *` each
  * followed by a `long` element offset, the rest are `long`. For every b < nb:
- *     C[b] = act(alpha · op(A[b]) · op(B[b]) + beta · C[b] + bias)     (plan/plan.h: rt_act)
+ *     C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] + bias
  * with A[b] at a + a_off + b·stride_a (likewise B, C; stride 0 broadcasts), row-major leading
- * dims lda/ldb/ldc, flags = trans_a | trans_b << 1 | has_bias << 2, act = rt_act's value,
- * alpha/beta as the bits of an f32 (beta 0: C is not read). Launch 1-D: groups = nb ·
+ * dims lda/ldb/ldc, flags = trans_a | trans_b << 1 | has_bias << 2, alpha/beta as the bits of
+ * an f32 (beta 0: C is not read). An activation is not applied here: it is the plan's epilogue
+ * kernel (plan/plan.h), rendered from kernel IR like every plan kernel. Launch 1-D: groups = nb ·
  * ceil(M / tile_m) · ceil(N / tile_n), local = rt_ocl_gemm_variant_local (required: the kernel
  * declares reqd_work_group_size). M, N >= 1; any K >= 0. */
 #ifndef LOOM_RT_OCL_GEMM_SOURCE_H
@@ -40,20 +41,5 @@ bool rt_ocl_gemm_variant_valid(const rt_ocl_gemm_variant *v);
 size_t rt_ocl_gemm_variant_local(const rt_ocl_gemm_variant *v);
 /* The OpenCL C text of kernel `name` for variant v (valid), malloc'd. */
 char *rt_ocl_gemm_variant_source(const rt_ocl_gemm_variant *v, const char *name);
-/* OpenCL C: loom_act(x, act), plan.h's activations (rt_act: 1 tanh-gelu, 2 erf-gelu, 3 relu,
- * 4 silu; the CPU's formulas in gemm_cpu.c), defined once per program (guarded): the generated
- * GEMM's store and the CLBlast epilogue (gemm_opencl.c) both apply it. */
-#define RT_OCL_ACT_FN                                                                                      \
-    "#ifndef LOOM_ACT_FN\n#define LOOM_ACT_FN\n"                                                               \
-    "float loom_act(float x, long act)\n{\n"                                                                   \
-    "    if (act == 1)\n"                                                                                      \
-    "        return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));\n"           \
-    "    if (act == 2)\n"                                                                                      \
-    "        return 0.5f * x * (1.0f + erf(x * 0.7071067811865476f));\n"                                      \
-    "    if (act == 3)\n"                                                                                      \
-    "        return x > 0.0f ? x : 0.0f;\n"                                                                    \
-    "    if (act == 4)\n"                                                                                      \
-    "        return x / (1.0f + exp(-x));\n"                                                                   \
-    "    return x;\n}\n#endif\n"
 
 #endif

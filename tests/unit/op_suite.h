@@ -2,7 +2,8 @@
  * tests/gpu/test_cuda_ops.c: every op of ir/ops.def through fuse → lower → plan memory, run by a
  * backend's executor, against the reference interpreter at IR_PREC_F32, on randomized shapes:
  * broadcasts, negative axes, reductions over middle axes, concat, gathers, rope, GQA / causal
- * (S ≠ T) / masked attention over strided views, GEMM epilogues, residual stores in row
+ * (S ≠ T) / masked attention over strided views, GEMM epilogue kernels (bias, relu, gelu, silu,
+ * batched, over [-4, 4]), residual stores in row
  * kernels, outputs of inputs and twice-named outputs, and the run-time id check; the backward
  * ops of training graphs (unary_grad in chains, norm grads wrt x and w, cross_entropy_grad,
  * embedding_grad over strided rows, attention_grad with GQA / masks / S != T). Each case
@@ -500,6 +501,31 @@ static void test_matmul(void)
         output("s", un(OP_silu, matmul(a, b3, 0, 0)));
     }
     finish("matmul + bias + relu/gelu erf/silu (folded batch)", 0);
+    /* GEMM epilogue kernels (fuse.c, lower.c) over pre-activations spread across [-4, 4], where
+     * tanh- and erf-gelu differ by more than the tolerance on over half the range (so a library
+     * epilogue of the other gelu fails: runtime/cuda/cublaslt.c); a batch that does not fold
+     * into M (the CPU's pool policy runs the epilogue per batch entry); a bias through a view */
+    begin();
+    {
+        int64_t M = irand(3, 9), K = irand(1, 3), N = irand(5, 40);
+        ir_node *a = INPUT("a", DT_F32, 2, M, K), *b = PARAM("b", DT_F32, 2, K, N), *bias = PARAM("bias", DT_F32, 1, N);
+        ir_node *b2 = PARAM("b2", DT_F32, 2, K, N), *b3 = PARAM("b3", DT_F32, 2, K, N);
+        output("t", un(OP_gelu, bin(OP_add, matmul(a, b, 0, 0), bias)));
+        ir_node *g = add_node(OP_gelu, 1, (ir_node *[]){matmul(a, b2, 0, 0)});
+        ir_attr_set_str(G, g, "approx", "erf");
+        output("e", fin(g));
+        output("s", un(OP_silu, bin(OP_add, bias, matmul(a, b3, 0, 0))));
+    }
+    finish_range("matmul + bias + gelu tanh/erf, silu over [-4, 4]", 0, -2, 2);
+    begin();
+    {
+        int64_t M = irand(2, 6), K = irand(2, 12), N = irand(2, 20);
+        ir_node *a = INPUT("a", DT_F32, 4, 2, 3, M, K), *b = PARAM("b", DT_F32, 4, 2, 3, K, N);
+        ir_node *bias = ints_op(OP_reshape, PARAM("bias", DT_F32, 2, 1, N), "shape", 1, (int64_t[]){N});
+        output("y", un(OP_gelu, bin(OP_add, matmul(a, b, 0, 0), bias)));
+        output("r", un(OP_relu, matmul(b, INPUT("c", DT_F32, 4, 2, 3, M, K), 1, 1)));
+    }
+    finish_range("batched matmul + bias view + gelu; relu of a^T b^T", 0, -2, 2);
     begin();
     {
         int64_t M = irand(2, 7), K = irand(2, 20), N = irand(2, 9);

@@ -5,8 +5,10 @@
  * description (operands swapped as the mapping says, outer batch dims looped), must give what
  * the CPU GEMM (rt_gemm_f32) gives for the same plan GEMM: random sizes, both transposes,
  * padded leading dims, up to 3 batch dims with mergeable and broadcast (stride 0) strides,
- * alpha, beta, bias, relu and gelu-tanh. Tolerance |err| <= 1e-4 · max(1, |cpu|); the max
- * error is printed. Also: erf-GELU and SiLU are reported (no cuBLASLt epilogue).
+ * alpha, beta, bias, relu and gelu-tanh (the CPU side applies them as rt_gemm's epilogue
+ * function). Tolerance |err| <= 1e-4 · max(1, |cpu|); the max error is printed. Also: erf-GELU
+ * and SiLU map to a bare GEMM followed by the plan's epilogue kernel, relu and tanh-gelu to
+ * cuBLASLt's epilogues, and an activation without epilogue kernel is refused.
  */
 #include <math.h>
 #include <stdio.h>
@@ -70,6 +72,30 @@ static void lt_reference(const rt_cublaslt_shape *s, float alpha, float beta, co
     }
 }
 
+/* The CPU side's activation (rt_gemm's epilogue function, as the plan's epilogue kernel would
+ * be): C = act(C) over rows [row0, row1) of the batch, row b·M + r being row r of C[b]. */
+typedef struct {
+    const rt_plan_gemm *g;
+    float *C;
+} cpu_act_ctx;
+
+static void cpu_act(void *ctx, int64_t row0, int64_t row1)
+{
+    const cpu_act_ctx *e = ctx;
+    const rt_plan_gemm *g = e->g;
+    int epilogue = g->act == RT_ACT_RELU ? 2 : g->act == RT_ACT_GELU_TANH ? 32 : 1;
+    int64_t ldc = g->ldc ? g->ldc : g->N;
+    for (int64_t row = row0; row < row1; row++) {
+        int64_t b = row / g->M, oc = row % g->M * ldc;
+        for (int i = g->nbatch - 1; i >= 0; i--) {
+            oc += b % g->batch[i] * g->stride_c[i];
+            b /= g->batch[i];
+        }
+        for (int64_t j = 0; j < g->N; j++)
+            e->C[oc + j] = (float)act(epilogue, e->C[oc + j]);
+    }
+}
+
 static int one_case(int c)
 {
     rt_plan_gemm g;
@@ -122,7 +148,9 @@ static int one_case(int c)
     desc.lda = g.lda, desc.ldb = g.ldb, desc.ldc = g.ldc;
     desc.alpha = g.alpha, desc.beta = g.beta;
     desc.bias = has_bias ? bias : NULL;
-    desc.act = (rt_act)g.act;
+    cpu_act_ctx actx = {&g, C0};
+    if (g.act != RT_ACT_NONE)
+        desc.epilogue = cpu_act, desc.epilogue_ctx = &actx;
     CHECK(rt_gemm_f32(&desc, A, B, C0) == 0, "%s", rt_gemm_validate(&desc));
 
     rt_cublaslt_shape s;
@@ -155,9 +183,24 @@ int main(void)
     CHECK(rt_cublaslt_shape_of(&g, &s, err, sizeof err), "%s", err);
     merged = s.count == 12 && s.nouter == 0 && s.stride[0] == 10 && s.stride[1] == 6 && s.stride[2] == 15;
     printf("two packed batch dims merge into one strided batch of 12: %s\n", merged ? "OK" : "FAIL");
-    g.act = RT_ACT_SILU;
-    bool silu = !rt_cublaslt_shape_of(&g, &s, err, sizeof err) && strstr(err, "epilogue");
-    printf("silu epilogue reported (%s): %s\n", err, silu ? "OK" : "FAIL");
+    /* activations cuBLASLt lacks: the plan's epilogue kernel (bias included), cuBLASLt bare */
+    g.bias.buf = 3;
+    char name[] = "k0_silu_epilogue";
+    bool kernel = true;
+    for (int a = RT_ACT_NONE; a < RT_ACT_COUNT; a++) {
+        g.act = a;
+        g.epi.name = a == RT_ACT_NONE ? NULL : name;
+        bool lib = a == RT_ACT_RELU || a == RT_ACT_GELU_TANH;
+        kernel &= rt_cublaslt_shape_of(&g, &s, err, sizeof err) && s.kernel_epilogue == (a != RT_ACT_NONE && !lib) &&
+                  (s.kernel_epilogue ? s.epilogue == 1 : s.epilogue != 1) && rt_cublaslt_has_act(a) == lib;
+        g.epi.name = name; /* the library's epilogue is used whether or not the plan has a kernel */
+        kernel &= !lib || (rt_cublaslt_shape_of(&g, &s, err, sizeof err) && !s.kernel_epilogue);
+    }
+    g.act = RT_ACT_SILU, g.epi.name = NULL;
+    bool refused = !rt_cublaslt_shape_of(&g, &s, err, sizeof err) && strstr(err, "epilogue kernel");
+    printf("erf-gelu and silu run as the epilogue kernel after a bare GEMM, relu and tanh-gelu as cuBLASLt's "
+           "epilogues: %s\n", kernel ? "OK" : "FAIL");
+    printf("an activation without epilogue kernel refused (%s): %s\n", err, refused ? "OK" : "FAIL");
     printf("300 random GEMMs, %d failed\n", failed);
-    return failed || !merged || !silu || failures;
+    return failed || !merged || !kernel || !refused || failures;
 }

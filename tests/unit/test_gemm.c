@@ -1,6 +1,7 @@
 /* test_gemm.c — rt_gemm_f32/f64 against a naive triple loop in double: random shapes (M, N,
  * K = 1 included), transposes, padded leading dims, batch broadcast (stride 0 on A or B),
- * alpha/beta (beta = 1 accumulates), every epilogue, both batch policies, K = 0, empty
+ * alpha/beta (beta = 1 accumulates), bias and a caller's epilogue function (each row of the batch
+ * exactly once, numbered b·M + r), both batch policies, K = 0, empty
  * problems, invalid descriptors, and rt_gemm_desc_from_shapes against an independent
  * NumPy-style broadcasting matmul. Prints max abs/rel error per group.
  *
@@ -52,16 +53,8 @@ static void stats_report(const err_stats *s) {
 
 /* ---- the reference: the descriptor's definition, naively, in double ---- */
 
-static double act_ref(rt_act act, double x) {
-    switch (act) {
-    case RT_ACT_NONE: return x;
-    case RT_ACT_GELU_TANH: return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
-    case RT_ACT_GELU_ERF: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
-    case RT_ACT_RELU: return x > 0 ? x : 0;
-    case RT_ACT_SILU: return x / (1.0 + exp(-x));
-    }
-    return NAN;
-}
+/* The caller's epilogue used here: y = x/2 − 1 (applied twice or not at all, it shows). */
+static double epi_ref(double x) { return 0.5 * x - 1.0; }
 
 static int64_t nbatch_total(const rt_gemm_desc *g) {
     int64_t n = 1;
@@ -110,8 +103,43 @@ static void ref_gemm(const rt_gemm_desc *g, const double *A, const double *B, co
                 int64_t at = oc + i * ldc + j;
                 double v = g->alpha * acc + (g->beta != 0 ? g->beta * C0[at] : 0);
                 if (bias) v += bias[j];
-                ref[at] = act_ref(g->act, v);
+                ref[at] = g->epilogue ? epi_ref(v) : v;
             }
+    }
+}
+
+/* The epilogue of the descriptors with one: epi_ref over rows [row0, row1) of C (row b·M + r
+ * is row r of C[b]), counting the calls each row gets. */
+typedef struct {
+    const rt_gemm_desc *g;
+    void *C;
+    bool f64;
+    int *visits;  /* per row of the batch */
+} epi_ctx;
+
+static void test_epilogue(void *ctx, int64_t row0, int64_t row1) {
+    const epi_ctx *e = ctx;
+    const rt_gemm_desc *g = e->g;
+    for (int64_t row = row0; row < row1; row++) {
+        int64_t oa, ob, oc;
+        offsets(g, row / g->M, &oa, &ob, &oc);
+        oc += row % g->M * ldc_of(g);
+        e->visits[row]++;  /* ranges are disjoint: no two threads touch one row */
+        for (int64_t j = 0; j < g->N; j++) {
+            if (e->f64)
+                ((double *)e->C)[oc + j] = epi_ref(((double *)e->C)[oc + j]);
+            else
+                ((float *)e->C)[oc + j] = (float)epi_ref(((float *)e->C)[oc + j]);
+        }
+    }
+}
+
+/* Every row of the batch got the epilogue exactly once. */
+static void check_visits(const rt_gemm_desc *g, int *visits, err_stats *st) {
+    int64_t rows = nbatch_total(g) * g->M;
+    for (int64_t r = 0; g->epilogue && r < rows; r++) {
+        if (visits[r] != 1) st->bad++;
+        visits[r] = 0;
     }
 }
 
@@ -119,6 +147,9 @@ static void ref_gemm(const rt_gemm_desc *g, const double *A, const double *B, co
  * that no batch entry covers (padding) must be left alone. */
 static void check_desc(const rt_gemm_desc *g_in, bool with_bias, bool f64, err_stats *st) {
     rt_gemm_desc g = *g_in;
+    int *visits = calloc((size_t)(nbatch_total(&g) * g.M) + 1, sizeof *visits);
+    epi_ctx ectx = {&g, NULL, false, visits};
+    g.epilogue_ctx = &ectx;
     size_t na = extent(&g, g.stride_a, g.trans_a ? g.K : g.M, g.trans_a ? g.M : g.K, lda_of(&g));
     size_t nb = extent(&g, g.stride_b, g.trans_b ? g.N : g.K, g.trans_b ? g.K : g.N, ldb_of(&g));
     size_t nc = extent(&g, g.stride_c, g.M, g.N, ldc_of(&g));
@@ -136,17 +167,21 @@ static void check_desc(const rt_gemm_desc *g_in, bool with_bias, bool f64, err_s
 
     double tol = 1e-5 * fmax(1.0, (double)g.K / 256.0);
     g.bias = with_bias ? biasf : NULL;
+    ectx.C = Cf;
     int rc = rt_gemm_f32(&g, Af, Bf, Cf);
     CHECK(rc == 0, "%s: rt_gemm_f32 rejected a valid descriptor: %s", st->name, rt_gemm_validate(&g));
     for (size_t i = 0; i < nc; i++) stats_add(st, Cf[i], ref[i], tol);
+    check_visits(&g, visits, st);
     st->cases++;
 
     if (f64) {
         double *Cd = malloc(nc * sizeof *Cd);
         memcpy(Cd, C0, nc * sizeof *Cd);
         g.bias = with_bias ? bias : NULL;
+        ectx.C = Cd, ectx.f64 = true;
         rc = rt_gemm_f64(&g, A, B, Cd);
         CHECK(rc == 0, "%s: rt_gemm_f64 rejected a valid descriptor", st->name);
+        check_visits(&g, visits, st);
         double tol64 = 1e-12 * fmax(1.0, (double)g.K / 256.0);
         for (size_t i = 0; i < nc; i++) {
             double e = fabs(Cd[i] - ref[i]) / (fabs(ref[i]) + 1.0);
@@ -155,7 +190,7 @@ static void check_desc(const rt_gemm_desc *g_in, bool with_bias, bool f64, err_s
         free(Cd);
     }
     free(A); free(B); free(C0); free(bias); free(ref);
-    free(Af); free(Bf); free(Cf); free(biasf);
+    free(Af); free(Bf); free(Cf); free(biasf); free(visits);
 }
 
 /* ---- groups ---- */
@@ -177,7 +212,7 @@ static void test_random(rt_pool *pool) {
         const double alphas[] = {1.0, 0.5, -2.0}, betas[] = {0.0, 0.0, 1.0, 0.3};
         g.alpha = alphas[rng_int(3)];
         g.beta = betas[rng_int(4)];
-        g.act = (rt_act)rng_int(5);
+        g.epilogue = rng_int(2) ? test_epilogue : NULL;
         g.nbatch = rng_int(3);
         /* batch strides: packed, outermost first; A or B may broadcast a dim (stride 0) */
         int64_t sa = (g.trans_a ? g.K : g.M) * lda_of(&g), sb = (g.trans_b ? g.N : g.K) * ldb_of(&g);
@@ -219,28 +254,30 @@ static void test_beta(rt_pool *pool) {
           "beta = 0 must ignore C: got %g %g %g %g", C[0], C[1], C[2], C[3]);
 }
 
-/* Each epilogue, with and without bias, through both the serial and the pool path. */
+/* Bias and the caller's epilogue, each alone and together, through both the serial and the pool
+ * path (the pool calls the epilogue on each batch entry's rows right after its GEMM). */
 static void test_epilogues(rt_pool *pool) {
-    static const char *names[] = {"epilogue none", "epilogue gelu_tanh", "epilogue gelu_erf",
-                                  "epilogue relu", "epilogue silu"};
-    for (int a = 0; a <= RT_ACT_SILU; a++) {
-        err_stats st = {.name = names[a]};
-        for (int bias = 0; bias < 2; bias++) {
-            rt_gemm_desc g = rt_gemm_desc_make(65, 96, 48);
-            g.act = (rt_act)a;
-            g.alpha = 2.0;  /* spread values over the activations' interesting range */
-            g.pool = pool;
-            check_desc(&g, bias, true, &st);
-            g.nbatch = 1;  /* batched: 6 small GEMMs, POOL policy runs the epilogue per chunk */
-            g.batch[0] = 6;
-            g.stride_a[0] = g.M * g.K;
-            g.stride_b[0] = 0;
-            g.stride_c[0] = g.M * g.N;
-            g.policy = RT_GEMM_BATCH_POOL;
-            check_desc(&g, bias, true, &st);
-            g.policy = RT_GEMM_BATCH_SERIAL;
-            check_desc(&g, bias, false, &st);
-        }
+    static const char *names[] = {"epilogue: bias", "epilogue: function", "epilogue: bias + function"};
+    for (int e = 0; e < 3; e++) {
+        err_stats st = {.name = names[e]};
+        bool bias = e != 1;
+        rt_gemm_desc g = rt_gemm_desc_make(65, 96, 48);
+        g.epilogue = e ? test_epilogue : NULL;
+        g.alpha = 2.0;
+        g.pool = pool;
+        check_desc(&g, bias, true, &st);
+        g.nbatch = 1;  /* batched: 6 small GEMMs, POOL policy runs the epilogue per chunk */
+        g.batch[0] = 6;
+        g.stride_a[0] = g.M * g.K;
+        g.stride_b[0] = 0;
+        g.stride_c[0] = g.M * g.N;
+        g.policy = RT_GEMM_BATCH_POOL;
+        check_desc(&g, bias, true, &st);
+        g.policy = RT_GEMM_BATCH_SERIAL;
+        check_desc(&g, bias, false, &st);
+        g.ldc = g.N + 3; /* padded rows */
+        g.stride_c[0] = g.M * g.ldc;
+        check_desc(&g, bias, false, &st);
         stats_report(&st);
     }
 }
@@ -257,7 +294,7 @@ static void test_large(rt_pool *pool) {
         g.stride_a[1] = g.M * g.K, g.stride_a[0] = 3 * g.M * g.K;
         g.stride_b[1] = g.K * g.N, g.stride_b[0] = 0;  /* B broadcast over dim 0 */
         g.stride_c[1] = g.M * g.N, g.stride_c[0] = 3 * g.M * g.N;
-        g.act = RT_ACT_GELU_TANH;
+        g.epilogue = test_epilogue;
         check_desc(&g, true, p == 0, &st);
     }
     /* attention-like: 12 heads of (64, 64) x (64, 64)^T, AUTO picks the pool split */
@@ -272,13 +309,13 @@ static void test_large(rt_pool *pool) {
     stats_report(&st);
 }
 
-/* K = 0 (C = beta·C + bias, then act), empty problems, invalid descriptors. */
+/* K = 0 (C = beta·C + bias, then the epilogue), empty problems, invalid descriptors. */
 static void test_edges(void) {
     err_stats st = {.name = "K = 0"};
     rt_gemm_desc g = rt_gemm_desc_make(5, 4, 0);
     check_desc(&g, false, true, &st);
     g.beta = 0.5;
-    g.act = RT_ACT_RELU;
+    g.epilogue = test_epilogue;
     check_desc(&g, true, true, &st);
     stats_report(&st);
 
@@ -292,19 +329,18 @@ static void test_edges(void) {
     e.batch[0] = 0;
     CHECK(rt_gemm_f32(&e, A, B, C) == 0 && C[0] == 7, "batch 0 must do nothing");
 
-    struct { const char *what; rt_gemm_desc g; } bad[6];
-    for (int i = 0; i < 6; i++) bad[i].g = rt_gemm_desc_make(2, 2, 2);
+    struct { const char *what; rt_gemm_desc g; } bad[5];
+    for (int i = 0; i < 5; i++) bad[i].g = rt_gemm_desc_make(2, 2, 2);
     bad[0].what = "negative M", bad[0].g.M = -1;
     bad[1].what = "lda too small", bad[1].g.lda = 1;
     bad[2].what = "ldc too small", bad[2].g.ldc = 1;
     bad[3].what = "C broadcast", bad[3].g.nbatch = 1, bad[3].g.batch[0] = 2;
     bad[4].what = "too many batch dims", bad[4].g.nbatch = RT_GEMM_MAX_BATCH_DIMS + 1;
-    bad[5].what = "unknown activation", bad[5].g.act = (rt_act)99;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 5; i++) {
         CHECK(rt_gemm_validate(&bad[i].g) != NULL, "validate accepted: %s", bad[i].what);
         CHECK(rt_gemm_f32(&bad[i].g, A, B, C) == -1 && C[0] == 7, "gemm ran with %s", bad[i].what);
     }
-    printf("%-28s %4d cases  rejected, C untouched       OK\n", "invalid descriptors", 6);
+    printf("%-28s %4d cases  rejected, C untouched       OK\n", "invalid descriptors", 5);
 }
 
 /* ---- rt_gemm_desc_from_shapes against an independent broadcasting matmul ---- */

@@ -49,7 +49,9 @@ static void make_plan(rt_plan *p)
     s->kernel.work = 8;
     s = add_step(p, RT_STEP_GEMM);
     s->gemm = (rt_plan_gemm){.M = 4, .N = 8, .K = 8, .lda = 8, .ldb = 8, .ldc = 8, .alpha = 1, .beta = 0.5,
-                             .a = {h, 0}, .b = {w, 0}, .c = {a, 0}, .bias = {-1, 0}};
+                             .a = {h, 0}, .b = {w, 0}, .c = {a, 0}, .bias = {-1, 0}, .act = RT_ACT_GELU_TANH};
+    s->gemm.epi = (rt_plan_kernel){strdup("k2_gelu_epilogue"), 1, malloc(sizeof(rt_plan_ref)), 4, 8};
+    s->gemm.epi.args[0] = (rt_plan_ref){a, 0};
     s = add_step(p, RT_STEP_ATTENTION);
     s->attn = (rt_plan_attention){.q = {a, 0}, .k = {h, 0}, .v = {h, 0}, .mask = {-1, 0}, .out = {out, 0},
                                   .B = 1, .H = 2, .G = 1, .T = 4, .S = 4, .D = 4, .E = 4,
@@ -151,8 +153,11 @@ static void test_roundtrip(void)
     bad[n / 2] ^= 1;
     expect_reject(bad, n, "checksum mismatch", "a flipped bit");
     memcpy(bad, bytes, n);
-    bad[8] = 2;
-    expect_reject(bad, n, "plan format version 2, this runtime reads version 1", "version 2");
+    bad[8] = RT_PLAN_FILE_VERSION + 1;
+    char want[100];
+    snprintf(want, sizeof want, "plan format version %d, this runtime reads version %d", RT_PLAN_FILE_VERSION + 1,
+             RT_PLAN_FILE_VERSION);
+    expect_reject(bad, n, want, "another version");
     memcpy(bad, bytes, n);
     bad[0] = 'X';
     expect_reject(bad, n, "not a loom plan", "bad magic");
@@ -209,6 +214,9 @@ static void test_validation(void)
         {"attention zero row stride", "attention: a row stride smaller than a row", NULL},
         {"attention_grad sizes overflow", "attention_grad dq: sizes whose product overflows", NULL},
         {"attention_grad dy zero row stride", "attention_grad dy: a row stride smaller than a row", NULL},
+        {"epilogue not over C's rows", "an epilogue kernel that is not over C", NULL},
+        {"activation without a kernel", "an activation without an epilogue kernel", NULL},
+        {"epilogue without C", "an epilogue kernel that is not over C", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         rt_plan p;
@@ -235,6 +243,9 @@ static void test_validation(void)
             break;
         }
         case 14: p.steps[6].agrad.dy_stride[2] = 0; break;
+        case 15: p.steps[2].gemm.epi.grid0 = 3; break;
+        case 16: free(p.steps[2].gemm.epi.name), p.steps[2].gemm.epi.name = NULL; break;
+        case 17: p.steps[2].gemm.epi.args[0].buf = 1; break;
         }
         char msg[512];
         bool ok = roundtrip(&p, msg, sizeof msg);
