@@ -8,6 +8,7 @@
 # unless --fresh), crashes to WORK_DIR/artifacts. Exit status: libFuzzer's — 0 when nothing was
 # found; nonzero on a crash, sanitizer report, leak, timeout (-timeout, 25 s an input unless
 # given), malloc over 2 GiB, RSS over 3 GiB, or a harness's own finding (an abort).
+# LOOM_FUZZ_SEED=N fixes libFuzzer's seed (the ctests use 1).
 set -eu
 bin=$1 name=$2 secs=$3 work=$4
 shift 4
@@ -27,4 +28,4 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 echo "run_fuzz: $name: corpus fuzz/corpus/$name, then ${secs}s of fuzzing (work dir $work)"
 exec "$bin" $dict -max_total_time="$secs" -timeout=25 -malloc_limit_mb=2048 -rss_limit_mb=3072 \
-     -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$@" "$work/corpus" "$work/seed"
+     -print_final_stats=1 ${LOOM_FUZZ_SEED:+-seed=$LOOM_FUZZ_SEED} -artifact_prefix="$work/artifacts/" "$@" "$work/corpus" "$work/seed"
