@@ -260,6 +260,11 @@ static __attribute__((unused)) void fz_check_roundtrip(const char *text, size_t 
  * that is LOOM_HOST_MEMORY, 1 GiB, below libFuzzer's -malloc_limit_mb (2 GiB in
  * fuzz/run_fuzz.sh): an allocation the checks allow stays legal, and one they miss is
  * reported as a malloc over the limit. */
-static __attribute__((unused)) void fz_limit_memory(void) { setenv("LOOM_HOST_MEMORY", "1073741824", 1); }
+/* The CPU object cache (codegen/objcache.h) is off as well: every input would leave an entry. */
+static __attribute__((unused)) void fz_limit_memory(void)
+{
+    setenv("LOOM_HOST_MEMORY", "1073741824", 1);
+    setenv("LOOM_CPU_CACHE", "off", 1);
+}
 
 #endif
