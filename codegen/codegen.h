@@ -97,8 +97,8 @@ char *cg_ptx_llvm_ir(cg_kernel *const *ks, int n, const cg_ptx_options *o, ir_di
 
 /* The launch geometry of kernel k (blockDim = block, gridDim = grid; y and z are 1). With P the
  * number of grid points (the product of k->dim):
- *   no loops:   one thread per grid point, flattened row-major: block.x = min(256, P rounded
- *               up to a multiple of 32), grid.x = ceil(P / block.x);
+ *   no loops, or sequential (kir.h): one thread per grid point, flattened row-major:
+ *               block.x = min(256, P rounded up to a multiple of 32), grid.x = ceil(P / block.x);
  *   with loops: one block per grid point (blockIdx.x flattened row-major): grid.x = P, and
  *               block.x = the largest loop extent rounded up to a multiple of 32, in [32, 256];
  *               the block's threads stride over each loop's extent.
@@ -129,8 +129,8 @@ char *cg_opencl_source(cg_kernel *const *ks, int n, ir_diag *d);
 char *cg_opencl_source_offsets(cg_kernel *const *ks, int n, ir_diag *d);
 
 /* The launch geometry of kernel k. With P the number of grid points (the product of k->dim):
- *   no loops:   one work-item per grid point, flattened row-major: local = min(256, P rounded
- *               up to a multiple of 32), groups = ceil(P / local);
+ *   no loops, or sequential (kir.h): one work-item per grid point, flattened row-major:
+ *               local = min(256, P rounded up to a multiple of 32), groups = ceil(P / local);
  *   with loops: one work-group per grid point (group id flattened row-major): groups = P, and
  *               local = the largest loop extent rounded up to a power of two, in [32, 256];
  *               the group's work-items stride over each loop's extent.

@@ -517,7 +517,7 @@ static void render_kernel(pctx *c)
     c->warp = LLVMBuildLShr(e->b, tid32, LLVMConstInt(i32, 5, 0), "warp");
     c->nwarps = LLVMBuildLShr(e->b, ntid32, LLVMConstInt(i32, 5, 0), "nwarps");
     int64_t points = grid_points(k);
-    bool rows = k->n_loops > 0;
+    bool rows = k->n_loops > 0 && !k->seq; /* a sequential kernel: one thread per point */
     /* rows: point = blockIdx.x, step gridDim.x; else point = global thread id, step all threads */
     LLVMValueRef first = rows ? ctaid : LLVMBuildNUWAdd(e->b, LLVMBuildNUWMul(e->b, ctaid, c->ntid, ""), c->tid, "");
     LLVMValueRef step = rows ? nctaid : LLVMBuildNUWMul(e->b, nctaid, c->ntid, "");
@@ -528,7 +528,9 @@ static void render_kernel(pctx *c)
     LLVMValueRef p = LLVMBuildPhi(e->b, i64, "p");
     LLVMAddIncoming(p, &first, &entry, 1);
     decompose(c, p, points);
-    for (int s = 0; s < cg_kernel_nslots(k); s++) {
+    if (k->seq)
+        cg_llvm_emit_seq_point(e);
+    for (int s = 0; !k->seq && s < cg_kernel_nslots(k); s++) {
         if (s % 2)
             emit_block_loop(c, s / 2);
         else
