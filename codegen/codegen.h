@@ -67,19 +67,7 @@ typedef struct {
     int sm;        /* target compute capability × 10: 80 (Ampere, the baseline) or 90 (Hopper) */
     int ptx;       /* PTX ISA version × 10; 0: 75 below sm_90, 78 for sm_90 */
     int opt_level; /* 0..3, as cg_host_options.opt_level */
-    bool attention; /* also emit the fused attention kernels (below) */
 } cg_ptx_options;
-
-/* The fused f32 attention kernels of cg_ptx_options.attention: CG_PTX_ATTENTION_KERNEL "_64",
- * "_128" and "_256" for head dims (D and E) up to 64, 128, 256. One warp per query row,
- * CG_PTX_ATTENTION_ROWS rows per block (blockDim 32·ROWS, gridDim ceil(B·H·T / ROWS), or
- * fewer: the kernel strides). Parameters, in order: q, k, v, mask, out (u64 pointers to the
- * first element; mask 0: none), then i64 B, H, G, T, S, D, E, q_stride[3], k_stride[3],
- * v_stride[3], out_stride[3], mask_stride[4] (strides in elements, as plan.h's
- * rt_plan_attention), causal, then f32 scale. runtime/cuda/exec_cuda.h repeats these constants. */
-#define CG_PTX_ATTENTION_KERNEL "loom_attention_f32"
-#define CG_PTX_ATTENTION_ROWS 4
-#define CG_PTX_ATTENTION_MAX_DIM 256
 
 /* sm 80, the default PTX version, opt_level 3: used when a function is given NULL. */
 extern const cg_ptx_options cg_ptx_defaults;
