@@ -127,6 +127,12 @@ static void lib_finish(lib *L, rt_plan_step *s, cg_kernel ***ks, int *n, int *ca
 {
     cg_kernel *k = L->k;
     free(L->arg);
+    for (int i = 0; i < k->n_dims; i++)
+        if (k->dim[i] == 0) { /* nothing to do (an empty attention: no queries): no kernel */
+            free(L->args);
+            cg_kernel_free(k);
+            return;
+        }
     cg_kernel_dce(k);
     ir_diag d;
     ir_diag_init(&d);
@@ -154,7 +160,7 @@ static int64_t tile_of(int64_t per_row, int64_t n)
 {
     int64_t t = 128 / (per_row > 0 ? per_row : 1);
     t = t < 1 ? 1 : t > 8 ? 8 : t;
-    return t < n ? t : n;
+    return t < n ? t : n > 0 ? n : 1; /* >= 1: an empty attention (n = 0) has no tiles, not a zero tile */
 }
 
 /* ---- attention ------------------------------------------------------------------------------ */
@@ -208,10 +214,30 @@ static cg_val *vals(int64_t n)
     return v;
 }
 
+/* Forward without keys (S = 0): every row's output is 0 (ir.md) and its log-sum-exp -inf; a
+ * grid point per (b, h, row). The kernel IR has no loops of extent 0. */
+static void attention_no_keys(lib *L, const rt_plan_attention *a)
+{
+    cg_kernel *k = L->k;
+    use(L, a->out, CG_OUT), use(L, a->lse, CG_OUT);
+    cg_kernel_dim(k, a->B * a->H * a->T);
+    cg_val p = cg_pidx(k, 0), t = cg_mod(k, p, i64c(L, a->T)), bh = cg_div(k, p, i64c(L, a->T));
+    cg_val b = cg_div(k, bh, i64c(L, a->H)), h = cg_mod(k, bh, i64c(L, a->H));
+    cg_val ob = at3(L, a->out_stride, b, h, t);
+    for (int64_t e = 0; e < a->E; e++)
+        st(L, a->out, add(L, ob, i64c(L, e)), f32c(L, 0));
+    if (a->lse.buf >= 0)
+        st(L, a->lse, p, f32c(L, -INFINITY));
+}
+
 /* Forward: a grid point per (b, h, tile of QB rows), online softmax over the keys. */
 static void attention_forward(lib *L, const rt_plan_attention *a)
 {
     cg_kernel *k = L->k;
+    if (a->S == 0) {
+        attention_no_keys(L, a);
+        return;
+    }
     use(L, a->q, CG_IN), use(L, a->k, CG_IN), use(L, a->v, CG_IN), use(L, a->mask, CG_IN);
     use(L, a->out, CG_OUT), use(L, a->lse, CG_OUT);
     int64_t QB = tile_of(a->D + a->E, a->T), nqb = (a->T + QB - 1) / QB, hpg = a->H / a->G;

@@ -31,11 +31,12 @@
 #include "plan/plan_io.h"
 #include "engine/program.h"
 #include "io/exe_payload.h"
+#include "io/hf.h"
 
 static const char *prog = "loom-cluster-exe";
 
 typedef struct {
-    const char *weights, *inputs, *outputs;
+    const char *weights, *inputs, *outputs, *profile;
     bool stats;
     int n_coll;
     const char *coll_key[4], *coll_value[4];
@@ -45,7 +46,7 @@ typedef struct {
 static int parse(int argc, char **argv, exe_opts *o)
 {
     memset(o, 0, sizeof *o);
-    static const char *const names[] = {"--weights", "--inputs", "--outputs", "--allreduce", "--timeout"};
+    static const char *const names[] = {"--weights", "--inputs", "--outputs", "--allreduce", "--timeout", "--profile"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -55,10 +56,12 @@ static int parse(int argc, char **argv, exe_opts *o)
             continue;
         }
         const char *v;
-        int k = rt_exe_option(argc, argv, &i, names, 5, prog, &v);
+        int k = rt_exe_option(argc, argv, &i, names, 6, prog, &v);
         if (k < 0)
             return -1;
-        if (k < 3)
+        if (k == 5)
+            o->profile = v;
+        else if (k < 3)
             *(k == 0 ? &o->weights : k == 1 ? &o->inputs : &o->outputs) = v;
         else if (o->n_coll < 4) {
             o->coll_key[o->n_coll] = names[k];
@@ -66,14 +69,6 @@ static int parse(int argc, char **argv, exe_opts *o)
         }
     }
     return 0;
-}
-
-static char *blob_text(const rt_plan_blob *b)
-{
-    char *s = b ? strndup((const char *)b->data, b->size) : NULL;
-    if (b && !s)
-        ir_unreachable("out of memory");
-    return s;
 }
 
 /* This rank's graph from the payload; NULL after reporting. */
@@ -93,7 +88,7 @@ static ir_graph *rank_graph(const rt_plan_blob *blobs, int n_blobs, int rank, ir
 /* Splits text at '\n' into malloc'd words appended to v (n of them, at most cap). */
 static void add_lines(const rt_plan_blob *b, char **v, int *n, int cap)
 {
-    char *text = blob_text(b);
+    char *text = rt_plan_blob_text(b);
     for (char *save = NULL, *w = text ? strtok_r(text, "\n", &save) : NULL; w && *n < cap; w = strtok_r(NULL, "\n", &save))
         v[(*n)++] = strdup(w);
     free(text);
@@ -133,7 +128,7 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
     enum { CAP = 512 };
     char *v[CAP];
     int n = 0;
-    v[n++] = blob_text(rt_plan_blob_find(blobs, n_blobs, "model_file"));
+    v[n++] = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "model_file"));
     char *defs[CAP / 4];
     int n_defs = 0;
     add_lines(rt_plan_blob_find(blobs, n_blobs, "defines"), defs, &n_defs, CAP / 4);
@@ -156,7 +151,7 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
     static eng_opts o; /* big: not on the stack */
     int status = 2;
     char why[512] = "";
-    char *source = blob_text(rt_plan_blob_find(blobs, n_blobs, "model_source"));
+    char *source = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "model_source"));
     if (v[0] && source && !eng_opts_parse("train", n, v, &o, why, sizeof why))
         fprintf(stderr, "%s\n", why);
     else if (v[0] && source) {
@@ -192,8 +187,8 @@ int main(int argc, char **argv)
     int n_blobs = 0;
     if (!rt_exe_load(prog, &plan, &blobs, &n_blobs, &d))
         return rt_exe_finish(&d);
-    char *mesh_spec = blob_text(rt_plan_blob_find(blobs, n_blobs, "mesh"));
-    char *model = blob_text(rt_plan_blob_find(blobs, n_blobs, "model"));
+    char *mesh_spec = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "mesh"));
+    char *model = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "model"));
     if (!mesh_spec)
         ir_diag_error(&d, -1, 0, 0, "%s: the payload has no 'mesh' record (not a cluster executable)", prog);
     if (mesh_spec && rt_plan_blob_find(blobs, n_blobs, "train")) {
@@ -211,7 +206,7 @@ int main(int argc, char **argv)
     coll_error cerr;
     if (parsed > 0)
         printf("usage: mpirun -np N %s --weights W.safetensors [--inputs I.safetensors] --outputs O.safetensors "
-               "[--allreduce backend|ring|tree] [--timeout SECONDS] [--stats]\nbuilt by `loom build --mesh %s` from %s\n",
+               "[--allreduce backend|ring|tree] [--timeout SECONDS] [--stats] [--profile FILE.json]\nbuilt by `loom build --mesh %s` from %s\n",
                prog, mesh_spec, model ? model : "?");
     else if (parsed == 0 && ir_diag_ok(&d) && !o.outputs)
         ir_diag_error(&d, -1, 0, 0, "%s: missing --outputs FILE.safetensors (where to write the outputs)", prog);
@@ -229,12 +224,13 @@ int main(int argc, char **argv)
                           prog, mesh_spec, mesh.world, mesh.world == 1 ? "" : "s", started,
                           started == 1 ? " was" : "es were", mesh.world, prog);
     }
-    mesh_job job = {.who = prog, .outputs = o.outputs, .stats = o.stats, .compile = compile_segment};
+    mesh_job job = {.who = prog, .outputs = o.outputs, .stats = o.stats, .profile = o.profile,
+                    .compile = compile_segment};
     rt_st_file wf = {0}, inf = {0};
     bool have_w = false, have_i = false;
     if (L && ir_diag_ok(&d)) {
         have_w = mesh_coll_options(o.coll_key, o.coll_value, o.n_coll, prog, &job.coll, &d) && o.weights &&
-                 rt_st_open(o.weights, &wf, &d);
+                 rt_hf_open_weights(o.weights, &wf, &d);
         have_i = ir_diag_ok(&d) && o.inputs && rt_st_open(o.inputs, &inf, &d);
     }
     if (L && ir_diag_ok(&d)) {

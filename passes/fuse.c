@@ -18,6 +18,8 @@
  *     all come after the row op, joins the row op's kernel (e.g. GPT-2's residual sum, stored
  *     by the next layernorm's kernel).
  *  5. Group ids in the order of each group's last node, so steps run in graph order.
+ * A value more than FUSE_MAX_DEPTH inlined ops above its nearest buffer gets a buffer too, so
+ * that no kernel's expression is deeper than that.
  * Training graphs (autodiff): layernorm_grad, rmsnorm_grad, cross_entropy_grad, embedding_grad
  * and attention_grad get buffers (row kernels, a scatter-add step, a fused attention-backward
  * step); attention_grads of the same operands (wrt q, k, v, mask) join one group so that one
@@ -314,6 +316,26 @@ bool pass_fuse(ir_graph *g, ir_diag *d)
         if (F.n_cons[i] > 1 && ir_ops[n->op].kind != OK_SINK && !cheap(&F, n))
             make_buf(&F, n);
     }
+    /* a value computed inline more than FUSE_MAX_DEPTH ops above its nearest buffer gets one:
+     * a kernel's expression stays bounded (lowering recurses over it; LLVM compiles it), however
+     * long an elementwise chain the model writes (a loop of 20,000 `x = x + x` once overflowed
+     * lowering's stack) */
+    int *depth = calloc((size_t)nn + 1, sizeof *depth);
+    if (!depth)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        if (is_buf(n, &F) || ir_ops[n->op].kind == OK_SINK)
+            continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (!is_buf(n->in[k], &F) && depth[n->in[k]->id] + 1 > depth[i])
+                depth[i] = depth[n->in[k]->id] + 1;
+        if (depth[i] >= FUSE_MAX_DEPTH) {
+            make_buf(&F, n);
+            depth[i] = 0;
+        }
+    }
+    free(depth);
     /* 2. epilogues (first: an attention writing a transposed layout makes its consumers'
      * reshapes free views), 3. library operands */
     epilogues(&F);

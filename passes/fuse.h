@@ -30,6 +30,9 @@
 #include "ir/ir.h"
 #include "ir/shape.h"
 
+/* The deepest chain of inlined ops in one kernel (fuse.c stores a value past it). */
+#define FUSE_MAX_DEPTH 128
+
 /* Element (i0, .., i_{rank-1}) of the viewed value is element offset + Σ i_d·stride[d] of the
  * buffer of node `base`. */
 typedef struct {

@@ -47,6 +47,8 @@ bool rt_plan_validate(const rt_plan *p, const char *what, ir_diag *d);
 
 void rt_plan_blobs_free(rt_plan_blob *blobs, int n);
 const rt_plan_blob *rt_plan_blob_find(const rt_plan_blob *blobs, int n, const char *name);
+/* Blob b's bytes as a NUL-terminated string (malloc'd; the caller frees it), or NULL for a NULL b. */
+char *rt_plan_blob_text(const rt_plan_blob *b);
 
 /* FNV-1a, 64 bits. */
 uint64_t rt_fnv1a64(const void *data, size_t n);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "runtime/clock.h"
+#include "runtime/trace.h"
 
 struct rt_walker {
     const rt_plan *plan;
@@ -35,6 +36,9 @@ struct rt_walker {
     void **ev;            /* with profile: two events per step */
     double ms[RT_STEP_KIND_COUNT], ms_elem, ms_red;
     double *step_ms;      /* LOOM_PROFILE_STEPS=N: per step, the N slowest printed at free */
+    rt_trace *trace;      /* with profile under --profile: each step a slice (trace.h), on the
+                             host track (a host backend) or the device's */
+    int *trace_desc;      /* per step: its interned description, -1 until first traced */
 };
 
 static size_t buf_bytes(const rt_plan_buffer *b) { return (size_t)b->numel * (size_t)ir_dtype_size(b->dtype); }
@@ -184,6 +188,7 @@ void rt_walker_free(rt_walker *w)
     if (w->arena)
         ops->free(w->dev, w->arena);
     free(w->ev);
+    free(w->trace_desc);
     free(w->base);
     free(w->own);
     free(w->ext);
@@ -504,9 +509,19 @@ bool rt_walker_run(rt_walker *w, ir_diag *d)
     }
     if (ok && (!w->async || w->profile))
         ok = ops->sync(w->dev, d);
+    /* the queue has just drained: the last event is now on the host clock, and every step is
+     * placed by its events' times before that one */
+    double synced = rt_now_ms();
     for (int s = 0; ok && w->profile && s < p->n_steps; s++) {
         const rt_plan_step *st = &p->steps[s];
         double ms = ops->event_ms(w->dev, w->ev[2 * s], w->ev[2 * s + 1]);
+        if (w->trace) {
+            double to_end = ops->event_ms(w->dev, w->ev[2 * s + 1], w->ev[2 * p->n_steps - 1]);
+            if (w->trace_desc[s] < 0)
+                w->trace_desc[s] = rt_trace_plan_step(w->trace, p, s);
+            rt_trace_slice(w->trace, ops->host ? RT_TRACE_HOST : RT_TRACE_DEVICE, w->trace_desc[s], synced - to_end - ms,
+                           synced - to_end);
+        }
         w->ms[st->kind] += ms;
         if (st->kind == RT_STEP_KERNEL)
             *(st->kernel.loops ? &w->ms_red : &w->ms_elem) += ms;
@@ -523,6 +538,17 @@ void rt_walker_set_async(rt_walker *w, bool async) { w->async = async; }
 void rt_walker_profile(rt_walker *w, bool on)
 {
     w->profile = on;
+    w->trace = on ? rt_trace_active() : NULL;
+    if (w->trace && !w->trace_desc) {
+        w->trace_desc = xcalloc((size_t)w->plan->n_steps, sizeof *w->trace_desc);
+        for (int s = 0; s < w->plan->n_steps; s++)
+            w->trace_desc[s] = -1;
+        if (!w->ops->host) {
+            char name[64];
+            snprintf(name, sizeof name, "%s %s", w->ops->name, strcmp(w->ops->name, "cuda") == 0 ? "stream" : "queue");
+            rt_trace_track_name(w->trace, RT_TRACE_DEVICE, name);
+        }
+    }
     if (on && !w->step_ms && getenv("LOOM_PROFILE_STEPS"))
         w->step_ms = xcalloc((size_t)w->plan->n_steps, sizeof *w->step_ms);
 }

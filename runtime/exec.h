@@ -131,7 +131,8 @@ bool rt_walker_run(rt_walker *w, ir_diag *d);
 /* async: runs return once enqueued (the host waits when it reads). */
 void rt_walker_set_async(rt_walker *w, bool async);
 
-/* Profiling: events around every step, summed by kind. */
+/* Profiling: events around every step, summed by kind; under --profile (rt_trace_active) each
+ * step is also a slice of the timeline, on the host track (a host backend) or the device's. */
 void rt_walker_profile(rt_walker *w, bool on);
 /* The plan's step counts, the times so far by kind (profiled runs) and the device's transfers. */
 rt_exec_stats rt_walker_stats(const rt_walker *w);
