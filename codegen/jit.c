@@ -153,10 +153,11 @@ static void *compile_worker(void *arg)
     return NULL;
 }
 
-/* Threads for compiling: LOOM_THREADS when set (as the executors read it), else the CPUs. */
+/* Threads for compiling: LOOM_NUM_THREADS when set (as the thread pool reads it), else the
+ * CPUs. */
 static int compile_threads(int chunks)
 {
-    const char *env = getenv("LOOM_THREADS");
+    const char *env = getenv("LOOM_NUM_THREADS");
     long t = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
     if (t < 1)
         t = 1;
