@@ -18,4 +18,10 @@ int64_t rt_host_memory(void);
  * A negative bytes (an overflowed size) is refused the same way. */
 bool rt_host_alloc_ok(int64_t bytes, const char *what, ir_diag *d);
 
+/* The same against a device's memory: have is what the device reports (0: unknown, then only
+ * a negative bytes is refused), less when LOOM_DEVICE_MEMORY gives a smaller positive number of
+ * bytes (to try a small device's limits on a large one). The error names the device:
+ * "WHAT needs N GiB of device memory, more than DEVICE's M GiB". */
+bool rt_device_alloc_ok(int64_t bytes, uint64_t have, const char *device, const char *what, ir_diag *d);
+
 #endif

@@ -16,6 +16,7 @@
 
 #include "runtime/cuda/cublaslt.h"
 #include "runtime/cuda/cuda_driver.h"
+#include "runtime/memory.h"
 
 enum { ERR_CAP = 4096 };
 
@@ -343,6 +344,19 @@ rt_cuda_exec *rt_cuda_exec_new_on(rt_cuda_dev *g, const rt_plan *p, const char *
             rt_cuda_exec_free(e);
             return NULL;
         }
+    /* refused by size before any buffer is made: the arena, params, inputs and outputs */
+    int64_t need = p->arena_bytes;
+    for (int i = 0; i < p->n_bufs; i++)
+        if (p->bufs[i].kind != RT_BUF_ACTIVATION)
+            need += p->bufs[i].numel * ir_dtype_size(p->bufs[i].dtype);
+    size_t free_b = 0, total_b = 0;
+    if (g->cu->MemGetInfo(&free_b, &total_b) != 0)
+        total_b = 0;
+    if (!rt_device_alloc_ok(need, total_b, "the CUDA device", "the program's buffers (arena, params, inputs, outputs)",
+                            d)) {
+        rt_cuda_exec_free(e);
+        return NULL;
+    }
     e->w = rt_walker_new(p, &cuda_ops, &e->c, false, d);
     e->c.launch = NULL;
     if (!e->w) {

@@ -4,6 +4,7 @@
  * rt_ocl_bufs with byte offsets, handed to kernels as (cl_mem, element offset) pairs.
  */
 #include "runtime/clock.h"
+#include "runtime/memory.h"
 #include "runtime/opencl/exec_opencl.h"
 
 #include <inttypes.h>
@@ -238,6 +239,13 @@ rt_ocl_exec *rt_ocl_exec_new(rt_ocl *o, const rt_plan *p, const char *kernel_sou
         ok = e->c.prog != NULL;
     }
     free(src);
+    e->device_bytes = (size_t)p->arena_bytes;
+    for (int i = 0; i < p->n_bufs; i++)
+        if (p->bufs[i].kind != RT_BUF_ACTIVATION)
+            e->device_bytes += (size_t)p->bufs[i].numel * (size_t)ir_dtype_size(p->bufs[i].dtype);
+    /* refused by size before any buffer is made: the arena, params, inputs and outputs */
+    ok = ok && rt_device_alloc_ok((int64_t)e->device_bytes, rt_ocl_global_mem(o), rt_ocl_device_name(o),
+                                  "the program's buffers (arena, params, inputs, outputs)", d);
     if (ok)
         e->w = rt_walker_new(p, &ocl_ops, &e->c, false, d);
     e->c.dims = NULL;
@@ -245,10 +253,6 @@ rt_ocl_exec *rt_ocl_exec_new(rt_ocl *o, const rt_plan *p, const char *kernel_sou
         rt_ocl_exec_free(e);
         return NULL;
     }
-    e->device_bytes = (size_t)p->arena_bytes;
-    for (int i = 0; i < p->n_bufs; i++)
-        if (p->bufs[i].kind != RT_BUF_ACTIVATION)
-            e->device_bytes += (size_t)p->bufs[i].numel * (size_t)ir_dtype_size(p->bufs[i].dtype);
     return e;
 }
 
