@@ -16,6 +16,11 @@
  * restricted to the K most likely ids (--top-k, 0: all) and then to the smallest set whose
  * probability reaches P (--top-p, 1: all), drawn with a splitmix64 generator seeded by --seed.
  *
+ * --target cuda|opencl[:P[:D]] (default cpu) generates on a device without the cache, as
+ * --recompute below: the decode program's cache is memory shared with the prefill program,
+ * which a device program (whose binds copy host memory in) cannot share yet; the tokens are
+ * bound again before every run. Greedy tokens equal the CPU's (tests/gpu/test_cuda_jobs.py).
+ *
  * For tests: --recompute generates without the cache (the model built with seq = ctx runs
  * over the whole padded sequence for every token — causal attention makes the padding
  * irrelevant), and --dump-logits F writes, per generated token, its id (i32) and the logits
@@ -79,10 +84,6 @@ static bool parse_opts(const eng_opts *o, gen_opts *g, ir_diag *d)
     }
     if (!g->prompt || !*g->prompt) {
         ir_diag_error(d, -1, 0, 0, "generate: --prompt is %s", g->prompt ? "empty" : "required");
-        return false;
-    }
-    if (o->target && strcmp(o->target, "cpu") != 0) {
-        ir_diag_error(d, -1, 0, 0, "generate: --target %s is not supported (cpu only)", o->target);
         return false;
     }
     static const char *const keys[] = {"--max-tokens", "--temperature", "--top-k", "--top-p"};
@@ -299,7 +300,9 @@ bool eng_generate(const eng_opts *o, ir_diag *d)
     pool = ok ? rt_pool_new(0) : NULL;
     ok = ok && pool;
     double t_compile = rt_now_ms();
-    if (ok && !o->recompute) {
+    const char *target = o->target ? o->target : "cpu";
+    bool device = strcmp(target, "cpu") != 0; /* no shared cache memory: recompute (above) */
+    if (ok && !o->recompute && !device) {
         ir_graph *gp = build(o, file, (long long)n_prompt, d);
         ok = gp && pass_kv_cache(gp, PASS_KV_PREFILL, ctx, d);
         ps.prefill = ok ? program_cpu_new(gp, NULL, pool, d) : NULL;
@@ -309,7 +312,7 @@ bool eng_generate(const eng_opts *o, ir_diag *d)
     } else if (ok) {
         ir_graph *gf = build(o, file, ctx, d);
         ok = gf && pass_kv_drop_optional(gf, d);
-        ps.full = ok ? program_cpu_new(gf, NULL, pool, d) : NULL;
+        ps.full = ok ? program_new(target, gf, NULL, pool, d) : NULL;
         ok = ps.full != NULL;
         ir_graph_free(gf);
     }
@@ -361,8 +364,8 @@ bool eng_generate(const eng_opts *o, ir_diag *d)
     while (ok && produced < g.max_tokens) {
         double t0 = rt_now_ms();
         const float *row;
-        if (ps.full) {
-            ok = program_run(ps.full, d);
+        if (ps.full) { /* tokens bound again: a device program copies them at bind */
+            ok = (produced == 0 || program_bind(ps.full, "tokens", seq, d)) && program_run(ps.full, d);
             row = (const float *)program_output(ps.full, "logits") + (len - 1) * V;
         } else if (produced == 0) {
             ok = program_run(ps.prefill, d);
