@@ -911,12 +911,12 @@ coll_status coll_nccl_init(coll_comm *c, const coll_options *opt, bool fallback,
         if (!agree(host, st == COLL_OK, why, sizeof why) && st == COLL_OK)
             st = COLL_ERR_BACKEND;
         if (st != COLL_OK) {
-            snprintf(e, cap, "coll: NCCL backend: %s", why);
+            snprintf(e, cap, "coll: NCCL backend: %.480s", why);
             state_free(s, watched);
             return st;
         }
     } else {
-        snprintf(e, cap, "coll: NCCL backend: %s", why);
+        snprintf(e, cap, "coll: NCCL backend: %.480s", why);
         state_free(s, false);
         return st != COLL_OK ? st : COLL_ERR_BACKEND;
     }

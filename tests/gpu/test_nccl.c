@@ -75,7 +75,7 @@ static void fill(void *buf, coll_dtype dt, size_t n, unsigned seed)
         case COLL_F32: ((float *)buf)[i] = (float)k / 37.0f; break;
         case COLL_F64: ((double *)buf)[i] = (double)k / 37.0; break;
         case COLL_I32: ((int32_t *)buf)[i] = (int32_t)(k * 1000003); break;
-        default: ((int64_t *)buf)[i] = ((int64_t)k << 40) + (int64_t)i; break;
+        default: ((int64_t *)buf)[i] = (int64_t)k * ((int64_t)1 << 40) + (int64_t)i; break;
         }
     }
 }
