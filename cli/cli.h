@@ -3,6 +3,8 @@
 #ifndef LOOM_CLI_H
 #define LOOM_CLI_H
 
+#include <stdio.h>
+
 #include "engine/options.h"
 #include "ir/diag.h"
 
@@ -17,5 +19,9 @@ int cmd_run(const eng_opts *o);
 int cmd_devices(const eng_opts *o);
 int cmd_tokenize(const eng_opts *o);
 int cmd_embed(const eng_opts *o);
+
+/* help.c: `loom CMD --help` (false: no such command) and `loom --version`. */
+bool cli_help(const char *cmd, FILE *out);
+void cli_version(FILE *out);
 
 #endif

@@ -127,6 +127,11 @@ int cmd_check(const eng_opts *o)
         ir_graph_free(g);
         return cli_finish(&d);
     }
+    if (o->json) { /* engine/check_json.c */
+        eng_check_json(g, o, &d);
+        ir_graph_free(g);
+        return cli_finish(&d);
+    }
     char type[256];
     printf("model %s: %d nodes\n", g->name, g->n_nodes);
     for (int i = 0; i < g->n_nodes; i++) {

@@ -10,6 +10,7 @@
  * of lowering instead: engine/emit.h, which also reads the options that go with it. */
 #include "cli/cli.h"
 #include "engine/emit.h"
+#include "engine/jobs.h"
 #include "passes/mesh.h"
 #include "passes/pass.h"
 
@@ -41,7 +42,10 @@ int cmd_dump(const eng_opts *o)
     if (!eng_emit_options_get(o, "dump", &eo, &d))
         return cli_finish(&d);
     ir_graph *g = eng_load_graph(o, &d);
-    if (g && eo.stage != ENG_EMIT_GRAPH) {
+    if (g && o->dot) {
+        eng_dump_dot(g, o, stdout, &d);
+        fflush(stdout);
+    } else if (g && eo.stage != ENG_EMIT_GRAPH) {
         eng_emit(g, &eo, stdout, &d);
         fflush(stdout);
     } else if (g) {

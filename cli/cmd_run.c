@@ -108,7 +108,8 @@ int cmd_run(const eng_opts *o)
                                                     half_passes, sizeof half_passes, &d)
                                 : o->passes;
     /* binding, running and writing: engine/run.c, the path of `loom build` executables too */
-    eng_run_opts ro = {.target = target_of(o), .pipeline = pipeline, .prec = prec, .stats = o->stats};
+    eng_run_opts ro = {.target = target_of(o), .pipeline = pipeline, .prec = prec, .stats = o->stats,
+                       .profile = o->profile};
     if (ir_diag_ok(&d))
         eng_run_files(g, &ro, o->weights, o->inputs, o->outputs, &d);
     ir_graph_free(g);

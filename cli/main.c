@@ -1,6 +1,7 @@
 /* main.c — `loom CMD ...`: picks the subcommand. A command with code of its own lives in
  * cli/cmd_NAME.c; the others are engine jobs (engine/jobs.h), whose errors are printed here. */
 #include "cli/cli.h"
+#include "engine/hf.h"
 #include "engine/jobs.h"
 
 #include <stdio.h>
@@ -30,6 +31,8 @@ static int cmd_train(const eng_opts *o)
 }
 JOB(build, eng_build)
 JOB(gather, eng_gather)
+JOB(plot, eng_plot)
+JOB(trace_merge, eng_trace_merge)
 
 static const struct {
     const char *name;
@@ -48,6 +51,8 @@ static const struct {
     {"devices", cmd_devices, "devices                     list the CPU, CUDA and OpenCL devices"},
     {"embed", cmd_embed, "embed FILE --weights W --vocab vocab.txt SENTENCE...  sentence embeddings"},
     {"gather", cmd_gather, "gather CKPT -o W.safetensors  the whole params of a sharded (tp/pp) checkpoint"},
+    {"plot", cmd_plot, "plot LOG... -o curve.svg     loss curves of loom train --log files"},
+    {"trace-merge", cmd_trace_merge, "trace-merge OUT.json RANK.json...  one timeline of the ranks' --profile files"},
 };
 
 static void usage(FILE *out)
@@ -56,6 +61,8 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  loom %s\n", commands[i].help);
     fprintf(out, "\ncommon options: -D name=value, --after=PASS, --passes=a,b, --time-passes\n");
+    fprintf(out, "loom COMMAND --help: its options, defaults and examples; loom --version\n");
+    fprintf(out, "--hf DIR (run, generate, embed, train, check): a Hugging Face save_pretrained folder\n");
 }
 
 int main(int argc, char **argv)
@@ -64,13 +71,27 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (strcmp(argv[1], "--version") == 0) {
+        cli_version(stdout);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
+            for (int k = 2; k < argc; k++)
+                if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0)
+                    return cli_help(argv[1], stdout) ? 0 : 2;
             static eng_opts o; /* big: not on the stack */
             char why[512];
             if (!eng_opts_parse(argv[1], argc - 2, argv + 2, &o, why, sizeof why)) {
                 fprintf(stderr, "%s\n", why);
                 return 2;
+            }
+            if (o.hf) { /* --hf DIR: the model file, -D, weights and tokenizer from the folder */
+                ir_diag d;
+                ir_diag_init(&d);
+                if (!eng_hf_apply(&o, argv[1], &d))
+                    return cli_finish(&d);
+                ir_diag_free(&d);
             }
             return commands[i].run(&o);
         }

@@ -121,6 +121,67 @@ static void check_ids(lower_ctx *L, const ir_node *ids, int64_t hi, bool allow_n
     s->check = (rt_plan_check){{b, 0}, ir_shape_numel(&ids->shape), 0, hi, allow_negative, xstrdup(what)};
 }
 
+
+/* ---- where steps come from (plan.h's rt_plan_origin) ----------------------------------------- */
+
+static char *origin_loc(const lower_ctx *L, ir_loc loc)
+{
+    if (loc.line <= 0 || loc.file < 0 || loc.file >= L->d->n_src)
+        return NULL;
+    char buf[600];
+    snprintf(buf, sizeof buf, "%s:%d", L->d->src[loc.file].name, loc.line);
+    return xstrdup(buf);
+}
+
+/* Sets the origin of steps [first, plan.n_steps) that group grp (key: the node that decided its
+ * lowering, e.g. the matmul) became: the op and location of key, the group's FLOPs and the bytes
+ * of its operands from outside the group and of its stored results. */
+static void set_origin(lower_ctx *L, int grp, const ir_node *key, int first)
+{
+    rt_plan *p = &L->out->plan;
+    if (first >= p->n_steps)
+        return;
+    const ir_graph *g = L->g;
+    double flops = 0, bytes = 0;
+    bool *seen = calloc((size_t)g->n_nodes + 1, sizeof *seen);
+    if (!seen)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = g->nodes[i];
+        if (n->group != grp)
+            continue;
+        flops += ir_ops[n->op].cost(n);
+        if (L->stored[i])
+            bytes += (double)ir_shape_numel(&n->shape) * ir_dtype_size(n->dtype);
+        for (int k = 0; k < n->n_in; k++) {
+            const ir_node *x = n->in[k];
+            if (x->group == grp || seen[x->id])
+                continue;
+            seen[x->id] = true;
+            bytes += (double)ir_shape_numel(&x->shape) * ir_dtype_size(x->dtype);
+        }
+    }
+    free(seen);
+    const ir_node *last = NULL;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->group == grp)
+            last = g->nodes[i];
+    char type[300];
+    int main_step = first; /* the step with the work: not a range check before it */
+    while (main_step + 1 < p->n_steps && p->steps[main_step].kind == RT_STEP_CHECK_IDS)
+        main_step++;
+    for (int s = first; s < p->n_steps; s++) {
+        rt_plan_origin *o = &p->steps[s].origin;
+        o->op = xstrdup(ir_ops[key->op].mnemonic);
+        o->scope = key->scope ? xstrdup(key->scope) : NULL;
+        o->loc = origin_loc(L, key->loc);
+        o->type = last ? xstrdup(ir_type_str(last->dtype, &last->shape, type, sizeof type)) : NULL;
+        /* a group of two steps (cross_entropy: row losses, then their mean): the first has the work */
+        o->flops = s == main_step ? flops : 0;
+        o->bytes = s == main_step ? bytes : 0;
+    }
+}
+
 /* ---- kernel building ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1397,6 +1458,7 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
             if (n->group == grp && n->op == OP_attention_grad)
                 ag = n;
         }
+        int first_step = out->plan.n_steps;
         if (last->op == OP_cache_write)
             lower_cache_write(&L, last);
         else if (mm)
@@ -1417,6 +1479,8 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
             lower_reduce(&L, grp, last);
         else
             lower_elementwise(&L, grp, last);
+        if (L.ok)
+            set_origin(&L, grp, mm ? mm : at ? at : ag ? ag : last, first_step);
     }
     free(anchor);
     /* an output naming a value already output under another name: a copy at the end */

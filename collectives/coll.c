@@ -315,6 +315,8 @@ coll_status coll_split(coll_comm *c, int color, int key, coll_comm **out)
     n->algo = c->algo;
     n->caps = c->caps;
     n->stream = c->stream;
+    n->observer = c->observer;
+    n->observer_ctx = c->observer_ctx;
     memcpy(n->name, c->name, sizeof n->name);
     c->seq++;
     coll_status st = c->ops->split(c, color, key, n);
@@ -341,6 +343,22 @@ double coll_timeout(const coll_comm *c) { return c->timeout_s > 0 ? c->timeout_s
 void coll_set_allreduce_algo(coll_comm *c, coll_algo a) { c->algo = a; }
 coll_algo coll_allreduce_algo(const coll_comm *c) { return c->algo; }
 const char *coll_error_message(const coll_comm *c) { return c->err; }
+
+void coll_set_observer(coll_comm *c, coll_observer fn, void *ctx)
+{
+    c->observer = fn;
+    c->observer_ctx = ctx;
+}
+
+/* st, after telling the observer (if any) that the operation of call is done. */
+static coll_status observed(coll_comm *c, const coll_call *call, int peer, int tag, size_t bytes, coll_status st)
+{
+    if (c->observer && st == COLL_OK) {
+        coll_event ev = {call->op, c->name, c->rank, c->size, peer, tag, bytes, call->start, coll_now()};
+        c->observer(c->observer_ctx, &ev);
+    }
+    return st;
+}
 
 /* ---- argument checks -------------------------------------------------------------------- */
 
@@ -429,8 +447,8 @@ coll_status coll_allreduce(coll_comm *c, const void *s, void *r, size_t n, coll_
         return COLL_OK;
     }
     if (c->algo == COLL_ALGO_RING || c->algo == COLL_ALGO_TREE)
-        return coll_algo_allreduce(c, s, r, n, dt, op, c->algo, &call);
-    return c->ops->allreduce(c, s, r, n, dt, op, &call);
+        return observed(c, &call, -1, -1, bytes, coll_algo_allreduce(c, s, r, n, dt, op, c->algo, &call));
+    return observed(c, &call, -1, -1, bytes, c->ops->allreduce(c, s, r, n, dt, op, &call));
 }
 
 coll_status coll_allgather(coll_comm *c, const void *s, void *r, size_t n, coll_dtype dt)
@@ -452,7 +470,7 @@ coll_status coll_allgather(coll_comm *c, const void *s, void *r, size_t n, coll_
             memcpy(r, s, bytes);
         return COLL_OK;
     }
-    return c->ops->allgather(c, s, r, n, dt, &call);
+    return observed(c, &call, -1, -1, bytes, c->ops->allgather(c, s, r, n, dt, &call));
 }
 
 coll_status coll_reduce_scatter(coll_comm *c, const void *s, void *r, size_t n, coll_dtype dt, coll_op op)
@@ -472,7 +490,7 @@ coll_status coll_reduce_scatter(coll_comm *c, const void *s, void *r, size_t n, 
         memcpy(r, s, bytes);
         return COLL_OK;
     }
-    return c->ops->reduce_scatter(c, s, r, n, dt, op, &call);
+    return observed(c, &call, -1, -1, bytes * (size_t)c->size, c->ops->reduce_scatter(c, s, r, n, dt, op, &call));
 }
 
 coll_status coll_broadcast(coll_comm *c, void *buf, size_t n, coll_dtype dt, int root)
@@ -484,7 +502,7 @@ coll_status coll_broadcast(coll_comm *c, void *buf, size_t n, coll_dtype dt, int
     coll_call call = begin(c, "broadcast", detail);
     if (n == 0 || c->size == 1)
         return COLL_OK;
-    return c->ops->broadcast(c, buf, n, dt, root, &call);
+    return observed(c, &call, root, -1, n * coll_dtype_size(dt), c->ops->broadcast(c, buf, n, dt, root, &call));
 }
 
 coll_status coll_barrier(coll_comm *c)
@@ -493,7 +511,7 @@ coll_status coll_barrier(coll_comm *c)
     coll_call call = begin(c, "barrier", "");
     if (c->size == 1)
         return COLL_OK;
-    return c->ops->barrier(c, &call);
+    return observed(c, &call, -1, -1, 0, c->ops->barrier(c, &call));
 }
 
 /* ---- point to point -------------------------------------------------------------------------- */
@@ -517,7 +535,8 @@ coll_status coll_send(coll_comm *c, const void *buf, size_t n, coll_dtype dt, in
     TRY(send_call(c, "coll_send", buf, n, dt, dest, tag, detail, sizeof detail, &call));
     if (n == 0)
         return COLL_OK;
-    return c->ops->sendrecv(c, COLL_CH_USER, buf, n, dest, NULL, 0, -1, dt, tag, &call);
+    return observed(c, &call, dest, tag, n * coll_dtype_size(dt),
+                    c->ops->sendrecv(c, COLL_CH_USER, buf, n, dest, NULL, 0, -1, dt, tag, &call));
 }
 
 coll_status coll_send_async(coll_comm *c, const void *buf, size_t n, coll_dtype dt, int dest, int tag)
@@ -529,14 +548,18 @@ coll_status coll_send_async(coll_comm *c, const void *buf, size_t n, coll_dtype 
     TRY(send_call(c, "coll_send_async", buf, n, dt, dest, tag, detail, sizeof detail, &call));
     if (n == 0)
         return COLL_OK;
-    return c->ops->isend(c, buf, n, dt, dest, tag, &call);
+    return observed(c, &call, dest, tag, n * coll_dtype_size(dt), c->ops->isend(c, buf, n, dt, dest, tag, &call));
 }
 
 coll_status coll_flush(coll_comm *c)
 {
     c->err[0] = 0;
     coll_call call = begin(c, "flush of started sends", "");
-    return c->ops->flush ? c->ops->flush(c, &call) : COLL_OK;
+    if (!c->ops->flush)
+        return COLL_OK;
+    coll_status st = c->ops->flush(c, &call);
+    call.op = "flush";
+    return observed(c, &call, -1, -1, 0, st);
 }
 
 coll_status coll_recv(coll_comm *c, void *buf, size_t n, coll_dtype dt, int src, int tag)
@@ -550,7 +573,8 @@ coll_status coll_recv(coll_comm *c, void *buf, size_t n, coll_dtype dt, int src,
     coll_call call = begin(c, "recv", detail);
     if (n == 0)
         return COLL_OK;
-    return c->ops->sendrecv(c, COLL_CH_USER, NULL, 0, -1, buf, n, src, dt, tag, &call);
+    return observed(c, &call, src, tag, n * coll_dtype_size(dt),
+                    c->ops->sendrecv(c, COLL_CH_USER, NULL, 0, -1, buf, n, src, dt, tag, &call));
 }
 
 coll_status coll_sendrecv(coll_comm *c, const void *s, size_t sn, int dest, void *r, size_t rn,
@@ -570,8 +594,8 @@ coll_status coll_sendrecv(coll_comm *c, const void *s, size_t sn, int dest, void
     coll_call call = begin(c, "sendrecv", detail);
     if (sn == 0 && rn == 0)
         return COLL_OK;
-    return c->ops->sendrecv(c, COLL_CH_USER, s, sn, sn ? dest : -1, r, rn, rn ? src : -1, dt, tag,
-                            &call);
+    return observed(c, &call, dest, tag, sn * es,
+                    c->ops->sendrecv(c, COLL_CH_USER, s, sn, sn ? dest : -1, r, rn, rn ? src : -1, dt, tag, &call));
 }
 
 coll_status coll_sync(coll_comm *c)

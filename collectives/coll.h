@@ -209,6 +209,26 @@ void *coll_stream(const coll_comm *comm);
 /* Prints `loom: coll: rank R ...: message` and ends the whole job with exit code. */
 _Noreturn void coll_abort(coll_comm *comm, int code, const char *message);
 
+/* ---- observing (profiles, metrics) ------------------------------------------------------------ */
+
+/* One completed operation, as an observer sees it. */
+typedef struct {
+    const char *op;     /* "allreduce", "allgather", "reduce_scatter", "broadcast", "barrier",
+                           "send", "recv", "sendrecv", "flush" */
+    const char *comm;   /* the communicator's name (coll_set_name) */
+    int rank, size;     /* this rank in the communicator, its size */
+    int peer;           /* send: dest; recv: src (ranks of the communicator); else -1 */
+    int tag;            /* point to point; else -1 */
+    size_t bytes;       /* sent (recv: received) by this rank */
+    double start, end;  /* coll_now() seconds */
+} coll_event;
+typedef void (*coll_observer)(void *ctx, const coll_event *ev);
+/* Calls fn after every operation on comm that reaches other ranks (not on one-rank comms);
+ * NULL: none. Communicators split from comm afterwards inherit it. */
+void coll_set_observer(coll_comm *comm, coll_observer fn, void *ctx);
+/* Seconds on the monotonic clock (CLOCK_MONOTONIC), the clock of coll_event's times. */
+double coll_now(void);
+
 /* ---- names ---------------------------------------------------------------------------------- */
 
 size_t coll_dtype_size(coll_dtype dt);

@@ -69,6 +69,8 @@ struct coll_comm {
     unsigned long seq;      /* operations issued */
     char name[32];
     char err[512];
+    coll_observer observer; /* coll_set_observer; NULL: none */
+    void *observer_ctx;
     void *impl;             /* the backend's state */
 };
 

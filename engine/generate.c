@@ -37,6 +37,7 @@
 #include "runtime/clock.h"
 #include "text/bpe.h"
 #include "engine/jobs.h"
+#include "engine/profile.h"
 #include "engine/run_values.h"
 #include "passes/kv_cache.h"
 #include "passes/pass.h"
@@ -186,13 +187,21 @@ static ir_graph *build(const eng_opts *o, int file, long long seq, ir_diag *d)
     return fe_build(d, file, defs, n);
 }
 
-static int64_t context_define(const eng_opts *o)
+/* The context (KV cache rows): the model's hyperparameter ctx (with -D) when it has one (llama's
+ * rotary positions need no table), else 0: the position table's rows (kv_cache.h). -1 after
+ * reporting an error. */
+static int64_t context_of(const eng_opts *o, int file, ir_diag *d)
 {
-    int64_t ctx = 0;
-    for (int i = 0; i < o->n_defines; i++)
-        if (strcmp(o->defines[i].name, "ctx") == 0)
-            ctx = strtoll(o->defines[i].value, NULL, 10);
-    return ctx > 0 ? ctx : 0;
+    fe_hparam_list hp;
+    bool ok = fe_hparams(d, file, o->defines, o->n_defines, &hp);
+    const fe_hparam *h = ok ? fe_hparam_find(&hp, "ctx") : NULL;
+    int64_t ctx = h ? (int64_t)h->value : 0;
+    if (h && (!h->is_int || ctx < 1)) {
+        ir_diag_error(d, -1, 0, 0, "generate: the model's context ctx must be a positive integer, got %g", h->value);
+        ok = false;
+    }
+    fe_hparams_free(&hp);
+    return ok ? ctx : -1;
 }
 
 /* The logits output's node, checked to be [1, T, V]. */
@@ -260,7 +269,7 @@ static bool dump_row(FILE *f, int id, const float *logits, int V)
     return fwrite(&id32, sizeof id32, 1, f) == 1 && fwrite(logits, sizeof(float), (size_t)V, f) == (size_t)V;
 }
 
-bool eng_generate(const eng_opts *o, ir_diag *d)
+static bool generate(const eng_opts *o, ir_diag *d)
 {
     gen_opts g;
     if (!parse_opts(o, &g, d))
@@ -281,8 +290,9 @@ bool eng_generate(const eng_opts *o, ir_diag *d)
     FILE *dump = NULL;
     bool ok = file >= 0;
     /* decode first: it tells the context size */
-    ir_graph *gd = ok ? build(o, file, 1, d) : NULL;
-    ok = gd && pass_kv_cache(gd, PASS_KV_DECODE, context_define(o), d);
+    int64_t ctx_hp = ok ? context_of(o, file, d) : -1;
+    ir_graph *gd = ctx_hp >= 0 ? build(o, file, 1, d) : NULL;
+    ok = gd && pass_kv_cache(gd, PASS_KV_DECODE, ctx_hp, d);
     int64_t ctx = ok ? pass_kv_context(gd) : 0;
     if (ok && (int64_t)n_prompt > ctx) {
         ir_diag_error(d, -1, 0, 0, "generate: the prompt has %zu tokens, more than the model's context of %" PRId64, n_prompt,
@@ -382,6 +392,11 @@ bool eng_generate(const eng_opts *o, ir_diag *d)
         int id = sample(row, V < (int)rt_bpe_vocab_size(bpe) ? V : (int)rt_bpe_vocab_size(bpe), &g, &rng, work);
         double dt = rt_now_ms() - t0;
         *(produced == 0 ? &t_prefill : &t_decode) += dt;
+        if (rt_trace_active()) {
+            char args[64];
+            snprintf(args, sizeof args, "\"position\":%" PRId64 ",\"token\":%d", len, id);
+            eng_trace_span("generate", produced == 0 && !ps.full ? "prefill" : "decode token", args, t0, t0 + dt);
+        }
         if (dump && !dump_row(dump, id, row, V)) {
             ir_diag_error(d, -1, 0, 0, "generate: cannot write %s", g.dump);
             ok = false;
@@ -421,5 +436,15 @@ bool eng_generate(const eng_opts *o, ir_diag *d)
     eng_weights_free(w);
     rt_pool_free(pool);
     rt_bpe_free(bpe);
+    return ir_diag_ok(d);
+}
+
+bool eng_generate(const eng_opts *o, ir_diag *d)
+{
+    eng_profile *prof = eng_profile_start(o->profile, "loom generate", d);
+    if (o->profile && !prof)
+        return false;
+    generate(o, d);
+    eng_profile_finish(prof, d);
     return ir_diag_ok(d);
 }

@@ -6,6 +6,7 @@
 #define LOOM_ENGINE_JOBS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "engine/options.h"
 #include "ir/diag.h"
@@ -28,11 +29,25 @@ bool eng_generate(const eng_opts *o, ir_diag *d);
 bool eng_build(const eng_opts *o, ir_diag *d);
 /* gather.c: `loom gather CKPT -o W.safetensors`: the whole params of a sharded checkpoint. */
 bool eng_gather(const eng_opts *o, ir_diag *d);
+/* plot.c: `loom plot LOG... -o curve.svg`: loss curves of loom train --log files in one SVG. */
+bool eng_plot(const eng_opts *o, ir_diag *d);
+/* dot.c: `loom dump --dot`: g (run through --after, or with --mesh the rank's pipeline) as
+ * Graphviz on f; --dot-depth 0 draws each block instance as one node. */
+bool eng_dump_dot(ir_graph *g, const eng_opts *o, FILE *f, ir_diag *d);
+/* profile.c: `loom trace-merge OUT.json IN.json...`: the ranks' --profile files as one. */
+bool eng_trace_merge(const eng_opts *o, ir_diag *d);
 /* run_mesh.c: `loom run --mesh ...`, one process per rank under mpirun or srun. */
 bool eng_run_mesh(const eng_opts *o, ir_diag *d);
 /* mesh_report.c: `loom check --mesh ...`: per-rank parameter and activation memory and the
  * communication volume of a forward step by mesh axis and collective; the pipeline schedule.
  * With --train, of one training step as `loom train --mesh` runs it. */
 void eng_mesh_report(const ir_graph *g, const eng_opts *o, ir_diag *d);
+/* The same report into json (a cJSON object): "mesh", "step", "ranks" (per rank its params,
+ * memory and communication by axis), for `loom check --json`. */
+void eng_mesh_report_json(const ir_graph *g, const eng_opts *o, void *json, ir_diag *d);
+/* check_json.c: `loom check --json`: g's summary (inputs, outputs, params per block, FLOPs,
+ * activation memory, the CPU plan's arena) and with --mesh the per-rank report, as one JSON
+ * object on stdout. */
+bool eng_check_json(const ir_graph *g, const eng_opts *o, ir_diag *d);
 
 #endif

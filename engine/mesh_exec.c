@@ -16,6 +16,7 @@
 #include "engine/mesh_exec.h"
 #include "passes/pass.h"
 #include "engine/program.h"
+#include "engine/profile.h"
 #include "io/safetensors.h"
 
 #include <stdio.h>
@@ -557,12 +558,29 @@ bool mesh_exec_schedule_parse(const char *s, mesh_schedule *out)
     return true;
 }
 
+/* --profile: a micro-batch's forward (F) or backward (B) half on pipeline stage `stage` as a
+ * slice of the schedule. */
+static void trace_micro(const mesh_run *R, bool forward, int micro, int stage, double t0)
+{
+    if (!rt_trace_active())
+        return;
+    char name[64], args[96];
+    snprintf(name, sizeof name, "%s%d", forward ? "F" : "B", micro);
+    snprintf(args, sizeof args, "\"micro_batch\":%d,\"stage\":%d,\"half\":\"%s\"", micro, stage,
+             forward ? "forward" : "backward");
+    eng_trace_span("schedule", name, args, t0, rt_now_ms());
+}
+
 bool mesh_exec_run_forward(mesh_run *R, int M, mesh_micro_fn feed, mesh_micro_fn done, void *ctx)
 {
     ensure_slots(R, 1);
     bool ok = true;
-    for (int micro = 0; ok && micro < M; micro++)
+    int a = pass_mesh_axis(&R->mesh, "pp"), stage = a >= 0 ? pass_mesh_coord(&R->mesh, R->mesh.rank, a) : 0;
+    for (int micro = 0; ok && micro < M; micro++) {
+        double t0 = rt_now_ms();
         ok = (!feed || feed(ctx, R, micro)) && run_half(R, false) && (!done || done(ctx, R, micro));
+        trace_micro(R, true, micro, stage, t0);
+    }
     if (ok && coll_flush(R->world) != COLL_OK) {
         ir_diag_error(R->d, -1, 0, 0, "rank %d: %s", R->mesh.rank, coll_error_message(R->world));
         ok = false;
@@ -590,10 +608,12 @@ bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn 
     for (int k = 0; ok && k < 2 * M; k++) {
         int micro = (order[k] > 0 ? order[k] : -order[k]) - 1;
         R->val = R->slot[micro % n_slots];
+        double t0 = rt_now_ms();
         if (order[k] > 0)
             ok = (!feed || feed(ctx, R, micro)) && run_half(R, false);
         else
             ok = run_half(R, true) && (!done || done(ctx, R, micro));
+        trace_micro(R, order[k] > 0, micro, s, t0);
     }
     free(order);
     R->val = R->slot[0];
@@ -687,13 +707,21 @@ coll_comm *mesh_coll_world(int world, const coll_options *opt, coll_error *err)
 
 bool mesh_exec_job(ir_graph *L, const pass_mesh *m, const mesh_job *j, ir_diag *d)
 {
+    eng_profile *prof = eng_profile_start(j->profile, j->who, d);
+    if (j->profile && !prof) {
+        ir_graph_free(L);
+        return false;
+    }
     coll_error cerr;
     coll_comm *world = mesh_coll_world(m->world, &j->coll, &cerr), *axis[IR_MAX_MESH_AXES] = {0};
     if (!world) {
         ir_diag_error(d, -1, 0, 0, "%s: %s", j->who, cerr.message);
         ir_graph_free(L);
+        eng_profile_finish(prof, d);
         return false;
     }
+    eng_comm_meter meter = {0};
+    eng_comm_watch(world, &meter, "pp");
     for (int a = 0; a < m->n_axes; a++) {
         /* color: the rank with this axis's coordinate 0 (the same for the whole group) */
         if (coll_split(world, pass_mesh_with(m, m->rank, a, 0), pass_mesh_coord(m, m->rank, a), &axis[a])) {
@@ -719,6 +747,7 @@ bool mesh_exec_job(ir_graph *L, const pass_mesh *m, const mesh_job *j, ir_diag *
     double t2 = rt_now_ms();
     ok = ok && run_steps(R);
     double t3 = rt_now_ms();
+    eng_trace_span("run", "forward", "", t2, t3);
     if (ok && j->stats)
         fprintf(stderr, "loom: rank %d: %d steps, compile %.1f ms, run %.1f ms (communication %.1f ms, %s)\n",
                 m->rank, R->n_steps, t1 - t0, t3 - t2, R->comm_ms, coll_backend_name(coll_backend_of(world)));
@@ -737,5 +766,5 @@ bool mesh_exec_job(ir_graph *L, const pass_mesh *m, const mesh_job *j, ir_diag *
         coll_finalize(axis[a]);
     coll_barrier(world);
     coll_finalize(world);
-    return ok;
+    return eng_profile_finish(prof, d) && ok;
 }

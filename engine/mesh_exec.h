@@ -39,6 +39,7 @@ typedef struct {
     const rt_st_file *weights, *inputs;
     const char *outputs;
     bool stats;                       /* per-rank times on stderr */
+    const char *profile;              /* --profile FILE.json (engine/profile.h); NULL: none */
     coll_options coll;
     mesh_compile_fn compile;
     void *compile_ctx;

@@ -33,6 +33,7 @@
 #include "passes/pass.h"
 #include "engine/program.h"
 
+#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,37 @@ static double print_rows(const comm_row *rows, int n_rows)
     return total;
 }
 
+/* --json: the rows as an array, and their bytes sent in all. */
+static double json_rows(cJSON *to, const comm_row *rows, int n_rows)
+{
+    double total = 0;
+    cJSON *a = cJSON_AddArrayToObject(to, "communication");
+    for (int r = 0; r < n_rows; r++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "axis", rows[r].axis);
+        cJSON_AddStringToObject(x, "op", rows[r].what);
+        cJSON_AddNumberToObject(x, "count", rows[r].count);
+        cJSON_AddNumberToObject(x, "payload_bytes", rows[r].payload);
+        cJSON_AddNumberToObject(x, "sent_bytes", rows[r].sent);
+        cJSON_AddItemToArray(a, x);
+        total += rows[r].sent;
+    }
+    cJSON_AddNumberToObject(to, "sent_bytes", total);
+    return total;
+}
+
+/* --json: rank's entry of ranks, with its coordinates. */
+static cJSON *json_rank(cJSON *ranks, const pass_mesh *m, int rank)
+{
+    cJSON *x = cJSON_CreateObject(), *c;
+    cJSON_AddNumberToObject(x, "rank", rank);
+    c = cJSON_AddObjectToObject(x, "coords");
+    for (int a = 0; a < m->n_axes; a++)
+        cJSON_AddNumberToObject(c, m->axis[a], pass_mesh_coord(m, rank, a));
+    cJSON_AddItemToArray(ranks, x);
+    return x;
+}
+
 static void print_rank(const pass_mesh *m, int rank)
 {
     printf("  rank %d (", rank);
@@ -111,7 +143,7 @@ static void print_rank(const pass_mesh *m, int rank)
     printf(")");
 }
 
-static void report_rank(const ir_graph *g, const pass_mesh *m, int rank)
+static void report_rank(const ir_graph *g, const pass_mesh *m, int rank, cJSON *ranks)
 {
     int64_t params = 0, n_params = 0, unshared = 0, live = 0, peak = 0;
     int *last = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
@@ -142,10 +174,19 @@ static void report_rank(const ir_graph *g, const pass_mesh *m, int rank)
         if (ir_ops[n->op].kind == OK_COMM)
             add_row(rows, &n_rows, comm_axis(n), ir_ops[n->op].mnemonic, 1, (double)bytes_of(n), sent_bytes(n));
     }
-    print_rank(m, rank);
-    printf(": params %.2f MiB (%" PRId64 "), activations %.2f MiB peak (%.2f MiB without reuse)\n", mib((double)params),
-           n_params, mib((double)peak), mib((double)unshared));
-    printf("    sent in all: %.3f MiB a forward step\n", mib(print_rows(rows, n_rows)));
+    if (ranks) {
+        cJSON *x = json_rank(ranks, m, rank);
+        cJSON_AddNumberToObject(x, "params", (double)n_params);
+        cJSON_AddNumberToObject(x, "params_bytes", (double)params);
+        cJSON_AddNumberToObject(x, "activation_peak_bytes", (double)peak);
+        cJSON_AddNumberToObject(x, "activation_unshared_bytes", (double)unshared);
+        json_rows(x, rows, n_rows);
+    } else {
+        print_rank(m, rank);
+        printf(": params %.2f MiB (%" PRId64 "), activations %.2f MiB peak (%.2f MiB without reuse)\n",
+               mib((double)params), n_params, mib((double)peak), mib((double)unshared));
+        printf("    sent in all: %.3f MiB a forward step\n", mib(print_rows(rows, n_rows)));
+    }
     free(last);
 }
 
@@ -319,8 +360,9 @@ static int in_flight(const train_setup *s, int stage)
 /* One rank's report of a training step. L: its gradient program's graph (every rank's in
  * Ls, for the tied params); model: the whole model. False after reporting a lowering error. */
 static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_mesh *m, const train_setup *s,
-                       int rank, ir_diag *d)
+                       int rank, cJSON *ranks, ir_diag *d)
 {
+    cJSON *j = ranks ? json_rank(ranks, m, rank) : NULL;
     const ir_graph *L = Ls[rank];
     int a_pp = pass_mesh_axis(m, "pp");
     int stage = a_pp >= 0 ? pass_mesh_coord(m, rank, a_pp) : 0;
@@ -346,11 +388,20 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
             }
         }
     int slots = s->sharded ? in_flight(s, stage) : 1;
-    print_rank(m, rank);
-    printf(": params %.2f MiB (%" PRId64 "), gradients %.2f MiB, %s state %.2f MiB (%d x params)\n",
-           mib(state_bytes), state_elems, mib(state_bytes), s->opt_name, mib(n_state * state_bytes), n_state);
-    printf("    activations kept for the backward: %.2f MiB a micro-batch, %d in flight: %.2f MiB\n",
-           mib((double)kept_bytes), slots, mib((double)kept_bytes * slots));
+    if (j) {
+        cJSON_AddNumberToObject(j, "params", (double)state_elems);
+        cJSON_AddNumberToObject(j, "params_bytes", state_bytes);
+        cJSON_AddNumberToObject(j, "gradients_bytes", state_bytes);
+        cJSON_AddNumberToObject(j, "optimizer_state_bytes", n_state * state_bytes);
+        cJSON_AddNumberToObject(j, "activations_kept_bytes_per_microbatch", (double)kept_bytes);
+        cJSON_AddNumberToObject(j, "microbatches_in_flight", slots);
+    } else {
+        print_rank(m, rank);
+        printf(": params %.2f MiB (%" PRId64 "), gradients %.2f MiB, %s state %.2f MiB (%d x params)\n",
+               mib(state_bytes), state_elems, mib(state_bytes), s->opt_name, mib(n_state * state_bytes), n_state);
+        printf("    activations kept for the backward: %.2f MiB a micro-batch, %d in flight: %.2f MiB\n",
+               mib((double)kept_bytes), slots, mib((double)kept_bytes * slots));
+    }
 
     /* program memory: the gradient program's (sharded: the runner's buffers and the segments'
      * arenas) and the update program's arena, as planned for the CPU */
@@ -377,13 +428,22 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
             else if (backward[i] && ir_ops[n->op].kind == OK_COMM)
                 bwd += bytes_of(n);
         }
-        if (ok)
+        if (ok && j) {
+            cJSON_AddNumberToObject(j, "runner_values_bytes", (double)(fwd * slots + bwd));
+            cJSON_AddNumberToObject(j, "segment_programs", si.programs);
+            cJSON_AddNumberToObject(j, "segment_arenas_bytes", (double)si.arenas);
+            cJSON_AddNumberToObject(j, "segment_outputs_bytes", (double)si.outputs);
+            cJSON_AddNumberToObject(j, "update_arena_bytes", (double)update_arena);
+        } else if (ok)
             printf("    runner values %.2f MiB (forward %.2f x %d slot%s, backward %.2f); %d segment programs: arenas "
                    "%.2f MiB, outputs %.2f MiB; update arena %.2f MiB\n",
                    mib((double)(fwd * slots + bwd)), mib((double)fwd), slots, slots == 1 ? "" : "s", mib((double)bwd),
                    si.programs, mib((double)si.arenas), mib((double)si.outputs), mib((double)update_arena));
         free(si.crossing);
-    } else if (ok && (ok = eng_cpu_plan_peak(L, &peak, &unshared, d)))
+    } else if (ok && (ok = eng_cpu_plan_peak(L, &peak, &unshared, d)) && j) {
+        cJSON_AddNumberToObject(j, "gradient_arena_bytes", (double)peak);
+        cJSON_AddNumberToObject(j, "update_arena_bytes", (double)update_arena);
+    } else if (ok)
         printf("    gradient program arena %.2f MiB; update arena %.2f MiB\n", mib((double)peak),
                mib((double)update_arena));
     free(backward);
@@ -443,8 +503,13 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
     }
     if (s->sharded && m->world > 1) /* Σ g² for the clip norm (f64), over the world */
         add_row(rows, &n_rows, "all", "norm allreduce", 1, 8, 2.0 * (m->world - 1) / m->world * 8);
-    double total = print_rows(rows, n_rows);
     bool init = (s->sharded && s->pp > 1) || (!s->sharded && s->dp > 1);
+    if (j) {
+        json_rows(j, rows, n_rows);
+        cJSON_AddNumberToObject(j, "bytes_loom_train_counts", (double)counted);
+        return true;
+    }
+    double total = print_rows(rows, n_rows);
     printf("    sent in all: %.3f MiB a training step; loom train counts %" PRId64
            " bytes a step (each op's operand, receives included%s)%s\n",
            mib(total), counted, s->sharded && m->world > 1 ? "; the norm not" : "",
@@ -454,7 +519,7 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
 
 /* `loom check --train`: every rank's gradient program as `loom train` builds it, reported for
  * one optimizer step, then the pipeline schedule. */
-static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, ir_diag *d)
+static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJSON *json, ir_diag *d)
 {
     train_setup s;
     if (!train_options(g0, o, m, &s, d))
@@ -480,29 +545,40 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, ir
     char rows[64] = "";
     if (s.dp > 1)
         snprintf(rows, sizeof rows, " (%d a dp rank)", s.B / s.micro / s.dp);
-    if (ok)
+    cJSON *ranks = NULL;
+    if (ok && json) {
+        cJSON_AddStringToObject(json, "mesh", pass_mesh_str(m, buf, sizeof buf));
+        cJSON_AddStringToObject(json, "step", "training");
+        cJSON_AddNumberToObject(json, "microbatches", s.micro);
+        cJSON_AddNumberToObject(json, "microbatch_rows", s.B / s.micro);
+        cJSON_AddNumberToObject(json, "accum", s.accum);
+        cJSON_AddStringToObject(json, "optimizer", s.opt_name);
+        if (s.pp > 1)
+            cJSON_AddStringToObject(json, "schedule", s.one_f_one_b ? "1f1b" : "gpipe");
+        ranks = cJSON_AddArrayToObject(json, "ranks");
+    } else if (ok)
         printf("mesh %s: %d rank%s; one training step: %d micro-batch%s of %d rows%s%s, accum %d, %s:\n",
                pass_mesh_str(m, buf, sizeof buf), m->world, m->world == 1 ? "" : "s", s.micro,
                s.micro == 1 ? "" : "es", s.B / s.micro, rows, s.pp > 1 ? (s.one_f_one_b ? ", 1f1b" : ", gpipe") : "",
                s.accum, s.opt_name);
     for (int r = 0; ok && r < m->world; r++)
-        ok = train_rank(g0, Ls, m, &s, r, d);
+        ok = train_rank(g0, Ls, m, &s, r, ranks, d);
     for (int r = 0; r < m->world; r++)
         if (s.sharded || r == 0)
             ir_graph_free(Ls[r]);
     free(Ls);
-    if (ok && s.pp > 1)
+    if (ok && s.pp > 1 && !json)
         pipeline_schedule_print(stdout, s.pp, s.micro);
 }
 
-void eng_mesh_report(const ir_graph *g0, const eng_opts *o, ir_diag *d)
+static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_diag *d)
 {
     static const char *const train_only[] = {"--schedule", "--accum", "--optimizer", "--momentum"};
     pass_mesh m;
     if (!pass_mesh_parse(o->mesh, 0, g0, &m, d))
         return;
     if (o->train) {
-        train_report(g0, o, &m, d);
+        train_report(g0, o, &m, json, d);
         return;
     }
     for (size_t k = 0; k < sizeof train_only / sizeof *train_only; k++)
@@ -514,8 +590,14 @@ void eng_mesh_report(const ir_graph *g0, const eng_opts *o, ir_diag *d)
     if (!opt_int(o, "--microbatches", 1, 4096, &microbatches, d))
         return;
     char buf[128];
-    printf("mesh %s: %d rank%s (rank = row-major over the axes, the last fastest); one forward step:\n",
-           pass_mesh_str(&m, buf, sizeof buf), m.world, m.world == 1 ? "" : "s");
+    cJSON *ranks = NULL;
+    if (json) {
+        cJSON_AddStringToObject(json, "mesh", pass_mesh_str(&m, buf, sizeof buf));
+        cJSON_AddStringToObject(json, "step", "forward");
+        ranks = cJSON_AddArrayToObject(json, "ranks");
+    } else
+        printf("mesh %s: %d rank%s (rank = row-major over the axes, the last fastest); one forward step:\n",
+               pass_mesh_str(&m, buf, sizeof buf), m.world, m.world == 1 ? "" : "s");
     for (int r = 0; r < m.world; r++) {
         ir_graph *g = ir_graph_clone(g0);
         m.rank = r;
@@ -523,12 +605,16 @@ void eng_mesh_report(const ir_graph *g0, const eng_opts *o, ir_diag *d)
         po.mesh = &m;
         bool ok = pass_run_pipeline(g, "pipeline,shard,dce,cse", &po, d);
         if (ok)
-            report_rank(g, &m, r);
+            report_rank(g, &m, r, ranks);
         ir_graph_free(g);
         if (!ok)
             return;
     }
     int pp = pass_mesh_size(&m, "pp");
-    if (pp > 1)
+    if (pp > 1 && !json)
         pipeline_schedule_print(stdout, pp, microbatches ? microbatches : 2 * pp);
 }
+
+void eng_mesh_report(const ir_graph *g, const eng_opts *o, ir_diag *d) { mesh_report(g, o, NULL, d); }
+
+void eng_mesh_report_json(const ir_graph *g, const eng_opts *o, void *json, ir_diag *d) { mesh_report(g, o, json, d); }

@@ -17,6 +17,8 @@ static const struct {
     {"--weights", offsetof(eng_opts, weights)},   {"--inputs", offsetof(eng_opts, inputs)},
     {"--outputs", offsetof(eng_opts, outputs)},   {"-o", offsetof(eng_opts, out)},
     {"--precision", offsetof(eng_opts, precision)}, {"--vocab", offsetof(eng_opts, vocab)},
+    {"--profile", offsetof(eng_opts, profile)},
+    {"--hf", offsetof(eng_opts, hf)},
 };
 
 /* Valued options of one subcommand, kept as (name, value) pairs in o->named_*. */
@@ -40,6 +42,7 @@ static const struct {
     {"build", "--microbatches"}, {"build", "--accum"},       {"build", "--optimizer"},   {"build", "--momentum"},
     {"build", "--weight-decay"}, {"build", "--beta1"},       {"build", "--beta2"},       {"build", "--eps"},
     {"build", "--clip"},
+    {"train", "--peak-tflops"}, {"dump", "--dot-depth"}, {"plot", "--x"}, {"plot", "--title"},
 };
 
 /* A parse error: "loom CMD: ..." into why (cap bytes); false. */
@@ -119,6 +122,9 @@ bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o, char *w
                      : strcmp(a, "--ignore-eos") == 0 ? &o->ignore_eos
                      : strcmp(a, "--generic-cpu") == 0 ? &o->generic_cpu
                      : strcmp(a, "--train") == 0      ? &o->train
+                     : strcmp(a, "--dot") == 0        ? &o->dot
+                     : strcmp(a, "--json") == 0       ? &o->json
+                     : strcmp(a, "--log-y") == 0      ? &o->log_y
                                                       : NULL;
         if (flag) {
             *flag = true;

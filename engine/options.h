@@ -33,16 +33,20 @@ typedef struct {
     bool stats;                       /* --stats */
     const char *precision;            /* --precision f32|f64|bf16|fp16 (eng_precision) */
     const char *vocab;                /* --vocab DIR (tokenize) */
+    const char *hf;                   /* --hf DIR: a Hugging Face folder (engine/hf.h) */
     bool decode, bytes, no_special;   /* --decode --bytes --no-special (tokenize) */
     bool recompute, ignore_eos;       /* generate: --recompute (no KV cache, for tests) --ignore-eos */
     bool generic_cpu;                 /* build: --generic-cpu (kernels for any CPU of this architecture) */
     bool train;                       /* check: --train (the mesh report of one training step) */
+    const char *profile;              /* --profile FILE.json: the job's timeline (engine/profile.h) */
+    bool dot, json, log_y;            /* dump: --dot (Graphviz); check: --json; plot: --log-y */
     int n_named;                      /* valued options of one subcommand (train: --data, */
     const char *named_key[48];        /* --steps, --lr, ...; see options.c), as given, in */
     const char *named_value[48];      /* order; the subcommand checks the values */
     int n_extra;                      /* further positional arguments */
     char *extra[64];
     char define_text[ENG_MAX_DEFINES][256]; /* "name\0value" of each -D (defines point here) */
+    char hf_model[4096], hf_config[4096];  /* --hf: the model file chosen, DIR/config.json */
 } eng_opts;
 
 /* Parses argv (after the subcommand cmd) into o; the strings stay argv's, so argv must outlive o.

@@ -14,7 +14,10 @@
 #include "plan/plan_io.h"
 #include "plan/plan_memory.h"
 #include "engine/program.h"
+#include "engine/profile.h"
 #include "runtime/memory.h"
+#include "runtime/progress.h"
+#include "runtime/trace.h"
 
 struct program {
     const program_backend *be;
@@ -31,13 +34,46 @@ struct program {
     } *follow;
 };
 
-bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, ir_diag *d)
+/* After each pass: --profile's compile slice, and the progress line on a terminal. */
+static void on_pass(void *ctx, const char *pass, double t0, double t1)
+{
+    char name[96];
+    snprintf(name, sizeof name, "pass %s", pass);
+    eng_trace_span("compile", name, "", t0, t1);
+    snprintf(name, sizeof name, "(pass %s done)", pass);
+    rt_progress_update(ctx, name);
+}
+
+/* program_lower with a progress line to update (program_new_on's, which goes on into the JIT) */
+static bool lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, rt_progress *progress,
+                  ir_diag *d)
 {
     *fused = ir_graph_clone(g);
     pass_options po = pass_options_default();
-    bool ok = pass_run_pipeline(*fused, pipeline ? pipeline : pass_default_pipeline(), &po, d) && cg_lower(*fused, low, d);
+    po.on_pass = on_pass;
+    po.on_pass_ctx = progress;
+    bool ok = pass_run_pipeline(*fused, pipeline ? pipeline : pass_default_pipeline(), &po, d);
+    rt_progress_update(progress, "(lowering to a plan)");
+    double t0 = rt_now_ms();
+    ok = ok && cg_lower(*fused, low, d);
+    double t1 = rt_now_ms();
     if (ok)
         pass_plan_memory(&low->plan);
+    if (ok && rt_trace_active()) {
+        char args[96];
+        snprintf(args, sizeof args, "\"steps\":%d,\"kernels\":%d", low->plan.n_steps, low->n_kernels);
+        eng_trace_span("compile", "codegen: lower to plan and kernel IR", args, t0, t1);
+        eng_trace_span("compile", "plan memory", "", t1, rt_now_ms());
+    }
+    return ok;
+}
+
+bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, ir_diag *d)
+{
+    rt_progress progress;
+    rt_progress_begin(&progress, "compiling");
+    bool ok = lower(g, pipeline, fused, low, &progress, d);
+    rt_progress_end(&progress);
     return ok;
 }
 
@@ -61,17 +97,35 @@ program *program_new_on(const program_backend *be, const char *target, const ir_
     if (!p)
         ir_unreachable("out of memory");
     p->be = be;
-    bool ok = program_lower(g, pipeline, &p->g, &p->low, d) && fits_host(&p->low.plan, d);
+    rt_progress progress;
+    rt_progress_begin(&progress, "compiling");
+    bool ok = lower(g, pipeline, &p->g, &p->low, &progress, d) && fits_host(&p->low.plan, d);
+    double t1 = rt_now_ms();
+    char detail[96];
+    snprintf(detail, sizeof detail, "(%d kernels for %s)", p->low.n_kernels, target ? target : be->target);
+    rt_progress_update(&progress, detail);
     if (ok) {
         p->state = be->create_on ? be->create_on(target, &p->low.plan, p->low.kernels, p->low.n_kernels, d)
                                  : be->create(&p->low.plan, p->low.kernels, p->low.n_kernels, pool, d);
         ok = p->state != NULL;
     }
+    rt_progress_end(&progress);
     if (!ok) {
         program_free(p);
         return NULL;
     }
-    p->compile_ms = rt_now_ms() - t0;
+    double t2 = rt_now_ms();
+    p->compile_ms = t2 - t0;
+    if (rt_trace_active()) {
+        /* --profile: the compile phases as slices, and every run of the program profiled */
+        char name[96], args[96];
+        snprintf(name, sizeof name, "kernels: %s (JIT or load)", target ? target : be->target);
+        snprintf(args, sizeof args, "\"kernels\":%d", p->low.n_kernels);
+        eng_trace_span("compile", name, args, t1, t2);
+        snprintf(name, sizeof name, "compile %s", target ? target : be->target);
+        eng_trace_span("compile", name, args, t0, t2);
+        program_profile(p, true);
+    }
     return p;
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/profile.h"
 #include "engine/program.h"
 #include "engine/run.h"
 #include "engine/run_values.h"
@@ -143,6 +144,7 @@ static bool run_program(const ir_graph *g0, const eng_run_opts *o, const rt_io_n
     double t0 = rt_now_ms();
     ok = ok && program_run(p, d);
     double first_ms = rt_now_ms() - t0;
+    eng_trace_span("run", "forward", "", t0, t0 + first_ms);
     ok = ok && (!o->stats || stats_runs(p, o, pool, first_ms, d)) && write_outputs(p, outputs, d);
     program_free(p);
     rt_pool_free(pool);
@@ -174,6 +176,9 @@ static bool run_ref(const ir_graph *g0, const eng_run_opts *o, const rt_io_sig *
 bool eng_run_files(const ir_graph *g, const eng_run_opts *o, const char *weights, const char *inputs,
                    const char *outputs, ir_diag *d)
 {
+    eng_profile *prof = eng_profile_start(o->profile, o->who ? o->who : "loom run", d);
+    if (o->profile && !prof)
+        return false;
     rt_io_sig sig = rt_io_sig_from_graph(g);
     if (rt_io_check_options(&sig, o->who ? o->who : "run", weights, inputs, outputs, d)) {
         if (strcmp(o->target, "ref") == 0)
@@ -186,6 +191,7 @@ bool eng_run_files(const ir_graph *g, const eng_run_opts *o, const char *weights
         }
     }
     rt_io_sig_free(&sig); /* after the values: their names point into it */
+    eng_profile_finish(prof, d);
     return ir_diag_ok(d);
 }
 

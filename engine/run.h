@@ -26,6 +26,7 @@ typedef struct {
     bool stats;           /* print the --stats lines (not on ref) */
     int repeats;          /* with stats, runs timed after the first; 0: one on the cpu,
                              LOOM_STATS_RUNS (default 10) on a device */
+    const char *profile;  /* eng_run_files: --profile FILE.json (engine/profile.h); NULL: none */
 } eng_run_opts;
 
 /* Does pipeline (a,b,c) end with the pass fuse, as a program target's must? */

@@ -16,6 +16,7 @@
 #include "engine/mesh_exec.h"
 #include "passes/pass.h"
 #include "engine/program.h"
+#include "io/hf.h"
 #include "io/safetensors.h"
 
 #include <stdio.h>
@@ -59,11 +60,12 @@ bool eng_run_mesh(const eng_opts *o, ir_diag *d)
             ir_diag_quiet(d);
         return ir_diag_ok(d);
     }
-    mesh_job job = {.who = "run", .outputs = o->outputs, .stats = o->stats, .compile = program_compile_segment,
+    mesh_job job = {.who = "loom run", .outputs = o->outputs, .stats = o->stats, .profile = o->profile,
+                    .compile = program_compile_segment,
                     .compile_ctx = (void *)(o->target ? o->target : "cpu")};
     rt_st_file wf = {0}, inf = {0};
     bool have_w = mesh_coll_options(o->named_key, o->named_value, o->n_named, "run", &job.coll, d) && o->weights &&
-                  rt_st_open(o->weights, &wf, d);
+                  rt_hf_open_weights(o->weights, &wf, d);
     job.coll.gpu = o->target && strncmp(o->target, "cuda", 4) == 0; /* NCCL unless $LOOM_COLL says */
     bool have_i = ir_diag_ok(d) && o->inputs && rt_st_open(o->inputs, &inf, d);
     job.weights = have_w ? &wf : NULL;

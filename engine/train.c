@@ -31,10 +31,13 @@
 #include "engine/run_values.h"
 #include "collectives/coll.h"
 #include "text/data.h"
+#include "io/hf.h"
 #include "io/init.h"
 #include "engine/loss_scale.h"
 #include "passes/mesh.h"
 #include "engine/mesh_exec.h"
+#include "engine/metrics.h"
+#include "engine/profile.h"
 #include "passes/optimizer.h"
 #include "passes/pass.h"
 #include "engine/program.h"
@@ -213,6 +216,8 @@ typedef struct {
 
 struct eng_trainer {
     ir_diag *d;                       /* the current call's */
+    rt_st_file init_w;                /* --weights (or --hf): the start of fine-tuning */
+    bool have_init;
     const eng_opts *o;                /* the options it was made with (the caller's) */
     bool quiet;                       /* no progress lines (the C API) */
     bool first;                       /* no step run yet in this process */
@@ -269,6 +274,10 @@ struct eng_trainer {
     char nan_name[640];
     double comm_ms;                  /* communication time of the current step */
     int64_t comm_bytes;              /* bytes allreduced per step (each rank's buffers) */
+    eng_comm_meter meter;            /* under --mesh: bytes per axis (engine/profile.h) */
+    double step_flops;               /* one step of the whole model by ir/cost.c (metrics.h) */
+    double peak_flops;               /* one device's peak (--peak-tflops, else known; 0: unknown) */
+    bool log_csv;                    /* --log FILE.csv (else JSON lines) */
 };
 typedef struct eng_trainer trainer;
 
@@ -337,10 +346,27 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
             ir_unreachable("train: a rank's param is not one of the model's");
         mp->sliced = n_sl > 0;
         size_t full_count = (size_t)ir_shape_numel(&full->shape);
+        if (!n_sl && !r->have_init) { /* straight into the param, on every thread */
+            rt_init_param_as(full, seed, 0, full_count, DT_F32, param_data(r, mp), r->pool);
+            continue;
+        }
         double *tmp = malloc((full_count + 1) * sizeof *tmp), *mine = malloc((mp->count + 1) * sizeof *mine);
         if (!tmp || !mine)
             ir_unreachable("out of memory");
-        rt_init_param(full, seed, 0, full_count, tmp);
+        const rt_st_tensor *t = r->have_init ? rt_st_find(&r->init_w, full->name) : NULL;
+        if (r->have_init && (!t || !ir_shape_eq(&t->shape, &full->shape) || !ir_dtype_is_float(t->dtype))) {
+            char want[300];
+            ir_type_str(full->dtype, &full->shape, want, sizeof want);
+            ir_diag_error(r->d, -1, 0, 0, "%s: %s for param %s %s", r->init_w.path,
+                          t ? "a tensor of another shape or dtype" : "no tensor", full->name, want);
+            free(tmp);
+            free(mine);
+            return false;
+        }
+        if (t) /* fine-tuning: the given weights */
+            rt_convert_to_f64(t->dtype, t->data, tmp, full_count);
+        else
+            rt_init_param(full, seed, 0, full_count, tmp);
         if (n_sl)
             mesh_slice_extract(tmp, &full->shape, sl, n_sl, mine);
         rt_convert_from_f64(DT_F32, n_sl ? mine : tmp, param_data(r, mp), mp->count);
@@ -1240,6 +1266,7 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
         ir_diag_error(d, -1, 0, 0, "train: %s", cerr.message);
         return false;
     }
+    eng_comm_watch(r->world, &r->meter, sharded ? "pp" : "dp"); /* the axes split below inherit it */
     for (int x = 0; sharded && x < m.n_axes; x++) {
         /* color: the rank with this axis's coordinate 0 (the same for the whole group) */
         if (coll_split(r->world, pass_mesh_with(&m, r->world_rank, x, 0), pass_mesh_coord(&m, r->world_rank, x),
@@ -1306,6 +1333,36 @@ static const char *eval_pipeline(const trainer *r)
     return r->half == DT_F16 ? "dce,cse,lower-precision=fp16,fuse"
            : r->half == DT_BF16 ? "dce,cse,lower-precision=bf16,fuse"
                                 : NULL;
+}
+
+/* The mesh axes whose traffic the metrics report (in the mesh's order), into row. */
+static void metrics_axes(const trainer *r, eng_metrics_row *row)
+{
+    row->n_axes = 0;
+    for (int a = 0; r->world && a < r->mesh.n_axes && row->n_axes < 8; a++)
+        if (r->mesh.size[a] > 1)
+            row->axis[row->n_axes++] = r->mesh.axis[a];
+}
+
+/* The FLOPs of a step (the whole model's training graph, by ir/cost.c) and the peak they are
+ * measured against (--peak-tflops, else eng_peak_flops). */
+static bool setup_metrics(trainer *r, const eng_opts *o)
+{
+    ir_diag *d = r->d;
+    double tf = -1;
+    if (!opt_num(o, "--peak-tflops", 0, true, 1e9, &tf, d))
+        return false;
+    const char *how = "--peak-tflops";
+    r->peak_flops = tf > 0 ? tf * 1e12 : eng_peak_flops(o->target, r->half, rt_pool_size(r->pool), &how);
+    ir_graph *tg = eng_train_graph(o, r->g, 0, NULL, true, "train", d);
+    if (!tg)
+        return false;
+    r->step_flops = eng_graph_flops(tg) * r->t.opt.accum;
+    ir_graph_free(tg);
+    if (!r->quiet && o->stats)
+        printf("train: %.3g FLOPs a step (ir/cost.c); peak %.3g TFLOP/s a device (%s)\n", r->step_flops,
+               r->peak_flops / 1e12, r->peak_flops > 0 ? how : "unknown: --peak-tflops gives it");
+    return true;
 }
 
 static bool setup(trainer *r, const eng_opts *o)
@@ -1379,6 +1436,11 @@ static bool setup(trainer *r, const eng_opts *o)
     if (!r->inputs || !r->targets || !r->g_inputs || !r->g_targets || !r->pool)
         ir_unreachable("out of memory");
 
+    if (o->weights && !r->t.resume) {
+        r->have_init = rt_hf_open_weights(o->weights, &r->init_w, d);
+        if (!r->have_init)
+            return false;
+    }
     /* the state first: a bad checkpoint is reported before minutes of compiling (under tp/pp
      * the state is the rank's slices, known once its program is built: below) */
     if (!r->axis[0] && (!setup_state(r, o->seed, r->g) || (r->t.resume && !resume(r, o->seed))))
@@ -1433,6 +1495,8 @@ static bool setup(trainer *r, const eng_opts *o)
            rt_pool_size(r->pool), t3 - t0, t1 - t0, t2 - t1, t3 - t2);
     if (r->t.resume && !r->quiet)
         printf("resumed from %s at step %" PRId64 "\n", r->t.resume, r->step);
+    if (!setup_metrics(r, o))
+        return false;
     if (r->t.log && r->world_rank == 0) {
         bool append = r->t.resume != NULL;
         r->log = fopen(r->t.log, append ? "a" : "w");
@@ -1440,8 +1504,11 @@ static bool setup(trainer *r, const eng_opts *o)
             ir_diag_error(d, -1, 0, 0, "%s: cannot write the log: %s", r->t.log, strerror(errno));
             return false;
         }
+        r->log_csv = eng_metrics_csv(r->t.log);
+        eng_metrics_row axes = {0};
+        metrics_axes(r, &axes);
         if (!append || ftell(r->log) == 0)
-            fprintf(r->log, "step,loss,lr,grad_norm,ms,tok_per_s,val_loss\n");
+            eng_metrics_header(r->log, r->log_csv, &axes);
     }
     if (r->t.trace && r->world_rank == 0 && mkdir(r->t.trace, 0777) != 0 && errno != EEXIST) {
         ir_diag_error(d, -1, 0, 0, "%s: cannot create: %s", r->t.trace, strerror(errno));
@@ -1524,7 +1591,14 @@ bool eng_trainer_step(eng_trainer *r, eng_train_step *out, ir_diag *d)
     r->first = false;
     if (!ok)
         return false;
-    double ms = rt_now_ms() - t0;
+    double t1 = rt_now_ms(), ms = t1 - t0;
+    if (rt_trace_active()) {
+        char name[64], args[160];
+        snprintf(name, sizeof name, "step %" PRId64, r->step);
+        snprintf(args, sizeof args, "\"step\":%" PRId64 ",\"loss\":%.6g,\"tokens\":%lld", r->step, loss,
+                 (long long)r->B * r->T * r->t.opt.accum);
+        eng_trace_span("train", name, args, t0, t1);
+    }
     *out = (eng_train_step){.step = r->step, .loss = loss, .grad_norm = norm, .lr = lr_at(&r->t, r->step), .ms = ms,
                             .tokens = (int64_t)r->B * r->T * r->t.opt.accum, .skipped = r->skipped,
                             .loss_scale = r->half == DT_F16 ? r->scaler.scale : 0, .comm_ms = r->comm_ms,
@@ -1535,7 +1609,10 @@ bool eng_trainer_step(eng_trainer *r, eng_train_step *out, ir_diag *d)
 bool eng_trainer_evaluate(eng_trainer *r, double *loss, ir_diag *d)
 {
     r->d = d;
-    return evaluate(r, loss);
+    double t0 = rt_now_ms();
+    bool ok = evaluate(r, loss);
+    eng_trace_span("train", "evaluate", "", t0, rt_now_ms());
+    return ok;
 }
 
 bool eng_trainer_save(eng_trainer *r, const char *dir, ir_diag *d)
@@ -1567,6 +1644,8 @@ void eng_trainer_free(eng_trainer *r)
     r->params = NULL;
     mesh_exec_free(r->mgrad);
     rt_pool_free(r->pool);
+    if (r->have_init)
+        rt_st_close(&r->init_w);
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         free(r->flat[k]);
         free(r->grads[k]);
@@ -1619,6 +1698,16 @@ static bool run(trainer *r, bool *preempted)
         if (!ok)
             break;
         double tok_s = (double)s.tokens / (s.ms / 1e3);
+        double mfu = r->peak_flops > 0 ? r->step_flops / (s.ms / 1e3) / (r->peak_flops * r->world_size) : NAN;
+        char mfu_text[32] = "";
+        if (isfinite(mfu))
+            snprintf(mfu_text, sizeof mfu_text, " | MFU %.1f%%", 100 * mfu);
+        eng_metrics_row row = {.step = s.step, .tokens = s.step * s.tokens, .loss = s.loss, .lr = s.lr,
+                               .grad_norm = s.grad_norm, .ms = s.ms, .tok_per_s = tok_s, .mfu = mfu, .val_loss = NAN,
+                               .loss_scale = s.loss_scale, .skipped = s.skipped};
+        metrics_axes(r, &row);
+        for (int k = 0; k < row.n_axes; k++)
+            row.bytes[k] = eng_comm_meter_take(&r->meter, row.axis[k]);
         char scale[96] = ""; /* fp16: the loss scale the next step uses, and a skipped step */
         if (r->half == DT_F16)
             snprintf(scale, sizeof scale, " | scale %g%s", s.loss_scale,
@@ -1627,27 +1716,27 @@ static bool run(trainer *r, bool *preempted)
             snprintf(scale, sizeof scale, " (step skipped: %.60s is not finite)", r->nan_what);
         if (r->world)
             printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms (compute %.1f, comm "
-                   "%.1f: %.2f MiB) | %.1fk tok/s\n",
+                   "%.1f: %.2f MiB) | %.1fk tok/s%s\n",
                    s.step, t->steps, s.loss, s.lr, s.grad_norm, scale, s.ms, s.ms - s.comm_ms, s.comm_ms,
-                   (double)s.comm_bytes / 1048576.0, tok_s / 1e3);
+                   (double)s.comm_bytes / 1048576.0, tok_s / 1e3, mfu_text);
         else
-            printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms | %.1fk tok/s\n",
-                   s.step, t->steps, s.loss, s.lr, s.grad_norm, scale, s.ms, tok_s / 1e3);
+            printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms | %.1fk tok/s%s\n",
+                   s.step, t->steps, s.loss, s.lr, s.grad_norm, scale, s.ms, tok_s / 1e3, mfu_text);
         if (o->stats && r->world) /* each rank's own count, exact (`loom check --train` predicts it) */
             fprintf(stderr, "stats rank %d step %" PRId64 ": %" PRId64 " bytes into collectives\n", r->world_rank,
                     s.step, s.comm_bytes);
         double val = NAN;
         if ((t->eval_every > 0 && r->step % t->eval_every == 0) || r->step == t->steps) {
-            ok = evaluate(r, &val);
+            ok = eng_trainer_evaluate(r, &val, r->d);
+            for (int k = 0; k < row.n_axes; k++) /* evaluation's traffic is no step's */
+                eng_comm_meter_take(&r->meter, row.axis[k]);
             if (ok)
                 printf("val step %" PRId64 " | val loss %.4f | %.1f s\n", r->step, val, (rt_now_ms() - r->t_start) / 1e3);
         }
         fflush(stdout);
         if (r->log) {
-            fprintf(r->log, "%" PRId64 ",%.6f,%.6e,%.6f,%.3f,%.1f,", s.step, s.loss, s.lr, s.grad_norm, s.ms, tok_s);
-            if (!isnan(val))
-                fprintf(r->log, "%.6f", val);
-            fprintf(r->log, "\n");
+            row.val_loss = val;
+            eng_metrics_write(r->log, r->log_csv, &row);
             fflush(r->log);
         }
         bool saved = false;
@@ -1698,13 +1787,17 @@ bool eng_train(const eng_opts *o, ir_diag *d, bool *preempted)
     coll_error cerr;
     if (coll_launch_detect(&launch, &cerr) && launch.found && launch.rank > 0 && !freopen("/dev/null", "w", stdout))
         ir_unreachable("train: cannot silence a rank's stdout");
+    eng_profile *prof = eng_profile_start(o->profile, o->exe_name ? o->exe_name : "loom train", d);
+    if (o->profile && !prof)
+        return false;
     trainer *r = eng_trainer_new(o, false, d);
     if (!r)
-        return false;
+        return eng_profile_finish(prof, d) && false;
     catch_preemption(); /* again: MPI's start-up may have set its own SIGUSR1 handler */
     /* a failure on one rank leaves the others waiting in the next allreduce: end the job */
     if (!run(r, preempted) && r->world && r->world_size > 1)
         abort_job(r, "failed");
     eng_trainer_free(r);
+    eng_profile_finish(prof, d);
     return ir_diag_ok(d);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/hf.h"
 #include "io/safetensors.h"
 
 struct eng_weights {
@@ -17,7 +18,7 @@ eng_weights *eng_weights_open(const char *path, ir_diag *d)
     eng_weights *w = calloc(1, sizeof *w);
     if (!w)
         ir_unreachable("out of memory");
-    if (!rt_st_open(path, &w->f, d)) {
+    if (!rt_hf_open_weights(path, &w->f, d)) {
         free(w);
         return NULL;
     }

@@ -31,11 +31,12 @@
 #include "plan/plan_io.h"
 #include "engine/program.h"
 #include "io/exe_payload.h"
+#include "io/hf.h"
 
 static const char *prog = "loom-cluster-exe";
 
 typedef struct {
-    const char *weights, *inputs, *outputs;
+    const char *weights, *inputs, *outputs, *profile;
     bool stats;
     int n_coll;
     const char *coll_key[4], *coll_value[4];
@@ -45,7 +46,7 @@ typedef struct {
 static int parse(int argc, char **argv, exe_opts *o)
 {
     memset(o, 0, sizeof *o);
-    static const char *const names[] = {"--weights", "--inputs", "--outputs", "--allreduce", "--timeout"};
+    static const char *const names[] = {"--weights", "--inputs", "--outputs", "--allreduce", "--timeout", "--profile"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -55,10 +56,12 @@ static int parse(int argc, char **argv, exe_opts *o)
             continue;
         }
         const char *v;
-        int k = rt_exe_option(argc, argv, &i, names, 5, prog, &v);
+        int k = rt_exe_option(argc, argv, &i, names, 6, prog, &v);
         if (k < 0)
             return -1;
-        if (k < 3)
+        if (k == 5)
+            o->profile = v;
+        else if (k < 3)
             *(k == 0 ? &o->weights : k == 1 ? &o->inputs : &o->outputs) = v;
         else if (o->n_coll < 4) {
             o->coll_key[o->n_coll] = names[k];
@@ -203,7 +206,7 @@ int main(int argc, char **argv)
     coll_error cerr;
     if (parsed > 0)
         printf("usage: mpirun -np N %s --weights W.safetensors [--inputs I.safetensors] --outputs O.safetensors "
-               "[--allreduce backend|ring|tree] [--timeout SECONDS] [--stats]\nbuilt by `loom build --mesh %s` from %s\n",
+               "[--allreduce backend|ring|tree] [--timeout SECONDS] [--stats] [--profile FILE.json]\nbuilt by `loom build --mesh %s` from %s\n",
                prog, mesh_spec, model ? model : "?");
     else if (parsed == 0 && ir_diag_ok(&d) && !o.outputs)
         ir_diag_error(&d, -1, 0, 0, "%s: missing --outputs FILE.safetensors (where to write the outputs)", prog);
@@ -221,12 +224,13 @@ int main(int argc, char **argv)
                           prog, mesh_spec, mesh.world, mesh.world == 1 ? "" : "s", started,
                           started == 1 ? " was" : "es were", mesh.world, prog);
     }
-    mesh_job job = {.who = prog, .outputs = o.outputs, .stats = o.stats, .compile = compile_segment};
+    mesh_job job = {.who = prog, .outputs = o.outputs, .stats = o.stats, .profile = o.profile,
+                    .compile = compile_segment};
     rt_st_file wf = {0}, inf = {0};
     bool have_w = false, have_i = false;
     if (L && ir_diag_ok(&d)) {
         have_w = mesh_coll_options(o.coll_key, o.coll_value, o.n_coll, prog, &job.coll, &d) && o.weights &&
-                 rt_st_open(o.weights, &wf, &d);
+                 rt_hf_open_weights(o.weights, &wf, &d);
         have_i = ir_diag_ok(&d) && o.inputs && rt_st_open(o.inputs, &inf, &d);
     }
     if (L && ir_diag_ok(&d)) {

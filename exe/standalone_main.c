@@ -22,7 +22,7 @@
 #include "io/exe_payload.h"
 
 typedef struct {
-    const char *weights, *inputs, *outputs;
+    const char *weights, *inputs, *outputs, *profile;
     bool stats;
     int repeat;
 } exe_opts;
@@ -33,7 +33,7 @@ static void usage(FILE *out, const char *model)
 {
     fprintf(out,
             "usage: %s --weights W.safetensors --inputs I.safetensors --outputs O.safetensors [--stats] "
-            "[--repeat N]\n%s%s%s",
+            "[--repeat N] [--profile FILE.json]\n%s%s%s",
             prog, model ? "built by `loom build` from " : "", model ? model : "", model ? "\n" : "");
 }
 
@@ -49,10 +49,10 @@ static int parse(int argc, char **argv, exe_opts *o)
             o->stats = true;
             continue;
         }
-        static const char *const names[] = {"--weights", "--inputs", "--outputs", "--repeat"};
-        const char **fields[] = {&o->weights, &o->inputs, &o->outputs, NULL};
+        static const char *const names[] = {"--weights", "--inputs", "--outputs", "--profile", "--repeat"};
+        const char **fields[] = {&o->weights, &o->inputs, &o->outputs, &o->profile, NULL};
         const char *v;
-        int k = rt_exe_option(argc, argv, &i, names, 4, prog, &v);
+        int k = rt_exe_option(argc, argv, &i, names, 5, prog, &v);
         if (k < 0)
             return -1;
         if (fields[k]) {
@@ -108,7 +108,7 @@ int main(int argc, char **argv)
                       : NULL;
     if (g) {
         eng_run_opts ro = {.who = prog, .target = target, .pipeline = pipeline, .prec = IR_PREC_F32,
-                           .stats = o.stats, .repeats = o.repeat};
+                           .stats = o.stats, .repeats = o.repeat, .profile = o.profile};
         eng_run_files(g, &ro, o.weights, o.inputs, o.outputs, &d);
     }
     ir_graph_free(g);

@@ -919,3 +919,57 @@ ir_graph *fe_build(ir_diag *d, int file, const fe_define *defs, int n_defs)
     }
     return b.g;
 }
+
+bool fe_hparams(ir_diag *d, int file, const fe_define *defs, int n_defs, fe_hparam_list *out)
+{
+    memset(out, 0, sizeof *out);
+    builder b = {.d = d, .file = file, .defs = defs, .n_defs = n_defs};
+    int errors = d->n_errors;
+    ir_arena *arena = malloc(sizeof *arena);
+    if (!arena)
+        ir_unreachable("out of memory");
+    ast_file *ast = ast_parse(d, file, &b.arena);
+    bool ok = ast && check_file(&b, ast);
+    if (ok) {
+        b.g = ir_graph_new(b.model->name);
+        b.hparams = scope_new(&b, NULL);
+        b.def_used = ir_arena_alloc(&b.arena, sizeof *b.def_used * (size_t)(n_defs + 1));
+        for (const ast_stmt *st = b.model->body; st; st = st->next)
+            if (st->kind == ST_HPARAM)
+                exec_hparam(&b, b.hparams, st);
+        ok = d->n_errors == errors;
+        out->h = calloc((size_t)b.hparams->n + 1, sizeof *out->h);
+        *arena = b.arena; /* the names live in the builder's arena: the list keeps it */
+        b.arena = (ir_arena){0};
+        out->arena_ = arena;
+        arena = NULL;
+        for (int i = 0; i < b.hparams->n; i++) {
+            const binding *h = &b.hparams->b[i];
+            if (h->v.k == V_INT || h->v.k == V_FLOAT)
+                out->h[out->n++] = (fe_hparam){h->name, h->v.k == V_INT ? (double)h->v.i : h->v.f, h->v.k == V_INT};
+        }
+        ir_graph_free(b.g);
+    }
+    strset_free(&b.param_names);
+    strset_free(&b.io_names);
+    ir_arena_free(&b.arena);
+    free(arena);
+    return ok;
+}
+
+void fe_hparams_free(fe_hparam_list *l)
+{
+    if (l->arena_)
+        ir_arena_free(l->arena_);
+    free(l->arena_);
+    free(l->h);
+    memset(l, 0, sizeof *l);
+}
+
+const fe_hparam *fe_hparam_find(const fe_hparam_list *l, const char *name)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->h[i].name, name) == 0)
+            return &l->h[i];
+    return NULL;
+}

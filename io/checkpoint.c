@@ -1,6 +1,7 @@
 /* checkpoint.c — atomic training checkpoints: a safetensors state file and a JSON manifest
  * (format and crash safety in checkpoint.h). */
 #include "io/checkpoint.h"
+#include "runtime/progress.h"
 
 #include "io/checksum.h"
 #include "io/safetensors.h"
@@ -329,9 +330,14 @@ bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n,
         ok = rt_st_open(spath, &f, d) &&
              check_sum(spath, &f, cJSON_GetObjectItemCaseSensitive(j, "state_sum"), d);
     }
+    rt_progress progress;
+    rt_progress_begin(&progress, "loading checkpoint");
     for (int i = 0; ok && i < n; i++) {
         const rt_st_tensor *x = rt_st_find(&f, t[i].name);
         char want[96], got[96];
+        char detail[64];
+        snprintf(detail, sizeof detail, "(tensor %d of %d)", i + 1, n);
+        rt_progress_update(&progress, detail);
         if (!x) {
             ir_diag_error(d, -1, 0, 0, "%s: no tensor '%s' (the checkpoint is of another model or optimizer)", spath,
                           t[i].name);
@@ -345,6 +351,7 @@ bool rt_ckpt_load(const char *dir, rt_ckpt_info *info, rt_ckpt_tensor *t, int n,
             rt_convert_to_f32(DT_F32, x->data, t[i].data, (size_t)ir_shape_numel(&x->shape));
         }
     }
+    rt_progress_end(&progress);
     if (ok && f.n_tensors != n) {
         for (int k = 0; k < f.n_tensors; k++) {
             bool known = false;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "io/hf.h"
 #include "io/safetensors.h"
 
 static char *xstrdup(const char *s)
@@ -233,7 +234,7 @@ static void bind(const rt_io_sig *s, const binding_kind *k, const rt_st_file *f,
                 other |= n->kind != k->kind;
             }
         }
-        if (used || (k == &PARAMS && !other && is_hf_buffer(name)))
+        if (used || (k == &PARAMS && !other && (is_hf_buffer(name) || f->tensors[i].alias)))
             continue;
         if (other)
             ir_diag_error(d, -1, 0, 0,
@@ -257,7 +258,7 @@ bool rt_io_load(const rt_io_sig *s, const char *weights, const char *inputs, ir_
     rt_st_file wf = {0}, inf = {0};
     bool have_w = false, have_i = false;
     if (ir_diag_ok(d) && weights)
-        have_w = rt_st_open(weights, &wf, d);
+        have_w = rt_hf_open_weights(weights, &wf, d);
     if (ir_diag_ok(d) && inputs)
         have_i = rt_st_open(inputs, &inf, d);
     if (ir_diag_ok(d)) {
@@ -279,7 +280,7 @@ bool rt_io_load_native(const rt_io_sig *s, const char *weights, const char *inpu
     if (!v->v)
         ir_unreachable("out of memory");
     if (ir_diag_ok(d) && weights)
-        v->have_w = rt_st_open(weights, &v->w, d);
+        v->have_w = rt_hf_open_weights(weights, &v->w, d);
     if (ir_diag_ok(d) && inputs)
         v->have_i = rt_st_open(inputs, &v->i, d);
     if (ir_diag_ok(d)) {

@@ -41,6 +41,8 @@ typedef struct {
     ir_shape shape;
     uint64_t begin, end;     /* byte range in the data section */
     const uint8_t *data;     /* points into the mapping: end - begin bytes */
+    bool alias;              /* a second name for another tensor's data (io/hf.h: a tied LM
+                                head): never reported as unexpected */
 } rt_st_tensor;
 
 typedef struct {
@@ -48,7 +50,7 @@ typedef struct {
 } rt_st_meta;
 
 /* An open, validated file. Tensors are in data order (ascending offsets). */
-typedef struct {
+typedef struct rt_st_file {
     char *path;
     int n_tensors;
     rt_st_tensor *tensors;
@@ -56,6 +58,8 @@ typedef struct {
     rt_st_meta *meta;
     void *map;               /* the whole file (NULL if empty mapping) */
     size_t map_len;
+    struct rt_st_file *parts; /* the shards whose data tensors point into (io/hf.h), closed with it */
+    int n_parts;
 } rt_st_file;
 
 /* Opens and validates path. On success fills *f (release with rt_st_close) and returns true;
@@ -81,7 +85,8 @@ const char *rt_st_dtype_name(ir_dtype dt);
  * bf16 and i32 value is a double; i64 beyond 2^53 rounds). */
 void rt_convert_to_f64(ir_dtype dt, const void *src, double *dst, size_t n);
 /* Converts n float elements (F64, F32, F16, BF16) at src to floats, for runtimes that compute
- * in f32: F64 rounds to nearest even (overflow gives ±inf); the others are exact. */
+ * in f32: F64 rounds to nearest even (overflow gives ±inf); the others are exact, and F32 is
+ * copied bit for bit (NaN payloads too: a checkpoint loaded and saved again is the same file). */
 void rt_convert_to_f32(ir_dtype dt, const void *src, float *dst, size_t n);
 /* Converts n doubles to little-endian elements of dtype dt, rounding to nearest even for
  * floats (overflow gives ±inf, NaN stays NaN) and truncating toward zero for integers

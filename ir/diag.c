@@ -86,6 +86,13 @@ static void add(ir_diag *d, ir_diag_level level, int file, int line, int col, co
         abort();
     vsnprintf(msg, (size_t)n + 1, fmt, ap2);
     va_end(ap2);
+    /* a note said already (each rank of a mesh report finds the same): once */
+    for (int i = 0; level == DIAG_NOTE && i < d->n_msg; i++)
+        if (d->msg[i].level == DIAG_NOTE && d->msg[i].file == file && d->msg[i].line == line && d->msg[i].col == col &&
+            strcmp(d->msg[i].msg, msg) == 0) {
+            free(msg);
+            return;
+        }
     ir_grow((void **)&d->msg, &d->cap_msg, d->n_msg + 1, sizeof *d->msg);
     d->msg[d->n_msg++] = (ir_diag_msg){level, file, line, col, msg};
 }

@@ -249,8 +249,11 @@ bool pass_run_pipeline(ir_graph *g, const char *names_csv, const pass_options *o
             ok = pass_lower_precision(g, prec, d);
         else
             ok = mesh_fn && opt->mesh ? mesh_fn(g, opt->mesh, d) : list[i]->fn(g, d);
-        ms[i] = now_ms() - t0;
+        double t1 = now_ms();
+        ms[i] = t1 - t0;
         n_run = i + 1;
+        if (opt->on_pass)
+            opt->on_pass(opt->on_pass_ctx, list[i]->name, t0, t1);
         if (!ok) {
             if (d->n_errors == before)
                 ir_diag_error(d, -1, 0, 0, "pass '%s' failed", list[i]->name);

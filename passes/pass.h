@@ -32,6 +32,10 @@ typedef struct {
     bool verify_each;   /* run ir_verify on the input and after each pass */
     const struct pass_mesh *mesh; /* --mesh/--rank for the mesh passes; NULL: a single device */
     ir_dtype precision; /* lower-precision's half type (DT_BF16, DT_F16); DT_VOID: none given */
+    /* called after each pass with its name and its start and end on the pipeline's clock
+     * (monotonic milliseconds; --profile's compile slices); NULL: none */
+    void (*on_pass)(void *ctx, const char *pass, double start_ms, double end_ms);
+    void *on_pass_ctx;
 } pass_options;
 
 /* Default options: nothing printed, verify_each on. */

@@ -705,10 +705,9 @@ static bool source(shard_ctx *c, const ir_node *n, val *x)
              * the decision must not depend on the stage) */
             if (c->note)
                 ir_diag_note(c->d, n->loc.file, n->loc.line, n->loc.col,
-                             "param '%s' %s: dim 0 (%" PRId64 ") does not divide by mesh axis %s=%d; %s stays "
+                             "param '%s' %s: dim 0 (%" PRId64 ") does not divide by mesh axis %s=%d; it stays "
                              "replicated (pad it to shard it, e.g. -D vocab=50304 for GPT-2)",
-                             n->name, ty, len, c->m->axis[a], c->m->size[a],
-                             c->table[n->id] ? "the vocabulary" : "it");
+                             n->name, ty, len, c->m->axis[a], c->m->size[a]);
             continue;
         }
         if (!divisible(len, &l, c->m->size[a])) {

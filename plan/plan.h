@@ -168,8 +168,18 @@ typedef struct {
     int64_t src_stride;
 } rt_plan_sum_rows;
 
+/* Where a step came from, set by lowering (a plan read from a file has none): the source op of
+ * its group ("matmul"), its block instance ("block(l=3)"), the .loom location ("gpt2.loom:57"),
+ * its result type, and the FLOPs (ir cost rules) and bytes (operands from outside the group and
+ * its results) of one run. For traces and reports; executors ignore it. */
+typedef struct {
+    char *op, *scope, *loc, *type; /* malloc'd; NULL when unknown */
+    double flops, bytes;
+} rt_plan_origin;
+
 typedef struct {
     rt_step_kind kind;
+    rt_plan_origin origin;
     rt_plan_kernel kernel;
     rt_plan_gemm gemm;
     rt_plan_attention attn;
@@ -200,6 +210,10 @@ static inline void rt_plan_clear(rt_plan *p)
         free(p->steps[i].gemm.epi.name);
         free(p->steps[i].gemm.epi.args);
         free(p->steps[i].check.what);
+        free(p->steps[i].origin.op);
+        free(p->steps[i].origin.scope);
+        free(p->steps[i].origin.loc);
+        free(p->steps[i].origin.type);
     }
     free(p->bufs);
     free(p->steps);

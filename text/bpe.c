@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ir/ir.h"
 
@@ -109,7 +110,7 @@ bool rt_uni_is_number(uint32_t cp)
     return in_ranges(rt_uni_number, rt_uni_number_len, cp);
 }
 bool rt_uni_is_punct(uint32_t cp) { return in_ranges(rt_uni_punct, rt_uni_punct_len, cp); }
-bool rt_uni_is_other(uint32_t cp) { return in_ranges(rt_uni_other, rt_uni_other_len, cp); }
+bool rt_uni_is_bert_control(uint32_t cp) { return in_ranges(rt_uni_bert_control, rt_uni_bert_control_len, cp); }
 bool rt_uni_is_mark_nonspacing(uint32_t cp)
 {
     return in_ranges(rt_uni_mark_nonspacing, rt_uni_mark_nonspacing_len, cp);
@@ -311,12 +312,9 @@ static bool unmap_token(const char *s, const uint32_t inv[512], uint8_t *out, si
     return true;
 }
 
-static bool load_encoder(rt_bpe *b, const char *path, ir_diag *d)
+/* encoder.json's text (malloc'd, NUL-terminated, len bytes; freed here) from path. */
+static bool load_encoder_text(rt_bpe *b, const char *path, char *text, size_t len, ir_diag *d)
 {
-    size_t len;
-    char *text = read_file(path, &len, d);
-    if (!text)
-        return false;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
     if (!root || !cJSON_IsObject(root)) {
@@ -443,12 +441,9 @@ static bool load_encoder(rt_bpe *b, const char *path, ir_diag *d)
     return true;
 }
 
-static bool load_merges(rt_bpe *b, const char *path, ir_diag *d)
+/* vocab.bpe's text (malloc'd, NUL-terminated, len bytes; freed here) from path. */
+static bool load_merges_text(rt_bpe *b, const char *path, char *text, size_t len, ir_diag *d)
 {
-    size_t len;
-    char *text = read_file(path, &len, d);
-    if (!text)
-        return false;
     size_t cap = 1;
     while (cap < (size_t)b->n_ids * 2 + 16)
         cap <<= 1;
@@ -552,19 +547,110 @@ static bool load_merges(rt_bpe *b, const char *path, ir_diag *d)
     return ok;
 }
 
+static bool exists_in(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* tokenizer.json (Hugging Face tokenizers) of a byte-level BPE: its model's vocab and merges as
+ * encoder.json's and vocab.bpe's texts, or false after saying why it is not GPT-2's kind. */
+static bool from_tokenizer_json(const char *path, char **enc, size_t *enc_len, char **merges, size_t *merges_len,
+                                ir_diag *d)
+{
+    size_t len;
+    char *text = read_file(path, &len, d);
+    if (!text)
+        return false;
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer");
+    const cJSON *pre_type = cJSON_GetObjectItemCaseSensitive(pre, "type");
+    const cJSON *regex = cJSON_GetObjectItemCaseSensitive(pre, "use_regex");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON *fallback = cJSON_GetObjectItemCaseSensitive(model, "byte_fallback");
+    const char *why = !j                                             ? "invalid JSON"
+                      : !cJSON_IsString(type)                        ? "no model.type"
+                      : strcmp(type->valuestring, "BPE") != 0        ? "model.type is not BPE"
+                      : !cJSON_IsString(pre_type) || strcmp(pre_type->valuestring, "ByteLevel") != 0 ||
+                              cJSON_IsFalse(regex)                   ? "the pre-tokenizer is not GPT-2's (ByteLevel with its regex)"
+                      : cJSON_IsTrue(fallback)                       ? "model.byte_fallback is set (SentencePiece-style BPE)"
+                      : !cJSON_IsObject(vocab) || !cJSON_IsArray(list) ? "no model.vocab object and model.merges list"
+                                                                     : NULL;
+    if (why) {
+        ir_diag_error(d, -1, 0, 0, "%s: %s%s%s: loom's BPE is GPT-2's byte-level BPE", path, why,
+                      cJSON_IsString(type) ? ", model type " : "", cJSON_IsString(type) ? type->valuestring : "");
+        cJSON_Delete(j);
+        return false;
+    }
+    *enc = cJSON_PrintUnformatted(vocab);
+    if (!*enc)
+        ir_unreachable("out of memory");
+    *enc_len = strlen(*enc);
+    size_t cap = 64, n = (size_t)snprintf(NULL, 0, "#version: tokenizer.json\n");
+    char *m = xrealloc(NULL, cap);
+    strcpy(m, "#version: tokenizer.json\n");
+    bool ok = true;
+    for (const cJSON *e = list->child; e && ok; e = e->next) {
+        const char *a = NULL, *b2 = NULL, *ab = NULL;
+        if (cJSON_IsString(e))
+            ab = e->valuestring; /* "LEFT RIGHT" */
+        else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
+                 cJSON_IsString(e->child->next)) {
+            a = e->child->valuestring;
+            b2 = e->child->next->valuestring;
+        } else {
+            ir_diag_error(d, -1, 0, 0, "%s: a merge of model.merges is neither \"LEFT RIGHT\" nor [LEFT, RIGHT]", path);
+            ok = false;
+            break;
+        }
+        size_t need = n + (ab ? strlen(ab) : strlen(a) + strlen(b2) + 1) + 2;
+        while (need > cap)
+            m = xrealloc(m, cap *= 2);
+        n += (size_t)(ab ? snprintf(m + n, cap - n, "%s\n", ab) : snprintf(m + n, cap - n, "%s %s\n", a, b2));
+    }
+    cJSON_Delete(j);
+    if (!ok) {
+        free(m);
+        cJSON_free(*enc);
+        return false;
+    }
+    *merges = m;
+    *merges_len = n;
+    char *copy = xrealloc(NULL, *enc_len + 1); /* malloc'd like read_file's */
+    memcpy(copy, *enc, *enc_len + 1);
+    cJSON_free(*enc);
+    *enc = copy;
+    return true;
+}
+
 rt_bpe *rt_bpe_load(const char *dir, ir_diag *d)
 {
     rt_bpe *b = xrealloc(NULL, sizeof *b);
     memset(b, 0, sizeof *b);
     size_t n = strlen(dir) + 32;
-    char *path = xrealloc(NULL, n);
-    snprintf(path, n, "%s/encoder.json", dir);
-    bool ok = load_encoder(b, path, d);
-    if (ok) {
-        snprintf(path, n, "%s/vocab.bpe", dir);
-        ok = load_merges(b, path, d);
-    }
-    free(path);
+    char *enc_path = xrealloc(NULL, n), *merges_path = xrealloc(NULL, n);
+    /* OpenAI's names, Hugging Face's, or Hugging Face's tokenizer.json alone */
+    bool hf = !exists_in(dir, "encoder.json") && exists_in(dir, "vocab.json");
+    bool json = !exists_in(dir, "encoder.json") && !hf && exists_in(dir, "tokenizer.json");
+    snprintf(enc_path, n, "%s/%s", dir, json ? "tokenizer.json" : hf ? "vocab.json" : "encoder.json");
+    snprintf(merges_path, n, "%s/%s", dir, json ? "tokenizer.json" : hf ? "merges.txt" : "vocab.bpe");
+    char *enc = NULL, *merges = NULL;
+    size_t enc_len = 0, merges_len = 0;
+    bool ok = json ? from_tokenizer_json(enc_path, &enc, &enc_len, &merges, &merges_len, d)
+                   : (enc = read_file(enc_path, &enc_len, d)) != NULL;
+    ok = ok && load_encoder_text(b, enc_path, enc, enc_len, d);
+    if (!ok && json)
+        free(merges);
+    if (ok && !json)
+        ok = (merges = read_file(merges_path, &merges_len, d)) != NULL;
+    ok = ok && load_merges_text(b, merges_path, merges, merges_len, d);
+    free(enc_path);
+    free(merges_path);
     if (!ok) {
         rt_bpe_free(b);
         return NULL;

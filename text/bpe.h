@@ -71,7 +71,7 @@ int rt_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
 /* Writes cp (<= 0x10FFFF) as UTF-8 to out (room for 4); returns the length. */
 int rt_utf8_encode(uint32_t cp, uint8_t *out);
 
-/* ---- Unicode classes (tables in unicode_tables.c, generated from Python's unicodedata) -------- */
+/* ---- Unicode classes (tables in unicode_tables.c: Unicode 16.0, tools/gen_unicode_tables.py) -- */
 typedef struct {
     uint32_t lo, hi; /* inclusive */
 } rt_uni_range;
@@ -85,9 +85,9 @@ typedef struct {
     uint32_t out[3]; /* 0-padded */
 } rt_uni_strip;
 
-extern const rt_uni_range rt_uni_letter[], rt_uni_number[], rt_uni_punct[], rt_uni_other[],
+extern const rt_uni_range rt_uni_letter[], rt_uni_number[], rt_uni_punct[], rt_uni_bert_control[],
     rt_uni_mark_nonspacing[];
-extern const int rt_uni_letter_len, rt_uni_number_len, rt_uni_punct_len, rt_uni_other_len,
+extern const int rt_uni_letter_len, rt_uni_number_len, rt_uni_punct_len, rt_uni_bert_control_len,
     rt_uni_mark_nonspacing_len;
 extern const rt_uni_case_run rt_uni_lower[];
 extern const int rt_uni_lower_len;
@@ -97,7 +97,10 @@ extern const int rt_uni_strip_map_len;
 bool rt_uni_is_letter(uint32_t cp);       /* \p{L} */
 bool rt_uni_is_number(uint32_t cp);       /* \p{N} */
 bool rt_uni_is_punct(uint32_t cp);        /* \p{P} */
-bool rt_uni_is_other(uint32_t cp);        /* \p{C}, unassigned code points included */
+/* A control as BERT's normalizer drops it (Hugging Face tokenizers' BertNormalizer): Cc, Cs, Co
+ * and Cf (Unicode 8.0's Cf: the few format characters assigned later are not); unassigned code
+ * points are not controls. \t \n \r are in it: the caller maps them to spaces first. */
+bool rt_uni_is_bert_control(uint32_t cp);
 bool rt_uni_is_mark_nonspacing(uint32_t cp); /* \p{Mn} */
 bool rt_uni_is_white_space(uint32_t cp);  /* the White_Space property (regex \s) */
 /* The simple lower-case mapping (cp itself when it has none; U+0130 gives 'i'). */

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "io/json_file.h"
 #include "text/bpe.h"
 #include "ir/ir.h"
 
@@ -54,11 +56,71 @@ static size_t find_slot(const rt_wp *w, const char *p, size_t n)
 
 static uint32_t lookup(const rt_wp *w, const char *p, size_t n) { return w->slots[find_slot(w, p, n)]; }
 
+/* DIR/tokenizer.json's WordPiece vocabulary as vocab.txt's text (one token a line, by id), or
+ * NULL after reporting why it is not one. */
+static char *vocab_from_tokenizer_json(const char *json_path, size_t *len, ir_diag *d)
+{
+    cJSON *j = rt_json_read(".", json_path);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "WordPiece") != 0 || !cJSON_IsObject(vocab)) {
+        ir_diag_error(d, -1, 0, 0, "%s: %s", json_path,
+                      !j ? "cannot read it as JSON"
+                         : "model.type is not WordPiece with a model.vocab object (loom's WordPiece is BERT's)");
+        cJSON_Delete(j);
+        return NULL;
+    }
+    int n = cJSON_GetArraySize(vocab);
+    const char **by_id = calloc((size_t)n + 1, sizeof *by_id);
+    size_t total = 1;
+    bool ok = by_id != NULL;
+    for (const cJSON *e = vocab->child; e && ok; e = e->next) {
+        double v = cJSON_IsNumber(e) ? e->valuedouble : -1;
+        if (!(v >= 0 && v < n && v == (double)(int)v) || by_id[(int)v] || strchr(e->string, '\n')) {
+            ir_diag_error(d, -1, 0, 0, "%s: model.vocab[\"%s\"]: ids must be 0..%d, each once", json_path, e->string,
+                          n - 1);
+            ok = false;
+            break;
+        }
+        by_id[(int)v] = e->string;
+        total += strlen(e->string) + 1;
+    }
+    char *text = ok ? malloc(total) : NULL;
+    size_t at = 0;
+    for (int i = 0; text && i < n; i++)
+        at += (size_t)sprintf(text + at, "%s\n", by_id[i]);
+    if (ok && !text)
+        ir_unreachable("out of memory");
+    free(by_id);
+    cJSON_Delete(j);
+    *len = at;
+    return text;
+}
+
 rt_wp *rt_wp_load(const char *path, rt_wp_config cfg, ir_diag *d)
 {
-    FILE *f = fopen(path, "rb");
+    /* Hugging Face's tokenizer.json when the folder has no vocab.txt */
+    char *json_path = NULL, *text = NULL;
+    size_t text_len = 0;
+    const char *slash = strrchr(path, '/');
+    if (access(path, F_OK) != 0 && slash && strcmp(slash, "/vocab.txt") == 0) {
+        json_path = xrealloc(NULL, strlen(path) + 16);
+        snprintf(json_path, strlen(path) + 16, "%.*s/tokenizer.json", (int)(slash - path), path);
+        if (access(json_path, F_OK) == 0) {
+            text = vocab_from_tokenizer_json(json_path, &text_len, d);
+            if (!text) {
+                free(json_path);
+                return NULL;
+            }
+            path = json_path;
+        }
+    }
+    FILE *f = text ? fmemopen(text, text_len, "r") : fopen(path, "rb");
     if (!f) {
         ir_diag_error(d, -1, 0, 0, "cannot read %s: %s", path, strerror(errno));
+        free(json_path);
+        free(text);
         return NULL;
     }
     rt_wp *w = xrealloc(NULL, sizeof *w);
@@ -80,6 +142,8 @@ rt_wp *rt_wp_load(const char *path, rt_wp_config cfg, ir_diag *d)
             ir_diag_error(d, -1, 0, 0, "%s:%u: NUL byte in a token", path, w->n_ids + 1);
             free(line);
             fclose(f);
+            free(text);
+            free(json_path);
             rt_wp_free(w);
             return NULL;
         }
@@ -95,8 +159,10 @@ rt_wp *rt_wp_load(const char *path, rt_wp_config cfg, ir_diag *d)
     free(line);
     bool err = ferror(f);
     fclose(f);
+    free(text);
     if (err || w->n_ids == 0) {
         ir_diag_error(d, -1, 0, 0, "%s: %s", path, err ? "read error" : "empty vocabulary");
+        free(json_path);
         rt_wp_free(w);
         return NULL;
     }
@@ -115,9 +181,11 @@ rt_wp *rt_wp_load(const char *path, rt_wp_config cfg, ir_diag *d)
     const char *missing = w->unk == UINT32_MAX ? "[UNK]" : w->cls == UINT32_MAX ? "[CLS]" : w->sep == UINT32_MAX ? "[SEP]" : NULL;
     if (missing) {
         ir_diag_error(d, -1, 0, 0, "%s: no %s token in the vocabulary", path, missing);
+        free(json_path);
         rt_wp_free(w);
         return NULL;
     }
+    free(json_path);
     return w;
 }
 
@@ -154,7 +222,7 @@ static void push(cps *c, uint32_t cp)
 static bool is_cjk(uint32_t c)
 {
     return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
-           (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+           (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
            (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
@@ -177,18 +245,15 @@ static void normalize(const rt_wp *w, const uint8_t *s, size_t len, cps *out)
             push(out, ' ');
             continue;
         }
-        if (rt_uni_is_other(c))
+        if (rt_uni_is_bert_control(c))
             continue;
         if (rt_uni_is_white_space(c)) {
             push(out, ' ');
             continue;
         }
-        if (is_cjk(c)) {
+        bool cjk = is_cjk(c); /* spaced, then normalized like any character (F900-FAFF decompose) */
+        if (cjk)
             push(out, ' ');
-            push(out, c);
-            push(out, ' ');
-            continue;
-        }
         uint32_t parts[3];
         int k = 1;
         parts[0] = c;
@@ -201,6 +266,8 @@ static void normalize(const rt_wp *w, const uint8_t *s, size_t len, cps *out)
             } else
                 push(out, w->cfg.lowercase ? rt_uni_to_lower(parts[j]) : parts[j]);
         }
+        if (cjk)
+            push(out, ' ');
     }
 }
 

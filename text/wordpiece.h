@@ -8,8 +8,9 @@
  * Encoding, in order:
  *  0. with allow_special, "[PAD]" "[UNK]" "[CLS]" "[SEP]" "[MASK]" (those in the vocabulary) are cut
  *     out of the raw text first and stand for their ids (as the reference's added tokens do);
- *  1. normalize (per code point): drop NUL, U+FFFD and control characters (category C except
- *     \t \n \r); every White_Space character becomes ' '; CJK ideographs get a space on each
+ *  1. normalize (per code point): drop NUL, U+FFFD and control characters (Cc, Cs, Co and
+ *     Unicode 8.0's Cf, except \t \n \r: rt_uni_is_bert_control), keep unassigned code points
+ *     (a word holding one is [UNK] unless the vocabulary has it); every White_Space character becomes ' '; CJK ideographs get a space on each
  *     side; with strip_accents, NFD and drop nonspacing marks (Mn); with lowercase, the simple
  *     lower-case mapping (U+0130 İ gives "i" + U+0307 when accents are kept). Invalid UTF-8
  *     bytes count as U+FFFD, so they are dropped (the reference only ever sees valid text);

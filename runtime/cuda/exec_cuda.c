@@ -19,6 +19,8 @@
 #include "runtime/cuda/cublaslt.h"
 #include "runtime/cuda/cuda_driver.h"
 #include "runtime/cpu/exec_cpu.h" /* rt_attention_grad_f32: staged through the host */
+#include "runtime/clock.h"
+#include "runtime/trace.h"
 
 enum { ERR_CAP = 4096 };
 
@@ -47,6 +49,9 @@ struct rt_cuda_exec {
     bool profile;
     rt_cu_event *ev;            /* with profile: 2 per step */
     double ms[RT_STEP_KIND_COUNT];
+    rt_trace *trace;            /* with profile under --profile: each step a slice on the stream's
+                                   track, at the events' device times (trace.h) */
+    int *trace_desc;            /* per step: its interned description, -1 until first traced */
     char err[ERR_CAP];
 };
 
@@ -374,6 +379,7 @@ void rt_cuda_exec_free(rt_cuda_exec *e)
         cu->DevicePrimaryCtxRelease(e->dev);
     rt_cuda_unload(cu);
     free(e->ev);
+    free(e->trace_desc);
     free(e->mod);
     free(e->base);
     free(e->bound);
@@ -702,21 +708,43 @@ bool rt_cuda_exec_run(rt_cuda_exec *e, ir_diag *d)
         fail(e, d, "running the plan (LOOM_CUDA_SYNC=1 names the failing step)");
         return false;
     }
+    /* the stream has just drained: the last event's device time is now on the host clock, and
+     * every other event is placed by its device time before that one */
+    double synced = rt_now_ms();
     if (e->profile)
         for (int s = 0; s < p->n_steps; s++) {
-            float ms = 0;
-            if (!RT_CU_CHECK(cu, cu->EventElapsedTime(&ms, e->ev[2 * s], e->ev[2 * s + 1]), e->err, ERR_CAP)) {
+            float ms = 0, to_end = 0;
+            if (!RT_CU_CHECK(cu, cu->EventElapsedTime(&ms, e->ev[2 * s], e->ev[2 * s + 1]), e->err, ERR_CAP) ||
+                (e->trace && !RT_CU_CHECK(cu, cu->EventElapsedTime(&to_end, e->ev[2 * s + 1], e->ev[2 * p->n_steps - 1]),
+                                          e->err, ERR_CAP))) {
                 fail(e, d, "reading an event");
                 return false;
             }
             e->ms[p->steps[s].kind] += ms;
+            if (e->trace) {
+                if (e->trace_desc[s] < 0)
+                    e->trace_desc[s] = rt_trace_plan_step(e->trace, p, s);
+                rt_trace_slice(e->trace, RT_TRACE_DEVICE, e->trace_desc[s], synced - to_end - ms, synced - to_end);
+            }
         }
     for (int i = 0; i < p->n_bufs; i++)
         e->stale[i] = p->bufs[i].kind == RT_BUF_OUTPUT;
     return true;
 }
 
-void rt_cuda_exec_profile(rt_cuda_exec *e, bool on) { e->profile = on; }
+void rt_cuda_exec_profile(rt_cuda_exec *e, bool on)
+{
+    e->profile = on;
+    e->trace = on ? rt_trace_active() : NULL;
+    if (e->trace && !e->trace_desc) {
+        e->trace_desc = malloc(sizeof *e->trace_desc * ((size_t)e->plan->n_steps + 1));
+        if (!e->trace_desc)
+            ir_unreachable("out of memory");
+        for (int s = 0; s < e->plan->n_steps; s++)
+            e->trace_desc[s] = -1;
+        rt_trace_track_name(e->trace, RT_TRACE_DEVICE, "cuda stream");
+    }
+}
 
 rt_exec_stats rt_cuda_exec_stats(const rt_cuda_exec *e)
 {

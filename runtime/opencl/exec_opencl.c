@@ -3,6 +3,7 @@
  * enqueues each on the device's in-order queue.
  */
 #include "runtime/clock.h"
+#include "runtime/trace.h"
 #include "runtime/opencl/exec_opencl.h"
 #include "runtime/cpu/exec_cpu.h" /* rt_attention_grad_f32: staged through the host */
 
@@ -31,6 +32,9 @@ struct rt_ocl_exec {
     int max_args;
     bool profile;
     double ms[RT_STEP_KIND_COUNT];
+    rt_trace *trace;   /* with profile under --profile: each step a slice on the queue's track,
+                          timed on the host around a finish of the queue (trace.h) */
+    int *trace_desc;   /* per step: its interned description, -1 until first traced */
     size_t device_bytes;
 };
 
@@ -252,6 +256,7 @@ void rt_ocl_exec_free(rt_ocl_exec *e)
     }
     free(e->groups2);
     free(e->stats);
+    free(e->trace_desc);
     rt_ocl_free(e->arena);
     free(e->own);
     free(e->bound);
@@ -529,7 +534,13 @@ bool rt_ocl_exec_run(rt_ocl_exec *e, ir_diag *d)
         }
         if (ok && e->profile) {
             ok = rt_ocl_finish(e->o, d);
-            e->ms[st->kind] += rt_now_ms() - t0;
+            double t1 = rt_now_ms();
+            e->ms[st->kind] += t1 - t0;
+            if (e->trace) {
+                if (e->trace_desc[s] < 0)
+                    e->trace_desc[s] = rt_trace_plan_step(e->trace, p, s);
+                rt_trace_slice(e->trace, RT_TRACE_DEVICE, e->trace_desc[s], t0, t1);
+            }
         }
         if (!ok)
             ir_diag_note(d, -1, 0, 0, "in step %d of the plan on %s", s, rt_ocl_device_name(e->o));
@@ -537,7 +548,19 @@ bool rt_ocl_exec_run(rt_ocl_exec *e, ir_diag *d)
     return rt_ocl_finish(e->o, d) && ok;
 }
 
-void rt_ocl_exec_profile(rt_ocl_exec *e, bool on) { e->profile = on; }
+void rt_ocl_exec_profile(rt_ocl_exec *e, bool on)
+{
+    e->profile = on;
+    e->trace = on ? rt_trace_active() : NULL;
+    if (e->trace && !e->trace_desc) {
+        e->trace_desc = malloc(sizeof *e->trace_desc * ((size_t)e->plan->n_steps + 1));
+        if (!e->trace_desc)
+            ir_unreachable("out of memory");
+        for (int s = 0; s < e->plan->n_steps; s++)
+            e->trace_desc[s] = -1;
+        rt_trace_track_name(e->trace, RT_TRACE_DEVICE, "opencl queue");
+    }
+}
 
 rt_exec_stats rt_ocl_exec_stats_get(const rt_ocl_exec *e)
 {

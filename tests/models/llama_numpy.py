@@ -38,12 +38,12 @@ def silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-def forward(p, tokens, targets, n_layer, n_head, n_kv_head, eps=1e-5, theta=10000.0):
-    """Returns (logits, loss)."""
+def forward(p, tokens, targets, n_layer, n_head, n_kv_head, eps=1e-5, theta=10000.0, head_dim=None):
+    """Returns (logits, loss). head_dim: config.json's, when not d_model / n_head."""
     B, T = tokens.shape
     x = p["model.embed_tokens.weight"][tokens]
     C = x.shape[-1]
-    D = C // n_head
+    D = head_dim or C // n_head
     causal = np.triu(np.ones((T, T), dtype=bool), k=1)
     for l in range(n_layer):
         pre = f"model.layers.{l}."
@@ -54,11 +54,12 @@ def forward(p, tokens, targets, n_layer, n_head, n_kv_head, eps=1e-5, theta=1000
         q, k = rope(q, theta), rope(k, theta)
         k, v = repeat_kv(k, n_head // n_kv_head), repeat_kv(v, n_head // n_kv_head)
         scores = np.where(causal, -np.inf, q @ k.transpose(0, 1, 3, 2) / np.sqrt(D))
-        a = (softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(B, T, C)
+        a = (softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(B, T, n_head * D)
         x = x + a @ p[pre + "self_attn.o_proj.weight"].T
         h = rms_norm(x, p[pre + "post_attention_layernorm.weight"], eps)
         gate = silu(h @ p[pre + "mlp.gate_proj.weight"].T)
         up = h @ p[pre + "mlp.up_proj.weight"].T
         x = x + (gate * up) @ p[pre + "mlp.down_proj.weight"].T
-    logits = rms_norm(x, p["model.norm.weight"], eps) @ p["lm_head.weight"].T
+    head = p["lm_head.weight"] if "lm_head.weight" in p else p["model.embed_tokens.weight"]  # tied
+    logits = rms_norm(x, p["model.norm.weight"], eps) @ head.T
     return logits, cross_entropy(logits, targets)

