@@ -33,6 +33,7 @@ JOB(build, eng_build)
 JOB(gather, eng_gather)
 JOB(plot, eng_plot)
 JOB(trace_merge, eng_trace_merge)
+JOB(plan, eng_plan)
 
 static const struct {
     const char *name;
@@ -52,6 +53,7 @@ static const struct {
     {"embed", cmd_embed, "embed FILE --weights W --vocab vocab.txt SENTENCE...  sentence embeddings"},
     {"gather", cmd_gather, "gather CKPT -o W.safetensors  the whole params of a sharded (tp/pp) checkpoint"},
     {"plot", cmd_plot, "plot LOG... -o curve.svg     loss curves of loom train --log files"},
+    {"plan", cmd_plan, "plan FILE --devices N [--device-memory 80GiB] [--batch B] ...  choose the mesh for loom train"},
     {"trace-merge", cmd_trace_merge, "trace-merge OUT.json RANK.json...  one timeline of the ranks' --profile files"},
 };
 

@@ -114,6 +114,7 @@ static const entry entries[] = {
     E(MemcpyDtoH, cuMemcpyDtoH),
     E(MemsetD8, cuMemsetD8),
     E(MemcpyDtoDAsync, cuMemcpyDtoDAsync),
+    E(MemcpyHtoDAsync, cuMemcpyHtoDAsync),
     E(MemGetInfo, cuMemGetInfo),
     E(StreamCreate, cuStreamCreate),
     E(StreamDestroy, cuStreamDestroy),

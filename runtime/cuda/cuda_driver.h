@@ -87,6 +87,7 @@ typedef struct rt_cuda {
     CUresult (*MemcpyDtoH)(void *dst, CUdeviceptr src, size_t bytes);
     CUresult (*MemsetD8)(CUdeviceptr dst, unsigned char value, size_t n);
     CUresult (*MemcpyDtoDAsync)(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream s);
+    CUresult (*MemcpyHtoDAsync)(CUdeviceptr dst, const void *src, size_t bytes, CUstream s);
     CUresult (*MemGetInfo)(size_t *free_bytes, size_t *total_bytes);
     CUresult (*StreamCreate)(CUstream *s, unsigned int flags);
     CUresult (*StreamDestroy)(CUstream s);

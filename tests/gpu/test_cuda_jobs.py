@@ -4,7 +4,7 @@
   1. training: N AdamW steps (default 50, $LOOM_TEST_TRAIN_STEPS) of a tiny GPT-2 on the first
      3000 characters of tinyshakespeare, same seed, on TARGET and on the CPU: every step's loss
      and gradient norm (the --log CSV) within 1e-3 relative of the CPU's (fp32);
-  2. generation: greedy `loom generate --target TARGET` (recomputing, no KV cache on a device)
+  2. generation: greedy `loom generate --target TARGET` (the KV cache on the device)
      writes the CPU's tokens (with the KV cache) for 24 steps of a tiny GPT-2 with GPT-2's
      vocabulary, and logits within 1e-3 · max(1, |cpu|);
   3. executables: `loom build --target TARGET` of the tiny GPT-2 writes the outputs of
