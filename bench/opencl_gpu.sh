@@ -2,7 +2,7 @@
 # opencl_gpu.sh — the OpenCL suite and GPT-2 small benchmark on the lent GPU machine.
 #   here:  bench/opencl_gpu.sh pack BUILD   packs BUILD/loom, test_opencl_ops, test_opencl and
 #          their shared libraries (LLVM, OpenBLAS, CLBlast, cJSON, MPI, the ICD loader) into
-#          .devpack-ocl/ (git-excluded; tools/devpack.sh's logic, another folder so that it does
+#          .devpack-ocl/ (in .gitignore; tools/devpack.sh's logic, another folder so that it does
 #          not clash with the CUDA pack); then device run with carry [".devpack-ocl"] and the
 #          command `bash bench/opencl_gpu.sh run`.
 #   there: lists the ICDs (an nvidia.icd is added under OCL_ICD_VENDORS when the driver's
@@ -21,7 +21,6 @@ pack)
       while read -r l; do cp -Ln "$l" "$lib/" 2>/dev/null || true; done
   done
   tar -C /tmp -cf - devpack-ocl-lib | xz -T0 -3 > "$out/lib.tar.xz"
-  grep -qx '/.devpack-ocl/' .git/info/exclude 2>/dev/null || echo '/.devpack-ocl/' >> .git/info/exclude
   du -sh "$out"
   ;;
 run)

@@ -11,7 +11,15 @@ fp32 throughout with TF32 off (torch.backends.*.allow_tf32 = False), as loom's c
 shape: 3 warm-up forwards, then 10 timed with CUDA events; the median ms and TFLOP/s with the
 FLOP count bench_cuda uses (2·M·N·K per matmul, attention 2·B·H·T·T·(2·Dh), the full T×T).
 --compare-logits: runs the tokens of TOKENS through the model and prints the max abs and rel
-error of loom's logits against PyTorch's (an independent check of the CUDA backend)."""
+error of loom's logits against PyTorch's (an independent check of the CUDA backend).
+
+--train B T: the training step instead (issue 16's comparison): forward, cross-entropy on
+random next tokens, backward and fused AdamW, with the weights as trainable fp32 masters,
+under --dtype bf16 (autocast, the default: tensor cores, fp32 accumulation) or fp32 (TF32
+off), eager and then torch.compile (--no-compile: eager only). Each: 3 warm-up steps, then
+--steps timed with CUDA events; the median ms, tokens/s and MFU against --peak-tflops (H200
+dense bf16 989; fp32 67) with 6·N·tokens + the attention FLOPs (3× bench_cuda's forward). Also
+the device-to-device copy bandwidth (a 4 GiB copy, bytes read + written): the memory ceiling."""
 import argparse
 import math
 
@@ -44,6 +52,66 @@ def flops(B, T, C, L, V):
     return L * per_layer + 2 * tokens * C * V
 
 
+def train_step_bench(p, B, T, n_layer, n_head, dtype, steps, compile_, peak):
+    """Median ms of a training step (eager, then compiled) printed with tokens/s and MFU."""
+    dev = p["wte.weight"].device
+    V, C = p["wte.weight"].shape
+    params = {k: torch.nn.Parameter(v.clone()) for k, v in p.items()}
+    opt = torch.optim.AdamW(params.values(), lr=1e-4, fused=True)
+    tokens = torch.randint(0, V, (B, T + 1), device=dev)
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    f = 3 * flops(B, T, C, n_layer, V)  # forward + backward (two GEMMs per forward GEMM)
+    amp = dtype == "bf16"
+
+    def loss_of(x, y):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            logits = forward(params, x, n_layer, n_head)
+        return F.cross_entropy(logits.float().view(-1, V), y.reshape(-1))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(x, y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for mode in ["eager", "compile"] if compile_ else ["eager"]:
+        loss_fn = torch.compile(loss_of) if mode == "compile" else loss_of
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(steps):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            loss = step()
+            e.record()
+            torch.cuda.synchronize()
+            times.append(s.elapsed_time(e))
+        times.sort()
+        ms = times[len(times) // 2]
+        print(f"torch {mode} train step {dtype} B={B} T={T}: median {ms:.2f} ms, min {times[0]:.2f} ms; "
+              f"{B * T / ms * 1e3:,.0f} tok/s; {f / ms / 1e9:.1f} TFLOP/s, MFU {100 * f / ms / 1e9 / peak:.1f}% "
+              f"of {peak:g}; loss {loss.item():.4f}")
+
+
+def copy_bandwidth(dev):
+    n = 1 << 30  # 4 GiB of f32
+    a = torch.empty(n, dtype=torch.float32, device=dev)
+    b = torch.empty_like(a)
+    for _ in range(3):
+        b.copy_(a)
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    for _ in range(10):
+        b.copy_(a)
+    e.record()
+    torch.cuda.synchronize()
+    ms = s.elapsed_time(e) / 10
+    print(f"device-to-device copy: {2 * 4 * n / ms / 1e9:.0f} GB/s (read + written, 4 GiB, {ms:.2f} ms)")
+    del a, b
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("weights")
@@ -52,6 +120,11 @@ def main():
     ap.add_argument("--shapes", nargs="*", default=["1x1024", "16x1024"])
     ap.add_argument("--compare-logits")
     ap.add_argument("--tokens")
+    ap.add_argument("--train", nargs=2, type=int, metavar=("B", "T"))
+    ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--peak-tflops", type=float)
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -59,6 +132,11 @@ def main():
     p = {k: v.to(dev, torch.float32) for k, v in load_file(a.weights).items()}
     V, C = p["wte.weight"].shape
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}; GPT-2 C={C} L={a.n_layer} V={V}, fp32, TF32 off")
+    if a.train:
+        peak = a.peak_tflops or (989.0 if a.dtype == "bf16" else 67.0)
+        copy_bandwidth(dev)
+        train_step_bench(p, a.train[0], a.train[1], a.n_layer, a.n_head, a.dtype, a.steps, not a.no_compile, peak)
+        return
     with torch.no_grad():
         if a.compare_logits:
             tokens = load_file(a.tokens)["tokens"].to(dev, torch.long)

@@ -174,6 +174,7 @@ static const command_help helps[] = {
      "  --top-p P            nucleus (default: 1)\n"
      "  --seed S             the sampler's seed (default: 0)\n"
      "  --ignore-eos         do not stop at end-of-text\n"
+     "  --target T           cpu, cuda or opencl[:P[:D]] (default: cpu; the KV cache lives on the device)\n"
      "  --recompute          no KV cache (for tests)\n"
      "  --dump-logits FILE   each step's id and logits (tests)\n"
      "  --profile FILE.json  a timeline of prefill and decode (docs/profiling.md)\n"

@@ -106,7 +106,7 @@ void coll_describe_rank(const coll_comm *c, char *buf, size_t cap)
              c->rank, c->size, c->name, c->world_rank, c->world_size, host, (long)getpid());
 }
 
-_Noreturn void coll_fail_timeout(coll_comm *c, const coll_call *call)
+void coll_report_timeout(coll_comm *c, const coll_call *call)
 {
     char who[256];
     coll_describe_rank(c, who, sizeof who);
@@ -117,12 +117,10 @@ _Noreturn void coll_fail_timeout(coll_comm *c, const coll_call *call)
             "LOOM_COLL_TIMEOUT=seconds to wait longer.\n",
             who, call->op, call->seq, call->detail, c->timeout_s, c->name);
     fflush(stderr);
-    c->ops->abort_job(c, 1);
-    _Exit(1);
 }
 
-_Noreturn void coll_fail_lib(coll_comm *c, const coll_call *call, const char *fn,
-                             const char *file, int line, const char *libmsg, const char *hint)
+void coll_report_lib(coll_comm *c, const coll_call *call, const char *fn, const char *file, int line,
+                     const char *libmsg, const char *hint)
 {
     char who[256];
     coll_describe_rank(c, who, sizeof who);
@@ -133,6 +131,19 @@ _Noreturn void coll_fail_lib(coll_comm *c, const coll_call *call, const char *fn
     if (hint)
         fprintf(stderr, "---> HINT: %s\n", hint);
     fflush(stderr);
+}
+
+_Noreturn void coll_fail_timeout(coll_comm *c, const coll_call *call)
+{
+    coll_report_timeout(c, call);
+    c->ops->abort_job(c, 1);
+    _Exit(1);
+}
+
+_Noreturn void coll_fail_lib(coll_comm *c, const coll_call *call, const char *fn,
+                             const char *file, int line, const char *libmsg, const char *hint)
+{
+    coll_report_lib(c, call, fn, file, line, libmsg, hint);
     c->ops->abort_job(c, 1);
     _Exit(1);
 }
@@ -204,6 +215,39 @@ static double env_timeout(void)
     return COLL_DEFAULT_TIMEOUT_S;
 }
 
+/* COLL_BACKEND_AUTO's choice before any library is touched: $LOOM_COLL, else NCCL for GPU
+ * ranks (*fallback: MPI where two ranks share a GPU), else MPI for more than one rank. */
+static bool choose_backend(const coll_options *opt, coll_backend *b, bool *fallback, coll_error *err)
+{
+    coll_launch l;
+    if (!coll_launch_detect(&l, err))
+        return false;
+    const char *env = getenv("LOOM_COLL");
+    *fallback = false;
+    if (env && *env && strcmp(env, "auto") != 0) {
+        if (strcmp(env, "mpi") == 0)
+            *b = COLL_BACKEND_MPI;
+        else if (strcmp(env, "nccl") == 0)
+            *b = COLL_BACKEND_NCCL;
+        else {
+            err->code = COLL_ERR_ARG;
+            snprintf(err->message, sizeof err->message,
+                     "coll: LOOM_COLL='%s' is not a collectives backend: choose mpi or nccl (or leave it unset: "
+                     "nccl for --target cuda ranks, else mpi)",
+                     env);
+            return false;
+        }
+        return true;
+    }
+    if (opt && opt->gpu) {
+        *b = COLL_BACKEND_NCCL;
+        *fallback = true;
+        return true;
+    }
+    *b = l.size > 1 ? COLL_BACKEND_MPI : COLL_BACKEND_SINGLE;
+    return true;
+}
+
 coll_comm *coll_init(coll_backend b, const coll_options *opt, coll_error *err)
 {
     coll_error scratch;
@@ -211,19 +255,10 @@ coll_comm *coll_init(coll_backend b, const coll_options *opt, coll_error *err)
         err = &scratch;
     err->code = COLL_OK;
     err->message[0] = 0;
-    if (b == COLL_BACKEND_AUTO) {
-        coll_launch l;
-        if (!coll_launch_detect(&l, err))
-            return NULL;
-        b = l.size > 1 ? COLL_BACKEND_MPI : COLL_BACKEND_SINGLE;
-    }
-    if (b == COLL_BACKEND_NCCL) {
-        err->code = COLL_ERR_UNSUPPORTED;
-        snprintf(err->message, sizeof err->message,
-                 "coll: the NCCL backend is not built yet; use --backend=mpi");
+    bool fallback = false;
+    if (b == COLL_BACKEND_AUTO && !choose_backend(opt, &b, &fallback, err))
         return NULL;
-    }
-    if (b != COLL_BACKEND_SINGLE && b != COLL_BACKEND_MPI) {
+    if (b != COLL_BACKEND_SINGLE && b != COLL_BACKEND_MPI && b != COLL_BACKEND_NCCL) {
         err->code = COLL_ERR_ARG;
         snprintf(err->message, sizeof err->message, "coll: unknown backend %d", (int)b);
         return NULL;
@@ -240,12 +275,17 @@ coll_comm *coll_init(coll_backend b, const coll_options *opt, coll_error *err)
     snprintf(c->name, sizeof c->name, "world");
     c->timeout_s = opt && opt->timeout_s != 0 ? (opt->timeout_s > 0 ? opt->timeout_s : -1) : env_timeout();
     c->algo = opt ? opt->allreduce : COLL_ALGO_BACKEND;
-    coll_status st = b == COLL_BACKEND_MPI ? coll_mpi_init(c, err) : coll_single_init(c, err);
+    coll_options none = {0};
+    coll_status st = b == COLL_BACKEND_MPI    ? coll_mpi_init(c, err)
+                     : b == COLL_BACKEND_NCCL ? coll_nccl_init(c, opt ? opt : &none, fallback, err)
+                                              : coll_single_init(c, err);
     if (st != COLL_OK) {
         err->code = st;
         free(c);
         return NULL;
     }
+    if (c->backend != COLL_BACKEND_NCCL)
+        c->caps = c->ops->caps;
     return c;
 }
 
@@ -273,6 +313,8 @@ coll_status coll_split(coll_comm *c, int color, int key, coll_comm **out)
     n->local_size = c->local_size;
     n->timeout_s = c->timeout_s;
     n->algo = c->algo;
+    n->caps = c->caps;
+    n->stream = c->stream;
     n->observer = c->observer;
     n->observer_ctx = c->observer_ctx;
     memcpy(n->name, c->name, sizeof n->name);
@@ -292,7 +334,8 @@ int coll_world_rank(const coll_comm *c) { return c->world_rank; }
 int coll_local_rank(const coll_comm *c) { return c->local_rank; }
 int coll_local_size(const coll_comm *c) { return c->local_size; }
 coll_backend coll_backend_of(const coll_comm *c) { return c->backend; }
-unsigned coll_caps(const coll_comm *c) { return c->ops->caps; }
+unsigned coll_caps(const coll_comm *c) { return c->caps; }
+void *coll_stream(const coll_comm *c) { return c->stream; }
 const char *coll_name(const coll_comm *c) { return c->name; }
 void coll_set_name(coll_comm *c, const char *name) { snprintf(c->name, sizeof c->name, "%s", name ? name : ""); }
 void coll_set_timeout(coll_comm *c, double seconds) { c->timeout_s = seconds > 0 ? seconds : -1; }
@@ -368,6 +411,9 @@ static coll_status check_tag(coll_comm *c, const char *fn, int tag)
     return COLL_OK;
 }
 
+/* Whether c takes device pointers: then no memcpy here, every operation goes to the backend. */
+static bool device_buffers(const coll_comm *c) { return (c->caps & COLL_CAP_DEVICE_BUFFERS) != 0; }
+
 #define TRY(x)                     \
     do {                           \
         coll_status st_ = (x);     \
@@ -387,10 +433,15 @@ coll_status coll_allreduce(coll_comm *c, const void *s, void *r, size_t n, coll_
     char detail[128];
     snprintf(detail, sizeof detail, "%s %s, %zu elements, %s", coll_dtype_name(dt),
              coll_op_name(op), n, coll_algo_name(c->algo));
+    if (device_buffers(c) && c->algo != COLL_ALGO_BACKEND)
+        return coll_set_error(c, COLL_ERR_UNSUPPORTED,
+                              "coll_allreduce: the %s algorithm needs host buffers; '%s' takes device buffers "
+                              "(use --allreduce backend: NCCL picks its own, NCCL_ALGO=Ring|Tree chooses)",
+                              coll_algo_name(c->algo), c->name);
     coll_call call = begin(c, "allreduce", detail);
     if (n == 0)
         return COLL_OK;
-    if (c->size == 1) {
+    if (c->size == 1 && !device_buffers(c)) {
         if (s != r)
             memcpy(r, s, bytes);
         return COLL_OK;
@@ -414,7 +465,7 @@ coll_status coll_allgather(coll_comm *c, const void *s, void *r, size_t n, coll_
     coll_call call = begin(c, "allgather", detail);
     if (n == 0)
         return COLL_OK;
-    if (c->size == 1) {
+    if (c->size == 1 && !device_buffers(c)) {
         if (s != r)
             memcpy(r, s, bytes);
         return COLL_OK;
@@ -435,7 +486,7 @@ coll_status coll_reduce_scatter(coll_comm *c, const void *s, void *r, size_t n, 
     coll_call call = begin(c, "reduce_scatter", detail);
     if (n == 0)
         return COLL_OK;
-    if (c->size == 1) {
+    if (c->size == 1 && !device_buffers(c)) {
         memcpy(r, s, bytes);
         return COLL_OK;
     }
@@ -497,11 +548,7 @@ coll_status coll_send_async(coll_comm *c, const void *buf, size_t n, coll_dtype 
     TRY(send_call(c, "coll_send_async", buf, n, dt, dest, tag, detail, sizeof detail, &call));
     if (n == 0)
         return COLL_OK;
-    void *copy = malloc(n * coll_dtype_size(dt));
-    if (!copy)
-        return coll_set_error(c, COLL_ERR_NOMEM, "coll_send_async: out of memory for %zu elements", n);
-    memcpy(copy, buf, n * coll_dtype_size(dt));
-    return observed(c, &call, dest, tag, n * coll_dtype_size(dt), c->ops->isend(c, copy, n, dt, dest, tag, &call));
+    return observed(c, &call, dest, tag, n * coll_dtype_size(dt), c->ops->isend(c, buf, n, dt, dest, tag, &call));
 }
 
 coll_status coll_flush(coll_comm *c)
@@ -553,6 +600,9 @@ coll_status coll_sendrecv(coll_comm *c, const void *s, size_t sn, int dest, void
 
 coll_status coll_sync(coll_comm *c)
 {
-    (void)c; /* host backends complete every operation before returning */
-    return COLL_OK;
+    c->err[0] = 0;
+    if (!c->ops->sync) /* host backends complete every operation before returning */
+        return COLL_OK;
+    coll_call call = begin(c, "sync", "what was enqueued");
+    return c->ops->sync(c, &call);
 }

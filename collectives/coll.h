@@ -1,5 +1,5 @@
 /* coll.h — the one communicator interface of loom: collectives and point-to-point messages
- * between the ranks of a job, whatever carries them (one process, MPI, later NCCL).
+ * between the ranks of a job, whatever carries them (one process, MPI, NCCL).
  *
  * Model. A job is `size` ranks; a communicator (coll_comm) is an ordered group of them. Every
  * rank of a communicator calls its collectives in the same order with matching arguments
@@ -23,21 +23,40 @@
  * with MPI_THREAD_FUNNELED, so all of the process's collectives come from the thread that
  * called coll_init.
  *
- * Buffers. Today every buffer is host memory. Elements are counted, not bytes. In-place:
- * allreduce with sendbuf == recvbuf, allgather with sendbuf == recvbuf + rank·count (the
- * rank's own block). Any other overlap between send and receive buffers is an argument error.
+ * Buffers. Elements are counted, not bytes. In-place: allreduce with sendbuf == recvbuf,
+ * allgather with sendbuf == recvbuf + rank·count (the rank's own block). Any other overlap
+ * between send and receive buffers is an argument error. Buffers are host memory, except on
+ * a comm whose coll_caps has COLL_CAP_DEVICE_BUFFERS (below).
  *
- * Device buffers (the NVIDIA issue; designed for, not built):
- *   - NCCL takes device pointers directly: a comm created with coll_options.device_buffers,
- *     a device and a stream accepts device buffers; operations are enqueued on the stream and return at once;
- *     coll_sync waits for the stream and reports ncclCommGetAsyncError; the timeout is enforced
- *     by a watchdog that polls the operation's completion event and calls ncclCommAbort on
- *     expiry (NCCL has no per-call timeout of its own).
- *   - MPI (and the single backend) take host buffers: the runtime, which owns the devices,
- *     stages a device buffer through a pinned host buffer of its arena (copy out, collective,
- *     copy back). coll_caps(comm) says which a comm accepts (COLL_CAP_DEVICE_BUFFERS), so the
+ * Device buffers (NCCL, coll_nccl.c; docs/cluster.md "NCCL"):
+ *   - A comm made with coll_options.device_buffers on the NCCL backend takes device pointers
+ *     (CUdeviceptr values cast to void *) of its device, with no host staging: every operation
+ *     is enqueued on the comm's stream (coll_options.stream, else one of its own) and returns
+ *     at once; coll_caps says COLL_CAP_DEVICE_BUFFERS | COLL_CAP_ASYNC. coll_sync waits for what
+ *     was enqueued and reports ncclCommGetAsyncError. The timeout is enforced by a watchdog
+ *     thread that polls each operation's completion event (and NCCL's asynchronous error): past
+ *     the deadline it prints the operation, calls ncclCommAbort and ends the process (the
+ *     launcher then ends the job). Point to point: NCCL has no tags and matches messages by
+ *     order between two ranks, so every rank must receive from a peer in the order the peer
+ *     sent (tags are checked for range only); sends are copied (stream-ordered) and posted in
+ *     one NCCL group with the rank's next receive, sendrecv, or flush, so no order of sends and
+ *     receives deadlocks, as with MPI. Ring and tree allreduce (coll_algo.c) need host
+ *     buffers: COLL_ERR_UNSUPPORTED (NCCL picks its own algorithm; NCCL_ALGO chooses).
+ *   - Without device_buffers an NCCL comm takes host buffers, as MPI and single do: each
+ *     collective is staged through a device buffer of the comm (copy in, NCCL, copy out, wait)
+ *     and point-to-point messages go through the comm's host communicator (MPI), tags and all.
+ *     This is what the mesh runner uses while its values live in host memory.
+ *   - MPI and single take host buffers only; the runtime, which owns the devices, stages a
+ *     device buffer through host memory. coll_caps(comm) says which a comm accepts, so the
  *     executor decides once per comm, not per call. (A CUDA-aware MPI could take device
  *     pointers too; loom does not rely on it.)
+ *
+ * Choosing the backend (coll_init with COLL_BACKEND_AUTO): $LOOM_COLL=mpi|nccl first (any other
+ * value is an error naming the choices; "auto" or empty: as unset); else NCCL when
+ * coll_options.gpu says the ranks compute on CUDA GPUs — unless two ranks share one GPU (NCCL
+ * refuses that: "invalid usage"), then MPI; else MPI when a launcher started more than one
+ * rank, else single. NCCL without a driver, a device or libnccl.so.2 is an error on every rank
+ * (never a silent fallback): "coll: NCCL backend: no CUDA driver found (libcuda.so.1: ...)".
  */
 #ifndef LOOM_COLL_H
 #define LOOM_COLL_H
@@ -58,10 +77,10 @@ typedef enum {
 } coll_status;
 
 typedef enum {
-    COLL_BACKEND_AUTO,   /* MPI when a launcher started more than one rank, else single */
+    COLL_BACKEND_AUTO,   /* $LOOM_COLL, else NCCL for GPU ranks, else MPI or single (above) */
     COLL_BACKEND_SINGLE, /* one process: size 1, no library */
     COLL_BACKEND_MPI,
-    COLL_BACKEND_NCCL,   /* reserved: the NVIDIA issue */
+    COLL_BACKEND_NCCL,   /* NCCL over the ranks' GPUs, bootstrapped over MPI (coll_nccl.c) */
 } coll_backend;
 
 typedef enum { COLL_F32, COLL_F64, COLL_I32, COLL_I64, COLL_DTYPE_COUNT } coll_dtype;
@@ -92,10 +111,16 @@ typedef struct {
      * the environment, else COLL_DEFAULT_TIMEOUT_S. Negative: no timeout. */
     double timeout_s;
     coll_algo allreduce;  /* default COLL_ALGO_BACKEND (0) */
-    /* Reserved for NCCL (host backends ignore them): buffers are device pointers of CUDA
-     * device `device`, operations are enqueued on `stream` (a cudaStream_t). */
+    /* The ranks compute on CUDA GPUs: COLL_BACKEND_AUTO picks NCCL (see above). */
+    bool gpu;
+    /* NCCL only (host backends ignore them). device_buffers: the comm's buffers are device
+     * pointers and its operations are enqueued on the stream (else host buffers, staged).
+     * context: a CUcontext to work in, whose device the comm uses; NULL: the primary context of
+     * device local_rank mod device count. stream: a CUstream of that context to enqueue on
+     * (the caller's, so its kernels and the collectives are ordered); NULL: the comm makes its
+     * own. Both stay the caller's. Sub-communicators share their parent's. */
     bool device_buffers;
-    int device;
+    void *context;
     void *stream;
 } coll_options;
 
@@ -103,9 +128,11 @@ typedef struct {
 
 /* ---- setup -------------------------------------------------------------------------------- */
 
-/* The world communicator of backend b (COLL_BACKEND_AUTO: see coll_launch_detect). opt may be
- * NULL (defaults). MPI: initializes MPI (MPI_THREAD_FUNNELED: call collectives from one
- * thread) unless the program already did. Returns NULL and fills *err on failure. */
+/* The world communicator of backend b (COLL_BACKEND_AUTO: $LOOM_COLL, opt->gpu and the
+ * launcher, as above). opt may be NULL (defaults). MPI: initializes MPI (MPI_THREAD_FUNNELED:
+ * call collectives from one thread) unless the program already did. NCCL: also MPI (the
+ * unique id is broadcast over it) when a launcher started more than one rank. Returns NULL and
+ * fills *err on failure (one line, the same on every rank). */
 coll_comm *coll_init(coll_backend b, const coll_options *opt, coll_error *err);
 
 /* Frees comm. On the world communicator it also finalizes the library if coll_init
@@ -176,6 +203,8 @@ coll_status coll_sendrecv(coll_comm *comm, const void *sendbuf, size_t sendcount
 
 /* Completes what is enqueued (a no-op for host backends) and reports asynchronous errors. */
 coll_status coll_sync(coll_comm *comm);
+/* The stream a device-buffer comm enqueues on (a CUstream), NULL for host-buffer comms. */
+void *coll_stream(const coll_comm *comm);
 
 /* Prints `loom: coll: rank R ...: message` and ends the whole job with exit code. */
 _Noreturn void coll_abort(coll_comm *comm, int code, const char *message);

@@ -42,9 +42,10 @@ typedef struct {
     coll_status (*sendrecv)(coll_comm *c, int channel, const void *s, size_t sn, int dest,
                             void *r, size_t rn, int src, coll_dtype dt, int tag,
                             const coll_call *call);
-    /* Starts sending buf (n elements, malloc'd: the backend frees it once sent) to dest;
-     * NULL: coll.c sends synchronously. flush completes every started send. */
-    coll_status (*isend)(coll_comm *c, void *buf, size_t n, coll_dtype dt, int dest, int tag,
+    /* Starts sending buf (n elements, the caller's) to dest and returns: the backend keeps a
+     * copy if it needs one, buf may be reused at once. NULL: coll.c sends synchronously.
+     * flush completes every started send. */
+    coll_status (*isend)(coll_comm *c, const void *buf, size_t n, coll_dtype dt, int dest, int tag,
                          const coll_call *call);
     coll_status (*flush)(coll_comm *c, const coll_call *call);
     /* *out's backend part (impl); coll.c has filled the rest. COLL_UNDEFINED color: *out is
@@ -52,6 +53,8 @@ typedef struct {
     coll_status (*split)(coll_comm *c, int color, int key, coll_comm *out);
     void (*destroy)(coll_comm *c, bool world);
     void (*abort_job)(coll_comm *c, int code); /* must not return */
+    /* Completes enqueued operations (NULL: none are ever left enqueued). */
+    coll_status (*sync)(coll_comm *c, const coll_call *call);
 } coll_backend_ops;
 
 struct coll_comm {
@@ -59,6 +62,8 @@ struct coll_comm {
     coll_backend backend;
     int rank, size, world_rank, world_size, local_rank, local_size;
     bool world;             /* the comm coll_init returned */
+    unsigned caps;          /* COLL_CAP_* (set by the backend's init or split) */
+    void *stream;           /* device-buffer comms: the CUstream operations go on; else NULL */
     double timeout_s;       /* ≤ 0: none */
     coll_algo algo;
     unsigned long seq;      /* operations issued */
@@ -71,11 +76,18 @@ struct coll_comm {
 
 extern const coll_backend_ops coll_single_ops;
 extern const coll_backend_ops coll_mpi_ops;
+extern const coll_backend_ops coll_nccl_ops;
 
 /* Backend constructors: fill c (ops, rank, size, ...); on failure return a status with the
  * message in err. */
 coll_status coll_single_init(coll_comm *c, coll_error *err);
 coll_status coll_mpi_init(coll_comm *c, coll_error *err);
+/* NCCL over a host comm (MPI when the launcher started more than one rank, else single) that
+ * bootstraps it. fallback (COLL_BACKEND_AUTO): when two ranks share a GPU, c becomes that host
+ * comm instead (rank 0 says so on stderr) and the result is COLL_OK. */
+coll_status coll_nccl_init(coll_comm *c, const coll_options *opt, bool fallback, coll_error *err);
+/* The MPI backend's world comm moved from old to now (a struct copy): its exit report follows. */
+void coll_mpi_rehome(const coll_comm *old, coll_comm *now);
 
 /* Ring and tree allreduce over c->ops->sendrecv (coll_algo.c). */
 coll_status coll_algo_allreduce(coll_comm *c, const void *s, void *r, size_t n, coll_dtype dt,
@@ -92,6 +104,10 @@ coll_status coll_set_error(coll_comm *c, coll_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Writes the "loom: coll: rank R/P (world rank W, 'name', host H, pid N): " prefix. */
 void coll_describe_rank(const coll_comm *c, char *buf, size_t cap);
+/* The two messages below, printed only (the NCCL watchdog ends the process its own way). */
+void coll_report_timeout(coll_comm *c, const coll_call *call);
+void coll_report_lib(coll_comm *c, const coll_call *call, const char *fn, const char *file, int line,
+                     const char *libmsg, const char *hint);
 /* Prints the timeout message for call and aborts the job. */
 _Noreturn void coll_fail_timeout(coll_comm *c, const coll_call *call);
 /* Prints `file:line: FN failed: LIBMSG (during OP #seq, DETAIL)` plus hint and aborts. */

@@ -291,6 +291,12 @@ static void mpi_destroy(coll_comm *c, bool world)
     }
 }
 
+void coll_mpi_rehome(const coll_comm *old, coll_comm *now)
+{
+    if (live_world == old)
+        live_world = now;
+}
+
 static _Noreturn void mpi_abort(coll_comm *c, int code)
 {
     live_world = NULL; /* the abort message was printed */
@@ -413,15 +419,18 @@ static void reap_sends(coll_comm *c, const coll_call *call)
     m->n_pending = kept;
 }
 
-static coll_status mpi_isend(coll_comm *c, void *buf, size_t n, coll_dtype dt, int dest, int tag,
+static coll_status mpi_isend(coll_comm *c, const void *data, size_t n, coll_dtype dt, int dest, int tag,
                              const coll_call *call)
 {
     mpi_state *m = c->impl;
     coll_status st = count_ok(c, call, n);
-    if (st != COLL_OK) {
-        free(buf);
+    if (st != COLL_OK)
         return st;
-    }
+    /* MPI reads the buffer until the send completes: send a copy, freed once it has */
+    void *buf = malloc(n * coll_dtype_size(dt));
+    if (!buf)
+        return coll_set_error(c, COLL_ERR_NOMEM, "coll_send_async: out of memory for %zu elements", n);
+    memcpy(buf, data, n * coll_dtype_size(dt));
     reap_sends(c, call);
     if (m->n_pending == m->cap_pending) {
         int cap = m->cap_pending ? 2 * m->cap_pending : 16;

@@ -719,6 +719,13 @@ bool mesh_coll_options(const char *const *keys, const char *const *values, int n
     return true;
 }
 
+coll_comm *mesh_coll_world(int world, const coll_options *opt, coll_error *err)
+{
+    coll_options o = *opt;
+    o.gpu = o.gpu && world > 1; /* one rank talks to no one: no NCCL to open */
+    return coll_init(COLL_BACKEND_AUTO, &o, err);
+}
+
 bool mesh_exec_job(ir_graph *L, const pass_mesh *m, const mesh_job *j, ir_diag *d)
 {
     eng_profile *prof = eng_profile_start(j->profile, j->who, d);
@@ -727,7 +734,7 @@ bool mesh_exec_job(ir_graph *L, const pass_mesh *m, const mesh_job *j, ir_diag *
         return false;
     }
     coll_error cerr;
-    coll_comm *world = coll_init(m->world > 1 ? COLL_BACKEND_MPI : COLL_BACKEND_SINGLE, &j->coll, &cerr), *axis[IR_MAX_MESH_AXES] = {0};
+    coll_comm *world = mesh_coll_world(m->world, &j->coll, &cerr), *axis[IR_MAX_MESH_AXES] = {0};
     if (!world) {
         ir_diag_error(d, -1, 0, 0, "%s: %s", j->who, cerr.message);
         ir_graph_free(L);
@@ -774,8 +781,8 @@ bool mesh_exec_job(ir_graph *L, const pass_mesh *m, const mesh_job *j, ir_diag *
     double t3 = rt_now_ms();
     eng_trace_span("run", "forward", "", t2, t3);
     if (ok && j->stats)
-        fprintf(stderr, "loom: rank %d: %d steps, compile %.1f ms, run %.1f ms (communication %.1f ms)\n", m->rank,
-                R->n_steps, t1 - t0, t3 - t2, R->comm_ms);
+        fprintf(stderr, "loom: rank %d: %d steps, compile %.1f ms, run %.1f ms (communication %.1f ms, %s)\n",
+                m->rank, R->n_steps, t1 - t0, t3 - t2, R->comm_ms, coll_backend_name(coll_backend_of(world)));
     if (ok && m->rank == 0)
         ok = write_outputs(R, j->outputs);
     if (!ok) {

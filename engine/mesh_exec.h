@@ -60,6 +60,11 @@ const ir_graph *mesh_exec_graph(const mesh_run *R);
  * value. */
 bool mesh_coll_options(const char *const *keys, const char *const *values, int n, const char *cmd,
                        coll_options *out, ir_diag *d);
+/* The world communicator of a mesh of `world` ranks (the launcher started as many):
+ * COLL_BACKEND_AUTO, so $LOOM_COLL=mpi|nccl chooses; else NCCL when opt->gpu (the ranks run on
+ * --target cuda; their values live in host memory, staged by the NCCL comm) and world > 1,
+ * else MPI, or single for one rank. NULL with the reason in *err. */
+coll_comm *mesh_coll_world(int world, const coll_options *opt, coll_error *err);
 /* The buffer of node n's value (its dtype, local shape): fill it for every param and input
  * before mesh_exec_run. */
 void *mesh_exec_value(mesh_run *R, const ir_node *n);

@@ -66,6 +66,7 @@ bool eng_run_mesh(const eng_opts *o, ir_diag *d)
     rt_st_file wf = {0}, inf = {0};
     bool have_w = mesh_coll_options(o->named_key, o->named_value, o->n_named, "run", &job.coll, d) && o->weights &&
                   rt_hf_open_weights(o->weights, &wf, d);
+    job.coll.gpu = o->target && strncmp(o->target, "cuda", 4) == 0; /* NCCL unless $LOOM_COLL says */
     bool have_i = ir_diag_ok(d) && o->inputs && rt_st_open(o->inputs, &inf, d);
     job.weights = have_w ? &wf : NULL;
     job.inputs = have_i ? &inf : NULL;

@@ -1502,7 +1502,8 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
         r->mesh.local_outputs = true;
     }
     coll_error cerr;
-    r->world = coll_init(m.world > 1 ? COLL_BACKEND_MPI : COLL_BACKEND_SINGLE, &copt, &cerr);
+    copt.gpu = o->target && strncmp(o->target, "cuda", 4) == 0;
+    r->world = mesh_coll_world(m.world, &copt, &cerr);
     if (!r->world) {
         ir_diag_error(d, -1, 0, 0, "train: %s", cerr.message);
         return false;

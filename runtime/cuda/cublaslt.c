@@ -7,6 +7,7 @@
  * sequence for A, B and C together are merged; the innermost remaining dim becomes cuBLASLt's
  * strided batch (unless A or B broadcasts along it), and any outer ones are a loop of calls.
  * The algorithm is chosen on the first run (the heuristic looks at pointer alignment) and kept.
+ * Types, enums and prototypes come from the toolkit's cublasLt.h; the library is dlopen'ed.
  */
 #include "runtime/cuda/cublaslt.h"
 
@@ -16,74 +17,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef int lt_status;
-typedef struct lt_handle_st *lt_handle;
-typedef struct lt_desc_st *lt_desc;
-typedef struct lt_layout_st *lt_layout;
-typedef struct lt_pref_st *lt_pref;
-typedef struct {
-    uint64_t data[8];
-} lt_algo;
-typedef struct {
-    lt_algo algo;
-    size_t workspace_size;
-    lt_status state;
-    float waves;
-    int reserved[4];
-} lt_heuristic;
-
-enum {
-    CUDA_R_32F = 0,
-    CUBLAS_COMPUTE_32F = 68,
-    CUBLAS_OP_N = 0,
-    CUBLAS_OP_T = 1,
-    DESC_TRANSA = 3,
-    DESC_TRANSB = 4,
-    DESC_EPILOGUE = 7,
-    DESC_BIAS_POINTER = 8,
-    LAYOUT_BATCH_COUNT = 5,
-    LAYOUT_STRIDED_BATCH_OFFSET = 6,
-    PREF_MAX_WORKSPACE_BYTES = 1,
-    EPI_DEFAULT = 1,
-    EPI_RELU = 2,
-    EPI_BIAS = 4,
-    EPI_RELU_BIAS = 6,
-    EPI_GELU = 32,
-    EPI_GELU_BIAS = 36,
-    ACT_NONE = 0, /* rt_act (plan.h) */
-    ACT_GELU_TANH = 1,
-    ACT_RELU = 3,
-};
+/* cublasLt.h's types under short names */
+typedef cublasStatus_t lt_status;
+typedef cublasLtMatmulAlgo_t lt_algo;
+typedef cublasLtMatmulHeuristicResult_t lt_heuristic;
 
 static const size_t WORKSPACE = 32u << 20;
 
+/* The library: one field per entry point, typed as cublasLt.h's prototype (checked in
+ * rt_cublaslt_load). */
 struct rt_cublaslt {
     const rt_cuda *cu;
     void *lib;
-    lt_handle h;
+    cublasLtHandle_t h;
     rt_cu_deviceptr workspace;
-    lt_status (*Create)(lt_handle *h);
-    lt_status (*Destroy)(lt_handle h);
-    lt_status (*MatmulDescCreate)(lt_desc *d, int compute, int scale);
-    lt_status (*MatmulDescDestroy)(lt_desc d);
-    lt_status (*MatmulDescSetAttribute)(lt_desc d, int attr, const void *buf, size_t n);
-    lt_status (*MatrixLayoutCreate)(lt_layout *l, int type, uint64_t rows, uint64_t cols, int64_t ld);
-    lt_status (*MatrixLayoutDestroy)(lt_layout l);
-    lt_status (*MatrixLayoutSetAttribute)(lt_layout l, int attr, const void *buf, size_t n);
-    lt_status (*MatmulPreferenceCreate)(lt_pref *p);
-    lt_status (*MatmulPreferenceDestroy)(lt_pref p);
-    lt_status (*MatmulPreferenceSetAttribute)(lt_pref p, int attr, const void *buf, size_t n);
-    lt_status (*MatmulAlgoGetHeuristic)(lt_handle h, lt_desc d, lt_layout a, lt_layout b, lt_layout c, lt_layout dd,
-                                        lt_pref p, int requested, lt_heuristic *results, int *returned);
-    lt_status (*Matmul)(lt_handle h, lt_desc d, const void *alpha, const void *a, lt_layout al, const void *b,
-                        lt_layout bl, const void *beta, const void *c, lt_layout cl, void *dd, lt_layout dl,
-                        const lt_algo *algo, void *ws, size_t ws_bytes, rt_cu_stream s);
-    const char *(*GetStatusString)(lt_status st); /* optional */
+    cublasStatus_t (*Create)(cublasLtHandle_t *h);
+    cublasStatus_t (*Destroy)(cublasLtHandle_t h);
+    cublasStatus_t (*MatmulDescCreate)(cublasLtMatmulDesc_t *d, cublasComputeType_t compute, cudaDataType_t scale);
+    cublasStatus_t (*MatmulDescDestroy)(cublasLtMatmulDesc_t d);
+    cublasStatus_t (*MatmulDescSetAttribute)(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const void *buf,
+                                             size_t n);
+    cublasStatus_t (*MatrixLayoutCreate)(cublasLtMatrixLayout_t *l, cudaDataType type, uint64_t rows, uint64_t cols,
+                                         int64_t ld);
+    cublasStatus_t (*MatrixLayoutDestroy)(cublasLtMatrixLayout_t l);
+    cublasStatus_t (*MatrixLayoutSetAttribute)(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t attr,
+                                               const void *buf, size_t n);
+    cublasStatus_t (*MatmulPreferenceCreate)(cublasLtMatmulPreference_t *p);
+    cublasStatus_t (*MatmulPreferenceDestroy)(cublasLtMatmulPreference_t p);
+    cublasStatus_t (*MatmulPreferenceSetAttribute)(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t attr,
+                                                   const void *buf, size_t n);
+    cublasStatus_t (*MatmulAlgoGetHeuristic)(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
+                                             cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd,
+                                             cublasLtMatmulPreference_t p, int requested, lt_heuristic results[],
+                                             int *returned);
+    cublasStatus_t (*Matmul)(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, const void *a,
+                             cublasLtMatrixLayout_t al, const void *b, cublasLtMatrixLayout_t bl, const void *beta,
+                             const void *c, cublasLtMatrixLayout_t cl, void *dd, cublasLtMatrixLayout_t dl,
+                             const lt_algo *algo, void *ws, size_t ws_bytes, cudaStream_t s);
+    const char *(*GetStatusString)(cublasStatus_t st); /* optional */
 };
 
 struct rt_cublaslt_op {
-    lt_desc desc;
-    lt_layout la, lb, lc;      /* cuBLASLt's A (our b), B (our a), C = D */
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc; /* cuBLASLt's A (our b), B (our a), C = D */
     rt_cublaslt_shape sh;
     float alpha, beta;
     bool have_algo;
@@ -102,14 +78,14 @@ static void msg(char *err, size_t cap, const char *fmt, ...)
 static const char *status_name(const rt_cublaslt *lt, lt_status st)
 {
     switch (st) {
-    case 1: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case 3: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case 7: return "CUBLAS_STATUS_INVALID_VALUE";
-    case 8: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case 11: return "CUBLAS_STATUS_MAPPING_ERROR";
-    case 13: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case 14: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case 15: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
     default: return lt && lt->GetStatusString ? lt->GetStatusString(st) : "CUBLAS_STATUS_?";
     }
 }
@@ -118,9 +94,9 @@ static const char *status_name(const rt_cublaslt *lt, lt_status st)
 #define LT_CHECK(lt, expr, err, cap) lt_check((lt), (expr), #expr, __FILE__ ":" RT_CU_STR(__LINE__), (err), (cap))
 static bool lt_check(const rt_cublaslt *lt, lt_status st, const char *call, const char *where, char *err, size_t cap)
 {
-    if (st == 0)
+    if (st == CUBLAS_STATUS_SUCCESS)
         return true;
-    msg(err, cap, "%s: %s: %s (%d)", where, call, status_name(lt, st), st);
+    msg(err, cap, "%s: %s: %s (%d)", where, call, status_name(lt, st), (int)st);
     return false;
 }
 
@@ -146,24 +122,29 @@ rt_cublaslt *rt_cublaslt_load(const rt_cuda *cu, char *err, size_t cap)
         abort();
     lt->cu = cu;
     lt->lib = lib;
+    /* the field, its symbol; the assignment inside sizeof (never evaluated) holds the field's
+     * type to cublasLt.h's prototype of the symbol */
+#define E(field, fn) {(void **)&lt->field + 0 * sizeof(lt->field = fn), #fn}
     struct {
         void **field;
         const char *sym;
     } e[] = {
-        {(void **)&lt->Create, "cublasLtCreate"},
-        {(void **)&lt->Destroy, "cublasLtDestroy"},
-        {(void **)&lt->MatmulDescCreate, "cublasLtMatmulDescCreate"},
-        {(void **)&lt->MatmulDescDestroy, "cublasLtMatmulDescDestroy"},
-        {(void **)&lt->MatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute"},
-        {(void **)&lt->MatrixLayoutCreate, "cublasLtMatrixLayoutCreate"},
-        {(void **)&lt->MatrixLayoutDestroy, "cublasLtMatrixLayoutDestroy"},
-        {(void **)&lt->MatrixLayoutSetAttribute, "cublasLtMatrixLayoutSetAttribute"},
-        {(void **)&lt->MatmulPreferenceCreate, "cublasLtMatmulPreferenceCreate"},
-        {(void **)&lt->MatmulPreferenceDestroy, "cublasLtMatmulPreferenceDestroy"},
-        {(void **)&lt->MatmulPreferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute"},
-        {(void **)&lt->MatmulAlgoGetHeuristic, "cublasLtMatmulAlgoGetHeuristic"},
-        {(void **)&lt->Matmul, "cublasLtMatmul"},
+        E(Create, cublasLtCreate),
+        E(Destroy, cublasLtDestroy),
+        E(MatmulDescCreate, cublasLtMatmulDescCreate),
+        E(MatmulDescDestroy, cublasLtMatmulDescDestroy),
+        E(MatmulDescSetAttribute, cublasLtMatmulDescSetAttribute),
+        E(MatrixLayoutCreate, cublasLtMatrixLayoutCreate),
+        E(MatrixLayoutDestroy, cublasLtMatrixLayoutDestroy),
+        E(MatrixLayoutSetAttribute, cublasLtMatrixLayoutSetAttribute),
+        E(MatmulPreferenceCreate, cublasLtMatmulPreferenceCreate),
+        E(MatmulPreferenceDestroy, cublasLtMatmulPreferenceDestroy),
+        E(MatmulPreferenceSetAttribute, cublasLtMatmulPreferenceSetAttribute),
+        E(MatmulAlgoGetHeuristic, cublasLtMatmulAlgoGetHeuristic),
+        E(Matmul, cublasLtMatmul),
     };
+#undef E
+    (void)sizeof(lt->GetStatusString = cublasLtGetStatusString);
     for (size_t i = 0; i < sizeof e / sizeof *e; i++) {
         *e[i].field = dlsym(lib, e[i].sym);
         if (!*e[i].field) {
@@ -208,12 +189,12 @@ void rt_cublaslt_op_free(rt_cublaslt *lt, rt_cublaslt_op *op)
     free(op);
 }
 
-static bool layout(rt_cublaslt *lt, lt_layout *l, uint64_t rows, uint64_t cols, int64_t ld, int32_t count, int64_t stride,
+static bool layout(rt_cublaslt *lt, cublasLtMatrixLayout_t *l, uint64_t rows, uint64_t cols, int64_t ld, int32_t count, int64_t stride,
                    char *err, size_t cap)
 {
     return LT_CHECK(lt, lt->MatrixLayoutCreate(l, CUDA_R_32F, rows, cols, ld), err, cap) &&
-           (count <= 1 || (LT_CHECK(lt, lt->MatrixLayoutSetAttribute(*l, LAYOUT_BATCH_COUNT, &count, sizeof count), err, cap) &&
-                           LT_CHECK(lt, lt->MatrixLayoutSetAttribute(*l, LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride),
+           (count <= 1 || (LT_CHECK(lt, lt->MatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count), err, cap) &&
+                           LT_CHECK(lt, lt->MatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride),
                                     err, cap)));
 }
 
@@ -263,13 +244,13 @@ bool rt_cublaslt_shape_of(const rt_plan_gemm *g, rt_cublaslt_shape *s, char *err
     bool bias = g->bias.buf >= 0;
     s->kernel_epilogue = g->epi.name && !rt_cublaslt_has_act(g->act);
     if (s->kernel_epilogue)
-        s->epilogue = EPI_DEFAULT;
-    else if (g->act == ACT_RELU)
-        s->epilogue = bias ? EPI_RELU_BIAS : EPI_RELU;
-    else if (g->act == ACT_GELU_TANH)
-        s->epilogue = bias ? EPI_GELU_BIAS : EPI_GELU;
-    else if (g->act == ACT_NONE)
-        s->epilogue = bias ? EPI_BIAS : EPI_DEFAULT;
+        s->epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    else if (g->act == RT_ACT_RELU)
+        s->epilogue = bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+    else if (g->act == RT_ACT_GELU_TANH)
+        s->epilogue = bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+    else if (g->act == RT_ACT_NONE)
+        s->epilogue = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     else {
         msg(err, cap, "the activation %d of a GEMM without epilogue kernel", g->act);
         return false;
@@ -287,7 +268,7 @@ bool rt_cublaslt_shape_of(const rt_plan_gemm *g, rt_cublaslt_shape *s, char *err
  * tanh- and erf-GELU differ by more than that on over half of [-4, 4] (by 4.7e-4 near |x| = 2.7),
  * so an epilogue that were another function fails it. tests/unit/test_cublaslt_shape.c checks
  * without a GPU which epilogue each plan GEMM maps to. */
-bool rt_cublaslt_has_act(int act) { return act == ACT_RELU || act == ACT_GELU_TANH; }
+bool rt_cublaslt_has_act(int act) { return act == RT_ACT_RELU || act == RT_ACT_GELU_TANH; }
 
 bool rt_cublaslt_kernel_epilogue(const rt_cublaslt_op *op) { return op->sh.kernel_epilogue; }
 
@@ -310,12 +291,13 @@ rt_cublaslt_op *rt_cublaslt_prepare(rt_cublaslt *lt, const rt_plan_gemm *g, char
     }
     op->alpha = (float)g->alpha;
     op->beta = (float)g->beta;
+    /* attribute values in the widths cublasLt.h documents: int32 transposes, uint32 epilogue */
     int32_t ta = sh->op[0] ? CUBLAS_OP_T : CUBLAS_OP_N, tb = sh->op[1] ? CUBLAS_OP_T : CUBLAS_OP_N;
     uint32_t epi = (uint32_t)sh->epilogue;
     bool ok = LT_CHECK(lt, lt->MatmulDescCreate(&op->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), err, cap) &&
-              LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, DESC_TRANSA, &ta, sizeof ta), err, cap) &&
-              LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, DESC_TRANSB, &tb, sizeof tb), err, cap) &&
-              LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, DESC_EPILOGUE, &epi, sizeof epi), err, cap) &&
+              LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), err, cap) &&
+              LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), err, cap) &&
+              LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), err, cap) &&
               layout(lt, &op->la, sh->rows[0], sh->cols[0], sh->ld[0], sh->count, sh->stride[0], err, cap) &&
               layout(lt, &op->lb, sh->rows[1], sh->cols[1], sh->ld[1], sh->count, sh->stride[1], err, cap) &&
               layout(lt, &op->lc, sh->rows[2], sh->cols[2], sh->ld[2], sh->count, sh->stride[2], err, cap);
@@ -330,13 +312,13 @@ rt_cublaslt_op *rt_cublaslt_prepare(rt_cublaslt *lt, const rt_plan_gemm *g, char
 
 static bool choose_algo(rt_cublaslt *lt, rt_cublaslt_op *op, char *err, size_t cap)
 {
-    lt_pref pref = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
     uint64_t ws = WORKSPACE;
     lt_heuristic h;
     int got = 0;
     memset(&h, 0, sizeof h);
     bool ok = LT_CHECK(lt, lt->MatmulPreferenceCreate(&pref), err, cap) &&
-              LT_CHECK(lt, lt->MatmulPreferenceSetAttribute(pref, PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), err, cap) &&
+              LT_CHECK(lt, lt->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), err, cap) &&
               LT_CHECK(lt, lt->MatmulAlgoGetHeuristic(lt->h, op->desc, op->la, op->lb, op->lc, op->lc, pref, 1, &h, &got), err,
                        cap);
     if (pref)
@@ -358,7 +340,7 @@ bool rt_cublaslt_run(rt_cublaslt *lt, const rt_cublaslt_op *cop, rt_cu_deviceptr
     rt_cublaslt_op *op = (rt_cublaslt_op *)cop;
     if (bias) {
         void *bp = (void *)(uintptr_t)bias;
-        if (!LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, DESC_BIAS_POINTER, &bp, sizeof bp), err, cap))
+        if (!LT_CHECK(lt, lt->MatmulDescSetAttribute(op->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp), err, cap))
             return false;
     }
     if (!op->have_algo && !choose_algo(lt, op, err, cap))

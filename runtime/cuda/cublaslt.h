@@ -1,7 +1,8 @@
 /* cublaslt.h — cuBLASLt loaded at run time with dlopen, for the CUDA executor's GEMMs.
  *
- * As with the driver (cuda_driver.h), no CUDA header is needed: only the entry points loom
- * uses are declared, with cublasLt.h's ABI (opaque handles, enum values of CUDA 12/13).
+ * As with the driver (cuda_driver.h), the types and enums are the toolkit's (cublasLt.h, found
+ * by CMake under $CUDA_HOME/include) and the library is opened with dlopen, never linked: a
+ * program starts without it and says why when a GEMM needs it.
  * rt_cublaslt_gemm runs one plan GEMM (row-major, strided batches over up to
  * RT_PLAN_MAX_BATCH dims, transposes, leading dims, alpha/beta, bias and relu/gelu-tanh
  * epilogues; other activations are the step's epilogue kernel, run by the executor) in fp32 with fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32) on a stream.
@@ -12,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cublasLt.h>
 
 #include "runtime/cuda/cuda_driver.h"
 #include "plan/plan.h"
@@ -33,7 +36,7 @@ typedef struct {
     int nouter;
     int64_t outer[RT_PLAN_MAX_BATCH], outer_stride[RT_PLAN_MAX_BATCH][3];
     int64_t calls;   /* product of outer */
-    int epilogue;    /* cublasLtEpilogue_t: 1 default, 2 relu, 4 bias, 6 relu+bias, 32 gelu, 36 gelu+bias */
+    cublasLtEpilogue_t epilogue; /* CUBLASLT_EPILOGUE_DEFAULT, _RELU, _BIAS, _RELU_BIAS, _GELU, _GELU_BIAS */
     bool kernel_epilogue; /* the step's epilogue kernel runs after the GEMM (bias and activation:
                              epilogue is 1) rather than cuBLASLt's own */
 } rt_cublaslt_shape;

@@ -1,7 +1,7 @@
 /* cuda_driver.c — the CUDA driver API through dlopen/dlsym (see cuda_driver.h): loading and
  * resolving the entry points, the check function behind RT_CU_CHECK, PTX loading with the
- * JIT's logs, and the device listing. No CUDA header and no link-time dependency: a machine
- * without a driver gets a clear message, never a loader error.
+ * JIT's logs, and the device listing. cuda.h gives the types and the symbol names; there is no
+ * link-time dependency: a machine without a driver gets a clear message, never a loader error.
  */
 #include "runtime/cuda/cuda_driver.h"
 
@@ -25,34 +25,37 @@ static const struct {
     rt_cu_result r;
     const char *name, *str;
 } known[] = {
-    {1, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
-    {2, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
-    {3, "CUDA_ERROR_NOT_INITIALIZED", "initialization error"},
-    {34, "CUDA_ERROR_STUB_LIBRARY", "CUDA driver is a stub library"},
-    {35, "CUDA_ERROR_INSUFFICIENT_DRIVER", "CUDA driver version is insufficient for CUDA runtime version"},
-    {100, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"},
-    {200, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
-    {201, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
-    {209, "CUDA_ERROR_NO_BINARY_FOR_GPU", "no kernel image is available for execution on the device"},
-    {218, "CUDA_ERROR_INVALID_PTX", "a PTX JIT compilation failed"},
-    {222, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION", "the provided PTX was compiled with an unsupported toolchain"},
-    {400, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
-    {500, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
-    {700, "CUDA_ERROR_ILLEGAL_ADDRESS", "an illegal memory access was encountered"},
-    {701, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", "too many resources requested for launch"},
-    {719, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
-    {803, "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH", "system has unsupported display driver / cuda driver combination"},
-    {999, "CUDA_ERROR_UNKNOWN", "unknown error"},
+    {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {CUDA_ERROR_NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED", "initialization error"},
+    {CUDA_ERROR_STUB_LIBRARY, "CUDA_ERROR_STUB_LIBRARY", "CUDA driver is a stub library"},
+    {CUDA_ERROR_CALL_REQUIRES_NEWER_DRIVER, "CUDA_ERROR_CALL_REQUIRES_NEWER_DRIVER", "API call requires a newer CUDA driver"},
+    {CUDA_ERROR_NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"},
+    {CUDA_ERROR_INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
+    {CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
+    {CUDA_ERROR_NO_BINARY_FOR_GPU, "CUDA_ERROR_NO_BINARY_FOR_GPU", "no kernel image is available for execution on the device"},
+    {CUDA_ERROR_INVALID_PTX, "CUDA_ERROR_INVALID_PTX", "a PTX JIT compilation failed"},
+    {CUDA_ERROR_UNSUPPORTED_PTX_VERSION, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION", "the provided PTX was compiled with an unsupported toolchain"},
+    {CUDA_ERROR_INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
+    {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {CUDA_ERROR_ILLEGAL_ADDRESS, "CUDA_ERROR_ILLEGAL_ADDRESS", "an illegal memory access was encountered"},
+    {CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", "too many resources requested for launch"},
+    {CUDA_ERROR_LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
+    {CUDA_ERROR_SYSTEM_DRIVER_MISMATCH, "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH", "system has unsupported display driver / cuda driver combination"},
+    {CUDA_ERROR_UNKNOWN, "CUDA_ERROR_UNKNOWN", "unknown error"},
 };
 
 static const char *hint_for(rt_cu_result r)
 {
     switch (r) {
-    case 2: return "; hint: a smaller batch, or check nvidia-smi for other processes on the GPU";
-    case 34: return "; hint: this libcuda is the CUDA toolkit's link stub, not the NVIDIA driver";
-    case 35: case 222: return "; hint: the NVIDIA driver is older than the PTX ISA version asked for (cg_ptx_options.ptx)";
-    case 100: return "; hint: check CUDA_VISIBLE_DEVICES and nvidia-smi";
-    case 218: case 209: return "; hint: the PTX targets a newer GPU than this one (cg_ptx_options.sm)";
+    case CUDA_ERROR_OUT_OF_MEMORY: return "; hint: a smaller batch, or check nvidia-smi for other processes on the GPU";
+    case CUDA_ERROR_STUB_LIBRARY: return "; hint: this libcuda is the CUDA toolkit's link stub, not the NVIDIA driver";
+    case CUDA_ERROR_UNSUPPORTED_PTX_VERSION:
+        return "; hint: the NVIDIA driver is older than the PTX ISA version asked for (cg_ptx_options.ptx)";
+    case CUDA_ERROR_CALL_REQUIRES_NEWER_DRIVER: return "; hint: the NVIDIA driver is older than the CUDA 12 API loom calls";
+    case CUDA_ERROR_NO_DEVICE: return "; hint: check CUDA_VISIBLE_DEVICES and nvidia-smi";
+    case CUDA_ERROR_INVALID_PTX:
+    case CUDA_ERROR_NO_BINARY_FOR_GPU: return "; hint: the PTX targets a newer GPU than this one (cg_ptx_options.sm)";
     default: return "";
     }
 }
@@ -76,49 +79,56 @@ bool rt_cu_check(const rt_cuda *cu, rt_cu_result r, const char *call, const char
     return false;
 }
 
-/* One entry point: the field, the symbol names to try (the first a driver has wins). */
+/* One entry point: the field, the symbol names to try (the first a driver has wins). The name
+ * is cuda.h's: CU(cuMemAlloc) is "cuMemAlloc_v2", the symbol cuda.h maps cuMemAlloc to, and
+ * the assignment inside sizeof (never evaluated) makes the compiler hold the field's type to
+ * cuda.h's prototype of that symbol: a field typed differently does not build. */
 typedef struct {
     size_t offset;
     const char *sym[2];
 } entry;
 
-#define E(field, ...) {offsetof(rt_cuda, field), {__VA_ARGS__}}
+#define CU_NAME(fn) RT_CU_STR(fn)
+#define E(field, fn) {offsetof(rt_cuda, field) + 0 * sizeof(((rt_cuda *)0)->field = fn), {CU_NAME(fn), NULL}}
+/* with an older name to fall back on (a driver older than the toolkit's headers) */
+#define E2(field, fn, old) {offsetof(rt_cuda, field) + 0 * sizeof(((rt_cuda *)0)->field = fn), {CU_NAME(fn), old}}
 static const entry entries[] = {
-    E(Init, "cuInit"),
-    E(DriverGetVersion, "cuDriverGetVersion"),
-    E(DeviceGetCount, "cuDeviceGetCount"),
-    E(DeviceGet, "cuDeviceGet"),
-    E(DeviceGetName, "cuDeviceGetName"),
-    E(DeviceTotalMem, "cuDeviceTotalMem_v2"),
-    E(DeviceGetAttribute, "cuDeviceGetAttribute"),
-    E(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain"),
-    E(DevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2"),
-    E(CtxSetCurrent, "cuCtxSetCurrent"),
-    E(CtxSynchronize, "cuCtxSynchronize"),
-    E(ModuleLoadDataEx, "cuModuleLoadDataEx"),
-    E(ModuleUnload, "cuModuleUnload"),
-    E(ModuleGetFunction, "cuModuleGetFunction"),
-    E(LaunchKernel, "cuLaunchKernel"),
-    E(MemAlloc, "cuMemAlloc_v2"),
-    E(MemFree, "cuMemFree_v2"),
-    E(MemcpyHtoD, "cuMemcpyHtoD_v2"),
-    E(MemcpyDtoH, "cuMemcpyDtoH_v2"),
-    E(MemsetD8, "cuMemsetD8_v2"),
-    E(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"),
-    E(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"),
-    E(MemGetInfo, "cuMemGetInfo_v2"),
-    E(StreamCreate, "cuStreamCreate"),
-    E(StreamDestroy, "cuStreamDestroy_v2"),
-    E(StreamSynchronize, "cuStreamSynchronize"),
-    E(EventCreate, "cuEventCreate"),
-    E(EventDestroy, "cuEventDestroy_v2"),
-    E(EventRecord, "cuEventRecord"),
-    E(EventSynchronize, "cuEventSynchronize"),
-    E(EventElapsedTime, "cuEventElapsedTime_v2", "cuEventElapsedTime"), /* _v2 from CUDA 12.8 */
-    E(GetErrorName, "cuGetErrorName"),
-    E(GetErrorString, "cuGetErrorString"),
+    E(Init, cuInit),
+    E(DriverGetVersion, cuDriverGetVersion),
+    E(DeviceGetCount, cuDeviceGetCount),
+    E(DeviceGet, cuDeviceGet),
+    E(DeviceGetName, cuDeviceGetName),
+    E(DeviceTotalMem, cuDeviceTotalMem),
+    E(DeviceGetAttribute, cuDeviceGetAttribute),
+    E(DevicePrimaryCtxRetain, cuDevicePrimaryCtxRetain),
+    E(DevicePrimaryCtxRelease, cuDevicePrimaryCtxRelease),
+    E(CtxSetCurrent, cuCtxSetCurrent),
+    E(CtxSynchronize, cuCtxSynchronize),
+    E(ModuleLoadDataEx, cuModuleLoadDataEx),
+    E(ModuleUnload, cuModuleUnload),
+    E(ModuleGetFunction, cuModuleGetFunction),
+    E(LaunchKernel, cuLaunchKernel),
+    E(MemAlloc, cuMemAlloc),
+    E(MemFree, cuMemFree),
+    E(MemcpyHtoD, cuMemcpyHtoD),
+    E(MemcpyDtoH, cuMemcpyDtoH),
+    E(MemsetD8, cuMemsetD8),
+    E(MemcpyDtoDAsync, cuMemcpyDtoDAsync),
+    E(MemcpyHtoDAsync, cuMemcpyHtoDAsync),
+    E(MemGetInfo, cuMemGetInfo),
+    E(StreamCreate, cuStreamCreate),
+    E(StreamDestroy, cuStreamDestroy),
+    E(StreamSynchronize, cuStreamSynchronize),
+    E(EventCreate, cuEventCreate),
+    E(EventDestroy, cuEventDestroy),
+    E(EventRecord, cuEventRecord),
+    E(EventSynchronize, cuEventSynchronize),
+    E2(EventElapsedTime, cuEventElapsedTime, "cuEventElapsedTime"), /* _v2 from CUDA 12.8 */
+    E(GetErrorName, cuGetErrorName),
+    E(GetErrorString, cuGetErrorString),
 };
 #undef E
+#undef E2
 
 rt_cuda *rt_cuda_load(char *err, size_t cap)
 {
@@ -192,7 +202,7 @@ bool rt_cuda_load_ptx(const rt_cuda *cu, const char *ptx, rt_cu_module *mod, cha
         msg(err, cap, "out of memory");
         return false;
     }
-    int opts[] = {RT_CU_JIT_ERROR_LOG_BUFFER, RT_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, RT_CU_JIT_INFO_LOG_BUFFER,
+    CUjit_option opts[] = {RT_CU_JIT_ERROR_LOG_BUFFER, RT_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, RT_CU_JIT_INFO_LOG_BUFFER,
                   RT_CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES, RT_CU_JIT_LOG_VERBOSE};
     void *vals[] = {error, (void *)(uintptr_t)LOG, info, (void *)(uintptr_t)LOG, (void *)(uintptr_t)0};
     *mod = NULL;

@@ -1,12 +1,14 @@
 /* cuda_driver.h — the CUDA driver API, loaded at run time with dlopen("libcuda.so.1"), so that
- * the runtime builds and runs without the CUDA toolkit and fails cleanly without a driver.
+ * loom's programs start (and fail cleanly, with a message) on a machine without a driver.
  *
- * Only what loom uses is declared here, under rt_cu_ names (cuda.h is never included: its
- * CUresult, CUdevice, ... would clash with nothing here, and the build needs no toolkit). The
- * types are ABI-identical to cuda.h's: handles are opaque pointers, a device pointer is a
- * 64-bit integer, results and enums are ints with the values of cuda.h (CUDA 12/13).
- * Functions are resolved by the symbol names cuda.h maps them to (cuMemAlloc → cuMemAlloc_v2,
- * ...). Contexts are the devices' primary contexts (retained, made current, released).
+ * The types, enums and prototypes are the toolkit's own: this header includes cuda.h (CMake
+ * finds it under $CUDA_HOME/include, else /usr/local/cuda/include; docs/cuda.md), so nothing
+ * here is typed by hand. Building needs the headers; running needs no toolkit — the library
+ * is still opened with dlopen, never linked. The rt_cu_ names are cuda.h's types under the
+ * runtime's prefix, and each field of rt_cuda is checked at compile time against cuda.h's
+ * prototype of its entry point (cuda_driver.c), whose symbol is the one cuda.h maps the name
+ * to (cuMemAlloc → cuMemAlloc_v2, ...). Contexts are the devices' primary contexts (retained,
+ * made current, released).
  *
  * Every call goes through RT_CU_CHECK (or rt_cu_check), which names the call, file:line and
  * the driver's own error name and string:
@@ -21,84 +23,82 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef int rt_cu_result; /* CUresult */
-typedef int rt_cu_device; /* CUdevice */
-typedef struct rt_cu_ctx_st *rt_cu_context;
-typedef struct rt_cu_mod_st *rt_cu_module;
-typedef struct rt_cu_func_st *rt_cu_function;
-typedef struct rt_cu_stream_st *rt_cu_stream;
-typedef struct rt_cu_event_st *rt_cu_event;
-typedef uint64_t rt_cu_deviceptr; /* CUdeviceptr */
+#include <cuda.h>
 
-enum {
-    RT_CU_SUCCESS = 0,
-    RT_CU_ERROR_INVALID_VALUE = 1,
-    RT_CU_ERROR_OUT_OF_MEMORY = 2,
-    RT_CU_ERROR_NOT_INITIALIZED = 3,
-    RT_CU_ERROR_NO_DEVICE = 100,
-    RT_CU_ERROR_INVALID_PTX = 218,
-};
+typedef CUresult rt_cu_result;
+typedef CUdevice rt_cu_device;
+typedef CUcontext rt_cu_context;
+typedef CUmodule rt_cu_module;
+typedef CUfunction rt_cu_function;
+typedef CUstream rt_cu_stream;
+typedef CUevent rt_cu_event;
+typedef CUdeviceptr rt_cu_deviceptr;
+
+/* cuda.h's constants under the runtime's prefix (macros, so they keep cuda.h's enum types) */
+#define RT_CU_SUCCESS CUDA_SUCCESS
+#define RT_CU_ERROR_INVALID_VALUE CUDA_ERROR_INVALID_VALUE
+#define RT_CU_ERROR_OUT_OF_MEMORY CUDA_ERROR_OUT_OF_MEMORY
+#define RT_CU_ERROR_NOT_INITIALIZED CUDA_ERROR_NOT_INITIALIZED
+#define RT_CU_ERROR_NO_DEVICE CUDA_ERROR_NO_DEVICE
+#define RT_CU_ERROR_INVALID_PTX CUDA_ERROR_INVALID_PTX
 
 /* CUdevice_attribute values used by loom */
-enum {
-    RT_CU_ATTR_MAX_THREADS_PER_BLOCK = 1,
-    RT_CU_ATTR_MAX_SHARED_MEMORY_PER_BLOCK = 8,
-    RT_CU_ATTR_WARP_SIZE = 10,
-    RT_CU_ATTR_MULTIPROCESSOR_COUNT = 16,
-    RT_CU_ATTR_COMPUTE_CAPABILITY_MAJOR = 75,
-    RT_CU_ATTR_COMPUTE_CAPABILITY_MINOR = 76,
-};
+#define RT_CU_ATTR_MAX_THREADS_PER_BLOCK CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK
+#define RT_CU_ATTR_MAX_SHARED_MEMORY_PER_BLOCK CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK
+#define RT_CU_ATTR_WARP_SIZE CU_DEVICE_ATTRIBUTE_WARP_SIZE
+#define RT_CU_ATTR_MULTIPROCESSOR_COUNT CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+#define RT_CU_ATTR_COMPUTE_CAPABILITY_MAJOR CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+#define RT_CU_ATTR_COMPUTE_CAPABILITY_MINOR CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
 
 /* CUjit_option values for cuModuleLoadDataEx */
-enum {
-    RT_CU_JIT_INFO_LOG_BUFFER = 3,
-    RT_CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4,
-    RT_CU_JIT_ERROR_LOG_BUFFER = 5,
-    RT_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6,
-    RT_CU_JIT_LOG_VERBOSE = 12,
-};
+#define RT_CU_JIT_INFO_LOG_BUFFER CU_JIT_INFO_LOG_BUFFER
+#define RT_CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES
+#define RT_CU_JIT_ERROR_LOG_BUFFER CU_JIT_ERROR_LOG_BUFFER
+#define RT_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES
+#define RT_CU_JIT_LOG_VERBOSE CU_JIT_LOG_VERBOSE
 
-/* The driver: one function pointer per entry point, named as in cuda.h without the "cu". */
+/* The driver: one function pointer per entry point, named as in cuda.h without the "cu", with
+ * cuda.h's parameter types (cuda_driver.c checks each against the prototype). */
 typedef struct rt_cuda {
     void *lib; /* the dlopen handle */
     int driver_version; /* cuDriverGetVersion: 1000 * major + 10 * minor */
     int device_count;
-    rt_cu_result (*Init)(unsigned flags);
-    rt_cu_result (*DriverGetVersion)(int *version);
-    rt_cu_result (*DeviceGetCount)(int *count);
-    rt_cu_result (*DeviceGet)(rt_cu_device *dev, int ordinal);
-    rt_cu_result (*DeviceGetName)(char *name, int len, rt_cu_device dev);
-    rt_cu_result (*DeviceTotalMem)(size_t *bytes, rt_cu_device dev);
-    rt_cu_result (*DeviceGetAttribute)(int *value, int attr, rt_cu_device dev);
-    rt_cu_result (*DevicePrimaryCtxRetain)(rt_cu_context *ctx, rt_cu_device dev);
-    rt_cu_result (*DevicePrimaryCtxRelease)(rt_cu_device dev);
-    rt_cu_result (*CtxSetCurrent)(rt_cu_context ctx);
-    rt_cu_result (*CtxSynchronize)(void);
-    rt_cu_result (*ModuleLoadDataEx)(rt_cu_module *mod, const void *image, unsigned n_options, int *options,
-                                     void **values);
-    rt_cu_result (*ModuleUnload)(rt_cu_module mod);
-    rt_cu_result (*ModuleGetFunction)(rt_cu_function *fn, rt_cu_module mod, const char *name);
-    rt_cu_result (*LaunchKernel)(rt_cu_function fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                                 unsigned bz, unsigned shared_bytes, rt_cu_stream stream, void **params,
-                                 void **extra);
-    rt_cu_result (*MemAlloc)(rt_cu_deviceptr *p, size_t bytes);
-    rt_cu_result (*MemFree)(rt_cu_deviceptr p);
-    rt_cu_result (*MemcpyHtoD)(rt_cu_deviceptr dst, const void *src, size_t bytes);
-    rt_cu_result (*MemcpyDtoH)(void *dst, rt_cu_deviceptr src, size_t bytes);
-    rt_cu_result (*MemsetD8)(rt_cu_deviceptr dst, unsigned char value, size_t n);
-    rt_cu_result (*MemcpyDtoDAsync)(rt_cu_deviceptr dst, rt_cu_deviceptr src, size_t bytes, rt_cu_stream s);
-    rt_cu_result (*MemcpyHtoDAsync)(rt_cu_deviceptr dst, const void *src, size_t bytes, rt_cu_stream s);
-    rt_cu_result (*MemGetInfo)(size_t *free_bytes, size_t *total_bytes);
-    rt_cu_result (*StreamCreate)(rt_cu_stream *s, unsigned flags);
-    rt_cu_result (*StreamDestroy)(rt_cu_stream s);
-    rt_cu_result (*StreamSynchronize)(rt_cu_stream s);
-    rt_cu_result (*EventCreate)(rt_cu_event *e, unsigned flags);
-    rt_cu_result (*EventDestroy)(rt_cu_event e);
-    rt_cu_result (*EventRecord)(rt_cu_event e, rt_cu_stream s);
-    rt_cu_result (*EventSynchronize)(rt_cu_event e);
-    rt_cu_result (*EventElapsedTime)(float *ms, rt_cu_event start, rt_cu_event end);
-    rt_cu_result (*GetErrorName)(rt_cu_result r, const char **name);
-    rt_cu_result (*GetErrorString)(rt_cu_result r, const char **str);
+    CUresult (*Init)(unsigned int flags);
+    CUresult (*DriverGetVersion)(int *version);
+    CUresult (*DeviceGetCount)(int *count);
+    CUresult (*DeviceGet)(CUdevice *dev, int ordinal);
+    CUresult (*DeviceGetName)(char *name, int len, CUdevice dev);
+    CUresult (*DeviceTotalMem)(size_t *bytes, CUdevice dev);
+    CUresult (*DeviceGetAttribute)(int *value, CUdevice_attribute attr, CUdevice dev);
+    CUresult (*DevicePrimaryCtxRetain)(CUcontext *ctx, CUdevice dev);
+    CUresult (*DevicePrimaryCtxRelease)(CUdevice dev);
+    CUresult (*CtxSetCurrent)(CUcontext ctx);
+    CUresult (*CtxSynchronize)(void);
+    CUresult (*ModuleLoadDataEx)(CUmodule *mod, const void *image, unsigned int n_options, CUjit_option *options,
+                                 void **values);
+    CUresult (*ModuleUnload)(CUmodule mod);
+    CUresult (*ModuleGetFunction)(CUfunction *fn, CUmodule mod, const char *name);
+    CUresult (*LaunchKernel)(CUfunction fn, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+                             unsigned int by, unsigned int bz, unsigned int shared_bytes, CUstream stream,
+                             void **params, void **extra);
+    CUresult (*MemAlloc)(CUdeviceptr *p, size_t bytes);
+    CUresult (*MemFree)(CUdeviceptr p);
+    CUresult (*MemcpyHtoD)(CUdeviceptr dst, const void *src, size_t bytes);
+    CUresult (*MemcpyDtoH)(void *dst, CUdeviceptr src, size_t bytes);
+    CUresult (*MemsetD8)(CUdeviceptr dst, unsigned char value, size_t n);
+    CUresult (*MemcpyDtoDAsync)(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream s);
+    CUresult (*MemcpyHtoDAsync)(CUdeviceptr dst, const void *src, size_t bytes, CUstream s);
+    CUresult (*MemGetInfo)(size_t *free_bytes, size_t *total_bytes);
+    CUresult (*StreamCreate)(CUstream *s, unsigned int flags);
+    CUresult (*StreamDestroy)(CUstream s);
+    CUresult (*StreamSynchronize)(CUstream s);
+    CUresult (*EventCreate)(CUevent *e, unsigned int flags);
+    CUresult (*EventDestroy)(CUevent e);
+    CUresult (*EventRecord)(CUevent e, CUstream s);
+    CUresult (*EventSynchronize)(CUevent e);
+    CUresult (*EventElapsedTime)(float *ms, CUevent start, CUevent end);
+    CUresult (*GetErrorName)(CUresult r, const char **name);
+    CUresult (*GetErrorString)(CUresult r, const char **str);
 } rt_cuda;
 
 /* Loads libcuda.so.1 (or $LOOM_LIBCUDA when set: tests and odd installs), resolves every entry
@@ -110,7 +110,8 @@ rt_cuda *rt_cuda_load(char *err, size_t cap);
 void rt_cuda_unload(rt_cuda *cu);
 
 /* If r is not success, writes "where: call: NAME (string)" into err (cap bytes) and returns
- * false; true on success. cu may be NULL (then the code is printed as a number). */
+ * false; true on success. cu may be NULL (then the shim's own names of common codes, else the
+ * number). */
 bool rt_cu_check(const rt_cuda *cu, rt_cu_result r, const char *call, const char *where, char *err, size_t cap);
 
 #define RT_CU_STR2(x) #x

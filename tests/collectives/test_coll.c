@@ -15,7 +15,22 @@
  *
  * Failure scenarios (--scenario=, checked by run_fail.sh): `timeout` — the last rank sleeps
  * 8 s before an allreduce with a 2 s timeout; `kill` — the last rank raises SIGKILL before it;
- * `exit` — the last rank calls exit(3) before it. The others must not hang.
+ * `exit` — the last rank calls exit(3) before it. The others must not hang. With the NCCL
+ * backend on the fake driver and NCCL (tests/collectives/fake_cuda_nccl.c, whose environment
+ * makes an operation hang or fail): `sync` — an allreduce that never completes, then coll_sync
+ * (the caller's wait times out); `watchdog` — the same, then the rank sleeps 8 s in code that
+ * knows nothing of the comm (the watchdog thread must end it); `async` — coll_sync after an
+ * operation NCCL reports an asynchronous error for.
+ *
+ * --backend=nccl runs everything over NCCL: with host buffers (staged), or with
+ * --device-buffers, where host memory stands for device memory (only on the fake driver,
+ * whose streams run at once, so results can be read when a call returns). Device buffers
+ * change three things, as coll.h says: ring and tree allreduce are refused, messages between
+ * two ranks are matched by order (so the out-of-order receives are received in order), and
+ * coll_sync completes the work. --gpu asks COLL_BACKEND_AUTO for GPU ranks;
+ * --expect-backend=NAME checks what the comm got. In the single-process run, the backend
+ * choice ($LOOM_COLL, opt.gpu) and the NCCL backend's errors without a driver, a device or the
+ * library are checked line for line (with $LOOM_TEST_FAKE_CUDA, the fake library's path).
  */
 #include <math.h>
 #include <signal.h>
@@ -30,6 +45,7 @@
 #include "collectives/coll.h"
 
 static int failures, checks, rank_, size_;
+static bool dev_; /* the comm takes device buffers (NCCL, --device-buffers) */
 static double max_err_f32, max_err_f64;
 
 #define CHECK(cond, ...)                                                                \
@@ -169,6 +185,17 @@ static int *all_ranks(int p)
 static void test_allreduce(coll_comm *comm, coll_algo algo)
 {
     int p = coll_size(comm), me = coll_rank(comm);
+    if (dev_ && algo != COLL_ALGO_BACKEND) {
+        /* ring and tree need host buffers: refused, the comm still usable */
+        float x = 1, y = 0;
+        coll_set_allreduce_algo(comm, algo);
+        coll_status st = coll_allreduce(comm, &x, &y, 1, COLL_F32, COLL_SUM);
+        CHECK(st == COLL_ERR_UNSUPPORTED && strstr(coll_error_message(comm), "needs host buffers"),
+              "%s allreduce on device buffers: %s '%s'", coll_algo_name(algo), coll_status_name(st),
+              coll_error_message(comm));
+        coll_set_allreduce_algo(comm, COLL_ALGO_BACKEND);
+        return;
+    }
     int *ranks = all_ranks(p);
     coll_set_allreduce_algo(comm, algo);
     size_t maxn = counts[N_COUNTS - 1];
@@ -343,7 +370,8 @@ static void test_p2p(coll_comm *comm)
             fill(s, COLL_F64, me * 10 + t, 0, n);
             OK(coll_send_async(comm, s, n, COLL_F64, right, 40 + t));
         }
-        for (int t = 2; t >= 0; t--) {
+        for (int k = 0; k < 3; k++) {
+            int t = dev_ ? k : 2 - k; /* NCCL matches by order: received in the order sent */
             OK(coll_recv(comm, r, n, COLL_F64, left, 40 + t));
             bool same = true;
             for (size_t i = 0; i < n && same; i++)
@@ -411,7 +439,7 @@ static void test_mesh(coll_comm *comm)
             c3[axis] = v;
             members[nm++] = (c3[0] * TP + c3[1]) * PP + c3[2];
         }
-        for (int algo = COLL_ALGO_BACKEND; algo <= COLL_ALGO_TREE; algo++) {
+        for (int algo = COLL_ALGO_BACKEND; algo <= (dev_ ? COLL_ALGO_BACKEND : COLL_ALGO_TREE); algo++) {
             coll_set_allreduce_algo(sub, (coll_algo)algo);
             int64_t mine = (int64_t)1 << (me * 4), sum = 0;
             OK(coll_allreduce(sub, &mine, &sum, 1, COLL_I64, COLL_SUM));
@@ -578,13 +606,91 @@ static void test_launch(void)
     coll_comm *c = coll_init(COLL_BACKEND_AUTO, NULL, &e);
     CHECK(c && coll_backend_of(c) == COLL_BACKEND_SINGLE && coll_timeout(c) > 0, "auto → single");
     coll_finalize(c);
-    c = coll_init(COLL_BACKEND_NCCL, NULL, &e);
-    CHECK(!c && e.code == COLL_ERR_UNSUPPORTED && strstr(e.message, "NCCL"), "nccl: %s", e.message);
     setenv("RANK", "1", 1);
     setenv("WORLD_SIZE", "nope", 1);
     c = coll_init(COLL_BACKEND_AUTO, NULL, &e);
     CHECK(!c && strstr(e.message, "WORLD_SIZE"), "auto with a bad WORLD_SIZE: %s", e.message);
     clear_launch_env();
+}
+
+/* coll_init must fail with exactly want. */
+static void expect_init_error(const char *what, coll_backend b, const coll_options *opt, const char *want)
+{
+    coll_error e;
+    coll_comm *c = coll_init(b, opt, &e);
+    CHECK(!c && strcmp(e.message, want) == 0, "%s:\n  got  '%s'\n  want '%s'", what, c ? "(a comm)" : e.message, want);
+    if (c)
+        coll_finalize(c);
+    else
+        printf("%-40s %s: OK\n", what, e.message);
+}
+
+/* The backend choice ($LOOM_COLL, GPU ranks) and the NCCL backend's errors without a driver, a
+ * device or the library (single-process runs: it edits the environment). */
+static void test_choice(void)
+{
+    coll_options gpu = {.gpu = true}, none = {0};
+    coll_error e;
+    clear_launch_env();
+    unsetenv("LOOM_LIBNCCL");
+    setenv("LOOM_COLL", "gloo", 1);
+    expect_init_error("LOOM_COLL=gloo", COLL_BACKEND_AUTO, NULL,
+                      "coll: LOOM_COLL='gloo' is not a collectives backend: choose mpi or nccl (or leave it unset: "
+                      "nccl for --target cuda ranks, else mpi)");
+    coll_comm *c = coll_init(COLL_BACKEND_SINGLE, NULL, &e); /* an explicit backend is kept */
+    CHECK(c && coll_backend_of(c) == COLL_BACKEND_SINGLE, "explicit single under LOOM_COLL=gloo: %s", e.message);
+    coll_finalize(c);
+    /* LOOM_COLL=nccl, GPU ranks, or NCCL asked for, without a driver: the same line */
+    setenv("LOOM_LIBCUDA", "/nonexistent/libcuda.so.1", 1);
+    const char *nodriver = "coll: NCCL backend: no CUDA driver found (/nonexistent/libcuda.so.1: cannot open shared "
+                           "object file: No such file or directory)";
+    setenv("LOOM_COLL", "nccl", 1);
+    expect_init_error("LOOM_COLL=nccl, no driver", COLL_BACKEND_AUTO, NULL, nodriver);
+    setenv("LOOM_COLL", "auto", 1);
+    expect_init_error("LOOM_COLL=auto, GPU ranks, no driver", COLL_BACKEND_AUTO, &gpu, nodriver);
+    unsetenv("LOOM_COLL");
+    expect_init_error("GPU ranks, no driver", COLL_BACKEND_AUTO, &gpu, nodriver);
+    expect_init_error("NCCL, no driver", COLL_BACKEND_NCCL, NULL, nodriver);
+    c = coll_init(COLL_BACKEND_AUTO, &none, &e); /* CPU ranks, no launcher: single */
+    CHECK(c && coll_backend_of(c) == COLL_BACKEND_SINGLE, "auto for CPU ranks: %s", e.message);
+    coll_finalize(c);
+    const char *fake = getenv("LOOM_TEST_FAKE_CUDA");
+    if (!fake || !*fake) {
+        printf("%-40s skipped: no LOOM_TEST_FAKE_CUDA\n", "NCCL past the driver");
+        unsetenv("LOOM_LIBCUDA");
+        return;
+    }
+    /* a driver (the fake) but no NCCL, or a library that is not NCCL, or no device */
+    setenv("LOOM_LIBCUDA", fake, 1);
+    setenv("LOOM_LIBNCCL", "/nonexistent/libnccl.so.2", 1);
+    expect_init_error("no libnccl", COLL_BACKEND_AUTO, &gpu,
+                      "coll: NCCL backend: no NCCL library found (/nonexistent/libnccl.so.2: cannot open shared "
+                      "object file: No such file or directory; set LOOM_LIBNCCL to its path)");
+    setenv("LOOM_LIBNCCL", "libm.so.6", 1);
+    expect_init_error("not NCCL", COLL_BACKEND_NCCL, NULL,
+                      "coll: NCCL backend: NCCL library libm.so.6 lacks ncclGetVersion (NCCL older than 2.7?)");
+    setenv("LOOM_LIBNCCL", fake, 1);
+    setenv("LOOM_FAKE_CUDA_DEVICES", "0", 1);
+    expect_init_error("no device", COLL_BACKEND_NCCL, NULL, "coll: NCCL backend: no CUDA device");
+    unsetenv("LOOM_FAKE_CUDA_DEVICES");
+    /* both: a one-rank NCCL comm; host buffers (no caps, no stream) or device buffers */
+    c = coll_init(COLL_BACKEND_AUTO, &gpu, &e);
+    CHECK(c && coll_backend_of(c) == COLL_BACKEND_NCCL && coll_caps(c) == 0 && !coll_stream(c),
+          "GPU ranks on the fake: %s", c ? coll_backend_name(coll_backend_of(c)) : e.message);
+    coll_finalize(c);
+    coll_options dev = {.gpu = true, .device_buffers = true};
+    c = coll_init(COLL_BACKEND_AUTO, &dev, &e);
+    CHECK(c && coll_caps(c) == (COLL_CAP_DEVICE_BUFFERS | COLL_CAP_ASYNC) && coll_stream(c),
+          "device buffers on the fake: %s", c ? "caps" : e.message);
+    if (c) {
+        int32_t x = 7, y = 0;
+        CHECK(coll_allreduce(c, &x, &y, 1, COLL_I32, COLL_SUM) == COLL_OK && coll_sync(c) == COLL_OK && y == 7,
+              "one-rank NCCL allreduce: %d", y);
+        coll_finalize(c);
+    }
+    printf("%-40s nccl, caps 0 / device buffers + async: OK\n", "GPU ranks on the fake");
+    unsetenv("LOOM_LIBCUDA");
+    unsetenv("LOOM_LIBNCCL");
 }
 
 static double now_s(void)
@@ -600,6 +706,17 @@ static int scenario_fail(coll_comm *comm, const char *what)
 {
     int p = coll_size(comm), me = coll_rank(comm);
     float x[16] = {1}, y[16];
+    if (!strcmp(what, "sync") || !strcmp(what, "watchdog") || !strcmp(what, "async")) {
+        /* NCCL on the fake, whose environment makes this allreduce hang or fail */
+        OK(coll_allreduce(comm, x, y, 16, COLL_F32, COLL_SUM));
+        if (!strcmp(what, "watchdog")) {
+            fprintf(stderr, "rank %d: sleeping 8 s where no collective is called\n", me);
+            sleep(8);
+        }
+        OK(coll_sync(comm));
+        fprintf(stderr, "rank %d: the allreduce completed, which it must not\n", me);
+        return 0;
+    }
     OK(coll_barrier(comm)); /* everyone is up */
     if (me == p - 1) {
         if (!strcmp(what, "timeout")) {
@@ -621,11 +738,20 @@ static int scenario_fail(coll_comm *comm, const char *what)
 int main(int argc, char **argv)
 {
     coll_backend backend = COLL_BACKEND_AUTO;
-    const char *scenario = "all", *algos = "all";
+    const char *scenario = "all", *algos = "all", *expect = NULL;
     double timeout = 30;
+    bool gpu = false, device_buffers = false;
     for (int i = 1; i < argc; i++) {
         if (!strncmp(argv[i], "--backend=", 10) && coll_backend_parse(argv[i] + 10, &backend))
             continue;
+        if (!strcmp(argv[i], "--gpu") || !strcmp(argv[i], "--device-buffers")) {
+            *(argv[i][2] == 'g' ? &gpu : &device_buffers) = true;
+            continue;
+        }
+        if (!strncmp(argv[i], "--expect-backend=", 17)) {
+            expect = argv[i] + 17;
+            continue;
+        }
         if (!strncmp(argv[i], "--allreduce=", 12)) {
             algos = argv[i] + 12;
             continue;
@@ -638,12 +764,13 @@ int main(int argc, char **argv)
             timeout = atof(argv[i] + 10);
             continue;
         }
-        fprintf(stderr, "usage: test_coll [--backend=auto|single|mpi] [--allreduce=all|backend|ring|tree]\n"
-                        "                 [--scenario=all|timeout|kill|exit] [--timeout=S]\n");
+        fprintf(stderr, "usage: test_coll [--backend=auto|single|mpi|nccl] [--allreduce=all|backend|ring|tree]\n"
+                        "                 [--scenario=all|timeout|kill|exit|sync|watchdog|async] [--timeout=S]\n"
+                        "                 [--gpu] [--device-buffers] [--expect-backend=NAME]\n");
         return 2;
     }
     coll_error err;
-    coll_options opt = {.timeout_s = timeout};
+    coll_options opt = {.timeout_s = timeout, .gpu = gpu, .device_buffers = device_buffers};
     coll_comm *comm = coll_init(backend, &opt, &err);
     if (!comm) {
         fprintf(stderr, "test_coll: %s\n", err.message);
@@ -651,6 +778,9 @@ int main(int argc, char **argv)
     }
     rank_ = coll_world_rank(comm);
     size_ = coll_size(comm);
+    dev_ = (coll_caps(comm) & COLL_CAP_DEVICE_BUFFERS) != 0;
+    CHECK(!expect || !strcmp(expect, coll_backend_name(coll_backend_of(comm))), "backend %s, expected %s",
+          coll_backend_name(coll_backend_of(comm)), expect);
     if (strcmp(scenario, "all") != 0) {
         coll_set_timeout(comm, 2.0);
         return scenario_fail(comm, scenario);
@@ -669,15 +799,19 @@ int main(int argc, char **argv)
     test_p2p(comm);
     test_mesh(comm);
     test_errors(comm);
+    OK(coll_sync(comm));
     if (coll_backend_of(comm) == COLL_BACKEND_SINGLE) {
         test_single_mailbox(comm);
         test_launch();
+        test_choice();
     } else {
         coll_launch l;
         coll_error e;
-        CHECK(coll_launch_detect(&l, &e) && l.found && l.rank == coll_rank(comm) && l.size == size_,
-              "launcher %s says %d/%d, MPI %d/%d", l.launcher, l.rank, l.size, coll_rank(comm), size_);
-        CHECK(coll_local_rank(comm) == l.local_rank, "local rank %d vs launcher %d",
+        bool launched = coll_launch_detect(&l, &e) && l.found;
+        CHECK(launched || coll_backend_of(comm) == COLL_BACKEND_NCCL, "MPI without a launcher");
+        CHECK(!launched || (l.rank == coll_rank(comm) && l.size == size_), "launcher %s says %d/%d, comm %d/%d",
+              l.launcher, l.rank, l.size, coll_rank(comm), size_);
+        CHECK(!launched || coll_local_rank(comm) == l.local_rank, "local rank %d vs launcher %d",
               coll_local_rank(comm), l.local_rank);
     }
 
@@ -685,10 +819,11 @@ int main(int argc, char **argv)
     OK(coll_allreduce(comm, counts_local, counts_all, 2, COLL_I32, COLL_SUM));
     double maxe[2] = {max_err_f32, max_err_f64}, maxe_all[2];
     OK(coll_allreduce(comm, maxe, maxe_all, 2, COLL_F64, COLL_MAX));
+    OK(coll_sync(comm));
     if (coll_rank(comm) == 0)
-        printf("test_coll: backend %s, %d ranks: %d checks, %d failed; max abs err f32 %.3g, f64 %.3g; "
+        printf("test_coll: backend %s%s, %d ranks: %d checks, %d failed; max abs err f32 %.3g, f64 %.3g; "
                "%.2f s  %s\n",
-               coll_backend_name(coll_backend_of(comm)), size_, counts_all[1], counts_all[0],
+               coll_backend_name(coll_backend_of(comm)), dev_ ? " (device buffers)" : "", size_, counts_all[1], counts_all[0],
                maxe_all[0], maxe_all[1], now_s() - t0, counts_all[0] ? "FAIL" : "OK");
     coll_finalize(comm);
     return counts_all[0] ? 1 : 0;

@@ -9,7 +9,11 @@ Weights: `loom init` perturbed by N(0, 0.05) in every element (so biases and nor
 not 0 and 1 and a wrongly sliced one shows); inputs: random tokens and targets. The single-rank
 CPU run is the reference; each mesh runs with one process per rank (oversubscribed, one
 thread each) and rank 0's outputs must match within 1e-5 relative (max |got - want| / max
-|want|). One line per mesh and output prints the max abs and rel errors and the wall time."""
+|want|). One line per mesh and output prints the max abs and rel errors and the wall time.
+
+With LOOM_TEST_EXPECT_COLL=NAME in the environment, each `loom run --mesh` runs with --stats
+and every rank's stats line must name the collectives backend NAME (so a run meant to go
+through NCCL cannot pass by going through MPI)."""
 import os
 import subprocess
 import sys
@@ -64,12 +68,20 @@ def main():
                     continue
                 cmd = [*launch, cmd[0]]
             cmd += ["--allreduce", algo or "backend", "--weights", w, "--inputs", x, "--outputs", out]
+            expect_coll = os.environ.get("LOOM_TEST_EXPECT_COLL")
+            if expect_coll and not exe:
+                cmd.append("--stats")
             r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
             dt = time.time() - t0
             if r.returncode != 0:
                 print(f"FAIL {mesh}: exit status {r.returncode}\n{r.stdout}{r.stderr}")
                 failures += 1
                 continue
+            if expect_coll and not exe:
+                said = r.stderr.count(f" ms, {expect_coll})\n")
+                failures += said != n
+                print(f"{'ok  ' if said == n else 'FAIL'} {mesh}: {said} of {n} ranks say their collectives went "
+                      f"through {expect_coll}")
             got = read_safetensors(out)
             if not exe:
                 by_mesh[mesh] = got

@@ -27,13 +27,20 @@ static double urand(void)
 }
 static int64_t irand(int64_t lo, int64_t hi) { return lo + (int64_t)(urand() * (double)(hi - lo + 1)); }
 
-static double act(int epilogue, double x)
+/* cuBLASLt's epilogues (cublasLt.h's values): the activation, and whether the bias is added
+ * (cuBLASLt ignores a bias pointer under an epilogue without BIAS) */
+static double act(cublasLtEpilogue_t epilogue, double x)
 {
-    if (epilogue == 2 || epilogue == 6)
+    if (epilogue == CUBLASLT_EPILOGUE_RELU || epilogue == CUBLASLT_EPILOGUE_RELU_BIAS)
         return x > 0 ? x : 0;
-    if (epilogue == 32 || epilogue == 36)
+    if (epilogue == CUBLASLT_EPILOGUE_GELU || epilogue == CUBLASLT_EPILOGUE_GELU_BIAS)
         return 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
     return x;
+}
+
+static bool adds_bias(cublasLtEpilogue_t e)
+{
+    return e == CUBLASLT_EPILOGUE_BIAS || e == CUBLASLT_EPILOGUE_RELU_BIAS || e == CUBLASLT_EPILOGUE_GELU_BIAS;
 }
 
 /* cuBLASLt's semantics on host memory: A, B, C are operands 0, 1, 2 of s (our b, a, c). */
@@ -60,7 +67,7 @@ static void lt_reference(const rt_cublaslt_shape *s, float alpha, float beta, co
                         double y = s->op[1] ? bb[col + t * s->ld[1]] : bb[t + col * s->ld[1]];
                         acc += x * y;
                     }
-                    double v = alpha * acc + (beta != 0 ? beta * c[r + col * s->ld[2]] : 0) + (bias ? bias[r] : 0);
+                    double v = alpha * acc + (beta != 0 ? beta * c[r + col * s->ld[2]] : 0) + (bias && adds_bias(s->epilogue) ? bias[r] : 0);
                     c[r + col * s->ld[2]] = (float)act(s->epilogue, v);
                 }
         }
@@ -83,7 +90,9 @@ static void cpu_act(void *ctx, int64_t row0, int64_t row1)
 {
     const cpu_act_ctx *e = ctx;
     const rt_plan_gemm *g = e->g;
-    int epilogue = g->act == RT_ACT_RELU ? 2 : g->act == RT_ACT_GELU_TANH ? 32 : 1;
+    cublasLtEpilogue_t epilogue = g->act == RT_ACT_RELU        ? CUBLASLT_EPILOGUE_RELU
+                                  : g->act == RT_ACT_GELU_TANH ? CUBLASLT_EPILOGUE_GELU
+                                                               : CUBLASLT_EPILOGUE_DEFAULT;
     int64_t ldc = g->ldc ? g->ldc : g->N;
     for (int64_t row = row0; row < row1; row++) {
         int64_t b = row / g->M, oc = row % g->M * ldc;
@@ -192,7 +201,7 @@ int main(void)
         g.epi.name = a == RT_ACT_NONE ? NULL : name;
         bool lib = a == RT_ACT_RELU || a == RT_ACT_GELU_TANH;
         kernel &= rt_cublaslt_shape_of(&g, &s, err, sizeof err) && s.kernel_epilogue == (a != RT_ACT_NONE && !lib) &&
-                  (s.kernel_epilogue ? s.epilogue == 1 : s.epilogue != 1) && rt_cublaslt_has_act(a) == lib;
+                  (s.kernel_epilogue ? s.epilogue == CUBLASLT_EPILOGUE_DEFAULT : s.epilogue != CUBLASLT_EPILOGUE_DEFAULT) && rt_cublaslt_has_act(a) == lib;
         g.epi.name = name; /* the library's epilogue is used whether or not the plan has a kernel */
         kernel &= !lib || (rt_cublaslt_shape_of(&g, &s, err, sizeof err) && !s.kernel_epilogue);
     }

@@ -4,8 +4,9 @@
  * lowered exactly as `loom run`/`loom train` lower them, in f32 and under the lower-precision
  * pass at bf16 and f16 (half loads and stores; "dce,cse,lower-precision=T,fuse" and
  * pass_training_precision_pipeline); the kernels of a plan (its library steps' kernel IR,
- * codegen/library.c, included) go into one module, rendered for sm_80 (and sm_90 for the forward graphs)
- * and assembled by ptxas (-arch=sm_80 / sm_90). ptxas: $LOOM_PTXAS (CMake sets it), else /usr/local/cuda/bin/ptxas,
+ * codegen/library.c, included) go into one module, rendered for sm_80 and sm_90 (the H200's:
+ * every variant, forward and training, f32 and half) and assembled by ptxas (-arch=sm_80 /
+ * sm_90). ptxas: $LOOM_PTXAS (CMake sets it), else /usr/local/cuda/bin/ptxas,
  * else "ptxas" on PATH; without one the PTX is still generated and "skipped: ptxas not found"
  * is printed.
  */
@@ -84,7 +85,7 @@ int main(void)
             int lib = 0; /* library steps' kernels (attention, its backward, sums, scatter-add) */
             for (int s = 0; ok && s < low.plan.n_steps; s++)
                 lib += low.plan.steps[s].n_lib;
-            for (int sm = 80; ok && sm <= (train ? 80 : 90); sm += 10) { /* sm_90: forward graphs */
+            for (int sm = 80; ok && sm <= 90; sm += 10) {
                 cg_ptx_options o = cg_ptx_defaults;
                 o.sm = sm;
                 char *ptx = cg_ptx(low.kernels, low.n_kernels, &o, &d);
