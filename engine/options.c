@@ -36,6 +36,8 @@ static const struct {
     {"check", "--microbatches"}, {"run", "--allreduce"}, {"train", "--allreduce"},
     {"train", "--microbatches"}, {"train", "--schedule"}, {"train", "--timeout"}, {"run", "--timeout"},
     {"train", "--loss-scale"},  {"train", "--on-nan"},
+    {"quantize", "--format"},  {"quantize", "--group"},     {"quantize", "--scales"},  {"prune", "--sparsity"},
+    {"prune", "--pattern"},     {"train", "--mask"},
     {"dump", "--emit"},         {"dump", "--sm"}, /* engine/emit.h */
     {"check", "--schedule"},    {"check", "--accum"},        {"check", "--optimizer"},   {"check", "--momentum"},
     /* build --mesh --train: what a training executable compiles in */

@@ -26,6 +26,7 @@
 #include "runtime/clock.h"
 #include "io/checkpoint.h"
 #include "engine/jobs.h"
+#include "engine/compress.h"
 #include "runtime/memory.h"
 #include "engine/train.h"
 #include "engine/run_values.h"
@@ -236,6 +237,7 @@ struct eng_trainer {
     float *flat[PASS_OPT_GROUPS];     /* the params, flat by group: every program reads these */
     float *state[PASS_OPT_GROUPS][2]; /* optimizer state, same layout */
     float *grads[PASS_OPT_GROUPS];    /* gradients summed over the micro-batches of a step */
+    uint8_t *keep[PASS_OPT_GROUPS];   /* --mask: 0 where a param is held at zero (NULL: none) */
     int32_t *inputs, *targets;
     float lr_in, step_in;             /* the update program's scalar inputs */
     int64_t step;                     /* steps done */
@@ -370,6 +372,70 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
         free(mine);
     }
     return true;
+}
+
+/* --mask P (docs/compression.md): every GEMM weight of P (engine/compress.h) that is a model
+ * param masks it: its zero elements stay zero — their gradients and params are zeroed after
+ * every step's gradients and update (so AdamW's and SGD's state stays zero there too). False
+ * after reporting a tensor of another shape, or a file whose GEMM weights hold no zero. */
+static bool setup_mask(trainer *r, const char *path)
+{
+    rt_st_file f;
+    if (!rt_hf_open_weights(path, &f, r->d))
+        return false;
+    int64_t held = 0, total = 0;
+    bool ok = true;
+    for (int i = 0; i < r->n_params && ok; i++) {
+        const model_param *mp = &r->params[i];
+        const rt_st_tensor *t = rt_st_find(&f, mp->name);
+        int axis;
+        if (!t || !eng_gemm_weight(t->name, t->dtype, &t->shape, &axis))
+            continue;
+        if (!ir_shape_eq(&t->shape, &mp->shape)) {
+            char want[128], got[128];
+            ir_diag_error(r->d, -1, 0, 0, "%s: mask '%s' is %s, the param %s", path, mp->name,
+                          ir_type_str(t->dtype, &t->shape, got, sizeof got),
+                          ir_type_str(DT_F32, &mp->shape, want, sizeof want));
+            ok = false;
+            break;
+        }
+        if (!r->keep[mp->group]) {
+            r->keep[mp->group] = malloc((size_t)r->n_group[mp->group] + 1);
+            if (!r->keep[mp->group])
+                ir_unreachable("out of memory");
+            memset(r->keep[mp->group], 1, (size_t)r->n_group[mp->group] + 1);
+        }
+        float *v = malloc(sizeof *v * (mp->count + 1));
+        if (!v)
+            ir_unreachable("out of memory");
+        rt_convert_to_f32(t->dtype, t->data, v, mp->count);
+        uint8_t *keep = r->keep[mp->group] + mp->off;
+        for (size_t j = 0; j < mp->count; j++) {
+            keep[j] = v[j] != 0;
+            held += v[j] == 0;
+        }
+        total += (int64_t)mp->count;
+        free(v);
+    }
+    if (ok && held == 0) {
+        ir_diag_error(r->d, -1, 0, 0, "%s: --mask: no GEMM weight of the model has a zero here (loom prune writes "
+                      "masks)", path);
+        ok = false;
+    }
+    if (ok && !r->quiet && r->world_rank == 0)
+        printf("mask %s: %" PRId64 " of %" PRId64 " GEMM weight elements held at zero (%.2f%%)\n", path, held, total,
+               100.0 * (double)held / (double)total);
+    rt_st_close(&f);
+    return ok;
+}
+
+/* x (params or gradients, flat by group) zeroed where the mask holds zeros. */
+static void apply_mask(trainer *r, float *const x[PASS_OPT_GROUPS])
+{
+    for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        for (int64_t j = 0; r->keep[k] && j < r->n_group[k]; j++)
+            if (!r->keep[k][j])
+                x[k][j] = 0.0f;
 }
 
 /* Binds the host buffers to every program. */
@@ -946,6 +1012,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         sum /= r->micro;
         global_sumsq(r);
     }
+    apply_mask(r, r->grads); /* --mask: no gradient where the params are held at zero */
     r->skipped = false;
     r->nan_what = NULL;
     if (r->half != DT_F16 && r->t.nan_skip) {
@@ -991,6 +1058,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
             memcpy(r->state[k][j], program_output(r->update, gname), bytes);
         }
     }
+    apply_mask(r, r->flat); /* and no update there (weight decay included) */
     *norm = *(const float *)program_output(r->update, "grad_norm");
     if (r->half != DT_F16 && !isfinite(*norm)) { /* the loss was finite: a gradient is not */
         const char *bad = first_nonfinite_grad(r);
@@ -1431,8 +1499,14 @@ static bool setup(trainer *r, const eng_opts *o)
     if (!r->inputs || !r->targets || !r->g_inputs || !r->g_targets || !r->pool)
         ir_unreachable("out of memory");
 
-    if (o->weights && !r->t.resume) {
-        r->have_init = rt_hf_open_weights(o->weights, &r->init_w, d);
+    /* --mask P without --weights: fine-tuning starts from P */
+    const char *mask = eng_named(o, "--mask"), *start = o->weights ? o->weights : mask;
+    if (mask && r->axis[0]) {
+        ir_diag_error(d, -1, 0, 0, "train: --mask under tp or pp is not supported yet (dp is)");
+        return false;
+    }
+    if (start && !r->t.resume) {
+        r->have_init = rt_hf_open_weights(start, &r->init_w, d);
         if (!r->have_init)
             return false;
     }
@@ -1440,6 +1514,11 @@ static bool setup(trainer *r, const eng_opts *o)
      * the state is the rank's slices, known once its program is built: below) */
     if (!r->axis[0] && (!setup_state(r, o->seed, r->g) || (r->t.resume && !resume(r, o->seed))))
         return false;
+    if (mask) {
+        if (!setup_mask(r, mask))
+            return false;
+        apply_mask(r, r->flat);
+    }
     double t0 = rt_now_ms();
     /* the recipe (recipe.c): the loss on a dp rank's rows; under tp/pp a micro-batch's gradient
      * graph on this rank */
@@ -1644,6 +1723,7 @@ void eng_trainer_free(eng_trainer *r)
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         free(r->flat[k]);
         free(r->grads[k]);
+        free(r->keep[k]);
         for (int j = 0; j < 2; j++)
             free(r->state[k][j]);
     }
