@@ -133,6 +133,12 @@ static const command_help helps[] = {
      "  --weights W          start from these weights (fine-tuning; default: loom init's)\n"
      "  --mask P             keep the zeros of P's GEMM weights (loom prune; docs/compression.md); starts\n"
      "                       from P unless --weights is given\n"
+     "  --teacher MODEL      distill: loss A*CE + (1-A)*T^2*KL(teacher || student), the teacher's forward in\n"
+     "                       the step (docs/compression.md; default: none)\n"
+     "  --teacher-weights W  the teacher's params (required with --teacher)\n"
+     "  --teacher-define N=V the teacher's hparams over the student's -D (repeatable; e.g. n_layer=4)\n"
+     "  --distill-alpha A    CE's weight (default: 0.5)\n"
+     "  --distill-temperature T  the softmax temperature (default: 2)\n"
      "  --trace DIR          every step's gradients as safetensors (tests)\n"
      "  --target T           cpu, cuda or opencl[:P[:D]] (default: cpu)\n"
      "  --seed S             initialization and data order (default: 0)\n"
@@ -148,7 +154,9 @@ static const command_help helps[] = {
       " --data data/tinyshakespeare.txt --steps 3 --sample 0 --mesh pp=2 --profile /tmp/pp.json",
       "build/loom init models/gpt2.loom " TINY " -o /tmp/w.safetensors && build/loom prune /tmp/w.safetensors "
       "--pattern 2:4 -o /tmp/p.safetensors && build/loom train models/gpt2.loom " TINY " --data "
-      "data/tinyshakespeare.txt --steps 5 --sample 0 --mask /tmp/p.safetensors"}},
+      "data/tinyshakespeare.txt --steps 5 --sample 0 --mask /tmp/p.safetensors && build/loom train models/gpt2.loom "
+      TINY " -D n_layer=1 --data data/tinyshakespeare.txt --steps 5 --sample 0 --teacher models/gpt2.loom "
+      "--teacher-define n_layer=2 --teacher-weights /tmp/w.safetensors --distill-alpha 0.5 --distill-temperature 2"}},
     {"tokenize", "loom tokenize --vocab DIR|--bytes [FILE] [-o F.tok] [--decode]",
      "Text to token ids (GPT-2 BPE from encoder.json + vocab.bpe, BERT WordPiece from vocab.txt, or bytes), "
      "or back with --decode. Reads FILE or standard input.",

@@ -37,7 +37,8 @@ static const struct {
     {"train", "--microbatches"}, {"train", "--schedule"}, {"train", "--timeout"}, {"run", "--timeout"},
     {"train", "--loss-scale"},  {"train", "--on-nan"},
     {"quantize", "--format"},  {"quantize", "--group"},     {"quantize", "--scales"},  {"prune", "--sparsity"},
-    {"prune", "--pattern"},     {"train", "--mask"},
+    {"prune", "--pattern"},     {"train", "--mask"},         {"train", "--teacher"},    {"train", "--teacher-weights"},
+    {"train", "--teacher-define"}, {"train", "--distill-alpha"}, {"train", "--distill-temperature"},
     {"dump", "--emit"},         {"dump", "--sm"}, /* engine/emit.h */
     {"check", "--schedule"},    {"check", "--accum"},        {"check", "--optimizer"},   {"check", "--momentum"},
     /* build --mesh --train: what a training executable compiles in */
