@@ -15,26 +15,16 @@ typedef struct {
     const ir_node *const *params; /* params[i] belongs to entries[i] */
     const rt_st_entry *entries;
     uint64_t seed;
+    rt_pool *pool;
 } init_ctx;
 
-/* Elements [first, first + count) of one parameter, converted in chunks so the double scratch
- * stays small. */
+/* Elements [first, first + count) of one parameter, on every thread (io/init.h). */
 static bool fill_param(void *ctx_, const rt_st_entry *e, int64_t first, int64_t count, void *dst, ir_diag *d)
 {
     (void)d;
     const init_ctx *ctx = ctx_;
     const ir_node *p = ctx->params[e - ctx->entries];
-    size_t esize = (size_t)ir_dtype_size(p->dtype);
-    enum { CHUNK = 1 << 16 };
-    double *buf = malloc(CHUNK * sizeof *buf);
-    if (!buf)
-        ir_unreachable("out of memory");
-    for (int64_t at = 0; at < count; at += CHUNK) {
-        int64_t k = count - at < CHUNK ? count - at : CHUNK;
-        rt_init_param(p, ctx->seed, (size_t)(first + at), (size_t)k, buf);
-        rt_convert_from_f64(p->dtype, buf, (char *)dst + (size_t)at * esize, (size_t)k);
-    }
-    free(buf);
+    rt_init_param_as(p, ctx->seed, (size_t)first, (size_t)count, p->dtype, dst, ctx->pool);
     return true;
 }
 
@@ -80,10 +70,11 @@ int cmd_init(const eng_opts *o)
         char seed[32];
         snprintf(seed, sizeof seed, "%" PRIu64, o->seed);
         rt_st_meta meta[] = {{"format", "pt"}, {"loom.model", (char *)g->name}, {"loom.seed", seed}};
-        init_ctx ctx = {params, entries, o->seed};
+        init_ctx ctx = {params, entries, o->seed, rt_pool_new(0)};
         if (rt_st_write(o->out, entries, n, meta, 3, fill_param, &ctx, &d))
             printf("wrote %d parameters (%" PRIu64 " elements, %" PRIu64 " bytes) to %s\n", n, elems,
                    bytes, o->out);
+        rt_pool_free(ctx.pool);
     }
     free(params);
     free(entries);

@@ -755,6 +755,19 @@ LLVMTargetMachineRef cg_llvm_host_machine(const cg_host_options *o, ir_diag *d)
     }
     char *cpu = o->generic_cpu ? NULL : LLVMGetHostCPUName();
     char *features = o->generic_cpu ? NULL : LLVMGetHostCPUFeatures();
+    /* LOOM_CPU_FEATURES (e.g. "-avx512f,-avx512bf16") changes the host's features: the paths
+     * of machines without an instruction set, forced on this one */
+    const char *force = o->generic_cpu ? NULL : getenv("LOOM_CPU_FEATURES");
+    if (force && *force) {
+        size_t n = strlen(features) + strlen(force) + 2;
+        char *both = malloc(n);
+        if (!both)
+            ir_unreachable("out of memory");
+        snprintf(both, n, "%s%s%s", features, *features ? "," : "", force);
+        LLVMDisposeMessage(features);
+        features = LLVMCreateMessage(both);
+        free(both);
+    }
     LLVMCodeGenOptLevel lvl = o->opt_level <= 0 ? LLVMCodeGenLevelNone
                               : o->opt_level == 1 ? LLVMCodeGenLevelLess
                               : o->opt_level == 2 ? LLVMCodeGenLevelDefault

@@ -351,6 +351,10 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
             ir_unreachable("train: a rank's param is not one of the model's");
         mp->sliced = n_sl > 0;
         size_t full_count = (size_t)ir_shape_numel(&full->shape);
+        if (!n_sl && !r->have_init) { /* straight into the param, on every thread */
+            rt_init_param_as(full, seed, 0, full_count, DT_F32, param_data(r, mp), r->pool);
+            continue;
+        }
         double *tmp = malloc((full_count + 1) * sizeof *tmp), *mine = malloc((mp->count + 1) * sizeof *mine);
         if (!tmp || !mine)
             ir_unreachable("out of memory");

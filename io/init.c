@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "io/safetensors.h"
+
 #define GAMMA 0x9E3779B97F4A7C15ull
 
 /* SplitMix64's output function: a bijective avalanche mix of 64 bits. */
@@ -72,4 +74,33 @@ void rt_init_param(const ir_node *param, uint64_t seed, size_t first, size_t cou
 {
     rt_init_fill(ir_attr_str(param, "init"), ir_attr_float(param, "scale"), param->name, seed,
                  first, count, dst);
+}
+
+typedef struct {
+    const ir_node *param;
+    uint64_t seed;
+    size_t first;
+    ir_dtype dt;
+    char *dst;
+} fill_job;
+
+enum { FILL_CHUNK = 2048 }; /* counter-based: any split gives the same numbers */
+
+static void fill_chunks(void *ctx, int64_t begin, int64_t end)
+{
+    const fill_job *j = ctx;
+    double buf[FILL_CHUNK];
+    size_t esize = (size_t)ir_dtype_size(j->dt);
+    for (int64_t at = begin; at < end; at += FILL_CHUNK) {
+        size_t k = (size_t)(end - at < FILL_CHUNK ? end - at : FILL_CHUNK);
+        rt_init_param(j->param, j->seed, j->first + (size_t)at, k, buf);
+        rt_convert_from_f64(j->dt, buf, j->dst + (size_t)at * esize, k);
+    }
+}
+
+void rt_init_param_as(const ir_node *param, uint64_t seed, size_t first, size_t count, ir_dtype dt, void *dst,
+                      rt_pool *pool)
+{
+    fill_job j = {param, seed, first, dt, dst};
+    rt_pool_parallel_for_grain(pool, (int64_t)count, 1 << 16, fill_chunks, &j);
 }

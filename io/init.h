@@ -25,6 +25,7 @@
 
 #include "ir/diag.h"
 #include "ir/ir.h"
+#include "runtime/threadpool.h"
 
 /* True when `init` names a known initializer (zeros ones normal uniform const). */
 bool rt_init_known(const char *init);
@@ -38,5 +39,11 @@ void rt_init_fill(const char *init, double scale, const char *name, uint64_t see
 
 /* The same for a param node: its init/scale attributes and external name. */
 void rt_init_param(const ir_node *param, uint64_t seed, size_t first, size_t count, double *dst);
+
+/* The same values rounded to dtype dt (a float dtype) and stored in dst, computed on pool's
+ * threads (NULL: this one) in chunks, with no array of doubles: the numbers of rt_init_param,
+ * at memory speed. */
+void rt_init_param_as(const ir_node *param, uint64_t seed, size_t first, size_t count, ir_dtype dt, void *dst,
+                      rt_pool *pool);
 
 #endif

@@ -636,6 +636,14 @@ void rt_convert_to_f32(ir_dtype dt, const void *src, float *dst, size_t n)
     double buf[256];
     if (!ir_dtype_is_float(dt))
         ir_unreachable("rt_convert_to_f32: not a float dtype");
+    if (dt == DT_F32) { /* bit for bit: a signaling NaN stays one (a double would quiet it) */
+        for (size_t i = 0; i < n; i++) {
+            uint32_t b = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 |
+                         (uint32_t)p[4 * i + 3] << 24;
+            memcpy(&dst[i], &b, 4);
+        }
+        return;
+    }
     for (size_t at = 0; at < n; at += 256) { /* through doubles, which hold every value exactly */
         size_t k = n - at < 256 ? n - at : 256;
         rt_convert_to_f64(dt, p + at * (size_t)ir_dtype_size(dt), buf, k);

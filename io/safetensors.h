@@ -85,7 +85,8 @@ const char *rt_st_dtype_name(ir_dtype dt);
  * bf16 and i32 value is a double; i64 beyond 2^53 rounds). */
 void rt_convert_to_f64(ir_dtype dt, const void *src, double *dst, size_t n);
 /* Converts n float elements (F64, F32, F16, BF16) at src to floats, for runtimes that compute
- * in f32: F64 rounds to nearest even (overflow gives ±inf); the others are exact. */
+ * in f32: F64 rounds to nearest even (overflow gives ±inf); the others are exact, and F32 is
+ * copied bit for bit (NaN payloads too: a checkpoint loaded and saved again is the same file). */
 void rt_convert_to_f32(ir_dtype dt, const void *src, float *dst, size_t n);
 /* Converts n doubles to little-endian elements of dtype dt, rounding to nearest even for
  * floats (overflow gives ±inf, NaN stays NaN) and truncating toward zero for integers

@@ -730,8 +730,11 @@ static bool check_gemm(checker *c, const rt_plan_gemm *g)
 /* The forward operands of an attention (out only when with_out). */
 static bool check_attention_in(checker *c, const rt_plan_attention *a, bool with_out)
 {
-    if (a->B < 1 || a->H < 1 || a->G < 1 || a->T < 1 || a->S < 1 || a->D < 1 || a->E < 1 || a->H % a->G != 0 ||
-        a->causal < 0 || !isfinite(a->scale) || a->scale == 0)
+    /* a forward attention may be empty (no batch, heads, queries, keys or values: a slice of
+     * nothing upstream; a row without keys is 0); its backward, which only training makes, not */
+    int64_t least = with_out ? 0 : 1;
+    if (a->B < least || a->H < least || a->G < 1 || a->T < least || a->S < least || a->D < 1 || a->E < least ||
+        a->H % a->G != 0 || a->causal < 0 || !isfinite(a->scale) || a->scale == 0)
         return fail(c, "bad sizes, head groups, causal flag or scale", "attention");
     /* rows of q, k, v and out are separate (their row stride at least a row): the executors
      * hand them to BLAS as leading dimensions, which must cover a row */
@@ -753,12 +756,13 @@ static bool check_attention_in(checker *c, const rt_plan_attention *a, bool with
            check_ref(c, "attention mask", a->mask, true, dt, 4, m, a->mask_stride);
 }
 
-/* n contiguous bytes from r. */
+/* n contiguous bytes from r (none at all from an empty buffer: a copy of an empty output). */
 static bool check_bytes(checker *c, const char *field, rt_plan_ref r, int64_t bytes)
 {
     if (bytes < 0)
         return fail(c, "negative size", field);
-    if (!check_ref(c, field, r, false, DT_VOID, 0, NULL, NULL))
+    int64_t none = 0, one = 1;
+    if (!check_ref(c, field, r, false, DT_VOID, bytes ? 0 : 1, &none, &one))
         return false;
     const rt_plan_buffer *b = &c->p->bufs[r.buf];
     int64_t size = ir_dtype_size(b->dtype);

@@ -1,14 +1,19 @@
 /* memory.c — host memory checks before user-sized allocations (memory.h). */
 #include "runtime/memory.h"
 
+#include <stdlib.h>
 #include <unistd.h>
 
 int64_t rt_host_memory(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || size <= 0 || pages > INT64_MAX / size)
-        return INT64_MAX;
-    return (int64_t)pages * size;
+    int64_t have = pages <= 0 || size <= 0 || pages > INT64_MAX / size ? INT64_MAX : (int64_t)pages * size;
+    const char *cap = getenv("LOOM_HOST_MEMORY");
+    char *end;
+    long long v = cap && *cap ? strtoll(cap, &end, 10) : 0;
+    if (v > 0 && !*end && v < have)
+        have = v;
+    return have;
 }
 
 bool rt_host_alloc_ok(int64_t bytes, const char *what, ir_diag *d)

@@ -9,7 +9,9 @@
 
 #include "ir/diag.h"
 
-/* This machine's physical memory in bytes (sysconf), or INT64_MAX when it cannot be told. */
+/* This machine's physical memory in bytes (sysconf), or INT64_MAX when it cannot be told; less
+ * when the environment variable LOOM_HOST_MEMORY gives a smaller positive number of bytes (a
+ * container's share; the fuzzers of fuzz/ hold inputs to 1 GiB with it). */
 int64_t rt_host_memory(void);
 /* true when bytes (>= 0) fit in host memory; else reports "WHAT needs N GiB, more than this
  * machine's M GiB of memory" through d (what names the file, tensor or model) and gives false.

@@ -62,9 +62,12 @@ bool rt_tok_parse(const char *path, const void *buf, size_t len, rt_tokens *t, i
     }
     size_t body = len - RT_TOK_HEADER;
     if (count > body / dt || body != count * dt) {
-        ir_diag_error(d, -1, 0, 0, "%s: header says %llu tokens (%llu bytes) but %zu bytes follow the header%s", path,
-                      (unsigned long long)count, (unsigned long long)count * dt, body,
-                      count > body / dt ? " (truncated file)" : "");
+        char bytes[40] = "more than 2^64 bytes"; /* a count from the file: its size may overflow */
+        uint64_t b;
+        if (!__builtin_mul_overflow(count, (uint64_t)dt, &b))
+            snprintf(bytes, sizeof bytes, "%llu bytes", (unsigned long long)b);
+        ir_diag_error(d, -1, 0, 0, "%s: header says %llu tokens (%s) but %zu bytes follow the header%s", path,
+                      (unsigned long long)count, bytes, body, count > body / dt ? " (truncated file)" : "");
         return false;
     }
     uint32_t *ids = malloc(count ? count * sizeof *ids : 1);

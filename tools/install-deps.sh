@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(cmake make gcc flex bison llvm-19-dev llvm-19-tools libcjson-dev libopenblas-dev
       libopenmpi-dev openmpi-bin ocl-icd-opencl-dev pocl-opencl-icd libclblast-dev
-      python3 python3-pip pkg-config graphviz librsvg2-bin)
+      python3 python3-pip pkg-config graphviz librsvg2-bin clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -257,11 +257,54 @@ static void test_validation(void)
     }
 }
 
+/* Copies of nothing: zero bytes from an empty buffer are fine (a graph's empty value output
+ * under two names: fuzz/corpus/diff/finding-empty-output-copy.lir); a byte is not. */
+static void test_empty_copy(void)
+{
+    for (int bytes = 0; bytes < 2; bytes++) {
+        rt_plan p;
+        memset(&p, 0, sizeof p);
+        int a = add_buf(&p, "a", DT_F32, 0, RT_BUF_OUTPUT, 0);
+        int b = add_buf(&p, "b", DT_F32, 0, RT_BUF_OUTPUT, 0);
+        rt_plan_step *s = add_step(&p, RT_STEP_COPY);
+        s->copy = (rt_plan_copy){{a, 0}, {b, 0}, bytes};
+        char msg[512];
+        bool ok = roundtrip(&p, msg, sizeof msg);
+        CHECK(ok == (bytes == 0), "a copy of %d bytes from an empty buffer: %s (%s)", bytes,
+              ok ? "accepted" : "refused", msg);
+        CHECK(ok || strstr(msg, "copy src: reaches past the end"), "message '%s'", msg);
+        rt_plan_clear(&p);
+    }
+}
+
+/* An empty forward attention (no queries, or no keys: rows of 0) is valid, its backward not
+ * (fuzz/corpus/diff/finding-empty-attention.lir: loom build refused a graph loom run runs). */
+static void test_empty_attention(void)
+{
+    for (int grad = 0; grad < 2; grad++)
+        for (int which = 0; which < 2; which++) {
+            rt_plan p;
+            make_plan(&p);
+            rt_plan_attention *a = grad ? &p.steps[6].agrad.fwd : &p.steps[3].attn;
+            if (which == 0)
+                a->T = 0;
+            else
+                a->S = 0;
+            char msg[512];
+            bool ok = roundtrip(&p, msg, sizeof msg);
+            CHECK(ok == !grad, "%s with %s = 0: %s (%s)", grad ? "attention_grad" : "attention", which ? "S" : "T",
+                  ok ? "accepted" : "refused", msg);
+            rt_plan_clear(&p);
+        }
+}
+
 int main(void)
 {
     test_roundtrip();
     test_step_past_end();
     test_validation();
+    test_empty_copy();
+    test_empty_attention();
     if (failures)
         fprintf(stderr, "%d failures\n", failures);
     else

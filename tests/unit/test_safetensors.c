@@ -374,6 +374,12 @@ static void test_conversions(void)
     CHECK(f4[0] == 1.0f && f4[1] == -2.0f && f4[2] == 0x1p-24f);
     rt_convert_to_f32(DT_BF16, h4, f4, 1);
     CHECK(f4[0] == 0x1p-7f); /* bf16 0x3C00 = 2^-7 */
+    /* F32 bit for bit: a signaling NaN (fuzz/corpus/checkpoint/finding-snan-param) stays one */
+    const uint8_t snan[4] = {0x0f, 0x92, 0xb9, 0xff};
+    uint32_t bits;
+    rt_convert_to_f32(DT_F32, snan, f4, 1);
+    memcpy(&bits, f4, 4);
+    CHECK(bits == 0xffb9920fu);
     double ints[4] = {-2.7, 3e10, NAN, 300};
     int32_t i32[3];
     rt_convert_from_f64(DT_I32, ints, i32, 3);

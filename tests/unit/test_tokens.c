@@ -145,6 +145,9 @@ static void test_malformed(void)
     EXPECT_ERROR("(truncated file)", "LOOMTOK1", 1, 4, 300, 0, 2, 7);
     EXPECT_ERROR("header says 1 tokens (2 bytes) but 4 bytes follow the header", "LOOMTOK1", 1, 2, 300, 0, 1, 4);
     EXPECT_ERROR("(truncated file)", "LOOMTOK1", 1, 2, 300, 0, UINT64_MAX / 2, 4);
+    /* a count whose size in bytes overflows is said so, not wrapped ("(0 bytes)") */
+    EXPECT_ERROR("header says 9223372036854775808 tokens (more than 2^64 bytes)", "LOOMTOK1", 1, 2, 300, 0,
+                 (uint64_t)1 << 63, 4);
     EXPECT_ERROR("token 0 is 257, not below the vocab size 257", "LOOMTOK1", 1, 2, 257, 0, 2, 4);
     b = make("LOOMTOK1", 1, 4, 1000, 0, 3, 12, &len);
     memset(b + 32, 0, 8);
