@@ -6,9 +6,10 @@ Perfetto's trace processor when its binary is here, else its import rules over S
   - the compile slices (each pass, codegen, the kernels);
   - under pp=2: both ranks as processes, F/B micro-batch slices on each stage, the sends and
     receives with their bytes, and a flow from a send on one rank to its receive on the other;
-  - the sum of the step slices within 10% of the forward's wall time; under pp=2 the step and
-    communication slices cover 60-100% of the training step that holds them (two ranks on
-    two cores are descheduled between slices under load; overlap would exceed 100%).
+  - the sum of the step slices (plan steps and communication) within 10% of the wall time of
+    the run (forward) or of the training step that holds them. (CI once saw 85%: the JIT then
+    compiled lazily, on a program's first lookup, inside the step; it compiles eagerly now, and
+    this test runs alone, RUN_SERIAL, so its two ranks have the two cores.)
 Usage: test_profile.py LOOM MPIEXEC"""
 import os
 import re
@@ -132,11 +133,8 @@ def pipeline(loom, mpiexec, tmp):
                             join thread using (utid) join process p using (upid)
                             where p.pid = {pid} and s.category in ('step', 'comm')
                             and s.ts >= {step['ts']} and s.ts + s.dur <= {step['ts'] + step['dur']}""")["s"]
-        # Two ranks share two cores with mpirun's progress threads: a rank is descheduled
-        # between slices now and then, so the gaps are load, not missing slices. The slices
-        # must not overlap (sum within the step) and must cover most of it.
-        check(f"rank {pid - 1}: step and communication slices cover '{step['name']}' (60% to 100%)",
-              0.60 <= inside / step["dur"] <= 1.01, f"{inside / 1e6:.3f} of {step['dur'] / 1e6:.3f} ms")
+        check(f"rank {pid - 1}: step and communication slices sum to '{step['name']}' within 10%",
+              abs(inside / step["dur"] - 1) < 0.10, f"{inside / 1e6:.3f} of {step['dur'] / 1e6:.3f} ms")
     tp.close()
     with open(log) as f:
         rows = [__import__("json").loads(x) for x in f]
