@@ -127,6 +127,19 @@ int cmd_check(const eng_opts *o)
         ir_graph_free(g);
         return cli_finish(&d);
     }
+    /* --explain: every collective of the mesh with its time under a machine model */
+    static const char *const explain_only[] = {"--bandwidth", "--latency", "--gpus-per-node"};
+    for (size_t k = 0; k < sizeof explain_only / sizeof *explain_only; k++)
+        if (eng_named(o, explain_only[k]) && !o->explain)
+            ir_diag_error(&d, -1, 0, 0, "check: %s describes the time model of --explain: add --explain", explain_only[k]);
+    if (o->explain && !o->mesh)
+        ir_diag_error(&d, -1, 0, 0, "check: --explain lists the collectives of a mesh: add --mesh (e.g. --mesh tp=2)");
+    else if (o->explain && o->json)
+        ir_diag_error(&d, -1, 0, 0, "check: --explain prints a table; it does not go with --json");
+    if (!ir_diag_ok(&d)) {
+        ir_graph_free(g);
+        return cli_finish(&d);
+    }
     if (o->json) { /* engine/check_json.c */
         eng_check_json(g, o, &d);
         ir_graph_free(g);

@@ -35,9 +35,17 @@ static const command_help helps[] = {
      "  --accum N            gradient accumulation with --train (default: 1)\n"
      "  --optimizer O        adamw or sgd, for the optimizer state (default: adamw)\n"
      "  --momentum M         sgd's momentum (default: 0.9)\n"
-     "  --json               one JSON object (params, FLOPs, memory, per-rank mesh report) on stdout\n",
+     "  --json               one JSON object (params, FLOPs, memory, per-rank mesh report) on stdout\n"
+     "  --explain            with --mesh: every collective of a rank (one a pipeline stage, or --rank R): its\n"
+     "                       layout change, bytes, predicted time and source op with its .loom line\n"
+     "  --bandwidth intra=R,inter=R  --explain's links (default: intra=150GB/s,inter=25GB/s)\n"
+     "  --latency intra=T,inter=T    --explain's latency per message step (default: intra=5us,inter=10us)\n"
+     "  --gpus-per-node G    ranks a node, in rank order, for --explain (default: 8)\n"
+     "With --mesh, every rank's collectives are first proven to match (same kind, dtype, count and order\n"
+     "in every group; every send received; the job simulated to its end), else an error names both ranks.\n",
      {"build/loom check models/gpt2.loom", "build/loom check models/llama.loom -D n_layer=2 --json",
-      "build/loom check models/gpt2.loom " TINY " --mesh tp=2,pp=2 --train"}},
+      "build/loom check models/gpt2.loom " TINY " --mesh tp=2,pp=2 --train",
+      "build/loom check models/gpt2.loom " TINY " --mesh tp=2,pp=2 --explain --gpus-per-node 2"}},
     {"dump", "loom dump MODEL [--after=PASS] [--emit=STAGE] [--dot [--dot-depth N]] [--mesh AXES --rank R]",
      "Prints the graph IR (after a pass), a stage of lowering, or the graph as Graphviz.",
      COMMON_MODEL
@@ -235,6 +243,25 @@ static const command_help helps[] = {
      "  --title TEXT         (default: training loss)\n",
      {"build/loom train models/gpt2.loom " TINY " --data data/tinyshakespeare.txt --steps 20 --eval-every 5 "
       "--sample 0 --log /tmp/run.csv && build/loom plot /tmp/run.csv -o /tmp/run.svg --x tokens --log-y"}},
+    {"plan", "loom plan MODEL [-D name=value]... --devices N [--device-memory 80GiB] [--batch B] [--bandwidth "
+             "intra=R,inter=R] [--gpus-per-node G] [--peak-tflops T]",
+     "Chooses how loom train should split a model over N devices: every mesh dp x tp x pp, micro-batch count "
+     "and schedule loom has, pruned by the per-rank memory loom check --train predicts, ranked by a predicted "
+     "step time (FLOPs at peak x MFU, ring collectives, the pipeline bubble); prints the best with the command "
+     "to run each (docs/cluster.md).",
+     COMMON_MODEL
+     "  --devices N          the devices (ranks) to plan for (required)\n"
+     "  --device-memory SIZE memory a device, e.g. 80GiB, 40GB (default: 80GiB)\n"
+     "  --batch B            the global batch in rows: -D batch=B (default: the model's)\n"
+     "  --bandwidth intra=R,inter=R  links inside and between nodes (default: intra=150GB/s,inter=25GB/s)\n"
+     "  --latency intra=T,inter=T    per message step (default: intra=5us,inter=10us)\n"
+     "  --gpus-per-node G    devices a node, ranks in order (default: 8)\n"
+     "  --peak-tflops T      a device's peak (default: 400)\n"
+     "  --mfu F              the fraction of peak compute reaches (default: 0.4)\n"
+     "  --optimizer O        adamw or sgd, for the optimizer state (default: adamw)\n"
+     "  --top K              choices printed (default: 5)\n",
+     {"build/loom plan models/gpt2.loom " TINY " --devices 4 --device-memory 1GiB",
+      "build/loom plan models/gpt2.loom -D vocab=50304 -D seq=1024 --batch 64 --devices 64 --top 3"}},
     {"trace-merge", "loom trace-merge OUT.json RANK.json...",
      "Merges the ranks' --profile files (FILE.rankN.json) into one timeline; rank 0 does it by itself when "
      "the ranks share a disk.",

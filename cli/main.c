@@ -35,6 +35,7 @@ JOB(plot, eng_plot)
 JOB(quantize, eng_quantize)
 JOB(prune, eng_prune)
 JOB(trace_merge, eng_trace_merge)
+JOB(plan, eng_plan)
 
 static const struct {
     const char *name;
@@ -56,6 +57,7 @@ static const struct {
     {"quantize", cmd_quantize, "quantize W.safetensors --format int8|int4 [--group G] -o Q.safetensors  weight-only quantization"},
     {"prune", cmd_prune, "prune W.safetensors --sparsity S | --pattern N:M -o P.safetensors  magnitude pruning of GEMM weights"},
     {"plot", cmd_plot, "plot LOG... -o curve.svg     loss curves of loom train --log files"},
+    {"plan", cmd_plan, "plan FILE --devices N [--device-memory 80GiB] [--batch B] ...  choose the mesh for loom train"},
     {"trace-merge", cmd_trace_merge, "trace-merge OUT.json RANK.json...  one timeline of the ranks' --profile files"},
 };
 

@@ -67,19 +67,7 @@ typedef struct {
     int sm;        /* target compute capability × 10: 80 (Ampere, the baseline) or 90 (Hopper) */
     int ptx;       /* PTX ISA version × 10; 0: 75 below sm_90, 78 for sm_90 */
     int opt_level; /* 0..3, as cg_host_options.opt_level */
-    bool attention; /* also emit the fused attention kernels (below) */
 } cg_ptx_options;
-
-/* The fused f32 attention kernels of cg_ptx_options.attention: CG_PTX_ATTENTION_KERNEL "_64",
- * "_128" and "_256" for head dims (D and E) up to 64, 128, 256. One warp per query row,
- * CG_PTX_ATTENTION_ROWS rows per block (blockDim 32·ROWS, gridDim ceil(B·H·T / ROWS), or
- * fewer: the kernel strides). Parameters, in order: q, k, v, mask, out (u64 pointers to the
- * first element; mask 0: none), then i64 B, H, G, T, S, D, E, q_stride[3], k_stride[3],
- * v_stride[3], out_stride[3], mask_stride[4] (strides in elements, as plan.h's
- * rt_plan_attention), causal, then f32 scale. runtime/cuda/exec_cuda.h repeats these constants. */
-#define CG_PTX_ATTENTION_KERNEL "loom_attention_f32"
-#define CG_PTX_ATTENTION_ROWS 4
-#define CG_PTX_ATTENTION_MAX_DIM 256
 
 /* sm 80, the default PTX version, opt_level 3: used when a function is given NULL. */
 extern const cg_ptx_options cg_ptx_defaults;
@@ -97,8 +85,8 @@ char *cg_ptx_llvm_ir(cg_kernel *const *ks, int n, const cg_ptx_options *o, ir_di
 
 /* The launch geometry of kernel k (blockDim = block, gridDim = grid; y and z are 1). With P the
  * number of grid points (the product of k->dim):
- *   no loops:   one thread per grid point, flattened row-major: block.x = min(256, P rounded
- *               up to a multiple of 32), grid.x = ceil(P / block.x);
+ *   no loops, or sequential (kir.h): one thread per grid point, flattened row-major:
+ *               block.x = min(256, P rounded up to a multiple of 32), grid.x = ceil(P / block.x);
  *   with loops: one block per grid point (blockIdx.x flattened row-major): grid.x = P, and
  *               block.x = the largest loop extent rounded up to a multiple of 32, in [32, 256];
  *               the block's threads stride over each loop's extent.
@@ -129,8 +117,8 @@ char *cg_opencl_source(cg_kernel *const *ks, int n, ir_diag *d);
 char *cg_opencl_source_offsets(cg_kernel *const *ks, int n, ir_diag *d);
 
 /* The launch geometry of kernel k. With P the number of grid points (the product of k->dim):
- *   no loops:   one work-item per grid point, flattened row-major: local = min(256, P rounded
- *               up to a multiple of 32), groups = ceil(P / local);
+ *   no loops, or sequential (kir.h): one work-item per grid point, flattened row-major:
+ *               local = min(256, P rounded up to a multiple of 32), groups = ceil(P / local);
  *   with loops: one work-group per grid point (group id flattened row-major): groups = P, and
  *               local = the largest loop extent rounded up to a power of two, in [32, 256];
  *               the group's work-items stride over each loop's extent.

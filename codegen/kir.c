@@ -99,8 +99,87 @@ int cg_kernel_loop(cg_kernel *k, int64_t extent)
 {
     if (k->n_loops >= CG_MAX_LOOPS)
         ir_unreachable("cg_kernel_loop: more than CG_MAX_LOOPS loops");
-    k->loop[k->n_loops] = extent;
-    return k->n_loops++;
+    if (k->seq)
+        ir_unreachable("cg_kernel_loop: a sequential kernel opens its loops with cg_loop_open");
+    int j = k->n_loops++;
+    k->loop[j] = extent;
+    k->loop_parent[j] = -1;
+    k->loop_bound[j] = -1;
+    k->loop_open[j] = 2 * j;
+    k->loop_close[j] = 2 * j + 1;
+    return j;
+}
+
+/* Event numbers of loop j's open and close (close -1 while a sequential loop is open). */
+static int ev_open(const cg_kernel *k, int j) { return k->seq ? k->loop_open[j] : 2 * j; }
+static int ev_close(const cg_kernel *k, int j) { return k->seq ? k->loop_close[j] : 2 * j + 1; }
+
+void cg_kernel_set_seq(cg_kernel *k)
+{
+    if (k->n_loops || k->n_nodes)
+        ir_unreachable("cg_kernel_set_seq: the kernel already has loops or nodes");
+    k->seq = true;
+}
+
+int cg_loop_open(cg_kernel *k, int64_t extent, cg_val bound)
+{
+    if (!k->seq)
+        ir_unreachable("cg_loop_open: not a sequential kernel");
+    if (k->n_loops >= CG_MAX_LOOPS)
+        ir_unreachable("cg_loop_open: more than CG_MAX_LOOPS loops");
+    int j = k->n_loops++;
+    k->loop[j] = extent;
+    k->loop_parent[j] = k->n_open ? k->open_loops[k->n_open - 1] : -1;
+    k->loop_bound[j] = bound;
+    k->loop_open[j] = k->n_events++;
+    k->loop_close[j] = -1;
+    k->open_loops[k->n_open++] = j;
+    return j;
+}
+
+void cg_loop_close(cg_kernel *k)
+{
+    if (!k->seq || !k->n_open)
+        ir_unreachable("cg_loop_close: no open loop");
+    int j = k->open_loops[--k->n_open];
+    k->loop_close[j] = k->n_events++;
+}
+
+int cg_kernel_slot_loop(const cg_kernel *k, int s)
+{
+    int best = -1;
+    for (int j = 0; j < k->n_loops; j++) {
+        int o = ev_open(k, j), c = ev_close(k, j);
+        /* slot s is inside loop j when open(j) < s <= close(j); loops nest, so the innermost
+         * is the one opened last */
+        if (o < s && (c < 0 || s <= c))
+            best = j;
+    }
+    return best;
+}
+
+int cg_kernel_event_loop(const cg_kernel *k, int e, bool *opens)
+{
+    for (int j = 0; j < k->n_loops; j++) {
+        if (ev_open(k, j) == e) {
+            *opens = true;
+            return j;
+        }
+        if (ev_close(k, j) == e) {
+            *opens = false;
+            return j;
+        }
+    }
+    return -1;
+}
+
+/* Is loop a the loop b or one enclosing it (-1, the top level, encloses everything)? */
+static bool encloses(const cg_kernel *k, int a, int b)
+{
+    for (int x = b; x >= 0 && x < k->n_loops; x = k->loop_parent[x])
+        if (x == a)
+            return true;
+    return a < 0;
 }
 
 /* ---- builder ----------------------------------------------------------------------------- */
@@ -115,13 +194,19 @@ static cg_type type_of(const cg_kernel *k, int v)
     return n ? n->type : CG_VOID;
 }
 
-/* Slot of a node built from n's fields (see kir.h): leaves 0, lidx k 2k+1, reduce over k
- * 2k+2, everything else the max of its operands. */
+static bool valid_loop(const cg_kernel *k, int j) { return j >= 0 && j < k->n_loops; }
+
+/* Slot of a node built from n's fields (see kir.h): leaves 0, lidx k and carry over k
+ * open(k) + 1 (2k+1 without nesting), reduce and last over k close(k) + 1 (2k+2), everything
+ * else the max of its operands (in sequential kernels, memory ops at least where the builder
+ * is: see place). */
 static int derive_slot(const cg_kernel *k, const cg_node *n)
 {
     switch (n->op) {
-    case CG_LIDX: return 2 * n->a + 1;
-    case CG_REDUCE: return 2 * n->a + 2;
+    case CG_LIDX:
+    case CG_CARRY: return valid_loop(k, n->a) ? ev_open(k, n->a) + 1 : 0;
+    case CG_REDUCE:
+    case CG_LAST: return valid_loop(k, n->a) ? ev_close(k, n->a) + 1 : 0;
     default: break;
     }
     int s = 0;
@@ -131,6 +216,17 @@ static int derive_slot(const cg_kernel *k, const cg_node *n)
     return s;
 }
 
+/* A node whose place is the builder's position in a sequential kernel: a store, or a load of
+ * a buffer the kernel writes. */
+static bool is_ordered(const cg_kernel *k, const cg_node *n)
+{
+    if (!k->seq)
+        return false;
+    if (n->op == CG_STORE)
+        return true;
+    return n->op == CG_LOAD && n->a >= 0 && n->a < k->n_args && (k->args[n->a].access & CG_OUT);
+}
+
 static bool same_node(const cg_node *x, const cg_node *y)
 {
     return x->op == y->op && x->type == y->type && x->in[0] == y->in[0] && x->in[1] == y->in[1] &&
@@ -138,14 +234,18 @@ static bool same_node(const cg_node *x, const cg_node *y)
            memcmp(&x->fval, &y->fval, sizeof x->fval) == 0;
 }
 
-/* Appends n, or returns an identical earlier node (stores are never shared). */
+/* Appends n, or returns an identical earlier node (stores, carries and ordered loads are never
+ * shared). */
 static cg_val emit(cg_kernel *k, cg_node n)
 {
-    if (n.op != CG_STORE)
+    bool ordered = is_ordered(k, &n);
+    if (n.op != CG_STORE && n.op != CG_CARRY && !ordered)
         for (int i = k->n_nodes - 1; i >= 0; i--)
             if (same_node(&k->nodes[i], &n))
                 return i;
     n.slot = derive_slot(k, &n);
+    if (ordered && k->n_events > n.slot)
+        n.slot = k->n_events; /* the slot after the last event: where the builder is */
     ir_grow((void **)&k->nodes, &k->cap_nodes, k->n_nodes + 1, sizeof *k->nodes);
     k->nodes[k->n_nodes] = n;
     return k->n_nodes++;
@@ -295,6 +395,31 @@ cg_val cg_select(cg_kernel *k, cg_val cond, cg_val a, cg_val b)
     return emit(k, mk(CG_SELECT, type_of(k, a), cond, a, b));
 }
 
+cg_val cg_carry(cg_kernel *k, int loop, cg_val init)
+{
+    if (!k->seq || !valid_loop(k, loop) || k->loop_close[loop] >= 0)
+        ir_unreachable("cg_carry: not an open loop of a sequential kernel");
+    cg_node n = mk(CG_CARRY, type_of(k, init), init, -1, -1);
+    n.a = loop;
+    return emit(k, n);
+}
+
+void cg_carry_next(cg_kernel *k, cg_val carry, cg_val next)
+{
+    if (!valid_ref(k, carry) || k->nodes[carry].op != CG_CARRY)
+        ir_unreachable("cg_carry_next: not a carry");
+    k->nodes[carry].in[1] = next;
+}
+
+cg_val cg_last(cg_kernel *k, cg_val carry)
+{
+    if (!valid_ref(k, carry) || k->nodes[carry].op != CG_CARRY || k->loop_close[k->nodes[carry].a] < 0)
+        ir_unreachable("cg_last: not a carry of a closed loop");
+    cg_node n = mk(CG_LAST, k->nodes[carry].type, carry, -1, -1);
+    n.a = k->nodes[carry].a;
+    return emit(k, n);
+}
+
 int cg_kernel_dce(cg_kernel *k)
 {
     int *map = malloc(((size_t)k->n_nodes + 1) * sizeof *map);
@@ -302,24 +427,40 @@ int cg_kernel_dce(cg_kernel *k)
         ir_unreachable("out of memory");
     for (int i = 0; i < k->n_nodes; i++)
         map[i] = k->nodes[i].op == CG_STORE;
-    for (int i = k->n_nodes - 1; i >= 0; i--)
-        if (map[i])
-            for (int j = 0; j < cg_ops[k->nodes[i].op].n_in; j++)
-                if (valid_ref(k, k->nodes[i].in[j]))
-                    map[k->nodes[i].in[j]] = 1;
-    int n = 0;
-    for (int i = 0; i < k->n_nodes; i++) {
-        if (!map[i]) {
-            map[i] = -1;
-            continue;
+    for (int l = 0; l < k->n_loops; l++)
+        if (valid_ref(k, k->loop_bound[l]))
+            map[k->loop_bound[l]] = 1;
+    /* a carry's next value comes after it: repeat until nothing changes */
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = k->n_nodes - 1; i >= 0; i--) {
+            if (!map[i])
+                continue;
+            int n_in = k->nodes[i].op == CG_CARRY ? 2 : cg_ops[k->nodes[i].op].n_in;
+            for (int j = 0; j < n_in; j++) {
+                int x = k->nodes[i].in[j];
+                if (valid_ref(k, x) && !map[x]) {
+                    map[x] = 1;
+                    changed |= x > i;
+                }
+            }
         }
+    }
+    int n = 0;
+    for (int i = 0; i < k->n_nodes; i++)
+        map[i] = map[i] ? n++ : -1;
+    for (int i = 0; i < k->n_nodes; i++) {
+        if (map[i] < 0)
+            continue;
         cg_node nd = k->nodes[i];
         for (int j = 0; j < 3; j++)
             if (valid_ref(k, nd.in[j]))
                 nd.in[j] = map[nd.in[j]];
-        map[i] = n;
-        k->nodes[n++] = nd;
+        k->nodes[map[i]] = nd;
     }
+    for (int l = 0; l < k->n_loops; l++)
+        if (valid_ref(k, k->loop_bound[l]))
+            k->loop_bound[l] = map[k->loop_bound[l]];
     int removed = k->n_nodes - n;
     k->n_nodes = n;
     free(map);
@@ -354,6 +495,8 @@ static range range_of(const cg_kernel *k, const range *r, const cg_node *n)
     const range *y = valid_ref(k, n->in[1]) ? &r[n->in[1]] : &u;
     range out = {true, 0, 0};
     switch (n->op) {
+    case CG_CARRY:
+    case CG_LAST: return u;
     case CG_CONST: return (range){true, n->ival, n->ival};
     case CG_PIDX: return (range){true, 0, k->dim[n->a] - 1};
     case CG_LIDX: return (range){true, 0, k->loop[n->a] - 1};
@@ -424,7 +567,26 @@ static bool check_node(const cg_kernel *k, int i, ir_diag *d)
         return false;
     }
     const cg_op_info *info = &cg_ops[n->op];
+    if (info->cls == CGC_LOOP && !k->seq) {
+        VERR("%%%d: %s in a kernel that is not sequential", i, info->name);
+        return false;
+    }
+    if (n->op == CG_REDUCE && k->seq) {
+        VERR("%%%d: reduce in a sequential kernel (a carry folds in order)", i);
+        return false;
+    }
+    if (n->op == CG_CARRY && (n->in[1] < 0 || n->in[1] >= k->n_nodes || n->in[1] == i)) {
+        VERR("%%%d: carry without a next value (cg_carry_next)", i);
+        return false;
+    }
     for (int j = 0; j < info->n_in; j++) {
+        if (n->op == CG_CARRY && j == 1) { /* the next value: any node of the loop body */
+            if (k->nodes[n->in[1]].type == CG_VOID) {
+                VERR("%%%d: carry: its next value (%%%d) has no value", i, n->in[1]);
+                return false;
+            }
+            continue;
+        }
         if (n->in[j] < 0 || n->in[j] >= i) {
             VERR("%%%d: %s: operand %d (%%%d) is not an earlier node", i, info->name, j, n->in[j]);
             return false;
@@ -525,6 +687,88 @@ static bool check_node(const cg_kernel *k, int i, ir_diag *d)
                  cg_type_name(t));
         break;
     }
+    case CGC_LOOP:
+        if (n->a < 0 || n->a >= k->n_loops) {
+            VERR("%%%d: %s over loop %d: the kernel has %d loops", i, nm, n->a, k->n_loops);
+            break;
+        }
+        if (n->op == CG_CARRY) {
+            if (t != x || t != y || t == CG_VOID)
+                VERR("%%%d: carry of %s with next value %s has type %s", i, cg_type_name(x), cg_type_name(y),
+                     cg_type_name(t));
+        } else if (k->nodes[n->in[0]].op != CG_CARRY || k->nodes[n->in[0]].a != n->a || t != x) {
+            VERR("%%%d: last of %%%d, which is not a carry of loop %d of type %s", i, n->in[0], n->a,
+                 cg_type_name(t));
+        }
+        break;
+    }
+    return ok;
+}
+
+/* Sequential kernels: each node's slot against its operands' (kir.h, "Sequential kernels"). */
+static bool check_slot_seq(const cg_kernel *k, int i, ir_diag *d)
+{
+    bool ok = true;
+    const cg_node *n = &k->nodes[i];
+    int ns = 2 * k->n_loops + 1;
+    if (n->slot < 0 || n->slot >= ns) {
+        VERR("%%%d: slot %d, outside [0, %d)", i, n->slot, ns);
+        return false;
+    }
+    int want = derive_slot(k, n), scope = cg_kernel_slot_loop(k, n->slot);
+    if (is_ordered(k, n) ? n->slot < want : n->slot != want) {
+        VERR("%%%d: slot %d, but its operands place it in slot %d", i, n->slot, want);
+        return false;
+    }
+    int n_in = cg_ops[n->op].n_in;
+    for (int j = 0; j < n_in; j++) {
+        const cg_node *o = &k->nodes[n->in[j]];
+        int os = cg_kernel_slot_loop(k, o->slot);
+        if (n->op == CG_CARRY) {
+            int l = n->a, at = j == 0 ? k->loop_parent[l] : l;
+            if (j == 0 ? o->slot > k->loop_open[l] : o->slot > k->loop_close[l])
+                VERR("%%%d: carry over loop %d: its %s %%%d comes after the loop %s", i, l, j ? "next value" : "init",
+                     n->in[j], j ? "closes" : "opens");
+            else if (!encloses(k, os, at))
+                VERR("%%%d: carry over loop %d: its %s %%%d is a value of loop %d", i, l, j ? "next value" : "init",
+                     n->in[j], os);
+            continue;
+        }
+        if (n->op == CG_LAST)
+            continue; /* its carry is of the loop that closed just before it */
+        if (o->slot > n->slot || !encloses(k, os, scope)) {
+            VERR("%%%d: uses %%%d, a value of loop %d, outside that loop", i, n->in[j], os);
+            break;
+        }
+    }
+    return ok;
+}
+
+/* Sequential kernels: loops open and close in a nest, numbered in order of opening; bounds
+ * are i64 values available where their loop opens. */
+static bool check_loops_seq(const cg_kernel *k, ir_diag *d)
+{
+    bool ok = true;
+    for (int j = 0; j < k->n_loops; j++) {
+        int o = k->loop_open[j], c = k->loop_close[j], p = k->loop_parent[j];
+        if (c < 0) {
+            VERR("loop %d is never closed", j);
+            continue;
+        }
+        if (o < 0 || o >= c || c >= 2 * k->n_loops || (j > 0 && o <= k->loop_open[j - 1]))
+            VERR("loop %d: events %d..%d out of order", j, o, c);
+        if (p >= j || (p >= 0 && !(k->loop_open[p] < o && c < k->loop_close[p])))
+            VERR("loop %d: not inside its parent loop %d", j, p);
+        for (int q = 0; q < j; q++)
+            if (k->loop_close[q] > o && !encloses(k, q, j))
+                VERR("loop %d opens inside loop %d, which is not its ancestor", j, q);
+        int b = k->loop_bound[j];
+        if (b >= 0) {
+            if (b >= k->n_nodes || k->nodes[b].type != CG_I64)
+                VERR("loop %d: bound %%%d is not an i64 node", j, b);
+            else if (k->nodes[b].slot > o || !encloses(k, cg_kernel_slot_loop(k, k->nodes[b].slot), p))
+                VERR("loop %d: bound %%%d is not available where the loop opens", j, b);
+        }
     }
     return ok;
 }
@@ -589,6 +833,8 @@ bool cg_kernel_validate(const cg_kernel *k, ir_diag *d)
             VERR("loop %d has extent %" PRId64, i, k->loop[i]);
     if (!ok)
         return false;
+    if (k->seq && !check_loops_seq(k, d))
+        return false;
 
     range *r = calloc((size_t)k->n_nodes + 1, sizeof *r);
     if (!r)
@@ -598,7 +844,7 @@ bool cg_kernel_validate(const cg_kernel *k, ir_diag *d)
             ok = false;
             continue;
         }
-        if (!check_slot(k, i, d))
+        if (!(k->seq ? check_slot_seq(k, i, d) : check_slot(k, i, d)))
             ok = false;
         const cg_node *n = &k->nodes[i];
         r[i] = range_of(k, r, n);
@@ -644,6 +890,72 @@ static const char *arg_name(const cg_kernel *k, int a)
     return a >= 0 && a < k->n_args && k->args[a].name ? k->args[a].name : "?";
 }
 
+/* One node's line (without indentation). */
+static void print_node(const cg_kernel *k, int i, FILE *out)
+{
+    const cg_node *n = &k->nodes[i];
+    const char *nm = (unsigned)n->op < CG_OP_COUNT ? cg_ops[n->op].name : "?";
+    if (n->op == CG_STORE) {
+        fprintf(out, "store %s[%%%d], %%%d\n", arg_name(k, n->a), n->in[0], n->in[1]);
+        return;
+    }
+    fprintf(out, "%%%d = ", i);
+    switch (n->op) {
+    case CG_CONST:
+        if (cg_type_is_float(n->type)) {
+            char buf[40];
+            format_float(n->fval, n->type == CG_F32, buf, sizeof buf);
+            fprintf(out, "const %s", buf);
+        } else {
+            fprintf(out, "const %" PRId64, n->ival);
+        }
+        break;
+    case CG_PIDX:
+    case CG_LIDX: fprintf(out, "%s %d", nm, n->a); break;
+    case CG_SCALAR: fprintf(out, "scalar %s", arg_name(k, n->a)); break;
+    case CG_LOAD: fprintf(out, "load %s[%%%d]", arg_name(k, n->a), n->in[0]); break;
+    case CG_REDUCE: fprintf(out, "reduce.%s %%%d loop %d", cg_red_name(n->red), n->in[0], n->a); break;
+    default: {
+        fputs(nm, out);
+        int n_in = (unsigned)n->op < CG_OP_COUNT ? cg_ops[n->op].n_in : 0;
+        for (int j = 0; j < n_in; j++)
+            fprintf(out, "%s%%%d", j ? ", " : " ", n->in[j]);
+    }
+    }
+    fprintf(out, " : %s\n", cg_type_name(n->type));
+}
+
+/* A sequential kernel's body: the nodes slot by slot, each loop as a block at its events. */
+static void print_seq_body(const cg_kernel *k, FILE *out)
+{
+    int depth = 1;
+    for (int g = 0; g <= 2 * k->n_loops; g++) {
+        for (int i = 0; i < k->n_nodes; i++)
+            if (k->nodes[i].slot == g) {
+                for (int x = 0; x < depth; x++)
+                    fputs("  ", out);
+                print_node(k, i, out);
+            }
+        bool opens = false;
+        int j = g < 2 * k->n_loops ? cg_kernel_event_loop(k, g, &opens) : -1;
+        if (j < 0)
+            continue;
+        if (!opens)
+            depth--;
+        for (int x = 0; x < depth; x++)
+            fputs("  ", out);
+        if (!opens) {
+            fputs("}\n", out);
+            continue;
+        }
+        fprintf(out, "loop %d [%" PRId64 "]", j, k->loop[j]);
+        if (k->loop_bound[j] >= 0)
+            fprintf(out, " bound %%%d", k->loop_bound[j]);
+        fputs(" {\n", out);
+        depth++;
+    }
+}
+
 void cg_kernel_print(const cg_kernel *k, FILE *out)
 {
     static const char *const access[] = {"?", "in", "out", "inout"};
@@ -664,6 +976,12 @@ void cg_kernel_print(const cg_kernel *k, FILE *out)
     for (int i = 0; i < k->n_dims && i < CG_MAX_DIMS; i++)
         fprintf(out, "%s%" PRId64, i ? ", " : "", k->dim[i]);
     fputs("]", out);
+    if (k->seq) {
+        fputs(" seq {\n", out);
+        print_seq_body(k, out);
+        fputs("}\n", out);
+        return;
+    }
     if (k->n_loops > 0) {
         fputs(" loops [", out);
         for (int i = 0; i < k->n_loops && i < CG_MAX_LOOPS; i++)
@@ -672,37 +990,8 @@ void cg_kernel_print(const cg_kernel *k, FILE *out)
     }
     fputs(" {\n", out);
     for (int i = 0; i < k->n_nodes; i++) {
-        const cg_node *n = &k->nodes[i];
-        const char *nm = (unsigned)n->op < CG_OP_COUNT ? cg_ops[n->op].name : "?";
-        fputs(n->slot % 2 ? "    " : "  ", out);
-        if (n->op == CG_STORE) {
-            fprintf(out, "store %s[%%%d], %%%d\n", arg_name(k, n->a), n->in[0], n->in[1]);
-            continue;
-        }
-        fprintf(out, "%%%d = ", i);
-        switch (n->op) {
-        case CG_CONST:
-            if (cg_type_is_float(n->type)) {
-                char buf[40];
-                format_float(n->fval, n->type == CG_F32, buf, sizeof buf);
-                fprintf(out, "const %s", buf);
-            } else {
-                fprintf(out, "const %" PRId64, n->ival);
-            }
-            break;
-        case CG_PIDX:
-        case CG_LIDX: fprintf(out, "%s %d", nm, n->a); break;
-        case CG_SCALAR: fprintf(out, "scalar %s", arg_name(k, n->a)); break;
-        case CG_LOAD: fprintf(out, "load %s[%%%d]", arg_name(k, n->a), n->in[0]); break;
-        case CG_REDUCE: fprintf(out, "reduce.%s %%%d loop %d", cg_red_name(n->red), n->in[0], n->a); break;
-        default: {
-            fputs(nm, out);
-            int n_in = (unsigned)n->op < CG_OP_COUNT ? cg_ops[n->op].n_in : 0;
-            for (int j = 0; j < n_in; j++)
-                fprintf(out, "%s%%%d", j ? ", " : " ", n->in[j]);
-        }
-        }
-        fprintf(out, " : %s\n", cg_type_name(n->type));
+        fputs(k->nodes[i].slot % 2 ? "    " : "  ", out);
+        print_node(k, i, out);
     }
     fputs("}\n", out);
 }

@@ -58,6 +58,36 @@
  * and a C-like renderer prints line by line. Slots are derived, not declared, so a builder
  * cannot put a node in the wrong place; the validator re-derives and checks them.
  *
+ * Sequential kernels (k->seq, cg_kernel_set_seq)
+ *  The library steps (attention forward and backward, sum over rows, scatter-add, cache rows)
+ *  need what row kernels do not have: loops inside loops, values carried from one iteration
+ *  to the next (an online softmax's running max, sum and accumulators), loops whose trip
+ *  count is a run-time value (the keys a causal row sees), and reads of a buffer the same
+ *  grid point wrote before (scatter-add's rows). A sequential kernel has them, at the price of
+ *  parallelism inside a grid point: every target runs one grid point on one thread (GPU and
+ *  OpenCL: one thread / work-item per grid point, as for a kernel without loops), and its
+ *  loops run in order on that thread.
+ *  - Loops are opened and closed by the builder (cg_loop_open / cg_loop_close) in program
+ *    order and nest; loop numbers follow the order of opening. A loop may have a bound, an i64
+ *    node computed before it opens: it then runs iterations [0, min(extent, max(bound, 0))),
+ *    possibly none; lidx k still ranges over [0, extent) for the validator.
+ *  - Slots generalize: the opens and closes of all loops are 2L events in program order; slot
+ *    g is the position after the g-th event (slot 0 before any), so lidx k is in slot
+ *    open(k) + 1 and a value after loop k in slot close(k) + 1. For a kernel without nesting
+ *    this is exactly the encoding above (open(k) = 2k, close(k) = 2k + 1). A node may use a
+ *    value only where that value's loop is still open (the loop of the operand's slot encloses
+ *    the user's).
+ *  - carry(init) over loop k (cg_carry; its next value set by cg_carry_next) is the value at
+ *    the start of each iteration: init at the first, the next value of the previous iteration
+ *    after; last(carry) (cg_last, slot close(k) + 1) is its value after the loop (init when
+ *    the loop ran no iteration). Carries are never shared by hash-consing. reduce is not used
+ *    in sequential kernels (a carry does it, in order).
+ *  - Memory is in program order per grid point: a store, and a load of a buffer the kernel
+ *    writes (access out or inout), is placed at the builder's current position (not hoisted
+ *    and never shared), so a load sees the grid point's earlier stores. Loads of `in` buffers
+ *    are pure and hoisted as usual. Distinct grid points still must not touch an element
+ *    another one writes.
+ *
  * The builder (cg_*) does light local simplification: identical pure nodes are shared
  * (hash-consing), and integer arithmetic on constants and identities (x+0, x*1, x*0, x/1,
  * x%1) fold. It never fails: nonsense (a type mismatch, an operand out of range) is built as
@@ -97,7 +127,8 @@ cg_type cg_compute_type(ir_dtype dt);
  *   BFLT   float binary
  *   CMP    numeric compare, result bool
  *   BBOOL  bool binary
- *   SEL    select(cond bool, a, b), a and b of one type = result */
+ *   SEL    select(cond bool, a, b), a and b of one type = result
+ *   LOOP   carry, last: values carried across the iterations of a loop (sequential kernels) */
 #define CG_OPS(X)                                                                             \
     X(CONST, "const", 0, LEAF)   /* ival (bool, ints) or fval (floats) */                     \
     X(PIDX, "pidx", 0, LEAF)     /* index along grid dim a, i64 in [0, dim[a]) */             \
@@ -135,7 +166,9 @@ cg_type cg_compute_type(ir_dtype dt);
     X(NE, "ne", 2, CMP)                                                                       \
     X(AND, "and", 2, BBOOL)                                                                   \
     X(OR, "or", 2, BBOOL)                                                                     \
-    X(SELECT, "select", 3, SEL)
+    X(SELECT, "select", 3, SEL)                                                               \
+    X(CARRY, "carry", 2, LOOP)   /* sequential kernels: in[0] init, in[1] next; a = loop */   \
+    X(LAST, "last", 1, LOOP)     /* in[0] a carry; a = its loop: its value after the loop */
 
 typedef enum {
 #define X(id, name, n_in, cls) CG_##id,
@@ -145,7 +178,7 @@ typedef enum {
 } cg_op;
 
 typedef enum { CGC_LEAF, CGC_MEM, CGC_RED, CGC_CAST, CGC_UNUM, CGC_UFLT, CGC_BNUM, CGC_BINT,
-               CGC_BFLT, CGC_CMP, CGC_BBOOL, CGC_SEL } cg_op_class;
+               CGC_BFLT, CGC_CMP, CGC_BBOOL, CGC_SEL, CGC_LOOP } cg_op_class;
 
 typedef struct {
     const char *name;
@@ -160,7 +193,7 @@ const char *cg_red_name(cg_red r);               /* "sum" */
 
 /* ---- kernels ---------------------------------------------------------------------------- */
 #define CG_MAX_DIMS 8
-#define CG_MAX_LOOPS 8
+#define CG_MAX_LOOPS 16
 
 typedef enum { CG_IN = 1, CG_OUT = 2, CG_INOUT = 3 } cg_access; /* bit 1 read, bit 2 write */
 
@@ -196,6 +229,14 @@ typedef struct cg_kernel {
     int64_t loop[CG_MAX_LOOPS];  /* loop extents, each >= 1 */
     int n_nodes, cap_nodes;
     cg_node *nodes;
+    /* sequential kernels (see the top of this file); for others open = 2k, close = 2k + 1 */
+    bool seq;
+    int loop_parent[CG_MAX_LOOPS];   /* the enclosing loop, -1 */
+    cg_val loop_bound[CG_MAX_LOOPS]; /* an i64 node bounding the trip count, -1 */
+    int loop_open[CG_MAX_LOOPS], loop_close[CG_MAX_LOOPS]; /* event numbers */
+    int n_events;                    /* builder: events so far (sequential kernels) */
+    int n_open;                      /* builder: loops open now, innermost last */
+    int open_loops[CG_MAX_LOOPS];
 } cg_kernel;
 
 cg_kernel *cg_kernel_new(const char *name);
@@ -211,6 +252,23 @@ int cg_kernel_loop(cg_kernel *k, int64_t extent);
 
 /* Number of slots: 2 * n_loops + 1. */
 static inline int cg_kernel_nslots(const cg_kernel *k) { return 2 * k->n_loops + 1; }
+
+/* ---- sequential kernels ------------------------------------------------------------------
+ * cg_kernel_set_seq makes a new kernel (before its first loop or node) sequential. A loop is
+ * opened inside the innermost open loop; cg_loop_close closes that one. Every loop must be
+ * closed before the kernel is validated. bound: -1, or an i64 node of a slot before the open. */
+void cg_kernel_set_seq(cg_kernel *k);
+int cg_loop_open(cg_kernel *k, int64_t extent, cg_val bound);
+void cg_loop_close(cg_kernel *k);
+/* The loop whose body slot s lies in (innermost), -1 for the top level. */
+int cg_kernel_slot_loop(const cg_kernel *k, int s);
+/* The loop that event e opens or closes (*opens says which), -1 when there is none. */
+int cg_kernel_event_loop(const cg_kernel *k, int e, bool *opens);
+/* A carry over open loop `loop` starting at init (of a slot before the loop opens); its next
+ * value is set by cg_carry_next before the loop closes; cg_last is its value after the loop. */
+cg_val cg_carry(cg_kernel *k, int loop, cg_val init);
+void cg_carry_next(cg_kernel *k, cg_val carry, cg_val next);
+cg_val cg_last(cg_kernel *k, cg_val carry);
 
 /* ---- builder: each returns the (possibly shared) node index --------------------------------- */
 cg_val cg_const_int(cg_kernel *k, cg_type t, int64_t v);      /* bool, i32, i64 */

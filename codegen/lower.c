@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/library.h"
 #include "passes/fuse.h"
 #include "ir/shape.h"
 
@@ -645,7 +646,7 @@ static rt_plan_kernel kgen_kernel(kgen *K)
             ir_unreachable("out of memory");
     }
     L->out->kernels[L->out->n_kernels++] = k;
-    rt_plan_kernel pk = {xstrdup(k->name), K->n_args, K->args, k->dim[0], 0};
+    rt_plan_kernel pk = {xstrdup(k->name), K->n_args, K->args, k->dim[0], 0, false};
     int64_t work = 1;
     for (int d = 1; d < k->n_dims; d++)
         work *= k->dim[d];
@@ -653,7 +654,14 @@ static rt_plan_kernel kgen_kernel(kgen *K)
     for (int l = 0; l < k->n_loops; l++)
         loops += k->loop[l];
     pk.work = work * (loops ? loops : 1);
+    pk.loops = k->n_loops > 0;
     return pk;
+}
+
+/* The kernel IR of the library step just added (codegen/library.c), after its kernels. */
+static void library_step(lower_ctx *L)
+{
+    cg_library_kernels(&L->out->plan, L->out->plan.n_steps - 1, &L->out->kernels, &L->out->n_kernels, &L->cap_kernels);
 }
 
 /* kgen_kernel, as a kernel step. */
@@ -860,6 +868,7 @@ static bool lower_sum_rows(lower_ctx *L, const ir_node *R, const bool *mask)
     }
     rt_plan_step *s = add_step(L, RT_STEP_SUM_ROWS);
     s->sum_rows = (rt_plan_sum_rows){ref_of(L, &v), {L->buf[R->id], 0}, rows, width, row_stride < 0 ? width : row_stride};
+    library_step(L);
     return true;
 }
 
@@ -1059,6 +1068,7 @@ static bool attention_operands(lower_ctx *L, const ir_node *at, int mask_in, rt_
     A->v = ref_of(L, &vv);
     A->mask.buf = -1;
     A->out.buf = -1;
+    A->lse.buf = -1;
     if (at->n_in > mask_in) {
         const ir_node *m = at->in[mask_in];
         if (!view(L, m, &vm))
@@ -1086,6 +1096,17 @@ static void stored_strides(const ir_node *at, const ir_node *last, int64_t st[4]
     }
 }
 
+/* Does attention_grad ag differentiate attention fw (the same operands and attributes)? */
+static bool differentiates(const ir_node *ag, const ir_node *fw)
+{
+    bool same = fw->op == OP_attention && ag->op == OP_attention_grad && fw->n_in == ag->n_in - 1 &&
+                ir_attr_int(fw, "causal") == ir_attr_int(ag, "causal") &&
+                ir_attr_float(fw, "scale") == ir_attr_float(ag, "scale");
+    for (int k = 0; same && k < fw->n_in; k++)
+        same = fw->in[k] == ag->in[k < 3 ? k : 4];
+    return same;
+}
+
 static void lower_attention(lower_ctx *L, int g, const ir_node *at, const ir_node *last)
 {
     rt_plan_attention *A = &add_step(L, RT_STEP_ATTENTION)->attn;
@@ -1097,6 +1118,15 @@ static void lower_attention(lower_ctx *L, int g, const ir_node *at, const ir_nod
     for (int i = 0; i < 3; i++)
         A->out_stride[i] = st[i];
     A->out = (rt_plan_ref){L->buf[last->id], 0};
+    /* differentiated in this plan: the kernel keeps each row's log-sum-exp for the backward */
+    bool grad = false;
+    for (int i = at->id + 1; i < L->g->n_nodes && !grad; i++)
+        grad = differentiates(L->g->nodes[i], at);
+    if (grad) {
+        int b = add_buffer(L, "attention row log-sum-exps", DT_F32, A->B * A->H * A->T, RT_BUF_ACTIVATION);
+        L->out->plan.steps[L->out->plan.n_steps - 1].attn.lse = (rt_plan_ref){b, 0};
+    }
+    library_step(L);
 }
 
 /* Is cache_write n's cache an input that nothing else reads? Then n writes it in place. */
@@ -1131,6 +1161,7 @@ static void lower_cache_write(lower_ctx *L, const ir_node *n)
     rt_plan_step *s = add_step(L, RT_STEP_WRITE_ROWS);
     s->rows = (rt_plan_write_rows){{bn, 0}, {bx, 0}, {bp, 0}, pos->dtype, outer, S, x->shape.dim[r - 2],
                                    D * ir_dtype_size(n->dtype)};
+    library_step(L);
 }
 
 /* ---- backward ops (training graphs) ------------------------------------------------------ */
@@ -1309,6 +1340,7 @@ static void lower_embedding_grad(lower_ctx *L, const ir_node *R)
     rt_plan_step *s = add_step(L, RT_STEP_SCATTER_ADD);
     s->scatter = (rt_plan_scatter){{L->buf[ids->id], 0}, ref_of(L, &v), {L->buf[R->id], 0}, ids->dtype,
                                    ir_shape_numel(&ids->shape), C, V, rstride};
+    library_step(L);
 }
 
 /* The output buffer (and its strides) of the forward attention that attention_grad ag
@@ -1318,11 +1350,7 @@ static void forward_output(lower_ctx *L, const ir_node *ag, rt_plan_attention *A
     const ir_node *fw = NULL;
     for (int i = 0; i < ag->id && !fw; i++) {
         const ir_node *n = L->g->nodes[i];
-        bool same = n->op == OP_attention && n->n_in == ag->n_in - 1 && ir_attr_int(n, "causal") == ir_attr_int(ag, "causal") &&
-                    ir_attr_float(n, "scale") == ir_attr_float(ag, "scale") && n->group >= 0;
-        for (int k = 0; same && k < n->n_in; k++)
-            same = n->in[k] == ag->in[k < 3 ? k : 4];
-        if (same)
+        if (differentiates(ag, n) && n->group >= 0)
             fw = n;
     }
     if (!fw)
@@ -1373,8 +1401,30 @@ static void lower_attention_grad(lower_ctx *L, int g, const ir_node *ag)
             *outs[ir_attr_int(n, "wrt")] = (rt_plan_ref){L->buf[n->id], 0};
     }
     forward_output(L, ag, &A.fwd);
+    /* the forward step's row log-sum-exps (the same operands), else this step computes them */
+    const rt_plan *p = &L->out->plan;
+    for (int s = 0; s < p->n_steps && A.fwd.lse.buf < 0; s++) {
+        const rt_plan_attention *f = &p->steps[s].attn;
+        if (p->steps[s].kind == RT_STEP_ATTENTION && f->lse.buf >= 0 && f->q.buf == A.fwd.q.buf &&
+            f->q.offset == A.fwd.q.offset && f->k.buf == A.fwd.k.buf && f->k.offset == A.fwd.k.offset &&
+            f->v.buf == A.fwd.v.buf && f->v.offset == A.fwd.v.offset && f->mask.buf == A.fwd.mask.buf &&
+            f->mask.offset == A.fwd.mask.offset && f->causal == A.fwd.causal && f->scale == A.fwd.scale &&
+            f->B == A.fwd.B && f->H == A.fwd.H && f->G == A.fwd.G && f->T == A.fwd.T && f->S == A.fwd.S &&
+            f->D == A.fwd.D && f->E == A.fwd.E && memcmp(f->q_stride, A.fwd.q_stride, sizeof f->q_stride) == 0 &&
+            memcmp(f->k_stride, A.fwd.k_stride, sizeof f->k_stride) == 0 &&
+            memcmp(f->v_stride, A.fwd.v_stride, sizeof f->v_stride) == 0 &&
+            memcmp(f->mask_stride, A.fwd.mask_stride, sizeof f->mask_stride) == 0)
+            A.fwd.lse = f->lse;
+    }
+    int64_t rows = A.fwd.B * A.fwd.H * A.fwd.T;
+    if (A.fwd.lse.buf < 0) {
+        A.fwd.lse = (rt_plan_ref){add_buffer(L, "attention_grad row log-sum-exps", DT_F32, rows, RT_BUF_ACTIVATION), 0};
+        A.lse_own = true;
+    }
+    A.delta = (rt_plan_ref){add_buffer(L, "attention_grad row deltas", DT_F32, rows, RT_BUF_ACTIVATION), 0};
     rt_plan_step *s = add_step(L, RT_STEP_ATTENTION_GRAD);
     s->agrad = A;
+    library_step(L);
 }
 
 /* ---- the driver -------------------------------------------------------------------------------- */

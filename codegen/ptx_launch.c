@@ -16,7 +16,7 @@ void cg_ptx_launch_dims(const cg_kernel *k, unsigned grid[3], unsigned block[3])
     int64_t p = 1, g, b;
     for (int d = 0; d < k->n_dims; d++)
         p *= k->dim[d];
-    if (k->n_loops == 0) {
+    if (k->n_loops == 0 || k->seq) { /* one thread per grid point */
         b = round_up(p, WARP);
         b = b > CG_PTX_MAX_BLOCK ? CG_PTX_MAX_BLOCK : b;
         g = (p + b - 1) / b;

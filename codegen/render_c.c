@@ -458,6 +458,62 @@ static void emit_loop(rc *c, int lk, int depth)
             emit_group_reduce(c, i, depth);
 }
 
+/* One grid point of a sequential kernel (kir.h): slot by slot, each loop a C for loop at its
+ * events; a carry is a variable declared before its loop and assigned at the end of each
+ * iteration (through temporaries, so that carries may feed one another), last its value
+ * after the loop. */
+static void emit_seq(rc *c, int depth)
+{
+    const cg_kernel *k = c->k;
+    sbuf *o = c->out;
+    int d = depth;
+    for (int g = 0; g < cg_kernel_nslots(k); g++) {
+        for (int i = 0; i < k->n_nodes; i++)
+            if (k->nodes[i].slot == g && cg_ops[k->nodes[i].op].cls != CGC_LOOP)
+                emit_node(c, i, d);
+        bool opens = false;
+        int j = g < 2 * k->n_loops ? cg_kernel_event_loop(k, g, &opens) : -1;
+        if (j < 0)
+            continue;
+        if (opens) {
+            for (int i = 0; i < k->n_nodes; i++) {
+                const cg_node *n = &k->nodes[i];
+                if (n->op == CG_CARRY && n->a == j)
+                    sb_indent(o, d), sb_printf(o, "%s %s = %s; /* carry over loop %d */\n", tname(c, n->type),
+                                               c->val[i], c->val[n->in[0]], j);
+            }
+            sb_indent(o, d);
+            if (k->loop_bound[j] >= 0) {
+                sb_printf(o, "const long _n%d = min(max(%s, 0L), %" PRId64 "L);\n", j, c->val[k->loop_bound[j]],
+                          k->loop[j]);
+                sb_indent(o, d);
+                sb_printf(o, "for (long _l%d = 0; _l%d < _n%d; _l%d++) {\n", j, j, j, j);
+            } else {
+                sb_printf(o, "for (long _l%d = 0; _l%d < %" PRId64 "L; _l%d++) {\n", j, j, k->loop[j], j);
+            }
+            d++;
+            continue;
+        }
+        for (int i = 0; i < k->n_nodes; i++) {
+            const cg_node *n = &k->nodes[i];
+            if (n->op == CG_CARRY && n->a == j)
+                sb_indent(o, d), sb_printf(o, "const %s _t%d = %s;\n", tname(c, n->type), i, c->val[n->in[1]]);
+        }
+        for (int i = 0; i < k->n_nodes; i++) {
+            const cg_node *n = &k->nodes[i];
+            if (n->op == CG_CARRY && n->a == j)
+                sb_indent(o, d), sb_printf(o, "%s = _t%d;\n", c->val[i], i);
+        }
+        d--;
+        sb_indent(o, d), sb_puts(o, "}\n");
+        for (int i = 0; i < k->n_nodes; i++) {
+            const cg_node *n = &k->nodes[i];
+            if (n->op == CG_LAST && n->a == j)
+                sb_indent(o, d), sb_printf(o, "const %s %s = %s;\n", tname(c, n->type), c->val[i], c->val[n->in[0]]);
+        }
+    }
+}
+
 /* Grid indices _p0.._p{n-1} from the flattened point `flat` (row-major). */
 static void emit_grid_indices(rc *c, const char *flat, int depth)
 {
@@ -495,7 +551,7 @@ static int64_t grid_points(const cg_kernel *k)
 
 static void render_kernel(const cg_c_dialect *dl, const cg_kernel *k, bool offsets, sbuf *o)
 {
-    rc c = {.dl = dl, .k = k, .out = o, .row = k->n_loops > 0};
+    rc c = {.dl = dl, .k = k, .out = o, .row = k->n_loops > 0 && !k->seq};
     c.arg = calloc((size_t)k->n_args + 1, sizeof *c.arg);
     c.val = calloc((size_t)k->n_nodes + 1, sizeof *c.val);
     c.pending = calloc((size_t)k->n_args + 1, sizeof *c.pending);
@@ -537,7 +593,10 @@ static void render_kernel(const cg_c_dialect *dl, const cg_kernel *k, bool offse
         sb_printf(o, "    for (long _gid = %s; _gid < %" PRId64 "; _gid += %s) {\n", dl->global_id, points,
                   dl->global_size);
         emit_grid_indices(&c, "_gid", 2);
-        emit_slot(&c, 0, 2);
+        if (k->seq)
+            emit_seq(&c, 2);
+        else
+            emit_slot(&c, 0, 2);
         sb_puts(o, "    }\n");
     } else {
         bool used[CG_TYPE_COUNT] = {0};
@@ -640,7 +699,7 @@ static size_t pow2_floor(size_t v)
 void cg_opencl_launch_dims(const cg_kernel *k, size_t *groups, size_t *local)
 {
     int64_t points = grid_points(k);
-    if (k->n_loops == 0) {
+    if (k->n_loops == 0 || k->seq) { /* one work-item per grid point */
         int64_t l = points >= CG_OPENCL_MAX_LOCAL ? CG_OPENCL_MAX_LOCAL : (points + 31) / 32 * 32;
         int64_t g = (points + l - 1) / l;
         *local = (size_t)l;

@@ -598,10 +598,77 @@ static void emit_loop(rctx *c, int lk)
     free(next);
 }
 
+/* ---- sequential kernels ------------------------------------------------------------------ */
+
+void cg_llvm_emit_seq_point(rctx *c)
+{
+    const cg_kernel *k = c->k;
+    rloop lp[CG_MAX_LOOPS];
+    bool guarded[CG_MAX_LOOPS] = {0};
+    for (int g = 0; g < cg_kernel_nslots(k); g++) {
+        for (int i = 0; i < k->n_nodes; i++)
+            if (k->nodes[i].slot == g && cg_ops[k->nodes[i].op].cls != CGC_LOOP)
+                cg_llvm_emit_node(c, i);
+        bool opens = false;
+        int j = g < 2 * k->n_loops ? cg_kernel_event_loop(k, g, &opens) : -1;
+        if (j < 0)
+            continue;
+        char name[16];
+        snprintf(name, sizeof name, "s%d", j);
+        if (opens) {
+            LLVMValueRef trip = i64c(c, k->loop[j]);
+            if (k->loop_bound[j] >= 0) {
+                /* min(extent, max(bound, 0)): the loop may run no iteration */
+                LLVMValueRef b = c->val[k->loop_bound[j]];
+                LLVMValueRef xy[2] = {b, i64c(c, 0)};
+                b = cg_llvm_call_intrinsic(c, "llvm.smax", &c->ty[CG_I64], 1, xy, 2);
+                LLVMValueRef bt[2] = {b, trip};
+                trip = cg_llvm_call_intrinsic(c, "llvm.smin", &c->ty[CG_I64], 1, bt, 2);
+                guarded[j] = true;
+            }
+            loop_open(c, &lp[j], i64c(c, 0), trip, guarded[j], name);
+            c->lidx[j] = lp[j].iv;
+            for (int i = 0; i < k->n_nodes; i++) {
+                const cg_node *n = &k->nodes[i];
+                if (n->op != CG_CARRY || n->a != j)
+                    continue;
+                c->val[i] = LLVMBuildPhi(c->b, c->ty[n->type], "carry");
+                LLVMAddIncoming(c->val[i], &c->val[n->in[0]], &lp[j].pre, 1);
+            }
+            continue;
+        }
+        LLVMBasicBlockRef latch = loop_close(c, &lp[j]);
+        for (int i = 0; i < k->n_nodes; i++) {
+            const cg_node *n = &k->nodes[i];
+            if (n->op == CG_CARRY && n->a == j)
+                LLVMAddIncoming(c->val[i], &c->val[n->in[1]], &latch, 1);
+        }
+        /* after the loop: a carry's value is the last next value, or init when no iteration ran */
+        for (int i = 0; i < k->n_nodes; i++) {
+            const cg_node *n = &k->nodes[i];
+            if (n->op != CG_LAST || n->a != j)
+                continue;
+            const cg_node *cy = &k->nodes[n->in[0]];
+            if (!guarded[j]) {
+                c->val[i] = c->val[cy->in[1]];
+                continue;
+            }
+            c->val[i] = LLVMBuildPhi(c->b, c->ty[n->type], "last");
+            LLVMValueRef in[2] = {c->val[cy->in[0]], c->val[cy->in[1]]};
+            LLVMBasicBlockRef from[2] = {lp[j].pre, latch};
+            LLVMAddIncoming(c->val[i], in, from, 2);
+        }
+    }
+}
+
 /* The loop nest over grid dims d.. and, innermost, the slots of one grid point. */
 static void emit_grid(rctx *c, int d, LLVMValueRef begin, LLVMValueRef end)
 {
     const cg_kernel *k = c->k;
+    if (d == k->n_dims && k->seq) {
+        cg_llvm_emit_seq_point(c);
+        return;
+    }
     if (d == k->n_dims) {
         for (int s = 0; s < cg_kernel_nslots(k); s++) {
             if (s % 2)

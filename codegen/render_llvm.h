@@ -66,6 +66,12 @@ bool cg_llvm_math_check(const cg_kernel *k, const cg_llvm_math *m, ir_diag *d);
  * any address space. */
 void cg_llvm_emit_node(cg_llvm_emitter *e, int i);
 
+/* One grid point of a sequential kernel (kir.h, "Sequential kernels") at the builder, with
+ * e->pidx set: slot by slot, each loop a counted loop (guarded when it has a bound) whose
+ * carries are phis, nested as the kernel nests them. Shared by the host and NVPTX renderers:
+ * on both a grid point of a sequential kernel is one thread's straight-line code and loops. */
+void cg_llvm_emit_seq_point(cg_llvm_emitter *e);
+
 /* The identity of a reduce combiner at type t, and acc (op) v. Float combines carry reassoc. */
 LLVMValueRef cg_llvm_red_identity(cg_llvm_emitter *e, cg_red red, cg_type t);
 LLVMValueRef cg_llvm_red_combine(cg_llvm_emitter *e, cg_red red, cg_type t, LLVMValueRef acc, LLVMValueRef v);

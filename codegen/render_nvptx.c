@@ -517,7 +517,7 @@ static void render_kernel(pctx *c)
     c->warp = LLVMBuildLShr(e->b, tid32, LLVMConstInt(i32, 5, 0), "warp");
     c->nwarps = LLVMBuildLShr(e->b, ntid32, LLVMConstInt(i32, 5, 0), "nwarps");
     int64_t points = grid_points(k);
-    bool rows = k->n_loops > 0;
+    bool rows = k->n_loops > 0 && !k->seq; /* a sequential kernel: one thread per point */
     /* rows: point = blockIdx.x, step gridDim.x; else point = global thread id, step all threads */
     LLVMValueRef first = rows ? ctaid : LLVMBuildNUWAdd(e->b, LLVMBuildNUWMul(e->b, ctaid, c->ntid, ""), c->tid, "");
     LLVMValueRef step = rows ? nctaid : LLVMBuildNUWMul(e->b, nctaid, c->ntid, "");
@@ -528,7 +528,9 @@ static void render_kernel(pctx *c)
     LLVMValueRef p = LLVMBuildPhi(e->b, i64, "p");
     LLVMAddIncoming(p, &first, &entry, 1);
     decompose(c, p, points);
-    for (int s = 0; s < cg_kernel_nslots(k); s++) {
+    if (k->seq)
+        cg_llvm_emit_seq_point(e);
+    for (int s = 0; !k->seq && s < cg_kernel_nslots(k); s++) {
         if (s % 2)
             emit_block_loop(c, s / 2);
         else
@@ -550,170 +552,6 @@ static void render_kernel(pctx *c)
     e->arg = e->val = NULL;
     c->red_slot = NULL;
 }
-
-/* ---- fused attention (RT_CUDA_ATTENTION_KERNEL, exec_cuda.h) -------------------------------------
- * One warp per query row (b, h, t), CG_PTX_ATTENTION_ROWS rows per block, grid-stride over rows.
- * Lane l holds q[d] for d = l, l + 32, ... (npl values, pre-scaled by scale·log2 e) and the
- * output accumulators for e = l, l + 32, ...; for each allowed key j: the dot product is a
- * warp butterfly sum, then an online softmax in base 2 (running max m, sum l, accumulators
- * rescaled by 2^(m - m')) with ex2.approx. A row without allowed keys, or with only -inf
- * scores, is 0. mask may be null (no mask): the load then reads q through a select. */
-
-static LLVMValueRef fadd_(pctx *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildFAdd(c->e.b, x, y, ""); }
-static LLVMValueRef fmul_(pctx *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildFMul(c->e.b, x, y, ""); }
-static LLVMValueRef imul_(pctx *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildMul(c->e.b, x, y, ""); }
-static LLVMValueRef iadd_(pctx *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildAdd(c->e.b, x, y, ""); }
-
-static LLVMValueRef load_f32(pctx *c, LLVMValueRef base, LLVMValueRef idx)
-{
-    LLVMValueRef ptr = LLVMBuildInBoundsGEP2(c->e.b, c->e.ty[CG_F32], base, &idx, 1, "");
-    LLVMValueRef v = LLVMBuildLoad2(c->e.b, c->e.ty[CG_F32], ptr, "");
-    LLVMSetAlignment(v, 4);
-    return v;
-}
-
-static void render_attention(pctx *c, int npl)
-{
-    cg_llvm_emitter *e = &c->e;
-    LLVMBuilderRef b = e->b;
-    LLVMTypeRef gptr = LLVMPointerTypeInContext(e->ctx, ADDR_GLOBAL), i64 = e->ty[CG_I64], f32 = e->ty[CG_F32];
-    enum { NPTR = 5, NINT = 24, NPARAM = NPTR + NINT + 1 };
-    LLVMTypeRef pt[NPARAM];
-    for (int i = 0; i < NPARAM; i++)
-        pt[i] = i < NPTR ? gptr : i < NPTR + NINT ? i64 : f32;
-    char name[64];
-    snprintf(name, sizeof name, "%s_%d", CG_PTX_ATTENTION_KERNEL, npl * WARP);
-    e->fn = LLVMAddFunction(e->mod, name, LLVMFunctionType(e->ty[CG_VOID], pt, NPARAM, 0));
-    LLVMSetFunctionCallConv(e->fn, LLVMPTXKernelCallConv);
-    add_attr(c, e->fn, LLVMAttributeFunctionIndex, "nounwind");
-    annotate(c, e->fn, "kernel", 1);
-    annotate(c, e->fn, "maxntidx", WARP * CG_PTX_ATTENTION_ROWS);
-    for (int i = 0; i < 4; i++) {
-        add_attr(c, e->fn, (unsigned)i + 1, "nocapture");
-        add_attr(c, e->fn, (unsigned)i + 1, "readonly");
-    }
-    LLVMValueRef P[NPARAM];
-    for (int i = 0; i < NPARAM; i++)
-        P[i] = LLVMGetParam(e->fn, (unsigned)i);
-    LLVMValueRef q = P[0], k = P[1], v = P[2], mask = P[3], out = P[4];
-    LLVMValueRef *I = P + NPTR; /* B H G T S D E qs0-2 ks0-2 vs0-2 os0-2 ms0-3 causal */
-    LLVMValueRef B = I[0], H = I[1], G = I[2], T = I[3], S = I[4], D = I[5], E = I[6];
-    LLVMValueRef *qs = I + 7, *ks = I + 10, *vs = I + 13, *os = I + 16, *ms = I + 19;
-    LLVMValueRef causal = I[23], scale = P[NPTR + NINT];
-
-    LLVMPositionBuilderAtEnd(b, new_block(c, "entry"));
-    LLVMValueRef tid = LLVMBuildZExt(b, sreg(c, "tid.x"), i64, "");
-    LLVMValueRef lane = LLVMBuildAnd(b, tid, i64c(c, WARP - 1), "lane");
-    LLVMValueRef warp = LLVMBuildLShr(b, tid, i64c(c, 5), "warp");
-    LLVMValueRef ctaid = LLVMBuildZExt(b, sreg(c, "ctaid.x"), i64, ""), nctaid = LLVMBuildZExt(b, sreg(c, "nctaid.x"), i64, "");
-    LLVMValueRef first = iadd_(c, imul_(c, ctaid, i64c(c, CG_PTX_ATTENTION_ROWS)), warp);
-    LLVMValueRef step = imul_(c, nctaid, i64c(c, CG_PTX_ATTENTION_ROWS));
-    LLVMValueRef total = imul_(c, imul_(c, B, H), T);
-    LLVMValueRef rep = LLVMBuildSDiv(b, H, G, "rep");
-    LLVMValueRef sc = fmul_(c, scale, cg_llvm_fconst(e, CG_F32, 1.4426950408889634));
-    LLVMValueRef zero = cg_llvm_fconst(e, CG_F32, 0.0), ninf = cg_llvm_fconst(e, CG_F32, -INFINITY);
-    LLVMBasicBlockRef entry = LLVMGetInsertBlock(b), rowb = new_block(c, "row"), exit = new_block(c, "exit");
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, first, total, ""), rowb, exit);
-
-    LLVMPositionBuilderAtEnd(b, rowb);
-    LLVMValueRef row = LLVMBuildPhi(b, i64, "r");
-    LLVMAddIncoming(row, &first, &entry, 1);
-    LLVMValueRef t = LLVMBuildSRem(b, row, T, "t"), bh = LLVMBuildSDiv(b, row, T, "");
-    LLVMValueRef h = LLVMBuildSRem(b, bh, H, "h"), bb = LLVMBuildSDiv(b, bh, H, "b");
-    LLVMValueRef hk = LLVMBuildSDiv(b, h, rep, "hk");
-    LLVMValueRef qb = iadd_(c, iadd_(c, imul_(c, bb, qs[0]), imul_(c, h, qs[1])), imul_(c, t, qs[2]));
-    LLVMValueRef kb = iadd_(c, imul_(c, bb, ks[0]), imul_(c, hk, ks[1]));
-    LLVMValueRef vb = iadd_(c, imul_(c, bb, vs[0]), imul_(c, hk, vs[1]));
-    LLVMValueRef ob = iadd_(c, iadd_(c, imul_(c, bb, os[0]), imul_(c, h, os[1])), imul_(c, t, os[2]));
-    LLVMValueRef mb = iadd_(c, iadd_(c, imul_(c, bb, ms[0]), imul_(c, h, ms[1])), imul_(c, t, ms[2]));
-    LLVMValueRef qv[8], dc[8], ec[8], eok[8];
-    for (int i = 0; i < npl; i++) {
-        LLVMValueRef d = iadd_(c, lane, i64c(c, WARP * i));
-        LLVMValueRef dok = LLVMBuildICmp(b, LLVMIntSLT, d, D, "");
-        dc[i] = LLVMBuildSelect(b, dok, d, i64c(c, 0), "");
-        qv[i] = LLVMBuildSelect(b, dok, fmul_(c, load_f32(c, q, iadd_(c, qb, dc[i])), sc), zero, "");
-        eok[i] = LLVMBuildICmp(b, LLVMIntSLT, d, E, "");
-        ec[i] = LLVMBuildSelect(b, eok[i], d, i64c(c, 0), "");
-    }
-    /* keys [0, jmax): all S, or j <= t + S - T when causal */
-    LLVMValueRef lim = iadd_(c, LLVMBuildSub(b, iadd_(c, t, S), T, ""), i64c(c, 1));
-    lim = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, lim, i64c(c, 0), ""), i64c(c, 0), lim, "");
-    lim = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, lim, S, ""), S, lim, "");
-    LLVMValueRef jmax = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntNE, causal, i64c(c, 0), ""), lim, S, "jmax");
-    LLVMValueRef use_mask = LLVMBuildICmp(b, LLVMIntNE, mask, LLVMConstNull(gptr), "");
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(b), kl = new_block(c, "key"), kd = new_block(c, "keys.done");
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSGT, jmax, i64c(c, 0), ""), kl, kd);
-
-    LLVMPositionBuilderAtEnd(b, kl);
-    LLVMValueRef j = LLVMBuildPhi(b, i64, "j"), m = LLVMBuildPhi(b, f32, "m"), l = LLVMBuildPhi(b, f32, "l");
-    LLVMValueRef acc[8];
-    LLVMValueRef i64zero = i64c(c, 0);
-    LLVMAddIncoming(j, &i64zero, &pre, 1);
-    LLVMAddIncoming(m, &ninf, &pre, 1);
-    LLVMAddIncoming(l, &zero, &pre, 1);
-    for (int i = 0; i < npl; i++) {
-        acc[i] = LLVMBuildPhi(b, f32, "acc");
-        LLVMAddIncoming(acc[i], &zero, &pre, 1);
-    }
-    LLVMValueRef kr = iadd_(c, kb, imul_(c, j, ks[2]));
-    LLVMValueRef dot = zero;
-    for (int i = 0; i < npl; i++)
-        dot = fma3(e, qv[i], load_f32(c, k, iadd_(c, kr, dc[i])), dot);
-    dot = warp_allreduce(c, CG_RED_SUM, CG_F32, dot);
-    /* the mask load is guarded by a select on the address: without a mask it reads q */
-    LLVMValueRef mptr = LLVMBuildSelect(b, use_mask, mask, q, "");
-    LLVMValueRef midx = LLVMBuildSelect(b, use_mask, iadd_(c, mb, imul_(c, j, ms[3])), qb, "");
-    LLVMValueRef mval = LLVMBuildSelect(b, use_mask, fmul_(c, load_f32(c, mptr, midx), cg_llvm_fconst(e, CG_F32, 1.4426950408889634)), zero, "");
-    LLVMValueRef s = fadd_(c, dot, mval);
-    LLVMValueRef mn = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, s, m, ""), s, m, "");
-    LLVMValueRef mu = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, mn, ninf, ""), zero, mn, "");
-    LLVMValueRef corr = nvvm1(e, "llvm.nvvm.ex2.approx.f", LLVMBuildFSub(b, m, mu, ""));
-    LLVMValueRef p = nvvm1(e, "llvm.nvvm.ex2.approx.f", LLVMBuildFSub(b, s, mu, ""));
-    LLVMValueRef ln = fma3(e, l, corr, p);
-    LLVMValueRef vr = iadd_(c, vb, imul_(c, j, vs[2]));
-    LLVMValueRef accn[8];
-    for (int i = 0; i < npl; i++)
-        accn[i] = fma3(e, p, load_f32(c, v, iadd_(c, vr, ec[i])), fmul_(c, acc[i], corr));
-    LLVMValueRef jn = iadd_(c, j, i64c(c, 1));
-    LLVMBasicBlockRef klast = LLVMGetInsertBlock(b);
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, jn, jmax, ""), kl, kd);
-    LLVMAddIncoming(j, &jn, &klast, 1);
-    LLVMAddIncoming(m, &mn, &klast, 1);
-    LLVMAddIncoming(l, &ln, &klast, 1);
-    for (int i = 0; i < npl; i++)
-        LLVMAddIncoming(acc[i], &accn[i], &klast, 1);
-
-    LLVMPositionBuilderAtEnd(b, kd);
-    LLVMBasicBlockRef from[2] = {pre, klast};
-    LLVMValueRef lf = LLVMBuildPhi(b, f32, "lsum"), af[8];
-    LLVMValueRef lin[2] = {zero, ln};
-    LLVMAddIncoming(lf, lin, from, 2);
-    for (int i = 0; i < npl; i++) {
-        af[i] = LLVMBuildPhi(b, f32, "accf");
-        LLVMValueRef ain[2] = {zero, accn[i]};
-        LLVMAddIncoming(af[i], ain, from, 2);
-    }
-    LLVMValueRef inv = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, lf, zero, ""),
-                                       LLVMBuildFDiv(b, cg_llvm_fconst(e, CG_F32, 1.0), lf, ""), zero, "");
-    for (int i = 0; i < npl; i++) {
-        LLVMBasicBlockRef st = new_block(c, "store"), cont = new_block(c, "");
-        LLVMBuildCondBr(b, eok[i], st, cont);
-        LLVMPositionBuilderAtEnd(b, st);
-        LLVMValueRef oi = iadd_(c, ob, ec[i]);
-        LLVMValueRef ptr = LLVMBuildInBoundsGEP2(b, f32, out, &oi, 1, "");
-        LLVMSetAlignment(LLVMBuildStore(b, fmul_(c, af[i], inv), ptr), 4);
-        LLVMBuildBr(b, cont);
-        LLVMPositionBuilderAtEnd(b, cont);
-    }
-    LLVMBasicBlockRef rlast = LLVMGetInsertBlock(b);
-    LLVMValueRef rn = iadd_(c, row, step);
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, rn, total, ""), rowb, exit);
-    LLVMAddIncoming(row, &rn, &rlast, 1);
-    LLVMPositionBuilderAtEnd(b, exit);
-    LLVMBuildRetVoid(b);
-}
-
-/* ---- target machine, module, PTX --------------------------------------------------------------- */
 
 static LLVMTargetMachineRef ptx_machine(const cg_ptx_options *o, ir_diag *d)
 {
@@ -783,11 +621,6 @@ static LLVMModuleRef build_ptx_module(LLVMContextRef ctx, cg_kernel *const *ks, 
     for (int i = 0; i < n; i++) {
         c.e.k = ks[i];
         render_kernel(&c);
-    }
-    if (o->attention) {
-        c.e.k = NULL;
-        for (int npl = 2; npl <= CG_PTX_ATTENTION_MAX_DIM / WARP; npl *= 2)
-            render_attention(&c, npl);
     }
     cg_llvm_emitter_dispose(&c.e);
     char *msg = NULL;

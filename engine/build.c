@@ -288,6 +288,7 @@ typedef struct {
     int n_unique, cap_unique, n_total;
     pass_opt_config opt; /* --train: the optimizer and micro-batches compiled in */
     int micro;
+    bool device;         /* for a device: also the library steps' kernels (the CPU runs its own) */
 } cluster_kernels;
 
 /* Lowers g through pipeline as the executable's program_new will, keeps its new kernels. */
@@ -300,6 +301,8 @@ static bool collect_program(cluster_kernels *c, const ir_graph *g, const char *p
     bool ok = program_lower(g, pipeline, &fused, low, d);
     ir_graph_free(fused);
     for (int i = 0; ok && i < low->n_kernels; i++) {
+        if (!c->device && !program_host_calls(&low->plan, low->kernels[i]->name, false))
+            continue;
         char sym[32];
         program_kernel_symbol(low->kernels[i], sym, sizeof sym);
         c->n_total++;
@@ -598,9 +601,9 @@ static const char *model_pipeline(const eng_opts *o, build_target bt, char *buf,
 
 /* Lowers g as the executable will for every combination of its optional inputs given and
  * absent (all given first: c->lows[0]), collecting each distinct kernel once in c, and checks
- * what each target checks at start-up; *attention: some plan has an attention step. */
+ * what each target checks at start-up. */
 static bool lower_combinations(const ir_graph *g, const char *pipeline, build_target bt, cluster_kernels *c,
-                               int *n_combos, bool *attention, ir_diag *d)
+                               int *n_combos, ir_diag *d)
 {
     optional_combo oc = {.n = 0};
     int n_opt = 0;
@@ -616,7 +619,6 @@ static bool lower_combinations(const ir_graph *g, const char *pipeline, build_ta
         return false;
     }
     *n_combos = 1 << oc.n;
-    *attention = false;
     bool ok = true;
     for (int m = *n_combos - 1; ok && m >= 0; m--) {
         ir_graph *gm = ir_graph_clone(g);
@@ -633,8 +635,6 @@ static bool lower_combinations(const ir_graph *g, const char *pipeline, build_ta
         }
         if (ok && bt == BUILD_CUDA)
             ok = program_cuda_supported(&low->plan, d);
-        for (int s = 0; ok && s < low->plan.n_steps; s++)
-            *attention |= low->plan.steps[s].kind == RT_STEP_ATTENTION;
     }
     return ok;
 }
@@ -662,10 +662,9 @@ static bool build_model(const eng_opts *o, build_target bt, const char *target, 
     ir_graph *g = eng_load_graph(o, d);
     char buf[1024];
     const char *pipeline = g ? model_pipeline(o, bt, buf, sizeof buf, d) : NULL;
-    cluster_kernels c = {0};
+    cluster_kernels c = {.device = bt != BUILD_CPU};
     int n_combos = 0;
-    bool attention = false;
-    bool ok = pipeline && lower_combinations(g, pipeline, bt, &c, &n_combos, &attention, d);
+    bool ok = pipeline && lower_combinations(g, pipeline, bt, &c, &n_combos, d);
     for (int i = 0; ok && i < c.n_unique; i++)
         c.unique[i]->name = ir_arena_strdup(&c.unique[i]->arena, c.symbols[i]);
     workdir w = {0};
@@ -676,7 +675,7 @@ static bool build_model(const eng_opts *o, build_target bt, const char *target, 
     if (ok && bt == BUILD_CPU)
         ok = cg_host_emit_object(c.unique, c.n_unique, &ho, w.obj, d);
     if (ok && bt == BUILD_CUDA) {
-        ptx = c.n_unique > 0 || attention ? program_cuda_ptx(c.unique, c.n_unique, attention, d) : strdup("");
+        ptx = c.n_unique > 0 ? program_cuda_ptx(c.unique, c.n_unique, d) : strdup("");
         ok = ptx != NULL;
     }
     ok = ok && write_table(w.table, c.unique, bt == BUILD_CPU ? c.n_unique : 0, ptx, d) &&

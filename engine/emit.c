@@ -144,9 +144,7 @@ static bool put_stage(const eng_emit_options *eo, const ir_graph *f, const cg_lo
     case ENG_EMIT_PTX_LL: {
         cg_ptx_options po = cg_ptx_defaults;
         po.sm = eo->sm ? eo->sm : program_cuda_sm();
-        for (int s = 0; s < l->plan.n_steps; s++)
-            po.attention |= l->plan.steps[s].kind == RT_STEP_ATTENTION;
-        if (n == 0 && !po.attention) {
+        if (n == 0) {
             fputs(eo->stage == ENG_EMIT_PTX ? "// no kernels\n" : "; no kernels\n", out);
             return true;
         }

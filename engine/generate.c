@@ -16,6 +16,11 @@
  * restricted to the K most likely ids (--top-k, 0: all) and then to the smallest set whose
  * probability reaches P (--top-p, 1: all), drawn with a splitmix64 generator seeded by --seed.
  *
+ * On a device (--target opencl[:P[:D]] or cuda) both programs are made on one program_device
+ * (engine/program.h): the K/V caches and the mask are device buffers both bind, and a decoded
+ * token costs its id and position (and one mask element) up and one logits row down; the
+ * weights are uploaded once per program. --stats prints the bytes per decoded token.
+ *
  * For tests: --recompute generates without the cache (the model built with seq = ctx runs
  * over the whole padded sequence for every token — causal attention makes the padding
  * irrelevant), and --dump-logits F writes, per generated token, its id (i32) and the logits
@@ -83,8 +88,13 @@ static bool parse_opts(const eng_opts *o, gen_opts *g, ir_diag *d)
         ir_diag_error(d, -1, 0, 0, "generate: --prompt is %s", g->prompt ? "empty" : "required");
         return false;
     }
-    if (o->target && strcmp(o->target, "cpu") != 0) {
-        ir_diag_error(d, -1, 0, 0, "generate: --target %s is not supported (cpu only)", o->target);
+    if (o->target && strcmp(o->target, "cpu") != 0 && strncmp(o->target, "opencl", 6) != 0 &&
+        strcmp(o->target, "cuda") != 0) {
+        ir_diag_error(d, -1, 0, 0, "generate: --target %s is not supported (cpu, cuda or opencl[:P[:D]])", o->target);
+        return false;
+    }
+    if (o->target && strcmp(o->target, "cpu") != 0 && o->recompute) {
+        ir_diag_error(d, -1, 0, 0, "generate: --recompute runs on the CPU only (--target %s given)", o->target);
         return false;
     }
     static const char *const keys[] = {"--max-tokens", "--temperature", "--top-k", "--top-p"};
@@ -222,7 +232,10 @@ static const ir_node *logits_of(const program *p, ir_diag *d)
 
 typedef struct {
     program *prefill, *decode, *full;
-    float **cache;       /* per cache input: the memory both programs bind */
+    program_device *dev; /* --target opencl|cuda: the device both programs are made on */
+    float **cache;       /* per cache input: the memory both programs bind (on the CPU) ... */
+    program_buf **dcache; /* ... or on the device */
+    program_buf *dmask;  /* on the device: the decode program's cache.mask */
     int n_cache;
     int64_t ctx;
 } programs;
@@ -232,9 +245,14 @@ static void programs_free(programs *ps)
     program_free(ps->prefill);
     program_free(ps->decode);
     program_free(ps->full);
-    for (int i = 0; i < ps->n_cache; i++)
+    for (int i = 0; i < ps->n_cache; i++) {
         free(ps->cache[i]);
+        program_buf_free(ps->dcache[i]);
+    }
     free(ps->cache);
+    free(ps->dcache);
+    program_buf_free(ps->dmask);
+    program_device_close(ps->dev);
 }
 
 /* Binds one zeroed buffer per cache input ("cache.k.L", "cache.v.L") to both programs. */
@@ -247,7 +265,19 @@ static bool bind_caches(programs *ps, ir_diag *d)
             (strncmp(n->name, "cache.k.", 8) != 0 && strncmp(n->name, "cache.v.", 8) != 0))
             continue;
         ps->cache = realloc(ps->cache, sizeof *ps->cache * (size_t)(ps->n_cache + 1));
-        float *mem = ps->cache ? calloc((size_t)ir_shape_numel(&n->shape), sizeof(float)) : NULL;
+        ps->dcache = realloc(ps->dcache, sizeof *ps->dcache * (size_t)(ps->n_cache + 1));
+        if (!ps->cache || !ps->dcache)
+            ir_unreachable("out of memory");
+        size_t bytes = (size_t)ir_shape_numel(&n->shape) * ir_dtype_size(n->dtype);
+        ps->cache[ps->n_cache] = NULL;
+        ps->dcache[ps->n_cache] = NULL;
+        if (ps->dev) {
+            program_buf *b = ps->dcache[ps->n_cache++] = program_buf_new(ps->dev, bytes ? bytes : 1, d);
+            if (!b || !program_bind_buf(ps->decode, n->name, b, 0, d) || !program_bind_buf(ps->prefill, n->name, b, 0, d))
+                return false;
+            continue;
+        }
+        float *mem = calloc(bytes + 1, 1);
         if (!mem)
             ir_unreachable("out of memory");
         ps->cache[ps->n_cache++] = mem;
@@ -318,8 +348,12 @@ static bool generate(const eng_opts *o, ir_diag *d)
     if (ok && !o->recompute) {
         ir_graph *gp = build(o, file, (long long)n_prompt, d);
         ok = gp && pass_kv_cache(gp, PASS_KV_PREFILL, ctx, d);
-        ps.prefill = ok ? program_cpu_new(gp, NULL, pool, d) : NULL;
-        ps.decode = ps.prefill ? program_cpu_new(gd, NULL, pool, d) : NULL;
+        if (ok && o->target && strcmp(o->target, "cpu") != 0)
+            ok = (ps.dev = program_device_open(o->target, d)) != NULL;
+        ps.prefill = !ok ? NULL : ps.dev ? program_new_device(ps.dev, gp, NULL, pool, d) : program_cpu_new(gp, NULL, pool, d);
+        ps.decode = !ps.prefill ? NULL
+                    : ps.dev    ? program_new_device(ps.dev, gd, NULL, pool, d)
+                                : program_cpu_new(gd, NULL, pool, d);
         ok = ps.decode && bind_caches(&ps, d);
         ir_graph_free(gp);
     } else if (ok) {
@@ -368,12 +402,19 @@ static bool generate(const eng_opts *o, ir_diag *d)
     }
     int32_t position = 0, token = 0;
     if (ok && ps.decode) {
-        ok = program_bind(ps.prefill, "tokens", seq, d) && program_bind(ps.decode, "tokens", &token, d) &&
-             program_bind(ps.decode, "cache.position", &position, d) && program_bind(ps.decode, "cache.mask", mask, d);
+        ok = program_bind(ps.prefill, "tokens", seq, d);
+        if (ok && ps.dev) /* the mask lives on the device: a token opens one element of it */
+            ok = (ps.dmask = program_buf_new(ps.dev, sizeof *mask * (size_t)ctx, d)) &&
+                 program_buf_write(ps.dmask, 0, mask, sizeof *mask * (size_t)ctx, d) &&
+                 program_bind_buf(ps.decode, "cache.mask", ps.dmask, 0, d);
+        else if (ok)
+            ok = program_bind(ps.decode, "tokens", &token, d) && program_bind(ps.decode, "cache.position", &position, d) &&
+                 program_bind(ps.decode, "cache.mask", mask, d);
     } else if (ok)
         ok = program_bind(ps.full, "tokens", seq, d);
     if (ok && o->stats && ps.decode)
-        rt_exec_profile(program_exec(ps.decode), true);
+        program_profile(ps.decode, true);
+    rt_xfer x0 = {0, 0}; /* the device's transfers before the first decoded token */
     while (ok && produced < g.max_tokens) {
         double t0 = rt_now_ms();
         const float *row;
@@ -387,7 +428,14 @@ static bool generate(const eng_opts *o, ir_diag *d)
             token = seq[len - 1];
             position = (int32_t)(len - 1);
             mask[len - 1] = 0.0f;
-            ok = program_run(ps.decode, d);
+            if (ps.dev && produced == 1)
+                x0 = program_device_xfer(ps.dev);
+            /* on a device the binds copy: the id, the position and the one mask element */
+            if (ps.dev)
+                ok = program_bind(ps.decode, "tokens", &token, d) &&
+                     program_bind(ps.decode, "cache.position", &position, d) &&
+                     program_buf_write(ps.dmask, sizeof *mask * (size_t)(len - 1), &mask[len - 1], sizeof *mask, d);
+            ok = ok && program_run(ps.decode, d);
             row = program_output(ps.decode, "logits");
         }
         if (!ok)
@@ -418,8 +466,13 @@ static bool generate(const eng_opts *o, ir_diag *d)
                 t_prefill > 0 ? 1e3 * (double)n_prompt / t_prefill : 0.0);
         fprintf(stderr, "generate: decode %" PRId64 " tokens in %.1f ms: %.1f tok/s\n", produced - 1, t_decode,
                 t_decode > 0 ? 1e3 * (double)(produced - 1) / t_decode : 0.0);
+        if (o->stats && ps.dev && produced > 1) {
+            rt_xfer x1 = program_device_xfer(ps.dev);
+            fprintf(stderr, "generate: per decoded token: %.1f bytes host->device, %.1f bytes device->host\n",
+                    (double)(x1.h2d - x0.h2d) / (double)(produced - 1), (double)(x1.d2h - x0.d2h) / (double)(produced - 1));
+        }
         if (o->stats && ps.decode) {
-            rt_exec_stats es = rt_exec_stats_get(program_exec(ps.decode));
+            rt_exec_stats es = program_stats(ps.decode);
             fprintf(stderr,
                     "generate: decode steps per token: %d kernels, %d gemm, %d attention, %d copies; ms over all "
                     "tokens: kernels %.1f, gemm %.1f, attention %.1f, other %.1f\n",

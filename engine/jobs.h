@@ -6,6 +6,7 @@
 #define LOOM_ENGINE_JOBS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "engine/options.h"
@@ -49,6 +50,30 @@ void eng_mesh_report(const ir_graph *g, const eng_opts *o, ir_diag *d);
 /* The same report into json (a cJSON object): "mesh", "step", "ranks" (per rank its params,
  * memory and communication by axis), for `loom check --json`. */
 void eng_mesh_report_json(const ir_graph *g, const eng_opts *o, void *json, ir_diag *d);
+/* mesh_report.c: what one rank of `loom train` holds, as `loom check --train` reports it (and
+ * `loom plan` prunes by). L: the rank's gradient program (sharded: after the pipeline and shard
+ * passes, run by engine/mesh_exec.c; else dp alone or one rank, one CPU program). */
+typedef struct {
+    int64_t n_group[PASS_OPT_GROUPS]; /* f32 elements of the rank's params by optimizer group */
+    int64_t state_elems;              /* their sum: params, and as many gradients */
+    int n_state;                      /* optimizer state tensors a param (AdamW 2) */
+    int64_t kept;                     /* activations a micro-batch keeps for its backward */
+    int64_t fwd_values, bwd_values;   /* sharded: the runner's values, per slot and once */
+    int64_t arenas, outputs;          /* sharded: the segment programs' arenas and output buffers */
+    int programs;                     /* sharded: segment programs */
+    int64_t grad_arena;               /* dp alone: the gradient program's arena */
+    int64_t update_arena;             /* the update program's arena */
+    double flops;                     /* the gradient program's FLOPs (ir/cost.c), one micro-batch */
+} eng_rank_memory;
+bool eng_rank_memory_of(const ir_graph *L, bool sharded, const pass_opt_config *opt, eng_rank_memory *out,
+                        ir_diag *d);
+/* Bytes in all with `slots` micro-batches in flight: state (params, gradients, optimizer
+ * state), runner values, arenas and output buffers. */
+double eng_rank_memory_total(const eng_rank_memory *r, int slots);
+/* planner.c: `loom plan MODEL --devices N ...` (docs/cluster.md, "The planner"): the meshes,
+ * micro-batch counts and schedules of loom train on N devices, pruned by the memory loom check
+ * --train predicts, ranked by a predicted step time; prints the best with their command lines. */
+bool eng_plan(const eng_opts *o, ir_diag *d);
 /* check_json.c: `loom check --json`: g's summary (inputs, outputs, params per block, FLOPs,
  * activation memory, the CPU plan's arena) and with --mesh the per-rank report, as one JSON
  * object on stdout. */

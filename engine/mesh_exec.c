@@ -12,6 +12,7 @@
  */
 #include "runtime/clock.h"
 #include "collectives/coll.h"
+#include "passes/comm_match.h"
 #include "passes/mesh.h"
 #include "engine/mesh_exec.h"
 #include "passes/pass.h"
@@ -285,17 +286,37 @@ static bool run_comm(mesh_run *R, const ir_node *n)
 /* The backward half: autodiff's nodes (and the communication of their values) that no
  * forward node needs — a forward node needs its operands in the forward half, so one sweep
  * from the end moves what CSE may have shared back to the forward. Per node, malloc'd. */
-bool *mesh_exec_backward_half(const ir_graph *L)
+bool *mesh_exec_backward_half(const ir_graph *L) { return comm_backward_half(L); }
+
+bool mesh_exec_match(const ir_graph *L, const pass_mesh *m, int micro, bool one_f_one_b, coll_comm *world,
+                     ir_diag *d)
 {
-    bool *backward = calloc((size_t)L->n_nodes + 1, sizeof *backward);
-    if (!backward)
-        ir_unreachable("out of memory");
-    for (int i = 0; i < L->n_nodes; i++)
-        backward[i] = L->nodes[i]->backward;
-    for (int i = L->n_nodes - 1; i >= 0; i--)
-        for (int k = 0; !backward[i] && k < L->nodes[i]->n_in; k++)
-            backward[L->nodes[i]->in[k]->id] = false;
-    return backward;
+    comm_seq mine = comm_seq_of(L, m, micro, one_f_one_b);
+    int W = m->world;
+    int64_t n = mine.n, *counts = xmalloc(sizeof(int64_t) * (size_t)W), most = 0;
+    bool ok = coll_allgather(world, &n, counts, 1, COLL_I64) == COLL_OK;
+    for (int r = 0; ok && r < W; r++)
+        most = counts[r] > most ? counts[r] : most;
+    size_t words = (size_t)(most ? most : 1) * COMM_EVENT_WORDS;
+    int64_t *sendbuf = xmalloc(sizeof(int64_t) * words), *all = ok ? xmalloc(sizeof(int64_t) * words * (size_t)W) : NULL;
+    memset(sendbuf, 0, sizeof(int64_t) * words);
+    if (mine.n)
+        memcpy(sendbuf, mine.ev, sizeof(comm_event) * (size_t)mine.n);
+    ok = ok && coll_allgather(world, sendbuf, all, words, COLL_I64) == COLL_OK;
+    if (!ok)
+        ir_diag_error(d, -1, 0, 0, "rank %d: collective matching: %s", m->rank, coll_error_message(world));
+    if (ok) {
+        comm_seq *seqs = xmalloc(sizeof *seqs * (size_t)W);
+        for (int r = 0; r < W; r++)
+            seqs[r] = (comm_seq){(comm_event *)(void *)(all + (size_t)r * words), (int)counts[r]};
+        ok = comm_match(seqs, m, d);
+        free(seqs);
+    }
+    free(all);
+    free(sendbuf);
+    free(counts);
+    comm_seq_free(&mine);
+    return ok;
 }
 
 /* Called for each step in order: a communication op (segment NULL), or a segment with its
@@ -724,6 +745,17 @@ bool mesh_exec_job(ir_graph *L, const pass_mesh *m, const mesh_job *j, ir_diag *
         }
         coll_set_name(axis[a], m->axis[a]);
         coll_set_allreduce_algo(axis[a], j->coll.allreduce);
+    }
+    if (!mesh_exec_match(L, m, 0, false, world, d)) {
+        /* the same verdict on every rank: rank 0 says it, every rank ends with status 1 */
+        if (m->rank > 0)
+            ir_diag_quiet(d);
+        for (int a = 0; a < m->n_axes; a++)
+            coll_finalize(axis[a]);
+        coll_finalize(world);
+        ir_graph_free(L);
+        eng_profile_finish(prof, d);
+        return false;
     }
     rt_pool *pool = rt_pool_new(0);
     double t0 = rt_now_ms();

@@ -22,6 +22,13 @@ typedef program *(*mesh_compile_fn)(void *ctx, const ir_graph *segment, rt_pool 
  * host memory (a GPU's are staged through it). NULL after reporting through d. */
 mesh_run *mesh_exec_new(ir_graph *g, mesh_compile_fn compile, void *compile_ctx, const pass_mesh *m,
                         coll_comm *world, coll_comm *const *axis, rt_pool *pool, ir_diag *d);
+/* Collective matching at start-up (passes/comm_match.h), cheaply: every rank's sequence of
+ * communication for L — micro 0 a forward run, else a training step of micro micro-batches
+ * under the schedule — gathered over world (two allgathers) and proven to match, on every
+ * rank, so every rank reaches the same verdict. false after reporting the first mismatch
+ * (both ranks, the position, each side's source op and .loom line) through d. */
+bool mesh_exec_match(const ir_graph *L, const pass_mesh *m, int micro, bool one_f_one_b, coll_comm *world,
+                     ir_diag *d);
 /* Per node of L (malloc'd): in a micro-batch's backward half — autodiff's nodes (and the
  * communication of their values) that no forward node needs. */
 bool *mesh_exec_backward_half(const ir_graph *L);

@@ -29,6 +29,8 @@
 #include "engine/run_values.h"
 #include "passes/mesh.h"
 #include "engine/mesh_exec.h"
+#include "engine/net_model.h"
+#include "passes/comm_match.h"
 #include "passes/optimizer.h"
 #include "passes/pass.h"
 #include "engine/program.h"
@@ -357,6 +359,70 @@ static int in_flight(const train_setup *s, int stage)
     return most;
 }
 
+bool eng_rank_memory_of(const ir_graph *L, bool sharded, const pass_opt_config *opt, eng_rank_memory *out,
+                        ir_diag *d)
+{
+    memset(out, 0, sizeof *out);
+    pass_opt_group_sizes(L, opt, out->n_group);
+    for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        out->state_elems += out->n_group[k];
+    const char *state_names[2];
+    out->n_state = pass_opt_state_names(opt, state_names);
+    /* activations: forward values (not params) a backward node reads, per micro-batch */
+    bool *backward = mesh_exec_backward_half(L), *kept = calloc((size_t)L->n_nodes + 1, sizeof *kept);
+    if (!kept)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < L->n_nodes; i++)
+        for (int k = 0; backward[i] && k < L->nodes[i]->n_in; k++) {
+            const ir_node *x = L->nodes[i]->in[k];
+            if (!backward[x->id] && x->op != OP_param && !kept[x->id]) {
+                kept[x->id] = true;
+                out->kept += bytes_of(x);
+            }
+        }
+    for (int i = 0; i < L->n_nodes; i++)
+        out->flops += ir_ops[L->nodes[i]->op].cost(L->nodes[i]);
+    /* program memory: the gradient program's (sharded: the runner's buffers and the segments'
+     * arenas) and the update program's arena, as planned for the CPU */
+    int64_t unshared = 0;
+    ir_graph *ug = pass_optimizer_graph(L, opt, d);
+    bool ok = ug && eng_cpu_plan_peak(ug, &out->update_arena, &unshared, d);
+    ir_graph_free(ug);
+    if (ok && sharded) {
+        /* the runner's own buffers (engine/mesh_exec.c): a forward value that crosses segments —
+         * an input, a communication result, a segment's output — one per slot; a backward
+         * communication result once; params (bound to the trainer's state) and backward
+         * segment outputs (read from their program) none */
+        segment_info si = {calloc((size_t)L->n_nodes + 1, sizeof(bool)), 0, 0, 0};
+        if (!si.crossing)
+            ir_unreachable("out of memory");
+        ok = mesh_exec_each_segment(L, visit_segment, &si, d);
+        for (int i = 0; ok && i < L->n_nodes; i++) {
+            const ir_node *n = L->nodes[i];
+            if (n->op == OP_param)
+                continue;
+            if (!backward[i] && (si.crossing[i] || n->op == OP_input || ir_ops[n->op].kind == OK_COMM))
+                out->fwd_values += bytes_of(n);
+            else if (backward[i] && ir_ops[n->op].kind == OK_COMM)
+                out->bwd_values += bytes_of(n);
+        }
+        out->programs = si.programs;
+        out->arenas = si.arenas;
+        out->outputs = si.outputs;
+        free(si.crossing);
+    } else if (ok)
+        ok = eng_cpu_plan_peak(L, &out->grad_arena, &unshared, d);
+    free(backward);
+    free(kept);
+    return ok;
+}
+
+double eng_rank_memory_total(const eng_rank_memory *r, int slots)
+{
+    return 4.0 * (double)r->state_elems * (2 + r->n_state) + (double)r->fwd_values * slots + (double)r->bwd_values +
+           (double)r->arenas + (double)r->outputs + (double)r->grad_arena + (double)r->update_arena;
+}
+
 /* One rank's report of a training step. L: its gradient program's graph (every rank's in
  * Ls, for the tied params); model: the whole model. False after reporting a lowering error. */
 static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_mesh *m, const train_setup *s,
@@ -366,27 +432,12 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
     const ir_graph *L = Ls[rank];
     int a_pp = pass_mesh_axis(m, "pp");
     int stage = a_pp >= 0 ? pass_mesh_coord(m, rank, a_pp) : 0;
-    int64_t n_group[PASS_OPT_GROUPS], state_elems = 0;
-    const char *state_names[2];
-    pass_opt_group_sizes(L, &s->opt, n_group);
-    for (int k = 0; k < PASS_OPT_GROUPS; k++)
-        state_elems += n_group[k];
-    int n_state = pass_opt_state_names(&s->opt, state_names);
+    eng_rank_memory mem;
+    if (!eng_rank_memory_of(L, s->sharded, &s->opt, &mem, d))
+        return false;
+    const int64_t *n_group = mem.n_group, state_elems = mem.state_elems, kept_bytes = mem.kept;
+    int n_state = mem.n_state;
     double state_bytes = 4.0 * (double)state_elems;
-
-    /* activations: forward values (not params) a backward node reads, per micro-batch */
-    bool *backward = mesh_exec_backward_half(L), *kept = calloc((size_t)L->n_nodes + 1, sizeof *kept);
-    if (!kept)
-        ir_unreachable("out of memory");
-    int64_t kept_bytes = 0;
-    for (int i = 0; i < L->n_nodes; i++)
-        for (int k = 0; backward[i] && k < L->nodes[i]->n_in; k++) {
-            const ir_node *x = L->nodes[i]->in[k];
-            if (!backward[x->id] && x->op != OP_param && !kept[x->id]) {
-                kept[x->id] = true;
-                kept_bytes += bytes_of(x);
-            }
-        }
     int slots = s->sharded ? in_flight(s, stage) : 1;
     if (j) {
         cJSON_AddNumberToObject(j, "params", (double)state_elems);
@@ -402,54 +453,26 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
         printf("    activations kept for the backward: %.2f MiB a micro-batch, %d in flight: %.2f MiB\n",
                mib((double)kept_bytes), slots, mib((double)kept_bytes * slots));
     }
-
-    /* program memory: the gradient program's (sharded: the runner's buffers and the segments'
-     * arenas) and the update program's arena, as planned for the CPU */
-    int64_t peak = 0, unshared = 0, update_arena = 0;
-    ir_graph *ug = pass_optimizer_graph(L, &s->opt, d);
-    bool ok = ug && eng_cpu_plan_peak(ug, &update_arena, &unshared, d);
-    ir_graph_free(ug);
-    if (ok && s->sharded) {
-        /* the runner's own buffers (engine/mesh_exec.c): a forward value that crosses segments —
-         * an input, a communication result, a segment's output — one per slot; a backward
-         * communication result once; params (bound to the trainer's state) and backward
-         * segment outputs (read from their program) none */
-        segment_info si = {calloc((size_t)L->n_nodes + 1, sizeof(bool)), 0, 0, 0};
-        if (!si.crossing)
-            ir_unreachable("out of memory");
-        ok = mesh_exec_each_segment(L, visit_segment, &si, d);
-        int64_t fwd = 0, bwd = 0;
-        for (int i = 0; ok && i < L->n_nodes; i++) {
-            const ir_node *n = L->nodes[i];
-            if (n->op == OP_param)
-                continue;
-            if (!backward[i] && (si.crossing[i] || n->op == OP_input || ir_ops[n->op].kind == OK_COMM))
-                fwd += bytes_of(n);
-            else if (backward[i] && ir_ops[n->op].kind == OK_COMM)
-                bwd += bytes_of(n);
-        }
-        if (ok && j) {
-            cJSON_AddNumberToObject(j, "runner_values_bytes", (double)(fwd * slots + bwd));
-            cJSON_AddNumberToObject(j, "segment_programs", si.programs);
-            cJSON_AddNumberToObject(j, "segment_arenas_bytes", (double)si.arenas);
-            cJSON_AddNumberToObject(j, "segment_outputs_bytes", (double)si.outputs);
-            cJSON_AddNumberToObject(j, "update_arena_bytes", (double)update_arena);
-        } else if (ok)
-            printf("    runner values %.2f MiB (forward %.2f x %d slot%s, backward %.2f); %d segment programs: arenas "
-                   "%.2f MiB, outputs %.2f MiB; update arena %.2f MiB\n",
-                   mib((double)(fwd * slots + bwd)), mib((double)fwd), slots, slots == 1 ? "" : "s", mib((double)bwd),
-                   si.programs, mib((double)si.arenas), mib((double)si.outputs), mib((double)update_arena));
-        free(si.crossing);
-    } else if (ok && (ok = eng_cpu_plan_peak(L, &peak, &unshared, d)) && j) {
-        cJSON_AddNumberToObject(j, "gradient_arena_bytes", (double)peak);
-        cJSON_AddNumberToObject(j, "update_arena_bytes", (double)update_arena);
-    } else if (ok)
-        printf("    gradient program arena %.2f MiB; update arena %.2f MiB\n", mib((double)peak),
-               mib((double)update_arena));
-    free(backward);
-    free(kept);
-    if (!ok)
-        return false;
+    if (s->sharded && j) {
+        cJSON_AddNumberToObject(j, "runner_values_bytes", (double)(mem.fwd_values * slots + mem.bwd_values));
+        cJSON_AddNumberToObject(j, "segment_programs", mem.programs);
+        cJSON_AddNumberToObject(j, "segment_arenas_bytes", (double)mem.arenas);
+        cJSON_AddNumberToObject(j, "segment_outputs_bytes", (double)mem.outputs);
+        cJSON_AddNumberToObject(j, "update_arena_bytes", (double)mem.update_arena);
+    } else if (s->sharded)
+        printf("    runner values %.2f MiB (forward %.2f x %d slot%s, backward %.2f); %d segment programs: arenas "
+               "%.2f MiB, outputs %.2f MiB; update arena %.2f MiB; with the state %.2f MiB in all\n",
+               mib((double)(mem.fwd_values * slots + mem.bwd_values)), mib((double)mem.fwd_values), slots,
+               slots == 1 ? "" : "s", mib((double)mem.bwd_values), mem.programs, mib((double)mem.arenas),
+               mib((double)mem.outputs), mib((double)mem.update_arena), mib(eng_rank_memory_total(&mem, slots)));
+    else if (j) {
+        cJSON_AddNumberToObject(j, "gradient_arena_bytes", (double)mem.grad_arena);
+        cJSON_AddNumberToObject(j, "update_arena_bytes", (double)mem.update_arena);
+    } else
+        printf("    gradient program arena %.2f MiB; update arena %.2f MiB; with the state %.2f MiB in all\n",
+               mib((double)mem.grad_arena), mib((double)mem.update_arena), mib(eng_rank_memory_total(&mem, slots)));
+    if (j)
+        cJSON_AddNumberToObject(j, "memory_bytes", eng_rank_memory_total(&mem, slots));
 
     /* communication: the program's, once per micro-batch and accumulation step ... */
     comm_row rows[MAX_ROWS];
@@ -517,6 +540,160 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
     return true;
 }
 
+/* ---- --explain: every collective of a rank, why it is there, what it costs ---------------- */
+
+static const char *size_str(double b, char *buf, size_t cap)
+{
+    if (b < 1024)
+        snprintf(buf, cap, "%.0f B", b);
+    else if (b < 1048576)
+        snprintf(buf, cap, "%.2f KiB", b / 1024);
+    else
+        snprintf(buf, cap, "%.2f MiB", b / 1048576);
+    return buf;
+}
+
+static const char *time_str(double s, char *buf, size_t cap)
+{
+    if (s < 1e-3)
+        snprintf(buf, cap, "%.2f us", s * 1e6);
+    else
+        snprintf(buf, cap, "%.3f ms", s * 1e3);
+    return buf;
+}
+
+/* Lists rank's communication ops in the order they run (a micro-batch's forward half, then its
+ * backward half), each with the layout change it performs, its payload, its traffic and time
+ * under net, and the source op with its .loom line; times: how often each runs a step. Returns
+ * the predicted seconds a step. */
+static double explain_rank(const ir_graph *L, const pass_mesh *m0, int rank, const eng_net *net, int times,
+                           const char *step, const ir_diag *d)
+{
+    pass_mesh m = *m0;
+    m.rank = rank;
+    comm_seq s = comm_seq_of(L, &m, 0, false);
+    int a_pp = pass_mesh_axis(&m, "pp");
+    int stage = a_pp >= 0 ? pass_mesh_coord(&m, rank, a_pp) : 0;
+    printf("collectives of rank %d (", rank);
+    for (int a = 0; a < m.n_axes; a++)
+        printf("%s%s %d", a ? ", " : "", m.axis[a], pass_mesh_coord(&m, rank, a));
+    printf("), %s: %d communication op%s%s\n", step, s.n, s.n == 1 ? "" : "s",
+           times > 1 ? ", each run once a micro-batch" : "");
+    double total = 0, wire_all = 0;
+    int n_coll = 0, n_p2p = 0;
+    for (int i = 0; i < s.n; i++) {
+        const comm_event *e = &s.ev[i];
+        const ir_node *n = L->nodes[e->node];
+        bool p2p = e->op == OP_send || e->op == OP_recv;
+        int T = p2p ? 2 : m.size[e->axis];
+        /* the payload: the operand (a receive: what arrives); the ring model's n: an allgather's result */
+        double payload = (double)bytes_of(n->n_in ? n->in[0] : n);
+        double bytes = e->op == OP_allgather ? (double)bytes_of(n) : payload;
+        bool spans = p2p ? rank / net->per_node != (int)e->peer / net->per_node : eng_net_spans(net, &m, rank, (int)e->axis);
+        double steps, wire, t = 0;
+        eng_net_traffic((int)e->op, T, bytes, &steps, &wire);
+        if (e->op != OP_recv)
+            t = eng_net_time(net, (int)e->op, T, bytes, spans);
+        total += t;
+        wire_all += wire;
+        n_coll += !p2p;
+        n_p2p += p2p;
+        char change[96], type[160], pay[32], w[32], tm[32], cost[96];
+        int peer_stage = p2p && a_pp >= 0 ? pass_mesh_coord(&m, (int)e->peer, a_pp) : 0;
+        if (e->op == OP_allreduce)
+            snprintf(change, sizeof change, "partial sum -> replicated");
+        else if (e->op == OP_allgather)
+            snprintf(change, sizeof change, "split on dim %d -> replicated", (int)e->detail);
+        else if (e->op == OP_reduce_scatter)
+            snprintf(change, sizeof change, "partial sum -> split on dim %d", (int)e->detail);
+        else if (e->op == OP_send)
+            snprintf(change, sizeof change, "stage %d -> stage %d (rank %d)", stage, peer_stage, (int)e->peer);
+        else
+            snprintf(change, sizeof change, "stage %d -> stage %d (rank %d)", peer_stage, stage, (int)e->peer);
+        ir_type_str(n->dtype, &(n->n_in ? n->in[0] : n)->shape, type, sizeof type);
+        if (e->op == OP_recv)
+            snprintf(cost, sizeof cost, "(timed at the send)");
+        else
+            snprintf(cost, sizeof cost, "%s in %.0f step%s, %s%s", size_str(wire, w, sizeof w), steps,
+                     steps == 1 ? "" : "s", time_str(t, tm, sizeof tm), spans ? " inter-node" : "");
+        char src[128] = "a value";
+        if (e->src_op >= 0)
+            snprintf(src, sizeof src, "%s%s", ir_ops[e->src_op].mnemonic, e->src_backward ? " (backward)" : "");
+        char at[400] = "";
+        if (e->line > 0)
+            snprintf(at, sizeof at, " at %s:%lld:%lld", e->file >= 0 && e->file < d->n_src ? d->src[e->file].name : "?",
+                     (long long)e->line, (long long)e->col);
+        printf("  #%-3d %-14s %-3s %-18s %-10s %-32s %-40s %s%s%s%s\n", i + 1, ir_ops[e->op].mnemonic,
+               p2p ? "pp" : m.axis[e->axis], type, size_str(payload, pay, sizeof pay), change, cost, src, at,
+               n->scope ? " in " : "", n->scope ? n->scope : "");
+    }
+    char w[32], tm[32];
+    printf("  in all: %d collective%s and %d send%s/receive%s, %s on the wire, %s%s\n", n_coll, n_coll == 1 ? "" : "s",
+           n_p2p, n_p2p == 1 ? "" : "s", n_p2p == 1 ? "" : "s", size_str(wire_all * times, w, sizeof w),
+           time_str(total * times, tm, sizeof tm),
+           times > 1 ? " a step (every micro-batch and accumulation step; exposed, not overlapped)" : " a step (exposed, not overlapped)");
+    if (strstr(step, "training"))
+        printf("  (and once a step the trainer's sums over dp and pp, the grad, tied, loss and norm rows of the report above)\n");
+    comm_seq_free(&s);
+    return total * times;
+}
+
+/* --explain over the ranks' graphs: the ranks --rank names, else one rank a pipeline stage (the
+ * ranks of a group call the same collectives: comm_match proved it). */
+static bool explain(ir_graph *const *Ls, const pass_mesh *m, const eng_opts *o, int times, const char *step,
+                    ir_diag *d)
+{
+    eng_net net = eng_net_default();
+    if (!eng_net_options(o, "check", &net, d))
+        return false;
+    char buf[256];
+    if (o->rank_given && o->rank >= m->world) {
+        ir_diag_error(d, -1, 0, 0, "check: --rank %d is outside the mesh %s of %d ranks", o->rank,
+                      pass_mesh_str(m, buf, sizeof buf), m->world);
+        return false;
+    }
+    printf("time model: ring algorithms, t = steps x latency + bytes on the wire / bandwidth; %s\n",
+           eng_net_str(&net, buf, sizeof buf));
+    if (o->rank_given) {
+        explain_rank(Ls[o->rank], m, o->rank, &net, times, step, d);
+        return true;
+    }
+    int a_pp = pass_mesh_axis(m, "pp"), P = a_pp >= 0 ? m->size[a_pp] : 1;
+    for (int p = 0; p < P; p++) {
+        int r = a_pp >= 0 ? pass_mesh_with(m, 0, a_pp, p) : 0;
+        explain_rank(Ls[r], m, r, &net, times, step, d);
+    }
+    if (m->world > P)
+        printf("(the other ranks call the same collectives as the rank of their stage listed: --rank R lists rank R)\n");
+    return true;
+}
+
+/* Collective matching (passes/comm_match.h) over the ranks' graphs Ls: micro 0 a forward run,
+ * else a training step of micro micro-batches. Prints one line when they match. */
+static bool match_ranks(ir_graph *const *Ls, const pass_mesh *m0, int micro, bool one_f_one_b, bool quiet, ir_diag *d)
+{
+    comm_seq *seqs = calloc((size_t)m0->world, sizeof *seqs);
+    if (!seqs)
+        ir_unreachable("out of memory");
+    int colls = 0, p2p = 0;
+    for (int r = 0; r < m0->world; r++) {
+        pass_mesh m = *m0;
+        m.rank = r;
+        seqs[r] = comm_seq_of(Ls[r], &m, micro, one_f_one_b);
+        for (int i = 0; i < seqs[r].n; i++)
+            *(seqs[r].ev[i].axis >= 0 ? &colls : &p2p) += 1;
+    }
+    bool ok = comm_match(seqs, m0, d);
+    if (ok && !quiet)
+        printf("collectives matched: in every group the same kind, dtype, count and order (%d calls over all ranks), "
+               "every send received (%d sends and receives), the job simulated to its end\n",
+               colls, p2p);
+    for (int r = 0; r < m0->world; r++)
+        comm_seq_free(&seqs[r]);
+    free(seqs);
+    return ok;
+}
+
 /* `loom check --train`: every rank's gradient program as `loom train` builds it, reported for
  * one optimizer step, then the pipeline schedule. */
 static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJSON *json, ir_diag *d)
@@ -545,6 +722,8 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJ
     char rows[64] = "";
     if (s.dp > 1)
         snprintf(rows, sizeof rows, " (%d a dp rank)", s.B / s.micro / s.dp);
+    if (ok && s.sharded)
+        ok = match_ranks(Ls, m, s.micro, s.one_f_one_b, json != NULL, d);
     cJSON *ranks = NULL;
     if (ok && json) {
         cJSON_AddStringToObject(json, "mesh", pass_mesh_str(m, buf, sizeof buf));
@@ -563,6 +742,15 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJ
                s.accum, s.opt_name);
     for (int r = 0; ok && r < m->world; r++)
         ok = train_rank(g0, Ls, m, &s, r, ranks, d);
+    if (ok && o->explain && !s.sharded)
+        printf("collectives: the program of dp alone has none (the trainer sums the gradients over dp once a step, "
+               "above)\n");
+    else if (ok && o->explain && !json) {
+        char step[96];
+        snprintf(step, sizeof step, "one training step of %d micro-batch%s x accum %d", s.micro,
+                 s.micro == 1 ? "" : "es", s.accum);
+        ok = explain(Ls, m, o, s.micro * s.accum, step, d);
+    }
     for (int r = 0; r < m->world; r++)
         if (s.sharded || r == 0)
             ir_graph_free(Ls[r]);
@@ -573,6 +761,7 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJ
 
 static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_diag *d)
 {
+
     static const char *const train_only[] = {"--schedule", "--accum", "--optimizer", "--momentum"};
     pass_mesh m;
     if (!pass_mesh_parse(o->mesh, 0, g0, &m, d))
@@ -598,18 +787,27 @@ static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_d
     } else
         printf("mesh %s: %d rank%s (rank = row-major over the axes, the last fastest); one forward step:\n",
                pass_mesh_str(&m, buf, sizeof buf), m.world, m.world == 1 ? "" : "s");
-    for (int r = 0; r < m.world; r++) {
-        ir_graph *g = ir_graph_clone(g0);
+    ir_graph **gs = calloc((size_t)m.world, sizeof *gs);
+    if (!gs)
+        ir_unreachable("out of memory");
+    bool ok = true;
+    for (int r = 0; ok && r < m.world; r++) {
+        gs[r] = ir_graph_clone(g0);
         m.rank = r;
         pass_options po = pass_options_default();
         po.mesh = &m;
-        bool ok = pass_run_pipeline(g, "pipeline,shard,dce,cse", &po, d);
-        if (ok)
-            report_rank(g, &m, r, ranks);
-        ir_graph_free(g);
-        if (!ok)
-            return;
+        ok = pass_run_pipeline(gs[r], "pipeline,shard,dce,cse", &po, d);
     }
+    ok = ok && match_ranks(gs, &m, 0, false, json != NULL, d);
+    for (int r = 0; ok && r < m.world; r++)
+        report_rank(gs[r], &m, r, ranks);
+    if (ok && o->explain && !json)
+        ok = explain(gs, &m, o, 1, "one forward step", d);
+    for (int r = 0; r < m.world; r++)
+        ir_graph_free(gs[r]);
+    free(gs);
+    if (!ok)
+        return;
     int pp = pass_mesh_size(&m, "pp");
     if (pp > 1 && !json)
         pipeline_schedule_print(stdout, pp, microbatches ? microbatches : 2 * pp);

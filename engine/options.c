@@ -41,6 +41,11 @@ static const struct {
     {"train", "--teacher-define"}, {"train", "--distill-alpha"}, {"train", "--distill-temperature"},
     {"dump", "--emit"},         {"dump", "--sm"}, /* engine/emit.h */
     {"check", "--schedule"},    {"check", "--accum"},        {"check", "--optimizer"},   {"check", "--momentum"},
+    /* check --explain, plan: the machine model (engine/net_model.h) */
+    {"check", "--bandwidth"},   {"check", "--latency"},      {"check", "--gpus-per-node"},
+    {"plan", "--devices"},      {"plan", "--device-memory"}, {"plan", "--bandwidth"},    {"plan", "--latency"},
+    {"plan", "--gpus-per-node"}, {"plan", "--peak-tflops"},  {"plan", "--mfu"},          {"plan", "--batch"},
+    {"plan", "--top"},          {"plan", "--optimizer"},
     /* build --mesh --train: what a training executable compiles in */
     {"build", "--microbatches"}, {"build", "--accum"},       {"build", "--optimizer"},   {"build", "--momentum"},
     {"build", "--weight-decay"}, {"build", "--beta1"},       {"build", "--beta2"},       {"build", "--eps"},
@@ -125,6 +130,7 @@ bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o, char *w
                      : strcmp(a, "--ignore-eos") == 0 ? &o->ignore_eos
                      : strcmp(a, "--generic-cpu") == 0 ? &o->generic_cpu
                      : strcmp(a, "--train") == 0      ? &o->train
+                     : strcmp(a, "--explain") == 0    ? &o->explain
                      : strcmp(a, "--dot") == 0        ? &o->dot
                      : strcmp(a, "--json") == 0       ? &o->json
                      : strcmp(a, "--log-y") == 0      ? &o->log_y
@@ -168,8 +174,10 @@ bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o, char *w
                 return false;
             if (seed)
                 o->seed = (uint64_t)x;
-            else
+            else {
                 o->rank = (int)x;
+                o->rank_given = true;
+            }
             continue;
         }
         if (a[0] == '-' && a[1])

@@ -27,6 +27,7 @@ typedef struct {
     bool time_passes;                 /* --time-passes */
     const char *mesh;                 /* --mesh dp=2,tp=2 */
     int rank;                         /* --rank N */
+    bool rank_given;                  /* --rank was given */
     const char *target;               /* --target cpu|ref|cuda|opencl */
     const char *weights, *inputs, *outputs, *out; /* --weights --inputs --outputs -o */
     uint64_t seed;                    /* --seed */
@@ -38,6 +39,7 @@ typedef struct {
     bool recompute, ignore_eos;       /* generate: --recompute (no KV cache, for tests) --ignore-eos */
     bool generic_cpu;                 /* build: --generic-cpu (kernels for any CPU of this architecture) */
     bool train;                       /* check: --train (the mesh report of one training step) */
+    bool explain;                     /* check: --explain (every collective, why, its time) */
     const char *profile;              /* --profile FILE.json: the job's timeline (engine/profile.h) */
     bool dot, json, log_y;            /* dump: --dot (Graphviz); check: --json; plot: --log-y */
     int n_named;                      /* valued options of one subcommand (train: --data, */

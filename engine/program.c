@@ -19,9 +19,23 @@
 #include "runtime/progress.h"
 #include "runtime/trace.h"
 
+struct program_device {
+    const program_backend *be;
+    void *state;       /* the backend's device */
+    char *target;
+};
+
+struct program_buf {
+    program_device *dev;
+    void *mem;
+    size_t bytes;
+};
+
 struct program {
     const program_backend *be;
     void *state;
+    program_device *dev; /* NULL: the backend's old create path */
+    bool own_dev;        /* program_new made dev for this program alone */
     ir_graph *g;
     cg_lowered low;
     double compile_ms;
@@ -89,8 +103,10 @@ static bool fits_host(const rt_plan *plan, ir_diag *d)
     return rt_host_alloc_ok(bytes, "the activations and outputs of one run", d);
 }
 
-program *program_new_on(const program_backend *be, const char *target, const ir_graph *g, const char *pipeline,
-                        rt_pool *pool, ir_diag *d)
+/* A program on be: on dev when given, else on a device of its own (backends with devices) or
+ * through the backend's create path. */
+static program *new_program(const program_backend *be, program_device *dev, const char *target, const ir_graph *g,
+                            const char *pipeline, rt_pool *pool, ir_diag *d)
 {
     double t0 = rt_now_ms();
     program *p = calloc(1, sizeof *p);
@@ -104,9 +120,17 @@ program *program_new_on(const program_backend *be, const char *target, const ir_
     char detail[96];
     snprintf(detail, sizeof detail, "(%d kernels for %s)", p->low.n_kernels, target ? target : be->target);
     rt_progress_update(&progress, detail);
+    if (ok && be->supported)
+        ok = be->supported(&p->low.plan, d);
+    if (ok && !dev && be->create_dev) {
+        ok = (dev = program_device_open_on(be, target, d)) != NULL;
+        p->own_dev = ok;
+    }
+    p->dev = dev;
     if (ok) {
-        p->state = be->create_on ? be->create_on(target, &p->low.plan, p->low.kernels, p->low.n_kernels, d)
-                                 : be->create(&p->low.plan, p->low.kernels, p->low.n_kernels, pool, d);
+        p->state = dev ? be->create_dev(dev->state, &p->low.plan, p->low.kernels, p->low.n_kernels, pool, d)
+                   : be->create_on ? be->create_on(target, &p->low.plan, p->low.kernels, p->low.n_kernels, d)
+                                   : be->create(&p->low.plan, p->low.kernels, p->low.n_kernels, pool, d);
         ok = p->state != NULL;
     }
     rt_progress_end(&progress);
@@ -129,12 +153,141 @@ program *program_new_on(const program_backend *be, const char *target, const ir_
     return p;
 }
 
+program *program_new_on(const program_backend *be, const char *target, const ir_graph *g, const char *pipeline,
+                        rt_pool *pool, ir_diag *d)
+{
+    return new_program(be, NULL, target, g, pipeline, pool, d);
+}
+
+program *program_new_device(program_device *dev, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)
+{
+    return new_program(dev->be, dev, dev->target, g, pipeline, pool, d);
+}
+
+/* ---- devices ---------------------------------------------------------------------------------- */
+
+program_device *program_device_open_on(const program_backend *be, const char *target, ir_diag *d)
+{
+    if (!be->dev_open) {
+        ir_diag_error(d, -1, 0, 0, "target '%s': programs cannot share its memory", target);
+        return NULL;
+    }
+    void *state = be->dev_open(target, d);
+    if (!state)
+        return NULL;
+    program_device *dev = calloc(1, sizeof *dev);
+    if (!dev || !(dev->target = strdup(target)))
+        ir_unreachable("out of memory");
+    dev->be = be;
+    dev->state = state;
+    return dev;
+}
+
+program_device *program_device_open(const char *target, ir_diag *d)
+{
+    const program_backend *be = program_backend_of(target, d);
+    return be ? program_device_open_on(be, target, d) : NULL;
+}
+
+void program_device_close(program_device *dev)
+{
+    if (!dev)
+        return;
+    dev->be->dev_close(dev->state);
+    free(dev->target);
+    free(dev);
+}
+
+const char *program_device_target(const program_device *dev) { return dev->target; }
+bool program_device_is_host(const program_device *dev) { return dev->be->exec != NULL; }
+bool program_device_sync(program_device *dev, ir_diag *d) { return dev->be->dev_sync(dev->state, d); }
+rt_xfer program_device_xfer(const program_device *dev) { return dev->be->dev_xfer(dev->state); }
+
+program_buf *program_buf_new(program_device *dev, size_t bytes, ir_diag *d)
+{
+    void *mem = dev->be->buf_alloc(dev->state, bytes, d);
+    if (!mem)
+        return NULL;
+    program_buf *b = calloc(1, sizeof *b);
+    if (!b)
+        ir_unreachable("out of memory");
+    *b = (program_buf){dev, mem, bytes};
+    return b;
+}
+
+void program_buf_free(program_buf *b)
+{
+    if (!b)
+        return;
+    b->dev->be->buf_free(b->dev->state, b->mem);
+    free(b);
+}
+
+size_t program_buf_size(const program_buf *b) { return b->bytes; }
+
+static bool buf_range(const program_buf *b, size_t off, size_t bytes)
+{
+    if (off > b->bytes || bytes > b->bytes - off)
+        ir_unreachable("program_buf: a copy outside the buffer");
+    return true;
+}
+
+bool program_buf_write(program_buf *b, size_t off, const void *src, size_t bytes, ir_diag *d)
+{
+    return buf_range(b, off, bytes) && b->dev->be->buf_write(b->dev->state, (rt_mem){b->mem, off}, src, bytes, false, d);
+}
+
+bool program_buf_write_async(program_buf *b, size_t off, const void *src, size_t bytes, ir_diag *d)
+{
+    return buf_range(b, off, bytes) && b->dev->be->buf_write(b->dev->state, (rt_mem){b->mem, off}, src, bytes, true, d);
+}
+
+bool program_buf_read(const program_buf *b, size_t off, void *dst, size_t bytes, ir_diag *d)
+{
+    return buf_range(b, off, bytes) && b->dev->be->buf_read(b->dev->state, (rt_mem){b->mem, off}, dst, bytes, d);
+}
+
+static rt_walker *walker_of(program *p)
+{
+    if (!p->be->walker)
+        ir_unreachable("program: this backend has no plan walker");
+    return p->be->walker(p->state);
+}
+
+/* b is on p's device (a program without one of its own cannot take device buffers). */
+static bool same_device(const program *p, const program_buf *b, const char *name, ir_diag *d)
+{
+    if (p->dev && p->dev == b->dev)
+        return true;
+    ir_diag_error(d, -1, 0, 0, "program: binding '%s' to a buffer of another device", name);
+    return false;
+}
+
+bool program_bind_buf(program *p, const char *name, program_buf *b, size_t off, ir_diag *d)
+{
+    return same_device(p, b, name, d) && rt_walker_bind_mem(walker_of(p), name, false, (rt_mem){b->mem, off}, d);
+}
+
+bool program_bind_output_buf(program *p, const char *name, program_buf *b, size_t off, ir_diag *d)
+{
+    return same_device(p, b, name, d) && rt_walker_bind_mem(walker_of(p), name, true, (rt_mem){b->mem, off}, d);
+}
+
+bool program_bind_async(program *p, const char *name, const void *data, ir_diag *d)
+{
+    return rt_walker_bind_async(walker_of(p), name, data, d);
+}
+
+void program_set_async(program *p, bool on) { rt_walker_set_async(walker_of(p), on); }
+
 void program_free(program *p)
 {
     if (!p)
         return;
     if (p->state)
         p->be->destroy(p->state);
+    if (p->own_dev)
+        program_device_close(p->dev);
     cg_lowered_free(&p->low);
     ir_graph_free(p->g);
     for (int i = 0; i < p->n_follow; i++)

@@ -32,6 +32,7 @@
 #include "codegen/kir.h"
 #include "codegen/lower.h"
 #include "plan/plan.h"
+#include "runtime/exec.h"
 #include "runtime/threadpool.h"
 
 typedef struct program program;
@@ -67,6 +68,51 @@ void *program_output(program *p, const char *name);
 void program_profile(program *p, bool on);
 rt_exec_stats program_stats(const program *p);
 
+/* ---- devices: programs that share memory --------------------------------------------------
+ * A program made by program_new owns a device of its own. Programs that hand data to each
+ * other without the host — training's gradient, accumulation, update and eval programs, the
+ * prefill and decode of generation — are made on one program_device: its memory is theirs in
+ * common and its one queue orders their runs as they were enqueued. Buffers of the device
+ * (program_buf) are owned by the caller and bound to params, inputs and outputs of programs
+ * in place of their own (program_bind_buf): an output bound to the buffer another program's
+ * param is bound to is output→param binding, nothing is copied. On the CPU a device is host
+ * memory and all of this holds with plain memory. */
+typedef struct program_device program_device;
+typedef struct program_buf program_buf;
+
+/* The device a target names ("cpu", "cuda", "opencl[:P[:D]]"); NULL (reported) when it has
+ * none. Close it after every program and buffer on it is freed. */
+program_device *program_device_open(const char *target, ir_diag *d);
+void program_device_close(program_device *dev);
+const char *program_device_target(const program_device *dev);
+bool program_device_is_host(const program_device *dev);
+/* Waits for everything enqueued on the device. */
+bool program_device_sync(program_device *dev, ir_diag *d);
+/* Bytes copied host→device and device→host so far by every program and buffer on dev. */
+rt_xfer program_device_xfer(const program_device *dev);
+
+/* bytes of zeroed device memory; NULL (reported) when the device has no room. */
+program_buf *program_buf_new(program_device *dev, size_t bytes, ir_diag *d);
+void program_buf_free(program_buf *b);
+size_t program_buf_size(const program_buf *b);
+/* Copies between host memory and bytes at byte offset off of b (inside b). write_async returns
+ * once the copy is enqueued: src must stay unchanged until the device ran it (a sync or read). */
+bool program_buf_write(program_buf *b, size_t off, const void *src, size_t bytes, ir_diag *d);
+bool program_buf_write_async(program_buf *b, size_t off, const void *src, size_t bytes, ir_diag *d);
+bool program_buf_read(const program_buf *b, size_t off, void *dst, size_t bytes, ir_diag *d);
+
+/* program_new on dev (which outlives the program). */
+program *program_new_device(program_device *dev, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d);
+/* Binds byte offset off of b (which outlives the binding) to the param or input (output: the
+ * output) called name of p, a program on b's device. */
+bool program_bind_buf(program *p, const char *name, program_buf *b, size_t off, ir_diag *d);
+bool program_bind_output_buf(program *p, const char *name, program_buf *b, size_t off, ir_diag *d);
+/* program_bind whose copy is enqueued only (rt_walker_bind_async): data must stay unchanged
+ * until the program's next run has finished. */
+bool program_bind_async(program *p, const char *name, const void *data, ir_diag *d);
+/* async: program_run returns once the steps are enqueued (reads of outputs wait). */
+void program_set_async(program *p, bool on);
+
 /* ---- for backends (program.c dispatches to these; one file per target) ------------------
  * create gets the memory-planned plan and its kernels (both owned by the program and alive
  * until destroy) and returns the backend's state, or NULL with the reason in d. The other
@@ -87,7 +133,32 @@ typedef struct program_backend {
     /* A host backend's CPU executor (program_exec); NULL on a device, whose binds copy (so
      * program_follow_host applies). */
     rt_exec *(*exec)(void *state);
+    /* devices (program_device): dev_open opens the device of a target (NULL: reported) and
+     * dev_close closes it; create_dev makes a program's state on one (used instead of
+     * create/create_on when set); walker is a state's plan walker (runtime/exec.h). Buffers:
+     * buf_alloc (zeroed), buf_free, buf_write (async: returns once enqueued), buf_read;
+     * dev_sync, dev_xfer. */
+    void *(*dev_open)(const char *target, ir_diag *d);
+    /* supported (may be NULL): false (reported) for a plan the backend cannot run, asked before
+     * a program opens a device of its own, so that the plan's error comes first */
+    bool (*supported)(const rt_plan *plan, ir_diag *d);
+    void (*dev_close)(void *dev);
+    void *(*create_dev)(void *dev, const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_pool *pool,
+                        ir_diag *d);
+    rt_walker *(*walker)(void *state);
+    void *(*buf_alloc)(void *dev, size_t bytes, ir_diag *d);
+    void (*buf_free)(void *dev, void *mem);
+    bool (*buf_write)(void *dev, rt_mem dst, const void *src, size_t bytes, bool async, ir_diag *d);
+    bool (*buf_read)(void *dev, rt_mem src, void *dst, size_t bytes, ir_diag *d);
+    bool (*dev_sync)(void *dev, ir_diag *d);
+    rt_xfer (*dev_xfer)(void *dev);
 } program_backend;
+
+/* The backend of a target name (program_targets.c for `loom`, exe/program_aot.c for the
+ * executables of `loom build`); NULL (reported) for a target without one. */
+const program_backend *program_backend_of(const char *target, ir_diag *d);
+/* program_device_open on a given backend. */
+program_device *program_device_open_on(const program_backend *be, const char *target, ir_diag *d);
 
 /* program_new on a given backend (target: its name, or a device after it for create_on). */
 program *program_new_on(const program_backend *be, const char *target, const ir_graph *g, const char *pipeline,
@@ -109,6 +180,14 @@ extern const program_backend program_backend_cpu_table;
 void program_kernel_symbol(const cg_kernel *k, char *buf, size_t n);
 
 extern const program_backend program_backend_cpu;  /* program_cpu.c */
+/* program_host.c: does the CPU executor call the kernel called name of plan? Kernel steps' and
+ * GEMM epilogues' always; a library step's (plan.h) only with lib, when it runs library steps
+ * as kernels (exec_cpu.h: rt_exec_new_lib) — so the JIT and `loom build` compile no more. */
+bool program_host_calls(const rt_plan *plan, const char *name, bool lib);
+/* program_cpu.c: LOOM_CPU_LIBRARY=kernels — the CPU backend runs library steps as their
+ * kernel IR (the description the devices run) instead of its own routines: for comparisons
+ * and benchmarks. Anything else (or unset): its routines. */
+bool program_cpu_library_kernels(void);
 /* program_host.c: bind, run, output, profile, stats and exec of a host backend whose state
  * struct starts with its rt_exec * (program_cpu.c, program_table.c). */
 bool program_host_bind(void *state, const char *name, const void *data, ir_diag *d);
@@ -117,25 +196,37 @@ void *program_host_output(void *state, const char *name);
 void program_host_profile(void *state, bool on);
 rt_exec_stats program_host_stats(const void *state);
 rt_exec *program_host_exec(void *state);
+/* program_host.c: a host backend's device: host memory (buffers malloc'd, copies memcpy). */
+void *program_host_dev_open(const char *target, ir_diag *d);
+void program_host_dev_close(void *dev);
+rt_walker *program_host_walker(void *state);
+void *program_host_buf_alloc(void *dev, size_t bytes, ir_diag *d);
+void program_host_buf_free(void *dev, void *mem);
+bool program_host_buf_write(void *dev, rt_mem dst, const void *src, size_t bytes, bool async, ir_diag *d);
+bool program_host_buf_read(void *dev, rt_mem src, void *dst, size_t bytes, ir_diag *d);
+bool program_host_dev_sync(void *dev, ir_diag *d);
+rt_xfer program_host_dev_xfer(void *dev);
 #define PROGRAM_HOST_CALLS                                                                                       \
     .bind = program_host_bind, .run = program_host_run, .output = program_host_output,                          \
-    .profile = program_host_profile, .stats = program_host_stats, .exec = program_host_exec
+    .profile = program_host_profile, .stats = program_host_stats, .exec = program_host_exec,                    \
+    .dev_open = program_host_dev_open, .dev_close = program_host_dev_close, .walker = program_host_walker,      \
+    .buf_alloc = program_host_buf_alloc, .buf_free = program_host_buf_free, .buf_write = program_host_buf_write, \
+    .buf_read = program_host_buf_read, .dev_sync = program_host_dev_sync, .dev_xfer = program_host_dev_xfer
 extern const program_backend program_backend_cuda; /* program_cuda.c */
-/* program_cuda.c: the PTX module of kernels (with the fused attention kernels when attention is
- * set) for $LOOM_CUDA_SM (80, the default, or 90); NULL on error, reported through d. Needs
- * LLVM: for program_cuda and `loom build --target cuda`. */
-char *program_cuda_ptx(cg_kernel *const *kernels, int n_kernels, bool attention, ir_diag *d);
+/* program_cuda.c: the PTX module of kernels for $LOOM_CUDA_SM (80, the default, or 90); NULL
+ * on error, reported through d. Needs LLVM: for program_cuda and `loom build --target cuda`. */
+char *program_cuda_ptx(cg_kernel *const *kernels, int n_kernels, ir_diag *d);
 /* program_cuda.c: the PTX target the CUDA backend compiles for ($LOOM_CUDA_SM, else 80). */
 int program_cuda_sm(void);
 /* program_cuda_exec.c, without LLVM (both CUDA backends): false, reported, when the plan has
- * steps the CUDA executor does not run yet (half GEMM or attention). */
+ * steps the CUDA executor does not run yet (half GEMMs). */
 bool program_cuda_supported(const rt_plan *plan, ir_diag *d);
-/* program_cuda_exec.c: each kernel step's geometry in launch[plan->n_steps]
- * (cg_ptx_launch_dims); with fn (one entry a step), the function of kernel step s is its
- * kernel's program_kernel_symbol, written to fn[s] and pointed to by launch[s].fn. A GEMM
- * step's launch is its epilogue kernel's (run when cuBLASLt lacks that epilogue). True when
- * the plan has an attention step (its PTX must hold the fused attention kernels). */
-bool program_cuda_launch(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
+/* program_cuda_exec.c: the geometry (cg_ptx_launch_dims) of each kernel a step launches, in
+ * launch[s · RT_CUDA_STEP_KERNELS + x] for the x-th kernel of step s (rt_plan_step_kernels: a
+ * kernel step's, a GEMM's epilogue — run when cuBLASLt lacks that epilogue —, a library
+ * step's); with fn (entries likewise), the function of each is its kernel's
+ * program_kernel_symbol, written to fn[...] and pointed to by launch[...].fn. */
+void program_cuda_launch(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_cuda_launch *launch,
                          char (*fn)[32]);
 /* program_cuda_exec.c: destroy, bind, run, output, profile and stats of a CUDA backend whose
  * state is its rt_cuda_exec. */
@@ -145,9 +236,21 @@ bool program_cuda_run(void *state, ir_diag *d);
 void *program_cuda_output(void *state, const char *name);
 void program_cuda_profile(void *state, bool on);
 rt_exec_stats program_cuda_stats(const void *state);
+void *program_cuda_dev_open(const char *target, ir_diag *d);
+void program_cuda_dev_close(void *dev);
+rt_walker *program_cuda_walker(void *state);
+void *program_cuda_buf_alloc(void *dev, size_t bytes, ir_diag *d);
+void program_cuda_buf_free(void *dev, void *mem);
+bool program_cuda_buf_write(void *dev, rt_mem dst, const void *src, size_t bytes, bool async, ir_diag *d);
+bool program_cuda_buf_read(void *dev, rt_mem src, void *dst, size_t bytes, ir_diag *d);
+bool program_cuda_dev_sync(void *dev, ir_diag *d);
+rt_xfer program_cuda_dev_xfer(void *dev);
 #define PROGRAM_CUDA_CALLS                                                                                       \
     .destroy = program_cuda_destroy, .bind = program_cuda_bind, .run = program_cuda_run,                        \
-    .output = program_cuda_output, .profile = program_cuda_profile, .stats = program_cuda_stats
+    .output = program_cuda_output, .profile = program_cuda_profile, .stats = program_cuda_stats,                \
+    .dev_open = program_cuda_dev_open, .dev_close = program_cuda_dev_close, .walker = program_cuda_walker,      \
+    .buf_alloc = program_cuda_buf_alloc, .buf_free = program_cuda_buf_free, .buf_write = program_cuda_buf_write, \
+    .buf_read = program_cuda_buf_read, .dev_sync = program_cuda_dev_sync, .dev_xfer = program_cuda_dev_xfer
 /* exe/program_cuda_table.c: the CUDA backend of a `loom build --target cuda` executable, whose
  * PTX (every distinct kernel under its program_kernel_symbol) was compiled into it. */
 extern const program_backend program_backend_cuda_table;

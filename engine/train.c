@@ -279,7 +279,27 @@ struct eng_trainer {
     char nan_name[640];
     double comm_ms;                  /* communication time of the current step */
     int64_t comm_bytes;              /* bytes allreduced per step (each rank's buffers) */
+    /* device-resident training (--target opencl|cuda, one process, f32; "Device-resident
+     * training" below): every program on one device; params and optimizer state in two
+     * halves of device buffers (the update reads half cur and writes the other: output→param
+     * binding, swapped after a good step), gradients summed on the device */
+    program_device *dev;
+    program *accum;                  /* accum > 1: the sums += a micro-batch's, in place */
+    program_buf *dparams[2][PASS_OPT_GROUPS], *dstate[2][PASS_OPT_GROUPS][2];
+    program_buf *dgrads[PASS_OPT_GROUPS], *dgrads_mb[PASS_OPT_GROUPS]; /* summed; one micro-batch's */
+    program_buf *dscal;              /* f32 [loss summed over the micro-batches, grad norm, one
+                                        micro-batch's loss]: the step's only read-back */
+    int cur;                         /* the half holding the params */
+    int grads_to;                    /* the gradient program's outputs go to: 0 the sums, 1 the
+                                        micro-batch buffers, -1 not bound yet */
+    int32_t *stage;                  /* a step's batches (tokens, targets per micro-batch): the
+                                        host memory of their uploads, unchanged until the step's
+                                        read-back waited for them */
+    bool host_stale;                 /* flat/state behind the device's */
+    rt_xfer xfer_step;               /* host↔device bytes of the last step (train_step alone) */
     eng_comm_meter meter;            /* under --mesh: bytes per axis (engine/profile.h) */
+    bool failed_everywhere;          /* setup failed the same way on every rank (collective
+                                        matching): rank 0 says it, no abort */
     double step_flops;               /* one step of the whole model by ir/cost.c (metrics.h) */
     double peak_flops;               /* one device's peak (--peak-tflops, else known; 0: unknown) */
     bool log_csv;                    /* --log FILE.csv (else JSON lines) */
@@ -620,10 +640,14 @@ static void mesh_line(const trainer *r, char *buf, size_t cap)
              r->mesh.world);
 }
 
+static bool dev_pull_state(trainer *r);
+
 static bool save(trainer *r, uint64_t seed)
 {
     int n;
     char *names, path[4200];
+    if (!dev_pull_state(r))
+        return false;
     if (r->mgrad) {
         if (mkdir(r->t.checkpoint, 0777) != 0 && errno != EEXIST) {
             ir_diag_error(r->d, -1, 0, 0, "%s: cannot create: %s", r->t.checkpoint, strerror(errno));
@@ -1044,8 +1068,221 @@ static bool nonfinite_stop(trainer *r, const char *what, double loss)
     return false;
 }
 
+/* ---- device-resident training ----------------------------------------------------------------
+ * With --target opencl|cuda in one process (f32, no --trace), every program runs on one
+ * program_device and the whole state lives there: the params and the optimizer state in two
+ * halves (the update reads half cur and writes the other half: output→param binding; after a
+ * step that is not skipped the halves swap, and every program is bound to the new half — a few
+ * pointers, nothing copied), the gradient sums, the loss. A step uploads its token batches
+ * (asynchronously, from r->stage) and the update's lr and step, and reads back 8 bytes: the
+ * loss and the gradient norm. Host copies (flat, state) are refreshed only when needed: a
+ * checkpoint, the sample, a non-finite gradient's name. */
+
+static size_t group_bytes(const trainer *r, int k) { return (size_t)r->n_group[k] * sizeof(float); }
+
+/* Binds the model params of p to half h of the device params. */
+static bool dev_bind_params(trainer *r, program *p, int h)
+{
+    for (int i = 0; i < r->n_params; i++) {
+        const model_param *mp = &r->params[i];
+        if (program_find(p, OP_param, mp->name) &&
+            !program_bind_buf(p, mp->name, r->dparams[h][mp->group], mp->off * sizeof(float), r->d))
+            return false;
+    }
+    return true;
+}
+
+/* Binds every program to half r->cur: the gradient and eval programs' params, the update's
+ * params and state (read from half cur, written to the other). */
+static bool dev_bind_half(trainer *r)
+{
+    int c = r->cur, n = 1 - c;
+    char name[64];
+    if (!dev_bind_params(r, r->grad, c) || !dev_bind_params(r, r->eval, c))
+        return false;
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        if (!r->n_group[k])
+            continue;
+        snprintf(name, sizeof name, "params/%s", pass_opt_group_name[k]);
+        if (!program_bind_buf(r->update, name, r->dparams[c][k], 0, r->d) ||
+            !program_bind_output_buf(r->update, name, r->dparams[n][k], 0, r->d))
+            return false;
+        for (int j = 0; j < r->n_state; j++) {
+            snprintf(name, sizeof name, "%s/%s", r->state_name[j], pass_opt_group_name[k]);
+            if (!program_bind_buf(r->update, name, r->dstate[c][k][j], 0, r->d) ||
+                !program_bind_output_buf(r->update, name, r->dstate[n][k][j], 0, r->d))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* The gradient program's outputs (each param's gradient, the loss) to the sums (to 0) or to
+ * one micro-batch's buffers (to 1), which the accumulation program adds to the sums. */
+static bool dev_bind_grads(trainer *r, int to)
+{
+    if (r->grads_to == to)
+        return true;
+    char gname[600];
+    for (int i = 0; i < r->n_params; i++) {
+        const model_param *mp = &r->params[i];
+        snprintf(gname, sizeof gname, "grad/%s", mp->name);
+        program_buf *b = to == 0 ? r->dgrads[mp->group] : r->dgrads_mb[mp->group];
+        if (!program_bind_output_buf(r->grad, gname, b, mp->off * sizeof(float), r->d))
+            return false;
+    }
+    if (!program_bind_output_buf(r->grad, "loss", r->dscal, to == 0 ? 0 : 2 * sizeof(float), r->d))
+        return false;
+    r->grads_to = to;
+    return true;
+}
+
+/* The device's buffers, the host state uploaded into half 0, every program bound. */
+static bool device_setup(trainer *r)
+{
+    ir_diag *d = r->d;
+    program_device *dev = r->dev;
+    int accum = r->t.opt.accum;
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        size_t bytes = group_bytes(r, k);
+        if (!bytes)
+            continue;
+        for (int h = 0; h < 2; h++) {
+            if (!(r->dparams[h][k] = program_buf_new(dev, bytes, d)))
+                return false;
+            for (int j = 0; j < r->n_state; j++)
+                if (!(r->dstate[h][k][j] = program_buf_new(dev, bytes, d)))
+                    return false;
+        }
+        if (!(r->dgrads[k] = program_buf_new(dev, bytes, d)) ||
+            (accum > 1 && !(r->dgrads_mb[k] = program_buf_new(dev, bytes, d))))
+            return false;
+        if (!program_buf_write(r->dparams[0][k], 0, r->flat[k], bytes, d))
+            return false;
+        for (int j = 0; j < r->n_state; j++)
+            if (!program_buf_write(r->dstate[0][k][j], 0, r->state[k][j], bytes, d))
+                return false;
+    }
+    if (!(r->dscal = program_buf_new(dev, 4 * sizeof(float), d)))
+        return false;
+    r->stage = calloc((size_t)accum * 2 * (size_t)r->B * (size_t)r->T + 1, sizeof *r->stage);
+    if (!r->stage)
+        ir_unreachable("out of memory");
+    char name[64];
+    for (int k = 0; r->accum && k < PASS_OPT_GROUPS; k++) {
+        if (!r->n_group[k])
+            continue;
+        snprintf(name, sizeof name, "acc/%s", pass_opt_group_name[k]);
+        if (!program_bind_buf(r->accum, name, r->dgrads[k], 0, d) ||
+            !program_bind_output_buf(r->accum, name, r->dgrads[k], 0, d))
+            return false;
+        snprintf(name, sizeof name, "add/%s", pass_opt_group_name[k]);
+        if (!program_bind_buf(r->accum, name, r->dgrads_mb[k], 0, d))
+            return false;
+    }
+    if (r->accum && (!program_bind_buf(r->accum, "acc/loss", r->dscal, 0, d) ||
+                     !program_bind_output_buf(r->accum, "acc/loss", r->dscal, 0, d) ||
+                     !program_bind_buf(r->accum, "add/loss", r->dscal, 2 * sizeof(float), d)))
+        return false;
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        if (!r->n_group[k])
+            continue;
+        snprintf(name, sizeof name, "grads/%s", pass_opt_group_name[k]);
+        if (!program_bind_buf(r->update, name, r->dgrads[k], 0, d))
+            return false;
+    }
+    r->cur = 0;
+    r->grads_to = -1;
+    return program_bind_output_buf(r->update, "grad_norm", r->dscal, sizeof(float), d) && dev_bind_half(r) &&
+           dev_bind_grads(r, 0) && program_device_sync(dev, d);
+}
+
+/* The host's flat params and optimizer state from the device (half cur), when behind. */
+static bool dev_pull_state(trainer *r)
+{
+    if (!r->dev || !r->host_stale)
+        return true;
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        size_t bytes = group_bytes(r, k);
+        if (!bytes)
+            continue;
+        if (!program_buf_read(r->dparams[r->cur][k], 0, r->flat[k], bytes, r->d))
+            return false;
+        for (int j = 0; j < r->n_state; j++)
+            if (!program_buf_read(r->dstate[r->cur][k][j], 0, r->state[k][j], bytes, r->d))
+                return false;
+    }
+    r->host_stale = false;
+    return true;
+}
+
+/* The name of a non-finite summed gradient (read back from the device: an error path). */
+static const char *dev_nonfinite_grad(trainer *r)
+{
+    for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        if (group_bytes(r, k) && !program_buf_read(r->dgrads[k], 0, r->grads[k], group_bytes(r, k), r->d))
+            return NULL;
+    return first_nonfinite_grad(r);
+}
+
+/* train_step on the device: the micro-batches' gradients summed there, the update enqueued
+ * behind them, then the one wait of the step (the loss and the norm read back). */
+static bool dev_train_step(trainer *r, double *loss, double *norm, bool first)
+{
+    int accum = r->t.opt.accum;
+    size_t bt = (size_t)r->B * (size_t)r->T;
+    for (int m = 0; m < accum; m++) {
+        rt_loader_random(&r->loader, RT_SPLIT_TRAIN, r->next_batch++, r->g_inputs, r->g_targets);
+        int32_t *tok = r->stage + (size_t)m * 2 * bt, *tgt = tok + bt;
+        memcpy(tok, r->inputs, bt * sizeof *tok);
+        memcpy(tgt, r->targets, bt * sizeof *tgt);
+        if (!dev_bind_grads(r, m == 0 ? 0 : 1) || !program_bind_async(r->grad, "tokens", tok, r->d) ||
+            !program_bind_async(r->grad, "targets", tgt, r->d) || !program_run(r->grad, r->d) ||
+            (m > 0 && !program_run(r->accum, r->d)))
+            return false;
+        if (first && m == 0 && !r->quiet) {
+            float l0;
+            if (!program_buf_read(r->dscal, 0, &l0, sizeof l0, r->d))
+                return false;
+            printf("loss at init %.4f (ln(vocab) = %.4f)\n", l0, r->V ? log((double)r->V) : NAN);
+            fflush(stdout);
+        }
+    }
+    r->step++;
+    r->lr_in = (float)lr_at(&r->t, r->step);
+    r->step_in = (float)r->step;
+    float sc[2];
+    if (!program_bind_async(r->update, "lr", &r->lr_in, r->d) || !program_bind_async(r->update, "step", &r->step_in, r->d) ||
+        !program_run(r->update, r->d) || !program_buf_read(r->dscal, 0, sc, sizeof sc, r->d))
+        return false;
+    double sum = sc[0];
+    *loss = sum / accum;
+    *norm = sc[1];
+    r->skipped = false;
+    r->nan_what = NULL;
+    if (r->t.nan_skip && (!isfinite(sum) || !isfinite(*norm))) {
+        /* the update ran, but into the other half: keeping half cur skips the step */
+        const char *bad = !isfinite(sum) ? "loss" : dev_nonfinite_grad(r);
+        r->skipped = true;
+        r->nan_what = bad ? bad : "a gradient";
+        *norm = NAN;
+        return true;
+    }
+    if (!isfinite(sum))
+        return nonfinite_stop(r, "loss", *loss);
+    if (!isfinite(*norm)) {
+        const char *bad = dev_nonfinite_grad(r);
+        return nonfinite_stop(r, bad ? bad : "a gradient", *loss);
+    }
+    r->cur = 1 - r->cur;
+    r->host_stale = true;
+    return dev_bind_half(r);
+}
+
 static bool train_step(trainer *r, double *loss, double *norm, bool first)
 {
+    if (r->dev)
+        return dev_train_step(r, loss, norm, first);
     int accum = r->t.opt.accum;
     double sum = 0;
     char gname[600];
@@ -1199,6 +1436,9 @@ static bool evaluate(trainer *r, double *loss)
     for (uint64_t i = 0; !r->mgrad && i < n; i++) {
         rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->g_inputs, r->g_targets);
         take_rows(r);
+        if (r->dev && (!program_bind(r->eval, "tokens", r->inputs, r->d) ||
+                       !program_bind(r->eval, "targets", r->targets, r->d)))
+            return false;
         if (!program_run(r->eval, r->d))
             return false;
         sum += *(const float *)program_output(r->eval, "loss");
@@ -1284,6 +1524,8 @@ static bool generate(trainer *r, const eng_opts *o, uint64_t seed)
     program *p = r->sample = sample_program(r, o);
     if (!p)
         return true;
+    if (!dev_pull_state(r))
+        return false;
     if (!bind_model_params(r, p))
         return false;
     int T = r->T, V = r->V;
@@ -1458,10 +1700,18 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     return true;
 }
 
-/* A program of the training step on --target; on a GPU it follows the host buffers (params,
- * state and batches change in place between runs: uploaded again before each run). */
-static program *train_program(const eng_opts *o, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)
+/* A program of the training step on --target. On r->dev (device-resident training) it runs
+ * asynchronously on the device the others share; else, on a GPU, it follows the host buffers
+ * (params, state and batches change in place between runs: uploaded again before each run). */
+static program *train_program(trainer *r, const eng_opts *o, const ir_graph *g, const char *pipeline, rt_pool *pool,
+                              ir_diag *d)
 {
+    if (r->dev) {
+        program *p = program_new_device(r->dev, g, pipeline, pool, d);
+        if (p)
+            program_set_async(p, true);
+        return p;
+    }
     program *p = program_new(o->target ? o->target : "cpu", g, pipeline, pool, d);
     if (p)
         program_follow_host(p, true);
@@ -1502,6 +1752,14 @@ static const char *eval_pipeline(const trainer *r)
     return r->half == DT_F16 ? "dce,cse,lower-precision=fp16,fuse"
            : r->half == DT_BF16 ? "dce,cse,lower-precision=bf16,fuse"
                                 : NULL;
+}
+
+/* LOOM_TRAIN_FOLLOW_HOST=1: a device target runs training as before device-resident training
+ * (every program on a device of its own, following the host buffers), for comparisons. */
+static bool follow_host_env(void)
+{
+    const char *e = getenv("LOOM_TRAIN_FOLLOW_HOST");
+    return e && strcmp(e, "1") == 0;
 }
 
 /* The mesh axes whose traffic the metrics report (in the mesh's order), into row. */
@@ -1625,6 +1883,12 @@ static bool setup(trainer *r, const eng_opts *o)
             return false;
         apply_mask(r, r->flat);
     }
+    /* on a device, one process, f32: the whole state stays on the device (below); --mask and
+     * --teacher work on the host's copies, so they keep the host round trip */
+    if (o->target && strcmp(o->target, "cpu") != 0 && strcmp(o->target, "ref") != 0 && !o->mesh &&
+        r->half == DT_F32 && !r->t.trace && !mask && !eng_named(o, "--teacher") && !follow_host_env() &&
+        !(r->dev = program_device_open(o->target, d)))
+        return false;
     double t0 = rt_now_ms();
     /* the recipe (recipe.c): the loss on a dp rank's rows; under tp/pp a micro-batch's gradient
      * graph on this rank */
@@ -1653,6 +1917,14 @@ static bool setup(trainer *r, const eng_opts *o)
     const ir_graph *lg = dg ? dg : gg;
     if (r->axis[0]) {
         ir_graph *tg = eng_train_graph(o, r->g, r->micro > 1 ? r->Bm : 0, &r->mesh, true, "train", d);
+        /* collective matching before anything runs: the same verdict on every rank */
+        if (tg && !mesh_exec_match(tg, &r->mesh, r->micro, r->schedule == MESH_1F1B, r->world, d)) {
+            r->failed_everywhere = true;
+            ir_graph_free(tg);
+            tg = NULL;
+        }
+        for (int k = 0; k < r->meter.n_axes; k++) /* the exchange is no step's traffic */
+            eng_comm_meter_take(&r->meter, r->meter.axis[k]);
         if (tg)
             r->mgrad = mesh_exec_new(tg, program_compile_segment, (void *)(o->target ? o->target : "cpu"), &r->mesh,
                                      r->world, r->axis, r->pool, d);
@@ -1664,28 +1936,35 @@ static bool setup(trainer *r, const eng_opts *o)
     } else if (r->half == DT_F16) {
         ir_graph *sg = ir_graph_clone(lg);
         scale_loss(sg, d);
-        r->grad = train_program(o, sg, pass_training_precision_pipeline(r->half), r->pool, d);
+        r->grad = train_program(r, o, sg, pass_training_precision_pipeline(r->half), r->pool, d);
         ir_graph_free(sg);
     } else
-        r->grad = train_program(o, lg,
+        r->grad = train_program(r, o, lg,
                                 r->half == DT_F32 ? pass_training_pipeline() : pass_training_precision_pipeline(r->half),
                                 r->pool, d);
     ir_graph_free(dg);
     double t1 = rt_now_ms();
     /* the eval program: under tp/pp the gradient program's forward half (mesh_exec_run_forward) */
-    r->eval = r->grad ? train_program(o, gg, eval_pipeline(r), r->pool, d) : NULL;
+    r->eval = r->grad ? train_program(r, o, gg, eval_pipeline(r), r->pool, d) : NULL;
     ir_graph_free(gg);
     double t2 = rt_now_ms();
     /* the update over this rank's state; sharded, its clip norm comes summed over the ranks */
     r->t.opt.sumsq_input = r->mgrad != NULL;
     ir_graph *ug = r->eval || r->mgrad ? pass_optimizer_graph(r->mgrad ? mesh_exec_graph(r->mgrad) : r->g, &r->t.opt, d)
                                        : NULL;
-    r->update = ug ? train_program(o, ug, NULL, r->pool, d) : NULL;
+    r->update = ug ? train_program(r, o, ug, NULL, r->pool, d) : NULL;
     ir_graph_free(ug);
+    if (r->update && r->dev && r->t.opt.accum > 1) {
+        ir_graph *ag = pass_accum_graph(r->n_group);
+        r->accum = train_program(r, o, ag, NULL, r->pool, d);
+        ir_graph_free(ag);
+        if (!r->accum)
+            return false;
+    }
     double t3 = rt_now_ms();
     if (!r->update)
         return false;
-    if (!bind_all(r))
+    if (!(r->dev ? device_setup(r) : bind_all(r)))
         return false;
     int64_t n_params = r->n_group[0] + r->n_group[1];
     if (!r->quiet)
@@ -1763,7 +2042,7 @@ eng_trainer *eng_trainer_new(const eng_opts *o, bool quiet, ir_diag *d)
         r->world_size = launch.size;
     }
     bool set = parse_opts(o, &r->t, d) && setup(r, o);
-    if (!set && r->axis[0] && r->world_size > 1)
+    if (!set && r->axis[0] && r->world_size > 1 && !r->failed_everywhere)
         /* under tp/pp each rank builds its own program and state: a setup failure may be this
          * rank's alone, with the others waiting in a collective; say it and end the job */
         abort_job(r, "failed to set up");
@@ -1778,6 +2057,24 @@ eng_trainer *eng_trainer_new(const eng_opts *o, bool quiet, ir_diag *d)
     return r;
 }
 
+/* The bytes a step's programs moved between host and device so far: the shared device's, or
+ * (following the host) the gradient and update programs' own devices'. */
+static rt_xfer step_xfer(trainer *r)
+{
+    if (r->dev)
+        return program_device_xfer(r->dev);
+    rt_xfer x = {0, 0};
+    program *ps[] = {r->grad, r->update};
+    for (int i = 0; i < 2; i++) {
+        if (!ps[i])
+            continue;
+        rt_exec_stats s = program_stats(ps[i]);
+        x.h2d += s.bytes_h2d;
+        x.d2h += s.bytes_d2h;
+    }
+    return x;
+}
+
 bool eng_trainer_step(eng_trainer *r, eng_train_step *out, ir_diag *d)
 {
     r->d = d;
@@ -1788,7 +2085,10 @@ bool eng_trainer_step(eng_trainer *r, eng_train_step *out, ir_diag *d)
     double t0 = rt_now_ms(), loss = 0, norm = 0;
     r->comm_ms = 0;
     r->comm_bytes = 0;
+    rt_xfer x0 = step_xfer(r);
     bool ok = train_step(r, &loss, &norm, r->first && r->step == 0);
+    rt_xfer x1 = step_xfer(r);
+    r->xfer_step = (rt_xfer){x1.h2d - x0.h2d, x1.d2h - x0.d2h};
     r->first = false;
     if (!ok)
         return false;
@@ -1844,6 +2144,19 @@ void eng_trainer_free(eng_trainer *r)
     }
     free(r->teacher_name);
     free(r->teacher_data);
+    program_free(r->accum);
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        for (int h = 0; h < 2; h++) {
+            program_buf_free(r->dparams[h][k]);
+            for (int j = 0; j < 2; j++)
+                program_buf_free(r->dstate[h][k][j]);
+        }
+        program_buf_free(r->dgrads[k]);
+        program_buf_free(r->dgrads_mb[k]);
+    }
+    program_buf_free(r->dscal);
+    program_device_close(r->dev);
+    free(r->stage);
     free(r->tied_holders);
     free(r->tied_count);
     free(r->tied_local);
@@ -1930,6 +2243,10 @@ static bool run(trainer *r, bool *preempted)
         else
             printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms | %.1fk tok/s%s\n",
                    s.step, t->steps, s.loss, s.lr, s.grad_norm, scale, s.ms, tok_s / 1e3, mfu_text);
+        if (o->stats && o->target && strcmp(o->target, "cpu") != 0 && !r->world) /* the step's traffic over the bus
+                                                                                    (evaluation's not counted) */
+            fprintf(stderr, "stats step %" PRId64 ": %" PRId64 " bytes host->device, %" PRId64 " bytes device->host\n",
+                    s.step, r->xfer_step.h2d, r->xfer_step.d2h);
         if (o->stats && r->world) /* each rank's own count, exact (`loom check --train` predicts it) */
             fprintf(stderr, "stats rank %d step %" PRId64 ": %" PRId64 " bytes into collectives\n", r->world_rank,
                     s.step, s.comm_bytes);

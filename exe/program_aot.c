@@ -12,7 +12,7 @@
 #pragma weak program_backend_opencl
 #pragma weak program_backend_cuda_table
 
-program *program_new(const char *target, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)
+const program_backend *program_backend_of(const char *target, ir_diag *d)
 {
     const program_backend *be = NULL;
     if (strcmp(target, "cpu") == 0)
@@ -21,12 +21,16 @@ program *program_new(const char *target, const ir_graph *g, const char *pipeline
         be = &program_backend_cuda_table;
     else if (strncmp(target, "opencl", 6) == 0 && (target[6] == 0 || target[6] == ':'))
         be = &program_backend_opencl;
-    if (!be) {
+    if (!be)
         ir_diag_error(d, -1, 0, 0, "target '%s': this executable holds no kernels for it (`loom build --target %s` "
                       "makes one that does)", target, target);
-        return NULL;
-    }
-    return program_new_on(be, target, g, pipeline, pool, d);
+    return be;
+}
+
+program *program_new(const char *target, const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)
+{
+    const program_backend *be = program_backend_of(target, d);
+    return be ? program_new_on(be, target, g, pipeline, pool, d) : NULL;
 }
 
 program *program_cpu_new(const ir_graph *g, const char *pipeline, rt_pool *pool, ir_diag *d)

@@ -24,34 +24,36 @@ static bool has_entry(const char *name)
     return strstr(RT_KERNEL_PTX, pat) != NULL;
 }
 
-static void *cuda_table_create(const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_pool *pool,
+static void *cuda_table_create(void *dev, const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_pool *pool,
                                ir_diag *d)
 {
     (void)pool;
     if (!program_cuda_supported(plan, d))
         return NULL;
-    rt_cuda_launch *launch = calloc((size_t)plan->n_steps + 1, sizeof *launch);
-    char(*fn)[32] = calloc((size_t)plan->n_steps + 1, sizeof *fn);
+    size_t n = (size_t)(plan->n_steps + 1) * RT_CUDA_STEP_KERNELS;
+    rt_cuda_launch *launch = calloc(n, sizeof *launch);
+    char(*fn)[32] = calloc(n, sizeof *fn);
     if (!launch || !fn)
         ir_unreachable("out of memory");
-    bool attention = program_cuda_launch(plan, kernels, n_kernels, launch, fn);
+    program_cuda_launch(plan, kernels, n_kernels, launch, fn);
     bool ok = true;
-    for (int s = 0; ok && s < plan->n_steps; s++)
-        if (launch[s].fn && !has_entry(launch[s].fn)) {
-            ir_diag_error(d, -1, 0, 0,
-                          "kernel %s (%s) is not in this executable: it was built from another model or loom version",
-                          plan->steps[s].kernel.name, launch[s].fn);
-            ok = false;
+    for (int s = 0; ok && s < plan->n_steps; s++) {
+        const rt_plan_kernel *ks[RT_CUDA_STEP_KERNELS + 1];
+        int nk = rt_plan_step_kernels(&plan->steps[s], ks);
+        for (int x = 0; ok && x < nk; x++) {
+            const rt_cuda_launch *l = &launch[s * RT_CUDA_STEP_KERNELS + x];
+            if (l->fn && !has_entry(l->fn)) {
+                ir_diag_error(d, -1, 0, 0,
+                              "kernel %s (%s) is not in this executable: it was built from another model or loom version",
+                              ks[x]->name, l->fn);
+                ok = false;
+            }
         }
-    if (ok && attention && !has_entry(RT_CUDA_ATTENTION_KERNEL "_64")) {
-        ir_diag_error(d, -1, 0, 0, "the attention kernels are not in this executable: it was built from another "
-                      "model or loom version");
-        ok = false;
     }
     rt_cuda_exec *ex = NULL;
     if (ok) {
         const char *mods[1] = {RT_KERNEL_PTX};
-        ex = rt_cuda_exec_new(plan, mods, RT_KERNEL_PTX[0] ? 1 : 0, launch, d);
+        ex = rt_cuda_exec_new_on(dev, plan, mods, RT_KERNEL_PTX[0] ? 1 : 0, launch, d);
     }
     free(fn);
     free(launch);
@@ -60,6 +62,7 @@ static void *cuda_table_create(const rt_plan *plan, cg_kernel *const *kernels, i
 
 const program_backend program_backend_cuda_table = {
     .target = "cuda",
-    .create = cuda_table_create,
+    .create_dev = cuda_table_create,
+    .supported = program_cuda_supported,
     PROGRAM_CUDA_CALLS,
 };

@@ -59,9 +59,17 @@ static void *table_create(const rt_plan *plan, cg_kernel *const *kernels, int n_
     return s;
 }
 
+static void *table_create_dev(void *dev, const rt_plan *plan, cg_kernel *const *kernels, int n_kernels, rt_pool *pool,
+                              ir_diag *d)
+{
+    (void)dev; /* host memory */
+    return table_create(plan, kernels, n_kernels, pool, d);
+}
+
 const program_backend program_backend_cpu_table = {
     .target = "cpu",
     .create = table_create,
+    .create_dev = table_create_dev,
     .destroy = table_destroy,
     PROGRAM_HOST_CALLS,
 };

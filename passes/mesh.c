@@ -62,6 +62,12 @@ bool pass_mesh_parse(const char *spec, int rank, const ir_graph *g, pass_mesh *m
     for (int i = 0; i < m->n_axes; i++)
         m->world *= m->size[i];
     m->rank = rank;
+    m->break_rank = -1;
+    const char *hook = getenv("LOOM_TEST_BREAK_SHARD"), *colon = hook ? strchr(hook, ':') : NULL;
+    if (colon && colon > hook) {
+        m->break_rank = atoi(hook);
+        snprintf(m->break_param, sizeof m->break_param, "%s", colon + 1);
+    }
     if (rank < 0 || rank >= m->world) {
         char buf[128];
         ir_diag_error(d, -1, 0, 0, "--rank %d is outside the mesh %s of %d rank%s", rank,

@@ -26,6 +26,12 @@ typedef struct pass_mesh {
                                            (pipeline), a param's gradient in the param's
                                            layout, named after its slice, and over dp this
                                            rank's partial sum (shard) */
+    /* A test-only hook, never set by an option: LOOM_TEST_BREAK_SHARD=RANK:PARAM makes the shard
+     * pass on rank RANK shard the 2-d param PARAM along its other dim — a deliberately broken
+     * layout whose collectives no longer match the other ranks' (tests/errors/comm_match.test:
+     * collective matching must catch it before anything runs). break_rank -1: none. */
+    int break_rank;
+    char break_param[128];
 } pass_mesh;
 
 /* Parses spec ("tp=2", "dp=2,tp=2,pp=2") against g's mesh axes (dp, tp, pp when g declares

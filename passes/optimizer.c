@@ -221,3 +221,23 @@ ir_graph *pass_optimizer_graph(const ir_graph *model, const pass_opt_config *c, 
     }
     return g;
 }
+
+ir_graph *pass_accum_graph(const int64_t n[PASS_OPT_GROUPS])
+{
+    ir_graph *g = ir_graph_new("accumulate");
+    ir_diag d;
+    ir_diag_init(&d);
+    builder b = {g, &d, {-1, 0, 0}};
+    char name[64];
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        if (!n[k])
+            continue;
+        ir_node *acc = source(&b, OP_param, "acc", k, n[k]), *add = source(&b, OP_input, "add", k, n[k]);
+        snprintf(name, sizeof name, "acc/%s", pass_opt_group_name[k]);
+        output(&b, name, op2(&b, OP_add, acc, add));
+    }
+    ir_node *acc = source(&b, OP_param, "acc/loss", -1, -1), *add = source(&b, OP_input, "add/loss", -1, -1);
+    output(&b, "acc/loss", op2(&b, OP_add, acc, add));
+    ir_diag_free(&d);
+    return g;
+}

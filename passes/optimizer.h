@@ -74,4 +74,12 @@ int pass_opt_state_names(const pass_opt_config *c, const char *names[2]);
  * is not f32 or the model has no params. */
 ir_graph *pass_optimizer_graph(const ir_graph *model, const pass_opt_config *c, ir_diag *d);
 
+/* Micro-batch accumulation as a graph, for training on a device (engine/train.c): per group G
+ * with n[G] > 0, param "acc/G" and input "add/G" f32[n_G] and output "acc/G" = acc + add; and
+ * the scalars "acc/loss" (param), "add/loss" → "acc/loss" (params and outputs are separate
+ * namespaces, as in the update). Every output is one elementwise kernel of its
+ * inputs at the same index, so the output may be bound to the memory of its "acc" input (the
+ * sum updated in place). */
+ir_graph *pass_accum_graph(const int64_t n[PASS_OPT_GROUPS]);
+
 #endif

@@ -54,6 +54,18 @@
  *  - SUM_ROWS (a sum over leading axes, e.g. a bias gradient): dst (width, contiguous) = the
  *    sum of the rows of src (rows of width contiguous f32, src_stride apart), rows added in
  *    order; parallel over column ranges (deterministic), vectorized along the row.
+ *
+ * Library steps as kernels. ATTENTION, ATTENTION_GRAD, SUM_ROWS, SCATTER_ADD and WRITE_ROWS
+ * also carry the step itself as plan kernels, `lib[0..n_lib)`, run in order (codegen/
+ * library.c builds their kernel IR, so every backend renders the one description). A backend
+ * with a routine of its own for the step (the CPU: OpenBLAS-blocked attention, vectorized
+ * column sums) may run that instead; the others launch the kernels. Their extra buffers:
+ *  - ATTENTION lse (buf -1: none): f32 [B·H·T], each query row's log-sum-exp of its allowed
+ *    scores (−inf for a row without one), written by the forward kernel when the plan also
+ *    differentiates this attention: the backward recomputes the probabilities from it.
+ *  - ATTENTION_GRAD fwd.lse: the forward's lse, or a scratch buffer of this step that its
+ *    first kernel fills (the forward is not in the plan); delta: scratch f32 [B·H·T], each
+ *    row's Σ dy·out (flash attention's D).
  */
 #ifndef LOOM_RT_PLAN_H
 #define LOOM_RT_PLAN_H
@@ -105,6 +117,7 @@ typedef struct {
     rt_plan_ref *args; /* (malloc) */
     int64_t grid0;     /* extent of grid dim 0 */
     int64_t work;      /* estimated elements touched per dim-0 index */
+    bool loops;        /* the kernel has loops (a row or reduction kernel): for statistics */
 } rt_plan_kernel;
 
 typedef struct {
@@ -122,6 +135,7 @@ typedef struct {
 
 typedef struct {
     rt_plan_ref q, k, v, mask, out;
+    rt_plan_ref lse;   /* f32 [B·H·T] row log-sum-exps written by the kernel (buf -1: none) */
     int64_t B, H, G, T, S, D, E;
     int64_t q_stride[3], k_stride[3], v_stride[3], out_stride[3]; /* (b, h, t) per tensor */
     int64_t mask_stride[4];  /* (b, h, t, s); 0 where the mask broadcasts */
@@ -153,6 +167,8 @@ typedef struct {
     rt_plan_ref dy;          /* [B, H, T, E] strided like q: dy_stride (last dim contiguous) */
     int64_t dy_stride[3];
     rt_plan_ref dq, dk, dv, dmask; /* contiguous results; buf -1: not wanted */
+    rt_plan_ref delta;       /* scratch f32 [B·H·T] of the kernels: Σ dy·out per row */
+    bool lse_own;            /* fwd.lse is this step's scratch (its first kernel computes it) */
 } rt_plan_attention_grad;
 
 typedef struct {
@@ -167,6 +183,8 @@ typedef struct {
     int64_t rows, width;     /* dst[c] = Σ over r < rows of src[r·src_stride + c], c < width */
     int64_t src_stride;
 } rt_plan_sum_rows;
+
+#define RT_PLAN_MAX_LIB 3 /* kernels of a library step at most */
 
 /* Where a step came from, set by lowering (a plan read from a file has none): the source op of
  * its group ("matmul"), its block instance ("block(l=3)"), the .loom location ("gpt2.loom:57"),
@@ -189,7 +207,24 @@ typedef struct {
     rt_plan_attention_grad agrad;
     rt_plan_scatter scatter;
     rt_plan_sum_rows sum_rows;
+    int n_lib;               /* a library step's kernels (see above), run in order */
+    rt_plan_kernel lib[RT_PLAN_MAX_LIB];
 } rt_plan_step;
+
+/* The plan kernels step st launches when a backend runs all of it as kernels: a kernel step's
+ * kernel, a GEMM's epilogue kernel, a library step's kernels; their number (at most
+ * RT_PLAN_MAX_LIB) into out. */
+static inline int rt_plan_step_kernels(const rt_plan_step *st, const rt_plan_kernel **out)
+{
+    int n = 0;
+    if (st->kind == RT_STEP_KERNEL)
+        out[n++] = &st->kernel;
+    else if (st->kind == RT_STEP_GEMM && st->gemm.epi.name)
+        out[n++] = &st->gemm.epi;
+    for (int i = 0; i < st->n_lib; i++)
+        out[n++] = &st->lib[i];
+    return n;
+}
 
 typedef struct {
     int n_bufs, cap_bufs;
@@ -210,6 +245,10 @@ static inline void rt_plan_clear(rt_plan *p)
         free(p->steps[i].gemm.epi.name);
         free(p->steps[i].gemm.epi.args);
         free(p->steps[i].check.what);
+        for (int l = 0; l < p->steps[i].n_lib; l++) {
+            free(p->steps[i].lib[l].name);
+            free(p->steps[i].lib[l].args);
+        }
         free(p->steps[i].origin.op);
         free(p->steps[i].origin.scope);
         free(p->steps[i].origin.loc);

@@ -135,8 +135,8 @@ static void put_ref(rt_wbuf *w, rt_plan_ref r)
 
 static void put_attention(rt_wbuf *w, const rt_plan_attention *a)
 {
-    const rt_plan_ref refs[] = {a->q, a->k, a->v, a->mask, a->out};
-    for (size_t i = 0; i < 5; i++)
+    const rt_plan_ref refs[] = {a->q, a->k, a->v, a->mask, a->out, a->lse};
+    for (size_t i = 0; i < 6; i++)
         put_ref(w, refs[i]);
     int64_t f[] = {a->B, a->H, a->G, a->T, a->S, a->D, a->E, a->causal};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
@@ -160,6 +160,7 @@ static void put_kernel(rt_wbuf *w, const rt_plan_kernel *k)
         put_ref(w, k->args[i]);
     rt_wbuf_i64(w, k->grid0);
     rt_wbuf_i64(w, k->work);
+    rt_wbuf_u32(w, k->loops);
 }
 
 static void put_step(rt_wbuf *w, const rt_plan_step *s)
@@ -226,6 +227,8 @@ static void put_step(rt_wbuf *w, const rt_plan_step *s)
         put_ref(w, g->dk);
         put_ref(w, g->dv);
         put_ref(w, g->dmask);
+        put_ref(w, g->delta);
+        rt_wbuf_u32(w, g->lse_own);
         break;
     }
     case RT_STEP_SCATTER_ADD: {
@@ -250,6 +253,9 @@ static void put_step(rt_wbuf *w, const rt_plan_step *s)
         break;
     }
     }
+    rt_wbuf_u32(w, (uint32_t)s->n_lib);
+    for (int i = 0; i < s->n_lib; i++)
+        put_kernel(w, &s->lib[i]);
 }
 
 uint8_t *rt_plan_serialize(const rt_plan *p, const rt_plan_blob *blobs, int n_blobs, size_t *size)
@@ -296,8 +302,8 @@ static rt_plan_ref get_ref(rt_rbuf *r)
 
 static void get_attention(rt_rbuf *r, rt_plan_attention *a)
 {
-    rt_plan_ref *refs[] = {&a->q, &a->k, &a->v, &a->mask, &a->out};
-    for (size_t i = 0; i < 5; i++)
+    rt_plan_ref *refs[] = {&a->q, &a->k, &a->v, &a->mask, &a->out, &a->lse};
+    for (size_t i = 0; i < 6; i++)
         *refs[i] = get_ref(r);
     int64_t *f[] = {&a->B, &a->H, &a->G, &a->T, &a->S, &a->D, &a->E};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
@@ -339,6 +345,7 @@ static bool get_kernel(rt_rbuf *r, rt_plan_kernel *k)
         k->args[i] = get_ref(r);
     k->grid0 = rt_rbuf_i64(r);
     k->work = rt_rbuf_i64(r);
+    k->loops = rt_rbuf_u32(r) != 0;
     return !r->bad;
 }
 
@@ -429,6 +436,8 @@ static bool get_step(rt_rbuf *r, rt_plan_step *s, int index, const char *what, i
         g->dk = get_ref(r);
         g->dv = get_ref(r);
         g->dmask = get_ref(r);
+        g->delta = get_ref(r);
+        g->lse_own = rt_rbuf_u32(r) != 0;
         break;
     }
     case RT_STEP_SCATTER_ADD: {
@@ -452,6 +461,16 @@ static bool get_step(rt_rbuf *r, rt_plan_step *s, int index, const char *what, i
         w->src_stride = rt_rbuf_i64(r);
         break;
     }
+    }
+    uint32_t n_lib = rt_rbuf_u32(r);
+    if (r->bad || n_lib > RT_PLAN_MAX_LIB) {
+        r->bad = true;
+        return false;
+    }
+    for (uint32_t i = 0; i < n_lib; i++) {
+        s->n_lib = (int)i + 1; /* freed by rt_plan_clear even when the read fails */
+        if (!get_kernel(r, &s->lib[i]))
+            return false;
     }
     return !r->bad;
 }
@@ -839,6 +858,28 @@ static bool check_sum_rows(checker *c, const rt_plan_sum_rows *s)
            check_ref(c, "sum_rows dst", s->dst, false, DT_F32, 1, &s->width, &one);
 }
 
+/* A library step's kernels (plan.h) and the extra buffers they use: only library kinds have
+ * kernels; an attention's lse and an attention_grad's lse and delta are f32 [B·H·T]. */
+static bool check_lib(checker *c, const rt_plan_step *st)
+{
+    bool library = st->kind == RT_STEP_ATTENTION || st->kind == RT_STEP_ATTENTION_GRAD ||
+                   st->kind == RT_STEP_SUM_ROWS || st->kind == RT_STEP_SCATTER_ADD || st->kind == RT_STEP_WRITE_ROWS;
+    if (st->n_lib < 0 || st->n_lib > RT_PLAN_MAX_LIB || (!library && st->n_lib > 0))
+        return fail(c, "library kernels on a step that is not a library step", NULL);
+    for (int i = 0; i < st->n_lib; i++)
+        if (!check_kernel(c, &st->lib[i], "library kernel"))
+            return false;
+    const rt_plan_attention *a = st->kind == RT_STEP_ATTENTION        ? &st->attn
+                                 : st->kind == RT_STEP_ATTENTION_GRAD ? &st->agrad.fwd
+                                                                      : NULL;
+    if (!a)
+        return true;
+    int64_t rows = a->B * a->H * a->T, one = 1; /* sizes checked by check_attention_in */
+    bool grad = st->kind == RT_STEP_ATTENTION_GRAD;
+    return check_ref(c, "attention lse", a->lse, !grad, DT_F32, 1, &rows, &one) &&
+           (!grad || check_ref(c, "attention_grad delta", st->agrad.delta, false, DT_F32, 1, &rows, &one));
+}
+
 static bool check_step(checker *c, const rt_plan_step *st)
 {
     switch (st->kind) {
@@ -904,7 +945,7 @@ bool rt_plan_validate(const rt_plan *p, const char *what, ir_diag *d)
     checker c = {p, what, 0, d};
     for (int s = 0; s < p->n_steps; s++) {
         c.step = s;
-        if (!check_step(&c, &p->steps[s]))
+        if (!check_step(&c, &p->steps[s]) || !check_lib(&c, &p->steps[s]))
             return false;
     }
     return true;

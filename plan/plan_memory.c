@@ -99,7 +99,7 @@ int64_t pass_plan_memory(rt_plan *p)
             touch_all(first, last, s, st->gemm.epi.args, (size_t)st->gemm.epi.n_args);
             break;
         case RT_STEP_ATTENTION:
-            touch_all(first, last, s, REFS(st->attn.q, st->attn.k, st->attn.v, st->attn.mask, st->attn.out));
+            touch_all(first, last, s, REFS(st->attn.q, st->attn.k, st->attn.v, st->attn.mask, st->attn.out, st->attn.lse));
             break;
         case RT_STEP_COPY:
             touch_all(first, last, s, REFS(st->copy.src, st->copy.dst));
@@ -112,8 +112,8 @@ int64_t pass_plan_memory(rt_plan *p)
             break;
         case RT_STEP_ATTENTION_GRAD: {
             const rt_plan_attention_grad *a = &st->agrad;
-            touch_all(first, last, s, REFS(a->fwd.q, a->fwd.k, a->fwd.v, a->fwd.mask, a->fwd.out,
-                                           a->dy, a->dq, a->dk, a->dv, a->dmask));
+            touch_all(first, last, s, REFS(a->fwd.q, a->fwd.k, a->fwd.v, a->fwd.mask, a->fwd.out, a->fwd.lse,
+                                           a->dy, a->dq, a->dk, a->dv, a->dmask, a->delta));
             break;
         }
         case RT_STEP_SCATTER_ADD:
@@ -123,6 +123,8 @@ int64_t pass_plan_memory(rt_plan *p)
             touch_all(first, last, s, REFS(st->sum_rows.src, st->sum_rows.dst));
             break;
         }
+        for (int l = 0; l < st->n_lib; l++) /* a library step's kernels touch the step's buffers */
+            touch_all(first, last, s, st->lib[l].args, (size_t)st->lib[l].n_args);
     }
     int m = 0;
     for (int i = 0; i < n; i++)

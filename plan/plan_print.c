@@ -102,6 +102,8 @@ static void put_attention(const rt_plan_attention *a, FILE *out)
     put_ref("v", a->v, out);
     put_ref("mask", a->mask, out);
     put_ref("out", a->out, out);
+    if (a->lse.buf >= 0)
+        put_ref("lse", a->lse, out);
     put_i64("B", a->B, out);
     put_i64("H", a->H, out);
     put_i64("G", a->G, out);
@@ -208,6 +210,9 @@ static void print_step(const rt_plan_step *s, FILE *out)
         put_ref("dk", s->agrad.dk, out);
         put_ref("dv", s->agrad.dv, out);
         put_ref("dmask", s->agrad.dmask, out);
+        put_ref("delta", s->agrad.delta, out);
+        if (s->agrad.lse_own)
+            fputs(" lse_own", out);
         break;
     case RT_STEP_SCATTER_ADD:
         put_ref("ids", s->scatter.ids, out);
@@ -226,6 +231,10 @@ static void print_step(const rt_plan_step *s, FILE *out)
         put_i64("width", s->sum_rows.width, out);
         put_i64("src_stride", s->sum_rows.src_stride, out);
         break;
+    }
+    for (int i = 0; i < s->n_lib; i++) { /* the step as kernels (plan.h) */
+        fputs(i ? "," : " kernels", out);
+        put_kernel(&s->lib[i], out);
     }
 }
 

@@ -1,10 +1,12 @@
-/* exec_cpu.c — the CPU executor (exec.h): one arena from the memory plan, caller-bound params
- * and inputs, executor-owned outputs, and a loop over the plan's steps.
- *
- * Kernels run split over grid dim 0 on the pool, with a grain from the step's work estimate
- * so that tiny kernels run inline on the caller. GEMMs go to rt_gemm_f32 with the pool for
- * their epilogue (the step's epilogue kernel, called on ranges of C's rows) and batch splitting; attention to rt_attention_f32, attention_grad to
- * rt_attention_grad_f32; embedding_grad's scatter-add runs here, split over columns.
+/* exec_cpu.c — the CPU executor (exec_cpu.h): the plan walker (runtime/exec.h) over this
+ * machine's operations. Memory is host memory (params and inputs bound in place, outputs and
+ * the arena anonymous mappings); kernels run split over grid dim 0 on the pool, with a grain
+ * from the step's work estimate so that tiny kernels run inline on the caller; GEMMs go to
+ * rt_gemm_f32 with the pool for their epilogue (the step's epilogue kernel, called on ranges
+ * of C's rows) and batch splitting. The CPU keeps routines of its own for the library steps —
+ * attention (rt_attention_f32, OpenBLAS-blocked), its backward (rt_attention_grad_f32),
+ * embedding_grad's scatter-add and the column sums split over columns, cache rows, id checks —
+ * unless asked to run their kernel IR (rt_exec_new_lib).
  */
 #include "runtime/clock.h"
 #include "runtime/cpu/exec_cpu.h"
@@ -14,223 +16,116 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "runtime/cpu/gemm_cpu.h"
+#include "runtime/exec.h"
 #include "runtime/half.h"
-#include "runtime/trace.h"
+
+/* The backend's state: what its operations need. */
+typedef struct {
+    rt_pool *pool;
+    rt_kernel_resolver resolve;
+    void *ctx;
+    struct mapping {
+        void *p;
+        size_t n;
+    } *maps;                  /* live allocations (anonymous mappings) and their sizes */
+    int n_maps, cap_maps;
+    void **args;              /* scratch: a kernel's argument pointers */
+    int cap_args;
+    rt_walker *w;             /* the walker these operations serve (for the routines) */
+} cpu_ctx;
 
 struct rt_exec {
+    cpu_ctx c;
+    rt_walker *w;
     const rt_plan *plan;
-    rt_pool *pool;
-    void *arena;
-    void **base;        /* per buffer: its first element (NULL: param/input not bound yet) */
-    rt_kernel_fn *fn;   /* per step: the resolved kernel (kernel steps) */
-    void **args;        /* scratch: the widest kernel's argument pointers */
-    int max_args;
-    bool profile;
-    double ms[RT_STEP_KIND_COUNT]; /* per rt_step_kind, with profile */
-    double *step_ms;    /* per step, with profile and LOOM_PROFILE_STEPS=N: the N slowest
-                           steps are printed to stderr when the executor is freed */
-    rt_trace *trace;    /* with profile under --profile: each step a slice (trace.h) */
-    int *trace_desc;    /* per step: its interned description, -1 until first traced */
 };
 
-void rt_exec_profile(rt_exec *e, bool on)
+/* Element ref.offset of ref.buf, as a byte pointer (NULL for buf -1). */
+static void *at(const cpu_ctx *e, rt_plan_ref r)
 {
-    e->profile = on;
-    e->trace = on ? rt_trace_active() : NULL;
-    if (e->trace && !e->trace_desc) {
-        e->trace_desc = malloc(sizeof *e->trace_desc * ((size_t)e->plan->n_steps + 1));
-        if (!e->trace_desc)
-            ir_unreachable("out of memory");
-        for (int s = 0; s < e->plan->n_steps; s++)
-            e->trace_desc[s] = -1;
-    }
-    if (on && !e->step_ms && getenv("LOOM_PROFILE_STEPS")) {
-        e->step_ms = calloc((size_t)e->plan->n_steps + 1, sizeof *e->step_ms);
-        if (!e->step_ms)
-            ir_unreachable("out of memory");
-    }
+    rt_mem m = rt_walker_mem(e->w, r);
+    return m.mem ? (char *)m.mem + m.off : NULL;
 }
 
-/* LOOM_PROFILE_STEPS=N: the N slowest steps of the profiled runs, for finding hot spots. */
-static void print_slowest_steps(const rt_exec *e)
-{
-    const rt_plan *p = e->plan;
-    int n = atoi(getenv("LOOM_PROFILE_STEPS"));
-    bool *shown = calloc((size_t)p->n_steps + 1, sizeof *shown);
-    if (!shown)
-        ir_unreachable("out of memory");
-    static const char *kinds[RT_STEP_KIND_COUNT] = {"kernel", "gemm", "attention", "copy", "check_ids",
-                                                    "write_rows", "attention_grad", "scatter_add", "sum_rows"};
-    for (int k = 0; k < n && k < p->n_steps; k++) {
-        int best = -1;
-        for (int s = 0; s < p->n_steps; s++)
-            if (!shown[s] && (best < 0 || e->step_ms[s] > e->step_ms[best]))
-                best = s;
-        shown[best] = true;
-        const rt_plan_step *st = &p->steps[best];
-        fprintf(stderr, "step %4d %-14s %8.3f ms", best, kinds[st->kind], e->step_ms[best]);
-        if (st->kind == RT_STEP_KERNEL)
-            fprintf(stderr, "  %s grid %" PRId64, st->kernel.name, st->kernel.grid0);
-        if (st->kind == RT_STEP_GEMM)
-            fprintf(stderr, "  M %" PRId64 " N %" PRId64 " K %" PRId64 " batch %d ta %d tb %d", st->gemm.M, st->gemm.N,
-                    st->gemm.K, st->gemm.nbatch, st->gemm.trans_a, st->gemm.trans_b);
-        fprintf(stderr, "\n");
-    }
-    free(shown);
-}
+static void *ptr(rt_mem m) { return m.mem ? (char *)m.mem + m.off : NULL; }
 
-rt_exec_stats rt_exec_stats_get(const rt_exec *e)
-{
-    rt_exec_stats s = rt_exec_plan_stats(e->plan);
-    s.ms_kernels = e->ms[RT_STEP_KERNEL] + e->ms[RT_STEP_SUM_ROWS];
-    s.ms_gemms = e->ms[RT_STEP_GEMM];
-    s.ms_attentions = e->ms[RT_STEP_ATTENTION] + e->ms[RT_STEP_ATTENTION_GRAD];
-    s.ms_scatters = e->ms[RT_STEP_SCATTER_ADD];
-    s.ms_other = e->ms[RT_STEP_COPY] + e->ms[RT_STEP_CHECK_IDS] + e->ms[RT_STEP_WRITE_ROWS];
-    return s;
-}
+/* ---- memory: anonymous mappings (page-aligned, zeroed; untouched pages cost nothing, and
+ * mincore() tells which pages the runs touched: rt_exec_arena_touched) ---------------------- */
 
-static void *aligned(size_t bytes)
+static void *cpu_alloc(void *dev, size_t bytes, ir_diag *d)
 {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? (bytes + 63) / 64 * 64 : 64) != 0)
+    cpu_ctx *c = dev;
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        ir_diag_error(d, -1, 0, 0, "cpu: cannot allocate %zu bytes", bytes);
         return NULL;
+    }
+    ir_grow((void **)&c->maps, &c->cap_maps, c->n_maps + 1, sizeof *c->maps);
+    c->maps[c->n_maps++] = (struct mapping){p, bytes ? bytes : 1};
     return p;
 }
 
-/* The arena is its own anonymous mapping: page-aligned, untouched pages cost nothing, and
- * mincore() tells which pages the run touched (rt_exec_arena_touched). */
-static void *arena_map(size_t bytes)
+static void cpu_free(void *dev, void *mem)
 {
-    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    cpu_ctx *c = dev;
+    for (int i = 0; i < c->n_maps; i++)
+        if (c->maps[i].p == mem) {
+            munmap(mem, c->maps[i].n);
+            c->maps[i] = c->maps[--c->n_maps];
+            return;
+        }
+    ir_unreachable("cpu: freeing memory it did not allocate");
 }
 
-int64_t rt_exec_arena_touched(const rt_exec *e)
+static bool cpu_write(void *dev, rt_mem dst, const void *src, size_t bytes, ir_diag *d)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = (size_t)e->plan->arena_bytes;
-    size_t pages = (bytes + page - 1) / page;
-    if (!e->arena || pages == 0)
-        return 0;
-    unsigned char *v = malloc(pages);
-    if (!v)
-        ir_unreachable("out of memory");
-    int64_t touched = 0;
-    if (mincore(e->arena, bytes, v) == 0)
-        for (size_t i = 0; i < pages; i++)
-            touched += v[i] & 1;
-    free(v);
-    return touched * (int64_t)page;
+    (void)dev, (void)d;
+    memcpy(ptr(dst), src, bytes);
+    return true;
 }
 
-static size_t buf_bytes(const rt_plan_buffer *b) { return (size_t)b->numel * (size_t)ir_dtype_size(b->dtype); }
-
-rt_exec *rt_exec_new(const rt_plan *p, rt_kernel_resolver resolve, void *ctx, rt_pool *pool, ir_diag *d)
+static bool cpu_read(void *dev, rt_mem src, void *dst, size_t bytes, ir_diag *d)
 {
-    rt_exec *e = calloc(1, sizeof *e);
-    if (!e)
-        ir_unreachable("out of memory");
-    e->plan = p;
-    e->pool = pool;
-    e->base = calloc((size_t)p->n_bufs + 1, sizeof *e->base);
-    e->fn = calloc((size_t)p->n_steps + 1, sizeof *e->fn);
-    if (!e->base || !e->fn)
-        ir_unreachable("out of memory");
-    e->arena = arena_map((size_t)p->arena_bytes);
-    if (!e->arena) {
-        ir_diag_error(d, -1, 0, 0, "cpu: cannot allocate the %" PRId64 "-byte arena", p->arena_bytes);
-        rt_exec_free(e);
+    (void)dev, (void)d;
+    memcpy(dst, ptr(src), bytes);
+    return true;
+}
+
+static bool cpu_copy(void *dev, rt_mem dst, rt_mem src, size_t bytes, ir_diag *d)
+{
+    (void)dev, (void)d;
+    memcpy(ptr(dst), ptr(src), bytes);
+    return true;
+}
+
+/* ---- kernels ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    rt_kernel_fn fn;
+} cpu_kernel;
+
+static void *cpu_kernel_new(void *dev, const rt_plan_kernel *k, ir_diag *d)
+{
+    cpu_ctx *c = dev;
+    rt_kernel_fn fn = c->resolve(c->ctx, k->name, d);
+    if (!fn) {
+        ir_diag_error(d, -1, 0, 0, "cpu: kernel '%s' not found", k->name);
         return NULL;
     }
-    for (int i = 0; i < p->n_bufs; i++) {
-        const rt_plan_buffer *b = &p->bufs[i];
-        if (b->kind == RT_BUF_ACTIVATION) {
-            e->base[i] = (char *)e->arena + b->offset;
-        } else if (b->kind == RT_BUF_OUTPUT) {
-            e->base[i] = aligned(buf_bytes(b));
-            if (!e->base[i]) {
-                ir_diag_error(d, -1, 0, 0, "cpu: cannot allocate output '%s'", b->name);
-                rt_exec_free(e);
-                return NULL;
-            }
-            memset(e->base[i], 0, buf_bytes(b));
-        }
-    }
-    for (int s = 0; s < p->n_steps; s++) {
-        const rt_plan_step *st = &p->steps[s];
-        const rt_plan_kernel *k = st->kind == RT_STEP_KERNEL ? &st->kernel
-                                  : st->kind == RT_STEP_GEMM && st->gemm.epi.name ? &st->gemm.epi
-                                                                                  : NULL;
-        if (!k)
-            continue;
-        e->fn[s] = resolve(ctx, k->name, d);
-        if (!e->fn[s]) {
-            ir_diag_error(d, -1, 0, 0, "cpu: kernel '%s' not found", k->name);
-            rt_exec_free(e);
-            return NULL;
-        }
-        if (k->n_args > e->max_args)
-            e->max_args = k->n_args;
-    }
-    e->args = calloc((size_t)e->max_args + 1, sizeof *e->args);
-    if (!e->args)
+    cpu_kernel *h = malloc(sizeof *h);
+    if (!h)
         ir_unreachable("out of memory");
-    return e;
+    h->fn = fn;
+    return h;
 }
 
-void rt_exec_free(rt_exec *e)
+static void cpu_kernel_free(void *dev, void *h)
 {
-    if (!e)
-        return;
-    if (e->step_ms) {
-        print_slowest_steps(e);
-        free(e->step_ms);
-    }
-    for (int i = 0; e->base && i < e->plan->n_bufs; i++)
-        if (e->plan->bufs[i].kind == RT_BUF_OUTPUT)
-            free(e->base[i]);
-    free(e->base);
-    free(e->fn);
-    free(e->args);
-    free(e->trace_desc);
-    if (e->arena)
-        munmap(e->arena, e->plan->arena_bytes ? (size_t)e->plan->arena_bytes : 1);
-    free(e);
-}
-
-bool rt_exec_bind(rt_exec *e, const char *name, const void *data, ir_diag *d)
-{
-    bool found = false;
-    for (int i = 0; i < e->plan->n_bufs; i++) {
-        const rt_plan_buffer *b = &e->plan->bufs[i];
-        if ((b->kind == RT_BUF_PARAM || b->kind == RT_BUF_INPUT) && strcmp(b->name, name) == 0) {
-            e->base[i] = (void *)data;
-            found = true;
-        }
-    }
-    if (!found)
-        ir_diag_error(d, -1, 0, 0, "cpu: the plan has no parameter or input '%s'", name);
-    return found;
-}
-
-void *rt_exec_output(rt_exec *e, const char *name)
-{
-    for (int i = 0; i < e->plan->n_bufs; i++)
-        if (e->plan->bufs[i].kind == RT_BUF_OUTPUT && strcmp(e->plan->bufs[i].name, name) == 0)
-            return e->base[i];
-    return NULL;
-}
-
-/* Element ref.offset of ref.buf, as a byte pointer. */
-static void *at(const rt_exec *e, rt_plan_ref r)
-{
-    if (r.buf < 0)
-        return NULL;
-    return (char *)e->base[r.buf] + r.offset * ir_dtype_size(e->plan->bufs[r.buf].dtype);
+    (void)dev;
+    free(h);
 }
 
 typedef struct {
@@ -244,10 +139,38 @@ static void run_chunk(void *ctx, int64_t begin, int64_t end)
     c->fn(c->args, begin, end);
 }
 
-static bool check_ids(const rt_exec *e, const rt_plan_check *c, ir_diag *d)
+/* The argument pointers of kernel k (scratch of the backend: one run at a time). */
+static void **args_of(cpu_ctx *c, const rt_plan_kernel *k, const rt_mem *args)
 {
+    if (k->n_args > c->cap_args) {
+        c->cap_args = k->n_args;
+        c->args = realloc(c->args, sizeof *c->args * (size_t)c->cap_args);
+        if (!c->args)
+            ir_unreachable("out of memory");
+    }
+    for (int a = 0; a < k->n_args; a++)
+        c->args[a] = ptr(args[a]);
+    return c->args;
+}
+
+/* A kernel over grid dim 0, split on the pool by its work estimate. */
+static bool cpu_launch(void *dev, void *h, const rt_plan_kernel *k, const rt_mem *args, ir_diag *d)
+{
+    (void)d;
+    cpu_ctx *c = dev;
+    kernel_call call = {((cpu_kernel *)h)->fn, args_of(c, k, args)};
+    rt_pool_parallel_for_grain(c->pool, k->grid0, rt_pool_grain(k->work), run_chunk, &call);
+    return true;
+}
+
+/* ---- the CPU's routines for library steps and checks ------------------------------------------- */
+
+static bool check_ids(void *dev, rt_walker *w, int s, ir_diag *d)
+{
+    const cpu_ctx *e = dev;
+    const rt_plan_check *c = &rt_walker_plan(w)->steps[s].check;
     const void *p = at(e, c->ids);
-    ir_dtype dt = e->plan->bufs[c->ids.buf].dtype;
+    ir_dtype dt = rt_walker_plan(w)->bufs[c->ids.buf].dtype;
     for (int64_t i = 0; i < c->numel; i++) {
         int64_t x = dt == DT_I32 ? ((const int32_t *)p)[i] : dt == DT_I64 ? ((const int64_t *)p)[i] : ((const uint8_t *)p)[i];
         if (x < 0 && c->allow_negative)
@@ -262,20 +185,22 @@ static bool check_ids(const rt_exec *e, const rt_plan_check *c, ir_diag *d)
 }
 
 /* cache_write (plan.h WRITE_ROWS): rows of src into dst at the run-time position. */
-static bool write_rows(const rt_exec *e, const rt_plan_write_rows *w, ir_diag *d)
+static bool write_rows(void *dev, rt_walker *w, int s, ir_diag *d)
 {
-    const void *pp = at(e, w->pos);
-    int64_t p = w->pos_dtype == DT_I32 ? *(const int32_t *)pp : w->pos_dtype == DT_I64 ? *(const int64_t *)pp : *(const uint8_t *)pp;
-    if (p < 0 || w->rows_src > w->rows_dst || p > w->rows_dst - w->rows_src) { /* no p + rows: p may be INT64_MAX */
+    const cpu_ctx *e = dev;
+    const rt_plan_write_rows *r = &rt_walker_plan(w)->steps[s].rows;
+    const void *pp = at(e, r->pos);
+    int64_t p = r->pos_dtype == DT_I32 ? *(const int32_t *)pp : r->pos_dtype == DT_I64 ? *(const int64_t *)pp : *(const uint8_t *)pp;
+    if (p < 0 || r->rows_src > r->rows_dst || p > r->rows_dst - r->rows_src) { /* no p + rows: p may be INT64_MAX */
         ir_diag_error(d, -1, 0, 0, "cache_write: position %" PRId64 " with %" PRId64 " rows is outside the cache of %" PRId64,
-                      p, w->rows_src, w->rows_dst);
+                      p, r->rows_src, r->rows_dst);
         return false;
     }
-    char *dst = at(e, w->dst);
-    const char *src = at(e, w->src);
-    int64_t block = w->rows_src * w->row_bytes;
-    for (int64_t o = 0; o < w->outer; o++)
-        memcpy(dst + (o * w->rows_dst + p) * w->row_bytes, src + o * block, (size_t)block);
+    char *dst = at(e, r->dst);
+    const char *src = at(e, r->src);
+    int64_t block = r->rows_src * r->row_bytes;
+    for (int64_t o = 0; o < r->outer; o++)
+        memcpy(dst + (o * r->rows_dst + p) * r->row_bytes, src + o * block, (size_t)block);
     return true;
 }
 
@@ -311,7 +236,7 @@ static void scatter_chunk(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-static void run_scatter(const rt_exec *e, const rt_plan_scatter *s)
+static void run_scatter(const cpu_ctx *e, const rt_plan_scatter *s)
 {
     scatter_call c = {s, at(e, s->ids), at(e, s->src), at(e, s->dst)};
     int64_t chunks = (s->width + SCATTER_COLS - 1) / SCATTER_COLS;
@@ -340,14 +265,14 @@ static void sum_rows_chunk(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-static void run_sum_rows(const rt_exec *e, const rt_plan_sum_rows *s)
+static void run_sum_rows(const cpu_ctx *e, const rt_plan_sum_rows *s)
 {
     sum_rows_call c = {s, at(e, s->src), at(e, s->dst)};
     int64_t chunks = (s->width + SCATTER_COLS - 1) / SCATTER_COLS;
     rt_pool_parallel_for_grain(e->pool, chunks, rt_pool_grain(s->rows * SCATTER_COLS), sum_rows_chunk, &c);
 }
 
-static void run_attention_grad(const rt_exec *e, const rt_plan_attention_grad *g)
+static void run_attention_grad(const cpu_ctx *e, const rt_plan_attention_grad *g)
 {
     rt_attention_grad_f32(g, at(e, g->fwd.q), at(e, g->fwd.k), at(e, g->fwd.v), at(e, g->fwd.mask), at(e, g->dy),
                           at(e, g->fwd.out), at(e, g->dq), at(e, g->dk), at(e, g->dv), at(e, g->dmask), e->pool);
@@ -382,52 +307,82 @@ static void convert_chunk(void *ctx, int64_t begin, int64_t end)
         rt_half_narrow(c->dt, c->f32 + begin, h, end - begin);
 }
 
-static void convert(const rt_exec *e, ir_dtype dt, bool widen, void *half, float *f32, int64_t n)
+static void convert(const cpu_ctx *e, ir_dtype dt, bool widen, void *half, float *f32, int64_t n)
 {
     convert_call c = {dt, widen, half, f32};
     rt_pool_parallel_for_grain(e->pool, n, rt_pool_grain(1), convert_chunk, &c);
 }
 
-static void *lib_at(const rt_exec *e, half_copies *h, rt_plan_ref r)
+static void *lib_at(const cpu_ctx *e, half_copies *h, rt_plan_ref r)
 {
-    if (r.buf < 0 || !is_half(e->plan->bufs[r.buf].dtype))
+    if (r.buf < 0 || !is_half(rt_walker_plan(e->w)->bufs[r.buf].dtype))
         return at(e, r);
     for (int i = 0; i < h->n; i++)
         if (h->buf[i] == r.buf)
             return h->copy[i] + r.offset;
-    const rt_plan_buffer *b = &e->plan->bufs[r.buf];
+    const rt_plan_buffer *b = &rt_walker_plan(e->w)->bufs[r.buf];
     float *c = malloc(sizeof(float) * ((size_t)b->numel + 1));
     if (!c || h->n == 8)
         ir_unreachable("lib_at: out of memory or too many half operands");
-    convert(e, b->dtype, true, e->base[r.buf], c, b->numel);
+    convert(e, b->dtype, true, at(e, (rt_plan_ref){r.buf, 0}), c, b->numel);
     h->buf[h->n] = r.buf;
     h->copy[h->n++] = c;
     return c + r.offset;
 }
 
 /* Rounds the copy of buffer `written` back into it (if it has one) and frees every copy. */
-static void lib_done(const rt_exec *e, half_copies *h, int written)
+static void lib_done(const cpu_ctx *e, half_copies *h, int written)
 {
     for (int i = 0; i < h->n; i++) {
         if (h->buf[i] == written)
-            convert(e, e->plan->bufs[written].dtype, false, e->base[written], h->copy[i], e->plan->bufs[written].numel);
+            convert(e, rt_walker_plan(e->w)->bufs[written].dtype, false, at(e, (rt_plan_ref){written, 0}), h->copy[i],
+                    rt_walker_plan(e->w)->bufs[written].numel);
         free(h->copy[i]);
     }
     h->n = 0;
 }
 
-static void run_attention(const rt_exec *e, const rt_plan_attention *a)
+
+static bool scatter_add(void *dev, rt_walker *w, int s, ir_diag *d)
 {
+    (void)d;
+    run_scatter(dev, &rt_walker_plan(w)->steps[s].scatter);
+    return true;
+}
+
+static bool sum_rows(void *dev, rt_walker *w, int s, ir_diag *d)
+{
+    (void)d;
+    run_sum_rows(dev, &rt_walker_plan(w)->steps[s].sum_rows);
+    return true;
+}
+
+static bool attention_grad(void *dev, rt_walker *w, int s, ir_diag *d)
+{
+    (void)d;
+    run_attention_grad(dev, &rt_walker_plan(w)->steps[s].agrad);
+    return true;
+}
+
+static bool attention(void *dev, rt_walker *w, int s, ir_diag *d)
+{
+    (void)d;
+    const cpu_ctx *e = dev;
+    const rt_plan_attention *a = &rt_walker_plan(w)->steps[s].attn;
     half_copies h = {0};
     rt_attention_f32(a, lib_at(e, &h, a->q), lib_at(e, &h, a->k), lib_at(e, &h, a->v), lib_at(e, &h, a->mask),
                      lib_at(e, &h, a->out), e->pool);
     lib_done(e, &h, a->out.buf);
+    return true;
 }
 
 /* A GEMM step; with an epilogue kernel (plan.h), the kernel finishes each range of C's rows
  * (bias and activation) right after the GEMM that wrote them, on the pool. */
-static void run_gemm(const rt_exec *e, int s, const rt_plan_gemm *g)
+static bool gemm(void *dev, rt_walker *w, int s, ir_diag *d)
 {
+    (void)d;
+    cpu_ctx *e = dev;
+    const rt_plan_gemm *g = &rt_walker_plan(w)->steps[s].gemm;
     half_copies h = {0};
     rt_gemm_desc desc = rt_gemm_desc_make(g->M, g->N, g->K);
     desc.nbatch = g->nbatch;
@@ -444,10 +399,15 @@ static void run_gemm(const rt_exec *e, int s, const rt_plan_gemm *g)
     desc.ldc = g->ldc;
     desc.alpha = g->alpha;
     desc.beta = g->beta;
-    kernel_call epi = {e->fn[s], e->args};
+    kernel_call epi = {NULL, NULL};
     if (g->epi.name) { /* f32 only (plan_io.c's check): the kernel reads and writes C in place */
+        rt_mem *am = malloc(sizeof *am * ((size_t)g->epi.n_args + 1));
+        if (!am)
+            ir_unreachable("out of memory");
         for (int a = 0; a < g->epi.n_args; a++)
-            e->args[a] = at(e, g->epi.args[a]);
+            am[a] = rt_walker_mem(w, g->epi.args[a]);
+        epi = (kernel_call){((cpu_kernel *)rt_walker_kernel(w, s, 0))->fn, args_of(e, &g->epi, am)};
+        free(am);
         desc.epilogue = run_chunk;
         desc.epilogue_ctx = &epi;
     } else {
@@ -457,49 +417,135 @@ static void run_gemm(const rt_exec *e, int s, const rt_plan_gemm *g)
     if (rt_gemm_f32(&desc, lib_at(e, &h, g->a), lib_at(e, &h, g->b), lib_at(e, &h, g->c)) != 0)
         ir_unreachable(rt_gemm_validate(&desc)); /* lowering built an invalid descriptor */
     lib_done(e, &h, g->c.buf);
+    return true;
 }
 
-bool rt_exec_run(rt_exec *e, ir_diag *d)
+/* ---- sync and events: everything on the CPU is done when a call returns ----------------------- */
+
+static bool cpu_sync(void *dev, ir_diag *d)
 {
-    const rt_plan *p = e->plan;
-    bool ok = true;
-    for (int i = 0; i < p->n_bufs; i++)
-        if (!e->base[i]) {
-            ir_diag_error(d, -1, 0, 0, "cpu: %s '%s' is not bound", p->bufs[i].kind == RT_BUF_PARAM ? "parameter" : "input",
-                          p->bufs[i].name);
-            ok = false;
-        }
-    for (int s = 0; ok && s < p->n_steps; s++) {
-        const rt_plan_step *st = &p->steps[s];
-        double t0 = e->profile ? rt_now_ms() : 0;
-        switch (st->kind) {
-        case RT_STEP_KERNEL: {
-            for (int a = 0; a < st->kernel.n_args; a++)
-                e->args[a] = at(e, st->kernel.args[a]);
-            kernel_call c = {e->fn[s], e->args};
-            rt_pool_parallel_for_grain(e->pool, st->kernel.grid0, rt_pool_grain(st->kernel.work), run_chunk, &c);
-            break;
-        }
-        case RT_STEP_GEMM: run_gemm(e, s, &st->gemm); break;
-        case RT_STEP_ATTENTION: run_attention(e, &st->attn); break;
-        case RT_STEP_COPY: memcpy(at(e, st->copy.dst), at(e, st->copy.src), (size_t)st->copy.bytes); break;
-        case RT_STEP_CHECK_IDS: ok = check_ids(e, &st->check, d); break;
-        case RT_STEP_WRITE_ROWS: ok = write_rows(e, &st->rows, d); break;
-        case RT_STEP_ATTENTION_GRAD: run_attention_grad(e, &st->agrad); break;
-        case RT_STEP_SCATTER_ADD: run_scatter(e, &st->scatter); break;
-        case RT_STEP_SUM_ROWS: run_sum_rows(e, &st->sum_rows); break;
-        }
-        if (e->profile) {
-            double t1 = rt_now_ms(), dt = t1 - t0;
-            e->ms[st->kind] += dt;
-            if (e->step_ms)
-                e->step_ms[s] += dt;
-            if (e->trace) {
-                if (e->trace_desc[s] < 0)
-                    e->trace_desc[s] = rt_trace_plan_step(e->trace, p, s);
-                rt_trace_slice(e->trace, RT_TRACE_HOST, e->trace_desc[s], t0, t1);
-            }
-        }
+    (void)dev, (void)d;
+    return true;
+}
+
+static void *cpu_event_new(void *dev)
+{
+    (void)dev;
+    return calloc(1, sizeof(double));
+}
+
+static void cpu_event_free(void *dev, void *ev)
+{
+    (void)dev;
+    free(ev);
+}
+
+static bool cpu_event_record(void *dev, void *ev, ir_diag *d)
+{
+    (void)dev, (void)d;
+    *(double *)ev = rt_now_ms();
+    return true;
+}
+
+static double cpu_event_ms(void *dev, void *a, void *b)
+{
+    (void)dev;
+    return *(double *)b - *(double *)a;
+}
+
+static const rt_backend_ops cpu_ops = {
+    .name = "cpu",
+    .host = true,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .write = cpu_write,
+    .read = cpu_read,
+    .copy = cpu_copy,
+    .kernel = cpu_kernel_new,
+    .kernel_free = cpu_kernel_free,
+    .launch = cpu_launch,
+    .native = {[RT_STEP_GEMM] = gemm,
+               [RT_STEP_ATTENTION] = attention,
+               [RT_STEP_CHECK_IDS] = check_ids,
+               [RT_STEP_WRITE_ROWS] = write_rows,
+               [RT_STEP_ATTENTION_GRAD] = attention_grad,
+               [RT_STEP_SCATTER_ADD] = scatter_add,
+               [RT_STEP_SUM_ROWS] = sum_rows},
+    .sync = cpu_sync,
+    .event_new = cpu_event_new,
+    .event_free = cpu_event_free,
+    .event_record = cpu_event_record,
+    .event_ms = cpu_event_ms,
+};
+
+/* ---- the executor --------------------------------------------------------------------------------- */
+
+rt_exec *rt_exec_new(const rt_plan *p, rt_kernel_resolver resolve, void *ctx, rt_pool *pool, ir_diag *d)
+{
+    return rt_exec_new_lib(p, resolve, ctx, pool, false, d);
+}
+
+rt_exec *rt_exec_new_lib(const rt_plan *p, rt_kernel_resolver resolve, void *ctx, rt_pool *pool, bool lib_kernels,
+                         ir_diag *d)
+{
+    rt_exec *e = calloc(1, sizeof *e);
+    if (!e)
+        ir_unreachable("out of memory");
+    e->plan = p;
+    e->c = (cpu_ctx){.pool = pool, .resolve = resolve, .ctx = ctx};
+    e->w = e->c.w = rt_walker_new(p, &cpu_ops, &e->c, lib_kernels, d);
+    if (!e->w) {
+        rt_exec_free(e);
+        return NULL;
     }
-    return ok;
+    return e;
+}
+
+void rt_exec_free(rt_exec *e)
+{
+    if (!e)
+        return;
+    rt_walker_free(e->w);
+    if (e->c.n_maps)
+        ir_unreachable("cpu: the walker left memory behind");
+    free(e->c.maps);
+    free(e->c.args);
+    free(e);
+}
+
+bool rt_exec_bind(rt_exec *e, const char *name, const void *data, ir_diag *d) { return rt_walker_bind(e->w, name, data, d); }
+
+void *rt_exec_output(rt_exec *e, const char *name)
+{
+    ir_diag d;
+    ir_diag_init(&d);
+    void *p = rt_walker_output(e->w, name, &d);
+    ir_diag_free(&d);
+    return p;
+}
+
+bool rt_exec_run(rt_exec *e, ir_diag *d) { return rt_walker_run(e->w, d); }
+
+void rt_exec_profile(rt_exec *e, bool on) { rt_walker_profile(e->w, on); }
+
+rt_exec_stats rt_exec_stats_get(const rt_exec *e) { return rt_walker_stats(e->w); }
+
+rt_walker *rt_exec_walker(rt_exec *e) { return e->w; }
+
+int64_t rt_exec_arena_touched(const rt_exec *e)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = (size_t)e->plan->arena_bytes;
+    size_t pages = (bytes + page - 1) / page;
+    void *arena = rt_walker_arena(e->w).mem;
+    if (!arena || pages == 0)
+        return 0;
+    unsigned char *v = malloc(pages);
+    if (!v)
+        ir_unreachable("out of memory");
+    int64_t touched = 0;
+    if (mincore(arena, bytes, v) == 0)
+        for (size_t i = 0; i < pages; i++)
+            touched += v[i] & 1;
+    free(v);
+    return touched * (int64_t)page;
 }

@@ -1,6 +1,7 @@
-/* exec.h — the CPU executor: runs an execution plan (plan.h) on this machine.
+/* exec_cpu.h — the CPU executor: runs an execution plan (plan.h) on this machine, as the plan
+ * walker (runtime/exec.h) over the CPU's operations (exec_cpu.c).
  *
- * rt_exec_new allocates the arena (the plan's arena_bytes, 64-byte aligned) and every output
+ * rt_exec_new allocates the arena (the plan's arena_bytes, page-aligned) and every output
  * buffer, and resolves each kernel step's function through the caller's resolver — the
  * executor never sees LLVM: a JIT, or a static symbol table of a linked object, answers
  * `name -> function`. Params and inputs are bound to caller memory by external name (the data
@@ -30,6 +31,12 @@ typedef struct rt_exec rt_exec;
 /* Prepares plan p (which must outlive the executor) for running on pool (NULL: the caller's
  * thread only). NULL on error (an unresolved kernel, out of memory), reported through d. */
 rt_exec *rt_exec_new(const rt_plan *p, rt_kernel_resolver resolve, void *ctx, rt_pool *pool, ir_diag *d);
+/* The same; with lib_kernels, library steps (attention, attention_grad, sum_rows,
+ * scatter_add, write_rows) run their plan kernels (plan.h, codegen/library.c) instead of this
+ * executor's routines, so the resolver must know those kernels too: how the CPU op suite and
+ * LOOM_CPU_LIBRARY=kernels (engine/program_cpu.c) run the one kernel-IR description. */
+rt_exec *rt_exec_new_lib(const rt_plan *p, rt_kernel_resolver resolve, void *ctx, rt_pool *pool, bool lib_kernels,
+                         ir_diag *d);
 void rt_exec_free(rt_exec *e);
 
 /* Binds the param or input called name to data. False (reported) if the plan has none. */
@@ -40,6 +47,10 @@ void *rt_exec_output(rt_exec *e, const char *name);
 
 /* Runs every step. False on an unbound param/input or a failed id check, reported through d. */
 bool rt_exec_run(rt_exec *e, ir_diag *d);
+
+/* The plan walker underneath (runtime/exec.h: binding device memory, async runs). */
+struct rt_walker;
+struct rt_walker *rt_exec_walker(rt_exec *e);
 
 /* Bytes of the arena that runs so far have touched (resident pages, by mincore): the measured
  * activation peak, to set against the planned one (the plan's arena_bytes). */

@@ -105,6 +105,7 @@ static const entry entries[] = {
     E(MemcpyDtoH, "cuMemcpyDtoH_v2"),
     E(MemsetD8, "cuMemsetD8_v2"),
     E(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"),
+    E(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"),
     E(MemGetInfo, "cuMemGetInfo_v2"),
     E(StreamCreate, "cuStreamCreate"),
     E(StreamDestroy, "cuStreamDestroy_v2"),

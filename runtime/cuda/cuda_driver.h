@@ -87,6 +87,7 @@ typedef struct rt_cuda {
     rt_cu_result (*MemcpyDtoH)(void *dst, rt_cu_deviceptr src, size_t bytes);
     rt_cu_result (*MemsetD8)(rt_cu_deviceptr dst, unsigned char value, size_t n);
     rt_cu_result (*MemcpyDtoDAsync)(rt_cu_deviceptr dst, rt_cu_deviceptr src, size_t bytes, rt_cu_stream s);
+    rt_cu_result (*MemcpyHtoDAsync)(rt_cu_deviceptr dst, const void *src, size_t bytes, rt_cu_stream s);
     rt_cu_result (*MemGetInfo)(size_t *free_bytes, size_t *total_bytes);
     rt_cu_result (*StreamCreate)(rt_cu_stream *s, unsigned flags);
     rt_cu_result (*StreamDestroy)(rt_cu_stream s);

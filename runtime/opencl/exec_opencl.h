@@ -1,35 +1,28 @@
-/* exec_opencl.h — the OpenCL executor: runs an execution plan (plan.h) on one OpenCL device.
+/* exec_opencl.h — the OpenCL executor: runs an execution plan (plan.h) on one OpenCL device,
+ * as the plan walker (runtime/exec.h) over the device's operations (exec_opencl.c).
  *
- * rt_ocl_exec_new allocates, on the device of an open rt_ocl, one arena buffer of the plan's
- * arena_bytes for every activation (each at its planned offset), one buffer per param, input and
- * output, and builds one program: the plan's kernels (OpenCL C from codegen's
- * cg_opencl_source_offsets, handed in as text with each kernel's launch geometry — the runtime
- * never sees kernel IR) plus the executor's own kernels, generated here as text: the GEMM
- * epilogue (bias, activation) and one attention kernel per attention step. The build goes
- * through rt_ocl_build (memory and disk program caches; a failed build names the kernel and
- * shows the compiler's log).
+ * rt_ocl_exec_new builds one program on an open rt_ocl: the plan's kernels — kernel steps,
+ * GEMM epilogues and the library steps' kernels (plan.h "Library steps as kernels"), OpenCL C
+ * the caller rendered from kernel IR (codegen's cg_opencl_source_offsets) with each kernel's
+ * launch geometry; the runtime never sees kernel IR — plus the generated GEMM kernels, through
+ * rt_ocl_build (memory and disk program caches; a failed build names the kernel and shows the
+ * compiler's log). The arena (the plan's arena_bytes, every activation at its planned offset)
+ * is allocated then; params and inputs on first bind, outputs on first run (buffers bound to
+ * device memory elsewhere need none: rt_walker_bind_mem).
  *
  * Buffers are passed to kernels as (cl_mem, element offset) pairs, never as sub-buffers: a
  * sub-buffer's origin must be aligned to CL_DEVICE_MEM_BASE_ADDR_ALIGN (up to 4 KiB on GPUs),
  * plan offsets are 64-byte aligned and views start at any element.
  *
- * Steps: KERNEL → the kernel launched with its geometry; GEMM → rt_ocl_gemm (gemm_opencl.c):
- * CLBlast (CLBlastSgemm, or CLBlastSgemmStridedBatched over the innermost batch dim, a host loop
- * over outer batch dims) then the epilogue kernel when there is a bias or an activation, or a
- * generated tiled kernel with the bias fused, whichever was faster on the shape's first run,
- * then the step's epilogue kernel (plan.h) when it has one; ATTENTION → the generated
- * kernel (one work-group per (batch, head, block of query rows), one work-item per query row,
- * K and V tiles in __local memory, online softmax: no T×S buffer); COPY → clEnqueueCopyBuffer;
- * CHECK_IDS → the ids read back and checked on the host ("WHAT: id X is outside [lo, hi)",
- * before any gather can read out of bounds); WRITE_ROWS → position read back, device copies
- * (an INPUT destination is read back into the caller's bound memory too); SUM_ROWS → a small
- * kernel adding rows in order; SCATTER_ADD → a kernel, one work-item per column adding rows
- * in id order (deterministic); ATTENTION_GRAD → two generated kernels (attention_opencl.c:
- * per query row dq, dmask and the row statistics, then per key dk, dv; deterministic), or
- * host staging through attention_grad_cpu.c when LOOM_OCL_HOST_AGRAD=1 (the reference path).
+ * Steps: KERNEL and the library steps (ATTENTION, ATTENTION_GRAD, SUM_ROWS, SCATTER_ADD,
+ * WRITE_ROWS) → their kernels; GEMM → rt_ocl_gemm (gemm_opencl.c): CLBlast (CLBlastSgemm, or
+ * CLBlastSgemmStridedBatched over the innermost batch dim, a host loop over outer batch dims)
+ * then the bias kernel, or a generated tiled kernel with the bias fused, whichever was faster
+ * on the shape's first run, then the step's epilogue kernel (plan.h) when it has one; COPY →
+ * clEnqueueCopyBuffer; CHECK_IDS and a cache write's position → checked on the host (the data
+ * the caller bound, or read back), before any kernel can index out of bounds.
  *
- * Params and inputs are uploaded when bound and stay on the device across runs (rebind to
- * change them); outputs are read back on request, once per run. One run at a time.
+ * One queue per device: executors sharing an rt_ocl run in the order their work was enqueued.
  */
 #ifndef LOOM_RT_EXEC_OPENCL_H
 #define LOOM_RT_EXEC_OPENCL_H
@@ -80,6 +73,8 @@ rt_exec_stats rt_ocl_exec_stats_get(const rt_ocl_exec *e);
 
 /* Device bytes the executor holds (arena + params + inputs + outputs). */
 size_t rt_ocl_exec_device_bytes(const rt_ocl_exec *e);
+/* The plan walker underneath (runtime/exec.h: binding device memory, async runs). */
+rt_walker *rt_ocl_exec_walker(rt_ocl_exec *e);
 
 /* ---- pieces of the executor ------------------------------------------------------------------ */
 
@@ -109,17 +104,5 @@ bool rt_ocl_gemm(rt_ocl *o, rt_ocl_program *prog, const rt_plan_gemm *g, rt_ocl_
 /* Frees CLBlast's compiled-kernel cache (rt_ocl_gemm registers it with rt_ocl_on_close: the
  * cache holds programs of the closed context). */
 void rt_ocl_gemm_release(void);
-
-/* attention_opencl.c: the OpenCL C text of an attention kernel called name for step a (sizes,
- * strides, scale and causality baked in; with_mask: reads the mask), malloc'd, and its launch
- * geometry. Parameters: q, q_off, k, k_off, v, v_off, mask, mask_off, out, out_off. */
-char *rt_ocl_attention_source(const rt_plan_attention *a, const char *name, bool with_mask, size_t *groups,
-                              size_t *local);
-/* attention_opencl.c: the OpenCL C text of attention-gradient step g as two kernels, NAME_rows
- * (launch row_groups × local) then NAME_keys (key_groups × local), malloc'd. Both take q, k, v,
- * mask, dy, stats, dq, dk, dv, dmask, each a (buffer, element offset) pair; stats is scratch of
- * 3·B·H·T floats written by NAME_rows and read by NAME_keys; absent operands: any buffer. */
-char *rt_ocl_attention_grad_source(const rt_plan_attention_grad *g, const char *name, size_t *row_groups,
-                                   size_t *key_groups, size_t *local);
 
 #endif

@@ -130,6 +130,7 @@ struct rt_ocl {
     int n_progs, cap_progs;
     rt_ocl_program **progs;
     rt_ocl_stats stats;
+    rt_xfer xfer;         /* bytes written to and read from the device (rt_ocl_write/read) */
     int n_on_close;
     void (*on_close[8])(void); /* rt_ocl_on_close */
 };
@@ -502,17 +503,36 @@ bool rt_ocl_write(rt_ocl *o, rt_ocl_buf *b, size_t offset, const void *src, size
 {
     if (!range_ok(b, offset, bytes, "write", d))
         return false;
+    o->xfer.h2d += (int64_t)bytes;
     return bytes == 0 ||
            CL_CALL(d, clEnqueueWriteBuffer, (o->queue, b->mem, CL_TRUE, offset, bytes, src, 0, NULL, NULL));
+}
+
+bool rt_ocl_write_async(rt_ocl *o, rt_ocl_buf *b, size_t offset, const void *src, size_t bytes, ir_diag *d)
+{
+    if (!range_ok(b, offset, bytes, "write", d))
+        return false;
+    o->xfer.h2d += (int64_t)bytes;
+    return bytes == 0 ||
+           CL_CALL(d, clEnqueueWriteBuffer, (o->queue, b->mem, CL_FALSE, offset, bytes, src, 0, NULL, NULL));
 }
 
 bool rt_ocl_read(rt_ocl *o, const rt_ocl_buf *b, size_t offset, void *dst, size_t bytes, ir_diag *d)
 {
     if (!range_ok(b, offset, bytes, "read", d))
         return false;
+    o->xfer.d2h += (int64_t)bytes;
     return bytes == 0 ||
            CL_CALL(d, clEnqueueReadBuffer, (o->queue, b->mem, CL_TRUE, offset, bytes, dst, 0, NULL, NULL));
 }
+
+bool rt_ocl_zero(rt_ocl *o, rt_ocl_buf *b, ir_diag *d)
+{
+    const cl_uchar zero = 0;
+    return CL_CALL(d, clEnqueueFillBuffer, (o->queue, b->mem, &zero, 1, 0, b->size ? b->size : 1, 0, NULL, NULL));
+}
+
+rt_xfer *rt_ocl_xfer(rt_ocl *o) { return &o->xfer; }
 
 bool rt_ocl_copy(rt_ocl *o, const rt_ocl_buf *src, size_t src_offset, rt_ocl_buf *dst, size_t dst_offset,
                  size_t bytes, ir_diag *d)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "ir/diag.h"
+#include "runtime/exec.h"
 
 typedef struct rt_ocl rt_ocl;                 /* a device with its context and queue */
 typedef struct rt_ocl_buf rt_ocl_buf;         /* a device buffer */
@@ -64,6 +65,14 @@ size_t rt_ocl_size(const rt_ocl_buf *b);
 /* Blocking copies of bytes at offset in b from/to host memory; the range must lie in b. */
 bool rt_ocl_write(rt_ocl *o, rt_ocl_buf *b, size_t offset, const void *src, size_t bytes, ir_diag *d);
 bool rt_ocl_read(rt_ocl *o, const rt_ocl_buf *b, size_t offset, void *dst, size_t bytes, ir_diag *d);
+
+/* As rt_ocl_write, but returns once enqueued: src must stay unchanged until the queue has run
+ * the copy (a later blocking call, rt_ocl_finish, waits for it). */
+bool rt_ocl_write_async(rt_ocl *o, rt_ocl_buf *b, size_t offset, const void *src, size_t bytes, ir_diag *d);
+/* Enqueues zeros over all of b. */
+bool rt_ocl_zero(rt_ocl *o, rt_ocl_buf *b, ir_diag *d);
+/* The bytes rt_ocl_write* and rt_ocl_read moved so far (every user of o). */
+rt_xfer *rt_ocl_xfer(rt_ocl *o);
 
 /* Enqueues a copy of bytes from src at src_offset to dst at dst_offset (in order with launches;
  * ranges checked; the same buffer only for disjoint ranges). */

@@ -547,6 +547,33 @@ static void test_launch(void)
               l.local_size == -1,
           "pmi: %s %d/%d", l.launcher, l.rank, l.size);
     clear_launch_env();
+    /* PBS/Torque: a job script sees the job's variables (PBS_JOBID, PBS_NODEFILE, PBS_NP) but
+     * is one process: no launcher; the ranks its mpiexec starts carry the MPI's own variables,
+     * read as anywhere else (OpenMPI's through the tm interface, MPICH's and Intel's PMI) */
+    setenv("PBS_JOBID", "42.server", 1);
+    setenv("PBS_NODEFILE", "/var/spool/pbs/aux/42.server", 1);
+    setenv("PBS_NP", "8", 1);
+    setenv("PBS_TASKNUM", "1", 1);
+    CHECK(coll_launch_detect(&l, &e) && !l.found && l.rank == 0 && l.size == 1, "pbs job script counts as none");
+    setenv("PMI_RANK", "5", 1);
+    setenv("PMI_SIZE", "8", 1);
+    setenv("MPI_LOCALRANKID", "1", 1);
+    setenv("MPI_LOCALNRANKS", "4", 1);
+    CHECK(coll_launch_detect(&l, &e) && !strcmp(l.launcher, "pmi") && l.rank == 5 && l.size == 8 &&
+              l.local_rank == 1 && l.local_size == 4,
+          "pbs + mpiexec (hydra): %s %d/%d local %d/%d", l.launcher, l.rank, l.size, l.local_rank, l.local_size);
+    clear_launch_env();
+    setenv("OMPI_COMM_WORLD_RANK", "6", 1);
+    setenv("OMPI_COMM_WORLD_SIZE", "8", 1);
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "2", 1);
+    setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "4", 1);
+    CHECK(coll_launch_detect(&l, &e) && !strcmp(l.launcher, "openmpi") && l.rank == 6 && l.local_rank == 2,
+          "pbs + mpiexec (openmpi, tm): %s %d/%d", l.launcher, l.rank, l.size);
+    clear_launch_env();
+    unsetenv("PBS_JOBID");
+    unsetenv("PBS_NODEFILE");
+    unsetenv("PBS_NP");
+    unsetenv("PBS_TASKNUM");
     /* AUTO with no launcher: single */
     coll_comm *c = coll_init(COLL_BACKEND_AUTO, NULL, &e);
     CHECK(c && coll_backend_of(c) == COLL_BACKEND_SINGLE && coll_timeout(c) > 0, "auto → single");

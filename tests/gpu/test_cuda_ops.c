@@ -2,43 +2,24 @@
  * shapes, against the reference interpreter at IR_PREC_F32, tolerance
  * |err| <= 1e-4 · max(1, |ref|), max errors printed) run on the GPU instead of the CPU.
  *
- * The backend renders the lowered kernels to PTX (with the fused attention kernels), gives each
- * kernel step cg_ptx_launch_dims's geometry and runs the plan with exec_cuda.h. Cases whose
- * plans need steps the GPU does not implement yet (the training steps: write rows, attention
- * gradient, scatter add) are counted and reported as skipped.
+ * The backend renders the lowered kernels to PTX (library steps' included), gives each kernel
+ * cg_ptx_launch_dims's geometry (engine/program_cuda_exec.c) and runs the plan with
+ * exec_cuda.h: every step, the backward ones included.
  * Without a CUDA driver or device: "skipped: no CUDA device" and exit 0.
  */
 #include "tests/unit/op_suite.h"
 
 #include "runtime/cuda/cuda_driver.h"
 #include "runtime/cuda/exec_cuda.h"
-
-static int gpu_unsupported;
+#include "engine/program.h"
 
 static void *gpu_open(const cg_lowered *low, ir_diag *d)
 {
     const rt_plan *p = &low->plan;
-    cg_ptx_options o = cg_ptx_defaults;
-    rt_cuda_launch *launch = calloc((size_t)p->n_steps + 1, sizeof *launch);
-    for (int s = 0; s < p->n_steps; s++) {
-        const rt_plan_step *st = &p->steps[s];
-        o.attention |= st->kind == RT_STEP_ATTENTION;
-        if (st->kind != RT_STEP_KERNEL && st->kind != RT_STEP_GEMM && st->kind != RT_STEP_ATTENTION &&
-            st->kind != RT_STEP_COPY && st->kind != RT_STEP_CHECK_IDS) {
-            gpu_unsupported++;
-            printf("(needs a training step the GPU lacks) ");
-            free(launch);
-            ir_diag_error(d, -1, 0, 0, "cuda: training step (skipped)");
-            return NULL;
-        }
-        if (st->kind != RT_STEP_KERNEL)
-            continue;
-        for (int i = 0; i < low->n_kernels; i++)
-            if (strcmp(low->kernels[i]->name, st->kernel.name) == 0)
-                cg_ptx_launch_dims(low->kernels[i], launch[s].grid, launch[s].block);
-    }
-    bool any = low->n_kernels > 0 || o.attention;
-    char *ptx = any ? cg_ptx(low->kernels, low->n_kernels, &o, d) : NULL;
+    rt_cuda_launch *launch = calloc((size_t)(p->n_steps + 1) * RT_CUDA_STEP_KERNELS, sizeof *launch);
+    program_cuda_launch(p, low->kernels, low->n_kernels, launch, NULL);
+    bool any = low->n_kernels > 0;
+    char *ptx = any ? cg_ptx(low->kernels, low->n_kernels, &cg_ptx_defaults, d) : NULL;
     rt_cuda_exec *e = NULL;
     if (ptx || !any) {
         const char *mods[1] = {ptx};
@@ -70,7 +51,6 @@ int main(void)
     rt_cuda_unload(cu);
     static const op_backend gpu = {"cuda", gpu_open, gpu_bind, gpu_run, gpu_output, gpu_close};
     op_suite_run(&gpu, true);
-    printf("on the GPU: %d cases, %d failed, %d skipped (training steps not on the GPU yet)\n", n_cases,
-           n_failed - gpu_unsupported, gpu_unsupported);
-    return n_failed - gpu_unsupported > 0;
+    printf("on the GPU: %d cases, %d failed\n", n_cases, n_failed);
+    return n_failed > 0;
 }

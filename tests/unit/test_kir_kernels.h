@@ -257,4 +257,122 @@ static inline uint16_t kt_float_to_bf16(float f)
     return (uint16_t)(r >> 16);
 }
 
+/* ---- sequential kernels (kir.h, "Sequential kernels") ------------------------------------ */
+
+/* out[c] = sum over r of x[r·W + c], rows added in order (one carry). */
+static inline cg_kernel *kt_seq_colsum(int64_t R, int64_t W)
+{
+    cg_kernel *k = cg_kernel_new("seq_colsum");
+    cg_kernel_set_seq(k);
+    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, R * W);
+    int out = cg_kernel_buffer(k, "out", DT_F32, CG_OUT, W);
+    cg_kernel_dim(k, W);
+    cg_val c = cg_pidx(k, 0);
+    int l = cg_loop_open(k, R, -1);
+    cg_val acc = cg_carry(k, l, cg_f32(k, 0));
+    cg_carry_next(k, acc, cg_add(k, acc, cg_load(k, x, cg_add(k, cg_mul(k, cg_lidx(k, l), cg_i64(k, W)), c))));
+    cg_loop_close(k);
+    cg_store(k, out, c, cg_last(k, acc));
+    return k;
+}
+
+static inline void kt_seq_colsum_ref(const float *x, float *out, int64_t R, int64_t W)
+{
+    for (int64_t c = 0; c < W; c++) {
+        float acc = 0;
+        for (int64_t r = 0; r < R; r++)
+            acc += x[r * W + c];
+        out[c] = acc;
+    }
+}
+
+/* Nested loops, bounds, carries that feed one another; per grid point i < N:
+ *   tri[i]  = sum over j <= i (a bound) of sum over d < D of x[j·D + d]·(d + 1) (a carry of the
+ *             outer loop whose next value is the last of an inner carry started at it);
+ *   none[i] = 7 + sum over an empty loop (bound i - N < 0): the carry's init;
+ *   fib[i]  = a after i % 11 steps of (a, b) = (b, a + b) from (0, 1) (carries that swap). */
+static inline cg_kernel *kt_seq_nested(int64_t N, int64_t D)
+{
+    cg_kernel *k = cg_kernel_new("seq_nested");
+    cg_kernel_set_seq(k);
+    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, N * D);
+    int tri = cg_kernel_buffer(k, "tri", DT_F32, CG_OUT, N);
+    int none = cg_kernel_buffer(k, "none", DT_F32, CG_OUT, N);
+    int fib = cg_kernel_buffer(k, "fib", DT_I64, CG_OUT, N);
+    cg_kernel_dim(k, N);
+    cg_val i = cg_pidx(k, 0);
+    int lj = cg_loop_open(k, N, cg_add(k, i, cg_i64(k, 1)));
+    cg_val outer = cg_carry(k, lj, cg_f32(k, 0));
+    int ld = cg_loop_open(k, D, -1);
+    cg_val inner = cg_carry(k, ld, outer);
+    cg_val d = cg_lidx(k, ld);
+    cg_val xv = cg_load(k, x, cg_add(k, cg_mul(k, cg_lidx(k, lj), cg_i64(k, D)), d));
+    cg_carry_next(k, inner, cg_add(k, inner, cg_mul(k, xv, cg_cast(k, CG_F32, cg_add(k, d, cg_i64(k, 1))))));
+    cg_loop_close(k);
+    cg_carry_next(k, outer, cg_last(k, inner));
+    cg_loop_close(k);
+    cg_store(k, tri, i, cg_last(k, outer));
+    int le = cg_loop_open(k, 5, cg_sub(k, i, cg_i64(k, N)));
+    cg_val e = cg_carry(k, le, cg_f32(k, 7));
+    cg_carry_next(k, e, cg_add(k, e, cg_f32(k, 100)));
+    cg_loop_close(k);
+    cg_store(k, none, i, cg_last(k, e));
+    int lf = cg_loop_open(k, 10, cg_mod(k, i, cg_i64(k, 11)));
+    cg_val a = cg_carry(k, lf, cg_i64(k, 0)), b = cg_carry(k, lf, cg_i64(k, 1));
+    cg_carry_next(k, a, b);
+    cg_carry_next(k, b, cg_add(k, a, b));
+    cg_loop_close(k);
+    cg_store(k, fib, i, cg_last(k, a));
+    return k;
+}
+
+static inline void kt_seq_nested_ref(const float *x, float *tri, float *none, int64_t *fib, int64_t N, int64_t D)
+{
+    for (int64_t i = 0; i < N; i++) {
+        float acc = 0;
+        for (int64_t j = 0; j <= i; j++)
+            for (int64_t d = 0; d < D; d++)
+                acc += x[j * D + d] * (float)(d + 1);
+        tri[i] = acc;
+        none[i] = 7;
+        int64_t a = 0, b = 1;
+        for (int64_t s = 0; s < (i % 11 < 10 ? i % 11 : 10); s++) {
+            int64_t t = a + b;
+            a = b;
+            b = t;
+        }
+        fib[i] = a;
+    }
+}
+
+/* Scatter-add in program order: per column c, dst[r·W + c] = 0 for every row r, then for
+ * j < n in order dst[ids[j]·W + c] += src[j·W + c] (reads of what the point wrote before). */
+static inline cg_kernel *kt_seq_scatter(int64_t n, int64_t R, int64_t W)
+{
+    cg_kernel *k = cg_kernel_new("seq_scatter");
+    cg_kernel_set_seq(k);
+    int src = cg_kernel_buffer(k, "src", DT_F32, CG_IN, n * W);
+    int ids = cg_kernel_buffer(k, "ids", DT_I32, CG_IN, n);
+    int dst = cg_kernel_buffer(k, "dst", DT_F32, CG_INOUT, R * W);
+    cg_kernel_dim(k, W);
+    cg_val c = cg_pidx(k, 0), w = cg_i64(k, W);
+    int lz = cg_loop_open(k, R, -1);
+    cg_store(k, dst, cg_add(k, cg_mul(k, cg_lidx(k, lz), w), c), cg_f32(k, 0));
+    cg_loop_close(k);
+    int la = cg_loop_open(k, n, -1);
+    cg_val j = cg_lidx(k, la);
+    cg_val at = cg_add(k, cg_mul(k, cg_cast(k, CG_I64, cg_load(k, ids, j)), w), c);
+    cg_store(k, dst, at, cg_add(k, cg_load(k, dst, at), cg_load(k, src, cg_add(k, cg_mul(k, j, w), c))));
+    cg_loop_close(k);
+    return k;
+}
+
+static inline void kt_seq_scatter_ref(const float *src, const int32_t *ids, float *dst, int64_t n, int64_t R, int64_t W)
+{
+    memset(dst, 0, sizeof(float) * (size_t)(R * W));
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t c = 0; c < W; c++)
+            dst[ids[j] * W + c] += src[j * W + c];
+}
+
 #endif

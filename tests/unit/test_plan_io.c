@@ -35,7 +35,8 @@ static void make_plan(rt_plan *p)
     int a = add_buf(p, "a", DT_F32, 32, RT_BUF_ACTIVATION, 128);
     int out = add_buf(p, "out", DT_F32, 32, RT_BUF_OUTPUT, 0);
     int grad = add_buf(p, "grad", DT_F32, 64, RT_BUF_ACTIVATION, 256);
-    p->arena_bytes = 512;
+    int lse = add_buf(p, "lse", DT_F32, 8, RT_BUF_ACTIVATION, 512), delta = add_buf(p, "delta", DT_F32, 8, RT_BUF_ACTIVATION, 576);
+    p->arena_bytes = 640;
 
     rt_plan_step *s = add_step(p, RT_STEP_CHECK_IDS);
     s->check = (rt_plan_check){{ids, 0}, 4, 0, 8, true, strdup("embedding")};
@@ -50,10 +51,10 @@ static void make_plan(rt_plan *p)
     s = add_step(p, RT_STEP_GEMM);
     s->gemm = (rt_plan_gemm){.M = 4, .N = 8, .K = 8, .lda = 8, .ldb = 8, .ldc = 8, .alpha = 1, .beta = 0.5,
                              .a = {h, 0}, .b = {w, 0}, .c = {a, 0}, .bias = {-1, 0}, .act = RT_ACT_GELU_TANH};
-    s->gemm.epi = (rt_plan_kernel){strdup("k2_gelu_epilogue"), 1, malloc(sizeof(rt_plan_ref)), 4, 8};
+    s->gemm.epi = (rt_plan_kernel){strdup("k2_gelu_epilogue"), 1, malloc(sizeof(rt_plan_ref)), 4, 8, false};
     s->gemm.epi.args[0] = (rt_plan_ref){a, 0};
     s = add_step(p, RT_STEP_ATTENTION);
-    s->attn = (rt_plan_attention){.q = {a, 0}, .k = {h, 0}, .v = {h, 0}, .mask = {-1, 0}, .out = {out, 0},
+    s->attn = (rt_plan_attention){.q = {a, 0}, .k = {h, 0}, .v = {h, 0}, .mask = {-1, 0}, .out = {out, 0}, .lse = {lse, 0},
                                   .B = 1, .H = 2, .G = 1, .T = 4, .S = 4, .D = 4, .E = 4,
                                   .q_stride = {32, 4, 8}, .k_stride = {32, 0, 8}, .v_stride = {32, 0, 8},
                                   .out_stride = {32, 4, 8}, .causal = 1, .scale = 0.5};
@@ -69,6 +70,15 @@ static void make_plan(rt_plan *p)
     s->agrad.dk = (rt_plan_ref){h, 0};
     s->agrad.dv = (rt_plan_ref){-1, 0};
     s->agrad.dmask = (rt_plan_ref){-1, 0};
+    s->agrad.delta = (rt_plan_ref){delta, 0};
+    /* the step as kernels (plan.h): two of them over its buffers */
+    s->n_lib = 2;
+    for (int l = 0; l < 2; l++) {
+        s->lib[l] = (rt_plan_kernel){strdup(l ? "k6_attention_dq" : "k6_attention_stats"), 2, malloc(2 * sizeof(rt_plan_ref)),
+                                     8, 32, true};
+        s->lib[l].args[0] = (rt_plan_ref){lse, 0};
+        s->lib[l].args[1] = (rt_plan_ref){l ? grad : delta, 0};
+    }
     s = add_step(p, RT_STEP_SCATTER_ADD);
     s->scatter = (rt_plan_scatter){{ids, 0}, {h, 0}, {grad, 0}, DT_I32, 4, 8, 8, 8};
     s = add_step(p, RT_STEP_SUM_ROWS);
@@ -133,7 +143,7 @@ static void test_roundtrip(void)
     bool ok = rt_plan_deserialize(bytes, n, "t", &q, &blobs, &nb, &d);
     CHECK(ok, "a valid plan was rejected: %s", d.n_msg ? d.msg[0].msg : "");
     if (ok) {
-        CHECK(q.n_bufs == p.n_bufs && q.n_steps == p.n_steps && q.arena_bytes == 512, "counts differ");
+        CHECK(q.n_bufs == p.n_bufs && q.n_steps == p.n_steps && q.arena_bytes == 640, "counts differ");
         CHECK(nb == 2 && blobs[0].size == 3 && memcmp(blobs[0].data, "cpu", 3) == 0 && blobs[1].size == 0,
               "blobs differ");
         CHECK(rt_plan_blob_find(blobs, nb, "target") == &blobs[0] && !rt_plan_blob_find(blobs, nb, "x"), "blob lookup");
@@ -224,7 +234,7 @@ static void test_validation(void)
         switch (i) {
         case 0: p.steps[2].gemm.M = 5; break;
         case 1: p.steps[1].kernel.args[1].buf = 99; break;
-        case 2: p.bufs[4].offset = 448; break;
+        case 2: p.bufs[4].offset = 576; break;
         case 3: free(p.bufs[1].name), p.bufs[1].name = strdup("x"); break;
         case 4: p.steps[3].attn.G = 3; break;
         case 5: p.steps[4].copy.bytes = 129; break;

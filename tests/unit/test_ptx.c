@@ -97,6 +97,11 @@ static cg_kernel *k_reduce64(void)
     return k;
 }
 
+/* sequential kernels: one thread per grid point, nested loops with bounds, carries */
+static cg_kernel *k_seq_colsum(void) { return kt_seq_colsum(37, 301); }
+static cg_kernel *k_seq_nested(void) { return kt_seq_nested(50, 7); }
+static cg_kernel *k_seq_scatter(void) { return kt_seq_scatter(97, 11, 70); }
+
 typedef cg_kernel *(*builder)(void);
 static const struct {
     const char *name;
@@ -106,6 +111,7 @@ static const struct {
     {"transpose2d", k_transpose2d}, {"permute3d", k_permute3d}, {"softmax_rows", k_softmax},
     {"layernorm_rows", k_layernorm}, {"half_io", k_half_io},     {"math_f32", k_math},
     {"reduce64", k_reduce64},
+    {"seq_colsum", k_seq_colsum}, {"seq_nested", k_seq_nested}, {"seq_scatter", k_seq_scatter},
 };
 enum { NK = sizeof kernels / sizeof *kernels };
 
@@ -185,6 +191,10 @@ static void test_launch_dims(void)
     cg_ptx_launch_dims(k, g, b);
     CHECK(g[0] == 35 && b[0] == 64);
     cg_kernel_free(k);
+    k = k_seq_nested(); /* sequential: one thread per grid point, whatever its loops */
+    cg_ptx_launch_dims(k, g, b);
+    CHECK(g[0] == 1 && b[0] == 64);
+    cg_kernel_free(k);
     k = cg_kernel_new("huge"); /* 2^40 points: the grid is capped, the kernel strides */
     cg_kernel_dim(k, (int64_t)1 << 40);
     cg_ptx_launch_dims(k, g, b);
@@ -206,7 +216,7 @@ static int test_render_all(const char *ptxas, int sm, int *assembled)
         CHECK(strstr(ptx, entry) && strstr(ptx, target));
         CHECK(strstr(ptx, ".maxntid 256, 1, 1"));
         CHECK(!strstr(ptx, "call.uni") && !strstr(ptx, ".extern .func")); /* no libcalls */
-        if (k->n_loops > 0) {
+        if (k->n_loops > 0 && !k->seq) {
             CHECK(strstr(ptx, "shfl.sync.bfly.b32") && strstr(ptx, "bar.sync") && strstr(ptx, ".shared"));
         } else {
             CHECK(!strstr(ptx, "bar.sync") && !strstr(ptx, ".shared"));

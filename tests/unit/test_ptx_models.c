@@ -3,8 +3,8 @@
  * graph (dce,cse,fuse) and, GPT-2 and LLaMA, as its training graph (pass_training_pipeline: forward + backward),
  * lowered exactly as `loom run`/`loom train` lower them, in f32 and under the lower-precision
  * pass at bf16 and f16 (half loads and stores; "dce,cse,lower-precision=T,fuse" and
- * pass_training_precision_pipeline); the kernels of a plan and the fused
- * attention kernels go into one module, rendered for sm_80 (and sm_90 for the forward graphs)
+ * pass_training_precision_pipeline); the kernels of a plan (its library steps' kernel IR,
+ * codegen/library.c, included) go into one module, rendered for sm_80 (and sm_90 for the forward graphs)
  * and assembled by ptxas (-arch=sm_80 / sm_90). ptxas: $LOOM_PTXAS (CMake sets it), else /usr/local/cuda/bin/ptxas,
  * else "ptxas" on PATH; without one the PTX is still generated and "skipped: ptxas not found"
  * is printed.
@@ -81,20 +81,19 @@ int main(void)
                                    : half == DT_BF16 ? "dce,cse,lower-precision=bf16,fuse"
                                                      : "dce,cse,lower-precision=fp16,fuse";
             bool ok = g && pass_run_pipeline(g, pipeline, &po, &d) && cg_lower(g, &low, &d);
-            bool attention = false;
+            int lib = 0; /* library steps' kernels (attention, its backward, sums, scatter-add) */
             for (int s = 0; ok && s < low.plan.n_steps; s++)
-                attention |= low.plan.steps[s].kind == RT_STEP_ATTENTION;
+                lib += low.plan.steps[s].n_lib;
             for (int sm = 80; ok && sm <= (train ? 80 : 90); sm += 10) { /* sm_90: forward graphs */
                 cg_ptx_options o = cg_ptx_defaults;
                 o.sm = sm;
-                o.attention = attention;
                 char *ptx = cg_ptx(low.kernels, low.n_kernels, &o, &d);
                 ok = ptx != NULL;
                 modules++;
                 char tag[128];
-                snprintf(tag, sizeof tag, "%s (%s%s%s, %d kernels%s)", cases[c].model, train ? "training" : "forward",
-                         half == DT_F32 ? "" : ", ", half == DT_F32 ? "" : ir_dtype_name(half), low.n_kernels,
-                         attention ? " + attention" : "");
+                snprintf(tag, sizeof tag, "%s (%s%s%s, %d kernels, %d of library steps)", cases[c].model,
+                         train ? "training" : "forward", half == DT_F32 ? "" : ", ", half == DT_F32 ? "" : ir_dtype_name(half),
+                         low.n_kernels, lib);
                 if (ok && ptxas) {
                     ok = assemble(ptxas, ptx, sm, tag);
                     assembled += ok;
@@ -114,17 +113,6 @@ int main(void)
                 ir_graph_free(g);
             ir_diag_free(&d);
         }
-    }
-    /* the CUDA executor's own training-step kernels (sum over rows, scatter-add per ids dtype) */
-    for (int sm = 80; sm <= 90; sm += 10) {
-        char *tptx = rt_cuda_training_ptx();
-        bool ok = !ptxas || assemble(ptxas, tptx, sm, "exec_cuda.c training-step kernels");
-        assembled += ptxas && ok;
-        modules++;
-        failed += !ok;
-        printf("%-58s sm_%d: %s\n", "exec_cuda.c training-step kernels (4 kernels)", sm,
-               !ok ? "FAIL" : ptxas ? "ptxas OK" : "rendered");
-        free(tptx);
     }
     printf("%d modules (%d kernels per sm), %d assembled by ptxas, %d graphs failed\n", modules, kernels, assembled, failed);
     if (!ptxas)

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""test_opencl_train_resident.py LOOM [TARGET] — device-resident `loom train --target opencl`.
+
+GPT-2 tiny on the first 3000 characters of tinyshakespeare, same seed on every run:
+
+1. 50 AdamW steps with --accum 2 and --clip 1.0 on the device against --target cpu: every
+   step's loss and gradient norm and the validation losses (the --log CSV, 6 decimals) within
+   1e-5 relative; the max errors are printed.
+2. --stats: every step moves host→device exactly its token batches (tokens and targets, i32,
+   per micro-batch) plus at most 64 bytes (lr, step), and device→host at most 64 bytes (loss,
+   norm). The same run with LOOM_TRAIN_FOLLOW_HOST=1 (every program on a device of its own,
+   following the host buffers) must count at least the params each step, so the counters count.
+3. Preempt and resume: a 6-step run with --checkpoint gets SIGUSR1 at its first step line,
+   stops after some step k < 6 with a checkpoint (read back from the device), and --resume
+   (which puts the state on the device again) gives steps k+1..6 bit-identical (the CSV's loss
+   and norm strings) to an uninterrupted 6-step run.
+
+TARGET (default $LOOM_TEST_OPENCL_TARGET or "opencl") picks the device; no OpenCL platform
+prints "skipped"."""
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.join(HERE, "..", "..")
+sys.path.insert(0, os.path.join(HERE, "..", "models"))
+import harness  # noqa: E402
+
+CFG = {"vocab": 256, "ctx": 16, "d_model": 32, "n_layer": 1, "n_head": 4, "batch": 4, "seq": 16}
+TOL = 1e-5
+
+
+def train(loom, target, data, extra, env=None):
+    cmd = [loom, "train", os.path.join(REPO, "models", "gpt2.loom")]
+    for k, v in CFG.items():
+        cmd += ["-D", f"{k}={v}"]
+    cmd += ["--data", data, "--seed", "3", "--lr", "3e-3", "--warmup", "1", "--sample", "0",
+            "--eval-batches", "2", "--target", target] + extra
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, **(env or {})))
+    if proc.returncode != 0:
+        sys.exit(f"FAILED: {' '.join(cmd)}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def read_log(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def step_bytes(proc):
+    """{step: (h2d, d2h)} from the --stats lines."""
+    got = {}
+    for m in re.finditer(r"stats step (\d+): (\d+) bytes host->device, (\d+) bytes device->host", proc.stderr):
+        got[int(m.group(1))] = (int(m.group(2)), int(m.group(3)))
+    return got
+
+
+def main():
+    args = harness.opencl_args("test_opencl_train_resident.py")
+    if args is None:
+        return
+    loom, target = args
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="loom_ocl_resident_") as tmp:
+        data = os.path.join(tmp, "text.txt")
+        with open(os.path.join(REPO, "data", "tinyshakespeare.txt")) as f:
+            text = f.read()[:3000]
+        with open(data, "w") as f:
+            f.write(text)
+
+        # 1. equal to the CPU
+        common = ["--steps", "50", "--accum", "2", "--clip", "1.0", "--eval-every", "25"]
+        train(loom, "cpu", data, common + ["--log", os.path.join(tmp, "cpu.csv")])
+        train(loom, target, data, common + ["--log", os.path.join(tmp, "dev.csv")])
+        want, got = read_log(os.path.join(tmp, "cpu.csv")), read_log(os.path.join(tmp, "dev.csv"))
+        if not len(want) == len(got) == 50:
+            print(f"FAILED: {len(want)} cpu steps, {len(got)} device steps (want 50)")
+            ok = False
+        worst = {"loss": 0.0, "grad_norm": 0.0, "val_loss": 0.0}
+        n_val = 0
+        for w, g in zip(want, got):
+            for key in worst:
+                if not w[key] and not g[key]:
+                    continue
+                if not w[key] or not g[key]:
+                    print(f"FAILED: step {w['step']}: {key} on one target only")
+                    ok = False
+                    continue
+                n_val += key == "val_loss"
+                a, b = float(g[key]), float(w[key])
+                rel = abs(a - b) / max(abs(b), 1e-30)
+                worst[key] = max(worst[key], rel)
+                if rel > TOL:
+                    print(f"FAILED: step {w['step']} {key}: device {a} cpu {b} (rel {rel:.2e} > {TOL:.0e})")
+                    ok = False
+        if n_val != 2:
+            print(f"FAILED: {n_val} validation losses (want 2: steps 25 and 50)")
+            ok = False
+        print("50 steps, accum 2, clip 1: max rel error " + ", ".join(f"{k} {v:.2e}" for k, v in worst.items()))
+
+        # 2. the bytes of a step
+        batch = 2 * CFG["batch"] * CFG["seq"] * 4  # tokens + targets, i32
+        proc = train(loom, target, data, ["--steps", "4", "--stats"])
+        got = step_bytes(proc)
+        if sorted(got) != [1, 2, 3, 4]:
+            print(f"FAILED: --stats step lines for steps {sorted(got)} (want 1..4)\n{proc.stderr}")
+            ok = False
+        for s, (h2d, d2h) in sorted(got.items()):
+            if not (batch <= h2d <= batch + 64) or d2h > 64:
+                print(f"FAILED: step {s}: {h2d} bytes host->device (want {batch} + at most 64), "
+                      f"{d2h} device->host (want at most 64)")
+                ok = False
+        proc = train(loom, target, data, ["--steps", "4", "--accum", "2", "--stats"])
+        for s, (h2d, d2h) in sorted(step_bytes(proc).items()):
+            if not (2 * batch <= h2d <= 2 * batch + 64) or d2h > 64:
+                print(f"FAILED: accum 2, step {s}: {h2d} bytes host->device (want {2 * batch} + at most 64), "
+                      f"{d2h} device->host")
+                ok = False
+        follow = step_bytes(train(loom, target, data, ["--steps", "2", "--stats"], {"LOOM_TRAIN_FOLLOW_HOST": "1"}))
+        n_params = 15840  # GPT-2 tiny above: 16 params, 15840 elements
+        if not follow or min(h for h, _ in follow.values()) < 4 * n_params:
+            print(f"FAILED: following the host, the counted uploads {follow} are below the params' "
+                  f"{4 * n_params} bytes")
+            ok = False
+        print(f"bytes per step: resident {got.get(2)}, following the host {follow.get(2)} (host->device, device->host)")
+
+        # 3. resume: run B gets SIGUSR1 (a preemption notice) at its first step line, stops after
+        # some step k < 6 with a checkpoint of step k (exit 75), and is resumed to step 6
+        ck = os.path.join(tmp, "ck")
+        train(loom, target, data, ["--steps", "6", "--log", os.path.join(tmp, "whole.csv")])
+        cmd = [loom, "train", os.path.join(REPO, "models", "gpt2.loom")]
+        for k, v in CFG.items():
+            cmd += ["-D", f"{k}={v}"]
+        cmd += ["--data", data, "--seed", "3", "--lr", "3e-3", "--warmup", "1", "--sample", "0", "--eval-batches",
+                "2", "--target", target, "--steps", "6", "--checkpoint", ck]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in p.stdout:
+            if line.startswith("step "):
+                p.send_signal(signal.SIGUSR1)
+                break
+        out = line + p.stdout.read()
+        p.wait(timeout=300)
+        m = re.search(r"preempted after step (\d+)", out)
+        if p.returncode != 75 or not m or int(m.group(1)) >= 6:  # 75: EX_TEMPFAIL, preempted
+            print(f"FAILED: the preempted run (exit {p.returncode}) did not stop before step 6:\n{out}{p.stderr.read()}")
+            ok = False
+        else:
+            k = int(m.group(1))
+            train(loom, target, data, ["--steps", "6", "--resume", ck, "--log", os.path.join(tmp, "resumed.csv")])
+            whole = read_log(os.path.join(tmp, "whole.csv"))
+            resumed = read_log(os.path.join(tmp, "resumed.csv"))
+            tail = [(r["step"], r["loss"], r["grad_norm"]) for r in whole[k:]]
+            again = [(r["step"], r["loss"], r["grad_norm"]) for r in resumed]
+            if len(tail) != 6 - k or tail != again:
+                print(f"FAILED: resumed steps {again} differ from the uninterrupted run's {tail}")
+                ok = False
+            else:
+                print(f"preempted after step {k}, resumed: steps {k + 1}-6 bit-identical to the uninterrupted run")
+    if not ok:
+        sys.exit(1)
+    print("OK")
+
+
+if __name__ == "__main__":
+    main()
