@@ -111,6 +111,9 @@ static void mesh_spec(int dp, int tp, int pp, char *buf, size_t cap)
 }
 
 /* Builds stage s of mesh f at `rows` rows a micro-batch (dp alone: a dp rank's rows) into *out.
+ * With dp and pp the graph is the rank's own as loom train runs it: stage 0's inputs split over
+ * dp, a later stage's received values whole (the shard pass replicates them over dp), so its
+ * FLOPs are of the whole micro-batch (docs/cluster.md, "The planner": dp with pp).
  * false with the first message in f->why when it does not build. */
 static bool build_stage(planner *P, mesh_fig *f, int rows, int s, stage_fig *out)
 {
