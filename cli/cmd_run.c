@@ -31,6 +31,7 @@
  * dtype after each op.
  */
 #include "cli/cli.h"
+#include "engine/compress.h"
 #include "engine/jobs.h"
 #include "engine/run.h"
 #include "ir/interp.h"
@@ -101,6 +102,10 @@ int cmd_run(const eng_opts *o)
         return cli_finish(&d);
     }
     ir_graph *g = eng_load_graph(o, &d);
+    if (g && !eng_dequantize_graph(g, o->weights, &d)) { /* quantized weights (docs/compression.md) */
+        ir_graph_free(g);
+        g = NULL;
+    }
     if (!g)
         return cli_finish(&d);
     char half_passes[1024];

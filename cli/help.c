@@ -138,6 +138,15 @@ static const command_help helps[] = {
      "  --profile FILE.json  a timeline of the run (docs/profiling.md)\n"
      "  --checkpoint DIR --save-every N   checkpoints (default: none; at the end when DIR is given)\n"
      "  --resume DIR         continue from a checkpoint\n"
+     "  --weights W          start from these weights (fine-tuning; default: loom init's)\n"
+     "  --mask P             keep the zeros of P's GEMM weights (loom prune; docs/compression.md); starts\n"
+     "                       from P unless --weights is given\n"
+     "  --teacher MODEL      distill: loss A*CE + (1-A)*T^2*KL(teacher || student), the teacher's forward in\n"
+     "                       the step (docs/compression.md; default: none)\n"
+     "  --teacher-weights W  the teacher's params (required with --teacher)\n"
+     "  --teacher-define N=V the teacher's hparams over the student's -D (repeatable; e.g. n_layer=4)\n"
+     "  --distill-alpha A    CE's weight (default: 0.5)\n"
+     "  --distill-temperature T  the softmax temperature (default: 2)\n"
      "  --trace DIR          every step's gradients as safetensors (tests)\n"
      "  --target T           cpu, cuda or opencl[:P[:D]] (default: cpu)\n"
      "  --seed S             initialization and data order (default: 0)\n"
@@ -150,7 +159,12 @@ static const command_help helps[] = {
       "build/loom train models/gpt2.loom " TINY " --data data/tinyshakespeare.txt --steps 20 --lr 1e-3 --sample 0 "
       "--log /tmp/b.jsonl --profile /tmp/train.json && build/loom plot /tmp/a.jsonl /tmp/b.jsonl -o /tmp/loss.svg",
       "mpirun --allow-run-as-root --oversubscribe -np 2 build/loom train models/gpt2.loom " TINY
-      " --data data/tinyshakespeare.txt --steps 3 --sample 0 --mesh pp=2 --profile /tmp/pp.json"}},
+      " --data data/tinyshakespeare.txt --steps 3 --sample 0 --mesh pp=2 --profile /tmp/pp.json",
+      "build/loom init models/gpt2.loom " TINY " -o /tmp/w.safetensors && build/loom prune /tmp/w.safetensors "
+      "--pattern 2:4 -o /tmp/p.safetensors && build/loom train models/gpt2.loom " TINY " --data "
+      "data/tinyshakespeare.txt --steps 5 --sample 0 --mask /tmp/p.safetensors && build/loom train models/gpt2.loom "
+      TINY " -D n_layer=1 --data data/tinyshakespeare.txt --steps 5 --sample 0 --teacher models/gpt2.loom "
+      "--teacher-define n_layer=2 --teacher-weights /tmp/w.safetensors --distill-alpha 0.5 --distill-temperature 2"}},
     {"tokenize", "loom tokenize --vocab DIR|--bytes [FILE] [-o F.tok] [--decode]",
      "Text to token ids (GPT-2 BPE from encoder.json + vocab.bpe, BERT WordPiece from vocab.txt, or bytes), "
      "or back with --decode. Reads FILE or standard input.",
@@ -194,6 +208,27 @@ static const command_help helps[] = {
       "-D vocab=6 -D d_model=32 -D n_layer=1 -D n_head=2 -D d_ff=64 -D seq=8 -o /tmp/bert.safetensors && "
       "build/loom embed models/bert.loom -D vocab=6 -D d_model=32 -D n_layer=1 -D n_head=2 -D d_ff=64 -D seq=8 "
       "--weights /tmp/bert.safetensors --vocab /tmp/vocab.txt 'hello world'"}},
+    {"quantize", "loom quantize W.safetensors --format int8|int4 [--group G] [--scales f16|f32] -o Q.safetensors",
+     "Weight-only quantization of the GEMM weights (docs/compression.md): symmetric int8 with a scale per output "
+     "channel, or int4 (two codes a byte) with a scale per G weights along the reduction; embeddings, norms and "
+     "biases stay float. loom run and loom generate take the result as --weights: the model dequantizes it.",
+     "  --format int8|int4   the code width (required)\n"
+     "  --group G            int4: weights per scale along the reduction axis, e.g. 32, 64, 128 (default: 32)\n"
+     "  --scales f16|f32     the scales' dtype (default: f16)\n"
+     "  -o FILE              the quantized safetensors file (required)\n",
+     {"build/loom init models/gpt2.loom " TINY " -o /tmp/w.safetensors && build/loom quantize /tmp/w.safetensors "
+      "--format int4 --group 32 -o /tmp/q4.safetensors && python3 tests/tools/make_bad_checkpoint.py --tokens "
+      "/tmp/in.safetensors 'tokens=I32[4,32]' && build/loom run models/gpt2.loom " TINY " --weights "
+      "/tmp/q4.safetensors --inputs /tmp/in.safetensors --outputs /tmp/out.safetensors"}},
+    {"prune", "loom prune W.safetensors --sparsity S | --pattern N:M -o P.safetensors",
+     "Magnitude pruning of the GEMM weights (docs/compression.md): the smallest fraction S of each weight, or the "
+     "M-N smallest of every M along the reduction axis (2:4: NVIDIA's sparse tensor cores); loom train --mask P "
+     "fine-tunes with the zeros kept.",
+     "  --sparsity S         the fraction of each GEMM weight set to zero, 0 <= S < 1\n"
+     "  --pattern N:M        keep the N largest of every M consecutive weights along the reduction (e.g. 2:4)\n"
+     "  -o FILE              the pruned safetensors file (required)\n",
+     {"build/loom init models/gpt2.loom " TINY " -o /tmp/w.safetensors && build/loom prune /tmp/w.safetensors "
+      "--pattern 2:4 -o /tmp/p.safetensors"}},
     {"gather", "loom gather CKPT -o W.safetensors",
      "The whole parameters of a checkpoint sharded by loom train --mesh with tp or pp.",
      "  -o FILE              the safetensors file to write (required)\n",

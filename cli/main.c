@@ -32,6 +32,8 @@ static int cmd_train(const eng_opts *o)
 JOB(build, eng_build)
 JOB(gather, eng_gather)
 JOB(plot, eng_plot)
+JOB(quantize, eng_quantize)
+JOB(prune, eng_prune)
 JOB(trace_merge, eng_trace_merge)
 JOB(plan, eng_plan)
 
@@ -52,6 +54,8 @@ static const struct {
     {"devices", cmd_devices, "devices                     list the CPU, CUDA and OpenCL devices"},
     {"embed", cmd_embed, "embed FILE --weights W --vocab vocab.txt SENTENCE...  sentence embeddings"},
     {"gather", cmd_gather, "gather CKPT -o W.safetensors  the whole params of a sharded (tp/pp) checkpoint"},
+    {"quantize", cmd_quantize, "quantize W.safetensors --format int8|int4 [--group G] -o Q.safetensors  weight-only quantization"},
+    {"prune", cmd_prune, "prune W.safetensors --sparsity S | --pattern N:M -o P.safetensors  magnitude pruning of GEMM weights"},
     {"plot", cmd_plot, "plot LOG... -o curve.svg     loss curves of loom train --log files"},
     {"plan", cmd_plan, "plan FILE --devices N [--device-memory 80GiB] [--batch B] ...  choose the mesh for loom train"},
     {"trace-merge", cmd_trace_merge, "trace-merge OUT.json RANK.json...  one timeline of the ranks' --profile files"},

@@ -31,7 +31,7 @@ cg_type cg_compute_type(ir_dtype dt)
     switch (dt) {
     case DT_F32: case DT_F16: case DT_BF16: return CG_F32;
     case DT_F64: return CG_F64;
-    case DT_I32: case DT_U8: return CG_I32;
+    case DT_I32: case DT_U8: case DT_I8: return CG_I32;
     case DT_I64: return CG_I64;
     default: return CG_VOID;
     }

@@ -550,6 +550,27 @@ static cg_val elem_uncached(kgen *K, const ir_node *n, const cg_val *idx)
         return cg_add(k, cg_mul(k, x, c), cg_mul(k, cg_mul(k, sign, partner), sn));
     }
     case OP_unary_grad: return unary_grad(k, n, elem(K, n->in[0], idx), elem(K, n->in[1], idx));
+    case OP_dequantize: {
+        /* ir/interp.c's eval_dequantize: code (an i8, or a nibble less 8) times its group's scale */
+        const ir_node *q = n->in[0], *sc = n->in[1];
+        int axis = (int)ir_attr_int(n, "axis");
+        int64_t g = s->dim[axis] / sc->shape.dim[axis];
+        cg_val code;
+        if (ir_attr_int(n, "bits") == 8)
+            code = elem(K, q, idx);
+        else {
+            xi[0] = idx[0];
+            xi[1] = cg_binary(k, CG_DIV, idx[1], cg_i64(k, 2));
+            cg_val byte = elem(K, q, xi);
+            cg_val odd = cg_binary(k, CG_EQ, cg_mod(k, idx[1], cg_i64(k, 2)), cg_i64(k, 1));
+            cg_val nib = cg_select(k, odd, cg_binary(k, CG_DIV, byte, cg_const_int(k, CG_I32, 16)),
+                                   cg_mod(k, byte, cg_const_int(k, CG_I32, 16)));
+            code = cg_sub(k, nib, cg_const_int(k, CG_I32, 8));
+        }
+        yi[0] = axis == 0 ? cg_binary(k, CG_DIV, idx[0], cg_i64(k, g)) : idx[0];
+        yi[1] = axis == 1 ? cg_binary(k, CG_DIV, idx[1], cg_i64(k, g)) : idx[1];
+        return cg_mul(k, cg_cast(k, CG_F32, code), elem(K, sc, yi));
+    }
     default:
         fail(L, n, "%s has no buffer here and cannot be inlined (was the fuse pass run?)", "value");
         return cg_const_float(k, CG_F32, 0);

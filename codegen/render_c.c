@@ -131,13 +131,13 @@ static const cg_c_dialect dialect_opencl = {
     .type = {[CG_VOID] = "void", [CG_BOOL] = "bool", [CG_I32] = "int", [CG_I64] = "long",
              [CG_F32] = "float", [CG_F64] = "double"},
     .storage = {[DT_F32] = "float", [DT_F64] = "double", [DT_F16] = "half", [DT_BF16] = "ushort",
-                [DT_I32] = "int", [DT_I64] = "long", [DT_U8] = "uchar"},
+                [DT_I32] = "int", [DT_I64] = "long", [DT_U8] = "uchar", [DT_I8] = "char"},
     .load = {[DT_F32] = "$b[$i]", [DT_F64] = "$b[$i]", [DT_F16] = "vload_half($i, $b)",
              [DT_BF16] = "loom_bf16_to_f32($b[$i])", [DT_I32] = "$b[$i]", [DT_I64] = "$b[$i]",
-             [DT_U8] = "(int)$b[$i]"},
+             [DT_U8] = "(int)$b[$i]", [DT_I8] = "(int)$b[$i]"},
     .store = {[DT_F32] = "$b[$i] = $v", [DT_F64] = "$b[$i] = $v", [DT_F16] = "vstore_half_rte($v, $i, $b)",
               [DT_BF16] = "$b[$i] = loom_f32_to_bf16($v)", [DT_I32] = "$b[$i] = $v", [DT_I64] = "$b[$i] = $v",
-              [DT_U8] = "$b[$i] = (uchar)$v"},
+              [DT_U8] = "$b[$i] = (uchar)$v", [DT_I8] = "$b[$i] = (char)$v"},
     .bf16_helpers =
         "/* bf16 <-> f32 by bit operations: widening is exact; narrowing rounds to nearest even,\n"
         " * and a NaN stays a (quiet) NaN. */\n"

@@ -52,7 +52,8 @@ static LLVMTypeRef storage_type(rctx *c, ir_dtype dt)
     case DT_BF16: return LLVMInt16TypeInContext(c->ctx);
     case DT_I32: return LLVMInt32TypeInContext(c->ctx);
     case DT_I64: return LLVMInt64TypeInContext(c->ctx);
-    case DT_U8: return LLVMInt8TypeInContext(c->ctx);
+    case DT_U8:
+    case DT_I8: return LLVMInt8TypeInContext(c->ctx);
     default: ir_unreachable("storage_type: not a buffer dtype");
     }
 }
@@ -181,6 +182,7 @@ static LLVMValueRef build_load(rctx *c, int a, LLVMValueRef idx)
         return LLVMBuildBitCast(c->b, w, c->ty[CG_F32], "");
     }
     case DT_U8: return LLVMBuildZExt(c->b, v, c->ty[CG_I32], "");
+    case DT_I8: return LLVMBuildSExt(c->b, v, c->ty[CG_I32], "");
     default: return v;
     }
 }
@@ -207,7 +209,8 @@ static void build_store(rctx *c, int a, LLVMValueRef idx, LLVMValueRef v)
     switch (dt) {
     case DT_F16: v = LLVMBuildFPTrunc(c->b, v, st, ""); break;
     case DT_BF16: v = f32_to_bf16(c, v); break;
-    case DT_U8: v = LLVMBuildTrunc(c->b, v, st, ""); break;
+    case DT_U8:
+    case DT_I8: v = LLVMBuildTrunc(c->b, v, st, ""); break;
     default: break;
     }
     LLVMValueRef p = LLVMBuildInBoundsGEP2(c->b, st, c->arg[a], &idx, 1, "");

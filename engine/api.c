@@ -107,7 +107,7 @@ int64_t loom_tensor_numel(const loom_tensor_info *t)
 /* loom_dtype's values are ir_dtype's (checked here, at build time) */
 _Static_assert((int)LOOM_F32 == DT_F32 && (int)LOOM_F64 == DT_F64 && (int)LOOM_F16 == DT_F16 &&
                    (int)LOOM_BF16 == DT_BF16 && (int)LOOM_I32 == DT_I32 && (int)LOOM_I64 == DT_I64 &&
-                   (int)LOOM_U8 == DT_U8,
+                   (int)LOOM_U8 == DT_U8 && (int)LOOM_I8 == DT_I8,
                "loom_dtype follows ir_dtype");
 
 /* ---- models ------------------------------------------------------------------------------ */

@@ -43,6 +43,7 @@
 #include "passes/pass.h"
 #include "engine/program.h"
 #include "engine/weights.h"
+#include "engine/compress.h"
 
 typedef struct {
     const char *prompt, *dump;
@@ -193,7 +194,12 @@ static ir_graph *build(const eng_opts *o, int file, long long seq, ir_diag *d)
     snprintf(seq_text, sizeof seq_text, "%lld", seq);
     defs[n++] = (fe_define){"seq", seq_text};
     defs[n++] = (fe_define){"batch", "1"};
-    return fe_build(d, file, defs, n);
+    ir_graph *g = fe_build(d, file, defs, n);
+    if (g && !eng_dequantize_graph(g, o->weights, d)) { /* quantized weights: docs/compression.md */
+        ir_graph_free(g);
+        return NULL;
+    }
+    return g;
 }
 
 /* The context (KV cache rows): the model's hyperparameter ctx (with -D) when it has one (llama's

@@ -30,6 +30,10 @@ bool eng_generate(const eng_opts *o, ir_diag *d);
 bool eng_build(const eng_opts *o, ir_diag *d);
 /* gather.c: `loom gather CKPT -o W.safetensors`: the whole params of a sharded checkpoint. */
 bool eng_gather(const eng_opts *o, ir_diag *d);
+/* compress.c: `loom quantize W --format int8|int4 [--group G] [--scales f16|f32] -o Q` and `loom
+ * prune W --sparsity S | --pattern N:M -o P` (docs/compression.md). */
+bool eng_quantize(const eng_opts *o, ir_diag *d);
+bool eng_prune(const eng_opts *o, ir_diag *d);
 /* plot.c: `loom plot LOG... -o curve.svg`: loss curves of loom train --log files in one SVG. */
 bool eng_plot(const eng_opts *o, ir_diag *d);
 /* dot.c: `loom dump --dot`: g (run through --after, or with --mesh the rank's pipeline) as

@@ -36,6 +36,9 @@ static const struct {
     {"check", "--microbatches"}, {"run", "--allreduce"}, {"train", "--allreduce"},
     {"train", "--microbatches"}, {"train", "--schedule"}, {"train", "--timeout"}, {"run", "--timeout"},
     {"train", "--loss-scale"},  {"train", "--on-nan"},
+    {"quantize", "--format"},  {"quantize", "--group"},     {"quantize", "--scales"},  {"prune", "--sparsity"},
+    {"prune", "--pattern"},     {"train", "--mask"},         {"train", "--teacher"},    {"train", "--teacher-weights"},
+    {"train", "--teacher-define"}, {"train", "--distill-alpha"}, {"train", "--distill-temperature"},
     {"dump", "--emit"},         {"dump", "--sm"}, /* engine/emit.h */
     {"check", "--schedule"},    {"check", "--accum"},        {"check", "--optimizer"},   {"check", "--momentum"},
     /* check --explain, plan: the machine model (engine/net_model.h) */

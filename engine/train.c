@@ -26,6 +26,7 @@
 #include "runtime/clock.h"
 #include "io/checkpoint.h"
 #include "engine/jobs.h"
+#include "engine/compress.h"
 #include "runtime/memory.h"
 #include "engine/train.h"
 #include "engine/run_values.h"
@@ -236,6 +237,10 @@ struct eng_trainer {
     float *flat[PASS_OPT_GROUPS];     /* the params, flat by group: every program reads these */
     float *state[PASS_OPT_GROUPS][2]; /* optimizer state, same layout */
     float *grads[PASS_OPT_GROUPS];    /* gradients summed over the micro-batches of a step */
+    uint8_t *keep[PASS_OPT_GROUPS];   /* --mask: 0 where a param is held at zero (NULL: none) */
+    int n_teacher;                    /* --teacher: the teacher's params, inputs "teacher/NAME" of */
+    char **teacher_name;              /* the gradient program (passes/distill.c), f32 host copies */
+    float **teacher_data;
     int32_t *inputs, *targets;
     float lr_in, step_in;             /* the update program's scalar inputs */
     int64_t step;                     /* steps done */
@@ -396,6 +401,166 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
     return true;
 }
 
+/* --mask P (docs/compression.md): every GEMM weight of P (engine/compress.h) that is a model
+ * param masks it: its zero elements stay zero — their gradients and params are zeroed after
+ * every step's gradients and update (so AdamW's and SGD's state stays zero there too). False
+ * after reporting a tensor of another shape, or a file whose GEMM weights hold no zero. */
+static bool setup_mask(trainer *r, const char *path)
+{
+    rt_st_file f;
+    if (!rt_hf_open_weights(path, &f, r->d))
+        return false;
+    int64_t held = 0, total = 0;
+    bool ok = true;
+    for (int i = 0; i < r->n_params && ok; i++) {
+        const model_param *mp = &r->params[i];
+        const rt_st_tensor *t = rt_st_find(&f, mp->name);
+        int axis;
+        if (!t || !eng_gemm_weight(t->name, t->dtype, &t->shape, &axis))
+            continue;
+        if (!ir_shape_eq(&t->shape, &mp->shape)) {
+            char want[128], got[128];
+            ir_diag_error(r->d, -1, 0, 0, "%s: mask '%s' is %s, the param %s", path, mp->name,
+                          ir_type_str(t->dtype, &t->shape, got, sizeof got),
+                          ir_type_str(DT_F32, &mp->shape, want, sizeof want));
+            ok = false;
+            break;
+        }
+        if (!r->keep[mp->group]) {
+            r->keep[mp->group] = malloc((size_t)r->n_group[mp->group] + 1);
+            if (!r->keep[mp->group])
+                ir_unreachable("out of memory");
+            memset(r->keep[mp->group], 1, (size_t)r->n_group[mp->group] + 1);
+        }
+        float *v = malloc(sizeof *v * (mp->count + 1));
+        if (!v)
+            ir_unreachable("out of memory");
+        rt_convert_to_f32(t->dtype, t->data, v, mp->count);
+        uint8_t *keep = r->keep[mp->group] + mp->off;
+        for (size_t j = 0; j < mp->count; j++) {
+            keep[j] = v[j] != 0;
+            held += v[j] == 0;
+        }
+        total += (int64_t)mp->count;
+        free(v);
+    }
+    if (ok && held == 0) {
+        ir_diag_error(r->d, -1, 0, 0, "%s: --mask: no GEMM weight of the model has a zero here (loom prune writes "
+                      "masks)", path);
+        ok = false;
+    }
+    if (ok && !r->quiet && r->world_rank == 0)
+        printf("mask %s: %" PRId64 " of %" PRId64 " GEMM weight elements held at zero (%.2f%%)\n", path, held, total,
+               100.0 * (double)held / (double)total);
+    rt_st_close(&f);
+    return ok;
+}
+
+/* x (params or gradients, flat by group) zeroed where the mask holds zeros. */
+static void apply_mask(trainer *r, float *const x[PASS_OPT_GROUPS])
+{
+    for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        for (int64_t j = 0; r->keep[k] && j < r->n_group[k]; j++)
+            if (!r->keep[k][j])
+                x[k][j] = 0.0f;
+}
+
+/* --teacher T --teacher-weights W [--teacher-define NAME=VALUE]... [--distill-alpha A]
+ * [--distill-temperature T] (docs/compression.md): the loss graph gg with the teacher's forward
+ * and the distillation loss (passes/distill.c). The teacher is built with the student's -D,
+ * then its own --teacher-define, then the batch of gg's tokens; its weights are read here. NULL
+ * after reporting. */
+static ir_graph *distill_graph(trainer *r, const eng_opts *o, const ir_graph *gg, ir_diag *d)
+{
+    const char *teacher = eng_named(o, "--teacher"), *tw = eng_named(o, "--teacher-weights");
+    double alpha = 0.5, temp = 2.0;
+    if (!tw) {
+        ir_diag_error(d, -1, 0, 0, "train: --teacher needs --teacher-weights W.safetensors (the teacher's params)");
+        return NULL;
+    }
+    if (!opt_num(o, "--distill-alpha", 0, false, 1, &alpha, d) ||
+        !opt_num(o, "--distill-temperature", 0, true, 1000, &temp, d))
+        return NULL;
+    const ir_node *tok = eng_find_node(gg, OP_input, "tokens");
+    char batch[32];
+    snprintf(batch, sizeof batch, "%" PRId64, tok->shape.dim[0]);
+    eng_opts ot = *o;
+    ot.file = teacher;
+    ot.file_text = NULL;
+    ot.n_defines = 0;
+    char text[ENG_MAX_DEFINES][256];
+    int n_text = 0;
+    for (int i = 0; i < o->n_named; i++) {
+        if (strcmp(o->named_key[i], "--teacher-define") != 0)
+            continue;
+        const char *v = o->named_value[i], *eq = strchr(v, '=');
+        if (!eq || eq == v || !eq[1] || strlen(v) >= sizeof text[0] || n_text == ENG_MAX_DEFINES - 1) {
+            ir_diag_error(d, -1, 0, 0, "train: --teacher-define expects NAME=VALUE, got '%s'", v);
+            return NULL;
+        }
+        strcpy(text[n_text], v);
+        text[n_text][eq - v] = 0;
+        n_text++;
+    }
+    /* the student's -D unless the teacher's own or batch say otherwise, then those */
+    for (int i = 0; i < o->n_defines; i++) {
+        bool over = strcmp(o->defines[i].name, "batch") == 0;
+        for (int k = 0; k < n_text && !over; k++)
+            over = strcmp(o->defines[i].name, text[k]) == 0;
+        if (!over && ot.n_defines < ENG_MAX_DEFINES - 1)
+            ot.defines[ot.n_defines++] = o->defines[i];
+    }
+    for (int k = 0; k < n_text && ot.n_defines < ENG_MAX_DEFINES - 1; k++)
+        ot.defines[ot.n_defines++] = (fe_define){text[k], text[k] + strlen(text[k]) + 1};
+    ot.defines[ot.n_defines++] = (fe_define){"batch", batch};
+    ir_graph *tg = eng_load_graph(&ot, d);
+    if (!tg)
+        return NULL;
+    ir_graph *dg = ir_graph_clone(gg);
+    bool ok = pass_distill(dg, tg, alpha, temp, d);
+    ir_graph_free(tg);
+    rt_st_file f;
+    ok = ok && rt_hf_open_weights(tw, &f, d);
+    if (!ok) {
+        ir_graph_free(dg);
+        return NULL;
+    }
+    int64_t n_values = 0;
+    for (int i = 0; i < dg->n_nodes; i++) {
+        const ir_node *n = dg->nodes[i];
+        if (n->op != OP_input || strncmp(n->name, "teacher/", 8) != 0)
+            continue;
+        const rt_st_tensor *t = rt_st_find(&f, n->name + 8);
+        char want[128];
+        ir_type_str(n->dtype, &n->shape, want, sizeof want);
+        if (!t || !ir_shape_eq(&t->shape, &n->shape) || !ir_dtype_is_float(t->dtype)) {
+            ir_diag_error(d, -1, 0, 0, "%s: %s for the teacher's param %s %s", tw,
+                          t ? "a tensor of another shape or dtype" : "no tensor", n->name + 8, want);
+            ok = false;
+            break;
+        }
+        r->teacher_name = realloc(r->teacher_name, sizeof *r->teacher_name * (size_t)(r->n_teacher + 1));
+        r->teacher_data = realloc(r->teacher_data, sizeof *r->teacher_data * (size_t)(r->n_teacher + 1));
+        if (!r->teacher_name || !r->teacher_data)
+            ir_unreachable("out of memory");
+        size_t count = (size_t)ir_shape_numel(&t->shape);
+        r->teacher_data[r->n_teacher] = alloc_floats((int64_t)count);
+        rt_convert_to_f32(t->dtype, t->data, r->teacher_data[r->n_teacher], count);
+        r->teacher_name[r->n_teacher++] = strdup(n->name);
+        n_values += (int64_t)count;
+    }
+    rt_st_close(&f);
+    if (!ok) {
+        ir_graph_free(dg);
+        return NULL;
+    }
+    if (!r->quiet && r->world_rank == 0)
+        printf("distill: teacher %s (%.2fM params from %s), loss %g·CE + %g·T²·KL at T = %g; val loss is the "
+               "student's CE\n",
+               teacher, (double)n_values / 1e6, tw, alpha, 1 - alpha, temp);
+    return dg;
+}
+
 /* Binds the host buffers to every program. */
 static bool bind_all(trainer *r)
 {
@@ -418,6 +583,9 @@ static bool bind_all(trainer *r)
     if (r->mgrad)
         return program_bind(r->update, "lr", &r->lr_in, r->d) && program_bind(r->update, "step", &r->step_in, r->d) &&
                program_bind(r->update, "grad_sumsq", &r->sumsq_in, r->d);
+    for (int i = 0; i < r->n_teacher; i++)
+        if (!program_bind(r->grad, r->teacher_name[i], r->teacher_data[i], r->d))
+            return false;
     return program_bind(r->update, "lr", &r->lr_in, r->d) && program_bind(r->update, "step", &r->step_in, r->d) &&
            bind_model_params(r, r->grad) && program_bind(r->grad, "tokens", r->inputs, r->d) &&
            program_bind(r->grad, "targets", r->targets, r->d) &&
@@ -1187,6 +1355,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         sum /= r->micro;
         global_sumsq(r);
     }
+    apply_mask(r, r->grads); /* --mask: no gradient where the params are held at zero */
     r->skipped = false;
     r->nan_what = NULL;
     if (r->half != DT_F16 && r->t.nan_skip) {
@@ -1232,6 +1401,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
             memcpy(r->state[k][j], program_output(r->update, gname), bytes);
         }
     }
+    apply_mask(r, r->flat); /* and no update there (weight decay included) */
     *norm = *(const float *)program_output(r->update, "grad_norm");
     if (r->half != DT_F16 && !isfinite(*norm)) { /* the loss was finite: a gradient is not */
         const char *bad = first_nonfinite_grad(r);
@@ -1694,8 +1864,14 @@ static bool setup(trainer *r, const eng_opts *o)
     if (!r->inputs || !r->targets || !r->g_inputs || !r->g_targets || !r->pool)
         ir_unreachable("out of memory");
 
-    if (o->weights && !r->t.resume) {
-        r->have_init = rt_hf_open_weights(o->weights, &r->init_w, d);
+    /* --mask P without --weights: fine-tuning starts from P */
+    const char *mask = eng_named(o, "--mask"), *start = o->weights ? o->weights : mask;
+    if (mask && r->axis[0]) {
+        ir_diag_error(d, -1, 0, 0, "train: --mask under tp or pp is not supported yet (dp is)");
+        return false;
+    }
+    if (start && !r->t.resume) {
+        r->have_init = rt_hf_open_weights(start, &r->init_w, d);
         if (!r->have_init)
             return false;
     }
@@ -1703,9 +1879,16 @@ static bool setup(trainer *r, const eng_opts *o)
      * the state is the rank's slices, known once its program is built: below) */
     if (!r->axis[0] && (!setup_state(r, o->seed, r->g) || (r->t.resume && !resume(r, o->seed))))
         return false;
-    /* on a device, one process, f32: the whole state stays on the device (below) */
+    if (mask) {
+        if (!setup_mask(r, mask))
+            return false;
+        apply_mask(r, r->flat);
+    }
+    /* on a device, one process, f32: the whole state stays on the device (below); --mask and
+     * --teacher work on the host's copies, so they keep the host round trip */
     if (o->target && strcmp(o->target, "cpu") != 0 && strcmp(o->target, "ref") != 0 && !o->mesh &&
-        r->half == DT_F32 && !r->t.trace && !follow_host_env() && !(r->dev = program_device_open(o->target, d)))
+        r->half == DT_F32 && !r->t.trace && !mask && !eng_named(o, "--teacher") && !follow_host_env() &&
+        !(r->dev = program_device_open(o->target, d)))
         return false;
     double t0 = rt_now_ms();
     /* the recipe (recipe.c): the loss on a dp rank's rows; under tp/pp a micro-batch's gradient
@@ -1713,6 +1896,26 @@ static bool setup(trainer *r, const eng_opts *o)
     ir_graph *gg = eng_train_graph(o, r->g, r->dp > 1 ? r->Bl : 0, NULL, false, "train", d);
     if (!gg)
         return false;
+    /* --teacher: the gradient program's loss is the distillation loss; evaluation stays CE */
+    ir_graph *dg = NULL;
+    if (eng_named(o, "--teacher")) {
+        if (r->axis[0]) {
+            ir_diag_error(d, -1, 0, 0, "train: --teacher under tp or pp is not supported yet (dp is)");
+            ir_graph_free(gg);
+            return false;
+        }
+        dg = distill_graph(r, o, gg, d);
+        if (!dg) {
+            ir_graph_free(gg);
+            return false;
+        }
+    } else if (eng_named(o, "--teacher-weights") || eng_named(o, "--distill-alpha") ||
+               eng_named(o, "--distill-temperature") || eng_named(o, "--teacher-define")) {
+        ir_diag_error(d, -1, 0, 0, "train: --teacher-weights, --teacher-define and --distill-* go with --teacher MODEL");
+        ir_graph_free(gg);
+        return false;
+    }
+    const ir_graph *lg = dg ? dg : gg;
     if (r->axis[0]) {
         ir_graph *tg = eng_train_graph(o, r->g, r->micro > 1 ? r->Bm : 0, &r->mesh, true, "train", d);
         /* collective matching before anything runs: the same verdict on every rank */
@@ -1732,14 +1935,15 @@ static bool setup(trainer *r, const eng_opts *o)
             return false;
         }
     } else if (r->half == DT_F16) {
-        ir_graph *sg = ir_graph_clone(gg);
+        ir_graph *sg = ir_graph_clone(lg);
         scale_loss(sg, d);
         r->grad = train_program(r, o, sg, pass_training_precision_pipeline(r->half), r->pool, d);
         ir_graph_free(sg);
     } else
-        r->grad = train_program(r, o, gg,
+        r->grad = train_program(r, o, lg,
                                 r->half == DT_F32 ? pass_training_pipeline() : pass_training_precision_pipeline(r->half),
                                 r->pool, d);
+    ir_graph_free(dg);
     double t1 = rt_now_ms();
     /* the eval program: under tp/pp the gradient program's forward half (mesh_exec_run_forward) */
     r->eval = r->grad ? train_program(r, o, gg, eval_pipeline(r), r->pool, d) : NULL;
@@ -1935,6 +2139,12 @@ void eng_trainer_free(eng_trainer *r)
     program_free(r->grad);
     program_free(r->update);
     program_free(r->eval);
+    for (int i = 0; i < r->n_teacher; i++) {
+        free(r->teacher_name[i]);
+        free(r->teacher_data[i]);
+    }
+    free(r->teacher_name);
+    free(r->teacher_data);
     program_free(r->accum);
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         for (int h = 0; h < 2; h++) {
@@ -1960,6 +2170,7 @@ void eng_trainer_free(eng_trainer *r)
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         free(r->flat[k]);
         free(r->grads[k]);
+        free(r->keep[k]);
         for (int j = 0; j < 2; j++)
             free(r->state[k][j]);
     }

@@ -47,6 +47,7 @@ typedef enum {
     LOOM_I32 = 5,
     LOOM_I64 = 6,
     LOOM_U8 = 7,
+    LOOM_I8 = 8,        /* quantized weights (docs/compression.md) */
 } loom_dtype;
 
 #define LOOM_MAX_RANK 8

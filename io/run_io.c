@@ -108,8 +108,8 @@ static bool value_fits(const char *path, const binding_kind *k, const rt_st_tens
 static bool ints_fit(const char *path, const binding_kind *k, const rt_io_slot *n, const double *x, size_t count,
                      size_t first, ir_diag *d)
 {
-    double lo = n->dtype == DT_U8 ? 0 : n->dtype == DT_I32 ? -0x1p31 : -0x1p63;
-    double hi = n->dtype == DT_U8 ? 256 : n->dtype == DT_I32 ? 0x1p31 : 0x1p63;
+    double lo = n->dtype == DT_U8 ? 0 : n->dtype == DT_I8 ? -128 : n->dtype == DT_I32 ? -0x1p31 : -0x1p63;
+    double hi = n->dtype == DT_U8 ? 256 : n->dtype == DT_I8 ? 128 : n->dtype == DT_I32 ? 0x1p31 : 0x1p63;
     for (size_t i = 0; i < count; i++)
         if (!(x[i] >= lo && x[i] < hi)) {
             ir_diag_error(d, -1, 0, 0, "%s: %s '%s': element %zu is %.17g, which does not fit in %s", path, k->what,

@@ -28,12 +28,12 @@ static const struct {
     ir_dtype dt;
 } st_dtypes[] = {
     {"F64", DT_F64}, {"F32", DT_F32}, {"F16", DT_F16}, {"BF16", DT_BF16},
-    {"I64", DT_I64}, {"I32", DT_I32}, {"U8", DT_U8},
+    {"I64", DT_I64}, {"I32", DT_I32}, {"U8", DT_U8}, {"I8", DT_I8},
 };
 
 /* Dtypes the format defines that loom does not compute with. */
 static const char *const st_unsupported[] = {
-    "BOOL", "I8", "I16", "U16", "U32", "U64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3",
+    "BOOL", "I16", "U16", "U32", "U64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3",
     "F6_E3M2", "F4", "C64",
 };
 
@@ -210,7 +210,7 @@ static bool parse_entry(const char *path, const cJSON *e, rt_st_tensor *t, ir_di
             if (strcmp(dtype->valuestring, st_unsupported[i]) == 0) {
                 ir_diag_error(d, -1, 0, 0,
                               "%s: tensor '%s': unsupported dtype '%s' (loom reads F64, F32, F16, "
-                              "BF16, I64, I32 and U8)",
+                              "BF16, I64, I32, U8 and I8)",
                               path, name, dtype->valuestring);
                 return false;
             }
@@ -621,6 +621,10 @@ void rt_convert_to_f64(ir_dtype dt, const void *src, double *dst, size_t n)
         for (size_t i = 0; i < n; i++)
             dst[i] = p[i];
         break;
+    case DT_I8:
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (int8_t)p[i];
+        break;
     default:
         ir_unreachable("rt_convert_to_f64: dtype without a storage format");
     }
@@ -688,6 +692,9 @@ void rt_convert_from_f64(ir_dtype dt, const double *src, void *dst, size_t n)
             break;
         case DT_U8:
             p[i] = (uint8_t)f64_to_int(v, 0, 256, 0, 255);
+            break;
+        case DT_I8:
+            p[i] = (uint8_t)(int8_t)f64_to_int(v, -128, 128, -128, 127);
             break;
         default:
             ir_unreachable("rt_convert_from_f64: dtype without a storage format");

@@ -15,12 +15,13 @@ static const struct {
     [DT_VOID] = {"void", 0}, [DT_F32] = {"f32", 4}, [DT_F64] = {"f64", 8},
     [DT_F16] = {"f16", 2},   [DT_BF16] = {"bf16", 2}, [DT_I32] = {"i32", 4},
     [DT_I64] = {"i64", 8},   [DT_U8] = {"u8", 1},
+    [DT_I8] = {"i8", 1},
 };
 
 const char *ir_dtype_name(ir_dtype dt) { return dt < DT_COUNT ? dtypes[dt].name : "?"; }
 int ir_dtype_size(ir_dtype dt) { return dt < DT_COUNT ? dtypes[dt].size : 0; }
 bool ir_dtype_is_float(ir_dtype dt) { return dt == DT_F32 || dt == DT_F64 || dt == DT_F16 || dt == DT_BF16; }
-bool ir_dtype_is_int(ir_dtype dt) { return dt == DT_I32 || dt == DT_I64 || dt == DT_U8; }
+bool ir_dtype_is_int(ir_dtype dt) { return dt == DT_I32 || dt == DT_I64 || dt == DT_U8 || dt == DT_I8; }
 
 bool ir_dtype_parse(const char *s, ir_dtype *out)
 {
@@ -178,6 +179,31 @@ void ir_graph_compact(ir_graph *g, const bool *dead)
 
 static const char *dup_or_null(ir_graph *g, const char *s) { return s ? ir_arena_strdup(&g->arena, s) : NULL; }
 
+ir_node *ir_node_copy(ir_graph *g, const ir_node *s, ir_node *const *in)
+{
+    ir_node *n = ir_node_add(g, s->op, s->n_in, in, s->loc);
+    n->dtype = s->dtype;
+    n->shape = s->shape;
+    n->shard = s->shard;
+    n->stage = s->stage;
+    n->group = s->group;
+    n->optional = s->optional;
+    n->backward = s->backward;
+    n->name = dup_or_null(g, s->name);
+    n->scope = dup_or_null(g, s->scope);
+    for (int k = 0; k < ir_op_nattrs(s->op); k++) {
+        n->attr[k] = s->attr[k];
+        if (s->attr[k].kind == AK_STR)
+            n->attr[k].s = dup_or_null(g, s->attr[k].s);
+        if (s->attr[k].kind == AK_INTS && s->attr[k].n) {
+            size_t bytes = sizeof(int64_t) * (size_t)s->attr[k].n;
+            n->attr[k].ints = ir_arena_alloc(&g->arena, bytes);
+            memcpy(n->attr[k].ints, s->attr[k].ints, bytes);
+        }
+    }
+    return n;
+}
+
 ir_graph *ir_graph_clone(const ir_graph *src)
 {
     ir_graph *g = ir_graph_new(src->name);
@@ -192,29 +218,10 @@ ir_graph *ir_graph_clone(const ir_graph *src)
             tmp = malloc(sizeof *tmp * (size_t)s->n_in);
         for (int j = 0; j < s->n_in; j++)
             tmp[j] = map[s->in[j]->id];
-        ir_node *n = ir_node_add(g, s->op, s->n_in, tmp, s->loc);
+        ir_node *n = ir_node_copy(g, s, tmp);
         if (tmp != ops) {
             free(tmp);
             tmp = ops;
-        }
-        n->dtype = s->dtype;
-        n->shape = s->shape;
-        n->shard = s->shard;
-        n->stage = s->stage;
-        n->group = s->group;
-        n->optional = s->optional;
-        n->backward = s->backward;
-        n->name = dup_or_null(g, s->name);
-        n->scope = dup_or_null(g, s->scope);
-        for (int k = 0; k < ir_op_nattrs(s->op); k++) {
-            n->attr[k] = s->attr[k];
-            if (s->attr[k].kind == AK_STR)
-                n->attr[k].s = dup_or_null(g, s->attr[k].s);
-            if (s->attr[k].kind == AK_INTS && s->attr[k].n) {
-                size_t bytes = sizeof(int64_t) * (size_t)s->attr[k].n;
-                n->attr[k].ints = ir_arena_alloc(&g->arena, bytes);
-                memcpy(n->attr[k].ints, s->attr[k].ints, bytes);
-            }
         }
         map[s->id] = n;
     }

@@ -63,7 +63,8 @@ double ir_round_to(ir_dtype dt, double v)
     case DT_BF16: return round_format(v, 8, -126, 0x1.fep127);
     case DT_I32:
     case DT_I64:
-    case DT_U8: return trunc(v);
+    case DT_U8:
+    case DT_I8: return trunc(v);
     default: return v;
     }
 }
@@ -510,6 +511,30 @@ bool eval_embedding(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d
 
 /* rope x [..., T, D], positions [T] {theta}: rotate-half; for i < D/2, a = pos[t] * theta^(-2i/D):
  * out[i] = x[i] cos a - x[i + D/2] sin a, out[i + D/2] = x[i + D/2] cos a + x[i] sin a. */
+/* The value of code element (r, c) of a dequantize's codes q (docs/ir.md): an i8 as it is, or
+ * nibble c % 2 of byte (r, c / 2) less 8. */
+static double quant_value(const ir_tensor *q, int bits, int64_t r, int64_t c, int64_t C)
+{
+    if (bits == 8)
+        return q->data[r * C + c];
+    int byte = (int)q->data[r * (C / 2) + c / 2];
+    return (double)((c % 2 ? byte >> 4 : byte & 15) - 8);
+}
+
+bool eval_dequantize(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
+{
+    int bits = (int)ir_attr_int(n, "bits"), axis = (int)ir_attr_int(n, "axis");
+    int64_t R = out->shape.dim[0], C = out->shape.dim[1];
+    int64_t SC = in[1]->shape.dim[1];
+    int64_t g = axis == 0 ? R / in[1]->shape.dim[0] : C / SC;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < C; c++) {
+            double s = axis == 0 ? in[1]->data[(r / g) * SC + c] : in[1]->data[r * SC + c / g];
+            out->data[r * C + c] = quant_value(in[0], bits, r, c, C) * s;
+        }
+    return true;
+}
+
 bool eval_rope(const ir_node *n, ir_tensor **in, ir_tensor *out, ir_diag *d)
 {
     double theta = ir_attr_float(n, "theta");

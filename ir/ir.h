@@ -32,6 +32,7 @@ typedef enum {
     DT_I32,
     DT_I64,
     DT_U8,
+    DT_I8,                  /* signed bytes: quantized weights (docs/compression.md) */
     DT_COUNT
 } ir_dtype;
 
@@ -209,6 +210,9 @@ bool ir_infer(ir_node *n, ir_diag *d);
 int ir_graph_axis(const ir_graph *g, const char *name);
 /* Drops nodes marked dead (dead[i] true) and renumbers ids; operands of live nodes must be live. */
 void ir_graph_compact(ir_graph *g, const bool *dead);
+/* A copy of node s (of any graph) appended to g with operands in (g's nodes): type, flags,
+ * names and attributes copied into g's arena. */
+ir_node *ir_node_copy(ir_graph *g, const ir_node *s, ir_node *const *in);
 /* Deep copy into a fresh arena. */
 ir_graph *ir_graph_clone(const ir_graph *g);
 

@@ -192,7 +192,8 @@ bool infer_source(ir_node *n, ir_diag *d)
             known |= strcmp(init, inits[i]) == 0;
         if (!known)
             return fail(n, d, "unknown initializer '%s'", init ? init : "");
-        if (!need_float(n, d, n->dtype))
+        /* i8 and u8: the codes of quantized weights (passes/quantize.c), never trained */
+        if (n->dtype != DT_I8 && n->dtype != DT_U8 && !need_float(n, d, n->dtype))
             return false;
     }
     return true;
@@ -573,6 +574,39 @@ bool infer_embedding(ir_node *n, ir_diag *d)
     n->dtype = tab->dtype;
     n->shape = ids->shape;
     n->shape.dim[n->shape.rank++] = tab->shape.dim[1];
+    return true;
+}
+
+/* dequantize q [R, C] i8 (bits 8) or [R, C/2] u8 (bits 4), scale [R/g, C] (axis 0) or [R, C/g]
+ * (axis 1) f16|f32 {bits, axis} -> f32 [R, C]; g >= 1 divides the quantized axis. */
+bool infer_dequantize(ir_node *n, ir_diag *d)
+{
+    if (!operands_ok(n, d))
+        return false;
+    const ir_node *q = n->in[0], *s = n->in[1];
+    int64_t bits = ir_attr_int(n, "bits"), axis = ir_attr_int(n, "axis");
+    if (bits != 8 && bits != 4)
+        return fail(n, d, "bits must be 8 or 4, got %" PRId64, bits);
+    if (axis != 0 && axis != 1)
+        return fail(n, d, "axis must be 0 or 1, got %" PRId64, axis);
+    ir_dtype want = bits == 8 ? DT_I8 : DT_U8;
+    if (q->dtype != want)
+        return fail(n, d, "codes of %" PRId64 " bits must be %s, got %s", bits, ir_dtype_name(want),
+                    ir_dtype_name(q->dtype));
+    if (s->dtype != DT_F32 && s->dtype != DT_F16)
+        return fail(n, d, "scales must be f32 or f16, got %s", ir_dtype_name(s->dtype));
+    if (q->shape.rank != 2 || s->shape.rank != 2)
+        return fail(n, d, "codes and scales must have rank 2, got %s and %s", sh(&q->shape).s, sh(&s->shape).s);
+    ir_shape out = q->shape;
+    if (bits == 4)
+        out.dim[1] *= 2;
+    int other = 1 - (int)axis;
+    int64_t groups = s->shape.dim[axis];
+    if (s->shape.dim[other] != out.dim[other] || groups < 1 || out.dim[axis] % groups != 0)
+        return fail(n, d, "scales %s do not fit weights %s quantized along axis %" PRId64, sh(&s->shape).s,
+                    sh(&out).s, axis);
+    n->dtype = DT_F32;
+    n->shape = out;
     return true;
 }
 

@@ -43,6 +43,8 @@ static const pass_info passes[] = {
     {"shard", needs_mesh, "tensor/data parallel: this rank's local graph with collectives (--mesh, --rank)"},
     {"kv-prefill", pass_kv_prefill, "KV cache: write each causal layer's K/V into cache inputs (prefill from position 0)"},
     {"kv-decode", pass_kv_decode, "KV cache: one token at input cache.position, attending over the cache inputs"},
+    {"quantize-int8", pass_quantize_int8, "weight-only int8: GEMM weights as i8 codes and a scale per output channel"},
+    {"quantize-int4", pass_quantize_int4, "weight-only int4: GEMM weights as packed 4-bit codes, a scale per 32 along the reduction"},
     {"lower-precision", needs_precision, "mixed precision: activations and GEMM/attention operands in bf16/f16, reductions and params in f32"},
 };
 #define N_PASSES ((int)(sizeof passes / sizeof *passes))

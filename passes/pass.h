@@ -79,6 +79,31 @@ bool pass_fuse(ir_graph *g, ir_diag *d);
  * reductions, params and outputs in their declared f32 (passes/lower_precision.c). In a
  * pipeline it is written "lower-precision=bf16" / "=fp16", or bare with pass_options.precision. */
 bool pass_lower_precision(ir_graph *g, ir_dtype half, ir_diag *d);
+/* quantize (passes/quantize.c, docs/compression.md): each listed param P f32 [R, C] becomes
+ * params P.qweight (i8 [R, C], or u8 [R, C/2] at 4 bits) and P.scales (scale_dtype, [groups, C]
+ * for axis 0 or [R, groups] for axis 1) and a dequantize in P's place. A listed param that is
+ * no float matrix, or whose groups do not divide the axis, is reported by name. */
+#define PASS_QWEIGHT_SUFFIX ".qweight"
+#define PASS_QSCALES_SUFFIX ".scales"
+typedef struct {
+    const char *name;   /* the param's external name */
+    int bits;           /* 8 or 4 */
+    int axis;           /* the axis the groups run along (the matmul's reduction axis) */
+    int64_t groups;     /* scales along that axis (1: one scale per output channel) */
+    ir_dtype scale_dtype; /* DT_F16 or DT_F32 */
+} pass_qparam;
+bool pass_quantize_params(ir_graph *g, const pass_qparam *q, int n, ir_diag *d);
+/* quantize-int8, quantize-int4: every GEMM weight (a rank-2 param used only as matmul's second
+ * operand) per output channel at 8 bits, in groups of 32 along the reduction at 4 bits. */
+bool pass_quantize_int8(ir_graph *g, ir_diag *d);
+bool pass_quantize_int4(ir_graph *g, ir_diag *d);
+/* distill (passes/distill.c, docs/compression.md): g's output "loss" = cross_entropy(zs, targets)
+ * becomes alpha · CE + (1 − alpha) · T² · KL(softmax(zt/T) ‖ softmax(zs/T)) (KL's mean over
+ * positions), zt the output "logits" of teacher, whose forward is copied into g reading g's
+ * "tokens", its params made inputs "teacher/NAME" (no gradient). Reported: a student without
+ * that loss, a teacher without logits of zs's type or with other inputs, alpha outside [0, 1],
+ * T <= 0. */
+bool pass_distill(ir_graph *g, const ir_graph *teacher, double alpha, double temperature, ir_diag *d);
 /* "dce,cse,lower-precision,fuse": the default pipeline at a half precision. */
 const char *pass_precision_pipeline(void);
 /* The training pipeline at a half precision (half DT_BF16 or DT_F16): autodiff first, so that

@@ -20,11 +20,11 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
-           "I32": np.int32, "U8": np.uint8}
+           "I32": np.int32, "U8": np.uint8, "I8": np.int8}
 
 
 def write_safetensors(path, tensors, metadata=None):
-    """Writes {name: ndarray} (float64/float32/float16/int64/int32/uint8) to path."""
+    """Writes {name: ndarray} (float64/float32/float16/int64/int32/uint8/int8) to path."""
     header, blobs, offset = {}, [], 0
     if metadata:
         header["__metadata__"] = dict(metadata)

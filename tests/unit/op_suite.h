@@ -159,6 +159,10 @@ static ir_named_tensor *make_values(int *n, int64_t id_hi, double lo, double hi)
                 r = lo + (hi - lo) * urand();
             else if (strncmp(x->name, "ids", 3) == 0)
                 r = (double)irand(0, id_hi - 1);
+            else if (x->dtype == DT_U8) /* packed int4 codes */
+                r = (double)irand(0, 255);
+            else if (x->dtype == DT_I8) /* int8 codes */
+                r = (double)irand(-127, 127);
             else if (strncmp(x->name, "tg", 2) == 0)
                 r = (double)irand(-1, id_hi - 1);
             else
@@ -585,8 +589,34 @@ static void test_attention(void)
     finish_range("attention on strided views, mask [B,1,1,S]", 0, -1, 1);
 }
 
+static ir_node *dequantize(ir_node *q, ir_node *s, int bits, int axis)
+{
+    ir_node *r = add_node(OP_dequantize, 2, (ir_node *[]){q, s});
+    ir_attr_set_int(r, "bits", bits);
+    ir_attr_set_int(r, "axis", axis);
+    return fin(r);
+}
+
+/* quantized weights: int8 per output channel (axis 0, one group) and int4 in groups of g along
+ * the reduction axis (axis 1 with transpose_b), each feeding a GEMM and output on its own */
+static void test_quant(void)
+{
+    begin();
+    {
+        int64_t M = irand(1, 5), K = 4 * irand(1, 12), N = irand(1, 30), g = 4;
+        ir_node *x = INPUT("x", DT_F32, 2, M, K);
+        ir_node *w8 = dequantize(PARAM("q8", DT_I8, 2, K, N), PARAM("s8", DT_F16, 2, 1, N), 8, 0);
+        ir_node *w4 = dequantize(PARAM("q4", DT_U8, 2, N, K / 2), PARAM("s4", DT_F32, 2, N, K / g), 4, 1);
+        output("w4", w4);
+        output("y8", matmul(x, w8, 0, 0));
+        output("y4", matmul(x, w4, 0, 1));
+    }
+    finish_range("dequantize int8, int4 into GEMMs", 0, -0.05, 0.05);
+}
+
 static void test_nn(void)
 {
+    test_quant();
     begin();
     {
         int64_t V = irand(3, 40), C = irand(1, 20);

@@ -714,6 +714,28 @@ static void test_errors(void)
     n = tc_op(&t, OP_cross_entropy, 2, tc_in(&t, DT_F32, shp(2, 2, 10), NULL), tc_in(&t, DT_F32, shp(1, 2), NULL));
     tc_error(&t, "error cross_entropy targets dtype", n, "cross_entropy: targets must be integers, got f32");
 
+    /* dequantize, bits 8, axis 0 (groups of 2 rows): codes [[1 -2] [3 4] [-127 0] [5 6]],
+     * scales [[0.5 2] [0.25 -1]]: rows 0-1 times (0.5, 2), rows 2-3 times (0.25, -1) */
+    tc_begin(&t);
+    n = tc_op(&t, OP_dequantize, 2, tc_in(&t, DT_I8, shp(2, 4, 2), (double[]){1, -2, 3, 4, -127, 0, 5, 6}),
+              tc_in(&t, DT_F32, shp(2, 2, 2), (double[]){0.5, 2, 0.25, -1}));
+    tc_expect(&t, "dequantize int8 axis 0", n, DT_F32, shp(2, 4, 2), (double[]){0.5, -4, 1.5, 8, -31.75, 0, 1.25, -6});
+    /* bits 4, axis 1 (groups of 2 columns): byte 0x9f = codes 15 (low, column 0) and 9 (high,
+     * column 1): values 7, 1; byte 0x08: 0, -8; byte 0x31: -7, -5; byte 0x00: -8, -8.
+     * Scales per row and column pair: [[2 3] [-1 0.5]] */
+    tc_begin(&t);
+    n = tc_op(&t, OP_dequantize, 2, tc_in(&t, DT_U8, shp(2, 2, 2), (double[]){0x9f, 0x08, 0x31, 0x00}),
+              tc_in(&t, DT_F16, shp(2, 2, 2), (double[]){2, 3, -1, 0.5}));
+    ir_attr_set_int(n, "bits", 4);
+    ir_attr_set_int(n, "axis", 1);
+    tc_expect(&t, "dequantize int4 axis 1", n, DT_F32, shp(2, 2, 4), (double[]){14, 2, 0, -24, 7, 5, -4, -4});
+    tc_begin(&t);
+    n = tc_op(&t, OP_dequantize, 2, tc_in(&t, DT_U8, shp(2, 4, 2), NULL), tc_in(&t, DT_F32, shp(2, 1, 2), NULL));
+    tc_error(&t, "error dequantize codes", n, "dequantize: codes of 8 bits must be i8, got u8");
+    tc_begin(&t);
+    n = tc_op(&t, OP_dequantize, 2, tc_in(&t, DT_I8, shp(2, 6, 2), NULL), tc_in(&t, DT_F32, shp(2, 4, 2), NULL));
+    tc_error(&t, "error dequantize groups", n, "dequantize: scales [4, 2] do not fit weights [6, 2] quantized along axis 0");
+
     tc_begin(&t);
     n = tc_op(&t, OP_embedding, 2, tc_in(&t, DT_F32, shp(2, 10, 4), NULL), tc_in(&t, DT_F32, shp(1, 3), NULL));
     tc_error(&t, "error embedding ids", n, "embedding: ids must be integers, got f32");
