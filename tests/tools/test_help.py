@@ -40,8 +40,9 @@ def main():
             continue
         with tempfile.TemporaryDirectory() as tmp:
             for ex in examples:
-                run = re.sub(r"(?<![\w/])build/loom\b", loom, ex)
-                run = re.sub(r"(?<![\w/])/tmp/", tmp + "/", run)
+                # /tmp first: the loom under test may live under /tmp itself
+                run = re.sub(r"(?<![\w/])/tmp/", tmp + "/", ex)
+                run = re.sub(r"(?<![\w/])build/loom\b", loom, run)
                 run = re.sub(r"^mpirun\b", mpiexec, run)
                 # OpenMPI's own leaks are not loom's (the mesh tests' COLL_ENV): no LeakSanitizer under mpirun
                 ex_env = dict(env, ASAN_OPTIONS="detect_leaks=0") if "mpirun" in ex else env
