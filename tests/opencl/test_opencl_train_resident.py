@@ -131,14 +131,19 @@ def main():
 
         # 3. resume: run B gets SIGUSR1 (a preemption notice) at its first step line, stops after
         # some step k < 6 with a checkpoint of step k (exit 75), and is resumed to step 6
+        # One GEMM kernel for all three processes: LOOM_OCL_GEMM=auto times CLBlast against the
+        # generated kernels per process, and they may differ in the last bit (gemm_opencl.c), so
+        # bit-identical runs across processes need the choice fixed (docs/opencl.md).
+        fixed = {"LOOM_OCL_GEMM": "clblast"}
         ck = os.path.join(tmp, "ck")
-        train(loom, target, data, ["--steps", "6", "--log", os.path.join(tmp, "whole.csv")])
+        train(loom, target, data, ["--steps", "6", "--log", os.path.join(tmp, "whole.csv")], fixed)
         cmd = [loom, "train", os.path.join(REPO, "models", "gpt2.loom")]
         for k, v in CFG.items():
             cmd += ["-D", f"{k}={v}"]
         cmd += ["--data", data, "--seed", "3", "--lr", "3e-3", "--warmup", "1", "--sample", "0", "--eval-batches",
                 "2", "--target", target, "--steps", "6", "--checkpoint", ck]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, **fixed))
         for line in p.stdout:
             if line.startswith("step "):
                 p.send_signal(signal.SIGUSR1)
@@ -151,7 +156,8 @@ def main():
             ok = False
         else:
             k = int(m.group(1))
-            train(loom, target, data, ["--steps", "6", "--resume", ck, "--log", os.path.join(tmp, "resumed.csv")])
+            train(loom, target, data, ["--steps", "6", "--resume", ck, "--log", os.path.join(tmp, "resumed.csv")],
+                  fixed)
             whole = read_log(os.path.join(tmp, "whole.csv"))
             resumed = read_log(os.path.join(tmp, "resumed.csv"))
             tail = [(r["step"], r["loss"], r["grad_norm"]) for r in whole[k:]]
