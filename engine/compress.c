@@ -193,25 +193,6 @@ static bool quantize_tensor(const char *path, const rt_st_tensor *t, int axis, i
     return true;
 }
 
-/* An integer option in [lo, hi] (def when absent); false after reporting. */
-static bool int_option(const eng_opts *o, const char *cmd, const char *key, int64_t def, int64_t lo, int64_t hi,
-                       int64_t *out, ir_diag *d)
-{
-    const char *v = eng_named(o, key);
-    *out = def;
-    if (!v)
-        return true;
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    if (end == v || *end || x < lo || x > hi) {
-        ir_diag_error(d, -1, 0, 0, "%s: %s expects an integer in [%" PRId64 ", %" PRId64 "], got '%s'", cmd, key, lo, hi,
-                      v);
-        return false;
-    }
-    *out = x;
-    return true;
-}
-
 /* Opens the input (o->file, a safetensors file) and checks -o; false after reporting. */
 static bool open_input(const eng_opts *o, const char *cmd, rt_st_file *f, ir_diag *d)
 {
@@ -258,8 +239,8 @@ bool eng_quantize(const eng_opts *o, ir_diag *d)
         return false;
     }
     int bits = strcmp(format, "int8") == 0 ? 8 : 4;
-    int64_t group;
-    if (!int_option(o, "quantize", "--group", 32, 2, 1 << 20, &group, d))
+    int64_t group = 32; /* --group, default 32 */
+    if (!eng_named_int(o, "quantize", "--group", 2, 1 << 20, &group, d))
         return false;
     if (bits == 8 && eng_named(o, "--group")) {
         ir_diag_error(d, -1, 0, 0, "quantize: --group is for int4 (int8 has one scale per output channel)");

@@ -192,20 +192,13 @@ static void report_rank(const ir_graph *g, const pass_mesh *m, int rank, cJSON *
     free(last);
 }
 
-/* An integer option in [lo, hi]; *out unchanged when absent. */
+/* An integer option of loom check in [lo, hi]; *out unchanged when absent. */
 static bool opt_int(const eng_opts *o, const char *key, long lo, long hi, int *out, ir_diag *d)
 {
-    const char *v = eng_named(o, key);
-    if (!v)
-        return true;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        ir_diag_error(d, -1, 0, 0, "check: %s expects an integer in [%ld, %ld], got '%s'", key, lo, hi, v);
-        return false;
-    }
-    *out = (int)x;
-    return true;
+    int64_t v = *out;
+    bool ok = eng_named_int(o, "check", key, lo, hi, &v, d);
+    *out = (int)v;
+    return ok;
 }
 
 /* ---- one training step --------------------------------------------------------------------- */

@@ -2,6 +2,7 @@
  * a half --precision. */
 #include "engine/options.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +236,23 @@ const char *eng_named(const eng_opts *o, const char *key)
         if (strcmp(o->named_key[i], key) == 0)
             v = o->named_value[i]; /* the last one wins */
     return v;
+}
+
+bool eng_named_int(const eng_opts *o, const char *cmd, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                   ir_diag *d)
+{
+    const char *v = eng_named(o, key);
+    if (!v)
+        return true;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end || x < lo || x > hi) {
+        ir_diag_error(d, -1, 0, 0, "%s: %s expects an integer in [%" PRId64 ", %" PRId64 "], got '%s'", cmd, key, lo, hi,
+                      v);
+        return false;
+    }
+    *out = x;
+    return true;
 }
 
 ir_graph *eng_load_graph_define(const eng_opts *o, const char *name, const char *value, ir_diag *d)

@@ -77,6 +77,10 @@ const char *eng_half_pipeline(const char *passes, ir_dtype half, bool ref, const
 
 /* the value of the subcommand's valued option key (the last one given), or NULL. */
 const char *eng_named(const eng_opts *o, const char *key);
+/* The valued option key as an integer in [lo, hi]: *out unchanged when absent; otherwise
+ * "CMD: KEY expects an integer in [LO, HI], got 'V'" and false when it is not one. */
+bool eng_named_int(const eng_opts *o, const char *cmd, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                   ir_diag *d);
 /* the model of o built with -D name=value too (replacing a -D of that name), e.g.
  * another batch; NULL after reporting. */
 ir_graph *eng_load_graph_define(const eng_opts *o, const char *name, const char *value, ir_diag *d);

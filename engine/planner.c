@@ -310,31 +310,16 @@ static const char *ms(double s, char *buf, size_t cap)
     return buf;
 }
 
-static bool int_option(const eng_opts *o, const char *key, long lo, long hi, long *out, ir_diag *d)
-{
-    const char *v = eng_named(o, key);
-    if (!v)
-        return true;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        ir_diag_error(d, -1, 0, 0, "plan: %s expects an integer in [%ld, %ld], got '%s'", key, lo, hi, v);
-        return false;
-    }
-    *out = x;
-    return true;
-}
-
 bool eng_plan(const eng_opts *o, ir_diag *d)
 {
     double t0 = rt_now_ms();
-    long devices = 0, top = 5, batch = 0;
+    int64_t devices = 0, top = 5, batch = 0;
     if (!eng_named(o, "--devices")) {
         ir_diag_error(d, -1, 0, 0, "plan: --devices N is required (the devices to plan for)");
         return false;
     }
-    if (!int_option(o, "--devices", 1, 65536, &devices, d) || !int_option(o, "--top", 1, 1000, &top, d) ||
-        !int_option(o, "--batch", 1, 1 << 24, &batch, d))
+    if (!eng_named_int(o, "plan", "--devices", 1, 65536, &devices, d) || !eng_named_int(o, "plan", "--top", 1, 1000, &top, d) ||
+        !eng_named_int(o, "plan", "--batch", 1, 1 << 24, &batch, d))
         return false;
     planner P = {.o = o, .net = eng_net_default(), .budget = 80.0 * 1073741824.0, .opt = pass_opt_config_default()};
     const char *mem = eng_named(o, "--device-memory"), *optimizer = eng_named(o, "--optimizer");
@@ -355,7 +340,7 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
     /* the model at the planned batch (--batch: -D batch=B) */
     eng_opts ob = *o;
     char num[32], why[256];
-    snprintf(num, sizeof num, "%ld", batch);
+    snprintf(num, sizeof num, "%" PRId64, batch);
     if (batch && !eng_opts_define(&ob, "batch", num, why, sizeof why)) {
         ir_diag_error(d, -1, 0, 0, "plan: %s", why);
         return false;
@@ -373,7 +358,7 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         return false;
     }
     if (batch && tok->shape.dim[0] != batch) {
-        ir_diag_error(d, -1, 0, 0, "plan: --batch %ld: the model's tokens have %" PRId64 " rows with -D batch=%ld; "
+        ir_diag_error(d, -1, 0, 0, "plan: --batch %" PRId64 ": the model's tokens have %" PRId64 " rows with -D batch=%" PRId64 "; "
                       "its batch is not the hparam 'batch'", batch, tok->shape.dim[0], batch);
         ir_graph_free(g);
         return false;
@@ -456,7 +441,7 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
     double flops_step = 0;
     for (int i = 0; i < g->n_nodes; i++)
         flops_step += ir_ops[g->nodes[i]->op].cost(g->nodes[i]);
-    printf("plan: %s on %ld device%s of %s, batch %d x %" PRId64 " tokens, %s; forward %.3g FLOPs a step\n",
+    printf("plan: %s on %" PRId64 " device%s of %s, batch %d x %" PRId64 " tokens, %s; forward %.3g FLOPs a step\n",
            o->file ? o->file : g->name, devices, devices == 1 ? "" : "s", gib(P.budget, a, sizeof a), P.B,
            tok->shape.dim[1], optimizer ? optimizer : "adamw", flops_step);
     printf("machine: %s; %.4g TFLOP/s peak at %.0f%% (--mfu)\n", eng_net_str(&P.net, buf, sizeof buf),
@@ -483,7 +468,7 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         snprintf(cmd, sizeof cmd, "%sloom train %s", devices > 1 ? "" : "", o->file ? o->file : "MODEL");
         if (devices > 1) {
             char pre[64];
-            snprintf(pre, sizeof pre, "mpirun -np %ld ", devices);
+            snprintf(pre, sizeof pre, "mpirun -np %" PRId64 " ", devices);
             memmove(cmd + strlen(pre), cmd, strlen(cmd) + 1);
             memcpy(cmd, pre, strlen(pre));
         }
@@ -499,7 +484,7 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         printf("     %s --data DATA ...\n", cmd);
         shown++;
     }
-    printf("considered %d configurations (%d meshes dp x tp x pp of %ld, micro-batch counts, schedules): %d ranked, "
+    printf("considered %d configurations (%d meshes dp x tp x pp of %" PRId64 ", micro-batch counts, schedules): %d ranked, "
            "%d do not fit %s, %d do not shard or pipeline the model, %d do not split the batch; %d gradient programs "
            "built, %.2f s\n",
            considered, n_mesh, devices, n_cfg - dropped, no_fit, gib(P.budget, a, sizeof a), no_shard, no_split, P.built,
@@ -519,7 +504,7 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
             if (!meshes[i].ok)
                 why = meshes[i].why;
         ir_diag_error(d, -1, 0, 0,
-                      "plan: none of the %d configurations of %ld devices runs: %d do not fit %s a device, %d do "
+                      "plan: none of the %d configurations of %" PRId64 " devices runs: %d do not fit %s a device, %d do "
                       "not shard or pipeline the model%s%s%s, %d do not split the batch of %d rows over dp",
                       considered, devices, no_fit, gib(P.budget, a, sizeof a), no_shard, why ? " (" : "",
                       why ? why : "", why ? ")" : "", no_split, P.B);
