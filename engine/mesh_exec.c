@@ -29,6 +29,8 @@ typedef struct {
     bool comm;
     bool backward;    /* in a micro-batch's backward half */
     program *p;       /* segment: its CPU program (NULL when it computes nothing used later) */
+    int *io;          /* segment: per node of p's graph, the local graph's node that a param,
+                         input or output "v<ID>" stands for (-1: none), found once at compile */
 } run_step;
 
 struct mesh_run {
@@ -340,18 +342,43 @@ static bool walk_steps(const ir_graph *L, const bool *backward, step_fn fn, void
                 last--;
             bool any;
             ir_graph *sg = segment_graph(L, start, last, &any);
-            bool ok = fn(ctx, (run_step){start, last, false, backward[start], NULL}, any ? sg : NULL);
+            bool ok = fn(ctx, (run_step){start, last, false, backward[start], NULL, NULL}, any ? sg : NULL);
             ir_graph_free(sg);
             if (!ok)
                 return false;
             start = -1;
         }
-        if (n && ir_ops[n->op].kind == OK_COMM && !fn(ctx, (run_step){i, i, true, backward[i], NULL}, NULL))
+        if (n && ir_ops[n->op].kind == OK_COMM && !fn(ctx, (run_step){i, i, true, backward[i], NULL, NULL}, NULL))
             return false;
         if (compute && start < 0)
             start = i;
     }
     return true;
+}
+
+/* Per node of a segment's program graph pg, the node of the local graph L it binds to: params
+ * and inputs by name, "v<ID>" inputs and outputs by their id; -1 for the rest. */
+static int *segment_io(const ir_graph *L, const ir_graph *pg)
+{
+    int *io = xmalloc(sizeof *io * (size_t)pg->n_nodes);
+    for (int i = 0; i < pg->n_nodes; i++) {
+        const ir_node *n = pg->nodes[i];
+        int id = -1;
+        if (n->op == OP_output) {
+            if (sscanf(n->name, "v%d", &id) != 1)
+                id = -1;
+        } else if (n->op == OP_input && n->name[0] == 'v' && !strchr(n->name, '.') && sscanf(n->name + 1, "%d", &id) == 1)
+            ;
+        else if (n->op == OP_param || n->op == OP_input) {
+            for (int j = 0; j < L->n_nodes && id < 0; j++)
+                if (L->nodes[j]->op == n->op && strcmp(L->nodes[j]->name, n->name) == 0)
+                    id = j;
+            if (id < 0)
+                ir_unreachable("run_mesh: a segment input is not in the rank's graph");
+        }
+        io[i] = id;
+    }
+    return io;
 }
 
 /* walk_steps' fn for mesh_exec_new: the step, its segment compiled. */
@@ -360,6 +387,8 @@ static bool add_step(void *ctx, run_step step, const ir_graph *segment)
     mesh_run *R = ctx;
     if (segment && !(step.p = R->compile(R->compile_ctx, segment, R->pool, R->d)))
         return false;
+    if (step.p)
+        step.io = segment_io(R->g, program_graph(step.p));
     R->steps[R->n_steps++] = step;
     return true;
 }
@@ -413,24 +442,21 @@ static bool run_half(mesh_run *R, bool backward)
         const ir_graph *pg = program_graph(s->p);
         for (int i = 0; i < pg->n_nodes; i++) {
             const ir_node *n = pg->nodes[i];
+            int id = s->io[i];
             if (n->op != OP_param && n->op != OP_input)
                 continue;
-            int id = -1;
-            if (n->name[0] == 'v' && sscanf(n->name + 1, "%d", &id) == 1 && n->op == OP_input && !strchr(n->name, '.'))
-                ;
-            else
-                for (int j = 0; j < L->n_nodes && id < 0; j++)
-                    if (L->nodes[j]->op == n->op && strcmp(L->nodes[j]->name, n->name) == 0)
-                        id = j;
-            if (id < 0 || !R->val[id] || !program_bind(s->p, n->name, R->val[id], R->d))
-                return id >= 0 && R->val[id] ? false : (ir_unreachable("run_mesh: a segment input has no value"), false);
+            if (!R->val[id])
+                ir_unreachable("run_mesh: a segment input has no value");
+            if (!program_bind(s->p, n->name, R->val[id], R->d))
+                return false;
         }
         if (!program_run(s->p, R->d))
             return false;
+        double t0 = rt_now_ms();
         for (int i = 0; i < pg->n_nodes; i++) {
             const ir_node *n = pg->nodes[i];
-            int id;
-            if (n->op != OP_output || sscanf(n->name, "v%d", &id) != 1)
+            int id = s->io[i];
+            if (n->op != OP_output || id < 0)
                 continue;
             void *out = program_output(s->p, n->name);
             if (!out)
@@ -442,6 +468,7 @@ static bool run_half(mesh_run *R, bool backward)
             else
                 memcpy(value_buffer(R, id), out, bytes_of(L->nodes[id]));
         }
+        eng_trace_span("host", "keep segment outputs", "", t0, rt_now_ms());
     }
     return true;
 }
@@ -461,8 +488,10 @@ static bool run_steps(mesh_run *R)
 /* Frees the step programs and every slot's values (a param's buffer once). */
 static void release(mesh_run *R)
 {
-    for (int k = 0; k < R->n_steps; k++)
+    for (int k = 0; k < R->n_steps; k++) {
         program_free(R->steps[k].p);
+        free(R->steps[k].io);
+    }
     free(R->steps);
     int n_tables = R->n_slots ? R->n_slots : 1;
     for (int t = 0; t < n_tables; t++) {

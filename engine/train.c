@@ -802,6 +802,7 @@ static void feed_slice(mesh_run *R, const ir_node *n, const void *full_data, con
 static bool feed_micro(void *ctx, mesh_run *R, int micro)
 {
     trainer *r = ctx;
+    double t0 = rt_now_ms();
     const ir_graph *L = mesh_exec_graph(R);
     size_t off = (size_t)micro * (size_t)r->Bm * (size_t)r->T;
     ir_shape bt = {2, {r->Bm, r->T}};
@@ -818,6 +819,7 @@ static bool feed_micro(void *ctx, mesh_run *R, int micro)
             ir_unreachable("train: the mesh gradient program has an unexpected input");
         feed_slice(R, n, (tok ? r->inputs : r->targets) + off, &bt, DT_I32);
     }
+    eng_trace_span("host", "feed micro-batch", "", t0, rt_now_ms());
     return true;
 }
 
@@ -827,6 +829,7 @@ static bool take_micro(void *ctx, mesh_run *R, int micro)
 {
     (void)micro;
     trainer *r = ctx;
+    double t0 = rt_now_ms();
     char gname[600];
     for (int i = 0; i < r->n_params; i++) {
         const model_param *mp = &r->params[i];
@@ -838,6 +841,7 @@ static bool take_micro(void *ctx, mesh_run *R, int micro)
     }
     const float *l = mesh_exec_output(R, "loss");
     r->micro_loss += l ? *l : 0;
+    eng_trace_span("host", "add micro-batch gradients", "", t0, rt_now_ms());
     return true;
 }
 
@@ -872,8 +876,10 @@ static void feed_params(trainer *r)
 static bool mesh_grad_run(trainer *r, bool zero, double *loss)
 {
     feed_params(r);
+    double t0 = rt_now_ms();
     for (int k = 0; zero && k < PASS_OPT_GROUPS; k++)
         memset(r->grads[k], 0, (size_t)r->n_group[k] * sizeof *r->grads[k]);
+    eng_trace_span("host", "zero gradients", "", t0, rt_now_ms());
     r->micro_loss = 0;
     bool ok = mesh_exec_run_micro(r->mgrad, r->micro, r->schedule, feed_micro, take_micro, r);
     double ms;
@@ -978,7 +984,7 @@ static void tied_sum(trainer *r)
 static void global_sumsq(trainer *r)
 {
     int dp = pass_mesh_size(&r->mesh, "dp"), tp = pass_mesh_size(&r->mesh, "tp");
-    double s = 0;
+    double s = 0, t_host = rt_now_ms();
     for (int i = 0; i < r->n_params; i++) {
         const model_param *mp = &r->params[i];
         const float *g = r->grads[mp->group] + mp->off;
@@ -988,6 +994,7 @@ static void global_sumsq(trainer *r)
         s += q / ((double)dp * (mp->sliced ? 1 : tp) * mp->holders);
     }
     double t0 = rt_now_ms();
+    eng_trace_span("host", "gradient sum of squares", "", t_host, t0);
     if (coll_allreduce(r->world, &s, &s, 1, COLL_F64, COLL_SUM) != COLL_OK)
         ir_unreachable("train: the gradient-norm allreduce rejected its arguments");
     r->comm_ms += rt_now_ms() - t0;
@@ -1348,9 +1355,11 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         for (int k = 0; k < PASS_OPT_GROUPS; k++)
             axis_sum(r, "dp", r->grads[k], (size_t)r->n_group[k], COLL_F32);
         tied_sum(r);
+        double t0 = rt_now_ms();
         for (int k = 0; k < PASS_OPT_GROUPS; k++)
             for (int64_t j = 0; r->micro > 1 && j < r->n_group[k]; j++)
                 r->grads[k][j] /= (float)r->micro;
+        eng_trace_span("host", "mean over micro-batches", "", t0, rt_now_ms());
         axis_sum(r, "pp", &sum, 1, COLL_F64);
         sum /= r->micro;
         global_sumsq(r);
@@ -1390,6 +1399,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
     }
     if (!program_run(r->update, r->d))
         return false;
+    double t_copy = rt_now_ms();
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         size_t bytes = (size_t)r->n_group[k] * sizeof(float);
         if (!bytes)
@@ -1402,6 +1412,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         }
     }
     apply_mask(r, r->flat); /* and no update there (weight decay included) */
+    eng_trace_span("host", "take updated params and state", "", t_copy, rt_now_ms());
     *norm = *(const float *)program_output(r->update, "grad_norm");
     if (r->half != DT_F16 && !isfinite(*norm)) { /* the loss was finite: a gradient is not */
         const char *bad = first_nonfinite_grad(r);
