@@ -17,7 +17,11 @@
  *     reached from that input through same-shape elementwise ops only, whose other consumers
  *     all come after the row op, joins the row op's kernel (e.g. GPT-2's residual sum, stored
  *     by the next layernorm's kernel).
- *  5. Group ids in the order of each group's last node, so steps run in graph order.
+ *  5. Elementwise siblings: a stored elementwise value whose every consumer is computed by one
+ *     later elementwise kernel of its shape (directly or through inlined ops) joins that
+ *     kernel, which stores it too: an optimizer's m, v and parameter updates become one pass
+ *     over memory (a fused AdamW) instead of one kernel each.
+ *  6. Group ids in the order of each group's last node, so steps run in graph order.
  * A value more than FUSE_MAX_DEPTH inlined ops above its nearest buffer gets a buffer too, so
  * that no kernel's expression is deeper than that.
  * Training graphs (autodiff): layernorm_grad, rmsnorm_grad, cross_entropy_grad, embedding_grad
@@ -268,6 +272,100 @@ static void absorb(fuse_state *F, const ir_node *r, const ir_node *x)
         absorb(F, r, x->in[k]);
 }
 
+/* The node whose group n's group is (join chains followed), or n itself. */
+static int root_of(const fuse_state *F, int n)
+{
+    while (F->join[n] >= 0)
+        n = F->join[n];
+    return n;
+}
+
+/* Step 5: where does each node get computed? home[i]: the root of the one group whose kernel
+ * computes node i (a stored node: its own group's; an inlined one: that of every consumer), -1
+ * none (no consumer but outputs), -2 several. Visiting the nodes last to first, a node's
+ * consumers are settled before it; a stored elementwise value whose home is one elementwise
+ * kernel of its shape joins it. */
+static void siblings(fuse_state *F)
+{
+    const ir_graph *g = F->g;
+    int nn = g->n_nodes;
+    int *home = malloc(((size_t)nn + 1) * sizeof *home), *start = calloc((size_t)nn + 2, sizeof *start),
+        *list = NULL, n_edges = 0;
+    bool *joined = calloc((size_t)nn + 1, sizeof *joined);
+    if (!home || !start || !joined)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < nn; i++)
+        for (int k = 0; k < g->nodes[i]->n_in; k++)
+            start[g->nodes[i]->in[k]->id + 1]++, n_edges++;
+    for (int i = 0; i < nn; i++)
+        start[i + 1] += start[i];
+    list = malloc(((size_t)n_edges + 1) * sizeof *list);
+    int *fill = malloc(((size_t)nn + 1) * sizeof *fill);
+    if (!list || !fill)
+        ir_unreachable("out of memory");
+    memcpy(fill, start, (size_t)nn * sizeof *fill);
+    for (int i = 0; i < nn; i++)
+        for (int k = 0; k < g->nodes[i]->n_in; k++)
+            list[fill[g->nodes[i]->in[k]->id]++] = i;
+    for (int i = nn - 1; i >= 0; i--) {
+        const ir_node *n = g->nodes[i];
+        int h = -1;
+        for (int e = start[i]; e < start[i + 1]; e++) {
+            const ir_node *c = g->nodes[list[e]];
+            if (c->op == OP_output || ir_ops[c->op].kind == OK_SINK)
+                continue;
+            h = h == -1 ? home[c->id] : h == home[c->id] ? h : -2;
+        }
+        if (is_source(n) || ir_ops[n->op].kind == OK_SINK) {
+            home[i] = -2;
+            continue;
+        }
+        if (!F->buf[i]) {
+            home[i] = h;
+            continue;
+        }
+        const ir_node *r = h >= 0 ? g->nodes[h] : NULL;
+        if (r && elementwise(n) && !F->lib[i] && F->join[i] < 0 && n->dtype == DT_F32 && elementwise(r) &&
+            F->buf[r->id] && !F->lib[r->id] && F->join[r->id] < 0 && r->dtype == DT_F32 && ir_shape_eq(&n->shape, &r->shape)) {
+            F->join[i] = r->id;
+            joined[i] = true;
+        }
+        home[i] = root_of(F, i);
+    }
+    /* a joined value inlines its expression into its group's kernel: where that makes one
+     * deeper than FUSE_MAX_DEPTH, the group's joins are undone */
+    int *depth = calloc((size_t)nn + 1, sizeof *depth);
+    bool *undo = calloc((size_t)nn + 1, sizeof *undo);
+    if (!depth || !undo)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        if (is_source(n) || ir_ops[n->op].kind == OK_SINK)
+            continue;
+        int ri = home[i]; /* a stored node: its root; an inlined one: its consumers' (one,
+                             when an operand joined a group: the operand's every consumer is
+                             computed by that group) */
+        for (int k = 0; k < n->n_in; k++) {
+            const ir_node *x = n->in[k];
+            bool leaf = is_source(x) || (F->buf[x->id] && root_of(F, x->id) != ri);
+            if (!leaf && depth[x->id] + 1 > depth[i])
+                depth[i] = depth[x->id] + 1;
+        }
+        if (depth[i] > FUSE_MAX_DEPTH && ri >= 0)
+            undo[ri] = true;
+    }
+    for (int i = 0; i < nn; i++) /* a join is to a root (a node joined to none) */
+        if (joined[i] && undo[F->join[i]])
+            F->join[i] = -1;
+    free(depth);
+    free(undo);
+    free(home);
+    free(start);
+    free(list);
+    free(fill);
+    free(joined);
+}
+
 bool pass_fuse(ir_graph *g, ir_diag *d)
 {
     int nn = g->n_nodes;
@@ -348,7 +446,9 @@ bool pass_fuse(ir_graph *g, ir_diag *d)
         if (ir_ops[n->op].kind == OK_ROW && n->dtype == DT_F32)
             absorb(&F, n, n->in[0]);
     }
-    /* 5. group ids, numbered in the order of each group's last node */
+    /* 5. elementwise siblings */
+    siblings(&F);
+    /* 6. group ids, numbered in the order of each group's last node */
     int next = 0;
     for (int i = 0; i < nn; i++) {
         ir_node *n = g->nodes[i];
