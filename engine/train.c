@@ -1897,9 +1897,9 @@ static bool setup(trainer *r, const eng_opts *o)
     }
     /* on a device, one process, f32: the whole state stays on the device (below); --mask and
      * --teacher work on the host's copies, so they keep the host round trip */
-    if (o->target && strcmp(o->target, "cpu") != 0 && strcmp(o->target, "ref") != 0 && !o->mesh &&
+    if (!(o->target && strcmp(o->target, "ref") == 0) && !o->mesh &&
         r->half == DT_F32 && !r->t.trace && !mask && !eng_named(o, "--teacher") && !follow_host_env() &&
-        !(r->dev = program_device_open(o->target, d)))
+        !(r->dev = program_device_open(o->target ? o->target : "cpu", d)))
         return false;
     double t0 = rt_now_ms();
     /* the recipe (recipe.c): the loss on a dp rank's rows; under tp/pp a micro-batch's gradient
