@@ -13,9 +13,9 @@
 #                 rounds is reported
 #
 # Prints the load average, the floor and one line per prompt length: prefill and decode tok/s
-# and decode ms per token (best of ROUNDS). With a cache, decode cost per token should be flat
-# in the prompt length: every decode step reads all weights once and attends over the whole
-# (masked) cache of the context's length.
+# and decode ms per token (best of ROUNDS). With a cache, every decode step reads all weights
+# once and attends over the cache rows written so far (the CPU's attention skips the keys its
+# mask makes -inf at the end), so decode cost grows a little with the prompt length.
 set -eu
 LOOM=${1:-build/loom}
 THREADS=${2:-2}

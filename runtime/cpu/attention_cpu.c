@@ -12,7 +12,9 @@
  * to OpenBLAS (single-threaded inside the pool, so each block's sums have one order whatever the
  * thread count); mask, causal limit and online softmax run over contiguous score rows with an
  * inline polynomial exp that vectorizes without -ffast-math. Key blocks past the block's last
- * allowed key are skipped, and rows that see no key of a block are left out of its GEMMs.
+ * allowed key are skipped (the causal limit, and a tail of keys the mask makes -inf for every
+ * row: decode over a KV cache reads only the rows written so far), and rows that see no key of
+ * a block are left out of its GEMMs.
  */
 #include <cblas.h>
 #include <math.h>
@@ -111,6 +113,23 @@ static inline int blas_ld(int64_t stride, int64_t rows, int64_t cols)
     return (int)(rows <= 1 && stride < need ? need : stride);
 }
 
+/* The keys [0, jend) less those at the end that rows [i0, i1) all mask with -inf: one
+ * decode step attends over the cache rows written so far, not the whole cache (its mask is
+ * -inf past the position). Each row's scan stops at its last allowed key: O(rows) for masks
+ * without such a tail. */
+static int64_t masked_tail(const rt_plan_attention *a, const float *mb, int64_t i0, int64_t i1, int64_t jend)
+{
+    int64_t last = 0;
+    for (int64_t i = i0; i < i1 && last < jend; i++) {
+        const float *mrow = mb + i * a->mask_stride[2];
+        int64_t j = jend;
+        while (j > last && mrow[(j - 1) * a->mask_stride[3]] == -INFINITY)
+            j--;
+        last = j > last ? j : last;
+    }
+    return last;
+}
+
 /* Query rows [i0, i1) of head h of batch b. */
 static void attend_block(const attn_ctx *c, int64_t b, int64_t h, int64_t i0, int64_t i1, const attn_scratch *w)
 {
@@ -127,6 +146,8 @@ static void attend_block(const attn_ctx *c, int64_t b, int64_t h, int64_t i0, in
             w->acc[r * E + e] = 0;
     }
     int64_t jend = key_limit(a, i1 - 1); /* the last row sees the most keys */
+    if (mb) /* keys that every row masks with -inf at the end (decode's unfilled cache) */
+        jend = masked_tail(a, mb, i0, i1, jend);
     int64_t r0 = 0;                      /* rows before r0 see no key from j0 on (causal) */
     for (int64_t j0 = 0; j0 < jend; j0 += KB) {
         int64_t n = jend - j0 < KB ? jend - j0 : KB;
