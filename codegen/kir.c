@@ -995,3 +995,39 @@ void cg_kernel_print(const cg_kernel *k, FILE *out)
     }
     fputs("}\n", out);
 }
+
+void cg_kernel_group_barriers(const cg_kernel *k, bool *bar)
+{
+    memset(bar, 0, (size_t)(k->n_nodes + k->n_loops) * sizeof *bar);
+    if (k->n_loops == 0 || k->seq)
+        return;
+    /* per arg: an inout buffer loaded since the last group barrier */
+    bool *pending = calloc((size_t)k->n_args + 1, sizeof *pending);
+    if (!pending)
+        ir_unreachable("out of memory");
+    for (int s = 0; s < cg_kernel_nslots(k); s++) {
+        bool loop = s % 2 == 1, reduces = false;
+        for (int i = 0; loop && i < k->n_nodes; i++) {
+            const cg_node *n = &k->nodes[i];
+            if (n->slot == s && n->op == CG_STORE && pending[n->a])
+                bar[k->n_nodes + s / 2] = true;
+            reduces |= n->op == CG_REDUCE && n->a == s / 2;
+        }
+        if (loop && bar[k->n_nodes + s / 2])
+            memset(pending, 0, (size_t)k->n_args * sizeof *pending);
+        for (int i = 0; i < k->n_nodes; i++) {
+            const cg_node *n = &k->nodes[i];
+            if (n->slot != s)
+                continue;
+            if (n->op == CG_LOAD && k->args[n->a].access == CG_INOUT)
+                pending[n->a] = true;
+            if (!loop && n->op == CG_STORE && pending[n->a]) {
+                bar[i] = true;
+                memset(pending, 0, (size_t)k->n_args * sizeof *pending);
+            }
+        }
+        if (reduces) /* the group reduction after the loop: its barriers order all before */
+            memset(pending, 0, (size_t)k->n_args * sizeof *pending);
+    }
+    free(pending);
+}

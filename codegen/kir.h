@@ -297,6 +297,21 @@ static inline cg_val cg_mod(cg_kernel *k, cg_val x, cg_val y) { return cg_binary
  * caller are invalid afterwards. */
 int cg_kernel_dce(cg_kernel *k);
 
+/* ---- work-group kernels ------------------------------------------------------------------
+ * A kernel with loops that is not sequential runs on a GPU as one work-group (CUDA block) per
+ * grid point: every work-item computes the even slots, an even slot's store is made by one
+ * work-item, a loop's iterations are spread over the work-items (render_c.c, render_nvptx.c).
+ * An inout element may then be loaded by some work-items and stored by another: the store must
+ * wait for every work-item's load (the memory semantics above: the grid point reads it before
+ * it writes it). A group reduction's barriers order everything before them; elsewhere a group
+ * barrier is needed.
+ * cg_kernel_group_barriers fills bar (n_nodes + n_loops entries): bar[i] — a barrier right
+ * before node i (an even slot's store of an inout buffer loaded since the last barrier);
+ * bar[n_nodes + l] — one before loop l starts (a store inside it of such a buffer). All false
+ * for kernels without loops and for sequential ones (one work-item per grid point). Both GPU
+ * renderers emit exactly these barriers, so OpenCL and CUDA agree on them. */
+void cg_kernel_group_barriers(const cg_kernel *k, bool *bar);
+
 /* ---- checking and printing ---------------------------------------------------------------- */
 /* Checks: names are C identifiers and unique; grid/loop sizes >= 1; operands precede users
  * and exist; ops' type rules (see CG_OPS); loads/stores name buffers with read/write access

@@ -20,8 +20,8 @@
  *    every work-item reading the result (uniform again), and a last barrier so the scratch can
  *    be reused by the next reduce or grid point. Where an `inout` buffer loaded by some
  *    work-items is later stored by others with no reduction barrier in between, a
- *    barrier(CLK_GLOBAL_MEM_FENCE) is emitted first (kir.h: a grid point reads an inout
- *    element before it writes it).
+ *    barrier(CLK_GLOBAL_MEM_FENCE) is emitted first: where cg_kernel_group_barriers (kir.h)
+ *    says, the same places render_nvptx.c puts its bar.sync.
  *  Requirements: local size <= CG_OPENCL_MAX_LOCAL (the scratch arrays), 1-D launch.
  *
  * Values: every node is one `const T _vN = expr;` line (reduce accumulators are not const);
@@ -247,7 +247,7 @@ typedef struct {
     char **arg;         /* C names of the args */
     char (*val)[24];    /* C names of the nodes: "_v12" */
     bool row;           /* the kernel has loops: one work-group per grid point */
-    bool *pending;      /* per arg: an inout buffer loaded since the last group barrier */
+    bool *bar;          /* cg_kernel_group_barriers: a global barrier before node i / loop l */
 } rc;
 
 static const char *tname(const rc *c, cg_type t) { return c->dl->type[t]; }
@@ -310,11 +310,9 @@ static void emit_store(rc *c, const cg_node *n, int depth)
     const cg_arg *a = &c->k->args[n->a];
     const char *ops[3] = {c->arg[n->a], c->val[n->in[0]], c->val[n->in[1]]};
     bool even = n->slot % 2 == 0;
-    if (c->row && even && c->pending[n->a]) {
-        /* others may still be reading this inout buffer's element for this grid point */
+    if (c->bar[n - c->k->nodes]) { /* others may still be reading this inout element */
         sb_indent(c->out, depth);
         sb_printf(c->out, "%s\n", c->dl->global_barrier);
-        memset(c->pending, 0, (size_t)c->k->n_args * sizeof *c->pending);
     }
     sb_indent(c->out, depth);
     if (c->row && even)
@@ -359,8 +357,6 @@ static void emit_node(rc *c, int i, int depth)
         const cg_arg *a = &c->k->args[n->a];
         const char *mops[3] = {c->arg[n->a], ops[0], ""};
         sb_format(o, dl->load[a->dtype], mops, "");
-        if (a->access == CG_INOUT)
-            c->pending[n->a] = true;
         break;
     }
     case CGC_CAST: /* C conversions: float → int truncates, int → float rounds */
@@ -413,7 +409,6 @@ static void emit_group_reduce(rc *c, int i, int depth)
     sb_indent(o, depth), sb_puts(o, "}\n");
     sb_indent(o, depth), sb_printf(o, "%s = %s[0];\n", acc, scratch);
     sb_indent(o, depth), sb_printf(o, "%s\n", dl->local_barrier);
-    memset(c->pending, 0, (size_t)c->k->n_args * sizeof *c->pending);
 }
 
 /* Loop k (slot 2k+1): accumulators, the strided loop, then the group reductions. */
@@ -423,14 +418,8 @@ static void emit_loop(rc *c, int lk, int depth)
     sbuf *o = c->out;
     int slot = 2 * lk + 1;
     /* a store in this loop to an inout buffer other work-items loaded earlier: barrier first */
-    bool need = false;
-    for (int i = 0; i < k->n_nodes; i++)
-        if (k->nodes[i].slot == slot && k->nodes[i].op == CG_STORE && c->pending[k->nodes[i].a])
-            need = true;
-    if (need) {
+    if (c->bar[k->n_nodes + lk])
         sb_indent(o, depth), sb_printf(o, "%s\n", c->dl->global_barrier);
-        memset(c->pending, 0, (size_t)k->n_args * sizeof *c->pending);
-    }
     char lit[64];
     for (int i = 0; i < k->n_nodes; i++) {
         const cg_node *n = &k->nodes[i];
@@ -554,9 +543,10 @@ static void render_kernel(const cg_c_dialect *dl, const cg_kernel *k, bool offse
     rc c = {.dl = dl, .k = k, .out = o, .row = k->n_loops > 0 && !k->seq};
     c.arg = calloc((size_t)k->n_args + 1, sizeof *c.arg);
     c.val = calloc((size_t)k->n_nodes + 1, sizeof *c.val);
-    c.pending = calloc((size_t)k->n_args + 1, sizeof *c.pending);
-    if (!c.arg || !c.val || !c.pending)
+    c.bar = calloc((size_t)(k->n_nodes + k->n_loops) + 1, sizeof *c.bar);
+    if (!c.arg || !c.val || !c.bar)
         ir_unreachable("out of memory");
+    cg_kernel_group_barriers(k, c.bar);
     for (int a = 0; a < k->n_args; a++) {
         size_t len = strlen(k->args[a].name);
         c.arg[a] = malloc(len + 2);
@@ -624,7 +614,7 @@ static void render_kernel(const cg_c_dialect *dl, const cg_kernel *k, bool offse
         free(c.arg[a]);
     free(c.arg);
     free(c.val);
-    free(c.pending);
+    free(c.bar);
 }
 
 static bool uses_f64(const cg_kernel *k)

@@ -21,7 +21,9 @@
  *    reduce node and warp), bar.sync, and a second butterfly over the warps' values, so that
  *    every thread holds the block's result (uniform again). A bar.sync ends each grid point
  *    of a kernel with reductions, so the next point's writes to the shared slots cannot
- *    overtake a slow warp's reads.
+ *    overtake a slow warp's reads. Where an `inout` element loaded by some threads is then
+ *    stored by another with no reduction in between, a bar.sync comes first: where
+ *    cg_kernel_group_barriers (kir.h) says, the same places render_c.c puts OpenCL's.
  *  Requirements of the code: blockDim.x a multiple of 32 and at most CG_PTX_MAX_BLOCK (256;
  *  the kernel carries .maxntid 256) — the full-warp shuffles and the 8 shared slots per reduce
  *  rely on it; blockDim.y = blockDim.z = 1.
@@ -76,6 +78,7 @@ typedef struct {
     LLVMValueRef nwarps;      /* i32 blockDim.x / 32 */
     LLVMValueRef shared;      /* [n_red * MAX_WARPS x i64] addrspace(3), or NULL */
     int *red_slot;            /* per node: the reduce's index among the kernel's reduces */
+    bool *bar;                /* cg_kernel_group_barriers: a bar.sync before node i / loop l */
 } pctx;
 
 static LLVMValueRef i64c(pctx *c, int64_t v) { return LLVMConstInt(c->e.ty[CG_I64], (unsigned long long)v, 1); }
@@ -360,6 +363,8 @@ static void emit_even(pctx *c, int slot, bool guard)
     for (int i = 0; i < k->n_nodes; i++) {
         if (k->nodes[i].slot != slot)
             continue;
+        if (c->bar[i]) /* others may still be reading this inout element */
+            barrier(c);
         if (!(guard && k->nodes[i].op == CG_STORE)) {
             cg_llvm_emit_node(e, i);
             continue;
@@ -389,6 +394,8 @@ static void emit_block_loop(pctx *c, int lk)
         if (k->nodes[i].op == CG_REDUCE && k->nodes[i].a == lk)
             reds[nr++] = i;
 
+    if (c->bar[k->n_nodes + lk]) /* a store in this loop to an inout element others loaded */
+        barrier(c);
     char name[16];
     snprintf(name, sizeof name, "l%d", lk);
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(e->b), body = new_block(c, name), done = new_block(c, "");
@@ -471,6 +478,10 @@ static void render_kernel(pctx *c)
     e->arg = calloc((size_t)k->n_args + 1, sizeof *e->arg);
     e->val = calloc((size_t)k->n_nodes + 1, sizeof *e->val);
     c->red_slot = calloc((size_t)k->n_nodes + 1, sizeof *c->red_slot);
+    c->bar = calloc((size_t)(k->n_nodes + k->n_loops) + 1, sizeof *c->bar);
+    if (!c->bar)
+        ir_unreachable("out of memory");
+    cg_kernel_group_barriers(k, c->bar);
     if (!pt || !e->arg || !e->val || !c->red_slot)
         ir_unreachable("out of memory");
     for (int a = 0; a < k->n_args; a++)
@@ -549,8 +560,10 @@ static void render_kernel(pctx *c)
     free(e->arg);
     free(e->val);
     free(c->red_slot);
+    free(c->bar);
     e->arg = e->val = NULL;
     c->red_slot = NULL;
+    c->bar = NULL;
 }
 
 static LLVMTargetMachineRef ptx_machine(const cg_ptx_options *o, ir_diag *d)

@@ -375,4 +375,25 @@ static inline void kt_seq_scatter_ref(const float *src, const int32_t *ids, floa
             dst[ids[j] * W + c] += src[j * W + c];
 }
 
+/* In-place row updates (inout) of [R, C]: x[r, :] -= mean(x[r, :]) (the reduction's barrier
+ * separates the reads from the writes), and y[r, :] *= y[r, 0] (no reduction: a GPU renderer
+ * must put a group barrier between every work-item's read of y[r, 0] and the writes; kir.h's
+ * cg_kernel_group_barriers: one, before loop 0). */
+static inline cg_kernel *kt_inplace_rows(int64_t R, int64_t C)
+{
+    cg_kernel *k = cg_kernel_new("inplace_rows");
+    int x = cg_kernel_buffer(k, "x", DT_F32, CG_INOUT, R * C);
+    int y = cg_kernel_buffer(k, "y", DT_F32, CG_INOUT, R * C);
+    cg_kernel_dim(k, R);
+    int l0 = cg_kernel_loop(k, C), l1 = cg_kernel_loop(k, C);
+    cg_val row = cg_mul(k, cg_pidx(k, 0), cg_i64(k, C));
+    cg_val first = cg_load(k, y, row);
+    cg_val at0 = cg_add(k, row, cg_lidx(k, l0));
+    cg_store(k, y, at0, cg_mul(k, cg_load(k, y, at0), first));
+    cg_val mean = cg_mul(k, cg_reduce(k, CG_RED_SUM, l0, cg_load(k, x, at0)), cg_f32(k, 1.0 / (double)C));
+    cg_val at1 = cg_add(k, row, cg_lidx(k, l1));
+    cg_store(k, x, at1, cg_sub(k, cg_load(k, x, at1), mean));
+    return k;
+}
+
 #endif

@@ -208,27 +208,8 @@ static cg_kernel *build_rowred(void)
     return k;
 }
 
-/* In-place row updates (inout): x[r, :] -= mean(x[r, :]) (the reduction's barrier separates
- * the reads from the writes), and y[r, :] *= y[r, 0] (no reduction: the renderer must put a
- * global barrier between every work-item's read of y[r, 0] and the writes). */
 enum { IR_ = 7, IC = 1000 };
-
-static cg_kernel *build_inplace(void)
-{
-    cg_kernel *k = cg_kernel_new("inplace_rows");
-    int x = cg_kernel_buffer(k, "x", DT_F32, CG_INOUT, IR_ * IC);
-    int y = cg_kernel_buffer(k, "y", DT_F32, CG_INOUT, IR_ * IC);
-    cg_kernel_dim(k, IR_);
-    int l0 = cg_kernel_loop(k, IC), l1 = cg_kernel_loop(k, IC);
-    cg_val row = cg_mul(k, cg_pidx(k, 0), cg_i64(k, IC));
-    cg_val first = cg_load(k, y, row);
-    cg_val at0 = cg_add(k, row, cg_lidx(k, l0));
-    cg_store(k, y, at0, cg_mul(k, cg_load(k, y, at0), first));
-    cg_val mean = cg_mul(k, cg_reduce(k, CG_RED_SUM, l0, cg_load(k, x, at0)), cg_f32(k, 1.0 / IC));
-    cg_val at1 = cg_add(k, row, cg_lidx(k, l1));
-    cg_store(k, x, at1, cg_sub(k, cg_load(k, x, at1), mean));
-    return k;
-}
+static cg_kernel *build_inplace(void) { return kt_inplace_rows(IR_, IC); }
 
 /* ---- tests ----------------------------------------------------------------------------------- */
 

@@ -101,6 +101,7 @@ static cg_kernel *k_reduce64(void)
 static cg_kernel *k_seq_colsum(void) { return kt_seq_colsum(37, 301); }
 static cg_kernel *k_seq_nested(void) { return kt_seq_nested(50, 7); }
 static cg_kernel *k_seq_scatter(void) { return kt_seq_scatter(97, 11, 70); }
+static cg_kernel *k_inplace(void) { return kt_inplace_rows(7, 1000); }
 
 typedef cg_kernel *(*builder)(void);
 static const struct {
@@ -112,6 +113,7 @@ static const struct {
     {"layernorm_rows", k_layernorm}, {"half_io", k_half_io},     {"math_f32", k_math},
     {"reduce64", k_reduce64},
     {"seq_colsum", k_seq_colsum}, {"seq_nested", k_seq_nested}, {"seq_scatter", k_seq_scatter},
+    {"inplace_rows", k_inplace},
 };
 enum { NK = sizeof kernels / sizeof *kernels };
 
@@ -321,9 +323,58 @@ static void test_errors(void)
     printf("%-28s f64 tanh, sm_70: reported: OK\n", "errors");
 }
 
+/* Group barriers (kir.h's cg_kernel_group_barriers, which render_c.c follows too): an inout
+ * element loaded by the block's threads and then stored by one of them is stored after a
+ * bar.sync, unless a reduction's bar.sync already lies between. */
+static void test_group_barriers(void)
+{
+    /* y[r, 0] loaded by every thread, y[r, :] stored in loop 0: a barrier before loop 0; x is
+     * loaded in loop 0 and stored in loop 1, after the reduction: none there */
+    cg_kernel *k = k_inplace();
+    bool *bar = calloc((size_t)(k->n_nodes + k->n_loops), sizeof *bar);
+    cg_kernel_group_barriers(k, bar);
+    int n_bar = 0;
+    for (int i = 0; i < k->n_nodes + k->n_loops; i++)
+        n_bar += bar[i];
+    CHECK(bar[k->n_nodes + 0] && !bar[k->n_nodes + 1] && n_bar == 1);
+    free(bar);
+    char *ptx = render(&k, 1, 80, false);
+    /* that barrier, the reduction's and the one ending each grid point; the first before y's
+     * first store */
+    const char *first = strstr(ptx, "bar.sync"), *store = strstr(ptx, "st.global.f32");
+    CHECK(count(ptx, "bar.sync") == 3 && first && store && first < store);
+    free(ptx);
+    cg_kernel_free(k);
+
+    /* no reduction: y[r] loaded by every thread (and used in loop 0, which writes z), stored
+     * by thread 0 in an even slot: a barrier right before that store, none before the loop */
+    k = cg_kernel_new("inplace_point");
+    int x = cg_kernel_buffer(k, "x", DT_F32, CG_IN, 4 * 64), z = cg_kernel_buffer(k, "z", DT_F32, CG_OUT, 4 * 64);
+    int y = cg_kernel_buffer(k, "y", DT_F32, CG_INOUT, 4);
+    cg_kernel_dim(k, 4);
+    int l = cg_kernel_loop(k, 64);
+    cg_val r = cg_pidx(k, 0), yr = cg_load(k, y, r);
+    cg_val at = cg_add(k, cg_mul(k, r, cg_i64(k, 64)), cg_lidx(k, l));
+    cg_store(k, z, at, cg_mul(k, cg_load(k, x, at), yr));
+    cg_store(k, y, r, cg_add(k, yr, cg_f32(k, 1)));
+    bar = calloc((size_t)(k->n_nodes + k->n_loops), sizeof *bar);
+    cg_kernel_group_barriers(k, bar);
+    int last = k->n_nodes - 1;
+    if (!(bar[last] && k->nodes[last].op == CG_STORE && k->nodes[last].slot % 2 == 0 && !bar[k->n_nodes]))
+        cg_kernel_print(k, stderr);
+    CHECK(bar[last] && k->nodes[last].op == CG_STORE && k->nodes[last].slot % 2 == 0 && !bar[k->n_nodes]);
+    free(bar);
+    ptx = render(&k, 1, 90, false);
+    CHECK(count(ptx, "bar.sync") == 1); /* no reductions: the store's only */
+    free(ptx);
+    cg_kernel_free(k);
+    printf("%-28s OK\n", "group barriers");
+}
+
 int main(void)
 {
     test_launch_dims();
+    test_group_barriers();
     test_lowerings();
     test_errors();
     const char *ptxas = ptxas_path();
