@@ -252,7 +252,6 @@ static void programs_free(programs *ps)
     free(ps->cache);
     free(ps->dcache);
     program_buf_free(ps->dmask);
-    program_device_close(ps->dev);
 }
 
 /* Binds one zeroed buffer per cache input ("cache.k.L", "cache.v.L") to both programs. */
@@ -376,7 +375,10 @@ static bool generate(const eng_opts *o, ir_diag *d)
     }
     if (ok) {
         w = eng_weights_open(o->weights, d);
-        ok = w && eng_weights_bind(w, first, d) && (!ps.decode || eng_weights_bind(w, ps.decode, d));
+        if (ps.dev) /* one copy of the weights on the device, bound to both programs */
+            ok = w && eng_weights_bind_device(w, ps.dev, first, d) && eng_weights_bind_device(w, ps.dev, ps.decode, d);
+        else
+            ok = w && eng_weights_bind(w, first, d) && (!ps.decode || eng_weights_bind(w, ps.decode, d));
     }
     if (ok && g.dump && !(dump = fopen(g.dump, "wb"))) {
         ir_diag_error(d, -1, 0, 0, "generate: cannot write %s: %s", g.dump, strerror(errno));
@@ -468,6 +470,8 @@ static bool generate(const eng_opts *o, ir_diag *d)
                 t_decode > 0 ? 1e3 * (double)(produced - 1) / t_decode : 0.0);
         if (o->stats && ps.dev && produced > 1) {
             rt_xfer x1 = program_device_xfer(ps.dev);
+            fprintf(stderr, "generate: before the first decoded token: %.0f bytes host->device (the weights, once)\n",
+                    (double)x0.h2d);
             fprintf(stderr, "generate: per decoded token: %.1f bytes host->device, %.1f bytes device->host\n",
                     (double)(x1.h2d - x0.h2d) / (double)(produced - 1), (double)(x1.d2h - x0.d2h) / (double)(produced - 1));
         }
@@ -489,7 +493,8 @@ static bool generate(const eng_opts *o, ir_diag *d)
     free(work);
     free(ids32);
     programs_free(&ps);
-    eng_weights_free(w);
+    eng_weights_free(w); /* its device buffers before the device */
+    program_device_close(ps.dev);
     rt_pool_free(pool);
     rt_bpe_free(bpe);
     return ir_diag_ok(d);

@@ -67,6 +67,13 @@ def main():
             if up > 16 or down != 4 * tg.V:
                 print(f"FAILED: want at most 16 bytes up and {4 * tg.V} down per token")
                 ok = False
+            # the weights go up once, shared by prefill and decode (not once per program)
+            m0 = re.search(r"before the first decoded token: (\d+) bytes host->device", proc.stderr)
+            wbytes = os.path.getsize(wpath)
+            print(f"before the first decoded token: {m0.group(1) if m0 else '?'} bytes up; weights file {wbytes}")
+            if not m0 or not (0.9 * wbytes < int(m0.group(1)) < 1.2 * wbytes):
+                print("FAILED: want the weights uploaded once (within 0.9-1.2x the weights file)")
+                ok = False
 
         proc = subprocess.run(cmd + ["--recompute"], capture_output=True, text=True)
         if proc.returncode != 1 or "--recompute runs on the CPU only" not in proc.stderr:
