@@ -292,9 +292,12 @@ struct eng_trainer {
     int cur;                         /* the half holding the params */
     int grads_to;                    /* the gradient program's outputs go to: 0 the sums, 1 the
                                         micro-batch buffers, -1 not bound yet */
-    int32_t *stage;                  /* a step's batches (tokens, targets per micro-batch): the
-                                        host memory of their uploads, unchanged until the step's
+    int32_t *stage;                  /* a step's batches (tokens, targets per micro-batch; one
+                                        more slot: the next step's first, prefetched): the host
+                                        memory of their uploads, unchanged until the step's
                                         read-back waited for them */
+    uint64_t prefetched;             /* the batch whose tokens and targets are already bound to
+                                        the gradient program (UINT64_MAX: none) */
     bool host_stale;                 /* flat/state behind the device's */
     rt_xfer xfer_step;               /* host↔device bytes of the last step (train_step alone) */
     eng_comm_meter meter;            /* under --mesh: bytes per axis (engine/profile.h) */
@@ -1172,7 +1175,8 @@ static bool device_setup(trainer *r)
     }
     if (!(r->dscal = program_buf_new(dev, 4 * sizeof(float), d)))
         return false;
-    r->stage = calloc((size_t)accum * 2 * (size_t)r->B * (size_t)r->T + 1, sizeof *r->stage);
+    r->stage = calloc((size_t)(accum + 1) * 2 * (size_t)r->B * (size_t)r->T + 1, sizeof *r->stage);
+    r->prefetched = UINT64_MAX;
     if (!r->stage)
         ir_unreachable("out of memory");
     char name[64];
@@ -1232,20 +1236,31 @@ static const char *dev_nonfinite_grad(trainer *r)
     return first_nonfinite_grad(r);
 }
 
+/* Training batch `batch` into stage slot `slot`, its upload to the gradient program's tokens
+ * and targets enqueued. */
+static bool dev_feed(trainer *r, uint64_t batch, int slot)
+{
+    size_t bt = (size_t)r->B * (size_t)r->T;
+    rt_loader_random(&r->loader, RT_SPLIT_TRAIN, batch, r->g_inputs, r->g_targets);
+    int32_t *tok = r->stage + (size_t)slot * 2 * bt, *tgt = tok + bt;
+    memcpy(tok, r->inputs, bt * sizeof *tok);
+    memcpy(tgt, r->targets, bt * sizeof *tgt);
+    return program_bind_async(r->grad, "tokens", tok, r->d) && program_bind_async(r->grad, "targets", tgt, r->d);
+}
+
 /* train_step on the device: the micro-batches' gradients summed there, the update enqueued
- * behind them, then the one wait of the step (the loss and the norm read back). */
+ * behind them, the next step's first batch read and its upload enqueued behind that (so the
+ * host's loading overlaps the device's step), then the one wait of the step (the loss and the
+ * norm read back). */
 static bool dev_train_step(trainer *r, double *loss, double *norm, bool first)
 {
     int accum = r->t.opt.accum;
-    size_t bt = (size_t)r->B * (size_t)r->T;
     for (int m = 0; m < accum; m++) {
-        rt_loader_random(&r->loader, RT_SPLIT_TRAIN, r->next_batch++, r->g_inputs, r->g_targets);
-        int32_t *tok = r->stage + (size_t)m * 2 * bt, *tgt = tok + bt;
-        memcpy(tok, r->inputs, bt * sizeof *tok);
-        memcpy(tgt, r->targets, bt * sizeof *tgt);
-        if (!dev_bind_grads(r, m == 0 ? 0 : 1) || !program_bind_async(r->grad, "tokens", tok, r->d) ||
-            !program_bind_async(r->grad, "targets", tgt, r->d) || !program_run(r->grad, r->d) ||
-            (m > 0 && !program_run(r->accum, r->d)))
+        uint64_t batch = r->next_batch++;
+        if (!(m == 0 && r->prefetched == batch) && !dev_feed(r, batch, m))
+            return false;
+        r->prefetched = UINT64_MAX;
+        if (!dev_bind_grads(r, m == 0 ? 0 : 1) || !program_run(r->grad, r->d) || (m > 0 && !program_run(r->accum, r->d)))
             return false;
         if (first && m == 0 && !r->quiet) {
             float l0;
@@ -1260,7 +1275,14 @@ static bool dev_train_step(trainer *r, double *loss, double *norm, bool first)
     r->step_in = (float)r->step;
     float sc[2];
     if (!program_bind_async(r->update, "lr", &r->lr_in, r->d) || !program_bind_async(r->update, "step", &r->step_in, r->d) ||
-        !program_run(r->update, r->d) || !program_buf_read(r->dscal, 0, sc, sizeof sc, r->d))
+        !program_run(r->update, r->d))
+        return false;
+    if (r->step < r->t.steps) { /* slot accum: the step's own slots may still be uploading */
+        if (!dev_feed(r, r->next_batch, accum))
+            return false;
+        r->prefetched = r->next_batch;
+    }
+    if (!program_buf_read(r->dscal, 0, sc, sizeof sc, r->d))
         return false;
     double sum = sc[0];
     *loss = sum / accum;
