@@ -6,8 +6,10 @@
  * names those passes give (mesh.h), and rank 0's outputs must equal the single-device run's.
  * Ranks advance in turn until each stops at a communication op; a send deposits its value in a
  * mailbox, a recv takes the matching one, a collective runs once every rank of its group
- * (the ranks that differ from it only along the op's axis) is waiting at one. No progress with
- * ranks unfinished is a deadlock, reported naming each waiting rank and op.
+ * (the ranks that differ from it only along the op's axis) is waiting at one (a member waiting
+ * at a collective over another axis is not there yet; one over the same axis that differs is a
+ * disagreement). No progress with ranks unfinished is a deadlock, reported naming each waiting
+ * rank and op.
  */
 #include "passes/mesh.h"
 #include "passes/pass.h"
@@ -242,8 +244,10 @@ static bool try_comm(rank_state *st, const pass_mesh *m, int r, message **box, i
         const ir_node *x = o->g->nodes[o->pc];
         if (ir_ops[x->op].kind != OK_COMM || x->op == OP_send || x->op == OP_recv)
             return true; /* not there yet */
-        if (x->op != n->op || strcmp(ir_attr_str(x, "axis"), ir_attr_str(n, "axis")) != 0 ||
-            !ir_shape_eq(&x->in[0]->shape, &n->in[0]->shape)) {
+        if (strcmp(ir_attr_str(x, "axis"), ir_attr_str(n, "axis")) != 0)
+            return true; /* at a collective of another group first (another communicator:
+                            it completes when that group meets; a cycle is a deadlock, below) */
+        if (x->op != n->op || !ir_shape_eq(&x->in[0]->shape, &n->in[0]->shape)) {
             char a1[200], b1[200];
             ir_diag_error(d, -1, 0, 0, "ranks %d and %d disagree: %s over '%s' of %s against %s over '%s' of %s", r,
                           group[c], ir_ops[n->op].mnemonic, ir_attr_str(n, "axis"),

@@ -56,6 +56,7 @@ typedef struct {
     bool *table;      /* per source node: the table of an embedding (a vocabulary) */
     bool retry, ok;
     bool note;        /* report notes (on the final run only) */
+    int64_t batch;    /* dim 0 of the graph's inputs (split over dp), 0: none */
 } shard_ctx;
 
 static int find(shard_ctx *c, int x)
@@ -231,6 +232,7 @@ typedef struct {
     int T;
     int64_t slice_lo, slice_hi; /* slice: local bounds when the sliced dim is sharded */
     bool vocab;                 /* embedding: vocabulary-parallel lookup (partial sums) */
+    bool rows;                  /* cross_entropy(_grad) on this rank's rows (xent_rows) */
 } rule;
 
 static void all_replicated(rule *r)
@@ -474,13 +476,36 @@ static void rule_reduce(rule *r)
     all_replicated(r);
 }
 
-/* softmax, layernorm, rmsnorm: rows stay sharded along any dim but the last; weights replicated.
- * cross_entropy and everything else: replicated operands. */
-static void rule_row(rule *r)
+/* cross_entropy and cross_entropy_grad with the logits' rows split over dp (a dim but the
+ * last): each rank takes its rows and their targets (the targets split along the same dim), and
+ * xent_rows makes the local mean a partial sum of the global one. Other axes and layouts:
+ * replicated operands. */
+static bool xent_split(shard_ctx *c, rule *r, int a)
 {
     lay l = r->in[0];
     const ir_node *n = r->n;
-    if (n->op != OP_cross_entropy && l.kind == L_S && l.dim != n->in[0]->shape.rank - 1) {
+    all_replicated(r);
+    if (strcmp(c->m->axis[a], "dp") != 0 || l.kind != L_S || l.blocks != 1 || l.dim == n->in[0]->shape.rank - 1 ||
+        (n->op == OP_cross_entropy_grad && r->in[2].kind == L_P))
+        return false;
+    r->want[0] = l;
+    r->want[1] = S(l.dim, 1, -1);
+    r->out = n->op == OP_cross_entropy ? P() : l;
+    r->rows = true;
+    return true;
+}
+
+/* softmax, layernorm, rmsnorm: rows stay sharded along any dim but the last; weights replicated.
+ * cross_entropy: xent_split. */
+static void rule_row(shard_ctx *c, rule *r, int a)
+{
+    lay l = r->in[0];
+    const ir_node *n = r->n;
+    if (n->op == OP_cross_entropy) {
+        xent_split(c, r, a);
+        return;
+    }
+    if (l.kind == L_S && l.dim != n->in[0]->shape.rank - 1) {
         all_replicated(r);
         r->want[0] = l;
         r->out = l;
@@ -635,10 +660,11 @@ static void rule_heads(rule *r, int n_split)
     r->out = S(l.dim, 1, -1);
 }
 
-static void apply_rule(shard_ctx *c, rule *r)
+static void apply_rule(shard_ctx *c, rule *r, int a)
 {
     const ir_node *n = r->n;
     switch (n->op) {
+    case OP_cross_entropy_grad: xent_split(c, r, a); return;
     case OP_reshape: rule_reshape(r); return;
     case OP_transpose: rule_transpose(r); return;
     case OP_slice: rule_slice(c, r); return;
@@ -659,7 +685,7 @@ static void apply_rule(shard_ctx *c, rule *r)
     case OK_UNARY:
     case OK_BINARY: rule_elementwise(c, r); return;
     case OK_REDUCE: rule_reduce(r); return;
-    case OK_ROW: rule_row(r); return;
+    case OK_ROW: rule_row(c, r, a); return;
     default: all_replicated(r); return;
     }
 }
@@ -808,6 +834,30 @@ static ir_node *vocab_lookup(shard_ctx *c, int a, ir_node **ids, ir_node *table,
     return reshape(c, mask, &ms, like);
 }
 
+/* cross_entropy(_grad) v over this rank's rows on axis a (xent_split): the mean (or its
+ * gradient) over the local rows with a target >= 0 times n_local / max(n_all, 1), n_all the
+ * count over the axis (a scalar allreduce), is this rank's part of the global mean (a partial
+ * sum) or the gradient of the global mean on its rows — also when the ranks hold different
+ * numbers of ignored targets. valid = min(relu(target + 1), 1), in f32. */
+static ir_node *xent_rows(shard_ctx *c, int a, ir_node *v, ir_node *targets, const ir_node *like)
+{
+    ir_node *f = emit(c, OP_cast, 1, &targets, like);
+    ir_attr_set_dtype(f, "to", DT_F32);
+    finish(c, f);
+    ir_node *one = constant(c, 1, like);
+    ir_node *valid = op2(c, OP_minimum, op1(c, OP_relu, op2(c, OP_add, f, one, like), like), one, like);
+    int64_t axes[IR_MAX_RANK];
+    for (int i = 0; i < valid->shape.rank; i++)
+        axes[i] = i;
+    ir_node *cnt = emit(c, OP_sum, 1, &valid, like);
+    ir_attr_set_ints(c->dst, cnt, "axes", valid->shape.rank, axes);
+    ir_attr_set_int(cnt, "keepdim", 0);
+    finish(c, cnt);
+    ir_node *all = comm(c, OP_allreduce, cnt, a, 0, like);
+    ir_node *scale = op2(c, OP_div, cnt, op2(c, OP_maximum, all, one, like), like);
+    return op2(c, OP_mul, v, scale, like);
+}
+
 /* Copies n's attributes onto v, with shapes made local. */
 static void copy_attrs(shard_ctx *c, const ir_node *n, ir_node *v, const rule *r, const lay *out)
 {
@@ -820,7 +870,7 @@ static void copy_attrs(shard_ctx *c, const ir_node *n, ir_node *v, const rule *r
         if (n->attr[k].kind == AK_INTS)
             ir_attr_set_ints(c->dst, v, aname, n->attr[k].n, n->attr[k].ints);
     }
-    if (n->op == OP_reshape || n->op == OP_broadcast) {
+    if (n->op == OP_reshape || n->op == OP_broadcast || n->op == OP_recv) {
         ir_shape s = local_shape(c, &n->shape, out);
         ir_attr_set_ints(c->dst, v, "shape", s.rank, s.dim);
     }
@@ -842,6 +892,17 @@ static const ir_node *grad_param(const shard_ctx *c, const ir_node *n)
             return p;
     }
     return NULL;
+}
+
+/* Whether pipeline message n (a send or a recv) is sent split over mesh axis a, dp, along dim
+ * 0: a value whose dim 0 is the batch's (the inputs are split so; every stage's graph keeps
+ * them, so the two ends decide alike from the full shape) and divides by the axis size. */
+static bool dp_message(const shard_ctx *c, const ir_node *n, int a)
+{
+    if ((n->op != OP_send && n->op != OP_recv) || strcmp(c->m->axis[a], "dp") != 0 || c->batch <= 0)
+        return false;
+    const ir_shape *s = n->op == OP_send ? &n->in[0]->shape : &n->shape;
+    return s->rank >= 1 && s->dim[0] == c->batch && s->dim[0] % c->m->size[a] == 0;
 }
 
 static bool rewrite_node(shard_ctx *c, const ir_node *n)
@@ -907,10 +968,17 @@ static bool rewrite_node(shard_ctx *c, const ir_node *n)
         }
         for (int k = 0; k < n->n_in; k++)
             r->in[k] = ops[k].l[a];
-        if (ir_ops[n->op].kind == OK_SOURCE || ir_ops[n->op].kind == OK_COMM)
+        if (dp_message(c, n, a)) {
+            /* a pipeline message of the batch goes as this dp rank's rows: the sender keeps
+             * (or slices to) them, the receiver computes only them */
+            if (n->op == OP_send)
+                r->want[0] = r->out = S(0, 1, -1);
+            else
+                r->out = S(0, 1, -1);
+        } else if (ir_ops[n->op].kind == OK_SOURCE || ir_ops[n->op].kind == OK_COMM)
             all_replicated(r);
         else
-            apply_rule(c, r);
+            apply_rule(c, r, a);
         x->l[a] = r->out;
     }
     /* conversions: an operand wanted replicated on every axis comes from the shared cache */
@@ -948,6 +1016,9 @@ static bool rewrite_node(shard_ctx *c, const ir_node *n)
         ir_unreachable("shard: a rewritten node does not infer");
     if (mask)
         v = op2(c, OP_mul, v, mask, n);
+    for (int a = 0; a < c->m->n_axes; a++)
+        if (sharded_axis(c, a) && rules[a].rows)
+            v = xent_rows(c, a, v, ins[1], n);
     ir_shape want = local_shape(c, &n->shape, x->l);
     if (!ir_shape_eq(&want, &v->shape)) {
         char a[128], b[128];
@@ -971,6 +1042,10 @@ static ir_graph *rewrite(shard_ctx *c, const ir_graph *src)
     memset(c->repl, 0, sizeof *c->repl * (size_t)(src->n_nodes + 1));
     c->retry = false;
     c->ok = true;
+    c->batch = 0;
+    for (int i = 0; i < src->n_nodes && !c->batch; i++)
+        if (src->nodes[i]->op == OP_input && src->nodes[i]->shape.rank >= 1)
+            c->batch = src->nodes[i]->shape.dim[0];
     for (int i = 0; i < src->n_nodes && c->ok; i++)
         rewrite_node(c, src->nodes[i]);
     if (!c->ok) {
@@ -1059,7 +1134,7 @@ bool pass_shard(ir_graph *g, const pass_mesh *m, ir_diag *d)
     shard_ctx c = {m, NULL, NULL, d, calloc((size_t)g->n_nodes + 1, sizeof(val)),
                    calloc((size_t)g->n_nodes + 1, sizeof(ir_node *)), malloc(sizeof(int) * ((size_t)g->n_nodes + 1)),
                    malloc(sizeof(int) * ((size_t)g->n_nodes + 1)), calloc((size_t)g->n_nodes + 1, sizeof(bool)),
-                   false, true, false};
+                   false, true, false, 0};
     if (!c.vals || !c.repl || !c.parent || !c.blocks || !c.table)
         ir_unreachable("out of memory");
     for (int i = 0; i < g->n_nodes; i++)
