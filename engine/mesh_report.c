@@ -593,8 +593,9 @@ static double explain_rank(const ir_graph *L, const pass_mesh *m0, int rank, con
         n_p2p += p2p;
         char change[96], type[160], pay[32], w[32], tm[32], cost[96];
         int peer_stage = p2p && a_pp >= 0 ? pass_mesh_coord(&m, (int)e->peer, a_pp) : 0;
-        if (e->op == OP_allreduce)
-            snprintf(change, sizeof change, "partial sum -> replicated");
+        if (e->op == OP_allreduce) /* detail: 0 sum, 1 max, 2 min (comm_match.h) */
+            snprintf(change, sizeof change, "partial %s -> replicated",
+                     e->detail == 1 ? "max" : e->detail == 2 ? "min" : "sum");
         else if (e->op == OP_allgather)
             snprintf(change, sizeof change, "split on dim %d -> replicated", (int)e->detail);
         else if (e->op == OP_reduce_scatter)

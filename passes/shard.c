@@ -233,6 +233,7 @@ typedef struct {
     int64_t slice_lo, slice_hi; /* slice: local bounds when the sliced dim is sharded */
     bool vocab;                 /* embedding: vocabulary-parallel lookup (partial sums) */
     bool rows;                  /* cross_entropy(_grad) on this rank's rows (xent_rows) */
+    bool vsplit;                /* cross_entropy(_grad) over this rank's vocabulary (xent_vocab) */
 } rule;
 
 static void all_replicated(rule *r)
@@ -478,15 +479,23 @@ static void rule_reduce(rule *r)
 
 /* cross_entropy and cross_entropy_grad with the logits' rows split over dp (a dim but the
  * last): each rank takes its rows and their targets (the targets split along the same dim), and
- * xent_rows makes the local mean a partial sum of the global one. Other axes and layouts:
- * replicated operands. */
+ * xent_rows makes the local mean a partial sum of the global one. With the vocabulary (the last
+ * dim) split, on any axis: xent_vocab, Megatron's vocabulary-parallel cross entropy, instead of
+ * gathering the logits. Other layouts: replicated operands. */
 static bool xent_split(shard_ctx *c, rule *r, int a)
 {
     lay l = r->in[0];
     const ir_node *n = r->n;
     all_replicated(r);
-    if (strcmp(c->m->axis[a], "dp") != 0 || l.kind != L_S || l.blocks != 1 || l.dim == n->in[0]->shape.rank - 1 ||
-        (n->op == OP_cross_entropy_grad && r->in[2].kind == L_P))
+    if (l.kind != L_S || l.blocks != 1 || (n->op == OP_cross_entropy_grad && r->in[2].kind == L_P))
+        return false;
+    if (l.dim == n->in[0]->shape.rank - 1) { /* the vocabulary split (tp's head): xent_vocab */
+        r->want[0] = l;
+        r->out = n->op == OP_cross_entropy ? R() : l;
+        r->vsplit = true;
+        return true;
+    }
+    if (strcmp(c->m->axis[a], "dp") != 0)
         return false;
     r->want[0] = l;
     r->want[1] = S(l.dim, 1, -1);
@@ -858,6 +867,66 @@ static ir_node *xent_rows(shard_ctx *c, int a, ir_node *v, ir_node *targets, con
     return op2(c, OP_mul, v, scale, like);
 }
 
+static ir_node *reduce_to(shard_ctx *c, ir_opcode op, ir_node *x, bool last, const ir_node *like)
+{
+    int64_t axes[IR_MAX_RANK];
+    int k = 0;
+    for (int i = last ? x->shape.rank - 1 : 0; i < x->shape.rank; i++)
+        axes[k++] = i;
+    ir_node *n = emit(c, op, 1, &x, like);
+    ir_attr_set_ints(c->dst, n, "axes", k, axes);
+    ir_attr_set_int(n, "keepdim", last);
+    return finish(c, n);
+}
+
+/* Megatron's vocabulary-parallel cross entropy (or its gradient, dy given) on axis a, over this
+ * rank's logits z [..., Vl] for vocabulary entries [lo, lo + Vl) and the full targets t [...]:
+ *   m = allreduce_max(max z), s = allreduce(Σ e^(z - m)), z_t = allreduce(Σ z·[lo + j == t])
+ *   loss = Σ_rows valid · (log s + m − z_t) / max(n, 1),  valid = [t >= 0], n = Σ valid
+ *   grad = dy · (e^(z - m) / s − [lo + j == t]) · valid / max(n, 1)
+ * (three [rows, 1] allreduces instead of gathering [rows, V] logits). Where the rows are split
+ * over dp too (axis rows >= 0), n is counted over it and the loss is a partial sum over it.
+ * The target's one-hot is 1 − min(|lo + j − t|, 1) on integer-valued floats (exact below 2^24);
+ * logits are clamped to ±FLT_MAX before it, so a -inf logit contributes 0, not NaN. */
+static ir_node *xent_vocab(shard_ctx *c, int a, int rows, ir_node *z, ir_node *t, ir_node *dy, const ir_node *like)
+{
+    int r = z->shape.rank;
+    int64_t Vl = z->shape.dim[r - 1], lo = coord(c, a) * Vl;
+    ir_node *one = constant(c, 1, like), *m = comm(c, OP_allreduce, reduce_to(c, OP_max, z, true, like), a, 0, like);
+    ir_attr_set_str(c->dst, m, "op", "max");
+    ir_node *e = op1(c, OP_exp, op2(c, OP_sub, z, m, like), like);
+    ir_node *sum = comm(c, OP_allreduce, reduce_to(c, OP_sum, e, true, like), a, 0, like);
+    ir_node *f = emit(c, OP_cast, 1, &t, like);
+    ir_attr_set_dtype(f, "to", DT_F32);
+    finish(c, f);
+    ir_shape ts = f->shape;
+    ts.dim[ts.rank++] = 1;
+    ir_node *tf = reshape(c, f, &ts, like); /* [..., 1] */
+    ir_node *j = emit(c, OP_iota, 0, NULL, like);
+    j->dtype = DT_F32;
+    j->shape.rank = 1;
+    j->shape.dim[0] = Vl;
+    ir_attr_set_int(j, "axis", 0);
+    finish(c, j);
+    ir_node *d = op2(c, OP_sub, op2(c, OP_add, j, constant(c, (double)lo, like), like), tf, like);
+    ir_node *eq = op2(c, OP_sub, one, op2(c, OP_minimum, op1(c, OP_abs, d, like), one, like), like);
+    ir_node *valid = op2(c, OP_minimum, op1(c, OP_relu, op2(c, OP_add, tf, one, like), like), one, like);
+    ir_node *cnt = reduce_to(c, OP_sum, valid, false, like);
+    if (rows >= 0)
+        cnt = comm(c, OP_allreduce, cnt, rows, 0, like);
+    ir_node *norm = op2(c, OP_maximum, cnt, one, like);
+    if (dy) {
+        ir_node *p = op2(c, OP_div, e, sum, like);
+        ir_node *g = op2(c, OP_mul, op2(c, OP_sub, p, eq, like), valid, like);
+        return op2(c, OP_mul, g, op2(c, OP_div, dy, norm, like), like);
+    }
+    ir_node *zc = op2(c, OP_maximum, z, constant(c, -3.4028234663852886e38, like), like);
+    ir_node *zt = comm(c, OP_allreduce, reduce_to(c, OP_sum, op2(c, OP_mul, zc, eq, like), true, like), a, 0, like);
+    ir_node *row = op2(c, OP_sub, op2(c, OP_add, op1(c, OP_log, sum, like), m, like), zt, like);
+    ir_node *total = reduce_to(c, OP_sum, op2(c, OP_mul, row, valid, like), false, like);
+    return op2(c, OP_div, total, norm, like);
+}
+
 /* Copies n's attributes onto v, with shapes made local. */
 static void copy_attrs(shard_ctx *c, const ir_node *n, ir_node *v, const rule *r, const lay *out)
 {
@@ -999,6 +1068,17 @@ static bool rewrite_node(shard_ctx *c, const ir_node *n)
     ir_node *ins[8];
     for (int k = 0; k < n->n_in; k++)
         ins[k] = ops[k].v;
+    int vaxis = -1, raxis = -1;
+    for (int a = 0; a < c->m->n_axes; a++) {
+        vaxis = sharded_axis(c, a) && rules[a].vsplit ? a : vaxis;
+        raxis = sharded_axis(c, a) && rules[a].rows ? a : raxis;
+    }
+    if (vaxis >= 0) { /* a vocabulary-parallel cross entropy; its dp rows too */
+        x->v = xent_vocab(c, vaxis, raxis, ins[0], ins[1], n->op == OP_cross_entropy_grad ? ins[2] : NULL, n);
+        if (n->op == OP_cross_entropy && raxis >= 0)
+            x->l[raxis] = P();
+        return true;
+    }
     ir_node *mask = NULL;
     for (int a = 0; a < c->m->n_axes; a++)
         if (sharded_axis(c, a) && rules[a].vocab)
