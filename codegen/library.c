@@ -193,6 +193,27 @@ static cg_val score(lib *L, const attn_at *at, cg_val t, cg_val j, const cg_val 
     return s;
 }
 
+/* 1 + the last key j that the mask leaves (not −inf) to one of the n query rows t: the keys
+ * after it score −inf in every row (decode over a KV cache: the rows not written yet), so the
+ * attention loop stops there (the CPU's attention_cpu.c does the same). A scan of the mask
+ * rows, (D + E) times less than the keys and values it saves reading. */
+static cg_val masked_tail(lib *L, const attn_at *at, const cg_val *t, int64_t n)
+{
+    const rt_plan_attention *a = at->a;
+    cg_kernel *k = L->k;
+    int lm = cg_loop_open(k, a->S, -1);
+    cg_val j = cg_lidx(k, lm), tail = cg_carry(k, lm, i64c(L, 0)), open = -1;
+    cg_val base = add(L, mul(L, at->b, i64c(L, a->mask_stride[0])), mul(L, at->h, i64c(L, a->mask_stride[1])));
+    for (int64_t r = 0; r < n; r++) {
+        cg_val mi = add(L, base, add(L, mul(L, t[r], i64c(L, a->mask_stride[2])), mul(L, j, i64c(L, a->mask_stride[3]))));
+        cg_val fin = cmp(L, CG_NE, ldf(L, a->mask, mi), f32c(L, -INFINITY));
+        open = open < 0 ? fin : cg_binary(k, CG_OR, open, fin);
+    }
+    cg_carry_next(k, tail, sel(L, open, add(L, j, i64c(L, 1)), tail));
+    cg_loop_close(k);
+    return cg_last(k, tail);
+}
+
 /* n values of row `row` of a view with row stride `rs` from `base` (contiguous). */
 static void load_row(lib *L, rt_plan_ref r, cg_val base, int64_t n, cg_val *out)
 {
@@ -255,6 +276,8 @@ static void attention_forward(lib *L, const rt_plan_attention *a)
     cg_val bound = -1;
     if (a->causal) /* the tile's last row sees the most keys */
         bound = add(L, t[QB - 1], i64c(L, a->S - a->T + 1));
+    if (a->mask.buf >= 0) /* and none past the keys the mask leaves to some row of the tile */
+        bound = bound >= 0 ? imin(L, bound, masked_tail(L, &at, t, QB)) : masked_tail(L, &at, t, QB);
     int lj = cg_loop_open(k, a->S, bound);
     cg_val j = cg_lidx(k, lj);
     cg_val *kv = vals(a->D), *vv = vals(a->E);
