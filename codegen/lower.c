@@ -1463,12 +1463,38 @@ bool cg_lower(const ir_graph *g, cg_lowered *out, ir_diag *d)
             fail(&L, n, "%s runs only under a mesh (loom run --mesh ..., one process per rank)", ir_ops[n->op].mnemonic);
             break;
         }
+    }
+    /* a member of group g is stored when a consumer is computed elsewhere: an output, another
+     * group, or an inlined op some other group's kernel computes. An inlined op's home (home[i]:
+     * the one group whose kernel computes it, -2 several or none) follows its consumers; an
+     * elementwise member whose inlined consumers all live in g (fuse.c's elementwise siblings:
+     * an AdamW's clipped gradient) is computed in g's kernel and needs no buffer */
+    int *home = malloc(sizeof(int) * ((size_t)nn + 1));
+    if (!home)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < nn; i++)
+        home[i] = -1;
+    for (int i = nn - 1; i >= 0; i--) {
+        const ir_node *n = g->nodes[i];
+        int h = n->op == OP_output ? -2 : n->group >= 0 ? n->group : home[i];
         for (int k = 0; k < n->n_in; k++) {
             const ir_node *x = n->in[k];
-            if (x->group >= 0 && (x->group != n->group || n->op == OP_output))
+            if (x->group < 0)
+                home[x->id] = home[x->id] == -1 ? h : home[x->id] == h ? h : -2;
+        }
+    }
+    for (int i = 0; L.ok && i < nn; i++) {
+        const ir_node *n = g->nodes[i];
+        for (int k = 0; k < n->n_in; k++) {
+            const ir_node *x = n->in[k];
+            ir_op_kind xk = ir_ops[x->op].kind;
+            bool ew = xk == OK_UNARY || xk == OK_BINARY || x->op == OP_unary_grad;
+            int where = n->op == OP_output ? -2 : n->group >= 0 ? n->group : ew ? home[i] : -2;
+            if (x->group >= 0 && where != x->group)
                 L.stored[x->id] = true;
         }
     }
+    free(home);
     /* buffers: params and inputs, then stored values (outputs where an output names them) */
     for (int i = 0; L.ok && i < nn; i++) {
         const ir_node *n = g->nodes[i];
