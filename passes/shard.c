@@ -817,6 +817,14 @@ static ir_node *op1(shard_ctx *c, ir_opcode op, ir_node *x, const ir_node *like)
     return finish(c, emit(c, op, 1, &x, like));
 }
 
+/* x as f32 (integer ids or targets: exact below 2^24). */
+static ir_node *to_f32(shard_ctx *c, ir_node *x, const ir_node *like)
+{
+    ir_node *f = emit(c, OP_cast, 1, &x, like);
+    ir_attr_set_dtype(f, "to", DT_F32);
+    return finish(c, f);
+}
+
 /* Vocabulary-parallel lookup on axis a: this rank holds table rows [lo, lo + V), so ids
  * outside them read row 0 and are zeroed by a 0/1 mask (computed in f32 from integer-valued
  * floats: min(relu(s + 1), 1) is 1 exactly when s >= 0, min(relu(V - s), 1) when s < V). The
@@ -825,10 +833,7 @@ static ir_node *op1(shard_ctx *c, ir_opcode op, ir_node *x, const ir_node *like)
 static ir_node *vocab_lookup(shard_ctx *c, int a, ir_node **ids, ir_node *table, const ir_node *like)
 {
     int64_t V = table->shape.dim[0], lo = coord(c, a) * V;
-    ir_node *f = emit(c, OP_cast, 1, ids, like);
-    ir_attr_set_dtype(f, "to", DT_F32);
-    finish(c, f);
-    ir_node *s = op2(c, OP_sub, f, constant(c, (double)lo, like), like);
+    ir_node *s = op2(c, OP_sub, to_f32(c, *ids, like), constant(c, (double)lo, like), like);
     ir_node *local = op2(c, OP_minimum, op1(c, OP_relu, s, like), constant(c, (double)(V - 1), like), like);
     ir_node *cast = emit(c, OP_cast, 1, &local, like);
     ir_attr_set_dtype(cast, "to", (*ids)->dtype);
@@ -843,28 +848,11 @@ static ir_node *vocab_lookup(shard_ctx *c, int a, ir_node **ids, ir_node *table,
     return reshape(c, mask, &ms, like);
 }
 
-/* cross_entropy(_grad) v over this rank's rows on axis a (xent_split): the mean (or its
- * gradient) over the local rows with a target >= 0 times n_local / max(n_all, 1), n_all the
- * count over the axis (a scalar allreduce), is this rank's part of the global mean (a partial
- * sum) or the gradient of the global mean on its rows — also when the ranks hold different
- * numbers of ignored targets. valid = min(relu(target + 1), 1), in f32. */
-static ir_node *xent_rows(shard_ctx *c, int a, ir_node *v, ir_node *targets, const ir_node *like)
+/* 1 where the target (as f32, integer-valued) is >= 0, else 0: min(relu(t + 1), 1). */
+static ir_node *valid_targets(shard_ctx *c, ir_node *tf, const ir_node *like)
 {
-    ir_node *f = emit(c, OP_cast, 1, &targets, like);
-    ir_attr_set_dtype(f, "to", DT_F32);
-    finish(c, f);
     ir_node *one = constant(c, 1, like);
-    ir_node *valid = op2(c, OP_minimum, op1(c, OP_relu, op2(c, OP_add, f, one, like), like), one, like);
-    int64_t axes[IR_MAX_RANK];
-    for (int i = 0; i < valid->shape.rank; i++)
-        axes[i] = i;
-    ir_node *cnt = emit(c, OP_sum, 1, &valid, like);
-    ir_attr_set_ints(c->dst, cnt, "axes", valid->shape.rank, axes);
-    ir_attr_set_int(cnt, "keepdim", 0);
-    finish(c, cnt);
-    ir_node *all = comm(c, OP_allreduce, cnt, a, 0, like);
-    ir_node *scale = op2(c, OP_div, cnt, op2(c, OP_maximum, all, one, like), like);
-    return op2(c, OP_mul, v, scale, like);
+    return op2(c, OP_minimum, op1(c, OP_relu, op2(c, OP_add, tf, one, like), like), one, like);
 }
 
 static ir_node *reduce_to(shard_ctx *c, ir_opcode op, ir_node *x, bool last, const ir_node *like)
@@ -877,6 +865,19 @@ static ir_node *reduce_to(shard_ctx *c, ir_opcode op, ir_node *x, bool last, con
     ir_attr_set_ints(c->dst, n, "axes", k, axes);
     ir_attr_set_int(n, "keepdim", last);
     return finish(c, n);
+}
+
+/* cross_entropy(_grad) v over this rank's rows on axis a (xent_split): the mean (or its
+ * gradient) over the local rows with a target >= 0 times n_local / max(n_all, 1), n_all the
+ * count over the axis (a scalar allreduce), is this rank's part of the global mean (a partial
+ * sum) or the gradient of the global mean on its rows — also when the ranks hold different
+ * numbers of ignored targets. */
+static ir_node *xent_rows(shard_ctx *c, int a, ir_node *v, ir_node *targets, const ir_node *like)
+{
+    ir_node *cnt = reduce_to(c, OP_sum, valid_targets(c, to_f32(c, targets, like), like), false, like);
+    ir_node *all = comm(c, OP_allreduce, cnt, a, 0, like);
+    ir_node *scale = op2(c, OP_div, cnt, op2(c, OP_maximum, all, constant(c, 1, like), like), like);
+    return op2(c, OP_mul, v, scale, like);
 }
 
 /* Megatron's vocabulary-parallel cross entropy (or its gradient, dy given) on axis a, over this
@@ -896,9 +897,7 @@ static ir_node *xent_vocab(shard_ctx *c, int a, int rows, ir_node *z, ir_node *t
     ir_attr_set_str(c->dst, m, "op", "max");
     ir_node *e = op1(c, OP_exp, op2(c, OP_sub, z, m, like), like);
     ir_node *sum = comm(c, OP_allreduce, reduce_to(c, OP_sum, e, true, like), a, 0, like);
-    ir_node *f = emit(c, OP_cast, 1, &t, like);
-    ir_attr_set_dtype(f, "to", DT_F32);
-    finish(c, f);
+    ir_node *f = to_f32(c, t, like);
     ir_shape ts = f->shape;
     ts.dim[ts.rank++] = 1;
     ir_node *tf = reshape(c, f, &ts, like); /* [..., 1] */
@@ -910,7 +909,7 @@ static ir_node *xent_vocab(shard_ctx *c, int a, int rows, ir_node *z, ir_node *t
     finish(c, j);
     ir_node *d = op2(c, OP_sub, op2(c, OP_add, j, constant(c, (double)lo, like), like), tf, like);
     ir_node *eq = op2(c, OP_sub, one, op2(c, OP_minimum, op1(c, OP_abs, d, like), one, like), like);
-    ir_node *valid = op2(c, OP_minimum, op1(c, OP_relu, op2(c, OP_add, tf, one, like), like), one, like);
+    ir_node *valid = valid_targets(c, tf, like);
     ir_node *cnt = reduce_to(c, OP_sum, valid, false, like);
     if (rows >= 0)
         cnt = comm(c, OP_allreduce, cnt, rows, 0, like);
