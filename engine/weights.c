@@ -97,22 +97,25 @@ static int tensor_of(const eng_weights *w, const ir_node *n, ir_diag *d)
     return i;
 }
 
-bool eng_weights_bind(eng_weights *w, program *p, ir_diag *d)
+/* Tensor i as param n of a program on dev: its data in n's dtype, uploaded once into a device
+ * buffer that every program bound on dev shares. */
+static program_buf *device_copy(eng_weights *w, program_device *dev, int i, const ir_node *n, ir_diag *d)
 {
-    const ir_graph *g = program_graph(p);
-    for (int k = 0; k < g->n_nodes; k++) {
-        const ir_node *n = g->nodes[k];
-        if (n->op != OP_param)
-            continue;
-        int i = tensor_of(w, n, d);
-        void *data = i < 0 ? NULL : convert(w, i, n->dtype, n, d);
-        if (!data || !program_bind(p, n->name, data, d))
-            return false;
-    }
-    return true;
+    if (w->dev[i] && w->as[i] == n->dtype)
+        return w->dev[i];
+    void *data = convert(w, i, n->dtype, n, d);
+    size_t bytes = (size_t)ir_shape_numel(&n->shape) * (size_t)ir_dtype_size(n->dtype);
+    program_buf_free(w->dev[i]);
+    if (!data || !(w->dev[i] = program_buf_new(dev, bytes ? bytes : 1, d)) ||
+        !program_buf_write(w->dev[i], 0, data, bytes, d))
+        return NULL;
+    free(w->converted[i]); /* the device holds it now */
+    w->converted[i] = NULL;
+    return w->dev[i];
 }
 
-bool eng_weights_bind_device(eng_weights *w, program_device *dev, program *p, ir_diag *d)
+/* Every param of p from its tensor: host memory (dev NULL) or dev's buffers. */
+static bool bind(eng_weights *w, program_device *dev, program *p, ir_diag *d)
 {
     const ir_graph *g = program_graph(p);
     for (int k = 0; k < g->n_nodes; k++) {
@@ -122,18 +125,19 @@ bool eng_weights_bind_device(eng_weights *w, program_device *dev, program *p, ir
         int i = tensor_of(w, n, d);
         if (i < 0)
             return false;
-        if (!w->dev[i] || w->as[i] != n->dtype) {
-            void *data = convert(w, i, n->dtype, n, d);
-            size_t bytes = (size_t)ir_shape_numel(&n->shape) * (size_t)ir_dtype_size(n->dtype);
-            program_buf_free(w->dev[i]);
-            if (!data || !(w->dev[i] = program_buf_new(dev, bytes ? bytes : 1, d)) ||
-                !program_buf_write(w->dev[i], 0, data, bytes, d))
+        if (dev) {
+            program_buf *b = device_copy(w, dev, i, n, d);
+            if (!b || !program_bind_buf(p, n->name, b, 0, d))
                 return false;
-            free(w->converted[i]); /* the device holds it now */
-            w->converted[i] = NULL;
+        } else {
+            void *data = convert(w, i, n->dtype, n, d);
+            if (!data || !program_bind(p, n->name, data, d))
+                return false;
         }
-        if (!program_bind_buf(p, n->name, w->dev[i], 0, d))
-            return false;
     }
     return true;
 }
+
+bool eng_weights_bind(eng_weights *w, program *p, ir_diag *d) { return bind(w, NULL, p, d); }
+
+bool eng_weights_bind_device(eng_weights *w, program_device *dev, program *p, ir_diag *d) { return bind(w, dev, p, d); }
