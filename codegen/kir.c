@@ -291,6 +291,11 @@ cg_val cg_load(cg_kernel *k, int arg, cg_val index)
 
 cg_val cg_store(cg_kernel *k, int arg, cg_val index, cg_val value)
 {
+    /* a store to a half buffer rounds: a value just rounded to that type is stored unrounded */
+    const cg_node *v = value >= 0 && value < k->n_nodes ? &k->nodes[value] : NULL;
+    ir_dtype dt = arg >= 0 && arg < k->n_args ? k->args[arg].dtype : DT_VOID;
+    if (v && ((v->op == CG_RBF16 && dt == DT_BF16) || (v->op == CG_RF16 && dt == DT_F16)))
+        value = v->in[0];
     cg_node n = mk(CG_STORE, CG_VOID, index, value, -1);
     n.a = arg;
     return emit(k, n);
@@ -656,6 +661,8 @@ static bool check_node(const cg_kernel *k, int i, ir_diag *d)
     case CGC_UFLT:
         if (info->cls == CGC_UFLT ? !cg_type_is_float(x) : !(cg_type_is_float(x) || cg_type_is_int(x)))
             VERR("%%%d: %s of %s", i, nm, cg_type_name(x));
+        else if ((n->op == CG_RBF16 || n->op == CG_RF16) && x != CG_F32)
+            VERR("%%%d: %s of %s (f32 only)", i, nm, cg_type_name(x));
         else if (t != x)
             VERR("%%%d: %s of %s has type %s", i, nm, cg_type_name(x), cg_type_name(t));
         break;

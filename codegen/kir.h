@@ -150,6 +150,8 @@ cg_type cg_compute_type(ir_dtype dt);
     X(SIGMOID, "sigmoid", 1, UFLT)                                                            \
     X(SIN, "sin", 1, UFLT)                                                                    \
     X(COS, "cos", 1, UFLT)                                                                    \
+    X(RBF16, "round_bf16", 1, UFLT) /* f32 to the nearest bf16 (ties to even; NaN stays NaN) */  \
+    X(RF16, "round_f16", 1, UFLT)   /* f32 to the nearest f16 (ties to even; overflow: inf) */   \
     X(ADD, "add", 2, BNUM)                                                                    \
     X(SUB, "sub", 2, BNUM)                                                                    \
     X(MUL, "mul", 2, BNUM)                                                                    \

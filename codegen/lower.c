@@ -78,6 +78,7 @@ static rt_plan_step *add_step(lower_ctx *L, rt_step_kind kind)
     memset(s, 0, sizeof *s);
     s->kind = kind;
     s->gemm.bias.buf = -1;
+    s->gemm.b_scales.buf = -1;
     s->attn.mask.buf = -1;
     return s;
 }
@@ -357,7 +358,16 @@ static cg_val kir_relu(cg_kernel *k, const ir_node *n, cg_val x)
     return cg_binary(k, CG_MAX, x, const_of(k, ctype(n->dtype), 0));
 }
 static cg_val kir_silu(cg_kernel *k, const ir_node *n, cg_val x) { return cg_mul(k, x, cg_unary(k, CG_SIGMOID, x)); }
-static cg_val kir_cast(cg_kernel *k, const ir_node *n, cg_val x) { return cg_cast(k, ctype(n->dtype), x); }
+/* A cast to a half type rounds where it is computed (also in a register, when fused: a store is
+ * not where it rounds then); other casts convert. */
+static cg_val kir_cast(cg_kernel *k, const ir_node *n, cg_val x)
+{
+    cg_val v = cg_cast(k, ctype(n->dtype), x);
+    ir_dtype from = n->in[0]->dtype;
+    if ((n->dtype == DT_BF16 || n->dtype == DT_F16) && ir_dtype_is_float(from) && from != n->dtype)
+        v = cg_unary(k, n->dtype == DT_BF16 ? CG_RBF16 : CG_RF16, v);
+    return v;
+}
 
 /* gelu {approx}: ½x(1 + erf(x/√2)) or ½x(1 + tanh(√(2/π)(x + 0.044715x³))) */
 static cg_val kir_gelu(cg_kernel *k, const ir_node *n, cg_val x)
@@ -954,7 +964,8 @@ static rt_plan_kernel gemm_epilogue(lower_ctx *L, int g, const ir_node *mm, cons
     return kgen_kernel(&K);
 }
 
-/* GEMM group: matmul, then maybe a bias add and an activation; the last member is stored. */
+/* GEMM group: maybe B's dequantize (fuse.c), the matmul, then maybe a bias add and an
+ * activation; the last member is stored. */
 static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *last)
 {
     if (mm->dtype != DT_F32 && mm->dtype != DT_F16 && mm->dtype != DT_BF16) { /* half: f32 accumulation */
@@ -962,8 +973,9 @@ static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *la
         return;
     }
     const ir_node *a = mm->in[0], *b = mm->in[1];
+    const ir_node *deq = b->op == OP_dequantize && b->group == g ? b : NULL; /* B as codes and scales */
     pass_view va, vb;
-    if (!view(L, a, &va) || !view(L, b, &vb))
+    if (!view(L, a, &va) || !view(L, deq ? deq->in[0] : b, &vb))
         return;
     int ta = ir_attr_int(mm, "transpose_a") != 0, tb = ir_attr_int(mm, "transpose_b") != 0;
     rt_plan_step *s = add_step(L, RT_STEP_GEMM);
@@ -973,8 +985,17 @@ static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *la
     G->M = os->dim[r - 2];
     G->N = os->dim[r - 1];
     G->K = a->shape.dim[a->shape.rank - (ta ? 2 : 1)];
+    if (deq) { /* packed codes (fuse.c checked): one scale per group of codes along K */
+        const ir_node *sc = deq->in[1];
+        int kaxis = tb ? 1 : 0;
+        G->trans_b = tb;
+        G->ldb = b->shape.dim[1];
+        G->qbits = (int)ir_attr_int(deq, "bits");
+        G->qgroup = b->shape.dim[kaxis] / sc->shape.dim[kaxis];
+        G->b_scales = (rt_plan_ref){L->buf[sc->id], 0};
+    }
     if (!pass_matmul_operand(a, &va, ta, &G->trans_a, &G->lda) ||
-        !pass_matmul_operand(b, &vb, tb, &G->trans_b, &G->ldb)) {
+        (!deq && !pass_matmul_operand(b, &vb, tb, &G->trans_b, &G->ldb))) {
         fail(L, mm, "%s operand layout is not one BLAS takes (was the fuse pass run?)", "matmul");
         return;
     }

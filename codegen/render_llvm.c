@@ -434,6 +434,12 @@ static LLVMValueRef build_unary(rctx *c, cg_op op, cg_type t, LLVMValueRef x)
     case CG_EXP: case CG_LOG: case CG_RSQRT: case CG_TANH: case CG_ERF: case CG_SIN: case CG_COS:
         return call_math(c, op, t, x, NULL);
     case CG_RECIP: r = LLVMBuildFDiv(c->b, fconst(c, t, 1), x, ""); break;
+    case CG_RBF16: { /* the bf16 bits widened back, as a load */
+        LLVMValueRef w = LLVMBuildZExt(c->b, f32_to_bf16(c, x), c->ty[CG_I32], "");
+        w = LLVMBuildShl(c->b, w, LLVMConstInt(c->ty[CG_I32], 16, 0), "");
+        return LLVMBuildBitCast(c->b, w, lt, "");
+    }
+    case CG_RF16: return LLVMBuildFPExt(c->b, LLVMBuildFPTrunc(c->b, x, LLVMHalfTypeInContext(c->ctx), ""), lt, "");
     case CG_SIGMOID: {
         LLVMValueRef nx = LLVMBuildFNeg(c->b, x, "");
         LLVMValueRef e = call_math(c, CG_EXP, t, nx, NULL);

@@ -298,7 +298,7 @@ static bool collect_program(cluster_kernels *c, const ir_graph *g, const char *p
     ir_grow((void **)&c->lows, &c->cap_lows, c->n_lows + 1, sizeof *c->lows);
     cg_lowered *low = &c->lows[c->n_lows++];
     *low = (cg_lowered){0};
-    bool ok = program_lower(g, pipeline, &fused, low, d);
+    bool ok = program_lower(g, pipeline, c->device, &fused, low, d);
     ir_graph_free(fused);
     for (int i = 0; ok && i < low->n_kernels; i++) {
         if (!c->device && !program_host_calls(&low->plan, low->kernels[i]->name, false))

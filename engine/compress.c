@@ -463,14 +463,16 @@ bool eng_dequantize_graph(ir_graph *g, const char *weights, ir_diag *d)
     char name[600];
     for (int i = 0; i < g->n_nodes && ok; i++) {
         const ir_node *p = g->nodes[i];
-        if (p->op != OP_param || rt_st_find(&f, p->name))
+        if (p->op != OP_param)
             continue;
+        /* the codes first: a param the file seems to hold may be an alias (a LLaMA lm_head.weight
+         * missing from the file reads as the tied embedding, io/hf.c), not the param itself */
         snprintf(name, sizeof name, "%s%s", p->name, PASS_QWEIGHT_SUFFIX);
         const rt_st_tensor *q = rt_st_find(&f, name);
         snprintf(name, sizeof name, "%s%s", p->name, PASS_QSCALES_SUFFIX);
         const rt_st_tensor *s = rt_st_find(&f, name);
         if (!q && !s)
-            continue; /* missing: the binder says so */
+            continue; /* f32 in the file, or missing: the binder says so */
         char want[64];
         ir_type_str(p->dtype, &p->shape, want, sizeof want);
         if (!q || !s) {

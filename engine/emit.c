@@ -190,6 +190,8 @@ bool eng_emit(const ir_graph *g, const eng_emit_options *eo, FILE *out, ir_diag 
     pass_options po = pass_options_default();
     po.time_passes = eo->time_passes;
     po.precision = eo->half;
+    /* PTX and OpenCL C are what the device targets run: their GEMM and attention take f32 */
+    po.f32_library = eo->stage == ENG_EMIT_PTX || eo->stage == ENG_EMIT_PTX_LL || eo->stage == ENG_EMIT_CL;
     ir_graph *f = ir_graph_clone(g);
     cg_lowered low = {0};
     bool ok = pass_run_pipeline(f, pipeline, &po, d);

@@ -307,7 +307,7 @@ static bool visit_segment(void *ctx, const ir_graph *seg, ir_diag *d)
     }
     ir_graph *fused = NULL;
     cg_lowered low = {0};
-    bool ok = program_lower(seg, NULL, &fused, &low, d);
+    bool ok = program_lower(seg, NULL, false, &fused, &low, d);
     if (ok) {
         si->arenas += low.plan.arena_bytes;
         for (int b = 0; b < low.plan.n_bufs; b++)

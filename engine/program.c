@@ -59,11 +59,12 @@ static void on_pass(void *ctx, const char *pass, double t0, double t1)
 }
 
 /* program_lower with a progress line to update (program_new_on's, which goes on into the JIT) */
-static bool lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, rt_progress *progress,
-                  ir_diag *d)
+static bool lower(const ir_graph *g, const char *pipeline, bool f32_library, ir_graph **fused, cg_lowered *low,
+                  rt_progress *progress, ir_diag *d)
 {
     *fused = ir_graph_clone(g);
     pass_options po = pass_options_default();
+    po.f32_library = f32_library;
     po.on_pass = on_pass;
     po.on_pass_ctx = progress;
     bool ok = pass_run_pipeline(*fused, pipeline ? pipeline : pass_default_pipeline(), &po, d);
@@ -82,11 +83,12 @@ static bool lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_
     return ok;
 }
 
-bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, ir_diag *d)
+bool program_lower(const ir_graph *g, const char *pipeline, bool f32_library, ir_graph **fused, cg_lowered *low,
+                   ir_diag *d)
 {
     rt_progress progress;
     rt_progress_begin(&progress, "compiling");
-    bool ok = lower(g, pipeline, fused, low, &progress, d);
+    bool ok = lower(g, pipeline, f32_library, fused, low, &progress, d);
     rt_progress_end(&progress);
     return ok;
 }
@@ -115,7 +117,7 @@ static program *new_program(const program_backend *be, program_device *dev, cons
     p->be = be;
     rt_progress progress;
     rt_progress_begin(&progress, "compiling");
-    bool ok = lower(g, pipeline, &p->g, &p->low, &progress, d) && fits_host(&p->low.plan, d);
+    bool ok = lower(g, pipeline, be->f32_library, &p->g, &p->low, &progress, d) && fits_host(&p->low.plan, d);
     double t1 = rt_now_ms();
     char detail[96];
     snprintf(detail, sizeof detail, "(%d kernels for %s)", p->low.n_kernels, target ? target : be->target);

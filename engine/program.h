@@ -152,6 +152,9 @@ typedef struct program_backend {
     bool (*buf_read)(void *dev, rt_mem src, void *dst, size_t bytes, ir_diag *d);
     bool (*dev_sync)(void *dev, ir_diag *d);
     rt_xfer (*dev_xfer)(void *dev);
+    /* GEMM and attention steps take f32 operands only (the device executors so far): under
+     * --precision the lower-precision pass keeps them in f32 on half-rounded values */
+    bool f32_library;
 } program_backend;
 
 /* The backend of a target name (program_targets.c for `loom`, exe/program_aot.c for the
@@ -164,8 +167,10 @@ program_device *program_device_open_on(const program_backend *be, const char *ta
 program *program_new_on(const program_backend *be, const char *target, const ir_graph *g, const char *pipeline,
                         rt_pool *pool, ir_diag *d);
 /* program_new's first half: a clone of g through pipeline (NULL: "dce,cse,fuse"), lowered, its
- * arena planned; *fused is the clone (free both, also on failure: false). */
-bool program_lower(const ir_graph *g, const char *pipeline, ir_graph **fused, cg_lowered *low, ir_diag *d);
+ * arena planned, for a backend whose GEMM and attention take f32 only (f32_library: the
+ * devices) or not (the CPU); *fused is the clone (free both, also on failure: false). */
+bool program_lower(const ir_graph *g, const char *pipeline, bool f32_library, ir_graph **fused, cg_lowered *low,
+                   ir_diag *d);
 /* = program_new(target, g, NULL, pool, d) with target a const char * (mesh_exec.h's compiler
  * for `loom run|train --mesh`). */
 program *program_compile_segment(void *target, const ir_graph *g, rt_pool *pool, ir_diag *d);

@@ -50,5 +50,6 @@ const program_backend program_backend_cuda = {
     .target = "cuda",
     .create_dev = cuda_create_dev,
     .supported = program_cuda_supported,
+    .f32_library = true,
     PROGRAM_CUDA_CALLS,
 };

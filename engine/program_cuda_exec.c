@@ -12,12 +12,17 @@
 
 bool program_cuda_supported(const rt_plan *plan, ir_diag *d)
 {
+    if (rt_plan_has_quantized_gemm(plan)) { /* fuse keeps the dequantize here (f32_library) */
+        ir_diag_error(d, -1, 0, 0, "cuda: GEMMs over quantized codes are not supported by the CUDA executor; a "
+                      "dequantize kernel feeds them");
+        return false;
+    }
     ir_dtype half = rt_plan_half_library(plan);
     if (half == DT_VOID)
         return true;
-    /* cuBLASLt takes f32 here so far */
-    ir_diag_error(d, -1, 0, 0, "cuda: %s GEMM and attention steps (--precision %s) are not supported by the CUDA "
-                  "executor yet; --target cpu runs them", ir_dtype_name(half), half == DT_F16 ? "fp16" : "bf16");
+    /* lower-precision keeps them in f32 for this executor (f32_library) */
+    ir_diag_error(d, -1, 0, 0, "cuda: %s GEMM and attention steps are not supported by the CUDA executor; --precision "
+                  "runs them in f32 on half values", ir_dtype_name(half));
     return false;
 }
 

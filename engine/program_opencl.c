@@ -42,13 +42,14 @@ static void *ocl_create_dev(void *dev, const rt_plan *plan, cg_kernel *const *ke
         ir_unreachable("out of memory");
     bool ok = s->o != NULL;
     ir_dtype half = rt_plan_half_library(plan);
-    if (ok && half != DT_VOID) { /* CLBlast's HGEMM needs cl_khr_fp16; the executor is f32 so far */
-        if (half == DT_F16 && !rt_ocl_has_fp16(s->o))
-            ir_diag_error(d, -1, 0, 0, "opencl: device %s lacks cl_khr_fp16, which --precision fp16 needs",
-                          rt_ocl_device_name(s->o));
-        else
-            ir_diag_error(d, -1, 0, 0, "opencl: %s GEMM and attention steps (--precision %s) are not supported by the "
-                          "OpenCL executor yet; --target cpu runs them", ir_dtype_name(half), half == DT_F16 ? "fp16" : "bf16");
+    if (ok && rt_plan_has_quantized_gemm(plan)) { /* fuse keeps the dequantize here (f32_library) */
+        ir_diag_error(d, -1, 0, 0, "opencl: GEMMs over quantized codes are not supported by the OpenCL executor; "
+                      "a dequantize kernel feeds them");
+        ok = false;
+    }
+    if (ok && half != DT_VOID) { /* lower-precision keeps them in f32 here (f32_library) */
+        ir_diag_error(d, -1, 0, 0, "opencl: %s GEMM and attention steps are not supported by the OpenCL executor; "
+                      "--precision runs them in f32 on half values", ir_dtype_name(half));
         ok = false;
     }
     if (ok && n_kernels > 0) {
@@ -150,4 +151,5 @@ const program_backend program_backend_opencl = {
     .buf_read = ocl_buf_read,
     .dev_sync = ocl_dev_sync,
     .dev_xfer = ocl_dev_xfer,
+    .f32_library = true,
 };

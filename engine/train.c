@@ -56,6 +56,8 @@
 #include <time.h>
 
 #define SAMPLE_KEY 0x73616D706C650000ull /* "sample": the sampler's SplitMix64 stream */
+enum { STEP_KINDS = 6 }; /* --stats per step: gemm, attention, elementwise, reduction, optimizer, copy */
+#define EVAL_CHUNK 16 /* validation batches enqueued on a device before one read-back of their losses */
 
 typedef struct {
     const char *data, *log, *checkpoint, *resume, *prompt, *trace;
@@ -274,12 +276,13 @@ struct eng_trainer {
     ir_dtype half;                   /* --precision: DT_BF16 or DT_F16 (mixed), else DT_F32 */
     rt_loss_scale scaler;            /* fp16: the dynamic loss scale */
     float loss_scale_in;             /* the gradient program's "loss_scale" input (fp16) */
+    float grad_scale_in;             /* fp16 on a device: the update's "grad_scale" (1 / scale) */
     bool skipped;                    /* fp16: this step's gradients overflowed; no update */
     const char *nan_what;            /* --on-nan skip: what was not finite in a skipped step */
     char nan_name[640];
     double comm_ms;                  /* communication time of the current step */
     int64_t comm_bytes;              /* bytes allreduced per step (each rank's buffers) */
-    /* device-resident training (--target opencl|cuda, one process, f32; "Device-resident
+    /* device-resident training (--target cpu|opencl|cuda, one process; "Device-resident
      * training" below): every program on one device; params and optimizer state in two
      * halves of device buffers (the update reads half cur and writes the other: output→param
      * binding, swapped after a good step), gradients summed on the device */
@@ -287,6 +290,8 @@ struct eng_trainer {
     program *accum;                  /* accum > 1: the sums += a micro-batch's, in place */
     program_buf *dparams[2][PASS_OPT_GROUPS], *dstate[2][PASS_OPT_GROUPS][2];
     program_buf *dgrads[PASS_OPT_GROUPS], *dgrads_mb[PASS_OPT_GROUPS]; /* summed; one micro-batch's */
+    program_buf *deval;              /* f32 [EVAL_CHUNK]: evaluation's losses, read back at once */
+    int32_t *eval_stage;             /* evaluation's batches (EVAL_CHUNK slots), as stage */
     program_buf *dscal;              /* f32 [loss summed over the micro-batches, grad norm, one
                                         micro-batch's loss]: the step's only read-back */
     int cur;                         /* the half holding the params */
@@ -300,6 +305,7 @@ struct eng_trainer {
                                         the gradient program (UINT64_MAX: none) */
     bool host_stale;                 /* flat/state behind the device's */
     rt_xfer xfer_step;               /* host↔device bytes of the last step (train_step alone) */
+    double kind_ms[STEP_KINDS];      /* --stats on a device: device ms by kind so far (kind_ms) */
     eng_comm_meter meter;            /* under --mesh: bytes per axis (engine/profile.h) */
     bool failed_everywhere;          /* setup failed the same way on every rank (collective
                                         matching): rank 0 says it, no abort */
@@ -1079,14 +1085,17 @@ static bool nonfinite_stop(trainer *r, const char *what, double loss)
 }
 
 /* ---- device-resident training ----------------------------------------------------------------
- * With --target opencl|cuda in one process (f32, no --trace), every program runs on one
- * program_device and the whole state lives there: the params and the optimizer state in two
- * halves (the update reads half cur and writes the other half: output→param binding; after a
- * step that is not skipped the halves swap, and every program is bound to the new half — a few
- * pointers, nothing copied), the gradient sums, the loss. A step uploads its token batches
- * (asynchronously, from r->stage) and the update's lr and step, and reads back 8 bytes: the
- * loss and the gradient norm. Host copies (flat, state) are refreshed only when needed: a
- * checkpoint, the sample, a non-finite gradient's name. */
+ * With --target cpu|opencl|cuda in one process (no --trace, --mask, --teacher), every program
+ * runs on one program_device and the whole state lives there: the params (the fp32 masters
+ * under --precision) and the optimizer state in two halves (the update reads half cur and
+ * writes the other half: output→param binding; after a step that is not skipped the halves
+ * swap, and every program is bound to the new half — a few pointers, nothing copied), the
+ * gradient sums, the loss. A step uploads its token batches (asynchronously, from r->stage)
+ * and the update's lr and step (fp16: also the loss scale and its inverse), and reads back 8
+ * bytes: the loss and the gradient norm. fp16's found-inf is a non-finite norm (the update
+ * unscales the gradients before it sums their squares): the step is skipped by keeping half
+ * cur, and the host's scaler moves the scale it uploads next. Host copies (flat, state) are
+ * refreshed only when needed: a checkpoint, the sample, a non-finite gradient's name. */
 
 static size_t group_bytes(const trainer *r, int k) { return (size_t)r->n_group[k] * sizeof(float); }
 
@@ -1173,11 +1182,13 @@ static bool device_setup(trainer *r)
             if (!program_buf_write(r->dstate[0][k][j], 0, r->state[k][j], bytes, d))
                 return false;
     }
-    if (!(r->dscal = program_buf_new(dev, 4 * sizeof(float), d)))
+    if (!(r->dscal = program_buf_new(dev, 4 * sizeof(float), d)) ||
+        !(r->deval = program_buf_new(dev, EVAL_CHUNK * sizeof(float), d)))
         return false;
     r->stage = calloc((size_t)(accum + 1) * 2 * (size_t)r->B * (size_t)r->T + 1, sizeof *r->stage);
+    r->eval_stage = calloc((size_t)EVAL_CHUNK * 2 * (size_t)r->B * (size_t)r->T + 1, sizeof *r->eval_stage);
     r->prefetched = UINT64_MAX;
-    if (!r->stage)
+    if (!r->stage || !r->eval_stage)
         ir_unreachable("out of memory");
     char name[64];
     for (int k = 0; r->accum && k < PASS_OPT_GROUPS; k++) {
@@ -1236,6 +1247,27 @@ static const char *dev_nonfinite_grad(trainer *r)
     return first_nonfinite_grad(r);
 }
 
+/* Validation batches first..first+n (n <= EVAL_CHUNK) on the device: their uploads and runs
+ * enqueued, each loss into its slot of deval, then one read-back; adds the losses to *sum. */
+static bool dev_evaluate(trainer *r, uint64_t first, int n, double *sum)
+{
+    size_t bt = (size_t)r->B * (size_t)r->T;
+    for (int i = 0; i < n; i++) {
+        int32_t *tok = r->eval_stage + (size_t)i * 2 * bt, *tgt = tok + bt;
+        rt_loader_seq(&r->loader, RT_SPLIT_VAL, first + (uint64_t)i, tok, tgt);
+        if (!program_bind_async(r->eval, "tokens", tok, r->d) || !program_bind_async(r->eval, "targets", tgt, r->d) ||
+            !program_bind_output_buf(r->eval, "loss", r->deval, (size_t)i * sizeof(float), r->d) ||
+            !program_run(r->eval, r->d))
+            return false;
+    }
+    float loss[EVAL_CHUNK];
+    if (!program_buf_read(r->deval, 0, loss, (size_t)n * sizeof *loss, r->d))
+        return false;
+    for (int i = 0; i < n; i++)
+        *sum += loss[i];
+    return true;
+}
+
 /* Training batch `batch` into stage slot `slot`, its upload to the gradient program's tokens
  * and targets enqueued. */
 static bool dev_feed(trainer *r, uint64_t batch, int slot)
@@ -1255,6 +1287,11 @@ static bool dev_feed(trainer *r, uint64_t batch, int slot)
 static bool dev_train_step(trainer *r, double *loss, double *norm, bool first)
 {
     int accum = r->t.opt.accum;
+    bool f16 = r->half == DT_F16;
+    r->loss_scale_in = (float)r->scaler.scale;
+    r->grad_scale_in = (float)(1.0 / r->scaler.scale); /* exact: a power of two */
+    if (f16 && !program_bind_async(r->grad, "loss_scale", &r->loss_scale_in, r->d))
+        return false;
     for (int m = 0; m < accum; m++) {
         uint64_t batch = r->next_batch++;
         if (!(m == 0 && r->prefetched == batch) && !dev_feed(r, batch, m))
@@ -1266,6 +1303,8 @@ static bool dev_train_step(trainer *r, double *loss, double *norm, bool first)
             float l0;
             if (!program_buf_read(r->dscal, 0, &l0, sizeof l0, r->d))
                 return false;
+            if (f16)
+                l0 /= r->loss_scale_in; /* the gradient program's loss is scale · loss */
             printf("loss at init %.4f (ln(vocab) = %.4f)\n", l0, r->V ? log((double)r->V) : NAN);
             fflush(stdout);
         }
@@ -1275,7 +1314,7 @@ static bool dev_train_step(trainer *r, double *loss, double *norm, bool first)
     r->step_in = (float)r->step;
     float sc[2];
     if (!program_bind_async(r->update, "lr", &r->lr_in, r->d) || !program_bind_async(r->update, "step", &r->step_in, r->d) ||
-        !program_run(r->update, r->d))
+        (f16 && !program_bind_async(r->update, "grad_scale", &r->grad_scale_in, r->d)) || !program_run(r->update, r->d))
         return false;
     if (r->step < r->t.steps) { /* slot accum: the step's own slots may still be uploading */
         if (!dev_feed(r, r->next_batch, accum))
@@ -1284,11 +1323,18 @@ static bool dev_train_step(trainer *r, double *loss, double *norm, bool first)
     }
     if (!program_buf_read(r->dscal, 0, sc, sizeof sc, r->d))
         return false;
-    double sum = sc[0];
+    double sum = f16 ? sc[0] / r->loss_scale_in : sc[0];
     *loss = sum / accum;
     *norm = sc[1];
     r->skipped = false;
     r->nan_what = NULL;
+    if (f16 && !rt_loss_scale_update(&r->scaler, isfinite(*norm))) {
+        /* an inf or NaN in the gradients of scale · loss: skipped (the update wrote the other
+         * half), the scale halved */
+        r->skipped = true;
+        *norm = NAN;
+        return true;
+    }
     if (r->t.nan_skip && (!isfinite(sum) || !isfinite(*norm))) {
         /* the update ran, but into the other half: keeping half cur skips the step */
         const char *bad = !isfinite(sum) ? "loss" : dev_nonfinite_grad(r);
@@ -1466,12 +1512,12 @@ static bool evaluate(trainer *r, double *loss)
         mesh_exec_comm(r->mgrad, &ms, &bytes);
         axis_sum(r, "pp", &sum, 1, COLL_F64);
     }
-    for (uint64_t i = 0; !r->mgrad && i < n; i++) {
+    for (uint64_t i = 0; r->dev && i < n; i += EVAL_CHUNK)
+        if (!dev_evaluate(r, i, n - i < EVAL_CHUNK ? (int)(n - i) : EVAL_CHUNK, &sum))
+            return false;
+    for (uint64_t i = 0; !r->mgrad && !r->dev && i < n; i++) {
         rt_loader_seq(&r->loader, RT_SPLIT_VAL, i, r->g_inputs, r->g_targets);
         take_rows(r);
-        if (r->dev && (!program_bind(r->eval, "tokens", r->inputs, r->d) ||
-                       !program_bind(r->eval, "targets", r->targets, r->d)))
-            return false;
         if (!program_run(r->eval, r->d))
             return false;
         sum += *(const float *)program_output(r->eval, "loss");
@@ -1917,10 +1963,9 @@ static bool setup(trainer *r, const eng_opts *o)
             return false;
         apply_mask(r, r->flat);
     }
-    /* on a device, one process, f32: the whole state stays on the device (below); --mask and
+    /* on a device, one process: the whole state stays on the device (below); --mask and
      * --teacher work on the host's copies, so they keep the host round trip */
-    if (!(o->target && strcmp(o->target, "ref") == 0) && !o->mesh &&
-        r->half == DT_F32 && !r->t.trace && !mask && !eng_named(o, "--teacher") && !follow_host_env() &&
+    if (!(o->target && strcmp(o->target, "ref") == 0) && !o->mesh && !r->t.trace && !mask && !eng_named(o, "--teacher") && !follow_host_env() &&
         !(r->dev = program_device_open(o->target ? o->target : "cpu", d)))
         return false;
     double t0 = rt_now_ms();
@@ -1984,6 +2029,7 @@ static bool setup(trainer *r, const eng_opts *o)
     double t2 = rt_now_ms();
     /* the update over this rank's state; sharded, its clip norm comes summed over the ranks */
     r->t.opt.sumsq_input = r->mgrad != NULL;
+    r->t.opt.grad_scale_input = r->dev && r->half == DT_F16; /* unscaled on the device */
     ir_graph *ug = r->eval || r->mgrad ? pass_optimizer_graph(r->mgrad ? mesh_exec_graph(r->mgrad) : r->g, &r->t.opt, d)
                                        : NULL;
     r->update = ug ? train_program(r, o, ug, NULL, r->pool, d) : NULL;
@@ -2030,6 +2076,20 @@ static bool setup(trainer *r, const eng_opts *o)
     }
     fflush(stdout);
     return true;
+}
+
+/* Device time (ms, profiled, so far) by kind: the gradient and accumulation programs' GEMMs,
+ * attention, elementwise and reduction kernels and copies, and the update program's whole time
+ * (the optimizer). */
+static void kind_ms(const trainer *r, double ms[STEP_KINDS])
+{
+    rt_exec_stats g = program_stats(r->grad), a = r->accum ? program_stats(r->accum) : (rt_exec_stats){0};
+    rt_exec_stats u = program_stats(r->update);
+    double v[STEP_KINDS] = {g.ms_gemms + a.ms_gemms, g.ms_attentions + a.ms_attentions,
+                            g.ms_elementwise + a.ms_elementwise, g.ms_reductions + a.ms_reductions,
+                            u.ms_kernels + u.ms_gemms + u.ms_attentions + u.ms_other + u.ms_scatters,
+                            g.ms_copies + a.ms_copies};
+    memcpy(ms, v, sizeof v);
 }
 
 /* --stats: what a step's programs are made of and where their time went. */
@@ -2189,6 +2249,8 @@ void eng_trainer_free(eng_trainer *r)
         program_buf_free(r->dgrads_mb[k]);
     }
     program_buf_free(r->dscal);
+    program_buf_free(r->deval);
+    free(r->eval_stage);
     program_device_close(r->dev);
     free(r->stage);
     free(r->tied_holders);
@@ -2277,10 +2339,16 @@ static bool run(trainer *r, bool *preempted)
         else
             printf("step %" PRId64 "/%" PRId64 " | loss %.4f | lr %.1e | norm %.2f%s | %.1f ms | %.1fk tok/s%s\n",
                    s.step, t->steps, s.loss, s.lr, s.grad_norm, scale, s.ms, tok_s / 1e3, mfu_text);
-        if (o->stats && o->target && strcmp(o->target, "cpu") != 0 && !r->world) /* the step's traffic over the bus
-                                                                                    (evaluation's not counted) */
-            fprintf(stderr, "stats step %" PRId64 ": %" PRId64 " bytes host->device, %" PRId64 " bytes device->host\n",
-                    s.step, r->xfer_step.h2d, r->xfer_step.d2h);
+        if (o->stats && o->target && strcmp(o->target, "cpu") != 0 && !r->world) {
+            /* the step's traffic over the bus and its device time by kind (evaluation's not counted) */
+            double ms[STEP_KINDS];
+            kind_ms(r, ms);
+            fprintf(stderr, "stats step %" PRId64 ": %" PRId64 " bytes host->device, %" PRId64 " bytes device->host; "
+                    "device ms: gemm %.3f, attention %.3f, elementwise %.3f, reduction %.3f, optimizer %.3f, copy %.3f\n",
+                    s.step, r->xfer_step.h2d, r->xfer_step.d2h, ms[0] - r->kind_ms[0], ms[1] - r->kind_ms[1],
+                    ms[2] - r->kind_ms[2], ms[3] - r->kind_ms[3], ms[4] - r->kind_ms[4], ms[5] - r->kind_ms[5]);
+            memcpy(r->kind_ms, ms, sizeof ms);
+        }
         if (o->stats && r->world) /* each rank's own count, exact (`loom check --train` predicts it) */
             fprintf(stderr, "stats rank %d step %" PRId64 ": %" PRId64 " bytes into collectives\n", r->world_rank,
                     s.step, s.comm_bytes);

@@ -64,5 +64,6 @@ const program_backend program_backend_cuda_table = {
     .target = "cuda",
     .create_dev = cuda_table_create,
     .supported = program_cuda_supported,
+    .f32_library = true,
     PROGRAM_CUDA_CALLS,
 };

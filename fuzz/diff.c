@@ -937,7 +937,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cg_lowered low = {0};
         ir_diag dl;
         ir_diag_init(&dl);
-        bool lowered = program_lower(g, NULL, &fused, &low, &dl);
+        bool lowered = program_lower(g, NULL, false, &fused, &low, &dl);
         fz_check_outcome(lowered, &dl, NULL, "program_lower");
         n_lowered += lowered;
         if (lowered && !rt_plan_validate(&low.plan, "lowered plan", &dl)) {

@@ -29,6 +29,11 @@ TINY_BERT = ["-D", "vocab=16", "-D", "d_model=8", "-D", "n_layer=1", "-D", "n_he
              "-D", "max_pos=8", "-D", "batch=1", "-D", "seq=4"]
 
 
+def source_files(pattern):
+    """The repository's files matching pattern, not what lit left in Output folders."""
+    return [f for f in glob.glob(pattern, recursive=True) if "/Output/" not in f]
+
+
 def corpus(name):
     d = os.path.join("fuzz", "corpus", name)
     os.makedirs(d, exist_ok=True)
@@ -88,13 +93,13 @@ def main():
 
     # .loom front end: the models and every .loom of the tests (error cases included)
     corpus("frontend")
-    for f in sorted(glob.glob("models/*.loom") + glob.glob("tests/**/*.loom", recursive=True)):
+    for f in sorted(glob.glob("models/*.loom") + source_files("tests/**/*.loom")):
         put("frontend", flat(f), open(f, "rb").read())
 
     # textual IR: every .lir of the tests, for the parser and the differential fuzzer
     corpus("lir")
     corpus("diff")
-    for f in sorted(glob.glob("tests/**/*.lir", recursive=True)):
+    for f in sorted(source_files("tests/**/*.lir")):
         put("lir", flat(f), open(f, "rb").read())
         put("diff", flat(f), open(f, "rb").read())
     for f in sorted(glob.glob("fuzz/seeds/*.lir")):

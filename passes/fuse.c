@@ -12,7 +12,10 @@
  *     transposed layout, so that merging heads afterwards is a free reshape).
  *  3. Library operands: a matmul operand that is not a BLAS-compatible strided view of a
  *     buffer, or an attention q/k/v without a contiguous last dim (or a mask that is no view
- *     at all), becomes a buffer itself.
+ *     at all), becomes a buffer itself — except a matmul's f32 B that is a dequantize of param
+ *     codes and scales grouped along the reduction, used by that matmul alone: it joins the
+ *     GEMM, which reads the codes (plan.h: rt_plan_gemm's qbits), unless the target's GEMM
+ *     takes f32 only (pass_fuse_for's f32_library).
  *  4. Row prologue stores: a stored elementwise value of the same shape as a row op's input,
  *     reached from that input through same-shape elementwise ops only, whose other consumers
  *     all come after the row op, joins the row op's kernel (e.g. GPT-2's residual sum, stored
@@ -46,6 +49,7 @@ typedef struct {
     bool *buf;        /* owns a buffer */
     int *join;        /* joins the group of this node (id), or -1 */
     bool *lib;        /* member of a GEMM or attention group */
+    bool quant_gemm;  /* a GEMM may read B as quantized codes */
 } fuse_state;
 
 static bool is_buf(const ir_node *n, void *ctx)
@@ -99,15 +103,36 @@ static void make_buf(fuse_state *F, const ir_node *n)
         F->buf[n->id] = true;
 }
 
+static ir_node *only_consumer(const fuse_state *F, const ir_node *n)
+{
+    return F->n_cons[n->id] == 1 && F->cons[n->id] >= 0 ? F->g->nodes[F->cons[n->id]] : NULL;
+}
+
+/* B of matmul mm read as codes by its GEMM (see 3. above). */
+static bool quantized_b(const fuse_state *F, const ir_node *mm)
+{
+    const ir_node *x = mm->in[1];
+    int kaxis = ir_attr_int(mm, "transpose_b") ? 1 : 0;
+    return F->quant_gemm && x->op == OP_dequantize && mm->dtype == DT_F32 && x->shape.rank == 2 &&
+           only_consumer(F, x) == mm && !F->buf[x->id] && is_source(x->in[0]) && is_source(x->in[1]) &&
+           ir_attr_int(x, "axis") == kaxis;
+}
+
 static void library_operands(fuse_state *F, const ir_node *n)
 {
     pass_view v;
     if (n->op == OP_matmul) {
+        if (quantized_b(F, n)) {
+            F->join[n->in[1]->id] = n->id;
+            F->lib[n->in[1]->id] = true;
+        }
         for (int k = 0; k < 2; k++) {
             const ir_node *x = n->in[k];
             int trans;
             int64_t ld;
             bool t = ir_attr_int(n, k == 0 ? "transpose_a" : "transpose_b") != 0;
+            if (k == 1 && F->join[x->id] == n->id)
+                continue;
             if (!pass_view_of(x, is_buf, F, &v) || !pass_matmul_operand(x, &v, t, &trans, &ld))
                 make_buf(F, x);
         }
@@ -162,11 +187,6 @@ static int bias_operand(fuse_state *F, const ir_node *mm, const ir_node *add)
 }
 
 /* The single consumer of n, or NULL. */
-static ir_node *only_consumer(const fuse_state *F, const ir_node *n)
-{
-    return F->n_cons[n->id] == 1 && F->cons[n->id] >= 0 ? F->g->nodes[F->cons[n->id]] : NULL;
-}
-
 static void epilogues(fuse_state *F)
 {
     const ir_graph *g = F->g;
@@ -366,12 +386,14 @@ static void siblings(fuse_state *F)
     free(joined);
 }
 
-bool pass_fuse(ir_graph *g, ir_diag *d)
+bool pass_fuse(ir_graph *g, ir_diag *d) { return pass_fuse_for(g, false, d); }
+
+bool pass_fuse_for(ir_graph *g, bool f32_library, ir_diag *d)
 {
     int nn = g->n_nodes;
     fuse_state F = {g, calloc((size_t)nn + 1, sizeof(int)), calloc((size_t)nn + 1, sizeof(int)),
                     calloc((size_t)nn + 1, sizeof(bool)), malloc(((size_t)nn + 1) * sizeof(int)),
-                    calloc((size_t)nn + 1, sizeof(bool))};
+                    calloc((size_t)nn + 1, sizeof(bool)), !f32_library};
     if (!F.n_cons || !F.cons || !F.buf || !F.join || !F.lib)
         ir_unreachable("out of memory");
     for (int i = 0; i < nn; i++) {

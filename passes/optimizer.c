@@ -14,7 +14,7 @@ const char *const pass_opt_group_name[PASS_OPT_GROUPS] = {"decay", "no_decay"};
 
 pass_opt_config pass_opt_config_default(void)
 {
-    return (pass_opt_config){PASS_OPT_ADAMW, 0.9, 0.95, 1e-8, 0.0, 0.1, false, 1.0, 1, false};
+    return (pass_opt_config){PASS_OPT_ADAMW, 0.9, 0.95, 1e-8, 0.0, 0.1, false, 1.0, 1, false, false};
 }
 
 int pass_opt_group(const pass_opt_config *c, const ir_node *param)
@@ -158,12 +158,15 @@ ir_graph *pass_optimizer_graph(const ir_graph *model, const pass_opt_config *c, 
         if (n[k])
             gr[k] = source(&b, OP_input, "grads", k, n[k]);
     ir_node *lr = source(&b, OP_input, "lr", -1, -1), *step = source(&b, OP_input, "step", -1, -1);
+    ir_node *gscale = c->grad_scale_input ? source(&b, OP_input, "grad_scale", -1, -1) : NULL;
 
     /* average over micro-batches, global norm, clipping */
     ir_node *total = NULL;
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         if (!n[k])
             continue;
+        if (gscale)
+            gr[k] = op2(&b, OP_mul, gr[k], gscale);
         if (c->accum > 1)
             gr[k] = op2(&b, OP_mul, gr[k], scalar(&b, 1.0 / c->accum));
         ir_node *sq = c->sumsq_input ? NULL : sum_squares(&b, gr[k]);

@@ -17,12 +17,16 @@
  *            step                     the step number t = 1, 2, ... as f32 (bias correction)
  *            grad_sumsq               with sumsq_input only: Σ g² of the averaged gradient
  *                                     over the whole model (f32 scalar; the norm is its sqrt)
+ *            grad_scale               with grad_scale_input only: grads are of scale · loss
+ *                                     (fp16 loss scaling) and are multiplied by this first
+ *                                     (1 / scale, f32 scalar; as PyTorch's fused AdamW's)
  *   outputs  params/G, adam.m/G, adam.v/G, sgd.buf/G: the values after the step (same names
  *            as the params: params and outputs are separate namespaces)
  *            grad_norm                global L2 norm of the averaged gradient, before clipping
  *
  * The step (PyTorch's AdamW / SGD and clip_grad_norm_ semantics, computed in f32):
- *   g = grads / accum;  norm = sqrt(Σ g²) over both groups;
+ *   g = grads [· grad_scale] / accum;  norm = sqrt(Σ g²) over both groups (an inf or NaN in
+ *   the gradients makes it inf or NaN: the caller's found-inf);
  *   with clip > 0:  g *= min(1, clip / (norm + 1e-6))
  *   AdamW: m = β1 m + (1 − β1) g;  v = β2 v + (1 − β2) g²;
  *          p = p (1 − lr·wd) − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps)
@@ -51,6 +55,8 @@ typedef struct {
     int accum;                 /* micro-batches summed into grads/G (>= 1) */
     bool sumsq_input;          /* the squared global norm comes as input grad_sumsq (sharded
                                   training: this rank's groups hold only its slices) */
+    bool grad_scale_input;     /* the gradients are unscaled by input grad_scale (fp16 on a
+                                  device, where the host does not touch them) */
 } pass_opt_config;
 
 enum { PASS_OPT_DECAY, PASS_OPT_NO_DECAY, PASS_OPT_GROUPS };

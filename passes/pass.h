@@ -32,6 +32,8 @@ typedef struct {
     bool verify_each;   /* run ir_verify on the input and after each pass */
     const struct pass_mesh *mesh; /* --mesh/--rank for the mesh passes; NULL: a single device */
     ir_dtype precision; /* lower-precision's half type (DT_BF16, DT_F16); DT_VOID: none given */
+    bool f32_library;   /* the target's GEMM and attention steps take f32 operands only (the
+                           device executors): lower-precision leaves them in f32 */
     /* called after each pass with its name and its start and end on the pipeline's clock
      * (monotonic milliseconds; --profile's compile slices); NULL: none */
     void (*on_pass)(void *ctx, const char *pass, double start_ms, double end_ms);
@@ -73,12 +75,16 @@ bool pass_cse(ir_graph *g, ir_diag *d);
 /* autodiff: adds the backward graph of the scalar output "loss" and an output "grad/<name>"
  * per param (passes/autodiff.c). */
 bool pass_autodiff(ir_graph *g, ir_diag *d);
-/* fuse: sets node->group: which plan step computes each value (see fuse.h). */
+/* fuse: sets node->group: which plan step computes each value (see fuse.h). pass_fuse_for: with
+ * f32_library (pass_options) a GEMM's B never comes as quantized codes. */
 bool pass_fuse(ir_graph *g, ir_diag *d);
+bool pass_fuse_for(ir_graph *g, bool f32_library, ir_diag *d);
 /* lower-precision: activations and GEMM/attention operands in half (DT_BF16 or DT_F16),
  * reductions, params and outputs in their declared f32 (passes/lower_precision.c). In a
- * pipeline it is written "lower-precision=bf16" / "=fp16", or bare with pass_options.precision. */
-bool pass_lower_precision(ir_graph *g, ir_dtype half, ir_diag *d);
+ * pipeline it is written "lower-precision=bf16" / "=fp16", or bare with pass_options.precision.
+ * f32_library: GEMMs and attention stay in f32 (their half operands widened by casts, their
+ * results rounded where a half op reads them), for targets whose library steps take f32 only. */
+bool pass_lower_precision(ir_graph *g, ir_dtype half, bool f32_library, ir_diag *d);
 /* quantize (passes/quantize.c, docs/compression.md): each listed param P f32 [R, C] becomes
  * params P.qweight (i8 [R, C], or u8 [R, C/2] at 4 bits) and P.scales (scale_dtype, [groups, C]
  * for axis 0 or [R, groups] for axis 1) and a dequantize in P's place. A listed param that is

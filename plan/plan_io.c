@@ -189,6 +189,9 @@ static void put_step(rt_wbuf *w, const rt_plan_step *s)
         rt_wbuf_u32(w, g->epi.name != NULL);
         if (g->epi.name)
             put_kernel(w, &g->epi);
+        rt_wbuf_i64(w, g->qbits);
+        rt_wbuf_i64(w, g->qgroup);
+        put_ref(w, g->b_scales);
         break;
     }
     case RT_STEP_ATTENTION: put_attention(w, &s->attn); break;
@@ -394,6 +397,10 @@ static bool get_step(rt_rbuf *r, rt_plan_step *s, int index, const char *what, i
         g->bias = get_ref(r);
         if (rt_rbuf_u32(r) != 0 && !get_kernel(r, &g->epi))
             return false;
+        int64_t qbits = rt_rbuf_i64(r);
+        g->qbits = qbits == 0 || qbits == 4 || qbits == 8 ? (int)qbits : -1;
+        g->qgroup = rt_rbuf_i64(r);
+        g->b_scales = get_ref(r);
         break;
     }
     case RT_STEP_ATTENTION: get_attention(r, &s->attn); break;
@@ -694,10 +701,28 @@ static bool ref_in(const rt_plan_kernel *k, rt_plan_ref r)
     return false;
 }
 
+/* A quantized B: codes and scales as plan.h says, shared by the batch, alpha 1, beta 0. */
+static bool check_qgemm(checker *c, const rt_plan_gemm *g)
+{
+    int64_t rows = g->trans_b ? g->N : g->K, cols = g->trans_b ? g->K : g->N;
+    if (g->qgroup <= 0 || g->K % g->qgroup || g->ldb != cols || (g->qbits == 4 && cols % 2) || g->alpha != 1 ||
+        g->beta != 0)
+        return fail(c, "quantized B: a group that does not divide K, unpacked or odd int4 rows, alpha or beta",
+                    "gemm");
+    for (int i = 0; i < g->nbatch; i++)
+        if (g->stride_b[i] != 0)
+            return fail(c, "quantized B not shared by the batch", "gemm");
+    int64_t n[2] = {rows, g->qbits == 4 ? cols / 2 : cols}, s[2] = {n[1], 1};
+    int64_t ng = g->K / g->qgroup, ns[2] = {g->trans_b ? g->N : ng, g->trans_b ? ng : g->N}, ss[2] = {ns[1], 1};
+    return check_ref(c, "gemm B codes", g->b, false, g->qbits == 8 ? DT_I8 : DT_U8, 2, n, s) &&
+           check_ref(c, "gemm B scales", g->b_scales, false, LIB_FLOAT, 2, ns, ss);
+}
+
 static bool check_gemm(checker *c, const rt_plan_gemm *g)
 {
-    if (g->nbatch < 0 || g->trans_a < 0 || g->trans_b < 0 || g->act < 0 || g->M < 0 || g->N < 0 || g->K < 0)
-        return fail(c, "bad batch count, transpose flag, activation or size", "gemm");
+    if (g->nbatch < 0 || g->trans_a < 0 || g->trans_b < 0 || g->act < 0 || g->M < 0 || g->N < 0 || g->K < 0 ||
+        g->qbits < 0)
+        return fail(c, "bad batch count, transpose flag, activation, size or code width", "gemm");
     /* BLAS libraries take int sizes and leading dims */
     if (g->M > INT_MAX || g->N > INT_MAX || g->K > INT_MAX || g->lda > INT_MAX || g->ldb > INT_MAX || g->ldc > INT_MAX)
         return fail(c, "a size or leading dimension beyond int (BLAS takes int)", "gemm");
@@ -710,7 +735,11 @@ static bool check_gemm(checker *c, const rt_plan_gemm *g)
     int64_t ld[3] = {g->lda, g->ldb, g->ldc};
     const rt_plan_ref refs[3] = {g->a, g->b, g->c};
     const char *names[3] = {"gemm A", "gemm B", "gemm C"};
+    if (g->qbits && !check_qgemm(c, g))
+        return false;
     for (int m = 0; m < 3; m++) {
+        if (m == 1 && g->qbits)
+            continue;
         if (cols[m] > 0 && ld[m] < cols[m])
             return fail(c, "leading dimension smaller than a row", names[m]);
         for (int i = 0; i < nb; i++) {

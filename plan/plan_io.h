@@ -23,7 +23,8 @@
 #include "ir/diag.h"
 #include "plan/plan.h"
 
-#define RT_PLAN_FILE_VERSION 3 /* 2: GEMM steps carry an epilogue kernel; 3: library steps their kernels, attention an lse */
+#define RT_PLAN_FILE_VERSION 4 /* 2: GEMM steps carry an epilogue kernel; 3: library steps their kernels, attention an lse;
+                                  4: GEMM steps a quantized B */
 #define RT_PLAN_FILE_MAGIC "LOOMPLAN"
 #define RT_PLAN_HEADER_BYTES 32
 

@@ -147,6 +147,11 @@ static void print_step(const rt_plan_step *s, FILE *out)
         const rt_plan_gemm *g = &s->gemm;
         put_ref("a", g->a, out);
         put_ref("b", g->b, out);
+        if (g->qbits) { /* B as codes: their width, the scales and the codes per scale */
+            put_i64("qbits", g->qbits, out);
+            put_ref("scales", g->b_scales, out);
+            put_i64("qgroup", g->qgroup, out);
+        }
         put_ref("c", g->c, out);
         put_ref("bias", g->bias, out);
         put_i64("M", g->M, out);

@@ -18,8 +18,8 @@ static float float_of(uint32_t x)
 }
 
 /* f16: every case computed and the result picked with masks (no branches), so that the loops
- * below vectorize. */
-float rt_f16_to_f32(uint16_t h)
+ * below vectorize (inlined there: a call would not). */
+static inline float f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, em = h & 0x7fffu;
     uint32_t normal = (em << 13) + 0x38000000u;                    /* rebias 15 → 127 */
@@ -30,7 +30,9 @@ float rt_f16_to_f32(uint16_t h)
     return float_of(sign | mag);
 }
 
-uint16_t rt_f32_to_f16(float f)
+float rt_f16_to_f32(uint16_t h) { return f16_to_f32(h); }
+
+static inline uint16_t f32_to_f16(float f)
 {
     uint32_t x = bits_of(f), ax = x & 0x7fffffffu;
     uint32_t sign = (x >> 16) & 0x8000u;
@@ -49,6 +51,8 @@ uint16_t rt_f32_to_f16(float f)
     uint32_t h = (nan & is_nan) | (0x7c00u & is_inf) | (sub & is_sub) | (normal & ~(is_nan | is_inf | is_sub));
     return (uint16_t)(sign | h);
 }
+
+uint16_t rt_f32_to_f16(float f) { return f32_to_f16(f); }
 
 float rt_bf16_to_f32(uint16_t b) { return float_of((uint32_t)b << 16); }
 
@@ -69,7 +73,7 @@ void rt_half_widen(ir_dtype dt, const void *src, float *dst, int64_t n)
             dst[i] = rt_bf16_to_f32(s[i]);
     else if (dt == DT_F16)
         for (int64_t i = 0; i < n; i++)
-            dst[i] = rt_f16_to_f32(s[i]);
+            dst[i] = f16_to_f32(s[i]);
     else
         ir_unreachable("rt_half_widen: not a half dtype");
 }
@@ -82,7 +86,7 @@ void rt_half_narrow(ir_dtype dt, const float *src, void *dst, int64_t n)
             d[i] = rt_f32_to_bf16(src[i]);
     else if (dt == DT_F16)
         for (int64_t i = 0; i < n; i++)
-            d[i] = rt_f32_to_f16(src[i]);
+            d[i] = f32_to_f16(src[i]);
     else
         ir_unreachable("rt_half_narrow: not a half dtype");
 }

@@ -31,7 +31,7 @@ int main(int argc, char **argv)
         ir_graph *g = file >= 0 ? ir_parse(&d, file) : NULL;
         ir_graph *fused = NULL;
         cg_lowered low = {0};
-        bool ok = g && program_lower(g, NULL, &fused, &low, &d);
+        bool ok = g && program_lower(g, NULL, false, &fused, &low, &d);
         if (ok) {
             size_t len, n;
             char *text = fz_print_graph(g, &len);

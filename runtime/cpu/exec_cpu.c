@@ -414,6 +414,12 @@ static bool gemm(void *dev, rt_walker *w, int s, ir_diag *d)
         desc.bias = lib_at(e, &h, g->bias);
     }
     desc.pool = e->pool;
+    if (g->qbits) { /* B is codes and scales, read as stored */
+        desc.qbits = g->qbits;
+        desc.qgroup = g->qgroup;
+        desc.qscales = at(e, g->b_scales);
+        desc.qscale_dtype = rt_walker_plan(w)->bufs[g->b_scales.buf].dtype;
+    }
     if (rt_gemm_f32(&desc, lib_at(e, &h, g->a), lib_at(e, &h, g->b), lib_at(e, &h, g->c)) != 0)
         ir_unreachable(rt_gemm_validate(&desc)); /* lowering built an invalid descriptor */
     lib_done(e, &h, g->c.buf);

@@ -107,6 +107,15 @@ const char *rt_gemm_validate(const rt_gemm_desc *g) {
     if (ldc < max1(g->N)) return "gemm: ldc too small";
     if (lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX) return "gemm: leading dim exceeds int";
     if ((unsigned)g->policy > RT_GEMM_BATCH_POOL) return "gemm: unknown batch policy";
+    if (g->qbits != 0 && g->qbits != 8 && g->qbits != 4) return "gemm: quantized B of 8 or 4 bits only";
+    if (g->qbits) {
+        for (int d = 0; d < g->nbatch; d++)
+            if (g->stride_b[d] != 0) return "gemm: a quantized B is shared by the batch";
+        if (g->qgroup <= 0 || g->K % g->qgroup != 0 || !g->qscales) return "gemm: quantized B's groups or scales";
+        if (ldb != (g->trans_b ? g->K : g->N)) return "gemm: a quantized B is packed";
+        if (g->qbits == 4 && ldb % 2) return "gemm: int4 rows hold pairs of codes";
+        if (g->alpha != 1.0 || g->beta != 0.0) return "gemm: a quantized B takes alpha 1, beta 0";
+    }
     return NULL;
 }
 
@@ -182,6 +191,10 @@ static void gemm_one(const gemm_job *j, int64_t flat) {
         scale_c(j, oc);
         return;
     }
+    if (g->qbits) { /* f32 only (gemm_run) */
+        rt_qgemm_f32(g, (const float *)j->A + oa, j->lda, j->B, (float *)j->C + oc, j->ldc);
+        return;
+    }
     enum CBLAS_TRANSPOSE ta = g->trans_a ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE tb = g->trans_b ? CblasTrans : CblasNoTrans;
     if (g->M == 1) {
@@ -241,7 +254,7 @@ static void epilogue_chunk(void *ctx, int64_t begin, int64_t end) {
  * loses when a few large GEMMs divide unevenly over the threads. */
 static bool choose_pool(const rt_gemm_desc *g, int64_t nbatch) {
     int p = rt_pool_size(g->pool);
-    if (p <= 1 || nbatch < 2) return false;
+    if (p <= 1 || nbatch < 2 || g->qbits) return false; /* a quantized GEMM splits its columns */
     if (g->policy != RT_GEMM_BATCH_AUTO) return g->policy == RT_GEMM_BATCH_POOL;
     double mnk = (double)g->M * (double)g->N * (double)g->K;
     if (mnk <= (double)OPENBLAS_SERIAL_MNK) return true;  /* OpenBLAS would use one thread */
@@ -249,7 +262,7 @@ static bool choose_pool(const rt_gemm_desc *g, int64_t nbatch) {
 }
 
 static int gemm_run(const rt_gemm_desc *g, bool f64, const void *A, const void *B, void *C) {
-    if (rt_gemm_validate(g)) return -1;
+    if (rt_gemm_validate(g) || (f64 && g->qbits)) return -1;
     int64_t nbatch = 1;
     for (int d = 0; d < g->nbatch; d++) nbatch *= g->batch[d];
     if (nbatch == 0 || g->M == 0 || g->N == 0) return 0;

@@ -69,6 +69,16 @@ typedef struct {
 
     rt_pool *pool;                 /* threads for the epilogue and batch splitting; may be NULL */
     rt_gemm_batch_policy policy;
+
+    /* Weight-only quantized B (rt_gemm_f32 only; qgemm_cpu.c): qbits 8 or 4 (0: B is f32). B
+     * then holds codes as stored — [K, N], or [N, K] with trans_b, packed (ld 0), int8 a byte
+     * each, int4 two a byte along the row (low nibble first, code + 8) — shared by the whole
+     * batch (stride_b 0), and qscales one scale (of qscale_dtype: f32, f16 or bf16) per qgroup
+     * codes along K ([K/qgroup, N], or [N, K/qgroup] with trans_b). alpha 1, beta 0. */
+    int qbits;
+    int64_t qgroup;
+    const void *qscales;
+    ir_dtype qscale_dtype;
 } rt_gemm_desc;
 
 /* A descriptor for one (M, K) x (K, N) GEMM, no batch: alpha 1, beta 0, packed leading dims,
@@ -94,5 +104,8 @@ const char *rt_gemm_validate(const rt_gemm_desc *g);
  * -1 when rt_gemm_validate rejects g (then C is untouched). */
 int rt_gemm_f32(const rt_gemm_desc *g, const float *A, const float *B, float *C);
 int rt_gemm_f64(const rt_gemm_desc *g, const double *A, const double *B, double *C);
+
+/* One GEMM of a quantized B (above): C (ldc) = A (lda) · dequantize(B), on g->pool. */
+void rt_qgemm_f32(const rt_gemm_desc *g, const float *A, int64_t lda, const void *B, float *C, int64_t ldc);
 
 #endif

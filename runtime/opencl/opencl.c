@@ -125,7 +125,6 @@ struct rt_ocl {
     char *label;          /* "NAME (PLATFORM)" */
     char *identity;       /* platform, device, versions: part of the cache key */
     bool fp64;
-    bool fp16;            /* cl_khr_fp16: half arithmetic (CLBlast's HGEMM) */
     char *cache_dir;      /* NULL: no disk cache */
     int n_progs, cap_progs;
     rt_ocl_program **progs;
@@ -218,14 +217,6 @@ static bool device_fp64(cl_device_id dev)
 {
     char *ext = device_str(dev, CL_DEVICE_EXTENSIONS);
     bool yes = strstr(ext, "cl_khr_fp64") != NULL;
-    free(ext);
-    return yes;
-}
-
-static bool device_fp16(cl_device_id dev)
-{
-    char *ext = device_str(dev, CL_DEVICE_EXTENSIONS);
-    bool yes = strstr(ext, "cl_khr_fp16") != NULL;
     free(ext);
     return yes;
 }
@@ -391,7 +382,6 @@ rt_ocl *rt_ocl_open(const char *target, ir_diag *d)
     snprintf(o->identity, m, "%s|%s|%s|%s|%s", pname, pver, dname, dver, drv);
     free(dname), free(pname), free(dver), free(drv), free(pver);
     o->fp64 = device_fp64(dev);
-    o->fp16 = device_fp16(dev);
     o->cache_dir = default_cache_dir();
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)plat, 0};
@@ -455,7 +445,6 @@ void rt_ocl_on_close(rt_ocl *o, void (*fn)(void))
 
 const char *rt_ocl_device_name(const rt_ocl *o) { return o->label; }
 bool rt_ocl_has_fp64(const rt_ocl *o) { return o->fp64; }
-bool rt_ocl_has_fp16(const rt_ocl *o) { return o->fp16; }
 rt_ocl_stats rt_ocl_stats_get(const rt_ocl *o) { return o->stats; }
 
 void rt_ocl_set_cache_dir(rt_ocl *o, const char *dir)

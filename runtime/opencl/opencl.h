@@ -50,8 +50,6 @@ bool rt_ocl_list_devices(FILE *out, ir_diag *d);
 const char *rt_ocl_device_name(const rt_ocl *o);
 /* Whether the device supports cl_khr_fp64 (double). */
 bool rt_ocl_has_fp64(const rt_ocl *o);
-/* Whether the device supports cl_khr_fp16 (half arithmetic; storage needs no extension). */
-bool rt_ocl_has_fp16(const rt_ocl *o);
 
 /* Program binaries are cached under dir (created on first use); NULL turns the disk cache off.
  * The default is $XDG_CACHE_HOME/loom/opencl, else $HOME/.cache/loom/opencl. */

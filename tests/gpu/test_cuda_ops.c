@@ -49,7 +49,7 @@ int main(void)
     }
     rt_cuda_list_devices(stdout);
     rt_cuda_unload(cu);
-    static const op_backend gpu = {"cuda", gpu_open, gpu_bind, gpu_run, gpu_output, gpu_close};
+    static const op_backend gpu = {"cuda", gpu_open, gpu_bind, gpu_run, gpu_output, gpu_close, true};
     op_suite_run(&gpu, true);
     printf("on the GPU: %d cases, %d failed\n", n_cases, n_failed);
     return n_failed > 0;

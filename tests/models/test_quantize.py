@@ -17,6 +17,10 @@
 4. Backends: the int4 logits on cpu and opencl (PoCL; without it, int8 and int4 on cpu) against
    the reference interpreter (`--target ref`, which defines the numbers): |err| <= 1e-4 ·
    max(1, |ref|). (The op suite runs dequantize on every backend: tests/unit/op_suite.h.)
+5. The CPU's GEMM reads the codes (runtime/cpu/qgemm_cpu.c): GPT-2's [in, out] weights and
+   tiny LLaMA's [out, in] ones (transposed B, groups along columns), int8 and int4 (g16), with
+   a few rows (batch 1 × 4 tokens: each code row decoded and used directly, as in decode) and
+   many (batch 2 × 64 / 16: f32 panels and sgemm), against the reference interpreter, same bound.
 """
 import os
 import subprocess
@@ -27,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import test_tiny_llama  # noqa: E402
 
 MODEL = "gpt2.loom"
 CFG = {"n_layer": 2, "d_model": 64, "n_head": 4, "vocab": 256, "seq": 64}
@@ -160,6 +165,24 @@ def main():
                 out, _ = harness.run_target(loom, MODEL, {**CFG, "batch": 2}, files[name], ipath,
                                             os.path.join(tmp, t + ".safetensors"), t)
                 ok &= harness.compare_backend(f"{name} logits {t} vs ref", out["logits"], ref["logits"])
+
+        # 5. the quantized GEMM on the CPU, both layouts, both paths
+        lpath = os.path.join(tmp, "llama.safetensors")
+        harness.write_safetensors(lpath, test_tiny_llama.make_weights(np.random.default_rng(11)))
+        lcfg = dict(test_tiny_llama.CFG)
+        cases = [(MODEL, CFG, files["int8"], "gpt2 int8"), (MODEL, CFG, files["int4 g32"], "gpt2 int4 g32")]
+        for fmt, args in (("int8", ["--format", "int8"]), ("int4 g16", ["--format", "int4", "--group", "16"])):
+            path = os.path.join(tmp, f"llama_{fmt.replace(' ', '_')}.safetensors")
+            run([loom, "quantize", lpath, *args, "-o", path])
+            cases.append(("llama.loom", lcfg, path, f"llama {fmt}"))
+        for model, cfg, path, name in cases:
+            for batch, seq in ((1, 4), (2, cfg["seq"])):
+                c = {**cfg, "batch": batch, "seq": seq}
+                vocab = cfg.get("vocab", 256)
+                harness.write_safetensors(ipath, {"tokens": rng.integers(0, vocab, (batch, seq)).astype(np.int32)})
+                ref, _ = harness.run_target(loom, model, c, path, ipath, os.path.join(tmp, "ref.safetensors"), "ref")
+                out, _ = harness.run_target(loom, model, c, path, ipath, os.path.join(tmp, "cpu.safetensors"), "cpu")
+                ok &= harness.compare_backend(f"{name} {batch}x{seq} logits cpu vs ref", out["logits"], ref["logits"])
     print("quantize:", "OK" if ok else "FAILED")
     sys.exit(0 if ok else 1)
 

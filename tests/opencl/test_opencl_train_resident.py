@@ -10,12 +10,18 @@ GPT-2 tiny on the first 3000 characters of tinyshakespeare, same seed on every r
    per micro-batch) plus at most 64 bytes (lr, step) each, and device→host at most 64 bytes
    (loss, norm). A step enqueues the next step's first batch before its wait, so step 1 also
    moves step 2's, and the last step moves none of its own (accum 1: step 1 two batches, the
-   middle steps one, the last none; accum 2: 3, 2, 1). The same run with LOOM_TRAIN_FOLLOW_HOST=1 (every program on a device of its own,
+   middle steps one, the last none; accum 2: 3, 2, 1). Each step line also gives the device
+   time by kind: GEMMs and the optimizer must have taken some. The same run with LOOM_TRAIN_FOLLOW_HOST=1 (every program on a device of its own,
    following the host buffers) must count at least the params each step, so the counters count.
 3. Preempt and resume: a 6-step run with --checkpoint gets SIGUSR1 at its first step line,
    stops after some step k < 6 with a checkpoint (read back from the device), and --resume
    (which puts the state on the device again) gives steps k+1..6 bit-identical (the CSV's loss
    and norm strings) to an uninterrupted 6-step run.
+4. Mixed precision, resident too (fp32 masters and moments on the device; fp16's loss scale
+   uploaded with the step, its found-inf the norm read back): 12 steps of --precision bf16 and
+   of fp16 started at --loss-scale 2^24, so that fp16's first steps overflow and are skipped,
+   against --target cpu with the same precision: the same steps skipped with the same scales,
+   the losses and norms of the others within HALF_TOL relative, and a step's bytes as in 2.
 
 TARGET (default $LOOM_TEST_OPENCL_TARGET or "opencl") picks the device; no OpenCL platform
 prints "skipped"."""
@@ -34,6 +40,9 @@ import harness  # noqa: E402
 
 CFG = {"vocab": 256, "ctx": 16, "d_model": 32, "n_layer": 1, "n_head": 4, "batch": 4, "seq": 16}
 TOL = 1e-5
+# bf16/fp16 on the device against the CPU: the same roundings, but GEMM sums in another order,
+# so a value near a rounding boundary may round the other way (measured: bf16 6.9e-4, fp16 3.3e-5)
+HALF_TOL = 2e-3
 
 
 def train(loom, target, data, extra, env=None):
@@ -59,6 +68,14 @@ def step_bytes(proc):
     got = {}
     for m in re.finditer(r"stats step (\d+): (\d+) bytes host->device, (\d+) bytes device->host", proc.stderr):
         got[int(m.group(1))] = (int(m.group(2)), int(m.group(3)))
+    return got
+
+
+def step_kinds(proc):
+    """{step: {kind: device ms}} from the --stats lines."""
+    got = {}
+    for m in re.finditer(r"stats step (\d+): .*; device ms: (.*)", proc.stderr):
+        got[int(m.group(1))] = {k: float(v) for k, v in (p.split(" ") for p in m.group(2).split(", "))}
     return got
 
 
@@ -112,6 +129,16 @@ def main():
         if sorted(got) != [1, 2, 3, 4]:
             print(f"FAILED: --stats step lines for steps {sorted(got)} (want 1..4)\n{proc.stderr}")
             ok = False
+        kinds = step_kinds(proc)
+        want_kinds = ["gemm", "attention", "elementwise", "reduction", "optimizer", "copy"]
+        for s, k in sorted(kinds.items()):
+            if list(k) != want_kinds or k["gemm"] <= 0 or k["optimizer"] <= 0:
+                print(f"FAILED: step {s}: device time by kind {k} (want {want_kinds}, gemm and optimizer > 0)")
+                ok = False
+        if sorted(kinds) != [1, 2, 3, 4]:
+            print(f"FAILED: device time by kind for steps {sorted(kinds)} (want 1..4)")
+            ok = False
+        print(f"device ms by kind, step 2: {kinds.get(2)}")
         for accum in (1, 2):
             if accum == 2:
                 got = step_bytes(train(loom, target, data, ["--steps", "4", "--accum", "2", "--stats"]))
@@ -167,6 +194,39 @@ def main():
                 ok = False
             else:
                 print(f"preempted after step {k}, resumed: steps {k + 1}-6 bit-identical to the uninterrupted run")
+
+        # 4. mixed precision
+        for prec in ("bf16", "fp16"):
+            extra = ["--steps", "12", "--precision", prec] + (["--loss-scale", "16777216"] if prec == "fp16" else [])
+            train(loom, "cpu", data, extra + ["--log", os.path.join(tmp, f"cpu_{prec}.csv")])
+            proc = train(loom, target, data, extra + ["--stats", "--log", os.path.join(tmp, f"dev_{prec}.csv")])
+            want = read_log(os.path.join(tmp, f"cpu_{prec}.csv"))
+            got = read_log(os.path.join(tmp, f"dev_{prec}.csv"))
+            worst, skipped = 0.0, 0
+            for w, g in zip(want, got):
+                if (w["skipped"], w["loss_scale"]) != (g["skipped"], g["loss_scale"]):
+                    print(f"FAILED: {prec} step {w['step']}: skipped {g['skipped']} at scale {g['loss_scale']} on the "
+                          f"device, {w['skipped']} at {w['loss_scale']} on the cpu")
+                    ok = False
+                    continue
+                skipped += w["skipped"] == "1"
+                for key in ("loss",) if w["skipped"] == "1" else ("loss", "grad_norm"):
+                    a, b = float(g[key]), float(w[key])
+                    rel = abs(a - b) / max(abs(b), 1e-30)
+                    worst = max(worst, rel)
+                    if rel > HALF_TOL:
+                        print(f"FAILED: {prec} step {w['step']} {key}: device {a} cpu {b} (rel {rel:.2e})")
+                        ok = False
+            if len(want) != 12 or len(got) != 12 or (prec == "fp16") != (skipped > 0):
+                print(f"FAILED: {prec}: {len(want)} cpu and {len(got)} device steps (want 12), {skipped} skipped")
+                ok = False
+            for s, (h2d, d2h) in sorted(step_bytes(proc).items()):
+                want_b = (2 if s == 1 else 0 if s == 12 else 1) * batch
+                if not (want_b <= h2d <= want_b + 64) or d2h > 64:
+                    print(f"FAILED: {prec} step {s}: {h2d} bytes host->device (want {want_b} + at most 64), {d2h} "
+                          "device->host (want at most 64)")
+                    ok = False
+            print(f"{prec}: 12 steps ({skipped} skipped) on the device as on the cpu: max rel error {worst:.2e}")
     if not ok:
         sys.exit(1)
     print("OK")

@@ -185,6 +185,7 @@ typedef struct op_backend {
     /* the output's bytes in the plan's dtype, or NULL with d set */
     const void *(*output)(void *ex, const char *name, ir_diag *d);
     void (*close)(void *ex);
+    bool f32_library; /* as program_backend's: GEMM and attention read f32 only (the devices) */
 } op_backend;
 
 static const op_backend *BACKEND;
@@ -196,6 +197,7 @@ static bool run_backend(ir_named_tensor *vals, int nv, ir_named_tensor **outs, i
 {
     ir_graph *g = ir_graph_clone(G);
     pass_options po = pass_options_default();
+    po.f32_library = BACKEND->f32_library;
     cg_lowered low = {0};
     void *ex = NULL;
     void **bound = calloc((size_t)g->n_nodes + 1, sizeof *bound);

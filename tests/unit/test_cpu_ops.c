@@ -57,7 +57,7 @@ static const void *cpu_output(void *p, const char *name, ir_diag *d)
 
 int main(void)
 {
-    static const op_backend cpu = {"cpu", cpu_open, cpu_bind, cpu_run, cpu_output, cpu_close};
+    static const op_backend cpu = {"cpu", cpu_open, cpu_bind, cpu_run, cpu_output, cpu_close, false};
     int failed = op_suite_run(&cpu, true);
     printf("---- again, library steps as kernel IR (codegen/library.c) ----\n");
     lib_kernels = true;

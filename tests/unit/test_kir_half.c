@@ -1,5 +1,5 @@
 /* test_kir_half.c — f16 and bf16 as storage types: loads widen to f32, stores round to nearest
- * even. One JIT-compiled kernel over all 65536 bit patterns checks (a) f16 → f16 and
+ * even; the round_f16 / round_bf16 ops (a cast to a half type in a register) round alike. One JIT-compiled kernel over all 65536 bit patterns checks (a) f16 → f16 and
  * bf16 → bf16 copies are exact (NaNs stay NaN), (b) f32 → f16 and f32 → bf16 stores match
  * independent C conversions bit for bit on random values, ties, subnormals, overflow and
  * specials, and (c) math on widened values: bf16 out = f16 a * bf16 b + 1 (the product of an
@@ -19,7 +19,7 @@ int main(void)
     cg_host_fn fn = kt_jit(k, &jit);
     uint16_t *h = malloc(N * 2), *b = malloc(N * 2), *hc = calloc(N, 2), *bc = calloc(N, 2);
     uint16_t *hf = calloc(N, 2), *bf = calloc(N, 2), *mix = calloc(N, 2);
-    float *f = malloc(N * sizeof *f);
+    float *f = malloc(N * sizeof *f), *hr = calloc(N, sizeof *hr), *br = calloc(N, sizeof *br);
     for (int i = 0; i < N; i++) {
         h[i] = (uint16_t)i;
         b[i] = (uint16_t)(i * 40503u); /* every pattern, in another order */
@@ -33,7 +33,7 @@ int main(void)
         f[s] = special[s];
     for (int i = 64; i < 4096; i++)
         f[i] = kt_uniform(-70000, 70000) * ldexpf(1, (i % 60) - 40);
-    void *args[] = {h, b, f, hc, bc, hf, bf, mix};
+    void *args[] = {h, b, f, hc, bc, hf, bf, mix, hr, br};
     kt_run(fn, args, N, 5);
     int nan_h = 0, nan_b = 0;
     for (int i = 0; i < N; i++) {
@@ -63,11 +63,15 @@ int main(void)
             CHECK(isnan(kt_bf16_to_float(mix[i])));
         else
             CHECK(mix[i] == kt_float_to_bf16(want));
+        if (!kt_rounds_ok(f[i], hr[i], br[i]))
+            fprintf(stderr, "round(%.9g): f16 %.9g bf16 %.9g\n", f[i], hr[i], br[i]);
+        CHECK(kt_rounds_ok(f[i], hr[i], br[i]));
     }
     printf("%-28s all %d patterns exact (%d/%d NaN patterns stay NaN): OK\n", "f16/bf16 copy", N, nan_h, nan_b);
     printf("%-28s n=%d bit-exact vs C round-to-nearest-even: OK\n", "f32 -> f16, f32 -> bf16", N);
     printf("%-28s n=%d bit-exact: OK\n", "bf16(f16 * bf16 + 1)", N);
-    free(h), free(b), free(hc), free(bc), free(hf), free(bf), free(mix), free(f);
+    printf("%-28s n=%d bit-exact vs the stores' rounding: OK\n", "round_f16, round_bf16 (f32)", N);
+    free(h), free(b), free(hc), free(bc), free(hf), free(bf), free(mix), free(f), free(hr), free(br);
     cg_jit_free(jit);
     cg_kernel_free(k);
     return 0;

@@ -155,7 +155,8 @@ static inline void kt_layernorm_ref(const float *x, const float *w, const float 
 }
 
 /* f16 and bf16 as storage types over n elements: copies (f16 → f16, bf16 → bf16), f32 stores
- * rounded to f16 and bf16, and bf16 mix = f16 h * bf16 b + 1. */
+ * rounded to f16 and bf16, bf16 mix = f16 h * bf16 b + 1, and the rounding ops in registers
+ * (f32 h_round = round_f16(f), b_round = round_bf16(f)). */
 static inline cg_kernel *kt_half_io(int64_t n)
 {
     cg_kernel *k = cg_kernel_new("half_io");
@@ -167,6 +168,8 @@ static inline cg_kernel *kt_half_io(int64_t n)
     int h_from_f = cg_kernel_buffer(k, "h_from_f", DT_F16, CG_OUT, n);
     int b_from_f = cg_kernel_buffer(k, "b_from_f", DT_BF16, CG_OUT, n);
     int mix = cg_kernel_buffer(k, "mix", DT_BF16, CG_OUT, n);
+    int h_round = cg_kernel_buffer(k, "h_round", DT_F32, CG_OUT, n);
+    int b_round = cg_kernel_buffer(k, "b_round", DT_F32, CG_OUT, n);
     cg_kernel_dim(k, n);
     cg_val i = cg_pidx(k, 0);
     cg_val h = cg_load(k, h_in, i), b = cg_load(k, b_in, i), f = cg_load(k, f_in, i);
@@ -175,6 +178,8 @@ static inline cg_kernel *kt_half_io(int64_t n)
     cg_store(k, h_from_f, i, f);
     cg_store(k, b_from_f, i, f);
     cg_store(k, mix, i, cg_add(k, cg_mul(k, h, b), cg_f32(k, 1)));
+    cg_store(k, h_round, i, cg_unary(k, CG_RF16, f));
+    cg_store(k, b_round, i, cg_unary(k, CG_RBF16, f));
     return k;
 }
 
@@ -255,6 +260,16 @@ static inline uint16_t kt_float_to_bf16(float f)
     double dlo = fabs((double)f - flo), dhi = fabs(dhi_val - f);
     uint32_t r = dlo < dhi ? lo : dhi < dlo ? hi : ((lo >> 16) & 1) ? hi : lo;
     return (uint16_t)(r >> 16);
+}
+
+/* round_f16(f) and round_bf16(f) as f32 equal the C conversions there and back (bit for bit;
+ * a NaN stays NaN). */
+static inline bool kt_rounds_ok(float f, float hr, float br)
+{
+    if (isnan(f))
+        return isnan(hr) && isnan(br);
+    float wh = kt_half_to_float(kt_float_to_half(f)), wb = kt_bf16_to_float(kt_float_to_bf16(f));
+    return memcmp(&hr, &wh, sizeof hr) == 0 && memcmp(&br, &wb, sizeof br) == 0;
 }
 
 /* ---- sequential kernels (kir.h, "Sequential kernels") ------------------------------------ */

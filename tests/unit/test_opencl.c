@@ -390,7 +390,7 @@ static void test_half(rt_ocl *o)
     cg_kernel *k = kt_half_io(HN);
     uint16_t *h = malloc(HN * 2), *b = malloc(HN * 2), *hc = calloc(HN, 2), *bc = calloc(HN, 2);
     uint16_t *hf = calloc(HN, 2), *bf = calloc(HN, 2), *mix = calloc(HN, 2);
-    float *f = malloc(HN * sizeof *f);
+    float *f = malloc(HN * sizeof *f), *hr = calloc(HN, sizeof *hr), *br = calloc(HN, sizeof *br);
     for (int i = 0; i < HN; i++) {
         h[i] = (uint16_t)i;
         b[i] = (uint16_t)(i * 40503u);
@@ -403,7 +403,7 @@ static void test_half(rt_ocl *o)
         f[s] = special[s];
     for (int i = 64; i < 4096; i++)
         f[i] = kt_uniform(-70000, 70000) * ldexpf(1, (i % 60) - 40);
-    void *host[] = {h, b, f, hc, bc, hf, bf, mix};
+    void *host[] = {h, b, f, hc, bc, hf, bf, mix, hr, br};
     ocl_run(o, k, host);
     int nan_h = 0, nan_b = 0, bad = 0;
     for (int i = 0; i < HN && bad < 10; i++) {
@@ -422,6 +422,7 @@ static void test_half(rt_ocl *o)
             ok &= hf[i] == kt_float_to_half(f[i]) && bf[i] == kt_float_to_bf16(f[i]);
         float want = kt_half_to_float(h[i]) * kt_bf16_to_float(b[i]) + 1.0f;
         ok &= isnan(want) ? isnan(kt_bf16_to_float(mix[i])) : mix[i] == kt_float_to_bf16(want);
+        ok &= kt_rounds_ok(f[i], hr[i], br[i]);
         if (!ok) {
             fprintf(stderr, "half_io %d: h %04x->%04x b %04x->%04x f %.9g->h %04x (want %04x) bf %04x (want %04x)\n", i,
                     h[i], hc[i], b[i], bc[i], f[i], hf[i], kt_float_to_half(f[i]), bf[i], kt_float_to_bf16(f[i]));
@@ -432,7 +433,8 @@ static void test_half(rt_ocl *o)
     printf("%-28s all %d patterns exact (%d/%d NaN patterns stay NaN): OK\n", "f16/bf16 copy", HN, nan_h, nan_b);
     printf("%-28s n=%d bit-exact vs C round-to-nearest-even: OK\n", "f32 -> f16, f32 -> bf16", HN);
     printf("%-28s n=%d bit-exact: OK\n", "bf16(f16 * bf16 + 1)", HN);
-    free(h), free(b), free(hc), free(bc), free(hf), free(bf), free(mix), free(f);
+    printf("%-28s n=%d bit-exact vs the stores' rounding: OK\n", "round_f16, round_bf16 (f32)", HN);
+    free(h), free(b), free(hc), free(bc), free(hf), free(bf), free(mix), free(f), free(hr), free(br);
     cg_kernel_free(k);
 }
 

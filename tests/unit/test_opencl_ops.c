@@ -85,7 +85,7 @@ int main(int argc, char **argv)
         return 1;
     rt_ocl_set_cache_dir(OCL, dir);
     printf("device: %s\n", rt_ocl_device_name(OCL));
-    static const op_backend ocl = {"opencl", ocl_open, ocl_bind, ocl_run, ocl_output, ocl_close};
+    static const op_backend ocl = {"opencl", ocl_open, ocl_bind, ocl_run, ocl_output, ocl_close, true};
     int failed = op_suite_run(&ocl, true);
     rt_ocl_close(OCL);
     char cmd[128];

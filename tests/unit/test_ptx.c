@@ -251,7 +251,8 @@ static void test_lowerings(void)
 {
     cg_kernel *k = k_half_io();
     char *ptx = render(&k, 1, 80, false);
-    CHECK(strstr(ptx, "cvt.f32.f16") && strstr(ptx, "cvt.rn.f16.f32"));
+    /* f16 widened twice (h_in, round_f16), narrowed once (the store and round_f16 share it) */
+    CHECK(count(ptx, "cvt.f32.f16") >= 2 && strstr(ptx, "cvt.rn.f16.f32"));
     CHECK(strstr(ptx, "ld.global.nc.u16") || strstr(ptx, "ld.global.nc.b16"));
     free(ptx);
     cg_kernel_free(k);
