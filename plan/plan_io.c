@@ -759,12 +759,12 @@ static bool check_gemm(checker *c, const rt_plan_gemm *g)
     if (!g->epi.name)
         return g->act == RT_ACT_NONE || fail(c, "an activation without an epilogue kernel", "gemm");
     /* the epilogue kernel: f32 C and bias, in its args, over C's rows */
-    int64_t c_rows = g->M, packed = g->M * g->N;
+    int64_t c_rows = g->M, packed = g->M * g->N; /* C's extent was checked: M·N fits */
     bool contiguous = !g->ldc || g->ldc == g->N;
     for (int i = nb - 1; i >= 0; i--) {
         contiguous &= g->batch[i] == 1 || g->stride_c[i] == packed;
-        packed *= g->batch[i];
-        c_rows *= g->batch[i];
+        if (__builtin_mul_overflow(packed, g->batch[i], &packed) || __builtin_mul_overflow(c_rows, g->batch[i], &c_rows))
+            return fail(c, "a batch of C beyond 64-bit sizes", "gemm epilogue");
     }
     if (!check_kernel(c, &g->epi, "gemm epilogue"))
         return false;
@@ -814,7 +814,7 @@ static bool check_bytes(checker *c, const char *field, rt_plan_ref r, int64_t by
         return false;
     const rt_plan_buffer *b = &c->p->bufs[r.buf];
     int64_t size = ir_dtype_size(b->dtype);
-    if (b->numel - r.offset < (bytes + size - 1) / size)
+    if (b->numel - r.offset < bytes / size + (bytes % size != 0))
         return fail(c, "reaches past the end of its buffer", field);
     return true;
 }
@@ -951,6 +951,8 @@ bool rt_plan_validate(const rt_plan *p, const char *what, ir_diag *d)
             bad = "has no name";
         else if (b->dtype <= DT_VOID || b->dtype >= DT_COUNT || (int)b->kind < 0 || b->kind > RT_BUF_CONSTANT)
             bad = "has an unknown dtype or kind";
+        else if (b->kind == RT_BUF_CONSTANT) /* lowering makes none, so no executor runs one */
+            bad = "is a constant, which no executor takes";
         else if (b->numel < 0 || __builtin_mul_overflow(b->numel, (int64_t)ir_dtype_size(b->dtype), &bytes))
             bad = "has a bad element count";
         else if (b->kind == RT_BUF_ACTIVATION &&

@@ -112,8 +112,9 @@ const char *rt_gemm_validate(const rt_gemm_desc *g) {
         for (int d = 0; d < g->nbatch; d++)
             if (g->stride_b[d] != 0) return "gemm: a quantized B is shared by the batch";
         if (g->qgroup <= 0 || g->K % g->qgroup != 0 || !g->qscales) return "gemm: quantized B's groups or scales";
-        if (ldb != (g->trans_b ? g->K : g->N)) return "gemm: a quantized B is packed";
-        if (g->qbits == 4 && ldb % 2) return "gemm: int4 rows hold pairs of codes";
+        int64_t cols = g->trans_b ? g->K : g->N;
+        if (ldb != max1(cols)) return "gemm: a quantized B is packed";
+        if (g->qbits == 4 && cols % 2) return "gemm: int4 rows hold pairs of codes";
         if (g->alpha != 1.0 || g->beta != 0.0) return "gemm: a quantized B takes alpha 1, beta 0";
     }
     return NULL;
