@@ -24,6 +24,7 @@
 #include "runtime/cpu/gemm_cpu.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,8 +69,8 @@ HOT_CLONES static void axpy4_q8(float *restrict y, const float *a, const int8_t 
                                 const int8_t *restrict q2, const int8_t *restrict q3, int64_t n)
 {
     float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-    for (int64_t j = 0; j < n; j++)
-        y[j] += a0 * (float)q0[j] + a1 * (float)q1[j] + a2 * (float)q2[j] + a3 * (float)q3[j];
+    for (int64_t j = 0; j < n; j++) /* fused multiply-adds: the conversions are the cost */
+        y[j] = fmaf(a3, (float)q3[j], fmaf(a2, (float)q2[j], fmaf(a1, (float)q1[j], fmaf(a0, (float)q0[j], y[j]))));
 }
 
 /* The int4 form: a byte j of a code row holds columns 2j (low nibble) and 2j + 1 (high), which
@@ -80,10 +81,12 @@ HOT_CLONES static void axpy4_q4(float *restrict ye, float *restrict yo, const fl
 {
     float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
     for (int64_t j = 0; j < n; j++) {
-        ye[j] += a0 * (float)((q0[j] & 15) - 8) + a1 * (float)((q1[j] & 15) - 8) + a2 * (float)((q2[j] & 15) - 8) +
-                 a3 * (float)((q3[j] & 15) - 8);
-        yo[j] += a0 * (float)((q0[j] >> 4) - 8) + a1 * (float)((q1[j] >> 4) - 8) + a2 * (float)((q2[j] >> 4) - 8) +
-                 a3 * (float)((q3[j] >> 4) - 8);
+        ye[j] = fmaf(a3, (float)((q3[j] & 15) - 8),
+                     fmaf(a2, (float)((q2[j] & 15) - 8),
+                          fmaf(a1, (float)((q1[j] & 15) - 8), fmaf(a0, (float)((q0[j] & 15) - 8), ye[j]))));
+        yo[j] = fmaf(a3, (float)((q3[j] >> 4) - 8),
+                     fmaf(a2, (float)((q2[j] >> 4) - 8),
+                          fmaf(a1, (float)((q1[j] >> 4) - 8), fmaf(a0, (float)((q0[j] >> 4) - 8), yo[j]))));
     }
 }
 
