@@ -634,20 +634,19 @@ static bool fail(checker *c, const char *msg, const char *field)
 }
 
 /* Largest element index reached from `offset` over dims of sizes n[] and strides s[] (all
- * non-negative), in *last; false on overflow or a negative size/stride. An empty extent
- * (some n[i] == 0) sets *last = -1. */
-static bool extent(int64_t offset, int nd, const int64_t *n, const int64_t *s, int64_t *last)
+ * non-negative; dims outermost first), in *last; false on overflow or a negative size/stride.
+ * An empty extent (some n[i] == 0: nothing is read) sets *empty, and *last is then what the dims
+ * outside the first empty one reach (executors step over those before finding nothing to do). */
+static bool extent(int64_t offset, int nd, const int64_t *n, const int64_t *s, int64_t *last, bool *empty)
 {
     int64_t x = offset;
+    *empty = false;
     for (int i = 0; i < nd; i++) {
         if (n[i] < 0 || s[i] < 0)
             return false;
-        if (n[i] == 0) {
-            *last = -1;
-            return true;
-        }
+        *empty |= n[i] == 0;
         int64_t t;
-        if (__builtin_mul_overflow(n[i] - 1, s[i], &t) || __builtin_add_overflow(x, t, &x))
+        if (!*empty && (__builtin_mul_overflow(n[i] - 1, s[i], &t) || __builtin_add_overflow(x, t, &x)))
             return false;
     }
     *last = x;
@@ -674,9 +673,12 @@ static bool check_ref(checker *c, const char *field, rt_plan_ref r, bool optiona
     if (r.offset < 0 || r.offset > b->numel)
         return fail(c, "element offset outside its buffer", field);
     int64_t last;
-    if (!extent(r.offset, nd, n, s, &last))
+    bool empty;
+    if (!extent(r.offset, nd, n, s, &last, &empty))
         return fail(c, "negative or overflowing sizes or strides", field);
-    if (last >= b->numel)
+    /* an empty view reads nothing, but executors still step over its outer dims: those stay
+     * within the buffer (its end included) */
+    if (empty ? last > b->numel : last >= b->numel)
         return fail(c, "reaches past the end of its buffer", field);
     return true;
 }
@@ -735,6 +737,9 @@ static bool check_gemm(checker *c, const rt_plan_gemm *g)
     int64_t ld[3] = {g->lda, g->ldb, g->ldc};
     const rt_plan_ref refs[3] = {g->a, g->b, g->c};
     const char *names[3] = {"gemm A", "gemm B", "gemm C"};
+    for (int i = 0; i < g->nbatch; i++)
+        if (g->batch[i] > 1 && g->stride_c[i] == 0)
+            return fail(c, "C written by every entry of a batch (stride 0)", "gemm");
     if (g->qbits && !check_qgemm(c, g))
         return false;
     for (int m = 0; m < 3; m++) {
