@@ -53,6 +53,11 @@ def train(loom, target, data, extra, env=None):
             "--eval-batches", "2", "--target", target] + extra
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, **(env or {})))
+    if proc.returncode != 0 and "LeakSanitizer has encountered a fatal error" in proc.stderr:
+        # the ASan build's leak checker failing to stop PoCL's exiting threads (seen once in ~15
+        # loaded runs), not a leak (that reads "detected memory leaks"): once more
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, **(env or {})))
     if proc.returncode != 0:
         sys.exit(f"FAILED: {' '.join(cmd)}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}")
     return proc
@@ -199,7 +204,9 @@ def main():
         for prec in ("bf16", "fp16"):
             extra = ["--steps", "12", "--precision", prec] + (["--loss-scale", "16777216"] if prec == "fp16" else [])
             train(loom, "cpu", data, extra + ["--log", os.path.join(tmp, f"cpu_{prec}.csv")])
-            proc = train(loom, target, data, extra + ["--stats", "--log", os.path.join(tmp, f"dev_{prec}.csv")])
+            # one GEMM kernel (as in 3.): the timed choice may differ from run to run in the last bit,
+            # which may move an fp16 gradient across the overflow boundary in one run and not another
+            proc = train(loom, target, data, extra + ["--stats", "--log", os.path.join(tmp, f"dev_{prec}.csv")], fixed)
             want = read_log(os.path.join(tmp, f"cpu_{prec}.csv"))
             got = read_log(os.path.join(tmp, f"dev_{prec}.csv"))
             worst, skipped = 0.0, 0
