@@ -567,6 +567,79 @@ static void write_rows(lib *L, const rt_plan_write_rows *w)
     st(L, w->dst, di, ld(L, w->src, add(L, mul(L, o, i64c(L, row)), x)));
 }
 
+/* ---- the quantized GEMM ------------------------------------------------------------------- */
+
+/* Code (row, col) of a quantized B stored [rows, cols] (plan.h: rt_plan_gemm's qbits) as f32,
+ * its group's scale not applied: an int8 byte, or an int4 nibble (low first) less 8. */
+static cg_val qcode(lib *L, const rt_plan_gemm *g, cg_val row, cg_val col, int64_t cols)
+{
+    cg_kernel *k = L->k;
+    if (g->qbits == 8)
+        return cg_cast(k, CG_F32, ld(L, g->b, add(L, mul(L, row, i64c(L, cols)), col)));
+    cg_val byte = ld(L, g->b, add(L, mul(L, row, i64c(L, cols / 2)), cg_div(k, col, i64c(L, 2))));
+    cg_val sixteen = cg_const_int(k, CG_I32, 16);
+    cg_val hi = cmp(L, CG_EQ, cg_mod(k, col, i64c(L, 2)), i64c(L, 1));
+    cg_val nib = sel(L, hi, cg_div(k, byte, sixteen), cg_mod(k, byte, sixteen));
+    return cg_cast(k, CG_F32, sub(L, nib, cg_const_int(k, CG_I32, 8)));
+}
+
+/* GEMM over a weight-only quantized B: C = A · dequantize(B) + bias (the bias left to the
+ * epilogue kernel when there is one; alpha 1, beta 0: the plan validator's rule). A grid point
+ * per (batch entry, tile of QM rows of A, column n); over B's groups along K, each group's
+ * partial sums scaled once, so a column's codes are read once per tile. Targets whose GEMM
+ * takes f32 only run it (the CPU reads the codes itself, qgemm_cpu.c). */
+static void qgemm(lib *L, const rt_plan_gemm *g)
+{
+    cg_kernel *k = L->k;
+    use(L, g->a, CG_IN), use(L, g->b, CG_IN), use(L, g->b_scales, CG_IN);
+    if (!g->epi.name)
+        use(L, g->bias, CG_IN);
+    use(L, g->c, CG_OUT);
+    int64_t nb = 1;
+    for (int i = 0; i < g->nbatch; i++)
+        nb *= g->batch[i];
+    int64_t QM = g->M < 8 ? g->M : 8, nmt = QM ? (g->M + QM - 1) / QM : 0, ng = g->qgroup ? g->K / g->qgroup : 0;
+    int64_t cols = g->trans_b ? g->K : g->N;
+    cg_kernel_dim(k, nb * nmt * g->N);
+    cg_val p = cg_pidx(k, 0), n = cg_mod(k, p, i64c(L, g->N)), rest = cg_div(k, p, i64c(L, g->N));
+    cg_val mt = cg_mod(k, rest, i64c(L, nmt)), bi = cg_div(k, rest, i64c(L, nmt));
+    cg_val oa = i64c(L, 0), oc = i64c(L, 0);
+    for (int i = g->nbatch - 1; i >= 0; i--) { /* innermost batch dim last */
+        cg_val x = cg_mod(k, bi, i64c(L, g->batch[i]));
+        bi = cg_div(k, bi, i64c(L, g->batch[i]));
+        oa = add(L, oa, mul(L, x, i64c(L, g->stride_a[i])));
+        oc = add(L, oc, mul(L, x, i64c(L, g->stride_c[i])));
+    }
+    cg_val m[8], tot[8], part[8];
+    for (int64_t r = 0; r < QM; r++)
+        m[r] = imin(L, add(L, mul(L, mt, i64c(L, QM)), i64c(L, r)), i64c(L, g->M - 1));
+    if (ng > 0) {
+        int lq = cg_loop_open(k, ng, -1);
+        cg_val q = cg_lidx(k, lq);
+        for (int64_t r = 0; r < QM; r++)
+            tot[r] = cg_carry(k, lq, f32c(L, 0));
+        int li = cg_loop_open(k, g->qgroup, -1);
+        cg_val kk = add(L, mul(L, q, i64c(L, g->qgroup)), cg_lidx(k, li));
+        cg_val code = g->trans_b ? qcode(L, g, n, kk, cols) : qcode(L, g, kk, n, cols);
+        for (int64_t r = 0; r < QM; r++) {
+            cg_val ai = g->trans_a ? add(L, mul(L, kk, i64c(L, g->lda)), m[r]) : add(L, mul(L, m[r], i64c(L, g->lda)), kk);
+            part[r] = cg_carry(k, li, f32c(L, 0));
+            cg_carry_next(k, part[r], add(L, part[r], mul(L, ldf(L, g->a, add(L, oa, ai)), code)));
+        }
+        cg_loop_close(k);
+        cg_val si = g->trans_b ? add(L, mul(L, n, i64c(L, ng)), q) : add(L, mul(L, q, i64c(L, g->N)), n);
+        cg_val scale = ldf(L, g->b_scales, si);
+        for (int64_t r = 0; r < QM; r++)
+            cg_carry_next(k, tot[r], add(L, tot[r], mul(L, scale, cg_last(k, part[r]))));
+        cg_loop_close(k);
+    }
+    cg_val bias = g->bias.buf >= 0 && !g->epi.name ? ldf(L, g->bias, n) : f32c(L, 0); /* else the epilogue's */
+    for (int64_t r = 0; r < QM; r++) {
+        cg_val acc = ng > 0 ? cg_last(k, tot[r]) : f32c(L, 0);
+        st(L, g->c, add(L, oc, add(L, mul(L, m[r], i64c(L, g->ldc)), n)), add(L, acc, bias));
+    }
+}
+
 void cg_library_kernels(rt_plan *p, int step, cg_kernel ***ks, int *n, int *cap)
 {
     rt_plan_step *s = &p->steps[step];
@@ -600,6 +673,13 @@ void cg_library_kernels(rt_plan *p, int step, cg_kernel ***ks, int *n, int *cap)
     case RT_STEP_SCATTER_ADD:
         lib_init(&L, p, step, "scatter_add", true);
         scatter_add(&L, &s->scatter);
+        lib_finish(&L, s, ks, n, cap);
+        break;
+    case RT_STEP_GEMM:
+        if (!s->gemm.qbits)
+            break;
+        lib_init(&L, p, step, "qgemm", true);
+        qgemm(&L, &s->gemm);
         lib_finish(&L, s, ks, n, cap);
         break;
     case RT_STEP_WRITE_ROWS:

@@ -1,6 +1,7 @@
 /* library.h — the library steps of a plan as kernel IR (plan.h, "Library steps as kernels").
  *
- * ATTENTION, ATTENTION_GRAD, SUM_ROWS, SCATTER_ADD and WRITE_ROWS have one description each,
+ * ATTENTION, ATTENTION_GRAD, SUM_ROWS, SCATTER_ADD, WRITE_ROWS and a GEMM over quantized codes
+ * have one description each,
  * a sequential kernel (kir.h) or two, built here from the step's fields and rendered by every
  * backend like any plan kernel: the host JIT (the CPU op suite runs them; the CPU's executor
  * otherwise keeps its OpenBLAS-blocked routines), OpenCL C and PTX. What they compute is the
@@ -22,6 +23,11 @@
  *    at their ids in order (an id outside [0, rows) adds nothing, as the CPU's).
  *  - write_rows: one element per grid point, the position read on the device (clamped into
  *    the cache: the executor checks it where it knows it).
+ *  - qgemm (a GEMM step whose B is quantized codes, plan.h's qbits; the kernel of backends
+ *    whose GEMM library takes f32 only, rt_backend_ops.gemm_codes): a grid point per (batch
+ *    entry, tile of up to 8 rows of A, column of C), over B's groups along K: codes converted
+ *    as read (int8 bytes, int4 nibbles less 8), each group's sums scaled once, the bias added
+ *    unless the step's epilogue kernel adds it.
  * Tile sizes follow the head dims (registers: QB·(D + E) values at most ~128).
  */
 #ifndef LOOM_CG_LIBRARY_H

@@ -1062,6 +1062,8 @@ static void lower_gemm(lower_ctx *L, int g, const ir_node *mm, const ir_node *la
         G->epi = epi;
         G->act = (int)act_of(act);
     }
+    if (deq) /* its kernel, for targets whose GEMM takes f32 only */
+        library_step(L);
 }
 
 /* attention's operands (q, k, v, mask: views with a contiguous last dim) into A. */

@@ -12,11 +12,6 @@
 
 bool program_cuda_supported(const rt_plan *plan, ir_diag *d)
 {
-    if (rt_plan_has_quantized_gemm(plan)) { /* fuse keeps the dequantize here (f32_library) */
-        ir_diag_error(d, -1, 0, 0, "cuda: GEMMs over quantized codes are not supported by the CUDA executor; a "
-                      "dequantize kernel feeds them");
-        return false;
-    }
     ir_dtype half = rt_plan_half_library(plan);
     if (half == DT_VOID)
         return true;

@@ -13,8 +13,8 @@ bool program_host_calls(const rt_plan *plan, const char *name, bool lib)
         const rt_plan_step *st = &plan->steps[s];
         const rt_plan_kernel *ks[RT_PLAN_MAX_LIB + 1];
         int n = rt_plan_step_kernels(st, ks);
-        for (int i = 0; i < n; i++)
-            if (strcmp(ks[i]->name, name) == 0 && (lib || st->n_lib == 0))
+        for (int i = 0; i < n; i++) /* library kernels only with lib (the executor's own routines otherwise) */
+            if (strcmp(ks[i]->name, name) == 0 && (lib || ks[i] == &st->kernel || ks[i] == &st->gemm.epi))
                 return true;
     }
     return false;

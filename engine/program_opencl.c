@@ -42,11 +42,6 @@ static void *ocl_create_dev(void *dev, const rt_plan *plan, cg_kernel *const *ke
         ir_unreachable("out of memory");
     bool ok = s->o != NULL;
     ir_dtype half = rt_plan_half_library(plan);
-    if (ok && rt_plan_has_quantized_gemm(plan)) { /* fuse keeps the dequantize here (f32_library) */
-        ir_diag_error(d, -1, 0, 0, "opencl: GEMMs over quantized codes are not supported by the OpenCL executor; "
-                      "a dequantize kernel feeds them");
-        ok = false;
-    }
     if (ok && half != DT_VOID) { /* lower-precision keeps them in f32 here (f32_library) */
         ir_diag_error(d, -1, 0, 0, "opencl: %s GEMM and attention steps are not supported by the OpenCL executor; "
                       "--precision runs them in f32 on half values", ir_dtype_name(half));

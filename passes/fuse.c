@@ -14,8 +14,8 @@
  *     buffer, or an attention q/k/v without a contiguous last dim (or a mask that is no view
  *     at all), becomes a buffer itself — except a matmul's f32 B that is a dequantize of param
  *     codes and scales grouped along the reduction, used by that matmul alone: it joins the
- *     GEMM, which reads the codes (plan.h: rt_plan_gemm's qbits), unless the target's GEMM
- *     takes f32 only (pass_fuse_for's f32_library).
+ *     GEMM, which reads the codes (plan.h: rt_plan_gemm's qbits; a target whose GEMM library
+ *     takes f32 only runs the step's kernel, codegen/library.c).
  *  4. Row prologue stores: a stored elementwise value of the same shape as a row op's input,
  *     reached from that input through same-shape elementwise ops only, whose other consumers
  *     all come after the row op, joins the row op's kernel (e.g. GPT-2's residual sum, stored
@@ -49,7 +49,6 @@ typedef struct {
     bool *buf;        /* owns a buffer */
     int *join;        /* joins the group of this node (id), or -1 */
     bool *lib;        /* member of a GEMM or attention group */
-    bool quant_gemm;  /* a GEMM may read B as quantized codes */
 } fuse_state;
 
 static bool is_buf(const ir_node *n, void *ctx)
@@ -113,7 +112,7 @@ static bool quantized_b(const fuse_state *F, const ir_node *mm)
 {
     const ir_node *x = mm->in[1];
     int kaxis = ir_attr_int(mm, "transpose_b") ? 1 : 0;
-    return F->quant_gemm && x->op == OP_dequantize && mm->dtype == DT_F32 && x->shape.rank == 2 &&
+    return x->op == OP_dequantize && mm->dtype == DT_F32 && x->shape.rank == 2 &&
            only_consumer(F, x) == mm && !F->buf[x->id] && is_source(x->in[0]) && is_source(x->in[1]) &&
            ir_attr_int(x, "axis") == kaxis;
 }
@@ -386,14 +385,12 @@ static void siblings(fuse_state *F)
     free(joined);
 }
 
-bool pass_fuse(ir_graph *g, ir_diag *d) { return pass_fuse_for(g, false, d); }
-
-bool pass_fuse_for(ir_graph *g, bool f32_library, ir_diag *d)
+bool pass_fuse(ir_graph *g, ir_diag *d)
 {
     int nn = g->n_nodes;
     fuse_state F = {g, calloc((size_t)nn + 1, sizeof(int)), calloc((size_t)nn + 1, sizeof(int)),
                     calloc((size_t)nn + 1, sizeof(bool)), malloc(((size_t)nn + 1) * sizeof(int)),
-                    calloc((size_t)nn + 1, sizeof(bool)), !f32_library};
+                    calloc((size_t)nn + 1, sizeof(bool))};
     if (!F.n_cons || !F.cons || !F.buf || !F.join || !F.lib)
         ir_unreachable("out of memory");
     for (int i = 0; i < nn; i++) {

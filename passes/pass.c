@@ -250,7 +250,7 @@ bool pass_run_pipeline(ir_graph *g, const char *names_csv, const pass_options *o
         if (list[i]->fn == needs_precision && prec != DT_VOID)
             ok = pass_lower_precision(g, prec, opt->f32_library, d);
         else if (list[i]->fn == pass_fuse)
-            ok = pass_fuse_for(g, opt->f32_library, d);
+            ok = pass_fuse(g, d);
         else
             ok = mesh_fn && opt->mesh ? mesh_fn(g, opt->mesh, d) : list[i]->fn(g, d);
         double t1 = now_ms();

@@ -75,10 +75,8 @@ bool pass_cse(ir_graph *g, ir_diag *d);
 /* autodiff: adds the backward graph of the scalar output "loss" and an output "grad/<name>"
  * per param (passes/autodiff.c). */
 bool pass_autodiff(ir_graph *g, ir_diag *d);
-/* fuse: sets node->group: which plan step computes each value (see fuse.h). pass_fuse_for: with
- * f32_library (pass_options) a GEMM's B never comes as quantized codes. */
+/* fuse: sets node->group: which plan step computes each value (see fuse.h). */
 bool pass_fuse(ir_graph *g, ir_diag *d);
-bool pass_fuse_for(ir_graph *g, bool f32_library, ir_diag *d);
 /* lower-precision: activations and GEMM/attention operands in half (DT_BF16 or DT_F16),
  * reductions, params and outputs in their declared f32 (passes/lower_precision.c). In a
  * pipeline it is written "lower-precision=bf16" / "=fp16", or bare with pass_options.precision.

@@ -131,7 +131,7 @@ typedef struct {
     int act;           /* rt_act: the activation of epi */
     rt_plan_ref a, b, c, bias;
     rt_plan_kernel epi; /* the epilogue kernel (name NULL: none): C = act(C + bias) in place */
-    /* a weight-only quantized B (fuse.c joins B's dequantize to the GEMM on the CPU): qbits 8
+    /* a weight-only quantized B (fuse.c joins B's dequantize to the GEMM): qbits 8
      * or 4 (0: B is float), b its codes as stored (i8, or u8 pairs of 4-bit codes along the
      * rows; [K, N], or [N, K] with trans_b; packed), b_scales one scale (f32 or f16) per
      * qgroup codes along K ([K/qgroup, N], or [N, K/qgroup] with trans_b) */
@@ -240,16 +240,6 @@ typedef struct {
     rt_plan_step *steps;
     int64_t arena_bytes;  /* set by the memory planner: the arena's size (the planned peak) */
 } rt_plan;
-
-/* Whether a GEMM step of p reads B as quantized codes (the CPU executor's; the device executors
- * refuse such plans: lowering for them keeps the dequantize, pass_options.f32_library). */
-static inline bool rt_plan_has_quantized_gemm(const rt_plan *p)
-{
-    for (int i = 0; i < p->n_steps; i++)
-        if (p->steps[i].kind == RT_STEP_GEMM && p->steps[i].gemm.qbits)
-            return true;
-    return false;
-}
 
 /* Frees everything a plan owns (not the struct itself) and zeroes it. */
 static inline void rt_plan_clear(rt_plan *p)

@@ -898,7 +898,8 @@ static bool check_lib(checker *c, const rt_plan_step *st)
 {
     bool library = st->kind == RT_STEP_ATTENTION || st->kind == RT_STEP_ATTENTION_GRAD ||
                    st->kind == RT_STEP_SUM_ROWS || st->kind == RT_STEP_SCATTER_ADD || st->kind == RT_STEP_WRITE_ROWS;
-    if (st->n_lib < 0 || st->n_lib > RT_PLAN_MAX_LIB || (!library && st->n_lib > 0))
+    bool qgemm = st->kind == RT_STEP_GEMM && st->gemm.qbits; /* its kernel: codegen/library.c */
+    if (st->n_lib < 0 || st->n_lib > (qgemm ? 1 : RT_PLAN_MAX_LIB) || (!library && !qgemm && st->n_lib > 0))
         return fail(c, "library kernels on a step that is not a library step", NULL);
     for (int i = 0; i < st->n_lib; i++)
         if (!check_kernel(c, &st->lib[i], "library kernel"))

@@ -64,6 +64,12 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
+/* Whether GEMM step s runs as kernels rather than through ops->gemm. */
+static bool gemm_as_kernels(const rt_walker *w, int s)
+{
+    return w->kernels[s] || (w->plan->steps[s].gemm.qbits && !w->ops->gemm_codes);
+}
+
 rt_walker *rt_walker_new(const rt_plan *p, const rt_backend_ops *ops, void *dev, bool lib_kernels, ir_diag *d)
 {
     rt_walker *w = xcalloc(1, sizeof *w);
@@ -105,9 +111,12 @@ rt_walker *rt_walker_new(const rt_plan *p, const rt_backend_ops *ops, void *dev,
     }
     for (int s = 0; s < p->n_steps; s++) {
         const rt_plan_step *st = &p->steps[s];
-        w->kernels[s] = st->n_lib > 0 && (w->lib || !ops->native[st->kind]);
+        bool own = st->kind == RT_STEP_GEMM ? !st->gemm.qbits || ops->gemm_codes : ops->native[st->kind] != NULL;
+        w->kernels[s] = st->n_lib > 0 && (w->lib || !own);
         const rt_plan_kernel *ks[RT_PLAN_MAX_LIB + 1];
-        int nk = st->kind == RT_STEP_KERNEL || st->kind == RT_STEP_GEMM || w->kernels[s] ? rt_plan_step_kernels(st, ks) : 0;
+        int nk = st->kind == RT_STEP_KERNEL || w->kernels[s] ? rt_plan_step_kernels(st, ks) : 0;
+        if (st->kind == RT_STEP_GEMM && !w->kernels[s] && st->gemm.epi.name) /* the epilogue alone */
+            ks[nk++] = &st->gemm.epi;
         for (int x = 0; x < nk; x++) {
             w->kh[s][x] = ops->kernel(dev, ks[x], d);
             if (!w->kh[s][x]) {
@@ -117,7 +126,7 @@ rt_walker *rt_walker_new(const rt_plan *p, const rt_backend_ops *ops, void *dev,
             if (ks[x]->n_args > w->max_args)
                 w->max_args = ks[x]->n_args;
         }
-        if (st->kind == RT_STEP_GEMM && ops->gemm_prepare) {
+        if (st->kind == RT_STEP_GEMM && ops->gemm_prepare && !gemm_as_kernels(w, s)) {
             w->gh[s] = ops->gemm_prepare(dev, &st->gemm, d);
             if (!w->gh[s]) {
                 ir_diag_note(d, -1, 0, 0, "%s: preparing the GEMM of step %d", ops->name, s);
@@ -437,6 +446,18 @@ static bool write_rows(rt_walker *w, int s, const rt_plan_write_rows *r, ir_diag
     return true;
 }
 
+/* A GEMM step run as its library kernel (a quantized B where the backend's GEMM takes f32
+ * only, or the op suite's kernels), then its epilogue kernel; none when the GEMM is empty. */
+static bool gemm_kernels(rt_walker *w, int s, ir_diag *d)
+{
+    const rt_plan_step *st = &w->plan->steps[s];
+    int x = st->gemm.epi.name ? 1 : 0; /* kh[s]: the epilogue first (rt_plan_step_kernels) */
+    for (int i = 0; i < st->n_lib; i++)
+        if (!launch(w, s, x + i, &st->lib[i], d))
+            return false;
+    return !x || !st->n_lib || launch(w, s, 0, &st->gemm.epi, d);
+}
+
 static bool run_step(rt_walker *w, int s, ir_diag *d)
 {
     const rt_plan_step *st = &w->plan->steps[s];
@@ -446,6 +467,8 @@ static bool run_step(rt_walker *w, int s, ir_diag *d)
     switch (st->kind) {
     case RT_STEP_KERNEL: return launch(w, s, 0, &st->kernel, d);
     case RT_STEP_GEMM: {
+        if (gemm_as_kernels(w, s))
+            return gemm_kernels(w, s, d);
         const rt_plan_gemm *g = &st->gemm;
         rt_mem m[4] = {rt_walker_mem(w, g->a), rt_walker_mem(w, g->b), rt_walker_mem(w, g->c), rt_walker_mem(w, g->bias)};
         if (g->epi.name)

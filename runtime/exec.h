@@ -80,6 +80,9 @@ typedef struct rt_backend_ops {
      * epi_args its arguments), that kernel after the GEMM wrote C: the backend may apply it
      * itself as it sees fit (the CPU per range of rows, cuBLASLt in its own epilogue) */
     void *(*gemm_prepare)(void *dev, const rt_plan_gemm *g, ir_diag *d);
+    /* gemm reads a quantized B's codes (plan.h: qbits); without, such a step runs its library
+     * kernel (codegen/library.c), then its epilogue kernel */
+    bool gemm_codes;
     void (*gemm_free)(void *dev, void *h);
     bool (*gemm)(void *dev, void *h, const rt_plan_gemm *g, const rt_mem abcb[4], void *epi, const rt_mem *epi_args,
                  ir_diag *d);

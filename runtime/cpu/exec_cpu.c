@@ -462,6 +462,7 @@ static double cpu_event_ms(void *dev, void *a, void *b)
 static const rt_backend_ops cpu_ops = {
     .name = "cpu",
     .host = true,
+    .gemm_codes = true,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .write = cpu_write,

@@ -17,10 +17,12 @@
 4. Backends: the int4 logits on cpu and opencl (PoCL; without it, int8 and int4 on cpu) against
    the reference interpreter (`--target ref`, which defines the numbers): |err| <= 1e-4 ·
    max(1, |ref|). (The op suite runs dequantize on every backend: tests/unit/op_suite.h.)
-5. The CPU's GEMM reads the codes (runtime/cpu/qgemm_cpu.c): GPT-2's [in, out] weights and
-   tiny LLaMA's [out, in] ones (transposed B, groups along columns), int8 and int4 (g16), with
-   a few rows (batch 1 × 4 tokens: each code row decoded and used directly, as in decode) and
-   many (batch 2 × 64 / 16: f32 panels and sgemm), against the reference interpreter, same bound.
+5. The GEMMs read the codes: GPT-2's [in, out] weights and tiny LLaMA's [out, in] ones
+   (transposed B, groups along columns), int8 and int4 (g16), with a few rows (batch 1 × 4
+   tokens) and many (batch 2 × 64 / 16), against the reference interpreter, same bound: the
+   CPU's own GEMM (runtime/cpu/qgemm_cpu.c: each code row decoded and used directly for few
+   rows, as in decode; f32 panels and sgemm for many), the devices' kernel (codegen/library.c's
+   qgemm) on the host JIT (LOOM_CPU_LIBRARY=kernels) and, with PoCL, on OpenCL (many rows).
 """
 import os
 import subprocess
@@ -181,8 +183,16 @@ def main():
                 vocab = cfg.get("vocab", 256)
                 harness.write_safetensors(ipath, {"tokens": rng.integers(0, vocab, (batch, seq)).astype(np.int32)})
                 ref, _ = harness.run_target(loom, model, c, path, ipath, os.path.join(tmp, "ref.safetensors"), "ref")
-                out, _ = harness.run_target(loom, model, c, path, ipath, os.path.join(tmp, "cpu.safetensors"), "cpu")
-                ok &= harness.compare_backend(f"{name} {batch}x{seq} logits cpu vs ref", out["logits"], ref["logits"])
+                runs = [("cpu", "cpu", None), ("cpu", "cpu kernel", "kernels")]
+                runs += [("opencl", "opencl", None)] if len(targets) > 1 and batch > 1 else []
+                for target, label, lib in runs:
+                    if lib:
+                        os.environ["LOOM_CPU_LIBRARY"] = lib
+                    out, _ = harness.run_target(loom, model, c, path, ipath, os.path.join(tmp, "out.safetensors"),
+                                                target)
+                    os.environ.pop("LOOM_CPU_LIBRARY", None)
+                    ok &= harness.compare_backend(f"{name} {batch}x{seq} logits {label} vs ref", out["logits"],
+                                                  ref["logits"])
     print("quantize:", "OK" if ok else "FAILED")
     sys.exit(0 if ok else 1)
 

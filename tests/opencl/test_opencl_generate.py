@@ -9,6 +9,9 @@ GPT-2 with the real vocabulary (50257) and tiny dims (test_generate.py's random 
    mask element: the KV cache, the mask and the weights stay on the device) and exactly one
    logits row (50257 × 4 bytes) device→host.
 3. bad input: --recompute with a device target is a clear error (exit 1), not a crash.
+4. the weights quantized (`loom quantize`, int8 and int4 g16): the device's GEMMs read the codes
+   (codegen/library.c's qgemm, one row of A a token), the same ids and logits within 1e-3 of the
+   CPU's (runtime/cpu/qgemm_cpu.c) on the same file.
 
 TARGET (default $LOOM_TEST_OPENCL_TARGET or "opencl") picks the device; no OpenCL platform
 prints "skipped"."""
@@ -73,6 +76,20 @@ def main():
             print(f"before the first decoded token: {m0.group(1) if m0 else '?'} bytes up; weights file {wbytes}")
             if not m0 or not (0.9 * wbytes < int(m0.group(1)) < 1.2 * wbytes):
                 print("FAILED: want the weights uploaded once (within 0.9-1.2x the weights file)")
+                ok = False
+
+        for fmt in (["int8"], ["int4", "--group", "16"]):
+            qpath = os.path.join(tmp, fmt[0] + ".safetensors")
+            subprocess.run([loom, "quantize", wpath, "--format", *fmt, "-o", qpath], check=True, capture_output=True)
+            ids_c, lg_c, _ = tg.generate(loom, qpath, "Once upon a time", N, os.path.join(tmp, "qc.bin"),
+                                         "--temperature", "0")
+            ids_d, lg_d, _ = tg.generate(loom, qpath, "Once upon a time", N, os.path.join(tmp, "qd.bin"),
+                                         "--temperature", "0", "--target", target)
+            diff = float(np.max(np.abs(lg_c - lg_d))) if lg_c.shape == lg_d.shape else float("inf")
+            same = len(ids_c) == N and list(ids_c) == list(ids_d)
+            print(f"{fmt[0]} weights, greedy {N} tokens: ids equal {same}, logits max abs diff {diff:.2e}")
+            if not same or not diff <= TOL:
+                print(f"FAILED: {fmt[0]}: device ids {list(ids_d)}, cpu ids {list(ids_c)}, logits differ by {diff}")
                 ok = False
 
         proc = subprocess.run(cmd + ["--recompute"], capture_output=True, text=True)

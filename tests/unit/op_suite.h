@@ -614,6 +614,21 @@ static void test_quant(void)
         output("y4", matmul(x, w4, 0, 1));
     }
     finish_range("dequantize int8, int4 into GEMMs", 0, -0.05, 0.05);
+    /* GEMMs over codes (one consumer each, grouped along K: fuse.c joins them) with epilogues:
+     * a folded batch with bias and gelu (int8, several groups), a transposed A whose batch does
+     * not fold with a bias (int4 along rows of [K, N]); up to 12 rows (the devices' kernel takes
+     * tiles of 8) */
+    begin();
+    {
+        int64_t M = irand(1, 12), K = 8 * irand(1, 6), N = 2 * irand(1, 12), g = 4;
+        ir_node *x = INPUT("x", DT_F32, 3, 2, M, K), *xt = INPUT("xt", DT_F32, 3, 2, K, M);
+        ir_node *bias = PARAM("bias", DT_F32, 1, N);
+        ir_node *w8 = dequantize(PARAM("q8", DT_I8, 2, K, N), PARAM("s8", DT_F32, 2, K / g, N), 8, 0);
+        ir_node *w4 = dequantize(PARAM("q4", DT_U8, 2, K, N / 2), PARAM("s4", DT_F16, 2, K / (2 * g), N), 4, 0);
+        output("y8", un(OP_gelu, bin(OP_add, matmul(x, w8, 0, 0), bias)));
+        output("y4", bin(OP_add, bias, matmul(xt, w4, 1, 0)));
+    }
+    finish_range("GEMMs over int8, int4 codes + bias (+ gelu), batched", 0, -0.05, 0.05);
 }
 
 static void test_nn(void)
