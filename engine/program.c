@@ -29,6 +29,7 @@ struct program_buf {
     program_device *dev;
     void *mem;
     size_t bytes;
+    bool borrowed; /* the caller's host memory (program_buf_host): not freed here */
 };
 
 struct program {
@@ -213,7 +214,18 @@ program_buf *program_buf_new(program_device *dev, size_t bytes, ir_diag *d)
     program_buf *b = calloc(1, sizeof *b);
     if (!b)
         ir_unreachable("out of memory");
-    *b = (program_buf){dev, mem, bytes};
+    *b = (program_buf){dev, mem, bytes, false};
+    return b;
+}
+
+program_buf *program_buf_host(program_device *dev, void *host, size_t bytes)
+{
+    if (!program_device_is_host(dev))
+        return NULL;
+    program_buf *b = calloc(1, sizeof *b);
+    if (!b)
+        ir_unreachable("out of memory");
+    *b = (program_buf){dev, host, bytes, true};
     return b;
 }
 
@@ -221,7 +233,8 @@ void program_buf_free(program_buf *b)
 {
     if (!b)
         return;
-    b->dev->be->buf_free(b->dev->state, b->mem);
+    if (!b->borrowed)
+        b->dev->be->buf_free(b->dev->state, b->mem);
     free(b);
 }
 
@@ -268,6 +281,69 @@ static bool same_device(const program *p, const program_buf *b, const char *name
 bool program_bind_buf(program *p, const char *name, program_buf *b, size_t off, ir_diag *d)
 {
     return same_device(p, b, name, d) && rt_walker_bind_mem(walker_of(p), name, false, (rt_mem){b->mem, off}, d);
+}
+
+/* The buffer of kind k called name in plan p, -1. */
+static int plan_buf(const rt_plan *p, rt_buf_kind k, const char *name)
+{
+    for (int i = 0; i < p->n_bufs; i++)
+        if (p->bufs[i].kind == k && strcmp(p->bufs[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Kernel k (plan kernel pk) reads buffer x, and only at index nodes where it stores y. */
+static bool reads_where_it_writes(const cg_kernel *k, const rt_plan_kernel *pk, int x, int y)
+{
+    if (k->n_loops > 0 || k->seq)
+        return false;
+    bool any = false;
+    for (int i = 0; i < k->n_nodes; i++) {
+        const cg_node *n = &k->nodes[i];
+        if (n->op != CG_LOAD || pk->args[n->a].buf != x)
+            continue;
+        bool same = false; /* a store of y at this very index node */
+        for (int j = 0; j < k->n_nodes; j++) {
+            const cg_node *s = &k->nodes[j];
+            same |= s->op == CG_STORE && pk->args[s->a].buf == y && pk->args[s->a].offset == pk->args[n->a].offset &&
+                    s->in[0] == n->in[0];
+        }
+        if (!same)
+            return false;
+        any = true;
+    }
+    return any;
+}
+
+bool program_in_place(const program *p, const char *name)
+{
+    const rt_plan *pl = &p->low.plan;
+    int x = plan_buf(pl, RT_BUF_PARAM, name), y = plan_buf(pl, RT_BUF_OUTPUT, name);
+    if (x < 0 || y < 0 || pl->bufs[x].dtype != pl->bufs[y].dtype || pl->bufs[x].numel != pl->bufs[y].numel)
+        return false;
+    for (int s = 0; s < pl->n_steps; s++) {
+        const rt_plan_step *st = &pl->steps[s];
+        const rt_plan_kernel *ks[RT_PLAN_MAX_LIB + 1];
+        int nk = rt_plan_step_kernels(st, ks); /* a library step's kernels name all its buffers */
+        bool reads = (st->kind == RT_STEP_GEMM && (st->gemm.a.buf == x || st->gemm.b.buf == x || st->gemm.c.buf == x ||
+                                                   st->gemm.bias.buf == x || st->gemm.b_scales.buf == x)) ||
+                     (st->kind == RT_STEP_COPY && (st->copy.src.buf == x || st->copy.dst.buf == x)) ||
+                     (st->kind == RT_STEP_CHECK_IDS && st->check.ids.buf == x);
+        for (int i = 0; i < nk; i++)
+            for (int a = 0; a < ks[i]->n_args; a++)
+                reads |= ks[i]->args[a].buf == x;
+        if (!reads)
+            continue;
+        if (st->kind != RT_STEP_KERNEL)
+            return false;
+        const cg_kernel *k = NULL;
+        for (int j = 0; j < p->low.n_kernels && !k; j++)
+            if (strcmp(p->low.kernels[j]->name, st->kernel.name) == 0)
+                k = p->low.kernels[j];
+        if (!k || !reads_where_it_writes(k, &st->kernel, x, y))
+            return false;
+    }
+    return true;
 }
 
 bool program_bind_output_buf(program *p, const char *name, program_buf *b, size_t off, ir_diag *d)

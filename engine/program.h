@@ -94,6 +94,10 @@ rt_xfer program_device_xfer(const program_device *dev);
 /* bytes of zeroed device memory; NULL (reported) when the device has no room. */
 program_buf *program_buf_new(program_device *dev, size_t bytes, ir_diag *d);
 void program_buf_free(program_buf *b);
+/* On a host device (program_device_is_host), a buffer that is bytes of the caller's memory at
+ * host (which outlives it; not freed with it): programs read and write it in place, no copy.
+ * NULL on other devices. */
+program_buf *program_buf_host(program_device *dev, void *host, size_t bytes);
 size_t program_buf_size(const program_buf *b);
 /* Copies between host memory and bytes at byte offset off of b (inside b). write_async returns
  * once the copy is enqueued: src must stay unchanged until the device ran it (a sync or read). */
@@ -107,6 +111,12 @@ program *program_new_device(program_device *dev, const ir_graph *g, const char *
  * output) called name of p, a program on b's device. */
 bool program_bind_buf(program *p, const char *name, program_buf *b, size_t off, ir_diag *d);
 bool program_bind_output_buf(program *p, const char *name, program_buf *b, size_t off, ir_diag *d);
+/* Whether the output called name may share memory with the param of that name (an update in
+ * place, as PyTorch's optimizers do): p's steps are kernels only, and the param is read only
+ * by kernels without loops that store the output at every index they read it — so each
+ * element is read and then written by one grid point, and nothing reads it after. False when
+ * either is missing or the plan is anything else. */
+bool program_in_place(const program *p, const char *name);
 /* program_bind whose copy is enqueued only (rt_walker_bind_async): data must stay unchanged
  * until the program's next run has finished. */
 bool program_bind_async(program *p, const char *name, const void *data, ir_diag *d);

@@ -50,12 +50,9 @@ rt_walker *program_host_walker(void *state) { return rt_exec_walker(ex_of(state)
 void *program_host_buf_alloc(void *dev, size_t bytes, ir_diag *d)
 {
     (void)dev;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? (bytes + 63) / 64 * 64 : 64) != 0) {
+    void *p = calloc(bytes ? bytes : 1, 1); /* large ones are fresh zeroed pages, not touched here */
+    if (!p)
         ir_diag_error(d, -1, 0, 0, "cpu: cannot allocate %zu bytes", bytes);
-        return NULL;
-    }
-    memset(p, 0, bytes);
     return p;
 }
 
@@ -68,14 +65,16 @@ void program_host_buf_free(void *dev, void *mem)
 bool program_host_buf_write(void *dev, rt_mem dst, const void *src, size_t bytes, bool async, ir_diag *d)
 {
     (void)dev, (void)async, (void)d;
-    memcpy((char *)dst.mem + dst.off, src, bytes);
+    if ((char *)dst.mem + dst.off != src) /* the same memory: a program_buf_host */
+        memcpy((char *)dst.mem + dst.off, src, bytes);
     return true;
 }
 
 bool program_host_buf_read(void *dev, rt_mem src, void *dst, size_t bytes, ir_diag *d)
 {
     (void)dev, (void)d;
-    memcpy(dst, (const char *)src.mem + src.off, bytes);
+    if ((const char *)src.mem + src.off != dst)
+        memcpy(dst, (const char *)src.mem + src.off, bytes);
     return true;
 }
 

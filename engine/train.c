@@ -304,6 +304,7 @@ struct eng_trainer {
     uint64_t prefetched;             /* the batch whose tokens and targets are already bound to
                                         the gradient program (UINT64_MAX: none) */
     bool host_stale;                 /* flat/state behind the device's */
+    bool in_place;                   /* one half: the update writes its inputs (device_setup) */
     rt_xfer xfer_step;               /* host↔device bytes of the last step (train_step alone) */
     double kind_ms[STEP_KINDS];      /* --stats on a device: device ms by kind so far (kind_ms) */
     eng_comm_meter meter;            /* under --mesh: bytes per axis (engine/profile.h) */
@@ -1115,7 +1116,7 @@ static bool dev_bind_params(trainer *r, program *p, int h)
  * params and state (read from half cur, written to the other). */
 static bool dev_bind_half(trainer *r)
 {
-    int c = r->cur, n = 1 - c;
+    int c = r->cur, n = r->in_place ? c : 1 - c;
     char name[64];
     if (!dev_bind_params(r, r->grad, c) || !dev_bind_params(r, r->eval, c))
         return false;
@@ -1156,26 +1157,64 @@ static bool dev_bind_grads(trainer *r, int to)
     return true;
 }
 
-/* The device's buffers, the host state uploaded into half 0, every program bound. */
+/* Whether the update may write its params and state over its inputs (one half): on a host
+ * device, where memory touched is start-up time and RSS, when no step is ever skipped by
+ * keeping the old half (fp16's found-inf, --on-nan skip; a stop on a non-finite norm does not
+ * resume) and the update's plan allows it for every group (program_in_place). */
+static bool update_in_place(trainer *r)
+{
+    if (!program_device_is_host(r->dev) || r->half == DT_F16 || r->t.nan_skip)
+        return false;
+    char name[64];
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        if (!r->n_group[k])
+            continue;
+        snprintf(name, sizeof name, "params/%s", pass_opt_group_name[k]);
+        if (!program_in_place(r->update, name))
+            return false;
+        for (int j = 0; j < r->n_state; j++) {
+            snprintf(name, sizeof name, "%s/%s", r->state_name[j], pass_opt_group_name[k]);
+            if (!program_in_place(r->update, name))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* The device's buffers, the host state uploaded into half 0 (on a host device half 0 is the
+ * host's flat params and state themselves), every program bound. */
 static bool device_setup(trainer *r)
 {
     ir_diag *d = r->d;
     program_device *dev = r->dev;
     int accum = r->t.opt.accum;
+    r->in_place = update_in_place(r);
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         size_t bytes = group_bytes(r, k);
         if (!bytes)
             continue;
-        for (int h = 0; h < 2; h++) {
-            if (!(r->dparams[h][k] = program_buf_new(dev, bytes, d)))
+        /* half 0 and the gradient sums are the host's own arrays where the device is host
+         * memory (no copy); their pages are faulted in now, on every thread, not in step 1 */
+        if ((r->dparams[0][k] = program_buf_host(dev, r->flat[k], bytes))) {
+            r->dgrads[k] = program_buf_host(dev, r->grads[k], bytes);
+            rt_pool_touch(r->pool, r->grads[k], bytes);
+            for (int j = 0; j < r->n_state; j++) {
+                r->dstate[0][k][j] = program_buf_host(dev, r->state[k][j], bytes);
+                rt_pool_touch(r->pool, r->state[k][j], bytes);
+            }
+        }
+        for (int h = 0; h < (r->in_place ? 1 : 2); h++) {
+            if (!r->dparams[h][k] && !(r->dparams[h][k] = program_buf_new(dev, bytes, d)))
                 return false;
             for (int j = 0; j < r->n_state; j++)
-                if (!(r->dstate[h][k][j] = program_buf_new(dev, bytes, d)))
+                if (!r->dstate[h][k][j] && !(r->dstate[h][k][j] = program_buf_new(dev, bytes, d)))
                     return false;
         }
-        if (!(r->dgrads[k] = program_buf_new(dev, bytes, d)) ||
+        if ((!r->dgrads[k] && !(r->dgrads[k] = program_buf_new(dev, bytes, d))) ||
             (accum > 1 && !(r->dgrads_mb[k] = program_buf_new(dev, bytes, d))))
             return false;
+        if (program_device_is_host(dev))
+            continue;
         if (!program_buf_write(r->dparams[0][k], 0, r->flat[k], bytes, d))
             return false;
         for (int j = 0; j < r->n_state; j++)
@@ -1219,7 +1258,9 @@ static bool device_setup(trainer *r)
            dev_bind_grads(r, 0) && program_device_sync(dev, d);
 }
 
-/* The host's flat params and optimizer state from the device (half cur), when behind. */
+/* The host's flat params and optimizer state from the device (half cur), when behind; on a
+ * host device half 0 is them already, and half 1 is copied over half 0 (which the next update
+ * overwrites anyway). */
 static bool dev_pull_state(trainer *r)
 {
     if (!r->dev || !r->host_stale)
@@ -1316,6 +1357,7 @@ static bool dev_train_step(trainer *r, double *loss, double *norm, bool first)
     if (!program_bind_async(r->update, "lr", &r->lr_in, r->d) || !program_bind_async(r->update, "step", &r->step_in, r->d) ||
         (f16 && !program_bind_async(r->update, "grad_scale", &r->grad_scale_in, r->d)) || !program_run(r->update, r->d))
         return false;
+    r->host_stale = true; /* even when skipped: on a host device the other half may be flat itself */
     if (r->step < r->t.steps) { /* slot accum: the step's own slots may still be uploading */
         if (!dev_feed(r, r->next_batch, accum))
             return false;
@@ -1349,8 +1391,10 @@ static bool dev_train_step(trainer *r, double *loss, double *norm, bool first)
         const char *bad = dev_nonfinite_grad(r);
         return nonfinite_stop(r, bad ? bad : "a gradient", *loss);
     }
-    r->cur = 1 - r->cur;
     r->host_stale = true;
+    if (r->in_place) /* the one half holds the new values already */
+        return true;
+    r->cur = 1 - r->cur;
     return dev_bind_half(r);
 }
 

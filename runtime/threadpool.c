@@ -243,3 +243,25 @@ void rt_pool_parallel_for_grain(rt_pool *pool, int64_t n, int64_t grain, rt_pool
 void rt_pool_parallel_for(rt_pool *pool, int64_t n, rt_pool_fn fn, void *ctx) {
     rt_pool_parallel_for_grain(pool, n, 1, fn, ctx);
 }
+
+#define TOUCH_CHUNK ((int64_t)1 << 21) /* bytes a chunk of rt_pool_touch */
+#define TOUCH_STRIDE 4096               /* a byte written back per page */
+
+typedef struct {
+    volatile char *p;
+    size_t bytes;
+} touch_job;
+
+static void touch_chunks(void *ctx, int64_t lo, int64_t hi)
+{
+    const touch_job *t = ctx;
+    size_t a = (size_t)lo * TOUCH_CHUNK, b = (size_t)hi * TOUCH_CHUNK;
+    for (size_t i = a; i < b && i < t->bytes; i += TOUCH_STRIDE)
+        t->p[i] = t->p[i];
+}
+
+void rt_pool_touch(rt_pool *pool, void *p, size_t bytes)
+{
+    touch_job t = {p, bytes};
+    rt_pool_parallel_for(pool, (int64_t)((bytes + TOUCH_CHUNK - 1) / TOUCH_CHUNK), touch_chunks, &t);
+}

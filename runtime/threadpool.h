@@ -21,6 +21,7 @@
 #ifndef LOOM_RT_THREADPOOL_H
 #define LOOM_RT_THREADPOOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define RT_POOL_MAX_THREADS 256
@@ -51,6 +52,11 @@ int rt_pool_size(const rt_pool *pool);
  * exactly one chunk; chunks are never empty. n ≤ 0 does nothing. pool may be NULL: then
  * fn(ctx, 0, n) runs on the caller. fn must be safe to run concurrently on disjoint chunks. */
 void rt_pool_parallel_for_grain(rt_pool *pool, int64_t n, int64_t grain, rt_pool_fn fn, void *ctx);
+
+/* Faults in the pages of bytes at p for writing, on the pool's threads (a byte a page written
+ * back, contents unchanged; nothing may use the memory meanwhile): memory's first touch (the
+ * kernel zeroing the page) done now, by every thread at once, instead of inside a timed run. */
+void rt_pool_touch(rt_pool *pool, void *p, size_t bytes);
 
 /* rt_pool_parallel_for_grain with grain 1: for ranges whose every index is substantial work
  * (a row block, a batch entry). Callers with cheap indices pick a grain (see rt_pool_grain). */
