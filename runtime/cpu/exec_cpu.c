@@ -539,6 +539,13 @@ rt_exec_stats rt_exec_stats_get(const rt_exec *e) { return rt_walker_stats(e->w)
 
 rt_walker *rt_exec_walker(rt_exec *e) { return e->w; }
 
+void rt_exec_touch_arena(rt_exec *e)
+{
+    void *arena = rt_walker_arena(e->w).mem;
+    if (arena)
+        rt_pool_touch(e->c.pool, arena, (size_t)e->plan->arena_bytes);
+}
+
 int64_t rt_exec_arena_touched(const rt_exec *e)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = (size_t)e->plan->arena_bytes;

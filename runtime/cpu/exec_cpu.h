@@ -56,6 +56,10 @@ struct rt_walker *rt_exec_walker(rt_exec *e);
  * activation peak, to set against the planned one (the plan's arena_bytes). */
 int64_t rt_exec_arena_touched(const rt_exec *e);
 
+/* Faults the whole arena in now, on the pool's threads (rt_pool_touch), so that no timed run
+ * pays for its first touch (training's step 1); rt_exec_arena_touched then counts it all. */
+void rt_exec_touch_arena(rt_exec *e);
+
 /* Profiling: time every step (a clock read per step) and sum the times by kind. */
 void rt_exec_profile(rt_exec *e, bool on);
 /* The step counts of e's plan and the times summed so far. */
