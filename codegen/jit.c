@@ -26,7 +26,19 @@
 
 struct cg_jit {
     LLVMOrcLLJITRef jit;
+    int n_alias, cap_alias;
+    struct jit_alias {
+        char *name, *to; /* a kernel compiled as another of the same body (cg_kernel_same_body) */
+    } *alias;
 };
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        ir_unreachable("out of memory");
+    return p;
+}
 
 /* Reports an LLVM error (consuming it) as "what: message"; returns false. */
 static bool llvm_error(ir_diag *d, LLVMErrorRef e, const char *what)
@@ -179,6 +191,29 @@ bool cg_jit_add(cg_jit *j, cg_kernel *const *ks, int n, const cg_host_options *o
             }
     if (!ok || n == 0)
         return ok;
+    /* one compile per body: a kernel whose body an earlier one has becomes an alias of it */
+    cg_kernel **uniq = malloc(sizeof *uniq * (size_t)n);
+    uint64_t *hash = malloc(sizeof *hash * (size_t)n);
+    if (!uniq || !hash)
+        ir_unreachable("out of memory");
+    int nu = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t h = cg_kernel_body_hash(ks[i]);
+        int same = -1;
+        for (int u = 0; u < nu && same < 0; u++)
+            if (hash[u] == h && cg_kernel_same_body(uniq[u], ks[i]))
+                same = u;
+        if (same < 0) {
+            hash[nu] = h;
+            uniq[nu++] = ks[i];
+            continue;
+        }
+        ir_grow((void **)&j->alias, &j->cap_alias, j->n_alias + 1, sizeof *j->alias);
+        j->alias[j->n_alias++] = (struct jit_alias){xstrdup(ks[i]->name), xstrdup(uniq[same]->name)};
+    }
+    free(hash);
+    ks = uniq;
+    n = nu;
     char *cache = cg_objcache_dir();
     jit_work w = {.n = (n + CHUNK - 1) / CHUNK};
     w.chunks = calloc((size_t)w.n, sizeof *w.chunks);
@@ -230,11 +265,17 @@ bool cg_jit_add(cg_jit *j, cg_kernel *const *ks, int n, const cg_host_options *o
                 cache ? cache : "off", w.n, hits, w.n - hits, corrupt, stored);
     free(w.chunks);
     free(cache);
+    free(uniq);
     return ok;
 }
 
 cg_host_fn cg_jit_lookup(cg_jit *j, const char *name, ir_diag *d)
 {
+    for (int i = 0; i < j->n_alias; i++)
+        if (strcmp(j->alias[i].name, name) == 0) {
+            name = j->alias[i].to;
+            break;
+        }
     LLVMOrcExecutorAddress addr = 0;
     LLVMErrorRef e = LLVMOrcLLJITLookup(j->jit, &addr, name);
     if (e) {
@@ -259,6 +300,11 @@ void cg_jit_free(cg_jit *j)
             LLVMDisposeErrorMessage(msg);
         }
     }
+    for (int i = 0; i < j->n_alias; i++) {
+        free(j->alias[i].name);
+        free(j->alias[i].to);
+    }
+    free(j->alias);
     free(j);
 }
 

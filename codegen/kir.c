@@ -425,6 +425,68 @@ cg_val cg_last(cg_kernel *k, cg_val carry)
     return emit(k, n);
 }
 
+/* ---- identical kernels ---------------------------------------------------------------------- */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h * 0x100000001b3ull;
+}
+
+static uint64_t node_bits(const cg_node *n, int part)
+{
+    uint64_t f;
+    memcpy(&f, &n->fval, sizeof f);
+    switch (part) {
+    case 0: return (uint64_t)n->op | (uint64_t)n->type << 8 | (uint64_t)n->red << 16 | (uint64_t)(uint32_t)n->slot << 32;
+    case 1: return (uint64_t)(uint32_t)n->in[0] | (uint64_t)(uint32_t)n->in[1] << 32;
+    case 2: return (uint64_t)(uint32_t)n->in[2] | (uint64_t)(uint32_t)n->a << 32;
+    case 3: return (uint64_t)n->ival;
+    default: return f;
+    }
+}
+
+uint64_t cg_kernel_body_hash(const cg_kernel *k)
+{
+    uint64_t h = mix(mix(mix((uint64_t)k->n_args, (uint64_t)k->n_dims), (uint64_t)k->n_loops), (uint64_t)k->n_nodes);
+    h = mix(h, (uint64_t)k->seq);
+    for (int i = 0; i < k->n_args; i++)
+        h = mix(mix(h, (uint64_t)k->args[i].scalar | (uint64_t)k->args[i].dtype << 8 | (uint64_t)k->args[i].access << 16),
+                (uint64_t)k->args[i].numel);
+    for (int i = 0; i < k->n_dims; i++)
+        h = mix(h, (uint64_t)k->dim[i]);
+    for (int i = 0; i < k->n_loops; i++)
+        h = mix(mix(mix(h, (uint64_t)k->loop[i]), (uint64_t)(uint32_t)k->loop_parent[i]),
+                (uint64_t)(uint32_t)k->loop_bound[i] | (uint64_t)(uint32_t)k->loop_open[i] << 32);
+    for (int i = 0; i < k->n_nodes; i++)
+        for (int part = 0; part < 5; part++)
+            h = mix(h, node_bits(&k->nodes[i], part));
+    return h;
+}
+
+bool cg_kernel_same_body(const cg_kernel *a, const cg_kernel *b)
+{
+    if (a->n_args != b->n_args || a->n_dims != b->n_dims || a->n_loops != b->n_loops || a->n_nodes != b->n_nodes ||
+        a->seq != b->seq || a->n_events != b->n_events)
+        return false;
+    for (int i = 0; i < a->n_args; i++)
+        if (a->args[i].scalar != b->args[i].scalar || a->args[i].dtype != b->args[i].dtype ||
+            a->args[i].access != b->args[i].access || a->args[i].numel != b->args[i].numel)
+            return false;
+    for (int i = 0; i < a->n_dims; i++)
+        if (a->dim[i] != b->dim[i])
+            return false;
+    for (int i = 0; i < a->n_loops; i++)
+        if (a->loop[i] != b->loop[i] || a->loop_parent[i] != b->loop_parent[i] || a->loop_bound[i] != b->loop_bound[i] ||
+            a->loop_open[i] != b->loop_open[i] || a->loop_close[i] != b->loop_close[i])
+            return false;
+    for (int i = 0; i < a->n_nodes; i++)
+        for (int part = 0; part < 5; part++)
+            if (node_bits(&a->nodes[i], part) != node_bits(&b->nodes[i], part))
+                return false;
+    return true;
+}
+
 int cg_kernel_dce(cg_kernel *k)
 {
     int *map = malloc(((size_t)k->n_nodes + 1) * sizeof *map);

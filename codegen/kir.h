@@ -314,6 +314,14 @@ int cg_kernel_dce(cg_kernel *k);
  * renderers emit exactly these barriers, so OpenCL and CUDA agree on them. */
 void cg_kernel_group_barriers(const cg_kernel *k, bool *bar);
 
+/* ---- identical kernels ------------------------------------------------------------------------
+ * Two kernels have the same body when everything but their names and their args' names is
+ * equal (args' dtypes, access and sizes, grid, loops, nodes): they compile to the same code, so
+ * a JIT compiles one and points the other's name at it (codegen/jit.c; a model's layers make
+ * most of a program's kernels this way). cg_kernel_body_hash is equal for same bodies. */
+uint64_t cg_kernel_body_hash(const cg_kernel *k);
+bool cg_kernel_same_body(const cg_kernel *a, const cg_kernel *b);
+
 /* ---- checking and printing ---------------------------------------------------------------- */
 /* Checks: names are C identifiers and unique; grid/loop sizes >= 1; operands precede users
  * and exist; ops' type rules (see CG_OPS); loads/stores name buffers with read/write access

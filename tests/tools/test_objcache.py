@@ -2,7 +2,7 @@
 to a fresh directory, LOOM_CPU_CACHE_STATS=1 printing what each compile found:
   - cold: every module compiled and written, one file each;
   - warm: every module found, none compiled, the outputs bit for bit those of the cold run;
-  - a flipped byte and a truncated entry are found corrupt, compiled again and rewritten (the
+  - a flipped byte, then a truncated entry, is found corrupt, compiled again and rewritten (the
     next run finds everything), outputs unchanged;
   - a CPU-feature change (LOOM_CPU_FEATURES=-avx512f) finds nothing: new entries beside the old;
   - four processes on an empty cache at once: all succeed with the cold outputs, no temporary
@@ -89,21 +89,24 @@ def main():
               f"{found} found, {compiled} compiled")
         check("warm: the outputs bit for bit the cold run's", same(cold, warm))
 
-        with open(os.path.join(cache, files[0]), "r+b") as f:  # a byte of the object flipped
+        def flip(f):  # a byte of the object flipped
             f.seek(os.path.getsize(f.name) // 2)
             b = f.read(1)
             f.seek(-1, 1)
             f.write(bytes([b[0] ^ 0x40]))
-        with open(os.path.join(cache, files[-1]), "r+b") as f:  # cut short
-            f.truncate(os.path.getsize(f.name) - 100)
-        bad = os.path.join(tmp, "bad.safetensors")
-        (_, found, compiled, corrupt, written), _ = run(loom, tmp, cache, bad)
-        check("a flipped byte and a truncated entry: found corrupt, compiled and written again",
-              corrupt == 2 and compiled == 2 and written == 2 and found == n - 2,
-              f"{corrupt} corrupt, {compiled} compiled, {written} written")
-        check("... the outputs unchanged", same(cold, bad))
-        (_, found, _, corrupt, _), _ = run(loom, tmp, cache, bad)
-        check("... and the run after finds every entry", found == n and corrupt == 0, f"{found} of {n}")
+
+        for what, spoil in (("a flipped byte", flip),
+                            ("a truncated entry", lambda f: f.truncate(os.path.getsize(f.name) - 100))):
+            with open(os.path.join(cache, files[-1]), "r+b") as f:
+                spoil(f)
+            bad = os.path.join(tmp, "bad.safetensors")
+            (_, found, compiled, corrupt, written), _ = run(loom, tmp, cache, bad)
+            check(f"{what}: found corrupt, compiled and written again",
+                  corrupt == 1 and compiled == 1 and written == 1 and found == n - 1,
+                  f"{corrupt} corrupt, {compiled} compiled, {written} written")
+            check("... the outputs unchanged", same(cold, bad))
+            (_, found, _, corrupt, _), _ = run(loom, tmp, cache, bad)
+            check("... and the run after finds every entry", found == n and corrupt == 0, f"{found} of {n}")
 
         feat = os.path.join(tmp, "feat.safetensors")
         (_, found, compiled, _, written), _ = run(loom, tmp, cache, feat, {"LOOM_CPU_FEATURES": "-avx512f"})
