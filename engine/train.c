@@ -335,6 +335,31 @@ static float *alloc_floats(int64_t n)
     return x;
 }
 
+typedef struct {
+    const ir_node *full;
+    uint64_t seed;
+    double *dst;
+    int n, cap;
+    int64_t (*run)[3]; /* e, f, len */
+} init_runs;
+
+/* mesh_slice_runs: a run of the slice (elements e..e+len, f..f+len of the whole param). */
+static void add_run(void *ctx, int64_t e, int64_t f, int64_t len)
+{
+    init_runs *c = ctx;
+    ir_grow((void **)&c->run, &c->cap, c->n + 1, sizeof *c->run);
+    c->run[c->n][0] = e, c->run[c->n][1] = f, c->run[c->n][2] = len;
+    c->n++;
+}
+
+/* The whole param's init values of runs [lo, hi) (loom init's numbers: counter-based). */
+static void init_runs_range(void *ctx, int64_t lo, int64_t hi)
+{
+    const init_runs *c = ctx;
+    for (int64_t i = lo; i < hi; i++)
+        rt_init_param(c->full, c->seed, (size_t)c->run[i][1], (size_t)c->run[i][2], c->dst + c->run[i][0]);
+}
+
 /* The flat groups and the param layout of the params of pg — the model, or under tp/pp the
  * rank's own slices (names with slices, mesh.h) of its stage's params — initialized as `loom
  * init` initializes the whole model. */
@@ -385,10 +410,22 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
             rt_init_param_as(full, seed, 0, full_count, DT_F32, param_data(r, mp), r->pool);
             continue;
         }
-        double *tmp = malloc((full_count + 1) * sizeof *tmp), *mine = malloc((mp->count + 1) * sizeof *mine);
-        if (!tmp || !mine)
+        double *mine = malloc((mp->count + 1) * sizeof *mine);
+        if (!mine)
             ir_unreachable("out of memory");
-        const rt_st_tensor *t = r->have_init ? rt_st_find(&r->init_w, full->name) : NULL;
+        if (!r->have_init) { /* loom init's values of this rank's elements alone, on every thread */
+            init_runs ir = {full, seed, mine, 0, 0, NULL};
+            mesh_slice_runs(&full->shape, sl, n_sl, add_run, &ir);
+            rt_pool_parallel_for_grain(r->pool, ir.n, rt_pool_grain(mp->count / (ir.n ? ir.n : 1)), init_runs_range, &ir);
+            free(ir.run);
+            rt_convert_from_f64(DT_F32, mine, param_data(r, mp), mp->count);
+            free(mine);
+            continue;
+        }
+        double *tmp = malloc((full_count + 1) * sizeof *tmp);
+        if (!tmp)
+            ir_unreachable("out of memory");
+        const rt_st_tensor *t = rt_st_find(&r->init_w, full->name);
         if (r->have_init && (!t || !ir_shape_eq(&t->shape, &full->shape) || !ir_dtype_is_float(t->dtype))) {
             char want[300];
             ir_type_str(full->dtype, &full->shape, want, sizeof want);
@@ -398,10 +435,7 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
             free(mine);
             return false;
         }
-        if (t) /* fine-tuning: the given weights */
-            rt_convert_to_f64(t->dtype, t->data, tmp, full_count);
-        else
-            rt_init_param(full, seed, 0, full_count, tmp);
+        rt_convert_to_f64(t->dtype, t->data, tmp, full_count); /* fine-tuning: the given weights */
         if (n_sl)
             mesh_slice_extract(tmp, &full->shape, sl, n_sl, mine);
         rt_convert_from_f64(DT_F32, n_sl ? mine : tmp, param_data(r, mp), mp->count);

@@ -219,6 +219,22 @@ void mesh_slice_insert(const float *src, const ir_shape *full, const mesh_slice 
         dst[full_offset(full, &loc, s, n, e)] = src[e];
 }
 
+void mesh_slice_runs(const ir_shape *full, const mesh_slice *s, int n, void (*fn)(void *ctx, int64_t e, int64_t f, int64_t len),
+                     void *ctx)
+{
+    ir_shape loc = mesh_slice_shape(full, s, n);
+    int64_t count = ir_shape_numel(&loc), last = loc.rank > 0 ? loc.dim[loc.rank - 1] : 1;
+    int64_t part = last; /* elements of a local row contiguous in the full tensor */
+    for (int i = 0; i < n; i++)
+        if (s[i].dim == loc.rank - 1)
+            part = full->dim[s[i].dim] / s[i].blocks / s[i].parts;
+    for (int64_t e = 0, len; e < count; e += len) {
+        int64_t j = last ? e % last : 0;
+        len = part - j % part < last - j ? part - j % part : last - j;
+        fn(ctx, e, full_offset(full, &loc, s, n, e), len);
+    }
+}
+
 void mesh_slice_extract(const double *src, const ir_shape *full, const mesh_slice *s, int n, double *dst)
 {
     ir_shape loc = mesh_slice_shape(full, s, n);

@@ -67,6 +67,10 @@ void mesh_slice_append(char *buf, size_t cap, const mesh_slice *s);
 ir_shape mesh_slice_shape(const ir_shape *full, const mesh_slice *s, int n);
 /* Copies the slices of src (doubles, shape full) into dst (mesh_slice_shape elements). */
 void mesh_slice_extract(const double *src, const ir_shape *full, const mesh_slice *s, int n, double *dst);
+/* Calls fn for each maximal run of the slices' elements e..e+len (local row-major order) that
+ * are elements f..f+len of the full tensor, in order: what a rank reads of a whole tensor. */
+void mesh_slice_runs(const ir_shape *full, const mesh_slice *s, int n, void (*fn)(void *ctx, int64_t e, int64_t f, int64_t len),
+                     void *ctx);
 /* The inverse: writes the slice src (local shape) into its place in the full tensor dst. */
 void mesh_slice_insert(const float *src, const ir_shape *full, const mesh_slice *s, int n, float *dst);
 
