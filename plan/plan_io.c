@@ -901,6 +901,11 @@ static bool check_lib(checker *c, const rt_plan_step *st)
     bool qgemm = st->kind == RT_STEP_GEMM && st->gemm.qbits; /* its kernel: codegen/library.c */
     if (st->n_lib < 0 || st->n_lib > (qgemm ? 1 : RT_PLAN_MAX_LIB) || (!library && !qgemm && st->n_lib > 0))
         return fail(c, "library kernels on a step that is not a library step", NULL);
+    bool empty = st->gemm.M == 0 || st->gemm.N == 0;
+    for (int i = 0; qgemm && i < st->gemm.nbatch && i < RT_PLAN_MAX_BATCH; i++)
+        empty |= st->gemm.batch[i] == 0;
+    if (qgemm && st->n_lib != !empty) /* the devices run it: one unless C is empty */
+        return fail(c, "a GEMM over quantized codes without its kernel (or an empty one with one)", "gemm");
     for (int i = 0; i < st->n_lib; i++)
         if (!check_kernel(c, &st->lib[i], "library kernel"))
             return false;
