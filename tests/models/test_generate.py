@@ -24,7 +24,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import REPO, write_safetensors  # noqa: E402
+from harness import LSAN_FATAL, REPO, write_safetensors  # noqa: E402
 
 V, CTX, C, L, H = 50257, 96, 32, 2, 2
 DEFS = {"vocab": V, "ctx": CTX, "d_model": C, "n_layer": L, "n_head": H}
@@ -53,7 +53,9 @@ def generate(loom, wpath, prompt, n, dump, *extra):
         cmd += ["-D", f"{k}={v}"]
     cmd += ["--weights", wpath, "--vocab", os.path.join(REPO, "data", "gpt2"), "--prompt", prompt,
             "--max-tokens", str(n), "--ignore-eos", "--dump-logits", dump, *extra]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True)  # bytes: a sampled text need not be UTF-8
+    if proc.returncode != 0 and LSAN_FATAL.encode() in proc.stderr:  # see harness.run_proc
+        proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         sys.stderr.write(f"FAILED: {' '.join(cmd)}\n{proc.stderr.decode(errors='replace')}")
         sys.exit(1)

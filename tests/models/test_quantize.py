@@ -41,7 +41,7 @@ GEMM = ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_pr
 
 
 def run(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = harness.run_proc(cmd)
     if p.returncode != 0:
         sys.stderr.write(f"FAILED: {' '.join(cmd)}\n{p.stdout}{p.stderr}")
         sys.exit(1)

@@ -10,7 +10,6 @@ reference interpreter's within |err| <= 1e-4 · max(1, |ref|); max abs / rel err
 "skipped"."""
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
@@ -23,7 +22,7 @@ import test_cpu_models as cm  # noqa: E402
 
 
 def sh(cmd):
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = harness.run_proc(cmd, timeout=300)
     if proc.returncode != 0:
         sys.exit(f"FAILED: {' '.join(cmd)}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}")
     return proc.stdout

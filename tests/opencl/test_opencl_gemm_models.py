@@ -7,7 +7,6 @@ max(1, |ref|) elementwise, max errors printed. Then LOOM_OCL_GEMM_VERBOSE=1 must
 chosen kernel per shape, and a bad LOOM_OCL_GEMM must be a clear error. No OpenCL platform
 prints "skipped"."""
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -21,7 +20,7 @@ def run(loom, model, cfg, wpath, ipath, out, target, env):
     cmd = [loom, "run", os.path.join(harness.REPO, "models", model)] + sum([["-D", f"{k}={v}"] for k, v in cfg.items()],
                                                                             []) + \
           ["--weights", wpath, "--inputs", ipath, "--outputs", out, "--target", target]
-    return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **env))
+    return harness.run_proc(cmd, env=dict(os.environ, **env))
 
 
 def main():

@@ -9,7 +9,6 @@ printed. TARGET (default $LOOM_TEST_OPENCL_TARGET or "opencl") picks the device;
 platform prints "skipped"."""
 import csv
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -28,7 +27,7 @@ def train(loom, target, data, log):
         cmd += ["-D", f"{k}={v}"]
     cmd += ["--data", data, "--steps", "5", "--seed", "3", "--lr", "3e-3", "--warmup", "1", "--sample", "0",
             "--eval-batches", "2", "--log", log, "--target", target]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = harness.run_proc(cmd, timeout=300)
     if proc.returncode != 0:
         sys.exit(f"FAILED: {' '.join(cmd)}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}")
     with open(log) as f:

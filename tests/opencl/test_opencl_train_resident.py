@@ -51,13 +51,7 @@ def train(loom, target, data, extra, env=None):
         cmd += ["-D", f"{k}={v}"]
     cmd += ["--data", data, "--seed", "3", "--lr", "3e-3", "--warmup", "1", "--sample", "0",
             "--eval-batches", "2", "--target", target] + extra
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, **(env or {})))
-    if proc.returncode != 0 and "LeakSanitizer has encountered a fatal error" in proc.stderr:
-        # the ASan build's leak checker failing to stop PoCL's exiting threads (seen once in ~15
-        # loaded runs), not a leak (that reads "detected memory leaks"): once more
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, **(env or {})))
+    proc = harness.run_proc(cmd, timeout=600, env=dict(os.environ, **(env or {})))
     if proc.returncode != 0:
         sys.exit(f"FAILED: {' '.join(cmd)}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}")
     return proc
