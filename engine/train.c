@@ -1230,10 +1230,6 @@ static bool device_setup(trainer *r)
         /* half 0 and the gradient sums are the host's own arrays where the device is host
          * memory (no copy); their pages are faulted in now, on every thread, not in step 1 */
         if ((r->dparams[0][k] = program_buf_host(dev, r->flat[k], bytes))) {
-            program *progs[] = {r->grad, r->eval, r->update, r->accum};
-            for (int i = 0; k == 0 && i < 4; i++) /* and the programs' arenas */
-                if (progs[i] && program_exec(progs[i]))
-                    rt_exec_touch_arena(program_exec(progs[i]));
             r->dgrads[k] = program_buf_host(dev, r->grads[k], bytes);
             rt_pool_touch(r->pool, r->grads[k], bytes);
             for (int j = 0; j < r->n_state; j++) {
@@ -1259,6 +1255,10 @@ static bool device_setup(trainer *r)
             if (!program_buf_write(r->dstate[0][k][j], 0, r->state[k][j], bytes, d))
                 return false;
     }
+    program *progs[] = {r->grad, r->eval, r->update, r->accum};
+    for (int i = 0; i < 4; i++) /* the programs' arenas faulted in too, on a host device */
+        if (progs[i] && program_exec(progs[i]))
+            rt_exec_touch_arena(program_exec(progs[i]));
     if (!(r->dscal = program_buf_new(dev, 4 * sizeof(float), d)) ||
         !(r->deval = program_buf_new(dev, EVAL_CHUNK * sizeof(float), d)))
         return false;
