@@ -21,6 +21,7 @@
 #include "passes/pass.h"
 #include "plan/plan_memory.h"
 #include "test_check.h"
+#include "test_graph.h"
 
 static const char *IR_IN_PLACE = "graph t {\n"
                                  "  %0 = input \"cache\" : f32[2, 5, 3]\n"
@@ -50,24 +51,13 @@ static double expected(int b, int s, int c, int pos)
     return 2 * v;
 }
 
-static ir_graph *parse(const char *text, ir_diag *d)
-{
-    int f = ir_diag_add_source(d, "test.lir", text, strlen(text));
-    ir_graph *g = ir_parse(d, f);
-    if (!g) {
-        ir_diag_print(d, stderr);
-        exit(1);
-    }
-    return g;
-}
-
 static rt_kernel_fn resolve(void *ctx, const char *name, ir_diag *d) { return (rt_kernel_fn)cg_jit_lookup(ctx, name, d); }
 
 static void check_reference(int pos, bool want_ok)
 {
     ir_diag d;
     ir_diag_init(&d);
-    ir_graph *g = parse(IR_IN_PLACE, &d);
+    ir_graph *g = tg_parse(IR_IN_PLACE, &d);
     ir_shape sc = {3, {2, 5, 3}}, sx = {3, {2, 2, 3}}, sp = {1, {1}};
     ir_tensor *cache = ir_tensor_new(DT_F32, &sc), *x = ir_tensor_new(DT_F32, &sx), *p = ir_tensor_new(DT_I32, &sp);
     for (int i = 0; i < 30; i++)
@@ -107,7 +97,7 @@ static void check_cpu(const char *text, bool in_place, int64_t pos, bool want_ok
 {
     ir_diag d;
     ir_diag_init(&d);
-    ir_graph *g = parse(text, &d);
+    ir_graph *g = tg_parse(text, &d);
     pass_options po = pass_options_default();
     cg_lowered low = {0};
     bool ok = pass_run_pipeline(g, "dce,cse,fuse", &po, &d) && cg_lower(g, &low, &d);

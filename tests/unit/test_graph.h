@@ -4,12 +4,27 @@
 #ifndef LOOM_TEST_GRAPH_H
 #define LOOM_TEST_GRAPH_H
 
+#include "ir/interp.h"
 #include "ir/ir.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A graph from its text form (named test.lir in messages); prints the errors and exits when it
+ * does not parse. */
+static inline ir_graph *tg_parse(const char *text, ir_diag *d)
+{
+    int f = ir_diag_add_source(d, "test.lir", text, strlen(text));
+    ir_graph *g = ir_parse(d, f);
+    if (!g) {
+        ir_diag_print(d, stderr);
+        exit(1);
+    }
+    return g;
+}
 
 /* shp(2, 3, 4): the shape [3, 4]. */
 static inline ir_shape shp(int rank, ...)

@@ -14,6 +14,7 @@
 #include "engine/program.h"
 #include "ir/ir.h"
 #include "passes/optimizer.h"
+#include "test_graph.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,17 +26,6 @@ static void check(bool ok, const char *what)
 {
     printf("%-72s %s\n", what, ok ? "OK" : "FAIL");
     n_failed += !ok;
-}
-
-static ir_graph *parse(const char *text, ir_diag *d)
-{
-    int f = ir_diag_add_source(d, "test.lir", text, strlen(text));
-    ir_graph *g = ir_parse(d, f);
-    if (!g) {
-        ir_diag_print(d, stderr);
-        exit(1);
-    }
-    return g;
 }
 
 static program *compile(const ir_graph *g, ir_diag *d)
@@ -144,7 +134,7 @@ int main(void)
     ir_diag_init(&d);
 
     /* 1. the optimizers' update graphs */
-    ir_graph *model = parse(MODEL, &d);
+    ir_graph *model = tg_parse(MODEL, &d);
     pass_opt_config c = pass_opt_config_default();
     ir_graph *up = pass_optimizer_graph(model, &c, &d);
     program *p = compile(up, &d);
@@ -177,7 +167,7 @@ int main(void)
     ir_graph_free(model);
 
     /* 2. where sharing would change the result */
-    ir_graph *u = parse(UNSAFE, &d);
+    ir_graph *u = tg_parse(UNSAFE, &d);
     p = compile(u, &d);
     check(!program_in_place(p, "s"), "a param also summed by another kernel: not in place");
     check(!program_in_place(p, "t"), "a param read at another index than written (transpose): not in place");
