@@ -35,6 +35,7 @@ static const command_help helps[] = {
      "  --accum N            gradient accumulation with --train (default: 1)\n"
      "  --optimizer O        adamw or sgd, for the optimizer state (default: adamw)\n"
      "  --momentum M         sgd's momentum (default: 0.9)\n"
+     "  --zero 1             with --train: the optimizer state sharded over dp (ZeRO stage 1)\n"
      "  --json               one JSON object (params, FLOPs, memory, per-rank mesh report) on stdout\n"
      "  --explain            with --mesh: every collective of a rank (one a pipeline stage, or --rank R): its\n"
      "                       layout change, bytes, predicted time and source op with its .loom line\n"
@@ -153,6 +154,8 @@ static const command_help helps[] = {
      "  --stats              step composition and timings\n"
      "  --mesh AXES          dp, tp and pp under mpirun (one process per rank)\n"
      "  --microbatches N --schedule gpipe|1f1b   pipeline micro-batches (default: pp, 1f1b)\n"
+     "  --zero 1             the optimizer state sharded over dp (ZeRO stage 1: gradients reduce-scattered,\n"
+     "                       each rank updating 1/dp of the params, then allgathered; default: 0)\n"
      "  --allreduce A --timeout S   collectives (default: backend, 600)\n",
      {"build/loom train models/gpt2.loom " TINY " --data data/tinyshakespeare.txt --steps 20 --sample 0 --log "
       "/tmp/a.jsonl",

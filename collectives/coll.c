@@ -478,8 +478,11 @@ coll_status coll_reduce_scatter(coll_comm *c, const void *s, void *r, size_t n, 
     TRY(check_common(c, "coll_reduce_scatter", dt, n, s, r));
     TRY(check_op(c, "coll_reduce_scatter", op));
     size_t bytes = n * coll_dtype_size(dt);
-    if (overlap(s, bytes * (size_t)c->size, r, bytes))
-        return coll_set_error(c, COLL_ERR_ARG, "coll_reduce_scatter: send and receive buffers overlap");
+    const char *own = (const char *)s + (size_t)c->rank * bytes;
+    if (r != own && overlap(s, bytes * (size_t)c->size, r, bytes))
+        return coll_set_error(c, COLL_ERR_ARG,
+                              "coll_reduce_scatter: receive buffer overlaps the send buffer other than "
+                              "at this rank's block");
     char detail[128];
     snprintf(detail, sizeof detail, "%s %s, %zu elements per rank", coll_dtype_name(dt),
              coll_op_name(op), n);
@@ -487,7 +490,8 @@ coll_status coll_reduce_scatter(coll_comm *c, const void *s, void *r, size_t n, 
     if (n == 0)
         return COLL_OK;
     if (c->size == 1 && !device_buffers(c)) {
-        memcpy(r, s, bytes);
+        if (s != r)
+            memcpy(r, s, bytes);
         return COLL_OK;
     }
     return observed(c, &call, -1, -1, bytes * (size_t)c->size, c->ops->reduce_scatter(c, s, r, n, dt, op, &call));

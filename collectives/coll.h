@@ -175,7 +175,8 @@ coll_status coll_allreduce(coll_comm *comm, const void *sendbuf, void *recvbuf, 
 coll_status coll_allgather(coll_comm *comm, const void *sendbuf, void *recvbuf, size_t count,
                            coll_dtype dt);
 /* recvbuf (count) of rank r = op over ranks of sendbuf[r·count .. (r+1)·count) (sendbuf holds
- * size·count). */
+ * size·count). In place when recvbuf is this rank's block of sendbuf (sendbuf + r·count, as
+ * NCCL's): the other blocks of sendbuf are then undefined after the call. */
 coll_status coll_reduce_scatter(coll_comm *comm, const void *sendbuf, void *recvbuf, size_t count,
                                 coll_dtype dt, coll_op op);
 /* buf (count) of every rank = root's buf. */

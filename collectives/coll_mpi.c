@@ -17,6 +17,7 @@
 #include "collectives/coll_impl.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,10 +345,16 @@ static coll_status mpi_reduce_scatter(coll_comm *c, const void *s, void *r, size
     coll_status st = count_ok(c, call, n);
     if (st != COLL_OK)
         return st;
+    /* in place (r is this rank's block of s): MPI's in-place result is the buffer's first block */
+    size_t bytes = n * coll_dtype_size(dt);
+    bool in_place = (const char *)r == (const char *)s + (size_t)c->rank * bytes;
     MPI_Request req;
     MPI_MUST(c, call, MPI_Ireduce_scatter_block,
-             (s, r, (int)n, mpi_type(dt), mpi_op(op), m->user, &req));
+             (in_place ? MPI_IN_PLACE : s, in_place ? (void *)(uintptr_t)s : r, (int)n, mpi_type(dt), mpi_op(op),
+              m->user, &req));
     mpi_wait(c, 1, &req, NULL, call);
+    if (in_place && r != s)
+        memmove(r, s, bytes);
     return COLL_OK;
 }
 

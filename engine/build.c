@@ -337,7 +337,7 @@ static bool collect_training(const eng_opts *o, const ir_graph *g, pass_mesh *m,
     int B = (int)eng_find_node(g, OP_input, "tokens")->shape.dim[0], dp = pass_mesh_size(m, "dp");
     bool sharded = pass_mesh_size(m, "tp") > 1 || pass_mesh_size(m, "pp") > 1;
     pass_opt_config opt = *opt0;
-    opt.sumsq_input = sharded;
+    opt.sumsq_input = sharded || opt.shards > 1; /* --zero 1: the update of a dp rank's chunk */
     if (sharded)
         m->local_outputs = true;
     /* the recipe (recipe.c), as loom train builds it on each rank */
@@ -417,7 +417,7 @@ static bool cluster_ranks(const eng_opts *o, const ir_graph *g, int world, rt_pl
 
 /* The train options a training executable compiles in (cmd_train.c reads the same). */
 static const char *const fixed_train_options[] = {"--microbatches", "--accum",  "--optimizer", "--momentum", "--weight-decay",
-                                                  "--beta1",        "--beta2",  "--eps",       "--clip"};
+                                                  "--beta1",        "--beta2",  "--eps",       "--clip",     "--zero"};
 #define N_FIXED (int)(sizeof fixed_train_options / sizeof *fixed_train_options)
 
 /* --train: the options and checks of `loom train --mesh` that decide its programs. */
@@ -455,7 +455,7 @@ static bool train_setup(const eng_opts *o, const ir_graph *g, const pass_mesh *m
     }
     c->micro = (int)micro;
     return (dp * micro == 1 || eng_params_batch_free(o, g, B / (int)micro / dp, "build", d)) &&
-           eng_train_optimizer(o, &c->opt, d);
+           eng_train_optimizer(o, &c->opt, d) && eng_zero_shards(o, dp, "build", &c->opt.shards, d);
 }
 
 /* What a training executable needs to run `loom train` itself: the model's text, its -D

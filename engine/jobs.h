@@ -23,6 +23,10 @@ bool eng_train(const eng_opts *o, ir_diag *d, bool *preempted);
 /* train.c: the optimizer of loom train's options (--optimizer, --accum, --weight-decay,
  * --beta1, --beta2, --eps, --clip, --momentum; loom train's defaults); false after reporting. */
 bool eng_train_optimizer(const eng_opts *o, pass_opt_config *c, ir_diag *d);
+/* train.c: --zero of loom train, check and build (cmd) on a mesh of dp data-parallel ranks
+ * (1 without a mesh): the ranks the optimizer state is sharded over (pass_opt_config.shards;
+ * 1 without --zero or with --zero 0); false after reporting. */
+bool eng_zero_shards(const eng_opts *o, int dp, const char *cmd, int *shards, ir_diag *d);
 /* generate.c: `loom generate` (docs/generation.md): text from a prompt with a KV cache. */
 bool eng_generate(const eng_opts *o, ir_diag *d);
 /* build.c: `loom build`: a standalone executable, or with --mesh a cluster executable
@@ -57,6 +61,9 @@ typedef struct {
     int64_t n_group[PASS_OPT_GROUPS]; /* f32 elements of the rank's params by optimizer group */
     int64_t state_elems;              /* their sum: params, and as many gradients */
     int n_state;                      /* optimizer state tensors a param (AdamW 2) */
+    int64_t params_bytes, grads_bytes, opt_bytes; /* what loom train allocates for them: under
+                                         ZeRO (opt->shards) params and gradients padded to whole
+                                         chunks, the optimizer state of one chunk alone */
     int64_t kept;                     /* activations a micro-batch keeps for its backward */
     int64_t fwd_values, bwd_values;   /* sharded: the runner's values, per slot and once */
     int64_t arenas, outputs;          /* sharded: the segment programs' arenas and output buffers */
@@ -67,6 +74,9 @@ typedef struct {
 } eng_rank_memory;
 bool eng_rank_memory_of(const ir_graph *L, bool sharded, const pass_opt_config *opt, eng_rank_memory *out,
                         ir_diag *d);
+/* The state's bytes of m (params_bytes, grads_bytes, opt_bytes) under ZeRO over `shards` dp
+ * ranks (1: without). */
+void eng_rank_memory_shard(eng_rank_memory *m, int shards);
 /* Bytes in all with `slots` micro-batches in flight: state (params, gradients, optimizer
  * state), runner values, arenas and output buffers. */
 double eng_rank_memory_total(const eng_rank_memory *r, int slots);

@@ -272,7 +272,9 @@ static bool train_options(const ir_graph *g, const eng_opts *o, const pass_mesh 
         }
     }
     s->opt.accum = s->accum;
-    s->opt.sumsq_input = s->sharded;
+    if (!eng_zero_shards(o, s->dp, "check", &s->opt.shards, d))
+        return false;
+    s->opt.sumsq_input = s->sharded || s->opt.shards > 1;
     if (s->B % s->dp != 0) {
         ir_diag_error(d, -1, 0, 0, "check: --train: the batch (%d rows) does not split evenly over dp=%d", s->B, s->dp);
         return false;
@@ -361,6 +363,7 @@ bool eng_rank_memory_of(const ir_graph *L, bool sharded, const pass_opt_config *
         out->state_elems += out->n_group[k];
     const char *state_names[2];
     out->n_state = pass_opt_state_names(opt, state_names);
+    eng_rank_memory_shard(out, opt->shards);
     /* activations: forward values (not params) a backward node reads, per micro-batch */
     bool *backward = mesh_exec_backward_half(L), *kept = calloc((size_t)L->n_nodes + 1, sizeof *kept);
     if (!kept)
@@ -410,9 +413,20 @@ bool eng_rank_memory_of(const ir_graph *L, bool sharded, const pass_opt_config *
     return ok;
 }
 
+void eng_rank_memory_shard(eng_rank_memory *m, int shards)
+{
+    m->params_bytes = m->grads_bytes = m->opt_bytes = 0;
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        int64_t c = pass_opt_chunk(m->n_group[k], shards), whole = shards > 1 ? c * shards : c;
+        m->params_bytes += 4 * whole;
+        m->grads_bytes += 4 * whole;
+        m->opt_bytes += 4 * c * m->n_state;
+    }
+}
+
 double eng_rank_memory_total(const eng_rank_memory *r, int slots)
 {
-    return 4.0 * (double)r->state_elems * (2 + r->n_state) + (double)r->fwd_values * slots + (double)r->bwd_values +
+    return (double)(r->params_bytes + r->grads_bytes + r->opt_bytes) + (double)r->fwd_values * slots + (double)r->bwd_values +
            (double)r->arenas + (double)r->outputs + (double)r->grad_arena + (double)r->update_arena;
 }
 
@@ -432,17 +446,27 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
     int n_state = mem.n_state;
     double state_bytes = 4.0 * (double)state_elems;
     int slots = s->sharded ? in_flight(s, stage) : 1;
+    int64_t held = mem.params_bytes + mem.grads_bytes + mem.opt_bytes;
     if (j) {
         cJSON_AddNumberToObject(j, "params", (double)state_elems);
-        cJSON_AddNumberToObject(j, "params_bytes", state_bytes);
-        cJSON_AddNumberToObject(j, "gradients_bytes", state_bytes);
-        cJSON_AddNumberToObject(j, "optimizer_state_bytes", n_state * state_bytes);
+        cJSON_AddNumberToObject(j, "params_bytes", (double)mem.params_bytes);
+        cJSON_AddNumberToObject(j, "gradients_bytes", (double)mem.grads_bytes);
+        cJSON_AddNumberToObject(j, "optimizer_state_bytes", (double)mem.opt_bytes);
         cJSON_AddNumberToObject(j, "activations_kept_bytes_per_microbatch", (double)kept_bytes);
         cJSON_AddNumberToObject(j, "microbatches_in_flight", slots);
+    } else if (s->opt.shards > 1) {
+        print_rank(m, rank);
+        printf(": params %.2f MiB (%" PRId64 "), gradients %.2f MiB (reduce-scattered over dp), %s state %.2f MiB "
+               "(%d x a 1/%d chunk: --zero 1); loom train holds %" PRId64 " bytes\n",
+               mib((double)mem.params_bytes), state_elems, mib((double)mem.grads_bytes), s->opt_name,
+               mib((double)mem.opt_bytes), n_state, s->dp, held);
+        printf("    activations kept for the backward: %.2f MiB a micro-batch, %d in flight: %.2f MiB\n",
+               mib((double)kept_bytes), slots, mib((double)kept_bytes * slots));
     } else {
         print_rank(m, rank);
-        printf(": params %.2f MiB (%" PRId64 "), gradients %.2f MiB, %s state %.2f MiB (%d x params)\n",
-               mib(state_bytes), state_elems, mib(state_bytes), s->opt_name, mib(n_state * state_bytes), n_state);
+        printf(": params %.2f MiB (%" PRId64 "), gradients %.2f MiB, %s state %.2f MiB (%d x params); loom train "
+               "holds %" PRId64 " bytes\n",
+               mib(state_bytes), state_elems, mib(state_bytes), s->opt_name, mib(n_state * state_bytes), n_state, held);
         printf("    activations kept for the backward: %.2f MiB a micro-batch, %d in flight: %.2f MiB\n",
                mib((double)kept_bytes), slots, mib((double)kept_bytes * slots));
     }
@@ -481,7 +505,21 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
     }
     /* ... then the trainer's, once a step: the gradients summed over dp in buckets */
     int dp_size = s->dp; /* over dp's sub-communicator; dp alone: the world */
-    if (dp_size > 1) {
+    for (int k = 0; dp_size > 1 && s->opt.shards > 1 && k < PASS_OPT_GROUPS; k++) {
+        /* ZeRO: each group (padded to dp chunks) reduce-scattered, the updated chunks allgathered */
+        int64_t c = pass_opt_chunk(n_group[k], s->opt.shards);
+        double b = 4.0 * (double)(c * dp_size);
+        if (!c)
+            continue;
+        add_row(rows, &n_rows, "dp", "reduce-scatter", 1, b, (double)(dp_size - 1) / dp_size * b);
+        add_row(rows, &n_rows, "dp", "param allgather", 1, b, (double)(dp_size - 1) / dp_size * b);
+        counted += 4 * c * dp_size + 4 * c;
+    }
+    if (dp_size > 1 && s->opt.shards > 1 && !s->sharded) {
+        add_row(rows, &n_rows, "dp", "loss allreduce", 1, 8, 2.0 * (dp_size - 1) / dp_size * 8);
+        counted += 8;
+    }
+    if (dp_size > 1 && s->opt.shards == 1) {
         for (int k = 0; k < PASS_OPT_GROUPS; k++) {
             double b = 4.0 * (double)n_group[k];
             add_row(rows, &n_rows, "dp", "grad allreduce", (int)((n_group[k] + DP_BUCKET - 1) / DP_BUCKET), b,
@@ -517,7 +555,8 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
         add_row(rows, &n_rows, "pp", "loss allreduce", 1, 8, 2.0 * (s->pp - 1) / s->pp * 8);
         counted += 8;
     }
-    if (s->sharded && m->world > 1) /* Σ g² for the clip norm (f64), over the world */
+    bool norm = (s->sharded || s->opt.shards > 1) && m->world > 1;
+    if (norm) /* Σ g² for the clip norm (f64), over the world */
         add_row(rows, &n_rows, "all", "norm allreduce", 1, 8, 2.0 * (m->world - 1) / m->world * 8);
     bool init = (s->sharded && s->pp > 1) || (!s->sharded && s->dp > 1);
     if (j) {
@@ -528,7 +567,7 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
     double total = print_rows(rows, n_rows);
     printf("    sent in all: %.3f MiB a training step; loom train counts %" PRId64
            " bytes a step (each op's operand, receives included%s)%s\n",
-           mib(total), counted, s->sharded && m->world > 1 ? "; the norm not" : "",
+           mib(total), counted, norm ? "; the norm not" : "",
            init ? "; step 1: 8 more (the loss at init)" : "");
     return true;
 }
@@ -756,7 +795,7 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJ
 static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_diag *d)
 {
 
-    static const char *const train_only[] = {"--schedule", "--accum", "--optimizer", "--momentum"};
+    static const char *const train_only[] = {"--schedule", "--accum", "--optimizer", "--momentum", "--zero"};
     pass_mesh m;
     if (!pass_mesh_parse(o->mesh, 0, g0, &m, d))
         return;

@@ -51,6 +51,7 @@ static const struct {
     {"build", "--microbatches"}, {"build", "--accum"},       {"build", "--optimizer"},   {"build", "--momentum"},
     {"build", "--weight-decay"}, {"build", "--beta1"},       {"build", "--beta2"},       {"build", "--eps"},
     {"build", "--clip"},
+    {"train", "--zero"},        {"check", "--zero"},         {"build", "--zero"},
     {"train", "--peak-tflops"}, {"dump", "--dot-depth"}, {"plot", "--x"}, {"plot", "--title"},
 };
 

@@ -20,7 +20,11 @@
  * its program, ring model, inter-node where a group spans nodes), nothing overlapped; the
  * pipeline takes (M + pp − 1) slots of the slowest stage (the bubble (pp−1)/(M+pp−1), the same
  * for both schedules, which differ in memory); then the trainer's once-a-step sums: the
- * gradients over dp (4 MiB buckets), a tied param's over pp, loss and norm. */
+ * gradients over dp (4 MiB buckets), a tied param's over pp, loss and norm.
+ *
+ * ZeRO: a configuration with dp > 1 that does not fit is tried again with --zero 1 (the
+ * optimizer state of a 1/dp chunk a rank; the gradients reduce-scattered and the params
+ * allgathered, as many bytes on the wire as the allreduce); kept with it when it then fits. */
 #include "engine/jobs.h"
 #include "engine/net_model.h"
 #include "engine/run_values.h"
@@ -67,6 +71,7 @@ typedef struct {
     const mesh_fig *mesh;
     int micro;
     bool one_f_one_b;
+    bool zero;                /* --zero 1: the optimizer state sharded over dp */
     double step, compute, comm, bubble, memory, traffic;
     int worst_stage;
     bool exact;               /* memory from a build at its own rows */
@@ -203,11 +208,11 @@ static void tied_params(stage_fig *st, int pp)
 }
 
 /* The config's figures: memory and step time from f's stages interpolated at its rows. */
-static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_b, config *c)
+static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_b, bool zero, config *c)
 {
     int r = f->pp > 1 || f->tp > 1 ? P->B / M : P->B / f->dp;
     double t = f->rows[1] > f->rows[0] ? (double)(r - f->rows[0]) / (f->rows[1] - f->rows[0]) : 0;
-    *c = (config){.mesh = f, .micro = M, .one_f_one_b = one_f_one_b,
+    *c = (config){.mesh = f, .micro = M, .one_f_one_b = one_f_one_b, .zero = zero,
                   .exact = r == f->rows[0] || r == f->rows[1]};
     double peak = P->net.peak_flops * P->net.mfu, slowest = 0, dp_s = 0, tied_s = 0, traffic = 0;
     for (int s = 0; s < f->pp; s++) {
@@ -219,6 +224,7 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
         m.arenas = (int64_t)llround(lerp((double)a->mem.arenas, (double)b->mem.arenas, t));
         m.outputs = (int64_t)llround(lerp((double)a->mem.outputs, (double)b->mem.outputs, t));
         m.grad_arena = (int64_t)llround(lerp((double)a->mem.grad_arena, (double)b->mem.grad_arena, t));
+        eng_rank_memory_shard(&m, zero ? f->dp : 1);
         int slots = f->pp > 1 ? slots_of(f->pp, s, M, one_f_one_b) : 1;
         double mem = eng_rank_memory_total(&m, slots);
         if (mem > c->memory) {
@@ -234,7 +240,17 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
         }
         /* once a step: the gradients over dp, in buckets, ring */
         double grad_bytes = 4.0 * (double)a->mem.state_elems, dp_t = 0, dp_wire = 0;
-        if (f->dp > 1) {
+        if (f->dp > 1 && zero) { /* each group reduce-scattered, then allgathered (padded chunks) */
+            for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+                double b = 4.0 * (double)(pass_opt_chunk(a->mem.n_group[k], f->dp) * f->dp), wire;
+                for (int op = 0; b > 0 && op < 2; op++) {
+                    dp_t += eng_net_time(&P->net, op ? OP_allgather : OP_reduce_scatter, f->dp, b, a->spans_dp);
+                    double steps;
+                    eng_net_traffic(op ? OP_allgather : OP_reduce_scatter, f->dp, b, &steps, &wire);
+                    dp_wire += wire;
+                }
+            }
+        } else if (f->dp > 1) {
             double buckets = ceil(grad_bytes / DP_BUCKET_BYTES), steps, wire;
             eng_net_traffic(OP_allreduce, f->dp, grad_bytes, &steps, &wire);
             dp_wire = wire;
@@ -266,10 +282,11 @@ static int by_step(const void *a, const void *b)
     return x->step < y->step ? -1 : x->step > y->step ? 1 : 0;
 }
 
-/* Rebuilds c's mesh at c's own rows and evaluates c again: memory exactly as loom check --train. */
+/* Rebuilds c's mesh at c's own rows (and with --zero 1 for a ZeRO configuration: its update
+ * over a chunk) and evaluates c again: memory exactly as loom check --train. */
 static bool exact(planner *P, config *c)
 {
-    if (c->exact)
+    if (c->exact && !c->zero)
         return true;
     const mesh_fig *f = c->mesh;
     mesh_fig *g = malloc(sizeof *g);
@@ -279,15 +296,21 @@ static bool exact(planner *P, config *c)
     int r = f->pp > 1 || f->tp > 1 ? P->B / c->micro : P->B / f->dp;
     g->rows[0] = g->rows[1] = r;
     bool ok = true;
+    pass_opt_config plain = P->opt;
+    if (c->zero) {
+        P->opt.shards = f->dp;
+        P->opt.sumsq_input = true;
+    }
     for (int s = 0; ok && s < f->pp; s++) {
         ok = build_stage(P, g, r, s, &g->at[0][s]);
         g->at[1][s] = g->at[0][s];
     }
+    P->opt = plain;
     config e;
     if (ok) {
         tied_params(g->at[0], f->pp);
         tied_params(g->at[1], f->pp);
-        evaluate(P, g, c->micro, c->one_f_one_b, &e);
+        evaluate(P, g, c->micro, c->one_f_one_b, c->zero, &e);
     }
     free(g);
     if (!ok)
@@ -419,7 +442,9 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
             for (int i = 0; i < n_M; i++)
                 for (int sch = 0; sch < schedules; sch++) {
                     config c;
-                    evaluate(&P, f, Ms[i], sch == 0, &c);
+                    evaluate(&P, f, Ms[i], sch == 0, false, &c);
+                    if (c.memory > P.budget && dp > 1) /* ZeRO, where it is what makes it fit */
+                        evaluate(&P, f, Ms[i], sch == 0, true, &c);
                     if (c.memory > P.budget) {
                         no_fit++;
                         continue;
@@ -461,6 +486,8 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         const mesh_fig *f = c->mesh;
         char spec[64], cmd[1200] = "";
         mesh_spec(f->dp, f->tp, f->pp, spec, sizeof spec);
+        if (c->zero)
+            snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " zero1");
         printf("  %-2d %-17s %-6d %-9s %-11s %-11s %-15s %5.1f%%  %-12s %s\n", shown + 1, spec[0] ? spec : "(one rank)",
                c->micro, f->pp > 1 ? (c->one_f_one_b ? "1f1b" : "gpipe") : "-", ms(c->step, a, sizeof a),
                ms(c->compute, b, sizeof b), ms(c->comm, c3, sizeof c3), 100 * c->bubble, gib(c->memory, c4, sizeof c4),
@@ -474,8 +501,11 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         }
         for (int k = 0; k < ob.n_defines; k++)
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " -D %s=%s", ob.defines[k].name, ob.defines[k].value);
+        mesh_spec(f->dp, f->tp, f->pp, spec, sizeof spec);
         if (spec[0])
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --mesh %s", spec);
+        if (c->zero)
+            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --zero 1");
         if (f->pp > 1)
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --microbatches %d --schedule %s", c->micro,
                      c->one_f_one_b ? "1f1b" : "gpipe");
@@ -484,7 +514,8 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         printf("     %s --data DATA ...\n", cmd);
         shown++;
     }
-    printf("considered %d configurations (%d meshes dp x tp x pp of %" PRId64 ", micro-batch counts, schedules): %d ranked, "
+    printf("considered %d configurations (%d meshes dp x tp x pp of %" PRId64 ", micro-batch counts, schedules; --zero 1 "
+           "where dp > 1 and only it fits): %d ranked, "
            "%d do not fit %s, %d do not shard or pipeline the model, %d do not split the batch; %d gradient programs "
            "built, %.2f s\n",
            considered, n_mesh, devices, n_cfg - dropped, no_fit, gib(P.budget, a, sizeof a), no_shard, no_split, P.built,

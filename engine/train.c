@@ -129,6 +129,28 @@ bool eng_train_optimizer(const eng_opts *o, pass_opt_config *c, ir_diag *d)
     return true;
 }
 
+bool eng_zero_shards(const eng_opts *o, int dp, const char *cmd, int *shards, ir_diag *d)
+{
+    int64_t z = 0;
+    *shards = 1;
+    if (!eng_named_int(o, cmd, "--zero", 0, 2, &z, d))
+        return false;
+    if (z == 2) {
+        ir_diag_error(d, -1, 0, 0,
+                      "%s: --zero 2 is not supported yet: the gradient program's outputs hold a whole gradient until "
+                      "the dp reduction runs inside the backward, so sharding the summed gradients saves nothing; "
+                      "--zero 1 shards the optimizer state", cmd);
+        return false;
+    }
+    if (z == 1 && dp < 2) {
+        ir_diag_error(d, -1, 0, 0, "%s: --zero 1 shards the optimizer state over the dp ranks; it needs --mesh with dp > 1",
+                      cmd);
+        return false;
+    }
+    *shards = z == 1 ? dp : 1;
+    return true;
+}
+
 static bool parse_opts(const eng_opts *o, train_opts *t, ir_diag *d)
 {
     *t = (train_opts){.steps = -1, .eval_batches = 10, .sample = 256, .lr = 3e-4, .min_lr = -1, .temperature = 1.0,
@@ -268,7 +290,17 @@ struct eng_trainer {
     int micro, Bm;
     mesh_schedule schedule;
     double micro_loss;               /* this rank's loss summed over a batch's micro-batches */
-    float sumsq_in;                  /* sharded: the update's grad_sumsq input (global Σ g²) */
+    float sumsq_in;                  /* sharded or ZeRO: the update's grad_sumsq (global Σ g²) */
+    /* ZeRO (--zero 1, docs/cluster.md): the optimizer state sharded over the zn dp ranks of
+     * zcomm (the world under dp alone, else the dp axis). Rank zrank updates elements
+     * [zrank·zchunk, +zchunk) of each group (flat and grads padded with zeros to zn·zchunk;
+     * state holds the chunk alone): the summed gradients reduce-scattered in place (the
+     * chunk's sums in its place in grads, the rest of grads undefined until the next step
+     * writes it), the chunk updated, the params allgathered in place; checkpoints hold the
+     * whole state (gathered). Without ZeRO zn is 1 and zchunk the group's size */
+    int zn, zrank;
+    coll_comm *zcomm;
+    int64_t zchunk[PASS_OPT_GROUPS];
     int n_model_params;              /* sharded, per model param: stages holding it, its size */
     int64_t *tied_holders, *tied_count; /* on a holder, and its index in params (-1: none) */
     int *tied_local;
@@ -376,10 +408,12 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
     if (!rt_host_alloc_ok(n > INT64_MAX / 16 ? -1 : n * 4 * (2 + r->n_state), what, r->d))
         return false;
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
-        r->flat[k] = alloc_floats(r->n_group[k]);
-        r->grads[k] = alloc_floats(r->n_group[k]);
+        /* ZeRO: whole params and gradients padded to zn chunks; the chunk's state and sums */
+        int64_t ch = r->zchunk[k] = pass_opt_chunk(r->n_group[k], c->shards), whole = r->zn > 1 ? ch * r->zn : ch;
+        r->flat[k] = alloc_floats(whole);
+        r->grads[k] = alloc_floats(whole);
         for (int j = 0; j < r->n_state; j++)
-            r->state[k][j] = alloc_floats(r->n_group[k]);
+            r->state[k][j] = alloc_floats(ch);
     }
     for (int i = 0; i < pg->n_nodes; i++)
         r->n_params += pg->nodes[i]->op == OP_param;
@@ -612,11 +646,12 @@ static bool bind_all(trainer *r)
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         if (!r->n_group[k])
             continue;
+        /* ZeRO: the update reads and writes this rank's chunk (zero_gather spreads it) */
         snprintf(name, sizeof name, "params/%s", pass_opt_group_name[k]);
-        if (!program_bind(r->update, name, r->flat[k], r->d))
+        if (!program_bind(r->update, name, r->flat[k] + (r->zn > 1 ? r->zrank * r->zchunk[k] : 0), r->d))
             return false;
         snprintf(name, sizeof name, "grads/%s", pass_opt_group_name[k]);
-        if (!program_bind(r->update, name, r->grads[k], r->d))
+        if (!program_bind(r->update, name, r->grads[k] + (r->zn > 1 ? r->zrank * r->zchunk[k] : 0), r->d))
             return false;
         for (int j = 0; j < r->n_state; j++) {
             snprintf(name, sizeof name, "%s/%s", r->state_name[j], pass_opt_group_name[k]);
@@ -624,9 +659,10 @@ static bool bind_all(trainer *r)
                 return false;
         }
     }
+    if (r->t.opt.sumsq_input && !program_bind(r->update, "grad_sumsq", &r->sumsq_in, r->d))
+        return false;
     if (r->mgrad)
-        return program_bind(r->update, "lr", &r->lr_in, r->d) && program_bind(r->update, "step", &r->step_in, r->d) &&
-               program_bind(r->update, "grad_sumsq", &r->sumsq_in, r->d);
+        return program_bind(r->update, "lr", &r->lr_in, r->d) && program_bind(r->update, "step", &r->step_in, r->d);
     for (int i = 0; i < r->n_teacher; i++)
         if (!program_bind(r->grad, r->teacher_name[i], r->teacher_data[i], r->d))
             return false;
@@ -686,7 +722,7 @@ static void mesh_line(const trainer *r, char *buf, size_t cap)
 
 static bool dev_pull_state(trainer *r);
 
-static bool save(trainer *r, uint64_t seed)
+static bool save_state(trainer *r, uint64_t seed)
 {
     int n;
     char *names, path[4200];
@@ -722,7 +758,34 @@ static bool save(trainer *r, uint64_t seed)
     return ok;
 }
 
+static void zero_state_whole(trainer *r, bool gather);
+static void zero_state_chunks(trainer *r);
+
+/* A checkpoint of the step (under ZeRO every dp rank takes part: the state gathered whole, as
+ * without it, so that any run resumes it). */
+static bool save(trainer *r, uint64_t seed)
+{
+    if (r->zn == 1)
+        return save_state(r, seed);
+    zero_state_whole(r, true);
+    bool ok = r->mgrad || r->world_rank == 0 ? save_state(r, seed) : true;
+    zero_state_chunks(r);
+    return ok;
+}
+
+static bool resume_state(trainer *r, uint64_t seed);
+
 static bool resume(trainer *r, uint64_t seed)
+{
+    if (r->zn == 1)
+        return resume_state(r, seed);
+    zero_state_whole(r, false);
+    bool ok = resume_state(r, seed);
+    zero_state_chunks(r);
+    return ok;
+}
+
+static bool resume_state(trainer *r, uint64_t seed)
 {
     int n;
     char *names, path[4200], file[4200], want_line[256], got_line[256] = "";
@@ -1022,6 +1085,18 @@ static void tied_sum(trainer *r)
     }
 }
 
+/* The elements [*at, *at + *n) of mp's group that hold mp's summed gradient on this rank after
+ * the step's reduction: the whole param, under ZeRO its part in this rank's chunk (false: none). */
+static bool summed_part(const trainer *r, const model_param *mp, size_t *at, size_t *n)
+{
+    int64_t lo = r->zrank * r->zchunk[mp->group], hi = lo + r->zchunk[mp->group];
+    int64_t a = (int64_t)mp->off > lo ? (int64_t)mp->off : lo;
+    int64_t b = (int64_t)(mp->off + mp->count) < hi ? (int64_t)(mp->off + mp->count) : hi;
+    *at = (size_t)a;
+    *n = a < b ? (size_t)(b - a) : 0;
+    return a < b;
+}
+
 /* Σ g² of the whole model's (averaged) gradient from the ranks' slices: each slice counted
  * once — divided by the ranks holding the same values (dp replicas, tp replicas of an unsliced
  * param, the stages of a tied one) before the sum over every rank. */
@@ -1031,11 +1106,15 @@ static void global_sumsq(trainer *r)
     double s = 0, t_host = rt_now_ms();
     for (int i = 0; i < r->n_params; i++) {
         const model_param *mp = &r->params[i];
-        const float *g = r->grads[mp->group] + mp->off;
+        size_t at, n;
+        if (!summed_part(r, mp, &at, &n))
+            continue;
+        const float *g = r->grads[mp->group] + at;
         double q = 0;
-        for (size_t j = 0; j < mp->count; j++)
+        for (size_t j = 0; j < n; j++)
             q += (double)g[j] * g[j];
-        s += q / ((double)dp * (mp->sliced ? 1 : tp) * mp->holders);
+        /* ZeRO: the chunk's sums are this rank's alone, no dp replica holds them */
+        s += q / ((r->zn > 1 ? 1.0 : (double)dp) * (mp->sliced ? 1 : tp) * mp->holders);
     }
     double t0 = rt_now_ms();
     eng_trace_span("host", "gradient sum of squares", "", t_host, t0);
@@ -1044,6 +1123,68 @@ static void global_sumsq(trainer *r)
     r->comm_ms += rt_now_ms() - t0;
     double accum = r->t.opt.accum;
     r->sumsq_in = (float)(s / (accum * accum));
+}
+
+/* ---- ZeRO (--zero 1): the optimizer state sharded over dp -------------------------------- */
+
+/* The gradients summed over the dp ranks, each rank getting its chunk in its place (in place),
+ * divided by div (the mean over dp or over the micro-batches). */
+static void zero_scatter(trainer *r, float div)
+{
+    double t0 = rt_now_ms();
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        size_t c = (size_t)r->zchunk[k], whole = c * (size_t)r->zn;
+        if (!c)
+            continue;
+        float *mine = r->grads[k] + (size_t)r->zrank * c;
+        /* the padding: zeros again (the last step's reduction may have left anything there) */
+        memset(r->grads[k] + r->n_group[k], 0, (whole - (size_t)r->n_group[k]) * sizeof(float));
+        if (coll_reduce_scatter(r->zcomm, r->grads[k], mine, c, COLL_F32, COLL_SUM) != COLL_OK)
+            ir_unreachable("train: the gradient reduce-scatter rejected its arguments");
+        for (size_t j = 0; div != 1 && j < c; j++)
+            mine[j] /= div;
+        r->comm_bytes += (int64_t)(c * (size_t)r->zn * sizeof(float));
+    }
+    r->comm_ms += rt_now_ms() - t0;
+}
+
+/* Every rank's updated chunk of the params to every dp rank (in place). */
+static void zero_gather(trainer *r)
+{
+    double t0 = rt_now_ms();
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        size_t c = (size_t)r->zchunk[k];
+        if (c && coll_allgather(r->zcomm, r->flat[k] + (size_t)r->zrank * c, r->flat[k], c, COLL_F32) != COLL_OK)
+            ir_unreachable("train: the params allgather rejected its arguments");
+        r->comm_bytes += (int64_t)(c * sizeof(float));
+    }
+    r->comm_ms += rt_now_ms() - t0;
+}
+
+/* The whole optimizer state (a checkpoint's) in place of this rank's chunks: the ranks' chunks
+ * gathered, or zeros to load into (zero_state_chunks takes the chunks back). */
+static void zero_state_whole(trainer *r, bool gather)
+{
+    for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        for (int j = 0; j < r->n_state; j++) {
+            size_t c = (size_t)r->zchunk[k];
+            float *w = alloc_floats((int64_t)c * r->zn);
+            if (gather && c && coll_allgather(r->zcomm, r->state[k][j], w, c, COLL_F32) != COLL_OK)
+                ir_unreachable("train: the optimizer state allgather rejected its arguments");
+            free(r->state[k][j]);
+            r->state[k][j] = w;
+        }
+}
+
+static void zero_state_chunks(trainer *r)
+{
+    for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        for (int j = 0; j < r->n_state; j++) {
+            float *c = alloc_floats(r->zchunk[k]);
+            memcpy(c, r->state[k][j] + r->zrank * r->zchunk[k], (size_t)r->zchunk[k] * sizeof *c);
+            free(r->state[k][j]);
+            r->state[k][j] = c;
+        }
 }
 
 static const void *grad_output(trainer *r, const char *name)
@@ -1084,8 +1225,9 @@ static const char *first_nonfinite_grad(trainer *r)
 {
     for (int i = 0; i < r->n_params; i++) {
         const model_param *mp = &r->params[i];
-        const float *g = r->grads[mp->group] + mp->off;
-        for (size_t j = 0; j < mp->count; j++)
+        size_t at, n;
+        const float *g = r->grads[mp->group] + (summed_part(r, mp, &at, &n) ? at : 0);
+        for (size_t j = 0; j < n; j++)
             if (!isfinite(g[j])) {
                 snprintf(r->nan_name, sizeof r->nan_name, "grad/%s", mp->name);
                 return r->nan_name;
@@ -1490,8 +1632,12 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
                     a[j] += g[j];
         }
     }
-    /* the mean over dp of the ranks' gradients is the gradient of the global batch's mean loss */
-    for (int k = 0; r->dp > 1 && k < PASS_OPT_GROUPS; k++) {
+    apply_mask(r, r->grads); /* --mask: no gradient where the params are held at zero */
+    /* the mean over dp of the ranks' gradients is the gradient of the global batch's mean loss
+     * (ZeRO: each rank gets its chunk of it) */
+    if (r->dp > 1 && r->zn > 1)
+        zero_scatter(r, (float)r->dp);
+    for (int k = 0; r->dp > 1 && r->zn == 1 && k < PASS_OPT_GROUPS; k++) {
         dp_sum(r, r->grads[k], (size_t)r->n_group[k], COLL_F32);
         for (int64_t j = 0; j < r->n_group[k]; j++)
             r->grads[k][j] /= (float)r->dp;
@@ -1501,12 +1647,14 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         /* the dp ranks' partial gradients summed (once a step), a tied param's partial
          * gradients summed over its stages, the last stage's loss to every stage; the mean
          * over the micro-batches is the gradient of the batch's mean loss; the clip norm over
-         * the whole model */
-        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+         * the whole model. ZeRO: the tied sums first, then each dp rank's chunk of the sum */
+        for (int k = 0; r->zn == 1 && k < PASS_OPT_GROUPS; k++)
             axis_sum(r, "dp", r->grads[k], (size_t)r->n_group[k], COLL_F32);
         tied_sum(r);
+        if (r->zn > 1)
+            zero_scatter(r, (float)r->micro);
         double t0 = rt_now_ms();
-        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        for (int k = 0; r->zn == 1 && k < PASS_OPT_GROUPS; k++)
             for (int64_t j = 0; r->micro > 1 && j < r->n_group[k]; j++)
                 r->grads[k][j] /= (float)r->micro;
         eng_trace_span("host", "mean over micro-batches", "", t0, rt_now_ms());
@@ -1514,7 +1662,6 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         sum /= r->micro;
         global_sumsq(r);
     }
-    apply_mask(r, r->grads); /* --mask: no gradient where the params are held at zero */
     r->skipped = false;
     r->nan_what = NULL;
     if (r->half != DT_F16 && r->t.nan_skip) {
@@ -1534,9 +1681,13 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
          * dp rank: the allreduce spread it) and halves the scale */
         bool finite = true;
         for (int k = 0; k < PASS_OPT_GROUPS; k++)
-            finite = rt_loss_scale_unscale(&r->scaler, r->grads[k], r->n_group[k]) && finite;
+            finite = rt_loss_scale_unscale(&r->scaler, r->grads[k] + r->zrank * r->zchunk[k], r->zchunk[k]) && finite;
+        if (r->zn > 1) /* each rank saw its chunk */
+            finite = !agree_any(r, !finite);
         r->skipped = !rt_loss_scale_update(&r->scaler, finite);
     }
+    if (r->zn > 1 && !r->mgrad) /* ZeRO: the clip norm from the ranks' chunks */
+        global_sumsq(r);
     r->step++;
     r->lr_in = (float)lr_at(&r->t, r->step);
     r->step_in = (float)r->step;
@@ -1551,16 +1702,18 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         return false;
     double t_copy = rt_now_ms();
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
-        size_t bytes = (size_t)r->n_group[k] * sizeof(float);
+        size_t bytes = (size_t)r->zchunk[k] * sizeof(float); /* the whole group without ZeRO */
         if (!bytes)
             continue;
         snprintf(gname, sizeof gname, "params/%s", pass_opt_group_name[k]);
-        memcpy(r->flat[k], program_output(r->update, gname), bytes);
+        memcpy(r->flat[k] + r->zrank * r->zchunk[k], program_output(r->update, gname), bytes);
         for (int j = 0; j < r->n_state; j++) {
             snprintf(gname, sizeof gname, "%s/%s", r->state_name[j], pass_opt_group_name[k]);
             memcpy(r->state[k][j], program_output(r->update, gname), bytes);
         }
     }
+    if (r->zn > 1)
+        zero_gather(r);
     apply_mask(r, r->flat); /* and no update there (weight decay included) */
     eng_trace_span("host", "take updated params and state", "", t_copy, rt_now_ms());
     *norm = *(const float *)program_output(r->update, "grad_norm");
@@ -1747,7 +1900,11 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     coll_options copt;
     if (!mesh_coll_options(o->named_key, o->named_value, o->n_named, "train", &copt, d))
         return false;
+    r->zn = 1;
     if (!o->mesh) {
+        int shards;
+        if (!eng_zero_shards(o, 1, "train", &shards, d))
+            return false;
         if (eng_named(o, "--microbatches") || eng_named(o, "--schedule")) {
             ir_diag_error(d, -1, 0, 0, "train: --microbatches and --schedule need --mesh with a pp axis");
             return false;
@@ -1765,6 +1922,8 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     if (!pass_mesh_parse(o->mesh, r->world_rank, r->g, &m, d))
         return false;
     pass_mesh_str(&m, ms, sizeof ms);
+    if (!eng_zero_shards(o, pass_mesh_size(&m, "dp"), "train", &r->t.opt.shards, d))
+        return false;
     if (m.world != r->world_size) {
         char how[300];
         if (o->exe_name) /* a training executable (cluster_main.c): the mesh is compiled in */
@@ -1792,6 +1951,8 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     int a = pass_mesh_axis(&m, "dp");
     r->dp = pass_mesh_size(&m, "dp");
     r->dp_rank = a >= 0 ? pass_mesh_coord(&m, r->world_rank, a) : 0;
+    r->zn = r->t.opt.shards;
+    r->zrank = r->zn > 1 ? r->dp_rank : 0;
     if (r->B % r->dp != 0) {
         ir_diag_error(d, -1, 0, 0, "train: the batch (%d rows) does not split evenly over dp=%d; set -D batch=%d",
                       r->B, r->dp, (r->B / r->dp + 1) * r->dp);
@@ -1848,6 +2009,7 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
         coll_set_name(r->axis[x], m.axis[x]);
         coll_set_allreduce_algo(r->axis[x], copt.allreduce);
     }
+    r->zcomm = r->zn == 1 ? NULL : sharded ? r->axis[a] : r->world;
     if (sharded && pp > 1)
         printf("train: mesh %s: %d ranks; gradient program sharded (autodiff, then the pipeline and shard passes), "
                "%d micro-batch%s of %d rows, %s schedule, %s allreduce\n",
@@ -1856,9 +2018,15 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     else if (sharded)
         printf("train: mesh %s: %d ranks; gradient program sharded (autodiff, then the shard pass), %s allreduce\n",
                ms, m.world, coll_algo_name(copt.allreduce));
-    else
+    else if (r->zn == 1)
         printf("train: mesh %s: %d rank%s, each %d of the %d rows of a batch; gradients averaged with %s allreduce\n",
                ms, m.world, m.world == 1 ? "" : "s", r->Bl, r->B, coll_algo_name(copt.allreduce));
+    else
+        printf("train: mesh %s: %d ranks, each %d of the %d rows of a batch; gradients averaged with reduce-scatter\n",
+               ms, m.world, r->Bl, r->B);
+    if (r->zn > 1)
+        printf("train: --zero 1: the optimizer state sharded over dp=%d (each rank updates 1/%d of the params, then "
+               "allgathers them)\n", r->zn, r->zn);
     return true;
 }
 
@@ -1995,8 +2163,9 @@ static bool setup(trainer *r, const eng_opts *o)
     }
     if (!setup_mesh(r, o))
         return false;
-    if (r->t.trace && r->axis[0]) {
-        ir_diag_error(d, -1, 0, 0, "train: --trace writes whole gradients; under tp or pp no rank has them");
+    if (r->t.trace && (r->axis[0] || r->zn > 1)) {
+        ir_diag_error(d, -1, 0, 0, "train: --trace writes whole gradients; under %s no rank has them",
+                      r->zn > 1 ? "--zero 1" : "tp or pp");
         return false;
     }
     if (r->half != DT_F32 && r->axis[0]) {
@@ -2110,7 +2279,7 @@ static bool setup(trainer *r, const eng_opts *o)
     ir_graph_free(gg);
     double t2 = rt_now_ms();
     /* the update over this rank's state; sharded, its clip norm comes summed over the ranks */
-    r->t.opt.sumsq_input = r->mgrad != NULL;
+    r->t.opt.sumsq_input = r->mgrad != NULL || r->zn > 1;
     r->t.opt.grad_scale_input = r->dev && r->half == DT_F16; /* unscaled on the device */
     ir_graph *ug = r->eval || r->mgrad ? pass_optimizer_graph(r->mgrad ? mesh_exec_graph(r->mgrad) : r->g, &r->t.opt, d)
                                        : NULL;
@@ -2449,12 +2618,12 @@ static bool run(trainer *r, bool *preempted)
             fflush(r->log);
         }
         bool saved = false;
-        if (ok && t->checkpoint && (r->world_rank == 0 || r->mgrad) &&
+        if (ok && t->checkpoint && (r->world_rank == 0 || r->mgrad || r->zn > 1) &&
             ((t->save_every > 0 && r->step % t->save_every == 0) || r->step == t->steps))
             ok = saved = save(r, o->seed);
         /* a preemption notice on any rank: every rank stops after this same step */
         if (ok && r->step < t->steps && agree_any(r, preempt_signal != 0)) {
-            if (t->checkpoint && !saved && (r->world_rank == 0 || r->mgrad))
+            if (t->checkpoint && !saved && (r->world_rank == 0 || r->mgrad || r->zn > 1))
                 ok = save(r, o->seed);
             if (ok && t->checkpoint)
                 printf("preempted after step %" PRId64 ": checkpoint written to %s (--resume %s continues)\n",
@@ -2468,11 +2637,17 @@ static bool run(trainer *r, bool *preempted)
     }
     if (ok && o->stats && r->grad)
         print_stats(r);
+    int64_t held = 0; /* params, gradients and optimizer state, as allocated (setup_state) */
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        int64_t whole = r->zn > 1 ? r->zchunk[k] * r->zn : r->n_group[k];
+        held += 4 * (2 * whole + r->n_state * r->zchunk[k]);
+    }
+    if (ok && o->stats && r->world) /* `loom check --train` predicts it ("loom train holds") */
+        fprintf(stderr, "stats rank %d memory: %" PRId64 " bytes of params, gradients and optimizer state\n",
+                r->world_rank, held);
     if (ok && o->stats && r->mgrad) {
         mesh_memory m = mesh_exec_memory(r->mgrad);
-        double state = 0;
-        for (int k = 0; k < PASS_OPT_GROUPS; k++)
-            state += (double)r->n_group[k] * sizeof(float) * (2 + r->n_state);
+        double state = (double)held;
         fprintf(stderr,
                 "loom: rank %d memory: state %.1f MiB (params, gradients, optimizer); runner: params %.1f MiB, values "
                 "%.1f MiB in %d slot%s, %d segments' arenas %.1f MiB and outputs %.1f MiB\n",

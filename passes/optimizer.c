@@ -14,7 +14,7 @@ const char *const pass_opt_group_name[PASS_OPT_GROUPS] = {"decay", "no_decay"};
 
 pass_opt_config pass_opt_config_default(void)
 {
-    return (pass_opt_config){PASS_OPT_ADAMW, 0.9, 0.95, 1e-8, 0.0, 0.1, false, 1.0, 1, false, false};
+    return (pass_opt_config){PASS_OPT_ADAMW, 0.9, 0.95, 1e-8, 0.0, 0.1, false, 1.0, 1, false, false, 1};
 }
 
 int pass_opt_group(const pass_opt_config *c, const ir_node *param)
@@ -29,6 +29,8 @@ void pass_opt_group_sizes(const ir_graph *model, const pass_opt_config *c, int64
         if (model->nodes[i]->op == OP_param)
             n[pass_opt_group(c, model->nodes[i])] += ir_shape_numel(&model->nodes[i]->shape);
 }
+
+int64_t pass_opt_chunk(int64_t n, int shards) { return shards > 1 ? (n + shards - 1) / shards : n; }
 
 int pass_opt_state_names(const pass_opt_config *c, const char *names[2])
 {
@@ -155,6 +157,10 @@ ir_graph *pass_optimizer_graph(const ir_graph *model, const pass_opt_config *c, 
         ir_diag_error(d, -1, 0, 0, "optimizer: the model has no params to train");
         return NULL;
     }
+    if (c->shards > 1 && !c->sumsq_input)
+        ir_unreachable("optimizer: a chunk of the groups needs the norm as input (sumsq_input)");
+    for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        n[k] = pass_opt_chunk(n[k], c->shards);
     ir_graph *g = ir_graph_new("update");
     builder b = {g, d, {-1, 0, 0}};
     const char *state[2];

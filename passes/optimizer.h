@@ -57,6 +57,9 @@ typedef struct {
                                   training: this rank's groups hold only its slices) */
     bool grad_scale_input;     /* the gradients are unscaled by input grad_scale (fp16 on a
                                   device, where the host does not touch them) */
+    int shards;                /* ZeRO (--zero 1): > 1, each group is split over this many dp
+                                  ranks and the update is one rank's chunk of it
+                                  (pass_opt_chunk elements; needs sumsq_input) */
 } pass_opt_config;
 
 enum { PASS_OPT_DECAY, PASS_OPT_NO_DECAY, PASS_OPT_GROUPS };
@@ -72,11 +75,17 @@ int pass_opt_group(const pass_opt_config *c, const ir_node *param);
 /* Element counts of the groups (graph order of params within each). */
 void pass_opt_group_sizes(const ir_graph *model, const pass_opt_config *c, int64_t n[PASS_OPT_GROUPS]);
 
+/* The elements of a group of n one of `shards` ranks updates under ZeRO: ⌈n / shards⌉ (the
+ * group padded with zeros to shards · chunk; a zero param with a zero gradient stays zero under
+ * AdamW and SGD). n itself when shards <= 1. */
+int64_t pass_opt_chunk(int64_t n, int shards);
+
 /* The names of the optimizer state of c, per group: {"adam.m", "adam.v"}, {"sgd.buf"} or none.
  * Returns the count (0 to 2). */
 int pass_opt_state_names(const pass_opt_config *c, const char *names[2]);
 
-/* The update graph of model's params (see above); NULL after reporting through d when a param
+/* The update graph of model's params (see above; with c->shards > 1 over one rank's chunk of
+ * each group: every size n_G above is pass_opt_chunk(n_G, shards)); NULL after reporting through d when a param
  * is not f32 or the model has no params. */
 ir_graph *pass_optimizer_graph(const ir_graph *model, const pass_opt_config *c, ir_diag *d);
 

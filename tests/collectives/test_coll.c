@@ -284,12 +284,14 @@ static void test_reduce_scatter(coll_comm *comm)
             for (size_t c = 0; c < N_COUNTS && counts[c] <= maxn; c++) {
                 coll_dtype dt = dtypes[d];
                 size_t n = counts[c];
+                bool in_place = (c + o) % 2 == 1; /* the result into this rank's block of send */
+                char *mine = send + (size_t)me * n * coll_dtype_size(dt);
                 fill(send, dt, me, 0, n * (size_t)p);
-                OK(coll_reduce_scatter(comm, send, recv, n, dt, ops[o]));
+                OK(coll_reduce_scatter(comm, send, in_place ? mine : recv, n, dt, ops[o]));
                 char what[96];
-                snprintf(what, sizeof what, "reduce_scatter %s %s n=%zu", coll_dtype_name(dt),
-                         coll_op_name(ops[o]), n);
-                int bad = check_reduced(what, recv, dt, ops[o], ranks, p, (size_t)me * n, n);
+                snprintf(what, sizeof what, "reduce_scatter %s %s n=%zu%s", coll_dtype_name(dt),
+                         coll_op_name(ops[o]), n, in_place ? " in place" : "");
+                int bad = check_reduced(what, in_place ? mine : recv, dt, ops[o], ranks, p, (size_t)me * n, n);
                 CHECK(bad == 0, "%s: %d elements wrong", what, bad);
             }
     free(send);
@@ -504,6 +506,13 @@ static void test_errors(coll_comm *comm)
     st = coll_allreduce(comm, buf, buf + 1, 4, COLL_F32, COLL_SUM);
     CHECK(st == COLL_ERR_ARG && strstr(coll_error_message(comm), "overlap"), "overlap: %s",
           coll_status_name(st));
+    if (p > 1 && p <= 8) { /* a receive buffer inside another rank's block */
+        float *rs = calloc((size_t)p, sizeof *rs);
+        st = coll_reduce_scatter(comm, rs, rs + (coll_rank(comm) + 1) % p, 1, COLL_F32, COLL_SUM);
+        CHECK(st == COLL_ERR_ARG && strstr(coll_error_message(comm), "other than at this rank's block"),
+              "reduce_scatter overlap: %s '%s'", coll_status_name(st), coll_error_message(comm));
+        free(rs);
+    }
     st = coll_allreduce(comm, buf, buf + 4, 1, (coll_dtype)99, COLL_SUM);
     CHECK(st == COLL_ERR_ARG, "bad dtype: %s", coll_status_name(st));
     st = coll_allreduce(comm, buf, buf + 4, 1, COLL_F32, (coll_op)99);

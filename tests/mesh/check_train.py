@@ -9,7 +9,9 @@ norm's 8 bytes are not counted by loom train either) and, where the loss at init
 "step 1: 8 more". Then `mpirun loom train ... --stats` runs STEPS steps and every rank prints
 "stats rank R step S: N bytes into collectives" on stderr. Every rank's every step must equal
 the prediction exactly (step 1 with the 8 bytes of the loss at init); one line per rank prints
-both. Data: pseudo-random bytes of a small alphabet, as tests/mesh/train_mesh.py."""
+both. The same for memory: the report's "loom train holds N bytes" (params, gradients and
+optimizer state as allocated: under --zero 1 the state of a 1/dp chunk) against "stats rank R
+memory: N bytes of params, gradients and optimizer state". Data: pseudo-random bytes of a small alphabet, as tests/mesh/train_mesh.py."""
 import os
 import re
 import subprocess
@@ -23,28 +25,35 @@ STEPS = 2
 # mesh, ranks, options of both check and train: 2 micro-batches each (the pipeline's default
 # schedule 1F1B under tp x pp; GPipe and 2 accumulation steps under dp x pp)
 MESHES = [("tp=2,pp=2", 4, ["--microbatches", "2"]),
-          ("dp=2,pp=2", 4, ["--microbatches", "2", "--schedule", "gpipe", "--accum", "2"])]
+          ("dp=2,pp=2", 4, ["--microbatches", "2", "--schedule", "gpipe", "--accum", "2"]),
+          # ZeRO: the gradients reduce-scattered and the params allgathered over dp
+          ("dp=2", 2, ["--zero", "1"]),
+          ("dp=2,tp=2", 4, ["--zero", "1", "--accum", "2"])]
 RANK = re.compile(r"^  rank (\d+) \(")
 COUNTS = re.compile(r"loom train counts (\d+) bytes a step")
 INIT = re.compile(r"; step 1: (\d+) more")
+HOLDS = re.compile(r"loom train holds (\d+) bytes")
+MEMORY = re.compile(r"^stats rank (\d+) memory: (\d+) bytes of params, gradients and optimizer state$", re.M)
 MEASURED = re.compile(r"^stats rank (\d+) step (\d+): (\d+) bytes into collectives$", re.M)
 
 
 def predicted(loom, model, defines, mesh, opts):
-    """{rank: (bytes a step, extra bytes on step 1)} from loom check --train."""
+    """{rank: (bytes a step, extra bytes on step 1, bytes held)} from loom check --train."""
     r = subprocess.run([loom, "check", model, *defines, "--mesh", mesh, "--train", *opts], capture_output=True,
                        text=True, timeout=60)
     if r.returncode != 0:
         raise RuntimeError(f"loom check exit status {r.returncode}\n{r.stdout}{r.stderr}")
-    out, rank = {}, None
+    out, rank, held = {}, None, None
     for line in r.stdout.splitlines():
         m = RANK.match(line)
         if m:
             rank = int(m.group(1))
+            h = HOLDS.search(line)
+            held = int(h.group(1)) if h else None
         m = COUNTS.search(line)
         if m:
             init = INIT.search(line)
-            out[rank] = (int(m.group(1)), int(init.group(1)) if init else 0)
+            out[rank] = (int(m.group(1)), int(init.group(1)) if init else 0, held)
     return out, r.stdout
 
 
@@ -77,14 +86,15 @@ def main():
                       f"{r.stdout}{r.stderr}")
                 failures += 1
                 continue
+            memory = {int(rank): int(b) for rank, b in MEMORY.findall(r.stderr)}
             for rank in range(n):
-                per_step, init = want[rank]
+                per_step, init, held = want[rank]
                 expect = [per_step + (init if s == 1 else 0) for s in range(1, STEPS + 1)]
                 seen = [got[(rank, s)] for s in range(1, STEPS + 1)]
-                ok = seen == expect
+                ok = seen == expect and held is not None and memory.get(rank) == held
                 failures += not ok
                 print(f"{'ok  ' if ok else 'FAIL'} {mesh:10s} {' '.join(opts):40s} rank {rank}: predicted {expect} "
-                      f"bytes (steps 1..{STEPS}), measured {seen}")
+                      f"bytes (steps 1..{STEPS}), measured {seen}; holds {held} bytes, measured {memory.get(rank)}")
             print(f"     {mesh}: {time.time() - t0:.1f} s")
     print("check_train: " + ("FAILED" if failures else "all predictions exact"))
     return 1 if failures else 0

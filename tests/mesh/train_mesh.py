@@ -1,14 +1,18 @@
 """train_mesh.py — `mpirun -np N loom train MODEL --mesh ...` against the single-rank `loom train`.
 
 usage: train_mesh.py LOOM MPIEXEC MODEL SPEC[:SPEC...] [-D name=value ...]
-SPEC: MESH[@ALGO][/SCHEDULE[xM]][+exe][+resume] — ALGO the --allreduce algorithm (backend by
-default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its --microbatches; +exe
+SPEC: MESH[@ALGO][/SCHEDULE[xM]][+zero][+exe][+resume] — ALGO the --allreduce algorithm (backend
+by default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its --microbatches; +zero
+trains with --zero 1 (the optimizer state sharded over dp); +exe
 runs a training executable built by `loom build MODEL -D ... --mesh MESH --train
 [--microbatches M] -o EXE` instead of `loom train` (the same options but the compiled-in ones);
 +resume also checkpoints the mesh run at step 10 (sharded under tp/pp: one file per rank),
 gathers it with `loom gather` (the params must equal the single-rank checkpoint's within
 GATHER_TOL) and resumes it for 2 more steps, which must give the single-rank resumed run's
-losses within 1e-5 relative.
+losses within 1e-5 relative. Under dp alone the checkpoint is one whole checkpoint (under
+--zero 1 its optimizer state gathered from the dp ranks): every tensor of it, params and
+optimizer state, must equal the single-rank checkpoint's within GATHER_TOL, and one process
+resuming it must give the single-rank resumed run's losses.
 
 Data: 40,000 pseudo-random bytes of a small alphabet (byte tokens, vocab 256), written here.
 Each run trains 10 steps with AdamW from `loom init`'s start (same seed) and evaluates at the
@@ -51,6 +55,57 @@ def more_steps(cmd):
     return cmd[:k] + [str(STEPS + 2)] + cmd[k + 1:]
 
 
+def sharded_checkpoint(loom, env, spec, ckpt, single_ckpt, args, tmp, slow):
+    """A tp/pp run's checkpoint: `loom gather` gives the single-rank run's params; one process
+    resuming it, and gathering a whole one, are clear errors."""
+    ok_all = True
+    gathered = os.path.join(tmp, "gathered.safetensors")
+    g = subprocess.run([loom, "gather", ckpt, "-o", gathered], capture_output=True, text=True)
+    if g.returncode != 0:
+        print(f"FAIL {spec}: loom gather: exit status {g.returncode}\n{g.stdout}{g.stderr}")
+        ok_all = False
+    else:
+        got_p = read_safetensors(gathered)
+        want_p = {k: v for k, v in read_safetensors(glob.glob(os.path.join(single_ckpt, "state-*"))[0]).items()
+                  if "/" not in k}
+        worst = max((float(np.abs(got_p[k] - w).max() / max(np.abs(w).max(), 1e-30)), k)
+                    for k, w in want_p.items() if k in got_p)
+        ok = set(got_p) == set(want_p) and worst[0] <= GATHER_TOL
+        ok_all &= ok
+        print(f"{'ok  ' if ok else 'FAIL'} {spec:24s} loom gather: {len(got_p)} params (want {len(want_p)}) "
+              f"equal the single-rank checkpoint's, worst {worst[0]:.2e} in {worst[1]} (tol {GATHER_TOL:g})")
+    for what, bad, want_err in (
+            ("one rank resuming it", [loom, "train", *more_steps(args), "--resume", ckpt],
+             f"{ckpt}: sharded checkpoint: mesh "),
+            ("gathering a whole one", [loom, "gather", single_ckpt, "-o", gathered],
+             f"{single_ckpt}: not a sharded checkpoint")):
+        b = subprocess.run(bad, env=env, capture_output=True, text=True, timeout=120 * slow)
+        ok = b.returncode == 1 and want_err in b.stderr
+        ok_all &= ok
+        print(f"{'ok  ' if ok else 'FAIL'} {spec:24s} {what}: exit status {b.returncode}, "
+              f"{b.stderr.strip().splitlines()[-1] if b.stderr.strip() else 'no message'}")
+    return ok_all
+
+
+def whole_checkpoint(loom, env, spec, ckpt, single_ckpt, resume_args, log, want_resumed, slow):
+    """A dp run's checkpoint: every tensor equal to the single-rank one's, and one process resumes it."""
+    got = read_safetensors(glob.glob(os.path.join(ckpt, "state-*"))[0])
+    want = read_safetensors(glob.glob(os.path.join(single_ckpt, "state-*"))[0])
+    worst = max((float(np.abs(got[k] - w).max() / max(np.abs(w).max(), 1e-30)), k) for k, w in want.items() if k in got)
+    ok = set(got) == set(want) and worst[0] <= GATHER_TOL
+    print(f"{'ok  ' if ok else 'FAIL'} {spec:24s} checkpoint: {len(got)} tensors (want {len(want)}, params and "
+          f"optimizer state) equal the single-rank one's, worst {worst[0]:.2e} in {worst[1]} (tol {GATHER_TOL:g})")
+    os.remove(log)
+    r = subprocess.run([loom, "train", *resume_args, "--resume", ckpt], env=env, capture_output=True, text=True,
+                       timeout=120 * slow)
+    got_resumed = losses(log)[0][-2:] if r.returncode == 0 else []
+    rel = max((abs(g[0] - w[0]) / abs(w[0]) for g, w in zip(got_resumed, want_resumed)), default=1.0)
+    one = r.returncode == 0 and len(got_resumed) == 2 and rel <= REL_TOL
+    print(f"{'ok  ' if one else 'FAIL'} {spec:24s} resumed by one process: steps {STEPS + 1}-{STEPS + 2} max rel "
+          f"{rel:.2e}\n{'' if one else r.stdout[-2000:] + r.stderr[-2000:]}".rstrip())
+    return ok and one
+
+
 def step_lines(text):
     return sum(1 for line in text.splitlines() if STEP.match(line))
 
@@ -89,17 +144,19 @@ def main():
             return 1
         for spec in meshes.split(":"):
             spec, *flags = spec.split("+")
-            resume, exe = "resume" in flags, "exe" in flags
+            resume, exe, zero = "resume" in flags, "exe" in flags, "zero" in flags
             spec_mesh, _, sched = spec.partition("/")
             mesh, _, algo = spec_mesh.partition("@")
             sched, _, micro = sched.partition("x")
             built = ["--microbatches", micro] if micro else []
+            built += ["--zero", "1"] if zero else []
             extra = (["--schedule", sched] if sched else []) + ([] if exe else built)
             n = 1
             for part in mesh.split(","):
                 n *= int(part.split("=")[1])
             launch = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n)]
             cmd = [*launch, loom, "train", *args, "--mesh", mesh, "--allreduce", algo or "backend", *extra]
+            spec += "+zero" if zero else ""
             if exe:
                 spec += "+exe"
                 exe_path = os.path.join(tmp, "train.exe")
@@ -145,33 +202,12 @@ def main():
                 subprocess.run([loom, "train", *resume_args, "--resume", single_ckpt], env=env, capture_output=True,
                                text=True, timeout=120 * slow, check=True)
                 want_resumed = losses(log)[0][-2:]
-            # the sharded checkpoint gathered into one file: the single-rank run's params
-            gathered = os.path.join(tmp, "gathered.safetensors")
-            g = subprocess.run([loom, "gather", mesh_ckpt, "-o", gathered], capture_output=True, text=True)
-            if g.returncode != 0:
-                print(f"FAIL {spec}: loom gather: exit status {g.returncode}\n{g.stdout}{g.stderr}")
-                failures += 1
-            else:
-                got_p = read_safetensors(gathered)
-                want_p = {k: v for k, v in read_safetensors(glob.glob(os.path.join(single_ckpt, "state-*"))[0]).items()
-                          if "/" not in k}
-                worst = max((float(np.abs(got_p[k] - w).max() / max(np.abs(w).max(), 1e-30)), k)
-                            for k, w in want_p.items() if k in got_p)
-                ok = set(got_p) == set(want_p) and worst[0] <= GATHER_TOL
-                failures += not ok
-                print(f"{'ok  ' if ok else 'FAIL'} {spec:24s} loom gather: {len(got_p)} params (want {len(want_p)}) "
-                      f"equal the single-rank checkpoint's, worst {worst[0]:.2e} in {worst[1]} (tol {GATHER_TOL:g})")
-            # a sharded checkpoint on one rank, and a whole one gathered: clear errors
-            for what, bad, want_err in (
-                    ("one rank resuming it", [loom, "train", *more_steps(args), "--resume", mesh_ckpt],
-                     f"{mesh_ckpt}: sharded checkpoint: mesh "),
-                    ("gathering a whole one", [loom, "gather", single_ckpt, "-o", gathered],
-                     f"{single_ckpt}: not a sharded checkpoint")):
-                b = subprocess.run(bad, env=env, capture_output=True, text=True, timeout=120 * slow)
-                ok = b.returncode == 1 and want_err in b.stderr
-                failures += not ok
-                print(f"{'ok  ' if ok else 'FAIL'} {spec:24s} {what}: exit status {b.returncode}, "
-                      f"{b.stderr.strip().splitlines()[-1] if b.stderr.strip() else 'no message'}")
+            sharded = any(int(p.split("=")[1]) > 1 for p in mesh.split(",") if not p.startswith("dp="))
+            if sharded:
+                failures += not sharded_checkpoint(loom, env, spec, mesh_ckpt, single_ckpt, args, tmp, slow)
+            else:  # dp alone: one whole checkpoint, any run resumes it
+                failures += not whole_checkpoint(loom, env, spec, mesh_ckpt, single_ckpt, resume_args, log,
+                                                 want_resumed, slow)
             os.remove(log)
             rcmd = more_steps(cmd)
             rcmd = rcmd[:rcmd.index("--checkpoint")] + ["--resume", mesh_ckpt]
