@@ -36,6 +36,7 @@ static const command_help helps[] = {
      "  --optimizer O        adamw or sgd, for the optimizer state (default: adamw)\n"
      "  --momentum M         sgd's momentum (default: 0.9)\n"
      "  --zero 1             with --train: the optimizer state sharded over dp (ZeRO stage 1)\n"
+     "  --recompute R        with --train: none, selective or full activation recomputation\n"
      "  --json               one JSON object (params, FLOPs, memory, per-rank mesh report) on stdout\n"
      "  --explain            with --mesh: every collective of a rank (one a pipeline stage, or --rank R): its\n"
      "                       layout change, bytes, predicted time and source op with its .loom line\n"
@@ -156,6 +157,8 @@ static const command_help helps[] = {
      "  --microbatches N --schedule gpipe|1f1b   pipeline micro-batches (default: pp, 1f1b)\n"
      "  --zero 1             the optimizer state sharded over dp (ZeRO stage 1: gradients reduce-scattered,\n"
      "                       each rank updating 1/dp of the params, then allgathered; default: 0)\n"
+     "  --recompute R        none, selective (GEMM and attention results kept) or full: the backward\n"
+     "                       recomputes block activations from the blocks' inputs (default: none)\n"
      "  --allreduce A --timeout S   collectives (default: backend, 600)\n",
      {"build/loom train models/gpt2.loom " TINY " --data data/tinyshakespeare.txt --steps 20 --sample 0 --log "
       "/tmp/a.jsonl",
@@ -263,6 +266,7 @@ static const command_help helps[] = {
      "  --peak-tflops T      a device's peak (default: 400)\n"
      "  --mfu F              the fraction of peak compute reaches (default: 0.4)\n"
      "  --optimizer O        adamw or sgd, for the optimizer state (default: adamw)\n"
+     "  --recompute R        build every configuration with loom train's --recompute R\n"
      "  --top K              choices printed (default: 5)\n",
      {"build/loom plan models/gpt2.loom " TINY " --devices 4 --device-memory 1GiB",
       "build/loom plan models/gpt2.loom -D vocab=50304 -D seq=1024 --batch 64 --devices 64 --top 3"}},

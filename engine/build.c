@@ -351,7 +351,9 @@ static bool collect_training(const eng_opts *o, const ir_graph *g, pass_mesh *m,
         ok = mesh_exec_each_segment(gg, collect_segment, c, d) && (u = pass_optimizer_graph(gg, &opt, d)) != NULL &&
              collect_program(c, u, NULL, d);
     } else {
-        ok = collect_program(c, gg, pass_training_pipeline(), d) && collect_program(c, gg, NULL, d) &&
+        char buf[256];
+        const char *pipeline = eng_recompute_pipeline(o, pass_training_pipeline(), "build", buf, sizeof buf, d);
+        ok = pipeline && collect_program(c, gg, pipeline, d) && collect_program(c, gg, NULL, d) &&
              (u = pass_optimizer_graph(g, &opt, d)) != NULL && collect_program(c, u, NULL, d);
         ir_diag d1; /* the sampler is optional, as in loom train */
         ir_diag_init(&d1);
@@ -417,7 +419,8 @@ static bool cluster_ranks(const eng_opts *o, const ir_graph *g, int world, rt_pl
 
 /* The train options a training executable compiles in (cmd_train.c reads the same). */
 static const char *const fixed_train_options[] = {"--microbatches", "--accum",  "--optimizer", "--momentum", "--weight-decay",
-                                                  "--beta1",        "--beta2",  "--eps",       "--clip",     "--zero"};
+                                                  "--beta1",        "--beta2",  "--eps",       "--clip",     "--zero",
+                                                  "--recompute"};
 #define N_FIXED (int)(sizeof fixed_train_options / sizeof *fixed_train_options)
 
 /* --train: the options and checks of `loom train --mesh` that decide its programs. */

@@ -795,7 +795,8 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJ
 static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_diag *d)
 {
 
-    static const char *const train_only[] = {"--schedule", "--accum", "--optimizer", "--momentum", "--zero"};
+    static const char *const train_only[] = {"--schedule", "--accum", "--optimizer", "--momentum", "--zero",
+                                             "--recompute"};
     pass_mesh m;
     if (!pass_mesh_parse(o->mesh, 0, g0, &m, d))
         return;

@@ -11,7 +11,7 @@ double eng_graph_flops(const ir_graph *g)
 {
     double f = 0;
     for (int i = 0; i < g->n_nodes; i++)
-        f += ir_ops[g->nodes[i]->op].cost(g->nodes[i]);
+        f += g->nodes[i]->recomputed ? 0 : ir_ops[g->nodes[i]->op].cost(g->nodes[i]);
     return f;
 }
 

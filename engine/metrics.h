@@ -16,7 +16,8 @@
 
 #include "ir/ir.h"
 
-/* The FLOPs of one run of g by the cost rules of ir/ops.def. */
+/* The FLOPs of one run of g by the cost rules of ir/ops.def, recomputations not counted (the
+ * model's FLOPs: MFU, not hardware FLOPs utilization). */
 double eng_graph_flops(const ir_graph *g);
 
 /* One device's peak in FLOP/s for target (cpu, cuda[:N], opencl...) at precision (f32, or the

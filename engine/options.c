@@ -46,12 +46,13 @@ static const struct {
     {"check", "--bandwidth"},   {"check", "--latency"},      {"check", "--gpus-per-node"},
     {"plan", "--devices"},      {"plan", "--device-memory"}, {"plan", "--bandwidth"},    {"plan", "--latency"},
     {"plan", "--gpus-per-node"}, {"plan", "--peak-tflops"},  {"plan", "--mfu"},          {"plan", "--batch"},
-    {"plan", "--top"},          {"plan", "--optimizer"},
+    {"plan", "--top"},          {"plan", "--optimizer"},     {"plan", "--recompute"},
     /* build --mesh --train: what a training executable compiles in */
     {"build", "--microbatches"}, {"build", "--accum"},       {"build", "--optimizer"},   {"build", "--momentum"},
     {"build", "--weight-decay"}, {"build", "--beta1"},       {"build", "--beta2"},       {"build", "--eps"},
     {"build", "--clip"},
     {"train", "--zero"},        {"check", "--zero"},         {"build", "--zero"},
+    {"train", "--recompute"},   {"check", "--recompute"},    {"build", "--recompute"},
     {"train", "--peak-tflops"}, {"dump", "--dot-depth"}, {"plot", "--x"}, {"plot", "--title"},
 };
 
@@ -128,7 +129,7 @@ bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o, char *w
         bool *flag = strcmp(a, "--decode") == 0       ? &o->decode
                      : strcmp(a, "--bytes") == 0      ? &o->bytes
                      : strcmp(a, "--no-special") == 0 ? &o->no_special
-                     : strcmp(a, "--recompute") == 0  ? &o->recompute
+                     : strcmp(a, "--recompute") == 0 && strcmp(cmd, "generate") == 0 ? &o->recompute
                      : strcmp(a, "--ignore-eos") == 0 ? &o->ignore_eos
                      : strcmp(a, "--generic-cpu") == 0 ? &o->generic_cpu
                      : strcmp(a, "--train") == 0      ? &o->train

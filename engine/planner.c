@@ -30,6 +30,7 @@
 #include "engine/run_values.h"
 #include "engine/train.h"
 #include "passes/mesh.h"
+#include "passes/pass.h"
 #include "runtime/clock.h"
 
 #include <inttypes.h>
@@ -358,7 +359,9 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         P.opt.kind = PASS_OPT_SGD;
         P.opt.momentum = 0.9;
     }
-    if (!eng_net_options(o, "plan", &P.net, d))
+    char rc_buf[256]; /* --recompute: every configuration built with it (eng_train_graph) */
+    if (!eng_net_options(o, "plan", &P.net, d) ||
+        !eng_recompute_pipeline(o, pass_gradient_pipeline(), "plan", rc_buf, sizeof rc_buf, d))
         return false;
     /* the model at the planned batch (--batch: -D batch=B) */
     eng_opts ob = *o;
@@ -511,6 +514,8 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
                      c->one_f_one_b ? "1f1b" : "gpipe");
         if (optimizer)
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --optimizer %s", optimizer);
+        if (eng_named(o, "--recompute"))
+            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --recompute %s", eng_named(o, "--recompute"));
         printf("     %s --data DATA ...\n", cmd);
         shown++;
     }

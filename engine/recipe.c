@@ -10,6 +10,26 @@
 #include "engine/train.h"
 #include "passes/pass.h"
 
+const char *eng_recompute_pipeline(const eng_opts *o, const char *pipeline, const char *cmd, char *buf, size_t cap,
+                                   ir_diag *d)
+{
+    const char *rc = eng_named(o, "--recompute");
+    if (!rc || strcmp(rc, "none") == 0)
+        return pipeline;
+    if (strcmp(rc, "full") != 0 && strcmp(rc, "selective") != 0) {
+        ir_diag_error(d, -1, 0, 0, "%s: --recompute expects none, selective or full, got '%s'", cmd, rc);
+        return NULL;
+    }
+    /* after the first cse that follows autodiff: the backward is there, nothing fused yet */
+    const char *ad = strstr(pipeline, "autodiff"), *cse = ad ? strstr(ad, "cse") : NULL;
+    if (!cse)
+        ir_unreachable("recipe: a training pipeline without autodiff,...,cse");
+    size_t at = (size_t)(cse - pipeline) + 3;
+    snprintf(buf, cap, "%.*s,%s%s", (int)at, pipeline, strcmp(rc, "full") == 0 ? "recompute" : "recompute-selective",
+             pipeline + at);
+    return buf;
+}
+
 ir_graph *eng_train_graph(const eng_opts *o, const ir_graph *g, int rows, pass_mesh *m, bool grad, const char *cmd,
                           ir_diag *d)
 {
@@ -34,7 +54,10 @@ ir_graph *eng_train_graph(const eng_opts *o, const ir_graph *g, int rows, pass_m
     bool sharded = m && (pass_mesh_size(m, "tp") > 1 || pass_mesh_size(m, "pp") > 1);
     pass_options po = pass_options_default();
     po.mesh = sharded ? m : NULL;
-    if (!pass_run_pipeline(t, sharded ? pass_mesh_gradient_pipeline() : pass_gradient_pipeline(), &po, d)) {
+    char buf[256];
+    const char *pipeline =
+        eng_recompute_pipeline(o, sharded ? pass_mesh_gradient_pipeline() : pass_gradient_pipeline(), cmd, buf, sizeof buf, d);
+    if (!pipeline || !pass_run_pipeline(t, pipeline, &po, d)) {
         ir_graph_free(t);
         return NULL;
     }

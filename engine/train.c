@@ -2263,15 +2263,18 @@ static bool setup(trainer *r, const eng_opts *o)
             ir_graph_free(gg);
             return false;
         }
-    } else if (r->half == DT_F16) {
-        ir_graph *sg = ir_graph_clone(lg);
-        scale_loss(sg, d);
-        r->grad = train_program(r, o, sg, pass_training_precision_pipeline(r->half), r->pool, d);
+    } else {
+        /* --recompute: its pass right after autodiff's (recipe.c) */
+        char buf[256];
+        const char *pipeline = eng_recompute_pipeline(
+            o, r->half == DT_F32 ? pass_training_pipeline() : pass_training_precision_pipeline(r->half), "train", buf,
+            sizeof buf, d);
+        ir_graph *sg = pipeline && r->half == DT_F16 ? ir_graph_clone(lg) : NULL;
+        if (sg)
+            scale_loss(sg, d);
+        r->grad = pipeline ? train_program(r, o, sg ? sg : lg, pipeline, r->pool, d) : NULL;
         ir_graph_free(sg);
-    } else
-        r->grad = train_program(r, o, lg,
-                                r->half == DT_F32 ? pass_training_pipeline() : pass_training_precision_pipeline(r->half),
-                                r->pool, d);
+    }
     ir_graph_free(dg);
     double t1 = rt_now_ms();
     /* the eval program: under tp/pp the gradient program's forward half (mesh_exec_run_forward) */

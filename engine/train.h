@@ -21,6 +21,11 @@
  * graph with its communication): the gradient graph. NULL after reporting through d. */
 ir_graph *eng_train_graph(const eng_opts *o, const ir_graph *g, int rows, pass_mesh *m, bool grad, const char *cmd,
                           ir_diag *d);
+/* The training pipeline `pipeline` (one with autodiff) with o's --recompute none|selective|full
+ * (passes/recompute.c) run right after autodiff's dce,cse, written into buf; pipeline itself
+ * without one; NULL after "CMD: --recompute expects none, selective or full, got 'X'". */
+const char *eng_recompute_pipeline(const eng_opts *o, const char *pipeline, const char *cmd, char *buf, size_t cap,
+                                   ir_diag *d);
 
 typedef struct eng_trainer eng_trainer;
 

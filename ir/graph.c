@@ -189,6 +189,7 @@ ir_node *ir_node_copy(ir_graph *g, const ir_node *s, ir_node *const *in)
     n->group = s->group;
     n->optional = s->optional;
     n->backward = s->backward;
+    n->recomputed = s->recomputed;
     n->name = dup_or_null(g, s->name);
     n->scope = dup_or_null(g, s->scope);
     for (int k = 0; k < ir_op_nattrs(s->op); k++) {

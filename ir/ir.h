@@ -183,6 +183,8 @@ typedef struct ir_node {
     bool optional;          /* input: may be absent at run time */
     bool backward;          /* made by autodiff: a pipeline stage runs it in a micro-batch's
                                backward half (engine/run_mesh.c) */
+    bool recomputed;        /* a forward value computed again for the backward
+                               (passes/recompute.c): CSE keeps it apart from the original */
     const char *name;       /* external name of input/param/output; NULL otherwise */
     const char *scope;      /* block instance that built it, e.g. "block(l=3)"; NULL at top */
     ir_loc loc;

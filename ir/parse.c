@@ -801,7 +801,7 @@ static bool parse_tagged_index(parser *P, const char *word, int *out)
 }
 
 /* line := VALUE '=' OP [STRING] ['optional'] [VALUE (',' VALUE)*] [attrs] ':' type
- *         ['shard' spec] ['stage' INT] ['group' INT]
+ *         ['shard' spec] ['stage' INT] ['group' INT] ['recomputed']
  * Returns false on a syntax error (the caller skips the line); semantic errors are reported
  * here and poison the value. */
 static bool parse_def(parser *P)
@@ -894,6 +894,9 @@ static bool parse_def(parser *P)
     int stage = -1, group = -1;
     if (!parse_tagged_index(P, "stage", &stage) || !parse_tagged_index(P, "group", &group))
         goto done;
+    bool recomputed = have_word(P, "recomputed");
+    if (recomputed)
+        next(P);
     parsed = true;
 
     /* semantics: the line is well formed */
@@ -929,6 +932,7 @@ static bool parse_def(parser *P)
     node->shard = shard;
     node->stage = stage;
     node->group = group;
+    node->recomputed = recomputed;
     if (ir_ops[op].kind == OK_SOURCE) {
         node->dtype = dt;
         node->shape = shape;

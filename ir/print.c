@@ -154,6 +154,8 @@ static void print_node(const ir_graph *g, const int *num, const ir_node *n, FILE
         fprintf(out, " stage %d", n->stage);
     if (n->group >= 0)
         fprintf(out, " group %d", n->group);
+    if (n->recomputed)
+        fputs(" recomputed", out);
     fputc('\n', out);
 }
 

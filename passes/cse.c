@@ -2,7 +2,7 @@
  *
  * Two nodes are identical when they have the same op, the same operands (after earlier merges),
  * equal attributes (floats compared bit for bit), the same type, shard spec, stage and external
- * name. Pure means every op except input and param (each is a distinct run-time value or
+ * name, and both recomputed or neither (passes/recompute.c: a recomputation stays one). Pure means every op except input and param (each is a distinct run-time value or
  * checkpoint entry even when declared alike), output, and communication ops; const and iota
  * with identical attributes and type do merge. One forward sweep with a hash table keeps the
  * first of each class and points later users at it; the duplicates are then dropped.
@@ -74,7 +74,7 @@ static bool shard_eq(const ir_node *a, const ir_node *b)
 static bool same(const ir_node *a, const ir_node *b)
 {
     if (a->op != b->op || a->n_in != b->n_in || a->dtype != b->dtype || !ir_shape_eq(&a->shape, &b->shape) ||
-        a->stage != b->stage || !shard_eq(a, b))
+        a->stage != b->stage || a->recomputed != b->recomputed || !shard_eq(a, b))
         return false;
     if ((a->name == NULL) != (b->name == NULL) || (a->name && strcmp(a->name, b->name) != 0))
         return false;

@@ -75,6 +75,10 @@ bool pass_cse(ir_graph *g, ir_diag *d);
 /* autodiff: adds the backward graph of the scalar output "loss" and an output "grad/<name>"
  * per param (passes/autodiff.c). */
 bool pass_autodiff(ir_graph *g, ir_diag *d);
+/* recompute, recompute-selective: the backward reads block activations recomputed from the
+ * saved block inputs (selective: GEMM and attention results saved too) (passes/recompute.c). */
+bool pass_recompute(ir_graph *g, ir_diag *d);
+bool pass_recompute_selective(ir_graph *g, ir_diag *d);
 /* fuse: sets node->group: which plan step computes each value (see fuse.h). */
 bool pass_fuse(ir_graph *g, ir_diag *d);
 /* lower-precision: activations and GEMM/attention operands in half (DT_BF16 or DT_F16),

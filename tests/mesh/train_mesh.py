@@ -1,9 +1,10 @@
 """train_mesh.py — `mpirun -np N loom train MODEL --mesh ...` against the single-rank `loom train`.
 
 usage: train_mesh.py LOOM MPIEXEC MODEL SPEC[:SPEC...] [-D name=value ...]
-SPEC: MESH[@ALGO][/SCHEDULE[xM]][+zero][+exe][+resume] — ALGO the --allreduce algorithm (backend
-by default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its --microbatches; +zero
-trains with --zero 1 (the optimizer state sharded over dp); +exe
+SPEC: MESH[@ALGO][/SCHEDULE[xM]][+zero][+full|+selective][+exe][+resume] — ALGO the --allreduce
+algorithm (backend by default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its
+--microbatches; +zero trains with --zero 1 (the optimizer state sharded over dp); +full and
++selective with --recompute full|selective (the reference stays the run without); +exe
 runs a training executable built by `loom build MODEL -D ... --mesh MESH --train
 [--microbatches M] -o EXE` instead of `loom train` (the same options but the compiled-in ones);
 +resume also checkpoints the mesh run at step 10 (sharded under tp/pp: one file per rank),
@@ -150,6 +151,8 @@ def main():
             sched, _, micro = sched.partition("x")
             built = ["--microbatches", micro] if micro else []
             built += ["--zero", "1"] if zero else []
+            recompute = "full" if "full" in flags else "selective" if "selective" in flags else None
+            built += ["--recompute", recompute] if recompute else []
             extra = (["--schedule", sched] if sched else []) + ([] if exe else built)
             n = 1
             for part in mesh.split(","):
@@ -157,6 +160,7 @@ def main():
             launch = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n)]
             cmd = [*launch, loom, "train", *args, "--mesh", mesh, "--allreduce", algo or "backend", *extra]
             spec += "+zero" if zero else ""
+            spec += "+" + recompute if recompute else ""
             if exe:
                 spec += "+exe"
                 exe_path = os.path.join(tmp, "train.exe")
