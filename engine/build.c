@@ -137,11 +137,14 @@ static void add_words(char **argv, int *argc, int cap, char *s)
 }
 
 /* Runs the C compiler driver: cc -o exe table.c [kernels.o | -Wl,-u,BACKEND] LIBS [DEVICE LIBS]
- * FLAGS. */
-static bool link_exe(const char *cc, const char *exe, const char *table, const char *obj, build_target bt, ir_diag *d)
+ * FLAGS. A cluster executable for OpenCL ranks (cluster_opencl) links the OpenCL backend too. */
+static bool link_exe(const char *cc, const char *exe, const char *table, const char *obj, build_target bt,
+                     bool cluster_opencl, ir_diag *d)
 {
     char *libs = strdup(bt == BUILD_CLUSTER ? LOOM_CLUSTER_LINK_LIBS : LOOM_LINK_LIBS), *flags = strdup(LOOM_LINK_FLAGS),
-         *dev = strdup(bt == BUILD_OPENCL ? LOOM_OPENCL_LINK_LIBS : bt == BUILD_CUDA ? LOOM_CUDA_LINK_LIBS : "");
+         *dev = strdup(bt == BUILD_OPENCL || cluster_opencl ? LOOM_OPENCL_LINK_LIBS
+                       : bt == BUILD_CUDA                   ? LOOM_CUDA_LINK_LIBS
+                                                            : "");
     if (!libs || !flags || !dev)
         ir_unreachable("out of memory");
     char *argv[128];
@@ -157,6 +160,8 @@ static bool link_exe(const char *cc, const char *exe, const char *table, const c
         argv[argc++] = (char *)obj;
     else /* the device backend, a weak reference in exe/program_aot.c */
         argv[argc++] = bt == BUILD_OPENCL ? "-Wl,-u,program_backend_opencl" : "-Wl,-u,program_backend_cuda_table";
+    if (cluster_opencl) /* its OpenCL C rendered from kernel IR at start-up, as `loom run` does */
+        argv[argc++] = "-Wl,-u,program_backend_opencl";
     if (bt == BUILD_CLUSTER) /* the libraries call each other both ways */
         argv[argc++] = "-Wl,--start-group";
     add_words(argv, &argc, 120, libs);
@@ -504,8 +509,9 @@ static bool train_blobs(const eng_opts *o, rt_plan_blob *b, int *n, ir_diag *d)
     return true;
 }
 
-static bool build_cluster(const eng_opts *o, bool existed, ir_diag *d)
+static bool build_cluster(const eng_opts *o, const char *target, bool existed, ir_diag *d)
 {
+    bool opencl = strncmp(target, "opencl", 6) == 0;
     ir_graph *g = eng_load_graph(o, d);
     pass_mesh mesh;
     cluster_kernels c = {0};
@@ -532,10 +538,10 @@ static bool build_cluster(const eng_opts *o, bool existed, ir_diag *d)
     ho.generic_cpu = o->generic_cpu;
     ok = ok && cg_host_emit_object(c.unique, c.n_unique, &ho, w.obj, d) &&
          write_table(w.table, c.unique, c.n_unique, NULL, d) &&
-         link_exe(c_compiler(), w.linked, w.table, w.obj, BUILD_CLUSTER, d);
+         link_exe(c_compiler(), w.linked, w.table, w.obj, BUILD_CLUSTER, opencl, d);
     rt_wbuf wm = {0};
     model_text(o, &wm);
-    blobs[n_blobs++] = (rt_plan_blob){strdup("target"), (uint8_t *)strdup("cpu"), 3};
+    blobs[n_blobs++] = (rt_plan_blob){strdup("target"), (uint8_t *)strdup(target), strlen(target)};
     blobs[n_blobs++] = (rt_plan_blob){strdup("mesh"), (uint8_t *)strdup(o->mesh), strlen(o->mesh)};
     blobs[n_blobs++] = (rt_plan_blob){strdup("model"), wm.data, wm.n};
     size_t n = 0;
@@ -544,9 +550,9 @@ static bool build_cluster(const eng_opts *o, bool existed, ir_diag *d)
     ok = ok && write_exe(w.linked, o->out, payload, n, d);
     if (ok) {
         char m[128];
-        printf("built %s%s for the mesh %s (%d ranks, cpu): %d kernels, %d distinct, payload %zu bytes\n", o->out,
-               o->train ? ", a training executable," : "", pass_mesh_str(&mesh, m, sizeof m), world, c.n_total,
-               c.n_unique, n);
+        printf("built %s%s for the mesh %s (%d ranks, %s): %d kernels, %d distinct%s, payload %zu bytes\n", o->out,
+               o->train ? ", a training executable," : "", pass_mesh_str(&mesh, m, sizeof m), world, target, c.n_total,
+               c.n_unique, opencl ? " for the host (the ranks' OpenCL C rendered at start-up)" : "", n);
     } else if (!existed || payload)
         unlink(o->out); /* never leave a half-written executable */
     free(payload);
@@ -682,7 +688,7 @@ static bool build_model(const eng_opts *o, build_target bt, const char *target, 
         ok = ptx != NULL;
     }
     ok = ok && write_table(w.table, c.unique, bt == BUILD_CPU ? c.n_unique : 0, ptx, d) &&
-         link_exe(c_compiler(), w.linked, w.table, w.obj, bt, d);
+         link_exe(c_compiler(), w.linked, w.table, w.obj, bt, false, d);
     free(ptx);
     size_t n = 0;
     uint8_t *payload = NULL;
@@ -725,10 +731,10 @@ bool eng_build(const eng_opts *o, ir_diag *d)
     if ((int)bt < 0)
         ir_diag_error(d, -1, 0, 0, "build: --target %s: loom build makes cpu, opencl[:P[:D]] or cuda executables",
                       target);
-    if (o->mesh && bt != BUILD_CPU && (int)bt >= 0)
+    if (o->mesh && bt == BUILD_CUDA)
         ir_diag_error(d, -1, 0, 0,
-                      "build: --mesh executables are built for --target cpu so far; run GPU ranks with `mpirun -np N "
-                      "loom run MODEL --mesh %s --target %s ...`",
+                      "build: --mesh executables are built for --target cpu and opencl so far; run CUDA ranks with "
+                      "`mpirun -np N loom run MODEL --mesh %s --target %s ...`",
                       o->mesh, target);
     if (o->mesh && o->precision) /* the collectives carry f32 and f64 */
         ir_diag_error(d, -1, 0, 0, "build: --mesh executables compute in f32; --precision %s is not supported there",
@@ -746,7 +752,7 @@ bool eng_build(const eng_opts *o, ir_diag *d)
     }
     close(probe);
     if (o->mesh)
-        return build_cluster(o, existed, d);
+        return build_cluster(o, target, existed, d);
     bool train_option = o->train;
     for (int k = 0; k < N_FIXED; k++)
         train_option |= eng_named(o, fixed_train_options[k]) != NULL;

@@ -4,7 +4,8 @@
  *         [--allreduce backend|ring|tree] [--timeout SECONDS] [--stats]
  *
  * The payload (io/exe_payload.h) is a plan file with no steps whose blobs are
- *     "target"   "cpu"
+ *     "target"   "cpu", or "opencl[:P[:D]]": every rank's segments on its OpenCL device (OpenCL C
+ *                rendered from kernel IR at start-up, program_aot.c), values staged through the host
  *     "mesh"     the mesh, e.g. "dp=1,tp=2,pp=2"
  *     "model"    text: the model file and -D options it was built with
  *     "rank.R"   rank R's graph after the pipeline and shard passes, as textual IR (ir/print.c)
@@ -98,7 +99,7 @@ static void add_lines(const rt_plan_blob *b, char **v, int *n, int cap)
  * the mesh and the options that decide its programs from the payload and the rest (--data,
  * --steps, --lr, --checkpoint, ...) from the command line. */
 static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_blobs, const char *mesh,
-                        const char *model)
+                        const char *model, const char *target)
 {
     static const char *const fixed[] = {"--mesh",  "--microbatches", "--accum", "--optimizer", "--momentum",
                                         "--weight-decay", "--beta1", "--beta2", "--eps",   "--clip",
@@ -144,6 +145,10 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
         free(defs[k]);
     v[n++] = strdup("--mesh");
     v[n++] = strdup(mesh);
+    if (target && strcmp(target, "cpu") != 0) {
+        v[n++] = strdup("--target");
+        v[n++] = strdup(target);
+    }
     add_lines(rt_plan_blob_find(blobs, n_blobs, "fixed"), v, &n, CAP - argc);
     int first_user = n;
     for (int i = 1; i < argc && n < CAP; i++)
@@ -171,10 +176,11 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
     return status;
 }
 
-/* mesh_exec.h's compiler: the segment lowered here, its kernels linked in ahead of time. */
+/* mesh_exec.h's compiler: the segment lowered here for the payload's target (ctx): on the CPU
+ * its kernels linked in ahead of time, on OpenCL its OpenCL C rendered now. */
 static program *compile_segment(void *ctx, const ir_graph *segment, rt_pool *pool, ir_diag *d)
 {
-    return program_new_on(&program_backend_cpu_table, "cpu", segment, NULL, pool, d);
+    return program_new(ctx, segment, NULL, pool, d);
 }
 
 int main(int argc, char **argv)
@@ -189,12 +195,14 @@ int main(int argc, char **argv)
         return rt_exe_finish(&d);
     char *mesh_spec = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "mesh"));
     char *model = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "model"));
+    char *target = rt_plan_blob_text(rt_plan_blob_find(blobs, n_blobs, "target"));
     if (!mesh_spec)
         ir_diag_error(&d, -1, 0, 0, "%s: the payload has no 'mesh' record (not a cluster executable)", prog);
     if (mesh_spec && rt_plan_blob_find(blobs, n_blobs, "train")) {
-        int status = run_training(argc, argv, blobs, n_blobs, mesh_spec, model);
+        int status = run_training(argc, argv, blobs, n_blobs, mesh_spec, model, target);
         free(mesh_spec);
         free(model);
+        free(target);
         rt_plan_clear(&plan);
         rt_plan_blobs_free(blobs, n_blobs);
         ir_diag_free(&d);
@@ -225,7 +233,7 @@ int main(int argc, char **argv)
                           started == 1 ? " was" : "es were", mesh.world, prog);
     }
     mesh_job job = {.who = prog, .outputs = o.outputs, .stats = o.stats, .profile = o.profile,
-                    .compile = compile_segment};
+                    .compile = compile_segment, .compile_ctx = target ? target : "cpu"};
     rt_st_file wf = {0}, inf = {0};
     bool have_w = false, have_i = false;
     if (L && ir_diag_ok(&d)) {
@@ -249,6 +257,7 @@ int main(int argc, char **argv)
         rt_st_close(&inf);
     free(mesh_spec);
     free(model);
+    free(target);
     rt_plan_clear(&plan);
     rt_plan_blobs_free(blobs, n_blobs);
     return parsed > 0 ? (ir_diag_free(&d), 0) : parsed < 0 ? (ir_diag_free(&d), 2) : rt_exe_finish(&d);
