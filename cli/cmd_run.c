@@ -95,7 +95,7 @@ int cmd_run(const eng_opts *o)
     ir_dtype precision = eng_precision(o, "run", &d);
     ir_precision prec = precision == DT_F64 ? IR_PREC_F64 : IR_PREC_F32;
     bool half = precision == DT_BF16 || precision == DT_F16;
-    if (!ir_diag_ok(&d) || !check_target(o, &d) || !ir_diag_ok(&d))
+    if (!ir_diag_ok(&d) || !check_target(o, &d) || !ir_diag_ok(&d) || !eng_seq_parallel(o, NULL, "run", &d))
         return cli_finish(&d);
     if (!o->outputs) {
         ir_diag_error(&d, -1, 0, 0, "run: missing --outputs FILE.safetensors (where to write the outputs)");

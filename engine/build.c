@@ -736,6 +736,9 @@ bool eng_build(const eng_opts *o, ir_diag *d)
                       "build: --mesh executables are built for --target cpu and opencl so far; run CUDA ranks with "
                       "`mpirun -np N loom run MODEL --mesh %s --target %s ...`",
                       o->mesh, target);
+    if (o->seq_parallel) /* not in the payload's options yet */
+        ir_diag_error(d, -1, 0, 0, "build: --sequence-parallel is not compiled into executables yet; run it with "
+                      "`mpirun -np N loom run|train MODEL --mesh ... --sequence-parallel`");
     if (o->mesh && o->precision) /* the collectives carry f32 and f64 */
         ir_diag_error(d, -1, 0, 0, "build: --mesh executables compute in f32; --precision %s is not supported there",
                       o->precision);

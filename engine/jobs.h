@@ -12,6 +12,7 @@
 #include "engine/options.h"
 #include "ir/diag.h"
 #include "ir/ir.h"
+#include "passes/mesh.h"
 #include "passes/optimizer.h"
 
 /* train.c: `loom train` (docs/training.md): a model trained on --data for --steps, on one
@@ -23,6 +24,10 @@ bool eng_train(const eng_opts *o, ir_diag *d, bool *preempted);
 /* train.c: the optimizer of loom train's options (--optimizer, --accum, --weight-decay,
  * --beta1, --beta2, --eps, --clip, --momentum; loom train's defaults); false after reporting. */
 bool eng_train_optimizer(const eng_opts *o, pass_opt_config *c, ir_diag *d);
+/* mesh_report.c: --sequence-parallel of o into m (cmd names the command); false after
+ * "CMD: --sequence-parallel splits the sequence over tp; the mesh has no tp axis" or, under
+ * a mesh other than o's (none), an option without a mesh. */
+bool eng_seq_parallel(const eng_opts *o, pass_mesh *m, const char *cmd, ir_diag *d);
 /* train.c: --zero of loom train, check and build (cmd) on a mesh of dp data-parallel ranks
  * (1 without a mesh): the ranks the optimizer state is sharded over (pass_opt_config.shards;
  * 1 without --zero or with --zero 0); false after reporting. */

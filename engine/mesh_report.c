@@ -792,13 +792,26 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJ
         pipeline_schedule_print(stdout, s.pp, s.micro);
 }
 
+bool eng_seq_parallel(const eng_opts *o, pass_mesh *m, const char *cmd, ir_diag *d)
+{
+    if (!o->seq_parallel)
+        return true;
+    if (!m || pass_mesh_size(m, "tp") < 2) {
+        ir_diag_error(d, -1, 0, 0, "%s: --sequence-parallel splits the sequence over tp; %s", cmd,
+                      m ? "the mesh has no tp axis" : "it needs --mesh with tp > 1");
+        return false;
+    }
+    m->seq_parallel = true;
+    return true;
+}
+
 static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_diag *d)
 {
 
     static const char *const train_only[] = {"--schedule", "--accum", "--optimizer", "--momentum", "--zero",
                                              "--recompute"};
     pass_mesh m;
-    if (!pass_mesh_parse(o->mesh, 0, g0, &m, d))
+    if (!pass_mesh_parse(o->mesh, 0, g0, &m, d) || !eng_seq_parallel(o, &m, "check", d))
         return;
     if (o->train) {
         train_report(g0, o, &m, json, d);

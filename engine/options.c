@@ -134,6 +134,7 @@ bool eng_opts_parse(const char *cmd, int argc, char **argv, eng_opts *o, char *w
                      : strcmp(a, "--generic-cpu") == 0 ? &o->generic_cpu
                      : strcmp(a, "--train") == 0      ? &o->train
                      : strcmp(a, "--explain") == 0    ? &o->explain
+                     : strcmp(a, "--sequence-parallel") == 0 ? &o->seq_parallel
                      : strcmp(a, "--dot") == 0        ? &o->dot
                      : strcmp(a, "--json") == 0       ? &o->json
                      : strcmp(a, "--log-y") == 0      ? &o->log_y

@@ -40,6 +40,7 @@ typedef struct {
     bool generic_cpu;                 /* build: --generic-cpu (kernels for any CPU of this architecture) */
     bool train;                       /* check: --train (the mesh report of one training step) */
     bool explain;                     /* check: --explain (every collective, why, its time) */
+    bool seq_parallel;                /* train, check, run: --sequence-parallel (pass_mesh) */
     const char *profile;              /* --profile FILE.json: the job's timeline (engine/profile.h) */
     bool dot, json, log_y;            /* dump: --dot (Graphviz); check: --json; plot: --log-y */
     int n_named;                      /* valued options of one subcommand (train: --data, */

@@ -42,7 +42,7 @@ bool eng_run_mesh(const eng_opts *o, ir_diag *d)
         ir_diag_error(d, -1, 0, 0, "run: missing --outputs FILE.safetensors (where to write the outputs)");
     ir_graph *g = ir_diag_ok(d) ? eng_load_graph(o, d) : NULL;
     pass_mesh mesh;
-    if (g && pass_mesh_parse(o->mesh, rank < 0 ? 0 : rank, g, &mesh, d)) {
+    if (g && pass_mesh_parse(o->mesh, rank < 0 ? 0 : rank, g, &mesh, d) && eng_seq_parallel(o, &mesh, "run", d)) {
         int started = launch.found ? launch.size : 1;
         if (mesh.world != started) {
             char m[128];

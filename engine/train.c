@@ -1903,7 +1903,7 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     r->zn = 1;
     if (!o->mesh) {
         int shards;
-        if (!eng_zero_shards(o, 1, "train", &shards, d))
+        if (!eng_zero_shards(o, 1, "train", &shards, d) || !eng_seq_parallel(o, NULL, "train", d))
             return false;
         if (eng_named(o, "--microbatches") || eng_named(o, "--schedule")) {
             ir_diag_error(d, -1, 0, 0, "train: --microbatches and --schedule need --mesh with a pp axis");
@@ -1922,7 +1922,8 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     if (!pass_mesh_parse(o->mesh, r->world_rank, r->g, &m, d))
         return false;
     pass_mesh_str(&m, ms, sizeof ms);
-    if (!eng_zero_shards(o, pass_mesh_size(&m, "dp"), "train", &r->t.opt.shards, d))
+    if (!eng_zero_shards(o, pass_mesh_size(&m, "dp"), "train", &r->t.opt.shards, d) ||
+        !eng_seq_parallel(o, &m, "train", d))
         return false;
     if (m.world != r->world_size) {
         char how[300];

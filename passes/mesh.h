@@ -22,6 +22,12 @@ typedef struct pass_mesh {
     int world;                          /* product of the sizes */
     int rank;                           /* this rank, 0 <= rank < world */
     int microbatches;                   /* pipeline schedule report (0: as many as stages) */
+    bool seq_parallel;                  /* Megatron's sequence parallelism over tp (shard): a
+                                           partial sum met by an elementwise op of activations
+                                           is reduce-scattered along the sequence (the dim
+                                           before the features) instead of allreduced, so norms,
+                                           residual adds and their inputs run on 1/tp of the
+                                           rows; allgathered before a column-parallel GEMM */
     bool local_outputs;                 /* training: outputs stay on the stage computing them
                                            (pipeline), a param's gradient in the param's
                                            layout, named after its slice, and over dp this
@@ -93,7 +99,8 @@ void pipeline_order(int P, int s, int M, bool one_f_one_b, int *ops);
  * when NULL) and evaluates all of them in this process with the reference interpreter,
  * performing their collectives and send/recv across the ranks. values: every full param and
  * input by name (the full checkpoint); *outs: rank 0's outputs (free with
- * ir_named_tensors_free). Deadlocks and mismatched collectives are reported, naming the ranks. */
+ * ir_named_tensors_free). Deadlocks and mismatched collectives are reported, naming the ranks.
+ * A mesh_spec ending in "+sp" runs it under sequence parallelism (pass_mesh.seq_parallel). */
 bool mesh_interp_run(const ir_graph *g, const char *mesh_spec, const char *pipeline, ir_precision prec,
                      const ir_named_tensor *values, int n_values, ir_named_tensor **outs, int *n_outs,
                      ir_diag *d);

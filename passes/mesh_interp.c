@@ -269,8 +269,13 @@ bool mesh_interp_run(const ir_graph *g, const char *mesh_spec, const char *pipel
     *outs = NULL;
     *n_outs = 0;
     pass_mesh m0;
-    if (!pass_mesh_parse(mesh_spec, 0, g, &m0, d))
+    char spec[256];
+    size_t len = strlen(mesh_spec);
+    bool sp = len > 3 && strcmp(mesh_spec + len - 3, "+sp") == 0;
+    snprintf(spec, sizeof spec, "%.*s", (int)(sp ? len - 3 : len), mesh_spec);
+    if (!pass_mesh_parse(spec, 0, g, &m0, d))
         return false;
+    m0.seq_parallel = sp;
     int W = m0.world;
     rank_state *st = calloc((size_t)W, sizeof *st);
     pass_mesh *ms = calloc((size_t)W, sizeof *ms);

@@ -9,7 +9,10 @@
  * propagates op by op: column-parallel matmuls give S outputs, row-parallel ones P, heads stay
  * split through reshapes, transposes, rope and attention. Where an op cannot take an
  * operand's layout, the operand is converted: allgather (S -> R), allreduce (P -> R), a local
- * slice (R -> S), reduce-scatter (P -> S). Outputs are made replicated, so every rank ends
+ * slice (R -> S), reduce-scatter (P -> S). Under sequence parallelism (pass_mesh.seq_parallel)
+ * an elementwise op meeting a partial sum of activations over tp takes it reduce-scattered along
+ * the sequence (Megatron-SP): the residual stream, norms and bias adds stay split along the
+ * sequence, and a column-parallel GEMM gathers its input. Outputs are made replicated, so every rank ends
  * with the full outputs. The result is a plain graph of local shapes plus communication ops;
  * sharded params and inputs keep their full name with a slice suffix (mesh.h) so a rank loads
  * its part of the full checkpoint.
@@ -44,6 +47,13 @@ typedef struct {
     const ir_node *full;
 } val;
 
+/* A partial sum's reduce-scatter (from -> to, over axis along dim), made once for the ops that
+ * read it split alike. */
+typedef struct {
+    ir_node *from, *to;
+    int axis, dim;
+} scatter_memo;
+
 typedef struct {
     const pass_mesh *m;
     const ir_graph *src;
@@ -55,6 +65,10 @@ typedef struct {
     int *blocks;      /* per class root: blocks asked for */
     bool *table;      /* per source node: the table of an embedding (a vocabulary) */
     bool retry, ok;
+    bool seq_axis;    /* the rule's axis is tp under sequence parallelism */
+    scatter_memo *scattered; /* per source node: its last reduce-scatter */
+    ir_node **regathered;    /* sequence parallel, per forward source node: gathered again for
+                                the backward */
     bool note;        /* report notes (on the final run only) */
     int64_t batch;    /* dim 0 of the graph's inputs (split over dp), 0: none */
 } shard_ctx;
@@ -195,7 +209,10 @@ static void convert(shard_ctx *c, val *x, int a, lay want)
     if (same(have, want))
         return;
     if (have.kind == L_P && want.kind == L_S && want.blocks == 1 && x->v->shape.dim[want.dim] % c->m->size[a] == 0) {
-        x->v = comm(c, OP_reduce_scatter, x->v, a, want.dim, x->full);
+        scatter_memo *s = &c->scattered[x->full->id];
+        if (!(s->from == x->v && s->axis == a && s->dim == want.dim))
+            *s = (scatter_memo){x->v, comm(c, OP_reduce_scatter, x->v, a, want.dim, x->full), a, want.dim};
+        x->v = s->to;
         x->l[a] = want;
         return;
     }
@@ -207,6 +224,34 @@ static void convert(shard_ctx *c, val *x, int a, lay want)
     }
     if (want.kind == L_S)
         local_slice(c, x, a, want);
+}
+
+/* Sequence parallel: forward value src, split along the sequence, gathered again for backward
+ * node n (Megatron-SP's backward allgather: the forward's gathered copy dies with the forward
+ * GEMM that read it, only the split one is kept for the backward); once per value. */
+static ir_node *regathered(shard_ctx *c, const ir_node *src, const ir_node *n)
+{
+    if (c->regathered[src->id])
+        return c->regathered[src->id];
+    val x = c->vals[src->id];
+    x.full = n;
+    for (int a = 0; a < c->m->n_axes; a++)
+        if (sharded_axis(c, a))
+            convert(c, &x, a, R());
+    return c->regathered[src->id] = x.v;
+}
+
+/* Whether backward node n reading forward value src replicated gathers it again (above). */
+static bool regather(const shard_ctx *c, const ir_node *n, const ir_node *src)
+{
+    if (!c->m->seq_parallel || !n->backward || src->backward)
+        return false;
+    const val *x = &c->vals[src->id];
+    for (int a = 0; a < c->m->n_axes; a++)
+        if (sharded_axis(c, a) && x->l[a].kind == L_S && strcmp(c->m->axis[a], "tp") == 0 &&
+            x->l[a].dim == src->shape.rank - 2)
+            return true;
+    return false;
 }
 
 /* The operand as a fully replicated value (cached per source node). */
@@ -274,6 +319,11 @@ static void rule_elementwise(shard_ctx *c, rule *r)
     if (any_p && all_p && (n->op == OP_add || n->op == OP_sub || n->op == OP_neg)) {
         keep(r, P());
         return;
+    }
+    /* sequence parallel: the partial sum reduce-scattered along the sequence (rank - 2) */
+    if (any_p && e < 0 && c->seq_axis && rank >= 3 && n->shape.dim[rank - 2] % r->T == 0) {
+        e = rank - 2;
+        pick = S(e, 1, -1);
     }
     for (int k = 0; k < n->n_in; k++) {
         lay l = r->in[k];
@@ -514,7 +564,10 @@ static void rule_row(shard_ctx *c, rule *r, int a)
         xent_split(c, r, a);
         return;
     }
-    if (l.kind == L_S && l.dim != n->in[0]->shape.rank - 1) {
+    int rank = n->in[0]->shape.rank;
+    if (l.kind == L_P && c->seq_axis && rank >= 3 && n->in[0]->shape.dim[rank - 2] % r->T == 0)
+        l = S(rank - 2, 1, -1); /* sequence parallel: a partial sum's rows reduce-scattered */
+    if (l.kind == L_S && l.dim != rank - 1) {
         all_replicated(r);
         r->want[0] = l;
         r->out = l;
@@ -524,14 +577,18 @@ static void rule_row(shard_ctx *c, rule *r, int a)
 }
 
 /* layernorm_grad, rmsnorm_grad (x, weight, dy): with rows split along a dim but the last (the
- * batch over dp), the input gradient is split the same way and the weight's gradient, a sum
- * over the rows, is a partial sum. */
-static void rule_norm_grad(rule *r)
+ * batch over dp, the sequence over tp), the input gradient is split the same way and the
+ * weight's gradient, a sum over the rows, is a partial sum. Under sequence parallelism a
+ * partial dy is reduce-scattered to x's rows. */
+static void rule_norm_grad(shard_ctx *c, rule *r)
 {
     lay l = r->in[0];
     const ir_node *n = r->n;
+    int rank = n->in[0]->shape.rank;
+    if (l.kind == L_P && c->seq_axis && rank >= 3 && n->in[0]->shape.dim[rank - 2] % r->T == 0)
+        l = S(rank - 2, 1, -1); /* the forward's reduce-scatter of x, made once (scatter_memo) */
     all_replicated(r);
-    if (l.kind != L_S || l.dim == n->in[0]->shape.rank - 1 || r->in[2].kind == L_P)
+    if (l.kind != L_S || l.dim == n->in[0]->shape.rank - 1 || (r->in[2].kind == L_P && !c->seq_axis))
         return;
     r->want[0] = l;
     r->want[2] = l;
@@ -539,12 +596,13 @@ static void rule_norm_grad(rule *r)
 }
 
 /* embedding_grad (dy, ids): with the rows split (the batch over dp), each rank scatters its
- * rows: a partial sum of the table's gradient. */
-static void rule_embedding_grad(rule *r)
+ * rows: a partial sum of the table's gradient. Not the sequence over tp: the table's gradient
+ * (a vocabulary) would be reduce-scattered whole; dy is gathered instead (Megatron-SP). */
+static void rule_embedding_grad(shard_ctx *c, rule *r)
 {
     lay ld = r->in[0], li = r->in[1];
     all_replicated(r);
-    if (ld.kind == L_S && ld.dim < r->n->in[0]->shape.rank - 1 && ld.blocks == 1 &&
+    if (!c->seq_axis && ld.kind == L_S && ld.dim < r->n->in[0]->shape.rank - 1 && ld.blocks == 1 &&
         (li.kind == L_R || (li.kind == L_S && li.dim == ld.dim && li.blocks == 1))) {
         r->want[0] = ld;
         r->want[1] = ld;
@@ -589,7 +647,7 @@ static void rule_matmul(shard_ctx *c, rule *r)
         r->out = P();
         return;
     }
-    if (bS && lb.dim == bN && !aS) {
+    if (bS && lb.dim == bN && (!aS || la.dim != aK)) { /* a split of a's rows (sequence parallel): gathered */
         r->want[1] = lb;
         r->out = S(ro - 1, lb.blocks, lb.cls);
         return;
@@ -672,6 +730,7 @@ static void rule_heads(rule *r, int n_split)
 static void apply_rule(shard_ctx *c, rule *r, int a)
 {
     const ir_node *n = r->n;
+    c->seq_axis = c->m->seq_parallel && strcmp(c->m->axis[a], "tp") == 0;
     switch (n->op) {
     case OP_cross_entropy_grad: xent_split(c, r, a); return;
     case OP_reshape: rule_reshape(r); return;
@@ -686,8 +745,8 @@ static void apply_rule(shard_ctx *c, rule *r, int a)
     case OP_attention_grad: rule_heads(r, 4); return;
     case OP_unary_grad: rule_elementwise(c, r); return; /* f'(x) · dy, elementwise */
     case OP_layernorm_grad:
-    case OP_rmsnorm_grad: rule_norm_grad(r); return;
-    case OP_embedding_grad: rule_embedding_grad(r); return;
+    case OP_rmsnorm_grad: rule_norm_grad(c, r); return;
+    case OP_embedding_grad: rule_embedding_grad(c, r); return;
     default: break;
     }
     switch (ir_ops[n->op].kind) {
@@ -1055,7 +1114,7 @@ static bool rewrite_node(shard_ctx *c, const ir_node *n)
         for (int a = 0; a < c->m->n_axes; a++)
             all_r &= !sharded_axis(c, a) || rules[a].want[k].kind == L_R;
         if (all_r) {
-            ops[k].v = replicated(c, n->in[k]);
+            ops[k].v = regather(c, n, n->in[k]) ? regathered(c, n->in[k], n) : replicated(c, n->in[k]);
             for (int a = 0; a < c->m->n_axes; a++)
                 ops[k].l[a] = R();
             continue;
@@ -1119,6 +1178,8 @@ static ir_graph *rewrite(shard_ctx *c, const ir_graph *src)
         c->dst->axis_name[i] = ir_graph_strdup(c->dst, src->axis_name[i]);
     memset(c->vals, 0, sizeof *c->vals * (size_t)(src->n_nodes + 1));
     memset(c->repl, 0, sizeof *c->repl * (size_t)(src->n_nodes + 1));
+    memset(c->scattered, 0, sizeof *c->scattered * (size_t)(src->n_nodes + 1));
+    memset(c->regathered, 0, sizeof *c->regathered * (size_t)(src->n_nodes + 1));
     c->retry = false;
     c->ok = true;
     c->batch = 0;
@@ -1213,8 +1274,10 @@ bool pass_shard(ir_graph *g, const pass_mesh *m, ir_diag *d)
     shard_ctx c = {m, NULL, NULL, d, calloc((size_t)g->n_nodes + 1, sizeof(val)),
                    calloc((size_t)g->n_nodes + 1, sizeof(ir_node *)), malloc(sizeof(int) * ((size_t)g->n_nodes + 1)),
                    malloc(sizeof(int) * ((size_t)g->n_nodes + 1)), calloc((size_t)g->n_nodes + 1, sizeof(bool)),
-                   false, true, false, 0};
-    if (!c.vals || !c.repl || !c.parent || !c.blocks || !c.table)
+                   false, true, false, NULL, NULL, false, 0};
+    c.scattered = calloc((size_t)g->n_nodes + 1, sizeof *c.scattered);
+    c.regathered = calloc((size_t)g->n_nodes + 1, sizeof *c.regathered);
+    if (!c.vals || !c.repl || !c.parent || !c.blocks || !c.table || !c.scattered || !c.regathered)
         ir_unreachable("out of memory");
     for (int i = 0; i < g->n_nodes; i++)
         if (g->nodes[i]->op == OP_embedding)
@@ -1239,6 +1302,8 @@ bool pass_shard(ir_graph *g, const pass_mesh *m, ir_diag *d)
     free(c.parent);
     free(c.blocks);
     free(c.table);
+    free(c.scattered);
+    free(c.regathered);
     if (!out)
         return false;
     ir_graph tmp = *g;

@@ -30,7 +30,9 @@ MESHES = [("tp=2,pp=2", 4, ["--microbatches", "2"]),
           ("dp=2", 2, ["--zero", "1"]),
           ("dp=2,tp=2", 4, ["--zero", "1", "--accum", "2"]),
           # --recompute full: the block's forward collectives run again in the backward
-          ("tp=2,pp=2", 4, ["--microbatches", "2", "--recompute", "full"])]
+          ("tp=2,pp=2", 4, ["--microbatches", "2", "--recompute", "full"]),
+          # --sequence-parallel: reduce-scatters and allgathers over tp instead of allreduces
+          ("dp=2,tp=2", 4, ["--sequence-parallel"])]
 RANK = re.compile(r"^  rank (\d+) \(")
 COUNTS = re.compile(r"loom train counts (\d+) bytes a step")
 INIT = re.compile(r"; step 1: (\d+) more")

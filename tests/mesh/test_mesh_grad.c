@@ -96,10 +96,11 @@ int main(void)
     /* not here: dp=2 x tp=2 (the mesh interpreter pairs the dp and tp collectives of ranks 1 and 3
      * wrongly; under MPI it trains: mesh/train_gpt2) and GPT-2 under pp=2 (its tied wte makes
      * stage 0 and stage 1 wait on each other's recv: docs/cluster.md, "Training") */
-    static const char *const gpt2_meshes[] = {"tp=2", "dp=2"};
-    static const char *const llama_meshes[] = {"tp=2", "dp=2", "pp=2", "tp=2,pp=2"};
-    model_cases("gpt2", "models/gpt2.loom", gpt2, 7, 64, gpt2_meshes, 2);
-    model_cases("llama", "models/llama.loom", llama, 8, 64, llama_meshes, 4);
+    /* +sp: sequence parallelism over tp (Megatron-SP) */
+    static const char *const gpt2_meshes[] = {"tp=2", "dp=2", "tp=2+sp"};
+    static const char *const llama_meshes[] = {"tp=2", "dp=2", "pp=2", "tp=2,pp=2", "tp=2+sp", "tp=2,pp=2+sp"};
+    model_cases("gpt2", "models/gpt2.loom", gpt2, 7, 64, gpt2_meshes, 3);
+    model_cases("llama", "models/llama.loom", llama, 8, 64, llama_meshes, 6);
     if (failures)
         fprintf(stderr, "%d failure(s)\n", failures);
     return failures != 0;

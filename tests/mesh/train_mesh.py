@@ -1,10 +1,11 @@
 """train_mesh.py — `mpirun -np N loom train MODEL --mesh ...` against the single-rank `loom train`.
 
 usage: train_mesh.py LOOM MPIEXEC MODEL SPEC[:SPEC...] [-D name=value ...]
-SPEC: MESH[@ALGO][/SCHEDULE[xM]][+zero][+full|+selective][+exe][+resume] — ALGO the --allreduce
-algorithm (backend by default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b) and M its
---microbatches; +zero trains with --zero 1 (the optimizer state sharded over dp); +full and
-+selective with --recompute full|selective (the reference stays the run without); +exe
+SPEC: MESH[@ALGO][/SCHEDULE[xM]][+zero][+full|+selective][+sp][+exe][+resume] — ALGO the
+--allreduce algorithm (backend by default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b)
+and M its --microbatches; +zero trains with --zero 1 (the optimizer state sharded over dp); +full
+and +selective with --recompute full|selective, +sp with --sequence-parallel (the reference stays
+the run without); +exe
 runs a training executable built by `loom build MODEL -D ... --mesh MESH --train
 [--microbatches M] -o EXE` instead of `loom train` (the same options but the compiled-in ones);
 +resume also checkpoints the mesh run at step 10 (sharded under tp/pp: one file per rank),
@@ -153,6 +154,8 @@ def main():
             built += ["--zero", "1"] if zero else []
             recompute = "full" if "full" in flags else "selective" if "selective" in flags else None
             built += ["--recompute", recompute] if recompute else []
+            sp = "sp" in flags
+            built += ["--sequence-parallel"] if sp else []
             extra = (["--schedule", sched] if sched else []) + ([] if exe else built)
             n = 1
             for part in mesh.split(","):
@@ -161,6 +164,7 @@ def main():
             cmd = [*launch, loom, "train", *args, "--mesh", mesh, "--allreduce", algo or "backend", *extra]
             spec += "+zero" if zero else ""
             spec += "+" + recompute if recompute else ""
+            spec += "+sp" if sp else ""
             if exe:
                 spec += "+exe"
                 exe_path = os.path.join(tmp, "train.exe")
