@@ -555,6 +555,35 @@ coll_status coll_send_async(coll_comm *c, const void *buf, size_t n, coll_dtype 
     return observed(c, &call, dest, tag, n * coll_dtype_size(dt), c->ops->isend(c, buf, n, dt, dest, tag, &call));
 }
 
+coll_status coll_allreduce_start(coll_comm *c, void *buf, size_t n, coll_dtype dt, coll_op op)
+{
+    if (!c->ops->iallreduce || c->algo == COLL_ALGO_RING || c->algo == COLL_ALGO_TREE || device_buffers(c))
+        return coll_allreduce(c, buf, buf, n, dt, op);
+    TRY(check_common(c, "coll_allreduce_start", dt, n, buf, buf));
+    TRY(check_op(c, "coll_allreduce_start", op));
+    char detail[128];
+    snprintf(detail, sizeof detail, "%s %s, %zu elements, started", coll_dtype_name(dt), coll_op_name(op), n);
+    coll_call call = begin(c, "allreduce", detail);
+    if (n == 0 || c->size == 1)
+        return COLL_OK;
+    return observed(c, &call, -1, -1, n * coll_dtype_size(dt), c->ops->iallreduce(c, buf, n, dt, op, &call));
+}
+
+void coll_progress(coll_comm *c)
+{
+    if (c->ops->progress)
+        c->ops->progress(c);
+}
+
+coll_status coll_allreduce_wait(coll_comm *c)
+{
+    c->err[0] = 0;
+    if (!c->ops->wait_allreduces)
+        return COLL_OK;
+    coll_call call = begin(c, "allreduce", "waiting for those started");
+    return c->ops->wait_allreduces(c, &call);
+}
+
 coll_status coll_flush(coll_comm *c)
 {
     c->err[0] = 0;

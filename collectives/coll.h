@@ -198,6 +198,15 @@ coll_status coll_send_async(coll_comm *comm, const void *buf, size_t count, coll
 /* Waits until every send started with coll_send_async on comm has been received, within the
  * timeout (counted from this call). */
 coll_status coll_flush(coll_comm *comm);
+/* Starts an allreduce of buf in place (count elements) and returns at once: buf must stay
+ * untouched until coll_allreduce_wait. Every rank starts the same ones in the same order.
+ * coll_progress lets started ones advance (MPI moves them only inside its calls: call it now
+ * and then while computing); coll_allreduce_wait completes all of them within the timeout
+ * (counted from that call). Backends and algorithms without it (single, NCCL, ring, tree) run
+ * the allreduce at start. This overlaps gradient reduction with the backward (engine/train.c). */
+coll_status coll_allreduce_start(coll_comm *comm, void *buf, size_t count, coll_dtype dt, coll_op op);
+void coll_progress(coll_comm *comm);
+coll_status coll_allreduce_wait(coll_comm *comm);
 /* Sends to dest and receives from src at once (no deadlock in a ring). */
 coll_status coll_sendrecv(coll_comm *comm, const void *sendbuf, size_t sendcount, int dest,
                           void *recvbuf, size_t recvcount, int src, coll_dtype dt, int tag);

@@ -48,6 +48,11 @@ typedef struct {
     coll_status (*isend)(coll_comm *c, const void *buf, size_t n, coll_dtype dt, int dest, int tag,
                          const coll_call *call);
     coll_status (*flush)(coll_comm *c, const coll_call *call);
+    /* Starts an in-place allreduce of buf and returns (NULL: coll.c runs it at once, blocking);
+     * progress lets started ones advance without waiting; wait_allreduces completes all. */
+    coll_status (*iallreduce)(coll_comm *c, void *buf, size_t n, coll_dtype dt, coll_op op, const coll_call *call);
+    void (*progress)(coll_comm *c);
+    coll_status (*wait_allreduces)(coll_comm *c, const coll_call *call);
     /* *out's backend part (impl); coll.c has filled the rest. COLL_UNDEFINED color: *out is
      * freed by coll.c after the call. */
     coll_status (*split)(coll_comm *c, int color, int key, coll_comm *out);

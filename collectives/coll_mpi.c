@@ -31,6 +31,8 @@ typedef struct {
     MPI_Request *pending;
     void **pending_buf;
     int n_pending, cap_pending;
+    MPI_Request *reduces; /* allreduces started by coll_allreduce_start, not yet waited for */
+    int n_reduces, cap_reduces;
 } mpi_state;
 
 /* The live world communicator, for the exit message below; the only global of the layer.
@@ -190,6 +192,7 @@ static void free_state(coll_comm *c)
     }
     free(m->pending);
     free(m->pending_buf);
+    free(m->reduces); /* a comm is destroyed with none started (coll_allreduce_wait) */
     free(m);
     c->impl = NULL;
 }
@@ -474,12 +477,58 @@ static coll_status mpi_flush(coll_comm *c, const coll_call *call)
     return COLL_OK;
 }
 
+static coll_status mpi_iallreduce(coll_comm *c, void *buf, size_t n, coll_dtype dt, coll_op op,
+                                  const coll_call *call)
+{
+    mpi_state *m = c->impl;
+    coll_status st = count_ok(c, call, n);
+    if (st != COLL_OK)
+        return st;
+    if (m->n_reduces == m->cap_reduces) {
+        int cap = m->cap_reduces ? 2 * m->cap_reduces : 16;
+        MPI_Request *r = realloc(m->reduces, sizeof *r * (size_t)cap);
+        if (!r)
+            return coll_set_error(c, COLL_ERR_NOMEM, "coll_allreduce_start: out of memory");
+        m->reduces = r;
+        m->cap_reduces = cap;
+    }
+    MPI_MUST(c, call, MPI_Iallreduce,
+             (MPI_IN_PLACE, buf, (int)n, mpi_type(dt), mpi_op(op), m->user, &m->reduces[m->n_reduces]));
+    m->n_reduces++;
+    return COLL_OK;
+}
+
+static void mpi_progress(coll_comm *c)
+{
+    mpi_state *m = c->impl;
+    int flag;
+    if (m->n_reduces) /* drives MPI's progress engine; the requests stay until the wait */
+        MPI_Testall(m->n_reduces, m->reduces, &flag, MPI_STATUSES_IGNORE);
+}
+
+static coll_status mpi_wait_allreduces(coll_comm *c, const coll_call *call)
+{
+    mpi_state *m = c->impl;
+    if (!m->n_reduces)
+        return COLL_OK;
+    MPI_Status *stats = malloc(sizeof *stats * (size_t)m->n_reduces);
+    if (!stats)
+        return coll_set_error(c, COLL_ERR_NOMEM, "coll_allreduce_wait: out of memory");
+    mpi_wait(c, m->n_reduces, m->reduces, stats, call);
+    free(stats);
+    m->n_reduces = 0;
+    return COLL_OK;
+}
+
 const coll_backend_ops coll_mpi_ops = {
     .name = "mpi",
     .caps = 0,
     .allreduce = mpi_allreduce,
     .allgather = mpi_allgather,
     .reduce_scatter = mpi_reduce_scatter,
+    .iallreduce = mpi_iallreduce,
+    .progress = mpi_progress,
+    .wait_allreduces = mpi_wait_allreduces,
     .broadcast = mpi_broadcast,
     .barrier = mpi_barrier,
     .sendrecv = mpi_sendrecv,

@@ -358,6 +358,27 @@ bool program_bind_async(program *p, const char *name, const void *data, ir_diag 
 
 void program_set_async(program *p, bool on) { rt_walker_set_async(walker_of(p), on); }
 
+void program_set_step_hook(program *p, void (*fn)(void *ctx, int step), void *ctx)
+{
+    rt_walker_set_step_hook(walker_of(p), fn, ctx);
+}
+
+int program_output_step(const program *p, const char *name)
+{
+    const rt_plan *plan = &p->low.plan;
+    int *first = malloc(sizeof(int) * ((size_t)plan->n_bufs + 1)), *last = malloc(sizeof(int) * ((size_t)plan->n_bufs + 1));
+    if (!first || !last)
+        ir_unreachable("out of memory");
+    rt_plan_live_ranges(plan, first, last);
+    int step = -1;
+    for (int i = 0; i < plan->n_bufs; i++)
+        if (plan->bufs[i].kind == RT_BUF_OUTPUT && strcmp(plan->bufs[i].name, name) == 0)
+            step = last[i];
+    free(first);
+    free(last);
+    return step;
+}
+
 void program_free(program *p)
 {
     if (!p)

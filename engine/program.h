@@ -122,6 +122,12 @@ bool program_in_place(const program *p, const char *name);
 bool program_bind_async(program *p, const char *name, const void *data, ir_diag *d);
 /* async: program_run returns once the steps are enqueued (reads of outputs wait). */
 void program_set_async(program *p, bool on);
+/* fn(ctx, s) after each step s of p's runs (NULL: none; rt_walker_set_step_hook): on the CPU
+ * an output is final after the step program_output_step names, before the run returns — what
+ * a trainer needs to start reducing a gradient while the backward goes on. */
+void program_set_step_hook(program *p, void (*fn)(void *ctx, int step), void *ctx);
+/* The last step of p's plan that touches output name (-1: no such output, or no step). */
+int program_output_step(const program *p, const char *name);
 
 /* ---- for backends (program.c dispatches to these; one file per target) ------------------
  * create gets the memory-planned plan and its kernels (both owned by the program and alive

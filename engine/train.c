@@ -239,6 +239,14 @@ typedef struct {
     bool sliced;  /* split over tp: each tp rank holds another part */
 } model_param;
 
+/* A DP_BUCKET of a flat gradient group, reduced at once, and the gradient program's step
+ * after which all of its gradients are final. */
+typedef struct {
+    int group;
+    int64_t at, n;
+    int step;
+} bucket;
+
 struct eng_trainer {
     ir_diag *d;                       /* the current call's */
     rt_st_file init_w;                /* --weights (or --hf): the start of fine-tuning */
@@ -301,6 +309,17 @@ struct eng_trainer {
     int zn, zrank;
     coll_comm *zcomm;
     int64_t zchunk[PASS_OPT_GROUPS];
+    /* overlap (dp alone on the host, "Overlap" in docs/cluster.md): in a step's last
+     * micro-batch each gradient goes into its flat group as soon as the gradient program's step
+     * that finishes it has run (program_output_step), and each bucket's allreduce starts once
+     * all of its gradients are there, while the backward goes on; the step waits for them after
+     * the run. Off: LOOM_DP_OVERLAP=0 (the whole reduction after the backward). */
+    bool overlap;
+    int *grad_step;                  /* per param: the step after which its gradient is final */
+    int n_buckets, cap_buckets;
+    bucket *buckets;
+    bool sum_into;                   /* the hook adds to the flat gradients (not the first
+                                        micro-batch) */
     int n_model_params;              /* sharded, per model param: stages holding it, its size */
     int64_t *tied_holders, *tied_count; /* on a holder, and its index in params (-1: none) */
     int *tied_local;
@@ -1125,6 +1144,73 @@ static void global_sumsq(trainer *r)
     r->sumsq_in = (float)(s / (accum * accum));
 }
 
+/* ---- overlap: the dp allreduce bucket by bucket during the backward ---------------------- */
+
+/* One param's gradient of this micro-batch into its flat group (copied, or added to the sums of
+ * the earlier micro-batches). */
+static void take_grad(trainer *r, const model_param *mp)
+{
+    char gname[600];
+    snprintf(gname, sizeof gname, "grad/%s", mp->name);
+    const float *g = program_output(r->grad, gname);
+    float *a = r->grads[mp->group] + mp->off;
+    if (!r->sum_into)
+        memcpy(a, g, mp->count * sizeof *a);
+    else
+        for (size_t j = 0; j < mp->count; j++)
+            a[j] += g[j];
+}
+
+/* The gradient program's step hook in a step's last micro-batch: the gradients final after
+ * step s taken, the buckets they complete started. */
+static void overlap_step(void *ctx, int s)
+{
+    trainer *r = ctx;
+    for (int i = 0; i < r->n_params; i++)
+        if (r->grad_step[i] == s)
+            take_grad(r, &r->params[i]);
+    double t0 = rt_now_ms();
+    for (int b = 0; b < r->n_buckets; b++)
+        if (r->buckets[b].step == s &&
+            coll_allreduce_start(r->world, r->grads[r->buckets[b].group] + r->buckets[b].at, (size_t)r->buckets[b].n,
+                                 COLL_F32, COLL_SUM) != COLL_OK)
+            ir_unreachable("train: a gradient allreduce rejected its arguments");
+    coll_progress(r->world);
+    r->comm_ms += rt_now_ms() - t0;
+}
+
+/* The buckets and the steps that finish each param's gradient; false (no overlap) when a
+ * gradient has no step of its own. */
+static bool setup_overlap(trainer *r)
+{
+    const char *e = getenv("LOOM_DP_OVERLAP");
+    if (r->dp < 2 || r->mgrad || r->zn > 1 || (e && strcmp(e, "0") == 0))
+        return false;
+    r->grad_step = calloc((size_t)r->n_params + 1, sizeof *r->grad_step);
+    if (!r->grad_step)
+        ir_unreachable("out of memory");
+    char gname[600];
+    for (int i = 0; i < r->n_params; i++) {
+        snprintf(gname, sizeof gname, "grad/%s", r->params[i].name);
+        if ((r->grad_step[i] = program_output_step(r->grad, gname)) < 0)
+            return false;
+    }
+    for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        for (int64_t at = 0; at < r->n_group[k]; at += (int64_t)DP_BUCKET) {
+            ir_grow((void **)&r->buckets, &r->cap_buckets, r->n_buckets + 1, sizeof *r->buckets);
+            int64_t n = r->n_group[k] - at < (int64_t)DP_BUCKET ? r->n_group[k] - at : (int64_t)DP_BUCKET;
+            bucket *b = &r->buckets[r->n_buckets++];
+            *b = (bucket){k, at, n, -1};
+            for (int i = 0; i < r->n_params; i++) {
+                const model_param *mp = &r->params[i];
+                if (mp->group == k && (int64_t)mp->off < at + n && (int64_t)(mp->off + mp->count) > at &&
+                    r->grad_step[i] > b->step)
+                    b->step = r->grad_step[i];
+            }
+        }
+    return true;
+}
+
 /* ---- ZeRO (--zero 1): the optimizer state sharded over dp -------------------------------- */
 
 /* The gradients summed over the dp ranks, each rank getting its chunk in its place (in place),
@@ -1604,7 +1690,14 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
             continue;
         }
         r->loss_scale_in = (float)r->scaler.scale;
-        if (!program_run(r->grad, r->d))
+        bool hook = r->overlap && m == accum - 1; /* the last micro-batch: reduce as it goes */
+        r->sum_into = m > 0;
+        if (hook)
+            program_set_step_hook(r->grad, overlap_step, r);
+        bool ran = program_run(r->grad, r->d);
+        if (hook)
+            program_set_step_hook(r->grad, NULL, NULL);
+        if (!ran)
             return false;
         float l = *(const float *)grad_output(r, "loss");
         if (r->half == DT_F16)
@@ -1618,7 +1711,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         }
         sum += l;
         /* gather the per-param gradients into the flat groups, summing the batches */
-        for (int i = 0; i < r->n_params; i++) {
+        for (int i = 0; !hook && i < r->n_params; i++) {
             const model_param *mp = &r->params[i];
             snprintf(gname, sizeof gname, "grad/%s", mp->name);
             const float *g = grad_output(r, gname);
@@ -1632,12 +1725,23 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
                     a[j] += g[j];
         }
     }
+    if (r->overlap) { /* the buckets' allreduces, started during the backward: what is left of them */
+        double t0 = rt_now_ms();
+        if (coll_allreduce_wait(r->world) != COLL_OK)
+            ir_unreachable("train: waiting for the gradient allreduces failed");
+        r->comm_ms += rt_now_ms() - t0;
+        for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+            r->comm_bytes += r->n_group[k] * (int64_t)sizeof(float);
+            for (int64_t j = 0; j < r->n_group[k]; j++)
+                r->grads[k][j] /= (float)r->dp;
+        }
+    }
     apply_mask(r, r->grads); /* --mask: no gradient where the params are held at zero */
     /* the mean over dp of the ranks' gradients is the gradient of the global batch's mean loss
      * (ZeRO: each rank gets its chunk of it) */
     if (r->dp > 1 && r->zn > 1)
         zero_scatter(r, (float)r->dp);
-    for (int k = 0; r->dp > 1 && r->zn == 1 && k < PASS_OPT_GROUPS; k++) {
+    for (int k = 0; r->dp > 1 && r->zn == 1 && !r->overlap && k < PASS_OPT_GROUPS; k++) {
         dp_sum(r, r->grads[k], (size_t)r->n_group[k], COLL_F32);
         for (int64_t j = 0; j < r->n_group[k]; j++)
             r->grads[k][j] /= (float)r->dp;
@@ -2301,6 +2405,7 @@ static bool setup(trainer *r, const eng_opts *o)
         return false;
     if (!(r->dev ? device_setup(r) : bind_all(r)))
         return false;
+    r->overlap = !r->dev && setup_overlap(r);
     int64_t n_params = r->n_group[0] + r->n_group[1];
     if (!r->quiet)
         printf("train: %.2fM params, %s; data %s: %zu train / %zu val tokens (vocab %u); batch %d x seq %d x accum %d "
@@ -2511,6 +2616,8 @@ void eng_trainer_free(eng_trainer *r)
     free(r->tied_holders);
     free(r->tied_count);
     free(r->tied_local);
+    free(r->grad_step);
+    free(r->buckets);
     free(r->params); /* its names may live in the mesh program's graph: freed next */
     r->params = NULL;
     mesh_exec_free(r->mgrad);

@@ -78,15 +78,9 @@ int64_t pass_plan_memory_unshared(const rt_plan *p)
     return total;
 }
 
-int64_t pass_plan_memory(rt_plan *p)
+void rt_plan_live_ranges(const rt_plan *p, int *first, int *last)
 {
-    int n = p->n_bufs;
-    int *first = malloc(sizeof(int) * ((size_t)n + 1)), *last = malloc(sizeof(int) * ((size_t)n + 1));
-    int *order = malloc(sizeof(int) * ((size_t)n + 1)), *near = malloc(sizeof(int) * ((size_t)n + 1));
-    bool *placed = calloc((size_t)n + 1, sizeof(bool));
-    if (!first || !last || !order || !near || !placed)
-        ir_unreachable("out of memory");
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < p->n_bufs; i++)
         first[i] = last[i] = -1;
     for (int s = 0; s < p->n_steps; s++) {
         const rt_plan_step *st = &p->steps[s];
@@ -126,6 +120,17 @@ int64_t pass_plan_memory(rt_plan *p)
         for (int l = 0; l < st->n_lib; l++) /* a library step's kernels touch the step's buffers */
             touch_all(first, last, s, st->lib[l].args, (size_t)st->lib[l].n_args);
     }
+}
+
+int64_t pass_plan_memory(rt_plan *p)
+{
+    int n = p->n_bufs;
+    int *first = malloc(sizeof(int) * ((size_t)n + 1)), *last = malloc(sizeof(int) * ((size_t)n + 1));
+    int *order = malloc(sizeof(int) * ((size_t)n + 1)), *near = malloc(sizeof(int) * ((size_t)n + 1));
+    bool *placed = calloc((size_t)n + 1, sizeof(bool));
+    if (!first || !last || !order || !near || !placed)
+        ir_unreachable("out of memory");
+    rt_plan_live_ranges(p, first, last);
     int m = 0;
     for (int i = 0; i < n; i++)
         if (p->bufs[i].kind == RT_BUF_ACTIVATION) {

@@ -14,6 +14,11 @@
  * buffers it overlaps in time. */
 int64_t pass_plan_memory(rt_plan *p);
 
+/* The live range of every buffer of p: first[i] and last[i] the first and last step that
+ * reference buffer i (-1, -1: none). An output's last step is the one after which its value is
+ * final. */
+void rt_plan_live_ranges(const rt_plan *p, int *first, int *last);
+
 /* Sum of all activation buffers' sizes (64-byte rounded): the arena without reuse. */
 int64_t pass_plan_memory_unshared(const rt_plan *p);
 

@@ -39,6 +39,8 @@ struct rt_walker {
     rt_trace *trace;      /* with profile under --profile: each step a slice (trace.h), on the
                              host track (a host backend) or the device's */
     int *trace_desc;      /* per step: its interned description, -1 until first traced */
+    void (*on_step)(void *ctx, int step); /* rt_walker_set_step_hook */
+    void *on_step_ctx;
 };
 
 static size_t buf_bytes(const rt_plan_buffer *b) { return (size_t)b->numel * (size_t)ir_dtype_size(b->dtype); }
@@ -526,6 +528,8 @@ bool rt_walker_run(rt_walker *w, ir_diag *d)
     for (int s = 0; ok && s < p->n_steps; s++) {
         ok = (!w->profile || ops->event_record(w->dev, w->ev[2 * s], d)) && run_step(w, s, d) &&
              (!w->profile || ops->event_record(w->dev, w->ev[2 * s + 1], d));
+        if (ok && w->on_step)
+            w->on_step(w->on_step_ctx, s);
         if (!ok)
             ir_diag_note(d, -1, 0, 0, "in step %d (%s) of the plan%s%s", s, kind_name(p->steps[s].kind),
                          ops->where ? " " : "", ops->where ? ops->where(w->dev) : "");
@@ -557,6 +561,12 @@ bool rt_walker_run(rt_walker *w, ir_diag *d)
 }
 
 void rt_walker_set_async(rt_walker *w, bool async) { w->async = async; }
+
+void rt_walker_set_step_hook(rt_walker *w, void (*fn)(void *ctx, int step), void *ctx)
+{
+    w->on_step = fn;
+    w->on_step_ctx = ctx;
+}
 
 void rt_walker_profile(rt_walker *w, bool on)
 {

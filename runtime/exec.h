@@ -133,6 +133,9 @@ rt_mem rt_walker_output_mem(rt_walker *w, const char *name, ir_diag *d);
 bool rt_walker_run(rt_walker *w, ir_diag *d);
 /* async: runs return once enqueued (the host waits when it reads). */
 void rt_walker_set_async(rt_walker *w, bool async);
+/* fn(ctx, s) after each step s of every run (NULL: none): on a host backend the step is done
+ * (its outputs final when it is their last step: rt_plan_live_ranges), on a device enqueued. */
+void rt_walker_set_step_hook(rt_walker *w, void (*fn)(void *ctx, int step), void *ctx);
 
 /* Profiling: events around every step, summed by kind; under --profile (rt_trace_active) each
  * step is also a slice of the timeline, on the host track (a host backend) or the device's. */

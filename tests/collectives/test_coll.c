@@ -246,6 +246,36 @@ static void test_allreduce(coll_comm *comm, coll_algo algo)
     (void)calls;
 }
 
+/* Allreduces started together (several counts and dtypes), advanced, then waited for: each
+ * one's result as a blocking allreduce's. */
+static void test_allreduce_start(coll_comm *comm)
+{
+    int p = coll_size(comm), me = coll_rank(comm);
+    int *ranks = all_ranks(p);
+    enum { N = 6 };
+    char *buf[N];
+    for (int i = 0; i < N; i++) {
+        size_t n = counts[(size_t)i % N_COUNTS];
+        coll_dtype dt = dtypes[(size_t)i % LEN(dtypes)];
+        buf[i] = malloc(n * 8 + 8);
+        fill(buf[i], dt, me, 0, n);
+        OK(coll_allreduce_start(comm, buf[i], n, dt, COLL_SUM));
+        coll_progress(comm);
+    }
+    OK(coll_allreduce_wait(comm));
+    for (int i = 0; i < N; i++) {
+        size_t n = counts[(size_t)i % N_COUNTS];
+        coll_dtype dt = dtypes[(size_t)i % LEN(dtypes)];
+        char what[96];
+        snprintf(what, sizeof what, "allreduce started %s n=%zu (%d of %d)", coll_dtype_name(dt), n, i + 1, N);
+        int bad = check_reduced(what, buf[i], dt, COLL_SUM, ranks, p, 0, n);
+        CHECK(bad == 0, "%s: %d elements wrong", what, bad);
+        free(buf[i]);
+    }
+    OK(coll_allreduce_wait(comm)); /* nothing started: done at once */
+    free(ranks);
+}
+
 static void test_allgather(coll_comm *comm)
 {
     int p = coll_size(comm), me = coll_rank(comm);
@@ -804,6 +834,7 @@ int main(int argc, char **argv)
     }
     test_allgather(comm);
     test_reduce_scatter(comm);
+    test_allreduce_start(comm);
     test_broadcast(comm);
     test_p2p(comm);
     test_mesh(comm);

@@ -28,6 +28,8 @@ MESHES = [("tp=2,pp=2", 4, ["--microbatches", "2"]),
           ("dp=2,pp=2", 4, ["--microbatches", "2", "--schedule", "gpipe", "--accum", "2"]),
           # ZeRO: the gradients reduce-scattered and the params allgathered over dp
           ("dp=2", 2, ["--zero", "1"]),
+          # dp alone: the allreduces started bucket by bucket during the backward (overlap)
+          ("dp=2", 2, ["--accum", "2"]),
           ("dp=2,tp=2", 4, ["--zero", "1", "--accum", "2"]),
           # --recompute full: the block's forward collectives run again in the backward
           ("tp=2,pp=2", 4, ["--microbatches", "2", "--recompute", "full"]),

@@ -5,7 +5,8 @@ SPEC: MESH[@ALGO][/SCHEDULE[xM]][+zero][+full|+selective][+sp][+exe][+resume] â€
 --allreduce algorithm (backend by default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b)
 and M its --microbatches; +zero trains with --zero 1 (the optimizer state sharded over dp); +full
 and +selective with --recompute full|selective, +sp with --sequence-parallel (the reference stays
-the run without); +exe
+the run without); +nooverlap with LOOM_DP_OVERLAP=0 (dp's allreduce after the backward, not
+bucket by bucket during it); +exe
 runs a training executable built by `loom build MODEL -D ... --mesh MESH --train
 [--microbatches M] -o EXE` instead of `loom train` (the same options but the compiled-in ones);
 +resume also checkpoints the mesh run at step 10 (sharded under tp/pp: one file per rank),
@@ -156,6 +157,7 @@ def main():
             built += ["--recompute", recompute] if recompute else []
             sp = "sp" in flags
             built += ["--sequence-parallel"] if sp else []
+            run_env = dict(env, LOOM_DP_OVERLAP="0") if "nooverlap" in flags else env
             extra = (["--schedule", sched] if sched else []) + ([] if exe else built)
             n = 1
             for part in mesh.split(","):
@@ -165,6 +167,7 @@ def main():
             spec += "+zero" if zero else ""
             spec += "+" + recompute if recompute else ""
             spec += "+sp" if sp else ""
+            spec += "+nooverlap" if "nooverlap" in flags else ""
             if exe:
                 spec += "+exe"
                 exe_path = os.path.join(tmp, "train.exe")
@@ -181,7 +184,7 @@ def main():
                 cmd += ["--checkpoint", mesh_ckpt]
             t0 = time.time()
             os.remove(log)
-            r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180 * slow)
+            r = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=180 * slow)
             dt = time.time() - t0
             got, got_val = losses(log) if r.returncode == 0 else ([], [])
             if r.returncode != 0 or len(got) != STEPS or len(got_val) != 1 or step_lines(r.stdout) != STEPS:
