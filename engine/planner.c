@@ -24,7 +24,11 @@
  *
  * ZeRO: a configuration with dp > 1 that does not fit is tried again with --zero 1 (the
  * optimizer state of a 1/dp chunk a rank; the gradients reduce-scattered and the params
- * allgathered, as many bytes on the wire as the allreduce); kept with it when it then fits. */
+ * allgathered, as many bytes on the wire as the allreduce); kept with it when it then fits.
+ * Recomputation: one that still does not fit is tried with --recompute selective, then full
+ * (its mesh built again with it: the activations kept and the recomputed FLOPs), each without
+ * and with ZeRO; kept with the first that fits. Not when --recompute is given (every
+ * configuration is built with it). */
 #include "engine/jobs.h"
 #include "engine/net_model.h"
 #include "engine/run_values.h"
@@ -62,6 +66,8 @@ typedef struct {
 
 typedef struct {
     int dp, tp, pp;
+    const eng_opts *o;        /* the options it is built with (a --recompute of its own) */
+    int recompute;            /* 0 as given, 1 selective, 2 full (the planner's fallback) */
     bool ok;                  /* builds (shards, enough layers) */
     char why[300];            /* if not: the first error */
     int rows[2];              /* micro-batch rows built at (equal when one) */
@@ -135,7 +141,7 @@ static bool build_stage(planner *P, mesh_fig *f, int rows, int s, stage_fig *out
         m.rank = a_pp >= 0 ? pass_mesh_with(&m, 0, a_pp, s) : 0;
         m.local_outputs = true;
     }
-    ir_graph *L = ok ? eng_train_graph(P->o, P->g, rows, sharded ? &m : NULL, true, "plan", &d) : NULL;
+    ir_graph *L = ok ? eng_train_graph(f->o, P->g, rows, sharded ? &m : NULL, true, "plan", &d) : NULL;
     P->built += L != NULL;
     ok = L && eng_rank_memory_of(L, sharded, &P->opt, &out->mem, &d);
     if (ok) {
@@ -206,6 +212,20 @@ static void tied_params(stage_fig *st, int pp)
                 }
             }
     }
+}
+
+/* Builds every stage of f at its two row counts (f->ok false when one does not build). */
+static void build_mesh(planner *P, mesh_fig *f)
+{
+    for (int k = 0; k < 2 && f->ok; k++)
+        for (int s = 0; s < f->pp && f->ok; s++) {
+            if (k == 1 && f->rows[1] == f->rows[0])
+                f->at[1][s] = f->at[0][s];
+            else
+                f->ok = build_stage(P, f, f->rows[k], s, &f->at[k][s]);
+        }
+    for (int k = 0; k < 2 && f->ok; k++)
+        tied_params(f->at[k], f->pp);
 }
 
 /* The config's figures: memory and step time from f's stages interpolated at its rows. */
@@ -401,6 +421,14 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
     if (!meshes)
         ir_unreachable("out of memory");
     int considered = 0, no_shard = 0, no_fit = 0, no_split = 0;
+    /* the recomputation fallbacks' options: o with --recompute selective, full */
+    eng_opts o_rc[2] = {ob, ob};
+    for (int k = 0; k < 2 && ob.n_named < (int)(sizeof ob.named_key / sizeof *ob.named_key); k++) {
+        o_rc[k].named_key[o_rc[k].n_named] = "--recompute";
+        o_rc[k].named_value[o_rc[k].n_named++] = k == 0 ? "selective" : "full";
+    }
+    mesh_fig **extra = NULL;
+    int n_extra = 0, cap_extra = 0;
     config *cfg = NULL;
     int n_cfg = 0, cap_cfg = 0;
     for (long tp = 1; tp <= devices; tp++) {
@@ -424,19 +452,12 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
             }
             mesh_fig *f = &meshes[n_mesh++];
             memset(f, 0, sizeof *f);
-            *f = (mesh_fig){.dp = dp, .tp = (int)tp, .pp = (int)pp, .ok = true};
+            *f = (mesh_fig){.dp = dp, .tp = (int)tp, .pp = (int)pp, .o = P.o, .ok = true};
             /* rows a micro-batch at the most and the fewest micro-batches (dp alone: a dp rank's) */
             f->rows[0] = sharded ? P.B / Ms[n_M - 1] : P.B / dp;
             f->rows[1] = sharded ? P.B / Ms[0] : P.B / dp;
-            for (int k = 0; k < 2 && f->ok; k++)
-                for (int s = 0; s < pp && f->ok; s++) {
-                    if (k == 1 && f->rows[1] == f->rows[0])
-                        f->at[1][s] = f->at[0][s];
-                    else
-                        f->ok = build_stage(&P, f, f->rows[k], s, &f->at[k][s]);
-                }
-            for (int k = 0; k < 2 && f->ok; k++)
-                tied_params(f->at[k], (int)pp);
+            build_mesh(&P, f);
+            mesh_fig *with_rc[2] = {NULL, NULL}; /* built once a configuration needs it */
             considered += n_M * schedules;
             if (!f->ok) {
                 no_shard += n_M * schedules;
@@ -448,6 +469,24 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
                     evaluate(&P, f, Ms[i], sch == 0, false, &c);
                     if (c.memory > P.budget && dp > 1) /* ZeRO, where it is what makes it fit */
                         evaluate(&P, f, Ms[i], sch == 0, true, &c);
+                    for (int rc = 0; rc < 2 && c.memory > P.budget && !eng_named(o, "--recompute"); rc++) {
+                        if (!with_rc[rc]) {
+                            with_rc[rc] = calloc(1, sizeof *with_rc[rc]);
+                            if (!with_rc[rc])
+                                ir_unreachable("out of memory");
+                            *with_rc[rc] = *f;
+                            with_rc[rc]->o = &o_rc[rc];
+                            with_rc[rc]->recompute = rc + 1;
+                            with_rc[rc]->ok = true;
+                            build_mesh(&P, with_rc[rc]);
+                            ir_grow((void **)&extra, &cap_extra, n_extra + 1, sizeof *extra);
+                            extra[n_extra++] = with_rc[rc]; /* configs point into it: freed at the end */
+                        }
+                        for (int z = 0; with_rc[rc]->ok && z < (dp > 1 ? 2 : 1) && (z == 0 || c.memory > P.budget); z++)
+                            evaluate(&P, with_rc[rc], Ms[i], sch == 0, z == 1, &c);
+                        if (!with_rc[rc]->ok)
+                            c.memory = INFINITY;
+                    }
                     if (c.memory > P.budget) {
                         no_fit++;
                         continue;
@@ -491,6 +530,8 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         mesh_spec(f->dp, f->tp, f->pp, spec, sizeof spec);
         if (c->zero)
             snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " zero1");
+        if (f->recompute)
+            snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " rc-%s", f->recompute == 1 ? "sel" : "full");
         printf("  %-2d %-17s %-6d %-9s %-11s %-11s %-15s %5.1f%%  %-12s %s\n", shown + 1, spec[0] ? spec : "(one rank)",
                c->micro, f->pp > 1 ? (c->one_f_one_b ? "1f1b" : "gpipe") : "-", ms(c->step, a, sizeof a),
                ms(c->compute, b, sizeof b), ms(c->comm, c3, sizeof c3), 100 * c->bubble, gib(c->memory, c4, sizeof c4),
@@ -514,13 +555,14 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
                      c->one_f_one_b ? "1f1b" : "gpipe");
         if (optimizer)
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --optimizer %s", optimizer);
-        if (eng_named(o, "--recompute"))
-            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --recompute %s", eng_named(o, "--recompute"));
+        if (eng_named(o, "--recompute") || f->recompute)
+            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --recompute %s",
+                     f->recompute == 1 ? "selective" : f->recompute == 2 ? "full" : eng_named(o, "--recompute"));
         printf("     %s --data DATA ...\n", cmd);
         shown++;
     }
     printf("considered %d configurations (%d meshes dp x tp x pp of %" PRId64 ", micro-batch counts, schedules; --zero 1 "
-           "where dp > 1 and only it fits): %d ranked, "
+           "and --recompute where only they fit): %d ranked, "
            "%d do not fit %s, %d do not shard or pipeline the model, %d do not split the batch; %d gradient programs "
            "built, %.2f s\n",
            considered, n_mesh, devices, n_cfg - dropped, no_fit, gib(P.budget, a, sizeof a), no_shard, no_split, P.built,
@@ -546,6 +588,9 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
                       why ? why : "", why ? ")" : "", no_split, P.B);
     }
     free(cfg);
+    for (int i = 0; i < n_extra; i++)
+        free(extra[i]);
+    free(extra);
     free(meshes);
     ir_graph_free(g);
     return shown > 0;
