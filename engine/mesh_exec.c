@@ -53,6 +53,9 @@ struct mesh_run {
     double comm_ms;
     int64_t comm_bytes; /* bytes this rank sent into collectives */
     ir_diag *d;
+    void (*on_step)(void *ctx, mesh_run *R, int step); /* mesh_exec_set_step_hook */
+    void *on_step_ctx;
+    bool hook_now;    /* the last micro-batch's backward half is running */
 };
 
 static size_t bytes_of(const ir_node *n) { return (size_t)ir_shape_numel(&n->shape) * (size_t)ir_dtype_size(n->dtype); }
@@ -432,6 +435,8 @@ static bool run_half(mesh_run *R, bool backward)
         run_step *s = &R->steps[k];
         if (s->backward != backward)
             continue;
+        if (k > 0 && R->hook_now && R->on_step)
+            R->on_step(R->on_step_ctx, R, k - 1); /* step k - 1 (of this half) is done */
         if (s->comm) {
             if (!run_comm(R, L->nodes[s->first]))
                 return false;
@@ -661,8 +666,14 @@ bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn 
         double t0 = rt_now_ms();
         if (order[k] > 0)
             ok = (!feed || feed(ctx, R, micro)) && run_half(R, false);
-        else
-            ok = run_half(R, true) && (!done || done(ctx, R, micro));
+        else {
+            R->hook_now = micro == M - 1; /* the step hook in the last backward */
+            ok = run_half(R, true);
+            if (ok && R->hook_now && R->on_step)
+                R->on_step(R->on_step_ctx, R, R->n_steps - 1);
+            R->hook_now = false;
+            ok = ok && (!done || done(ctx, R, micro));
+        }
         trace_micro(R, order[k] > 0, micro, s, t0);
     }
     free(order);
@@ -672,6 +683,26 @@ bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn 
         ok = false;
     }
     return ok;
+}
+
+void mesh_exec_set_step_hook(mesh_run *R, void (*fn)(void *ctx, mesh_run *R, int step), void *ctx)
+{
+    R->on_step = fn;
+    R->on_step_ctx = ctx;
+}
+
+int mesh_exec_output_step(const mesh_run *R, const char *name)
+{
+    for (int i = 0; i < R->g->n_nodes; i++) {
+        const ir_node *o = R->g->nodes[i];
+        if (o->op != OP_output || strcmp(o->name, name) != 0)
+            continue;
+        int v = o->in[0]->id;
+        for (int k = 0; k < R->n_steps; k++)
+            if (R->steps[k].first <= v && v <= R->steps[k].last && R->steps[k].backward)
+                return k;
+    }
+    return -1;
 }
 
 const void *mesh_exec_output(const mesh_run *R, const char *name)

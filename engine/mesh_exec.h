@@ -85,6 +85,13 @@ typedef bool (*mesh_micro_fn)(void *ctx, mesh_run *R, int micro);
 bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn feed, mesh_micro_fn done, void *ctx);
 /* Only the forward halves of M micro-batches, one after another (evaluation: the loss). */
 bool mesh_exec_run_forward(mesh_run *R, int M, mesh_micro_fn feed, mesh_micro_fn done, void *ctx);
+/* fn(ctx, R, k) in the last micro-batch's backward half of mesh_exec_run_micro, once step k of
+ * the runner and the steps before it have run (and at the end with the last step): an output
+ * computed by step k (mesh_exec_output_step) is final then and can be read (mesh_exec_output)
+ * while the backward goes on — a trainer's cue to start reducing it. NULL: none. */
+void mesh_exec_set_step_hook(mesh_run *R, void (*fn)(void *ctx, mesh_run *R, int step), void *ctx);
+/* The runner's backward step that computes output name's value (-1: none, or a forward one). */
+int mesh_exec_output_step(const mesh_run *R, const char *name);
 /* The value of the output called name after a run (NULL if none). */
 const void *mesh_exec_output(const mesh_run *R, const char *name);
 /* Time and bytes in collectives since the last call. */

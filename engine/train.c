@@ -137,9 +137,9 @@ bool eng_zero_shards(const eng_opts *o, int dp, const char *cmd, int *shards, ir
         return false;
     if (z == 2) {
         ir_diag_error(d, -1, 0, 0,
-                      "%s: --zero 2 is not supported yet: the gradient program's outputs hold a whole gradient until "
-                      "the dp reduction runs inside the backward, so sharding the summed gradients saves nothing; "
-                      "--zero 1 shards the optimizer state", cmd);
+                      "%s: --zero 2 is not supported yet: the gradients are reduced into whole flat buffers (bucket "
+                      "by bucket during the backward), so sharding the summed gradients would save nothing; --zero 1 "
+                      "shards the optimizer state", cmd);
         return false;
     }
     if (z == 1 && dp < 2) {
@@ -313,13 +313,17 @@ struct eng_trainer {
      * micro-batch each gradient goes into its flat group as soon as the gradient program's step
      * that finishes it has run (program_output_step), and each bucket's allreduce starts once
      * all of its gradients are there, while the backward goes on; the step waits for them after
-     * the run. Off: LOOM_DP_OVERLAP=0 (the whole reduction after the backward). */
+     * the run. Off: LOOM_DP_OVERLAP=0 (the whole reduction after the backward); under tp/pp
+     * on only with LOOM_DP_OVERLAP=1 (the runner's steps: overlap_mesh_step). */
     bool overlap;
     int *grad_step;                  /* per param: the step after which its gradient is final */
     int n_buckets, cap_buckets;
     bucket *buckets;
     bool sum_into;                   /* the hook adds to the flat gradients (not the first
                                         micro-batch) */
+    coll_comm *ocomm;                /* the buckets' comm: the world under dp alone, else dp's */
+    bool *taken, *started;           /* tp/pp: per param and bucket, done in this step */
+    bool overlap_now;                /* tp/pp: this accumulation step is the step's last */
     int n_model_params;              /* sharded, per model param: stages holding it, its size */
     int64_t *tied_holders, *tied_count; /* on a holder, and its index in params (-1: none) */
     int *tied_local;
@@ -951,20 +955,25 @@ static bool feed_micro(void *ctx, mesh_run *R, int micro)
 
 /* Adds a finished micro-batch's gradients and loss — those this rank holds: under pp each
  * stage has its own params' (a tied param's partial sum) and only the last stage the loss. */
+/* The runner's gradient of mp (this rank's slice) added into its flat group. */
+static void add_mesh_grad(trainer *r, mesh_run *R, const model_param *mp)
+{
+    char gname[600];
+    snprintf(gname, sizeof gname, "grad/%s", mp->name);
+    const float *g = mesh_exec_output(R, gname);
+    float *a = r->grads[mp->group] + mp->off;
+    for (size_t j = 0; g && j < mp->count; j++)
+        a[j] += g[j];
+}
+
 static bool take_micro(void *ctx, mesh_run *R, int micro)
 {
     (void)micro;
     trainer *r = ctx;
     double t0 = rt_now_ms();
-    char gname[600];
-    for (int i = 0; i < r->n_params; i++) {
-        const model_param *mp = &r->params[i];
-        snprintf(gname, sizeof gname, "grad/%s", mp->name);
-        const float *g = mesh_exec_output(R, gname);
-        float *a = r->grads[mp->group] + mp->off;
-        for (size_t j = 0; g && j < mp->count; j++)
-            a[j] += g[j];
-    }
+    for (int i = 0; i < r->n_params; i++)
+        if (!(r->overlap_now && r->taken[i])) /* else added by the overlap hook already */
+            add_mesh_grad(r, R, &r->params[i]);
     const float *l = mesh_exec_output(R, "loss");
     r->micro_loss += l ? *l : 0;
     eng_trace_span("host", "add micro-batch gradients", "", t0, rt_now_ms());
@@ -1179,20 +1188,51 @@ static void overlap_step(void *ctx, int s)
     r->comm_ms += rt_now_ms() - t0;
 }
 
+/* Under tp/pp (the runner's hook in the last micro-batch's backward): every gradient whose
+ * runner step is done by step k added into its flat group, every bucket complete by then
+ * started on the dp axis (the steps of the other half are skipped, so "by": at most k). */
+static void overlap_mesh_step(void *ctx, mesh_run *R, int k)
+{
+    trainer *r = ctx;
+    if (!r->overlap_now)
+        return;
+    for (int i = 0; i < r->n_params; i++)
+        if (!r->taken[i] && r->grad_step[i] <= k) {
+            add_mesh_grad(r, R, &r->params[i]);
+            r->taken[i] = true;
+        }
+    double t0 = rt_now_ms();
+    for (int b = 0; b < r->n_buckets; b++)
+        if (!r->started[b] && r->buckets[b].step <= k) {
+            if (coll_allreduce_start(r->ocomm, r->grads[r->buckets[b].group] + r->buckets[b].at,
+                                     (size_t)r->buckets[b].n, COLL_F32, COLL_SUM) != COLL_OK)
+                ir_unreachable("train: a gradient allreduce rejected its arguments");
+            r->started[b] = true;
+        }
+    coll_progress(r->ocomm);
+    r->comm_ms += rt_now_ms() - t0;
+}
+
 /* The buckets and the steps that finish each param's gradient; false (no overlap) when a
  * gradient has no step of its own. */
 static bool setup_overlap(trainer *r)
 {
     const char *e = getenv("LOOM_DP_OVERLAP");
-    if (r->dp < 2 || r->mgrad || r->zn > 1 || (e && strcmp(e, "0") == 0))
+    int a = pass_mesh_axis(&r->mesh, "dp");
+    int dp = r->mgrad ? (a >= 0 ? r->mesh.size[a] : 1) : r->dp;
+    /* under tp/pp only when asked (LOOM_DP_OVERLAP=1): measured slower with ranks sharing cores */
+    if (dp < 2 || r->zn > 1 || (e && strcmp(e, "0") == 0) || (r->mgrad && !(e && strcmp(e, "1") == 0)))
         return false;
+    r->ocomm = r->mgrad ? r->axis[a] : r->world;
     r->grad_step = calloc((size_t)r->n_params + 1, sizeof *r->grad_step);
-    if (!r->grad_step)
+    r->taken = calloc((size_t)r->n_params + 1, sizeof *r->taken);
+    if (!r->grad_step || !r->taken)
         ir_unreachable("out of memory");
     char gname[600];
     for (int i = 0; i < r->n_params; i++) {
         snprintf(gname, sizeof gname, "grad/%s", r->params[i].name);
-        if ((r->grad_step[i] = program_output_step(r->grad, gname)) < 0)
+        r->grad_step[i] = r->mgrad ? mesh_exec_output_step(r->mgrad, gname) : program_output_step(r->grad, gname);
+        if (r->grad_step[i] < 0)
             return false;
     }
     for (int k = 0; k < PASS_OPT_GROUPS; k++)
@@ -1208,6 +1248,11 @@ static bool setup_overlap(trainer *r)
                     b->step = r->grad_step[i];
             }
         }
+    r->started = calloc((size_t)r->n_buckets + 1, sizeof *r->started);
+    if (!r->started)
+        ir_unreachable("out of memory");
+    if (r->mgrad)
+        mesh_exec_set_step_hook(r->mgrad, overlap_mesh_step, r);
     return true;
 }
 
@@ -1676,7 +1721,14 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         take_rows(r);
         if (r->mgrad) {
             double l;
-            if (!mesh_grad_run(r, m == 0, &l))
+            r->overlap_now = r->overlap && m == accum - 1;
+            if (r->overlap_now) {
+                memset(r->taken, 0, sizeof *r->taken * (size_t)r->n_params);
+                memset(r->started, 0, sizeof *r->started * (size_t)r->n_buckets);
+            }
+            bool ran = mesh_grad_run(r, m == 0, &l);
+            r->overlap_now = false;
+            if (!ran)
                 return false;
             if (first && m == 0) {
                 double l0 = l / r->micro;
@@ -1725,7 +1777,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
                     a[j] += g[j];
         }
     }
-    if (r->overlap) { /* the buckets' allreduces, started during the backward: what is left of them */
+    if (r->overlap && !r->mgrad) { /* the buckets' allreduces, started during the backward: what is left */
         double t0 = rt_now_ms();
         if (coll_allreduce_wait(r->world) != COLL_OK)
             ir_unreachable("train: waiting for the gradient allreduces failed");
@@ -1752,8 +1804,20 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
          * gradients summed over its stages, the last stage's loss to every stage; the mean
          * over the micro-batches is the gradient of the batch's mean loss; the clip norm over
          * the whole model. ZeRO: the tied sums first, then each dp rank's chunk of the sum */
-        for (int k = 0; r->zn == 1 && k < PASS_OPT_GROUPS; k++)
+        for (int k = 0; r->zn == 1 && !r->overlap && k < PASS_OPT_GROUPS; k++)
             axis_sum(r, "dp", r->grads[k], (size_t)r->n_group[k], COLL_F32);
+        if (r->overlap) { /* started bucket by bucket in the last backward: what is left */
+            double t0 = rt_now_ms();
+            for (int b = 0; b < r->n_buckets; b++) /* a bucket no step completed (none, normally) */
+                if (!r->started[b] && coll_allreduce_start(r->ocomm, r->grads[r->buckets[b].group] + r->buckets[b].at,
+                                                           (size_t)r->buckets[b].n, COLL_F32, COLL_SUM) != COLL_OK)
+                    ir_unreachable("train: a gradient allreduce rejected its arguments");
+            if (coll_allreduce_wait(r->ocomm) != COLL_OK)
+                ir_unreachable("train: waiting for the gradient allreduces failed");
+            r->comm_ms += rt_now_ms() - t0;
+            for (int k = 0; k < PASS_OPT_GROUPS; k++)
+                r->comm_bytes += r->n_group[k] * (int64_t)sizeof(float);
+        }
         tied_sum(r);
         if (r->zn > 1)
             zero_scatter(r, (float)r->micro);
@@ -2618,6 +2682,8 @@ void eng_trainer_free(eng_trainer *r)
     free(r->tied_local);
     free(r->grad_step);
     free(r->buckets);
+    free(r->taken);
+    free(r->started);
     free(r->params); /* its names may live in the mesh program's graph: freed next */
     r->params = NULL;
     mesh_exec_free(r->mgrad);

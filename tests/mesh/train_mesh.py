@@ -6,7 +6,8 @@ SPEC: MESH[@ALGO][/SCHEDULE[xM]][+zero][+full|+selective][+sp][+exe][+resume] â€
 and M its --microbatches; +zero trains with --zero 1 (the optimizer state sharded over dp); +full
 and +selective with --recompute full|selective, +sp with --sequence-parallel (the reference stays
 the run without); +nooverlap with LOOM_DP_OVERLAP=0 (dp's allreduce after the backward, not
-bucket by bucket during it); +exe
+bucket by bucket during it), +overlap with LOOM_DP_OVERLAP=1 (bucket by bucket also under
+tp/pp); +exe
 runs a training executable built by `loom build MODEL -D ... --mesh MESH --train
 [--microbatches M] -o EXE` instead of `loom train` (the same options but the compiled-in ones);
 +resume also checkpoints the mesh run at step 10 (sharded under tp/pp: one file per rank),
@@ -157,7 +158,8 @@ def main():
             built += ["--recompute", recompute] if recompute else []
             sp = "sp" in flags
             built += ["--sequence-parallel"] if sp else []
-            run_env = dict(env, LOOM_DP_OVERLAP="0") if "nooverlap" in flags else env
+            run_env = dict(env, LOOM_DP_OVERLAP="0") if "nooverlap" in flags else \
+                dict(env, LOOM_DP_OVERLAP="1") if "overlap" in flags else env
             extra = (["--schedule", sched] if sched else []) + ([] if exe else built)
             n = 1
             for part in mesh.split(","):
@@ -167,7 +169,7 @@ def main():
             spec += "+zero" if zero else ""
             spec += "+" + recompute if recompute else ""
             spec += "+sp" if sp else ""
-            spec += "+nooverlap" if "nooverlap" in flags else ""
+            spec += "+nooverlap" if "nooverlap" in flags else "+overlap" if "overlap" in flags else ""
             if exe:
                 spec += "+exe"
                 exe_path = os.path.join(tmp, "train.exe")
