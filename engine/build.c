@@ -397,14 +397,16 @@ static bool cluster_ranks(const eng_opts *o, const ir_graph *g, int world, rt_pl
     for (int r = 0; ok && r < world; r++) {
         if (o->train) {
             pass_mesh m;
-            ok = pass_mesh_parse(o->mesh, r, g, &m, d) && collect_training(o, g, &m, &c->opt, c->micro, c, d);
+            ok = pass_mesh_parse(o->mesh, r, g, &m, d) && eng_seq_parallel(o, &m, "build", d) &&
+                 collect_training(o, g, &m, &c->opt, c->micro, c, d);
             continue;
         }
         ir_graph *L = ir_graph_clone(g);
         pass_mesh m;
         pass_options po = pass_options_default();
         po.mesh = &m;
-        ok = pass_mesh_parse(o->mesh, r, L, &m, d) && pass_run_pipeline(L, "pipeline,shard,dce,cse", &po, d) &&
+        ok = pass_mesh_parse(o->mesh, r, L, &m, d) && eng_seq_parallel(o, &m, "build", d) &&
+             pass_run_pipeline(L, "pipeline,shard,dce,cse", &po, d) &&
              mesh_exec_each_segment(L, collect_segment, c, d);
         if (ok) {
             char *text = NULL, name[32];
@@ -498,6 +500,10 @@ static bool train_blobs(const eng_opts *o, rt_plan_blob *b, int *n, ir_diag *d)
         rt_wbuf_bytes(&fixed, "\n", 1);
         rt_wbuf_bytes(&fixed, v, strlen(v));
         rt_wbuf_bytes(&fixed, "\n", 1);
+    }
+    if (o->seq_parallel) { /* a flag: its line alone */
+        static const char sp[] = "--sequence-parallel\n";
+        rt_wbuf_bytes(&fixed, sp, sizeof sp - 1);
     }
     const char *slash = strrchr(o->file, '/');
     const char *base = slash ? slash + 1 : o->file;
@@ -736,9 +742,8 @@ bool eng_build(const eng_opts *o, ir_diag *d)
                       "build: --mesh executables are built for --target cpu and opencl so far; run CUDA ranks with "
                       "`mpirun -np N loom run MODEL --mesh %s --target %s ...`",
                       o->mesh, target);
-    if (o->seq_parallel) /* not in the payload's options yet */
-        ir_diag_error(d, -1, 0, 0, "build: --sequence-parallel is not compiled into executables yet; run it with "
-                      "`mpirun -np N loom run|train MODEL --mesh ... --sequence-parallel`");
+    if (o->seq_parallel && !o->mesh)
+        ir_diag_error(d, -1, 0, 0, "build: --sequence-parallel splits the sequence over tp; it needs --mesh with tp > 1");
     if (o->mesh && o->precision) /* the collectives carry f32 and f64 */
         ir_diag_error(d, -1, 0, 0, "build: --mesh executables compute in f32; --precision %s is not supported there",
                       o->precision);

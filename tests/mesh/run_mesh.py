@@ -1,7 +1,8 @@
 """run_mesh.py — `mpirun -np N loom run MODEL --mesh ...` against the single-rank `loom run`.
 
-usage: run_mesh.py LOOM MPIEXEC MODEL MESH[@ALGO][+exe][:MESH...] [-D name=value ...]
-(ALGO: the --allreduce algorithm, backend by default; +exe: the mesh runs as a cluster
+usage: run_mesh.py LOOM MPIEXEC MODEL MESH[@ALGO][+sp][+exe][:MESH...] [-D name=value ...]
+(ALGO: the --allreduce algorithm, backend by default; +sp: with --sequence-parallel (the
+reference stays one rank without); +exe: the mesh runs as a cluster
 executable from `loom build --mesh MESH`, whose outputs must also be bit-identical to `loom run
 --mesh MESH`'s when that ran before it in the list). `--target opencl` among the -D options runs
 everything on OpenCL — the reference, the meshes and the executables (built for OpenCL ranks) —
@@ -58,18 +59,21 @@ def main():
         want = read_safetensors(ref)
         by_mesh = {}  # mesh -> outputs of `loom run --mesh`
         for spec in meshes.split(":"):
-            spec, exe = (spec[:-4], True) if spec.endswith("+exe") else (spec, False)
+            spec, *flags = spec.split("+")
+            exe, sp = "exe" in flags, ["--sequence-parallel"] if "sp" in flags else []
             mesh, _, algo = spec.partition("@")
+            spec += "+sp" if sp else ""
+            key = mesh + ("+sp" if sp else "")  # runs compared with each other
             n = 1
             for part in mesh.split(","):
                 n *= int(part.split("=")[1])
             out = os.path.join(tmp, "out.safetensors")
             launch = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n)]
-            cmd = [*launch, loom, "run", model, *defines, "--mesh", mesh]
+            cmd = [*launch, loom, "run", model, *defines, "--mesh", mesh, *sp]
             t0 = time.time()
             if exe:
                 cmd = [os.path.join(tmp, "cluster.exe")]
-                b = subprocess.run([loom, "build", model, *defines, "--mesh", mesh, "-o", cmd[0]], env=env,
+                b = subprocess.run([loom, "build", model, *defines, "--mesh", mesh, *sp, "-o", cmd[0]], env=env,
                                    capture_output=True, text=True, timeout=300)
                 print(b.stdout.strip())
                 if b.returncode != 0:
@@ -94,15 +98,15 @@ def main():
                       f"through {expect_coll}")
             got = read_safetensors(out)
             if not exe:
-                by_mesh[mesh] = got
-            elif mesh in by_mesh and "--target" not in defines:
-                same = all(np.array_equal(got[k], v) for k, v in by_mesh[mesh].items())
+                by_mesh[key] = got
+            elif key in by_mesh and "--target" not in defines:
+                same = all(np.array_equal(got[k], v) for k, v in by_mesh[key].items())
                 failures += not same
-                print(f"{'ok  ' if same else 'FAIL'} {mesh}+exe: outputs {'' if same else 'not '}bit-identical to "
-                      f"`loom run --mesh {mesh}`")
-            elif mesh in by_mesh:  # PoCL: two runs of the same program differ in the last bits
+                print(f"{'ok  ' if same else 'FAIL'} {key}+exe: outputs {'' if same else 'not '}bit-identical to "
+                      f"`loom run --mesh {mesh}{' --sequence-parallel' if sp else ''}`")
+            elif key in by_mesh:  # PoCL: two runs of the same program differ in the last bits
                 rel = max(float(np.abs(got[k].astype(np.float64) - v).max() / max(np.abs(v).max(), 1e-30))
-                          for k, v in by_mesh[mesh].items())
+                          for k, v in by_mesh[key].items())
                 failures += not rel <= REL_TOL
                 print(f"{'ok  ' if rel <= REL_TOL else 'FAIL'} {mesh}+exe: outputs within {rel:.3g} of `loom run "
                       f"--mesh {mesh}` on the same target (tol {REL_TOL:g})")
