@@ -1223,6 +1223,8 @@ static bool setup_overlap(trainer *r)
     /* under tp/pp only when asked (LOOM_DP_OVERLAP=1): measured slower with ranks sharing cores */
     if (dp < 2 || r->zn > 1 || (e && strcmp(e, "0") == 0) || (r->mgrad && !(e && strcmp(e, "1") == 0)))
         return false;
+    if (!r->mgrad && !program_exec(r->grad)) /* a device's step hook fires at enqueue: nothing is final */
+        return false;
     r->ocomm = r->mgrad ? r->axis[a] : r->world;
     r->grad_step = calloc((size_t)r->n_params + 1, sizeof *r->grad_step);
     r->taken = calloc((size_t)r->n_params + 1, sizeof *r->taken);
