@@ -461,16 +461,25 @@ static coll_status mpi_isend(coll_comm *c, const void *data, size_t n, coll_dtyp
     return COLL_OK;
 }
 
+/* Waits for the n started requests reqs (mpi_wait with a status each); who names the call. */
+static coll_status wait_all(coll_comm *c, int n, MPI_Request *reqs, const char *who, const coll_call *call)
+{
+    MPI_Status *stats = malloc(sizeof *stats * (size_t)n);
+    if (!stats)
+        return coll_set_error(c, COLL_ERR_NOMEM, "%s: out of memory", who);
+    mpi_wait(c, n, reqs, stats, call);
+    free(stats);
+    return COLL_OK;
+}
+
 static coll_status mpi_flush(coll_comm *c, const coll_call *call)
 {
     mpi_state *m = c->impl;
     if (!m->n_pending)
         return COLL_OK;
-    MPI_Status *stats = malloc(sizeof *stats * (size_t)m->n_pending);
-    if (!stats)
-        return coll_set_error(c, COLL_ERR_NOMEM, "coll_flush: out of memory");
-    mpi_wait(c, m->n_pending, m->pending, stats, call);
-    free(stats);
+    coll_status st = wait_all(c, m->n_pending, m->pending, "coll_flush", call);
+    if (st != COLL_OK)
+        return st;
     for (int i = 0; i < m->n_pending; i++)
         free(m->pending_buf[i]);
     m->n_pending = 0;
@@ -511,13 +520,9 @@ static coll_status mpi_wait_allreduces(coll_comm *c, const coll_call *call)
     mpi_state *m = c->impl;
     if (!m->n_reduces)
         return COLL_OK;
-    MPI_Status *stats = malloc(sizeof *stats * (size_t)m->n_reduces);
-    if (!stats)
-        return coll_set_error(c, COLL_ERR_NOMEM, "coll_allreduce_wait: out of memory");
-    mpi_wait(c, m->n_reduces, m->reduces, stats, call);
-    free(stats);
-    m->n_reduces = 0;
-    return COLL_OK;
+    coll_status st = wait_all(c, m->n_reduces, m->reduces, "coll_allreduce_wait", call);
+    m->n_reduces = st == COLL_OK ? 0 : m->n_reduces;
+    return st;
 }
 
 const coll_backend_ops coll_mpi_ops = {
