@@ -2,7 +2,7 @@
 # Installs what loom needs to build and test on Debian 12, only what is missing.
 # Run as root (CI and fresh machines are root); prints what it installs.
 set -euo pipefail
-pkgs=(cmake make gcc flex bison llvm-19-dev llvm-19-tools libcjson-dev libopenblas-dev
+pkgs=(cmake make gcc flex bison llvm-19-dev llvm-19-tools libcjson-dev libopenblas-dev libdnnl-dev
       libopenmpi-dev openmpi-bin ocl-icd-opencl-dev pocl-opencl-icd libclblast-dev
       python3 python3-pip pkg-config graphviz librsvg2-bin clang-14 libclang-rt-14-dev)
 missing=()

@@ -313,6 +313,11 @@ static void convert(const cpu_ctx *e, ir_dtype dt, bool widen, void *half, float
     rt_pool_parallel_for_grain(e->pool, n, rt_pool_grain(1), convert_chunk, &c);
 }
 
+static ir_dtype ref_dtype(const cpu_ctx *e, rt_plan_ref r)
+{
+    return r.buf < 0 ? DT_F32 : rt_walker_plan(e->w)->bufs[r.buf].dtype;
+}
+
 static void *lib_at(const cpu_ctx *e, half_copies *h, rt_plan_ref r)
 {
     if (r.buf < 0 || !is_half(rt_walker_plan(e->w)->bufs[r.buf].dtype))
@@ -419,6 +424,17 @@ static bool gemm(void *dev, rt_walker *w, int s, ir_diag *d)
         desc.qgroup = g->qgroup;
         desc.qscales = at(e, g->b_scales);
         desc.qscale_dtype = rt_walker_plan(w)->bufs[g->b_scales.buf].dtype;
+    }
+    rt_gemm_types t = {ref_dtype(e, g->a), ref_dtype(e, g->b), ref_dtype(e, g->c), ref_dtype(e, g->bias)};
+    if (!g->epi.name && !g->qbits && (is_half(t.a) || is_half(t.b) || is_half(t.c))) {
+        /* half operands read as they are (oneDNN's bf16 dot products), not widened */
+        desc.bias = g->bias.buf >= 0 ? at(e, g->bias) : NULL;
+        int r = rt_gemm_half(&desc, &t, at(e, g->a), at(e, g->b), at(e, g->c));
+        if (r < 0)
+            ir_unreachable(rt_gemm_validate(&desc));
+        if (r == 0)
+            return true;
+        desc.bias = lib_at(e, &h, g->bias);
     }
     if (rt_gemm_f32(&desc, lib_at(e, &h, g->a), lib_at(e, &h, g->b), lib_at(e, &h, g->c)) != 0)
         ir_unreachable(rt_gemm_validate(&desc)); /* lowering built an invalid descriptor */

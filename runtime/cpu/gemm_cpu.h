@@ -105,6 +105,19 @@ const char *rt_gemm_validate(const rt_gemm_desc *g);
 int rt_gemm_f32(const rt_gemm_desc *g, const float *A, const float *B, float *C);
 int rt_gemm_f64(const rt_gemm_desc *g, const double *A, const double *B, double *C);
 
+/* The element types of a GEMM with half-precision operands: each of DT_F32, DT_BF16, DT_F16
+ * (bias only read when g->bias is set). */
+typedef struct {
+    ir_dtype a, b, c, bias;
+} rt_gemm_types;
+
+/* Runs g (no epilogue, no quantized B) on operands of the types t names, without widening them:
+ * oneDNN's half-precision kernels (AVX-512 BF16 on this CPU) sum the products in f32 and round C
+ * once. Returns 0 when done, 1 when it cannot run here (oneDNN disabled or missing, or only its
+ * reference kernels for these types — C untouched: widen and call rt_gemm_f32), -1 when g is
+ * invalid. */
+int rt_gemm_half(const rt_gemm_desc *g, const rt_gemm_types *t, const void *A, const void *B, void *C);
+
 /* One GEMM of a quantized B (above): C (ldc) = A (lda) · dequantize(B), on g->pool. */
 void rt_qgemm_f32(const rt_gemm_desc *g, const float *A, int64_t lda, const void *B, float *C, int64_t ldc);
 

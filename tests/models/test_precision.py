@@ -4,7 +4,9 @@ activations and GEMM/attention operands in the half type, reductions and params 
 tiny GPT-2, LLaMA (GQA) and BERT, against the f64 reference interpreter (`--target ref
 --precision f64`) on the same weights and inputs.
 
-Targets: `cpu` (half buffers in the plan, GEMM and attention widened to f32), `ref` (the
+Targets: `cpu` (half buffers in the plan; GEMMs read bf16/f16 operands as they are through
+oneDNN — AVX-512 BF16 here — attention widened to f32), `cpu/openblas` (LOOM_CPU_GEMM=openblas:
+the path of CPUs without those instructions, every half operand widened for OpenBLAS), `ref` (the
 interpreter on the lowered graph, every value rounded to its dtype after each op) and, with an
 OpenCL platform, `opencl` (its GEMM and attention take f32: the pass keeps them in f32 on
 half-rounded operands and rounds their results, so the numbers are the CPU's; held to the same
@@ -76,13 +78,29 @@ def check(label, out, ref, tol, floor_name=None, floor=0.0):
     return ok
 
 
+def run(loom, model, cfg, wpath, ipath, opath, target, extra):
+    """harness.run_target; the target `cpu/openblas` is the CPU with LOOM_CPU_GEMM=openblas."""
+    if target != "cpu/openblas":
+        return harness.run_target(loom, model, cfg, wpath, ipath, opath, target, extra)
+    old = os.environ.get("LOOM_CPU_GEMM")
+    os.environ["LOOM_CPU_GEMM"] = "openblas"
+    try:
+        return harness.run_target(loom, model, cfg, wpath, ipath, opath, "cpu", extra)
+    finally:
+        if old is None:
+            del os.environ["LOOM_CPU_GEMM"]
+        else:
+            os.environ["LOOM_CPU_GEMM"] = old
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: test_precision.py LOOM")
     loom = sys.argv[1]
     ok = True
     probe = subprocess.run([loom, "devices"], capture_output=True, text=True)
-    targets = ("cpu", "ref") if "no OpenCL platform" in probe.stdout + probe.stderr else ("cpu", "ref", "opencl")
+    targets = ("cpu", "cpu/openblas", "ref") if "no OpenCL platform" in probe.stdout + probe.stderr else (
+        "cpu", "cpu/openblas", "ref", "opencl")
     if "opencl" not in targets:
         print("opencl: skipped (no OpenCL platform)")
     with tempfile.TemporaryDirectory(prefix="loom_precision_") as tmp:
@@ -97,8 +115,8 @@ def main():
             print(f"{title}:")
             for prec in ("fp16", "bf16"):
                 for target in targets:
-                    out, dt = harness.run_target(loom, model, cfg, wpath, ipath, os.path.join(tmp, "out.safetensors"),
-                                                 target, ["--precision", prec])
+                    out, dt = run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "out.safetensors"),
+                                  target, ["--precision", prec])
                     ok &= check(f"{prec} {target} ({dt:.2f} s)", out, ref, TOL[prec], first, FLOOR[prec])
         # a training step's gradients: tiny GPT-2 (the first case)
         title, model, cfg, w, inputs, _ = cases[0]
@@ -110,8 +128,8 @@ def main():
         print(f"{title}, forward + backward (--passes={TRAIN}):")
         for prec in ("fp16", "bf16"):
             for target in (t for t in targets if t != "ref"):
-                out, dt = harness.run_target(loom, model, cfg, wpath, ipath, os.path.join(tmp, "out.safetensors"),
-                                             target, ["--precision", prec, f"--passes={TRAIN}"])
+                out, dt = run(loom, model, cfg, wpath, ipath, os.path.join(tmp, "out.safetensors"),
+                              target, ["--precision", prec, f"--passes={TRAIN}"])
                 ok &= check(f"{prec} {target} ({dt:.2f} s)", out, ref, GRAD_TOL[prec])
         # `loom build --precision bf16`: the executable's outputs equal `loom run`'s bit for bit
         exe = os.path.join(tmp, "gpt2_bf16")

@@ -6,7 +6,12 @@
  * NumPy-style broadcasting matmul. Prints max abs/rel error per group.
  *
  * Tolerance: |C − ref| ≤ tol · (|ref| + 1) with tol = 1e-5 · max(1, K/256) for f32 (1e-12 · ...
- * for f64): round-off of a K-term dot product grows with K. */
+ * for f64): round-off of a K-term dot product grows with K.
+ *
+ * Large f32 GEMMs on all threads run on oneDNN (gemm_dnnl.c) unless LOOM_CPU_GEMM=openblas:
+ * ctest runs this file both ways. rt_gemm_half (bf16/f16 operands read as they are) is checked
+ * against the reference on the same half-rounded values: f32 C within the f32 tolerance, a half
+ * C within one rounding of its type (2^-8 bf16, 2^-11 f16) on top. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +19,8 @@
 #include <string.h>
 
 #include "runtime/cpu/gemm_cpu.h"
+#include "runtime/cpu/gemm_dnnl.h"
+#include "runtime/half.h"
 #include "runtime/threadpool.h"
 
 #include "test_check.h"
@@ -432,8 +439,118 @@ static void test_from_shapes(rt_pool *pool) {
     CHECK(rt_gemm_desc_from_shapes(&g, 1, d, 2, c, 0, 0) != NULL, "rank 1 must be rejected");
 }
 
+/* rt_gemm_half on bf16/f16 A and B, f32 or half C, with bias, transposes, padded leading dims,
+ * a batch broadcasting B, alpha and beta. */
+static void test_half(rt_pool *pool) {
+    const struct {
+        ir_dtype ab, c, bias;
+        const char *name;
+    } kinds[] = {
+        {DT_BF16, DT_F32, DT_F32, "half: bf16 x bf16 -> f32"},
+        {DT_BF16, DT_BF16, DT_BF16, "half: bf16 x bf16 -> bf16"},
+        {DT_F16, DT_F16, DT_F16, "half: f16 x f16 -> f16"},
+    };
+    bool has_bf16 = false;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    has_bf16 = __builtin_cpu_supports("avx512bf16");
+#endif
+    for (size_t kd = 0; kd < sizeof kinds / sizeof *kinds; kd++) {
+        err_stats st = {.name = kinds[kd].name};
+        int skipped = 0;
+        for (int t = 0; t < 12; t++) {
+            rt_gemm_desc g = rt_gemm_desc_make(1 + rng_int(80), 1 + rng_int(90), 1 + rng_int(300));
+            g.trans_a = t & 1;
+            g.trans_b = (t >> 1) & 1;
+            if (t % 3 == 0) g.lda = lda_of(&g) + 3;
+            if (t % 4 == 1) g.ldb = ldb_of(&g) + 5;
+            if (t % 5 == 2) g.ldc = ldc_of(&g) + 2;
+            g.alpha = t % 3 == 1 ? 0.5 : 1.0;
+            g.beta = t % 4 == 3 && kinds[kd].c == DT_F32 ? 1.0 : 0.0;
+            if (t >= 8) { /* a batch of 3, B shared */
+                g.nbatch = 1;
+                g.batch[0] = 3;
+                g.stride_a[0] = (g.trans_a ? g.K : g.M) * lda_of(&g);
+                g.stride_b[0] = 0;
+                g.stride_c[0] = g.M * ldc_of(&g);
+            }
+            g.pool = pool;
+            bool with_bias = t % 2 == 0;
+            size_t na = extent(&g, g.stride_a, g.trans_a ? g.K : g.M, g.trans_a ? g.M : g.K, lda_of(&g));
+            size_t nb = extent(&g, g.stride_b, g.trans_b ? g.N : g.K, g.trans_b ? g.K : g.N, ldb_of(&g));
+            size_t nc = extent(&g, g.stride_c, g.M, g.N, ldc_of(&g));
+            double *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *C0 = malloc(nc * sizeof *C0);
+            double *bias = malloc((size_t)g.N * sizeof *bias), *ref = malloc(nc * sizeof *ref);
+            uint16_t *Ah = malloc(na * 2), *Bh = malloc(nb * 2), *biash = malloc((size_t)g.N * 2);
+            void *Ch = malloc(nc * 4);
+            float tmp;
+            /* the half operands, and the reference's doubles equal to them */
+            for (size_t i = 0; i < na; i++) {
+                rt_half_narrow(kinds[kd].ab, (tmp = (float)rng_uniform(), &tmp), &Ah[i], 1);
+                rt_half_widen(kinds[kd].ab, &Ah[i], &tmp, 1);
+                A[i] = tmp;
+            }
+            for (size_t i = 0; i < nb; i++) {
+                rt_half_narrow(kinds[kd].ab, (tmp = (float)rng_uniform(), &tmp), &Bh[i], 1);
+                rt_half_widen(kinds[kd].ab, &Bh[i], &tmp, 1);
+                B[i] = tmp;
+            }
+            for (int64_t i = 0; i < g.N; i++) {
+                tmp = (float)rng_uniform();
+                if (kinds[kd].bias != DT_F32) { /* else the f32 copy below is the bias */
+                    rt_half_narrow(kinds[kd].bias, &tmp, &biash[i], 1);
+                    rt_half_widen(kinds[kd].bias, &biash[i], &tmp, 1);
+                }
+                bias[i] = tmp;
+            }
+            float *biasf = malloc((size_t)g.N * sizeof *biasf);
+            for (int64_t i = 0; i < g.N; i++) biasf[i] = (float)bias[i];
+            for (size_t i = 0; i < nc; i++) {
+                tmp = (float)rng_uniform();
+                if (kinds[kd].c == DT_F32) {
+                    ((float *)Ch)[i] = tmp;
+                } else {
+                    rt_half_narrow(kinds[kd].c, &tmp, &((uint16_t *)Ch)[i], 1);
+                    rt_half_widen(kinds[kd].c, &((uint16_t *)Ch)[i], &tmp, 1);
+                }
+                C0[i] = ref[i] = tmp;
+            }
+            ref_gemm(&g, A, B, C0, with_bias ? bias : NULL, ref);
+            g.bias = !with_bias ? NULL : kinds[kd].bias == DT_F32 ? (const void *)biasf : (const void *)biash;
+            rt_gemm_types ty = {kinds[kd].ab, kinds[kd].ab, kinds[kd].c, kinds[kd].bias};
+            int rc = rt_gemm_half(&g, &ty, Ah, Bh, Ch);
+            CHECK(rc >= 0, "%s: rt_gemm_half rejected a valid descriptor", st.name);
+            if (rc == 1) {
+                skipped++;
+            } else {
+                double tol = 1e-5 * fmax(1.0, (double)g.K / 256.0);
+                tol += kinds[kd].c == DT_BF16 ? 1.0 / 256 : kinds[kd].c == DT_F16 ? 1.0 / 2048 : 0;
+                for (size_t i = 0; i < nc; i++) {
+                    if (kinds[kd].c == DT_F32) {
+                        stats_add(&st, ((float *)Ch)[i], ref[i], tol);
+                    } else {
+                        rt_half_widen(kinds[kd].c, &((uint16_t *)Ch)[i], &tmp, 1);
+                        stats_add(&st, tmp, ref[i], tol);
+                    }
+                }
+                st.cases++;
+            }
+            free(A); free(B); free(C0); free(bias); free(ref); free(Ah); free(Bh); free(biash); free(Ch); free(biasf);
+        }
+        /* where oneDNN is on and the CPU has AVX-512 BF16, bf16 must run there (not fall back) */
+        if (kinds[kd].ab == DT_BF16 && has_bf16 && rt_dnnl_enabled())
+            CHECK(skipped == 2, /* t = 4 and 10: alpha with a bias (gemm_dnnl.c) */ "%s: %d of 12 GEMMs fell back (2 expected) although the CPU has AVX-512 BF16", st.name, skipped);
+        if (skipped)
+            printf("%-28s %4d cases not run: %s\n", st.name, skipped,
+                   !rt_dnnl_enabled() ? "oneDNN off (LOOM_CPU_GEMM=openblas); the caller widens"
+                                      : "alpha with a bias, or no oneDNN kernel for the type on this CPU; the caller widens");
+        stats_report(&st);
+    }
+}
+
 int main(void) {
     rt_pool *pool = rt_pool_new(3);
+    printf("large f32 GEMMs on: %s\n", rt_dnnl_enabled() ? "oneDNN when it loads" : "OpenBLAS (LOOM_CPU_GEMM=openblas)");
     CHECK(pool != NULL, "rt_pool_new");
     test_random(pool);
     test_beta(pool);
@@ -441,6 +558,7 @@ int main(void) {
     test_large(pool);
     test_edges();
     test_from_shapes(pool);
+    test_half(pool);
     rt_pool_free(pool);
     if (failures) {
         fprintf(stderr, "test_gemm: %d failures\n", failures);
