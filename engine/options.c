@@ -320,7 +320,10 @@ bool eng_params_batch_free(const eng_opts *o, const ir_graph *g, int rows, const
 const char *eng_half_pipeline(const char *passes, ir_dtype half, bool ref, const char *cmd, char *buf, size_t cap,
                               ir_diag *d)
 {
-    const char *lower = half == DT_F16 ? "lower-precision=fp16" : "lower-precision=bf16";
+    /* half-params after it (compiled targets): weights read only in the half type are bound in
+     * it (a no-op on a graph with gradients); the interpreter binds the file's f32 values */
+    const char *lower = half == DT_F16 ? (ref ? "lower-precision=fp16" : "lower-precision=fp16,half-params")
+                                       : (ref ? "lower-precision=bf16" : "lower-precision=bf16,half-params");
     if (!passes) {
         snprintf(buf, cap, ref ? "dce,cse,%s" : "dce,cse,%s,fuse", lower);
         return buf;

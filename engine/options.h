@@ -69,9 +69,9 @@ ir_graph *eng_load_graph(const eng_opts *o, ir_diag *d);
 ir_dtype eng_precision(const eng_opts *o, const char *cmd, ir_diag *d);
 
 /* The pipeline at a half precision (loom run's and loom build's --precision bf16|fp16): --passes
- * with lower-precision given its type (added before a final fuse, else at the end, when absent:
- * after autodiff, so that backward reductions stay f32), or by default
- * dce,cse,lower-precision=TYPE,fuse (no fuse on ref). NULL after reporting (cmd: the command) a
+ * with lower-precision given its type and half-params after it (added before a final fuse, else
+ * at the end, when absent: after autodiff, so that backward reductions stay f32), or by default
+ * dce,cse,lower-precision=TYPE,half-params,fuse (no half-params and no fuse on ref). NULL after reporting (cmd: the command) a
  * pipeline that does not fit buf. */
 const char *eng_half_pipeline(const char *passes, ir_dtype half, bool ref, const char *cmd, char *buf, size_t cap,
                               ir_diag *d);

@@ -28,6 +28,7 @@
 #include "passes/pass.h"
 #include "plan/plan_memory.h"
 #include "runtime/clock.h"
+#include "runtime/half.h"
 
 bool eng_pipeline_ends_with_fuse(const char *pipeline)
 {
@@ -37,9 +38,21 @@ bool eng_pipeline_ends_with_fuse(const char *pipeline)
     return n >= 4 && strncmp(pipeline + n - 4, "fuse", 4) == 0 && (n == 4 || pipeline[n - 5] == ',');
 }
 
-/* Binds every param and input of p's graph to its value in vals (its declared dtype: the CPU
- * reads it in place, a device copies it). */
-static bool bind_all(program *p, const rt_io_natives *vals, ir_diag *d)
+/* g's param named name, or NULL. */
+static const ir_node *find_param(const ir_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == OP_param && strcmp(g->nodes[i]->name, name) == 0)
+            return g->nodes[i];
+    return NULL;
+}
+
+/* Binds every param and input of p's graph to its value in vals, loaded in g0's declared dtype
+ * (the CPU reads it in place, a device copies it). A param the pipeline gave a half type
+ * (half-params) is bound to a copy rounded to it, kept in *owned (*n_owned of them) until the
+ * program is freed. */
+static bool bind_all(program *p, const ir_graph *g0, const rt_io_natives *vals, void ***owned, int *n_owned,
+                     ir_diag *d)
 {
     const ir_graph *g = program_graph(p);
     bool ok = true;
@@ -51,6 +64,18 @@ static bool bind_all(program *p, const rt_io_natives *vals, ir_diag *d)
         if (!data) {
             ir_diag_error(d, -1, 0, 0, "missing value for %s '%s'", ir_ops[n->op].mnemonic, n->name);
             return false;
+        }
+        const ir_node *n0 = n->op == OP_param ? find_param(g0, n->name) : NULL;
+        if (n0 && n0->dtype == DT_F32 && (n->dtype == DT_BF16 || n->dtype == DT_F16)) {
+            size_t count = (size_t)ir_shape_numel(&n->shape);
+            void *half = malloc(count * 2 + 1);
+            void **grown = realloc(*owned, sizeof **owned * (size_t)(*n_owned + 1));
+            if (!half || !grown)
+                ir_unreachable("out of memory");
+            *owned = grown;
+            (*owned)[(*n_owned)++] = half;
+            rt_half_narrow(n->dtype, data, half, (int64_t)count);
+            data = half;
         }
         ok = program_bind(p, n->name, data, d);
     }
@@ -140,13 +165,18 @@ static bool run_program(const ir_graph *g0, const eng_run_opts *o, const rt_io_n
     rt_pool *pool = strcmp(o->target, "cpu") == 0 ? rt_pool_new(0) : NULL;
     program *p = program_new(o->target, g, o->pipeline, pool, d);
     ir_graph_free(g);
-    bool ok = p && bind_all(p, vals, d);
+    void **owned = NULL;
+    int n_owned = 0;
+    bool ok = p && bind_all(p, g0, vals, &owned, &n_owned, d);
     double t0 = rt_now_ms();
     ok = ok && program_run(p, d);
     double first_ms = rt_now_ms() - t0;
     eng_trace_span("run", "forward", "", t0, t0 + first_ms);
     ok = ok && (!o->stats || stats_runs(p, o, pool, first_ms, d)) && write_outputs(p, outputs, d);
     program_free(p);
+    for (int i = 0; i < n_owned; i++)
+        free(owned[i]);
+    free(owned);
     rt_pool_free(pool);
     return ok;
 }

@@ -46,6 +46,7 @@ static const pass_info passes[] = {
     {"quantize-int8", pass_quantize_int8, "weight-only int8: GEMM weights as i8 codes and a scale per output channel"},
     {"quantize-int4", pass_quantize_int4, "weight-only int4: GEMM weights as packed 4-bit codes, a scale per 32 along the reduction"},
     {"lower-precision", needs_precision, "mixed precision: activations and GEMM/attention operands in bf16/f16, reductions and params in f32"},
+    {"half-params", pass_half_params, "inference at a half precision: params read only through their half cast take the half type"},
     {"recompute", pass_recompute, "activation recomputation: the backward recomputes block activations from the block's saved inputs"},
     {"recompute-selective", pass_recompute_selective, "selective recomputation: as recompute, but GEMM and attention results stay saved"},
 };
@@ -69,7 +70,7 @@ const char *pass_default_pipeline(void) { return "dce,cse,fuse"; }
 
 const char *pass_mesh_pipeline(void) { return "pipeline,shard,dce,cse,fuse"; }
 
-const char *pass_precision_pipeline(void) { return "dce,cse,lower-precision,fuse"; }
+const char *pass_precision_pipeline(void) { return "dce,cse,lower-precision,half-params,fuse"; }
 
 const char *pass_training_precision_pipeline(ir_dtype half)
 {

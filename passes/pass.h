@@ -87,6 +87,9 @@ bool pass_fuse(ir_graph *g, ir_diag *d);
  * f32_library: GEMMs and attention stay in f32 (their half operands widened by casts, their
  * results rounded where a half op reads them), for targets whose library steps take f32 only. */
 bool pass_lower_precision(ir_graph *g, ir_dtype half, bool f32_library, ir_diag *d);
+/* half-params (after lower-precision, graphs without gradients): a float param read only
+ * through its cast to the half type becomes a param of that type (passes/half_params.c). */
+bool pass_half_params(ir_graph *g, ir_diag *d);
 /* quantize (passes/quantize.c, docs/compression.md): each listed param P f32 [R, C] becomes
  * params P.qweight (i8 [R, C], or u8 [R, C/2] at 4 bits) and P.scales (scale_dtype, [groups, C]
  * for axis 0 or [R, groups] for axis 1) and a dequantize in P's place. A listed param that is
@@ -112,7 +115,8 @@ bool pass_quantize_int4(ir_graph *g, ir_diag *d);
  * that loss, a teacher without logits of zs's type or with other inputs, alpha outside [0, 1],
  * T <= 0. */
 bool pass_distill(ir_graph *g, const ir_graph *teacher, double alpha, double temperature, ir_diag *d);
-/* "dce,cse,lower-precision,fuse": the default pipeline at a half precision. */
+/* "dce,cse,lower-precision,half-params,fuse": the default pipeline at a half precision (what
+ * `loom run` and `loom build` compile). */
 const char *pass_precision_pipeline(void);
 /* The training pipeline at a half precision (half DT_BF16 or DT_F16): autodiff first, so that
  * the backward's reductions (norm and loss gradients, scatter-adds, attention backward) stay
