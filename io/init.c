@@ -32,6 +32,121 @@ static double uniform01(uint64_t key, uint64_t c)
     return (double)(mix64(key + (c + 1) * GAMMA) >> 11) * 0x1p-53;
 }
 
+/* ---- the normal init: Box–Muller, its ln, sin and cos written here ----------------------------
+ * glibc's log and sincos, a call per value, were 80% of initializing GPT-2 small (1.5 s of `loom
+ * train`'s start-up on 2 threads). These are polynomials over arrays that the compiler
+ * vectorizes (AVX-512, AVX2 or SSE2 clones: the same operations in the same order, so the same
+ * bits on every machine; -ffp-contract=off for this file, CMakeLists.txt), within about an ulp of
+ * the true values — as glibc's are — so the f32 params they give are glibc's bits but for a
+ * value that falls within an ulp of an f32 rounding boundary (none of GPT-2 small's 124 M;
+ * tests/unit/test_safetensors.c compares against libm). */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define INIT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define INIT_CLONES
+#endif
+
+#define LN2_HI 0.6931471805592082     /* ln 2 to 40 bits: k · LN2_HI is exact for the k here */
+#define LN2_LO 7.371002565167799e-13  /* ln 2 − LN2_HI */
+
+/* ln x for x in (0, 1]: x = 2^k · m, m in [√½, √2); ln m = 2 atanh(t), t = (m − 1)/(m + 1),
+ * |t| < 0.172, by its series to t^23 (the next term is below 2^-60 of the sum). */
+static inline double ln_unit(double x)
+{
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    int64_t k = (int64_t)(b >> 52) - 1023;
+    b = (b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull; /* m in [1, 2) */
+    double m;
+    memcpy(&m, &b, sizeof m);
+    if (m > 1.4142135623730951) {
+        m *= 0.5;
+        k += 1;
+    }
+    double t = (m - 1.0) / (m + 1.0), t2 = t * t;
+    double p = 1.0 / 23;
+    p = p * t2 + 1.0 / 21;
+    p = p * t2 + 1.0 / 19;
+    p = p * t2 + 1.0 / 17;
+    p = p * t2 + 1.0 / 15;
+    p = p * t2 + 1.0 / 13;
+    p = p * t2 + 1.0 / 11;
+    p = p * t2 + 1.0 / 9;
+    p = p * t2 + 1.0 / 7;
+    p = p * t2 + 1.0 / 5;
+    p = p * t2 + 1.0 / 3;
+    double kd = (double)k;
+    return kd * LN2_HI + (2.0 * t + (2.0 * t * t2 * p + kd * LN2_LO));
+}
+
+/* sin and cos of θ in [0, 2π]: θ − q·π/2 (q the nearest quadrant) in three parts of π/2 (each
+ * product q·part exact), then Taylor series on [−π/4, π/4] to r^19 and r^20. */
+static inline void sincos_turn(double theta, double *s_out, double *c_out)
+{
+    /* π/2 = pio2_1 + pio2_2 + pio2_3: 33 bits, 33 bits, the rest (so q · pio2_1, q · pio2_2 exact) */
+    const double pio2_1 = 1.5707963267341256, pio2_2 = 6.077100506303966e-11, pio2_3 = 2.0222662487959506e-21;
+    double q = (double)(int64_t)(theta * 0.63661977236758134308 + 0.5); /* 2/π; θ ≥ 0 */
+    double r = ((theta - q * pio2_1) - q * pio2_2) - q * pio2_3;
+    double r2 = r * r;
+    double sn = 1.0 / 121645100408832000.0; /* 1/19!: sin r = r − r³ (1/3! − r²/5! + ...) */
+    sn = sn * -r2 + 1.0 / 355687428096000.0;
+    sn = sn * -r2 + 1.0 / 1307674368000.0;
+    sn = sn * -r2 + 1.0 / 6227020800.0;
+    sn = sn * -r2 + 1.0 / 39916800.0;
+    sn = sn * -r2 + 1.0 / 362880.0;
+    sn = sn * -r2 + 1.0 / 5040.0;
+    sn = sn * -r2 + 1.0 / 120.0;
+    sn = sn * -r2 + 1.0 / 6.0;
+    double sin_r = r - r * r2 * sn;
+    double cs = 1.0 / 2432902008176640000.0; /* 1/20!: cos r = 1 − r²/2 + r⁴ (1/4! − r²/6! + ...) */
+    cs = cs * -r2 + 1.0 / 6402373705728000.0;
+    cs = cs * -r2 + 1.0 / 20922789888000.0;
+    cs = cs * -r2 + 1.0 / 87178291200.0;
+    cs = cs * -r2 + 1.0 / 479001600.0;
+    cs = cs * -r2 + 1.0 / 3628800.0;
+    cs = cs * -r2 + 1.0 / 40320.0;
+    cs = cs * -r2 + 1.0 / 720.0;
+    cs = cs * -r2 + 1.0 / 24.0;
+    double cos_r = 1.0 - 0.5 * r2 + r2 * r2 * cs;
+    int64_t quad = (int64_t)q & 3;
+    double a = quad & 1 ? cos_r : sin_r, c = quad & 1 ? sin_r : cos_r;
+    *s_out = quad & 2 ? -a : a;
+    *c_out = (quad + 1) & 2 ? -c : c;
+}
+
+enum { NORMAL_PAIRS = 256 };
+
+/* r and the angle's sin and cos of pairs [p0, p0 + n), n ≤ NORMAL_PAIRS. */
+INIT_CLONES static void normal_pairs(uint64_t key, uint64_t p0, size_t n, double *r, double *s, double *c)
+{
+    double u1[NORMAL_PAIRS], u2[NORMAL_PAIRS];
+    for (size_t i = 0; i < n; i++) {
+        u1[i] = uniform01(key, 2 * (p0 + i));
+        u2[i] = uniform01(key, 2 * (p0 + i) + 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        r[i] = sqrt(-2.0 * ln_unit(1.0 - u1[i])); /* 1 − U in (0, 1] */
+        sincos_turn(2.0 * M_PI * u2[i], &s[i], &c[i]);
+    }
+}
+
+static void fill_normal(uint64_t key, double scale, size_t first, size_t count, double *dst)
+{
+    double r[NORMAL_PAIRS], s[NORMAL_PAIRS], c[NORMAL_PAIRS];
+    for (size_t i = 0; i < count;) {
+        uint64_t p0 = (first + i) / 2, last = (first + count - 1) / 2;
+        size_t n = last - p0 + 1 < NORMAL_PAIRS ? (size_t)(last - p0 + 1) : NORMAL_PAIRS;
+        normal_pairs(key, p0, n, r, s, c);
+        for (size_t j = 0; j < n && i < count; j++) {
+            if ((first + i) % 2 == 0)
+                dst[i++] = scale * r[j] * c[j];
+            if (i < count)
+                dst[i++] = scale * r[j] * s[j];
+        }
+    }
+}
+
 bool rt_init_known(const char *init)
 {
     static const char *const names[] = {"zeros", "ones", "normal", "uniform", "const"};
@@ -53,18 +168,7 @@ void rt_init_fill(const char *init, double scale, const char *name, uint64_t see
         for (size_t i = 0; i < count; i++)
             dst[i] = -scale + 2 * scale * uniform01(key, first + i);
     } else if (strcmp(init, "normal") == 0) {
-        for (size_t i = 0; i < count;) {
-            uint64_t e = first + i, p = e / 2;
-            double r = sqrt(-2.0 * log(1.0 - uniform01(key, 2 * p))); /* 1 − U in (0, 1] */
-            double theta = 2.0 * M_PI * uniform01(key, 2 * p + 1);
-            if (e % 2 == 1) {
-                dst[i++] = scale * r * sin(theta);
-                continue;
-            }
-            dst[i++] = scale * r * cos(theta);
-            if (i < count) /* the pair's second element */
-                dst[i++] = scale * r * sin(theta);
-        }
+        fill_normal(key, scale, first, count, dst);
     } else {
         ir_unreachable("rt_init_fill: unknown init (the verifier should have rejected it)");
     }
