@@ -50,6 +50,28 @@ static double uniform01(uint64_t key, uint64_t c)
 #define LN2_HI 0.6931471805592082     /* ln 2 to 40 bits: k · LN2_HI is exact for the k here */
 #define LN2_LO 7.371002565167799e-13  /* ln 2 − LN2_HI */
 
+/* c[0] + x·(c[1] + x·(... + x·c[n − 1])), by Horner's rule. */
+static inline double series(const double *c, int n, double x)
+{
+    double p = c[n - 1];
+    for (int j = n - 2; j >= 0; j--)
+        p = p * x + c[j];
+    return p;
+}
+
+/* 1/3, 1/5, ..., 1/23: atanh(t)/t − 1 over t² */
+static const double atanh_c[] = {1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11, 1.0 / 13,
+                                 1.0 / 15, 1.0 / 17, 1.0 / 19, 1.0 / 21, 1.0 / 23};
+/* 1/3!, 1/5!, ..., 1/19!: sin r = r − r³ · series(sin_c, −r²) */
+static const double sin_c[] = {1.0 / 6.0, 1.0 / 120.0, 1.0 / 5040.0, 1.0 / 362880.0, 1.0 / 39916800.0,
+                               1.0 / 6227020800.0, 1.0 / 1307674368000.0, 1.0 / 355687428096000.0,
+                               1.0 / 121645100408832000.0};
+/* 1/4!, 1/6!, ..., 1/20!: cos r = 1 − r²/2 + r⁴ · series(cos_c, −r²) */
+static const double cos_c[] = {1.0 / 24.0, 1.0 / 720.0, 1.0 / 40320.0, 1.0 / 3628800.0, 1.0 / 479001600.0,
+                               1.0 / 87178291200.0, 1.0 / 20922789888000.0, 1.0 / 6402373705728000.0,
+                               1.0 / 2432902008176640000.0};
+#define N_OF(a) ((int)(sizeof a / sizeof *a))
+
 /* ln x for x in (0, 1]: x = 2^k · m, m in [√½, √2); ln m = 2 atanh(t), t = (m − 1)/(m + 1),
  * |t| < 0.172, by its series to t^23 (the next term is below 2^-60 of the sum). */
 static inline double ln_unit(double x)
@@ -65,23 +87,12 @@ static inline double ln_unit(double x)
         k += 1;
     }
     double t = (m - 1.0) / (m + 1.0), t2 = t * t;
-    double p = 1.0 / 23;
-    p = p * t2 + 1.0 / 21;
-    p = p * t2 + 1.0 / 19;
-    p = p * t2 + 1.0 / 17;
-    p = p * t2 + 1.0 / 15;
-    p = p * t2 + 1.0 / 13;
-    p = p * t2 + 1.0 / 11;
-    p = p * t2 + 1.0 / 9;
-    p = p * t2 + 1.0 / 7;
-    p = p * t2 + 1.0 / 5;
-    p = p * t2 + 1.0 / 3;
     double kd = (double)k;
-    return kd * LN2_HI + (2.0 * t + (2.0 * t * t2 * p + kd * LN2_LO));
+    return kd * LN2_HI + (2.0 * t + (2.0 * t * t2 * series(atanh_c, N_OF(atanh_c), t2) + kd * LN2_LO));
 }
 
 /* sin and cos of θ in [0, 2π]: θ − q·π/2 (q the nearest quadrant) in three parts of π/2 (each
- * product q·part exact), then Taylor series on [−π/4, π/4] to r^19 and r^20. */
+ * product q·part exact), then the Taylor series on [−π/4, π/4] to r^19 and r^20. */
 static inline void sincos_turn(double theta, double *s_out, double *c_out)
 {
     /* π/2 = pio2_1 + pio2_2 + pio2_3: 33 bits, 33 bits, the rest (so q · pio2_1, q · pio2_2 exact) */
@@ -89,26 +100,8 @@ static inline void sincos_turn(double theta, double *s_out, double *c_out)
     double q = (double)(int64_t)(theta * 0.63661977236758134308 + 0.5); /* 2/π; θ ≥ 0 */
     double r = ((theta - q * pio2_1) - q * pio2_2) - q * pio2_3;
     double r2 = r * r;
-    double sn = 1.0 / 121645100408832000.0; /* 1/19!: sin r = r − r³ (1/3! − r²/5! + ...) */
-    sn = sn * -r2 + 1.0 / 355687428096000.0;
-    sn = sn * -r2 + 1.0 / 1307674368000.0;
-    sn = sn * -r2 + 1.0 / 6227020800.0;
-    sn = sn * -r2 + 1.0 / 39916800.0;
-    sn = sn * -r2 + 1.0 / 362880.0;
-    sn = sn * -r2 + 1.0 / 5040.0;
-    sn = sn * -r2 + 1.0 / 120.0;
-    sn = sn * -r2 + 1.0 / 6.0;
-    double sin_r = r - r * r2 * sn;
-    double cs = 1.0 / 2432902008176640000.0; /* 1/20!: cos r = 1 − r²/2 + r⁴ (1/4! − r²/6! + ...) */
-    cs = cs * -r2 + 1.0 / 6402373705728000.0;
-    cs = cs * -r2 + 1.0 / 20922789888000.0;
-    cs = cs * -r2 + 1.0 / 87178291200.0;
-    cs = cs * -r2 + 1.0 / 479001600.0;
-    cs = cs * -r2 + 1.0 / 3628800.0;
-    cs = cs * -r2 + 1.0 / 40320.0;
-    cs = cs * -r2 + 1.0 / 720.0;
-    cs = cs * -r2 + 1.0 / 24.0;
-    double cos_r = 1.0 - 0.5 * r2 + r2 * r2 * cs;
+    double sin_r = r - r * r2 * series(sin_c, N_OF(sin_c), -r2);
+    double cos_r = 1.0 - 0.5 * r2 + r2 * r2 * series(cos_c, N_OF(cos_c), -r2);
     int64_t quad = (int64_t)q & 3;
     double a = quad & 1 ? cos_r : sin_r, c = quad & 1 ? sin_r : cos_r;
     *s_out = quad & 2 ? -a : a;
