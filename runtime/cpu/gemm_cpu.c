@@ -27,7 +27,7 @@
  * thread each GEMM whatever the batch size (see choose_pool). */
 #define OPENBLAS_SERIAL_MNK (1 << 18)
 #define SMALL_GEMM_MNK (1 << 24)
-/* From this size on a GEMM on all threads goes to oneDNN (gemm_dnnl.c): measured 5–45% faster
+/* From this size on a GEMM on all threads goes to oneDNN (gemm_dnnl.c): measured 5–29% faster
  * than OpenBLAS there on GPT-2's shapes; below it OpenBLAS's one thread is as fast. */
 #define DNNL_MIN_MNK OPENBLAS_SERIAL_MNK
 

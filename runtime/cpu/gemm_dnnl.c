@@ -1,15 +1,16 @@
-/* gemm_dnnl.c — one f32 GEMM through oneDNN's matmul primitive (its brgemm kernels), the CPU's
- * GEMM for every call that is not a GEMV or a small GEMM of a batch split over the pool.
+/* gemm_dnnl.c — one GEMM through oneDNN's matmul primitive (its brgemm kernels): the CPU's f32
+ * GEMM for every call that is not a GEMV or a small GEMM of a batch split over the pool, and its
+ * GEMM over bf16/f16 operands.
  *
  * Why oneDNN: measured on the 2-core Zen 4 dev machine (docs/performance.md, "The GEMM chosen
  * by measurement"), its matmul beat OpenBLAS 0.3.21 and BLIS 0.9.0 on every GPT-2 shape of the
- * forward and the backward (5–45%, the LM head's 64 × 768 × 50257 by 18%), and it has the
- * AVX-512 BF16 kernels OpenBLAS lacks.
+ * forward and the backward (5–29% less time; the LM head's 64 × 50257 × 768 the most), and it
+ * has the AVX-512 BF16 kernels OpenBLAS lacks.
  *
- * oneDNN is opened with dlopen (libdnnl.so.2, or $LOOM_LIBDNNL), its types and prototypes from
+ * oneDNN 2.x is opened with dlopen (libdnnl.so.2, or $LOOM_LIBDNNL), its types and prototypes from
  * its header: a machine without it, or a built executable copied to one, runs OpenBLAS instead.
  *
- * A primitive is built once per (M, N, K, transposes, leading dims, alpha, beta) — building
+ * A primitive is built once per (M, N, K, transposes, leading dims, types, alpha, beta) — building
  * JIT-compiles its kernels — and kept in a small table for the life of the process; a call finds
  * its primitive, wraps A, B and C in memory objects (no copy) and runs it on the calling thread
  * and OpenMP's (oneDNN's threading runtime in Debian's build), as many as OpenBLAS would use.
@@ -95,7 +96,9 @@ bool rt_dnnl_enabled(void) {
 
 /* Opens oneDNN and makes its engine and stream (under mu); false when it cannot. */
 static bool load(void) {
-    const char *names[] = {getenv("LOOM_LIBDNNL"), "libdnnl.so.2", "libdnnl.so.3", "libdnnl.so"};
+    /* oneDNN 2.x: 3.x replaced the op descriptors (dnnl_matmul_desc_init) by primitive-descriptor
+     * constructors, so a 3.x library lacks a symbol below and the GEMMs stay on OpenBLAS */
+    const char *names[] = {getenv("LOOM_LIBDNNL"), "libdnnl.so.2"};
     /* OpenMP's threads sleep as soon as a GEMM is done (libgomp reads this when it loads, with
      * oneDNN): spinning, they took the cores from the pool's kernels between GEMMs — GPT-2
      * small's bf16 training step 0.88–0.96 s spinning, 0.75–0.81 s passive, on 2 cores */
