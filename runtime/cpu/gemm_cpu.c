@@ -1,5 +1,7 @@
-/* gemm_cpu.c — rt_gemm_f32/f64 on the CPU: OpenBLAS cblas_{s,d}gemm (row-major) per batch
- * entry, then the epilogue (bias, then the caller's epilogue function) over the rows of C.
+/* gemm_cpu.c — rt_gemm_f32/f64/half on the CPU: per batch entry oneDNN's matmul (gemm_dnnl.c:
+ * f32 GEMMs on all threads from DNNL_MIN_MNK on, and half operands) or OpenBLAS cblas_{s,d}gemm
+ * (row-major; GEMVs, small and f64 GEMMs, and wherever oneDNN is off or missing), then the
+ * epilogue (bias, then the caller's epilogue function) over the rows of C.
  *
  * Threading. A batch runs one of two ways (rt_gemm_batch_policy):
  *  - SERIAL: loop over the batch on the caller; OpenBLAS threads each GEMM itself (it goes
@@ -27,7 +29,7 @@
  * thread each GEMM whatever the batch size (see choose_pool). */
 #define OPENBLAS_SERIAL_MNK (1 << 18)
 #define SMALL_GEMM_MNK (1 << 24)
-/* From this size on a GEMM on all threads goes to oneDNN (gemm_dnnl.c): measured 5–29% faster
+/* From this size on a GEMM on all threads goes to oneDNN (gemm_dnnl.c): it took 5–29% less time
  * than OpenBLAS there on GPT-2's shapes; below it OpenBLAS's one thread is as fast. */
 #define DNNL_MIN_MNK OPENBLAS_SERIAL_MNK
 

@@ -18,8 +18,9 @@
  * step's epilogue kernel (plan.h: codegen's kernel IR of the activation, rendered for the host),
  * so no activation formula is written here.
  *
- * The implementation (gemm_cpu.c) calls OpenBLAS; rt_gemm_f64 is the same with cblas_dgemm,
- * for f64 graphs and reference checks. A GEMM of one row (M = 1: a decode step) is a GEMV
+ * The implementation (gemm_cpu.c) calls oneDNN's matmul for large f32 GEMMs (gemm_dnnl.h) and
+ * OpenBLAS otherwise; rt_gemm_f64 is the same with cblas_dgemm, for f64 graphs and reference
+ * checks. A GEMM of one row (M = 1: a decode step) is a GEMV
  * (cblas_sgemv), which streams B once instead of packing it. Neither is meant to be called from several threads at
  * once: RT_GEMM_BATCH_POOL changes OpenBLAS's (process-wide) thread count for its duration.
  */
