@@ -415,8 +415,6 @@ static bool gemm(void *dev, rt_walker *w, int s, ir_diag *d)
         free(am);
         desc.epilogue = run_chunk;
         desc.epilogue_ctx = &epi;
-    } else {
-        desc.bias = lib_at(e, &h, g->bias);
     }
     desc.pool = e->pool;
     if (g->qbits) { /* B is codes and scales, read as stored */
@@ -434,8 +432,9 @@ static bool gemm(void *dev, rt_walker *w, int s, ir_diag *d)
             ir_unreachable(rt_gemm_validate(&desc));
         if (r == 0)
             return true;
-        desc.bias = lib_at(e, &h, g->bias);
     }
+    if (!g->epi.name)
+        desc.bias = lib_at(e, &h, g->bias); /* (the epilogue kernel adds it otherwise) */
     if (rt_gemm_f32(&desc, lib_at(e, &h, g->a), lib_at(e, &h, g->b), lib_at(e, &h, g->c)) != 0)
         ir_unreachable(rt_gemm_validate(&desc)); /* lowering built an invalid descriptor */
     lib_done(e, &h, g->c.buf);
