@@ -1,4 +1,4 @@
-/* cmd_devices.c — `loom devices`: what each backend sees. The CPU (name, cores), the CUDA
+/* cmd_devices.c — `loom devices`: what each backend sees. The CPU (name, cores, its GEMM library), the CUDA
  * devices through the dlopen'd driver, the OpenCL platforms and devices through the ICD
  * loader. A backend without a driver or device prints one line saying why (e.g. "cuda: no
  * CUDA driver found (libcuda.so.1: ...)"); that is not an error, so the exit status is 0
@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "runtime/cpu/gemm_dnnl.h"
 #include "runtime/cuda/cuda_driver.h"
 #include "runtime/opencl/opencl.h"
 
@@ -39,6 +40,9 @@ int cmd_devices(const eng_opts *o)
     char name[256];
     cpu_name(name, sizeof name);
     printf("cpu: %s, %ld cores\n", name, sysconf(_SC_NPROCESSORS_ONLN));
+    char gemm[512];
+    rt_dnnl_describe(gemm, sizeof gemm);
+    printf("cpu GEMM: %s\n", gemm);
     rt_cuda_list_devices(stdout);
     rt_ocl_list_devices(stdout, &d);
     fflush(stdout);

@@ -51,6 +51,7 @@ static struct {
     dnnl_status_t (*stream_wait)(dnnl_stream_t);
     dnnl_status_t (*memory_create)(dnnl_memory_t *, const dnnl_memory_desc_t *, dnnl_engine_t, void *);
     dnnl_status_t (*memory_destroy)(dnnl_memory_t);
+    const dnnl_version_t *(*version)(void);
     void (*omp_set_num_threads)(int);
 } dn;
 
@@ -76,6 +77,7 @@ static pthread_mutex_t exec_mu = PTHREAD_MUTEX_INITIALIZER; /* one execution at 
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 static bool loaded, broken;         /* tried to load; no library or engine: every call falls back */
+static char why[256];               /* why it is broken */
 static mm_entry cache[CACHE_MAX];
 static int ncache;
 
@@ -104,9 +106,11 @@ static bool load(void) {
      * small's bf16 training step 0.88–0.96 s spinning, 0.75–0.81 s passive, on 2 cores */
     setenv("OMP_WAIT_POLICY", "passive", 0);
     void *lib = NULL;
+    const char *opened = NULL;
     for (size_t i = 0; i < sizeof names / sizeof *names && !lib; i++) {
-        if (names[i] && *names[i]) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        if (!lib) dlerror(); /* frees the failure's message */
+        if (names[i] && *names[i]) lib = dlopen(opened = names[i], RTLD_NOW | RTLD_LOCAL);
+        const char *err = lib ? NULL : dlerror(); /* (reading it frees the failure's message) */
+        if (err && !why[0]) snprintf(why, sizeof why, "%s", err);
     }
     if (!lib) return false;
     struct {
@@ -134,15 +138,46 @@ static bool load(void) {
         E(stream_wait, dnnl_stream_wait),
         E(memory_create, dnnl_memory_create),
         E(memory_destroy, dnnl_memory_destroy),
+        E(version, dnnl_version),
 #undef E
         {(void **)&dn.omp_set_num_threads, "omp_set_num_threads"},
     };
     for (size_t i = 0; i < sizeof e / sizeof *e; i++) {
         *e[i].field = dlsym(lib, e[i].sym);
-        if (!*e[i].field) return false; /* lib stays open: dlclose of a half-used library gains nothing */
+        if (!*e[i].field) { /* lib stays open: dlclose of a half-used library gains nothing */
+            snprintf(why, sizeof why, "%s lacks %s (oneDNN 2.x needed)", opened, e[i].sym);
+            return false;
+        }
     }
-    return dn.engine_create(&engine, dnnl_cpu, 0) == dnnl_success &&
-           dn.stream_create(&stream, engine, dnnl_stream_default_flags) == dnnl_success;
+    bool ok = dn.engine_create(&engine, dnnl_cpu, 0) == dnnl_success &&
+              dn.stream_create(&stream, engine, dnnl_stream_default_flags) == dnnl_success;
+    if (!ok) snprintf(why, sizeof why, "oneDNN made no CPU engine");
+    return ok;
+}
+
+/* Loads oneDNN once (under mu); false when it is broken. */
+static bool ensure_loaded(void) {
+    if (!loaded) {
+        loaded = true;
+        broken = !load();
+    }
+    return !broken;
+}
+
+void rt_dnnl_describe(char *buf, size_t cap) {
+    if (!rt_dnnl_enabled()) {
+        snprintf(buf, cap, "OpenBLAS (oneDNN off: LOOM_CPU_GEMM=openblas)");
+        return;
+    }
+    pthread_mutex_lock(&mu);
+    if (ensure_loaded()) {
+        const dnnl_version_t *v = dn.version();
+        snprintf(buf, cap, "oneDNN %d.%d.%d (matmul: f32 GEMMs on all threads, bf16/f16 operands), OpenBLAS (GEMVs, small GEMMs)",
+                 v->major, v->minor, v->patch);
+    } else {
+        snprintf(buf, cap, "OpenBLAS (oneDNN not used: %s)", why);
+    }
+    pthread_mutex_unlock(&mu);
 }
 
 /* A row-major (rows, cols) matrix of dt with leading dim ld, stored transposed when trans. */
@@ -190,10 +225,7 @@ static bool build(mm_entry *e) {
 static mm_entry *lookup(const mm_key *key, mm_entry *spare) {
     pthread_mutex_lock(&mu);
     mm_entry *e = NULL;
-    if (!loaded) {
-        loaded = true;
-        broken = !load();
-    }
+    ensure_loaded();
     for (int i = 0; !broken && i < ncache && !e; i++)
         if (key_eq(&cache[i].key, key)) e = &cache[i];
     if (!e && !broken) {

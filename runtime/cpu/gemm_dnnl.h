@@ -11,6 +11,7 @@
 #define LOOM_RT_GEMM_DNNL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ir/ir.h"
@@ -27,6 +28,10 @@ typedef struct {
 
 /* false when LOOM_CPU_GEMM=openblas (the OpenBLAS path, kept for comparison and tests). */
 bool rt_dnnl_enabled(void);
+
+/* One line naming the CPU's GEMM libraries (`loom devices`): oneDNN's version, or why it is not
+ * used (turned off, not found, no 2.x API). */
+void rt_dnnl_describe(char *buf, size_t cap);
 
 /* Runs the GEMM. Returns false, with C untouched, when oneDNN is disabled or missing or has only
  * its reference kernels for it: the caller then takes its own path (OpenBLAS, in f32). */
