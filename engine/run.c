@@ -38,15 +38,6 @@ bool eng_pipeline_ends_with_fuse(const char *pipeline)
     return n >= 4 && strncmp(pipeline + n - 4, "fuse", 4) == 0 && (n == 4 || pipeline[n - 5] == ',');
 }
 
-/* g's param named name, or NULL. */
-static const ir_node *find_param(const ir_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i]->op == OP_param && strcmp(g->nodes[i]->name, name) == 0)
-            return g->nodes[i];
-    return NULL;
-}
-
 /* Binds every param and input of p's graph to its value in vals, loaded in g0's declared dtype
  * (the CPU reads it in place, a device copies it). A param the pipeline gave a half type
  * (half-params) is bound to a copy rounded to it, kept in *owned (*n_owned of them) until the
@@ -65,7 +56,7 @@ static bool bind_all(program *p, const ir_graph *g0, const rt_io_natives *vals, 
             ir_diag_error(d, -1, 0, 0, "missing value for %s '%s'", ir_ops[n->op].mnemonic, n->name);
             return false;
         }
-        const ir_node *n0 = n->op == OP_param ? find_param(g0, n->name) : NULL;
+        const ir_node *n0 = n->op == OP_param ? eng_find_node(g0, OP_param, n->name) : NULL;
         if (n0 && n0->dtype == DT_F32 && (n->dtype == DT_BF16 || n->dtype == DT_F16)) {
             size_t count = (size_t)ir_shape_numel(&n->shape);
             void *half = malloc(count * 2 + 1);

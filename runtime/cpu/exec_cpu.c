@@ -320,7 +320,7 @@ static ir_dtype ref_dtype(const cpu_ctx *e, rt_plan_ref r)
 
 static void *lib_at(const cpu_ctx *e, half_copies *h, rt_plan_ref r)
 {
-    if (r.buf < 0 || !is_half(rt_walker_plan(e->w)->bufs[r.buf].dtype))
+    if (!is_half(ref_dtype(e, r)))
         return at(e, r);
     for (int i = 0; i < h->n; i++)
         if (h->buf[i] == r.buf)

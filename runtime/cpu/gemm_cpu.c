@@ -279,6 +279,12 @@ static bool choose_pool(const rt_gemm_desc *g, int64_t nbatch) {
     return nbatch >= p && (mnk <= (double)SMALL_GEMM_MNK || nbatch % p == 0 || nbatch >= 4 * p);
 }
 
+/* Threads for one GEMM on all of them: OpenBLAS's count, at most the pool's. */
+static int gemm_threads(const rt_gemm_desc *g) {
+    int n = openblas_get_num_threads();
+    return g->pool && rt_pool_size(g->pool) < n ? rt_pool_size(g->pool) : n;
+}
+
 static int gemm_run(const rt_gemm_desc *g, bool f64, const void *A, const void *B, void *C) {
     if (rt_gemm_validate(g) || (f64 && g->qbits)) return -1;
     int64_t nbatch = 1;
@@ -298,8 +304,7 @@ static int gemm_run(const rt_gemm_desc *g, bool f64, const void *A, const void *
         if (prev != 1) openblas_set_num_threads(prev);
         return 0;
     }
-    j.threads = openblas_get_num_threads();
-    if (g->pool && rt_pool_size(g->pool) < j.threads) j.threads = rt_pool_size(g->pool);
+    j.threads = gemm_threads(g);
     for (int64_t b = 0; b < nbatch; b++) gemm_one(&j, b);
     if (j.has_epilogue) {
         int64_t cost = g->N * (g->epilogue ? 8 : 1);
@@ -322,19 +327,19 @@ int rt_gemm_half(const rt_gemm_desc *g, const rt_gemm_types *t, const void *A, c
     int64_t nbatch = 1;
     for (int d = 0; d < g->nbatch; d++) nbatch *= g->batch[d];
     if (nbatch == 0 || g->M == 0 || g->N == 0) return 0;
-    size_t ea = t->a == DT_F32 ? 4 : 2, eb = t->b == DT_F32 ? 4 : 2, ec = t->c == DT_F32 ? 4 : 2;
+    int64_t ea = ir_dtype_size(t->a), eb = ir_dtype_size(t->b), ec = ir_dtype_size(t->c);
     rt_dnnl_call c = {
         .ta = g->trans_a, .tb = g->trans_b, .M = g->M, .N = g->N, .K = g->K,
         .lda = ld_a(g), .ldb = ld_b(g), .ldc = ld_c(g), .alpha = (float)g->alpha, .beta = (float)g->beta,
         .a_dt = t->a, .b_dt = t->b, .c_dt = t->c, .bias_dt = t->bias, .bias = g->bias,
-        .threads = rt_pool_size(g->pool),
+        .threads = gemm_threads(g),
     };
     for (int64_t b = 0; b < nbatch; b++) {
         int64_t oa, ob, oc;
         batch_offsets(g, b, &oa, &ob, &oc);
-        c.A = (const char *)A + oa * (int64_t)ea;
-        c.B = (const char *)B + ob * (int64_t)eb;
-        c.C = (char *)C + oc * (int64_t)ec;
+        c.A = (const char *)A + oa * ea;
+        c.B = (const char *)B + ob * eb;
+        c.C = (char *)C + oc * ec;
         if (g->K == 0 || !rt_dnnl_gemm(&c)) {
             if (b > 0) abort(); /* the first entry decides: oneDNN runs them all or none */
             return 1;
