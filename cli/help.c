@@ -32,6 +32,7 @@ static const command_help helps[] = {
      "  --train              the mesh report of one training step (default: the forward)\n"
      "  --microbatches N     pipeline micro-batches with --train (default: pp)\n"
      "  --schedule S         gpipe or 1f1b (default: 1f1b)\n"
+     "  --virtual-stages V   with pp: V model chunks a stage, interleaved 1F1B (default: 1)\n"
      "  --accum N            gradient accumulation with --train (default: 1)\n"
      "  --optimizer O        adamw or sgd, for the optimizer state (default: adamw)\n"
      "  --momentum M         sgd's momentum (default: 0.9)\n"
@@ -108,7 +109,9 @@ static const command_help helps[] = {
      "  --generic-cpu        kernels for any CPU of this architecture (default: this CPU's)\n"
      "  --precision P        f32, bf16 or fp16 (default: f32)\n"
      "  --mesh AXES          a cluster executable of this mesh\n"
-     "  --train              with --mesh: a training executable (loom train's options on its command line)\n",
+     "  --train              with --mesh: a training executable (loom train's options on its command line)\n"
+     "  --microbatches, --accum, --optimizer, --zero, --recompute, --sequence-parallel, --virtual-stages ...\n"
+     "                       with --train: compiled in, as loom train takes them\n",
      {"build/loom build models/gpt2.loom " TINY " -o /tmp/gpt2-tiny && /tmp/gpt2-tiny --help",
       "build/loom init models/gpt2.loom " TINY " -o /tmp/w.safetensors && python3 -c \"import numpy as np, sys; "
       "sys.path.insert(0, 'tests/models'); from harness import write_safetensors; "
@@ -159,6 +162,8 @@ static const command_help helps[] = {
      "  --sequence-parallel  with tp: norms and residuals split along the sequence over tp (Megatron-SP:\n"
      "                       reduce-scatter and allgather instead of allreduce)\n"
      "  --microbatches N --schedule gpipe|1f1b   pipeline micro-batches (default: pp, 1f1b)\n"
+     "  --virtual-stages V   V model chunks a pipeline stage, run in Megatron's interleaved 1F1B order\n"
+     "                       (micro-batches a multiple of pp; a smaller bubble, more sends; default: 1)\n"
      "  --zero 1             the optimizer state sharded over dp (ZeRO stage 1: gradients reduce-scattered,\n"
      "                       each rank updating 1/dp of the params, then allgathered; default: 0)\n"
      "  --recompute R        none, selective (GEMM and attention results kept) or full: the backward\n"

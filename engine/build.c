@@ -353,7 +353,7 @@ static bool collect_training(const eng_opts *o, const ir_graph *g, pass_mesh *m,
     bool ok;
     ir_graph *u = NULL;
     if (sharded) {
-        ok = mesh_exec_each_segment(gg, collect_segment, c, d) && (u = pass_optimizer_graph(gg, &opt, d)) != NULL &&
+        ok = mesh_exec_each_segment(gg, m->virtual_stages, collect_segment, c, d) && (u = pass_optimizer_graph(gg, &opt, d)) != NULL &&
              collect_program(c, u, NULL, d);
     } else {
         char buf[256];
@@ -398,6 +398,7 @@ static bool cluster_ranks(const eng_opts *o, const ir_graph *g, int world, rt_pl
         if (o->train) {
             pass_mesh m;
             ok = pass_mesh_parse(o->mesh, r, g, &m, d) && eng_seq_parallel(o, &m, "build", d) &&
+                 eng_virtual_stages(o, &m, c->micro, true, "build", d) &&
                  collect_training(o, g, &m, &c->opt, c->micro, c, d);
             continue;
         }
@@ -407,7 +408,7 @@ static bool cluster_ranks(const eng_opts *o, const ir_graph *g, int world, rt_pl
         po.mesh = &m;
         ok = pass_mesh_parse(o->mesh, r, L, &m, d) && eng_seq_parallel(o, &m, "build", d) &&
              pass_run_pipeline(L, "pipeline,shard,dce,cse", &po, d) &&
-             mesh_exec_each_segment(L, collect_segment, c, d);
+             mesh_exec_each_segment(L, m.virtual_stages, collect_segment, c, d);
         if (ok) {
             char *text = NULL, name[32];
             size_t len = 0;
@@ -427,7 +428,7 @@ static bool cluster_ranks(const eng_opts *o, const ir_graph *g, int world, rt_pl
 /* The train options a training executable compiles in (cmd_train.c reads the same). */
 static const char *const fixed_train_options[] = {"--microbatches", "--accum",  "--optimizer", "--momentum", "--weight-decay",
                                                   "--beta1",        "--beta2",  "--eps",       "--clip",     "--zero",
-                                                  "--recompute"};
+                                                  "--recompute",    "--virtual-stages"};
 #define N_FIXED (int)(sizeof fixed_train_options / sizeof *fixed_train_options)
 
 /* --train: the options and checks of `loom train --mesh` that decide its programs. */
@@ -742,6 +743,9 @@ bool eng_build(const eng_opts *o, ir_diag *d)
                       "build: --mesh executables are built for --target cpu and opencl so far; run CUDA ranks with "
                       "`mpirun -np N loom run MODEL --mesh %s --target %s ...`",
                       o->mesh, target);
+    if (eng_named(o, "--virtual-stages") && !o->train)
+        ir_diag_error(d, -1, 0, 0, "build: --virtual-stages interleaves a training step's micro-batches; add --mesh ... "
+                      "--train");
     if (o->seq_parallel && !o->mesh)
         ir_diag_error(d, -1, 0, 0, "build: --sequence-parallel splits the sequence over tp; it needs --mesh with tp > 1");
     if (o->mesh && o->precision) /* the collectives carry f32 and f64 */

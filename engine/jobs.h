@@ -28,6 +28,11 @@ bool eng_train_optimizer(const eng_opts *o, pass_opt_config *c, ir_diag *d);
  * "CMD: --sequence-parallel splits the sequence over tp; the mesh has no tp axis" or, under
  * a mesh other than o's (none), an option without a mesh. */
 bool eng_seq_parallel(const eng_opts *o, pass_mesh *m, const char *cmd, ir_diag *d);
+/* mesh_report.c: --virtual-stages V of o into m->virtual_stages (model chunks a pipeline stage:
+ * interleaved 1F1B) for a training step of `micro` micro-batches; false after reporting V
+ * outside [1, 64], or V > 1 without a pp axis (m NULL: without a mesh), with GPipe
+ * (one_f_one_b false) or with micro-batches not a multiple of pp. */
+bool eng_virtual_stages(const eng_opts *o, pass_mesh *m, int micro, bool one_f_one_b, const char *cmd, ir_diag *d);
 /* train.c: --zero of loom train, check and build (cmd) on a mesh of dp data-parallel ranks
  * (1 without a mesh): the ranks the optimizer state is sharded over (pass_opt_config.shards;
  * 1 without --zero or with --zero 0); false after reporting. */
@@ -77,7 +82,7 @@ typedef struct {
     int64_t update_arena;             /* the update program's arena */
     double flops;                     /* the gradient program's FLOPs (ir/cost.c), one micro-batch */
 } eng_rank_memory;
-bool eng_rank_memory_of(const ir_graph *L, bool sharded, const pass_opt_config *opt, eng_rank_memory *out,
+bool eng_rank_memory_of(const ir_graph *L, bool sharded, int V, const pass_opt_config *opt, eng_rank_memory *out,
                         ir_diag *d);
 /* The state's bytes of m (params_bytes, grads_bytes, opt_bytes) under ZeRO over `shards` dp
  * ranks (1: without). */

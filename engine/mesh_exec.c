@@ -8,7 +8,9 @@
  * segments the communication op runs through collectives/coll.h, on a sub-communicator per
  * mesh axis (allreduce, allgather and reduce-scatter along any dim) or the world (send/recv
  * between pipeline stages). A training graph's segments are also cut where its backward half
- * begins, so micro-batches can run their halves in a pipeline schedule's order.
+ * begins, so micro-batches can run their halves in a pipeline schedule's order, and with V > 1
+ * model chunks a stage (interleaved 1F1B) where a chunk's part of a half begins
+ * (pipeline_chunks): a micro-batch then runs chunk by chunk, each a unit of the schedule.
  */
 #include "runtime/clock.h"
 #include "collectives/coll.h"
@@ -28,6 +30,7 @@ typedef struct {
     int first, last;  /* node range [first, last] of the local graph; comm: first == last */
     bool comm;
     bool backward;    /* in a micro-batch's backward half */
+    int chunk;        /* the stage's model chunk running it (interleaved 1F1B; else 0) */
     program *p;       /* segment: its CPU program (NULL when it computes nothing used later) */
     int *io;          /* segment: per node of p's graph, the local graph's node that a param,
                          input or output "v<ID>" stands for (-1: none), found once at compile */
@@ -40,6 +43,10 @@ struct mesh_run {
                          values: one buffer shared by all, shared_value) */
     int n_slots;
     bool *backward;   /* per node: runs in the backward half (autodiff's nodes no forward needs) */
+    int *chunk;       /* per node: the model chunk running it (pipeline_chunks; all 0 when V = 1) */
+    bool *apart;      /* per node: a backward value another chunk reads (kept a slot each) */
+    int n_chunks;     /* V */
+    int cur_chunk;    /* the chunk whose backward just ran (mesh_exec_output); -1: all */
     bool *borrowed;   /* per node: a shared value whose buffer is not ours (a segment program's
                          output, or the caller's params: mesh_exec_bind) */
     run_step *steps;
@@ -186,9 +193,13 @@ static void split_at(const ir_node *x, int d, size_t *outer, size_t *chunk)
 }
 
 /* One buffer for every slot: a param, and a value of the backward half — micro-batches run
- * their backward halves one at a time and the caller reads the outputs right after, so only
- * the forward half's values (what a backward needs later) take a slot each. */
-static bool shared_value(const mesh_run *R, int id) { return R->g->nodes[id]->op == OP_param || (R->backward && R->backward[id]); }
+ * their backward halves (chunks' parts) one at a time and the caller reads the outputs right
+ * after, so only the forward half's values (what a backward needs later) and backward values
+ * read by another chunk take a slot each. */
+static bool shared_value(const mesh_run *R, int id)
+{
+    return R->g->nodes[id]->op == OP_param || (R->backward && R->backward[id] && !(R->apart && R->apart[id]));
+}
 
 /* Points shared value id, in every slot, at memory someone else owns. */
 static void borrow_shared(mesh_run *R, int id, void *p)
@@ -329,15 +340,16 @@ bool mesh_exec_match(const ir_graph *L, const pass_mesh *m, int micro, bool one_
 typedef bool (*step_fn)(void *ctx, run_step step, const ir_graph *segment);
 
 /* Splits the local graph into steps: a segment ends at a communication op, at the end, and
- * where the backward half begins. */
-static bool walk_steps(const ir_graph *L, const bool *backward, step_fn fn, void *ctx)
+ * where the backward half or another model chunk begins. */
+static bool walk_steps(const ir_graph *L, const bool *backward, const int *chunk, step_fn fn, void *ctx)
 {
     int start = -1;
     for (int i = 0; i <= L->n_nodes; i++) {
         const ir_node *n = i < L->n_nodes ? L->nodes[i] : NULL;
         bool compute = n && ir_ops[n->op].kind != OK_COMM && n->op != OP_param && n->op != OP_input &&
                        n->op != OP_output;
-        bool boundary = !n || ir_ops[n->op].kind == OK_COMM || (compute && start >= 0 && backward[i] != backward[start]);
+        bool boundary = !n || ir_ops[n->op].kind == OK_COMM ||
+                        (compute && start >= 0 && (backward[i] != backward[start] || chunk[i] != chunk[start]));
         if (boundary && start >= 0) {
             int last = i - 1;
             while (last > start && (L->nodes[last]->op == OP_output || L->nodes[last]->op == OP_param ||
@@ -345,13 +357,13 @@ static bool walk_steps(const ir_graph *L, const bool *backward, step_fn fn, void
                 last--;
             bool any;
             ir_graph *sg = segment_graph(L, start, last, &any);
-            bool ok = fn(ctx, (run_step){start, last, false, backward[start], NULL, NULL}, any ? sg : NULL);
+            bool ok = fn(ctx, (run_step){start, last, false, backward[start], chunk[start], NULL, NULL}, any ? sg : NULL);
             ir_graph_free(sg);
             if (!ok)
                 return false;
             start = -1;
         }
-        if (n && ir_ops[n->op].kind == OK_COMM && !fn(ctx, (run_step){i, i, true, backward[i], NULL, NULL}, NULL))
+        if (n && ir_ops[n->op].kind == OK_COMM && !fn(ctx, (run_step){i, i, true, backward[i], chunk[i], NULL, NULL}, NULL))
             return false;
         if (compute && start < 0)
             start = i;
@@ -398,11 +410,16 @@ static bool add_step(void *ctx, run_step step, const ir_graph *segment)
 
 static bool plan_steps(mesh_run *R)
 {
-    R->backward = mesh_exec_backward_half(R->g);
-    R->steps = calloc((size_t)R->g->n_nodes + 1, sizeof *R->steps);
+    const ir_graph *L = R->g;
+    R->backward = mesh_exec_backward_half(L);
+    R->n_chunks = R->mesh.virtual_stages > 1 ? R->mesh.virtual_stages : 1;
+    R->chunk = pipeline_chunks(L, R->backward, R->n_chunks);
+    R->cur_chunk = -1;
+    R->apart = pipeline_chunk_apart(L, R->backward, R->chunk);
+    R->steps = calloc((size_t)L->n_nodes + 1, sizeof *R->steps);
     if (!R->steps)
         ir_unreachable("out of memory");
-    return walk_steps(R->g, R->backward, add_step, R);
+    return walk_steps(L, R->backward, R->chunk, add_step, R);
 }
 
 typedef struct {
@@ -417,23 +434,26 @@ static bool visit_segment(void *ctx, run_step step, const ir_graph *segment)
     return !segment || v->fn(v->ctx, segment, v->d);
 }
 
-bool mesh_exec_each_segment(const ir_graph *L, bool (*fn)(void *ctx, const ir_graph *segment, ir_diag *d), void *ctx,
-                            ir_diag *d)
+bool mesh_exec_each_segment(const ir_graph *L, int V, bool (*fn)(void *ctx, const ir_graph *segment, ir_diag *d),
+                            void *ctx, ir_diag *d)
 {
     bool *backward = mesh_exec_backward_half(L);
+    int *chunk = pipeline_chunks(L, backward, V);
     segment_visit v = {fn, ctx, d};
-    bool ok = walk_steps(L, backward, visit_segment, &v);
+    bool ok = walk_steps(L, backward, chunk, visit_segment, &v);
+    free(chunk);
     free(backward);
     return ok;
 }
 
-/* Runs the steps of one half (backward false: the forward half) in the current slot. */
-static bool run_half(mesh_run *R, bool backward)
+/* Runs the steps of one half (backward false: the forward half) of model chunk `chunk` (-1:
+ * every chunk, in graph order) in the current slot. */
+static bool run_half(mesh_run *R, bool backward, int chunk)
 {
     const ir_graph *L = R->g;
     for (int k = 0; k < R->n_steps; k++) {
         run_step *s = &R->steps[k];
-        if (s->backward != backward)
+        if (s->backward != backward || (chunk >= 0 && s->chunk != chunk))
             continue;
         if (k > 0 && R->hook_now && R->on_step)
             R->on_step(R->on_step_ctx, R, k - 1); /* step k - 1 (of this half) is done */
@@ -481,7 +501,7 @@ static bool run_half(mesh_run *R, bool backward)
 /* One micro-batch through the whole graph, then every started send completed. */
 static bool run_steps(mesh_run *R)
 {
-    if (!run_half(R, false) || !run_half(R, true))
+    if (!run_half(R, false, -1) || !run_half(R, true, -1))
         return false;
     if (coll_flush(R->world) != COLL_OK) {
         ir_diag_error(R->d, -1, 0, 0, "rank %d: %s", R->mesh.rank, coll_error_message(R->world));
@@ -508,6 +528,8 @@ static void release(mesh_run *R)
     }
     free(R->slot);
     free(R->backward);
+    free(R->chunk);
+    free(R->apart);
     free(R->borrowed);
 }
 
@@ -613,15 +635,18 @@ bool mesh_exec_schedule_parse(const char *s, mesh_schedule *out)
     return true;
 }
 
-/* --profile: a micro-batch's forward (F) or backward (B) half on pipeline stage `stage` as a
- * slice of the schedule. */
-static void trace_micro(const mesh_run *R, bool forward, int micro, int stage, double t0)
+/* --profile: a micro-batch's forward (F) or backward (B) half on pipeline stage `stage` (of
+ * model chunk `chunk` of V: "F3.1") as a slice of the schedule. */
+static void trace_micro(const mesh_run *R, bool forward, int micro, int stage, int chunk, double t0)
 {
     if (!rt_trace_active())
         return;
-    char name[64], args[96];
-    snprintf(name, sizeof name, "%s%d", forward ? "F" : "B", micro);
-    snprintf(args, sizeof args, "\"micro_batch\":%d,\"stage\":%d,\"half\":\"%s\"", micro, stage,
+    char name[64], args[128];
+    if (R->n_chunks > 1)
+        snprintf(name, sizeof name, "%s%d.%d", forward ? "F" : "B", micro, chunk);
+    else
+        snprintf(name, sizeof name, "%s%d", forward ? "F" : "B", micro);
+    snprintf(args, sizeof args, "\"micro_batch\":%d,\"stage\":%d,\"chunk\":%d,\"half\":\"%s\"", micro, stage, chunk,
              forward ? "forward" : "backward");
     eng_trace_span("schedule", name, args, t0, rt_now_ms());
 }
@@ -633,8 +658,8 @@ bool mesh_exec_run_forward(mesh_run *R, int M, mesh_micro_fn feed, mesh_micro_fn
     int a = pass_mesh_axis(&R->mesh, "pp"), stage = a >= 0 ? pass_mesh_coord(&R->mesh, R->mesh.rank, a) : 0;
     for (int micro = 0; ok && micro < M; micro++) {
         double t0 = rt_now_ms();
-        ok = (!feed || feed(ctx, R, micro)) && run_half(R, false) && (!done || done(ctx, R, micro));
-        trace_micro(R, true, micro, stage, t0);
+        ok = (!feed || feed(ctx, R, micro)) && run_half(R, false, -1) && (!done || done(ctx, R, micro));
+        trace_micro(R, true, micro, stage, 0, t0);
     }
     if (ok && coll_flush(R->world) != COLL_OK) {
         ir_diag_error(R->d, -1, 0, 0, "rank %d: %s", R->mesh.rank, coll_error_message(R->world));
@@ -645,36 +670,34 @@ bool mesh_exec_run_forward(mesh_run *R, int M, mesh_micro_fn feed, mesh_micro_fn
 
 bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn feed, mesh_micro_fn done, void *ctx)
 {
-    int a = pass_mesh_axis(&R->mesh, "pp");
+    int a = pass_mesh_axis(&R->mesh, "pp"), V = R->n_chunks;
     int P = a >= 0 ? R->mesh.size[a] : 1, s = a >= 0 ? pass_mesh_coord(&R->mesh, R->mesh.rank, a) : 0;
-    int *order = malloc(sizeof *order * (size_t)(2 * M));
+    int *order = malloc(sizeof *order * (size_t)(2 * M * V));
     if (!order)
         ir_unreachable("out of memory");
-    pipeline_order(P, s, M, sched == MESH_1F1B, order);
-    /* backwards run in micro-batch order, so the micro-batches in flight (GPipe: M; 1F1B: at
-     * most P-s) can take slots round robin */
-    int n_slots = 1;
-    for (int k = 0, in_flight = 0; k < 2 * M; k++) {
-        in_flight += order[k] > 0 ? 1 : -1;
-        n_slots = in_flight > n_slots ? in_flight : n_slots;
-    }
+    pipeline_order(P, s, M, V, sched == MESH_1F1B, order);
+    /* micro-batches start and finish in order (a micro-batch's last backward is its chunk 0's),
+     * so those in flight (GPipe: M; 1F1B: at most P-s) can take slots round robin */
+    int n_slots = pipeline_in_flight(P, s, M, V, sched == MESH_1F1B);
     ensure_slots(R, n_slots);
     bool ok = true;
-    for (int k = 0; ok && k < 2 * M; k++) {
-        int micro = (order[k] > 0 ? order[k] : -order[k]) - 1;
+    for (int k = 0; ok && k < 2 * M * V; k++) {
+        int u = (order[k] > 0 ? order[k] : -order[k]) - 1, micro = u / V, chunk = u % V;
         R->val = R->slot[micro % n_slots];
         double t0 = rt_now_ms();
         if (order[k] > 0)
-            ok = (!feed || feed(ctx, R, micro)) && run_half(R, false);
+            ok = (chunk > 0 || !feed || feed(ctx, R, micro)) && run_half(R, false, chunk);
         else {
-            R->hook_now = micro == M - 1; /* the step hook in the last backward */
-            ok = run_half(R, true);
+            R->hook_now = micro == M - 1 && V == 1; /* the step hook in the last backward */
+            ok = run_half(R, true, chunk);
             if (ok && R->hook_now && R->on_step)
                 R->on_step(R->on_step_ctx, R, R->n_steps - 1);
             R->hook_now = false;
+            R->cur_chunk = chunk; /* done reads the outputs this chunk's backward made */
             ok = ok && (!done || done(ctx, R, micro));
+            R->cur_chunk = -1;
         }
-        trace_micro(R, order[k] > 0, micro, s, t0);
+        trace_micro(R, order[k] > 0, micro, s, chunk, t0);
     }
     free(order);
     R->val = R->slot[0];
@@ -710,7 +733,7 @@ const void *mesh_exec_output(const mesh_run *R, const char *name)
     for (int i = 0; i < R->g->n_nodes; i++) {
         const ir_node *o = R->g->nodes[i];
         if (o->op == OP_output && strcmp(o->name, name) == 0)
-            return R->val[o->in[0]->id];
+            return R->cur_chunk < 0 || R->chunk[o->in[0]->id] == R->cur_chunk ? R->val[o->in[0]->id] : NULL;
     }
     return NULL;
 }

@@ -32,10 +32,11 @@ bool mesh_exec_match(const ir_graph *L, const pass_mesh *m, int micro, bool one_
 /* Per node of L (malloc'd): in a micro-batch's backward half — autodiff's nodes (and the
  * communication of their values) that no forward node needs. */
 bool *mesh_exec_backward_half(const ir_graph *L);
-/* Calls fn with the graph of each segment of L that mesh_exec_new would compile, in order
- * (`loom build --mesh` compiles them ahead of time). false as soon as fn is. */
-bool mesh_exec_each_segment(const ir_graph *L, bool (*fn)(void *ctx, const ir_graph *segment, ir_diag *d), void *ctx,
-                            ir_diag *d);
+/* Calls fn with the graph of each segment of L that mesh_exec_new would compile for a mesh
+ * of V model chunks a pipeline stage (pass_mesh.virtual_stages), in order (`loom build --mesh`
+ * compiles them ahead of time). false as soon as fn is. */
+bool mesh_exec_each_segment(const ir_graph *L, int V, bool (*fn)(void *ctx, const ir_graph *segment, ir_diag *d),
+                            void *ctx, ir_diag *d);
 
 /* A whole forward job on this rank (`loom run --mesh`, a cluster executable): the world
  * communicator and one per mesh axis, L's params and inputs sliced from the full tensors in
@@ -77,15 +78,19 @@ bool mesh_exec_run(mesh_run *R);
 typedef enum { MESH_GPIPE, MESH_1F1B } mesh_schedule;
 bool mesh_exec_schedule_parse(const char *s, mesh_schedule *out); /* "gpipe", "1f1b" */
 /* Called with the micro-batch's slot current: feed fills its inputs (mesh_exec_value) before
- * its forward half, done reads its outputs (mesh_exec_output) after its backward half. */
+ * its forward half, done reads its outputs (mesh_exec_output) after its backward half — with
+ * V > 1 model chunks a stage after each chunk's part of it, mesh_exec_output then giving only
+ * the outputs that chunk computed (NULL for the others). */
 typedef bool (*mesh_micro_fn)(void *ctx, mesh_run *R, int micro);
-/* Runs M micro-batches in this rank's order of the schedule: its forward half (the nodes of
- * the forward pass and their sends/receives) and backward half per micro-batch, each
- * micro-batch in flight in its own slot of values. Returns after every send completed. */
+/* Runs M micro-batches in this rank's order of the schedule (pipeline_order; interleaved 1F1B
+ * when the mesh has virtual_stages > 1): its forward half (the nodes of the forward pass and
+ * their sends/receives) and backward half per micro-batch (and chunk), each micro-batch in
+ * flight in its own slot of values. Returns after every send completed. */
 bool mesh_exec_run_micro(mesh_run *R, int M, mesh_schedule sched, mesh_micro_fn feed, mesh_micro_fn done, void *ctx);
 /* Only the forward halves of M micro-batches, one after another (evaluation: the loss). */
 bool mesh_exec_run_forward(mesh_run *R, int M, mesh_micro_fn feed, mesh_micro_fn done, void *ctx);
-/* fn(ctx, R, k) in the last micro-batch's backward half of mesh_exec_run_micro, once step k of
+/* fn(ctx, R, k) in the last micro-batch's backward half of mesh_exec_run_micro (not with model
+ * chunks: their backward steps do not run in the runner's order), once step k of
  * the runner and the steps before it have run (and at the end with the last step): an output
  * computed by step k (mesh_exec_output_step) is final then and can be read (mesh_exec_output)
  * while the backward goes on — a trainer's cue to start reducing it. NULL: none. */

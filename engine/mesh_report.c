@@ -339,22 +339,7 @@ static int64_t local_count(const ir_graph *L, const char *full)
     return -1;
 }
 
-/* Micro-batches in flight on stage s (its slots of forward values: mesh_exec_run_micro). */
-static int in_flight(const train_setup *s, int stage)
-{
-    int *order = malloc(sizeof *order * (size_t)(2 * s->micro)), most = 1;
-    if (!order)
-        ir_unreachable("out of memory");
-    pipeline_order(s->pp, stage, s->micro, s->one_f_one_b, order);
-    for (int k = 0, now = 0; k < 2 * s->micro; k++) {
-        now += order[k] > 0 ? 1 : -1;
-        most = now > most ? now : most;
-    }
-    free(order);
-    return most;
-}
-
-bool eng_rank_memory_of(const ir_graph *L, bool sharded, const pass_opt_config *opt, eng_rank_memory *out,
+bool eng_rank_memory_of(const ir_graph *L, bool sharded, int V, const pass_opt_config *opt, eng_rank_memory *out,
                         ir_diag *d)
 {
     memset(out, 0, sizeof *out);
@@ -388,16 +373,20 @@ bool eng_rank_memory_of(const ir_graph *L, bool sharded, const pass_opt_config *
         /* the runner's own buffers (engine/mesh_exec.c): a forward value that crosses segments —
          * an input, a communication result, a segment's output — one per slot; a backward
          * communication result once; params (bound to the trainer's state) and backward
-         * segment outputs (read from their program) none */
+         * segment outputs (read from their program) none — but a backward value another model
+         * chunk reads (pipeline_chunk_apart) as a forward one */
         segment_info si = {calloc((size_t)L->n_nodes + 1, sizeof(bool)), 0, 0, 0};
         if (!si.crossing)
             ir_unreachable("out of memory");
-        ok = mesh_exec_each_segment(L, visit_segment, &si, d);
+        ok = mesh_exec_each_segment(L, V, visit_segment, &si, d);
+        int *chunk = pipeline_chunks(L, backward, V);
+        bool *apart = pipeline_chunk_apart(L, backward, chunk);
         for (int i = 0; ok && i < L->n_nodes; i++) {
             const ir_node *n = L->nodes[i];
             if (n->op == OP_param)
                 continue;
-            if (!backward[i] && (si.crossing[i] || n->op == OP_input || ir_ops[n->op].kind == OK_COMM))
+            bool fwd = !backward[i] || apart[i];
+            if (fwd && (si.crossing[i] || n->op == OP_input || ir_ops[n->op].kind == OK_COMM))
                 out->fwd_values += bytes_of(n);
             else if (backward[i] && ir_ops[n->op].kind == OK_COMM)
                 out->bwd_values += bytes_of(n);
@@ -406,6 +395,8 @@ bool eng_rank_memory_of(const ir_graph *L, bool sharded, const pass_opt_config *
         out->arenas = si.arenas;
         out->outputs = si.outputs;
         free(si.crossing);
+        free(chunk);
+        free(apart);
     } else if (ok)
         ok = eng_cpu_plan_peak(L, &out->grad_arena, &unshared, d);
     free(backward);
@@ -440,12 +431,12 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
     int a_pp = pass_mesh_axis(m, "pp");
     int stage = a_pp >= 0 ? pass_mesh_coord(m, rank, a_pp) : 0;
     eng_rank_memory mem;
-    if (!eng_rank_memory_of(L, s->sharded, &s->opt, &mem, d))
+    if (!eng_rank_memory_of(L, s->sharded, m->virtual_stages, &s->opt, &mem, d))
         return false;
     const int64_t *n_group = mem.n_group, state_elems = mem.state_elems, kept_bytes = mem.kept;
     int n_state = mem.n_state;
     double state_bytes = 4.0 * (double)state_elems;
-    int slots = s->sharded ? in_flight(s, stage) : 1;
+    int slots = s->sharded ? pipeline_in_flight(s->pp, stage, s->micro, m->virtual_stages, s->one_f_one_b) : 1;
     int64_t held = mem.params_bytes + mem.grads_bytes + mem.opt_bytes;
     if (j) {
         cJSON_AddNumberToObject(j, "params", (double)state_elems);
@@ -732,7 +723,7 @@ static bool match_ranks(ir_graph *const *Ls, const pass_mesh *m0, int micro, boo
 static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJSON *json, ir_diag *d)
 {
     train_setup s;
-    if (!train_options(g0, o, m, &s, d))
+    if (!train_options(g0, o, m, &s, d) || !eng_virtual_stages(o, m, s.micro, s.one_f_one_b, "check", d))
         return;
     /* the recipe (recipe.c) as loom train runs it: under tp/pp a micro-batch's rows (the shard
      * pass splits them over dp) on each rank, dp alone a dp rank's rows, the same on every rank */
@@ -766,13 +757,23 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJ
         cJSON_AddNumberToObject(json, "accum", s.accum);
         cJSON_AddStringToObject(json, "optimizer", s.opt_name);
         if (s.pp > 1)
-            cJSON_AddStringToObject(json, "schedule", s.one_f_one_b ? "1f1b" : "gpipe");
+            cJSON_AddStringToObject(json, "schedule", m->virtual_stages > 1 ? "interleaved-1f1b" : s.one_f_one_b ? "1f1b" : "gpipe");
+        if (s.pp > 1)
+            cJSON_AddNumberToObject(json, "virtual_stages", m->virtual_stages > 1 ? m->virtual_stages : 1);
+        if (s.pp > 1)
+            cJSON_AddNumberToObject(json, "bubble_fraction",
+                                    pipeline_bubble(s.pp, s.micro, m->virtual_stages, s.one_f_one_b));
         ranks = cJSON_AddArrayToObject(json, "ranks");
-    } else if (ok)
+    } else if (ok) {
+        char sched[96] = "";
+        if (s.pp > 1 && m->virtual_stages > 1)
+            snprintf(sched, sizeof sched, ", interleaved 1f1b (%d model chunks a stage)", m->virtual_stages);
+        else if (s.pp > 1)
+            snprintf(sched, sizeof sched, ", %s", s.one_f_one_b ? "1f1b" : "gpipe");
         printf("mesh %s: %d rank%s; one training step: %d micro-batch%s of %d rows%s%s, accum %d, %s:\n",
                pass_mesh_str(m, buf, sizeof buf), m->world, m->world == 1 ? "" : "s", s.micro,
-               s.micro == 1 ? "" : "es", s.B / s.micro, rows, s.pp > 1 ? (s.one_f_one_b ? ", 1f1b" : ", gpipe") : "",
-               s.accum, s.opt_name);
+               s.micro == 1 ? "" : "es", s.B / s.micro, rows, sched, s.accum, s.opt_name);
+    }
     for (int r = 0; ok && r < m->world; r++)
         ok = train_rank(g0, Ls, m, &s, r, ranks, d);
     if (ok && o->explain && !s.sharded)
@@ -789,7 +790,34 @@ static void train_report(const ir_graph *g0, const eng_opts *o, pass_mesh *m, cJ
             ir_graph_free(Ls[r]);
     free(Ls);
     if (ok && s.pp > 1 && !json)
-        pipeline_schedule_print(stdout, s.pp, s.micro);
+        pipeline_schedule_print(stdout, s.pp, s.micro, m->virtual_stages);
+}
+
+bool eng_virtual_stages(const eng_opts *o, pass_mesh *m, int micro, bool one_f_one_b, const char *cmd, ir_diag *d)
+{
+    int64_t V = 1;
+    if (!eng_named_int(o, cmd, "--virtual-stages", 1, 64, &V, d))
+        return false;
+    if (V == 1)
+        return true;
+    int pp = m ? pass_mesh_size(m, "pp") : 1;
+    if (pp < 2) {
+        ir_diag_error(d, -1, 0, 0, "%s: --virtual-stages interleaves model chunks over pipeline stages; %s", cmd,
+                      m ? "the mesh has no pp axis" : "it needs --mesh with pp > 1");
+        return false;
+    }
+    if (!one_f_one_b) {
+        ir_diag_error(d, -1, 0, 0, "%s: --virtual-stages runs the interleaved 1F1B schedule; it does not combine with "
+                      "--schedule gpipe", cmd);
+        return false;
+    }
+    if (micro % pp != 0) {
+        ir_diag_error(d, -1, 0, 0, "%s: --virtual-stages needs the micro-batches (%d) to be a multiple of pp=%d: the "
+                      "interleaved schedule runs them through the chunks pp at a time", cmd, micro, pp);
+        return false;
+    }
+    m->virtual_stages = (int)V;
+    return true;
 }
 
 bool eng_seq_parallel(const eng_opts *o, pass_mesh *m, const char *cmd, ir_diag *d)
@@ -823,7 +851,8 @@ static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_d
             return;
         }
     int microbatches = 0;
-    if (!opt_int(o, "--microbatches", 1, 4096, &microbatches, d))
+    if (!opt_int(o, "--microbatches", 1, 4096, &microbatches, d) ||
+        !eng_virtual_stages(o, &m, microbatches ? microbatches : 2 * pass_mesh_size(&m, "pp"), true, "check", d))
         return;
     char buf[128];
     cJSON *ranks = NULL;
@@ -857,7 +886,7 @@ static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_d
         return;
     int pp = pass_mesh_size(&m, "pp");
     if (pp > 1 && !json)
-        pipeline_schedule_print(stdout, pp, microbatches ? microbatches : 2 * pp);
+        pipeline_schedule_print(stdout, pp, microbatches ? microbatches : 2 * pp, m.virtual_stages);
 }
 
 void eng_mesh_report(const ir_graph *g, const eng_opts *o, ir_diag *d) { mesh_report(g, o, NULL, d); }

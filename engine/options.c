@@ -53,6 +53,7 @@ static const struct {
     {"build", "--clip"},
     {"train", "--zero"},        {"check", "--zero"},         {"build", "--zero"},
     {"train", "--recompute"},   {"check", "--recompute"},    {"build", "--recompute"},
+    {"train", "--virtual-stages"}, {"check", "--virtual-stages"}, {"build", "--virtual-stages"},
     {"train", "--peak-tflops"}, {"dump", "--dot-depth"}, {"plot", "--x"}, {"plot", "--title"},
 };
 

@@ -96,21 +96,6 @@ typedef struct {
 
 static double lerp(double a, double b, double t) { return a + (b - a) * t; }
 
-/* Micro-batches in flight on stage s (engine/mesh_exec.c's slots). */
-static int slots_of(int P, int s, int M, bool one_f_one_b)
-{
-    int *order = malloc(sizeof *order * (size_t)(2 * M)), most = 1;
-    if (!order)
-        ir_unreachable("out of memory");
-    pipeline_order(P, s, M, one_f_one_b, order);
-    for (int k = 0, now = 0; k < 2 * M; k++) {
-        now += order[k] > 0 ? 1 : -1;
-        most = now > most ? now : most;
-    }
-    free(order);
-    return most;
-}
-
 static void mesh_spec(int dp, int tp, int pp, char *buf, size_t cap)
 {
     buf[0] = 0;
@@ -143,7 +128,7 @@ static bool build_stage(planner *P, mesh_fig *f, int rows, int s, stage_fig *out
     }
     ir_graph *L = ok ? eng_train_graph(f->o, P->g, rows, sharded ? &m : NULL, true, "plan", &d) : NULL;
     P->built += L != NULL;
-    ok = L && eng_rank_memory_of(L, sharded, &P->opt, &out->mem, &d);
+    ok = L && eng_rank_memory_of(L, sharded, 1, &P->opt, &out->mem, &d);
     if (ok) {
         out->comm_s = out->wire = 0;
         for (int i = 0; i < L->n_nodes; i++) {
@@ -246,7 +231,7 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
         m.outputs = (int64_t)llround(lerp((double)a->mem.outputs, (double)b->mem.outputs, t));
         m.grad_arena = (int64_t)llround(lerp((double)a->mem.grad_arena, (double)b->mem.grad_arena, t));
         eng_rank_memory_shard(&m, zero ? f->dp : 1);
-        int slots = f->pp > 1 ? slots_of(f->pp, s, M, one_f_one_b) : 1;
+        int slots = f->pp > 1 ? pipeline_in_flight(f->pp, s, M, 1, one_f_one_b) : 1;
         double mem = eng_rank_memory_total(&m, slots);
         if (mem > c->memory) {
             c->memory = mem;

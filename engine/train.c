@@ -736,10 +736,13 @@ static const char *ckpt_dir(const trainer *r, const char *dir, char *buf, size_t
     return buf;
 }
 
+/* mesh.txt's line; with model chunks (they decide which layers a stage holds) their count */
 static void mesh_line(const trainer *r, char *buf, size_t cap)
 {
-    char ms[128];
-    snprintf(buf, cap, "loom sharded checkpoint: mesh %s, %d ranks\n", pass_mesh_str(&r->mesh, ms, sizeof ms),
+    char ms[128], v[48] = "";
+    if (r->mesh.virtual_stages > 1)
+        snprintf(v, sizeof v, " with --virtual-stages %d", r->mesh.virtual_stages);
+    snprintf(buf, cap, "loom sharded checkpoint: mesh %s%s, %d ranks\n", pass_mesh_str(&r->mesh, ms, sizeof ms), v,
              r->mesh.world);
 }
 
@@ -1220,8 +1223,10 @@ static bool setup_overlap(trainer *r)
     const char *e = getenv("LOOM_DP_OVERLAP");
     int a = pass_mesh_axis(&r->mesh, "dp");
     int dp = r->mgrad ? (a >= 0 ? r->mesh.size[a] : 1) : r->dp;
-    /* under tp/pp only when asked (LOOM_DP_OVERLAP=1): measured slower with ranks sharing cores */
-    if (dp < 2 || r->zn > 1 || (e && strcmp(e, "0") == 0) || (r->mgrad && !(e && strcmp(e, "1") == 0)))
+    /* under tp/pp only when asked (LOOM_DP_OVERLAP=1): measured slower with ranks sharing cores;
+     * not with model chunks (interleaved 1F1B), whose backward steps run out of graph order */
+    if (dp < 2 || r->zn > 1 || (e && strcmp(e, "0") == 0) || (r->mgrad && !(e && strcmp(e, "1") == 0)) ||
+        r->mesh.virtual_stages > 1)
         return false;
     if (!r->mgrad && !program_exec(r->grad)) /* a device's step hook fires at enqueue: nothing is final */
         return false;
@@ -2073,7 +2078,8 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     r->zn = 1;
     if (!o->mesh) {
         int shards;
-        if (!eng_zero_shards(o, 1, "train", &shards, d) || !eng_seq_parallel(o, NULL, "train", d))
+        if (!eng_zero_shards(o, 1, "train", &shards, d) || !eng_seq_parallel(o, NULL, "train", d) ||
+            !eng_virtual_stages(o, NULL, 1, true, "train", d))
             return false;
         if (eng_named(o, "--microbatches") || eng_named(o, "--schedule")) {
             ir_diag_error(d, -1, 0, 0, "train: --microbatches and --schedule need --mesh with a pp axis");
@@ -2154,6 +2160,8 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     }
     r->micro = (int)micro;
     r->Bm = r->B / r->micro;
+    if (!eng_virtual_stages(o, &r->mesh, r->micro, r->schedule == MESH_1F1B, "train", d))
+        return false;
     if (r->dp * r->micro > 1 && !eng_params_batch_free(o, r->g, r->Bm / r->dp, "train", d))
         return false;
     if (sharded) {
@@ -2181,11 +2189,15 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
         coll_set_allreduce_algo(r->axis[x], copt.allreduce);
     }
     r->zcomm = r->zn == 1 ? NULL : sharded ? r->axis[a] : r->world;
+    char sched_name[64];
+    if (r->mesh.virtual_stages > 1)
+        snprintf(sched_name, sizeof sched_name, "interleaved 1f1b (%d model chunks a stage)", r->mesh.virtual_stages);
+    else
+        snprintf(sched_name, sizeof sched_name, "%s", r->schedule == MESH_GPIPE ? "gpipe" : "1f1b");
     if (sharded && pp > 1)
         printf("train: mesh %s: %d ranks; gradient program sharded (autodiff, then the pipeline and shard passes), "
                "%d micro-batch%s of %d rows, %s schedule, %s allreduce\n",
-               ms, m.world, r->micro, r->micro == 1 ? "" : "es", r->Bm, r->schedule == MESH_GPIPE ? "gpipe" : "1f1b",
-               coll_algo_name(copt.allreduce));
+               ms, m.world, r->micro, r->micro == 1 ? "" : "es", r->Bm, sched_name, coll_algo_name(copt.allreduce));
     else if (sharded)
         printf("train: mesh %s: %d ranks; gradient program sharded (autodiff, then the shard pass), %s allreduce\n",
                ms, m.world, coll_algo_name(copt.allreduce));

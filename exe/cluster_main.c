@@ -104,7 +104,7 @@ static int run_training(int argc, char **argv, const rt_plan_blob *blobs, int n_
     static const char *const fixed[] = {"--mesh",  "--microbatches", "--accum", "--optimizer", "--momentum",
                                         "--weight-decay", "--beta1", "--beta2", "--eps",   "--clip",
                                         "--precision", "--target", "-o",      "--zero", "--recompute",
-                                        "--sequence-parallel"};
+                                        "--sequence-parallel", "--virtual-stages"};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: mpirun -np N %s --data FILE --steps N [loom train's options: --lr, --warmup, --checkpoint, "

@@ -66,26 +66,27 @@ comm_seq comm_seq_of(const ir_graph *L, const pass_mesh *m, int micro, bool one_
     comm_seq s = {NULL, 0};
     int cap = 0;
     bool *backward = comm_backward_half(L);
-    int M = micro > 0 ? micro : 1;
-    int *order = malloc(sizeof *order * (size_t)(2 * M));
+    int M = micro > 0 ? micro : 1, V = micro > 0 && m->virtual_stages > 1 ? m->virtual_stages : 1;
+    int *order = malloc(sizeof *order * (size_t)(2 * M * V)), *chunk = pipeline_chunks(L, backward, V);
     if (!order)
         ir_unreachable("out of memory");
     if (micro > 0) {
         int a = pass_mesh_axis(m, "pp");
         int P = a >= 0 ? m->size[a] : 1, stage = a >= 0 ? pass_mesh_coord(m, m->rank, a) : 0;
-        pipeline_order(P, stage, M, one_f_one_b, order);
+        pipeline_order(P, stage, M, V, one_f_one_b, order);
     } else {
         order[0] = 1; /* mesh_exec's run_steps: the forward half, then the backward half */
         order[1] = -1;
     }
-    for (int k = 0; k < 2 * M; k++) {
+    for (int k = 0; k < 2 * M * V; k++) {
         bool half = order[k] < 0;
-        int mb = (order[k] > 0 ? order[k] : -order[k]) - 1;
+        int u = (order[k] > 0 ? order[k] : -order[k]) - 1, mb = u / V, v = u % V;
         for (int i = 0; i < L->n_nodes; i++)
-            if (ir_ops[L->nodes[i]->op].kind == OK_COMM && backward[i] == half)
+            if (ir_ops[L->nodes[i]->op].kind == OK_COMM && backward[i] == half && chunk[i] == v)
                 push(&s, &cap, event_of(L->nodes[i], m, micro > 0 ? mb : -1, half));
     }
     free(order);
+    free(chunk);
     free(backward);
     return s;
 }

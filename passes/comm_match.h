@@ -52,7 +52,8 @@ bool *comm_backward_half(const ir_graph *L);
 
 /* The communication rank m->rank performs with its graph L: micro 0 a forward run (graph order,
  * once); micro M > 0 a training step of M micro-batches in the order of the pipeline schedule
- * (one_f_one_b: 1F1B, else GPipe) on the rank's stage. */
+ * (one_f_one_b: 1F1B, else GPipe; m->virtual_stages > 1: interleaved 1F1B, each micro-batch's
+ * halves run chunk by chunk, pipeline_chunks) on the rank's stage. */
 comm_seq comm_seq_of(const ir_graph *L, const pass_mesh *m, int micro, bool one_f_one_b);
 void comm_seq_free(comm_seq *s);
 

@@ -22,6 +22,8 @@ typedef struct pass_mesh {
     int world;                          /* product of the sizes */
     int rank;                           /* this rank, 0 <= rank < world */
     int microbatches;                   /* pipeline schedule report (0: as many as stages) */
+    int virtual_stages;                 /* model chunks a pipeline stage holds (0 or 1: one;
+                                           --virtual-stages: interleaved 1F1B) */
     bool seq_parallel;                  /* Megatron's sequence parallelism over tp (shard): a
                                            partial sum met by an elementwise op of activations
                                            is reduce-scattered along the sequence (the dim
@@ -84,16 +86,35 @@ void mesh_slice_insert(const float *src, const ir_shape *full, const mesh_slice 
 bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d);
 bool pass_shard(ir_graph *g, const pass_mesh *m, ir_diag *d);
 
-/* pipeline.c: the pipeline stage (0..P-1) of every node of g for P stages (-1: sources, which
- * float to the stages that use them); malloc'd; NULL after reporting too few layers. */
-int *pipeline_stages(const ir_graph *g, int P, ir_diag *d);
+/* pipeline.c: the model chunk (0..pp·V-1; stage: chunk mod pp) of every node of g for pp stages
+ * of V chunks each (-1: sources, which float to the stages that use them); malloc'd; NULL after
+ * reporting too few layers. */
+int *pipeline_stages(const ir_graph *g, int pp, int V, ir_diag *d);
 /* pipeline.c: prints the GPipe and 1F1B schedules of P stages and M microbatches and their
- * bubble fractions. */
-void pipeline_schedule_print(FILE *out, int P, int M);
-/* Stage s's order of its 2·M ops under GPipe (all forwards, then all backwards) or 1F1B
+ * bubble fractions, and with V > 1 the interleaved 1F1B schedule of V chunks a stage. */
+void pipeline_schedule_print(FILE *out, int P, int M, int V);
+/* The bubble fraction of a schedule (the idle share of the stages' time, simulated as printed
+ * above); -1 if a stage would wait forever. */
+double pipeline_bubble(int P, int M, int V, bool one_f_one_b);
+/* Stage s's order of its 2·M·V ops. V = 1: GPipe (all forwards, then all backwards) or 1F1B
  * (min(P-1-s, M) warm-up forwards, then one forward and one backward in turn, then the
- * remaining backwards): ops[k] = i+1 for micro-batch i's forward, -(i+1) for its backward. */
-void pipeline_order(int P, int s, int M, bool one_f_one_b, int *ops);
+ * remaining backwards). V > 1 (M a multiple of P): Megatron-LM's interleaved 1F1B over the
+ * stage's V model chunks — P micro-batches at a time through chunk 0, then chunk 1, ...
+ * (backwards from the last chunk), (P-1-s)·2 + (V-1)·P warm-up forwards. ops[k] = i·V+v+1 for
+ * micro-batch i's forward through the stage's chunk v, -(i·V+v+1) for its backward. */
+void pipeline_order(int P, int s, int M, int V, bool one_f_one_b, int *ops);
+/* Micro-batches in flight on stage s under that order (from a micro-batch's first forward to
+ * its last backward): engine/mesh_exec.c's slots of values. */
+int pipeline_in_flight(int P, int s, int M, int V, bool one_f_one_b);
+/* Per node of a stage's local graph L (after the pipeline pass with V chunks a stage; backward:
+ * comm_backward_half), the stage's chunk 0..V-1 that runs it: marked nodes by their layer (a
+ * chunk is a run of consecutive layers), the rest no earlier than their forward operands (a
+ * backward node no later than its backward operands: backwards run from the last chunk), a
+ * receive in the chunk that first uses it. All 0 when V <= 1. malloc'd. */
+int *pipeline_chunks(const ir_graph *L, const bool *backward, int V);
+/* Per node (malloc'd): a backward value that another chunk reads — it must outlive other
+ * micro-batches' backward of its own chunk (engine/mesh_exec.c keeps it a slot each). */
+bool *pipeline_chunk_apart(const ir_graph *L, const bool *backward, const int *chunk);
 
 /* The mesh interpreter: builds every rank's graph with the passes in pipeline ("pipeline,shard"
  * when NULL) and evaluates all of them in this process with the reference interpreter,

@@ -1,9 +1,11 @@
 /* pipeline.c — the `pipeline` pass: keeps this rank's pipeline stage of the graph and connects
- * the stages with send/recv (docs/cluster.md, "Pipelines"); and the GPipe / 1F1B schedule
- * report.
+ * the stages with send/recv (docs/cluster.md, "Pipelines"); the schedules' orders (GPipe, 1F1B,
+ * interleaved 1F1B) and their report.
  *
  * The frontend marks each node built by a layer loop with its layer (`stage`). The layers are
- * cut into pp contiguous groups whose cost — forward FLOPs (ir/cost.c) plus a byte of param
+ * cut into pp·V contiguous groups, model chunks (V = --virtual-stages, 1 by default; chunk c
+ * runs on stage c mod pp, so with V > 1 a stage holds V chunks spread over the model, as in
+ * Megatron's interleaved schedule), whose cost — forward FLOPs (ir/cost.c) plus a byte of param
  * per FLOP-equivalent, so equal layers split evenly and memory breaks ties — is as even as a
  * linear-partition DP can make it, the nodes before the first layer counted with stage 0 and
  * those after the last with the last stage. A node's stage is its layer's group; an unmarked
@@ -73,14 +75,18 @@ static double node_cost(const ir_node *n)
     return c;
 }
 
-int *pipeline_stages(const ir_graph *g, int P, ir_diag *d)
+int *pipeline_stages(const ir_graph *g, int pp, int V, ir_diag *d)
 {
-    int L = 0;
+    int L = 0, P = pp * V;
     for (int i = 0; i < g->n_nodes; i++)
         if (g->nodes[i]->stage + 1 > L)
             L = g->nodes[i]->stage + 1;
     if (L < P) {
-        ir_diag_error(d, -1, 0, 0, "pipeline: %d layer%s cannot fill %d stages (pp=%d)", L, L == 1 ? "" : "s", P, P);
+        if (V > 1)
+            ir_diag_error(d, -1, 0, 0, "pipeline: %d layer%s cannot fill %d model chunks (pp=%d x --virtual-stages %d)", L,
+                          L == 1 ? "" : "s", P, pp, V);
+        else
+            ir_diag_error(d, -1, 0, 0, "pipeline: %d layer%s cannot fill %d stages (pp=%d)", L, L == 1 ? "" : "s", P, P);
         return NULL;
     }
     double *cost = calloc((size_t)L + 1, sizeof *cost), pre = 0, post = 0;
@@ -179,9 +185,11 @@ bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d)
     if (pp < 0 || m->size[pp] <= 1)
         return true;
     int P = m->size[pp], me = pass_mesh_coord(m, m->rank, pp);
-    int *ps = pipeline_stages(g, P, d);
+    int *ps = pipeline_stages(g, P, m->virtual_stages > 1 ? m->virtual_stages : 1, d);
     if (!ps)
         return false;
+    for (int i = 0; i < g->n_nodes; i++) /* a model chunk runs on stage chunk mod pp */
+        ps[i] = ps[i] >= 0 ? ps[i] % P : -1;
     int nn = g->n_nodes;
     /* what each stage uses: kept nodes' operands; outputs live on stage 0 */
     bool *needed = calloc((size_t)nn + 1, sizeof *needed);
@@ -291,11 +299,37 @@ bool pass_pipeline(ir_graph *g, const pass_mesh *m, ir_diag *d)
     return true;
 }
 
-/* ---- the schedule report ---- */
+/* ---- the schedules ---- */
 
-void pipeline_order(int P, int s, int M, bool one_f_one_b, int *o)
+/* Interleaved 1F1B's k-th forward (or backward) on a stage: micro-batches go through the chunks
+ * in groups of P — P micro-batches' chunk 0, then their chunk 1, ... (backwards from the last
+ * chunk) — as Megatron-LM's schedule does. */
+static int interleaved_op(int P, int V, int k, bool forward)
 {
-    int k = 0, f = 0, b = 0;
+    int in = k % (P * V), chunk = in / P, micro = k / (P * V) * P + in % P;
+    if (!forward)
+        chunk = V - 1 - chunk;
+    int op = micro * V + chunk + 1;
+    return forward ? op : -op;
+}
+
+void pipeline_order(int P, int s, int M, int V, bool one_f_one_b, int *o)
+{
+    int k = 0;
+    if (V > 1) {
+        int total = M * V, warm = (P - 1 - s) * 2 + (V - 1) * P;
+        warm = warm < total ? warm : total;
+        for (int f = 0; f < warm; f++)
+            o[k++] = interleaved_op(P, V, f, true);
+        for (int i = 0; i < total - warm; i++) {
+            o[k++] = interleaved_op(P, V, warm + i, true);
+            o[k++] = interleaved_op(P, V, i, false);
+        }
+        for (int b = total - warm; b < total; b++)
+            o[k++] = interleaved_op(P, V, b, false);
+        return;
+    }
+    int f = 0, b = 0;
     int warm = one_f_one_b ? (P - 1 - s < M ? P - 1 - s : M) : M;
     while (f < warm)
         o[k++] = ++f;
@@ -307,67 +341,185 @@ void pipeline_order(int P, int s, int M, bool one_f_one_b, int *o)
     }
 }
 
-/* Simulates a schedule in unit time slots (a forward and a backward take one slot each):
- * stage s runs its next op (pipeline_order) once its inputs are there — F_i after F_i on stage
- * s-1, B_i after B_i on stage s+1 (and its own F_i). Prints one row per stage and returns the
- * bubble fraction (idle slots over all slots until the last op ends). */
-static double simulate(FILE *out, int P, int M, bool one_f_one_b)
+int pipeline_in_flight(int P, int s, int M, int V, bool one_f_one_b)
 {
-    int n_ops = 2 * M, horizon = 4 * (M + P) + 4;
-    int *order = malloc(sizeof(int) * (size_t)P * (size_t)n_ops);      /* op: +i+1 forward, -(i+1) backward */
-    int *done_f = malloc(sizeof(int) * (size_t)P * (size_t)M), *done_b = malloc(sizeof(int) * (size_t)P * (size_t)M);
-    int *next = calloc((size_t)P, sizeof(int));
-    char *grid = malloc((size_t)P * (size_t)horizon);
-    if (!order || !done_f || !done_b || !next || !grid)
+    V = V > 1 ? V : 1;
+    int *order = malloc(sizeof *order * (size_t)(2 * M * V)), most = 1;
+    if (!order)
         ir_unreachable("out of memory");
-    for (int s = 0; s < P; s++) {
-        pipeline_order(P, s, M, one_f_one_b, order + (size_t)s * (size_t)n_ops);
-        for (int i = 0; i < M; i++)
-            done_f[s * M + i] = done_b[s * M + i] = -1;
+    pipeline_order(P, s, M, V, one_f_one_b, order);
+    for (int k = 0, now = 0; k < 2 * M * V; k++) {
+        int op = order[k] > 0 ? order[k] : -order[k];
+        if ((op - 1) % V == 0) /* a micro-batch's first forward or last backward */
+            now += order[k] > 0 ? 1 : -1;
+        most = now > most ? now : most;
     }
+    free(order);
+    return most;
+}
+
+static bool is_compute(const ir_node *n)
+{
+    return ir_ops[n->op].kind != OK_COMM && ir_ops[n->op].kind != OK_SOURCE && n->op != OP_output;
+}
+
+/* A node without operands that a stage makes itself (a receive, a constant): it goes with the
+ * chunk that first needs it. */
+static bool by_users(const ir_node *n)
+{
+    return n->op == OP_recv || (ir_ops[n->op].kind == OK_SOURCE && n->op != OP_param && n->op != OP_input);
+}
+
+int *pipeline_chunks(const ir_graph *L, const bool *backward, int V)
+{
+    int n = L->n_nodes, layers = 0;
+    int *chunk = calloc((size_t)n + 1, sizeof *chunk);
+    if (!chunk)
+        ir_unreachable("out of memory");
+    if (V <= 1)
+        return chunk;
+    for (int i = 0; i < n; i++)
+        layers = L->nodes[i]->stage + 1 > layers ? L->nodes[i]->stage + 1 : layers;
+    /* the layers this stage computes, a run of consecutive layers a chunk: another stage's
+     * chunk lies between two of ours */
+    int *of_layer = malloc(sizeof *of_layer * ((size_t)layers + 1));
+    bool *here = calloc((size_t)layers + 1, sizeof *here);
+    if (!of_layer || !here)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < n; i++)
+        if (is_compute(L->nodes[i]) && L->nodes[i]->stage >= 0)
+            here[L->nodes[i]->stage] = true;
+    for (int l = 0, c = -1, last = -2; l < layers; l++) {
+        if (here[l] && l != last + 1)
+            c++;
+        if (here[l])
+            last = l;
+        of_layer[l] = c < 0 ? 0 : c < V ? c : V - 1;
+    }
+    /* forward: no earlier than its operands; backward (chunks run last to first): no later
+     * than the backward values it reads; a receive in the chunk of the op that first needs it */
+    for (int i = 0; i < n; i++) {
+        const ir_node *x = L->nodes[i];
+        if (ir_ops[x->op].kind == OK_SOURCE || by_users(x))
+            continue;
+        bool marked = x->stage >= 0 && is_compute(x);
+        int c = marked ? of_layer[x->stage] : backward[i] ? V - 1 : 0;
+        for (int k = 0; k < x->n_in; k++) {
+            const ir_node *y = x->in[k];
+            if (ir_ops[y->op].kind == OK_SOURCE || by_users(y) || backward[y->id] != backward[i])
+                continue;
+            if (backward[i] ? chunk[y->id] < c : chunk[y->id] > c)
+                c = chunk[y->id];
+        }
+        chunk[i] = c;
+    }
+    for (int i = 0; i < n; i++)
+        if (by_users(L->nodes[i]))
+            chunk[i] = -1;
+    for (int j = 0; j < n; j++)
+        for (int k = 0; L->nodes[j]->op != OP_output && k < L->nodes[j]->n_in; k++) {
+            int x = L->nodes[j]->in[k]->id, u = chunk[j];
+            if (by_users(L->nodes[x]) && (chunk[x] < 0 || (backward[x] ? u > chunk[x] : u < chunk[x])))
+                chunk[x] = u;
+        }
+    for (int i = 0; i < n; i++) {
+        chunk[i] = chunk[i] < 0 ? 0 : chunk[i];
+        for (int k = 0; k < L->nodes[i]->n_in; k++) { /* the order the runner relies on */
+            int y = L->nodes[i]->in[k]->id;
+            if (!(backward[i] ? chunk[y] >= chunk[i] || !backward[y] : !backward[y] && chunk[y] <= chunk[i]) &&
+                ir_ops[L->nodes[y]->op].kind != OK_SOURCE && L->nodes[i]->op != OP_output)
+                ir_unreachable("pipeline: a value is read by a model chunk that runs before it");
+        }
+    }
+    free(of_layer);
+    free(here);
+    return chunk;
+}
+
+bool *pipeline_chunk_apart(const ir_graph *L, const bool *backward, const int *chunk)
+{
+    bool *apart = calloc((size_t)L->n_nodes + 1, sizeof *apart);
+    if (!apart)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < L->n_nodes; i++)
+        for (int k = 0; k < L->nodes[i]->n_in; k++) {
+            int x = L->nodes[i]->in[k]->id;
+            if (backward[x] && L->nodes[i]->op != OP_output && chunk[x] != chunk[i])
+                apart[x] = true;
+        }
+    return apart;
+}
+
+/* ---- the schedule report ---- */
+
+/* Simulates a schedule in unit time slots (a forward and a backward of one model chunk take
+ * one slot each): stage s runs its next op (pipeline_order) once its inputs are there — F of
+ * micro-batch i on chunk c after F_i on chunk c-1, B_i on chunk c after B_i on chunk c+1 and
+ * its own F_i (chunk c on stage c mod P). Prints one row per stage (F/B; with V > 1 the case
+ * alternates with the stage's chunk: F/B its first, f/b its second, ...) and returns the bubble
+ * fraction (idle slots over all slots until the last op ends); -1 when a stage waits forever. */
+static double simulate(FILE *out, int P, int M, int V, bool one_f_one_b)
+{
+    int n_ops = 2 * M * V, C = P * V, horizon = 4 * (M * V + C) + 4;
+    int *order = malloc(sizeof(int) * (size_t)P * (size_t)n_ops); /* op: +(i·V+v+1) forward, - backward */
+    int *done_f = malloc(sizeof(int) * (size_t)C * (size_t)M), *done_b = malloc(sizeof(int) * (size_t)C * (size_t)M);
+    int *next = calloc((size_t)P, sizeof(int)), *ran = malloc(sizeof(int) * (size_t)P);
+    char *grid = malloc((size_t)P * (size_t)horizon);
+    if (!order || !done_f || !done_b || !next || !ran || !grid)
+        ir_unreachable("out of memory");
+    for (int s = 0; s < P; s++)
+        pipeline_order(P, s, M, V, one_f_one_b, order + (size_t)s * (size_t)n_ops);
+    for (int i = 0; i < C * M; i++)
+        done_f[i] = done_b[i] = -1;
     memset(grid, '.', (size_t)P * (size_t)horizon);
-    int end = 0;
-    for (int t = 0; t < horizon; t++) {
-        int ran[64];
-        for (int s = 0; s < P && s < 64; s++) {
+    int end = 0, left = P * n_ops;
+#define DONE(a, c, i) ((a)[(c) * M + (i)] >= 0 && (a)[(c) * M + (i)] < t)
+    for (int t = 0; t < horizon && left; t++) {
+        for (int s = 0; s < P; s++) {
             ran[s] = 0;
             if (next[s] >= n_ops)
                 continue;
-            int op = order[s * n_ops + next[s]], i = (op > 0 ? op : -op) - 1;
-            bool ready = op > 0 ? (s == 0 || (done_f[(s - 1) * M + i] >= 0 && done_f[(s - 1) * M + i] < t))
-                                : (done_f[s * M + i] >= 0 && done_f[s * M + i] < t &&
-                                   (s == P - 1 || (done_b[(s + 1) * M + i] >= 0 && done_b[(s + 1) * M + i] < t)));
+            int op = order[s * n_ops + next[s]], u = (op > 0 ? op : -op) - 1, i = u / V, c = u % V * P + s;
+            bool ready = op > 0 ? c == 0 || DONE(done_f, c - 1, i) : DONE(done_f, c, i) && (c == C - 1 || DONE(done_b, c + 1, i));
             if (ready)
                 ran[s] = op;
         }
-        for (int s = 0; s < P && s < 64; s++) {
+        for (int s = 0; s < P; s++) {
             if (!ran[s])
                 continue;
-            int i = (ran[s] > 0 ? ran[s] : -ran[s]) - 1;
-            (ran[s] > 0 ? done_f : done_b)[s * M + i] = t;
-            grid[s * horizon + t] = ran[s] > 0 ? 'F' : 'B';
+            int u = (ran[s] > 0 ? ran[s] : -ran[s]) - 1, i = u / V, v = u % V;
+            (ran[s] > 0 ? done_f : done_b)[(v * P + s) * M + i] = t;
+            grid[s * horizon + t] = (char)((ran[s] > 0 ? 'F' : 'B') + (v % 2 ? 'a' - 'A' : 0));
             next[s]++;
+            left--;
             end = t + 1;
         }
     }
+#undef DONE
     int busy = 0;
     for (int s = 0; s < P; s++) {
-        fprintf(out, "    stage %d  ", s);
+        if (out)
+            fprintf(out, "    stage %d  ", s);
         for (int t = 0; t < end; t++) {
             busy += grid[s * horizon + t] != '.';
-            fputc(grid[s * horizon + t], out);
+            if (out)
+                fputc(grid[s * horizon + t], out);
         }
-        fputc('\n', out);
+        if (out)
+            fputc('\n', out);
     }
     free(order);
     free(done_f);
     free(done_b);
     free(next);
+    free(ran);
     free(grid);
-    return end ? 1.0 - (double)busy / ((double)P * end) : 0;
+    return left ? -1 : end ? 1.0 - (double)busy / ((double)P * end) : 0;
 }
 
-void pipeline_schedule_print(FILE *out, int P, int M)
+double pipeline_bubble(int P, int M, int V, bool one_f_one_b) { return simulate(NULL, P, M, V > 1 ? V : 1, one_f_one_b); }
+
+void pipeline_schedule_print(FILE *out, int P, int M, int V)
 {
     if (P <= 1)
         return;
@@ -378,8 +530,15 @@ void pipeline_schedule_print(FILE *out, int P, int M)
     for (int k = 0; k < 2; k++) {
         fprintf(out, "  %s\n", k ? "1F1B (at most pp microbatches in flight per stage):"
                                  : "GPipe (all forwards, then all backwards):");
-        double bubble = simulate(out, P, M, k == 1);
+        double bubble = simulate(out, P, M, 1, k == 1);
         fprintf(out, "    bubble fraction %.3f (idle stage-slots; (pp-1)/(m+pp-1) = %.3f)\n", bubble,
                 (double)(P - 1) / (double)(M + P - 1));
+    }
+    if (V > 1) {
+        fprintf(out, "  interleaved 1F1B, %d model chunks a stage (F/B: a stage's first chunk, f/b: its second, "
+                     "alternating; a column a chunk's time, 1/%d of a slot above):\n", V, V);
+        double bubble = simulate(out, P, M, V, true);
+        fprintf(out, "    bubble fraction %.3f (idle stage-slots; (pp-1)/(v*m+pp-1) = %.3f)\n", bubble,
+                (double)(P - 1) / (double)(V * M + P - 1));
     }
 }

@@ -34,7 +34,9 @@ MESHES = [("tp=2,pp=2", 4, ["--microbatches", "2"]),
           # --recompute full: the block's forward collectives run again in the backward
           ("tp=2,pp=2", 4, ["--microbatches", "2", "--recompute", "full"]),
           # --sequence-parallel: reduce-scatters and allgathers over tp instead of allreduces
-          ("dp=2,tp=2", 4, ["--sequence-parallel"])]
+          ("dp=2,tp=2", 4, ["--sequence-parallel"]),
+          # interleaved 1F1B: 4 layers in 4 model chunks, 2 a stage, sends between every chunk
+          ("tp=2,pp=2", 4, ["--microbatches", "2", "--virtual-stages", "2", "-D", "n_layer=4"])]
 RANK = re.compile(r"^  rank (\d+) \(")
 COUNTS = re.compile(r"loom train counts (\d+) bytes a step")
 INIT = re.compile(r"; step 1: (\d+) more")

@@ -116,7 +116,7 @@ static void schedule_cases(void)
         for (int k = 0; k < 2; k++) {
             int P = PM[c][0], M = PM[c][1], ops[64];
             for (int s = 0; s < P; s++) {
-                pipeline_order(P, s, M, k == 1, ops);
+                pipeline_order(P, s, M, 1, k == 1, ops);
                 int f = 0, b = 0, peak = 0;
                 bool ok = true;
                 for (int i = 0; i < 2 * M; i++) {
@@ -132,6 +132,39 @@ static void schedule_cases(void)
             }
         }
     printf("schedules: GPipe and 1F1B orders for %zu (pp, microbatches) pairs\n", sizeof PM / sizeof *PM);
+    /* interleaved 1F1B (V model chunks a stage): every (micro-batch, chunk) forward and backward
+     * once, a micro-batch's forwards in chunk order and its backwards in reverse after them,
+     * micro-batches starting and finishing in order (the runner's slots are round robin); the
+     * simulated schedule never waits forever, and its bubble is (pp-1)/(V·m+pp-1), below
+     * 1F1B's (pp-1)/(m+pp-1) */
+    static const int PMV[][3] = {{2, 2, 2}, {2, 4, 2}, {2, 2, 4}, {4, 4, 2}, {4, 8, 2}, {4, 8, 3}, {3, 6, 2}, {8, 16, 2}};
+    for (size_t c = 0; c < sizeof PMV / sizeof *PMV; c++) {
+        int P = PMV[c][0], M = PMV[c][1], V = PMV[c][2], ops[512];
+        for (int s = 0; s < P; s++) {
+            pipeline_order(P, s, M, V, true, ops);
+            int next_f[64] = {0}, next_b[64], started = 0, finished = 0;
+            bool ok = true;
+            for (int i = 0; i < M; i++)
+                next_b[i] = V - 1;
+            for (int k = 0; k < 2 * M * V; k++) {
+                int u = (ops[k] > 0 ? ops[k] : -ops[k]) - 1, i = u / V, v = u % V;
+                ok = ok && i < M;
+                if (!ok)
+                    break;
+                if (ops[k] > 0) {
+                    ok = ok && v == next_f[i]++ && (v > 0 || i == started++);
+                } else {
+                    ok = ok && next_f[i] == V && v == next_b[i]-- && (v > 0 || i == finished++);
+                }
+            }
+            CHECK(ok && started == M && finished == M, "interleaved P=%d M=%d V=%d stage %d: ops out of order", P, M, V, s);
+        }
+        double bubble = pipeline_bubble(P, M, V, true), want = (double)(P - 1) / (V * M + P - 1);
+        CHECK(bubble >= 0 && bubble < want + 1e-9 && bubble < pipeline_bubble(P, M, 1, true),
+              "interleaved P=%d M=%d V=%d: bubble %.4f (want %.4f, 1F1B %.4f)", P, M, V, bubble, want,
+              pipeline_bubble(P, M, 1, true));
+    }
+    printf("schedules: interleaved 1F1B orders and bubbles for %zu (pp, microbatches, chunks)\n", sizeof PMV / sizeof *PMV);
 }
 
 int main(void)

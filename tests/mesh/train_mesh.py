@@ -5,7 +5,7 @@ SPEC: MESH[@ALGO][/SCHEDULE[xM]][+zero][+full|+selective][+sp][+exe][+resume] â€
 --allreduce algorithm (backend by default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b)
 and M its --microbatches; +zero trains with --zero 1 (the optimizer state sharded over dp); +full
 and +selective with --recompute full|selective, +sp with --sequence-parallel (the reference stays
-the run without); +nooverlap with LOOM_DP_OVERLAP=0 (dp's allreduce after the backward, not
+the run without), +vV with --virtual-stages V (interleaved 1F1B over V model chunks a stage); +nooverlap with LOOM_DP_OVERLAP=0 (dp's allreduce after the backward, not
 bucket by bucket during it), +overlap with LOOM_DP_OVERLAP=1 (bucket by bucket also under
 tp/pp); +exe
 runs a training executable built by `loom build MODEL -D ... --mesh MESH --train
@@ -158,6 +158,8 @@ def main():
             built += ["--recompute", recompute] if recompute else []
             sp = "sp" in flags
             built += ["--sequence-parallel"] if sp else []
+            virtual = next((f[1:] for f in flags if f[:1] == "v" and f[1:].isdigit()), None)
+            built += ["--virtual-stages", virtual] if virtual else []
             run_env = dict(env, LOOM_DP_OVERLAP="0") if "nooverlap" in flags else \
                 dict(env, LOOM_DP_OVERLAP="1") if "overlap" in flags else env
             extra = (["--schedule", sched] if sched else []) + ([] if exe else built)
@@ -169,6 +171,7 @@ def main():
             spec += "+zero" if zero else ""
             spec += "+" + recompute if recompute else ""
             spec += "+sp" if sp else ""
+            spec += "+v" + virtual if virtual else ""
             spec += "+nooverlap" if "nooverlap" in flags else "+overlap" if "overlap" in flags else ""
             if exe:
                 spec += "+exe"
