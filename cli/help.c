@@ -36,7 +36,7 @@ static const command_help helps[] = {
      "  --accum N            gradient accumulation with --train (default: 1)\n"
      "  --optimizer O        adamw or sgd, for the optimizer state (default: adamw)\n"
      "  --momentum M         sgd's momentum (default: 0.9)\n"
-     "  --zero 1             with --train: the optimizer state sharded over dp (ZeRO stage 1)\n"
+     "  --zero Z             with --train: 1 the optimizer state sharded over dp, 2 the gradient sums too\n"
      "  --sequence-parallel  with tp: Megatron's sequence parallelism\n"
      "  --recompute R        with --train: none, selective or full activation recomputation\n"
      "  --json               one JSON object (params, FLOPs, memory, per-rank mesh report) on stdout\n"
@@ -166,6 +166,7 @@ static const command_help helps[] = {
      "                       (micro-batches a multiple of pp; a smaller bubble, more sends; default: 1)\n"
      "  --zero 1             the optimizer state sharded over dp (ZeRO stage 1: gradients reduce-scattered,\n"
      "                       each rank updating 1/dp of the params, then allgathered; default: 0)\n"
+     "  --zero 2             also the summed gradients: each micro-batch's reduce-scattered into a 1/dp chunk\n"
      "  --recompute R        none, selective (GEMM and attention results kept) or full: the backward\n"
      "                       recomputes block activations from the blocks' inputs (default: none)\n"
      "  --allreduce A --timeout S   collectives (default: backend, 600)\n",

@@ -272,7 +272,7 @@ static bool train_options(const ir_graph *g, const eng_opts *o, const pass_mesh 
         }
     }
     s->opt.accum = s->accum;
-    if (!eng_zero_shards(o, s->dp, "check", &s->opt.shards, d))
+    if (!eng_zero(o, s->dp, s->pp, "check", &s->opt, d))
         return false;
     s->opt.sumsq_input = s->sharded || s->opt.shards > 1;
     if (s->B % s->dp != 0) {
@@ -348,7 +348,7 @@ bool eng_rank_memory_of(const ir_graph *L, bool sharded, int V, const pass_opt_c
         out->state_elems += out->n_group[k];
     const char *state_names[2];
     out->n_state = pass_opt_state_names(opt, state_names);
-    eng_rank_memory_shard(out, opt->shards);
+    eng_rank_memory_shard(out, opt->shards, opt->zero == 2);
     /* activations: forward values (not params) a backward node reads, per micro-batch */
     bool *backward = mesh_exec_backward_half(L), *kept = calloc((size_t)L->n_nodes + 1, sizeof *kept);
     if (!kept)
@@ -404,13 +404,13 @@ bool eng_rank_memory_of(const ir_graph *L, bool sharded, int V, const pass_opt_c
     return ok;
 }
 
-void eng_rank_memory_shard(eng_rank_memory *m, int shards)
+void eng_rank_memory_shard(eng_rank_memory *m, int shards, bool grads)
 {
     m->params_bytes = m->grads_bytes = m->opt_bytes = 0;
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         int64_t c = pass_opt_chunk(m->n_group[k], shards), whole = shards > 1 ? c * shards : c;
         m->params_bytes += 4 * whole;
-        m->grads_bytes += 4 * whole;
+        m->grads_bytes += 4 * (grads ? c : whole);
         m->opt_bytes += 4 * c * m->n_state;
     }
 }
@@ -447,10 +447,15 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
         cJSON_AddNumberToObject(j, "microbatches_in_flight", slots);
     } else if (s->opt.shards > 1) {
         print_rank(m, rank);
-        printf(": params %.2f MiB (%" PRId64 "), gradients %.2f MiB (reduce-scattered over dp), %s state %.2f MiB "
-               "(%d x a 1/%d chunk: --zero 1); loom train holds %" PRId64 " bytes\n",
-               mib((double)mem.params_bytes), state_elems, mib((double)mem.grads_bytes), s->opt_name,
-               mib((double)mem.opt_bytes), n_state, s->dp, held);
+        char grads[64];
+        if (s->opt.zero == 2)
+            snprintf(grads, sizeof grads, "a 1/%d chunk, each micro-batch's reduce-scattered into it", s->dp);
+        else
+            snprintf(grads, sizeof grads, "reduce-scattered over dp");
+        printf(": params %.2f MiB (%" PRId64 "), gradients %.2f MiB (%s), %s state %.2f MiB "
+               "(%d x a 1/%d chunk: --zero %d); loom train holds %" PRId64 " bytes\n",
+               mib((double)mem.params_bytes), state_elems, mib((double)mem.grads_bytes), grads, s->opt_name,
+               mib((double)mem.opt_bytes), n_state, s->dp, s->opt.zero, held);
         printf("    activations kept for the backward: %.2f MiB a micro-batch, %d in flight: %.2f MiB\n",
                mib((double)kept_bytes), slots, mib((double)kept_bytes * slots));
     } else {
@@ -502,9 +507,11 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
         double b = 4.0 * (double)(c * dp_size);
         if (!c)
             continue;
-        add_row(rows, &n_rows, "dp", "reduce-scatter", 1, b, (double)(dp_size - 1) / dp_size * b);
+        /* --zero 2: every micro-batch's gradients, in buckets */
+        int rs = s->opt.zero == 2 ? times : 1;
+        add_row(rows, &n_rows, "dp", "reduce-scatter", rs, rs * b, rs * (double)(dp_size - 1) / dp_size * b);
         add_row(rows, &n_rows, "dp", "param allgather", 1, b, (double)(dp_size - 1) / dp_size * b);
-        counted += 4 * c * dp_size + 4 * c;
+        counted += rs * 4 * c * dp_size + 4 * c;
     }
     if (dp_size > 1 && s->opt.shards > 1 && !s->sharded) {
         add_row(rows, &n_rows, "dp", "loss allreduce", 1, 8, 2.0 * (dp_size - 1) / dp_size * 8);

@@ -24,7 +24,8 @@
  *
  * ZeRO: a configuration with dp > 1 that does not fit is tried again with --zero 1 (the
  * optimizer state of a 1/dp chunk a rank; the gradients reduce-scattered and the params
- * allgathered, as many bytes on the wire as the allreduce); kept with it when it then fits.
+ * allgathered, as many bytes on the wire as the allreduce), then without pp with --zero 2 (the
+ * summed gradients a 1/dp chunk too); kept with the first that fits.
  * Recomputation: one that still does not fit is tried with --recompute selective, then full
  * (its mesh built again with it: the activations kept and the recomputed FLOPs), each without
  * and with ZeRO; kept with the first that fits. Not when --recompute is given (every
@@ -78,7 +79,8 @@ typedef struct {
     const mesh_fig *mesh;
     int micro;
     bool one_f_one_b;
-    bool zero;                /* --zero 1: the optimizer state sharded over dp */
+    int zero;                 /* --zero 1: the optimizer state sharded over dp; 2: the summed
+                                 gradients too (not under pp) */
     double step, compute, comm, bubble, memory, traffic;
     int worst_stage;
     bool exact;               /* memory from a build at its own rows */
@@ -214,7 +216,7 @@ static void build_mesh(planner *P, mesh_fig *f)
 }
 
 /* The config's figures: memory and step time from f's stages interpolated at its rows. */
-static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_b, bool zero, config *c)
+static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_b, int zero, config *c)
 {
     int r = f->pp > 1 || f->tp > 1 ? P->B / M : P->B / f->dp;
     double t = f->rows[1] > f->rows[0] ? (double)(r - f->rows[0]) / (f->rows[1] - f->rows[0]) : 0;
@@ -230,7 +232,7 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
         m.arenas = (int64_t)llround(lerp((double)a->mem.arenas, (double)b->mem.arenas, t));
         m.outputs = (int64_t)llround(lerp((double)a->mem.outputs, (double)b->mem.outputs, t));
         m.grad_arena = (int64_t)llround(lerp((double)a->mem.grad_arena, (double)b->mem.grad_arena, t));
-        eng_rank_memory_shard(&m, zero ? f->dp : 1);
+        eng_rank_memory_shard(&m, zero ? f->dp : 1, zero == 2);
         int slots = f->pp > 1 ? pipeline_in_flight(f->pp, s, M, 1, one_f_one_b) : 1;
         double mem = eng_rank_memory_total(&m, slots);
         if (mem > c->memory) {
@@ -246,7 +248,8 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
         }
         /* once a step: the gradients over dp, in buckets, ring */
         double grad_bytes = 4.0 * (double)a->mem.state_elems, dp_t = 0, dp_wire = 0;
-        if (f->dp > 1 && zero) { /* each group reduce-scattered, then allgathered (padded chunks) */
+        if (f->dp > 1 && zero) { /* each group reduce-scattered, then allgathered (padded chunks);
+                                  * --zero 2 under dp alone or tp: one micro-batch a step */
             for (int k = 0; k < PASS_OPT_GROUPS; k++) {
                 double b = 4.0 * (double)(pass_opt_chunk(a->mem.n_group[k], f->dp) * f->dp), wire;
                 for (int op = 0; b > 0 && op < 2; op++) {
@@ -305,6 +308,7 @@ static bool exact(planner *P, config *c)
     pass_opt_config plain = P->opt;
     if (c->zero) {
         P->opt.shards = f->dp;
+        P->opt.zero = c->zero;
         P->opt.sumsq_input = true;
     }
     for (int s = 0; ok && s < f->pp; s++) {
@@ -451,9 +455,10 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
             for (int i = 0; i < n_M; i++)
                 for (int sch = 0; sch < schedules; sch++) {
                     config c;
-                    evaluate(&P, f, Ms[i], sch == 0, false, &c);
-                    if (c.memory > P.budget && dp > 1) /* ZeRO, where it is what makes it fit */
-                        evaluate(&P, f, Ms[i], sch == 0, true, &c);
+                    evaluate(&P, f, Ms[i], sch == 0, 0, &c);
+                    /* ZeRO, where it is what makes it fit: stage 1, then 2 (not under pp) */
+                    for (int z = 1; z <= (pp > 1 ? 1 : 2) && c.memory > P.budget && dp > 1; z++)
+                        evaluate(&P, f, Ms[i], sch == 0, z, &c);
                     for (int rc = 0; rc < 2 && c.memory > P.budget && !eng_named(o, "--recompute"); rc++) {
                         if (!with_rc[rc]) {
                             with_rc[rc] = calloc(1, sizeof *with_rc[rc]);
@@ -467,8 +472,9 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
                             ir_grow((void **)&extra, &cap_extra, n_extra + 1, sizeof *extra);
                             extra[n_extra++] = with_rc[rc]; /* configs point into it: freed at the end */
                         }
-                        for (int z = 0; with_rc[rc]->ok && z < (dp > 1 ? 2 : 1) && (z == 0 || c.memory > P.budget); z++)
-                            evaluate(&P, with_rc[rc], Ms[i], sch == 0, z == 1, &c);
+                        for (int z = 0; with_rc[rc]->ok && z <= (dp > 1 ? (pp > 1 ? 1 : 2) : 0) &&
+                                        (z == 0 || c.memory > P.budget); z++)
+                            evaluate(&P, with_rc[rc], Ms[i], sch == 0, z, &c);
                         if (!with_rc[rc]->ok)
                             c.memory = INFINITY;
                     }
@@ -514,7 +520,7 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         char spec[64], cmd[1200] = "";
         mesh_spec(f->dp, f->tp, f->pp, spec, sizeof spec);
         if (c->zero)
-            snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " zero1");
+            snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " zero%d", c->zero);
         if (f->recompute)
             snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " rc-%s", f->recompute == 1 ? "sel" : "full");
         printf("  %-2d %-17s %-6d %-9s %-11s %-11s %-15s %5.1f%%  %-12s %s\n", shown + 1, spec[0] ? spec : "(one rank)",
@@ -534,7 +540,7 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         if (spec[0])
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --mesh %s", spec);
         if (c->zero)
-            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --zero 1");
+            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --zero %d", c->zero);
         if (f->pp > 1)
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --microbatches %d --schedule %s", c->micro,
                      c->one_f_one_b ? "1f1b" : "gpipe");
@@ -547,7 +553,7 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         shown++;
     }
     printf("considered %d configurations (%d meshes dp x tp x pp of %" PRId64 ", micro-batch counts, schedules; --zero 1 "
-           "and --recompute where only they fit): %d ranked, "
+           "or 2 and --recompute where only they fit): %d ranked, "
            "%d do not fit %s, %d do not shard or pipeline the model, %d do not split the batch; %d gradient programs "
            "built, %.2f s\n",
            considered, n_mesh, devices, n_cfg - dropped, no_fit, gib(P.budget, a, sizeof a), no_shard, no_split, P.built,

@@ -129,25 +129,27 @@ bool eng_train_optimizer(const eng_opts *o, pass_opt_config *c, ir_diag *d)
     return true;
 }
 
-bool eng_zero_shards(const eng_opts *o, int dp, const char *cmd, int *shards, ir_diag *d)
+bool eng_zero(const eng_opts *o, int dp, int pp, const char *cmd, pass_opt_config *c, ir_diag *d)
 {
     int64_t z = 0;
-    *shards = 1;
+    c->shards = 1;
+    c->zero = 0;
     if (!eng_named_int(o, cmd, "--zero", 0, 2, &z, d))
         return false;
-    if (z == 2) {
+    if (z > 0 && dp < 2) {
+        ir_diag_error(d, -1, 0, 0, "%s: --zero %d shards the %s over the dp ranks; it needs --mesh with dp > 1", cmd,
+                      (int)z, z == 1 ? "optimizer state" : "optimizer state and the summed gradients");
+        return false;
+    }
+    if (z == 2 && pp > 1) {
         ir_diag_error(d, -1, 0, 0,
-                      "%s: --zero 2 is not supported yet: the gradients are reduced into whole flat buffers (bucket "
-                      "by bucket during the backward), so sharding the summed gradients would save nothing; --zero 1 "
-                      "shards the optimizer state", cmd);
+                      "%s: --zero 2 under pp is not supported yet: a param two stages hold (a tied embedding) has "
+                      "its gradient summed over pp before the dp reduction, in whole; --zero 1 shards the optimizer "
+                      "state there", cmd);
         return false;
     }
-    if (z == 1 && dp < 2) {
-        ir_diag_error(d, -1, 0, 0, "%s: --zero 1 shards the optimizer state over the dp ranks; it needs --mesh with dp > 1",
-                      cmd);
-        return false;
-    }
-    *shards = z == 1 ? dp : 1;
+    c->shards = z > 0 ? dp : 1;
+    c->zero = (int)z;
     return true;
 }
 
@@ -305,8 +307,15 @@ struct eng_trainer {
      * state holds the chunk alone): the summed gradients reduce-scattered in place (the
      * chunk's sums in its place in grads, the rest of grads undefined until the next step
      * writes it), the chunk updated, the params allgathered in place; checkpoints hold the
-     * whole state (gathered). Without ZeRO zn is 1 and zchunk the group's size */
+     * whole state (gathered). Without ZeRO zn is 1 and zchunk the group's size.
+     * --zero 2 (zero2): grads holds the chunk alone — elements [gbase, +glen) of each group —
+     * and each micro-batch's gradients are reduce-scattered into it bucket by bucket
+     * (zero2_scatter), so no whole gradient sum exists */
     int zn, zrank;
+    bool zero2;
+    int64_t gbase[PASS_OPT_GROUPS], glen[PASS_OPT_GROUPS];
+    float *zstage, *zrecv;            /* zero2: a bucket's staging (zn pieces) and its chunk's sums */
+    const float **zsrc;               /* zero2: a micro-batch's gradient of each param */
     coll_comm *zcomm;
     int64_t zchunk[PASS_OPT_GROUPS];
     /* overlap (dp alone on the host, "Overlap" in docs/cluster.md): in a step's last
@@ -390,6 +399,14 @@ static float *alloc_floats(int64_t n)
     return x;
 }
 
+#define Z2_BUCKET ((int64_t)1 << 20) /* f32 elements a --zero 2 reduce-scatter sends (zn pieces) */
+
+/* --zero 2: the elements of a rank's chunk one reduce-scatter gives it. */
+static int64_t z2_piece(const trainer *r) { return Z2_BUCKET / r->zn > 0 ? Z2_BUCKET / r->zn : 1; }
+
+/* Element idx of group k's gradient sums (--zero 2 holds this rank's chunk alone). */
+static float *grad_at(trainer *r, int k, int64_t idx) { return r->grads[k] + (idx - r->gbase[k]); }
+
 typedef struct {
     const ir_node *full;
     uint64_t seed;
@@ -434,15 +451,22 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
         /* ZeRO: whole params and gradients padded to zn chunks; the chunk's state and sums */
         int64_t ch = r->zchunk[k] = pass_opt_chunk(r->n_group[k], c->shards), whole = r->zn > 1 ? ch * r->zn : ch;
         r->flat[k] = alloc_floats(whole);
-        r->grads[k] = alloc_floats(whole);
+        r->gbase[k] = r->zero2 ? r->zrank * ch : 0;
+        r->glen[k] = r->zero2 ? ch : whole;
+        r->grads[k] = alloc_floats(r->glen[k]);
         for (int j = 0; j < r->n_state; j++)
             r->state[k][j] = alloc_floats(ch);
     }
     for (int i = 0; i < pg->n_nodes; i++)
         r->n_params += pg->nodes[i]->op == OP_param;
     r->params = calloc((size_t)r->n_params + 1, sizeof *r->params);
-    if (!r->params)
+    r->zsrc = r->zero2 ? calloc((size_t)r->n_params + 1, sizeof *r->zsrc) : NULL;
+    if (!r->params || (r->zero2 && !r->zsrc))
         ir_unreachable("out of memory");
+    if (r->zero2) {
+        r->zstage = alloc_floats(z2_piece(r) * r->zn);
+        r->zrecv = alloc_floats(z2_piece(r));
+    }
     size_t off[PASS_OPT_GROUPS] = {0, 0};
     for (int i = 0, k = 0; i < pg->n_nodes; i++) {
         const ir_node *n = pg->nodes[i];
@@ -557,13 +581,16 @@ static bool setup_mask(trainer *r, const char *path)
     return ok;
 }
 
-/* x (params or gradients, flat by group) zeroed where the mask holds zeros. */
-static void apply_mask(trainer *r, float *const x[PASS_OPT_GROUPS])
+/* x (params or gradients, flat by group; x[k][0] is element lo[k], NULL: 0, of the group)
+ * zeroed where the mask holds zeros. */
+static void apply_mask(trainer *r, float *const x[PASS_OPT_GROUPS], const int64_t *lo)
 {
-    for (int k = 0; k < PASS_OPT_GROUPS; k++)
-        for (int64_t j = 0; r->keep[k] && j < r->n_group[k]; j++)
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        int64_t a = lo ? lo[k] : 0, b = lo ? a + r->glen[k] : r->n_group[k];
+        for (int64_t j = a; r->keep[k] && j < b && j < r->n_group[k]; j++)
             if (!r->keep[k][j])
-                x[k][j] = 0.0f;
+                x[k][j - a] = 0.0f;
+    }
 }
 
 /* --teacher T --teacher-weights W [--teacher-define NAME=VALUE]... [--distill-alpha A]
@@ -674,7 +701,7 @@ static bool bind_all(trainer *r)
         if (!program_bind(r->update, name, r->flat[k] + (r->zn > 1 ? r->zrank * r->zchunk[k] : 0), r->d))
             return false;
         snprintf(name, sizeof name, "grads/%s", pass_opt_group_name[k]);
-        if (!program_bind(r->update, name, r->grads[k] + (r->zn > 1 ? r->zrank * r->zchunk[k] : 0), r->d))
+        if (!program_bind(r->update, name, grad_at(r, k, r->zn > 1 ? r->zrank * r->zchunk[k] : 0), r->d))
             return false;
         for (int j = 0; j < r->n_state; j++) {
             snprintf(name, sizeof name, "%s/%s", r->state_name[j], pass_opt_group_name[k]);
@@ -969,12 +996,22 @@ static void add_mesh_grad(trainer *r, mesh_run *R, const model_param *mp)
         a[j] += g[j];
 }
 
+static void zero2_scatter(trainer *r, const float *const *src);
+
 static bool take_micro(void *ctx, mesh_run *R, int micro)
 {
     (void)micro;
     trainer *r = ctx;
     double t0 = rt_now_ms();
-    for (int i = 0; i < r->n_params; i++)
+    if (r->zero2) { /* reduce-scattered at once into the chunk */
+        char gname[600];
+        for (int i = 0; i < r->n_params; i++) {
+            snprintf(gname, sizeof gname, "grad/%s", r->params[i].name);
+            r->zsrc[i] = mesh_exec_output(R, gname);
+        }
+        zero2_scatter(r, r->zsrc);
+    }
+    for (int i = 0; !r->zero2 && i < r->n_params; i++)
         if (!(r->overlap_now && r->taken[i])) /* else added by the overlap hook already */
             add_mesh_grad(r, R, &r->params[i]);
     const float *l = mesh_exec_output(R, "loss");
@@ -1016,7 +1053,7 @@ static bool mesh_grad_run(trainer *r, bool zero, double *loss)
     feed_params(r);
     double t0 = rt_now_ms();
     for (int k = 0; zero && k < PASS_OPT_GROUPS; k++)
-        memset(r->grads[k], 0, (size_t)r->n_group[k] * sizeof *r->grads[k]);
+        memset(r->grads[k], 0, (size_t)(r->zero2 ? r->glen[k] : r->n_group[k]) * sizeof *r->grads[k]);
     eng_trace_span("host", "zero gradients", "", t0, rt_now_ms());
     r->micro_loss = 0;
     bool ok = mesh_exec_run_micro(r->mgrad, r->micro, r->schedule, feed_micro, take_micro, r);
@@ -1140,7 +1177,7 @@ static void global_sumsq(trainer *r)
         size_t at, n;
         if (!summed_part(r, mp, &at, &n))
             continue;
-        const float *g = r->grads[mp->group] + at;
+        const float *g = grad_at(r, mp->group, (int64_t)at);
         double q = 0;
         for (size_t j = 0; j < n; j++)
             q += (double)g[j] * g[j];
@@ -1286,6 +1323,62 @@ static void zero_scatter(trainer *r, float div)
     r->comm_ms += rt_now_ms() - t0;
 }
 
+/* ---- ZeRO stage 2 (--zero 2): each micro-batch's gradients reduce-scattered into the chunk ---- */
+
+/* Elements [at, at + n) of group k of one micro-batch's gradients (src: per param, NULL: none
+ * here) into dst, zeros where no param is (the padding). */
+static void flat_range(const trainer *r, int k, int64_t at, int64_t n, const float *const *src, float *dst)
+{
+    memset(dst, 0, (size_t)n * sizeof *dst);
+    for (int i = 0; i < r->n_params; i++) {
+        const model_param *mp = &r->params[i];
+        int64_t off = (int64_t)mp->off, a = off > at ? off : at;
+        int64_t b = off + (int64_t)mp->count < at + n ? off + (int64_t)mp->count : at + n;
+        if (mp->group == k && a < b && src[i])
+            memcpy(dst + (a - at), src[i] + (a - off), (size_t)(b - a) * sizeof *dst);
+    }
+}
+
+/* One micro-batch's gradients (src, per param) summed over the dp ranks and added into this
+ * rank's chunk of grads: piece `at` of every rank's chunk staged side by side, one
+ * reduce-scatter a bucket, so that each rank receives its own chunk's piece. */
+static void zero2_scatter(trainer *r, const float *const *src)
+{
+    int64_t piece = z2_piece(r);
+    double t_host = rt_now_ms(), t_comm = 0;
+    for (int k = 0; k < PASS_OPT_GROUPS; k++) {
+        int64_t c = r->zchunk[k];
+        for (int64_t at = 0; at < c; at += piece) {
+            int64_t len = c - at < piece ? c - at : piece;
+            for (int q = 0; q < r->zn; q++)
+                flat_range(r, k, q * c + at, len, src, r->zstage + q * len);
+            double t0 = rt_now_ms();
+            if (coll_reduce_scatter(r->zcomm, r->zstage, r->zrecv, (size_t)len, COLL_F32, COLL_SUM) != COLL_OK)
+                ir_unreachable("train: the gradient reduce-scatter rejected its arguments");
+            t_comm += rt_now_ms() - t0;
+            float *g = r->grads[k] + at;
+            for (int64_t j = 0; j < len; j++)
+                g[j] += r->zrecv[j];
+            r->comm_bytes += len * r->zn * (int64_t)sizeof(float);
+        }
+    }
+    r->comm_ms += t_comm;
+    eng_trace_span("host", "reduce-scatter micro-batch gradients", "", t_host, rt_now_ms());
+}
+
+/* The step's gradients, each rank's chunk of their sum over dp, divided by div: reduce-scattered
+ * now (--zero 1), or as each micro-batch ended (--zero 2). */
+static void zero_reduce(trainer *r, float div)
+{
+    if (!r->zero2) {
+        zero_scatter(r, div);
+        return;
+    }
+    for (int k = 0; k < PASS_OPT_GROUPS; k++)
+        for (int64_t j = 0; div != 1 && j < r->zchunk[k]; j++)
+            r->grads[k][j] /= div;
+}
+
 /* Every rank's updated chunk of the params to every dp rank (in place). */
 static void zero_gather(trainer *r)
 {
@@ -1364,7 +1457,9 @@ static const char *first_nonfinite_grad(trainer *r)
     for (int i = 0; i < r->n_params; i++) {
         const model_param *mp = &r->params[i];
         size_t at, n;
-        const float *g = r->grads[mp->group] + (summed_part(r, mp, &at, &n) ? at : 0);
+        if (!summed_part(r, mp, &at, &n))
+            continue;
+        const float *g = grad_at(r, mp->group, (int64_t)at);
         for (size_t j = 0; j < n; j++)
             if (!isfinite(g[j])) {
                 snprintf(r->nan_name, sizeof r->nan_name, "grad/%s", mp->name);
@@ -1769,8 +1864,17 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
             }
         }
         sum += l;
+        if (r->zero2) { /* this micro-batch's sum over dp into the chunk */
+            for (int k = 0; m == 0 && k < PASS_OPT_GROUPS; k++)
+                memset(r->grads[k], 0, (size_t)r->glen[k] * sizeof *r->grads[k]);
+            for (int i = 0; i < r->n_params; i++) {
+                snprintf(gname, sizeof gname, "grad/%s", r->params[i].name);
+                r->zsrc[i] = grad_output(r, gname);
+            }
+            zero2_scatter(r, r->zsrc);
+        }
         /* gather the per-param gradients into the flat groups, summing the batches */
-        for (int i = 0; !hook && i < r->n_params; i++) {
+        for (int i = 0; !hook && !r->zero2 && i < r->n_params; i++) {
             const model_param *mp = &r->params[i];
             snprintf(gname, sizeof gname, "grad/%s", mp->name);
             const float *g = grad_output(r, gname);
@@ -1795,11 +1899,11 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
                 r->grads[k][j] /= (float)r->dp;
         }
     }
-    apply_mask(r, r->grads); /* --mask: no gradient where the params are held at zero */
+    apply_mask(r, r->grads, r->gbase); /* --mask: no gradient where the params are held at zero */
     /* the mean over dp of the ranks' gradients is the gradient of the global batch's mean loss
      * (ZeRO: each rank gets its chunk of it) */
     if (r->dp > 1 && r->zn > 1)
-        zero_scatter(r, (float)r->dp);
+        zero_reduce(r, (float)r->dp);
     for (int k = 0; r->dp > 1 && r->zn == 1 && !r->overlap && k < PASS_OPT_GROUPS; k++) {
         dp_sum(r, r->grads[k], (size_t)r->n_group[k], COLL_F32);
         for (int64_t j = 0; j < r->n_group[k]; j++)
@@ -1827,7 +1931,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         }
         tied_sum(r);
         if (r->zn > 1)
-            zero_scatter(r, (float)r->micro);
+            zero_reduce(r, (float)r->micro);
         double t0 = rt_now_ms();
         for (int k = 0; r->zn == 1 && k < PASS_OPT_GROUPS; k++)
             for (int64_t j = 0; r->micro > 1 && j < r->n_group[k]; j++)
@@ -1856,7 +1960,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
          * dp rank: the allreduce spread it) and halves the scale */
         bool finite = true;
         for (int k = 0; k < PASS_OPT_GROUPS; k++)
-            finite = rt_loss_scale_unscale(&r->scaler, r->grads[k] + r->zrank * r->zchunk[k], r->zchunk[k]) && finite;
+            finite = rt_loss_scale_unscale(&r->scaler, grad_at(r, k, r->zrank * r->zchunk[k]), r->zchunk[k]) && finite;
         if (r->zn > 1) /* each rank saw its chunk */
             finite = !agree_any(r, !finite);
         r->skipped = !rt_loss_scale_update(&r->scaler, finite);
@@ -1889,7 +1993,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
     }
     if (r->zn > 1)
         zero_gather(r);
-    apply_mask(r, r->flat); /* and no update there (weight decay included) */
+    apply_mask(r, r->flat, NULL); /* and no update there (weight decay included) */
     eng_trace_span("host", "take updated params and state", "", t_copy, rt_now_ms());
     *norm = *(const float *)program_output(r->update, "grad_norm");
     if (r->half != DT_F16 && !isfinite(*norm)) { /* the loss was finite: a gradient is not */
@@ -2077,8 +2181,8 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
         return false;
     r->zn = 1;
     if (!o->mesh) {
-        int shards;
-        if (!eng_zero_shards(o, 1, "train", &shards, d) || !eng_seq_parallel(o, NULL, "train", d) ||
+        pass_opt_config none = pass_opt_config_default();
+        if (!eng_zero(o, 1, 1, "train", &none, d) || !eng_seq_parallel(o, NULL, "train", d) ||
             !eng_virtual_stages(o, NULL, 1, true, "train", d))
             return false;
         if (eng_named(o, "--microbatches") || eng_named(o, "--schedule")) {
@@ -2098,7 +2202,7 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     if (!pass_mesh_parse(o->mesh, r->world_rank, r->g, &m, d))
         return false;
     pass_mesh_str(&m, ms, sizeof ms);
-    if (!eng_zero_shards(o, pass_mesh_size(&m, "dp"), "train", &r->t.opt.shards, d) ||
+    if (!eng_zero(o, pass_mesh_size(&m, "dp"), pass_mesh_size(&m, "pp"), "train", &r->t.opt, d) ||
         !eng_seq_parallel(o, &m, "train", d))
         return false;
     if (m.world != r->world_size) {
@@ -2130,6 +2234,12 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     r->dp_rank = a >= 0 ? pass_mesh_coord(&m, r->world_rank, a) : 0;
     r->zn = r->t.opt.shards;
     r->zrank = r->zn > 1 ? r->dp_rank : 0;
+    r->zero2 = r->t.opt.zero == 2;
+    if (r->zero2 && r->t.trace) {
+        ir_diag_error(d, -1, 0, 0, "train: --trace writes every param's whole gradient; under --zero 2 a rank holds a "
+                      "chunk of them (use --zero 1)");
+        return false;
+    }
     if (r->B % r->dp != 0) {
         ir_diag_error(d, -1, 0, 0, "train: the batch (%d rows) does not split evenly over dp=%d; set -D batch=%d",
                       r->B, r->dp, (r->B / r->dp + 1) * r->dp);
@@ -2395,7 +2505,7 @@ static bool setup(trainer *r, const eng_opts *o)
     if (mask) {
         if (!setup_mask(r, mask))
             return false;
-        apply_mask(r, r->flat);
+        apply_mask(r, r->flat, NULL);
     }
     /* on a device, one process: the whole state stays on the device (below); --mask and
      * --teacher work on the host's copies, so they keep the host round trip */
@@ -2704,6 +2814,9 @@ void eng_trainer_free(eng_trainer *r)
     rt_pool_free(r->pool);
     if (r->have_init)
         rt_st_close(&r->init_w);
+    free(r->zstage);
+    free(r->zrecv);
+    free(r->zsrc);
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         free(r->flat[k]);
         free(r->grads[k]);
@@ -2831,7 +2944,7 @@ static bool run(trainer *r, bool *preempted)
     int64_t held = 0; /* params, gradients and optimizer state, as allocated (setup_state) */
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         int64_t whole = r->zn > 1 ? r->zchunk[k] * r->zn : r->n_group[k];
-        held += 4 * (2 * whole + r->n_state * r->zchunk[k]);
+        held += 4 * (whole + (r->zero2 ? r->zchunk[k] : whole) + r->n_state * r->zchunk[k]);
     }
     if (ok && o->stats && r->world) /* `loom check --train` predicts it ("loom train holds") */
         fprintf(stderr, "stats rank %d memory: %" PRId64 " bytes of params, gradients and optimizer state\n",

@@ -14,7 +14,7 @@ const char *const pass_opt_group_name[PASS_OPT_GROUPS] = {"decay", "no_decay"};
 
 pass_opt_config pass_opt_config_default(void)
 {
-    return (pass_opt_config){PASS_OPT_ADAMW, 0.9, 0.95, 1e-8, 0.0, 0.1, false, 1.0, 1, false, false, 1};
+    return (pass_opt_config){PASS_OPT_ADAMW, 0.9, 0.95, 1e-8, 0.0, 0.1, false, 1.0, 1, false, false, 1, 0};
 }
 
 int pass_opt_group(const pass_opt_config *c, const ir_node *param)

@@ -57,9 +57,11 @@ typedef struct {
                                   training: this rank's groups hold only its slices) */
     bool grad_scale_input;     /* the gradients are unscaled by input grad_scale (fp16 on a
                                   device, where the host does not touch them) */
-    int shards;                /* ZeRO (--zero 1): > 1, each group is split over this many dp
+    int shards;                /* ZeRO (--zero 1|2): > 1, each group is split over this many dp
                                   ranks and the update is one rank's chunk of it
                                   (pass_opt_chunk elements; needs sumsq_input) */
+    int zero;                  /* the ZeRO stage (0 none; 1 the state sharded; 2 the summed
+                                  gradients too: the trainer's, the update is stage 1's) */
 } pass_opt_config;
 
 enum { PASS_OPT_DECAY, PASS_OPT_NO_DECAY, PASS_OPT_GROUPS };

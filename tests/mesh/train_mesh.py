@@ -1,9 +1,10 @@
 """train_mesh.py — `mpirun -np N loom train MODEL --mesh ...` against the single-rank `loom train`.
 
 usage: train_mesh.py LOOM MPIEXEC MODEL SPEC[:SPEC...] [-D name=value ...]
-SPEC: MESH[@ALGO][/SCHEDULE[xM]][+zero][+full|+selective][+sp][+exe][+resume] — ALGO the
+SPEC: MESH[@ALGO][/SCHEDULE[xM]][+zero|+zero2][+full|+selective][+sp][+exe][+resume] — ALGO the
 --allreduce algorithm (backend by default), SCHEDULE the pipeline's --schedule (gpipe or 1f1b)
-and M its --microbatches; +zero trains with --zero 1 (the optimizer state sharded over dp); +full
+and M its --microbatches; +zero trains with --zero 1 (the optimizer state sharded over dp), +zero2
+with --zero 2 (the summed gradients too: each micro-batch's reduce-scattered into a chunk); +full
 and +selective with --recompute full|selective, +sp with --sequence-parallel (the reference stays
 the run without), +vV with --virtual-stages V (interleaved 1F1B over V model chunks a stage); +nooverlap with LOOM_DP_OVERLAP=0 (dp's allreduce after the backward, not
 bucket by bucket during it), +overlap with LOOM_DP_OVERLAP=1 (bucket by bucket also under
@@ -148,12 +149,13 @@ def main():
             return 1
         for spec in meshes.split(":"):
             spec, *flags = spec.split("+")
-            resume, exe, zero = "resume" in flags, "exe" in flags, "zero" in flags
+            resume, exe = "resume" in flags, "exe" in flags
+            zero = "1" if "zero" in flags else "2" if "zero2" in flags else None
             spec_mesh, _, sched = spec.partition("/")
             mesh, _, algo = spec_mesh.partition("@")
             sched, _, micro = sched.partition("x")
             built = ["--microbatches", micro] if micro else []
-            built += ["--zero", "1"] if zero else []
+            built += ["--zero", zero] if zero else []
             recompute = "full" if "full" in flags else "selective" if "selective" in flags else None
             built += ["--recompute", recompute] if recompute else []
             sp = "sp" in flags
@@ -168,7 +170,7 @@ def main():
                 n *= int(part.split("=")[1])
             launch = [mpiexec, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(n)]
             cmd = [*launch, loom, "train", *args, "--mesh", mesh, "--allreduce", algo or "backend", *extra]
-            spec += "+zero" if zero else ""
+            spec += {"1": "+zero", "2": "+zero2", None: ""}[zero]
             spec += "+" + recompute if recompute else ""
             spec += "+sp" if sp else ""
             spec += "+v" + virtual if virtual else ""
