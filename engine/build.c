@@ -139,12 +139,12 @@ static void add_words(char **argv, int *argc, int cap, char *s)
 /* Runs the C compiler driver: cc -o exe table.c [kernels.o | -Wl,-u,BACKEND] LIBS [DEVICE LIBS]
  * FLAGS. A cluster executable for OpenCL ranks (cluster_opencl) links the OpenCL backend too. */
 static bool link_exe(const char *cc, const char *exe, const char *table, const char *obj, build_target bt,
-                     bool cluster_opencl, ir_diag *d)
+                     build_target cluster_dev, ir_diag *d)
 {
+    bool cl = bt == BUILD_OPENCL || (bt == BUILD_CLUSTER && cluster_dev == BUILD_OPENCL);
+    bool cu = bt == BUILD_CUDA || (bt == BUILD_CLUSTER && cluster_dev == BUILD_CUDA);
     char *libs = strdup(bt == BUILD_CLUSTER ? LOOM_CLUSTER_LINK_LIBS : LOOM_LINK_LIBS), *flags = strdup(LOOM_LINK_FLAGS),
-         *dev = strdup(bt == BUILD_OPENCL || cluster_opencl ? LOOM_OPENCL_LINK_LIBS
-                       : bt == BUILD_CUDA                   ? LOOM_CUDA_LINK_LIBS
-                                                            : "");
+         *dev = strdup(cl ? LOOM_OPENCL_LINK_LIBS : cu ? LOOM_CUDA_LINK_LIBS : "");
     if (!libs || !flags || !dev)
         ir_unreachable("out of memory");
     char *argv[128];
@@ -156,12 +156,14 @@ static bool link_exe(const char *cc, const char *exe, const char *table, const c
     /* program_new from libloom_exe.a / libloom_cluster_main.a (exe/program_aot.c: the kernels
      * compiled in), asked for before libloom.a is read, whose program_targets.c would bring the JIT */
     argv[argc++] = "-Wl,-u,program_new";
-    if (bt == BUILD_CPU || bt == BUILD_CLUSTER)
+    if (bt == BUILD_CPU || (bt == BUILD_CLUSTER && !cu))
         argv[argc++] = (char *)obj;
-    else /* the device backend, a weak reference in exe/program_aot.c */
-        argv[argc++] = bt == BUILD_OPENCL ? "-Wl,-u,program_backend_opencl" : "-Wl,-u,program_backend_cuda_table";
-    if (cluster_opencl) /* its OpenCL C rendered from kernel IR at start-up, as `loom run` does */
+    /* the device backend, a weak reference in exe/program_aot.c: OpenCL C rendered from kernel
+     * IR at start-up, as `loom run` does; CUDA's PTX compiled in */
+    if (cl)
         argv[argc++] = "-Wl,-u,program_backend_opencl";
+    if (cu)
+        argv[argc++] = "-Wl,-u,program_backend_cuda_table";
     if (bt == BUILD_CLUSTER) /* the libraries call each other both ways */
         argv[argc++] = "-Wl,--start-group";
     add_words(argv, &argc, 120, libs);
@@ -294,6 +296,7 @@ typedef struct {
     pass_opt_config opt; /* --train: the optimizer and micro-batches compiled in */
     int micro;
     bool device;         /* for a device: also the library steps' kernels (the CPU runs its own) */
+    bool cuda;           /* each plan checked as the CUDA executor checks it at start-up */
 } cluster_kernels;
 
 /* Lowers g through pipeline as the executable's program_new will, keeps its new kernels. */
@@ -305,6 +308,7 @@ static bool collect_program(cluster_kernels *c, const ir_graph *g, const char *p
     *low = (cg_lowered){0};
     bool ok = program_lower(g, pipeline, c->device, &fused, low, d);
     ir_graph_free(fused);
+    ok = ok && (!c->cuda || program_cuda_supported(&low->plan, d));
     for (int i = 0; ok && i < low->n_kernels; i++) {
         if (!c->device && !program_host_calls(&low->plan, low->kernels[i]->name, false))
             continue;
@@ -518,10 +522,11 @@ static bool train_blobs(const eng_opts *o, rt_plan_blob *b, int *n, ir_diag *d)
 
 static bool build_cluster(const eng_opts *o, const char *target, bool existed, ir_diag *d)
 {
-    bool opencl = strncmp(target, "opencl", 6) == 0;
+    bool opencl = strncmp(target, "opencl", 6) == 0, cuda = strcmp(target, "cuda") == 0;
     ir_graph *g = eng_load_graph(o, d);
     pass_mesh mesh;
-    cluster_kernels c = {0};
+    /* CUDA ranks: every segment's kernels, library steps' included, as one PTX module */
+    cluster_kernels c = {.device = cuda, .cuda = cuda};
     for (int k = 0; !o->train && k < N_FIXED; k++)
         if (eng_named(o, fixed_train_options[k]))
             ir_diag_error(d, -1, 0, 0, "build: %s is an option of training executables: add --train",
@@ -543,9 +548,16 @@ static bool build_cluster(const eng_opts *o, const char *target, bool existed, i
         c.unique[i]->name = ir_arena_strdup(&c.unique[i]->arena, c.symbols[i]);
     cg_host_options ho = cg_host_defaults;
     ho.generic_cpu = o->generic_cpu;
-    ok = ok && cg_host_emit_object(c.unique, c.n_unique, &ho, w.obj, d) &&
-         write_table(w.table, c.unique, c.n_unique, NULL, d) &&
-         link_exe(c_compiler(), w.linked, w.table, w.obj, BUILD_CLUSTER, opencl, d);
+    char *ptx = NULL;
+    if (ok && cuda) {
+        ptx = c.n_unique > 0 ? program_cuda_ptx(c.unique, c.n_unique, d) : strdup("");
+        ok = ptx != NULL;
+    } else
+        ok = ok && cg_host_emit_object(c.unique, c.n_unique, &ho, w.obj, d);
+    ok = ok && write_table(w.table, c.unique, cuda ? 0 : c.n_unique, ptx, d) &&
+         link_exe(c_compiler(), w.linked, w.table, w.obj, BUILD_CLUSTER,
+                  opencl ? BUILD_OPENCL : cuda ? BUILD_CUDA : BUILD_CPU, d);
+    free(ptx);
     rt_wbuf wm = {0};
     model_text(o, &wm);
     blobs[n_blobs++] = (rt_plan_blob){strdup("target"), (uint8_t *)strdup(target), strlen(target)};
@@ -559,7 +571,8 @@ static bool build_cluster(const eng_opts *o, const char *target, bool existed, i
         char m[128];
         printf("built %s%s for the mesh %s (%d ranks, %s): %d kernels, %d distinct%s, payload %zu bytes\n", o->out,
                o->train ? ", a training executable," : "", pass_mesh_str(&mesh, m, sizeof m), world, target, c.n_total,
-               c.n_unique, opencl ? " for the host (the ranks' OpenCL C rendered at start-up)" : "", n);
+               c.n_unique,
+               opencl ? " for the host (the ranks' OpenCL C rendered at start-up)" : cuda ? ", one PTX module" : "", n);
     } else if (!existed || payload)
         unlink(o->out); /* never leave a half-written executable */
     free(payload);
@@ -695,7 +708,7 @@ static bool build_model(const eng_opts *o, build_target bt, const char *target, 
         ok = ptx != NULL;
     }
     ok = ok && write_table(w.table, c.unique, bt == BUILD_CPU ? c.n_unique : 0, ptx, d) &&
-         link_exe(c_compiler(), w.linked, w.table, w.obj, bt, false, d);
+         link_exe(c_compiler(), w.linked, w.table, w.obj, bt, BUILD_CPU, d);
     free(ptx);
     size_t n = 0;
     uint8_t *payload = NULL;
@@ -738,11 +751,6 @@ bool eng_build(const eng_opts *o, ir_diag *d)
     if ((int)bt < 0)
         ir_diag_error(d, -1, 0, 0, "build: --target %s: loom build makes cpu, opencl[:P[:D]] or cuda executables",
                       target);
-    if (o->mesh && bt == BUILD_CUDA)
-        ir_diag_error(d, -1, 0, 0,
-                      "build: --mesh executables are built for --target cpu and opencl so far; run CUDA ranks with "
-                      "`mpirun -np N loom run MODEL --mesh %s --target %s ...`",
-                      o->mesh, target);
     if (eng_named(o, "--virtual-stages") && !o->train)
         ir_diag_error(d, -1, 0, 0, "build: --virtual-stages interleaves a training step's micro-batches; add --mesh ... "
                       "--train");

@@ -4,8 +4,9 @@
  *         [--allreduce backend|ring|tree] [--timeout SECONDS] [--stats]
  *
  * The payload (io/exe_payload.h) is a plan file with no steps whose blobs are
- *     "target"   "cpu", or "opencl[:P[:D]]": every rank's segments on its OpenCL device (OpenCL C
- *                rendered from kernel IR at start-up, program_aot.c), values staged through the host
+ *     "target"   "cpu", "opencl[:P[:D]]": every rank's segments on its OpenCL device (OpenCL C
+ *                rendered from kernel IR at start-up, program_aot.c), or "cuda": on its GPU (the
+ *                PTX module compiled in, program_cuda_table.c); values staged through the host
  *     "mesh"     the mesh, e.g. "dp=1,tp=2,pp=2"
  *     "model"    text: the model file and -D options it was built with
  *     "rank.R"   rank R's graph after the pipeline and shard passes, as textual IR (ir/print.c)
@@ -240,6 +241,7 @@ int main(int argc, char **argv)
     if (L && ir_diag_ok(&d)) {
         have_w = mesh_coll_options(o.coll_key, o.coll_value, o.n_coll, prog, &job.coll, &d) && o.weights &&
                  rt_hf_open_weights(o.weights, &wf, &d);
+        job.coll.gpu = target && strcmp(target, "cuda") == 0; /* NCCL unless $LOOM_COLL says, as loom run */
         have_i = ir_diag_ok(&d) && o.inputs && rt_st_open(o.inputs, &inf, &d);
     }
     if (L && ir_diag_ok(&d)) {

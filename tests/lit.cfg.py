@@ -26,3 +26,9 @@ config.substitutions.append(("%loom", loom))
 config.substitutions.append(("%models", models))
 config.substitutions.append(("%python", python))
 config.substitutions.append(("%tools", tools))
+# %mpirun: a launcher for cluster executables' jobs (feature "mpirun" where one is installed)
+import shutil
+mpiexec = shutil.which("mpiexec")
+if mpiexec:
+    config.available_features.add("mpirun")
+    config.substitutions.append(("%mpirun", f"{mpiexec} --allow-run-as-root --oversubscribe --bind-to none"))
