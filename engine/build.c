@@ -470,7 +470,7 @@ static bool train_setup(const eng_opts *o, const ir_graph *g, const pass_mesh *m
     }
     c->micro = (int)micro;
     return (dp * micro == 1 || eng_params_batch_free(o, g, B / (int)micro / dp, "build", d)) &&
-           eng_train_optimizer(o, &c->opt, d) && eng_zero(o, dp, pp, "build", &c->opt, d);
+           eng_train_optimizer(o, &c->opt, d) && eng_zero(o, dp, "build", &c->opt, d);
 }
 
 /* What a training executable needs to run `loom train` itself: the model's text, its -D

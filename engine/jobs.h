@@ -34,10 +34,10 @@ bool eng_seq_parallel(const eng_opts *o, pass_mesh *m, const char *cmd, ir_diag 
  * (one_f_one_b false) or with micro-batches not a multiple of pp. */
 bool eng_virtual_stages(const eng_opts *o, pass_mesh *m, int micro, bool one_f_one_b, const char *cmd, ir_diag *d);
 /* train.c: --zero of loom train, check and build (cmd) on a mesh of dp data-parallel ranks
- * and pp stages (1, 1 without a mesh) into c: the ZeRO stage (c->zero) and the ranks the
- * optimizer state is sharded over (c->shards; 1 without --zero or with --zero 0); false after
- * reporting (a stage without dp > 1; --zero 2 under pp). */
-bool eng_zero(const eng_opts *o, int dp, int pp, const char *cmd, pass_opt_config *c, ir_diag *d);
+ * (1 without a mesh) into c: the ZeRO stage (c->zero) and the ranks the optimizer state is
+ * sharded over (c->shards; 1 without --zero or with --zero 0); false after reporting (a stage
+ * without dp > 1). */
+bool eng_zero(const eng_opts *o, int dp, const char *cmd, pass_opt_config *c, ir_diag *d);
 /* generate.c: `loom generate` (docs/generation.md): text from a prompt with a KV cache. */
 bool eng_generate(const eng_opts *o, ir_diag *d);
 /* build.c: `loom build`: a standalone executable, or with --mesh a cluster executable

@@ -272,7 +272,7 @@ static bool train_options(const ir_graph *g, const eng_opts *o, const pass_mesh 
         }
     }
     s->opt.accum = s->accum;
-    if (!eng_zero(o, s->dp, s->pp, "check", &s->opt, d))
+    if (!eng_zero(o, s->dp, "check", &s->opt, d))
         return false;
     s->opt.sumsq_input = s->sharded || s->opt.shards > 1;
     if (s->B % s->dp != 0) {
@@ -421,6 +421,57 @@ double eng_rank_memory_total(const eng_rank_memory *r, int slots)
            (double)r->arenas + (double)r->outputs + (double)r->grad_arena + (double)r->update_arena;
 }
 
+/* --zero 2 under pp: a param several stages hold keeps its whole gradient sum on each holder
+ * (summed over pp, then reduce-scattered over dp in the buckets that hold it: train.c
+ * tied_sum). Its bytes on rank `rank` into *held, those buckets' bytes into *sent. */
+static void zero2_tied(ir_graph *const *Ls, const pass_mesh *m, const train_setup *s, int rank,
+                       const int64_t *n_group, int64_t *held, int64_t *sent)
+{
+    *held = *sent = 0;
+    int a_pp = pass_mesh_axis(m, "pp");
+    if (s->opt.zero != 2 || s->pp < 2)
+        return;
+    const ir_graph *L = Ls[rank];
+    int64_t off[PASS_OPT_GROUPS] = {0, 0}, *lo = calloc((size_t)L->n_nodes + 1, sizeof *lo);
+    int *grp = calloc((size_t)L->n_nodes + 1, sizeof *grp), n_tied = 0;
+    int64_t *hi = calloc((size_t)L->n_nodes + 1, sizeof *hi);
+    if (!lo || !hi || !grp)
+        ir_unreachable("out of memory");
+    for (int i = 0; i < L->n_nodes; i++) { /* the flat layout of train.c's setup_state */
+        const ir_node *n = L->nodes[i];
+        if (n->op != OP_param)
+            continue;
+        int k = pass_opt_group(&s->opt, n), holders = 0;
+        int64_t count = ir_shape_numel(&n->shape);
+        char full[600];
+        mesh_slice sl[MESH_MAX_SLICES];
+        int n_sl = 0;
+        mesh_slice_parse(n->name, full, sizeof full, sl, &n_sl);
+        for (int st = 0; st < s->pp; st++)
+            holders += local_count(Ls[pass_mesh_with(m, rank, a_pp, st)], full) >= 0;
+        if (holders > 1) {
+            grp[n_tied] = k;
+            lo[n_tied] = off[k];
+            hi[n_tied++] = off[k] + count;
+            *held += 4 * count;
+        }
+        off[k] += count;
+    }
+    for (int k = 0; n_tied && k < PASS_OPT_GROUPS; k++) {
+        int64_t c = pass_opt_chunk(n_group[k], s->dp), piece = pass_opt_zero2_piece(s->dp);
+        for (int64_t at = 0; at < c; at += piece) {
+            int64_t len = c - at < piece ? c - at : piece;
+            bool hit = false;
+            for (int t = 0; !hit && t < n_tied; t++)
+                hit = grp[t] == k && pass_opt_zero2_hits(at, len, c, s->dp, lo[t], hi[t]);
+            *sent += hit ? 4 * len * s->dp : 0;
+        }
+    }
+    free(lo);
+    free(hi);
+    free(grp);
+}
+
 /* One rank's report of a training step. L: its gradient program's graph (every rank's in
  * Ls, for the tied params); model: the whole model. False after reporting a lowering error. */
 static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_mesh *m, const train_setup *s,
@@ -435,6 +486,9 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
         return false;
     const int64_t *n_group = mem.n_group, state_elems = mem.state_elems, kept_bytes = mem.kept;
     int n_state = mem.n_state;
+    int64_t tied_held, tied_sent;
+    zero2_tied(Ls, m, s, rank, n_group, &tied_held, &tied_sent);
+    mem.grads_bytes += tied_held;
     double state_bytes = 4.0 * (double)state_elems;
     int slots = s->sharded ? pipeline_in_flight(s->pp, stage, s->micro, m->virtual_stages, s->one_f_one_b) : 1;
     int64_t held = mem.params_bytes + mem.grads_bytes + mem.opt_bytes;
@@ -447,9 +501,10 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
         cJSON_AddNumberToObject(j, "microbatches_in_flight", slots);
     } else if (s->opt.shards > 1) {
         print_rank(m, rank);
-        char grads[64];
+        char grads[96];
         if (s->opt.zero == 2)
-            snprintf(grads, sizeof grads, "a 1/%d chunk, each micro-batch's reduce-scattered into it", s->dp);
+            snprintf(grads, sizeof grads, "a 1/%d chunk, each micro-batch's reduce-scattered into it%s", s->dp,
+                     tied_held ? "; tied params whole" : "");
         else
             snprintf(grads, sizeof grads, "reduce-scattered over dp");
         printf(": params %.2f MiB (%" PRId64 "), gradients %.2f MiB (%s), %s state %.2f MiB "
@@ -552,6 +607,11 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
         /* the last stage's loss (f64) to every stage */
         add_row(rows, &n_rows, "pp", "loss allreduce", 1, 8, 2.0 * (s->pp - 1) / s->pp * 8);
         counted += 8;
+    }
+    if (tied_sent) { /* --zero 2: the tied sums over dp, in the buckets that hold them */
+        add_row(rows, &n_rows, "dp", "tied reduce-scatter", 1, (double)tied_sent,
+                (double)(s->dp - 1) / s->dp * (double)tied_sent);
+        counted += tied_sent;
     }
     bool norm = (s->sharded || s->opt.shards > 1) && m->world > 1;
     if (norm) /* Σ g² for the clip norm (f64), over the world */

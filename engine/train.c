@@ -129,7 +129,7 @@ bool eng_train_optimizer(const eng_opts *o, pass_opt_config *c, ir_diag *d)
     return true;
 }
 
-bool eng_zero(const eng_opts *o, int dp, int pp, const char *cmd, pass_opt_config *c, ir_diag *d)
+bool eng_zero(const eng_opts *o, int dp, const char *cmd, pass_opt_config *c, ir_diag *d)
 {
     int64_t z = 0;
     c->shards = 1;
@@ -139,13 +139,6 @@ bool eng_zero(const eng_opts *o, int dp, int pp, const char *cmd, pass_opt_confi
     if (z > 0 && dp < 2) {
         ir_diag_error(d, -1, 0, 0, "%s: --zero %d shards the %s over the dp ranks; it needs --mesh with dp > 1", cmd,
                       (int)z, z == 1 ? "optimizer state" : "optimizer state and the summed gradients");
-        return false;
-    }
-    if (z == 2 && pp > 1) {
-        ir_diag_error(d, -1, 0, 0,
-                      "%s: --zero 2 under pp is not supported yet: a param two stages hold (a tied embedding) has "
-                      "its gradient summed over pp before the dp reduction, in whole; --zero 1 shards the optimizer "
-                      "state there", cmd);
         return false;
     }
     c->shards = z > 0 ? dp : 1;
@@ -316,6 +309,8 @@ struct eng_trainer {
     int64_t gbase[PASS_OPT_GROUPS], glen[PASS_OPT_GROUPS];
     float *zstage, *zrecv;            /* zero2: a bucket's staging (zn pieces) and its chunk's sums */
     const float **zsrc;               /* zero2: a micro-batch's gradient of each param */
+    float **ztied;                    /* zero2 under pp: a tied param's whole gradient sum (its
+                                         stages' partial sums are added over pp first) */
     coll_comm *zcomm;
     int64_t zchunk[PASS_OPT_GROUPS];
     /* overlap (dp alone on the host, "Overlap" in docs/cluster.md): in a step's last
@@ -399,10 +394,8 @@ static float *alloc_floats(int64_t n)
     return x;
 }
 
-#define Z2_BUCKET ((int64_t)1 << 20) /* f32 elements a --zero 2 reduce-scatter sends (zn pieces) */
-
 /* --zero 2: the elements of a rank's chunk one reduce-scatter gives it. */
-static int64_t z2_piece(const trainer *r) { return Z2_BUCKET / r->zn > 0 ? Z2_BUCKET / r->zn : 1; }
+static int64_t z2_piece(const trainer *r) { return pass_opt_zero2_piece(r->zn); }
 
 /* Element idx of group k's gradient sums (--zero 2 holds this rank's chunk alone). */
 static float *grad_at(trainer *r, int k, int64_t idx) { return r->grads[k] + (idx - r->gbase[k]); }
@@ -461,7 +454,8 @@ static bool setup_state(trainer *r, uint64_t seed, const ir_graph *pg)
         r->n_params += pg->nodes[i]->op == OP_param;
     r->params = calloc((size_t)r->n_params + 1, sizeof *r->params);
     r->zsrc = r->zero2 ? calloc((size_t)r->n_params + 1, sizeof *r->zsrc) : NULL;
-    if (!r->params || (r->zero2 && !r->zsrc))
+    r->ztied = r->zero2 ? calloc((size_t)r->n_params + 1, sizeof *r->ztied) : NULL;
+    if (!r->params || (r->zero2 && (!r->zsrc || !r->ztied)))
         ir_unreachable("out of memory");
     if (r->zero2) {
         r->zstage = alloc_floats(z2_piece(r) * r->zn);
@@ -996,20 +990,23 @@ static void add_mesh_grad(trainer *r, mesh_run *R, const model_param *mp)
         a[j] += g[j];
 }
 
-static void zero2_scatter(trainer *r, const float *const *src);
+static void zero2_scatter(trainer *r, const float *const *src, bool only_given);
 
 static bool take_micro(void *ctx, mesh_run *R, int micro)
 {
     (void)micro;
     trainer *r = ctx;
     double t0 = rt_now_ms();
-    if (r->zero2) { /* reduce-scattered at once into the chunk */
+    if (r->zero2) { /* reduce-scattered at once into the chunk; a tied param's summed (tied_sum) */
         char gname[600];
         for (int i = 0; i < r->n_params; i++) {
             snprintf(gname, sizeof gname, "grad/%s", r->params[i].name);
-            r->zsrc[i] = mesh_exec_output(R, gname);
+            const float *g = mesh_exec_output(R, gname);
+            r->zsrc[i] = r->ztied[i] ? NULL : g;
+            for (size_t j = 0; r->ztied[i] && g && j < r->params[i].count; j++)
+                r->ztied[i][j] += g[j];
         }
-        zero2_scatter(r, r->zsrc);
+        zero2_scatter(r, r->zsrc, false);
     }
     for (int i = 0; !r->zero2 && i < r->n_params; i++)
         if (!(r->overlap_now && r->taken[i])) /* else added by the overlap hook already */
@@ -1054,6 +1051,9 @@ static bool mesh_grad_run(trainer *r, bool zero, double *loss)
     double t0 = rt_now_ms();
     for (int k = 0; zero && k < PASS_OPT_GROUPS; k++)
         memset(r->grads[k], 0, (size_t)(r->zero2 ? r->glen[k] : r->n_group[k]) * sizeof *r->grads[k]);
+    for (int i = 0; zero && r->ztied && i < r->n_params; i++)
+        if (r->ztied[i])
+            memset(r->ztied[i], 0, r->params[i].count * sizeof *r->ztied[i]);
     eng_trace_span("host", "zero gradients", "", t0, rt_now_ms());
     r->micro_loss = 0;
     bool ok = mesh_exec_run_micro(r->mgrad, r->micro, r->schedule, feed_micro, take_micro, r);
@@ -1140,7 +1140,9 @@ static void tied_sum(trainer *r)
             continue;
         size_t n = (size_t)r->tied_count[k];
         int j = r->tied_local[k];
-        float *buf = j >= 0 ? r->grads[r->params[j].group] + r->params[j].off : calloc(n + 1, sizeof *buf);
+        float *buf = j < 0       ? calloc(n + 1, sizeof *buf)
+                     : r->zero2 ? r->ztied[j]
+                                : r->grads[r->params[j].group] + r->params[j].off;
         if (!buf)
             ir_unreachable("out of memory");
         double t0 = rt_now_ms();
@@ -1151,6 +1153,20 @@ static void tied_sum(trainer *r)
         if (j < 0)
             free(buf);
     }
+    if (!r->zero2)
+        return;
+    /* --zero 2: the tied sums over dp into the chunks, only the buckets that hold them */
+    for (int i = 0; i < r->n_params; i++)
+        r->zsrc[i] = r->ztied[i];
+    zero2_scatter(r, r->zsrc, true);
+}
+
+/* --zero 2 under pp: a whole gradient buffer for each param several stages hold. */
+static void zero2_tied(trainer *r)
+{
+    for (int i = 0; r->zero2 && i < r->n_params; i++)
+        if (r->params[i].holders > 1)
+            r->ztied[i] = alloc_floats((int64_t)r->params[i].count);
 }
 
 /* The elements [*at, *at + *n) of mp's group that hold mp's summed gradient on this rank after
@@ -1341,8 +1357,10 @@ static void flat_range(const trainer *r, int k, int64_t at, int64_t n, const flo
 
 /* One micro-batch's gradients (src, per param) summed over the dp ranks and added into this
  * rank's chunk of grads: piece `at` of every rank's chunk staged side by side, one
- * reduce-scatter a bucket, so that each rank receives its own chunk's piece. */
-static void zero2_scatter(trainer *r, const float *const *src)
+ * reduce-scatter a bucket (pass_opt_zero2_piece), so that each rank receives its own chunk's
+ * piece. only_given: only the buckets holding an element of a param src gives (the same on
+ * every dp rank: their layouts are equal). */
+static void zero2_scatter(trainer *r, const float *const *src, bool only_given)
 {
     int64_t piece = z2_piece(r);
     double t_host = rt_now_ms(), t_comm = 0;
@@ -1350,6 +1368,14 @@ static void zero2_scatter(trainer *r, const float *const *src)
         int64_t c = r->zchunk[k];
         for (int64_t at = 0; at < c; at += piece) {
             int64_t len = c - at < piece ? c - at : piece;
+            bool hit = !only_given;
+            for (int i = 0; !hit && i < r->n_params; i++) {
+                const model_param *mp = &r->params[i];
+                hit = src[i] && mp->group == k &&
+                      pass_opt_zero2_hits(at, len, c, r->zn, (int64_t)mp->off, (int64_t)(mp->off + mp->count));
+            }
+            if (!hit)
+                continue;
             for (int q = 0; q < r->zn; q++)
                 flat_range(r, k, q * c + at, len, src, r->zstage + q * len);
             double t0 = rt_now_ms();
@@ -1871,7 +1897,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
                 snprintf(gname, sizeof gname, "grad/%s", r->params[i].name);
                 r->zsrc[i] = grad_output(r, gname);
             }
-            zero2_scatter(r, r->zsrc);
+            zero2_scatter(r, r->zsrc, false);
         }
         /* gather the per-param gradients into the flat groups, summing the batches */
         for (int i = 0; !hook && !r->zero2 && i < r->n_params; i++) {
@@ -2182,7 +2208,7 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     r->zn = 1;
     if (!o->mesh) {
         pass_opt_config none = pass_opt_config_default();
-        if (!eng_zero(o, 1, 1, "train", &none, d) || !eng_seq_parallel(o, NULL, "train", d) ||
+        if (!eng_zero(o, 1, "train", &none, d) || !eng_seq_parallel(o, NULL, "train", d) ||
             !eng_virtual_stages(o, NULL, 1, true, "train", d))
             return false;
         if (eng_named(o, "--microbatches") || eng_named(o, "--schedule")) {
@@ -2202,7 +2228,7 @@ static bool setup_mesh(trainer *r, const eng_opts *o)
     if (!pass_mesh_parse(o->mesh, r->world_rank, r->g, &m, d))
         return false;
     pass_mesh_str(&m, ms, sizeof ms);
-    if (!eng_zero(o, pass_mesh_size(&m, "dp"), pass_mesh_size(&m, "pp"), "train", &r->t.opt, d) ||
+    if (!eng_zero(o, pass_mesh_size(&m, "dp"), "train", &r->t.opt, d) ||
         !eng_seq_parallel(o, &m, "train", d))
         return false;
     if (m.world != r->world_size) {
@@ -2552,7 +2578,7 @@ static bool setup(trainer *r, const eng_opts *o)
             r->mgrad = mesh_exec_new(tg, program_compile_segment, (void *)(o->target ? o->target : "cpu"), &r->mesh,
                                      r->world, r->axis, r->pool, d);
         if (!r->mgrad || !setup_state(r, o->seed, mesh_exec_graph(r->mgrad)) || !count_holders(r) ||
-            (r->t.resume && !resume(r, o->seed))) {
+            (zero2_tied(r), r->t.resume && !resume(r, o->seed))) {
             ir_graph_free(gg);
             return false;
         }
@@ -2817,6 +2843,9 @@ void eng_trainer_free(eng_trainer *r)
     free(r->zstage);
     free(r->zrecv);
     free(r->zsrc);
+    for (int i = 0; r->ztied && i < r->n_params; i++)
+        free(r->ztied[i]);
+    free(r->ztied);
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         free(r->flat[k]);
         free(r->grads[k]);
@@ -2945,6 +2974,10 @@ static bool run(trainer *r, bool *preempted)
     for (int k = 0; k < PASS_OPT_GROUPS; k++) {
         int64_t whole = r->zn > 1 ? r->zchunk[k] * r->zn : r->n_group[k];
         held += 4 * (whole + (r->zero2 ? r->zchunk[k] : whole) + r->n_state * r->zchunk[k]);
+    }
+    for (int i = 0; r->ztied && i < r->n_params; i++) { /* --zero 2 under pp: tied params' sums */
+        if (r->ztied[i])
+            held += 4 * (int64_t)r->params[i].count;
     }
     if (ok && o->stats && r->world) /* `loom check --train` predicts it ("loom train holds") */
         fprintf(stderr, "stats rank %d memory: %" PRId64 " bytes of params, gradients and optimizer state\n",

@@ -32,6 +32,20 @@ void pass_opt_group_sizes(const ir_graph *model, const pass_opt_config *c, int64
 
 int64_t pass_opt_chunk(int64_t n, int shards) { return shards > 1 ? (n + shards - 1) / shards : n; }
 
+int64_t pass_opt_zero2_piece(int shards)
+{
+    int64_t p = ((int64_t)1 << 20) / (shards > 1 ? shards : 1);
+    return p > 0 ? p : 1;
+}
+
+bool pass_opt_zero2_hits(int64_t at, int64_t len, int64_t c, int shards, int64_t lo, int64_t hi)
+{
+    for (int q = 0; q < shards; q++)
+        if (q * c + at < hi && lo < q * c + at + len)
+            return true;
+    return false;
+}
+
 int pass_opt_state_names(const pass_opt_config *c, const char *names[2])
 {
     if (c->kind == PASS_OPT_ADAMW) {

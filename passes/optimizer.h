@@ -81,6 +81,13 @@ void pass_opt_group_sizes(const ir_graph *model, const pass_opt_config *c, int64
  * group padded with zeros to shards · chunk; a zero param with a zero gradient stays zero under
  * AdamW and SGD). n itself when shards <= 1. */
 int64_t pass_opt_chunk(int64_t n, int shards);
+/* --zero 2's buckets over a group of `shards` chunks of c elements: bucket `at` (0, piece,
+ * 2·piece, ...) stages elements [q·c + at, +len) of every chunk q side by side, len =
+ * min(piece, c - at), for one reduce-scatter that gives each rank its own chunk's piece;
+ * piece = 2^20 / shards (4 MiB of f32 a reduce-scatter). */
+int64_t pass_opt_zero2_piece(int shards);
+/* Whether that bucket holds an element of [lo, hi) of the group. */
+bool pass_opt_zero2_hits(int64_t at, int64_t len, int64_t c, int shards, int64_t lo, int64_t hi);
 
 /* The names of the optimizer state of c, per group: {"adam.m", "adam.v"}, {"sgd.buf"} or none.
  * Returns the count (0 to 2). */

@@ -38,6 +38,8 @@ MESHES = [("tp=2,pp=2", 4, ["--microbatches", "2"]),
           # ZeRO stage 2: each micro-batch's gradients reduce-scattered into a 1/dp chunk
           ("dp=2", 2, ["--zero", "2", "--accum", "2"]),
           ("dp=2,tp=2", 4, ["--zero", "2", "--accum", "2"]),
+          # under pp: the tied embedding's sum whole on its two stages, reduce-scattered after
+          ("dp=2,pp=2", 4, ["--zero", "2", "--microbatches", "2"]),
           # interleaved 1F1B: 4 layers in 4 model chunks, 2 a stage, sends between every chunk
           ("tp=2,pp=2", 4, ["--microbatches", "2", "--virtual-stages", "2", "-D", "n_layer=4"])]
 RANK = re.compile(r"^  rank (\d+) \(")
