@@ -69,6 +69,7 @@ typedef struct {
     int dp, tp, pp;
     const eng_opts *o;        /* the options it is built with (a --recompute of its own) */
     int recompute;            /* 0 as given, 1 selective, 2 full (the planner's fallback) */
+    int virt;                 /* model chunks a stage (--virtual-stages; 1: none) */
     bool ok;                  /* builds (shards, enough layers) */
     char why[300];            /* if not: the first error */
     int rows[2];              /* micro-batch rows built at (equal when one) */
@@ -127,10 +128,11 @@ static bool build_stage(planner *P, mesh_fig *f, int rows, int s, stage_fig *out
     if (ok) {
         m.rank = a_pp >= 0 ? pass_mesh_with(&m, 0, a_pp, s) : 0;
         m.local_outputs = true;
+        m.virtual_stages = f->virt;
     }
     ir_graph *L = ok ? eng_train_graph(f->o, P->g, rows, sharded ? &m : NULL, true, "plan", &d) : NULL;
     P->built += L != NULL;
-    ok = L && eng_rank_memory_of(L, sharded, 1, &P->opt, &out->mem, &d);
+    ok = L && eng_rank_memory_of(L, sharded, f->virt, &P->opt, &out->mem, &d);
     if (ok) {
         out->comm_s = out->wire = 0;
         for (int i = 0; i < L->n_nodes; i++) {
@@ -233,7 +235,7 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
         m.outputs = (int64_t)llround(lerp((double)a->mem.outputs, (double)b->mem.outputs, t));
         m.grad_arena = (int64_t)llround(lerp((double)a->mem.grad_arena, (double)b->mem.grad_arena, t));
         eng_rank_memory_shard(&m, zero ? f->dp : 1, zero == 2);
-        int slots = f->pp > 1 ? pipeline_in_flight(f->pp, s, M, 1, one_f_one_b) : 1;
+        int slots = f->pp > 1 ? pipeline_in_flight(f->pp, s, M, f->virt, one_f_one_b) : 1;
         double mem = eng_rank_memory_total(&m, slots);
         if (mem > c->memory) {
             c->memory = mem;
@@ -277,8 +279,10 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
         double tr = lerp(a->wire, b->wire, t) * M + dp_wire + tied_wire;
         traffic = tr > traffic ? tr : traffic;
     }
-    int slots_total = M + f->pp - 1;
-    c->bubble = (double)(f->pp - 1) / slots_total;
+    /* the pipeline: M + pp - 1 micro-batch slots of the slowest stage; with V model chunks a
+     * stage, M·V + pp - 1 slots of a chunk's time (a V-th of the stage's) */
+    double slots_total = M + (double)(f->pp - 1) / f->virt;
+    c->bubble = (double)(f->pp - 1) / (f->virt * M + f->pp - 1);
     c->step = slots_total * slowest + dp_s + tied_s;
     c->comm = c->comm * slots_total + dp_s + tied_s;
     c->compute *= slots_total;
@@ -341,6 +345,65 @@ static const char *ms(double s, char *buf, size_t cap)
 {
     snprintf(buf, cap, s >= 1 ? "%.3f s" : "%.2f ms", s >= 1 ? s : s * 1e3);
     return buf;
+}
+
+/* What eng_plan collects: the ranked configurations and the counts it reports, the meshes
+ * built on the way (recomputation, model chunks: configurations point into them). */
+typedef struct {
+    config *cfg;
+    int n_cfg, cap_cfg;
+    mesh_fig **extra;
+    int n_extra, cap_extra;
+    int considered, no_shard, no_fit, no_split;
+    eng_opts o_rc[2];         /* o with --recompute selective, full */
+} plan_run;
+
+/* A mesh like f (to build), kept with the run. */
+static mesh_fig *new_mesh(plan_run *run, const mesh_fig *f)
+{
+    mesh_fig *m = calloc(1, sizeof *m);
+    if (!m)
+        ir_unreachable("out of memory");
+    *m = *f;
+    m->ok = true;
+    m->why[0] = 0;
+    ir_grow((void **)&run->extra, &run->cap_extra, run->n_extra + 1, sizeof *run->extra);
+    run->extra[run->n_extra++] = m;
+    return m;
+}
+
+/* The configurations of mesh f: each micro-batch count of Ms under each schedule (1: 1F1B
+ * alone), with ZeRO and then recomputation where only they make it fit (its meshes built once
+ * a configuration needs them). */
+static void mesh_configs(planner *P, plan_run *run, const mesh_fig *f, const int *Ms, int n_M, int schedules)
+{
+    mesh_fig *with_rc[2] = {NULL, NULL};
+    int zmax = f->dp > 1 ? (f->pp > 1 ? 1 : 2) : 0; /* --zero 2 not under pp: no tied sums modelled */
+    for (int i = 0; i < n_M; i++)
+        for (int sch = 0; sch < schedules; sch++) {
+            config c;
+            evaluate(P, f, Ms[i], sch == 0, 0, &c);
+            for (int z = 1; z <= zmax && c.memory > P->budget; z++) /* ZeRO, where it makes it fit */
+                evaluate(P, f, Ms[i], sch == 0, z, &c);
+            for (int rc = 0; rc < 2 && c.memory > P->budget && !eng_named(P->o, "--recompute"); rc++) {
+                if (!with_rc[rc]) {
+                    with_rc[rc] = new_mesh(run, f);
+                    with_rc[rc]->o = &run->o_rc[rc];
+                    with_rc[rc]->recompute = rc + 1;
+                    build_mesh(P, with_rc[rc]);
+                }
+                for (int z = 0; with_rc[rc]->ok && z <= zmax && (z == 0 || c.memory > P->budget); z++)
+                    evaluate(P, with_rc[rc], Ms[i], sch == 0, z, &c);
+                if (!with_rc[rc]->ok)
+                    c.memory = INFINITY;
+            }
+            if (c.memory > P->budget) {
+                run->no_fit++;
+                continue;
+            }
+            ir_grow((void **)&run->cfg, &run->cap_cfg, run->n_cfg + 1, sizeof *run->cfg);
+            run->cfg[run->n_cfg++] = c;
+        }
 }
 
 bool eng_plan(const eng_opts *o, ir_diag *d)
@@ -409,17 +472,12 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
     mesh_fig *meshes = calloc((size_t)cap_mesh, sizeof *meshes); /* configs point into it: never moved */
     if (!meshes)
         ir_unreachable("out of memory");
-    int considered = 0, no_shard = 0, no_fit = 0, no_split = 0;
     /* the recomputation fallbacks' options: o with --recompute selective, full */
-    eng_opts o_rc[2] = {ob, ob};
+    plan_run run = {.o_rc = {ob, ob}};
     for (int k = 0; k < 2 && ob.n_named < (int)(sizeof ob.named_key / sizeof *ob.named_key); k++) {
-        o_rc[k].named_key[o_rc[k].n_named] = "--recompute";
-        o_rc[k].named_value[o_rc[k].n_named++] = k == 0 ? "selective" : "full";
+        run.o_rc[k].named_key[run.o_rc[k].n_named] = "--recompute";
+        run.o_rc[k].named_value[run.o_rc[k].n_named++] = k == 0 ? "selective" : "full";
     }
-    mesh_fig **extra = NULL;
-    int n_extra = 0, cap_extra = 0;
-    config *cfg = NULL;
-    int n_cfg = 0, cap_cfg = 0;
     for (long tp = 1; tp <= devices; tp++) {
         if (devices % tp)
             continue;
@@ -435,63 +493,46 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
                     Ms[n_M++] = M;
             int schedules = pp > 1 ? 2 : 1;
             if (pp > MAX_STAGES || n_M == 0) {
-                considered += n_M ? n_M * schedules : schedules;
-                no_split += n_M ? n_M * schedules : schedules;
+                run.considered += n_M ? n_M * schedules : schedules;
+                run.no_split += n_M ? n_M * schedules : schedules;
                 continue;
             }
             mesh_fig *f = &meshes[n_mesh++];
             memset(f, 0, sizeof *f);
-            *f = (mesh_fig){.dp = dp, .tp = (int)tp, .pp = (int)pp, .o = P.o, .ok = true};
+            *f = (mesh_fig){.dp = dp, .tp = (int)tp, .pp = (int)pp, .o = P.o, .ok = true, .virt = 1};
             /* rows a micro-batch at the most and the fewest micro-batches (dp alone: a dp rank's) */
             f->rows[0] = sharded ? P.B / Ms[n_M - 1] : P.B / dp;
             f->rows[1] = sharded ? P.B / Ms[0] : P.B / dp;
             build_mesh(&P, f);
-            mesh_fig *with_rc[2] = {NULL, NULL}; /* built once a configuration needs it */
-            considered += n_M * schedules;
+            run.considered += n_M * schedules;
             if (!f->ok) {
-                no_shard += n_M * schedules;
+                run.no_shard += n_M * schedules;
                 continue;
             }
-            for (int i = 0; i < n_M; i++)
-                for (int sch = 0; sch < schedules; sch++) {
-                    config c;
-                    evaluate(&P, f, Ms[i], sch == 0, 0, &c);
-                    /* ZeRO, where it is what makes it fit: stage 1, then 2 (not under pp) */
-                    for (int z = 1; z <= (pp > 1 ? 1 : 2) && c.memory > P.budget && dp > 1; z++)
-                        evaluate(&P, f, Ms[i], sch == 0, z, &c);
-                    for (int rc = 0; rc < 2 && c.memory > P.budget && !eng_named(o, "--recompute"); rc++) {
-                        if (!with_rc[rc]) {
-                            with_rc[rc] = calloc(1, sizeof *with_rc[rc]);
-                            if (!with_rc[rc])
-                                ir_unreachable("out of memory");
-                            *with_rc[rc] = *f;
-                            with_rc[rc]->o = &o_rc[rc];
-                            with_rc[rc]->recompute = rc + 1;
-                            with_rc[rc]->ok = true;
-                            build_mesh(&P, with_rc[rc]);
-                            ir_grow((void **)&extra, &cap_extra, n_extra + 1, sizeof *extra);
-                            extra[n_extra++] = with_rc[rc]; /* configs point into it: freed at the end */
-                        }
-                        for (int z = 0; with_rc[rc]->ok && z <= (dp > 1 ? (pp > 1 ? 1 : 2) : 0) &&
-                                        (z == 0 || c.memory > P.budget); z++)
-                            evaluate(&P, with_rc[rc], Ms[i], sch == 0, z, &c);
-                        if (!with_rc[rc]->ok)
-                            c.memory = INFINITY;
-                    }
-                    if (c.memory > P.budget) {
-                        no_fit++;
-                        continue;
-                    }
-                    if (n_cfg == cap_cfg) {
-                        cap_cfg = cap_cfg ? 2 * cap_cfg : 64;
-                        cfg = realloc(cfg, sizeof *cfg * (size_t)cap_cfg);
-                        if (!cfg)
-                            ir_unreachable("out of memory");
-                    }
-                    cfg[n_cfg++] = c;
-                }
+            mesh_configs(&P, &run, f, Ms, n_M, schedules);
+            /* interleaved 1F1B, 2 model chunks a stage: micro-batch counts a multiple of pp */
+            int Mv[64], n_Mv = 0;
+            for (int i = 0; pp > 1 && i < n_M; i++)
+                if (Ms[i] % pp == 0)
+                    Mv[n_Mv++] = Ms[i];
+            if (!n_Mv)
+                continue;
+            mesh_fig *fv = new_mesh(&run, f);
+            fv->virt = 2;
+            fv->rows[0] = P.B / Mv[n_Mv - 1];
+            fv->rows[1] = P.B / Mv[0];
+            build_mesh(&P, fv);
+            run.considered += n_Mv;
+            if (!fv->ok)
+                run.no_shard += n_Mv;
+            else
+                mesh_configs(&P, &run, fv, Mv, n_Mv, 1);
         }
     }
+    config *cfg = run.cfg;
+    int n_cfg = run.n_cfg, considered = run.considered, no_shard = run.no_shard, no_fit = run.no_fit,
+        no_split = run.no_split, n_extra = run.n_extra;
+    mesh_fig **extra = run.extra;
     if (n_cfg)
         qsort(cfg, (size_t)n_cfg, sizeof *cfg, by_step);
 
@@ -523,8 +564,12 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
             snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " zero%d", c->zero);
         if (f->recompute)
             snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " rc-%s", f->recompute == 1 ? "sel" : "full");
+        char sched[16];
+        snprintf(sched, sizeof sched, "%s", f->pp == 1 ? "-" : f->virt > 1 ? "1f1b" : c->one_f_one_b ? "1f1b" : "gpipe");
+        if (f->virt > 1) /* interleaved: its chunks a stage */
+            snprintf(sched + strlen(sched), sizeof sched - strlen(sched), " v%d", f->virt);
         printf("  %-2d %-17s %-6d %-9s %-11s %-11s %-15s %5.1f%%  %-12s %s\n", shown + 1, spec[0] ? spec : "(one rank)",
-               c->micro, f->pp > 1 ? (c->one_f_one_b ? "1f1b" : "gpipe") : "-", ms(c->step, a, sizeof a),
+               c->micro, sched, ms(c->step, a, sizeof a),
                ms(c->compute, b, sizeof b), ms(c->comm, c3, sizeof c3), 100 * c->bubble, gib(c->memory, c4, sizeof c4),
                gib(c->traffic, c5, sizeof c5));
         snprintf(cmd, sizeof cmd, "%sloom train %s", devices > 1 ? "" : "", o->file ? o->file : "MODEL");
@@ -544,6 +589,8 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         if (f->pp > 1)
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --microbatches %d --schedule %s", c->micro,
                      c->one_f_one_b ? "1f1b" : "gpipe");
+        if (f->virt > 1)
+            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --virtual-stages %d", f->virt);
         if (optimizer)
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --optimizer %s", optimizer);
         if (eng_named(o, "--recompute") || f->recompute)
