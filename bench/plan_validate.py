@@ -38,7 +38,8 @@ DEFINES = ["-D", "n_layer=4", "-D", "d_model=128", "-D", "n_head=4", "-D", "voca
            "-D", "ctx=64", "-D", "batch=8"]
 STEP = re.compile(r"^step (\d+)/\d+ \| .*? \| ([0-9.]+) ms", re.M)
 COMM = re.compile(r"^step (\d+)/\d+ \| .*? \| [0-9.]+ ms \(compute [0-9.]+, comm ([0-9.]+):", re.M)
-ROW = re.compile(r"^  (\d+)\s+(\(one rank\)|\S+)\s+(\d+)\s+(\S+)\s+([0-9.]+) (ms|s)\s+([0-9.]+) (ms|s)", re.M)
+ROW = re.compile(r"^  (\d+)\s+(\(one rank\)|\S+(?: zero\d)?(?: rc-\w+)?)\s+(\d+)\s+(\S+(?: v\d+)?)\s+([0-9.]+) (ms|s)\s+"
+                 r"([0-9.]+) (ms|s)", re.M)
 
 
 def run(cmd, env=None, timeout=600):
@@ -148,9 +149,15 @@ def main():
         rows, considered = plan(a.loom, devices, rate * share / 1e12, a.bandwidth, latency, 1000)
         print(f"{devices} ranks ({share:.2f} of a core's rate each): {considered}")
         for i, r in enumerate(rows[:a.max_configs]):
-            mesh_args = ["--mesh", r["mesh"]] if r["mesh"] != "(one rank)" else []
+            mesh, *extras = r["mesh"].split() if r["mesh"] != "(one rank)" else [None]
+            mesh_args = ["--mesh", mesh] if mesh else []
+            for x in extras:  # zero1, zero2, rc-sel, rc-full: the options they stand for
+                mesh_args += (["--zero", x[4:]] if x.startswith("zero") else
+                              ["--recompute", "selective" if x == "rc-sel" else "full"] if x.startswith("rc-") else [])
             if r["schedule"] != "-":
-                mesh_args += ["--microbatches", str(r["micro"]), "--schedule", r["schedule"]]
+                sched, *v = r["schedule"].split()
+                mesh_args += ["--microbatches", str(r["micro"]), "--schedule", sched]
+                mesh_args += ["--virtual-stages", v[0][1:]] if v else []
             t0 = time.time()
             try:
                 measured = train(a.loom, a.mpiexec, devices, mesh_args, a.steps)

@@ -264,7 +264,8 @@ static const command_help helps[] = {
              "intra=R,inter=R] [--gpus-per-node G] [--peak-tflops T]",
      "Chooses how loom train should split a model over N devices: every mesh dp x tp x pp, micro-batch count "
      "and schedule loom has, pruned by the per-rank memory loom check --train predicts, ranked by a predicted "
-     "step time (FLOPs at peak x MFU, ring collectives, the pipeline bubble); prints the best with the command "
+     "step time (FLOPs at peak x MFU, ring collectives, the pipeline bubble, the update's memory traffic); prints "
+     "the best with the command "
      "to run each (docs/cluster.md).",
      COMMON_MODEL
      "  --devices N          the devices (ranks) to plan for (required)\n"
@@ -275,6 +276,7 @@ static const command_help helps[] = {
      "  --gpus-per-node G    devices a node, ranks in order (default: 8)\n"
      "  --peak-tflops T      a device's peak (default: 400)\n"
      "  --mfu F              the fraction of peak compute reaches (default: 0.4)\n"
+     "  --memory-bandwidth R a device's memory, for the optimizer update (default: 3TB/s)\n"
      "  --optimizer O        adamw or sgd, for the optimizer state (default: adamw)\n"
      "  --recompute R        build every configuration with loom train's --recompute R\n"
      "  --top K              choices printed (default: 5)\n",

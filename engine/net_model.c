@@ -10,7 +10,7 @@
 eng_net eng_net_default(void)
 {
     return (eng_net){.intra_bw = 150e9, .inter_bw = 25e9, .intra_lat = 5e-6, .inter_lat = 10e-6, .per_node = 8,
-                     .peak_flops = 400e12, .mfu = 0.4};
+                     .peak_flops = 400e12, .mfu = 0.4, .mem_bw = 3e12};
 }
 
 /* "150GB/s", "200Gb/s", "1.5e11" -> bytes per second */
@@ -127,6 +127,11 @@ bool eng_net_options(const eng_opts *o, const char *cmd, eng_net *n, ir_diag *d)
             return false;
         }
         n->mfu = f;
+    }
+    if ((v = eng_named(o, "--memory-bandwidth")) && !parse_rate(v, &n->mem_bw)) {
+        ir_diag_error(d, -1, 0, 0, "%s: --memory-bandwidth expects a RATE like 3TB/s, 900GB/s or 3e12 (bytes/s), got '%s'",
+                      cmd, v);
+        return false;
     }
     return true;
 }

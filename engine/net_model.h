@@ -24,14 +24,16 @@ typedef struct {
     int per_node;                /* ranks (devices) a node */
     double peak_flops;           /* FLOP/s of one device */
     double mfu;                  /* the fraction of peak a GEMM-bound step reaches */
+    double mem_bw;               /* bytes per second of a device's memory (the optimizer update) */
 } eng_net;
 
 /* H100-class defaults: 8 devices a node, 150 GB/s and 5 us inside a node, 25 GB/s and 10 us
- * between nodes, 400 TFLOP/s peak at 40% of it. */
+ * between nodes, 400 TFLOP/s peak at 40% of it, 3 TB/s of memory. */
 eng_net eng_net_default(void);
 /* Reads cmd's options into n (others unchanged): --bandwidth intra=X,inter=Y (150GB/s, 25GB/s,
  * 200Gb/s, 1e9: bytes/s), --latency intra=X,inter=Y (5us, 0.01ms, 1e-6: seconds),
- * --gpus-per-node G, --peak-tflops T, --mfu F. false after reporting a bad value. */
+ * --gpus-per-node G, --peak-tflops T, --mfu F, --memory-bandwidth RATE (plan). false after
+ * reporting a bad value. */
 bool eng_net_options(const eng_opts *o, const char *cmd, eng_net *n, ir_diag *d);
 /* "intra-node 150 GB/s, 5 us; inter-node 25 GB/s, 10 us; 8 ranks a node" */
 const char *eng_net_str(const eng_net *n, char *buf, size_t cap);

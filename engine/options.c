@@ -46,7 +46,7 @@ static const struct {
     {"check", "--bandwidth"},   {"check", "--latency"},      {"check", "--gpus-per-node"},
     {"plan", "--devices"},      {"plan", "--device-memory"}, {"plan", "--bandwidth"},    {"plan", "--latency"},
     {"plan", "--gpus-per-node"}, {"plan", "--peak-tflops"},  {"plan", "--mfu"},          {"plan", "--batch"},
-    {"plan", "--top"},          {"plan", "--optimizer"},     {"plan", "--recompute"},
+    {"plan", "--top"},          {"plan", "--optimizer"},     {"plan", "--recompute"},    {"plan", "--memory-bandwidth"},
     /* build --mesh --train: what a training executable compiles in */
     {"build", "--microbatches"}, {"build", "--accum"},       {"build", "--optimizer"},   {"build", "--momentum"},
     {"build", "--weight-decay"}, {"build", "--beta1"},       {"build", "--beta2"},       {"build", "--eps"},

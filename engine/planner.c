@@ -224,7 +224,7 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
     double t = f->rows[1] > f->rows[0] ? (double)(r - f->rows[0]) / (f->rows[1] - f->rows[0]) : 0;
     *c = (config){.mesh = f, .micro = M, .one_f_one_b = one_f_one_b, .zero = zero,
                   .exact = r == f->rows[0] || r == f->rows[1]};
-    double peak = P->net.peak_flops * P->net.mfu, slowest = 0, dp_s = 0, tied_s = 0, traffic = 0;
+    double peak = P->net.peak_flops * P->net.mfu, slowest = 0, dp_s = 0, tied_s = 0, traffic = 0, update_s = 0;
     for (int s = 0; s < f->pp; s++) {
         const stage_fig *a = &f->at[0][s], *b = &f->at[1][s];
         eng_rank_memory m = a->mem;
@@ -269,6 +269,13 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
                    wire / (a->spans_dp ? P->net.inter_bw : P->net.intra_bw);
         }
         dp_s = dp_t > dp_s ? dp_t : dp_s;
+        /* once a step: the optimizer update, memory-bound — each element of the rank's chunk read
+         * (params, gradients, state) and written (params, state) once */
+        double elems = 0;
+        for (int k = 0; k < PASS_OPT_GROUPS; k++)
+            elems += (double)pass_opt_chunk(a->mem.n_group[k], zero ? f->dp : 1);
+        double upd = 4.0 * (2 * a->mem.n_state + 3) * elems / P->net.mem_bw;
+        update_s = upd > update_s ? upd : update_s;
         double tied_t = 0, tied_wire = 0;
         if (f->pp > 1 && a->tied > 0) {
             double steps;
@@ -283,9 +290,9 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
      * stage, M·V + pp - 1 slots of a chunk's time (a V-th of the stage's) */
     double slots_total = M + (double)(f->pp - 1) / f->virt;
     c->bubble = (double)(f->pp - 1) / (f->virt * M + f->pp - 1);
-    c->step = slots_total * slowest + dp_s + tied_s;
+    c->step = slots_total * slowest + dp_s + tied_s + update_s;
     c->comm = c->comm * slots_total + dp_s + tied_s;
-    c->compute *= slots_total;
+    c->compute = c->compute * slots_total + update_s;
     c->traffic = traffic;
 }
 
@@ -543,8 +550,8 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
     printf("plan: %s on %" PRId64 " device%s of %s, batch %d x %" PRId64 " tokens, %s; forward %.3g FLOPs a step\n",
            o->file ? o->file : g->name, devices, devices == 1 ? "" : "s", gib(P.budget, a, sizeof a), P.B,
            tok->shape.dim[1], optimizer ? optimizer : "adamw", flops_step);
-    printf("machine: %s; %.4g TFLOP/s peak at %.0f%% (--mfu)\n", eng_net_str(&P.net, buf, sizeof buf),
-           P.net.peak_flops / 1e12, 100 * P.net.mfu);
+    printf("machine: %s; %.4g TFLOP/s peak at %.0f%% (--mfu); memory %.3g TB/s\n", eng_net_str(&P.net, buf, sizeof buf),
+           P.net.peak_flops / 1e12, 100 * P.net.mfu, P.net.mem_bw / 1e12);
     /* the printed choices: rebuilt at their own rows where interpolated (exact memory) */
     int shown = 0, dropped = 0;
     for (int i = 0; i < n_cfg && shown < top; i++) {
