@@ -70,6 +70,7 @@ typedef struct {
     const eng_opts *o;        /* the options it is built with (a --recompute of its own) */
     int recompute;            /* 0 as given, 1 selective, 2 full (the planner's fallback) */
     int virt;                 /* model chunks a stage (--virtual-stages; 1: none) */
+    bool sp;                  /* --sequence-parallel (a fallback where tp > 1) */
     bool ok;                  /* builds (shards, enough layers) */
     char why[300];            /* if not: the first error */
     int rows[2];              /* micro-batch rows built at (equal when one) */
@@ -129,6 +130,7 @@ static bool build_stage(planner *P, mesh_fig *f, int rows, int s, stage_fig *out
         m.rank = a_pp >= 0 ? pass_mesh_with(&m, 0, a_pp, s) : 0;
         m.local_outputs = true;
         m.virtual_stages = f->virt;
+        m.seq_parallel = f->sp;
     }
     ir_graph *L = ok ? eng_train_graph(f->o, P->g, rows, sharded ? &m : NULL, true, "plan", &d) : NULL;
     P->built += L != NULL;
@@ -251,13 +253,15 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
         /* once a step: the gradients over dp, in buckets, ring */
         double grad_bytes = 4.0 * (double)a->mem.state_elems, dp_t = 0, dp_wire = 0;
         if (f->dp > 1 && zero) { /* each group reduce-scattered, then allgathered (padded chunks);
-                                  * --zero 2 under dp alone or tp: one micro-batch a step */
+                                  * --zero 2 (dp alone or tp: one micro-batch a step) in buckets */
             for (int k = 0; k < PASS_OPT_GROUPS; k++) {
-                double b = 4.0 * (double)(pass_opt_chunk(a->mem.n_group[k], f->dp) * f->dp), wire;
+                int64_t c = pass_opt_chunk(a->mem.n_group[k], f->dp);
+                double b = 4.0 * (double)(c * f->dp), wire;
                 for (int op = 0; b > 0 && op < 2; op++) {
-                    dp_t += eng_net_time(&P->net, op ? OP_allgather : OP_reduce_scatter, f->dp, b, a->spans_dp);
-                    double steps;
+                    double steps, buckets = op == 0 && zero == 2 ? ceil((double)c / pass_opt_zero2_piece(f->dp)) : 1;
                     eng_net_traffic(op ? OP_allgather : OP_reduce_scatter, f->dp, b, &steps, &wire);
+                    dp_t += eng_net_time(&P->net, op ? OP_allgather : OP_reduce_scatter, f->dp, b, a->spans_dp) +
+                            (buckets - 1) * steps * (a->spans_dp ? P->net.inter_lat : P->net.intra_lat);
                     dp_wire += wire;
                 }
             }
@@ -380,11 +384,11 @@ static mesh_fig *new_mesh(plan_run *run, const mesh_fig *f)
 }
 
 /* The configurations of mesh f: each micro-batch count of Ms under each schedule (1: 1F1B
- * alone), with ZeRO and then recomputation where only they make it fit (its meshes built once
- * a configuration needs them). */
+ * alone), with ZeRO, then sequence parallelism (tp > 1), then recomputation where only they
+ * make it fit (their meshes built once a configuration needs them). */
 static void mesh_configs(planner *P, plan_run *run, const mesh_fig *f, const int *Ms, int n_M, int schedules)
 {
-    mesh_fig *with_rc[2] = {NULL, NULL};
+    mesh_fig *with_rc[2] = {NULL, NULL}, *with_sp = NULL;
     int zmax = f->dp > 1 ? (f->pp > 1 ? 1 : 2) : 0; /* --zero 2 not under pp: no tied sums modelled */
     for (int i = 0; i < n_M; i++)
         for (int sch = 0; sch < schedules; sch++) {
@@ -392,6 +396,15 @@ static void mesh_configs(planner *P, plan_run *run, const mesh_fig *f, const int
             evaluate(P, f, Ms[i], sch == 0, 0, &c);
             for (int z = 1; z <= zmax && c.memory > P->budget; z++) /* ZeRO, where it makes it fit */
                 evaluate(P, f, Ms[i], sch == 0, z, &c);
+            if (c.memory > P->budget && f->tp > 1 && !f->sp) {
+                if (!with_sp) {
+                    with_sp = new_mesh(run, f);
+                    with_sp->sp = true;
+                    build_mesh(P, with_sp);
+                }
+                for (int z = 0; with_sp->ok && z <= zmax && (z == 0 || c.memory > P->budget); z++)
+                    evaluate(P, with_sp, Ms[i], sch == 0, z, &c);
+            }
             for (int rc = 0; rc < 2 && c.memory > P->budget && !eng_named(P->o, "--recompute"); rc++) {
                 if (!with_rc[rc]) {
                     with_rc[rc] = new_mesh(run, f);
@@ -569,6 +582,8 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         mesh_spec(f->dp, f->tp, f->pp, spec, sizeof spec);
         if (c->zero)
             snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " zero%d", c->zero);
+        if (f->sp)
+            snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " sp");
         if (f->recompute)
             snprintf(spec + strlen(spec), sizeof spec - strlen(spec), " rc-%s", f->recompute == 1 ? "sel" : "full");
         char sched[16];
@@ -593,6 +608,8 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --mesh %s", spec);
         if (c->zero)
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --zero %d", c->zero);
+        if (f->sp)
+            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --sequence-parallel");
         if (f->pp > 1)
             snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --microbatches %d --schedule %s", c->micro,
                      c->one_f_one_b ? "1f1b" : "gpipe");
@@ -607,7 +624,7 @@ bool eng_plan(const eng_opts *o, ir_diag *d)
         shown++;
     }
     printf("considered %d configurations (%d meshes dp x tp x pp of %" PRId64 ", micro-batch counts, schedules; --zero 1 "
-           "or 2 and --recompute where only they fit): %d ranked, "
+           "or 2, --sequence-parallel and --recompute where only they fit): %d ranked, "
            "%d do not fit %s, %d do not shard or pipeline the model, %d do not split the batch; %d gradient programs "
            "built, %.2f s\n",
            considered, n_mesh, devices, n_cfg - dropped, no_fit, gib(P.budget, a, sizeof a), no_shard, no_split, P.built,
