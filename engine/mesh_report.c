@@ -904,7 +904,7 @@ static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_d
 {
 
     static const char *const train_only[] = {"--schedule", "--accum", "--optimizer", "--momentum", "--zero",
-                                             "--recompute"};
+                                             "--recompute", "--virtual-stages"};
     pass_mesh m;
     if (!pass_mesh_parse(o->mesh, 0, g0, &m, d) || !eng_seq_parallel(o, &m, "check", d))
         return;
@@ -918,8 +918,7 @@ static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_d
             return;
         }
     int microbatches = 0;
-    if (!opt_int(o, "--microbatches", 1, 4096, &microbatches, d) ||
-        !eng_virtual_stages(o, &m, microbatches ? microbatches : 2 * pass_mesh_size(&m, "pp"), true, "check", d))
+    if (!opt_int(o, "--microbatches", 1, 4096, &microbatches, d))
         return;
     char buf[128];
     cJSON *ranks = NULL;
@@ -953,7 +952,7 @@ static void mesh_report(const ir_graph *g0, const eng_opts *o, cJSON *json, ir_d
         return;
     int pp = pass_mesh_size(&m, "pp");
     if (pp > 1 && !json)
-        pipeline_schedule_print(stdout, pp, microbatches ? microbatches : 2 * pp, m.virtual_stages);
+        pipeline_schedule_print(stdout, pp, microbatches ? microbatches : 2 * pp, 1);
 }
 
 void eng_mesh_report(const ir_graph *g, const eng_opts *o, ir_diag *d) { mesh_report(g, o, NULL, d); }
