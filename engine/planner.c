@@ -63,6 +63,7 @@ typedef struct {
     int n_params;
     param_key params[MAX_PARAMS]; /* its params: full name's hash, local elements */
     bool spans_dp;     /* its dp group crosses nodes */
+    bool spans_pp;     /* its pp group crosses nodes */
 } stage_fig;
 
 typedef struct {
@@ -158,6 +159,7 @@ static bool build_stage(planner *P, mesh_fig *f, int rows, int s, stage_fig *out
             out->comm_s += eng_net_time(&P->net, n->op, T, bytes, spans);
         }
         out->spans_dp = a_dp >= 0 && m.size[a_dp] > 1 && eng_net_spans(&P->net, &m, m.rank, a_dp);
+        out->spans_pp = a_pp >= 0 && m.size[a_pp] > 1 && eng_net_spans(&P->net, &m, m.rank, a_pp);
         /* its params by full name (a hash) and local size, for the params two stages hold */
         out->n_params = 0;
         for (int i = 0; i < L->n_nodes; i++) {
@@ -227,6 +229,7 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
     *c = (config){.mesh = f, .micro = M, .one_f_one_b = one_f_one_b, .zero = zero,
                   .exact = r == f->rows[0] || r == f->rows[1]};
     double peak = P->net.peak_flops * P->net.mfu, slowest = 0, dp_s = 0, tied_s = 0, traffic = 0, update_s = 0;
+    bool spans_pp = false;
     for (int s = 0; s < f->pp; s++) {
         const stage_fig *a = &f->at[0][s], *b = &f->at[1][s];
         eng_rank_memory m = a->mem;
@@ -273,6 +276,7 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
                    wire / (a->spans_dp ? P->net.inter_bw : P->net.intra_bw);
         }
         dp_s = dp_t > dp_s ? dp_t : dp_s;
+        spans_pp = spans_pp || a->spans_pp;
         /* once a step: the optimizer update, memory-bound — each element of the rank's chunk read
          * (params, gradients, state) and written (params, state) once */
         double elems = 0;
@@ -294,8 +298,13 @@ static void evaluate(const planner *P, const mesh_fig *f, int M, bool one_f_one_
      * stage, M·V + pp - 1 slots of a chunk's time (a V-th of the stage's) */
     double slots_total = M + (double)(f->pp - 1) / f->virt;
     c->bubble = (double)(f->pp - 1) / (f->virt * M + f->pp - 1);
-    c->step = slots_total * slowest + dp_s + tied_s + update_s;
-    c->comm = c->comm * slots_total + dp_s + tied_s;
+    /* the pipeline's messages on the critical path: GPipe's forwards run ahead of their
+     * receives (the fill and the drain wait, 2(pp-1) messages); 1F1B's steady state waits for
+     * the other stage's message at every forward and backward of a chunk (2·M·V) */
+    double hops = f->pp < 2 ? 0 : one_f_one_b || f->virt > 1 ? 2.0 * M * f->virt : 2.0 * (f->pp - 1);
+    double pp_lat = hops * (spans_pp ? P->net.inter_lat : P->net.intra_lat);
+    c->step = slots_total * slowest + dp_s + tied_s + update_s + pp_lat;
+    c->comm = c->comm * slots_total + dp_s + tied_s + pp_lat;
     c->compute = c->compute * slots_total + update_s;
     c->traffic = traffic;
 }
