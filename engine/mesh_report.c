@@ -421,6 +421,22 @@ double eng_rank_memory_total(const eng_rank_memory *r, int slots)
            (double)r->arenas + (double)r->outputs + (double)r->grad_arena + (double)r->update_arena;
 }
 
+/* The pipeline stages (of rank's pp group) holding a slice of the param whose full name is full,
+ * and the largest slice's elements into *count (NULL: not wanted). */
+static int stage_holders(ir_graph *const *Ls, const pass_mesh *m, int rank, int pp, const char *full, int64_t *count)
+{
+    int a_pp = pass_mesh_axis(m, "pp"), holders = 0;
+    int64_t most = 0;
+    for (int st = 0; st < pp; st++) {
+        int64_t c = local_count(Ls[pass_mesh_with(m, rank, a_pp, st)], full);
+        holders += c >= 0;
+        most = c > most ? c : most;
+    }
+    if (count)
+        *count = most;
+    return holders;
+}
+
 /* --zero 2 under pp: a param several stages hold keeps its whole gradient sum on each holder
  * (summed over pp, then reduce-scattered over dp in the buckets that hold it: train.c
  * tied_sum). Its bytes on rank `rank` into *held, those buckets' bytes into *sent. */
@@ -428,7 +444,6 @@ static void zero2_tied(ir_graph *const *Ls, const pass_mesh *m, const train_setu
                        const int64_t *n_group, int64_t *held, int64_t *sent)
 {
     *held = *sent = 0;
-    int a_pp = pass_mesh_axis(m, "pp");
     if (s->opt.zero != 2 || s->pp < 2)
         return;
     const ir_graph *L = Ls[rank];
@@ -441,15 +456,13 @@ static void zero2_tied(ir_graph *const *Ls, const pass_mesh *m, const train_setu
         const ir_node *n = L->nodes[i];
         if (n->op != OP_param)
             continue;
-        int k = pass_opt_group(&s->opt, n), holders = 0;
+        int k = pass_opt_group(&s->opt, n);
         int64_t count = ir_shape_numel(&n->shape);
         char full[600];
         mesh_slice sl[MESH_MAX_SLICES];
         int n_sl = 0;
         mesh_slice_parse(n->name, full, sizeof full, sl, &n_sl);
-        for (int st = 0; st < s->pp; st++)
-            holders += local_count(Ls[pass_mesh_with(m, rank, a_pp, st)], full) >= 0;
-        if (holders > 1) {
+        if (stage_holders(Ls, m, rank, s->pp, full, NULL) > 1) {
             grp[n_tied] = k;
             lo[n_tied] = off[k];
             hi[n_tied++] = off[k] + count;
@@ -591,14 +604,8 @@ static bool train_rank(const ir_graph *model, ir_graph *const *Ls, const pass_me
             const ir_node *p = model->nodes[i];
             if (p->op != OP_param)
                 continue;
-            int holders = 0;
-            int64_t count = 0;
-            for (int st = 0; st < s->pp; st++) {
-                int64_t c = local_count(Ls[pass_mesh_with(m, rank, a_pp, st)], p->name);
-                holders += c >= 0;
-                count = c > count ? c : count;
-            }
-            if (holders < 2)
+            int64_t count;
+            if (stage_holders(Ls, m, rank, s->pp, p->name, &count) < 2)
                 continue;
             add_row(rows, &n_rows, "pp", "tied allreduce", 1, 4.0 * (double)count,
                     2.0 * (s->pp - 1) / s->pp * 4.0 * (double)count);

@@ -990,6 +990,7 @@ static void add_mesh_grad(trainer *r, mesh_run *R, const model_param *mp)
         a[j] += g[j];
 }
 
+static void zero2_take(trainer *r, mesh_run *R);
 static void zero2_scatter(trainer *r, const float *const *src, bool only_given);
 
 static bool take_micro(void *ctx, mesh_run *R, int micro)
@@ -997,17 +998,8 @@ static bool take_micro(void *ctx, mesh_run *R, int micro)
     (void)micro;
     trainer *r = ctx;
     double t0 = rt_now_ms();
-    if (r->zero2) { /* reduce-scattered at once into the chunk; a tied param's summed (tied_sum) */
-        char gname[600];
-        for (int i = 0; i < r->n_params; i++) {
-            snprintf(gname, sizeof gname, "grad/%s", r->params[i].name);
-            const float *g = mesh_exec_output(R, gname);
-            r->zsrc[i] = r->ztied[i] ? NULL : g;
-            for (size_t j = 0; r->ztied[i] && g && j < r->params[i].count; j++)
-                r->ztied[i][j] += g[j];
-        }
-        zero2_scatter(r, r->zsrc, false);
-    }
+    if (r->zero2)
+        zero2_take(r, R);
     for (int i = 0; !r->zero2 && i < r->n_params; i++)
         if (!(r->overlap_now && r->taken[i])) /* else added by the overlap hook already */
             add_mesh_grad(r, R, &r->params[i]);
@@ -1454,6 +1446,22 @@ static const void *grad_output(trainer *r, const char *name)
     return v;
 }
 
+/* --zero 2: one micro-batch's gradients — the mesh runner's, or with R NULL the gradient
+ * program's — reduce-scattered into the chunk; a tied param's added to its whole sum instead
+ * (tied_sum reduces it once a step). */
+static void zero2_take(trainer *r, mesh_run *R)
+{
+    char gname[600];
+    for (int i = 0; i < r->n_params; i++) {
+        snprintf(gname, sizeof gname, "grad/%s", r->params[i].name);
+        const float *g = R ? mesh_exec_output(R, gname) : grad_output(r, gname);
+        r->zsrc[i] = r->ztied[i] ? NULL : g;
+        for (size_t j = 0; r->ztied[i] && g && j < r->params[i].count; j++)
+            r->ztied[i][j] += g[j];
+    }
+    zero2_scatter(r, r->zsrc, false);
+}
+
 /* ---- steps --------------------------------------------------------------------------------- */
 
 /* Writes the gradients the update is about to see, per param, for tests of the optimizer. */
@@ -1893,11 +1901,7 @@ static bool train_step(trainer *r, double *loss, double *norm, bool first)
         if (r->zero2) { /* this micro-batch's sum over dp into the chunk */
             for (int k = 0; m == 0 && k < PASS_OPT_GROUPS; k++)
                 memset(r->grads[k], 0, (size_t)r->glen[k] * sizeof *r->grads[k]);
-            for (int i = 0; i < r->n_params; i++) {
-                snprintf(gname, sizeof gname, "grad/%s", r->params[i].name);
-                r->zsrc[i] = grad_output(r, gname);
-            }
-            zero2_scatter(r, r->zsrc, false);
+            zero2_take(r, NULL);
         }
         /* gather the per-param gradients into the flat groups, summing the batches */
         for (int i = 0; !hook && !r->zero2 && i < r->n_params; i++) {
